@@ -1,0 +1,47 @@
+//! The container engine: a daemon (`berth engine`) serving the Docker Engine API over a UNIX socket.
+//!
+//! It knows nothing of compose except labels. It owns images (content store, registry client,
+//! layer unpack, snapshots), containers (state, shim, init, logs), and uses `crate::network` and
+//! `crate::volume` for networks and volumes.
+
+pub mod api;
+pub mod container;
+pub mod content;
+pub mod daemon;
+pub mod image;
+pub mod paths;
+pub mod reference;
+pub mod registry;
+pub mod snapshot;
+pub mod unpack;
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use crate::network::NetworkManager;
+use crate::volume::VolumeStore;
+use api::types::EventMessage;
+use container::ContainerStore;
+use image::ImageStore;
+pub use paths::EngineRoots;
+
+/// Engine settings fixed at daemon start.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    /// Registries reached over plain HTTP besides loopback ones (`host:port`).
+    pub insecure_registries: Vec<String>,
+}
+
+/// Everything the daemon serves from; shared by every API handler.
+pub struct Engine {
+    pub roots: EngineRoots,
+    pub settings: EngineSettings,
+    pub images: ImageStore,
+    pub containers: ContainerStore,
+    pub networks: NetworkManager,
+    pub volumes: VolumeStore,
+    pub events: broadcast::Sender<EventMessage>,
+}
+
+pub type SharedEngine = Arc<Engine>;

@@ -1,0 +1,1 @@
+//! OCI distribution client: token auth, manifests and indexes, streamed verified blobs.

@@ -1,0 +1,1 @@
+//! Unpacked layers keyed by ChainID, each a directory usable as an overlayfs lower dir.
