@@ -11,7 +11,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The container-side helpers must stay single-threaded from their first instruction, so they
     // are dispatched before clap, tokio or anything else that might start a thread.
-    match std::env::args_os().nth(1).as_deref().and_then(|a| a.to_str()) {
+    match std::env::args_os()
+        .nth(1)
+        .as_deref()
+        .and_then(|a| a.to_str())
+    {
         Some("init") => engine::container::init::main(),
         Some("shim") => engine::container::shim::main(),
         _ => cli::main(),

@@ -4,10 +4,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod config;
+
 use crate::engine::{EngineRoots, EngineSettings};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Compose-style multi-container orchestrator with its own engine")]
+#[command(
+    name = "berth",
+    version,
+    about = "Compose-style multi-container orchestrator with its own engine"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -37,7 +43,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Engine(args) => {
             let roots = EngineRoots::new(args.data_root, args.run_root);
-            let settings = EngineSettings { insecure_registries: args.insecure_registries };
+            let settings = EngineSettings {
+                insecure_registries: args.insecure_registries,
+            };
             match crate::engine::daemon::run(roots, settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -18,7 +18,10 @@ pub struct EngineRoots {
 
 impl EngineRoots {
     pub fn new(data_root: impl Into<PathBuf>, run_root: impl Into<PathBuf>) -> Self {
-        Self { data_root: data_root.into(), run_root: run_root.into() }
+        Self {
+            data_root: data_root.into(),
+            run_root: run_root.into(),
+        }
     }
 
     /// Roots from `BERTH_DATA_ROOT` / `BERTH_RUN_ROOT`, falling back to the defaults.

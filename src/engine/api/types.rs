@@ -149,7 +149,11 @@ pub struct NetworkingConfig {
 pub struct EndpointSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aliases: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "IPAMConfig")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "IPAMConfig"
+    )]
     pub ipam_config: Option<EndpointIpamConfig>,
     #[serde(default, rename = "NetworkID")]
     pub network_id: String,
@@ -169,7 +173,11 @@ pub struct EndpointSettings {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EndpointIpamConfig {
-    #[serde(default, rename = "IPv4Address", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "IPv4Address",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ipv4_address: String,
 }
 

@@ -1,0 +1,2 @@
+//! Shared fixtures for the integration tests (each test binary includes what it uses).
+#![allow(dead_code)]
