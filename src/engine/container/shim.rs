@@ -168,6 +168,8 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
+    // Only the shim holds `life_w`: the child sees EOF on `life_r` iff the shim is gone.
+    let (life_r, life_w) = pipe()?;
 
     // Build everything the child needs before forking: after fork it only makes system calls.
     let exe = CString::new("/proc/self/exe").expect("static path has no NUL");
@@ -192,8 +194,16 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let child = match unsafe { fork() }.map_err(sys("fork container init"))? {
         ForkResult::Child => unsafe {
             // The container must not outlive its shim: nobody would record its exit.
+            // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
+            // is detected through the life pipe instead.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != shim_pid {
+            libc::close(life_w.as_raw_fd());
+            let mut pfd = libc::pollfd {
+                fd: life_r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) != 0 {
                 libc::_exit(1);
             }
             libc::dup2(devnull.as_raw_fd(), 0);
@@ -207,7 +217,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         },
         ForkResult::Parent { child } => child,
     };
-    drop((out_w, err_w, sync_w, devnull));
+    drop((out_w, err_w, sync_w, devnull, life_r));
 
     let mut init_error = String::new();
     File::from(sync_r)
@@ -232,6 +242,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     );
 
     let exit_code = supervise(child, out_r, err_r, log)?;
+    drop(life_w);
     let record = ExitRecord {
         exit_code,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
