@@ -19,7 +19,10 @@ pub fn build_busybox_rootfs(dir: &Path) -> io::Result<()> {
     }
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     std::fs::copy(HOST_BUSYBOX, dir.join("bin/busybox"))?;
-    std::fs::set_permissions(dir.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(
+        dir.join("bin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
     let out = Command::new(HOST_BUSYBOX).arg("--list").output()?;
     if !out.status.success() {
         return Err(io::Error::other("`busybox --list` failed"));

@@ -16,7 +16,9 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 #[derive(Debug, Error)]
 pub enum CgroupError {
-    #[error("no usable cgroup hierarchy under {CGROUP_ROOT} (need cgroup2 or the v1 pids controller)")]
+    #[error(
+        "no usable cgroup hierarchy under {CGROUP_ROOT} (need cgroup2 or the v1 pids controller)"
+    )]
     NoHierarchy,
     #[error("cannot create cgroup {path}: {source}")]
     Create {
@@ -43,7 +45,7 @@ pub struct CgroupLayout {
 
 fn is_cgroup2(path: &Path) -> bool {
     match nix::sys::statfs::statfs(path) {
-        Ok(st) => st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC,
+        Ok(st) => st.filesystem_type().0 == CGROUP2_SUPER_MAGIC,
         Err(_) => false,
     }
 }

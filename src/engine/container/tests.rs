@@ -189,13 +189,21 @@ async fn output_goes_to_the_json_log_and_the_exit_code_is_recorded() {
     let raw = std::fs::read_to_string(env.store.log_path(&id)).expect("log file");
     let first: serde_json::Value =
         serde_json::from_str(raw.lines().next().expect("a line")).expect("json line");
-    assert!(first["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')));
+    assert!(first["time"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.contains('T')));
 
     let state = env.store.state(&id);
     assert_eq!((state.status, state.exit_code), (Status::Exited, 3));
-    let summary = env.store.list(true, &ContainerFilters::default(), &|_| String::new());
+    let summary = env
+        .store
+        .list(true, &ContainerFilters::default(), &|_| String::new());
     assert_eq!(summary.len(), 1);
-    assert!(summary[0].status.starts_with("Exited (3) "), "{}", summary[0].status);
+    assert!(
+        summary[0].status.starts_with("Exited (3) "),
+        "{}",
+        summary[0].status
+    );
     assert!(env
         .store
         .list(false, &ContainerFilters::default(), &|_| String::new())
@@ -258,9 +266,19 @@ async fn the_container_sees_its_own_pid_namespace_hostname_mounts_and_caps() {
     let target = |m: &str| m.split(' ').nth(1).unwrap_or("").to_string();
     let targets: Vec<String> = mounts.iter().map(|m| target(m)).collect();
     for wanted in [
-        "/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/etc/hostname",
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/etc/hostname",
     ] {
-        assert!(targets.iter().any(|t| t == wanted), "no {wanted} in {targets:?}");
+        assert!(
+            targets.iter().any(|t| t == wanted),
+            "no {wanted} in {targets:?}"
+        );
     }
     assert!(mounts
         .iter()
@@ -276,7 +294,10 @@ async fn the_container_sees_its_own_pid_namespace_hostname_mounts_and_caps() {
         .any(|m| target(m) == "/proc/sys" && m.contains(" ro,")));
     for masked in ["/proc/kcore", "/proc/keys", "/proc/timer_list"] {
         if Path::new(masked).exists() {
-            assert!(mounts.iter().any(|m| target(m) == masked), "{masked} not masked");
+            assert!(
+                mounts.iter().any(|m| target(m) == masked),
+                "{masked} not masked"
+            );
         }
     }
     // Nothing of the host's mount table (its root fs, /work, the test's roots) shows through.
@@ -287,8 +308,9 @@ async fn the_container_sees_its_own_pid_namespace_hostname_mounts_and_caps() {
         .and_then(|l| l.split(' ').next().map(str::to_string))
         .unwrap_or_default();
     assert!(
-        !mounts.iter().any(|m| m.starts_with(&format!("{host_root_dev} "))
-            && target(m) != "/etc/hostname"),
+        !mounts
+            .iter()
+            .any(|m| m.starts_with(&format!("{host_root_dev} ")) && target(m) != "/etc/hostname"),
         "host mounts leaked: {mounts:?}"
     );
     assert_eq!(env.leaked_mounts(), Vec::<String>::new());
@@ -304,7 +326,10 @@ async fn a_user_from_the_containers_passwd_is_used_with_no_effective_caps() {
     env.store.start(&id, env.plan()).await.expect("start");
     assert_eq!(env.store.wait(&id).await.expect("wait"), 0);
     let out = env.log_text(&id, "stdout");
-    assert!(out.contains("uid=65534(nobody) gid=65534(nogroup)"), "{out}");
+    assert!(
+        out.contains("uid=65534(nobody) gid=65534(nogroup)"),
+        "{out}"
+    );
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
     assert!(out.contains("home=/nonexistent\n"), "{out}");
@@ -341,9 +366,8 @@ async fn a_missing_command_fails_start_with_dockers_message_and_leaves_nothing()
     let id = env.create(None, req).await;
     let err = env.store.start(&id, env.plan()).await.unwrap_err();
     assert!(
-        err.to_string().ends_with(
-            "exec: \"/nope/missing\": stat /nope/missing: no such file or directory"
-        ),
+        err.to_string()
+            .ends_with("exec: \"/nope/missing\": stat /nope/missing: no such file or directory"),
         "{err}"
     );
 }
@@ -365,18 +389,28 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
 
     let t0 = Instant::now();
     assert!(env.store.stop(&polite, Some(10)).await.expect("stop"));
-    assert!(t0.elapsed() < Duration::from_secs(5), "TERM was not delivered");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "TERM was not delivered"
+    );
     assert_eq!(env.store.state(&polite).exit_code, 0);
     assert!(env.log_text(&polite, "stdout").contains("got-term"));
 
     let t0 = Instant::now();
     assert!(env.store.stop(&stubborn, Some(1)).await.expect("stop"));
     let took = t0.elapsed();
-    assert!(took >= Duration::from_secs(1), "killed before the grace period: {took:?}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed before the grace period: {took:?}"
+    );
     assert!(took < Duration::from_secs(8), "SIGKILL came late: {took:?}");
     let state = env.store.state(&stubborn);
     assert_eq!((state.status, state.exit_code), (Status::Exited, 137));
-    assert!(!env.store.stop(&stubborn, Some(1)).await.expect("second stop"));
+    assert!(!env
+        .store
+        .stop(&stubborn, Some(1))
+        .await
+        .expect("second stop"));
     for p in env.store.cgroup_paths(&stubborn) {
         assert!(!p.exists(), "cgroup {} left after stop", p.display());
     }
@@ -450,9 +484,11 @@ async fn the_container_outlives_its_engine_and_its_exit_is_still_recorded() {
         .expect("spawn engine process");
     std::fs::create_dir_all(env.root().join("signal")).expect("mkdir signal");
     let id_file = env.root().join("started-id");
-    wait_for("the engine process to start a container", Duration::from_secs(30), || {
-        id_file.exists()
-    })
+    wait_for(
+        "the engine process to start a container",
+        Duration::from_secs(30),
+        || id_file.exists(),
+    )
     .await;
     let id = std::fs::read_to_string(&id_file).expect("id");
     engine.kill().expect("kill engine");
@@ -476,9 +512,11 @@ async fn the_container_outlives_its_engine_and_its_exit_is_still_recorded() {
 
     // Let the container finish while no engine runs: only the shim can record it.
     std::fs::write(env.root().join("signal/finish"), "").expect("signal the container");
-    wait_for("the shim to record the exit", Duration::from_secs(10), || {
-        env.store.dir(&id).join("exit.json").exists()
-    })
+    wait_for(
+        "the shim to record the exit",
+        Duration::from_secs(10),
+        || env.store.dir(&id).join("exit.json").exists(),
+    )
     .await;
     // A new engine on the same roots finds it exited with its code.
     let store = ContainerStore::open(env.store.roots()).expect("reopen");
@@ -498,16 +536,21 @@ async fn remove_refuses_a_running_container_unless_forced_and_leaves_nothing() {
     let state = env.store.state(&id);
     let cgroups = env.store.cgroup_paths(&id);
     assert!(cgroups.iter().all(|p| p.exists()));
-    wait_for("sh and two sleeps in the cgroup", Duration::from_secs(10), || {
-        cgroup::pids(&cgroups).len() >= 3
-    })
+    wait_for(
+        "sh and two sleeps in the cgroup",
+        Duration::from_secs(10),
+        || cgroup::pids(&cgroups).len() >= 3,
+    )
     .await;
     let pids = cgroup::pids(&cgroups);
 
     env.store.remove(&id, true).await.expect("force remove");
     assert!(!state.init.alive() && !state.shim.alive());
     for pid in pids {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} survived");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived"
+        );
     }
     for p in &cgroups {
         assert!(!p.exists(), "cgroup {} left", p.display());
@@ -527,18 +570,25 @@ async fn names_prefixes_filters_and_inspect() {
     req.labels = Some([("com.docker.compose.project".to_string(), "demo".to_string())].into());
     req.env = Some(vec!["A=1".into()]);
     let id = env.create(Some("web-1"), req.clone()).await;
-    let err = env.store.create(Some("/web-1"), req, &env.image()).await.unwrap_err();
+    let err = env
+        .store
+        .create(Some("/web-1"), req, &env.image())
+        .await
+        .unwrap_err();
     assert_eq!(err.http_status(), 409);
-    assert!(err
-        .to_string()
-        .starts_with(&format!("container name \"/web-1\" is already in use by container \"{id}\"")));
+    assert!(err.to_string().starts_with(&format!(
+        "container name \"/web-1\" is already in use by container \"{id}\""
+    )));
     let other = env.create(None, sh("exit 0")).await;
     assert_ne!(id, other);
 
     assert_eq!(env.store.resolve_id("web-1").unwrap(), id);
     assert_eq!(env.store.resolve_id("/web-1").unwrap(), id);
     assert_eq!(env.store.resolve_id(&id[..12]).unwrap(), id);
-    assert!(matches!(env.store.resolve_id("nope"), Err(ContainerError::NotFound(_))));
+    assert!(matches!(
+        env.store.resolve_id("nope"),
+        Err(ContainerError::NotFound(_))
+    ));
 
     let filters =
         ContainerFilters::from_docker_json(r#"{"label":["com.docker.compose.project=demo"]}"#)
@@ -561,7 +611,11 @@ async fn names_prefixes_filters_and_inspect() {
     assert_eq!(inspect.state.status, "created");
     assert!(inspect.log_path.ends_with(&format!("{id}-json.log")));
 
-    let err = env.store.create(Some("bad name"), sh("true"), &env.image()).await.unwrap_err();
+    let err = env
+        .store
+        .create(Some("bad name"), sh("true"), &env.image())
+        .await
+        .unwrap_err();
     assert_eq!(err.http_status(), 400);
 }
 
@@ -642,8 +696,12 @@ async fn binds_and_a_prepared_network_namespace_are_used() {
     let id = env
         .create(
             None,
-            sh("readlink /proc/self/ns/net; cat /data/in; echo from-container > /data/out; \
-                touch /ro/x 2>&1; cat /etc/hosts; ip -o link | wc -l"),
+            sh(
+                "readlink /proc/self/ns/net; cat /data/in; echo from-container > /data/out; \
+                touch /ro/x 2>&1; cat /etc/hosts; \
+                echo port_start=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); \
+                ip -o link | wc -l",
+            ),
         )
         .await;
     let mut plan = env.plan();
@@ -672,6 +730,7 @@ async fn binds_and_a_prepared_network_namespace_are_used() {
     assert!(out.contains("from-host"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.contains("10.1.2.3\tpeer"), "{out}");
+    assert!(out.contains("port_start=0\n"), "{out}");
     // Only `lo` in a fresh namespace.
     assert!(out.trim_end().ends_with('1'), "{out}");
     assert_eq!(
