@@ -11,6 +11,7 @@ pub mod load;
 pub mod merge;
 pub mod model;
 pub mod normalize;
+pub mod plan;
 pub mod schema;
 pub mod yaml;
 
