@@ -19,7 +19,12 @@ pub fn apply_profiles(
         if !project.services.contains_key(name) {
             return Err(ComposeError::Consistency(format!(
                 "no such service: {name}; the project defines {}",
-                project.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                project
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
@@ -39,7 +44,9 @@ pub fn apply_profiles(
     // Dependencies of kept services come along, whatever their profiles.
     let mut stack: Vec<String> = keep.iter().cloned().collect();
     while let Some(n) = stack.pop() {
-        let Some(svc) = project.services.get(&n) else { continue };
+        let Some(svc) = project.services.get(&n) else {
+            continue;
+        };
         for (dep, d) in &svc.depends_on {
             if !project.services.contains_key(dep) {
                 continue;
@@ -144,7 +151,8 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
             }
             if !targets.insert(v.target.as_str()) {
                 return Err(ComposeError::Consistency(format!(
-                    "services.{name}.volumes[{i}]: target {} already mounted", v.target
+                    "services.{name}.volumes[{i}]: target {} already mounted",
+                    v.target
                 )));
             }
         }

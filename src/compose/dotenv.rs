@@ -25,7 +25,10 @@ pub enum DotenvError {
 
 /// Parse a dotenv text. Values are interpolated against the variables defined earlier in the
 /// same file, then `env`. A bare `KEY` gives `None` unless `env` knows it.
-pub fn parse(text: &str, env: &dyn Lookup) -> Result<IndexMap<String, Option<String>>, DotenvError> {
+pub fn parse(
+    text: &str,
+    env: &dyn Lookup,
+) -> Result<IndexMap<String, Option<String>>, DotenvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let chars: Vec<char> = text.chars().collect();
     let mut vars: IndexMap<String, Option<String>> = IndexMap::new();
@@ -76,7 +79,11 @@ pub fn parse(text: &str, env: &dyn Lookup) -> Result<IndexMap<String, Option<Str
         }
         if i >= chars.len() || chars[i] == '\n' {
             // Bare `KEY`: inherited from the environment when known.
-            let v = vars.get(&key).cloned().flatten().or_else(|| env.lookup(&key));
+            let v = vars
+                .get(&key)
+                .cloned()
+                .flatten()
+                .or_else(|| env.lookup(&key));
             vars.insert(key, v);
             continue;
         }
@@ -211,6 +218,8 @@ mod tests {
         let e = parse("A=1\nINVALID LINE\n", &no_env).unwrap_err();
         assert_eq!(e.to_string(), "line 2: key cannot contain a space");
         let e = parse("A=\"open\nB=2\n", &no_env).unwrap_err();
-        assert!(e.to_string().starts_with("line 1: unterminated quoted value"));
+        assert!(e
+            .to_string()
+            .starts_with("line 1: unterminated quoted value"));
     }
 }

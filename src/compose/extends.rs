@@ -91,14 +91,19 @@ fn resolve(
     let (base_name, base_file) = match &ext.value {
         Value::String(s) => (s.clone(), None),
         Value::Map(m) => {
-            let s = m
-                .get("service")
-                .and_then(Node::as_str)
-                .ok_or_else(|| ComposeError::invalid(&ext, &path, format!("{path} missing property 'service'")))?;
+            let s = m.get("service").and_then(Node::as_str).ok_or_else(|| {
+                ComposeError::invalid(&ext, &path, format!("{path} missing property 'service'"))
+            })?;
             let f = m.get("file").and_then(Node::as_str).map(String::from);
             (s.to_string(), f)
         }
-        _ => return Err(ComposeError::invalid(&ext, &path, format!("{path} must be a string or a mapping"))),
+        _ => {
+            return Err(ComposeError::invalid(
+                &ext,
+                &path,
+                format!("{path} must be a string or a mapping"),
+            ))
+        }
     };
     let dir = file.parent().unwrap_or(Path::new("."));
     let base_path = match &base_file {
@@ -157,7 +162,8 @@ fn rebase(svc: &mut Node, dir: &Path) {
                     match &mut it.value {
                         Value::String(s) => *s = abs(s),
                         Value::Map(im) => {
-                            if let Some(Value::String(s)) = im.get_mut("path").map(|p| &mut p.value) {
+                            if let Some(Value::String(s)) = im.get_mut("path").map(|p| &mut p.value)
+                            {
                                 *s = abs(s);
                             }
                         }

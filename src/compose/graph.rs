@@ -44,7 +44,11 @@ impl ServiceGraph {
 
     /// Dependents before dependencies.
     pub fn stop_order(&self) -> Vec<String> {
-        self.order.iter().rev().map(|i| self.graph[*i].clone()).collect()
+        self.order
+            .iter()
+            .rev()
+            .map(|i| self.graph[*i].clone())
+            .collect()
     }
 
     /// Direct dependencies of `service`.
@@ -52,7 +56,11 @@ impl ServiceGraph {
         self.graph
             .node_indices()
             .find(|i| self.graph[*i] == service)
-            .map(|i| self.graph.edges(i).map(|e| self.graph[e.target()].clone()).collect())
+            .map(|i| {
+                let mut d: Vec<NodeIndex> = self.graph.edges(i).map(|e| e.target()).collect();
+                d.sort_by_key(|i| i.index());
+                d.into_iter().map(|t| self.graph[t].clone()).collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -76,7 +84,8 @@ fn topo_order(graph: &DiGraph<String, ()>) -> Result<Vec<NodeIndex>, GraphError>
         let mut stack: Vec<(NodeIndex, Vec<NodeIndex>, usize)> = Vec::new();
         let deps = |n: NodeIndex| -> Vec<NodeIndex> {
             let mut d: Vec<NodeIndex> = graph.edges(n).map(|e| e.target()).collect();
-            d.reverse(); // petgraph lists edges newest first
+            // Visit dependencies in declaration order, so the start order is stable and readable.
+            d.sort_by_key(|i| i.index());
             d
         };
         state[start.index()] = State::Active;
@@ -93,8 +102,10 @@ fn topo_order(graph: &DiGraph<String, ()>) -> Result<Vec<NodeIndex>, GraphError>
                     }
                     State::Active => {
                         let pos = stack.iter().position(|(n, _, _)| *n == child).unwrap_or(0);
-                        let mut names: Vec<String> =
-                            stack[pos..].iter().map(|(n, _, _)| graph[*n].clone()).collect();
+                        let mut names: Vec<String> = stack[pos..]
+                            .iter()
+                            .map(|(n, _, _)| graph[*n].clone())
+                            .collect();
                         names.push(graph[child].clone());
                         return Err(GraphError::Cycle(names.join(" -> ")));
                     }
@@ -137,7 +148,13 @@ mod tests {
 
     #[test]
     fn start_and_stop_orders() {
-        let g = ServiceGraph::new(&project(&[("web", &["api"]), ("api", &["db", "cache"]), ("db", &[]), ("cache", &[])])).unwrap();
+        let g = ServiceGraph::new(&project(&[
+            ("web", &["api"]),
+            ("api", &["db", "cache"]),
+            ("db", &[]),
+            ("cache", &[]),
+        ]))
+        .unwrap();
         assert_eq!(g.start_order(), vec!["db", "cache", "api", "web"]);
         assert_eq!(g.stop_order(), vec!["web", "api", "cache", "db"]);
         assert_eq!(g.dependencies("api"), vec!["db", "cache"]);
@@ -145,12 +162,24 @@ mod tests {
 
     #[test]
     fn cycle_names_its_members() {
-        let e = ServiceGraph::new(&project(&[("service1", &["service2"]), ("service2", &["service3"]), ("service3", &["service1"])]))
+        let e = ServiceGraph::new(&project(&[
+            ("service1", &["service2"]),
+            ("service2", &["service3"]),
+            ("service3", &["service1"]),
+        ]))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "dependency cycle detected: service1 -> service2 -> service3 -> service1"
+            ),
+            "{e}"
+        );
+        let e = ServiceGraph::new(&project(&[("a", &["a"])]))
             .err()
             .unwrap()
             .to_string();
-        assert!(e.starts_with("dependency cycle detected: service1 -> service2 -> service3 -> service1"), "{e}");
-        let e = ServiceGraph::new(&project(&[("a", &["a"])])).err().unwrap().to_string();
         assert!(e.contains("a -> a"), "{e}");
     }
 }

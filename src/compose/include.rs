@@ -16,7 +16,11 @@ pub fn apply(
     ctx: &LoadContext,
     chain: &mut Vec<PathBuf>,
 ) -> Result<(), ComposeError> {
-    let Some(inc) = file.node.as_map_mut().and_then(|m| m.shift_remove("include")) else {
+    let Some(inc) = file
+        .node
+        .as_map_mut()
+        .and_then(|m| m.shift_remove("include"))
+    else {
         return Ok(());
     };
     chain.push(file.path.clone());
@@ -24,7 +28,13 @@ pub fn apply(
     let entries = match &inc.value {
         Value::Seq(items) => items.clone(),
         Value::Null => vec![],
-        _ => return Err(ComposeError::invalid(&inc, "include", "include must be a list")),
+        _ => {
+            return Err(ComposeError::invalid(
+                &inc,
+                "include",
+                "include must be a list",
+            ))
+        }
     };
     for (i, entry) in entries.iter().enumerate() {
         let path = format!("include[{i}]");
@@ -43,11 +53,25 @@ pub fn apply(
                     };
                     let p = list("path");
                     if p.is_empty() {
-                        return Err(ComposeError::invalid(entry, &path, format!("{path} missing property 'path'")));
+                        return Err(ComposeError::invalid(
+                            entry,
+                            &path,
+                            format!("{path} missing property 'path'"),
+                        ));
                     }
-                    (p, m.get("project_directory").and_then(Node::scalar_text), list("env_file"))
+                    (
+                        p,
+                        m.get("project_directory").and_then(Node::scalar_text),
+                        list("env_file"),
+                    )
                 }
-                _ => return Err(ComposeError::invalid(entry, &path, format!("{path} must be a string or a mapping"))),
+                _ => {
+                    return Err(ComposeError::invalid(
+                        entry,
+                        &path,
+                        format!("{path} must be a string or a mapping"),
+                    ))
+                }
             };
         let files: Vec<PathBuf> = paths.iter().map(|p| clean_path(&dir.join(p))).collect();
         let sub_dir = match &project_dir {
@@ -102,7 +126,9 @@ pub fn apply(
         let Some(sub) = merged else { continue };
         let target = file.node.as_map_mut().expect("compose files are mappings");
         for kind in RESOURCE_KINDS {
-            let Some(src) = sub.get(kind).and_then(Node::as_map) else { continue };
+            let Some(src) = sub.get(kind).and_then(Node::as_map) else {
+                continue;
+            };
             let dst = target
                 .entry(kind.to_string())
                 .or_insert_with(|| Node::new(Value::Map(IndexMap::new()), inc.mark.clone()));
@@ -131,7 +157,11 @@ pub fn apply(
 fn rebase_relative(doc: &mut Node, dir: &Path) {
     let abs = |s: &str| clean_path(&dir.join(s)).display().to_string();
     let rel = |s: &str| s.starts_with("./") || s.starts_with("../") || s == "." || s == "..";
-    if let Some(services) = doc.as_map_mut().and_then(|m| m.get_mut("services")).and_then(Node::as_map_mut) {
+    if let Some(services) = doc
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    {
         for svc in services.values_mut() {
             let Some(m) = svc.as_map_mut() else { continue };
             match m.get_mut("build").map(|b| &mut b.value) {
@@ -139,7 +169,10 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
                 Some(Value::Map(bm)) => match bm.get_mut("context").map(|c| &mut c.value) {
                     Some(Value::String(c)) if !c.contains("://") => *c = abs(c),
                     _ => {
-                        bm.insert("context".into(), Node::new(Value::String(abs(".")), Default::default()));
+                        bm.insert(
+                            "context".into(),
+                            Node::new(Value::String(abs(".")), Default::default()),
+                        );
                     }
                 },
                 _ => {}
@@ -151,7 +184,9 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
                         match &mut it.value {
                             Value::String(s) => *s = abs(s),
                             Value::Map(im) => {
-                                if let Some(Value::String(s)) = im.get_mut("path").map(|p| &mut p.value) {
+                                if let Some(Value::String(s)) =
+                                    im.get_mut("path").map(|p| &mut p.value)
+                                {
                                     *s = abs(s);
                                 }
                             }
@@ -171,7 +206,8 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
                             *s = np.join(":");
                         }
                     } else if let Value::Map(vm) = &mut it.value {
-                        if let Some(Value::String(src)) = vm.get_mut("source").map(|x| &mut x.value) {
+                        if let Some(Value::String(src)) = vm.get_mut("source").map(|x| &mut x.value)
+                        {
                             if rel(src) {
                                 *src = abs(src);
                             }
@@ -182,9 +218,17 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
         }
     }
     for kind in ["secrets", "configs"] {
-        if let Some(m) = doc.as_map_mut().and_then(|m| m.get_mut(kind)).and_then(Node::as_map_mut) {
+        if let Some(m) = doc
+            .as_map_mut()
+            .and_then(|m| m.get_mut(kind))
+            .and_then(Node::as_map_mut)
+        {
             for def in m.values_mut() {
-                if let Some(Value::String(f)) = def.as_map_mut().and_then(|d| d.get_mut("file")).map(|f| &mut f.value) {
+                if let Some(Value::String(f)) = def
+                    .as_map_mut()
+                    .and_then(|d| d.get_mut("file"))
+                    .map(|f| &mut f.value)
+                {
                     if !Path::new(f.as_str()).is_absolute() {
                         *f = abs(f);
                     }

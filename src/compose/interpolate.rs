@@ -109,7 +109,13 @@ fn matching_brace(chars: &[char], start: usize) -> Option<usize> {
 fn braced(body: &str, env: &dyn Lookup, template: &str) -> Result<String, InterpolateError> {
     let name_len = body
         .char_indices()
-        .find(|&(i, c)| !(if i == 0 { is_name_start(c) } else { is_name_char(c) }))
+        .find(|&(i, c)| {
+            !(if i == 0 {
+                is_name_start(c)
+            } else {
+                is_name_char(c)
+            })
+        })
         .map(|(i, _)| i)
         .unwrap_or(body.len());
     if name_len == 0 {
@@ -160,7 +166,11 @@ fn braced(body: &str, env: &dyn Lookup, template: &str) -> Result<String, Interp
 
 /// Interpolate every string value in a parsed file (keys are left alone), reporting errors with
 /// the value's position and model path.
-pub fn interpolate_node(node: &mut Node, env: &dyn Lookup, path: &str) -> Result<(), super::ComposeError> {
+pub fn interpolate_node(
+    node: &mut Node,
+    env: &dyn Lookup,
+    path: &str,
+) -> Result<(), super::ComposeError> {
     match &mut node.value {
         Value::String(s) => {
             if s.contains('$') {
@@ -178,7 +188,11 @@ pub fn interpolate_node(node: &mut Node, env: &dyn Lookup, path: &str) -> Result
         }
         Value::Map(map) => {
             for (k, v) in map.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 interpolate_node(v, env, &p)?;
             }
         }
@@ -212,7 +226,10 @@ mod tests {
     #[test]
     fn defaults_and_alternatives() {
         assert_eq!(sub("${EMPTY:-d}|${EMPTY-d}|${UNSET-d}").unwrap(), "d||d");
-        assert_eq!(sub("${SET:+alt}|${EMPTY:+alt}|${EMPTY+alt}|${UNSET+alt}").unwrap(), "alt||alt|");
+        assert_eq!(
+            sub("${SET:+alt}|${EMPTY:+alt}|${EMPTY+alt}|${UNSET+alt}").unwrap(),
+            "alt||alt|"
+        );
         assert_eq!(sub("${UNSET:-${ALSO_UNSET:-${SET}}}").unwrap(), "value");
         assert_eq!(sub("${UNSET:-{\"a\": 1}}").unwrap(), "{\"a\": 1}");
     }
@@ -222,11 +239,17 @@ mod tests {
         assert_eq!(sub("${SET:?boom}").unwrap(), "value");
         assert_eq!(sub("${EMPTY?boom}").unwrap(), "");
         let e = sub("${EMPTY:?must be set}").unwrap_err();
-        assert_eq!(e.to_string(), "required variable EMPTY is missing a value: must be set");
+        assert_eq!(
+            e.to_string(),
+            "required variable EMPTY is missing a value: must be set"
+        );
         let e = sub("${UNSET?}").unwrap_err();
         assert_eq!(e.to_string(), "required variable UNSET is missing a value");
         let e = sub("x ${UNSET?Mandatory ${SET}}").unwrap_err();
-        assert_eq!(e.to_string(), "required variable UNSET is missing a value: Mandatory value");
+        assert_eq!(
+            e.to_string(),
+            "required variable UNSET is missing a value: Mandatory value"
+        );
     }
 
     #[test]

@@ -190,9 +190,17 @@ pub fn clean_path(p: &Path) -> PathBuf {
 pub fn discover(start: &Path) -> Result<Vec<PathBuf>, ComposeError> {
     let mut dir = Some(start);
     while let Some(d) = dir {
-        if let Some(main) = DEFAULT_FILES.iter().map(|n| d.join(n)).find(|p| p.is_file()) {
+        if let Some(main) = DEFAULT_FILES
+            .iter()
+            .map(|n| d.join(n))
+            .find(|p| p.is_file())
+        {
             let mut files = vec![main];
-            if let Some(o) = OVERRIDE_FILES.iter().map(|n| d.join(n)).find(|p| p.is_file()) {
+            if let Some(o) = OVERRIDE_FILES
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+            {
                 files.push(o);
             }
             return Ok(files);
@@ -267,7 +275,10 @@ fn read_project_env(
                 }
             }
         }
-        add_missing(env, from_files.into_iter().map(|(k, v)| (k, Some(v))).collect());
+        add_missing(
+            env,
+            from_files.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        );
         return Ok(());
     }
     let disabled = env
@@ -455,8 +466,16 @@ mod tests {
     fn discovers_upward_with_override_and_names_project_after_dir() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("My.App");
-        write(&root, "compose.yaml", "services:\n  web:\n    image: nginx\n");
-        write(&root, "compose.override.yaml", "services:\n  web:\n    user: app\n");
+        write(
+            &root,
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n",
+        );
+        write(
+            &root,
+            "compose.override.yaml",
+            "services:\n  web:\n    user: app\n",
+        );
         std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
         let p = load(&opts(&root.join("sub/deeper"))).unwrap();
         assert_eq!(p.name, "myapp");
@@ -470,13 +489,20 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let e = load(&opts(t.path())).unwrap_err().to_string();
         assert!(e.contains(&t.path().display().to_string()), "{e}");
-        assert!(e.contains("compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml"), "{e}");
+        assert!(
+            e.contains("compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml"),
+            "{e}"
+        );
     }
 
     #[test]
     fn dotenv_feeds_interpolation_but_process_env_wins() {
         let t = tempfile::tempdir().unwrap();
-        write(t.path(), ".env", "TAG=from-dotenv\nPORT=8080\nCOMPOSE_PROJECT_NAME=demo\n");
+        write(
+            t.path(),
+            ".env",
+            "TAG=from-dotenv\nPORT=8080\nCOMPOSE_PROJECT_NAME=demo\n",
+        );
         write(
             t.path(),
             "compose.yaml",
@@ -496,7 +522,11 @@ mod tests {
     #[test]
     fn invalid_project_names_are_errors() {
         let t = tempfile::tempdir().unwrap();
-        write(t.path(), "compose.yaml", "name: www.my.project\nservices: {}\n");
+        write(
+            t.path(),
+            "compose.yaml",
+            "name: www.my.project\nservices: {}\n",
+        );
         let e = load(&opts(t.path())).unwrap_err().to_string();
         assert!(e.contains("invalid project name \"www.my.project\""), "{e}");
         let mut o = opts(t.path());

@@ -197,9 +197,10 @@ fn merge_unique(base: Node, over: Node, field: &str) -> Node {
     let mut out: Vec<Node> = b.clone();
     for item in o {
         let key = entry_key(field, item);
-        let pos = key
-            .as_ref()
-            .and_then(|k| out.iter().position(|x| entry_key(field, x).as_ref() == Some(k)));
+        let pos = key.as_ref().and_then(|k| {
+            out.iter()
+                .position(|x| entry_key(field, x).as_ref() == Some(k))
+        });
         match pos {
             Some(p) => out[p] = strip_tags(item.clone()),
             None => out.push(strip_tags(item.clone())),
@@ -389,7 +390,11 @@ fn merge_extra_hosts(base: Node, over: Node) -> Node {
                     .into_iter()
                     .map(|i| {
                         let t = i.scalar_text().unwrap_or_default();
-                        let t = if t.contains('=') { t } else { t.replacen(':', "=", 1) };
+                        let t = if t.contains('=') {
+                            t
+                        } else {
+                            t.replacen(':', "=", 1)
+                        };
                         Node::new(Value::String(t), i.mark)
                     })
                     .collect();

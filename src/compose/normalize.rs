@@ -160,7 +160,8 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
                 m.insert("external".into(), b(true, &e.mark));
             }
             Value::String(t) => {
-                external = cast_bool(t).ok_or_else(|| err(&e, &format!("{path}.external"), "must be a boolean"))?;
+                external = cast_bool(t)
+                    .ok_or_else(|| err(&e, &format!("{path}.external"), "must be a boolean"))?;
                 m.insert("external".into(), b(external, &e.mark));
             }
             _ => return Err(err(&e, &format!("{path}.external"), "must be a boolean")),
@@ -187,7 +188,10 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             m.insert(lk.into(), string_map(l, &format!("{path}.{lk}"), '=')?);
         }
     }
-    if settings.normalize && !m.contains_key("name") && (kind == "networks" || kind == "volumes" || !external) {
+    if settings.normalize
+        && !m.contains_key("name")
+        && (kind == "networks" || kind == "volumes" || !external)
+    {
         let n = if external {
             key.to_string()
         } else {
@@ -207,7 +211,9 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
 pub fn cast_bool(t: &str) -> Option<bool> {
     match t {
         "true" | "True" | "TRUE" | "yes" | "y" | "on" | "Yes" | "YES" | "On" | "ON" => Some(true),
-        "false" | "False" | "FALSE" | "no" | "n" | "off" | "No" | "NO" | "Off" | "OFF" => Some(false),
+        "false" | "False" | "FALSE" | "no" | "n" | "off" | "No" | "NO" | "Off" | "OFF" => {
+            Some(false)
+        }
         _ => None,
     }
 }
@@ -235,7 +241,11 @@ fn string_map(node: Node, path: &str, sep: char) -> Result<Node> {
     let mark = node.mark.clone();
     let m = super::merge::to_mapping(node, sep);
     let Value::Map(entries) = m.value else {
-        return Err(err(&m, path, format!("{path} must be a mapping or a list of KEY{sep}VALUE strings")));
+        return Err(err(
+            &m,
+            path,
+            format!("{path} must be a mapping or a list of KEY{sep}VALUE strings"),
+        ));
     };
     let mut out = IndexMap::new();
     for (k, v) in entries {
@@ -258,7 +268,9 @@ fn string_map(node: Node, path: &str, sep: char) -> Result<Node> {
 fn as_string(node: &Node, path: &str) -> Result<String> {
     match &node.value {
         Value::String(t) => Ok(t.clone()),
-        Value::Int(_) | Value::Float(_) | Value::Bool(_) => Ok(node.scalar_text().unwrap_or_default()),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+            Ok(node.scalar_text().unwrap_or_default())
+        }
         _ => Err(err(node, path, format!("{path} must be a string"))),
     }
 }
@@ -285,9 +297,8 @@ fn as_int(node: &Node, path: &str) -> Result<i64> {
 fn as_bool(node: &Node, path: &str) -> Result<bool> {
     match &node.value {
         Value::Bool(v) => Ok(*v),
-        Value::String(t) => {
-            cast_bool(t).ok_or_else(|| err(node, path, format!("{path} must be a boolean, got {t:?}")))
-        }
+        Value::String(t) => cast_bool(t)
+            .ok_or_else(|| err(node, path, format!("{path} must be a boolean, got {t:?}"))),
         _ => Err(err(node, path, format!("{path} must be a boolean"))),
     }
 }
@@ -300,7 +311,11 @@ fn string_list(node: &Node, path: &str) -> Result<Vec<Node>> {
             .map(|(i, it)| Ok(s(as_string(it, &format!("{path}[{i}]"))?, &it.mark)))
             .collect(),
         Value::String(_) | Value::Int(_) => Ok(vec![s(as_string(node, path)?, &node.mark)]),
-        _ => Err(err(node, path, format!("{path} must be a string or a list of strings"))),
+        _ => Err(err(
+            node,
+            path,
+            format!("{path} must be a string or a list of strings"),
+        )),
     }
 }
 
@@ -371,14 +386,22 @@ fn command(node: &Node, path: &str) -> Result<Node> {
     match &node.value {
         Value::Null => Ok(node.clone()),
         Value::String(t) => {
-            let words = shell_split(t).map_err(|e| err(node, path, format!("cannot split {t:?}: {e}")))?;
+            let words =
+                shell_split(t).map_err(|e| err(node, path, format!("cannot split {t:?}: {e}")))?;
             Ok(Node::new(
                 Value::Seq(words.into_iter().map(|w| s(w, &node.mark)).collect()),
                 node.mark.clone(),
             ))
         }
-        Value::Seq(_) => Ok(Node::new(Value::Seq(string_list(node, path)?), node.mark.clone())),
-        _ => Err(err(node, path, format!("{path} must be a string or a list of strings"))),
+        Value::Seq(_) => Ok(Node::new(
+            Value::Seq(string_list(node, path)?),
+            node.mark.clone(),
+        )),
+        _ => Err(err(
+            node,
+            path,
+            format!("{path} must be a string or a list of strings"),
+        )),
     }
 }
 
@@ -461,17 +484,30 @@ fn duration(node: &Node, path: &str) -> Result<Node> {
         Value::Int(i) => i.to_string(),
         Value::String(t) => t.clone(),
         Value::Float(f) => format!("{f}s"),
-        _ => return Err(err(node, path, format!("{path} must be a duration string like 10s"))),
+        _ => {
+            return Err(err(
+                node,
+                path,
+                format!("{path} must be a duration string like 10s"),
+            ))
+        }
     };
-    let d = parse_duration(&t)
-        .ok_or_else(|| err(node, path, format!("invalid duration {t:?}; use a value like 10s, 1m30s or 500ms")))?;
+    let d = parse_duration(&t).ok_or_else(|| {
+        err(
+            node,
+            path,
+            format!("invalid duration {t:?}; use a value like 10s, 1m30s or 500ms"),
+        )
+    })?;
     Ok(s(format_duration(d), &node.mark))
 }
 
 /// Byte sizes (`1gb`, `512m`, `1024`) as an integer count of bytes.
 pub fn parse_bytes(t: &str) -> Option<i64> {
     let t = t.trim().to_lowercase();
-    let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let n: f64 = t[..digits_end].parse().ok()?;
     let unit = t[digits_end..].trim();
     let mult: f64 = match unit {
@@ -491,7 +527,13 @@ fn bytes(node: &Node, path: &str) -> Result<Node> {
         Value::Int(_) => Ok(node.clone()),
         Value::String(t) => parse_bytes(t)
             .map(|v| Node::new(Value::Int(v), node.mark.clone()))
-            .ok_or_else(|| err(node, path, format!("invalid size {t:?}; use a value like 512m or 1gb"))),
+            .ok_or_else(|| {
+                err(
+                    node,
+                    path,
+                    format!("invalid size {t:?}; use a value like 512m or 1gb"),
+                )
+            }),
         _ => Err(err(node, path, format!("{path} must be a size like 512m"))),
     }
 }
@@ -515,7 +557,9 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
             | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
             | "uts" | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime"
-            | "mac_address" | "cpuset" | "restart" | "shm_size_str" => s(as_string_strict(v, &p)?, &v.mark),
+            | "mac_address" | "cpuset" | "restart" | "shm_size_str" => {
+                s(as_string_strict(v, &p)?, &v.mark)
+            }
             "command" | "entrypoint" => command(v, &p)?,
             "environment" => string_map(v.clone(), &p, '=')?,
             "labels" | "annotations" | "sysctls" => string_map(v.clone(), &p, '=')?,
@@ -524,26 +568,42 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             "volumes" => volumes(v, &p, settings)?,
             "depends_on" => depends_on(v, &p)?,
             "networks" => service_networks(v, &p)?,
-            "profiles" | "cap_add" | "cap_drop" | "dns" | "dns_search" | "dns_opt"
-            | "security_opt" | "links" | "external_links" | "volumes_from" | "group_add"
-            | "device_cgroup_rules" | "tmpfs" => {
-                Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone())
-            }
+            "profiles"
+            | "cap_add"
+            | "cap_drop"
+            | "dns"
+            | "dns_search"
+            | "dns_opt"
+            | "security_opt"
+            | "links"
+            | "external_links"
+            | "volumes_from"
+            | "group_add"
+            | "device_cgroup_rules"
+            | "tmpfs" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
             "stop_grace_period" => duration(v, &p)?,
             "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => {
                 b(as_bool(v, &p)?, &v.mark)
             }
-            "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period" | "cpu_quota"
-            | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent" | "mem_swappiness" => {
+            "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period"
+            | "cpu_quota" | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent"
+            | "mem_swappiness" => {
                 let i = as_int(v, &p)?;
                 if key == "scale" && i < 0 {
-                    return Err(err(v, &p, format!("{p}: must be greater than or equal to 0")));
+                    return Err(err(
+                        v,
+                        &p,
+                        format!("{p}: must be greater than or equal to 0"),
+                    ));
                 }
                 Node::new(Value::Int(i), v.mark.clone())
             }
             "cpus" => match &v.value {
                 Value::String(t) => Node::new(
-                    Value::Float(t.parse().map_err(|_| err(v, &p, format!("{p} must be a number")))?),
+                    Value::Float(
+                        t.parse()
+                            .map_err(|_| err(v, &p, format!("{p} must be a number")))?,
+                    ),
                     v.mark.clone(),
                 ),
                 Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
@@ -571,8 +631,13 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
     let mut environment: IndexMap<String, Node> = IndexMap::new();
     if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
         for f in files {
-            let Some(fp) = f.get("path").and_then(Node::as_str) else { continue };
-            let required = f.get("required").map(|r| matches!(r.value, Value::Bool(true))).unwrap_or(true);
+            let Some(fp) = f.get("path").and_then(Node::as_str) else {
+                continue;
+            };
+            let required = f
+                .get("required")
+                .map(|r| matches!(r.value, Value::Bool(true)))
+                .unwrap_or(true);
             let raw = f.get("format").and_then(Node::as_str) == Some("raw");
             let pb = PathBuf::from(fp);
             if !pb.is_file() {
@@ -584,7 +649,10 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             let vars = if raw {
                 let text = super::load::read_text(&pb)?;
                 text.lines()
-                    .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), Some(v.to_string()))))
+                    .filter_map(|l| {
+                        l.split_once('=')
+                            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                    })
                     .collect()
             } else {
                 read_env_file(&pb, env)?
@@ -687,12 +755,23 @@ fn env_files(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
         let mut m = IndexMap::new();
         match &it.value {
             Value::String(t) => {
-                m.insert("path".into(), s(resolve_path(&settings.project_dir, t), &it.mark));
+                m.insert(
+                    "path".into(),
+                    s(resolve_path(&settings.project_dir, t), &it.mark),
+                );
                 m.insert("required".into(), b(true, &it.mark));
             }
             Value::Map(src) => {
-                let fp = src.get("path").ok_or_else(|| err(it, &p, format!("{p} missing property 'path'")))?;
-                m.insert("path".into(), s(resolve_path(&settings.project_dir, &as_string(fp, &p)?), &fp.mark));
+                let fp = src
+                    .get("path")
+                    .ok_or_else(|| err(it, &p, format!("{p} missing property 'path'")))?;
+                m.insert(
+                    "path".into(),
+                    s(
+                        resolve_path(&settings.project_dir, &as_string(fp, &p)?),
+                        &fp.mark,
+                    ),
+                );
                 let req = match src.get("required") {
                     Some(r) => as_bool(r, &format!("{p}.required"))?,
                     None => true,
@@ -728,7 +807,13 @@ fn healthcheck(v: &Node, path: &str) -> Result<Node> {
             "retries" => Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
             "disable" => b(as_bool(x, &p)?, &x.mark),
             _ if k.starts_with("x-") => x.clone(),
-            _ => return Err(err(x, &p, format!("{path} additional properties '{k}' not allowed"))),
+            _ => {
+                return Err(err(
+                    x,
+                    &p,
+                    format!("{path} additional properties '{k}' not allowed"),
+                ))
+            }
         };
         out.insert(k.clone(), nv);
     }
@@ -747,7 +832,13 @@ fn build(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
             m
         }
         Value::Map(m) => m.clone(),
-        _ => return Err(err(v, path, format!("{path} must be a string or a mapping"))),
+        _ => {
+            return Err(err(
+                v,
+                path,
+                format!("{path} must be a string or a mapping"),
+            ))
+        }
     };
     let mut out = IndexMap::new();
     for (k, x) in &src {
@@ -791,7 +882,10 @@ fn build(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
         out.insert(k.clone(), nv);
     }
     if !out.contains_key("context") {
-        out.insert("context".into(), s(resolve_path(&settings.project_dir, "."), &v.mark));
+        out.insert(
+            "context".into(),
+            s(resolve_path(&settings.project_dir, "."), &v.mark),
+        );
     }
     if !out.contains_key("dockerfile") && !out.contains_key("dockerfile_inline") {
         out.insert("dockerfile".into(), s("Dockerfile", &v.mark));
@@ -819,7 +913,13 @@ fn extra_hosts(v: &Node, path: &str) -> Result<Node> {
                 let (h, ip) = t
                     .split_once('=')
                     .or_else(|| t.split_once(':'))
-                    .ok_or_else(|| err(it, &format!("{path}[{i}]"), format!("invalid extra host {t:?}; use HOST:IP")))?;
+                    .ok_or_else(|| {
+                        err(
+                            it,
+                            &format!("{path}[{i}]"),
+                            format!("invalid extra host {t:?}; use HOST:IP"),
+                        )
+                    })?;
                 out.insert(h.to_string(), s(ip, &it.mark));
             }
             Ok(mapn(out, &v.mark))
@@ -864,13 +964,22 @@ fn ulimits(v: &Node, path: &str) -> Result<Node> {
             Value::Map(lim) => {
                 let mut l = IndexMap::new();
                 for (lk, lv) in lim {
-                    l.insert(lk.clone(), Node::new(Value::Int(as_int(lv, &format!("{p}.{lk}"))?), lv.mark.clone()));
+                    l.insert(
+                        lk.clone(),
+                        Node::new(
+                            Value::Int(as_int(lv, &format!("{p}.{lk}"))?),
+                            lv.mark.clone(),
+                        ),
+                    );
                 }
                 mapn(l, &x.mark)
             }
             _ => {
                 let mut l = IndexMap::new();
-                l.insert("single".to_string(), Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()));
+                l.insert(
+                    "single".to_string(),
+                    Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
+                );
                 mapn(l, &x.mark)
             }
         };
@@ -886,7 +995,11 @@ fn deploy(v: &Node, path: &str) -> Result<Node> {
     if let Some(r) = m.get("replicas") {
         let n = as_int(r, &format!("{path}.replicas"))?;
         if n < 0 {
-            return Err(err(r, &format!("{path}.replicas"), format!("{path}.replicas: must be greater than or equal to 0")));
+            return Err(err(
+                r,
+                &format!("{path}.replicas"),
+                format!("{path}.replicas: must be greater than or equal to 0"),
+            ));
         }
     }
     schema::check_deploy(v, path)?;
@@ -911,14 +1024,25 @@ fn depends_on(v: &Node, path: &str) -> Result<Node> {
                 let mut d = IndexMap::new();
                 let src = x.as_map().cloned().unwrap_or_default();
                 for k in src.keys() {
-                    if !matches!(k.as_str(), "condition" | "required" | "restart") && !k.starts_with("x-") {
-                        return Err(err(x, &p, format!("{p} additional properties '{k}' not allowed")));
+                    if !matches!(k.as_str(), "condition" | "required" | "restart")
+                        && !k.starts_with("x-")
+                    {
+                        return Err(err(
+                            x,
+                            &p,
+                            format!("{p} additional properties '{k}' not allowed"),
+                        ));
                     }
                 }
                 let cond = match src.get("condition") {
                     Some(c) => {
                         let t = as_string(c, &format!("{p}.condition"))?;
-                        if !matches!(t.as_str(), "service_started" | "service_healthy" | "service_completed_successfully") {
+                        if !matches!(
+                            t.as_str(),
+                            "service_started"
+                                | "service_healthy"
+                                | "service_completed_successfully"
+                        ) {
                             return Err(err(c, &format!("{p}.condition"), format!("{p}.condition must be one of service_started, service_healthy, service_completed_successfully, got {t:?}")));
                         }
                         t
@@ -932,7 +1056,10 @@ fn depends_on(v: &Node, path: &str) -> Result<Node> {
                 };
                 d.insert("required".into(), b(req, &x.mark));
                 if let Some(r) = src.get("restart") {
-                    d.insert("restart".into(), b(as_bool(r, &format!("{p}.restart"))?, &r.mark));
+                    d.insert(
+                        "restart".into(),
+                        b(as_bool(r, &format!("{p}.restart"))?, &r.mark),
+                    );
                 }
                 out.insert(svc.clone(), mapn(d, &x.mark));
             }
@@ -947,7 +1074,10 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
     match &v.value {
         Value::Seq(items) => {
             for (i, it) in items.iter().enumerate() {
-                out.insert(as_string_strict(it, &format!("{path}[{i}]"))?, Node::new(Value::Null, it.mark.clone()));
+                out.insert(
+                    as_string_strict(it, &format!("{path}[{i}]"))?,
+                    Node::new(Value::Null, it.mark.clone()),
+                );
             }
         }
         Value::Map(m) => {
@@ -960,12 +1090,23 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
                         for (nk, nx) in nm {
                             let np = format!("{p}.{nk}");
                             let val = match nk.as_str() {
-                                "aliases" | "link_local_ips" => Node::new(Value::Seq(string_list(nx, &np)?), nx.mark.clone()),
-                                "ipv4_address" | "ipv6_address" | "interface_name" | "mac_address" => s(as_string(nx, &np)?, &nx.mark),
-                                "priority" | "gw_priority" => Node::new(Value::Int(as_int(nx, &np)?), nx.mark.clone()),
+                                "aliases" | "link_local_ips" => {
+                                    Node::new(Value::Seq(string_list(nx, &np)?), nx.mark.clone())
+                                }
+                                "ipv4_address" | "ipv6_address" | "interface_name"
+                                | "mac_address" => s(as_string(nx, &np)?, &nx.mark),
+                                "priority" | "gw_priority" => {
+                                    Node::new(Value::Int(as_int(nx, &np)?), nx.mark.clone())
+                                }
                                 "driver_opts" => string_map(nx.clone(), &np, '=')?,
                                 _ if nk.starts_with("x-") => nx.clone(),
-                                _ => return Err(err(nx, &np, format!("{p} additional properties '{nk}' not allowed"))),
+                                _ => {
+                                    return Err(err(
+                                        nx,
+                                        &np,
+                                        format!("{p} additional properties '{nk}' not allowed"),
+                                    ))
+                                }
                             };
                             o.insert(nk.clone(), val);
                         }
@@ -982,24 +1123,37 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
 }
 
 /// `[HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]` → long-form entries (ranges expand).
-pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<(Option<String>, Option<String>, u16, String)>, String> {
+pub fn parse_port_spec(
+    spec: &str,
+) -> std::result::Result<Vec<(Option<String>, Option<String>, u16, String)>, String> {
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),
     };
     // Split off an IPv6 host in brackets, else split on the last two colons.
     let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
-        let (ip, after) = r.split_once(']').ok_or_else(|| format!("invalid IPv6 address in {spec:?}"))?;
-        (Some(ip.to_string()), after.strip_prefix(':').unwrap_or(after).to_string())
+        let (ip, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("invalid IPv6 address in {spec:?}"))?;
+        (
+            Some(ip.to_string()),
+            after.strip_prefix(':').unwrap_or(after).to_string(),
+        )
     } else {
         let parts: Vec<&str> = rest.split(':').collect();
         match parts.len() {
             1 | 2 => (None, rest.to_string()),
-            3 => (Some(parts[0].to_string()), format!("{}:{}", parts[1], parts[2])),
+            3 => (
+                Some(parts[0].to_string()),
+                format!("{}:{}", parts[1], parts[2]),
+            ),
             _ => {
                 // IPv6 without brackets: everything before the last two colons.
                 let n = parts.len();
-                (Some(parts[..n - 2].join(":")), format!("{}:{}", parts[n - 2], parts[n - 1]))
+                (
+                    Some(parts[..n - 2].join(":")),
+                    format!("{}:{}", parts[n - 2], parts[n - 1]),
+                )
             }
         }
     };
@@ -1009,8 +1163,12 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<(Option<String>, O
     };
     let range = |t: &str| -> std::result::Result<(u16, u16), String> {
         let (a, b) = t.split_once('-').unwrap_or((t, t));
-        let a: u16 = a.parse().map_err(|_| format!("Invalid containerPort: {t}"))?;
-        let b: u16 = b.parse().map_err(|_| format!("Invalid containerPort: {t}"))?;
+        let a: u16 = a
+            .parse()
+            .map_err(|_| format!("Invalid containerPort: {t}"))?;
+        let b: u16 = b
+            .parse()
+            .map_err(|_| format!("Invalid containerPort: {t}"))?;
         if b < a {
             return Err(format!("invalid port range {t}"));
         }
@@ -1031,20 +1189,33 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<(Option<String>, O
         Some(p) => {
             let (p0, p1) = range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
             if t0 == t1 {
-                let pubs = if p0 == p1 { p0.to_string() } else { format!("{p0}-{p1}") };
+                let pubs = if p0 == p1 {
+                    p0.to_string()
+                } else {
+                    format!("{p0}-{p1}")
+                };
                 out.push((host_ip.clone(), Some(pubs), t0, protocol.clone()));
             } else {
                 if p1 - p0 != t1 - t0 {
-                    return Err(format!("Invalid ranges specified for container and host Ports: {target} and {p}"));
+                    return Err(format!(
+                        "Invalid ranges specified for container and host Ports: {target} and {p}"
+                    ));
                 }
                 for (i, t) in (t0..=t1).enumerate() {
-                    out.push((host_ip.clone(), Some((p0 + i as u16).to_string()), t, protocol.clone()));
+                    out.push((
+                        host_ip.clone(),
+                        Some((p0 + i as u16).to_string()),
+                        t,
+                        protocol.clone(),
+                    ));
                 }
             }
         }
     }
     if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"));
+        return Err(format!(
+            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
+        ));
     }
     Ok(out)
 }
@@ -1059,14 +1230,18 @@ fn ports(v: &Node, path: &str) -> Result<Node> {
         match &it.value {
             Value::String(_) | Value::Int(_) => {
                 let spec = it.scalar_text().unwrap_or_default();
-                let parsed = parse_port_spec(&spec).map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
+                let parsed = parse_port_spec(&spec)
+                    .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
                 for (host_ip, published, target, protocol) in parsed {
                     let mut m = IndexMap::new();
                     m.insert("mode".into(), s("ingress", &it.mark));
                     if let Some(h) = host_ip {
                         m.insert("host_ip".into(), s(h, &it.mark));
                     }
-                    m.insert("target".into(), Node::new(Value::Int(target as i64), it.mark.clone()));
+                    m.insert(
+                        "target".into(),
+                        Node::new(Value::Int(target as i64), it.mark.clone()),
+                    );
                     if let Some(pb) = published {
                         m.insert("published".into(), s(pb, &it.mark));
                     }
@@ -1082,25 +1257,45 @@ fn ports(v: &Node, path: &str) -> Result<Node> {
                         "target" => {
                             let t = as_int(x, &kp)?;
                             if !(0..=65535).contains(&t) {
-                                return Err(err(x, &kp, format!("{kp}: port {t} out of range 0-65535")));
+                                return Err(err(
+                                    x,
+                                    &kp,
+                                    format!("{kp}: port {t} out of range 0-65535"),
+                                ));
                             }
                             Node::new(Value::Int(t), x.mark.clone())
                         }
                         "published" => s(as_string(x, &kp)?, &x.mark),
-                        "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => s(as_string(x, &kp)?, &x.mark),
+                        "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
+                            s(as_string(x, &kp)?, &x.mark)
+                        }
                         _ if k.starts_with("x-") => x.clone(),
-                        _ => return Err(err(x, &kp, format!("{p} additional properties '{k}' not allowed"))),
+                        _ => {
+                            return Err(err(
+                                x,
+                                &kp,
+                                format!("{p} additional properties '{k}' not allowed"),
+                            ))
+                        }
                     };
                     m.insert(k.clone(), nv);
                 }
                 if !m.contains_key("target") {
                     return Err(err(it, &p, format!("{p} missing property 'target'")));
                 }
-                m.entry("mode".into()).or_insert_with(|| s("ingress", &it.mark));
-                m.entry("protocol".into()).or_insert_with(|| s("tcp", &it.mark));
+                m.entry("mode".into())
+                    .or_insert_with(|| s("ingress", &it.mark));
+                m.entry("protocol".into())
+                    .or_insert_with(|| s("tcp", &it.mark));
                 out.push(mapn(m, &it.mark));
             }
-            _ => return Err(err(it, &p, format!("{p} must be a string, a number or a mapping"))),
+            _ => {
+                return Err(err(
+                    it,
+                    &p,
+                    format!("{p} must be a string, a number or a mapping"),
+                ))
+            }
         }
     }
     // Unique by (host_ip, target, published, protocol), as docker compose enforces after expanding.
@@ -1161,16 +1356,28 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 }
                 let parts = split_volume_spec(spec);
                 if parts.iter().any(String::is_empty) {
-                    return Err(err(it, &p, format!("invalid spec: {spec}: empty section between colons")));
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("invalid spec: {spec}: empty section between colons"),
+                    ));
                 }
                 if parts.len() > 3 {
-                    return Err(err(it, &p, format!("invalid spec: {spec}: too many colons")));
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("invalid spec: {spec}: too many colons"),
+                    ));
                 }
                 let mut m = IndexMap::new();
                 let (source, target, mode) = match parts.len() {
                     1 => (None, parts[0].clone(), None),
                     2 => (Some(parts[0].clone()), parts[1].clone(), None),
-                    _ => (Some(parts[0].clone()), parts[1].clone(), Some(parts[2].clone())),
+                    _ => (
+                        Some(parts[0].clone()),
+                        parts[1].clone(),
+                        Some(parts[2].clone()),
+                    ),
                 };
                 let kind = match &source {
                     None => "volume",
@@ -1180,7 +1387,11 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 };
                 m.insert("type".into(), s(kind, mark));
                 if let Some(src) = &source {
-                    let src = if kind == "bind" { resolve_path(&settings.project_dir, src) } else { src.clone() };
+                    let src = if kind == "bind" {
+                        resolve_path(&settings.project_dir, src)
+                    } else {
+                        src.clone()
+                    };
                     m.insert("source".into(), s(src, mark));
                 }
                 m.insert("target".into(), s(target, mark));
@@ -1205,7 +1416,13 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                             "cached" | "delegated" | "consistent" => {
                                 m.insert("consistency".into(), s(opt, mark));
                             }
-                            _ => return Err(err(it, &p, format!("invalid spec: {spec}: unknown mode {opt:?}"))),
+                            _ => {
+                                return Err(err(
+                                    it,
+                                    &p,
+                                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
+                                ))
+                            }
                         }
                     }
                 }
@@ -1231,24 +1448,57 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                     .map(|t| as_string(t, &format!("{p}.type")))
                     .transpose()?
                     .unwrap_or_else(|| "volume".into());
-                if !matches!(kind.as_str(), "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster") {
-                    return Err(err(it, &format!("{p}.type"), format!("{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster")));
+                if !matches!(
+                    kind.as_str(),
+                    "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
+                ) {
+                    return Err(err(
+                        it,
+                        &format!("{p}.type"),
+                        format!(
+                            "{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"
+                        ),
+                    ));
                 }
                 for k in src.keys() {
-                    let allowed = matches!(k.as_str(), "type" | "source" | "target" | "read_only" | "consistency" | "bind" | "volume" | "tmpfs" | "image") || k.starts_with("x-");
+                    let allowed = matches!(
+                        k.as_str(),
+                        "type"
+                            | "source"
+                            | "target"
+                            | "read_only"
+                            | "consistency"
+                            | "bind"
+                            | "volume"
+                            | "tmpfs"
+                            | "image"
+                    ) || k.starts_with("x-");
                     if !allowed {
-                        return Err(err(it, &p, format!("{p} additional properties '{k}' not allowed")));
+                        return Err(err(
+                            it,
+                            &p,
+                            format!("{p} additional properties '{k}' not allowed"),
+                        ));
                     }
                 }
                 if let Some(t) = src.get("target") {
-                    m.insert("target".into(), s(as_string(t, &format!("{p}.target"))?, &t.mark));
+                    m.insert(
+                        "target".into(),
+                        s(as_string(t, &format!("{p}.target"))?, &t.mark),
+                    );
                 }
                 if kind == "bind" {
-                    let source = src.get("source").and_then(Node::scalar_text).unwrap_or_default();
+                    let source = src
+                        .get("source")
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_default();
                     if source.is_empty() {
                         return Err(err(it, &p, "invalid mount config for type \"bind\": field Source must not be empty"));
                     }
-                    m.insert("source".into(), s(resolve_path(&settings.project_dir, &source), mark));
+                    m.insert(
+                        "source".into(),
+                        s(resolve_path(&settings.project_dir, &source), mark),
+                    );
                 }
                 if let Some(ro) = src.get("read_only") {
                     let v = as_bool(ro, &format!("{p}.read_only"))?;
@@ -1265,7 +1515,11 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                     }
                     for k in tm.keys() {
                         if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
-                            return Err(err(it, &format!("{p}.tmpfs"), format!("{p}.tmpfs additional properties '{k}' not allowed")));
+                            return Err(err(
+                                it,
+                                &format!("{p}.tmpfs"),
+                                format!("{p}.tmpfs additional properties '{k}' not allowed"),
+                            ));
                         }
                     }
                     m.insert("tmpfs".into(), mapn(t, mark));
@@ -1285,21 +1539,41 @@ mod tests {
 
     #[test]
     fn port_specs() {
-        assert_eq!(parse_port_spec("80").unwrap(), vec![(None, None, 80, "tcp".into())]);
+        assert_eq!(
+            parse_port_spec("80").unwrap(),
+            vec![(None, None, 80, "tcp".into())]
+        );
         assert_eq!(
             parse_port_spec("127.0.0.1:8080:80/udp").unwrap(),
-            vec![(Some("127.0.0.1".into()), Some("8080".into()), 80, "udp".into())]
+            vec![(
+                Some("127.0.0.1".into()),
+                Some("8080".into()),
+                80,
+                "udp".into()
+            )]
         );
         assert_eq!(parse_port_spec("80-81:8080-8081").unwrap().len(), 2);
-        assert_eq!(parse_port_spec("80-90:8080").unwrap()[0].1.as_deref(), Some("80-90"));
-        assert_eq!(parse_port_spec("[::1]:6001:6001").unwrap()[0].0.as_deref(), Some("::1"));
+        assert_eq!(
+            parse_port_spec("80-90:8080").unwrap()[0].1.as_deref(),
+            Some("80-90")
+        );
+        assert_eq!(
+            parse_port_spec("[::1]:6001:6001").unwrap()[0].0.as_deref(),
+            Some("::1")
+        );
         assert!(parse_port_spec("80x").is_err());
-        assert_eq!(parse_port_spec("tcp").unwrap_err(), "Invalid containerPort: tcp");
+        assert_eq!(
+            parse_port_spec("tcp").unwrap_err(),
+            "Invalid containerPort: tcp"
+        );
     }
 
     #[test]
     fn volume_spec_split_keeps_windows_paths() {
-        assert_eq!(split_volume_spec("C:\\a:D:\\b:ro"), vec!["C:\\a", "D:\\b", "ro"]);
+        assert_eq!(
+            split_volume_spec("C:\\a:D:\\b:ro"),
+            vec!["C:\\a", "D:\\b", "ro"]
+        );
         assert_eq!(split_volume_spec("./a:/b"), vec!["./a", "/b"]);
     }
 
@@ -1316,7 +1590,13 @@ mod tests {
 
     #[test]
     fn shell_words() {
-        assert_eq!(shell_split("sh -c 'echo hi there'").unwrap(), vec!["sh", "-c", "echo hi there"]);
-        assert_eq!(shell_split(r#"a "b \"c\"" d\ e"#).unwrap(), vec!["a", "b \"c\"", "d e"]);
+        assert_eq!(
+            shell_split("sh -c 'echo hi there'").unwrap(),
+            vec!["sh", "-c", "echo hi there"]
+        );
+        assert_eq!(
+            shell_split(r#"a "b \"c\"" d\ e"#).unwrap(),
+            vec!["a", "b \"c\"", "d e"]
+        );
     }
 }

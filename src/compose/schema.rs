@@ -16,45 +16,151 @@ pub enum Kind {
 }
 
 pub const TOP_LEVEL_KEYS: &[&str] = &[
-    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
-    "models",
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
 ];
 
 pub const SERVICE_KEYS: &[&str] = &[
-    "annotations", "attach", "build", "blkio_config", "cap_add", "cap_drop", "cgroup",
-    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
-    "cpu_shares", "cpu_quota", "cpu_period", "cpu_rt_period", "cpu_rt_runtime", "cpus", "cpuset",
-    "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules", "devices", "dns",
-    "dns_opt", "dns_search", "domainname", "entrypoint", "env_file", "label_file", "environment",
-    "expose", "extends", "external_links", "extra_hosts", "gpus", "group_add", "healthcheck",
-    "hostname", "image", "init", "ipc", "isolation", "labels", "links", "logging", "mac_address",
-    "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "network_mode", "networks",
-    "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start",
-    "pre_start", "pre_stop", "privileged", "profiles", "provider", "pull_policy",
-    "pull_refresh_after", "read_only", "restart", "runtime", "scale", "security_opt", "shm_size",
-    "secrets", "sysctls", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt", "tmpfs",
-    "tty", "ulimits", "use_api_socket", "user", "uts", "userns_mode", "volumes", "volumes_from",
-    "working_dir", "models",
+    "annotations",
+    "attach",
+    "build",
+    "blkio_config",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_shares",
+    "cpu_quota",
+    "cpu_period",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "label_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "pull_refresh_after",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "security_opt",
+    "shm_size",
+    "secrets",
+    "sysctls",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "uts",
+    "userns_mode",
+    "volumes",
+    "volumes_from",
+    "working_dir",
+    "models",
 ];
 
 pub const NETWORK_KEYS: &[&str] = &[
-    "name", "driver", "driver_opts", "ipam", "external", "internal", "enable_ipv4", "enable_ipv6",
-    "attachable", "labels",
+    "name",
+    "driver",
+    "driver_opts",
+    "ipam",
+    "external",
+    "internal",
+    "enable_ipv4",
+    "enable_ipv6",
+    "attachable",
+    "labels",
 ];
 pub const VOLUME_KEYS: &[&str] = &["name", "driver", "driver_opts", "external", "labels"];
 pub const SECRET_KEYS: &[&str] = &[
-    "name", "environment", "file", "external", "labels", "driver", "driver_opts",
+    "name",
+    "environment",
+    "file",
+    "external",
+    "labels",
+    "driver",
+    "driver_opts",
     "template_driver",
 ];
 pub const CONFIG_KEYS: &[&str] = &[
-    "name", "content", "environment", "file", "external", "labels", "template_driver",
+    "name",
+    "content",
+    "environment",
+    "file",
+    "external",
+    "labels",
+    "template_driver",
 ];
 pub const DEPLOY_KEYS: &[&str] = &[
-    "mode", "endpoint_mode", "replicas", "labels", "rollback_config", "update_config",
-    "resources", "restart_policy", "placement",
+    "mode",
+    "endpoint_mode",
+    "replicas",
+    "labels",
+    "rollback_config",
+    "update_config",
+    "resources",
+    "restart_policy",
+    "placement",
 ];
 pub const RESOURCES_KEYS: &[&str] = &["limits", "reservations"];
-pub const RESOURCE_LIMIT_KEYS: &[&str] = &["cpus", "memory", "pids", "devices", "generic_resources"];
+pub const RESOURCE_LIMIT_KEYS: &[&str] =
+    &["cpus", "memory", "pids", "devices", "generic_resources"];
 
 /// Unknown keys (other than `x-*` extensions) are errors naming the path.
 pub fn check_keys(node: &Node, path: &str, allowed: &[&str]) -> Result<(), ComposeError> {
@@ -68,7 +174,11 @@ pub fn check_keys(node: &Node, path: &str, allowed: &[&str]) -> Result<(), Compo
             } else {
                 format!("{path} additional properties '{k}' not allowed")
             };
-            let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             return Err(ComposeError::invalid(v, &at, shown));
         }
     }
@@ -152,6 +262,9 @@ mod tests {
             std::fs::write(path, &generated).unwrap();
         }
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-        assert_eq!(on_disk, generated, "run with BERTH_BLESS=1 to regenerate {path}");
+        assert_eq!(
+            on_disk, generated,
+            "run with BERTH_BLESS=1 to regenerate {path}"
+        );
     }
 }

@@ -70,7 +70,9 @@ pub enum YamlError {
     Syntax { mark: Mark, message: String },
     #[error("{mark}: tab character used for indentation; indent with spaces")]
     Tab { mark: Mark },
-    #[error("{mark}: mapping key {key:?} already defined at line {first_line}; remove one of them")]
+    #[error(
+        "{mark}: mapping key {key:?} already defined at line {first_line}; remove one of them"
+    )]
     DuplicateKey {
         mark: Mark,
         key: String,
@@ -82,7 +84,9 @@ pub enum YamlError {
         where_: String,
         key: String,
     },
-    #[error("{mark}: excessive aliasing: the document expands to more than {limit} nodes (alias bomb?)")]
+    #[error(
+        "{mark}: excessive aliasing: the document expands to more than {limit} nodes (alias bomb?)"
+    )]
     AliasBomb { mark: Mark, limit: usize },
     #[error("{mark}: unknown anchor in alias")]
     UnknownAnchor { mark: Mark },
@@ -561,8 +565,8 @@ impl Builder {
                     Ok(())
                 }
                 Some((key, _)) => {
-                    let is_merge = matches!(&key.value, Value::String(s) if s == "<<")
-                        && key.mark.line > 0;
+                    let is_merge =
+                        matches!(&key.value, Value::String(s) if s == "<<") && key.mark.line > 0;
                     if is_merge {
                         merges.push(node);
                         return Ok(());
@@ -683,7 +687,9 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_rejected() {
-        let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut s = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         let names = ["b", "c", "d", "e", "f", "g", "h", "i"];
         let mut prev = "a";
         for n in names {
@@ -705,7 +711,10 @@ mod tests {
 
     #[test]
     fn non_mapping_and_syntax_errors() {
-        assert!(p("123\n").unwrap_err().to_string().contains("top-level object must be a mapping"));
+        assert!(p("123\n")
+            .unwrap_err()
+            .to_string()
+            .contains("top-level object must be a mapping"));
         let e = p("services:\n  web: [\n").unwrap_err().to_string();
         assert!(e.starts_with("compose.yaml:"), "{e}");
         let e = p("123: x\n").unwrap_err().to_string();
