@@ -146,11 +146,22 @@ pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<Str
 
 /// The model as `docker compose config` prints it (YAML or JSON).
 pub fn to_text(project: &Project, format: ConfigFormat) -> anyhow::Result<String> {
-    let value = serde_json::to_value(project)?;
+    let mut value = serde_json::to_value(project)?;
+    // Literal `$` is printed as `$$`, so the output loads back to the same model.
+    escape_dollars(&mut value);
     Ok(match format {
         ConfigFormat::Json => serde_json::to_string_pretty(&value)? + "\n",
         ConfigFormat::Yaml => serde_yaml::to_string(&value)?,
     })
+}
+
+fn escape_dollars(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(escape_dollars),
+        serde_json::Value::Object(o) => o.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

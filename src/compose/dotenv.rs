@@ -91,11 +91,10 @@ pub fn parse(
         while i < chars.len() && matches!(chars[i], ' ' | '\t') {
             i += 1;
         }
+        // The process environment wins over the file's own earlier definitions, as in compose-go.
         let lookup = |name: &str| -> Option<String> {
-            match vars.get(name) {
-                Some(Some(v)) => Some(v.clone()),
-                _ => env.lookup(name),
-            }
+            env.lookup(name)
+                .or_else(|| vars.get(name).cloned().flatten())
         };
         let value = match chars.get(i) {
             Some(&q) if q == '\'' || q == '"' => {

@@ -144,11 +144,6 @@ fn rebase(svc: &mut Node, dir: &Path) {
                     if !c.contains("://") {
                         *c = abs(c);
                     }
-                } else {
-                    bm.insert(
-                        "context".into(),
-                        Node::new(Value::String(abs(".")), b.mark.clone()),
-                    );
                 }
             }
             _ => {}

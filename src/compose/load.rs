@@ -368,8 +368,31 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         project_dir: project_dir.clone(),
     };
     let mut merged: Option<Node> = None;
+    let mut ctx = ctx;
+    let mut raw_files = Vec::with_capacity(files.len());
     for f in &files {
-        let mut parsed = parse_file(f, &ctx.env, ctx.interpolate)?;
+        let text = read_text(f)?;
+        raw_files.push((f.clone(), yaml::parse(&text, &f.display().to_string())?));
+    }
+    // Unless -p / COMPOSE_PROJECT_NAME set it, the project name is the last file's `name:`
+    // (itself interpolated), and every file sees it as COMPOSE_PROJECT_NAME.
+    if early_name.is_none() && ctx.interpolate {
+        for (_, node) in &raw_files {
+            if let Some(n) = node.get("name") {
+                let mut n = n.clone();
+                interpolate::interpolate_node(&mut n, &ctx.env, "name")?;
+                if let Some(name) = n.as_str() {
+                    ctx.env
+                        .insert("COMPOSE_PROJECT_NAME".into(), name.to_string());
+                }
+            }
+        }
+    }
+    for (f, mut node) in raw_files {
+        if ctx.interpolate {
+            interpolate::interpolate_node(&mut node, &ctx.env, "")?;
+        }
+        let mut parsed = ParsedFile { path: f, node };
         // `name:` may itself use COMPOSE_PROJECT_NAME-free variables: the name found so far is
         // what later files see.
         include::apply(&mut parsed, &ctx, &mut Vec::new())?;
@@ -387,8 +410,9 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         None => match raw.get("name") {
             Some(n) if !n.is_null() => {
                 let s = n
-                    .scalar_text()
-                    .ok_or_else(|| ComposeError::invalid(n, "name", "must be a string"))?;
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ComposeError::invalid(n, "name", "name must be a string"))?;
                 check_project_name(&s)?;
                 s
             }

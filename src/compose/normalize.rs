@@ -172,7 +172,7 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     }
     if external {
         for other in m.keys() {
-            if !matches!(other.as_str(), "external" | "name") && !other.starts_with("x-") {
+            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam") {
                 if kind == "volumes" || kind == "networks" {
                     return Err(err(
                         def,
@@ -185,7 +185,10 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     }
     for lk in ["labels", "driver_opts"] {
         if let Some(l) = m.get(lk).cloned() {
-            m.insert(lk.into(), string_map(l, &format!("{path}.{lk}"), '=')?);
+            m.insert(
+                lk.into(),
+                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
+            );
         }
     }
     if settings.normalize
@@ -263,6 +266,18 @@ fn string_map(node: Node, path: &str, sep: char) -> Result<Node> {
         out.insert(k, nv);
     }
     Ok(mapn(out, &mark))
+}
+
+/// Labels and the like have no "unset" state: a key without a value is the empty string.
+fn null_to_empty(mut node: Node) -> Node {
+    if let Some(m) = node.as_map_mut() {
+        for v in m.values_mut() {
+            if v.is_null() {
+                v.value = Value::String(String::new());
+            }
+        }
+    }
+    node
 }
 
 fn as_string(node: &Node, path: &str) -> Result<String> {
@@ -562,7 +577,20 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             }
             "command" | "entrypoint" => command(v, &p)?,
             "environment" => string_map(v.clone(), &p, '=')?,
-            "labels" | "annotations" | "sysctls" => string_map(v.clone(), &p, '=')?,
+            "labels" | "annotations" | "sysctls" => null_to_empty(string_map(v.clone(), &p, '=')?),
+            "label_file" => Node::new(
+                Value::Seq(
+                    string_list(v, &p)?
+                        .into_iter()
+                        .map(|n| {
+                            let t =
+                                resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
+                            s(t, &n.mark)
+                        })
+                        .collect(),
+                ),
+                v.mark.clone(),
+            ),
             "ports" => ports(v, &p)?,
             "expose" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
             "volumes" => volumes(v, &p, settings)?,
@@ -626,6 +654,22 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         let _ = i;
     } else if !out.contains_key("build") && !out.contains_key("provider") && settings.normalize {
         // Reported by the consistency stage (it may be disabled).
+    }
+    // label_file values go below `labels`.
+    if let Some(files) = out.get("label_file").and_then(Node::as_seq).cloned() {
+        let mut labels: IndexMap<String, Node> = IndexMap::new();
+        for f in &files {
+            let pb = PathBuf::from(f.as_str().unwrap_or_default());
+            for (k, v) in read_env_file(&pb, env)? {
+                labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+            }
+        }
+        if let Some(l) = out.get("labels").and_then(Node::as_map) {
+            for (k, v) in l {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        out.insert("labels".into(), mapn(labels, &mark));
     }
     // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
     let mut environment: IndexMap<String, Node> = IndexMap::new();
@@ -1354,7 +1398,11 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 if spec.is_empty() {
                     return Err(err(it, &p, "invalid empty volume spec"));
                 }
-                let parts = split_volume_spec(spec);
+                let mut parts = split_volume_spec(spec);
+                // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
+                if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
+                    parts.remove(0);
+                }
                 if parts.iter().any(String::is_empty) {
                     return Err(err(
                         it,
@@ -1511,6 +1559,13 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
                     let mut t = tm.clone();
                     if let Some(size) = tm.get("size") {
+                        if matches!(size.value, Value::Float(_)) {
+                            return Err(err(
+                                size,
+                                &format!("{p}.tmpfs.size"),
+                                format!("{path}.{i}.tmpfs.size must be a integer"),
+                            ));
+                        }
                         t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
                     }
                     for k in tm.keys() {
