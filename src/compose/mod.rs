@@ -4,6 +4,7 @@
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod plan;
 
 pub use load::{load, ComposeError, LoadOptions};
 pub use model::Project;
