@@ -55,41 +55,23 @@ pub struct TestRegistry {
     child: Child,
 }
 
-/// Optional Bearer-token auth for the registry (`auth: token:`).
-pub struct TokenAuth {
-    pub realm: String,
-    pub service: String,
-    pub issuer: String,
-    /// PEM certificate bundle whose key signs the tokens.
-    pub cert_pem_path: PathBuf,
-}
-
 impl TestRegistry {
+    /// Starts a registry with the extra YAML `extra_config` appended (e.g. an `auth:` section).
     pub fn start() -> TestRegistry {
-        Self::start_with(None)
+        Self::start_with("")
     }
 
-    pub fn start_with(auth: Option<&TokenAuth>) -> TestRegistry {
+    pub fn start_with(extra_config: &str) -> TestRegistry {
         let dir = unique_dir("berth-test-registry");
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage).unwrap();
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
-            let auth_yaml = match auth {
-                None => String::new(),
-                Some(a) => format!(
-                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                    a.realm,
-                    a.service,
-                    a.issuer,
-                    a.cert_pem_path.display()
-                ),
-            };
             let config = format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n  secret: berth-test-{}\n{auth_yaml}",
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: berth-test-{}\n{extra_config}",
                 storage.display(),
                 rand::random::<u64>()
             );
