@@ -18,7 +18,6 @@ pub fn state_counts(_engine: &SharedEngine) -> (usize, usize, usize) {
 }
 
 /// Volume name → IDs of the containers (any state) whose mounts use it.
-pub fn volumes_in_use(_engine: &SharedEngine) -> HashMap<String, Vec<String>> {
-    // Until the container store lands no container can hold a volume.
-    HashMap::new()
+pub fn volumes_in_use(engine: &SharedEngine) -> HashMap<String, Vec<String>> {
+    engine.volumes_in_use()
 }
