@@ -44,7 +44,10 @@ fn client_output(project: &TestProject) -> String {
         .eventually(Duration::from_secs(30), || {
             let ps = project.ok(&["ps", "-a", "--format", "json"]);
             let rows: serde_json::Value = serde_json::from_str(&ps).ok()?;
-            let exited = rows.as_array()?.iter().any(|r| r["Service"] == "client" && r["State"] == "exited");
+            let exited = rows
+                .as_array()?
+                .iter()
+                .any(|r| r["Service"] == "client" && r["State"] == "exited");
             exited.then(|| project.ok(&["logs", "--no-log-prefix", "client"]))
         })
         .expect("the client container exits within 30 s")
@@ -71,13 +74,20 @@ fn two_service_stack_up_down_keeps_data_until_down_v() {
     let port = free_port();
     let mut project = TestProject::new("stack", "");
     let mark = project.name.clone();
-    std::fs::write(project.dir.path().join("compose.yaml"), stack_compose(&image, &mark)).expect("write compose");
+    std::fs::write(
+        project.dir.path().join("compose.yaml"),
+        stack_compose(&image, &mark),
+    )
+    .expect("write compose");
     project.env.push(("PORT".into(), port.to_string()));
 
     project.ok(&["up", "-d"]);
 
     // The client reached the server by its service name over the project network.
-    assert!(client_output(&project).contains("first greeting"), "client fetched the page from the volume");
+    assert!(
+        client_output(&project).contains("first greeting"),
+        "client fetched the page from the volume"
+    );
 
     // ps shows both services with their state.
     let ps = project.ok(&["ps", "-a"]);
@@ -85,22 +95,46 @@ fn two_service_stack_up_down_keeps_data_until_down_v() {
     for column in ["NAME", "IMAGE", "SERVICE", "STATUS", "PORTS"] {
         assert!(header.contains(column), "ps header has {column}: {header}");
     }
-    let server_row = ps.lines().find(|l| l.contains(&format!("{}-server-1", project.name))).expect("server row");
+    let server_row = ps
+        .lines()
+        .find(|l| l.contains(&format!("{}-server-1", project.name)))
+        .expect("server row");
     assert!(server_row.contains("Up "), "server is up: {server_row}");
-    assert!(server_row.contains(&format!("127.0.0.1:{port}->80/tcp")), "published port shown: {server_row}");
-    let client_row = ps.lines().find(|l| l.contains(&format!("{}-client-1", project.name))).expect("client row");
-    assert!(client_row.contains("Exited (0)"), "client exited cleanly: {client_row}");
+    assert!(
+        server_row.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "published port shown: {server_row}"
+    );
+    let client_row = ps
+        .lines()
+        .find(|l| l.contains(&format!("{}-client-1", project.name)))
+        .expect("client row");
+    assert!(
+        client_row.contains("Exited (0)"),
+        "client exited cleanly: {client_row}"
+    );
 
     // logs of the server show its output, prefixed with the service replica name.
     let logs = project.ok(&["logs", "server"]);
-    assert!(logs.lines().any(|l| l.starts_with("server-1") && l.contains("server ready")), "server logs: {logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("server-1") && l.contains("server ready")),
+        "server logs: {logs}"
+    );
 
     // The published port answers on the host's loopback.
     let page = std::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "5", &format!("http://127.0.0.1:{port}/")])
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
         .output()
         .expect("run curl");
-    assert_eq!(String::from_utf8_lossy(&page.stdout).trim(), "first greeting");
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout).trim(),
+        "first greeting"
+    );
 
     let network = format!("{}_default", project.name);
     let bridge = bridge_of(&project, &network);
@@ -109,27 +143,65 @@ fn two_service_stack_up_down_keeps_data_until_down_v() {
 
     // down removes containers, network, bridge and veths, and leaves no process or mount…
     project.ok(&["down"]);
-    assert_eq!(project.docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", project.name)]).trim(), "");
-    assert!(!std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(), "bridge {bridge} removed");
+    assert_eq!(
+        project
+            .docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", project.name)
+            ])
+            .trim(),
+        ""
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(),
+        "bridge {bridge} removed"
+    );
     for veth in &veths {
-        assert!(!std::path::Path::new(&format!("/sys/class/net/{veth}")).exists(), "veth {veth} removed");
+        assert!(
+            !std::path::Path::new(&format!("/sys/class/net/{veth}")).exists(),
+            "veth {veth} removed"
+        );
     }
-    let procs: Vec<String> = project.leftover_processes().into_iter().filter(|p| !p.contains(" engine ")).collect();
-    assert!(procs.is_empty(), "no container or shim process remains: {procs:?}");
+    let procs: Vec<String> = project
+        .leftover_processes()
+        .into_iter()
+        .filter(|p| !p.contains(" engine "))
+        .collect();
+    assert!(
+        procs.is_empty(),
+        "no container or shim process remains: {procs:?}"
+    );
     let mounts: Vec<String> = project.leftover_mounts();
     assert!(mounts.is_empty(), "no mount remains: {mounts:?}");
     // …but keeps the named volume and its data.
-    assert!(project.docker(&["volume", "ls", "-q"]).contains(&format!("{}_site", project.name)));
+    assert!(project
+        .docker(&["volume", "ls", "-q"])
+        .contains(&format!("{}_site", project.name)));
 
     // up again with a different greeting: the page written into the volume the first time is served.
-    project.env.push(("GREETING".into(), "second greeting".into()));
+    project
+        .env
+        .push(("GREETING".into(), "second greeting".into()));
     project.ok(&["up", "-d"]);
-    assert!(client_output(&project).contains("first greeting"), "data in the named volume survived down/up");
+    assert!(
+        client_output(&project).contains("first greeting"),
+        "data in the named volume survived down/up"
+    );
     project.ok(&["down", "-v"]);
-    assert!(!project.docker(&["volume", "ls", "-q"]).contains(&format!("{}_site", project.name)), "down -v removed the volume");
+    assert!(
+        !project
+            .docker(&["volume", "ls", "-q"])
+            .contains(&format!("{}_site", project.name)),
+        "down -v removed the volume"
+    );
 
     // With the volume gone, the server starts from an empty volume again.
     project.ok(&["up", "-d"]);
-    assert!(client_output(&project).contains("second greeting"), "a fresh volume after down -v");
+    assert!(
+        client_output(&project).contains("second greeting"),
+        "a fresh volume after down -v"
+    );
     project.ok(&["down", "-v"]);
 }

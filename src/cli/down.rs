@@ -28,7 +28,9 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
     let client = engine(project_args).await?;
     let label = format!("{LABEL_PROJECT}={name}");
 
-    let mut containers = client.list_containers(true, &[("label", label.as_str())]).await?;
+    let mut containers = client
+        .list_containers(true, &[("label", label.as_str())])
+        .await?;
     // Dependents stop first: the reverse of the start order when we have the model, else by name.
     let stop_order = project
         .as_ref()
@@ -37,14 +39,25 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
         .unwrap_or_default();
     containers.sort_by_key(|c| {
         let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-        stop_order.iter().position(|s| *s == service).unwrap_or(usize::MAX)
+        stop_order
+            .iter()
+            .position(|s| *s == service)
+            .unwrap_or(usize::MAX)
     });
     let known = |c: &ContainerSummary| {
-        project.as_ref().is_none_or(|p| c.labels.get(LABEL_SERVICE).is_some_and(|s| p.services.contains_key(s)))
+        project.as_ref().is_none_or(|p| {
+            c.labels
+                .get(LABEL_SERVICE)
+                .is_some_and(|s| p.services.contains_key(s))
+        })
     };
     let mut orphans = Vec::new();
     for c in &containers {
-        let display = c.names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| c.id.clone());
+        let display = c
+            .names
+            .first()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| c.id.clone());
         if !known(c) && !args.remove_orphans {
             orphans.push(display);
             continue;

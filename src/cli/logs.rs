@@ -42,23 +42,42 @@ pub async fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<
         }
     }
     let client = engine(project_args).await?;
-    let mut containers = client.list_containers(true, &[("label", format!("{LABEL_PROJECT}={name}").as_str())]).await?;
+    let mut containers = client
+        .list_containers(
+            true,
+            &[("label", format!("{LABEL_PROJECT}={name}").as_str())],
+        )
+        .await?;
     containers.retain(|c| {
-        args.services.is_empty() || c.labels.get(LABEL_SERVICE).is_some_and(|s| args.services.contains(s))
+        args.services.is_empty()
+            || c.labels
+                .get(LABEL_SERVICE)
+                .is_some_and(|s| args.services.contains(s))
     });
     containers.sort_by(|a, b| a.names.cmp(&b.names));
 
     let short = |full: &str| -> String {
         let full = full.trim_start_matches('/');
-        full.strip_prefix(&format!("{name}-")).unwrap_or(full).to_string()
+        full.strip_prefix(&format!("{name}-"))
+            .unwrap_or(full)
+            .to_string()
     };
-    let names: Vec<String> = containers.iter().filter_map(|c| c.names.first()).map(|n| short(n)).collect();
-    let mut prefixer = LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
+    let names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.names.first())
+        .map(|n| short(n))
+        .collect();
+    let mut prefixer =
+        LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
 
     let (tx, mut rx) = mpsc::channel::<(String, String)>(256);
     for c in &containers {
         let client = client.clone();
-        let display = c.names.first().map(|n| short(n)).unwrap_or_else(|| c.id.clone());
+        let display = c
+            .names
+            .first()
+            .map(|n| short(n))
+            .unwrap_or_else(|| c.id.clone());
         let options = LogsOptions {
             follow: args.follow,
             stdout: true,
@@ -78,7 +97,9 @@ pub async fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send((display, format!("error reading logs: {e}\n"))).await;
+                    let _ = tx
+                        .send((display, format!("error reading logs: {e}\n")))
+                        .await;
                 }
             }
         });

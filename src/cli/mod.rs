@@ -77,7 +77,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Engine(args) => {
             let roots = EngineRoots::new(args.data_root, args.run_root);
-            let settings = EngineSettings { insecure_registries: args.insecure_registries };
+            let settings = EngineSettings {
+                insecure_registries: args.insecure_registries,
+            };
             crate::engine::daemon::run(roots, settings).map(|()| ExitCode::SUCCESS)
         }
         Command::Config(args) => {
@@ -97,7 +99,9 @@ pub fn main() -> ExitCode {
 
 /// Commands that talk to the engine run on a tokio runtime built here, after argument parsing.
 fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match command {
             Command::Up(args) => up::run(&project, &args).await,
@@ -137,6 +141,8 @@ pub fn engine_roots(project: &ProjectArgs) -> (EngineRoots, EngineSettings) {
     if let Some(r) = &project.run_root {
         roots.run_root = r.clone();
     }
-    let settings = EngineSettings { insecure_registries: project.insecure_registries.clone() };
+    let settings = EngineSettings {
+        insecure_registries: project.insecure_registries.clone(),
+    };
     (roots, settings)
 }

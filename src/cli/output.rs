@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Write};
 
 /// docker compose's palette: cyan, yellow, green, magenta, blue, then their bright variants.
-const PALETTE: [&str; 10] = ["36", "33", "32", "35", "34", "1;36", "1;33", "1;32", "1;35", "1;34"];
+const PALETTE: [&str; 10] = [
+    "36", "33", "32", "35", "34", "1;36", "1;33", "1;32", "1;35", "1;34",
+];
 
 /// Whether stdout gets ANSI colours (`--no-color`, `NO_COLOR`, or not a terminal turn them off).
 pub fn colours_enabled(no_color: bool) -> bool {
@@ -22,7 +24,12 @@ pub struct LogPrefixer {
 impl LogPrefixer {
     pub fn new(names: &[String], colours: bool, with_prefix: bool) -> Self {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0) + 1;
-        Self { width, colours, assigned: Vec::new(), with_prefix }
+        Self {
+            width,
+            colours,
+            assigned: Vec::new(),
+            with_prefix,
+        }
     }
 
     /// The prefix for `name`, coloured when enabled.
@@ -46,7 +53,12 @@ impl LogPrefixer {
     }
 
     /// Write every complete line of `text` with the prefix of `name`.
-    pub fn write_lines(&mut self, out: &mut impl Write, name: &str, text: &str) -> std::io::Result<()> {
+    pub fn write_lines(
+        &mut self,
+        out: &mut impl Write,
+        name: &str,
+        text: &str,
+    ) -> std::io::Result<()> {
         let prefix = self.prefix(name);
         for line in text.split_inclusive('\n') {
             write!(out, "{prefix}{line}")?;
@@ -60,7 +72,11 @@ impl LogPrefixer {
 
 /// One line of resource progress on stderr, as docker compose prints it: ` ✔ Container x  Started`.
 pub fn status_line(kind: &str, name: &str, status: &str) {
-    let mark = if std::io::stderr().is_terminal() { "\x1b[32m✔\x1b[0m" } else { "✔" };
+    let mark = if std::io::stderr().is_terminal() {
+        "\x1b[32m✔\x1b[0m"
+    } else {
+        "✔"
+    };
     eprintln!(" {mark} {kind} {name:<28} {status}");
 }
 
@@ -124,7 +140,10 @@ mod tests {
         assert_eq!(p.prefix("server-1"), "server-1 | ");
         let mut out = Vec::new();
         p.write_lines(&mut out, "db-1", "a\nb").expect("write");
-        assert_eq!(String::from_utf8(out).expect("utf8"), "db-1     | a\ndb-1     | b\n");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "db-1     | a\ndb-1     | b\n"
+        );
     }
 
     #[test]
@@ -136,7 +155,10 @@ mod tests {
 
     #[test]
     fn tables_align_columns() {
-        let t = table(&["NAME", "STATE"], &[vec!["a-long-name".into(), "running".into()]]);
+        let t = table(
+            &["NAME", "STATE"],
+            &[vec!["a-long-name".into(), "running".into()]],
+        );
         assert_eq!(t, "NAME          STATE\na-long-name   running\n");
     }
 }

@@ -27,7 +27,7 @@ pub struct ProjectArgs {
     pub env_files: Vec<PathBuf>,
     /// Enable a profile (repeatable)
     #[arg(long = "profile", global = true, value_name = "PROFILE")]
-    pub profiles: Vec<String>,
+    pub profile: Vec<String>,
     /// Engine data root (default /var/lib/berth; env BERTH_DATA_ROOT)
     #[arg(long, global = true, hide = true, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
@@ -35,7 +35,12 @@ pub struct ProjectArgs {
     #[arg(long, global = true, hide = true, value_name = "DIR")]
     pub run_root: Option<PathBuf>,
     /// Registry the engine may reach over plain HTTP (when the CLI starts the engine)
-    #[arg(long = "insecure-registry", global = true, hide = true, value_name = "HOST:PORT")]
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        hide = true,
+        value_name = "HOST:PORT"
+    )]
     pub insecure_registries: Vec<String>,
 }
 
@@ -48,7 +53,7 @@ pub fn load_options(args: &ProjectArgs, services: &[String]) -> anyhow::Result<L
         project_name: args.project_name.clone(),
         project_directory: args.project_directory.clone(),
         env_files: args.env_files.clone(),
-        profiles: args.profiles.clone(),
+        profiles: args.profile.clone(),
         services: services.to_vec(),
         working_dir,
         environment,
@@ -105,8 +110,10 @@ pub fn project_or_name(args: &ProjectArgs) -> anyhow::Result<(Option<Project>, S
             Ok((Some(project), name))
         }
         Err(err) => {
-            let explicit =
-                args.project_name.clone().or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok());
+            let explicit = args
+                .project_name
+                .clone()
+                .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok());
             match explicit {
                 Some(name) if args.files.is_empty() => Ok((None, name)),
                 _ => Err(err),

@@ -30,12 +30,17 @@ pub async fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<Ex
     let (_, name) = project_or_name(project_args)?;
     let client = engine(project_args).await?;
     let mut containers: Vec<ContainerSummary> = client
-        .list_containers(args.all, &[("label", format!("{LABEL_PROJECT}={name}").as_str())])
+        .list_containers(
+            args.all,
+            &[("label", format!("{LABEL_PROJECT}={name}").as_str())],
+        )
         .await?
         .into_iter()
         .filter(|c| {
             args.service_names.is_empty()
-                || c.labels.get(LABEL_SERVICE).is_some_and(|s| args.service_names.contains(s))
+                || c.labels
+                    .get(LABEL_SERVICE)
+                    .is_some_and(|s| args.service_names.contains(s))
         })
         .collect();
     containers.sort_by(|a, b| display_name(a).cmp(&display_name(b)));
@@ -78,12 +83,21 @@ pub async fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<Ex
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"], &rows));
+    print!(
+        "{}",
+        table(
+            &["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"],
+            &rows
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn display_name(c: &ContainerSummary) -> String {
-    c.names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| c.id.clone())
+    c.names
+        .first()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| c.id.clone())
 }
 
 fn truncate(text: &str, max: usize) -> String {

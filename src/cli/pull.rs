@@ -36,16 +36,26 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
             Err(e) if args.ignore_pull_failures => {
                 eprintln!("warning: {name}: {e:#}");
             }
-            Err(e) => return Err(e.context(format!("service \"{name}\": cannot pull image {image}"))),
+            Err(e) => {
+                return Err(e.context(format!("service \"{name}\": cannot pull image {image}")))
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Pull one image through the engine; progress lines go to stderr when it is a terminal.
-pub async fn pull_image(client: &EngineClient, service: &str, image: &str, quiet: bool) -> anyhow::Result<()> {
+pub async fn pull_image(
+    client: &EngineClient,
+    service: &str,
+    image: &str,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let show = !quiet && std::io::stderr().is_terminal();
-    let mut stream = client.pull(image).await.context("the engine refused the pull")?;
+    let mut stream = client
+        .pull(image)
+        .await
+        .context("the engine refused the pull")?;
     while let Some(message) = stream.next().await {
         let message = message?;
         if let Some(error) = message.error.or(message.error_detail.map(|d| d.message)) {
@@ -53,7 +63,10 @@ pub async fn pull_image(client: &EngineClient, service: &str, image: &str, quiet
         }
         if show {
             if let (Some(id), Some(status)) = (&message.id, &message.status) {
-                eprint!("\r   {id} {status} {}\x1b[K", message.progress.as_deref().unwrap_or(""));
+                eprint!(
+                    "\r   {id} {status} {}\x1b[K",
+                    message.progress.as_deref().unwrap_or("")
+                );
             }
         }
     }
@@ -65,4 +78,3 @@ pub async fn pull_image(client: &EngineClient, service: &str, image: &str, quiet
     }
     Ok(())
 }
-

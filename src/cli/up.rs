@@ -170,7 +170,9 @@ async fn converge(
 
     let existing = {
         let label = format!("{}={}", plan::LABEL_PROJECT, project.name);
-        client.list_containers(true, &[("label", label.as_str())]).await?
+        client
+            .list_containers(true, &[("label", label.as_str())])
+            .await?
     };
     report_orphans(client, project, &existing, args.remove_orphans).await?;
 
@@ -186,7 +188,11 @@ async fn converge(
                 && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some("1")
         });
         let id = match current {
-            Some(c) if args.no_recreate || (!args.force_recreate && c.labels.get(LABEL_CONFIG_HASH) == Some(&wanted_hash)) => {
+            Some(c)
+                if args.no_recreate
+                    || (!args.force_recreate
+                        && c.labels.get(LABEL_CONFIG_HASH) == Some(&wanted_hash)) =>
+            {
                 if c.state == "running" {
                     status_line("Container", &name, "Running");
                     started.push(Started::new(project, service_name, &c.id, &name));
@@ -207,7 +213,9 @@ async fn converge(
                 let created = client
                     .create_container(Some(&name), &request)
                     .await
-                    .with_context(|| format!("cannot create container for service {service_name}"))?;
+                    .with_context(|| {
+                        format!("cannot create container for service {service_name}")
+                    })?;
                 made.push(Made::Container(created.id.clone()));
                 status_line("Container", &name, "Created");
                 created.id
@@ -318,21 +326,32 @@ async fn report_orphans(
 ) -> anyhow::Result<()> {
     let orphans: Vec<&ContainerSummary> = existing
         .iter()
-        .filter(|c| c.labels.get(LABEL_SERVICE).is_some_and(|s| !project.services.contains_key(s)))
+        .filter(|c| {
+            c.labels
+                .get(LABEL_SERVICE)
+                .is_some_and(|s| !project.services.contains_key(s))
+        })
         .collect();
     if orphans.is_empty() {
         return Ok(());
     }
     if remove {
         for orphan in orphans {
-            let name = orphan.names.first().map(|n| n.trim_start_matches('/')).unwrap_or(&orphan.id);
+            let name = orphan
+                .names
+                .first()
+                .map(|n| n.trim_start_matches('/'))
+                .unwrap_or(&orphan.id);
             client.stop_container(&orphan.id, None).await?;
             client.remove_container(&orphan.id, true, false).await?;
             status_line("Container", name, "Removed");
         }
     } else {
-        let names: Vec<&str> =
-            orphans.iter().filter_map(|c| c.names.first()).map(|n| n.trim_start_matches('/')).collect();
+        let names: Vec<&str> = orphans
+            .iter()
+            .filter_map(|c| c.names.first())
+            .map(|n| n.trim_start_matches('/'))
+            .collect();
         eprintln!(
             "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
             names.join(", ")
@@ -385,18 +404,28 @@ async fn attach(
     args: &UpArgs,
 ) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = started.iter().map(|c| c.short_name.clone()).collect();
-    let mut prefixer = LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
+    let mut prefixer =
+        LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
     let (tx, mut rx) = mpsc::channel::<AttachEvent>(256);
     for c in started {
         let client = client.clone();
         let (id, name, tx) = (c.id.clone(), c.short_name.clone(), tx.clone());
         tokio::spawn(async move {
-            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let options = LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            };
             if let Ok(mut stream) = client.logs(&id, &options).await {
                 use futures_util::StreamExt;
                 while let Some(Ok(chunk)) = stream.next().await {
                     let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
-                    if tx.send(AttachEvent::Output(name.clone(), text)).await.is_err() {
+                    if tx
+                        .send(AttachEvent::Output(name.clone(), text))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -31,10 +31,21 @@ impl TestProject {
     /// A project directory holding `compose.yaml` with `compose` as its text.
     pub fn new(prefix: &str, compose: &str) -> Self {
         let name = unique_name(prefix);
-        let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir().expect("project dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir()
+            .expect("project dir");
         std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
-        let roots = tempfile::Builder::new().prefix("berth-roots-").tempdir().expect("roots dir");
-        Self { name, dir, roots, env: Vec::new() }
+        let roots = tempfile::Builder::new()
+            .prefix("berth-roots-")
+            .tempdir()
+            .expect("roots dir");
+        Self {
+            name,
+            dir,
+            roots,
+            env: Vec::new(),
+        }
     }
 
     pub fn data_root(&self) -> PathBuf {
@@ -114,7 +125,11 @@ impl TestProject {
     }
 
     /// Poll `check` until it returns Some or `timeout` passes.
-    pub fn eventually<T>(&self, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    pub fn eventually<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         let start = Instant::now();
         loop {
             if let Some(v) = check() {
@@ -142,14 +157,17 @@ impl TestProject {
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
             if pid == std::process::id() {
                 continue;
             }
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-            let marked = String::from_utf8_lossy(&environ).contains(&format!("BERTH_TEST_MARK={}", self.name));
+            let marked = String::from_utf8_lossy(&environ)
+                .contains(&format!("BERTH_TEST_MARK={}", self.name));
             if cmdline.contains(&roots) || marked {
                 found.push(format!("{pid}: {cmdline}"));
             }

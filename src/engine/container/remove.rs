@@ -82,8 +82,14 @@ impl Engine {
     pub fn volumes_in_use(&self) -> std::collections::HashMap<String, Vec<String>> {
         let mut users: std::collections::HashMap<String, Vec<String>> = Default::default();
         for id in self.containers.ids() {
-            let Ok(record) = self.containers.load_record(&id) else { continue };
-            let mut names: Vec<String> = record.anonymous_volumes.iter().map(|a| a.name.clone()).collect();
+            let Ok(record) = self.containers.load_record(&id) else {
+                continue;
+            };
+            let mut names: Vec<String> = record
+                .anonymous_volumes
+                .iter()
+                .map(|a| a.name.clone())
+                .collect();
             if let Some(host) = record.request.host_config.as_ref() {
                 for m in host.mounts.iter().flatten() {
                     if m.kind == "volume" && !m.source.is_empty() {
