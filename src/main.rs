@@ -1,10 +1,6 @@
 //! berth: a compose-style orchestrator with its own container engine, in one binary.
 
-mod cli;
-mod compose;
-mod engine;
-mod network;
-mod volume;
+use berth::{cli, engine};
 
 use std::process::ExitCode;
 
