@@ -34,6 +34,7 @@ pub mod logs;
 pub mod mounts;
 pub mod process;
 pub mod remove;
+pub mod restart;
 pub mod restore;
 pub mod rootfs;
 pub mod shim;
