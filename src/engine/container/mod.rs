@@ -37,6 +37,7 @@ pub mod remove;
 pub mod restart;
 pub mod restore;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod start;
