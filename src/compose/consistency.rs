@@ -138,7 +138,11 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
                 )));
             }
         }
-        let mut targets: HashSet<&str> = HashSet::new();
+        let mut targets: std::collections::HashMap<String, String> = Default::default();
+        for (i, t) in svc.tmpfs.iter().enumerate() {
+            let target = t.split(':').next().unwrap_or(t);
+            targets.insert(target.to_string(), format!("services.{name}.tmpfs[{i}]"));
+        }
         for (i, v) in svc.volumes.iter().enumerate() {
             if v.kind == "volume" {
                 if let Some(src) = &v.source {
@@ -149,19 +153,27 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
                     }
                 }
             }
-            if !targets.insert(v.target.as_str()) {
+            let here = format!("services.{name}.volumes[{i}]");
+            if let Some(prev) = targets.insert(v.target.clone(), here.clone()) {
                 return Err(ComposeError::Consistency(format!(
-                    "services.{name}.volumes[{i}]: target {} already mounted",
+                    "{here}: target {} already mounted as {prev}",
                     v.target
                 )));
             }
         }
-        for (i, t) in svc.tmpfs.iter().enumerate() {
-            let target = t.split(':').next().unwrap_or(t);
-            if targets.contains(target) {
-                return Err(ComposeError::Consistency(format!(
-                    "services.{name}.tmpfs[{i}]: target {target} already mounted as services.{name}.volumes"
-                )));
+        if let Some(watch) = svc
+            .extra
+            .get("develop")
+            .and_then(|d| d.get("watch"))
+            .and_then(|w| w.as_array())
+        {
+            for w in watch {
+                let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
+                if action != "rebuild" && w.get("target").is_none() {
+                    return Err(ComposeError::Consistency(format!(
+                        "services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project"
+                    )));
+                }
             }
         }
         for (kind, refs, defined) in [

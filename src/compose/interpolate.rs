@@ -97,6 +97,8 @@ fn matching_brace(chars: &[char], start: usize) -> Option<usize> {
                 depth += 1;
                 i += 1;
             }
+            // Plain braces inside a default (`${X:-{"a":1}}`) nest too.
+            '{' => depth += 1,
             '}' if depth == 0 => return Some(i),
             '}' => depth -= 1,
             _ => {}

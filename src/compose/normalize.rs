@@ -129,7 +129,79 @@ pub fn canonical(raw: &Node, settings: &Settings) -> Result<Node> {
             out.insert(k.clone(), v.clone());
         }
     }
-    Ok(mapn(out, &mark))
+    let mut doc = mapn(out, &mark);
+    cast_typed(&mut doc, &mut Vec::new());
+    Ok(doc)
+}
+
+/// Typed fields that interpolation may have left as strings (compose-go's cast table):
+/// (path pattern, target type). `*` matches any one key or index.
+const CASTS: &[(&str, char)] = &[
+    ("services.*.deploy.replicas", 'i'),
+    ("services.*.deploy.update_config.parallelism", 'i'),
+    ("services.*.deploy.update_config.max_failure_ratio", 'f'),
+    ("services.*.deploy.rollback_config.parallelism", 'i'),
+    ("services.*.deploy.rollback_config.max_failure_ratio", 'f'),
+    ("services.*.deploy.restart_policy.max_attempts", 'i'),
+    ("services.*.deploy.placement.max_replicas_per_node", 'i'),
+    ("services.*.deploy.resources.limits.pids", 'i'),
+    ("services.*.secrets.*.mode", 'o'),
+    ("services.*.configs.*.mode", 'o'),
+    ("services.*.volumes.*.volume.nocopy", 'b'),
+    ("services.*.volumes.*.bind.create_host_path", 'b'),
+    ("services.*.volumes.*.tmpfs.mode", 'o'),
+    ("services.*.blkio_config.weight", 'i'),
+    ("services.*.blkio_config.weight_device.*.weight", 'i'),
+    ("networks.*.internal", 'b'),
+    ("networks.*.attachable", 'b'),
+    ("networks.*.enable_ipv6", 'b'),
+    ("networks.*.enable_ipv4", 'b'),
+    ("networks.*.external", 'b'),
+    ("volumes.*.external", 'b'),
+    ("secrets.*.external", 'b'),
+    ("configs.*.external", 'b'),
+];
+
+fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
+    if let Value::String(t) = &node.value {
+        let hit = CASTS.iter().find(|(pat, _)| {
+            let segs: Vec<&str> = pat.split('.').collect();
+            segs.len() == path.len()
+                && segs
+                    .iter()
+                    .zip(path.iter())
+                    .all(|(a, b)| *a == "*" || a == b)
+        });
+        if let Some((_, ty)) = hit {
+            let t = t.trim().to_string();
+            let cast = match ty {
+                'i' | 'o' => t.parse::<i64>().ok().map(Value::Int),
+                'f' => t.parse::<f64>().ok().map(Value::Float),
+                _ => cast_bool(&t).map(Value::Bool),
+            };
+            if let Some(v) = cast {
+                node.value = v;
+            }
+        }
+        return;
+    }
+    match &mut node.value {
+        Value::Map(m) => {
+            for (k, v) in m.iter_mut() {
+                path.push(k.clone());
+                cast_typed(v, path);
+                path.pop();
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                cast_typed(v, path);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) -> Result<Node> {
@@ -645,6 +717,20 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             "secrets" | "configs" => file_refs(v, &p)?,
             "ulimits" => ulimits(v, &p)?,
             "deploy" => deploy(v, &p)?,
+            "develop" => {
+                if let Some(items) = v.get("watch").and_then(Node::as_seq) {
+                    for (i, w) in items.iter().enumerate() {
+                        if w.get("action").is_none() {
+                            return Err(err(
+                                w,
+                                &format!("{p}.watch[{i}]"),
+                                format!("{p}.watch.{i} missing property 'action'"),
+                            ));
+                        }
+                    }
+                }
+                v.clone()
+            }
             "logging" => v.clone(),
             _ => v.clone(),
         };
@@ -983,13 +1069,27 @@ fn file_refs(v: &Node, path: &str) -> Result<Node> {
             Value::String(t) => {
                 let mut m = IndexMap::new();
                 m.insert("source".into(), s(t, &it.mark));
+                if path.ends_with(".secrets") {
+                    m.insert("target".into(), s(format!("/run/secrets/{t}"), &it.mark));
+                }
                 out.push(mapn(m, &it.mark));
             }
             Value::Map(m) => {
-                if !m.contains_key("source") {
+                let Some(src) = m.get("source").and_then(Node::scalar_text) else {
                     return Err(err(it, &p, format!("{p} missing property 'source'")));
+                };
+                let mut m = m.clone();
+                // A secret lands in /run/secrets/<target or source> (relative targets too).
+                if path.ends_with(".secrets") {
+                    let t = m.get("target").and_then(Node::scalar_text).unwrap_or(src);
+                    let t = if t.starts_with('/') {
+                        t
+                    } else {
+                        format!("/run/secrets/{t}")
+                    };
+                    m.insert("target".into(), s(t, &it.mark));
                 }
-                out.push(it.clone());
+                out.push(mapn(m, &it.mark));
             }
             _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
         }
@@ -1019,12 +1119,8 @@ fn ulimits(v: &Node, path: &str) -> Result<Node> {
                 mapn(l, &x.mark)
             }
             _ => {
-                let mut l = IndexMap::new();
-                l.insert(
-                    "single".to_string(),
-                    Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
-                );
-                mapn(l, &x.mark)
+                // A single number sets soft and hard alike; docker compose prints the number.
+                Node::new(Value::Int(as_int(x, &p)?), x.mark.clone())
             }
         };
         out.insert(k.clone(), nv);
