@@ -212,6 +212,10 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
         _ => return Err(err(def, path, format!("{path} must be a mapping"))),
     };
     schema::check_resource(def, kind, path)?;
+    // `name: ${UNSET}` leaves an empty name: treat it as not set.
+    if m.get("name").and_then(Node::as_str) == Some("") {
+        m.shift_remove("name");
+    }
     // `external: {name: x}` is the legacy spelling of `external: true` + `name: x`.
     let mut external = false;
     if let Some(e) = m.get("external").cloned() {
