@@ -147,25 +147,6 @@ fn run_valid(root: &Path) -> Tally {
     t
 }
 
-fn parse_expect(text: &str) -> IndexMap<String, String> {
-    let mut m = IndexMap::new();
-    let mut last = String::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(": ") {
-            if !k.starts_with(' ') {
-                last = k.to_string();
-                m.insert(k.to_string(), v.trim().to_string());
-                continue;
-            }
-        }
-        if let Some(v) = m.get_mut(&last) {
-            v.push('\n');
-            v.push_str(line.trim());
-        }
-    }
-    m
-}
-
 /// Does `got` name the same problem as the reference message `want`?
 fn same_problem(got: &str, want: &str) -> bool {
     // compose-go prefixes schema errors with the (test's) file name; berth names the real file.

@@ -52,10 +52,8 @@ pub fn apply_profiles(
                 continue;
             }
             let dep_enabled = project.services.get(dep).is_some_and(enabled);
-            if !selected.is_empty() || dep_enabled || d.required {
-                if keep.insert(dep.clone()) {
-                    stack.push(dep.clone());
-                }
+            if (!selected.is_empty() || dep_enabled || d.required) && keep.insert(dep.clone()) {
+                stack.push(dep.clone());
             }
         }
     }

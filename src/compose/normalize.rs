@@ -248,14 +248,14 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     }
     if external {
         for other in m.keys() {
-            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam") {
-                if kind == "volumes" || kind == "networks" {
-                    return Err(err(
-                        def,
-                        path,
-                        format!("conflicting parameters \"external\" and \"{other}\" specified"),
-                    ));
-                }
+            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
+                && (kind == "volumes" || kind == "networks")
+            {
+                return Err(err(
+                    def,
+                    path,
+                    format!("conflicting parameters \"external\" and \"{other}\" specified"),
+                ));
             }
         }
     }
@@ -299,10 +299,8 @@ pub fn cast_bool(t: &str) -> Option<bool> {
 
 /// Resolve a host path against `base` (`~` = home), keeping Windows paths and URLs verbatim.
 pub fn resolve_path(base: &Path, p: &str) -> String {
-    if p.starts_with('~') {
-        if let Some(home) = dirs::home_dir() {
-            return format!("{}{}", home.display(), &p[1..]);
-        }
+    if let (Some(rest), Some(home)) = (p.strip_prefix('~'), dirs::home_dir()) {
+        return format!("{}{rest}", home.display());
     }
     if is_windows_path(p) || p.contains("://") {
         return p.to_string();
@@ -544,10 +542,10 @@ pub fn format_duration(d: std::time::Duration) -> String {
         return "0s".into();
     }
     if nanos < 1_000_000_000 {
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             return format!("{}ms", nanos / 1_000_000);
         }
-        if nanos % 1_000 == 0 {
+        if nanos.is_multiple_of(1_000) {
             return format!("{}µs", nanos / 1_000);
         }
         return format!("{nanos}ns");
@@ -555,7 +553,7 @@ pub fn format_duration(d: std::time::Duration) -> String {
     let h = nanos / 3_600_000_000_000;
     let m = (nanos / 60_000_000_000) % 60;
     let sn = nanos % 60_000_000_000;
-    let secs = if sn % 1_000_000_000 == 0 {
+    let secs = if sn.is_multiple_of(1_000_000_000) {
         format!("{}s", sn / 1_000_000_000)
     } else {
         let t = format!("{:.9}", sn as f64 / 1e9);
@@ -1266,10 +1264,11 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
     Ok(mapn(out, &v.mark))
 }
 
+/// One expanded short-syntax port: (host_ip, published, target, protocol).
+pub type PortSpec = (Option<String>, Option<String>, u16, String);
+
 /// `[HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]` → long-form entries (ranges expand).
-pub fn parse_port_spec(
-    spec: &str,
-) -> std::result::Result<Vec<(Option<String>, Option<String>, u16, String)>, String> {
+pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String> {
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),

@@ -303,6 +303,8 @@ fn check_tabs(text: &str, file: &Arc<str>) -> Result<(), YamlError> {
     Ok(())
 }
 
+// Frames live on a short stack while parsing; boxing the map variant would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum Frame {
     Seq {
         path: String,
