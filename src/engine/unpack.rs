@@ -607,6 +607,18 @@ impl Extractor<'_> {
                 }
                 Err(e) => {
                     let parent = show(&comps[..=i].join(&b'/'));
+                    // O_NOFOLLOW | O_DIRECTORY on a symlink fails with ENOTDIR (or ELOOP): tell
+                    // a symlinked parent (an escape attempt) from a plain file in the way.
+                    let is_link = lstat_at(cur.as_raw_fd(), &name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+                    if is_link {
+                        return Err(UnpackError::Hostile {
+                            path: show(entry),
+                            reason: format!("goes through symlink {parent:?}"),
+                        });
+                    }
                     return Err(match e.raw_os_error() {
                         Some(libc::ELOOP) => UnpackError::Hostile {
                             path: show(entry),
