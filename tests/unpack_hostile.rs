@@ -43,8 +43,11 @@ impl Arena {
         std::fs::create_dir(&outside).unwrap();
         std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::write(outside.join("secret"), b"host secret").unwrap();
-        std::fs::set_permissions(outside.join("secret"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            outside.join("secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let before = snapshot(&outside);
         Arena {
             _dir: dir,
@@ -71,7 +74,11 @@ impl Arena {
     /// Nothing outside the root changed: the sentinel dir is as it was and nothing new appeared
     /// next to the root.
     fn assert_confined(&self) {
-        assert_eq!(snapshot(&self.outside), self.before, "sentinel directory changed");
+        assert_eq!(
+            snapshot(&self.outside),
+            self.before,
+            "sentinel directory changed"
+        );
         assert_eq!(
             std::fs::read(self.outside.join("secret")).unwrap(),
             b"host secret"
@@ -82,7 +89,11 @@ impl Arena {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["outside", "root"], "something was created beside the root");
+        assert_eq!(
+            names,
+            ["outside", "root"],
+            "something was created beside the root"
+        );
     }
 }
 
@@ -98,7 +109,11 @@ fn expect_hostile(r: Result<(), UnpackError>, want: &str) {
 
 #[test]
 fn u1_dotdot_and_absolute_names_are_refused() {
-    for name in ["../outside/pwned", "./../outside/pwned", "a/../../outside/pwned"] {
+    for name in [
+        "../outside/pwned",
+        "./../outside/pwned",
+        "a/../../outside/pwned",
+    ] {
         let a = Arena::new();
         let tar = TarBuilder::new().file(name, 0o644, b"x").finish();
         expect_hostile(a.unpack(&tar), "'..'");
@@ -170,7 +185,10 @@ fn u4_directory_entry_over_symlink_never_chmods_the_target() {
         // Either refused or confined: the symlink is replaced by a real directory in the root.
         if r.is_ok() {
             let md = std::fs::symlink_metadata(a.root.join("d")).unwrap();
-            assert!(md.is_dir(), "{name}: the symlink was replaced by a directory");
+            assert!(
+                md.is_dir(),
+                "{name}: the symlink was replaced by a directory"
+            );
             assert_eq!(md.mode() & 0o7777, 0o777);
         }
         assert_eq!(
@@ -258,7 +276,14 @@ fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let path = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let name = CString::new(name).unwrap();
     let mut buf = vec![0u8; 256];
-    let n = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     (n >= 0).then(|| {
         buf.truncate(n as usize);
         buf
@@ -283,7 +308,10 @@ fn u8_whiteouts_empty_names_and_ordering() {
         .file(".wh.lower", 0o644, b"")
         .finish();
     a.unpack(&tar).unwrap();
-    assert_eq!(xattr(&a.root.join("d"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert_eq!(
+        xattr(&a.root.join("d"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     assert_eq!(std::fs::read(a.root.join("d/new")).unwrap(), b"new");
     assert_eq!(std::fs::read(a.root.join("x")).unwrap(), b"mine");
     let wh = std::fs::symlink_metadata(a.root.join("lower")).unwrap();
@@ -309,7 +337,10 @@ fn u9_u10_u15_caps_on_headers_entries_and_bytes() {
         .file("f", 0o644, b"x")
         .finish();
     let e = a.unpack(&tar).unwrap_err();
-    assert!(matches!(e, UnpackError::Limit(_)) && e.to_string().contains("pax header"), "{e}");
+    assert!(
+        matches!(e, UnpackError::Limit(_)) && e.to_string().contains("pax header"),
+        "{e}"
+    );
 
     let a = Arena::new();
     let tar = TarBuilder::new()
@@ -338,7 +369,9 @@ fn u9_u10_u15_caps_on_headers_entries_and_bytes() {
 
     // A gzip bomb hits the same byte cap after decompression.
     let a = Arena::new();
-    let tar = TarBuilder::new().file("zeros", 0o644, &vec![0u8; 1 << 20]).finish();
+    let tar = TarBuilder::new()
+        .file("zeros", 0o644, &vec![0u8; 1 << 20])
+        .finish();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut gz, &tar).unwrap();
     let gz = gz.finish().unwrap();
@@ -348,7 +381,9 @@ fn u9_u10_u15_caps_on_headers_entries_and_bytes() {
 
     // Sparse files are refused.
     let a = Arena::new();
-    let tar = TarBuilder::new().entry(b'S', "sparse", "", 0o644, b"").finish();
+    let tar = TarBuilder::new()
+        .entry(b'S', "sparse", "", 0o644, b"")
+        .finish();
     let e = a.unpack(&tar).unwrap_err();
     assert!(e.to_string().contains("sparse"), "{e}");
     a.assert_confined();
@@ -377,7 +412,9 @@ fn u11_inconsistent_sizes_and_truncation_are_refused() {
 
     // A symlink that declares data would desynchronise readers.
     let a = Arena::new();
-    let tar = TarBuilder::new().entry(b'2', "l", "t", 0o777, &[1u8; 512]).finish();
+    let tar = TarBuilder::new()
+        .entry(b'2', "l", "t", 0o777, &[1u8; 512])
+        .finish();
     let e = a.unpack(&tar).unwrap_err();
     assert!(e.to_string().contains("declares 512 data bytes"), "{e}");
     a.assert_confined();
@@ -393,9 +430,18 @@ fn u12_setuid_and_ownership_are_kept_symlinks_verbatim() {
         .symlink("rel", "../../../../etc/shadow")
         .finish();
     a.unpack(&tar).unwrap();
-    assert_eq!(std::fs::metadata(a.root.join("bin/su")).unwrap().mode() & 0o7777, 0o4755);
-    assert_eq!(std::fs::metadata(a.root.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
-    assert_eq!(std::fs::read_link(a.root.join("abs")).unwrap(), Path::new("/etc/passwd"));
+    assert_eq!(
+        std::fs::metadata(a.root.join("bin/su")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        std::fs::metadata(a.root.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+    assert_eq!(
+        std::fs::read_link(a.root.join("abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
     assert_eq!(
         std::fs::read_link(a.root.join("rel")).unwrap(),
         Path::new("../../../../etc/shadow")
@@ -407,12 +453,17 @@ fn u12_setuid_and_ownership_are_kept_symlinks_verbatim() {
 fn u13_only_capability_and_user_xattrs_are_applied() {
     let a = Arena::new();
     // VFS_CAP_REVISION_2 with cap_net_raw permitted + effective.
-    let cap: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let cap: [u8; 20] = [
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let tar = TarBuilder::new()
         .pax(&[
             ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
             ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
-            ("SCHILY.xattr.security.selinux", b"system_u:object_r:shadow_t:s0"),
+            (
+                "SCHILY.xattr.security.selinux",
+                b"system_u:object_r:shadow_t:s0",
+            ),
             ("SCHILY.xattr.user.note", b"hello"),
             ("SCHILY.xattr.security.capability", &cap),
         ])
@@ -448,7 +499,10 @@ fn u14_duplicates_and_type_changes_last_one_wins_root_is_kept() {
     assert!(md.is_file());
     assert_eq!(md.mode() & 0o7777, 0o600);
     assert_eq!(std::fs::read(a.root.join("a")).unwrap(), b"last");
-    assert_eq!(std::fs::metadata(a.root.join("d")).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::metadata(a.root.join("d")).unwrap().mode() & 0o7777,
+        0o750
+    );
     // The root's own attributes are not the layer's to set.
     assert_eq!(std::fs::metadata(&a.root).unwrap().mode() & 0o7777, 0o755);
     // A non-directory entry naming the root is refused.

@@ -86,7 +86,11 @@ impl TestRegistry {
                 .stderr(log)
                 .spawn()
                 .expect("start /usr/bin/docker-registry (package docker-registry)");
-            let mut reg = TestRegistry { port, dir: dir.clone(), child };
+            let mut reg = TestRegistry {
+                port,
+                dir: dir.clone(),
+                child,
+            };
             if reg.wait_ready(Duration::from_secs(15)) {
                 return reg;
             }
@@ -154,7 +158,12 @@ impl TestRegistry {
     ) -> String {
         let dest = format!("{}/{repo}:{tag}", self.host());
         let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false", "--quiet"]);
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--quiet",
+        ]);
         if let Some(f) = format {
             cmd.args(["--format", f]);
         }
@@ -187,9 +196,17 @@ impl TestRegistry {
     pub fn push_layout_raw(&self, layout: &Path, repo: &str, tag: &str) -> String {
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-        let md = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+        let md = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let blob = |d: &str| {
-            std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap()
+            std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(d.trim_start_matches("sha256:")),
+            )
+            .unwrap()
         };
         let manifest_bytes = blob(&md);
         let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -198,8 +215,13 @@ impl TestRegistry {
             digests.push(l["digest"].as_str().unwrap().to_string());
         }
         for d in digests {
-            let (status, headers, _) =
-                http_request(self.port, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+            let (status, headers, _) = http_request(
+                self.port,
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                b"",
+            );
             assert_eq!(status, 202, "start upload");
             let loc = headers
                 .iter()
@@ -218,7 +240,12 @@ impl TestRegistry {
                 &[("Content-Type", "application/octet-stream")],
                 &blob(&d),
             );
-            assert_eq!(status, 201, "upload {d}: {}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                status,
+                201,
+                "upload {d}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         let (status, _, body) = http_request(
             self.port,
@@ -227,7 +254,12 @@ impl TestRegistry {
             &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
             &manifest_bytes,
         );
-        assert_eq!(status, 201, "put manifest: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            201,
+            "put manifest: {}",
+            String::from_utf8_lossy(&body)
+        );
         format!("{}/{repo}:{tag}", self.host())
     }
 
@@ -298,7 +330,11 @@ pub fn http_request(
     s.write_all(body).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("http head") + 4;
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http head")
+        + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.lines();
     let status = lines
@@ -343,13 +379,20 @@ pub fn populate_busybox_rootfs(rootfs: &Path) {
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox (busybox-static)");
     std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let list = run(Command::new("/bin/busybox").arg("--list"));
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+    for applet in list
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let link = bin.join(applet);
         if !link.exists() {
             std::os::unix::fs::symlink("busybox", &link).unwrap();
         }
     }
-    for d in ["etc", "tmp", "var/www", "root", "home", "usr/bin", "usr/sbin", "sbin", "dev", "proc", "sys"] {
+    for d in [
+        "etc", "tmp", "var/www", "root", "home", "usr/bin", "usr/sbin", "sbin", "dev", "proc",
+        "sys",
+    ] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -434,7 +477,10 @@ pub fn write_oci_layout_spec(dir: &Path, tag: &str, spec: &ImageSpec) {
         let (bytes, media) = if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(tar).unwrap();
-            (enc.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                enc.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         } else {
             (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
         };
@@ -497,7 +543,10 @@ impl TarBuilder {
         data: &[u8],
         size: u64,
     ) -> &mut Self {
-        assert!(name.len() <= 100 && link.len() <= 100, "use pax() for long names");
+        assert!(
+            name.len() <= 100 && link.len() <= 100,
+            "use pax() for long names"
+        );
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         let octal = |field: &mut [u8], v: u64| {
