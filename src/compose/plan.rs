@@ -298,7 +298,11 @@ fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
         }
     }
     let path = Path::new(source);
-    let joined = if path.is_absolute() { path.to_path_buf() } else { project_dir.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        project_dir.join(path)
+    };
     // Lexical clean (`./a` → `a`, `a/../b` → `b`) so labels and hashes do not depend on spelling.
     let mut clean = std::path::PathBuf::new();
     for part in joined.components() {
@@ -351,18 +355,21 @@ mod tests {
             host_ip: Some("127.0.0.1".into()),
             protocol: "tcp".into(),
             mode: "ingress".into(),
+            ..Default::default()
         });
         server.volumes.push(ServiceVolume {
             kind: "volume".into(),
             source: Some("data".into()),
             target: "/www".into(),
             read_only: false,
+            ..Default::default()
         });
         server.volumes.push(ServiceVolume {
             kind: "bind".into(),
             source: Some("./conf".into()),
             target: "/conf".into(),
             read_only: true,
+            ..Default::default()
         });
         server.stop_grace_period = Some("1m30s".into());
         let mut client = Service {
