@@ -97,6 +97,21 @@ fn import_makes_a_real_one_layer_image() {
         rec.layers[0].digest.as_str()
     );
 
+    // Unpacked setuid binaries are not reachable by other host users (CVE-2021-41091).
+    use std::os::unix::fs::MetadataExt;
+    for d in [
+        r.roots.snapshots_dir(),
+        r.roots.content_dir(),
+        r.roots.images_dir(),
+    ] {
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().mode() & 0o777,
+            0o700,
+            "{}",
+            d.display()
+        );
+    }
+
     // Known after a restart.
     drop(store);
     let store = ImageStore::open(&r.roots).unwrap();

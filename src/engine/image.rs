@@ -223,6 +223,12 @@ impl ImageStore {
                 source,
             })?;
         let snapshots = SnapshotStore::open(roots.snapshots_dir())?;
+        // Unpacked layers hold setuid binaries: no host user may traverse into them
+        // (CVE-2021-41091).
+        for dir in [roots.content_dir(), roots.snapshots_dir(), root.clone()] {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+        }
         let mut records = HashMap::new();
         for entry in std::fs::read_dir(&root).map_err(io_err(&root))? {
             let entry = entry.map_err(io_err(&root))?;

@@ -625,7 +625,10 @@ impl Extractor<'_> {
                             return Err(Self::io(entry)(e));
                         }
                     }
-                    openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?
+                    let fd = openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?;
+                    // Implied parents get 0755 whatever the daemon's umask is.
+                    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o755) }).map_err(Self::io(entry))?;
+                    fd
                 }
                 Err(e) => {
                     let parent = show(&comps[..=i].join(&b'/'));
