@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 pub mod project;
 pub mod registry;
+pub mod rootfs;
