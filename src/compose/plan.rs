@@ -298,7 +298,11 @@ fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
         }
     }
     let path = Path::new(source);
-    let joined = if path.is_absolute() { path.to_path_buf() } else { project_dir.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        project_dir.join(path)
+    };
     // Lexical clean (`./a` → `a`, `a/../b` → `b`) so labels and hashes do not depend on spelling.
     let mut clean = std::path::PathBuf::new();
     for part in joined.components() {
