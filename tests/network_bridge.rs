@@ -645,3 +645,82 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
     mgr.remove(&net).await.unwrap();
     assert!(!link_exists(&br));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_disconnect_ip_range_and_default_bridge() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+
+    // `bridge` is made on first use, like Docker's default network, and cannot be removed.
+    let ns = made.netns_path("dflt");
+    let at = mgr
+        .attach(attach_req("dflt", "plain", &ns, &[("bridge", &[])]))
+        .await
+        .expect("attach to default bridge");
+    let dflt = mgr.inspect("bridge").expect("default bridge exists");
+    made.bridges.push(format!("br-{}", &dflt.id[..12]));
+    assert_eq!(at.endpoints["bridge"].network_id, dflt.id);
+    assert_eq!(mgr.remove("bridge").await.unwrap_err().http_status(), 403);
+
+    // A network with an IP range hands out addresses from the range.
+    let net = unique("netrange");
+    let mut req = net_req(&net);
+    req.ipam = Some(Ipam {
+        driver: String::new(),
+        config: vec![IpamConfig {
+            subnet: "10.213.0.0/16".into(),
+            ip_range: "10.213.5.0/24".into(),
+            gateway: "10.213.0.254".into(),
+        }],
+    });
+    let created = mgr.create(req).await.expect("create with range");
+    made.bridges.push(format!("br-{}", &created.id[..12]));
+    let ep = mgr
+        .connect(
+            &format!("{:0<64}", "dflt"),
+            &net,
+            EndpointSettings {
+                aliases: Some(vec!["ranged".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connect");
+    // Docker reserves only the subnet's network and broadcast addresses, not the range's.
+    assert_eq!(ep.ip_address, "10.213.5.0");
+    assert_eq!(ep.gateway, "10.213.0.254");
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "-4", "addr"]));
+    assert!(inside.contains("eth1    inet 10.213.5.0/16"), "{inside}");
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["/bin/busybox", "nslookup", "ranged", "10.213.0.254"]));
+    assert!(
+        ok && out.contains("10.213.5.0"),
+        "connected name resolves: {out}"
+    );
+    assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);
+    let again = mgr
+        .connect(
+            &format!("{:0<64}", "dflt"),
+            &net,
+            EndpointSettings::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.http_status(), 403);
+
+    mgr.disconnect(&format!("{:0<64}", "dflt"), &net)
+        .await
+        .expect("disconnect");
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "link"]));
+    assert!(!inside.contains("eth1"), "{inside}");
+    assert!(mgr.inspect(&net).unwrap().containers.is_empty());
+    mgr.remove(&net).await.expect("remove ranged network");
+
+    mgr.detach(&format!("{:0<64}", "dflt")).await.unwrap();
+    assert!(!ns.exists());
+}

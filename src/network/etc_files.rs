@@ -53,9 +53,11 @@ pub fn parse_extra_host(
     let ip = if ip == "host-gateway" {
         match gateway {
             Some(gw) => gw.to_string(),
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "extra host {entry:?} uses host-gateway but the container has no network gateway"
-            )),
+            ))
+            }
         }
     } else if ip.parse::<std::net::IpAddr>().is_ok() {
         ip.to_string()

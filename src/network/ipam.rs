@@ -77,14 +77,23 @@ impl Subnet {
         })
     }
 
-    /// First address of the subnet usable for a container: not the network address, not the
-    /// broadcast address, not the gateway, not in `used`.
-    pub fn first_free(&self, gateway: Ipv4Addr, used: &[Ipv4Addr]) -> Result<Ipv4Addr, IpamError> {
-        let (lo, hi) = if self.prefix_len >= 31 {
+    /// First address of the subnet (within `range` when the network has an `IPRange`) usable
+    /// for a container: not the network or broadcast address, not the gateway, not in `used`.
+    pub fn first_free(
+        &self,
+        range: Option<Subnet>,
+        gateway: Ipv4Addr,
+        used: &[Ipv4Addr],
+    ) -> Result<Ipv4Addr, IpamError> {
+        let (mut lo, mut hi) = if self.prefix_len >= 31 {
             (self.first(), self.last())
         } else {
             (self.first() + 1, self.last() - 1)
         };
+        if let Some(r) = range {
+            lo = lo.max(r.first());
+            hi = hi.min(r.last());
+        }
         (lo..=hi)
             .map(Ipv4Addr::from)
             .find(|a| *a != gateway && !used.contains(a))
@@ -217,10 +226,15 @@ mod tests {
         let s: Subnet = "10.9.0.0/29".parse().unwrap();
         let gw = s.default_gateway();
         assert_eq!(gw, Ipv4Addr::new(10, 9, 0, 1));
-        let a = s.first_free(gw, &[]).unwrap();
+        let a = s.first_free(None, gw, &[]).unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 9, 0, 2));
         let used: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 9, 0, i)).collect();
-        assert_eq!(s.first_free(gw, &used), Err(IpamError::SubnetFull(s)));
+        assert_eq!(s.first_free(None, gw, &used), Err(IpamError::SubnetFull(s)));
+        let range: Subnet = "10.9.0.4/30".parse().unwrap();
+        assert_eq!(
+            s.first_free(Some(range), gw, &[Ipv4Addr::new(10, 9, 0, 4)]),
+            Ok(Ipv4Addr::new(10, 9, 0, 5))
+        );
         assert_eq!(
             s.check_static(Ipv4Addr::new(10, 9, 1, 3), gw, &[])
                 .unwrap_err()

@@ -137,6 +137,9 @@ pub struct NetworkManager {
 }
 
 const PREDEFINED: [&str; 2] = ["host", "none"];
+/// Docker's default network, made on first use by a container that asks for `bridge`.
+const DEFAULT_BRIDGE: &str = "bridge";
+const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
 
 impl NetworkManager {
     pub fn open(roots: &EngineRoots) -> Result<Self> {
@@ -199,6 +202,15 @@ impl NetworkManager {
 
     pub async fn create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
         let _op = self.op.lock().await;
+        if req.name == DEFAULT_BRIDGE {
+            return Err(NetworkError::Forbidden(format!(
+                "{DEFAULT_BRIDGE} is a pre-defined network and cannot be created"
+            )));
+        }
+        self.create_locked(req).await
+    }
+
+    async fn create_locked(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
         let driver = if req.driver.is_empty() {
             "bridge"
         } else {
@@ -291,6 +303,12 @@ impl NetworkManager {
             )));
         }
         let n = self.find(id_or_name)?;
+        if n.options.get(DEFAULT_BRIDGE_OPTION).map(String::as_str) == Some("true") {
+            return Err(NetworkError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
         let in_use = self
             .state()
             .attachments
@@ -332,6 +350,9 @@ impl NetworkManager {
             self.detach_locked(&req.container_id).await?;
         }
 
+        if req.networks.contains_key(DEFAULT_BRIDGE) {
+            self.ensure_default_bridge().await?;
+        }
         let record = self.plan_attachment(&req)?;
         let ports_requested = ports::parse(&req.port_bindings)?;
         if !ports_requested.is_empty() && record.endpoints.is_empty() {
@@ -410,10 +431,160 @@ impl NetworkManager {
         Ok(attachment_view(&record))
     }
 
+    async fn ensure_default_bridge(&self) -> Result<()> {
+        if self
+            .state()
+            .networks
+            .values()
+            .any(|n| n.name == DEFAULT_BRIDGE)
+        {
+            return Ok(());
+        }
+        let mut options = IndexMap::new();
+        options.insert(DEFAULT_BRIDGE_OPTION.to_string(), "true".to_string());
+        self.create_locked(NetworkCreateRequest {
+            name: DEFAULT_BRIDGE.into(),
+            driver: "bridge".into(),
+            options,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Connect a running (attached) container to one more network, as
+    /// `POST /networks/{id}/connect` does: a new `eth<n>` in its namespace and its names on
+    /// that network. Returns the new endpoint.
+    pub async fn connect(
+        &self,
+        container_id: &str,
+        network: &str,
+        settings: EndpointSettings,
+    ) -> Result<EndpointSettings> {
+        let _op = self.op.lock().await;
+        if network == DEFAULT_BRIDGE {
+            self.ensure_default_bridge().await?;
+        }
+        let (mut record, endpoint) = {
+            let st = self.state();
+            let record = st.attachments.get(container_id).cloned().ok_or_else(|| {
+                NetworkError::Conflict(format!(
+                    "container {container_id} is not running: its networks are set up when it starts"
+                ))
+            })?;
+            let net = find_in(&st, network)?;
+            if record.endpoints.iter().any(|e| e.network_id == net.id) {
+                return Err(NetworkError::Forbidden(format!(
+                    "endpoint with name {} already exists in network {}",
+                    record.container_name, net.name
+                )));
+            }
+            let req = AttachRequest {
+                container_id: record.container_id.clone(),
+                container_name: record.container_name.clone(),
+                hostname: record.hostname.clone(),
+                ..Default::default()
+            };
+            let ep = plan_endpoint(&st, &net, &settings, &req, &record.endpoints)?;
+            (record, ep)
+        };
+        self.dns
+            .ensure_listener(&endpoint.network_id, endpoint.gateway)
+            .await
+            .map_err(|e| {
+                NetworkError::Other(format!(
+                    "network {}: cannot serve DNS on {}:53: {e}",
+                    endpoint.network_name, endpoint.gateway
+                ))
+            })?;
+        let previous = record.clone();
+        let first = record.endpoints.is_empty();
+        record.endpoints.push(endpoint.clone());
+        let path = state::attachment_path(&self.dir, container_id);
+        state::save(&path, &record).map_err(|source| NetworkError::State {
+            path: path.clone(),
+            source,
+        })?;
+        let plugged = {
+            let (r, ep) = (record.clone(), endpoint.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let mut host = host_netlink()?;
+                let mut inside = netns::netlink_in(&r.netns_path)?;
+                bridge::plug(
+                    &mut host,
+                    &r.netns_path,
+                    &mut inside,
+                    &bridge::bridge_name(&ep.network_id),
+                    &ep.host_veth,
+                    &ep.ifname,
+                    ipam::mac_for(ep.address),
+                    ep.address,
+                    ep.prefix_len,
+                    first.then_some(ep.gateway),
+                )
+            })
+            .await
+            .map_err(|e| NetworkError::Other(format!("network connect task failed: {e}")))
+            .and_then(|r| r)
+        };
+        if let Err(e) = plugged {
+            let _ = state::save(&path, &previous);
+            return Err(e);
+        }
+        self.state()
+            .attachments
+            .insert(container_id.to_string(), record.clone());
+        self.refresh_dns();
+        let view = attachment_view(&record);
+        Ok(view
+            .endpoints
+            .get(&endpoint.network_name)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Take a running container off one network (`POST /networks/{id}/disconnect`).
+    pub async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
+        let _op = self.op.lock().await;
+        let (mut record, net) = {
+            let st = self.state();
+            let net = find_in(&st, network)?;
+            let Some(record) = st.attachments.get(container_id).cloned() else {
+                return Ok(());
+            };
+            (record, net)
+        };
+        let Some(pos) = record.endpoints.iter().position(|e| e.network_id == net.id) else {
+            return Err(NetworkError::Conflict(format!(
+                "container {} is not connected to network {}",
+                record.container_name, net.name
+            )));
+        };
+        let ep = record.endpoints.remove(pos);
+        let veth = ep.host_veth.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut host = host_netlink()?;
+            host.delete_link(&veth)
+                .map(|_| ())
+                .map_err(|source| NetworkError::Kernel {
+                    object: veth.clone(),
+                    source,
+                })
+        })
+        .await
+        .map_err(|e| NetworkError::Other(format!("network disconnect task failed: {e}")))??;
+        let path = state::attachment_path(&self.dir, container_id);
+        state::save(&path, &record).map_err(|source| NetworkError::State { path, source })?;
+        self.state()
+            .attachments
+            .insert(container_id.to_string(), record);
+        self.refresh_dns();
+        Ok(())
+    }
+
     /// Allocate endpoints (addresses, names, interface names) and the files; makes nothing.
     fn plan_attachment(&self, req: &AttachRequest) -> Result<AttachmentRecord> {
         let st = self.state();
-        let short_id: String = req.container_id.chars().take(12).collect();
         let mut endpoints: Vec<EndpointRecord> = Vec::new();
         for (key, wanted) in &req.networks {
             match key.as_str() {
@@ -430,57 +601,8 @@ impl NetworkManager {
             if endpoints.iter().any(|e| e.network_id == net.id) {
                 continue;
             }
-            let subnet: Subnet = net
-                .subnet
-                .parse()
-                .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
-            let mut used: Vec<Ipv4Addr> = st
-                .attachments
-                .values()
-                .flat_map(|a| a.endpoints.iter())
-                .filter(|e| e.network_id == net.id)
-                .map(|e| e.address)
-                .collect();
-            used.extend(endpoints.iter().map(|e| e.address));
-            let requested = wanted
-                .ipam_config
-                .as_ref()
-                .map(|c| c.ipv4_address.clone())
-                .unwrap_or_default();
-            let address = if requested.is_empty() {
-                subnet.first_free(net.gateway, &used)
-            } else {
-                ipam::parse_address(&requested)
-                    .and_then(|a| subnet.check_static(a, net.gateway, &used).map(|()| a))
-            }
-            .map_err(|e| match e {
-                ipam::IpamError::AddressInUse(_) => {
-                    NetworkError::Conflict(format!("network {}: {e}", net.name))
-                }
-                _ => NetworkError::BadRequest(format!("network {}: {e}", net.name)),
-            })?;
-            let aliases: Vec<String> = dedup(wanted.aliases.clone().unwrap_or_default());
-            let mut dns_names = vec![req.container_name.clone()];
-            dns_names.extend(aliases.iter().cloned());
-            dns_names.push(short_id.clone());
-            if !req.hostname.is_empty() {
-                dns_names.push(req.hostname.clone());
-            }
-            let dns_names = dedup(dns_names.into_iter().filter(|n| !n.is_empty()).collect());
-            endpoints.push(EndpointRecord {
-                network_id: net.id.clone(),
-                network_name: net.name.clone(),
-                endpoint_id: random_hex(32),
-                ifname: format!("eth{}", endpoints.len()),
-                host_veth: format!("veth{}", &random_hex(4)[..7]),
-                address,
-                prefix_len: subnet.prefix_len(),
-                gateway: net.gateway,
-                mac: ipam::format_mac(ipam::mac_for(address)),
-                aliases,
-                dns_names,
-                requested_address: requested,
-            });
+            let ep = plan_endpoint(&st, &net, wanted, req, &endpoints)?;
+            endpoints.push(ep);
         }
         drop(st);
 
@@ -638,6 +760,80 @@ impl Drop for NetworkManager {
     }
 }
 
+/// One endpoint on `net` for the container of `req`: the first free address (or the requested
+/// static one), interface name `eth<n>` after those in `siblings`, Docker's MAC, DNS names.
+fn plan_endpoint(
+    st: &State,
+    net: &NetworkRecord,
+    wanted: &EndpointSettings,
+    req: &AttachRequest,
+    siblings: &[EndpointRecord],
+) -> Result<EndpointRecord> {
+    let subnet: Subnet = net
+        .subnet
+        .parse()
+        .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+    let range: Option<Subnet> = if net.ip_range.is_empty() {
+        None
+    } else {
+        Some(
+            net.ip_range
+                .parse()
+                .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?,
+        )
+    };
+    let mut used: Vec<Ipv4Addr> = st
+        .attachments
+        .values()
+        .filter(|a| a.container_id != req.container_id)
+        .flat_map(|a| a.endpoints.iter())
+        .filter(|e| e.network_id == net.id)
+        .map(|e| e.address)
+        .collect();
+    used.extend(siblings.iter().map(|e| e.address));
+    let requested = wanted
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv4_address.clone())
+        .unwrap_or_default();
+    let address = if requested.is_empty() {
+        subnet.first_free(range, net.gateway, &used)
+    } else {
+        ipam::parse_address(&requested)
+            .and_then(|a| subnet.check_static(a, net.gateway, &used).map(|()| a))
+    }
+    .map_err(|e| match e {
+        ipam::IpamError::AddressInUse(_) | ipam::IpamError::SubnetFull(_) => {
+            NetworkError::Conflict(format!("network {}: {e}", net.name))
+        }
+        _ => NetworkError::BadRequest(format!("network {}: {e}", net.name)),
+    })?;
+    let aliases: Vec<String> = dedup(wanted.aliases.clone().unwrap_or_default());
+    let mut dns_names = vec![req.container_name.clone()];
+    dns_names.extend(aliases.iter().cloned());
+    dns_names.push(req.container_id.chars().take(12).collect());
+    dns_names.push(req.hostname.clone());
+    let dns_names = dedup(dns_names.into_iter().filter(|n| !n.is_empty()).collect());
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| siblings.iter().all(|e| &e.ifname != n))
+        .unwrap_or_else(|| "eth0".into());
+    Ok(EndpointRecord {
+        network_id: net.id.clone(),
+        network_name: net.name.clone(),
+        endpoint_id: random_hex(32),
+        ifname,
+        host_veth: format!("veth{}", &random_hex(4)[..7]),
+        address,
+        prefix_len: subnet.prefix_len(),
+        gateway: net.gateway,
+        mac: ipam::format_mac(ipam::mac_for(address)),
+        aliases,
+        dns_names,
+        requested_address: requested,
+    })
+}
+
 /// Full ID, name, or unique ID prefix → record.
 fn find_in(st: &State, id_or_name: &str) -> Result<NetworkRecord> {
     if let Some(n) = st.networks.get(id_or_name) {
@@ -765,6 +961,15 @@ fn create_blocking(
         }
         gw
     };
+    if !requested.ip_range.is_empty() {
+        let range: Subnet = requested.ip_range.parse().map_err(bad)?;
+        if !subnet.contains(range.network()) || range.prefix_len() < subnet.prefix_len() {
+            return Err(NetworkError::BadRequest(format!(
+                "network {}: IP range {range} is not inside subnet {subnet}",
+                req.name
+            )));
+        }
+    }
     let record = NetworkRecord {
         id: id.to_string(),
         name: req.name.clone(),
