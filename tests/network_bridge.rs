@@ -724,3 +724,89 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
     mgr.detach(&format!("{:0<64}", "dflt")).await.unwrap();
     assert!(!ns.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let net = unique("netrest");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+    let ns_live = made.netns_path("live");
+    let ns_dead = made.netns_path("dead");
+    let mut req = attach_req("live", "proj-live-1", &ns_live, &[(&net, &[])]);
+    req.port_bindings.insert(
+        "80/tcp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: String::new(),
+        }]),
+    );
+    let at = mgr.attach(req).await.expect("attach live");
+    let port = at.ports["80/tcp"].as_ref().unwrap()[0].host_port.clone();
+    let dead = mgr
+        .attach(attach_req("dead", "proj-dead-1", &ns_dead, &[(&net, &[])]))
+        .await
+        .expect("attach dead");
+    let dead_ip = dead.endpoints[&net].ip_address.clone();
+
+    // Engine goes away; one container's namespace disappears meanwhile (reboot, crash).
+    drop(mgr);
+    assert_eq!(sh(Command::new("umount").arg(&ns_dead)).0, true);
+    std::fs::remove_file(&ns_dead).unwrap();
+
+    let www = made.root.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "still here\n").unwrap();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns_live.display()))
+        .args(["/bin/busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(&www)
+        .spawn()
+        .expect("httpd");
+    made.children.push(child);
+
+    let mgr = made.manager();
+    let problems = mgr.restore().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut got = (false, String::new());
+    for _ in 0..30 {
+        got = sh(Command::new("curl").args(["-s", "--max-time", "3", &url]));
+        if got.0 && !got.1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.1, "still here\n", "published port after restore");
+    let inspected = mgr.inspect(&net).unwrap();
+    assert_eq!(inspected.containers.len(), 1, "dead endpoint forgotten");
+    assert!(mgr.attachment(&format!("{:0<64}", "dead")).is_none());
+    assert_eq!(
+        links()
+            .lines()
+            .filter(|l| l.contains(&format!("master {br}")))
+            .count(),
+        1,
+        "dead container's veth removed"
+    );
+    // Its address is free again.
+    let ns_new = made.netns_path("new");
+    let again = mgr
+        .attach(attach_req("new", "proj-new-1", &ns_new, &[(&net, &[])]))
+        .await
+        .unwrap();
+    assert_eq!(again.endpoints[&net].ip_address, dead_ip);
+
+    for c in &mut made.children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    made.children.clear();
+    for c in ["live", "new"] {
+        mgr.detach(&format!("{c:0<64}")).await.unwrap();
+    }
+    mgr.remove(&net).await.unwrap();
+    assert!(!link_exists(&br));
+}

@@ -136,6 +136,10 @@ pub struct NetworkManager {
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
 }
 
+/// How long `restore` waits for a port or DNS socket still held by a previous manager.
+const RESTORE_BIND_RETRIES: usize = 20;
+const RESTORE_BIND_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 const PREDEFINED: [&str; 2] = ["host", "none"];
 /// Docker's default network, made on first use by a container that asks for `bridge`.
 const DEFAULT_BRIDGE: &str = "bridge";
@@ -693,7 +697,18 @@ impl NetworkManager {
             .await;
             match made {
                 Ok(Ok(())) => {
-                    if let Err(e) = self.dns.ensure_listener(&n.id, n.gateway).await {
+                    // A previous manager in this process may still be closing its sockets.
+                    let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+                    for _ in 0..RESTORE_BIND_RETRIES {
+                        match &bound {
+                            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                                tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                                bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if let Err(e) = bound {
                         problems.push(format!("network {}: DNS on {}:53: {e}", n.name, n.gateway));
                     }
                 }
@@ -722,7 +737,16 @@ impl NetworkManager {
             let mut handles = Vec::new();
             if let Some(ip) = a.port_target() {
                 for p in &a.ports {
-                    match ports::rebind(p).and_then(|l| {
+                    let mut listener = ports::rebind(p);
+                    for _ in 0..RESTORE_BIND_RETRIES {
+                        if matches!(listener, Err(NetworkError::Conflict(_))) {
+                            tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                            listener = ports::rebind(p);
+                        } else {
+                            break;
+                        }
+                    }
+                    match listener.and_then(|l| {
                         ports::spawn_proxy(l, SocketAddr::new(IpAddr::V4(ip), p.container_port))
                             .map_err(|e| NetworkError::Other(e.to_string()))
                     }) {
