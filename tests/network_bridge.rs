@@ -753,7 +753,7 @@ async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
 
     // Engine goes away; one container's namespace disappears meanwhile (reboot, crash).
     drop(mgr);
-    assert_eq!(sh(Command::new("umount").arg(&ns_dead)).0, true);
+    assert!(sh(Command::new("umount").arg(&ns_dead)).0);
     std::fs::remove_file(&ns_dead).unwrap();
 
     let www = made.root.join("www");
