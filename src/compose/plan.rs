@@ -355,18 +355,21 @@ mod tests {
             host_ip: Some("127.0.0.1".into()),
             protocol: "tcp".into(),
             mode: "ingress".into(),
+            ..Default::default()
         });
         server.volumes.push(ServiceVolume {
             kind: "volume".into(),
             source: Some("data".into()),
             target: "/www".into(),
             read_only: false,
+            ..Default::default()
         });
         server.volumes.push(ServiceVolume {
             kind: "bind".into(),
             source: Some("./conf".into()),
             target: "/conf".into(),
             read_only: true,
+            ..Default::default()
         });
         server.stop_grace_period = Some("1m30s".into());
         let mut client = Service {

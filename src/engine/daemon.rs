@@ -1,8 +1,155 @@
 //! `berth engine`: open the stores, reattach to running shims, serve the API on the UNIX socket.
+//!
+//! One engine per run root: `engine.pid` is held with `flock` for the daemon's whole life, which
+//! is also what proves a leftover socket stale. Containers do not depend on the daemon (they run
+//! under their shims), so shutting down leaves them running; a restarted engine reattaches.
 
-use super::{EngineRoots, EngineSettings};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast;
+
+use super::container::ContainerStore;
+use super::image::ImageStore;
+use super::{Engine, EngineRoots, EngineSettings, SharedEngine};
+use crate::network::NetworkManager;
+use crate::volume::VolumeStore;
 
 /// Run the daemon in the foreground until SIGTERM/SIGINT. Builds its own tokio runtime.
-pub fn run(_roots: EngineRoots, _settings: EngineSettings) -> anyhow::Result<()> {
-    todo!("helper: api")
+pub fn run(roots: EngineRoots, settings: EngineSettings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berth-engine")
+        .build()
+        .context("start the engine's async runtime")?;
+    runtime.block_on(serve_until_signal(roots, settings))
+}
+
+/// Create a directory (and parents) and give it `mode`, whatever the umask.
+fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("set mode {mode:o} on {}", path.display()))
+}
+
+/// Take the run root's single-instance lock and record our PID in it.
+fn lock_run_root(roots: &EngineRoots) -> anyhow::Result<Flock<File>> {
+    let pid_path = roots.engine_pid_file();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&pid_path)
+        .with_context(|| format!("open {}", pid_path.display()))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            bail!(
+                "another berth engine (pid {}) is already running on run root {}; stop it first or \
+                 use another --run-root",
+                pid.trim(),
+                roots.run_root.display()
+            );
+        }
+        Err((_, errno)) => {
+            return Err(std::io::Error::from(errno))
+                .with_context(|| format!("lock {}", pid_path.display()))
+        }
+    };
+    lock.set_len(0)?;
+    lock.rewind()?;
+    writeln!(lock, "{}", std::process::id())?;
+    lock.sync_all()?;
+    Ok(lock)
+}
+
+fn open_engine(roots: &EngineRoots, settings: EngineSettings) -> anyhow::Result<Engine> {
+    let images = ImageStore::open(roots).context("open the image store")?;
+    let containers = ContainerStore::open(roots).context("open the container store")?;
+    let networks = NetworkManager::open(roots).context("open the network manager")?;
+    let volumes = VolumeStore::open(roots).context("open the volume store")?;
+    let (events, _) = broadcast::channel(1024);
+    Ok(Engine {
+        roots: roots.clone(),
+        settings,
+        images,
+        containers,
+        networks,
+        volumes,
+        events,
+    })
+}
+
+/// Bring the engine's view back in line with the machine after a restart or crash.
+///
+/// Call point for the restore hooks of the network manager (bridges, NAT rules of networks on
+/// disk) and of the container store (reattach to running shims, record exits that happened while
+/// the engine was down). Networks first: reattached containers need their networks.
+async fn restore_state(_engine: &SharedEngine) -> anyhow::Result<()> {
+    // Wired when they land in main: `engine.networks.restore().await?` then
+    // `engine.restore_containers().await?`.
+    Ok(())
+}
+
+/// Bind the API socket. A socket file left by a crashed engine is removed: holding the run root's
+/// lock proves that no engine serves it any more.
+fn bind_socket(roots: &EngineRoots) -> anyhow::Result<UnixListener> {
+    let path = roots.socket_path();
+    match std::fs::remove_file(&path) {
+        Ok(()) => eprintln!("berth engine: removed stale socket {}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove stale socket {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("set mode 660 on {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> anyhow::Result<()> {
+    make_dir(&roots.data_root, 0o700)?;
+    // The run root holds the socket: traversable (not listable) so the socket's own mode decides.
+    make_dir(&roots.run_root, 0o711)?;
+    let lock = lock_run_root(&roots)?;
+    let engine: SharedEngine = Arc::new(open_engine(&roots, settings)?);
+    restore_state(&engine)
+        .await
+        .context("restore engine state")?;
+
+    let listener = bind_socket(&roots)?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    eprintln!(
+        "berth engine: pid {} serving the API on {} (data root {})",
+        std::process::id(),
+        roots.socket_path().display(),
+        roots.data_root.display()
+    );
+    let shutdown = async move {
+        let which = tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+        };
+        eprintln!("berth engine: {which} received, shutting down (containers keep running)");
+    };
+    super::api::server::serve(listener, engine, shutdown).await;
+
+    let _ = std::fs::remove_file(roots.socket_path());
+    // Unlink the pid file while still holding the lock, so no other engine can be fooled by it.
+    let _ = std::fs::remove_file(roots.engine_pid_file());
+    drop(lock);
+    eprintln!("berth engine: stopped");
+    Ok(())
 }

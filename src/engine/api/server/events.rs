@@ -1,0 +1,93 @@
+//! `GET /events`: the engine's event bus as a stream of JSON objects, optionally filtered.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use super::super::types::EventMessage;
+use super::{ApiError, ApiResult, Filters, Params, JSON_STREAM};
+use crate::engine::SharedEngine;
+
+pub fn routes() -> Router<SharedEngine> {
+    Router::new().route("/events", get(events))
+}
+
+/// Whether `event` passes Docker's event filters (each named filter must hold).
+fn event_matches(filters: &Filters, event: &EventMessage) -> bool {
+    let attr = |key: &str| event.actor.attributes.get(key).map(String::as_str);
+    let actor_is = |want: &str| event.actor.id.starts_with(want) || attr("name") == Some(want);
+    filters.any("type", |t| event.kind == t)
+        && filters.any("event", |a| {
+            event.action == a || event.action.starts_with(&format!("{a}:"))
+        })
+        && filters.any("container", |c| event.kind == "container" && actor_is(c))
+        && filters.any("image", |i| {
+            (event.kind == "image" && actor_is(i)) || attr("image") == Some(i)
+        })
+        && filters.any("network", |n| event.kind == "network" && actor_is(n))
+        && filters.any("volume", |v| event.kind == "volume" && actor_is(v))
+        && filters.labels_match(&event.actor.attributes)
+}
+
+/// `since`/`until` as Unix seconds (Docker also accepts fractions: `1700000000.5`).
+fn unix_seconds(params: &Params, key: &str) -> ApiResult<Option<f64>> {
+    match params.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<f64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("invalid {key} value {v:?}: expected Unix seconds"))
+        }),
+    }
+}
+
+async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
+    let filters = Filters::from_params(&params)?;
+    filters.allow_only(&[
+        "type",
+        "event",
+        "container",
+        "image",
+        "network",
+        "volume",
+        "label",
+    ])?;
+    let until = unix_seconds(&params, "until")?;
+    // The bus keeps no history, so `since` only validates; events from now on are sent.
+    unix_seconds(&params, "since")?;
+    let receiver = engine.events.subscribe();
+    let deadline = until.map(|u| {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        std::time::Duration::from_secs_f64((u - now).max(0.0))
+    });
+    let stream = futures_util::stream::unfold(receiver, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                // A slow reader loses events rather than stalling the engine.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |event| std::future::ready(event_matches(&filters, event)))
+    .map(|event| {
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    let body = match deadline {
+        Some(d) => Body::from_stream(stream.take_until(tokio::time::sleep(d))),
+        None => Body::from_stream(stream),
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(JSON_STREAM.0, JSON_STREAM.1)
+        .body(body)
+        .unwrap_or_default())
+}

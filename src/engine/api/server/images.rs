@@ -1,0 +1,175 @@
+//! `/images`: pull (`POST /images/create?fromImage=`), list, inspect and remove.
+//!
+//! Image names contain `/` and `:` (`127.0.0.1:5000/team/app:1`), so the per-image routes take
+//! the rest of the path and split off the verb (`/json`) themselves.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::super::types::{ErrorDetail, ProgressMessage};
+use super::{emit_event, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
+use crate::engine::reference::ImageReference;
+use crate::engine::SharedEngine;
+
+pub fn routes() -> Router<SharedEngine> {
+    Router::new()
+        .route("/images/json", get(list))
+        .route("/images/create", post(create))
+        .route("/images/{*rest}", any(by_name))
+}
+
+/// `fromImage` and `tag` as Docker clients send them: the tag may be separate (`busybox` +
+/// `latest`), part of the name (`busybox:1`, tag empty), or a digest (`sha256:…`).
+pub fn pull_reference(from_image: &str, tag: &str) -> String {
+    if tag.is_empty() {
+        from_image.to_string()
+    } else if tag.contains(':') {
+        format!("{from_image}@{tag}")
+    } else {
+        format!("{from_image}:{tag}")
+    }
+}
+
+fn progress_line(message: &ProgressMessage) -> Bytes {
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    line.extend_from_slice(b"\r\n");
+    Bytes::from(line)
+}
+
+async fn create(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
+    let from_image = params.get("fromImage").map(String::as_str).unwrap_or("");
+    let tag = params.get("tag").map(String::as_str).unwrap_or("");
+    if from_image.is_empty() {
+        // `fromSrc=-` (import of a rootfs tar) is served once the image store offers import.
+        return Err(ApiError::bad_request(
+            "fromImage is required (importing with fromSrc is not supported yet)",
+        ));
+    }
+    let name = pull_reference(from_image, tag);
+    let reference = ImageReference::parse(&name)?;
+
+    let (tx, rx) = mpsc::channel::<ProgressMessage>(64);
+    let puller = engine.clone();
+    tokio::spawn(async move {
+        let result = puller
+            .images
+            .pull(&reference, &puller.settings, tx.clone())
+            .await;
+        match result {
+            Ok(image) => emit_event(
+                &puller,
+                "image",
+                "pull",
+                &name,
+                &[("name", &name), ("id", &image.id)],
+            ),
+            Err(e) => {
+                // Docker reports pull failures in-band: the status is already 200.
+                let message = e.to_string();
+                let _ = tx
+                    .send(ProgressMessage {
+                        error: Some(message.clone()),
+                        error_detail: Some(ErrorDetail { message }),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    });
+    let lines = tokio_stream_from(rx).map(|m| Ok::<_, Infallible>(progress_line(&m)));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(JSON_STREAM.0, JSON_STREAM.1)
+        .body(Body::from_stream(lines))
+        .unwrap_or_default())
+}
+
+/// An `mpsc::Receiver` as a `Stream` (ends when every sender is gone).
+pub fn tokio_stream_from<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
+    let filters = Filters::from_params(&params)?;
+    filters.allow_only(&["reference", "label", "dangling"])?;
+    let dangling = filters.bool_value("dangling")?;
+    let summaries: Vec<_> = engine
+        .images
+        .list()
+        .iter()
+        .map(|image| engine.images.summary(image))
+        .filter(|s| filters.labels_match(&s.labels))
+        .filter(|s| match dangling {
+            Some(want) => want == s.repo_tags.is_empty(),
+            None => true,
+        })
+        .filter(|s| {
+            filters.any("reference", |r| {
+                s.repo_tags.iter().any(|t| {
+                    t == r
+                        || t.split(':').next() == Some(r)
+                        || t.rsplit_once(':').map(|(n, _)| n) == Some(r)
+                })
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &summaries))
+}
+
+async fn by_name(
+    State(engine): State<SharedEngine>,
+    method: Method,
+    Path(rest): Path<String>,
+) -> ApiResult<Response> {
+    if method == Method::GET {
+        if let Some(name) = rest.strip_suffix("/json") {
+            let image = engine
+                .images
+                .resolve(name)
+                .ok_or_else(|| ApiError::new(404, format!("No such image: {name}")))?;
+            return Ok(json_response(
+                StatusCode::OK,
+                &engine.images.inspect(&image),
+            ));
+        }
+    }
+    if method == Method::DELETE {
+        let image = engine
+            .images
+            .resolve(&rest)
+            .ok_or_else(|| ApiError::new(404, format!("No such image: {rest}")))?;
+        // Removal is served once the image store offers it; say so rather than pretend.
+        return Err(ApiError::new(
+            501,
+            format!("removing image {} is not supported yet", image.id),
+        ));
+    }
+    Err(ApiError::new(404, "page not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_reference_joins_tags_and_digests() {
+        assert_eq!(pull_reference("busybox", "latest"), "busybox:latest");
+        assert_eq!(
+            pull_reference("127.0.0.1:5000/bb:1", ""),
+            "127.0.0.1:5000/bb:1"
+        );
+        assert_eq!(pull_reference("bb", "sha256:abc"), "bb@sha256:abc");
+    }
+}
