@@ -1,2 +1,3 @@
 //! Shared fixtures for the integration tests (each test binary includes what it uses).
 #![allow(dead_code)]
+pub mod engine;
