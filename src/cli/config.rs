@@ -1,12 +1,257 @@
 //! `berth config`: print the canonical model, as `docker compose config` does.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use crate::compose::LoadOptions;
+use anyhow::Context;
 
-#[derive(Debug, clap::Args)]
-pub struct ConfigArgs {}
+use crate::compose::model::Project;
+use crate::compose::{load::load_with_raw, LoadOptions};
 
-pub fn run(_args: &ConfigArgs, _options: LoadOptions) -> anyhow::Result<ExitCode> {
-    todo!("helper: compose")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ConfigFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// Parse, resolve and print the compose model in canonical form
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ConfigFormat::Yaml)]
+    pub format: ConfigFormat,
+    /// Print the service names, one per line
+    #[arg(long)]
+    pub services: bool,
+    /// Print the volume names, one per line
+    #[arg(long)]
+    pub volumes: bool,
+    /// Print the network names, one per line
+    #[arg(long)]
+    pub networks: bool,
+    /// Print the profile names, one per line
+    #[arg(long)]
+    pub profiles: bool,
+    /// Print the image names, one per line
+    #[arg(long)]
+    pub images: bool,
+    /// Print the configuration hash of the services (`*` for all, or a comma-separated list)
+    #[arg(long, value_name = "SERVICE")]
+    pub hash: Option<String>,
+    /// Only validate the configuration, print nothing
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't interpolate environment variables
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Don't normalise the model (default network, implicit dependencies, resource names)
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Don't check the model for consistency (undefined references, cycles)
+    #[arg(long)]
+    pub no_consistency: bool,
+    /// Write the output to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Only these services (and their dependencies)
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+}
+
+pub fn run(args: &ConfigArgs, options: LoadOptions) -> anyhow::Result<ExitCode> {
+    let text = render(args, options)?;
+    if args.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &args.output {
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything `berth config` prints, as text.
+pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<String> {
+    options.skip_interpolation |= args.no_interpolate;
+    options.skip_normalization |= args.no_normalize;
+    options.skip_consistency |= args.no_consistency;
+    if !args.service_names.is_empty() {
+        options.services = args.service_names.clone();
+    }
+    if args.profiles {
+        // Every profile the project declares, whichever are active.
+        options.profiles = vec!["*".to_string()];
+    }
+    let (project, _raw) = load_with_raw(&options)?;
+    let lines = |items: Vec<String>| -> String { items.into_iter().map(|s| s + "\n").collect() };
+    if args.services {
+        return Ok(lines(project.services.keys().cloned().collect()));
+    }
+    if args.volumes {
+        return Ok(lines(project.volumes.keys().cloned().collect()));
+    }
+    if args.networks {
+        return Ok(lines(project.networks.keys().cloned().collect()));
+    }
+    if args.profiles {
+        let mut all: Vec<String> = Vec::new();
+        for s in project.services.values() {
+            for p in &s.profiles {
+                if !all.contains(p) {
+                    all.push(p.clone());
+                }
+            }
+        }
+        all.sort();
+        return Ok(lines(all));
+    }
+    if args.images {
+        return Ok(lines(
+            project
+                .services
+                .iter()
+                .map(|(n, s)| {
+                    s.image
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{}", project.name, n))
+                })
+                .collect(),
+        ));
+    }
+    if let Some(which) = &args.hash {
+        let wanted: Vec<String> = if which == "*" {
+            project.services.keys().cloned().collect()
+        } else {
+            which.split(',').map(|s| s.trim().to_string()).collect()
+        };
+        let mut out = String::new();
+        for name in wanted {
+            let svc = project.services.get(&name).with_context(|| {
+                format!("no such service: {name}; see `berth config --services`")
+            })?;
+            out.push_str(&format!(
+                "{name} {}\n",
+                crate::compose::plan::service_config_hash(svc)
+            ));
+        }
+        return Ok(out);
+    }
+    to_text(&project, args.format)
+}
+
+/// The model as `docker compose config` prints it (YAML or JSON).
+pub fn to_text(project: &Project, format: ConfigFormat) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(project)?;
+    // Literal `$` is printed as `$$`, so the output loads back to the same model.
+    escape_dollars(&mut value);
+    Ok(match format {
+        ConfigFormat::Json => serde_json::to_string_pretty(&value)? + "\n",
+        ConfigFormat::Yaml => serde_yaml::to_string(&value)?,
+    })
+}
+
+fn escape_dollars(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(escape_dollars),
+        serde_json::Value::Object(o) => o.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_dir(text: &str) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("compose.yaml"), text).unwrap();
+        t
+    }
+
+    fn opts(dir: &std::path::Path) -> LoadOptions {
+        LoadOptions {
+            working_dir: dir.to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    const STACK: &str = "name: demo\nservices:\n  web:\n    image: nginx\n    ports: ['8080:80']\n    depends_on: [db]\n    volumes: ['data:/data']\n  db:\n    image: postgres\n    profiles: [backend]\n  debug:\n    image: busybox\n    profiles: [debug]\nvolumes:\n  data: {}\n";
+
+    #[test]
+    fn prints_canonical_yaml_that_reloads_to_the_same_model() {
+        let t = project_dir(STACK);
+        let text = render(&ConfigArgs::default(), opts(t.path())).unwrap();
+        assert!(text.starts_with("name: demo\nservices:\n"), "{text}");
+        assert!(
+            text.contains("published: '8080'") || text.contains("published: \"8080\""),
+            "{text}"
+        );
+        // db is pulled in by web's depends_on, debug stays off.
+        assert!(text.contains("  db:\n"), "{text}");
+        assert!(!text.contains("debug"), "{text}");
+        let first = crate::compose::load(&opts(t.path())).unwrap();
+        std::fs::write(t.path().join("compose.yaml"), &text).unwrap();
+        let second = crate::compose::load(&opts(t.path())).unwrap();
+        assert_eq!(first.services, second.services);
+        assert_eq!(first.networks, second.networks);
+        assert_eq!(first.volumes, second.volumes);
+    }
+
+    #[test]
+    fn listing_flags() {
+        let t = project_dir(STACK);
+        let r = |a: ConfigArgs| render(&a, opts(t.path())).unwrap();
+        assert_eq!(
+            r(ConfigArgs {
+                services: true,
+                ..Default::default()
+            }),
+            "web\ndb\n"
+        );
+        assert_eq!(
+            r(ConfigArgs {
+                volumes: true,
+                ..Default::default()
+            }),
+            "data\n"
+        );
+        assert_eq!(
+            r(ConfigArgs {
+                networks: true,
+                ..Default::default()
+            }),
+            "default\n"
+        );
+        assert_eq!(
+            r(ConfigArgs {
+                profiles: true,
+                ..Default::default()
+            }),
+            "backend\ndebug\n"
+        );
+        assert_eq!(
+            r(ConfigArgs {
+                images: true,
+                ..Default::default()
+            }),
+            "nginx\npostgres\n"
+        );
+        let h = r(ConfigArgs {
+            hash: Some("web".into()),
+            ..Default::default()
+        });
+        assert!(h.starts_with("web ") && h.trim_end().len() > 60, "{h}");
+        let j = r(ConfigArgs {
+            format: ConfigFormat::Json,
+            ..Default::default()
+        });
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["volumes"]["data"]["name"], "demo_data");
+    }
 }

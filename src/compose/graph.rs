@@ -1,27 +1,185 @@
 //! The service dependency graph (petgraph): start order, reverse stop order, cycle errors.
 
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
 use super::model::Project;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
-    #[error("dependency cycle detected: {0}")]
+    #[error("dependency cycle detected: {0}; remove one of these depends_on entries")]
     Cycle(String),
 }
 
 pub struct ServiceGraph {
-    _services: Vec<String>,
+    graph: DiGraph<String, ()>,
+    /// Topological order: dependencies before dependents.
+    order: Vec<NodeIndex>,
 }
 
 impl ServiceGraph {
-    pub fn new(_project: &Project) -> Result<Self, GraphError> {
-        todo!("helper: compose")
+    /// Edges go from a service to what it depends on (explicit and implicit `depends_on`);
+    /// dependencies on services not in the project (disabled, optional) are ignored.
+    pub fn new(project: &Project) -> Result<Self, GraphError> {
+        let mut graph = DiGraph::new();
+        let mut index = indexmap::IndexMap::new();
+        for name in project.services.keys() {
+            index.insert(name.clone(), graph.add_node(name.clone()));
+        }
+        for (name, svc) in &project.services {
+            for dep in svc.depends_on.keys() {
+                if let Some(&to) = index.get(dep) {
+                    graph.add_edge(index[name], to, ());
+                }
+            }
+        }
+        let order = topo_order(&graph)?;
+        Ok(ServiceGraph { graph, order })
     }
+
     /// Dependencies before dependents.
     pub fn start_order(&self) -> Vec<String> {
-        todo!("helper: compose")
+        self.order.iter().map(|i| self.graph[*i].clone()).collect()
     }
+
     /// Dependents before dependencies.
     pub fn stop_order(&self) -> Vec<String> {
-        todo!("helper: compose")
+        self.order
+            .iter()
+            .rev()
+            .map(|i| self.graph[*i].clone())
+            .collect()
+    }
+
+    /// Direct dependencies of `service`.
+    pub fn dependencies(&self, service: &str) -> Vec<String> {
+        self.graph
+            .node_indices()
+            .find(|i| self.graph[*i] == service)
+            .map(|i| {
+                let mut d: Vec<NodeIndex> = self.graph.edges(i).map(|e| e.target()).collect();
+                d.sort_by_key(|i| i.index());
+                d.into_iter().map(|t| self.graph[t].clone()).collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Depth-first post-order (stable: services in file order) with cycle detection that reports
+/// the cycle as `a -> b -> c -> a`.
+fn topo_order(graph: &DiGraph<String, ()>) -> Result<Vec<NodeIndex>, GraphError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        Active,
+        Done,
+    }
+    let mut state = vec![State::New; graph.node_count()];
+    let mut order = Vec::with_capacity(graph.node_count());
+    for start in graph.node_indices() {
+        if state[start.index()] != State::New {
+            continue;
+        }
+        // Iterative DFS: (node, its dependencies in declaration order, next one to visit).
+        let mut stack: Vec<(NodeIndex, Vec<NodeIndex>, usize)> = Vec::new();
+        let deps = |n: NodeIndex| -> Vec<NodeIndex> {
+            let mut d: Vec<NodeIndex> = graph.edges(n).map(|e| e.target()).collect();
+            // Visit dependencies in declaration order, so the start order is stable and readable.
+            d.sort_by_key(|i| i.index());
+            d
+        };
+        state[start.index()] = State::Active;
+        stack.push((start, deps(start), 0));
+        while let Some((node, children, next)) = stack.last_mut() {
+            if *next < children.len() {
+                let child = children[*next];
+                *next += 1;
+                match state[child.index()] {
+                    State::New => {
+                        state[child.index()] = State::Active;
+                        let d = deps(child);
+                        stack.push((child, d, 0));
+                    }
+                    State::Active => {
+                        let pos = stack.iter().position(|(n, _, _)| *n == child).unwrap_or(0);
+                        let mut names: Vec<String> = stack[pos..]
+                            .iter()
+                            .map(|(n, _, _)| graph[*n].clone())
+                            .collect();
+                        names.push(graph[child].clone());
+                        return Err(GraphError::Cycle(names.join(" -> ")));
+                    }
+                    State::Done => {}
+                }
+            } else {
+                let n = *node;
+                state[n.index()] = State::Done;
+                order.push(n);
+                stack.pop();
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::model::{DependsOn, Service};
+
+    fn project(deps: &[(&str, &[&str])]) -> Project {
+        let mut p = Project::default();
+        for (name, ds) in deps {
+            let mut s = Service::default();
+            for d in *ds {
+                s.depends_on.insert(
+                    d.to_string(),
+                    DependsOn {
+                        condition: "service_started".into(),
+                        required: true,
+                        restart: false,
+                    },
+                );
+            }
+            p.services.insert(name.to_string(), s);
+        }
+        p
+    }
+
+    #[test]
+    fn start_and_stop_orders() {
+        let g = ServiceGraph::new(&project(&[
+            ("web", &["api"]),
+            ("api", &["db", "cache"]),
+            ("db", &[]),
+            ("cache", &[]),
+        ]))
+        .unwrap();
+        assert_eq!(g.start_order(), vec!["db", "cache", "api", "web"]);
+        assert_eq!(g.stop_order(), vec!["web", "api", "cache", "db"]);
+        assert_eq!(g.dependencies("api"), vec!["db", "cache"]);
+    }
+
+    #[test]
+    fn cycle_names_its_members() {
+        let e = ServiceGraph::new(&project(&[
+            ("service1", &["service2"]),
+            ("service2", &["service3"]),
+            ("service3", &["service1"]),
+        ]))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "dependency cycle detected: service1 -> service2 -> service3 -> service1"
+            ),
+            "{e}"
+        );
+        let e = ServiceGraph::new(&project(&[("a", &["a"])]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a -> a"), "{e}");
     }
 }

@@ -1,10 +1,34 @@
 //! The loading pipeline's entry point: options in, normalised `Project` out.
+//!
+//! Stages, in order (each in its own module): discovery and project environment (here), parse
+//! (`yaml`), interpolate (`interpolate`), include (`include`), extends (`extends`), merge of the
+//! `-f` files (`merge`), validation and normalisation to long syntax (`normalize`), profiles and
+//! service selection, consistency checks (`consistency`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+use super::dotenv::{self, DotenvError};
+use super::interpolate::{self, InterpolateError};
 use super::model::Project;
+use super::yaml::{self, Mark, Node, Value, YamlError};
+use super::{consistency, extends, include, merge, normalize};
+
+/// Default compose file names, in the order docker compose tries them.
+pub const DEFAULT_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+/// Override files looked up next to the discovered main file.
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
 
 /// Everything that decides how a project is loaded (the CLI's global flags plus the environment).
 #[derive(Debug, Clone, Default)]
@@ -32,10 +56,525 @@ pub struct LoadOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
+    #[error("no compose file found in {dir} or any parent directory (tried {tried}); create compose.yaml or pass -f FILE")]
+    NotFound { dir: PathBuf, tried: String },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{mark}: {path}: {source}")]
+    Interpolation {
+        mark: Mark,
+        path: String,
+        #[source]
+        source: InterpolateError,
+    },
+    #[error("{}{path}: {message}", mark.as_ref().map(|m| format!("{m}: ")).unwrap_or_default())]
+    Invalid {
+        mark: Option<Mark>,
+        path: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Dotenv {
+        path: PathBuf,
+        #[source]
+        source: DotenvError,
+    },
+    #[error("env file {path} not found; create it or mark it `required: false`")]
+    EnvFileNotFound { path: PathBuf },
+    #[error("invalid project name {name:?}: it must contain only lowercase letters, digits, dashes and underscores, and start with a letter or digit; pass another with -p or `name:`")]
+    ProjectName { name: String },
     #[error("{0}")]
-    Invalid(String),
+    Consistency(String),
+    #[error(transparent)]
+    Graph(#[from] super::graph::GraphError),
 }
 
-pub fn load(_options: &LoadOptions) -> Result<Project, ComposeError> {
-    todo!("helper: compose")
+impl ComposeError {
+    pub fn invalid(node: &Node, path: &str, message: impl Into<String>) -> ComposeError {
+        ComposeError::Invalid {
+            mark: Some(node.mark.clone()).filter(|m| m.line > 0),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One parsed and interpolated compose file.
+#[derive(Debug, Clone)]
+pub struct ParsedFile {
+    pub path: PathBuf,
+    pub node: Node,
+}
+
+/// The environment used for interpolation, with how it was assembled.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectEnv {
+    pub vars: IndexMap<String, String>,
+}
+
+pub fn read_text(path: &Path) -> Result<String, ComposeError> {
+    std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parse one file and interpolate it (per file, before merging, as docker compose does).
+pub fn parse_file(
+    path: &Path,
+    env: &IndexMap<String, String>,
+    interpolate_values: bool,
+) -> Result<ParsedFile, ComposeError> {
+    let text = read_text(path)?;
+    let display = path.display().to_string();
+    let mut node = yaml::parse(&text, &display)?;
+    if interpolate_values {
+        interpolate::interpolate_node(&mut node, env, "")?;
+    }
+    Ok(ParsedFile {
+        path: path.to_path_buf(),
+        node,
+    })
+}
+
+/// Read a dotenv file into `vars` without overriding what is already there.
+pub fn read_env_file(
+    path: &Path,
+    lookup: &IndexMap<String, String>,
+) -> Result<IndexMap<String, Option<String>>, ComposeError> {
+    let text = read_text(path)?;
+    dotenv::parse(&text, lookup).map_err(|source| ComposeError::Dotenv {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    clean_path(&joined)
+}
+
+/// Lexical path cleaning (`a/./b/../c` → `a/c`), without touching the file system.
+pub fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// Find the compose file(s) when no `-f` is given: `compose.yaml` & co. in `start` or a parent,
+/// plus an override file next to it.
+pub fn discover(start: &Path) -> Result<Vec<PathBuf>, ComposeError> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        if let Some(main) = DEFAULT_FILES
+            .iter()
+            .map(|n| d.join(n))
+            .find(|p| p.is_file())
+        {
+            let mut files = vec![main];
+            if let Some(o) = OVERRIDE_FILES
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+            {
+                files.push(o);
+            }
+            return Ok(files);
+        }
+        dir = d.parent();
+    }
+    Err(ComposeError::NotFound {
+        dir: start.to_path_buf(),
+        tried: DEFAULT_FILES.join(", "),
+    })
+}
+
+/// docker compose's normalisation of a directory name into a project name.
+pub fn normalize_project_name(s: &str) -> String {
+    let lower: String = s
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    lower.trim_start_matches(['_', '-']).to_string()
+}
+
+pub fn check_project_name(name: &str) -> Result<(), ComposeError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ComposeError::ProjectName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Merge `extra` into `vars` without overriding (the process environment always wins).
+fn add_missing(vars: &mut IndexMap<String, String>, extra: IndexMap<String, Option<String>>) {
+    for (k, v) in extra {
+        if let Some(v) = v {
+            vars.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// Read `--env-file`s (or the default `.env` in `dir`) into the environment.
+fn read_project_env(
+    env: &mut IndexMap<String, String>,
+    env_files: &[PathBuf],
+    working_dir: &Path,
+    dir: &Path,
+) -> Result<(), ComposeError> {
+    if !env_files.is_empty() {
+        // Later --env-file wins over earlier ones; the process environment over all of them.
+        let mut from_files: IndexMap<String, String> = IndexMap::new();
+        for f in env_files {
+            let p = absolute(working_dir, f);
+            if !p.is_file() {
+                return Err(ComposeError::EnvFileNotFound { path: p });
+            }
+            let mut lookup = env.clone();
+            for (k, v) in &from_files {
+                lookup.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            for (k, v) in read_env_file(&p, &lookup)? {
+                if let Some(v) = v {
+                    from_files.insert(k, v);
+                }
+            }
+        }
+        add_missing(
+            env,
+            from_files.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        );
+        return Ok(());
+    }
+    let disabled = env
+        .get("COMPOSE_DISABLE_ENV_FILE")
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let dotenv_path = dir.join(".env");
+    if !disabled && dotenv_path.is_file() {
+        let vars = read_env_file(&dotenv_path, env)?;
+        add_missing(env, vars);
+    }
+    Ok(())
+}
+
+/// The full pipeline.
+pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
+    let (project, _) = load_with_raw(options)?;
+    Ok(project)
+}
+
+/// The full pipeline, also returning the merged raw model (for `config --no-normalize`).
+pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeError> {
+    let working_dir = if options.working_dir.as_os_str().is_empty() {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    } else {
+        options.working_dir.clone()
+    };
+    let mut env = options.environment.clone();
+    // 1. `.env` of the working dir (or --env-file) may set COMPOSE_FILE & co.
+    read_project_env(&mut env, &options.env_files, &working_dir, &working_dir)?;
+
+    // 2. Which files.
+    let files: Vec<PathBuf> = if !options.files.is_empty() {
+        options
+            .files
+            .iter()
+            .map(|f| absolute(&working_dir, f))
+            .collect()
+    } else if let Some(cf) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
+        let sep = env
+            .get("COMPOSE_PATH_SEPARATOR")
+            .cloned()
+            .unwrap_or_else(|| ":".to_string());
+        cf.split(sep.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|f| absolute(&working_dir, Path::new(f)))
+            .collect()
+    } else {
+        discover(&working_dir)?
+    };
+    for f in &files {
+        if !f.is_file() {
+            return Err(ComposeError::Read {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+
+    // 3. Project directory and its `.env`.
+    let project_dir = match &options.project_directory {
+        Some(d) => absolute(&working_dir, d),
+        None => files[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| working_dir.clone()),
+    };
+    if options.env_files.is_empty() && project_dir != working_dir {
+        read_project_env(&mut env, &[], &working_dir, &project_dir)?;
+    }
+
+    // The project name may be known before parsing (-p, COMPOSE_PROJECT_NAME) and is then
+    // visible to interpolation.
+    let early_name = options
+        .project_name
+        .clone()
+        .or_else(|| env.get("COMPOSE_PROJECT_NAME").cloned())
+        .filter(|s| !s.is_empty());
+    if let Some(n) = &early_name {
+        check_project_name(n)?;
+        env.insert("COMPOSE_PROJECT_NAME".into(), n.clone());
+    }
+
+    // 4. Parse + interpolate + include + extends, per file; then merge.
+    let ctx = LoadContext {
+        env: env.clone(),
+        interpolate: !options.skip_interpolation,
+        project_dir: project_dir.clone(),
+    };
+    let mut merged: Option<Node> = None;
+    let mut ctx = ctx;
+    let mut raw_files = Vec::with_capacity(files.len());
+    for f in &files {
+        let text = read_text(f)?;
+        raw_files.push((f.clone(), yaml::parse(&text, &f.display().to_string())?));
+    }
+    // Unless -p / COMPOSE_PROJECT_NAME set it, the project name is the last file's `name:`
+    // (itself interpolated), and every file sees it as COMPOSE_PROJECT_NAME.
+    if early_name.is_none() && ctx.interpolate {
+        for (_, node) in &raw_files {
+            if let Some(n) = node.get("name") {
+                let mut n = n.clone();
+                interpolate::interpolate_node(&mut n, &ctx.env, "name")?;
+                if let Some(name) = n.as_str() {
+                    ctx.env
+                        .insert("COMPOSE_PROJECT_NAME".into(), name.to_string());
+                }
+            }
+        }
+    }
+    for (f, mut node) in raw_files {
+        if ctx.interpolate {
+            interpolate::interpolate_node(&mut node, &ctx.env, "")?;
+        }
+        let mut parsed = ParsedFile { path: f, node };
+        // `name:` may itself use COMPOSE_PROJECT_NAME-free variables: the name found so far is
+        // what later files see.
+        include::apply(&mut parsed, &ctx, &mut Vec::new())?;
+        extends::apply(&mut parsed, &ctx)?;
+        merged = Some(match merged {
+            None => merge::strip_tags(parsed.node),
+            Some(base) => merge::merge_files(base, parsed.node)?,
+        });
+    }
+    let raw = merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Mark::default()));
+
+    // 5. Project name.
+    let name = match early_name {
+        Some(n) => n,
+        None => match raw.get("name") {
+            Some(n) if !n.is_null() => {
+                let s = n
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ComposeError::invalid(n, "name", "name must be a string"))?;
+                check_project_name(&s)?;
+                s
+            }
+            _ => {
+                let base = project_dir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let n = normalize_project_name(&base);
+                check_project_name(&n)?;
+                n
+            }
+        },
+    };
+    env.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
+
+    // 6. Validate + normalise.
+    let settings = normalize::Settings {
+        project_name: name.clone(),
+        project_dir: project_dir.clone(),
+        env: env.clone(),
+        normalize: !options.skip_normalization,
+    };
+    let mut project = normalize::project(&raw, &settings)?;
+    project.working_dir = project_dir;
+    project.config_files = files;
+
+    // 7. Profiles and selection.
+    let mut profiles: Vec<String> = options.profiles.clone();
+    if profiles.is_empty() {
+        if let Some(p) = env.get("COMPOSE_PROFILES") {
+            profiles.extend(
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+    }
+    consistency::apply_profiles(&mut project, &profiles, &options.services)?;
+
+    // 8. Consistency.
+    if !options.skip_consistency {
+        consistency::check(&project)?;
+    }
+    Ok((project, raw))
+}
+
+/// What the per-file stages (include, extends) need to load further files.
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    pub env: IndexMap<String, String>,
+    pub interpolate: bool,
+    pub project_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn opts(dir: &Path) -> LoadOptions {
+        LoadOptions {
+            working_dir: dir.to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn discovers_upward_with_override_and_names_project_after_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("My.App");
+        write(
+            &root,
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n",
+        );
+        write(
+            &root,
+            "compose.override.yaml",
+            "services:\n  web:\n    user: app\n",
+        );
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        let p = load(&opts(&root.join("sub/deeper"))).unwrap();
+        assert_eq!(p.name, "myapp");
+        assert_eq!(p.services["web"].user.as_deref(), Some("app"));
+        assert_eq!(p.config_files.len(), 2);
+        assert_eq!(p.networks["default"].name, "myapp_default");
+    }
+
+    #[test]
+    fn no_file_names_directory_and_candidates() {
+        let t = tempfile::tempdir().unwrap();
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(e.contains(&t.path().display().to_string()), "{e}");
+        assert!(
+            e.contains("compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dotenv_feeds_interpolation_but_process_env_wins() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            ".env",
+            "TAG=from-dotenv\nPORT=8080\nCOMPOSE_PROJECT_NAME=demo\n",
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: \"nginx:${TAG}\"\n    ports: [\"${PORT}:80\"]\n    environment:\n      P: $$HOME\n",
+        );
+        let mut o = opts(t.path());
+        o.environment.insert("TAG".into(), "from-env".into());
+        let p = load(&o).unwrap();
+        assert_eq!(p.name, "demo");
+        let web = &p.services["web"];
+        assert_eq!(web.image.as_deref(), Some("nginx:from-env"));
+        assert_eq!(web.ports[0].published.as_deref(), Some("8080"));
+        assert_eq!(web.ports[0].target, 80);
+        assert_eq!(web.environment["P"].as_deref(), Some("$HOME"));
+    }
+
+    #[test]
+    fn invalid_project_names_are_errors() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "compose.yaml",
+            "name: www.my.project\nservices: {}\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(e.contains("invalid project name \"www.my.project\""), "{e}");
+        let mut o = opts(t.path());
+        o.project_name = Some("-my_project".into());
+        let e = load(&o).unwrap_err().to_string();
+        assert!(e.contains("invalid project name \"-my_project\""), "{e}");
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    ports:\n      - \"80x\"\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(e.contains("compose.yaml:5:9: services.web.ports[0]"), "{e}");
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: \"${MISSING:?set MISSING}\"\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(e.contains("compose.yaml:3:12: services.web.image: required variable MISSING is missing a value: set MISSING"), "{e}");
+    }
 }

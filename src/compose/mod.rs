@@ -1,9 +1,19 @@
 //! Compose logic (client side): file discovery, loading pipeline, the typed project model, the
 //! service graph and the plan.
 
+pub mod consistency;
+pub mod dotenv;
+pub mod extends;
 pub mod graph;
+pub mod include;
+pub mod interpolate;
 pub mod load;
+pub mod merge;
 pub mod model;
+pub mod normalize;
+pub mod plan;
+pub mod schema;
+pub mod yaml;
 
 pub use load::{load, ComposeError, LoadOptions};
 pub use model::Project;

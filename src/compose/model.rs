@@ -16,6 +16,15 @@ pub struct Project {
     pub networks: IndexMap<String, NetworkConfig>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, VolumeConfig>,
+    /// Top-level `secrets`, canonical form (`file` made absolute, `name` set).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, serde_json::Value>,
+    /// Top-level `configs`, canonical form.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub configs: IndexMap<String, serde_json::Value>,
+    /// `x-*` extensions and `models`, kept verbatim.
+    #[serde(flatten)]
+    pub extensions: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +67,128 @@ pub struct Service {
     pub profiles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    /// `env_file` entries (already read into `environment`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<EnvFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    /// Host name → address(es).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub extra_hosts: IndexMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileReference>,
+    /// Every other spec field, in canonical form (`deploy`, `logging`, `ulimits`, `develop`, …).
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
+}
+
+impl Service {
+    /// `stop_grace_period` as a duration (docker's default is 10 s).
+    pub fn stop_grace_period_duration(&self) -> std::time::Duration {
+        self.stop_grace_period
+            .as_deref()
+            .and_then(super::normalize::parse_duration)
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BuildConfig {
+    /// Absolute directory (or a remote URL).
+    pub context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile_inline: Option<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub args: IndexMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, Option<String>>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Healthcheck {
+    /// `["CMD", …]`, `["CMD-SHELL", cmd]` or `["NONE"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Go duration strings (`30s`, `1m0s`); see `normalize::parse_duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable: bool,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EnvFile {
+    pub path: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service's use of a top-level secret or config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FileReference {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -69,6 +200,8 @@ pub struct ServicePort {
     pub host_ip: Option<String>,
     pub protocol: String,
     pub mode: String,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -81,6 +214,19 @@ pub struct ServiceVolume {
     pub target: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    /// Bind options (`create_host_path`, `propagation`, `selinux`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IndexMap<String, serde_json::Value>>,
+    /// Volume options (`nocopy`, `subpath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<IndexMap<String, serde_json::Value>>,
+    /// tmpfs options (`size` in bytes, `mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<IndexMap<String, serde_json::Value>>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -89,6 +235,8 @@ pub struct ServiceNetwork {
     pub aliases: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -96,13 +244,14 @@ pub struct DependsOn {
     /// `service_started`, `service_healthy`, `service_completed_successfully`.
     pub condition: String,
     pub required: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub restart: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NetworkConfig {
     /// Actual engine name: `<project>_<key>` unless set or external.
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
@@ -112,11 +261,15 @@ pub struct NetworkConfig {
     pub internal: bool,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
+    /// `driver_opts`, `ipam`, `attachable`, `enable_ipv6`, …
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct VolumeConfig {
     /// Actual engine name: `<project>_<key>` unless set or external.
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
@@ -124,4 +277,7 @@ pub struct VolumeConfig {
     pub external: bool,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
+    /// `driver_opts`, …
+    #[serde(flatten)]
+    pub extra: IndexMap<String, serde_json::Value>,
 }

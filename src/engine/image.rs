@@ -1,19 +1,75 @@
-//! The image store: names → image records (config digest, layers), pull and import.
+//! The image store: names → image records (config digest, layers), pull, import and removal.
+//!
+//! Blobs (manifests, configs, layers) live in the content store, unpacked layers in the snapshot
+//! store keyed by ChainID, and one JSON record per image in `images/<id-hex>.json` (written with
+//! `write_atomic`). Names are Docker's familiar forms (`busybox:latest`); every lookup normalises
+//! both sides, so `busybox` and `docker.io/library/busybox:latest` are the same image.
 
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use super::api::types::{ImageContainerConfig, ImageInspect, ImageSummary, ProgressMessage};
-use super::paths::EngineRoots;
-use super::reference::ImageReference;
+use super::api::types::{
+    ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail, ProgressMessage,
+};
+use super::content::{sha256_digest, ContentError, ContentStore};
+use super::paths::{write_atomic, EngineRoots};
+use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
+use super::registry::{
+    self, parse_manifest, select_platform, Manifest, RegistryClient, RegistryError,
+};
+use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
+use super::unpack::{unpack_layer, UnpackError, UnpackLimits};
 use super::EngineSettings;
+
+/// An image config is small; refuse anything absurd before parsing it.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
     #[error("no such image: {0}")]
     NotFound(String),
+    #[error(transparent)]
+    InvalidReference(#[from] ReferenceError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("pulling {image}: {source}")]
+    Content {
+        image: String,
+        #[source]
+        source: ContentError,
+    },
+    #[error("layer {layer} of {image}: {source}")]
+    Unpack {
+        image: String,
+        layer: String,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("layer {layer} of {image}: uncompressed digest {actual} does not match the config's diff_id {expected}; the image is corrupt")]
+    DiffIdMismatch {
+        image: String,
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("invalid image {image}: {detail}")]
+    InvalidImage { image: String, detail: String },
+    #[error("snapshot store: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("image store i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("{0}")]
     Other(String),
 }
@@ -22,17 +78,46 @@ impl ImageError {
     pub fn http_status(&self) -> u16 {
         match self {
             ImageError::NotFound(_) => 404,
-            ImageError::Other(_) => 500,
+            ImageError::Registry(RegistryError::ManifestUnknown { .. }) => 404,
+            ImageError::InvalidReference(_) => 400,
+            ImageError::Conflict(_) => 409,
+            _ => 500,
         }
+    }
+
+    /// True when a layer tried to escape its snapshot root.
+    pub fn is_hostile_layer(&self) -> bool {
+        matches!(
+            self,
+            ImageError::Unpack {
+                source: UnpackError::Hostile { .. },
+                ..
+            }
+        )
     }
 }
 
+type Result<T> = std::result::Result<T, ImageError>;
+
+/// One layer of an image as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerRecord {
+    /// Digest of the blob as distributed (compressed or not).
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+}
+
 /// A stored image: what containers are created from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
     /// `sha256:<config digest>`.
     pub id: String,
+    /// Familiar names (`busybox:latest`, `127.0.0.1:5000/app:1`).
     pub repo_tags: Vec<String>,
+    /// `name@sha256:<manifest digest>` in familiar form.
     pub repo_digests: Vec<String>,
     pub config: ImageContainerConfig,
     pub created: String,
@@ -40,40 +125,877 @@ pub struct ImageRecord {
     pub os: String,
     pub size: i64,
     pub diff_ids: Vec<String>,
+    /// Digest of the (platform) manifest stored in the content store.
+    #[serde(default)]
+    pub manifest_digest: String,
+    #[serde(default)]
+    pub layers: Vec<LayerRecord>,
+}
+
+/// The parts of an OCI / Docker image config we use.
+#[derive(Debug, Clone, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    config: Option<ImageContainerConfig>,
+    rootfs: RootFs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RootFs {
+    #[serde(rename = "type", default)]
+    kind: String,
+    diff_ids: Vec<String>,
 }
 
 pub struct ImageStore {
-    _root: PathBuf,
+    root: PathBuf,
+    content: ContentStore,
+    snapshots: SnapshotStore,
+    records: RwLock<HashMap<String, ImageRecord>>,
+    /// Pulls and removals are serialised: a failed pull rolls back the blobs and snapshots it
+    /// created, which must not race with another pull starting to reuse them.
+    write_lock: tokio::sync::Mutex<()>,
+    limits: UnpackLimits,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn status_msg(status: impl Into<String>, id: Option<&str>) -> ProgressMessage {
+    ProgressMessage {
+        status: Some(status.into()),
+        id: id.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest
+        .strip_prefix("sha256:")
+        .unwrap_or(digest)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    match (ImageReference::parse(a), ImageReference::parse(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// What a failed pull or import must undo.
+#[derive(Default)]
+struct Rollback {
+    blobs: Vec<String>,
+    snapshots: Vec<String>,
+}
+
+impl Rollback {
+    fn undo(self, store: &ImageStore) {
+        for b in self.blobs {
+            let _ = store.content.remove(&b);
+        }
+        for s in self.snapshots {
+            let _ = store.snapshots.remove(&s);
+        }
+    }
 }
 
 impl ImageStore {
-    pub fn open(_roots: &EngineRoots) -> Result<Self, ImageError> {
-        todo!("helper: images")
+    pub fn open(roots: &EngineRoots) -> Result<Self> {
+        let root = roots.images_dir();
+        std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let content = ContentStore::open(roots.content_dir()).map_err(|source| ImageError::Content {
+            image: "(store)".into(),
+            source,
+        })?;
+        let snapshots = SnapshotStore::open(roots.snapshots_dir())?;
+        let mut records = HashMap::new();
+        for entry in std::fs::read_dir(&root).map_err(io_err(&root))? {
+            let entry = entry.map_err(io_err(&root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if !is_sha256_hex(hex) {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
+            let rec: ImageRecord = serde_json::from_slice(&bytes).map_err(|e| ImageError::Other(
+                format!("image record {} is unreadable: {e}; remove it to forget the image", entry.path().display()),
+            ))?;
+            records.insert(rec.id.clone(), rec);
+        }
+        Ok(ImageStore {
+            root,
+            content,
+            snapshots,
+            records: RwLock::new(records),
+            write_lock: tokio::sync::Mutex::new(()),
+            limits: UnpackLimits::default(),
+        })
     }
-    /// By ID (full or 12+ hex prefix), `name:tag` (default tag `latest`) or `name@digest`.
-    pub fn resolve(&self, _name_or_id: &str) -> Option<ImageRecord> {
-        todo!("helper: images")
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.root
+            .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)))
     }
+
+    fn read_records(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, ImageRecord>> {
+        self.records.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_records(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ImageRecord>> {
+        self.records.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, rec: &ImageRecord) -> Result<()> {
+        let path = self.record_path(&rec.id);
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| ImageError::Other(e.to_string()))?;
+        write_atomic(&path, &bytes).map_err(io_err(&path))
+    }
+
+    /// By ID (full or hex prefix), `name:tag` (default tag `latest`) or `name@digest`.
+    pub fn resolve(&self, name_or_id: &str) -> Option<ImageRecord> {
+        let records = self.read_records();
+        let hex = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
+        let looks_like_id = !hex.is_empty()
+            && hex.len() <= 64
+            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if looks_like_id && (hex.len() == 64 || name_or_id.starts_with("sha256:")) {
+            return Self::by_id_prefix(&records, hex);
+        }
+        if let Ok(r) = ImageReference::parse(name_or_id) {
+            let found = records.values().find(|rec| {
+                if r.digest.is_some() {
+                    rec.repo_digests.iter().any(|d| {
+                        ImageReference::parse(d).is_ok_and(|x| {
+                            x.registry == r.registry
+                                && x.repository == r.repository
+                                && x.digest == r.digest
+                        })
+                    })
+                } else {
+                    rec.repo_tags.iter().any(|t| same_name(t, name_or_id))
+                }
+            });
+            if let Some(rec) = found {
+                return Some(rec.clone());
+            }
+        }
+        if looks_like_id {
+            return Self::by_id_prefix(&records, hex);
+        }
+        None
+    }
+
+    fn by_id_prefix(records: &HashMap<String, ImageRecord>, hex: &str) -> Option<ImageRecord> {
+        let mut it = records
+            .values()
+            .filter(|r| r.id["sha256:".len()..].starts_with(hex));
+        let first = it.next()?;
+        if it.next().is_some() {
+            return None; // ambiguous
+        }
+        Some(first.clone())
+    }
+
     pub fn list(&self) -> Vec<ImageRecord> {
-        todo!("helper: images")
+        let mut v: Vec<ImageRecord> = self.read_records().values().cloned().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        v
     }
+
     /// Overlay lower directories for the image, topmost layer first.
-    pub fn lower_dirs(&self, _image: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
-        todo!("helper: images")
+    pub fn lower_dirs(&self, image: &ImageRecord) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for chain in chain_ids(&image.diff_ids).iter().rev() {
+            let p = self.snapshots.path(chain)?;
+            if !p.is_dir() {
+                return Err(ImageError::InvalidImage {
+                    image: image.id.clone(),
+                    detail: format!(
+                        "snapshot {} is missing; pull or import the image again",
+                        short(chain)
+                    ),
+                });
+            }
+            dirs.push(p);
+        }
+        Ok(dirs)
     }
+
+    /// The content store (for tests and GC).
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
     /// Pull from a registry, streaming Docker-style progress messages.
     pub async fn pull(
         &self,
-        _reference: &ImageReference,
-        _settings: &EngineSettings,
-        _progress: mpsc::Sender<ProgressMessage>,
-    ) -> Result<ImageRecord, ImageError> {
-        todo!("helper: images")
+        reference: &ImageReference,
+        settings: &EngineSettings,
+        progress: mpsc::Sender<ProgressMessage>,
+    ) -> Result<ImageRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut rollback = Rollback::default();
+        match self.pull_locked(reference, settings, &progress, &mut rollback).await {
+            Ok(rec) => Ok(rec),
+            Err(e) => {
+                rollback.undo(self);
+                Err(e)
+            }
+        }
     }
-    pub fn summary(&self, _image: &ImageRecord) -> ImageSummary {
-        todo!("helper: images")
+
+    async fn pull_locked(
+        &self,
+        reference: &ImageReference,
+        settings: &EngineSettings,
+        progress: &mpsc::Sender<ProgressMessage>,
+        rollback: &mut Rollback,
+    ) -> Result<ImageRecord> {
+        let image = reference.familiar();
+        let send = |m: ProgressMessage| async move {
+            // A client that went away does not stop the pull (Docker behaves the same).
+            let _ = progress.send(m).await;
+        };
+        let client = RegistryClient::new(reference, settings)?;
+        send(progress_from(reference)).await;
+
+        let invalid = |detail: String| ImageError::InvalidImage {
+            image: image.clone(),
+            detail,
+        };
+        // Manifest (maybe via an index), verified against the digest we asked for.
+        let fetched = client.manifest(reference.manifest_ref()).await?;
+        if let Some(d) = &reference.digest {
+            let actual = sha256_digest(&fetched.bytes);
+            if &actual != d {
+                return Err(ImageError::Content {
+                    image: image.clone(),
+                    source: ContentError::DigestMismatch {
+                        expected: d.clone(),
+                        actual,
+                        size: fetched.bytes.len() as u64,
+                    },
+                });
+            }
+        }
+        let top_digest = sha256_digest(&fetched.bytes);
+        let parsed =
+            parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
+        let (manifest_bytes, manifest) = match parsed {
+            Manifest::Image(m) => (fetched.bytes.clone(), m),
+            Manifest::Index(idx) => {
+                let entry = select_platform(&idx)
+                    .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
+                if !is_valid_digest(&entry.digest) {
+                    return Err(invalid(format!("bad manifest digest {:?}", entry.digest)));
+                }
+                let inner = client.manifest(&entry.digest).await?;
+                let actual = sha256_digest(&inner.bytes);
+                if actual != entry.digest {
+                    return Err(ImageError::Content {
+                        image: image.clone(),
+                        source: ContentError::DigestMismatch {
+                            expected: entry.digest.clone(),
+                            actual,
+                            size: inner.bytes.len() as u64,
+                        },
+                    });
+                }
+                match parse_manifest(&inner.bytes, inner.content_type.as_deref()).map_err(&invalid)? {
+                    Manifest::Image(m) => (inner.bytes, m),
+                    Manifest::Index(_) => return Err(invalid("index points to another index".into())),
+                }
+            }
+        };
+        let manifest_digest = sha256_digest(&manifest_bytes);
+        for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+            if !is_valid_digest(&d.digest) {
+                return Err(invalid(format!("bad descriptor digest {:?}", d.digest)));
+            }
+        }
+
+        // Config: from the store if we have it, else from the registry (verified).
+        let config_digest = manifest.config.digest.clone();
+        if manifest.config.size > MAX_CONFIG_BYTES {
+            return Err(invalid(format!("config of {} bytes", manifest.config.size)));
+        }
+        let config_bytes = if self.content.contains(&config_digest) {
+            self.content
+                .read_blob(&config_digest, MAX_CONFIG_BYTES)
+                .map_err(|source| ImageError::Content {
+                    image: image.clone(),
+                    source,
+                })?
+        } else {
+            let bytes = self
+                .download_small(&client, &config_digest, manifest.config.size)
+                .await
+                .map_err(|e| with_image(e, &image))?;
+            bytes
+        };
+        let config: ConfigFile = serde_json::from_slice(&config_bytes)
+            .map_err(|e| invalid(format!("bad image config: {e}")))?;
+        if config.rootfs.kind != "layers" {
+            return Err(invalid(format!("rootfs type {:?}", config.rootfs.kind)));
+        }
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(invalid(format!(
+                "{} layers but {} diff_ids in the config",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        for d in &config.rootfs.diff_ids {
+            if !is_valid_digest(d) {
+                return Err(invalid(format!("bad diff_id {d:?}")));
+            }
+        }
+        let chains = chain_ids(&config.rootfs.diff_ids);
+        let existing = self.read_records().get(&config_digest).cloned();
+
+        // Layers: announce, then download + unpack the ones whose snapshot is missing.
+        let mut todo = Vec::new();
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            let id = short(&layer.digest);
+            if self.snapshots.exists(&chains[i]) {
+                send(status_msg("Already exists", Some(&id))).await;
+            } else {
+                send(status_msg("Pulling fs layer", Some(&id))).await;
+                todo.push(i);
+            }
+        }
+        for i in todo {
+            let layer = &manifest.layers[i];
+            let id = short(&layer.digest);
+            if !self.content.contains(&layer.digest) {
+                self.download_layer(&client, layer, &id, progress)
+                    .await
+                    .map_err(|e| with_image(e, &image))?;
+                rollback.blobs.push(layer.digest.clone());
+                send(status_msg("Verifying Checksum", Some(&id))).await;
+                send(status_msg("Download complete", Some(&id))).await;
+            }
+            send(ProgressMessage {
+                status: Some("Extracting".into()),
+                id: Some(id.clone()),
+                progress_detail: Some(ProgressDetail {
+                    current: Some(0),
+                    total: Some(layer.size),
+                }),
+                ..Default::default()
+            })
+            .await;
+            self.unpack_blob(&image, &layer.digest, &config.rootfs.diff_ids[i], &chains[i])
+                .await?;
+            rollback.snapshots.push(chains[i].clone());
+            send(status_msg("Pull complete", Some(&id))).await;
+        }
+
+        // Commit config and manifest(s) last: a failed pull leaves no half image behind.
+        for (bytes, digest) in [
+            (&config_bytes, &config_digest),
+            (&manifest_bytes, &manifest_digest),
+            (&fetched.bytes, &top_digest),
+        ] {
+            if !self.content.contains(digest) {
+                self.content
+                    .write_blob(bytes, Some(digest))
+                    .map_err(|source| ImageError::Content {
+                        image: image.clone(),
+                        source,
+                    })?;
+                rollback.blobs.push(digest.clone());
+            }
+        }
+
+        let name = reference.familiar_name();
+        let repo_digest = format!("{name}@{top_digest}");
+        let tag = reference
+            .tag
+            .as_ref()
+            .map(|t| format!("{name}:{t}"));
+        let had_tag = match (&existing, &tag) {
+            (Some(rec), Some(t)) => rec.repo_tags.iter().any(|x| same_name(x, t)),
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let mut rec = existing.unwrap_or_else(|| ImageRecord {
+            id: config_digest.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            config: config.config.clone().unwrap_or_default(),
+            created: config.created.clone().unwrap_or_default(),
+            architecture: config.architecture.clone(),
+            os: config.os.clone(),
+            size: manifest.layers.iter().map(|l| l.size as i64).sum(),
+            diff_ids: config.rootfs.diff_ids.clone(),
+            manifest_digest: manifest_digest.clone(),
+            layers: manifest
+                .layers
+                .iter()
+                .zip(&config.rootfs.diff_ids)
+                .map(|(l, d)| LayerRecord {
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                    size: l.size,
+                    diff_id: d.clone(),
+                })
+                .collect(),
+        });
+        if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
+            rec.repo_digests.push(repo_digest);
+        }
+        let rec = self.save_with_tag(rec, tag.as_deref())?;
+        // The pull succeeded: nothing to roll back any more.
+        *rollback = Rollback::default();
+
+        send(status_msg(format!("Digest: {top_digest}"), None)).await;
+        let status = if had_tag {
+            format!("Status: Image is up to date for {}", reference.familiar())
+        } else {
+            format!("Status: Downloaded newer image for {}", reference.familiar())
+        };
+        send(status_msg(status, None)).await;
+        Ok(rec)
     }
-    pub fn inspect(&self, _image: &ImageRecord) -> ImageInspect {
-        todo!("helper: images")
+
+    /// Stores `rec`, moving `tag` to it from whichever image had it.
+    fn save_with_tag(&self, mut rec: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
+        let mut records = self.write_records();
+        if let Some(t) = tag {
+            for other in records.values_mut() {
+                if other.id != rec.id && other.repo_tags.iter().any(|x| same_name(x, t)) {
+                    other.repo_tags.retain(|x| !same_name(x, t));
+                    let o = other.clone();
+                    self.persist(&o)?;
+                }
+            }
+            if !rec.repo_tags.iter().any(|x| same_name(x, t)) {
+                rec.repo_tags.push(t.to_string());
+            }
+        }
+        self.persist(&rec)?;
+        records.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Downloads a small blob (config) into memory, capped and verified.
+    async fn download_small(
+        &self,
+        client: &RegistryClient,
+        digest: &str,
+        size: u64,
+    ) -> std::result::Result<Vec<u8>, PullStepError> {
+        let mut resp = client.blob(digest).await?;
+        let mut buf = Vec::new();
+        while let Some(chunk) = client.next_chunk(&mut resp).await? {
+            buf.extend_from_slice(&chunk);
+            if buf.len() as u64 > size {
+                return Err(ContentError::TooLarge {
+                    digest: digest.to_string(),
+                    limit: size,
+                }
+                .into());
+            }
+        }
+        let actual = sha256_digest(&buf);
+        if actual != digest {
+            return Err(ContentError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+                size: buf.len() as u64,
+            }
+            .into());
+        }
+        Ok(buf)
+    }
+
+    /// Streams a layer blob into the content store; it is committed only if size and digest
+    /// match the descriptor.
+    async fn download_layer(
+        &self,
+        client: &RegistryClient,
+        layer: &registry::Descriptor,
+        id: &str,
+        progress: &mpsc::Sender<ProgressMessage>,
+    ) -> std::result::Result<(), PullStepError> {
+        let mut resp = client.blob(&layer.digest).await?;
+        let mut writer = self.content.writer(&layer.digest, Some(layer.size))?;
+        let mut last_report = 0u64;
+        while let Some(chunk) = client.next_chunk(&mut resp).await? {
+            writer.write_chunk(&chunk)?;
+            let done = writer.written();
+            if done - last_report >= 512 * 1024 || done == layer.size {
+                last_report = done;
+                let _ = progress
+                    .send(ProgressMessage {
+                        status: Some("Downloading".into()),
+                        id: Some(id.to_string()),
+                        progress_detail: Some(ProgressDetail {
+                            current: Some(done),
+                            total: Some(layer.size),
+                        }),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+        writer.commit()?;
+        Ok(())
+    }
+
+    /// Unpacks a stored layer blob into the snapshot `chain_id`, checking its DiffID.
+    async fn unpack_blob(&self, image: &str, digest: &str, diff_id: &str, chain_id: &str) -> Result<()> {
+        let blob = self.content.open_blob(digest).map_err(|source| ImageError::Content {
+            image: image.to_string(),
+            source,
+        })?;
+        let snapshots = self.snapshots.clone();
+        let limits = self.limits.clone();
+        let chain = chain_id.to_string();
+        let tmp = snapshots.prepare(&chain)?;
+        let tmp2 = tmp.clone();
+        let result = tokio::task::spawn_blocking(move || unpack_layer(blob, &tmp2, &limits))
+            .await
+            .map_err(|e| ImageError::Other(format!("unpack task failed: {e}")))?;
+        let stats = match result {
+            Ok(s) => s,
+            Err(source) => {
+                snapshots.discard(&tmp);
+                return Err(ImageError::Unpack {
+                    image: image.to_string(),
+                    layer: short(digest),
+                    source,
+                });
+            }
+        };
+        if stats.diff_id != diff_id {
+            snapshots.discard(&tmp);
+            return Err(ImageError::DiffIdMismatch {
+                image: image.to_string(),
+                layer: short(digest),
+                expected: diff_id.to_string(),
+                actual: stats.diff_id,
+            });
+        }
+        let s2 = snapshots.clone();
+        tokio::task::spawn_blocking(move || s2.commit(&tmp, &chain))
+            .await
+            .map_err(|e| ImageError::Other(format!("snapshot commit task failed: {e}")))??;
+        Ok(())
+    }
+
+    /// `docker import`: a root filesystem tarball (plain or gzip) becomes a one-layer image with
+    /// an OCI config (linux/amd64, no command), stored in the content store like a pulled one.
+    /// Blocking: call it from `spawn_blocking` in async code.
+    pub fn import(&self, tar: impl Read, repo_tag: Option<&str>) -> Result<ImageRecord> {
+        let tag = match repo_tag {
+            Some(t) => {
+                let r = ImageReference::parse(t)?;
+                if r.digest.is_some() {
+                    return Err(ReferenceError::Invalid {
+                        reference: t.to_string(),
+                        reason: "an import is tagged, not addressed by digest".into(),
+                    }
+                    .into());
+                }
+                Some(r.familiar())
+            }
+            None => None,
+        };
+        let mut rollback = Rollback::default();
+        match self.import_inner(tar, tag.as_deref(), &mut rollback) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                rollback.undo(self);
+                Err(e)
+            }
+        }
+    }
+
+    fn import_inner(&self, mut tar: impl Read, tag: Option<&str>, rollback: &mut Rollback) -> Result<ImageRecord> {
+        let image = tag.unwrap_or("imported image").to_string();
+        let content_err = |source| ImageError::Content {
+            image: image.clone(),
+            source,
+        };
+        let mut writer = self.content.writer_unknown().map_err(content_err)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        loop {
+            let n = tar.read(&mut buf).map_err(|e| ImageError::Io {
+                path: PathBuf::from("(import stream)"),
+                source: e,
+            })?;
+            if n == 0 {
+                break;
+            }
+            if head.len() < 2 {
+                head.extend_from_slice(&buf[..n.min(2)]);
+            }
+            writer.write_chunk(&buf[..n]).map_err(content_err)?;
+        }
+        let size = writer.written();
+        let layer_existed = self.content.contains(&writer.current_digest());
+        let layer_digest = writer.commit().map_err(content_err)?;
+        if !layer_existed {
+            rollback.blobs.push(layer_digest.clone());
+        }
+        let media_type = if head.starts_with(&[0x1f, 0x8b]) {
+            registry::MEDIA_OCI_LAYER_GZIP
+        } else {
+            registry::MEDIA_OCI_LAYER_TAR
+        };
+        let blob = self.content.open_blob(&layer_digest).map_err(content_err)?;
+        // The chain id is the diff id, known only after unpacking: unpack into a temporary
+        // snapshot named after the blob, then commit under the diff id.
+        let tmp = self.snapshots.prepare(&layer_digest)?;
+        let stats = match unpack_layer(blob, &tmp, &self.limits) {
+            Ok(s) => s,
+            Err(source) => {
+                self.snapshots.discard(&tmp);
+                return Err(ImageError::Unpack {
+                    image: image.clone(),
+                    layer: short(&layer_digest),
+                    source,
+                });
+            }
+        };
+        let diff_id = stats.diff_id.clone();
+        let snapshot_existed = self.snapshots.exists(&diff_id);
+        self.snapshots.commit(&tmp, &diff_id)?;
+        if !snapshot_existed {
+            rollback.snapshots.push(diff_id.clone());
+        }
+
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": created,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": created, "created_by": "berth import", "comment": "Imported from tarball"}],
+        });
+        let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
+        let config_digest = self.content.write_blob(&config_bytes, None).map_err(content_err)?;
+        rollback.blobs.push(config_digest.clone());
+        // (config carries a timestamp, so it is always new; so is the manifest naming it)
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": registry::MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": registry::MEDIA_OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
+            "layers": [{"mediaType": media_type, "digest": layer_digest, "size": size}],
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
+        let manifest_digest = self.content.write_blob(&manifest_bytes, None).map_err(content_err)?;
+        rollback.blobs.push(manifest_digest.clone());
+
+        let rec = ImageRecord {
+            id: config_digest.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            config: ImageContainerConfig::default(),
+            created,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            size: stats.bytes as i64,
+            diff_ids: vec![diff_id.clone()],
+            manifest_digest,
+            layers: vec![LayerRecord {
+                digest: layer_digest,
+                media_type: media_type.to_string(),
+                size,
+                diff_id,
+            }],
+        };
+        let rec = self.save_with_tag(rec, tag)?;
+        *rollback = Rollback::default();
+        Ok(rec)
+    }
+
+    /// `docker rmi`: untags `name_or_id`, and deletes the image (record, then blobs and snapshots
+    /// no other image uses) once no tag is left. Refuses images `in_use` by containers unless
+    /// `force`, which then only untags. Returns Docker's lines: `Untagged: …`, `Deleted: …`.
+    pub fn remove(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        in_use: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let rec = self
+            .resolve(name_or_id)
+            .ok_or_else(|| ImageError::NotFound(name_or_id.to_string()))?;
+        let by_name = rec.repo_tags.iter().any(|t| same_name(t, name_or_id));
+        let mut out = Vec::new();
+        let mut records = self.write_records();
+        let mut rec = records
+            .get(&rec.id)
+            .cloned()
+            .ok_or_else(|| ImageError::NotFound(name_or_id.to_string()))?;
+        if by_name && rec.repo_tags.len() > 1 {
+            rec.repo_tags.retain(|t| {
+                let drop = same_name(t, name_or_id);
+                if drop {
+                    out.push(format!("Untagged: {t}"));
+                }
+                !drop
+            });
+            self.persist(&rec)?;
+            records.insert(rec.id.clone(), rec);
+            return Ok(out);
+        }
+        if !by_name && rec.repo_tags.len() > 1 && !force {
+            return Err(ImageError::Conflict(format!(
+                "unable to delete {} (must be forced): image is referenced in multiple repositories",
+                short(&rec.id)
+            )));
+        }
+        if in_use(&rec.id) {
+            if !force {
+                return Err(ImageError::Conflict(format!(
+                    "unable to remove {name_or_id}: image {} is used by a container; remove the container first",
+                    short(&rec.id)
+                )));
+            }
+            for t in rec.repo_tags.drain(..) {
+                out.push(format!("Untagged: {t}"));
+            }
+            self.persist(&rec)?;
+            records.insert(rec.id.clone(), rec);
+            return Ok(out);
+        }
+        for t in &rec.repo_tags {
+            out.push(format!("Untagged: {t}"));
+        }
+        for d in &rec.repo_digests {
+            out.push(format!("Untagged: {d}"));
+        }
+        let path = self.record_path(&rec.id);
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+        records.remove(&rec.id);
+        out.push(format!("Deleted: {}", rec.id));
+
+        // Blobs and snapshots still used by another image stay.
+        let mut used_blobs = HashSet::new();
+        let mut used_snaps = HashSet::new();
+        for other in records.values() {
+            used_blobs.insert(other.id.clone());
+            used_blobs.insert(other.manifest_digest.clone());
+            for d in &other.repo_digests {
+                if let Some((_, dg)) = d.split_once('@') {
+                    used_blobs.insert(dg.to_string());
+                }
+            }
+            for l in &other.layers {
+                used_blobs.insert(l.digest.clone());
+            }
+            used_snaps.extend(chain_ids(&other.diff_ids));
+        }
+        let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
+        mine.extend(rec.layers.iter().map(|l| l.digest.clone()));
+        mine.extend(
+            rec.repo_digests
+                .iter()
+                .filter_map(|d| d.split_once('@').map(|(_, x)| x.to_string())),
+        );
+        for b in mine {
+            if is_valid_digest(&b) && !used_blobs.contains(&b) {
+                let _ = self.content.remove(&b);
+            }
+        }
+        for s in chain_ids(&rec.diff_ids) {
+            if !used_snaps.contains(&s) {
+                self.snapshots.remove(&s)?;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn summary(&self, image: &ImageRecord) -> ImageSummary {
+        ImageSummary {
+            id: image.id.clone(),
+            parent_id: String::new(),
+            repo_tags: image.repo_tags.clone(),
+            repo_digests: image.repo_digests.clone(),
+            created: chrono::DateTime::parse_from_rfc3339(&image.created)
+                .map(|t| t.timestamp())
+                .unwrap_or(0),
+            size: image.size,
+            shared_size: -1,
+            labels: image.config.labels.clone().unwrap_or_default(),
+            containers: -1,
+        }
+    }
+
+    pub fn inspect(&self, image: &ImageRecord) -> ImageInspect {
+        ImageInspect {
+            id: image.id.clone(),
+            repo_tags: image.repo_tags.clone(),
+            repo_digests: image.repo_digests.clone(),
+            created: image.created.clone(),
+            architecture: image.architecture.clone(),
+            os: image.os.clone(),
+            size: image.size,
+            config: image.config.clone(),
+            root_fs: ImageRootFs {
+                kind: "layers".into(),
+                layers: image.diff_ids.clone(),
+            },
+        }
+    }
+}
+
+fn progress_from(reference: &ImageReference) -> ProgressMessage {
+    // Docker: {"status":"Pulling from library/busybox","id":"latest"}
+    let id = reference
+        .tag
+        .clone()
+        .or_else(|| reference.digest.clone())
+        .unwrap_or_else(|| "latest".into());
+    status_msg(format!("Pulling from {}", reference.repository), Some(&id))
+}
+
+/// Errors of one download step, before the image name is attached.
+#[derive(Debug)]
+enum PullStepError {
+    Registry(RegistryError),
+    Content(ContentError),
+}
+
+impl From<RegistryError> for PullStepError {
+    fn from(e: RegistryError) -> Self {
+        PullStepError::Registry(e)
+    }
+}
+impl From<ContentError> for PullStepError {
+    fn from(e: ContentError) -> Self {
+        PullStepError::Content(e)
+    }
+}
+
+fn with_image(e: PullStepError, image: &str) -> ImageError {
+    match e {
+        PullStepError::Registry(r) => ImageError::Registry(r),
+        PullStepError::Content(source) => ImageError::Content {
+            image: image.to_string(),
+            source,
+        },
     }
 }

@@ -1,2 +1,1008 @@
 //! Layer extraction on fd-relative primitives: whiteouts become overlay whiteouts, nothing is ever
 //! written outside the snapshot root.
+//!
+//! The tar parser is our own and only parses headers (ustar, GNU long names, PAX); extraction never
+//! goes through a path string: every directory is reached one component at a time with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, files
+//! are created with `O_EXCL | O_NOFOLLOW`, and ownership, modes and times are set through fds or
+//! with `AT_SYMLINK_NOFOLLOW`. A layer that tries to leave the root (`..`, absolute names, a
+//! symlinked parent, a hardlink to outside) is an error, not something we clean up silently —
+//! real image builders never produce one. See `engine-anchors.md` §4.3 (U1–U19).
+
+use std::ffi::{CStr, CString};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use indexmap::IndexMap;
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum UnpackError {
+    #[error("hostile layer: entry {path:?} {reason}; refused, nothing was written outside the snapshot")]
+    Hostile { path: String, reason: String },
+    #[error("malformed layer tar: {0}")]
+    Malformed(String),
+    #[error("layer exceeds a safety limit: {0}")]
+    Limit(String),
+    #[error("unsupported layer content: {0}")]
+    Unsupported(String),
+    #[error("unpacking {path:?}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading layer stream: {0}")]
+    Read(#[source] io::Error),
+}
+
+type Result<T> = std::result::Result<T, UnpackError>;
+
+/// Caps that keep a hostile layer from exhausting memory, inodes or disk (U9, U10, U15).
+#[derive(Debug, Clone)]
+pub struct UnpackLimits {
+    pub max_entries: u64,
+    /// PAX extended headers and GNU long names.
+    pub max_header_bytes: u64,
+    pub max_path_bytes: usize,
+    pub max_depth: usize,
+    /// Uncompressed bytes of file content.
+    pub max_total_bytes: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        UnpackLimits {
+            max_entries: 1_000_000,
+            max_header_bytes: 1 << 20,
+            max_path_bytes: 4096,
+            max_depth: 512,
+            max_total_bytes: 256 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UnpackStats {
+    /// `sha256:` of the uncompressed tar stream (to compare with the config's DiffID).
+    pub diff_id: String,
+    pub entries: u64,
+    /// Bytes of regular-file content written.
+    pub bytes: u64,
+}
+
+/// Decompresses (gzip is sniffed from its magic bytes, not trusted from the media type), hashes
+/// the uncompressed stream for the DiffID, and applies the tar to `dest`, an empty directory.
+pub fn unpack_layer(reader: impl Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats> {
+    let mut buffered = BufReader::with_capacity(64 * 1024, reader);
+    let head = buffered.fill_buf().map_err(UnpackError::Read)?;
+    let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(UnpackError::Unsupported(
+            "zstd-compressed layers are not supported yet; push the image with gzip layers".into(),
+        ));
+    } else {
+        Box::new(buffered)
+    };
+    let mut hashing = HashingReader {
+        inner: stream,
+        hasher: Sha256::new(),
+    };
+    let mut stats = apply_tar(&mut hashing, dest, limits)?;
+    // The DiffID covers the whole stream, including padding after the end-of-archive blocks.
+    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+    stats.diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+    Ok(stats)
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tar header parsing
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Entry {
+    kind: u8,
+    path: Vec<u8>,
+    link: Vec<u8>,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    dev_major: u32,
+    dev_minor: u32,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Metadata that PAX (`x`) and GNU (`L`, `K`) headers carry for the next entry.
+#[derive(Debug, Default)]
+struct Pending {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: Option<i64>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn cstr_field(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(i) => &b[..i],
+        None => b,
+    }
+}
+
+/// Octal (NUL/space padded) or GNU base-256 numeric field.
+fn parse_numeric(field: &[u8], what: &str) -> Result<u64> {
+    if let Some(&first) = field.first() {
+        if first & 0x80 != 0 {
+            if first == 0xff {
+                return Err(UnpackError::Malformed(format!("negative {what}")));
+            }
+            let mut v: u64 = (first & 0x7f) as u64;
+            for &b in &field[1..] {
+                if v > (u64::MAX >> 8) {
+                    return Err(UnpackError::Malformed(format!("{what} overflows")));
+                }
+                v = (v << 8) | b as u64;
+            }
+            return Ok(v);
+        }
+    }
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&c| c == b' ')
+        .take_while(|&c| c != 0 && c != b' ')
+        .collect();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let s = std::str::from_utf8(&s).map_err(|_| UnpackError::Malformed(format!("bad {what}")))?;
+    u64::from_str_radix(s, 8).map_err(|_| UnpackError::Malformed(format!("bad octal {what} {s:?}")))
+}
+
+fn checksum_ok(h: &[u8; 512]) -> Result<bool> {
+    let stored = parse_numeric(&h[148..156], "checksum")?;
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += b as u64;
+        signed += (b as i8) as i64;
+    }
+    Ok(stored == unsigned || stored as i64 == signed)
+}
+
+fn parse_pax(data: &[u8], pending: &mut Pending) -> Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let sp = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| UnpackError::Malformed("pax record without length".into()))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| UnpackError::Malformed("bad pax record length".into()))?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(UnpackError::Malformed("pax record length out of bounds".into()));
+        }
+        let record = &rest[sp + 1..len - 1];
+        rest = &rest[len..];
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| UnpackError::Malformed("pax record without '='".into()))?;
+        let key = std::str::from_utf8(&record[..eq])
+            .map_err(|_| UnpackError::Malformed("non-utf8 pax key".into()))?;
+        let value = &record[eq + 1..];
+        let text = || {
+            std::str::from_utf8(value)
+                .map_err(|_| UnpackError::Malformed(format!("non-utf8 pax value for {key}")))
+        };
+        let int = |what: &str| -> Result<u64> {
+            text()?
+                .parse()
+                .map_err(|_| UnpackError::Malformed(format!("bad pax {what}")))
+        };
+        match key {
+            "path" | "linkpath" => {
+                if value.contains(&0) {
+                    return Err(UnpackError::Malformed(format!("NUL in pax {key}")));
+                }
+                if key == "path" {
+                    pending.path = Some(value.to_vec());
+                } else {
+                    pending.link = Some(value.to_vec());
+                }
+            }
+            "size" => pending.size = Some(int("size")?),
+            "uid" => pending.uid = Some(int("uid")?.try_into().map_err(|_| UnpackError::Malformed("uid out of range".into()))?),
+            "gid" => pending.gid = Some(int("gid")?.try_into().map_err(|_| UnpackError::Malformed("gid out of range".into()))?),
+            "mtime" => {
+                let t = text()?;
+                let secs = t.split('.').next().unwrap_or("0");
+                pending.mtime = Some(
+                    secs.parse()
+                        .map_err(|_| UnpackError::Malformed("bad pax mtime".into()))?,
+                );
+            }
+            k if k.starts_with("GNU.sparse.") => {
+                return Err(UnpackError::Unsupported(
+                    "GNU sparse files (pax GNU.sparse.*) are refused".into(),
+                ));
+            }
+            k if k.starts_with("SCHILY.xattr.") => {
+                pending
+                    .xattrs
+                    .push((k["SCHILY.xattr.".len()..].to_string(), value.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+struct TarStream<'a, R: Read> {
+    r: &'a mut R,
+    limits: &'a UnpackLimits,
+    entries: u64,
+}
+
+impl<R: Read> TarStream<'_, R> {
+    /// Reads one 512-byte block; `Ok(false)` at a clean end of stream.
+    fn block(&mut self, buf: &mut [u8; 512]) -> Result<bool> {
+        let mut got = 0;
+        while got < 512 {
+            match self.r.read(&mut buf[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(UnpackError::Malformed("truncated tar header".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(UnpackError::Read(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    fn read_data(&mut self, size: u64, what: &str) -> Result<Vec<u8>> {
+        if size > self.limits.max_header_bytes {
+            return Err(UnpackError::Limit(format!(
+                "{what} header of {size} bytes (limit {})",
+                self.limits.max_header_bytes
+            )));
+        }
+        let mut buf = vec![0u8; size as usize];
+        self.r.read_exact(&mut buf).map_err(truncated)?;
+        self.skip_padding(size)?;
+        Ok(buf)
+    }
+
+    fn skip_padding(&mut self, size: u64) -> Result<()> {
+        let pad = (512 - size % 512) % 512;
+        if pad > 0 {
+            let mut p = [0u8; 512];
+            self.r
+                .read_exact(&mut p[..pad as usize])
+                .map_err(truncated)?;
+        }
+        Ok(())
+    }
+
+    /// The next file-system entry, with PAX/GNU metadata folded in; `None` at end of archive.
+    fn next(&mut self) -> Result<Option<Entry>> {
+        let mut pending = Pending::default();
+        let mut hdr = [0u8; 512];
+        loop {
+            if !self.block(&mut hdr)? {
+                if pending.path.is_some() || pending.size.is_some() || pending.link.is_some() {
+                    return Err(UnpackError::Malformed("archive ends after an extended header".into()));
+                }
+                return Ok(None);
+            }
+            if hdr.iter().all(|&b| b == 0) {
+                return Ok(None);
+            }
+            if !checksum_ok(&hdr)? {
+                return Err(UnpackError::Malformed("header checksum mismatch".into()));
+            }
+            self.entries += 1;
+            if self.entries > self.limits.max_entries {
+                return Err(UnpackError::Limit(format!(
+                    "more than {} entries",
+                    self.limits.max_entries
+                )));
+            }
+            let kind = hdr[156];
+            let header_size = parse_numeric(&hdr[124..136], "size")?;
+            match kind {
+                b'x' => {
+                    let data = self.read_data(header_size, "pax")?;
+                    parse_pax(&data, &mut pending)?;
+                    continue;
+                }
+                b'g' => {
+                    // Global headers only carry defaults we do not use.
+                    self.read_data(header_size, "pax global")?;
+                    continue;
+                }
+                b'L' | b'K' => {
+                    let data = self.read_data(header_size, "gnu long name")?;
+                    let name = cstr_field(&data).to_vec();
+                    if kind == b'L' {
+                        pending.path = Some(name);
+                    } else {
+                        pending.link = Some(name);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let magic = &hdr[257..263];
+            let name = cstr_field(&hdr[0..100]);
+            let ustar_path = if magic == b"ustar\0" {
+                let prefix = cstr_field(&hdr[345..500]);
+                if prefix.is_empty() {
+                    name.to_vec()
+                } else {
+                    let mut p = prefix.to_vec();
+                    p.push(b'/');
+                    p.extend_from_slice(name);
+                    p
+                }
+            } else {
+                name.to_vec()
+            };
+            // TARmageddon / RUSTSEC-2026-0068: a PAX size that disagrees with a non-zero ustar size
+            // would desynchronise us from other readers; refuse instead of picking one.
+            let size = match pending.size {
+                Some(p) if header_size != 0 && p != header_size => {
+                    return Err(UnpackError::Malformed(format!(
+                        "pax size {p} disagrees with header size {header_size}"
+                    )))
+                }
+                Some(p) => p,
+                None => header_size,
+            };
+            let e = Entry {
+                kind,
+                path: pending.path.take().unwrap_or(ustar_path),
+                link: pending
+                    .link
+                    .take()
+                    .unwrap_or_else(|| cstr_field(&hdr[157..257]).to_vec()),
+                size,
+                mode: (parse_numeric(&hdr[100..108], "mode")? & 0o7777) as u32,
+                uid: match pending.uid {
+                    Some(u) => u,
+                    None => parse_numeric(&hdr[108..116], "uid")?
+                        .try_into()
+                        .map_err(|_| UnpackError::Malformed("uid out of range".into()))?,
+                },
+                gid: match pending.gid {
+                    Some(g) => g,
+                    None => parse_numeric(&hdr[116..124], "gid")?
+                        .try_into()
+                        .map_err(|_| UnpackError::Malformed("gid out of range".into()))?,
+                },
+                mtime: match pending.mtime {
+                    Some(m) => m,
+                    None => parse_numeric(&hdr[136..148], "mtime")? as i64,
+                },
+                dev_major: parse_numeric(&hdr[329..337], "devmajor")? as u32,
+                dev_minor: parse_numeric(&hdr[337..345], "devminor")? as u32,
+                xattrs: std::mem::take(&mut pending.xattrs),
+            };
+            return Ok(Some(e));
+        }
+    }
+}
+
+fn truncated(e: io::Error) -> UnpackError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        UnpackError::Malformed("truncated tar stream".into())
+    } else {
+        UnpackError::Read(e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fd-relative file-system primitives
+// ---------------------------------------------------------------------------------------------
+
+const RESOLVE_STRICT: u64 = libc::RESOLVE_IN_ROOT
+    | libc::RESOLVE_NO_SYMLINKS
+    | libc::RESOLVE_NO_MAGICLINKS
+    | libc::RESOLVE_NO_XDEV;
+
+fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.resolve = RESOLVE_STRICT;
+    loop {
+        // SAFETY: valid pointers to a NUL-terminated name and an open_how of the given size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                name.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a fresh fd that we now own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<Option<libc::stat>> {
+    // SAFETY: stat is plain data, the pointer is valid for the call.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if r == 0 {
+        Ok(Some(st))
+    } else {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::NotFound {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn timespec(secs: i64) -> [libc::timespec; 2] {
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    [t, t]
+}
+
+const ALLOWED_XATTR_PREFIX: &str = "user.";
+const ALLOWED_XATTR: &str = "security.capability";
+
+/// Only `security.capability` (file capabilities, e.g. ping) and `user.*`: a layer must not plant
+/// `trusted.overlay.*` (redirects, opaque markers) or LSM labels (U13).
+fn xattr_allowed(name: &str) -> bool {
+    name == ALLOWED_XATTR || name.starts_with(ALLOWED_XATTR_PREFIX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+// ---------------------------------------------------------------------------------------------
+
+struct DirMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+struct Extractor<'a> {
+    root: OwnedFd,
+    limits: &'a UnpackLimits,
+    /// Directory attributes applied after all entries, since creating children changes mtimes
+    /// and a read-only mode must not block later entries. Keyed by path: last entry wins.
+    dirs: IndexMap<Vec<u8>, DirMeta>,
+    bytes: u64,
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Splits an entry name into components, refusing anything that could leave the root.
+fn split_path<'p>(raw: &'p [u8], limits: &UnpackLimits, what: &str) -> Result<Vec<&'p [u8]>> {
+    let hostile = |reason: String| UnpackError::Hostile {
+        path: show(raw),
+        reason,
+    };
+    if raw.len() > limits.max_path_bytes {
+        return Err(UnpackError::Limit(format!(
+            "{what} of {} bytes (limit {})",
+            raw.len(),
+            limits.max_path_bytes
+        )));
+    }
+    if raw.first() == Some(&b'/') {
+        return Err(hostile(format!("has an absolute {what}")));
+    }
+    let mut comps = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(hostile(format!("has '..' in its {what}"))),
+            c if c.len() > 255 => {
+                return Err(UnpackError::Limit(format!("path component over 255 bytes in {}", show(raw))))
+            }
+            c => comps.push(c),
+        }
+    }
+    if comps.len() > limits.max_depth {
+        return Err(UnpackError::Limit(format!(
+            "path deeper than {} components",
+            limits.max_depth
+        )));
+    }
+    Ok(comps)
+}
+
+fn cname(c: &[u8]) -> Result<CString> {
+    CString::new(c).map_err(|_| UnpackError::Malformed("NUL in entry name".into()))
+}
+
+impl Extractor<'_> {
+    fn io(path: &[u8]) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+        move |source| UnpackError::Io {
+            path: show(path),
+            source,
+        }
+    }
+
+    /// Opens the directory at `comps` one component at a time, never following a symlink.
+    /// Missing directories are created (0755) when `create` is set, as tar implies parents.
+    fn open_dir(&self, comps: &[&[u8]], create: bool, entry: &[u8]) -> Result<OwnedFd> {
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(Self::io(entry))?;
+        for (i, c) in comps.iter().enumerate() {
+            let name = cname(c)?;
+            let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+            let next = match openat2(cur.as_raw_fd(), &name, flags, 0) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    // SAFETY: valid dirfd and NUL-terminated name.
+                    let r = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) };
+                    if r != 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::AlreadyExists {
+                            return Err(Self::io(entry)(e));
+                        }
+                    }
+                    openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?
+                }
+                Err(e) => {
+                    let parent = show(&comps[..=i].join(&b'/'));
+                    return Err(match e.raw_os_error() {
+                        Some(libc::ELOOP) => UnpackError::Hostile {
+                            path: show(entry),
+                            reason: format!("goes through symlink {parent:?}"),
+                        },
+                        Some(libc::EXDEV) => UnpackError::Hostile {
+                            path: show(entry),
+                            reason: format!("resolves outside the root at {parent:?}"),
+                        },
+                        Some(libc::ENOTDIR) => UnpackError::Malformed(format!(
+                            "entry {:?}: parent {parent:?} is not a directory",
+                            show(entry)
+                        )),
+                        _ => Self::io(entry)(e),
+                    });
+                }
+            };
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    /// Clears whatever is at `name` so a new entry can take its place (last entry wins, U14).
+    /// Returns true if a directory was kept (a directory entry over a directory merges).
+    fn clear(&self, dir: RawFd, name: &CStr, keep_dir: bool, entry: &[u8]) -> Result<bool> {
+        let Some(st) = lstat_at(dir, name).map_err(Self::io(entry))? else {
+            return Ok(false);
+        };
+        if is_dir(&st) {
+            if keep_dir {
+                return Ok(true);
+            }
+            self.remove_tree(dir, name, 0, entry)?;
+        } else {
+            // SAFETY: valid dirfd and name; unlinkat never follows the final symlink.
+            cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) }).map_err(Self::io(entry))?;
+        }
+        Ok(false)
+    }
+
+    fn remove_tree(&self, dir: RawFd, name: &CStr, depth: usize, entry: &[u8]) -> Result<()> {
+        if depth > self.limits.max_depth {
+            return Err(UnpackError::Limit("directory tree too deep to replace".into()));
+        }
+        let fd = openat2(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+            .map_err(Self::io(entry))?;
+        let mut children = Vec::new();
+        // SAFETY: fdopendir takes ownership of the fd (we release it from OwnedFd).
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        let dirp = unsafe { libc::fdopendir(raw) };
+        if dirp.is_null() {
+            let e = io::Error::last_os_error();
+            unsafe { libc::close(raw) };
+            return Err(Self::io(entry)(e));
+        }
+        loop {
+            // SAFETY: dirp is a valid DIR* until closedir.
+            let ent = unsafe { libc::readdir(dirp) };
+            if ent.is_null() {
+                break;
+            }
+            let n = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+            let b = n.to_bytes();
+            if b != b"." && b != b".." {
+                children.push(n.to_owned());
+            }
+        }
+        // Keep an fd of our own to the directory for the *at calls below.
+        let own = unsafe { libc::dup(libc::dirfd(dirp)) };
+        unsafe { libc::closedir(dirp) };
+        cvt(own).map_err(Self::io(entry))?;
+        // SAFETY: dup returned a fresh fd.
+        let own = unsafe { OwnedFd::from_raw_fd(own) };
+        for c in children {
+            match lstat_at(own.as_raw_fd(), &c).map_err(Self::io(entry))? {
+                Some(st) if is_dir(&st) => self.remove_tree(own.as_raw_fd(), &c, depth + 1, entry)?,
+                Some(_) => cvt(unsafe { libc::unlinkat(own.as_raw_fd(), c.as_ptr(), 0) })
+                    .map_err(Self::io(entry))?,
+                None => {}
+            }
+        }
+        cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) })
+            .map_err(Self::io(entry))
+    }
+
+    fn set_xattrs(&self, fd: RawFd, xattrs: &[(String, Vec<u8>)], entry: &[u8]) -> Result<()> {
+        for (k, v) in xattrs {
+            if !xattr_allowed(k) {
+                continue;
+            }
+            let key = CString::new(k.as_bytes())
+                .map_err(|_| UnpackError::Malformed("NUL in xattr name".into()))?;
+            // SAFETY: valid fd, key and value buffer.
+            cvt(unsafe {
+                libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+            })
+            .map_err(Self::io(entry))?;
+        }
+        Ok(())
+    }
+
+    fn apply<R: Read>(&mut self, e: Entry, data: &mut R) -> Result<()> {
+        let comps = split_path(&e.path, self.limits, "path")?;
+        let Some((last, parents)) = comps.split_last() else {
+            // `.` or `/`: the snapshot root itself is never replaced (U14).
+            if e.kind == b'5' {
+                return Ok(());
+            }
+            return Err(UnpackError::Hostile {
+                path: show(&e.path),
+                reason: "would replace the layer root".into(),
+            });
+        };
+        let parent = self.open_dir(parents, true, &e.path)?;
+        let pfd = parent.as_raw_fd();
+        let key = comps.join(&b'/');
+
+        if let Some(target) = last.strip_prefix(b".wh.") {
+            return self.whiteout(pfd, target, &e);
+        }
+        let name = cname(last)?;
+        if e.kind != b'5' {
+            self.dirs.shift_remove(&key);
+        }
+        match e.kind {
+            b'0' | b'\0' | b'7' => {
+                self.clear(pfd, &name, false, &e.path)?;
+                let file = openat2(
+                    pfd,
+                    &name,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .map_err(Self::io(&e.path))?;
+                self.bytes += e.size;
+                if self.bytes > self.limits.max_total_bytes {
+                    return Err(UnpackError::Limit(format!(
+                        "more than {} bytes of file content",
+                        self.limits.max_total_bytes
+                    )));
+                }
+                let mut out = std::fs::File::from(file);
+                let copied = io::copy(&mut data.take(e.size), &mut out).map_err(|err| {
+                    if err.kind() == io::ErrorKind::UnexpectedEof {
+                        UnpackError::Malformed("truncated tar stream".into())
+                    } else {
+                        Self::io(&e.path)(err)
+                    }
+                })?;
+                if copied != e.size {
+                    return Err(UnpackError::Malformed(format!(
+                        "truncated tar stream in {}",
+                        show(&e.path)
+                    )));
+                }
+                let fd = out.as_raw_fd();
+                // chown before chmod: chown clears setuid/setgid, which images need (U12).
+                cvt(unsafe { libc::fchown(fd, e.uid, e.gid) }).map_err(Self::io(&e.path))?;
+                cvt(unsafe { libc::fchmod(fd, e.mode) }).map_err(Self::io(&e.path))?;
+                self.set_xattrs(fd, &e.xattrs, &e.path)?;
+                let ts = timespec(e.mtime);
+                cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(Self::io(&e.path))?;
+                return Ok(());
+            }
+            b'5' => {
+                let kept = self.clear(pfd, &name, true, &e.path)?;
+                if !kept {
+                    cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o700) })
+                        .map_err(Self::io(&e.path))?;
+                }
+                self.dirs.insert(
+                    key,
+                    DirMeta {
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                        mtime: e.mtime,
+                        xattrs: e.xattrs,
+                    },
+                );
+                return Ok(());
+            }
+            b'2' => {
+                // Stored verbatim: absolute targets are legitimate inside the container; we never
+                // follow them while extracting.
+                self.clear(pfd, &name, false, &e.path)?;
+                let target = CString::new(e.link.clone())
+                    .map_err(|_| UnpackError::Malformed("NUL in symlink target".into()))?;
+                cvt(unsafe { libc::symlinkat(target.as_ptr(), pfd, name.as_ptr()) })
+                    .map_err(Self::io(&e.path))?;
+            }
+            b'1' => {
+                let tcomps = split_path(&e.link, self.limits, "hardlink target")?;
+                let Some((tlast, tparents)) = tcomps.split_last() else {
+                    return Err(UnpackError::Hostile {
+                        path: show(&e.path),
+                        reason: "hardlinks to the layer root".into(),
+                    });
+                };
+                if tcomps == comps {
+                    return Ok(());
+                }
+                let tdir = self.open_dir(tparents, false, &e.path).map_err(|err| match err {
+                    UnpackError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                        UnpackError::Malformed(format!(
+                            "hardlink {} points to {}, which is not in this layer",
+                            show(&e.path),
+                            show(&e.link)
+                        ))
+                    }
+                    other => other,
+                })?;
+                let tname = cname(tlast)?;
+                match lstat_at(tdir.as_raw_fd(), &tname).map_err(Self::io(&e.path))? {
+                    None => {
+                        return Err(UnpackError::Malformed(format!(
+                            "hardlink {} points to {}, which is not in this layer",
+                            show(&e.path),
+                            show(&e.link)
+                        )))
+                    }
+                    Some(st) if is_dir(&st) => {
+                        return Err(UnpackError::Hostile {
+                            path: show(&e.path),
+                            reason: "hardlinks to a directory".into(),
+                        })
+                    }
+                    Some(_) => {}
+                }
+                self.clear(pfd, &name, false, &e.path)?;
+                // Flags 0: a link to a symlink links the symlink itself, never its target.
+                cvt(unsafe {
+                    libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), pfd, name.as_ptr(), 0)
+                })
+                .map_err(Self::io(&e.path))?;
+                // A hardlink shares the target's inode and metadata: nothing else to set.
+                return Ok(());
+            }
+            b'3' | b'4' | b'6' => {
+                self.clear(pfd, &name, false, &e.path)?;
+                let fmt = match e.kind {
+                    b'3' => libc::S_IFCHR,
+                    b'4' => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let dev = libc::makedev(e.dev_major, e.dev_minor);
+                cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), fmt | e.mode, dev) })
+                    .map_err(Self::io(&e.path))?;
+                // We just created it as a non-symlink inside a directory only we write to.
+                cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), e.mode, 0) })
+                    .map_err(Self::io(&e.path))?;
+            }
+            b'S' => {
+                return Err(UnpackError::Unsupported(format!(
+                    "GNU sparse entry {} is refused",
+                    show(&e.path)
+                )))
+            }
+            other => {
+                return Err(UnpackError::Unsupported(format!(
+                    "entry {} has unsupported tar type {:?}",
+                    show(&e.path),
+                    other as char
+                )))
+            }
+        }
+        // Symlinks and device nodes: ownership and times without following.
+        cvt(unsafe {
+            libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW)
+        })
+        .map_err(Self::io(&e.path))?;
+        let ts = timespec(e.mtime);
+        cvt(unsafe {
+            libc::utimensat(pfd, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        })
+        .map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    /// `.wh.<name>` hides `<name>` of lower layers: an overlay whiteout (char device 0/0);
+    /// `.wh..wh..opq` hides all lower children of the directory: `trusted.overlay.opaque=y`.
+    fn whiteout(&mut self, pfd: RawFd, target: &[u8], e: &Entry) -> Result<()> {
+        if target == b".wh..opq" {
+            let key = c"trusted.overlay.opaque";
+            cvt(unsafe { libc::fsetxattr(pfd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) })
+                .map_err(Self::io(&e.path))?;
+            return Ok(());
+        }
+        if target.is_empty() || target == b"." || target == b".." {
+            return Err(UnpackError::Malformed(format!(
+                "invalid whiteout entry {}",
+                show(&e.path)
+            )));
+        }
+        if target.starts_with(b".wh.") {
+            return Err(UnpackError::Malformed(format!(
+                "whiteout of a whiteout name in {}",
+                show(&e.path)
+            )));
+        }
+        let name = cname(target)?;
+        // An entry of this same layer survives a whiteout, whatever the order (layer.md).
+        if lstat_at(pfd, &name).map_err(Self::io(&e.path))?.is_some() {
+            return Ok(());
+        }
+        cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) })
+            .map_err(Self::io(&e.path))?;
+        cvt(unsafe {
+            libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW)
+        })
+        .map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (path, meta) in dirs.iter().rev() {
+            let comps: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+            // Opened without following anything: a directory later replaced by a symlink is
+            // skipped, never chmodded through (U4).
+            let fd = match self.open_dir(&comps, false, path) {
+                Ok(fd) => fd,
+                Err(UnpackError::Hostile { .. }) | Err(UnpackError::Malformed(_)) => continue,
+                Err(UnpackError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(other) => return Err(other),
+            };
+            let raw = fd.as_raw_fd();
+            cvt(unsafe { libc::fchown(raw, meta.uid, meta.gid) }).map_err(Self::io(path))?;
+            cvt(unsafe { libc::fchmod(raw, meta.mode) }).map_err(Self::io(path))?;
+            self.set_xattrs(raw, &meta.xattrs, path)?;
+            let ts = timespec(meta.mtime);
+            cvt(unsafe { libc::futimens(raw, ts.as_ptr()) }).map_err(Self::io(path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies an uncompressed tar stream to `dest` (an existing, normally empty directory).
+/// Reads up to the end-of-archive marker; the caller drains the rest for hashing.
+pub fn apply_tar(reader: &mut impl Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats> {
+    let dest_c = CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|_| UnpackError::Malformed("NUL in destination path".into()))?;
+    // SAFETY: valid NUL-terminated path.
+    let root = unsafe {
+        libc::open(
+            dest_c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    cvt(root).map_err(|source| UnpackError::Io {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    let mut ex = Extractor {
+        // SAFETY: open returned a fresh fd.
+        root: unsafe { OwnedFd::from_raw_fd(root) },
+        limits,
+        dirs: IndexMap::new(),
+        bytes: 0,
+    };
+    let mut stream = TarStream {
+        r: reader,
+        limits,
+        entries: 0,
+    };
+    let mut count = 0;
+    while let Some(e) = stream.next()? {
+        count += 1;
+        let size = e.size;
+        let carries_data = matches!(e.kind, b'0' | b'\0' | b'7');
+        if !carries_data && size != 0 && e.kind != b'S' {
+            return Err(UnpackError::Malformed(format!(
+                "entry {} of type {:?} declares {size} data bytes",
+                show(&e.path),
+                e.kind as char
+            )));
+        }
+        let mut body = (&mut *stream.r).take(if carries_data { size } else { 0 });
+        ex.apply(e, &mut body)?;
+        // Entries that do not use their data (whiteouts, a hardlink onto itself) still own it.
+        io::copy(&mut body, &mut io::sink()).map_err(UnpackError::Read)?;
+        if body.limit() != 0 {
+            return Err(UnpackError::Malformed("truncated tar stream".into()));
+        }
+        if carries_data {
+            stream.skip_padding(size)?;
+        }
+    }
+    ex.finish_dirs()?;
+    Ok(UnpackStats {
+        diff_id: String::new(),
+        entries: count,
+        bytes: ex.bytes,
+    })
+}

@@ -1,3 +1,4 @@
 //! Shared fixtures for the integration tests (each test binary includes what it uses).
 #![allow(dead_code)]
 pub mod engine;
+pub mod registry;

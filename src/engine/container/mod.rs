@@ -1,19 +1,78 @@
 //! Containers: state on disk, lifecycle verbs (one file each), the shim and the init re-exec.
+//!
+//! Layering: [`ContainerStore`] does the container work given plain inputs (an image's config
+//! and lower dirs, a netns path, mount sources), so it can be driven without the image, network
+//! and volume modules; the `impl Engine` blocks in the verb files gather those inputs from the
+//! other modules, call the store, and send events.
+//!
+//! On disk (`containers/<id>/` under the data root): `config.json` ([`state::ContainerRecord`]),
+//! `state.json` ([`state::StateRecord`]), `runtime.json` ([`spec::RuntimeSpec`]), `exit.json`
+//! (written by the shim), `<id>-json.log`, `hostname`, `hosts`, `resolv.conf`, and the overlay's
+//! `upper/`, `work/`, `rootfs/`, `l/`.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
+use tokio::sync::{mpsc, OwnedMutexGuard};
 
-use super::paths::EngineRoots;
+use super::paths::{write_atomic, EngineRoots};
+use cgroup::CgroupLayout;
+use spec::ExitRecord;
+use state::{ContainerRecord, StateRecord};
+
+pub mod caps;
+pub mod cgroup;
+pub mod create;
+pub mod init;
+pub mod inspect;
+pub mod kill;
+pub mod list;
+pub mod logs;
+pub mod mounts;
+pub mod process;
+pub mod remove;
+pub mod restore;
+pub mod rootfs;
+pub mod shim;
+pub mod spec;
+pub mod start;
+pub mod state;
+pub mod stop;
+pub mod user;
+pub mod wait;
+
+#[cfg(test)]
+mod tests;
+
+pub use list::ContainerFilters;
+pub use logs::{LogChunk, LogOptions, LogStream};
+pub use start::StartPlan;
 
 #[derive(Debug, Error)]
 pub enum ContainerError {
     #[error("no such container: {0}")]
     NotFound(String),
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The container is already in the requested state (Docker answers 304).
+    #[error("container {0} is already in that state")]
+    NotModified(String),
+    /// The container could not be started; `reason` is init's or the shim's message.
+    #[error("cannot start container {name}: {reason}")]
+    StartFailed { name: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -21,23 +80,242 @@ pub enum ContainerError {
 impl ContainerError {
     pub fn http_status(&self) -> u16 {
         match self {
-            ContainerError::NotFound(_) => 404,
+            ContainerError::NotFound(_) | ContainerError::NoSuchImage(_) => 404,
             ContainerError::Conflict(_) => 409,
             ContainerError::BadRequest(_) => 400,
-            ContainerError::Other(_) => 500,
+            // Docker answers 400 when the workload cannot be executed (a user error).
+            ContainerError::StartFailed { reason, .. } if reason.starts_with("exec:") => 400,
+            ContainerError::StartFailed { .. } => 500,
+            ContainerError::NotModified(_) => 304,
+            ContainerError::Io { .. } | ContainerError::Other(_) => 500,
         }
+    }
+
+    fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
+        let what = what.into();
+        move |source| ContainerError::Io { what, source }
     }
 }
 
+type Result<T> = std::result::Result<T, ContainerError>;
+
+/// The containers of one engine: an index over `containers/<id>/`, per-container operation locks,
+/// and the channel on which exits noticed by monitor tasks are announced.
+#[derive(Clone)]
 pub struct ContainerStore {
-    _root: PathBuf,
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    roots: EngineRoots,
+    cgroups: CgroupLayout,
+    /// Serialises creates, so two requests cannot take the same name.
+    create_lock: tokio::sync::Mutex<()>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    exits_tx: mpsc::UnboundedSender<String>,
+    exits_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 impl ContainerStore {
-    pub fn open(_roots: &EngineRoots) -> Result<Self, ContainerError> {
-        todo!("helper: runtime")
+    pub fn open(roots: &EngineRoots) -> Result<Self> {
+        let dir = roots.containers_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(ContainerError::io(format!("create {}", dir.display())))?;
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            inner: Arc::new(StoreInner {
+                roots: roots.clone(),
+                cgroups: CgroupLayout::detect(),
+                create_lock: tokio::sync::Mutex::new(()),
+                locks: Mutex::new(HashMap::new()),
+                exits_tx,
+                exits_rx: Mutex::new(Some(exits_rx)),
+            }),
+        })
+    }
+
+    pub fn roots(&self) -> &EngineRoots {
+        &self.inner.roots
+    }
+
+    pub fn cgroup_layout(&self) -> &CgroupLayout {
+        &self.inner.cgroups
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.inner.roots.container_dir(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn exit_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("exit.json")
+    }
+
+    /// IDs of containers that exited while running under this engine, in the order noticed.
+    /// The receiver can be taken once (by the daemon's exit handler).
+    pub fn take_exit_notices(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.inner.exits_rx.lock().ok()?.take()
+    }
+
+    fn notify_exit(&self, id: &str) {
+        let _ = self.inner.exits_tx.send(id.to_string());
+    }
+
+    /// The per-container lock every state-changing verb holds.
+    async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut map = match self.inner.locks.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            map.entry(id.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    fn forget_lock(&self, id: &str) {
+        if let Ok(mut map) = self.inner.locks.lock() {
+            map.remove(id);
+        }
+    }
+
+    /// Every container ID on disk.
+    pub fn ids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.inner.roots.containers_dir()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join("config.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn load_record(&self, id: &str) -> Result<ContainerRecord> {
+        let path = self.dir(id).join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                ContainerError::NotFound(id.to_string())
+            } else {
+                ContainerError::Io {
+                    what: format!("read {}", path.display()),
+                    source: e,
+                }
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ContainerError::Other(format!("corrupt {}: {e}", path.display())))
+    }
+
+    fn save_record(&self, rec: &ContainerRecord) -> Result<()> {
+        let path = self.dir(&rec.id).join("config.json");
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| ContainerError::Other(format!("encode container record: {e}")))?;
+        write_atomic(&path, &bytes).map_err(ContainerError::io(format!("write {}", path.display())))
+    }
+
+    /// `state.json` as written (may say running for a container that has since exited).
+    fn load_raw_state(&self, id: &str) -> StateRecord {
+        std::fs::read(self.dir(id).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn load_exit(&self, id: &str) -> Option<ExitRecord> {
+        let bytes = std::fs::read(self.exit_path(id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn save_state(&self, id: &str, st: &StateRecord) -> Result<()> {
+        let path = self.dir(id).join("state.json");
+        let bytes = serde_json::to_vec_pretty(st)
+            .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
+        write_atomic(&path, &bytes).map_err(ContainerError::io(format!("write {}", path.display())))
+    }
+
+    /// The state the files imply, without writing anything.
+    pub fn state(&self, id: &str) -> StateRecord {
+        let raw = self.load_raw_state(id);
+        raw.effective(self.load_exit(id).as_ref())
+    }
+
+    /// Bring `state.json` in line with what happened; true if it changed from running to exited.
+    /// Callers hold the container's lock.
+    fn settle_state(&self, id: &str) -> Result<bool> {
+        let raw = self.load_raw_state(id);
+        let eff = raw.effective(self.load_exit(id).as_ref());
+        if eff != raw {
+            self.save_state(id, &eff)?;
+            return Ok(raw.status == state::Status::Running);
+        }
+        Ok(false)
+    }
+
+    /// Full ID from a full ID, a unique ID prefix, or a name (with or without `/`).
+    pub fn resolve_id(&self, id_or_name: &str) -> Result<String> {
+        let ids = self.ids();
+        if ids.iter().any(|i| i == id_or_name) {
+            return Ok(id_or_name.to_string());
+        }
+        let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
+        for id in &ids {
+            if let Ok(rec) = self.load_record(id) {
+                if rec.name == name {
+                    return Ok(id.clone());
+                }
+            }
+        }
+        if !id_or_name.is_empty() && id_or_name.chars().all(|c| c.is_ascii_hexdigit()) {
+            let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(id_or_name)).collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                n if n > 1 => {
+                    return Err(ContainerError::BadRequest(format!(
+                        "multiple IDs found with provided prefix: {id_or_name}"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Err(ContainerError::NotFound(id_or_name.to_string()))
+    }
+
+    /// The cgroup directories of container `id` on this host.
+    pub fn cgroup_paths(&self, id: &str) -> Vec<PathBuf> {
+        self.inner.cgroups.container_paths(id).unwrap_or_default()
     }
 }
 
-pub mod init;
-pub mod shim;
+/// RFC 3339 with nanoseconds, as Docker prints times.
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Parse `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    let trimmed = s.trim();
+    if let Ok(n) = trimmed.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| ContainerError::BadRequest(format!("invalid signal: {s}")))
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}

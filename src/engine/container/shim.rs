@@ -1,7 +1,405 @@
 //! `berth shim`: the per-container parent that outlives the engine: holds stdio and the log file,
 //! reaps the container, records its exit status.
+//!
+//! Started by the engine as `berth shim <runtime.json>` with a report pipe on fd 3. It forks once
+//! so the engine can reap the first process at once while the real shim lives on (in the session
+//! the engine gave it with `setsid`), re-parented to the host's init. It then creates the cgroups,
+//! a new PID namespace and a child that re-execs `berth init`. When init has `execve`d the workload
+//! (EOF on the sync pipe) or failed (an error line on it), the shim writes one JSON `ShimReport`
+//! line on fd 3 and closes it. It then copies the container's stdout/stderr into Docker's
+//! json-file log until the container exits, writes the `ExitRecord` crash-safely and exits.
+//!
+//! Plain single-threaded code: no tokio, and nothing between fork and exec but raw system calls.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::cgroup;
+use super::logs::JsonLogLine;
+use super::spec::{ExitRecord, RuntimeSpec};
+
+/// The fd the engine hands the shim for its one-line report.
+pub const REPORT_FD: RawFd = 3;
+
+/// Docker's copier splits lines longer than this into partial messages.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// What the shim tells the engine once the container has started (or failed to).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShimReport {
+    /// Host PID of the container's init (0 on failure).
+    pub pid: i32,
+    pub shim_pid: i32,
+    /// Why the container did not start; empty on success.
+    #[serde(default)]
+    pub error: String,
+}
+
+#[derive(Debug, Error)]
+pub enum ShimError {
+    #[error("usage: berth shim <runtime.json> (started by the berth engine, not by hand)")]
+    Usage,
+    #[error("cannot read runtime spec {path}: {source}")]
+    Spec {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid runtime spec {path}: {source}")]
+    SpecJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    /// init's own message (Docker's wording), passed through untouched.
+    #[error("{0}")]
+    Init(String),
+}
+
+type Result<T> = std::result::Result<T, ShimError>;
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> ShimError {
+    move |source| ShimError::Sys { what, source }
+}
 
 /// Entry point; called from `main` before anything else runs (no tokio, no threads).
 pub fn main() -> ! {
-    todo!("helper: runtime")
+    // SAFETY: fcntl on a fixed fd number; if it is not open this fails harmlessly. Marking it
+    // close-on-exec keeps the report pipe out of the container.
+    let report_open = unsafe { libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC) } == 0;
+    let mut report = report_open.then(|| unsafe { File::from_raw_fd(REPORT_FD) });
+    let spec_path = match std::env::args().nth(2) {
+        Some(p) => PathBuf::from(p),
+        None => fail(&mut report, ShimError::Usage),
+    };
+    // SAFETY: single-threaded here (dispatched from main before anything else).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+        Err(e) => fail(&mut report, sys("fork shim")(e)),
+    }
+    let _ = std::env::set_current_dir("/");
+    match run(&spec_path, &mut report) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(&mut report, e),
+    }
+}
+
+fn fail(report: &mut Option<File>, err: ShimError) -> ! {
+    eprintln!("berth shim: {err}");
+    send_report(
+        report,
+        &ShimReport {
+            pid: 0,
+            shim_pid: std::process::id() as i32,
+            error: err.to_string(),
+        },
+    );
+    std::process::exit(1)
+}
+
+fn send_report(report: &mut Option<File>, msg: &ShimReport) {
+    if let Some(mut f) = report.take() {
+        if let Ok(mut line) = serde_json::to_vec(msg) {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
+}
+
+fn read_spec(path: &Path) -> Result<RuntimeSpec> {
+    let bytes = std::fs::read(path).map_err(|source| ShimError::Spec {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ShimError::SpecJson {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create pipe"))
+}
+
+fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
+    let spec = read_spec(spec_path)?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&spec.log_path)
+        .map_err(|source| ShimError::Io {
+            what: format!("open log file {}", spec.log_path.display()),
+            source,
+        })?;
+    let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
+        what: "open /dev/null".into(),
+        source,
+    })?;
+    cgroup::create(&spec.cgroups)?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sync_r, sync_w) = pipe()?;
+
+    // Build everything the child needs before forking: after fork it only makes system calls.
+    let exe = CString::new("/proc/self/exe").expect("static path has no NUL");
+    let arg_spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
+        .map_err(|_| ShimError::Init("runtime spec path contains a NUL byte".into()))?;
+    let arg_fd = CString::new(sync_w.as_raw_fd().to_string()).expect("digits have no NUL");
+    let argv = [
+        CString::new("berth").expect("static"),
+        CString::new("init").expect("static"),
+        arg_spec,
+        arg_fd,
+    ];
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let shim_pid = std::process::id() as i32;
+
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid namespace"))?;
+    // SAFETY: single-threaded; the child below only makes async-signal-safe system calls.
+    let child = match unsafe { fork() }.map_err(sys("fork container init"))? {
+        ForkResult::Child => unsafe {
+            // The container must not outlive its shim: nobody would record its exit.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != shim_pid {
+                libc::_exit(1);
+            }
+            libc::dup2(devnull.as_raw_fd(), 0);
+            libc::dup2(out_w.as_raw_fd(), 1);
+            libc::dup2(err_w.as_raw_fd(), 2);
+            libc::fcntl(sync_w.as_raw_fd(), libc::F_SETFD, 0);
+            libc::execv(exe.as_ptr(), argv_ptrs.as_ptr());
+            let msg = b"cannot re-exec berth init";
+            libc::write(sync_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+            libc::_exit(127);
+        },
+        ForkResult::Parent { child } => child,
+    };
+    drop((out_w, err_w, sync_w, devnull));
+
+    let mut init_error = String::new();
+    File::from(sync_r)
+        .read_to_string(&mut init_error)
+        .map_err(|source| ShimError::Io {
+            what: "read init status".into(),
+            source,
+        })?;
+    if !init_error.is_empty() {
+        let _ = waitpid(child, None);
+        cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
+        let _ = cgroup::remove(&spec.cgroups);
+        return Err(ShimError::Init(init_error));
+    }
+    send_report(
+        report,
+        &ShimReport {
+            pid: child.as_raw(),
+            shim_pid,
+            error: String::new(),
+        },
+    );
+
+    let exit_code = supervise(child, out_r, err_r, log)?;
+    let record = ExitRecord {
+        exit_code,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        pid: child.as_raw(),
+        error: String::new(),
+    };
+    let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
+    crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| {
+        ShimError::Io {
+            what: format!("record exit status in {}", spec.exit_path.display()),
+            source,
+        }
+    })?;
+    // The PID namespace is gone with its init; anything left would be a kernel straggler.
+    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
+    let _ = cgroup::remove(&spec.cgroups);
+    Ok(())
+}
+
+fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+    // SAFETY: plain system call; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(ShimError::Io {
+            what: "pidfd_open container init".into(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// One output stream of the container, cut into json-file lines.
+struct LogStream {
+    fd: Option<OwnedFd>,
+    name: &'static str,
+    pending: Vec<u8>,
+}
+
+impl LogStream {
+    fn new(fd: OwnedFd, name: &'static str) -> Self {
+        Self {
+            fd: Some(fd),
+            name,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Read what is available; false at EOF.
+    fn pump(&mut self, log: &mut File) -> bool {
+        let Some(fd) = &self.fd else { return false };
+        let mut buf = [0u8; 8192];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(nix::Error::EBADF) => {
+                self.flush(log, true);
+                self.fd = None;
+                false
+            }
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.flush(log, false);
+                true
+            }
+            Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => true,
+            Err(_) => {
+                self.flush(log, true);
+                self.fd = None;
+                false
+            }
+        }
+    }
+
+    fn flush(&mut self, log: &mut File, all: bool) {
+        loop {
+            let cut = match self.pending.iter().position(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None if self.pending.len() >= MAX_LOG_LINE => MAX_LOG_LINE,
+                None if all && !self.pending.is_empty() => self.pending.len(),
+                None => return,
+            };
+            let cut = cut.min(MAX_LOG_LINE);
+            let chunk: Vec<u8> = self.pending.drain(..cut).collect();
+            write_log_line(log, self.name, &chunk);
+        }
+    }
+}
+
+fn write_log_line(log: &mut File, stream: &str, bytes: &[u8]) {
+    let line = JsonLogLine {
+        log: String::from_utf8_lossy(bytes).into_owned(),
+        stream: stream.to_string(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    if let Ok(mut json) = serde_json::to_vec(&line) {
+        json.push(b'\n');
+        // A full disk loses log lines, never the container.
+        let _ = log.write_all(&json);
+    }
+}
+
+/// Copy output to the log until init exits and the pipes drain; returns Docker's exit code.
+fn supervise(child: Pid, out_r: OwnedFd, err_r: OwnedFd, mut log: File) -> Result<i64> {
+    let pidfd = pidfd_open(child)?;
+    let mut streams = [LogStream::new(out_r, "stdout"), LogStream::new(err_r, "stderr")];
+    let mut exit_code: Option<i64> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        if streams.iter().all(|s| s.fd.is_none()) && exit_code.is_some() {
+            break;
+        }
+        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let mut fds = Vec::new();
+        let mut which = Vec::new();
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(fd) = &s.fd {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(Some(i));
+            }
+        }
+        if exit_code.is_none() {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            which.push(None);
+        }
+        let timeout = if exit_code.is_some() {
+            PollTimeout::from(100u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(sys("poll container output")(e)),
+        }
+        let ready: Vec<Option<usize>> = fds
+            .iter()
+            .zip(&which)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, w)| *w)
+            .collect();
+        drop(fds);
+        for w in ready {
+            match w {
+                Some(i) => {
+                    streams[i].pump(&mut log);
+                }
+                None => {
+                    exit_code = Some(reap(child)?);
+                    // Output still buffered in the pipes is read; a writer that escaped the
+                    // namespace would keep them open forever, so draining has a deadline.
+                    drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                }
+            }
+        }
+    }
+    for s in &mut streams {
+        s.flush(&mut log, true);
+    }
+    let _ = log.sync_data();
+    Ok(exit_code.unwrap_or(255))
+}
+
+fn reap(child: Pid) -> Result<i64> {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code as i64),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i64),
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(sys("wait for container init")(e)),
+        }
+    }
 }

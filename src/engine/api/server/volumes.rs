@@ -82,7 +82,7 @@ async fn remove(
     let existed = engine.volumes.get(&name).is_ok();
     engine
         .volumes
-        .remove(&name, flag(&params, "force"), &users)?;
+        .remove_unused(&name, flag(&params, "force"), &users)?;
     if existed {
         emit_event(&engine, "volume", "destroy", &name, &[("driver", "local")]);
     }

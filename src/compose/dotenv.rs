@@ -1,0 +1,224 @@
+//! dotenv files (`.env`, `--env-file`, `env_file:`) read as compose-go reads them: `KEY=VALUE`,
+//! optional `export `, `#` comments (inline ones need a space before them when unquoted), single
+//! quotes literal, double quotes with escapes and multi-line values, unquoted and double-quoted
+//! values interpolated, a bare `KEY` meaning "take it from the environment, or leave it unset".
+
+use indexmap::IndexMap;
+
+use super::interpolate::{substitute, InterpolateError, Lookup};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DotenvError {
+    #[error("line {line}: key cannot contain a space")]
+    KeyWithSpace { line: usize },
+    #[error("line {line}: unexpected character {ch:?} in variable name; names are letters, digits, `_`, `.` and `-`")]
+    BadKey { line: usize, ch: char },
+    #[error("line {line}: unterminated quoted value; close the {quote} quote")]
+    Unterminated { line: usize, quote: char },
+    #[error("line {line}: {source}")]
+    Interpolation {
+        line: usize,
+        #[source]
+        source: InterpolateError,
+    },
+}
+
+/// Parse a dotenv text. Values are interpolated against the variables defined earlier in the
+/// same file, then `env`. A bare `KEY` gives `None` unless `env` knows it.
+pub fn parse(
+    text: &str,
+    env: &dyn Lookup,
+) -> Result<IndexMap<String, Option<String>>, DotenvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let chars: Vec<char> = text.chars().collect();
+    let mut vars: IndexMap<String, Option<String>> = IndexMap::new();
+    let mut i = 0;
+    let mut line = 1;
+    while i < chars.len() {
+        // Skip blank space and comment lines.
+        match chars[i] {
+            '\n' => {
+                line += 1;
+                i += 1;
+                continue;
+            }
+            c if c.is_whitespace() => {
+                i += 1;
+                continue;
+            }
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let start_line = line;
+        // Key, up to `=` (or `:`, the YAML-ish form compose-go also reads) or end of line.
+        let key_start = i;
+        while i < chars.len() && !matches!(chars[i], '=' | ':' | '\n') {
+            i += 1;
+        }
+        let mut key: String = chars[key_start..i].iter().collect::<String>();
+        key = key.trim_end().to_string();
+        if let Some(k) = key.strip_prefix("export ") {
+            key = k.trim_start().to_string();
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(DotenvError::KeyWithSpace { line: start_line });
+        }
+        if let Some(ch) = key
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')))
+        {
+            return Err(DotenvError::BadKey {
+                line: start_line,
+                ch,
+            });
+        }
+        if i >= chars.len() || chars[i] == '\n' {
+            // Bare `KEY`: inherited from the environment when known.
+            let v = vars
+                .get(&key)
+                .cloned()
+                .flatten()
+                .or_else(|| env.lookup(&key));
+            vars.insert(key, v);
+            continue;
+        }
+        i += 1; // the `=`
+        while i < chars.len() && matches!(chars[i], ' ' | '\t') {
+            i += 1;
+        }
+        // The process environment wins over the file's own earlier definitions, as in compose-go.
+        let lookup = |name: &str| -> Option<String> {
+            env.lookup(name)
+                .or_else(|| vars.get(name).cloned().flatten())
+        };
+        let value = match chars.get(i) {
+            Some(&q) if q == '\'' || q == '"' => {
+                let mut raw = String::new();
+                let mut j = i + 1;
+                let mut closed = false;
+                while j < chars.len() {
+                    let c = chars[j];
+                    if c == '\\' && q == '"' && j + 1 < chars.len() {
+                        let n = chars[j + 1];
+                        match n {
+                            'n' => raw.push('\n'),
+                            'r' => raw.push('\r'),
+                            't' => raw.push('\t'),
+                            '\\' => raw.push('\\'),
+                            '"' => raw.push('"'),
+                            '$' => raw.push_str("$$"),
+                            _ => {
+                                raw.push('\\');
+                                raw.push(n);
+                            }
+                        }
+                        j += 2;
+                        continue;
+                    }
+                    if c == '\\' && q == '\'' && chars.get(j + 1) == Some(&'\'') {
+                        raw.push('\'');
+                        j += 2;
+                        continue;
+                    }
+                    if c == q {
+                        closed = true;
+                        break;
+                    }
+                    if c == '\n' {
+                        line += 1;
+                    }
+                    raw.push(c);
+                    j += 1;
+                }
+                if !closed {
+                    return Err(DotenvError::Unterminated {
+                        line: start_line,
+                        quote: if q == '"' { '"' } else { '\'' },
+                    });
+                }
+                i = j + 1;
+                // Whatever follows the closing quote on that line is a comment or blank.
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                if q == '"' {
+                    substitute(&raw, &lookup).map_err(|source| DotenvError::Interpolation {
+                        line: start_line,
+                        source,
+                    })?
+                } else {
+                    raw
+                }
+            }
+            _ => {
+                let s = i;
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                let mut raw: String = chars[s..i].iter().collect();
+                if let Some(pos) = find_inline_comment(&raw) {
+                    raw.truncate(pos);
+                }
+                let raw = raw.trim().to_string();
+                substitute(&raw, &lookup).map_err(|source| DotenvError::Interpolation {
+                    line: start_line,
+                    source,
+                })?
+            }
+        };
+        vars.insert(key, Some(value));
+    }
+    Ok(vars)
+}
+
+fn find_inline_comment(s: &str) -> Option<usize> {
+    if s.starts_with('#') {
+        return Some(0);
+    }
+    s.find(" #").or_else(|| s.find("\t#"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn reads_compose_dotenv_syntax() {
+        let text = "\u{feff}# comment\nA=1\nexport B = two words # note\nC='lit $A'\nD=\"x\\ny ${A}\"\nE=\nF\nG=\"multi\nline\"\nH=a#b\n";
+        let v = parse(text, &no_env).unwrap();
+        assert_eq!(v["A"].as_deref(), Some("1"));
+        assert_eq!(v["B"].as_deref(), Some("two words"));
+        assert_eq!(v["C"].as_deref(), Some("lit $A"));
+        assert_eq!(v["D"].as_deref(), Some("x\ny 1"));
+        assert_eq!(v["E"].as_deref(), Some(""));
+        assert_eq!(v["F"], None);
+        assert_eq!(v["G"].as_deref(), Some("multi\nline"));
+        assert_eq!(v["H"].as_deref(), Some("a#b"));
+    }
+
+    #[test]
+    fn bare_key_inherits_from_environment() {
+        let env = |n: &str| (n == "HOME").then(|| "/root".to_string());
+        let v = parse("HOME\n", &env).unwrap();
+        assert_eq!(v["HOME"].as_deref(), Some("/root"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("A=1\nINVALID LINE\n", &no_env).unwrap_err();
+        assert_eq!(e.to_string(), "line 2: key cannot contain a space");
+        let e = parse("A=\"open\nB=2\n", &no_env).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("line 1: unterminated quoted value"));
+    }
+}

@@ -1,0 +1,239 @@
+//! Stage 3a, include: each `include` entry is loaded as its own sub-project (its own directory
+//! and `.env`), and its resources are copied into the including file; a name defined on both
+//! sides is an error, and an include cycle is an error naming the chain.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use super::load::{clean_path, parse_file, read_env_file, ComposeError, LoadContext, ParsedFile};
+use super::yaml::{Node, Value};
+
+const RESOURCE_KINDS: [&str; 5] = ["services", "networks", "volumes", "secrets", "configs"];
+
+pub fn apply(
+    file: &mut ParsedFile,
+    ctx: &LoadContext,
+    chain: &mut Vec<PathBuf>,
+) -> Result<(), ComposeError> {
+    let Some(inc) = file
+        .node
+        .as_map_mut()
+        .and_then(|m| m.shift_remove("include"))
+    else {
+        return Ok(());
+    };
+    chain.push(file.path.clone());
+    let dir = file.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let entries = match &inc.value {
+        Value::Seq(items) => items.clone(),
+        Value::Null => vec![],
+        _ => {
+            return Err(ComposeError::invalid(
+                &inc,
+                "include",
+                "include must be a list",
+            ))
+        }
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("include[{i}]");
+        let (paths, project_dir, env_files): (Vec<String>, Option<String>, Vec<String>) =
+            match &entry.value {
+                Value::String(s) => (vec![s.clone()], None, vec![]),
+                Value::Map(m) => {
+                    let list = |k: &str| -> Vec<String> {
+                        match m.get(k).map(|n| &n.value) {
+                            Some(Value::String(s)) => vec![s.clone()],
+                            Some(Value::Seq(items)) => {
+                                items.iter().filter_map(Node::scalar_text).collect()
+                            }
+                            _ => vec![],
+                        }
+                    };
+                    let p = list("path");
+                    if p.is_empty() {
+                        return Err(ComposeError::invalid(
+                            entry,
+                            &path,
+                            format!("{path} missing property 'path'"),
+                        ));
+                    }
+                    (
+                        p,
+                        m.get("project_directory").and_then(Node::scalar_text),
+                        list("env_file"),
+                    )
+                }
+                _ => {
+                    return Err(ComposeError::invalid(
+                        entry,
+                        &path,
+                        format!("{path} must be a string or a mapping"),
+                    ))
+                }
+            };
+        let files: Vec<PathBuf> = paths.iter().map(|p| clean_path(&dir.join(p))).collect();
+        let sub_dir = match &project_dir {
+            Some(d) => clean_path(&dir.join(d)),
+            None => files[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+        };
+        if let Some(pos) = chain.iter().position(|c| c == &files[0]) {
+            let names: Vec<String> = chain[pos..]
+                .iter()
+                .chain(std::iter::once(&files[0]))
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(ComposeError::Consistency(format!(
+                "include cycle detected: {}",
+                names.join(" -> ")
+            )));
+        }
+        // The included project's environment: its own `.env` (or env_file) under the parent's.
+        let mut env = ctx.env.clone();
+        let env_paths: Vec<PathBuf> = if env_files.is_empty() {
+            vec![sub_dir.join(".env")]
+        } else {
+            env_files.iter().map(|e| clean_path(&dir.join(e))).collect()
+        };
+        for ep in env_paths {
+            if ep.is_file() {
+                for (k, v) in read_env_file(&ep, &env)? {
+                    if let Some(v) = v {
+                        env.entry(k).or_insert(v);
+                    }
+                }
+            } else if !env_files.is_empty() {
+                return Err(ComposeError::EnvFileNotFound { path: ep });
+            }
+        }
+        let sub_ctx = LoadContext {
+            env,
+            interpolate: ctx.interpolate,
+            project_dir: sub_dir.clone(),
+        };
+        let mut merged: Option<Node> = None;
+        for f in &files {
+            let mut parsed = parse_file(f, &sub_ctx.env, sub_ctx.interpolate)?;
+            apply(&mut parsed, &sub_ctx, chain)?;
+            super::extends::apply(&mut parsed, &sub_ctx)?;
+            rebase_relative(&mut parsed.node, &sub_dir);
+            merged = Some(match merged {
+                None => super::merge::strip_tags(parsed.node),
+                Some(b) => super::merge::merge_files(b, parsed.node)?,
+            });
+        }
+        let Some(sub) = merged else { continue };
+        let target = file.node.as_map_mut().expect("compose files are mappings");
+        for kind in RESOURCE_KINDS {
+            let Some(src) = sub.get(kind).and_then(Node::as_map) else {
+                continue;
+            };
+            let dst = target
+                .entry(kind.to_string())
+                .or_insert_with(|| Node::new(Value::Map(IndexMap::new()), inc.mark.clone()));
+            if dst.is_null() {
+                dst.value = Value::Map(IndexMap::new());
+            }
+            let Some(dm) = dst.as_map_mut() else { continue };
+            for (k, v) in src {
+                if let Some(existing) = dm.get(k) {
+                    if existing != v {
+                        return Err(ComposeError::Consistency(format!(
+                            "{kind}.{k} conflicts with imported resource from {}; rename one of them",
+                            files[0].display()
+                        )));
+                    }
+                }
+                dm.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    chain.pop();
+    Ok(())
+}
+
+/// Relative paths of an included project resolve against its own directory.
+fn rebase_relative(doc: &mut Node, dir: &Path) {
+    let abs = |s: &str| clean_path(&dir.join(s)).display().to_string();
+    let rel = |s: &str| s.starts_with("./") || s.starts_with("../") || s == "." || s == "..";
+    if let Some(services) = doc
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    {
+        for svc in services.values_mut() {
+            let Some(m) = svc.as_map_mut() else { continue };
+            match m.get_mut("build").map(|b| &mut b.value) {
+                Some(Value::String(s)) if !s.contains("://") => *s = abs(s),
+                Some(Value::Map(bm)) => match bm.get_mut("context").map(|c| &mut c.value) {
+                    Some(Value::String(c)) if !c.contains("://") => *c = abs(c),
+                    _ => {
+                        bm.insert(
+                            "context".into(),
+                            Node::new(Value::String(abs(".")), Default::default()),
+                        );
+                    }
+                },
+                _ => {}
+            }
+            match m.get_mut("env_file").map(|e| &mut e.value) {
+                Some(Value::String(s)) => *s = abs(s),
+                Some(Value::Seq(items)) => {
+                    for it in items {
+                        match &mut it.value {
+                            Value::String(s) => *s = abs(s),
+                            Value::Map(im) => {
+                                if let Some(Value::String(s)) =
+                                    im.get_mut("path").map(|p| &mut p.value)
+                                {
+                                    *s = abs(s);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(Value::Seq(items)) = m.get_mut("volumes").map(|v| &mut v.value) {
+                for it in items {
+                    if let Value::String(s) = &mut it.value {
+                        let parts = super::normalize::split_volume_spec(s);
+                        if parts.len() >= 2 && rel(&parts[0]) {
+                            let mut np = parts.clone();
+                            np[0] = abs(&parts[0]);
+                            *s = np.join(":");
+                        }
+                    } else if let Value::Map(vm) = &mut it.value {
+                        if let Some(Value::String(src)) = vm.get_mut("source").map(|x| &mut x.value)
+                        {
+                            if rel(src) {
+                                *src = abs(src);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for kind in ["secrets", "configs"] {
+        if let Some(m) = doc
+            .as_map_mut()
+            .and_then(|m| m.get_mut(kind))
+            .and_then(Node::as_map_mut)
+        {
+            for def in m.values_mut() {
+                if let Some(Value::String(f)) = def
+                    .as_map_mut()
+                    .and_then(|d| d.get_mut("file"))
+                    .map(|f| &mut f.value)
+                {
+                    if !Path::new(f.as_str()).is_absolute() {
+                        *f = abs(f);
+                    }
+                }
+            }
+        }
+    }
+}

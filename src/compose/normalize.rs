@@ -1,0 +1,1657 @@
+//! Stage 5 and 6, validate and normalise: the merged raw model (a [`Node`] tree) is checked field by
+//! field, with errors as model paths plus file:line:col, and rewritten to long syntax (ports,
+//! volumes, depends_on, environment + env_file, build, networks) in the canonical tree that
+//! `berth config` prints and that the typed [`Project`] is read from.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use super::load::{clean_path, read_env_file, ComposeError};
+use super::model::Project;
+use super::schema;
+use super::yaml::{Mark, Node, Value};
+
+pub struct Settings {
+    pub project_name: String,
+    pub project_dir: PathBuf,
+    pub env: IndexMap<String, String>,
+    /// Default network, implicit dependencies, resource names (`config --no-normalize` = off).
+    pub normalize: bool,
+}
+
+type Result<T> = std::result::Result<T, ComposeError>;
+
+fn err(node: &Node, path: &str, msg: impl Into<String>) -> ComposeError {
+    ComposeError::invalid(node, path, msg)
+}
+
+fn s(v: impl Into<String>, mark: &Mark) -> Node {
+    Node::new(Value::String(v.into()), mark.clone())
+}
+fn b(v: bool, mark: &Mark) -> Node {
+    Node::new(Value::Bool(v), mark.clone())
+}
+fn map(mark: &Mark) -> IndexMap<String, Node> {
+    let _ = mark;
+    IndexMap::new()
+}
+fn mapn(m: IndexMap<String, Node>, mark: &Mark) -> Node {
+    Node::new(Value::Map(m), mark.clone())
+}
+
+/// The raw model → the normalised typed project (and its canonical tree in `canonical`).
+pub fn project(raw: &Node, settings: &Settings) -> Result<Project> {
+    let canonical = canonical(raw, settings)?;
+    from_canonical(&canonical)
+}
+
+/// Read the typed project from a canonical tree.
+pub fn from_canonical(canonical: &Node) -> Result<Project> {
+    serde_json::from_value(canonical.to_json()).map_err(|e| ComposeError::Invalid {
+        mark: None,
+        path: "(model)".into(),
+        message: format!("internal error reading the normalised model: {e}"),
+    })
+}
+
+/// The raw model → the canonical tree (`berth config` output).
+pub fn canonical(raw: &Node, settings: &Settings) -> Result<Node> {
+    let top = raw
+        .as_map()
+        .ok_or_else(|| err(raw, "(top level)", "top-level object must be a mapping"))?;
+    schema::check_keys(raw, "", schema::TOP_LEVEL_KEYS)?;
+    let mark = raw.mark.clone();
+    let mut out = map(&mark);
+    out.insert("name".into(), s(&settings.project_name, &mark));
+
+    let mut services = IndexMap::new();
+    if let Some(sv) = top.get("services") {
+        match &sv.value {
+            Value::Null => {}
+            Value::Map(m) => {
+                for (name, node) in m {
+                    let path = format!("services.{name}");
+                    services.insert(name.clone(), service(name, node, &path, settings)?);
+                }
+            }
+            _ => return Err(err(sv, "services", "services must be a mapping")),
+        }
+    }
+    let mut resources: IndexMap<&str, Node> = IndexMap::new();
+    for kind in ["networks", "volumes", "secrets", "configs"] {
+        if let Some(n) = top.get(kind) {
+            let mut m = IndexMap::new();
+            match &n.value {
+                Value::Null => {}
+                Value::Map(entries) => {
+                    for (key, def) in entries {
+                        let path = format!("{kind}.{key}");
+                        m.insert(key.clone(), resource(kind, key, def, &path, settings)?);
+                    }
+                }
+                _ => return Err(err(n, kind, format!("{kind} must be a mapping"))),
+            }
+            resources.insert(kind, mapn(m, &n.mark));
+        }
+    }
+    if settings.normalize {
+        // The implicit `default` network, declared when some service uses it.
+        let uses_default = services.values().any(|s| {
+            s.get("networks")
+                .and_then(Node::as_map)
+                .is_some_and(|n| n.contains_key("default"))
+        });
+        if uses_default {
+            let nets = resources
+                .entry("networks")
+                .or_insert_with(|| mapn(IndexMap::new(), &mark));
+            if let Some(m) = nets.as_map_mut() {
+                if !m.contains_key("default") {
+                    let mut d = IndexMap::new();
+                    d.insert(
+                        "name".into(),
+                        s(format!("{}_default", settings.project_name), &mark),
+                    );
+                    m.insert("default".into(), mapn(d, &mark));
+                }
+            }
+        }
+    }
+    out.insert("services".into(), mapn(services, &mark));
+    for (k, v) in resources {
+        if v.as_map().is_some_and(|m| !m.is_empty()) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    for (k, v) in top {
+        if k.starts_with("x-") || k == "models" {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(mapn(out, &mark))
+}
+
+fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) -> Result<Node> {
+    let mark = def.mark.clone();
+    let mut m = match &def.value {
+        Value::Null => IndexMap::new(),
+        Value::Map(m) => m.clone(),
+        _ => return Err(err(def, path, format!("{path} must be a mapping"))),
+    };
+    schema::check_resource(def, kind, path)?;
+    // `external: {name: x}` is the legacy spelling of `external: true` + `name: x`.
+    let mut external = false;
+    if let Some(e) = m.get("external").cloned() {
+        match &e.value {
+            Value::Bool(v) => external = *v,
+            Value::Map(em) => {
+                external = true;
+                if let Some(n) = em.get("name") {
+                    if m.contains_key("name") {
+                        return Err(err(
+                            &e,
+                            path,
+                            format!("{path}: name and external.name conflict; only use name"),
+                        ));
+                    }
+                    m.insert("name".into(), n.clone());
+                }
+                m.insert("external".into(), b(true, &e.mark));
+            }
+            Value::String(t) => {
+                external = cast_bool(t)
+                    .ok_or_else(|| err(&e, &format!("{path}.external"), "must be a boolean"))?;
+                m.insert("external".into(), b(external, &e.mark));
+            }
+            _ => return Err(err(&e, &format!("{path}.external"), "must be a boolean")),
+        }
+        if !external {
+            m.shift_remove("external");
+        }
+    }
+    if external {
+        for other in m.keys() {
+            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam") {
+                if kind == "volumes" || kind == "networks" {
+                    return Err(err(
+                        def,
+                        path,
+                        format!("conflicting parameters \"external\" and \"{other}\" specified"),
+                    ));
+                }
+            }
+        }
+    }
+    for lk in ["labels", "driver_opts"] {
+        if let Some(l) = m.get(lk).cloned() {
+            m.insert(
+                lk.into(),
+                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
+            );
+        }
+    }
+    if settings.normalize
+        && !m.contains_key("name")
+        && (kind == "networks" || kind == "volumes" || !external)
+    {
+        let n = if external {
+            key.to_string()
+        } else {
+            format!("{}_{}", settings.project_name, key)
+        };
+        m.insert("name".into(), s(n, &mark));
+    }
+    if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
+        if let Some(f) = m.get("file").and_then(Node::as_str) {
+            let p = resolve_path(&settings.project_dir, f);
+            m.insert("file".into(), s(p, &mark));
+        }
+    }
+    Ok(mapn(m, &mark))
+}
+
+pub fn cast_bool(t: &str) -> Option<bool> {
+    match t {
+        "true" | "True" | "TRUE" | "yes" | "y" | "on" | "Yes" | "YES" | "On" | "ON" => Some(true),
+        "false" | "False" | "FALSE" | "no" | "n" | "off" | "No" | "NO" | "Off" | "OFF" => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+/// Resolve a host path against `base` (`~` = home), keeping Windows paths and URLs verbatim.
+pub fn resolve_path(base: &Path, p: &str) -> String {
+    if p.starts_with('~') {
+        if let Some(home) = dirs::home_dir() {
+            return format!("{}{}", home.display(), &p[1..]);
+        }
+    }
+    if is_windows_path(p) || p.contains("://") {
+        return p.to_string();
+    }
+    clean_path(&base.join(p)).display().to_string()
+}
+
+fn is_windows_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':') || p.starts_with("\\\\")
+}
+
+/// `KEY=VALUE` list or mapping → mapping of strings (null kept for "no value").
+fn string_map(node: Node, path: &str, sep: char) -> Result<Node> {
+    let mark = node.mark.clone();
+    let m = super::merge::to_mapping(node, sep);
+    let Value::Map(entries) = m.value else {
+        return Err(err(
+            &m,
+            path,
+            format!("{path} must be a mapping or a list of KEY{sep}VALUE strings"),
+        ));
+    };
+    let mut out = IndexMap::new();
+    for (k, v) in entries {
+        let nv = match &v.value {
+            Value::Null => Node::new(Value::Null, v.mark.clone()),
+            Value::Seq(_) | Value::Map(_) => {
+                return Err(err(
+                    &v,
+                    &format!("{path}.{k}"),
+                    format!("{path}.{k} must be a boolean, null, number or string"),
+                ))
+            }
+            _ => s(v.scalar_text().unwrap_or_default(), &v.mark),
+        };
+        out.insert(k, nv);
+    }
+    Ok(mapn(out, &mark))
+}
+
+/// Labels and the like have no "unset" state: a key without a value is the empty string.
+fn null_to_empty(mut node: Node) -> Node {
+    if let Some(m) = node.as_map_mut() {
+        for v in m.values_mut() {
+            if v.is_null() {
+                v.value = Value::String(String::new());
+            }
+        }
+    }
+    node
+}
+
+fn as_string(node: &Node, path: &str) -> Result<String> {
+    match &node.value {
+        Value::String(t) => Ok(t.clone()),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+            Ok(node.scalar_text().unwrap_or_default())
+        }
+        _ => Err(err(node, path, format!("{path} must be a string"))),
+    }
+}
+
+fn as_string_strict(node: &Node, path: &str) -> Result<String> {
+    match &node.value {
+        Value::String(t) => Ok(t.clone()),
+        _ => Err(err(node, path, format!("{path} must be a string"))),
+    }
+}
+
+fn as_int(node: &Node, path: &str) -> Result<i64> {
+    match &node.value {
+        Value::Int(i) => Ok(*i),
+        Value::String(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| err(node, path, format!("{path} must be an integer, got {t:?}"))),
+        Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
+        _ => Err(err(node, path, format!("{path} must be an integer"))),
+    }
+}
+
+fn as_bool(node: &Node, path: &str) -> Result<bool> {
+    match &node.value {
+        Value::Bool(v) => Ok(*v),
+        Value::String(t) => cast_bool(t)
+            .ok_or_else(|| err(node, path, format!("{path} must be a boolean, got {t:?}"))),
+        _ => Err(err(node, path, format!("{path} must be a boolean"))),
+    }
+}
+
+fn string_list(node: &Node, path: &str) -> Result<Vec<Node>> {
+    match &node.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| Ok(s(as_string(it, &format!("{path}[{i}]"))?, &it.mark)))
+            .collect(),
+        Value::String(_) | Value::Int(_) => Ok(vec![s(as_string(node, path)?, &node.mark)]),
+        _ => Err(err(
+            node,
+            path,
+            format!("{path} must be a string or a list of strings"),
+        )),
+    }
+}
+
+/// POSIX-shell-like word splitting for string `command`/`entrypoint` (quotes and backslashes).
+pub fn shell_split(input: &str) -> std::result::Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x @ ('"' | '\\' | '$' | '`')) => cur.push(x),
+                            Some('\n') => {}
+                            Some(x) => {
+                                cur.push('\\');
+                                cur.push(x);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(x) => cur.push(x),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') => {}
+                    Some(x) => cur.push(x),
+                    None => cur.push('\\'),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+fn command(node: &Node, path: &str) -> Result<Node> {
+    match &node.value {
+        Value::Null => Ok(node.clone()),
+        Value::String(t) => {
+            let words =
+                shell_split(t).map_err(|e| err(node, path, format!("cannot split {t:?}: {e}")))?;
+            Ok(Node::new(
+                Value::Seq(words.into_iter().map(|w| s(w, &node.mark)).collect()),
+                node.mark.clone(),
+            ))
+        }
+        Value::Seq(_) => Ok(Node::new(
+            Value::Seq(string_list(node, path)?),
+            node.mark.clone(),
+        )),
+        _ => Err(err(
+            node,
+            path,
+            format!("{path} must be a string or a list of strings"),
+        )),
+    }
+}
+
+/// Go-style duration text (`1m30s`, `500ms`) from compose's duration syntax.
+pub fn parse_duration(t: &str) -> Option<std::time::Duration> {
+    let t = t.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        // A bare number is seconds in compose files.
+        return Some(std::time::Duration::from_secs(n));
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+/// A duration as Go prints it (`1m0s`, `1h30m0s`, `1.5s`, `500ms`), which is what docker compose
+/// config prints.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        if nanos % 1_000_000 == 0 {
+            return format!("{}ms", nanos / 1_000_000);
+        }
+        if nanos % 1_000 == 0 {
+            return format!("{}µs", nanos / 1_000);
+        }
+        return format!("{nanos}ns");
+    }
+    let h = nanos / 3_600_000_000_000;
+    let m = (nanos / 60_000_000_000) % 60;
+    let sn = nanos % 60_000_000_000;
+    let secs = if sn % 1_000_000_000 == 0 {
+        format!("{}s", sn / 1_000_000_000)
+    } else {
+        let t = format!("{:.9}", sn as f64 / 1e9);
+        format!("{}s", t.trim_end_matches('0'))
+    };
+    if h > 0 {
+        format!("{h}h{m}m{secs}")
+    } else if m > 0 {
+        format!("{m}m{secs}")
+    } else {
+        secs
+    }
+}
+
+fn duration(node: &Node, path: &str) -> Result<Node> {
+    let t = match &node.value {
+        Value::Int(i) => i.to_string(),
+        Value::String(t) => t.clone(),
+        Value::Float(f) => format!("{f}s"),
+        _ => {
+            return Err(err(
+                node,
+                path,
+                format!("{path} must be a duration string like 10s"),
+            ))
+        }
+    };
+    let d = parse_duration(&t).ok_or_else(|| {
+        err(
+            node,
+            path,
+            format!("invalid duration {t:?}; use a value like 10s, 1m30s or 500ms"),
+        )
+    })?;
+    Ok(s(format_duration(d), &node.mark))
+}
+
+/// Byte sizes (`1gb`, `512m`, `1024`) as an integer count of bytes.
+pub fn parse_bytes(t: &str) -> Option<i64> {
+    let t = t.trim().to_lowercase();
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let n: f64 = t[..digits_end].parse().ok()?;
+    let unit = t[digits_end..].trim();
+    let mult: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024f64.powi(4),
+        "p" | "pb" | "pib" => 1024f64.powi(5),
+        _ => return None,
+    };
+    Some((n * mult) as i64)
+}
+
+fn bytes(node: &Node, path: &str) -> Result<Node> {
+    match &node.value {
+        Value::Int(_) => Ok(node.clone()),
+        Value::String(t) => parse_bytes(t)
+            .map(|v| Node::new(Value::Int(v), node.mark.clone()))
+            .ok_or_else(|| {
+                err(
+                    node,
+                    path,
+                    format!("invalid size {t:?}; use a value like 512m or 1gb"),
+                )
+            }),
+        _ => Err(err(node, path, format!("{path} must be a size like 512m"))),
+    }
+}
+
+fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<Node> {
+    let mark = node.mark.clone();
+    let src = match &node.value {
+        Value::Map(m) => m.clone(),
+        Value::Null => IndexMap::new(),
+        _ => return Err(err(node, path, format!("{path} must be a mapping"))),
+    };
+    schema::check_keys(node, path, schema::SERVICE_KEYS)?;
+    let mut out: IndexMap<String, Node> = IndexMap::new();
+    let env = &settings.env;
+    for (key, v) in &src {
+        let p = format!("{path}.{key}");
+        if v.is_null() && !matches!(key.as_str(), "environment" | "command" | "entrypoint") {
+            continue;
+        }
+        let nv = match key.as_str() {
+            "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
+            | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
+            | "uts" | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime"
+            | "mac_address" | "cpuset" | "restart" | "shm_size_str" => {
+                s(as_string_strict(v, &p)?, &v.mark)
+            }
+            "command" | "entrypoint" => command(v, &p)?,
+            "environment" => string_map(v.clone(), &p, '=')?,
+            "labels" | "annotations" | "sysctls" => null_to_empty(string_map(v.clone(), &p, '=')?),
+            "label_file" => Node::new(
+                Value::Seq(
+                    string_list(v, &p)?
+                        .into_iter()
+                        .map(|n| {
+                            let t =
+                                resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
+                            s(t, &n.mark)
+                        })
+                        .collect(),
+                ),
+                v.mark.clone(),
+            ),
+            "ports" => ports(v, &p)?,
+            "expose" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
+            "volumes" => volumes(v, &p, settings)?,
+            "depends_on" => depends_on(v, &p)?,
+            "networks" => service_networks(v, &p)?,
+            "profiles"
+            | "cap_add"
+            | "cap_drop"
+            | "dns"
+            | "dns_search"
+            | "dns_opt"
+            | "security_opt"
+            | "links"
+            | "external_links"
+            | "volumes_from"
+            | "group_add"
+            | "device_cgroup_rules"
+            | "tmpfs" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
+            "stop_grace_period" => duration(v, &p)?,
+            "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => {
+                b(as_bool(v, &p)?, &v.mark)
+            }
+            "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period"
+            | "cpu_quota" | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent"
+            | "mem_swappiness" => {
+                let i = as_int(v, &p)?;
+                if key == "scale" && i < 0 {
+                    return Err(err(
+                        v,
+                        &p,
+                        format!("{p}: must be greater than or equal to 0"),
+                    ));
+                }
+                Node::new(Value::Int(i), v.mark.clone())
+            }
+            "cpus" => match &v.value {
+                Value::String(t) => Node::new(
+                    Value::Float(
+                        t.parse()
+                            .map_err(|_| err(v, &p, format!("{p} must be a number")))?,
+                    ),
+                    v.mark.clone(),
+                ),
+                Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
+                _ => v.clone(),
+            },
+            "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => bytes(v, &p)?,
+            "healthcheck" => healthcheck(v, &p)?,
+            "build" => build(v, &p, settings)?,
+            "env_file" => env_files(v, &p, settings)?,
+            "extra_hosts" => extra_hosts(v, &p)?,
+            "secrets" | "configs" => file_refs(v, &p)?,
+            "ulimits" => ulimits(v, &p)?,
+            "deploy" => deploy(v, &p)?,
+            "logging" => v.clone(),
+            _ => v.clone(),
+        };
+        out.insert(key.clone(), nv);
+    }
+    if let Some(i) = out.get("image") {
+        let _ = i;
+    } else if !out.contains_key("build") && !out.contains_key("provider") && settings.normalize {
+        // Reported by the consistency stage (it may be disabled).
+    }
+    // label_file values go below `labels`.
+    if let Some(files) = out.get("label_file").and_then(Node::as_seq).cloned() {
+        let mut labels: IndexMap<String, Node> = IndexMap::new();
+        for f in &files {
+            let pb = PathBuf::from(f.as_str().unwrap_or_default());
+            for (k, v) in read_env_file(&pb, env)? {
+                labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+            }
+        }
+        if let Some(l) = out.get("labels").and_then(Node::as_map) {
+            for (k, v) in l {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        out.insert("labels".into(), mapn(labels, &mark));
+    }
+    // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
+    let mut environment: IndexMap<String, Node> = IndexMap::new();
+    if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
+        for f in files {
+            let Some(fp) = f.get("path").and_then(Node::as_str) else {
+                continue;
+            };
+            let required = f
+                .get("required")
+                .map(|r| matches!(r.value, Value::Bool(true)))
+                .unwrap_or(true);
+            let raw = f.get("format").and_then(Node::as_str) == Some("raw");
+            let pb = PathBuf::from(fp);
+            if !pb.is_file() {
+                if required {
+                    return Err(ComposeError::EnvFileNotFound { path: pb });
+                }
+                continue;
+            }
+            let vars = if raw {
+                let text = super::load::read_text(&pb)?;
+                text.lines()
+                    .filter_map(|l| {
+                        l.split_once('=')
+                            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                    })
+                    .collect()
+            } else {
+                read_env_file(&pb, env)?
+            };
+            for (k, v) in vars {
+                let node = match v {
+                    Some(v) => s(v, &f.mark),
+                    None => Node::new(Value::Null, f.mark.clone()),
+                };
+                environment.insert(k, node);
+            }
+        }
+    }
+    if let Some(e) = out.get("environment").and_then(Node::as_map) {
+        for (k, v) in e {
+            environment.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in environment.iter_mut() {
+        if v.is_null() {
+            if let Some(val) = env.get(k) {
+                *v = s(val, &v.mark);
+            }
+        }
+    }
+    if !environment.is_empty() {
+        out.insert("environment".into(), mapn(environment, &mark));
+    } else {
+        out.shift_remove("environment");
+    }
+
+    if settings.normalize {
+        // Implicit dependencies (links, network_mode/ipc/pid/… service:X, volumes_from).
+        let mut implicit: Vec<(String, bool)> = Vec::new();
+        if let Some(links) = out.get("links").and_then(Node::as_seq) {
+            for l in links {
+                if let Some(t) = l.as_str() {
+                    implicit.push((t.split(':').next().unwrap_or(t).to_string(), true));
+                }
+            }
+        }
+        for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+            if let Some(t) = out.get(k).and_then(Node::as_str) {
+                if let Some(svc) = t.strip_prefix("service:") {
+                    implicit.push((svc.to_string(), true));
+                }
+            }
+        }
+        if let Some(vf) = out.get("volumes_from").and_then(Node::as_seq) {
+            for v in vf {
+                if let Some(t) = v.as_str() {
+                    if !t.starts_with("container:") {
+                        implicit.push((t.split(':').next().unwrap_or(t).to_string(), false));
+                    }
+                }
+            }
+        }
+        if !implicit.is_empty() {
+            let deps = out
+                .entry("depends_on".to_string())
+                .or_insert_with(|| mapn(IndexMap::new(), &mark));
+            if let Some(dm) = deps.as_map_mut() {
+                for (svc, restart) in implicit {
+                    if svc == name {
+                        continue;
+                    }
+                    dm.entry(svc).or_insert_with(|| {
+                        let mut d = IndexMap::new();
+                        d.insert("condition".into(), s("service_started", &mark));
+                        d.insert("required".into(), b(true, &mark));
+                        d.insert("restart".into(), b(restart, &mark));
+                        mapn(d, &mark)
+                    });
+                }
+            }
+        }
+        if !out.contains_key("networks") && !out.contains_key("network_mode") {
+            let mut n = IndexMap::new();
+            n.insert("default".into(), Node::new(Value::Null, mark.clone()));
+            out.insert("networks".into(), mapn(n, &mark));
+        }
+        if let Some(pp) = out.get("pull_policy").and_then(Node::as_str) {
+            if pp == "if_not_present" {
+                out.insert("pull_policy".into(), s("missing", &mark));
+            }
+        }
+    }
+    Ok(mapn(out, &mark))
+}
+
+fn env_files(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
+    let items: Vec<Node> = match &v.value {
+        Value::String(_) => vec![v.clone()],
+        Value::Seq(s) => s.clone(),
+        _ => return Err(err(v, path, format!("{path} must be a string or a list"))),
+    };
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let mut m = IndexMap::new();
+        match &it.value {
+            Value::String(t) => {
+                m.insert(
+                    "path".into(),
+                    s(resolve_path(&settings.project_dir, t), &it.mark),
+                );
+                m.insert("required".into(), b(true, &it.mark));
+            }
+            Value::Map(src) => {
+                let fp = src
+                    .get("path")
+                    .ok_or_else(|| err(it, &p, format!("{p} missing property 'path'")))?;
+                m.insert(
+                    "path".into(),
+                    s(
+                        resolve_path(&settings.project_dir, &as_string(fp, &p)?),
+                        &fp.mark,
+                    ),
+                );
+                let req = match src.get("required") {
+                    Some(r) => as_bool(r, &format!("{p}.required"))?,
+                    None => true,
+                };
+                m.insert("required".into(), b(req, &it.mark));
+                if let Some(f) = src.get("format") {
+                    m.insert("format".into(), s(as_string(f, &p)?, &f.mark));
+                }
+            }
+            _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
+        }
+        out.push(mapn(m, &it.mark));
+    }
+    Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+fn healthcheck(v: &Node, path: &str) -> Result<Node> {
+    let Some(src) = v.as_map() else {
+        return Err(err(v, path, format!("{path} must be a mapping")));
+    };
+    let mut out = IndexMap::new();
+    for (k, x) in src {
+        let p = format!("{path}.{k}");
+        let nv = match k.as_str() {
+            "test" => match &x.value {
+                Value::String(t) => Node::new(
+                    Value::Seq(vec![s("CMD-SHELL", &x.mark), s(t, &x.mark)]),
+                    x.mark.clone(),
+                ),
+                _ => Node::new(Value::Seq(string_list(x, &p)?), x.mark.clone()),
+            },
+            "interval" | "timeout" | "start_period" | "start_interval" => duration(x, &p)?,
+            "retries" => Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
+            "disable" => b(as_bool(x, &p)?, &x.mark),
+            _ if k.starts_with("x-") => x.clone(),
+            _ => {
+                return Err(err(
+                    x,
+                    &p,
+                    format!("{path} additional properties '{k}' not allowed"),
+                ))
+            }
+        };
+        out.insert(k.clone(), nv);
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn is_remote_context(c: &str) -> bool {
+    c.contains("://") || c.starts_with("git@") || c.starts_with("github.com/")
+}
+
+fn build(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
+    let src = match &v.value {
+        Value::String(t) => {
+            let mut m = IndexMap::new();
+            m.insert("context".to_string(), s(t, &v.mark));
+            m
+        }
+        Value::Map(m) => m.clone(),
+        _ => {
+            return Err(err(
+                v,
+                path,
+                format!("{path} must be a string or a mapping"),
+            ))
+        }
+    };
+    let mut out = IndexMap::new();
+    for (k, x) in &src {
+        let p = format!("{path}.{k}");
+        let nv = match k.as_str() {
+            "context" => {
+                let c = as_string(x, &p)?;
+                if is_remote_context(&c) {
+                    s(c, &x.mark)
+                } else {
+                    s(resolve_path(&settings.project_dir, &c), &x.mark)
+                }
+            }
+            "args" | "labels" | "additional_contexts" => {
+                let m = string_map(x.clone(), &p, '=')?;
+                let mut resolved = IndexMap::new();
+                for (ak, av) in m.as_map().cloned().unwrap_or_default() {
+                    if av.is_null() && k == "args" && settings.normalize {
+                        if let Some(val) = settings.env.get(&ak) {
+                            resolved.insert(ak, s(val, &av.mark));
+                        }
+                        continue;
+                    }
+                    resolved.insert(ak, av);
+                }
+                mapn(resolved, &x.mark)
+            }
+            "ssh" => match &x.value {
+                Value::Map(_) => string_map(x.clone(), &p, '=')?,
+                Value::Seq(_) => string_map(x.clone(), &p, '=')?,
+                _ => return Err(err(x, &p, format!("{p} must be a mapping"))),
+            },
+            "cache_from" | "cache_to" | "tags" | "platforms" => {
+                Node::new(Value::Seq(string_list(x, &p)?), x.mark.clone())
+            }
+            "shm_size" => bytes(x, &p)?,
+            "no_cache" | "pull" | "privileged" => b(as_bool(x, &p)?, &x.mark),
+            "extra_hosts" => extra_hosts(x, &p)?,
+            _ => x.clone(),
+        };
+        out.insert(k.clone(), nv);
+    }
+    if !out.contains_key("context") {
+        out.insert(
+            "context".into(),
+            s(resolve_path(&settings.project_dir, "."), &v.mark),
+        );
+    }
+    if !out.contains_key("dockerfile") && !out.contains_key("dockerfile_inline") {
+        out.insert("dockerfile".into(), s("Dockerfile", &v.mark));
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn extra_hosts(v: &Node, path: &str) -> Result<Node> {
+    match &v.value {
+        Value::Map(m) => {
+            let mut out = IndexMap::new();
+            for (k, x) in m {
+                let val = match &x.value {
+                    Value::Seq(_) => Node::new(Value::Seq(string_list(x, path)?), x.mark.clone()),
+                    _ => s(as_string(x, path)?, &x.mark),
+                };
+                out.insert(k.clone(), val);
+            }
+            Ok(mapn(out, &v.mark))
+        }
+        Value::Seq(items) => {
+            let mut out: IndexMap<String, Node> = IndexMap::new();
+            for (i, it) in items.iter().enumerate() {
+                let t = as_string(it, &format!("{path}[{i}]"))?;
+                let (h, ip) = t
+                    .split_once('=')
+                    .or_else(|| t.split_once(':'))
+                    .ok_or_else(|| {
+                        err(
+                            it,
+                            &format!("{path}[{i}]"),
+                            format!("invalid extra host {t:?}; use HOST:IP"),
+                        )
+                    })?;
+                out.insert(h.to_string(), s(ip, &it.mark));
+            }
+            Ok(mapn(out, &v.mark))
+        }
+        _ => Err(err(v, path, format!("{path} must be a mapping or a list"))),
+    }
+}
+
+fn file_refs(v: &Node, path: &str) -> Result<Node> {
+    let Some(items) = v.as_seq() else {
+        return Err(err(v, path, format!("{path} must be a list")));
+    };
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match &it.value {
+            Value::String(t) => {
+                let mut m = IndexMap::new();
+                m.insert("source".into(), s(t, &it.mark));
+                out.push(mapn(m, &it.mark));
+            }
+            Value::Map(m) => {
+                if !m.contains_key("source") {
+                    return Err(err(it, &p, format!("{p} missing property 'source'")));
+                }
+                out.push(it.clone());
+            }
+            _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
+        }
+    }
+    Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+fn ulimits(v: &Node, path: &str) -> Result<Node> {
+    let Some(m) = v.as_map() else {
+        return Err(err(v, path, format!("{path} must be a mapping")));
+    };
+    let mut out = IndexMap::new();
+    for (k, x) in m {
+        let p = format!("{path}.{k}");
+        let nv = match &x.value {
+            Value::Map(lim) => {
+                let mut l = IndexMap::new();
+                for (lk, lv) in lim {
+                    l.insert(
+                        lk.clone(),
+                        Node::new(
+                            Value::Int(as_int(lv, &format!("{p}.{lk}"))?),
+                            lv.mark.clone(),
+                        ),
+                    );
+                }
+                mapn(l, &x.mark)
+            }
+            _ => {
+                let mut l = IndexMap::new();
+                l.insert(
+                    "single".to_string(),
+                    Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
+                );
+                mapn(l, &x.mark)
+            }
+        };
+        out.insert(k.clone(), nv);
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn deploy(v: &Node, path: &str) -> Result<Node> {
+    let Some(m) = v.as_map() else {
+        return Err(err(v, path, format!("{path} must be a mapping")));
+    };
+    if let Some(r) = m.get("replicas") {
+        let n = as_int(r, &format!("{path}.replicas"))?;
+        if n < 0 {
+            return Err(err(
+                r,
+                &format!("{path}.replicas"),
+                format!("{path}.replicas: must be greater than or equal to 0"),
+            ));
+        }
+    }
+    schema::check_deploy(v, path)?;
+    Ok(v.clone())
+}
+
+fn depends_on(v: &Node, path: &str) -> Result<Node> {
+    let mut out = IndexMap::new();
+    match &v.value {
+        Value::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                let svc = as_string_strict(it, &format!("{path}[{i}]"))?;
+                let mut d = IndexMap::new();
+                d.insert("condition".into(), s("service_started", &it.mark));
+                d.insert("required".into(), b(true, &it.mark));
+                out.insert(svc, mapn(d, &it.mark));
+            }
+        }
+        Value::Map(m) => {
+            for (svc, x) in m {
+                let p = format!("{path}.{svc}");
+                let mut d = IndexMap::new();
+                let src = x.as_map().cloned().unwrap_or_default();
+                for k in src.keys() {
+                    if !matches!(k.as_str(), "condition" | "required" | "restart")
+                        && !k.starts_with("x-")
+                    {
+                        return Err(err(
+                            x,
+                            &p,
+                            format!("{p} additional properties '{k}' not allowed"),
+                        ));
+                    }
+                }
+                let cond = match src.get("condition") {
+                    Some(c) => {
+                        let t = as_string(c, &format!("{p}.condition"))?;
+                        if !matches!(
+                            t.as_str(),
+                            "service_started"
+                                | "service_healthy"
+                                | "service_completed_successfully"
+                        ) {
+                            return Err(err(c, &format!("{p}.condition"), format!("{p}.condition must be one of service_started, service_healthy, service_completed_successfully, got {t:?}")));
+                        }
+                        t
+                    }
+                    None => "service_started".into(),
+                };
+                d.insert("condition".into(), s(cond, &x.mark));
+                let req = match src.get("required") {
+                    Some(r) => as_bool(r, &format!("{p}.required"))?,
+                    None => true,
+                };
+                d.insert("required".into(), b(req, &x.mark));
+                if let Some(r) = src.get("restart") {
+                    d.insert(
+                        "restart".into(),
+                        b(as_bool(r, &format!("{p}.restart"))?, &r.mark),
+                    );
+                }
+                out.insert(svc.clone(), mapn(d, &x.mark));
+            }
+        }
+        _ => return Err(err(v, path, format!("{path} must be a list or a mapping"))),
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn service_networks(v: &Node, path: &str) -> Result<Node> {
+    let mut out = IndexMap::new();
+    match &v.value {
+        Value::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                out.insert(
+                    as_string_strict(it, &format!("{path}[{i}]"))?,
+                    Node::new(Value::Null, it.mark.clone()),
+                );
+            }
+        }
+        Value::Map(m) => {
+            for (k, x) in m {
+                let p = format!("{path}.{k}");
+                let nv = match &x.value {
+                    Value::Null => x.clone(),
+                    Value::Map(nm) => {
+                        let mut o = IndexMap::new();
+                        for (nk, nx) in nm {
+                            let np = format!("{p}.{nk}");
+                            let val = match nk.as_str() {
+                                "aliases" | "link_local_ips" => {
+                                    Node::new(Value::Seq(string_list(nx, &np)?), nx.mark.clone())
+                                }
+                                "ipv4_address" | "ipv6_address" | "interface_name"
+                                | "mac_address" => s(as_string(nx, &np)?, &nx.mark),
+                                "priority" | "gw_priority" => {
+                                    Node::new(Value::Int(as_int(nx, &np)?), nx.mark.clone())
+                                }
+                                "driver_opts" => string_map(nx.clone(), &np, '=')?,
+                                _ if nk.starts_with("x-") => nx.clone(),
+                                _ => {
+                                    return Err(err(
+                                        nx,
+                                        &np,
+                                        format!("{p} additional properties '{nk}' not allowed"),
+                                    ))
+                                }
+                            };
+                            o.insert(nk.clone(), val);
+                        }
+                        mapn(o, &x.mark)
+                    }
+                    _ => return Err(err(x, &p, format!("{p} must be a mapping or null"))),
+                };
+                out.insert(k.clone(), nv);
+            }
+        }
+        _ => return Err(err(v, path, format!("{path} must be a list or a mapping"))),
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+/// `[HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]` → long-form entries (ranges expand).
+pub fn parse_port_spec(
+    spec: &str,
+) -> std::result::Result<Vec<(Option<String>, Option<String>, u16, String)>, String> {
+    let (rest, protocol) = match spec.rsplit_once('/') {
+        Some((r, p)) => (r, p.to_string()),
+        None => (spec, "tcp".to_string()),
+    };
+    // Split off an IPv6 host in brackets, else split on the last two colons.
+    let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
+        let (ip, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("invalid IPv6 address in {spec:?}"))?;
+        (
+            Some(ip.to_string()),
+            after.strip_prefix(':').unwrap_or(after).to_string(),
+        )
+    } else {
+        let parts: Vec<&str> = rest.split(':').collect();
+        match parts.len() {
+            1 | 2 => (None, rest.to_string()),
+            3 => (
+                Some(parts[0].to_string()),
+                format!("{}:{}", parts[1], parts[2]),
+            ),
+            _ => {
+                // IPv6 without brackets: everything before the last two colons.
+                let n = parts.len();
+                (
+                    Some(parts[..n - 2].join(":")),
+                    format!("{}:{}", parts[n - 2], parts[n - 1]),
+                )
+            }
+        }
+    };
+    let (published, target) = match rest.rsplit_once(':') {
+        Some((p, t)) => (Some(p.to_string()).filter(|p| !p.is_empty()), t.to_string()),
+        None => (None, rest),
+    };
+    let range = |t: &str| -> std::result::Result<(u16, u16), String> {
+        let (a, b) = t.split_once('-').unwrap_or((t, t));
+        let a: u16 = a
+            .parse()
+            .map_err(|_| format!("Invalid containerPort: {t}"))?;
+        let b: u16 = b
+            .parse()
+            .map_err(|_| format!("Invalid containerPort: {t}"))?;
+        if b < a {
+            return Err(format!("invalid port range {t}"));
+        }
+        Ok((a, b))
+    };
+    if target.is_empty() {
+        return Err(format!("No port specified: {spec}"));
+    }
+    let (t0, t1) = range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
+    let host_ip = host_ip.filter(|h| !h.is_empty());
+    let mut out = Vec::new();
+    match &published {
+        None => {
+            for t in t0..=t1 {
+                out.push((host_ip.clone(), None, t, protocol.clone()));
+            }
+        }
+        Some(p) => {
+            let (p0, p1) = range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
+            if t0 == t1 {
+                let pubs = if p0 == p1 {
+                    p0.to_string()
+                } else {
+                    format!("{p0}-{p1}")
+                };
+                out.push((host_ip.clone(), Some(pubs), t0, protocol.clone()));
+            } else {
+                if p1 - p0 != t1 - t0 {
+                    return Err(format!(
+                        "Invalid ranges specified for container and host Ports: {target} and {p}"
+                    ));
+                }
+                for (i, t) in (t0..=t1).enumerate() {
+                    out.push((
+                        host_ip.clone(),
+                        Some((p0 + i as u16).to_string()),
+                        t,
+                        protocol.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!(
+            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
+        ));
+    }
+    Ok(out)
+}
+
+fn ports(v: &Node, path: &str) -> Result<Node> {
+    let Some(items) = v.as_seq() else {
+        return Err(err(v, path, format!("{path} must be a list")));
+    };
+    let mut out: Vec<Node> = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match &it.value {
+            Value::String(_) | Value::Int(_) => {
+                let spec = it.scalar_text().unwrap_or_default();
+                let parsed = parse_port_spec(&spec)
+                    .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
+                for (host_ip, published, target, protocol) in parsed {
+                    let mut m = IndexMap::new();
+                    m.insert("mode".into(), s("ingress", &it.mark));
+                    if let Some(h) = host_ip {
+                        m.insert("host_ip".into(), s(h, &it.mark));
+                    }
+                    m.insert(
+                        "target".into(),
+                        Node::new(Value::Int(target as i64), it.mark.clone()),
+                    );
+                    if let Some(pb) = published {
+                        m.insert("published".into(), s(pb, &it.mark));
+                    }
+                    m.insert("protocol".into(), s(protocol, &it.mark));
+                    out.push(mapn(m, &it.mark));
+                }
+            }
+            Value::Map(src) => {
+                let mut m = IndexMap::new();
+                for (k, x) in src {
+                    let kp = format!("{p}.{k}");
+                    let nv = match k.as_str() {
+                        "target" => {
+                            let t = as_int(x, &kp)?;
+                            if !(0..=65535).contains(&t) {
+                                return Err(err(
+                                    x,
+                                    &kp,
+                                    format!("{kp}: port {t} out of range 0-65535"),
+                                ));
+                            }
+                            Node::new(Value::Int(t), x.mark.clone())
+                        }
+                        "published" => s(as_string(x, &kp)?, &x.mark),
+                        "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
+                            s(as_string(x, &kp)?, &x.mark)
+                        }
+                        _ if k.starts_with("x-") => x.clone(),
+                        _ => {
+                            return Err(err(
+                                x,
+                                &kp,
+                                format!("{p} additional properties '{k}' not allowed"),
+                            ))
+                        }
+                    };
+                    m.insert(k.clone(), nv);
+                }
+                if !m.contains_key("target") {
+                    return Err(err(it, &p, format!("{p} missing property 'target'")));
+                }
+                m.entry("mode".into())
+                    .or_insert_with(|| s("ingress", &it.mark));
+                m.entry("protocol".into())
+                    .or_insert_with(|| s("tcp", &it.mark));
+                out.push(mapn(m, &it.mark));
+            }
+            _ => {
+                return Err(err(
+                    it,
+                    &p,
+                    format!("{p} must be a string, a number or a mapping"),
+                ))
+            }
+        }
+    }
+    // Unique by (host_ip, target, published, protocol), as docker compose enforces after expanding.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|n| seen.insert(format!("{:?}", n.to_json())));
+    Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// Split a short volume spec on `:` the way docker does, keeping Windows drive letters and
+/// named pipes whole.
+pub fn split_volume_spec(spec: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = spec.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == ':' {
+            // `C:\` or `C:/` at the start of a part is a drive letter, not a separator.
+            let drive = cur.len() == 1
+                && cur.chars().all(|x| x.is_ascii_alphabetic())
+                && matches!(chars.get(i + 1), Some('\\') | Some('/'));
+            if !drive {
+                parts.push(std::mem::take(&mut cur));
+                i += 1;
+                continue;
+            }
+        }
+        cur.push(c);
+        i += 1;
+    }
+    parts.push(cur);
+    parts
+}
+
+fn is_host_path(src: &str) -> bool {
+    src.starts_with('/')
+        || src.starts_with('.')
+        || src.starts_with('~')
+        || is_windows_path(src)
+        || src.starts_with("\\\\")
+        || src.contains('/')
+        || src.contains('\\')
+}
+
+fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
+    let Some(items) = v.as_seq() else {
+        return Err(err(v, path, format!("{path} must be a list")));
+    };
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let mark = &it.mark;
+        match &it.value {
+            Value::String(spec) => {
+                if spec.is_empty() {
+                    return Err(err(it, &p, "invalid empty volume spec"));
+                }
+                let mut parts = split_volume_spec(spec);
+                // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
+                if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
+                    parts.remove(0);
+                }
+                if parts.iter().any(String::is_empty) {
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("invalid spec: {spec}: empty section between colons"),
+                    ));
+                }
+                if parts.len() > 3 {
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("invalid spec: {spec}: too many colons"),
+                    ));
+                }
+                let mut m = IndexMap::new();
+                let (source, target, mode) = match parts.len() {
+                    1 => (None, parts[0].clone(), None),
+                    2 => (Some(parts[0].clone()), parts[1].clone(), None),
+                    _ => (
+                        Some(parts[0].clone()),
+                        parts[1].clone(),
+                        Some(parts[2].clone()),
+                    ),
+                };
+                let kind = match &source {
+                    None => "volume",
+                    Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
+                    Some(src) if is_host_path(src) => "bind",
+                    Some(_) => "volume",
+                };
+                m.insert("type".into(), s(kind, mark));
+                if let Some(src) = &source {
+                    let src = if kind == "bind" {
+                        resolve_path(&settings.project_dir, src)
+                    } else {
+                        src.clone()
+                    };
+                    m.insert("source".into(), s(src, mark));
+                }
+                m.insert("target".into(), s(target, mark));
+                let mut bind: IndexMap<String, Node> = IndexMap::new();
+                let mut vol: IndexMap<String, Node> = IndexMap::new();
+                if let Some(mode) = mode {
+                    for opt in mode.split(',') {
+                        match opt {
+                            "ro" => {
+                                m.insert("read_only".into(), b(true, mark));
+                            }
+                            "rw" => {}
+                            "z" | "Z" => {
+                                bind.insert("selinux".into(), s(opt, mark));
+                            }
+                            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                                bind.insert("propagation".into(), s(opt, mark));
+                            }
+                            "nocopy" => {
+                                vol.insert("nocopy".into(), b(true, mark));
+                            }
+                            "cached" | "delegated" | "consistent" => {
+                                m.insert("consistency".into(), s(opt, mark));
+                            }
+                            _ => {
+                                return Err(err(
+                                    it,
+                                    &p,
+                                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                if kind == "bind" {
+                    bind.insert("create_host_path".into(), b(true, mark));
+                    // Keep the keys in docker compose's order.
+                    let mut ordered = IndexMap::new();
+                    for k in ["propagation", "create_host_path", "selinux"] {
+                        if let Some(x) = bind.shift_remove(k) {
+                            ordered.insert(k.to_string(), x);
+                        }
+                    }
+                    m.insert("bind".into(), mapn(ordered, mark));
+                } else {
+                    m.insert("volume".into(), mapn(vol, mark));
+                }
+                out.push(mapn(m, mark));
+            }
+            Value::Map(src) => {
+                let mut m = src.clone();
+                let kind = src
+                    .get("type")
+                    .map(|t| as_string(t, &format!("{p}.type")))
+                    .transpose()?
+                    .unwrap_or_else(|| "volume".into());
+                if !matches!(
+                    kind.as_str(),
+                    "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
+                ) {
+                    return Err(err(
+                        it,
+                        &format!("{p}.type"),
+                        format!(
+                            "{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"
+                        ),
+                    ));
+                }
+                for k in src.keys() {
+                    let allowed = matches!(
+                        k.as_str(),
+                        "type"
+                            | "source"
+                            | "target"
+                            | "read_only"
+                            | "consistency"
+                            | "bind"
+                            | "volume"
+                            | "tmpfs"
+                            | "image"
+                    ) || k.starts_with("x-");
+                    if !allowed {
+                        return Err(err(
+                            it,
+                            &p,
+                            format!("{p} additional properties '{k}' not allowed"),
+                        ));
+                    }
+                }
+                if let Some(t) = src.get("target") {
+                    m.insert(
+                        "target".into(),
+                        s(as_string(t, &format!("{p}.target"))?, &t.mark),
+                    );
+                }
+                if kind == "bind" {
+                    let source = src
+                        .get("source")
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_default();
+                    if source.is_empty() {
+                        return Err(err(it, &p, "invalid mount config for type \"bind\": field Source must not be empty"));
+                    }
+                    m.insert(
+                        "source".into(),
+                        s(resolve_path(&settings.project_dir, &source), mark),
+                    );
+                }
+                if let Some(ro) = src.get("read_only") {
+                    let v = as_bool(ro, &format!("{p}.read_only"))?;
+                    if v {
+                        m.insert("read_only".into(), b(true, mark));
+                    } else {
+                        m.shift_remove("read_only");
+                    }
+                }
+                if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
+                    let mut t = tm.clone();
+                    if let Some(size) = tm.get("size") {
+                        if matches!(size.value, Value::Float(_)) {
+                            return Err(err(
+                                size,
+                                &format!("{p}.tmpfs.size"),
+                                format!("{path}.{i}.tmpfs.size must be a integer"),
+                            ));
+                        }
+                        t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
+                    }
+                    for k in tm.keys() {
+                        if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
+                            return Err(err(
+                                it,
+                                &format!("{p}.tmpfs"),
+                                format!("{p}.tmpfs additional properties '{k}' not allowed"),
+                            ));
+                        }
+                    }
+                    m.insert("tmpfs".into(), mapn(t, mark));
+                }
+                m.insert("type".into(), s(kind, mark));
+                out.push(mapn(m, mark));
+            }
+            _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
+        }
+    }
+    Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        assert_eq!(
+            parse_port_spec("80").unwrap(),
+            vec![(None, None, 80, "tcp".into())]
+        );
+        assert_eq!(
+            parse_port_spec("127.0.0.1:8080:80/udp").unwrap(),
+            vec![(
+                Some("127.0.0.1".into()),
+                Some("8080".into()),
+                80,
+                "udp".into()
+            )]
+        );
+        assert_eq!(parse_port_spec("80-81:8080-8081").unwrap().len(), 2);
+        assert_eq!(
+            parse_port_spec("80-90:8080").unwrap()[0].1.as_deref(),
+            Some("80-90")
+        );
+        assert_eq!(
+            parse_port_spec("[::1]:6001:6001").unwrap()[0].0.as_deref(),
+            Some("::1")
+        );
+        assert!(parse_port_spec("80x").is_err());
+        assert_eq!(
+            parse_port_spec("tcp").unwrap_err(),
+            "Invalid containerPort: tcp"
+        );
+    }
+
+    #[test]
+    fn volume_spec_split_keeps_windows_paths() {
+        assert_eq!(
+            split_volume_spec("C:\\a:D:\\b:ro"),
+            vec!["C:\\a", "D:\\b", "ro"]
+        );
+        assert_eq!(split_volume_spec("./a:/b"), vec!["./a", "/b"]);
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(format_duration(parse_duration("90s").unwrap()), "1m30s");
+        assert_eq!(format_duration(parse_duration("1m").unwrap()), "1m0s");
+        assert_eq!(format_duration(parse_duration("1h").unwrap()), "1h0m0s");
+        assert_eq!(format_duration(parse_duration("500ms").unwrap()), "500ms");
+        assert_eq!(format_duration(parse_duration("1.5s").unwrap()), "1.5s");
+        assert_eq!(parse_bytes("1gb"), Some(1 << 30));
+        assert_eq!(parse_bytes("512m"), Some(512 << 20));
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            shell_split("sh -c 'echo hi there'").unwrap(),
+            vec!["sh", "-c", "echo hi there"]
+        );
+        assert_eq!(
+            shell_split(r#"a "b \"c\"" d\ e"#).unwrap(),
+            vec!["a", "b \"c\"", "d e"]
+        );
+    }
+}

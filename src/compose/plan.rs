@@ -1,0 +1,460 @@
+//! From the project model to engine objects: names, labels, config hashes, and the container
+//! create requests that `up` sends. Pure functions: no engine calls here, so the mapping is
+//! unit-tested without root.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+
+use super::model::{Project, Service};
+use crate::engine::api::types::{
+    ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HostConfig, Mount,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, VolumeCreateRequest,
+};
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
+pub const LABEL_IMAGE: &str = "com.docker.compose.image";
+pub const LABEL_NETWORK: &str = "com.docker.compose.network";
+pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
+pub const LABEL_VERSION: &str = "com.docker.compose.version";
+
+/// Docker's default grace period between the stop signal and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
+
+/// `<project>-<service>-<n>`, or the service's `container_name`.
+pub fn container_name(project: &Project, service_name: &str, number: u32) -> String {
+    match project
+        .services
+        .get(service_name)
+        .and_then(|s| s.container_name.clone())
+    {
+        Some(name) => name,
+        None => format!("{}-{}-{}", project.name, service_name, number),
+    }
+}
+
+/// The image a service runs: `image:`, or `<project>-<service>` for a build-only service.
+pub fn service_image(project: &Project, service_name: &str, service: &Service) -> String {
+    service
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", project.name, service_name))
+}
+
+/// sha256 of the service's canonical JSON, with the fields that must not force a recreate blanked
+/// (as docker compose's `ServiceHash`: depends_on and profiles do not change the container).
+pub fn service_config_hash(service: &Service) -> String {
+    let mut hashed = service.clone();
+    hashed.depends_on.clear();
+    hashed.profiles.clear();
+    let json = serde_json::to_vec(&hashed).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
+
+/// Parse a compose duration (`10s`, `1m30s`, `500ms`, `1h`) into whole seconds, rounding up.
+pub fn parse_duration_secs(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(secs);
+    }
+    let d = humantime::parse_duration(text).ok()?;
+    let secs = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
+    Some(secs)
+}
+
+/// Labels every project resource carries.
+fn project_labels(project: &Project) -> IndexMap<String, String> {
+    let mut labels = IndexMap::new();
+    labels.insert(LABEL_PROJECT.to_string(), project.name.clone());
+    labels.insert(
+        LABEL_VERSION.to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    labels
+}
+
+/// The engine request that creates the network `key` of the project.
+pub fn network_create_request(project: &Project, key: &str) -> Option<NetworkCreateRequest> {
+    let network = project.networks.get(key)?;
+    if network.external {
+        return None;
+    }
+    let mut labels = project_labels(project);
+    labels.insert(LABEL_NETWORK.to_string(), key.to_string());
+    labels.extend(network.labels.clone());
+    Some(NetworkCreateRequest {
+        name: network.name.clone(),
+        check_duplicate: true,
+        driver: network
+            .driver
+            .clone()
+            .unwrap_or_else(|| "bridge".to_string()),
+        internal: network.internal,
+        attachable: false,
+        labels,
+        ..Default::default()
+    })
+}
+
+/// The engine request that creates the named volume `key` of the project.
+pub fn volume_create_request(project: &Project, key: &str) -> Option<VolumeCreateRequest> {
+    let volume = project.volumes.get(key)?;
+    if volume.external {
+        return None;
+    }
+    let mut labels = project_labels(project);
+    labels.insert(LABEL_VOLUME.to_string(), key.to_string());
+    labels.extend(volume.labels.clone());
+    Some(VolumeCreateRequest {
+        name: volume.name.clone(),
+        driver: volume.driver.clone().unwrap_or_else(|| "local".to_string()),
+        labels,
+        ..Default::default()
+    })
+}
+
+/// Engine name of a project network key (falls back to `<project>_<key>` for undeclared keys).
+pub fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{}_{}", project.name, key))
+}
+
+/// Engine name of a project volume key.
+pub fn volume_name(project: &Project, key: &str) -> String {
+    project
+        .volumes
+        .get(key)
+        .map(|v| v.name.clone())
+        .unwrap_or_else(|| format!("{}_{}", project.name, key))
+}
+
+/// Everything `up` sends to create one container of a service.
+pub fn container_create_request(
+    project: &Project,
+    service_name: &str,
+    number: u32,
+) -> Option<ContainerCreateRequest> {
+    let service = project.services.get(service_name)?;
+    let name = container_name(project, service_name, number);
+
+    let mut labels: IndexMap<String, String> = service.labels.clone();
+    labels.extend(project_labels(project));
+    labels.insert(LABEL_SERVICE.to_string(), service_name.to_string());
+    labels.insert(LABEL_CONTAINER_NUMBER.to_string(), number.to_string());
+    labels.insert(LABEL_ONEOFF.to_string(), "False".to_string());
+    labels.insert(LABEL_CONFIG_HASH.to_string(), service_config_hash(service));
+    labels.insert(
+        LABEL_WORKING_DIR.to_string(),
+        project.working_dir.display().to_string(),
+    );
+    labels.insert(
+        LABEL_CONFIG_FILES.to_string(),
+        project
+            .config_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    labels.insert(
+        LABEL_DEPENDS_ON.to_string(),
+        service
+            .depends_on
+            .iter()
+            .map(|(dep, d)| format!("{dep}:{}:{}", d.condition, d.restart))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let image = service_image(project, service_name, service);
+    labels.insert(LABEL_IMAGE.to_string(), image.clone());
+
+    let env: Vec<String> = service
+        .environment
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+
+    let mut exposed_ports = HashMap::new();
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &service.ports {
+        let key = format!("{}/{}", port.target, port.protocol);
+        exposed_ports.insert(key.clone(), EmptyObject {});
+        let binding = PortBinding {
+            host_ip: port.host_ip.clone().unwrap_or_default(),
+            host_port: port.published.clone().unwrap_or_default(),
+        };
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+
+    let mounts: Vec<Mount> = service
+        .volumes
+        .iter()
+        .map(|v| Mount {
+            kind: v.kind.clone(),
+            source: match (v.kind.as_str(), &v.source) {
+                ("volume", Some(key)) => volume_name(project, key),
+                (_, Some(source)) => resolve_bind_source(&project.working_dir, source),
+                (_, None) => String::new(),
+            },
+            target: v.target.clone(),
+            read_only: v.read_only,
+            volume_options: None,
+        })
+        .collect();
+
+    let (network_mode, endpoints) = match &service.network_mode {
+        Some(mode) => (mode.clone(), IndexMap::new()),
+        None => {
+            let mut endpoints = IndexMap::new();
+            for (key, settings) in &service.networks {
+                let mut aliases = vec![name.clone(), service_name.to_string()];
+                let mut ipam_config = None;
+                if let Some(settings) = settings {
+                    aliases.extend(settings.aliases.iter().cloned());
+                    ipam_config = settings
+                        .ipv4_address
+                        .clone()
+                        .map(|ip| EndpointIpamConfig { ipv4_address: ip });
+                }
+                endpoints.insert(
+                    network_name(project, key),
+                    EndpointSettings {
+                        aliases: Some(aliases),
+                        ipam_config,
+                        ..Default::default()
+                    },
+                );
+            }
+            let mode = endpoints
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "none".to_string());
+            (mode, endpoints)
+        }
+    };
+
+    let restart_policy = service.restart.as_ref().map(|r| {
+        let (name, count) = match r.split_once(':') {
+            Some((n, c)) => (n.to_string(), c.parse().unwrap_or(0)),
+            None => (r.clone(), 0),
+        };
+        RestartPolicy {
+            name,
+            maximum_retry_count: count,
+        }
+    });
+
+    Some(ContainerCreateRequest {
+        hostname: service.hostname.clone().unwrap_or_default(),
+        user: service.user.clone().unwrap_or_default(),
+        exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
+        env: Some(env),
+        cmd: service.command.clone(),
+        entrypoint: service.entrypoint.clone(),
+        image,
+        labels: Some(labels),
+        working_dir: service.working_dir.clone().unwrap_or_default(),
+        stop_signal: service.stop_signal.clone(),
+        stop_timeout: service
+            .stop_grace_period
+            .as_deref()
+            .and_then(parse_duration_secs),
+        host_config: Some(HostConfig {
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            network_mode,
+            restart_policy,
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: endpoints,
+        }),
+        ..Default::default()
+    })
+}
+
+/// Bind sources are relative to the project directory; `~` is the user's home.
+fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
+    if let Some(rest) = source.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return Path::new(&home).join(rest).display().to_string();
+        }
+    }
+    let path = Path::new(source);
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        project_dir.join(path)
+    };
+    // Lexical clean (`./a` → `a`, `a/../b` → `b`) so labels and hashes do not depend on spelling.
+    let mut clean = std::path::PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other.as_os_str()),
+        }
+    }
+    clean.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::model::{
+        DependsOn, NetworkConfig, ServicePort, ServiceVolume, VolumeConfig,
+    };
+
+    fn two_service_project() -> Project {
+        let mut project = Project {
+            name: "demo".into(),
+            working_dir: "/srv/demo".into(),
+            ..Default::default()
+        };
+        project.networks.insert(
+            "default".into(),
+            NetworkConfig {
+                name: "demo_default".into(),
+                ..Default::default()
+            },
+        );
+        project.volumes.insert(
+            "data".into(),
+            VolumeConfig {
+                name: "demo_data".into(),
+                ..Default::default()
+            },
+        );
+        let mut server = Service {
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
+        server.networks.insert("default".into(), None);
+        server.ports.push(ServicePort {
+            target: 80,
+            published: Some("8080".into()),
+            host_ip: Some("127.0.0.1".into()),
+            protocol: "tcp".into(),
+            mode: "ingress".into(),
+            ..Default::default()
+        });
+        server.volumes.push(ServiceVolume {
+            kind: "volume".into(),
+            source: Some("data".into()),
+            target: "/www".into(),
+            read_only: false,
+            ..Default::default()
+        });
+        server.volumes.push(ServiceVolume {
+            kind: "bind".into(),
+            source: Some("./conf".into()),
+            target: "/conf".into(),
+            read_only: true,
+            ..Default::default()
+        });
+        server.stop_grace_period = Some("1m30s".into());
+        let mut client = Service {
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
+        client.networks.insert("default".into(), None);
+        client.depends_on.insert(
+            "server".into(),
+            DependsOn {
+                condition: "service_started".into(),
+                required: true,
+                restart: false,
+            },
+        );
+        client.environment.insert("A".into(), Some("1".into()));
+        client.environment.insert("UNSET".into(), None);
+        project.services.insert("server".into(), server);
+        project.services.insert("client".into(), client);
+        project
+    }
+
+    #[test]
+    fn container_request_maps_names_labels_ports_and_mounts() {
+        let project = two_service_project();
+        let req = container_create_request(&project, "server", 1).expect("service exists");
+        let labels = req.labels.as_ref().expect("labels");
+        assert_eq!(labels[LABEL_PROJECT], "demo");
+        assert_eq!(labels[LABEL_SERVICE], "server");
+        assert_eq!(labels[LABEL_CONTAINER_NUMBER], "1");
+        let host = req.host_config.as_ref().expect("host config");
+        let bindings = host.port_bindings.as_ref().expect("ports")["80/tcp"]
+            .clone()
+            .expect("binding");
+        assert_eq!(
+            bindings[0],
+            PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: "8080".into()
+            }
+        );
+        let mounts = host.mounts.as_ref().expect("mounts");
+        assert_eq!(mounts[0].source, "demo_data");
+        assert_eq!(mounts[1].source, "/srv/demo/conf");
+        assert!(mounts[1].read_only);
+        assert_eq!(host.network_mode, "demo_default");
+        let endpoint = &req
+            .networking_config
+            .as_ref()
+            .expect("net")
+            .endpoints_config["demo_default"];
+        assert_eq!(
+            endpoint.aliases.as_deref(),
+            Some(&["demo-server-1".to_string(), "server".to_string()][..])
+        );
+        assert_eq!(req.stop_timeout, Some(90));
+    }
+
+    #[test]
+    fn unset_environment_variables_are_not_passed() {
+        let project = two_service_project();
+        let req = container_create_request(&project, "client", 1).expect("service exists");
+        assert_eq!(req.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(
+            req.labels.expect("labels")[LABEL_DEPENDS_ON],
+            "server:service_started:false"
+        );
+    }
+
+    #[test]
+    fn config_hash_ignores_depends_on_but_not_command() {
+        let project = two_service_project();
+        let mut client = project.services["client"].clone();
+        let base = service_config_hash(&client);
+        client.depends_on.clear();
+        assert_eq!(service_config_hash(&client), base);
+        client.command = Some(vec!["true".into()]);
+        assert_ne!(service_config_hash(&client), base);
+    }
+
+    #[test]
+    fn durations_parse_like_compose() {
+        assert_eq!(parse_duration_secs("10s"), Some(10));
+        assert_eq!(parse_duration_secs("1m30s"), Some(90));
+        assert_eq!(parse_duration_secs("500ms"), Some(1));
+        assert_eq!(parse_duration_secs("soon"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Inspect: `GET /containers/{id}/json` in Docker's shape.
+
+use super::list::{mount_points, port_summaries};
+use super::state::Status;
+use super::{path_str, ContainerStore, Result};
+use crate::engine::api::types::{
+    ContainerCreateRequest, ContainerInspect, ContainerState, NetworkSettings, PortBinding,
+};
+use crate::engine::Engine;
+
+impl ContainerStore {
+    pub fn inspect(
+        &self,
+        id: &str,
+        volume_path: &dyn Fn(&str) -> String,
+    ) -> Result<ContainerInspect> {
+        let record = self.load_record(id)?;
+        let state = self.state(id);
+        let running = state.status == Status::Running;
+        // Docker's `Config` shows the merged view: what will actually run.
+        let config = ContainerCreateRequest {
+            hostname: record.hostname.clone(),
+            user: record.user.clone(),
+            env: Some(record.env.clone()),
+            working_dir: record.working_dir.clone(),
+            labels: Some(record.labels.clone()),
+            stop_signal: Some(record.stop_signal.clone()),
+            host_config: None,
+            networking_config: None,
+            cmd: record
+                .request
+                .cmd
+                .clone()
+                .or_else(|| {
+                    if record.request.entrypoint.is_some() {
+                        None
+                    } else {
+                        record.image_config.cmd.clone()
+                    }
+                }),
+            entrypoint: record
+                .request
+                .entrypoint
+                .clone()
+                .or_else(|| record.image_config.entrypoint.clone()),
+            ..record.request.clone()
+        };
+        let mut ports = std::collections::HashMap::new();
+        if running {
+            for p in port_summaries(&record, true) {
+                ports
+                    .entry(format!("{}/{}", p.private_port, p.kind))
+                    .or_insert_with(|| Some(Vec::new()))
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding {
+                        host_ip: p.ip.clone(),
+                        host_port: p.public_port.map(|n| n.to_string()).unwrap_or_default(),
+                    });
+            }
+        }
+        Ok(ContainerInspect {
+            id: record.id.clone(),
+            created: record.created.clone(),
+            path: record.args.first().cloned().unwrap_or_default(),
+            args: record.args.iter().skip(1).cloned().collect(),
+            state: ContainerState {
+                status: state.status.as_str().into(),
+                running,
+                paused: false,
+                restarting: false,
+                oom_killed: false,
+                dead: false,
+                pid: if running { state.init.pid as i64 } else { 0 },
+                exit_code: state.exit_code,
+                error: state.error.clone(),
+                started_at: if state.started_at.is_empty() {
+                    "0001-01-01T00:00:00Z".into()
+                } else {
+                    state.started_at.clone()
+                },
+                finished_at: if state.finished_at.is_empty() {
+                    "0001-01-01T00:00:00Z".into()
+                } else {
+                    state.finished_at.clone()
+                },
+            },
+            image: record.image_id.clone(),
+            name: format!("/{}", record.name),
+            restart_count: 0,
+            log_path: path_str(&self.log_path(id)),
+            host_config: record.request.host_config.clone().unwrap_or_default(),
+            network_settings: NetworkSettings {
+                ports,
+                networks: if running {
+                    state.endpoints.clone()
+                } else {
+                    Default::default()
+                },
+                sandbox_key: if running {
+                    state.sandbox_key.clone()
+                } else {
+                    String::new()
+                },
+            },
+            mounts: mount_points(&record, volume_path),
+            config,
+        })
+    }
+}
+
+impl Engine {
+    pub async fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInspect> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        self.containers
+            .inspect(&id, &|n| self.volume_source(n))
+    }
+}

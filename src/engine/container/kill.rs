@@ -1,0 +1,32 @@
+//! Kill: send a signal (default SIGKILL) to the container's init, as `docker kill` does.
+
+use super::state::Status;
+use super::{parse_signal, ContainerError, ContainerStore, Result};
+use crate::engine::Engine;
+
+impl ContainerStore {
+    pub async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        let _guard = self.lock(id).await;
+        let signal = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        self.settle_and_notify(id)?;
+        let mut state = self.load_raw_state(id);
+        if state.status != Status::Running || !state.init.signal(signal) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        state.stopped_by_user = true;
+        self.save_state(id, &state)
+    }
+}
+
+impl Engine {
+    pub async fn kill_container(&self, id_or_name: &str, signal: Option<&str>) -> Result<()> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        let record = self.containers.load_record(&id)?;
+        self.containers.kill(&id, signal).await?;
+        let sig = signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL").to_string();
+        self.container_event("kill", &record, &[("signal", sig)]);
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Logs: Docker's json-file format (written by the shim) and its reader for
+//! `GET /containers/{id}/logs` (tail, since/until, timestamps, follow).
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+
+use super::state::Status;
+use super::{ContainerStore, Result};
+use crate::engine::Engine;
+
+/// One line of `<id>-json.log`: `{"log":"hi\n","stream":"stdout","time":"…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JsonLogLine {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output for the API's multiplexed stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Prefix each line with its RFC 3339 time and a space.
+    pub timestamps: bool,
+    /// Only the last N lines (`None` = all).
+    pub tail: Option<usize>,
+    /// Unix seconds; lines before are skipped.
+    pub since: Option<i64>,
+    /// Unix seconds; lines after are skipped.
+    pub until: Option<i64>,
+}
+
+fn chunk_of(line: &JsonLogLine, opts: &LogOptions) -> Option<LogChunk> {
+    let stream = match line.stream.as_str() {
+        "stdout" if opts.stdout => LogStream::Stdout,
+        "stderr" if opts.stderr => LogStream::Stderr,
+        _ => return None,
+    };
+    if opts.since.is_some() || opts.until.is_some() {
+        let t = chrono::DateTime::parse_from_rfc3339(&line.time)
+            .ok()?
+            .timestamp();
+        if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
+            return None;
+        }
+    }
+    let mut bytes = Vec::new();
+    if opts.timestamps {
+        bytes.extend_from_slice(line.time.as_bytes());
+        bytes.push(b' ');
+    }
+    bytes.extend_from_slice(line.log.as_bytes());
+    Some(LogChunk { stream, bytes })
+}
+
+/// Complete lines of `buf`, leaving a trailing partial line in it (the shim may be mid-write).
+fn take_lines(buf: &mut Vec<u8>) -> Vec<JsonLogLine> {
+    let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
+        return Vec::new();
+    };
+    let complete: Vec<u8> = buf.drain(..=last_nl).collect();
+    complete
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+impl ContainerStore {
+    /// Stream the container's log; with `follow`, until it has exited and the file is drained.
+    pub fn logs(&self, id: &str, opts: LogOptions) -> Result<mpsc::Receiver<LogChunk>> {
+        self.load_record(id)?;
+        let (tx, rx) = mpsc::channel(64);
+        let store = self.clone();
+        let id = id.to_string();
+        let path = self.log_path(&id);
+        tokio::spawn(async move {
+            let _ = store.pump_logs(&id, path, opts, tx).await;
+        });
+        Ok(rx)
+    }
+
+    async fn pump_logs(
+        &self,
+        id: &str,
+        path: PathBuf,
+        opts: LogOptions,
+        tx: mpsc::Sender<LogChunk>,
+    ) -> std::io::Result<()> {
+        let mut offset = 0u64;
+        let mut pending = Vec::new();
+        if let Ok(mut file) = tokio::fs::File::open(&path).await {
+            let mut all = Vec::new();
+            file.read_to_end(&mut all).await?;
+            offset = all.len() as u64;
+            pending = all;
+            let mut chunks: Vec<LogChunk> = take_lines(&mut pending)
+                .iter()
+                .filter_map(|l| chunk_of(l, &opts))
+                .collect();
+            if let Some(n) = opts.tail {
+                let skip = chunks.len().saturating_sub(n);
+                chunks.drain(..skip);
+            }
+            for c in chunks {
+                if tx.send(c).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if !opts.follow {
+            return Ok(());
+        }
+        loop {
+            // Read the state before the file: the shim logs everything before recording the
+            // exit, so after an "exited" here one more read drains the file.
+            let done = self.state(id).status != Status::Running;
+            if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                file.seek(SeekFrom::Start(offset)).await?;
+                let mut more = Vec::new();
+                file.read_to_end(&mut more).await?;
+                offset += more.len() as u64;
+                pending.extend_from_slice(&more);
+                for line in take_lines(&mut pending) {
+                    if let Some(c) = chunk_of(&line, &opts) {
+                        if tx.send(c).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if done || self.load_record(id).is_err() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
+impl Engine {
+    pub async fn container_logs(
+        &self,
+        id_or_name: &str,
+        opts: LogOptions,
+    ) -> Result<mpsc::Receiver<LogChunk>> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        self.containers.logs(&id, opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_lines_wait_for_their_newline() {
+        let mut buf = br#"{"log":"a\n","stream":"stdout","time":"2026-01-01T00:00:00Z"}
+{"log":"b\n","stre"#
+            .to_vec();
+        let lines = take_lines(&mut buf);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].log, "a\n");
+        assert_eq!(buf, br#"{"log":"b\n","stre"#.to_vec());
+    }
+
+    #[test]
+    fn streams_and_timestamps_are_applied() {
+        let line = JsonLogLine {
+            log: "x\n".into(),
+            stream: "stderr".into(),
+            time: "2026-01-01T00:00:00.5Z".into(),
+        };
+        let opts = LogOptions {
+            stdout: true,
+            ..Default::default()
+        };
+        assert_eq!(chunk_of(&line, &opts), None);
+        let opts = LogOptions {
+            stderr: true,
+            timestamps: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            chunk_of(&line, &opts).unwrap().bytes,
+            b"2026-01-01T00:00:00.5Z x\n".to_vec()
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The container's mounts as the request describes them (`HostConfig.Binds`, `.Mounts`, `.Tmpfs`,
+//! plus anonymous volumes), before their sources are resolved to host paths at start.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use super::state::AnonymousVolume;
+use super::ContainerError;
+use crate::engine::api::types::HostConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    HostPath(PathBuf),
+    Volume(String),
+    /// tmpfs mount data (`size=…,mode=…`).
+    Tmpfs(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMount {
+    pub source: MountSource,
+    pub destination: String,
+    pub read_only: bool,
+    /// Docker's `Mode` text for inspect (`ro`, `rw`, `z`, …).
+    pub mode: String,
+}
+
+fn check_destination(dest: &str) -> Result<(), ContainerError> {
+    if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") {
+        return Err(ContainerError::BadRequest(format!(
+            "invalid mount config: mount path {dest:?} must be absolute and without '..'"
+        )));
+    }
+    if dest == "/" {
+        return Err(ContainerError::BadRequest(
+            "invalid mount config: destination can't be '/'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Split `HostConfig.Tmpfs` options into mount data and the read-only flag.
+fn tmpfs_options(opts: &str) -> (String, bool) {
+    let mut data = Vec::new();
+    let mut ro = false;
+    for opt in opts.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => ro = true,
+            "rw" | "noexec" | "exec" | "nosuid" | "suid" | "nodev" | "dev" => {}
+            other => data.push(other),
+        }
+    }
+    (data.join(","), ro)
+}
+
+/// Every mount of the container, in the order they are applied. Duplicate destinations are an
+/// error, as in Docker.
+pub fn plan(
+    host: Option<&HostConfig>,
+    anonymous: &[AnonymousVolume],
+) -> Result<Vec<PlannedMount>, ContainerError> {
+    let mut out = Vec::new();
+    if let Some(host) = host {
+        for bind in host.binds.iter().flatten() {
+            let parts: Vec<&str> = bind.split(':').collect();
+            let (src, dest, mode) = match parts.as_slice() {
+                [src, dest] => (*src, *dest, ""),
+                [src, dest, mode] => (*src, *dest, *mode),
+                _ => {
+                    return Err(ContainerError::BadRequest(format!(
+                        "invalid volume specification: {bind:?}"
+                    )))
+                }
+            };
+            if src.is_empty() {
+                return Err(ContainerError::BadRequest(format!(
+                    "invalid volume specification: {bind:?}"
+                )));
+            }
+            check_destination(dest)?;
+            let read_only = mode.split(',').any(|m| m == "ro");
+            let source = if src.starts_with('/') {
+                MountSource::HostPath(PathBuf::from(src))
+            } else {
+                MountSource::Volume(src.to_string())
+            };
+            out.push(PlannedMount {
+                source,
+                destination: dest.to_string(),
+                read_only,
+                mode: mode.to_string(),
+            });
+        }
+        for m in host.mounts.iter().flatten() {
+            check_destination(&m.target)?;
+            let source = match m.kind.as_str() {
+                "bind" => {
+                    if !m.source.starts_with('/') {
+                        return Err(ContainerError::BadRequest(format!(
+                            "invalid mount config for type \"bind\": invalid mount path {:?}: must be absolute",
+                            m.source
+                        )));
+                    }
+                    MountSource::HostPath(PathBuf::from(&m.source))
+                }
+                "volume" if m.source.is_empty() => match anonymous
+                    .iter()
+                    .find(|a| a.destination == m.target)
+                {
+                    Some(a) => MountSource::Volume(a.name.clone()),
+                    None => continue,
+                },
+                "volume" => MountSource::Volume(m.source.clone()),
+                "tmpfs" => MountSource::Tmpfs(String::new()),
+                other => {
+                    return Err(ContainerError::BadRequest(format!(
+                        "invalid mount config: unsupported mount type {other:?} (use bind, volume or tmpfs)"
+                    )))
+                }
+            };
+            out.push(PlannedMount {
+                source,
+                destination: m.target.clone(),
+                read_only: m.read_only,
+                mode: if m.read_only { "ro".into() } else { String::new() },
+            });
+        }
+        let mut tmpfs: Vec<(&String, &String)> = host.tmpfs.iter().flatten().collect();
+        tmpfs.sort();
+        for (dest, opts) in tmpfs {
+            check_destination(dest)?;
+            let (data, read_only) = tmpfs_options(opts);
+            out.push(PlannedMount {
+                source: MountSource::Tmpfs(data),
+                destination: dest.clone(),
+                read_only,
+                mode: opts.clone(),
+            });
+        }
+    }
+    // Image VOLUMEs not covered by an explicit mount get their anonymous volume.
+    for anon in anonymous {
+        if !out.iter().any(|m| m.destination == anon.destination) {
+            out.push(PlannedMount {
+                source: MountSource::Volume(anon.name.clone()),
+                destination: anon.destination.clone(),
+                read_only: false,
+                mode: String::new(),
+            });
+        }
+    }
+    let mut seen = HashSet::new();
+    for m in &out {
+        if !seen.insert(m.destination.trim_end_matches('/')) {
+            return Err(ContainerError::BadRequest(format!(
+                "duplicate mount point: {}",
+                m.destination
+            )));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::api::types::Mount;
+
+    #[test]
+    fn binds_mounts_and_tmpfs_are_planned_in_order() {
+        let host = HostConfig {
+            binds: Some(vec!["data:/data".into(), "/srv/www:/www:ro".into()]),
+            mounts: Some(vec![Mount {
+                kind: "tmpfs".into(),
+                target: "/scratch".into(),
+                ..Default::default()
+            }]),
+            tmpfs: Some([("/run".to_string(), "size=1m,ro".to_string())].into()),
+            ..Default::default()
+        };
+        let anon = [AnonymousVolume {
+            name: "abc".into(),
+            destination: "/var/lib/db".into(),
+        }];
+        let plan = plan(Some(&host), &anon).unwrap();
+        let got: Vec<(&MountSource, &str, bool)> = plan
+            .iter()
+            .map(|m| (&m.source, m.destination.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (&MountSource::Volume("data".into()), "/data", false),
+                (&MountSource::HostPath("/srv/www".into()), "/www", true),
+                (&MountSource::Tmpfs(String::new()), "/scratch", false),
+                (&MountSource::Tmpfs("size=1m".into()), "/run", true),
+                (&MountSource::Volume("abc".into()), "/var/lib/db", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_with_their_text() {
+        let host = |b: &str| HostConfig {
+            binds: Some(vec![b.to_string()]),
+            ..Default::default()
+        };
+        let err = plan(Some(&host("data:relative")), &[]).unwrap_err();
+        assert!(err.to_string().contains("\"relative\" must be absolute"), "{err}");
+        let err = plan(Some(&host("a:b:c:d")), &[]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid volume specification: \"a:b:c:d\"");
+        let dup = HostConfig {
+            binds: Some(vec!["a:/x".into(), "b:/x".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(Some(&dup), &[]).unwrap_err().to_string(),
+            "duplicate mount point: /x"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Remove: refuse a running container unless forced, then delete its cgroups and its directory;
+//! the engine side detaches the network and removes anonymous volumes when asked.
+
+use super::state::{ContainerRecord, Status};
+use super::{cgroup, ContainerError, ContainerStore, Result};
+use crate::engine::Engine;
+
+impl ContainerStore {
+    /// Remove container `id`; returns its record so the caller can clean up what it owns.
+    pub async fn remove(&self, id: &str, force: bool) -> Result<ContainerRecord> {
+        let guard = self.lock(id).await;
+        let record = self.load_record(id)?;
+        self.settle_and_notify(id)?;
+        let state = self.load_raw_state(id);
+        if state.status == Status::Running {
+            if !force {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    record.name
+                )));
+            }
+            self.kill_everything(id, state.init, state.shim).await;
+            self.settle_and_notify(id)?;
+            if self.state(id).status == Status::Running {
+                return Err(ContainerError::Other(format!(
+                    "cannot remove container \"/{}\": it did not die after SIGKILL",
+                    record.name
+                )));
+            }
+        }
+        let paths = self.cgroup_paths(id);
+        tokio::task::spawn_blocking(move || {
+            cgroup::kill_all(&paths, std::time::Duration::from_secs(5));
+            cgroup::remove(&paths)
+        })
+        .await
+        .map_err(|e| ContainerError::Other(format!("cgroup cleanup task failed: {e}")))?
+        .map_err(|e| ContainerError::Other(e.to_string()))?;
+        self.remove_files(id)?;
+        drop(guard);
+        self.forget_lock(id);
+        Ok(record)
+    }
+
+    /// Delete `containers/<id>/` (also used to undo a create that failed half-way).
+    pub(crate) fn remove_files(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        // config.json goes first, so a crash mid-way leaves a directory `ids()` ignores.
+        let _ = std::fs::remove_file(dir.join("config.json"));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ContainerError::io(format!("remove {}", dir.display()))(e)),
+        }
+    }
+}
+
+impl Engine {
+    pub async fn remove_container(
+        &self,
+        id_or_name: &str,
+        force: bool,
+        remove_anonymous_volumes: bool,
+    ) -> Result<()> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        let record = self.containers.remove(&id, force).await?;
+        let _ = self.networks.detach(&id).await;
+        if remove_anonymous_volumes {
+            for vol in &record.anonymous_volumes {
+                // Another container may use it (`--volumes-from`); Docker keeps it then.
+                let _ = self.volumes.remove(&vol.name);
+            }
+        }
+        self.container_event("destroy", &record, &[]);
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! The container's filesystem view, built by `berth init` inside its own mount namespace:
+//! the overlay root, the default mounts Docker gives every container, the user's mounts, and
+//! Docker's masked and read-only paths.
+//!
+//! Only the overlay mount uses host paths resolved in the host's view. Everything else happens
+//! after `pivot_root`, where absolute paths and symlinks resolve inside the container and cannot
+//! reach the host; bind sources are opened as `O_PATH` fds beforehand and mounted through
+//! `/proc/self/fd`.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use thiserror::Error;
+
+use super::spec::{MountKind, MountSpec, RuntimeSpec};
+
+#[derive(Debug, Error)]
+pub enum RootfsError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid mount destination {0:?}: must be an absolute path inside the container")]
+    BadDestination(String),
+}
+
+type Result<T> = std::result::Result<T, RootfsError>;
+
+fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> RootfsError {
+    move |source| RootfsError::Sys {
+        what: what(),
+        source,
+    }
+}
+
+fn io_err(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> RootfsError {
+    move |source| RootfsError::Io {
+        what: what(),
+        source,
+    }
+}
+
+/// Paths Docker hides: files get `/dev/null` bound over them, directories a read-only tmpfs.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Paths Docker makes read-only.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Character devices of the OCI "default devices": (name, major, minor).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Make every mount private, so nothing done here propagates to the host.
+pub fn make_private() -> Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys(|| "make / private".to_string()))
+}
+
+/// Mount the overlay root at `<bundle>/rootfs`. Lower dirs are passed as short links relative to
+/// the bundle directory (`l/0:l/1…`) so deep images stay under the 4096-byte mount-data limit.
+pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
+    let links = spec.links_dir();
+    if links.exists() {
+        fs::remove_dir_all(&links).map_err(io_err(|| format!("clear {}", links.display())))?;
+    }
+    fs::create_dir_all(&links).map_err(io_err(|| format!("create {}", links.display())))?;
+    let mut lower = Vec::new();
+    for (i, dir) in spec.lower_dirs.iter().enumerate() {
+        let link = links.join(i.to_string());
+        symlink(dir, &link).map_err(io_err(|| format!("link {}", dir.display())))?;
+        lower.push(format!("l/{i}"));
+    }
+    for dir in [spec.upper_dir(), spec.work_dir(), spec.rootfs_dir()] {
+        fs::create_dir_all(&dir).map_err(io_err(|| format!("create {}", dir.display())))?;
+    }
+    if lower.is_empty() {
+        // overlayfs needs at least one lower dir; an image without layers gets an empty one.
+        let empty = spec.bundle_dir.join("empty");
+        fs::create_dir_all(&empty).map_err(io_err(|| format!("create {}", empty.display())))?;
+        lower.push("empty".into());
+    }
+    std::env::set_current_dir(&spec.bundle_dir)
+        .map_err(io_err(|| format!("chdir {}", spec.bundle_dir.display())))?;
+    let data = format!(
+        "lowerdir={},upperdir=upper,workdir=work,index=off",
+        lower.join(":")
+    );
+    mount(
+        Some("overlay"),
+        "rootfs",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(sys(|| {
+        format!(
+            "mount overlay root at {}",
+            spec.rootfs_dir().display()
+        )
+    }))
+}
+
+/// Open the host-side sources of bind mounts before `pivot_root` hides the host.
+pub fn open_bind_sources(mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
+    mounts
+        .iter()
+        .map(|m| match m.kind {
+            MountKind::Bind => fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(&m.source)
+                .map(|f| Some(OwnedFd::from(f)))
+                .map_err(io_err(|| {
+                    format!("bind source {} for {}", m.source.display(), m.destination)
+                })),
+            MountKind::Tmpfs => Ok(None),
+        })
+        .collect()
+}
+
+/// Switch the root to `<bundle>/rootfs` and detach the host's root from this namespace.
+pub fn pivot(spec: &RuntimeSpec) -> Result<()> {
+    let rootfs = spec.rootfs_dir();
+    std::env::set_current_dir(&rootfs)
+        .map_err(io_err(|| format!("chdir {}", rootfs.display())))?;
+    // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then drops it
+    // without needing a directory inside the container (runc's trick).
+    nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".to_string()))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detach old root".to_string()))?;
+    std::env::set_current_dir("/").map_err(io_err(|| "chdir /".to_string()))
+}
+
+fn mkdir_all(path: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(io_err(|| format!("create directory {}", path.display())))
+}
+
+fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> Result<()> {
+    mkdir_all(Path::new(target), 0o755)?;
+    mount(
+        Some(source),
+        target,
+        Some(fstype),
+        flags,
+        (!data.is_empty()).then_some(data),
+    )
+    .map_err(sys(|| format!("mount {fstype} on {target}")))
+}
+
+/// `/proc`, `/dev` (tmpfs with the default devices, `pts`, `shm`, `mqueue`) and read-only `/sys`,
+/// with Docker's flags. Runs after `pivot_root`.
+pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount_fs("proc", "/proc", "proc", nosuid_noexec_nodev, "")?;
+    mount_fs(
+        "tmpfs",
+        "/dev",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        "mode=755,size=65536k",
+    )?;
+    for (name, major, minor) in DEVICES {
+        let path = format!("/dev/{name}");
+        mknod(
+            path.as_str(),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .map_err(sys(|| format!("create device {path}")))?;
+    }
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )?;
+    mount_fs(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        nosuid_noexec_nodev,
+        &format!("mode=1777,size={}", spec.shm_size),
+    )?;
+    mount_fs("mqueue", "/dev/mqueue", "mqueue", nosuid_noexec_nodev, "")?;
+    for (link, target) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, link).map_err(io_err(|| format!("create {link}")))?;
+    }
+    if Path::new("/proc/kcore").exists() {
+        symlink("/proc/kcore", "/dev/core").map_err(io_err(|| "create /dev/core".to_string()))?;
+    }
+    mount_fs(
+        "sysfs",
+        "/sys",
+        "sysfs",
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
+        "",
+    )
+}
+
+/// Create an empty file (and its parents) to bind a file over.
+fn ensure_file(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        mkdir_all(parent, 0o755)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map(drop)
+        .map_err(io_err(|| format!("create mount point {}", path.display())))
+}
+
+fn check_destination(dest: &str) -> Result<PathBuf> {
+    let path = Path::new(dest);
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(RootfsError::BadDestination(dest.to_string()));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn remount_readonly(target: &Path, extra: MsFlags) -> Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra,
+        None::<&str>,
+    )
+    .map_err(sys(|| format!("remount {} read-only", target.display())))
+}
+
+/// The user's binds and tmpfs mounts, in order. Runs after `pivot_root`, with the bind sources
+/// opened beforehand by [`open_bind_sources`].
+pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<()> {
+    for (m, fd) in mounts.iter().zip(sources) {
+        let dest = check_destination(&m.destination)?;
+        match (m.kind, fd) {
+            (MountKind::Bind, Some(fd)) => {
+                let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let is_dir = fs::metadata(&source)
+                    .map_err(io_err(|| format!("stat bind source {}", m.source.display())))?
+                    .is_dir();
+                if is_dir {
+                    mkdir_all(&dest, 0o755)?;
+                } else {
+                    ensure_file(&dest)?;
+                }
+                mount(
+                    Some(source.as_str()),
+                    &dest,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys(|| {
+                    format!("bind {} on {}", m.source.display(), m.destination)
+                }))?;
+                if m.read_only {
+                    remount_readonly(&dest, MsFlags::empty())?;
+                }
+            }
+            (MountKind::Tmpfs, _) => {
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                if m.read_only {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                mount_fs("tmpfs", &m.destination, "tmpfs", flags, &m.data)?;
+            }
+            (MountKind::Bind, None) => {
+                return Err(RootfsError::BadDestination(m.destination.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Docker's masked and read-only paths. Missing paths are skipped, as runc does.
+pub fn harden_paths() -> Result<()> {
+    let mut masked: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
+    // Per-CPU thermal_throttle dirs leak host activity (GHSA-6fw5-f8r9-fgfm).
+    if let Ok(cpus) = fs::read_dir("/sys/devices/system/cpu") {
+        for cpu in cpus.flatten() {
+            let p = cpu.path().join("thermal_throttle");
+            if p.is_dir() {
+                masked.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    for path in &masked {
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                path.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(sys(|| format!("mask {path}")))?;
+        } else {
+            mount(
+                Some("/dev/null"),
+                path.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys(|| format!("mask {path}")))?;
+        }
+    }
+    for path in READONLY_PATHS {
+        if !Path::new(path).exists() {
+            continue;
+        }
+        mount(
+            Some(*path),
+            *path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys(|| format!("bind {path}")))?;
+        remount_readonly(
+            Path::new(path),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )?;
+    }
+    Ok(())
+}
+
+/// `ReadonlyRootfs`: the root itself read-only, mounts on it keep their own flags.
+pub fn readonly_root() -> Result<()> {
+    remount_readonly(Path::new("/"), MsFlags::empty())
+}
+
+/// Create the working directory when the image lacks it, as Docker does.
+pub fn ensure_workdir(cwd: &str) -> Result<()> {
+    let path = check_destination(cwd)?;
+    mkdir_all(&path, 0o755)
+}

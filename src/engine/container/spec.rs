@@ -1,0 +1,98 @@
+//! The runtime spec: everything `berth shim` and `berth init` need to run one container, written by
+//! the engine as `containers/<id>/runtime.json` before it spawns the shim.
+//!
+//! It plays the part of an OCI bundle's `config.json`, reduced to what berth supports, so the
+//! container-side code never talks to the engine, the image store or the network module.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Docker's default `/dev/shm` size (`DefaultShmSize`).
+pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeSpec {
+    pub id: String,
+    /// `containers/<id>`: holds `upper/`, `work/`, `rootfs/` (the overlay mount point inside the
+    /// container's mount namespace), `l/` (short links to the lower dirs) and the log file.
+    pub bundle_dir: PathBuf,
+    /// Overlay lower directories, topmost first.
+    pub lower_dirs: Vec<PathBuf>,
+    /// argv of the workload; `args[0]` is looked up in the container's `PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=value`, already merged (image, then request) with `PATH` and `HOME` defaults.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container; created when missing, as Docker does.
+    pub cwd: String,
+    /// Docker's `User`: empty (root), `name`, `uid`, `name:group`, `uid:gid`.
+    pub user: String,
+    pub hostname: String,
+    #[serde(default)]
+    pub domainname: String,
+    /// Network namespace to join; `None` keeps the host's (network mode `host`).
+    pub netns: Option<PathBuf>,
+    /// Binds (volumes, `/etc/hosts`, …) and tmpfs mounts, applied in order after the defaults.
+    pub mounts: Vec<MountSpec>,
+    /// Cgroup directories the container's processes are put in (one per hierarchy used).
+    pub cgroups: Vec<PathBuf>,
+    /// Docker's json-file log.
+    pub log_path: PathBuf,
+    /// Where the shim records the exit status (`ExitRecord`).
+    pub exit_path: PathBuf,
+    pub shm_size: u64,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Host path for binds; ignored for tmpfs.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+    /// tmpfs data (`size=…,mode=…`), as Docker's `HostConfig.Tmpfs` values.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// What the shim writes when the container's init has exited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitRecord {
+    /// Exit status, or 128 + signal number when killed by a signal (Docker's convention).
+    pub exit_code: i64,
+    /// RFC 3339 with nanoseconds.
+    pub finished_at: String,
+    /// Host PID the record belongs to, so a stale record is never taken for a later run.
+    pub pid: i32,
+    /// Set when the container never ran (init failed before `execve`).
+    #[serde(default)]
+    pub error: String,
+}
+
+impl RuntimeSpec {
+    pub fn path_in(bundle_dir: &Path) -> PathBuf {
+        bundle_dir.join("runtime.json")
+    }
+    pub fn upper_dir(&self) -> PathBuf {
+        self.bundle_dir.join("upper")
+    }
+    pub fn work_dir(&self) -> PathBuf {
+        self.bundle_dir.join("work")
+    }
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.bundle_dir.join("rootfs")
+    }
+    pub fn links_dir(&self) -> PathBuf {
+        self.bundle_dir.join("l")
+    }
+}

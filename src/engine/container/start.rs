@@ -1,0 +1,305 @@
+//! Start: write the runtime spec and the network files, spawn the shim, wait for init to report,
+//! record the running state and watch for the exit.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+
+use super::process::{spawn_shim, ProcIdentity};
+use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
+use super::state::{Status, StateRecord};
+use super::{cgroup, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
+use crate::engine::api::types::EndpointSettings;
+use crate::engine::paths::write_atomic;
+use crate::engine::Engine;
+use crate::network::AttachRequest;
+
+/// What a start needs from the image, volume and network modules, resolved to host paths.
+#[derive(Debug, Clone, Default)]
+pub struct StartPlan {
+    /// Overlay lower dirs, topmost first.
+    pub lower_dirs: Vec<PathBuf>,
+    /// User mounts with their sources resolved (volumes to their `_data` dirs).
+    pub mounts: Vec<MountSpec>,
+    /// Network namespace to join; `None` = the host's.
+    pub netns: Option<PathBuf>,
+    pub endpoints: IndexMap<String, EndpointSettings>,
+    /// Contents for `/etc/hosts` and `/etc/resolv.conf`; `None` leaves the image's file.
+    pub hosts_file: Option<String>,
+    pub resolv_conf: Option<String>,
+    /// Overrides the recorded hostname (network mode `host` uses the host's).
+    pub hostname: Option<String>,
+}
+
+impl ContainerStore {
+    /// Start container `id` (a full ID). Returns the running state.
+    pub async fn start(&self, id: &str, plan: StartPlan) -> Result<StateRecord> {
+        let _guard = self.lock(id).await;
+        let record = self.load_record(id)?;
+        self.settle_and_notify(id)?;
+        let mut state = self.load_raw_state(id);
+        if state.status == Status::Running {
+            return Err(ContainerError::NotModified(record.name));
+        }
+        let dir = self.dir(id);
+        let exit_path = self.exit_path(id);
+        match std::fs::remove_file(&exit_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::io(format!("remove {}", exit_path.display()))(e))
+            }
+            _ => {}
+        }
+
+        let hostname = plan.hostname.clone().unwrap_or_else(|| record.hostname.clone());
+        let mut all_mounts = Vec::new();
+        let files = [
+            ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
+            ("hosts", "/etc/hosts", plan.hosts_file.clone()),
+            ("resolv.conf", "/etc/resolv.conf", plan.resolv_conf.clone()),
+        ];
+        for (file, target, contents) in files {
+            let Some(contents) = contents else { continue };
+            let path = dir.join(file);
+            write_atomic(&path, contents.as_bytes())
+                .map_err(ContainerError::io(format!("write {}", path.display())))?;
+            // A user mount on the same path wins, as in Docker.
+            if !plan.mounts.iter().any(|m| m.destination == target) {
+                all_mounts.push(MountSpec {
+                    kind: MountKind::Bind,
+                    source: path,
+                    destination: target.to_string(),
+                    read_only: false,
+                    data: String::new(),
+                });
+            }
+        }
+        all_mounts.extend(plan.mounts.iter().cloned());
+
+        let host_config = record.request.host_config.clone().unwrap_or_default();
+        let cgroups = self
+            .inner
+            .cgroups
+            .container_paths(id)
+            .map_err(|e| ContainerError::StartFailed {
+                name: record.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let spec = RuntimeSpec {
+            id: id.to_string(),
+            bundle_dir: dir.clone(),
+            lower_dirs: plan.lower_dirs.clone(),
+            args: record.args.clone(),
+            env: record.env.clone(),
+            cwd: record.working_dir.clone(),
+            user: record.user.clone(),
+            hostname,
+            domainname: record.request.domainname.clone(),
+            netns: plan.netns.clone(),
+            mounts: all_mounts,
+            cgroups: cgroups.clone(),
+            log_path: self.log_path(id),
+            exit_path: exit_path.clone(),
+            shm_size: host_config
+                .shm_size
+                .filter(|s| *s > 0)
+                .map_or(DEFAULT_SHM_SIZE, |s| s as u64),
+            readonly_rootfs: host_config.readonly_rootfs,
+        };
+        let spec_path = RuntimeSpec::path_in(&dir);
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| ContainerError::Other(format!("encode runtime spec: {e}")))?;
+        write_atomic(&spec_path, &bytes)
+            .map_err(ContainerError::io(format!("write {}", spec_path.display())))?;
+
+        let failed = |reason: String| {
+            // Whatever the shim left: processes in the cgroup, the cgroup itself.
+            cgroup::kill_all(&cgroups, std::time::Duration::from_secs(5));
+            let _ = cgroup::remove(&cgroups);
+            ContainerError::StartFailed {
+                name: record.name.clone(),
+                reason,
+            }
+        };
+        let report = match spawn_shim(&spec_path, &dir.join("shim.log")).await {
+            Ok(r) if r.error.is_empty() && r.pid > 0 => r,
+            Ok(r) => {
+                state.error = r.error.clone();
+                state.exit_code = 127;
+                self.save_state(id, &state)?;
+                return Err(failed(r.error));
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let shim = ProcIdentity::of(report.shim_pid).unwrap_or(ProcIdentity {
+            pid: report.shim_pid,
+            start_time: 0,
+        });
+        state = StateRecord {
+            status: Status::Running,
+            init: ProcIdentity::of(report.pid).unwrap_or(ProcIdentity {
+                pid: report.pid,
+                start_time: 0,
+            }),
+            shim,
+            started_at: now_rfc3339(),
+            finished_at: String::new(),
+            exit_code: 0,
+            error: String::new(),
+            endpoints: plan.endpoints.clone(),
+            sandbox_key: plan
+                .netns
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            stopped_by_user: false,
+        };
+        self.save_state(id, &state)?;
+        self.spawn_monitor(id, shim);
+        Ok(state)
+    }
+
+    /// Watch the shim; when it exits, settle the state and announce the exit.
+    pub(crate) fn spawn_monitor(&self, id: &str, shim: ProcIdentity) {
+        let store = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            shim.exited().await;
+            let _guard = store.lock(&id).await;
+            let _ = store.settle_and_notify(&id);
+        });
+    }
+
+    /// `settle_state`, announcing a running → exited change on the exit channel.
+    pub(crate) fn settle_and_notify(&self, id: &str) -> Result<()> {
+        if self.settle_state(id)? {
+            self.notify_exit(id);
+        }
+        Ok(())
+    }
+}
+
+/// Network name → requested endpoint, from `NetworkingConfig` or the network mode.
+fn requested_networks(
+    record: &super::state::ContainerRecord,
+) -> Result<IndexMap<String, EndpointSettings>> {
+    let mode = record
+        .request
+        .host_config
+        .as_ref()
+        .map(|h| h.network_mode.as_str())
+        .unwrap_or("");
+    if mode.starts_with("container:") {
+        return Err(ContainerError::BadRequest(format!(
+            "network mode {mode:?} is not supported yet"
+        )));
+    }
+    let endpoints = record
+        .request
+        .networking_config
+        .as_ref()
+        .map(|n| n.endpoints_config.clone())
+        .unwrap_or_default();
+    if !endpoints.is_empty() {
+        return Ok(endpoints);
+    }
+    Ok(match mode {
+        "none" => IndexMap::new(),
+        "" | "default" => [("bridge".to_string(), EndpointSettings::default())].into(),
+        other => [(other.to_string(), EndpointSettings::default())].into(),
+    })
+}
+
+impl Engine {
+    pub async fn start_container(&self, id_or_name: &str) -> Result<()> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        let record = self.containers.load_record(&id)?;
+        if self.containers.state(&id).status == Status::Running {
+            return Err(ContainerError::NotModified(record.name));
+        }
+        let start_err = |reason: String| ContainerError::StartFailed {
+            name: record.name.clone(),
+            reason,
+        };
+        let image = self
+            .images
+            .resolve(&record.image_id)
+            .ok_or_else(|| ContainerError::NoSuchImage(record.request.image.clone()))?;
+        let lower_dirs = self
+            .images
+            .lower_dirs(&image)
+            .map_err(|e| start_err(e.to_string()))?;
+        let mut user_mounts = Vec::new();
+        for m in mounts::plan(record.request.host_config.as_ref(), &record.anonymous_volumes)? {
+            let (kind, source, data) = match &m.source {
+                mounts::MountSource::HostPath(p) => (MountKind::Bind, p.clone(), String::new()),
+                mounts::MountSource::Volume(name) => (
+                    MountKind::Bind,
+                    self.volumes
+                        .mountpoint(name)
+                        .map_err(|e| start_err(e.to_string()))?,
+                    String::new(),
+                ),
+                mounts::MountSource::Tmpfs(data) => (MountKind::Tmpfs, PathBuf::new(), data.clone()),
+            };
+            user_mounts.push(MountSpec {
+                kind,
+                source,
+                destination: m.destination.clone(),
+                read_only: m.read_only,
+                data,
+            });
+        }
+
+        let host_config = record.request.host_config.clone().unwrap_or_default();
+        let mut plan = StartPlan {
+            lower_dirs,
+            mounts: user_mounts,
+            ..Default::default()
+        };
+        let host_network = host_config.network_mode == "host";
+        if host_network {
+            plan.hosts_file = std::fs::read_to_string("/etc/hosts").ok();
+            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf").ok();
+            if record.request.hostname.is_empty() {
+                plan.hostname = nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok());
+            }
+        } else {
+            let networks = requested_networks(&record)?;
+            // A crash may have left a half-made attachment; detach is idempotent.
+            let _ = self.networks.detach(&id).await;
+            let netns_path = self.roots.netns_dir().join(&id);
+            let attachment = self
+                .networks
+                .attach(AttachRequest {
+                    container_id: id.clone(),
+                    container_name: record.name.clone(),
+                    hostname: record.hostname.clone(),
+                    netns_path: netns_path.clone(),
+                    networks,
+                    port_bindings: host_config.port_bindings.clone().unwrap_or_default(),
+                    extra_hosts: host_config.extra_hosts.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(|e| start_err(e.to_string()))?;
+            plan.netns = Some(netns_path);
+            plan.endpoints = attachment.endpoints;
+            plan.hosts_file = Some(attachment.hosts_file);
+            plan.resolv_conf = Some(attachment.resolv_conf);
+        }
+        match self.containers.start(&id, plan).await {
+            Ok(_) => {
+                self.container_event("start", &record, &[]);
+                Ok(())
+            }
+            Err(e @ ContainerError::NotModified(_)) => Err(e),
+            Err(e) => {
+                if !host_network {
+                    let _ = self.networks.detach(&id).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}

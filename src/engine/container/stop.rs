@@ -1,0 +1,73 @@
+//! Stop: the stop signal (image or container `StopSignal`, default SIGTERM), a grace period
+//! (`stop_timeout`, default 10 s, negative = wait forever), then SIGKILL to everything in the
+//! container's cgroup.
+
+use std::time::Duration;
+
+use super::process::ProcIdentity;
+use super::state::Status;
+use super::{cgroup, parse_signal, ContainerError, ContainerStore, Result};
+use crate::engine::Engine;
+
+/// Docker's `defaultStopTimeout`.
+pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+impl ContainerStore {
+    /// Stop container `id`; false if it was not running (Docker's 304).
+    pub async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<bool> {
+        let _guard = self.lock(id).await;
+        let record = self.load_record(id)?;
+        self.settle_and_notify(id)?;
+        let mut state = self.load_raw_state(id);
+        if state.status != Status::Running {
+            return Ok(false);
+        }
+        state.stopped_by_user = true;
+        self.save_state(id, &state)?;
+        let signal = parse_signal(&record.stop_signal)?;
+        let timeout = timeout
+            .or(record.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        state.init.signal(signal);
+        let graceful = if timeout < 0 {
+            state.shim.exited().await;
+            true
+        } else {
+            tokio::time::timeout(
+                Duration::from_secs(timeout as u64),
+                state.shim.exited(),
+            )
+            .await
+            .is_ok()
+        };
+        if !graceful {
+            self.kill_everything(id, state.init, state.shim).await;
+        }
+        self.settle_and_notify(id)?;
+        Ok(true)
+    }
+
+    /// SIGKILL the init and every process in the cgroup, then wait for the shim to record the exit.
+    pub(crate) async fn kill_everything(&self, id: &str, init: ProcIdentity, shim: ProcIdentity) {
+        init.signal(libc::SIGKILL);
+        let paths = self.cgroup_paths(id);
+        let _ = tokio::task::spawn_blocking(move || {
+            cgroup::kill_all(&paths, Duration::from_secs(5))
+        })
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), shim.exited()).await;
+    }
+}
+
+impl Engine {
+    pub async fn stop_container(&self, id_or_name: &str, timeout: Option<i64>) -> Result<()> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        let record = self.containers.load_record(&id)?;
+        if !self.containers.stop(&id, timeout).await? {
+            return Err(ContainerError::NotModified(record.name));
+        }
+        let _ = self.networks.detach(&id).await;
+        self.container_event("stop", &record, &[]);
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! Pulling from a real registry (Debian's docker-registry on loopback) into a temporary data root.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth::engine::api::types::ProgressMessage;
+use berth::engine::image::ImageStore;
+use berth::engine::reference::ImageReference;
+use berth::engine::{EngineRoots, EngineSettings};
+use common::registry::{free_port, TarBuilder, TestRegistry};
+
+struct Roots {
+    _dir: tempfile::TempDir,
+    roots: EngineRoots,
+}
+
+fn roots() -> Roots {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = EngineRoots::new(dir.path().join("data"), dir.path().join("run"));
+    Roots { _dir: dir, roots }
+}
+
+async fn pull(
+    store: &ImageStore,
+    reference: &str,
+) -> (
+    Result<berth::engine::image::ImageRecord, berth::engine::image::ImageError>,
+    Vec<ProgressMessage>,
+) {
+    let r = ImageReference::parse(reference).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(10_000);
+    let res = store.pull(&r, &EngineSettings::default(), tx).await;
+    let mut msgs = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        msgs.push(m);
+    }
+    (res, msgs)
+}
+
+fn statuses(msgs: &[ProgressMessage]) -> Vec<String> {
+    msgs.iter().filter_map(|m| m.status.clone()).collect()
+}
+
+/// type, mode, uid, gid, symlink target, content size — for every path under `root`.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = md.file_type();
+            let desc = if ft.is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if ft.is_dir() {
+                format!("dir {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid())
+            } else {
+                format!(
+                    "file {:o} {}:{} {} bytes",
+                    md.mode() & 0o7777,
+                    md.uid(),
+                    md.gid(),
+                    md.len()
+                )
+            };
+            out.insert(rel, desc);
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn dir_entries(p: &Path) -> Vec<String> {
+    match std::fs::read_dir(p) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn blobs(roots: &EngineRoots) -> Vec<String> {
+    dir_entries(&roots.content_dir().join("blobs/sha256"))
+}
+
+#[tokio::test]
+async fn pull_busybox_matches_umoci_and_second_pull_reuses() {
+    let reg = TestRegistry::start();
+    let reference = reg.push_busybox("test/busybox", "v1");
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+
+    let (res, msgs) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("pull failed: {e}"));
+    let st = statuses(&msgs);
+    assert_eq!(st[0], "Pulling from test/busybox");
+    assert_eq!(msgs[0].id.as_deref(), Some("v1"));
+    for want in ["Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete", "Extracting", "Pull complete"] {
+        assert!(st.iter().any(|s| s == want), "missing {want:?} in {st:?}");
+    }
+    assert!(msgs.iter().any(|m| m.status.as_deref() == Some("Downloading")
+        && m.progress_detail.as_ref().is_some_and(|d| d.total.is_some())));
+    assert!(st.iter().any(|s| s.starts_with("Digest: sha256:")), "{st:?}");
+    assert_eq!(
+        st.last().unwrap(),
+        &format!("Status: Downloaded newer image for {reference}")
+    );
+    assert_eq!(rec.config.cmd, Some(vec!["sh".to_string()]));
+    assert_eq!(rec.repo_tags, vec![reference.clone()]);
+
+    // The snapshot is what umoci (the oracle) unpacks from the same image.
+    let lowers = store.lower_dirs(&rec).unwrap();
+    assert_eq!(lowers.len(), 1);
+    let bundle = r._dir.path().join("oracle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:busybox", reg.busybox_layout().display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ours = tree(&lowers[0]);
+    let oracle = tree(&bundle.join("rootfs"));
+    assert!(ours.contains_key("bin/busybox") && ours["bin/sh"] == "link -> busybox", "{ours:?}");
+    assert_eq!(ours["tmp"], "dir 1777 0:0");
+    assert_eq!(ours, oracle, "our snapshot differs from umoci's unpack");
+
+    // Resolution: by name, by normalised name, by id and id prefix.
+    let id_hex = rec.id.strip_prefix("sha256:").unwrap();
+    for name in [reference.as_str(), &rec.id, &id_hex[..12]] {
+        assert_eq!(store.resolve(name).map(|r| r.id), Some(rec.id.clone()), "{name}");
+    }
+    assert!(store.resolve(&reference.replace(":v1", ":v2")).is_none());
+    let digest_ref = &rec.repo_digests[0];
+    assert_eq!(store.resolve(digest_ref).map(|r| r.id), Some(rec.id.clone()));
+
+    // Second pull: nothing downloaded, "up to date".
+    let blobs_before = blobs(&r.roots);
+    let (res, msgs) = pull(&store, &reference).await;
+    res.unwrap();
+    let st = statuses(&msgs);
+    assert!(st.iter().any(|s| s == "Already exists"), "{st:?}");
+    assert!(!st.iter().any(|s| s == "Downloading"), "{st:?}");
+    assert_eq!(
+        st.last().unwrap(),
+        &format!("Status: Image is up to date for {reference}")
+    );
+    assert_eq!(blobs(&r.roots), blobs_before);
+
+    // Records survive a restart of the store.
+    drop(store);
+    let store = ImageStore::open(&r.roots).unwrap();
+    let again = store.resolve(&reference).expect("image known after reopen");
+    assert_eq!(again.id, rec.id);
+    assert_eq!(store.list().len(), 1);
+    let insp = store.inspect(&again);
+    assert_eq!(insp.root_fs.layers, rec.diff_ids);
+    assert_eq!(store.summary(&again).repo_tags, vec![reference.clone()]);
+}
+
+#[tokio::test]
+async fn docker_schema2_manifest_and_default_tag() {
+    let reg = TestRegistry::start();
+    let reference = reg.push_busybox_docker_v2("busybox", "latest");
+    // The registry really serves a Docker schema 2 manifest.
+    let (status, body) = reg.get(
+        "/v2/busybox/manifests/latest",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("application/vnd.docker.distribution.manifest.v2+json"));
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let short = format!("{}/busybox", reg.host());
+    let (res, _) = pull(&store, &short).await;
+    let rec = res.unwrap_or_else(|e| panic!("pull failed: {e}"));
+    assert_eq!(rec.repo_tags, vec![reference.clone()]);
+    assert_eq!(store.resolve(&short).unwrap().id, rec.id);
+    let lower = &store.lower_dirs(&rec).unwrap()[0];
+    assert!(lower.join("bin/busybox").is_file());
+}
+
+#[tokio::test]
+async fn unknown_image_names_image_and_registry() {
+    let reg = TestRegistry::start();
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let reference = format!("{}/nosuch/image:1.0", reg.host());
+    let (res, _) = pull(&store, &reference).await;
+    let e = res.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("nosuch/image:1.0"), "{text}");
+    assert!(text.contains(&reg.host()), "{text}");
+    assert!(text.contains("not found"), "{text}");
+    assert_eq!(e.http_status(), 404);
+    assert!(blobs(&r.roots).is_empty());
+    assert!(store.list().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_registry_names_host_and_port() {
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let port = free_port();
+    let (res, _) = pull(&store, &format!("127.0.0.1:{port}/x/y:1")).await;
+    let text = res.unwrap_err().to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("unreachable"), "{text}");
+    assert!(blobs(&r.roots).is_empty());
+}
+
+fn manifest_layer_digests(reg: &TestRegistry, repo: &str, tag: &str) -> Vec<String> {
+    let (status, body) = reg.get(
+        &format!("/v2/{repo}/manifests/{tag}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    assert_eq!(status, 200);
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn corrupt_blob_is_refused_and_nothing_is_kept() {
+    let reg = TestRegistry::start();
+    let mut t = TarBuilder::new();
+    t.dir("etc/", 0o755).file("etc/hello", 0o644, &vec![b'x'; 100_000]);
+    let reference = reg.push_layers("corrupt", "1", &[t.finish()]);
+    let layers = manifest_layer_digests(&reg, "corrupt", "1");
+    reg.corrupt_blob(&layers[0]);
+
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let (res, _) = pull(&store, &reference).await;
+    let text = res.unwrap_err().to_string();
+    assert!(text.contains("digest mismatch"), "{text}");
+    assert!(text.contains(&layers[0]), "{text}");
+    assert!(blobs(&r.roots).is_empty(), "{:?}", blobs(&r.roots));
+    assert!(dir_entries(&r.roots.content_dir().join("ingest")).is_empty());
+    assert!(dir_entries(&r.roots.snapshots_dir()).is_empty());
+    assert!(store.resolve(&reference).is_none());
+}
+
+#[tokio::test]
+async fn multi_layer_image_with_whiteouts() {
+    let reg = TestRegistry::start();
+    let mut l1 = TarBuilder::new();
+    l1.dir("etc/", 0o755)
+        .file("etc/keep", 0o644, b"keep")
+        .file("etc/gone", 0o644, b"gone")
+        .dir("opaque/", 0o755)
+        .file("opaque/old", 0o644, b"old");
+    let mut l2 = TarBuilder::new();
+    l2.file("etc/.wh.gone", 0o644, b"")
+        .dir("opaque/", 0o755)
+        .file("opaque/.wh..wh..opq", 0o644, b"")
+        .file("opaque/new", 0o644, b"new");
+    let reference = reg.push_layers("layers", "1", &[l1.finish(), l2.finish()]);
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let (res, _) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("{e}"));
+    let lowers: Vec<PathBuf> = store.lower_dirs(&rec).unwrap();
+    assert_eq!(lowers.len(), 2);
+    // Topmost first: the whiteout layer.
+    let top = &lowers[0];
+    let md = std::fs::symlink_metadata(top.join("etc/gone")).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(md.file_type().is_char_device() && md.rdev() == 0, "whiteout is a 0/0 char device");
+    let opq = xattr_get(&top.join("opaque"), "trusted.overlay.opaque");
+    assert_eq!(opq.as_deref(), Some(&b"y"[..]));
+    assert_eq!(std::fs::read(top.join("opaque/new")).unwrap(), b"new");
+    assert_eq!(std::fs::read(lowers[1].join("etc/gone")).unwrap(), b"gone");
+}
+
+pub fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::ffi::CString;
+    let path = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = unsafe {
+        libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
