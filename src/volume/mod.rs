@@ -248,14 +248,9 @@ impl VolumeStore {
             .collect()
     }
 
-    /// Remove a volume that the caller knows to be unused (no in-use check here).
-    pub fn remove(&self, name: &str) -> Result<()> {
-        self.remove_unused(name, false, &[])
-    }
-
     /// Remove a volume. `in_use_by` lists the containers (IDs) whose mounts use it; a volume in
     /// use is refused, as Docker does, even with `force` (which only forgives a missing volume).
-    pub fn remove_unused(&self, name: &str, force: bool, in_use_by: &[String]) -> Result<()> {
+    pub fn remove(&self, name: &str, force: bool, in_use_by: &[String]) -> Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         match self.get(name) {
             Ok(_) => {}
@@ -421,14 +416,14 @@ mod tests {
         let (_d, store) = store();
         let v = store.create(named("busy")).unwrap();
         std::fs::write(Path::new(&v.mountpoint).join("f"), "x").unwrap();
-        let err = store.remove_unused("busy", true, &["abc123".into()]).unwrap_err();
+        let err = store.remove("busy", true, &["abc123".into()]).unwrap_err();
         assert_eq!(err.http_status(), 409);
         assert_eq!(err.to_string(), "remove busy: volume is in use - [abc123]");
-        store.remove("busy").unwrap();
+        store.remove("busy", false, &[]).unwrap();
         assert!(!Path::new(&v.mountpoint).exists());
-        let err = store.remove("busy").unwrap_err();
+        let err = store.remove("busy", false, &[]).unwrap_err();
         assert_eq!(err.to_string(), "get busy: no such volume");
-        store.remove_unused("busy", true, &[]).unwrap();
+        store.remove("busy", true, &[]).unwrap();
     }
 
     #[test]

@@ -39,7 +39,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
     filters.allow_only(&["name", "label", "driver", "dangling"])?;
     let dangling = filters.bool_value("dangling")?;
     let in_use = match dangling {
-        Some(_) => super::containers::volumes_in_use(&engine),
+        Some(_) => super::containers::volumes_in_use(&engine).await,
         None => Default::default(),
     };
     let volumes = engine
@@ -77,12 +77,13 @@ async fn remove(
     params: Params,
 ) -> ApiResult<Response> {
     let users = super::containers::volumes_in_use(&engine)
+        .await
         .remove(&name)
         .unwrap_or_default();
     let existed = engine.volumes.get(&name).is_ok();
     engine
         .volumes
-        .remove_unused(&name, flag(&params, "force"), &users)?;
+        .remove(&name, flag(&params, "force"), &users)?;
     if existed {
         emit_event(&engine, "volume", "destroy", &name, &[("driver", "local")]);
     }
