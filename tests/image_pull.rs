@@ -105,12 +105,26 @@ async fn pull_busybox_matches_umoci_and_second_pull_reuses() {
     let st = statuses(&msgs);
     assert_eq!(st[0], "Pulling from test/busybox");
     assert_eq!(msgs[0].id.as_deref(), Some("v1"));
-    for want in ["Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete", "Extracting", "Pull complete"] {
+    for want in [
+        "Pulling fs layer",
+        "Downloading",
+        "Verifying Checksum",
+        "Download complete",
+        "Extracting",
+        "Pull complete",
+    ] {
         assert!(st.iter().any(|s| s == want), "missing {want:?} in {st:?}");
     }
-    assert!(msgs.iter().any(|m| m.status.as_deref() == Some("Downloading")
-        && m.progress_detail.as_ref().is_some_and(|d| d.total.is_some())));
-    assert!(st.iter().any(|s| s.starts_with("Digest: sha256:")), "{st:?}");
+    assert!(msgs
+        .iter()
+        .any(|m| m.status.as_deref() == Some("Downloading")
+            && m.progress_detail
+                .as_ref()
+                .is_some_and(|d| d.total.is_some())));
+    assert!(
+        st.iter().any(|s| s.starts_with("Digest: sha256:")),
+        "{st:?}"
+    );
     assert_eq!(
         st.last().unwrap(),
         &format!("Status: Downloaded newer image for {reference}")
@@ -128,21 +142,35 @@ async fn pull_busybox_matches_umoci_and_second_pull_reuses() {
         .arg(&bundle)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours = tree(&lowers[0]);
     let oracle = tree(&bundle.join("rootfs"));
-    assert!(ours.contains_key("bin/busybox") && ours["bin/sh"] == "link -> busybox", "{ours:?}");
+    assert!(
+        ours.contains_key("bin/busybox") && ours["bin/sh"] == "link -> busybox",
+        "{ours:?}"
+    );
     assert_eq!(ours["tmp"], "dir 1777 0:0");
     assert_eq!(ours, oracle, "our snapshot differs from umoci's unpack");
 
     // Resolution: by name, by normalised name, by id and id prefix.
     let id_hex = rec.id.strip_prefix("sha256:").unwrap();
     for name in [reference.as_str(), &rec.id, &id_hex[..12]] {
-        assert_eq!(store.resolve(name).map(|r| r.id), Some(rec.id.clone()), "{name}");
+        assert_eq!(
+            store.resolve(name).map(|r| r.id),
+            Some(rec.id.clone()),
+            "{name}"
+        );
     }
     assert!(store.resolve(&reference.replace(":v1", ":v2")).is_none());
     let digest_ref = &rec.repo_digests[0];
-    assert_eq!(store.resolve(digest_ref).map(|r| r.id), Some(rec.id.clone()));
+    assert_eq!(
+        store.resolve(digest_ref).map(|r| r.id),
+        Some(rec.id.clone())
+    );
 
     // Second pull: nothing downloaded, "up to date".
     let blobs_before = blobs(&r.roots);
@@ -178,7 +206,8 @@ async fn docker_schema2_manifest_and_default_tag() {
         "application/vnd.docker.distribution.manifest.v2+json",
     );
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("application/vnd.docker.distribution.manifest.v2+json"));
+    assert!(String::from_utf8_lossy(&body)
+        .contains("application/vnd.docker.distribution.manifest.v2+json"));
     let r = roots();
     let store = ImageStore::open(&r.roots).unwrap();
     let short = format!("{}/busybox", reg.host());
@@ -230,7 +259,13 @@ fn manifest_layer_digests(reg: &TestRegistry, repo: &str, tag: &str) -> Vec<Stri
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
+        .map(|l| {
+            l["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+                .to_string()
+        })
         .collect()
 }
 
@@ -238,7 +273,8 @@ fn manifest_layer_digests(reg: &TestRegistry, repo: &str, tag: &str) -> Vec<Stri
 async fn corrupt_blob_is_refused_and_nothing_is_kept() {
     let reg = TestRegistry::start();
     let mut t = TarBuilder::new();
-    t.dir("etc/", 0o755).file("etc/hello", 0o644, &vec![b'x'; 100_000]);
+    t.dir("etc/", 0o755)
+        .file("etc/hello", 0o644, &vec![b'x'; 100_000]);
     let reference = reg.push_layers("corrupt", "1", &[t.finish()]);
     let layers = manifest_layer_digests(&reg, "corrupt", "1");
     reg.corrupt_blob(&layers[0]);
@@ -280,7 +316,10 @@ async fn multi_layer_image_with_whiteouts() {
     let top = &lowers[0];
     let md = std::fs::symlink_metadata(top.join("etc/gone")).unwrap();
     use std::os::unix::fs::FileTypeExt;
-    assert!(md.file_type().is_char_device() && md.rdev() == 0, "whiteout is a 0/0 char device");
+    assert!(
+        md.file_type().is_char_device() && md.rdev() == 0,
+        "whiteout is a 0/0 char device"
+    );
     let opq = xattr_get(&top.join("opaque"), "trusted.overlay.opaque");
     assert_eq!(opq.as_deref(), Some(&b"y"[..]));
     assert_eq!(std::fs::read(top.join("opaque/new")).unwrap(), b"new");
@@ -293,7 +332,12 @@ pub fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
     let name = CString::new(name).unwrap();
     let mut buf = vec![0u8; 256];
     let n = unsafe {
-        libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if n < 0 {
         return None;

@@ -1,27 +1,61 @@
-//! The `berth` command line: clap definitions and one module per command.
+//! The `berth` command line: clap definitions, global flags, and one module per command.
+//!
+//! Exit codes follow docker compose: 0 on success, 1 on any error (printed on stderr), and the
+//! code a command documents otherwise.
+
+pub mod config;
+mod down;
+mod import;
+mod logs;
+mod output;
+mod project;
+mod ps;
+mod pull;
+mod up;
+mod version;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod config;
-
 use crate::engine::{EngineRoots, EngineSettings};
+pub use project::ProjectArgs;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
     version,
-    about = "Compose-style multi-container orchestrator with its own engine"
+    about = "Run multi-container applications from a compose file, with berth's own container engine",
+    long_about = None,
+    after_help = "Run 'berth COMMAND --help' for more information on a command."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub project: ProjectArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the container engine daemon (started by the CLI when its socket is absent)
+    /// Create and start containers
+    Up(up::UpArgs),
+    /// Stop and remove containers and networks (named volumes only with -v)
+    Down(down::DownArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Pull service images
+    Pull(pull::PullArgs),
+    /// Parse, resolve and render the compose file in canonical format
+    #[command(visible_alias = "convert")]
+    Config(config::ConfigArgs),
+    /// Import a root filesystem tarball as an image (like `docker import`)
+    Import(import::ImportArgs),
+    /// Show the berth version information
+    Version(version::VersionArgs),
+    /// Run the container engine daemon (the CLI starts it by itself when its socket is absent)
     Engine(EngineArgs),
 }
 
@@ -40,19 +74,75 @@ pub struct EngineArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Engine(args) => {
             let roots = EngineRoots::new(args.data_root, args.run_root);
             let settings = EngineSettings {
                 insecure_registries: args.insecure_registries,
             };
-            match crate::engine::daemon::run(roots, settings) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth engine: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            crate::engine::daemon::run(roots, settings).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Config(args) => {
+            project::load_options(&cli.project, &[]).and_then(|opts| config::run(&args, opts))
+        }
+        Command::Version(args) => version::run(&args),
+        command => run_async(cli.project, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Commands that talk to the engine run on a tokio runtime built here, after argument parsing.
+fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Up(args) => up::run(&project, &args).await,
+            Command::Down(args) => down::run(&project, &args).await,
+            Command::Ps(args) => ps::run(&project, &args).await,
+            Command::Logs(args) => logs::run(&project, &args).await,
+            Command::Pull(args) => pull::run(&project, &args).await,
+            Command::Import(args) => import::run(&project, &args).await,
+            Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
+                unreachable!("dispatched before the runtime is built")
+            }
+        }
+    })
+}
+
+/// The error and its causes on one line each, as `Error: …` / `  caused by: …`; causes that the
+/// message already contains are not repeated.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = format!("Error: {e}");
+    let mut shown = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+            shown.push_str(&text);
+        }
+    }
+    out
+}
+
+/// The engine's roots and settings as the CLI sees them (env vars or the hidden global flags).
+pub fn engine_roots(project: &ProjectArgs) -> (EngineRoots, EngineSettings) {
+    let mut roots = EngineRoots::from_env();
+    if let Some(d) = &project.data_root {
+        roots.data_root = d.clone();
+    }
+    if let Some(r) = &project.run_root {
+        roots.run_root = r.clone();
+    }
+    let settings = EngineSettings {
+        insecure_registries: project.insecure_registries.clone(),
+    };
+    (roots, settings)
 }

@@ -27,7 +27,9 @@ pub enum ContentError {
         actual: String,
         size: u64,
     },
-    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}; nothing was stored")]
+    #[error(
+        "size mismatch for {digest}: expected {expected} bytes, got {actual}; nothing was stored"
+    )]
     SizeMismatch {
         digest: String,
         expected: u64,
@@ -136,10 +138,7 @@ impl ContentStore {
     /// Stores `bytes` under their own digest (if `expected` is given, they must match it).
     pub fn write_blob(&self, bytes: &[u8], expected: Option<&str>) -> Result<String> {
         let digest = sha256_digest(bytes);
-        let mut w = self.writer(
-            expected.unwrap_or(&digest),
-            Some(bytes.len() as u64),
-        )?;
+        let mut w = self.writer(expected.unwrap_or(&digest), Some(bytes.len() as u64))?;
         w.write_chunk(bytes)?;
         w.commit()?;
         Ok(digest)
@@ -147,7 +146,11 @@ impl ContentStore {
 
     /// A writer for a blob of known digest (and size, when known). Nothing is visible under
     /// `blobs/` until `commit` verifies both.
-    pub fn writer(&self, expected_digest: &str, expected_size: Option<u64>) -> Result<IngestWriter> {
+    pub fn writer(
+        &self,
+        expected_digest: &str,
+        expected_size: Option<u64>,
+    ) -> Result<IngestWriter> {
         let target = self.blob_path(expected_digest)?;
         let path = self.ingest_dir().join(format!(
             "{}-{}-{}",
@@ -229,9 +232,7 @@ impl IngestWriter {
         let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
         if self.expected_digest.is_empty() {
             self.expected_digest = actual.clone();
-            self.target = self
-                .target
-                .with_file_name(&actual["sha256:".len()..]);
+            self.target = self.target.with_file_name(&actual["sha256:".len()..]);
         }
         if let Some(size) = self.expected_size {
             if size != self.written {
@@ -346,7 +347,10 @@ mod tests {
         assert!(e.to_string().contains("digest mismatch"), "{e}");
         let mut w = s.writer(&sha256_digest(b"hello"), Some(3)).unwrap();
         let e = w.write_chunk(b"hello").unwrap_err();
-        assert!(e.to_string().contains("larger than its declared 3 bytes"), "{e}");
+        assert!(
+            e.to_string().contains("larger than its declared 3 bytes"),
+            "{e}"
+        );
         drop(w);
         let mut w = s.writer(&sha256_digest(b"hello"), Some(10)).unwrap();
         w.write_chunk(b"hello").unwrap();
@@ -360,7 +364,10 @@ mod tests {
     fn digests_that_could_escape_are_refused() {
         let (_d, s) = store();
         for bad in ["sha256:../../x", "sha256:ABC", "md5:00", "sha256:"] {
-            assert!(matches!(s.blob_path(bad), Err(ContentError::InvalidDigest(_))));
+            assert!(matches!(
+                s.blob_path(bad),
+                Err(ContentError::InvalidDigest(_))
+            ));
         }
     }
 

@@ -217,10 +217,11 @@ impl ImageStore {
     pub fn open(roots: &EngineRoots) -> Result<Self> {
         let root = roots.images_dir();
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
-        let content = ContentStore::open(roots.content_dir()).map_err(|source| ImageError::Content {
-            image: "(store)".into(),
-            source,
-        })?;
+        let content =
+            ContentStore::open(roots.content_dir()).map_err(|source| ImageError::Content {
+                image: "(store)".into(),
+                source,
+            })?;
         let snapshots = SnapshotStore::open(roots.snapshots_dir())?;
         let mut records = HashMap::new();
         for entry in std::fs::read_dir(&root).map_err(io_err(&root))? {
@@ -233,9 +234,12 @@ impl ImageStore {
                 continue;
             }
             let bytes = std::fs::read(entry.path()).map_err(io_err(&entry.path()))?;
-            let rec: ImageRecord = serde_json::from_slice(&bytes).map_err(|e| ImageError::Other(
-                format!("image record {} is unreadable: {e}; remove it to forget the image", entry.path().display()),
-            ))?;
+            let rec: ImageRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                ImageError::Other(format!(
+                    "image record {} is unreadable: {e}; remove it to forget the image",
+                    entry.path().display()
+                ))
+            })?;
             records.insert(rec.id.clone(), rec);
         }
         Ok(ImageStore {
@@ -273,7 +277,9 @@ impl ImageStore {
         let hex = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
         let looks_like_id = !hex.is_empty()
             && hex.len() <= 64
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if looks_like_id && (hex.len() == 64 || name_or_id.starts_with("sha256:")) {
             return Self::by_id_prefix(&records, hex);
         }
@@ -351,7 +357,10 @@ impl ImageStore {
     ) -> Result<ImageRecord> {
         let _guard = self.write_lock.lock().await;
         let mut rollback = Rollback::default();
-        match self.pull_locked(reference, settings, &progress, &mut rollback).await {
+        match self
+            .pull_locked(reference, settings, &progress, &mut rollback)
+            .await
+        {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 rollback.undo(self);
@@ -417,9 +426,13 @@ impl ImageStore {
                         },
                     });
                 }
-                match parse_manifest(&inner.bytes, inner.content_type.as_deref()).map_err(&invalid)? {
+                match parse_manifest(&inner.bytes, inner.content_type.as_deref())
+                    .map_err(&invalid)?
+                {
                     Manifest::Image(m) => (inner.bytes, m),
-                    Manifest::Index(_) => return Err(invalid("index points to another index".into())),
+                    Manifest::Index(_) => {
+                        return Err(invalid("index points to another index".into()))
+                    }
                 }
             }
         };
@@ -501,8 +514,13 @@ impl ImageStore {
                 ..Default::default()
             })
             .await;
-            self.unpack_blob(&image, &layer.digest, &config.rootfs.diff_ids[i], &chains[i])
-                .await?;
+            self.unpack_blob(
+                &image,
+                &layer.digest,
+                &config.rootfs.diff_ids[i],
+                &chains[i],
+            )
+            .await?;
             rollback.snapshots.push(chains[i].clone());
             send(status_msg("Pull complete", Some(&id))).await;
         }
@@ -526,10 +544,7 @@ impl ImageStore {
 
         let name = reference.familiar_name();
         let repo_digest = format!("{name}@{top_digest}");
-        let tag = reference
-            .tag
-            .as_ref()
-            .map(|t| format!("{name}:{t}"));
+        let tag = reference.tag.as_ref().map(|t| format!("{name}:{t}"));
         let had_tag = match (&existing, &tag) {
             (Some(rec), Some(t)) => rec.repo_tags.iter().any(|x| same_name(x, t)),
             (Some(_), None) => true,
@@ -569,7 +584,10 @@ impl ImageStore {
         let status = if had_tag {
             format!("Status: Image is up to date for {}", reference.familiar())
         } else {
-            format!("Status: Downloaded newer image for {}", reference.familiar())
+            format!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            )
         };
         send(status_msg(status, None)).await;
         Ok(rec)
@@ -661,11 +679,20 @@ impl ImageStore {
     }
 
     /// Unpacks a stored layer blob into the snapshot `chain_id`, checking its DiffID.
-    async fn unpack_blob(&self, image: &str, digest: &str, diff_id: &str, chain_id: &str) -> Result<()> {
-        let blob = self.content.open_blob(digest).map_err(|source| ImageError::Content {
-            image: image.to_string(),
-            source,
-        })?;
+    async fn unpack_blob(
+        &self,
+        image: &str,
+        digest: &str,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<()> {
+        let blob = self
+            .content
+            .open_blob(digest)
+            .map_err(|source| ImageError::Content {
+                image: image.to_string(),
+                source,
+            })?;
         let snapshots = self.snapshots.clone();
         let limits = self.limits.clone();
         let chain = chain_id.to_string();
@@ -729,7 +756,12 @@ impl ImageStore {
         }
     }
 
-    fn import_inner(&self, mut tar: impl Read, tag: Option<&str>, rollback: &mut Rollback) -> Result<ImageRecord> {
+    fn import_inner(
+        &self,
+        mut tar: impl Read,
+        tag: Option<&str>,
+        rollback: &mut Rollback,
+    ) -> Result<ImageRecord> {
         let image = tag.unwrap_or("imported image").to_string();
         let content_err = |source| ImageError::Content {
             image: image.clone(),
@@ -793,8 +825,12 @@ impl ImageStore {
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created": created, "created_by": "berth import", "comment": "Imported from tarball"}],
         });
-        let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
-        let config_digest = self.content.write_blob(&config_bytes, None).map_err(content_err)?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
+        let config_digest = self
+            .content
+            .write_blob(&config_bytes, None)
+            .map_err(content_err)?;
         rollback.blobs.push(config_digest.clone());
         // (config carries a timestamp, so it is always new; so is the manifest naming it)
         let manifest = serde_json::json!({
@@ -803,8 +839,12 @@ impl ImageStore {
             "config": {"mediaType": registry::MEDIA_OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
             "layers": [{"mediaType": media_type, "digest": layer_digest, "size": size}],
         });
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
-        let manifest_digest = self.content.write_blob(&manifest_bytes, None).map_err(content_err)?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
+        let manifest_digest = self
+            .content
+            .write_blob(&manifest_bytes, None)
+            .map_err(content_err)?;
         rollback.blobs.push(manifest_digest.clone());
 
         let rec = ImageRecord {

@@ -43,7 +43,10 @@ pub fn is_valid_digest(digest: &str) -> bool {
 
 /// True for exactly 64 lowercase hex digits.
 pub fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// One path component of a repository: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
@@ -92,8 +95,7 @@ fn is_valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
@@ -111,7 +113,10 @@ fn is_valid_registry(r: &str) -> bool {
                 None => return false,
             },
         };
-        (!h.is_empty() && h.bytes().all(|c| c.is_ascii_hexdigit() || c == b':'), port)
+        (
+            !h.is_empty() && h.bytes().all(|c| c.is_ascii_hexdigit() || c == b':'),
+            port,
+        )
     } else {
         let (h, port) = match r.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -121,10 +126,12 @@ fn is_valid_registry(r: &str) -> bool {
             && !h.starts_with('.')
             && !h.ends_with('.')
             && !h.contains("..")
-            && h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+            && h.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
         (ok, port)
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()));
     host_ok && port_ok
 }
 
@@ -143,7 +150,9 @@ impl ImageReference {
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => {
                 if !is_valid_digest(d) {
-                    return Err(invalid("digest must be sha256: followed by 64 lowercase hex digits"));
+                    return Err(invalid(
+                        "digest must be sha256: followed by 64 lowercase hex digits",
+                    ));
                 }
                 (n, Some(d.to_string()))
             }

@@ -43,7 +43,9 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("image {image} not found on registry {registry}: manifest unknown; check the name and tag")]
+    #[error(
+        "image {image} not found on registry {registry}: manifest unknown; check the name and tag"
+    )]
     ManifestUnknown { image: String, registry: String },
     #[error("registry {registry} refused access to {image} ({status}): {detail}")]
     Unauthorized {
@@ -129,7 +131,10 @@ pub enum Manifest {
 }
 
 /// Parses manifest bytes, deciding index vs. image by media type (header, then body).
-pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> std::result::Result<Manifest, String> {
+pub fn parse_manifest(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> std::result::Result<Manifest, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -184,8 +189,7 @@ pub fn select_platform(index: &ImageIndex) -> Option<&Descriptor> {
             .and_then(|a| a.get("vnd.docker.reference.type"))
             .is_some_and(|t| t == "attestation-manifest");
         !attestation
-            && d
-                .platform
+            && d.platform
                 .as_ref()
                 .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
     })
@@ -196,7 +200,10 @@ pub fn is_loopback_registry(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
-        registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry)
+        registry
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(registry)
     };
     host == "localhost"
         || host
@@ -349,8 +356,8 @@ impl RegistryClient {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized("no WWW-Authenticate challenge".into()))?;
-        let (scheme, params) =
-            parse_challenge(header).ok_or_else(|| unauthorized(format!("bad challenge {header:?}")))?;
+        let (scheme, params) = parse_challenge(header)
+            .ok_or_else(|| unauthorized(format!("bad challenge {header:?}")))?;
         if scheme != "bearer" {
             return Err(unauthorized(format!(
                 "the registry wants {scheme} credentials; berth pulls anonymously"
@@ -375,13 +382,18 @@ impl RegistryClient {
                 .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
             q.append_pair("scope", &scope);
         }
-        let resp = self.http.get(url).send().await.map_err(|e| token_err(e.to_string()))?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| token_err(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(token_err(format!("status {}", resp.status())));
         }
         let body = resp.bytes().await.map_err(|e| token_err(e.to_string()))?;
-        let t: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| token_err(format!("bad token reply: {e}")))?;
+        let t: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| token_err(format!("bad token reply: {e}")))?;
         let token = t
             .token
             .or(t.access_token)
@@ -482,10 +494,21 @@ mod tests {
 
     #[test]
     fn only_loopback_is_plain_http() {
-        for r in ["127.0.0.1:5000", "127.1.2.3", "localhost:80", "[::1]:5000", "localhost"] {
+        for r in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost:80",
+            "[::1]:5000",
+            "localhost",
+        ] {
             assert!(is_loopback_registry(r), "{r}");
         }
-        for r in ["docker.io", "10.0.0.1:5000", "example.com:5000", "localhost.example.com"] {
+        for r in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "example.com:5000",
+            "localhost.example.com",
+        ] {
             assert!(!is_loopback_registry(r), "{r}");
         }
     }

@@ -88,7 +88,10 @@ impl SnapshotStore {
         let final_path = self.path(chain_id)?;
         let name = format!(
             ".tmp-{}-{}-{}",
-            final_path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
+            final_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x"),
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );

@@ -20,7 +20,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum UnpackError {
-    #[error("hostile layer: entry {path:?} {reason}; refused, nothing was written outside the snapshot")]
+    #[error(
+        "hostile layer: entry {path:?} {reason}; refused, nothing was written outside the snapshot"
+    )]
     Hostile { path: String, reason: String },
     #[error("malformed layer tar: {0}")]
     Malformed(String),
@@ -206,7 +208,9 @@ fn parse_pax(data: &[u8], pending: &mut Pending) -> Result<()> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| UnpackError::Malformed("bad pax record length".into()))?;
         if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(UnpackError::Malformed("pax record length out of bounds".into()));
+            return Err(UnpackError::Malformed(
+                "pax record length out of bounds".into(),
+            ));
         }
         let record = &rest[sp + 1..len - 1];
         rest = &rest[len..];
@@ -238,8 +242,20 @@ fn parse_pax(data: &[u8], pending: &mut Pending) -> Result<()> {
                 }
             }
             "size" => pending.size = Some(int("size")?),
-            "uid" => pending.uid = Some(int("uid")?.try_into().map_err(|_| UnpackError::Malformed("uid out of range".into()))?),
-            "gid" => pending.gid = Some(int("gid")?.try_into().map_err(|_| UnpackError::Malformed("gid out of range".into()))?),
+            "uid" => {
+                pending.uid = Some(
+                    int("uid")?
+                        .try_into()
+                        .map_err(|_| UnpackError::Malformed("uid out of range".into()))?,
+                )
+            }
+            "gid" => {
+                pending.gid = Some(
+                    int("gid")?
+                        .try_into()
+                        .map_err(|_| UnpackError::Malformed("gid out of range".into()))?,
+                )
+            }
             "mtime" => {
                 let t = text()?;
                 let secs = t.split('.').next().unwrap_or("0");
@@ -317,7 +333,9 @@ impl<R: Read> TarStream<'_, R> {
         loop {
             if !self.block(&mut hdr)? {
                 if pending.path.is_some() || pending.size.is_some() || pending.link.is_some() {
-                    return Err(UnpackError::Malformed("archive ends after an extended header".into()));
+                    return Err(UnpackError::Malformed(
+                        "archive ends after an extended header".into(),
+                    ));
                 }
                 return Ok(None);
             }
@@ -440,7 +458,11 @@ fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd
     // SAFETY: open_how is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.mode = if flags & libc::O_CREAT != 0 {
+        mode as u64
+    } else {
+        0
+    };
     how.resolve = RESOLVE_STRICT;
     loop {
         // SAFETY: valid pointers to a NUL-terminated name and an open_how of the given size.
@@ -556,7 +578,10 @@ fn split_path<'p>(raw: &'p [u8], limits: &UnpackLimits, what: &str) -> Result<Ve
             b"" | b"." => {}
             b".." => return Err(hostile(format!("has '..' in its {what}"))),
             c if c.len() > 255 => {
-                return Err(UnpackError::Limit(format!("path component over 255 bytes in {}", show(raw))))
+                return Err(UnpackError::Limit(format!(
+                    "path component over 255 bytes in {}",
+                    show(raw)
+                )))
             }
             c => comps.push(c),
         }
@@ -585,10 +610,7 @@ impl Extractor<'_> {
     /// Opens the directory at `comps` one component at a time, never following a symlink.
     /// Missing directories are created (0755) when `create` is set, as tar implies parents.
     fn open_dir(&self, comps: &[&[u8]], create: bool, entry: &[u8]) -> Result<OwnedFd> {
-        let mut cur = self
-            .root
-            .try_clone()
-            .map_err(Self::io(entry))?;
+        let mut cur = self.root.try_clone().map_err(Self::io(entry))?;
         for (i, c) in comps.iter().enumerate() {
             let name = cname(c)?;
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
@@ -649,10 +671,17 @@ impl Extractor<'_> {
 
     fn remove_tree(&self, dir: RawFd, name: &CStr, depth: usize, entry: &[u8]) -> Result<()> {
         if depth > self.limits.max_depth {
-            return Err(UnpackError::Limit("directory tree too deep to replace".into()));
+            return Err(UnpackError::Limit(
+                "directory tree too deep to replace".into(),
+            ));
         }
-        let fd = openat2(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
-            .map_err(Self::io(entry))?;
+        let fd = openat2(
+            dir,
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )
+        .map_err(Self::io(entry))?;
         let mut children = Vec::new();
         // SAFETY: fdopendir takes ownership of the fd (we release it from OwnedFd).
         let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
@@ -682,7 +711,9 @@ impl Extractor<'_> {
         let own = unsafe { OwnedFd::from_raw_fd(own) };
         for c in children {
             match lstat_at(own.as_raw_fd(), &c).map_err(Self::io(entry))? {
-                Some(st) if is_dir(&st) => self.remove_tree(own.as_raw_fd(), &c, depth + 1, entry)?,
+                Some(st) if is_dir(&st) => {
+                    self.remove_tree(own.as_raw_fd(), &c, depth + 1, entry)?
+                }
                 Some(_) => cvt(unsafe { libc::unlinkat(own.as_raw_fd(), c.as_ptr(), 0) })
                     .map_err(Self::io(entry))?,
                 None => {}
@@ -700,10 +731,8 @@ impl Extractor<'_> {
             let key = CString::new(k.as_bytes())
                 .map_err(|_| UnpackError::Malformed("NUL in xattr name".into()))?;
             // SAFETY: valid fd, key and value buffer.
-            cvt(unsafe {
-                libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-            })
-            .map_err(Self::io(entry))?;
+            cvt(unsafe { libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0) })
+                .map_err(Self::io(entry))?;
         }
         Ok(())
     }
@@ -809,16 +838,20 @@ impl Extractor<'_> {
                 if tcomps == comps {
                     return Ok(());
                 }
-                let tdir = self.open_dir(tparents, false, &e.path).map_err(|err| match err {
-                    UnpackError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                        UnpackError::Malformed(format!(
-                            "hardlink {} points to {}, which is not in this layer",
-                            show(&e.path),
-                            show(&e.link)
-                        ))
-                    }
-                    other => other,
-                })?;
+                let tdir = self
+                    .open_dir(tparents, false, &e.path)
+                    .map_err(|err| match err {
+                        UnpackError::Io { source, .. }
+                            if source.kind() == io::ErrorKind::NotFound =>
+                        {
+                            UnpackError::Malformed(format!(
+                                "hardlink {} points to {}, which is not in this layer",
+                                show(&e.path),
+                                show(&e.link)
+                            ))
+                        }
+                        other => other,
+                    })?;
                 let tname = cname(tlast)?;
                 match lstat_at(tdir.as_raw_fd(), &tname).map_err(Self::io(&e.path))? {
                     None => {
@@ -874,15 +907,11 @@ impl Extractor<'_> {
             }
         }
         // Symlinks and device nodes: ownership and times without following.
-        cvt(unsafe {
-            libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW)
-        })
-        .map_err(Self::io(&e.path))?;
+        cvt(unsafe { libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .map_err(Self::io(&e.path))?;
         let ts = timespec(e.mtime);
-        cvt(unsafe {
-            libc::utimensat(pfd, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
-        })
-        .map_err(Self::io(&e.path))?;
+        cvt(unsafe { libc::utimensat(pfd, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+            .map_err(Self::io(&e.path))?;
         Ok(())
     }
 
@@ -914,10 +943,8 @@ impl Extractor<'_> {
         }
         cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) })
             .map_err(Self::io(&e.path))?;
-        cvt(unsafe {
-            libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW)
-        })
-        .map_err(Self::io(&e.path))?;
+        cvt(unsafe { libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .map_err(Self::io(&e.path))?;
         Ok(())
     }
 
@@ -930,9 +957,7 @@ impl Extractor<'_> {
             let fd = match self.open_dir(&comps, false, path) {
                 Ok(fd) => fd,
                 Err(UnpackError::Hostile { .. }) | Err(UnpackError::Malformed(_)) => continue,
-                Err(UnpackError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound =>
-                {
+                Err(UnpackError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                     continue
                 }
                 Err(other) => return Err(other),
@@ -950,7 +975,11 @@ impl Extractor<'_> {
 
 /// Applies an uncompressed tar stream to `dest` (an existing, normally empty directory).
 /// Reads up to the end-of-archive marker; the caller drains the rest for hashing.
-pub fn apply_tar(reader: &mut impl Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats> {
+pub fn apply_tar(
+    reader: &mut impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<UnpackStats> {
     let dest_c = CString::new(dest.as_os_str().as_encoded_bytes())
         .map_err(|_| UnpackError::Malformed("NUL in destination path".into()))?;
     // SAFETY: valid NUL-terminated path.

@@ -1,4 +1,5 @@
 //! Shared fixtures for the integration tests (each test binary includes what it uses).
 #![allow(dead_code)]
 pub mod engine;
+pub mod project;
 pub mod registry;

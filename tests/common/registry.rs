@@ -86,7 +86,11 @@ impl TestRegistry {
                 .stderr(log)
                 .spawn()
                 .expect("start /usr/bin/docker-registry (package docker-registry)");
-            let mut reg = TestRegistry { port, dir: dir.clone(), child };
+            let mut reg = TestRegistry {
+                port,
+                dir: dir.clone(),
+                child,
+            };
             if reg.wait_ready(Duration::from_secs(15)) {
                 return reg;
             }
@@ -154,7 +158,12 @@ impl TestRegistry {
     ) -> String {
         let dest = format!("{}/{repo}:{tag}", self.host());
         let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false", "--quiet"]);
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--quiet",
+        ]);
         if let Some(f) = format {
             cmd.args(["--format", f]);
         }
@@ -247,13 +256,20 @@ pub fn populate_busybox_rootfs(rootfs: &Path) {
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox (busybox-static)");
     std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let list = run(Command::new("/bin/busybox").arg("--list"));
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+    for applet in list
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let link = bin.join(applet);
         if !link.exists() {
             std::os::unix::fs::symlink("busybox", &link).unwrap();
         }
     }
-    for d in ["etc", "tmp", "var/www", "root", "home", "usr/bin", "usr/sbin", "sbin", "dev", "proc", "sys"] {
+    for d in [
+        "etc", "tmp", "var/www", "root", "home", "usr/bin", "usr/sbin", "sbin", "dev", "proc",
+        "sys",
+    ] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -306,7 +322,10 @@ pub fn write_oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], gzip: bool) {
         let (bytes, media) = if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(tar).unwrap();
-            (enc.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                enc.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         } else {
             (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
         };
@@ -366,7 +385,10 @@ impl TarBuilder {
         data: &[u8],
         size: u64,
     ) -> &mut Self {
-        assert!(name.len() <= 100 && link.len() <= 100, "use pax() for long names");
+        assert!(
+            name.len() <= 100 && link.len() <= 100,
+            "use pax() for long names"
+        );
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         let octal = |field: &mut [u8], v: u64| {

@@ -16,7 +16,9 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 #[derive(Debug, Error)]
 pub enum CgroupError {
-    #[error("no usable cgroup hierarchy under {CGROUP_ROOT} (need cgroup2 or the v1 pids controller)")]
+    #[error(
+        "no usable cgroup hierarchy under {CGROUP_ROOT} (need cgroup2 or the v1 pids controller)"
+    )]
     NoHierarchy,
     #[error("cannot create cgroup {path}: {source}")]
     Create {

@@ -14,9 +14,28 @@ use crate::engine::Engine;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "brave", "calm", "clever", "eager", "elegant", "focused", "gallant", "happy",
-    "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "serene", "tender",
-    "upbeat", "vibrant", "wizardly", "zealous",
+    "admiring",
+    "brave",
+    "calm",
+    "clever",
+    "eager",
+    "elegant",
+    "focused",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "quirky",
+    "serene",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "zealous",
 ];
 const NAMES: &[&str] = &[
     "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "hypatia", "kepler",
@@ -135,8 +154,7 @@ impl ContainerStore {
             }
         };
 
-        let mut labels: IndexMap<String, String> =
-            image.config.labels.clone().unwrap_or_default();
+        let mut labels: IndexMap<String, String> = image.config.labels.clone().unwrap_or_default();
         labels.extend(req.labels.clone().unwrap_or_default());
         let mut anonymous_volumes = Vec::new();
         let explicit: Vec<String> = mounts::plan(req.host_config.as_ref(), &[])?
@@ -263,7 +281,10 @@ impl Engine {
             .ok_or_else(|| ContainerError::NoSuchImage(req.image.clone()))?;
         let record = self.containers.create(name, req, &image).await?;
         // Named volumes that do not exist yet are created, as Docker does.
-        let planned = mounts::plan(record.request.host_config.as_ref(), &record.anonymous_volumes)?;
+        let planned = mounts::plan(
+            record.request.host_config.as_ref(),
+            &record.anonymous_volumes,
+        )?;
         for m in planned {
             if let mounts::MountSource::Volume(vol) = &m.source {
                 let anonymous = record.anonymous_volumes.iter().any(|a| &a.name == vol);
@@ -306,7 +327,10 @@ mod tests {
             ),
             vec!["PATH=/bin", "A=2", "B=3"]
         );
-        assert_eq!(merge_env(&[], &["X=1".into()])[1], format!("PATH={DEFAULT_PATH}"));
+        assert_eq!(
+            merge_env(&[], &["X=1".into()])[1],
+            format!("PATH={DEFAULT_PATH}")
+        );
     }
 
     #[test]
@@ -331,8 +355,14 @@ mod tests {
             cmd: cmd.map(|v| v.into_iter().map(String::from).collect()),
             ..Default::default()
         };
-        assert_eq!(merge_command(&req(None, None), &image), ["/entry", "default"]);
-        assert_eq!(merge_command(&req(None, Some(vec!["x"])), &image), ["/entry", "x"]);
+        assert_eq!(
+            merge_command(&req(None, None), &image),
+            ["/entry", "default"]
+        );
+        assert_eq!(
+            merge_command(&req(None, Some(vec!["x"])), &image),
+            ["/entry", "x"]
+        );
         assert_eq!(merge_command(&req(Some(vec!["sh"]), None), &image), ["sh"]);
         assert_eq!(
             merge_command(&req(Some(vec!["sh"]), Some(vec!["-c", "true"])), &image),

@@ -121,8 +121,10 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
             .map_err(sys("join network namespace"))?;
     }
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-        .map_err(sys("unshare mount, uts and ipc namespaces"))?;
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(sys("unshare mount, uts and ipc namespaces"))?;
 
     rootfs::make_private()?;
     rootfs::mount_overlay(&spec)?;
@@ -218,10 +220,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         .iter()
         .map(|a| cstring(a))
         .collect::<Result<Vec<_>>>()?;
-    let c_env = env
-        .iter()
-        .map(|e| cstring(e))
-        .collect::<Result<Vec<_>>>()?;
+    let c_env = env.iter().map(|e| cstring(e)).collect::<Result<Vec<_>>>()?;
     let err = match nix::unistd::execve(&c_program, &c_args, &c_env) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -235,7 +234,8 @@ fn run(spec_path: &Path) -> Result<Infallible> {
 }
 
 fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| InitError::Exec(format!("argument or variable {s:?} contains a NUL byte")))
+    CString::new(s)
+        .map_err(|_| InitError::Exec(format!("argument or variable {s:?} contains a NUL byte")))
 }
 
 /// Docker's lookup: a name with a `/` is used as is, anything else is searched in `PATH`.

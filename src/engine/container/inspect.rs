@@ -27,17 +27,13 @@ impl ContainerStore {
             stop_signal: Some(record.stop_signal.clone()),
             host_config: None,
             networking_config: None,
-            cmd: record
-                .request
-                .cmd
-                .clone()
-                .or_else(|| {
-                    if record.request.entrypoint.is_some() {
-                        None
-                    } else {
-                        record.image_config.cmd.clone()
-                    }
-                }),
+            cmd: record.request.cmd.clone().or_else(|| {
+                if record.request.entrypoint.is_some() {
+                    None
+                } else {
+                    record.image_config.cmd.clone()
+                }
+            }),
             entrypoint: record
                 .request
                 .entrypoint
@@ -111,7 +107,6 @@ impl ContainerStore {
 impl Engine {
     pub async fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInspect> {
         let id = self.containers.resolve_id(id_or_name)?;
-        self.containers
-            .inspect(&id, &|n| self.volume_source(n))
+        self.containers.inspect(&id, &|n| self.volume_source(n))
     }
 }

@@ -25,7 +25,10 @@ impl Engine {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
         self.containers.kill(&id, signal).await?;
-        let sig = signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL").to_string();
+        let sig = signal
+            .filter(|s| !s.is_empty())
+            .unwrap_or("SIGKILL")
+            .to_string();
         self.container_event("kill", &record, &[("signal", sig)]);
         Ok(())
     }

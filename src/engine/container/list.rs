@@ -50,12 +50,14 @@ impl ContainerFilters {
                 _ => return Err(bad(format!("values of {kind:?} must be a list"))),
             };
             match kind.as_str() {
-                "label" => filters.labels.extend(vals.into_iter().map(|v| {
-                    match v.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (v, None),
-                    }
-                })),
+                "label" => {
+                    filters
+                        .labels
+                        .extend(vals.into_iter().map(|v| match v.split_once('=') {
+                            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                            None => (v, None),
+                        }))
+                }
                 "name" => filters.names.extend(vals),
                 "id" => filters.ids.extend(vals),
                 "status" => filters.statuses.extend(vals),
@@ -107,7 +109,9 @@ pub fn human_duration(d: chrono::Duration) -> String {
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `Up 3 seconds`, `Exited (0) 5 seconds ago`, `Created`.
@@ -134,8 +138,10 @@ pub(crate) fn mount_points(
     record: &ContainerRecord,
     volume_path: &dyn Fn(&str) -> String,
 ) -> Vec<MountPoint> {
-    let Ok(planned) = mounts::plan(record.request.host_config.as_ref(), &record.anonymous_volumes)
-    else {
+    let Ok(planned) = mounts::plan(
+        record.request.host_config.as_ref(),
+        &record.anonymous_volumes,
+    ) else {
         return Vec::new();
     };
     planned
@@ -182,7 +188,11 @@ pub(crate) fn port_summaries(record: &ContainerRecord, running: bool) -> Vec<Por
                     b.host_ip.clone()
                 },
                 private_port,
-                public_port: if running { b.host_port.parse().ok() } else { None },
+                public_port: if running {
+                    b.host_port.parse().ok()
+                } else {
+                    None
+                },
                 kind: proto.to_string(),
             });
         }
@@ -248,7 +258,10 @@ impl ContainerStore {
             if !filters.matches(&record, state.status.as_str()) {
                 continue;
             }
-            out.push((record.created.clone(), self.summary(&record, &state, volume_path)));
+            out.push((
+                record.created.clone(),
+                self.summary(&record, &state, volume_path),
+            ));
         }
         out.sort_by(|a, b| b.0.cmp(&a.0));
         out.into_iter().map(|(_, s)| s).collect()
@@ -293,7 +306,10 @@ mod tests {
         );
         assert_eq!(f.statuses, vec!["running"]);
         let err = ContainerFilters::from_docker_json(r#"{"colour":["red"]}"#).unwrap_err();
-        assert_eq!(err.to_string(), "invalid filters: unsupported filter \"colour\"");
+        assert_eq!(
+            err.to_string(),
+            "invalid filters: unsupported filter \"colour\""
+        );
     }
 
     #[test]

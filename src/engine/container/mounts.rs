@@ -122,7 +122,11 @@ pub fn plan(
                 source,
                 destination: m.target.clone(),
                 read_only: m.read_only,
-                mode: if m.read_only { "ro".into() } else { String::new() },
+                mode: if m.read_only {
+                    "ro".into()
+                } else {
+                    String::new()
+                },
             });
         }
         let mut tmpfs: Vec<(&String, &String)> = host.tmpfs.iter().flatten().collect();
@@ -206,7 +210,10 @@ mod tests {
             ..Default::default()
         };
         let err = plan(Some(&host("data:relative")), &[]).unwrap_err();
-        assert!(err.to_string().contains("\"relative\" must be absolute"), "{err}");
+        assert!(
+            err.to_string().contains("\"relative\" must be absolute"),
+            "{err}"
+        );
         let err = plan(Some(&host("a:b:c:d")), &[]).unwrap_err();
         assert_eq!(err.to_string(), "invalid volume specification: \"a:b:c:d\"");
         let dup = HostConfig {

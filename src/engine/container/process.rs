@@ -161,8 +161,8 @@ pub async fn spawn_shim(spec_path: &Path, shim_log: &Path) -> Result<ShimReport,
 
     let mut reader = tokio::fs::File::from_std(File::from(report_r));
     let mut text = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(120), reader.read_to_string(&mut text))
-        .await;
+    let read =
+        tokio::time::timeout(Duration::from_secs(120), reader.read_to_string(&mut text)).await;
     match read {
         Err(_) => return Err(SpawnError::NoReport("timed out after 120s".into())),
         Ok(Err(e)) => return Err(SpawnError::NoReport(e.to_string())),
@@ -171,7 +171,11 @@ pub async fn spawn_shim(spec_path: &Path, shim_log: &Path) -> Result<ShimReport,
     let line = text.lines().next().unwrap_or("").trim();
     if line.is_empty() {
         let log = std::fs::read_to_string(shim_log).unwrap_or_default();
-        let last = log.lines().last().unwrap_or("it exited without a word").to_string();
+        let last = log
+            .lines()
+            .last()
+            .unwrap_or("it exited without a word")
+            .to_string();
         return Err(SpawnError::NoReport(last));
     }
     serde_json::from_str(line).map_err(|_| SpawnError::BadReport(line.to_string()))

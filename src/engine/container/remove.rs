@@ -68,10 +68,49 @@ impl Engine {
         if remove_anonymous_volumes {
             for vol in &record.anonymous_volumes {
                 // Another container may use it (`--volumes-from`); Docker keeps it then.
-                let _ = self.volumes.remove(&vol.name);
+                let users = self.volumes_in_use().remove(&vol.name).unwrap_or_default();
+                let _ = self.volumes.remove(&vol.name, false, &users);
             }
         }
         self.container_event("destroy", &record, &[]);
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Volume name → IDs of the containers (any state) that mount it, from their records on disk.
+    pub fn volumes_in_use(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let mut users: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for id in self.containers.ids() {
+            let Ok(record) = self.containers.load_record(&id) else {
+                continue;
+            };
+            let mut names: Vec<String> = record
+                .anonymous_volumes
+                .iter()
+                .map(|a| a.name.clone())
+                .collect();
+            if let Some(host) = record.request.host_config.as_ref() {
+                for m in host.mounts.iter().flatten() {
+                    if m.kind == "volume" && !m.source.is_empty() {
+                        names.push(m.source.clone());
+                    }
+                }
+                for bind in host.binds.iter().flatten() {
+                    // `name:/path[:opts]`: a named volume when the source is not a path.
+                    if let Some((source, _)) = bind.split_once(':') {
+                        if !source.starts_with('/') && !source.starts_with('.') {
+                            names.push(source.to_string());
+                        }
+                    }
+                }
+            }
+            names.sort();
+            names.dedup();
+            for name in names {
+                users.entry(name).or_default().push(id.clone());
+            }
+        }
+        users
     }
 }

@@ -137,10 +137,7 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
         Some(data.as_str()),
     )
     .map_err(sys(|| {
-        format!(
-            "mount overlay root at {}",
-            spec.rootfs_dir().display()
-        )
+        format!("mount overlay root at {}", spec.rootfs_dir().display())
     }))
 }
 
@@ -165,8 +162,7 @@ pub fn open_bind_sources(mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
 /// Switch the root to `<bundle>/rootfs` and detach the host's root from this namespace.
 pub fn pivot(spec: &RuntimeSpec) -> Result<()> {
     let rootfs = spec.rootfs_dir();
-    std::env::set_current_dir(&rootfs)
-        .map_err(io_err(|| format!("chdir {}", rootfs.display())))?;
+    std::env::set_current_dir(&rootfs).map_err(io_err(|| format!("chdir {}", rootfs.display())))?;
     // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then drops it
     // without needing a directory inside the container (runc's trick).
     nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".to_string()))?;
@@ -302,7 +298,9 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
             (MountKind::Bind, Some(fd)) => {
                 let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
                 let is_dir = fs::metadata(&source)
-                    .map_err(io_err(|| format!("stat bind source {}", m.source.display())))?
+                    .map_err(io_err(|| {
+                        format!("stat bind source {}", m.source.display())
+                    }))?
                     .is_dir();
                 if is_dir {
                     mkdir_all(&dest, 0o755)?;

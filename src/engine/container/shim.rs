@@ -334,7 +334,10 @@ fn write_log_line(log: &mut File, stream: &str, bytes: &[u8]) {
 /// Copy output to the log until init exits and the pipes drain; returns Docker's exit code.
 fn supervise(child: Pid, out_r: OwnedFd, err_r: OwnedFd, mut log: File) -> Result<i64> {
     let pidfd = pidfd_open(child)?;
-    let mut streams = [LogStream::new(out_r, "stdout"), LogStream::new(err_r, "stderr")];
+    let mut streams = [
+        LogStream::new(out_r, "stdout"),
+        LogStream::new(err_r, "stderr"),
+    ];
     let mut exit_code: Option<i64> = None;
     let mut drain_deadline: Option<Instant> = None;
     loop {

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 
 use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
-use super::state::{Status, StateRecord};
+use super::state::{StateRecord, Status};
 use super::{cgroup, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
@@ -45,12 +45,18 @@ impl ContainerStore {
         let exit_path = self.exit_path(id);
         match std::fs::remove_file(&exit_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ContainerError::io(format!("remove {}", exit_path.display()))(e))
+                return Err(ContainerError::io(format!(
+                    "remove {}",
+                    exit_path.display()
+                ))(e))
             }
             _ => {}
         }
 
-        let hostname = plan.hostname.clone().unwrap_or_else(|| record.hostname.clone());
+        let hostname = plan
+            .hostname
+            .clone()
+            .unwrap_or_else(|| record.hostname.clone());
         let mut all_mounts = Vec::new();
         let files = [
             ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
@@ -76,14 +82,14 @@ impl ContainerStore {
         all_mounts.extend(plan.mounts.iter().cloned());
 
         let host_config = record.request.host_config.clone().unwrap_or_default();
-        let cgroups = self
-            .inner
-            .cgroups
-            .container_paths(id)
-            .map_err(|e| ContainerError::StartFailed {
-                name: record.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let cgroups =
+            self.inner
+                .cgroups
+                .container_paths(id)
+                .map_err(|e| ContainerError::StartFailed {
+                    name: record.name.clone(),
+                    reason: e.to_string(),
+                })?;
         let spec = RuntimeSpec {
             id: id.to_string(),
             bundle_dir: dir.clone(),
@@ -229,7 +235,10 @@ impl Engine {
             .lower_dirs(&image)
             .map_err(|e| start_err(e.to_string()))?;
         let mut user_mounts = Vec::new();
-        for m in mounts::plan(record.request.host_config.as_ref(), &record.anonymous_volumes)? {
+        for m in mounts::plan(
+            record.request.host_config.as_ref(),
+            &record.anonymous_volumes,
+        )? {
             let (kind, source, data) = match &m.source {
                 mounts::MountSource::HostPath(p) => (MountKind::Bind, p.clone(), String::new()),
                 mounts::MountSource::Volume(name) => (
@@ -239,7 +248,9 @@ impl Engine {
                         .map_err(|e| start_err(e.to_string()))?,
                     String::new(),
                 ),
-                mounts::MountSource::Tmpfs(data) => (MountKind::Tmpfs, PathBuf::new(), data.clone()),
+                mounts::MountSource::Tmpfs(data) => {
+                    (MountKind::Tmpfs, PathBuf::new(), data.clone())
+                }
             };
             user_mounts.push(MountSpec {
                 kind,

@@ -33,12 +33,9 @@ impl ContainerStore {
             state.shim.exited().await;
             true
         } else {
-            tokio::time::timeout(
-                Duration::from_secs(timeout as u64),
-                state.shim.exited(),
-            )
-            .await
-            .is_ok()
+            tokio::time::timeout(Duration::from_secs(timeout as u64), state.shim.exited())
+                .await
+                .is_ok()
         };
         if !graceful {
             self.kill_everything(id, state.init, state.shim).await;
@@ -51,10 +48,9 @@ impl ContainerStore {
     pub(crate) async fn kill_everything(&self, id: &str, init: ProcIdentity, shim: ProcIdentity) {
         init.signal(libc::SIGKILL);
         let paths = self.cgroup_paths(id);
-        let _ = tokio::task::spawn_blocking(move || {
-            cgroup::kill_all(&paths, Duration::from_secs(5))
-        })
-        .await;
+        let _ =
+            tokio::task::spawn_blocking(move || cgroup::kill_all(&paths, Duration::from_secs(5)))
+                .await;
         let _ = tokio::time::timeout(Duration::from_secs(30), shim.exited()).await;
     }
 }

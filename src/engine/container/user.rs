@@ -101,7 +101,12 @@ pub fn resolve(root: &Path, spec: &str) -> Result<ExecUser, UserError> {
             root_entry.map(|p| p.name.clone()),
         )
     } else if let Some(entry) = passwd.iter().find(|p| p.name == user_part) {
-        (entry.uid, entry.gid, entry.home.clone(), Some(entry.name.clone()))
+        (
+            entry.uid,
+            entry.gid,
+            entry.home.clone(),
+            Some(entry.name.clone()),
+        )
     } else if let Ok(uid) = user_part.parse::<u32>() {
         match passwd.iter().find(|p| p.uid == uid) {
             Some(entry) => (uid, entry.gid, entry.home.clone(), Some(entry.name.clone())),
@@ -175,11 +180,17 @@ mod tests {
             }
         );
         let web = resolve(r.path(), "web").unwrap();
-        assert_eq!((web.uid, web.gid, web.additional_gids), (1000, 1000, vec![29, 44]));
+        assert_eq!(
+            (web.uid, web.gid, web.additional_gids),
+            (1000, 1000, vec![29, 44])
+        );
         let explicit = resolve(r.path(), "web:nogroup").unwrap();
         assert_eq!((explicit.gid, explicit.additional_gids), (65534, vec![]));
         let numeric = resolve(r.path(), "4242:99").unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 99, "/"));
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.home.as_str()),
+            (4242, 99, "/")
+        );
         assert_eq!(resolve(r.path(), "").unwrap().home, "/root");
     }
 

@@ -77,19 +77,8 @@ pub async fn state_counts(engine: &SharedEngine) -> (usize, usize, usize) {
 }
 
 /// Volume name → IDs of the containers (any state) whose mounts use it.
-pub async fn volumes_in_use(engine: &SharedEngine) -> HashMap<String, Vec<String>> {
-    let mut users: HashMap<String, Vec<String>> = HashMap::new();
-    for container in all_containers(engine).await {
-        for mount in &container.mounts {
-            if mount.kind == "volume" && !mount.name.is_empty() {
-                users
-                    .entry(mount.name.clone())
-                    .or_default()
-                    .push(container.id.clone());
-            }
-        }
-    }
-    users
+pub fn volumes_in_use(engine: &SharedEngine) -> HashMap<String, Vec<String>> {
+    engine.volumes_in_use()
 }
 
 /// The image IDs that containers (any state) were created from.

@@ -39,7 +39,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
     filters.allow_only(&["name", "label", "driver", "dangling"])?;
     let dangling = filters.bool_value("dangling")?;
     let in_use = match dangling {
-        Some(_) => super::containers::volumes_in_use(&engine).await,
+        Some(_) => super::containers::volumes_in_use(&engine),
         None => Default::default(),
     };
     let volumes = engine
@@ -77,7 +77,6 @@ async fn remove(
     params: Params,
 ) -> ApiResult<Response> {
     let users = super::containers::volumes_in_use(&engine)
-        .await
         .remove(&name)
         .unwrap_or_default();
     let existed = engine.volumes.get(&name).is_ok();

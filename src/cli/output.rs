@@ -1,0 +1,164 @@
+//! Terminal output shared by the commands: resource status lines (`✔ Network demo_default Created`),
+//! coloured log prefixes, and human durations ("5 seconds ago").
+
+use std::io::{IsTerminal, Write};
+
+/// docker compose's palette: cyan, yellow, green, magenta, blue, then their bright variants.
+const PALETTE: [&str; 10] = [
+    "36", "33", "32", "35", "34", "1;36", "1;33", "1;32", "1;35", "1;34",
+];
+
+/// Whether stdout gets ANSI colours (`--no-color`, `NO_COLOR`, or not a terminal turn them off).
+pub fn colours_enabled(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+/// Prints `<name> | line` prefixes, padded to the longest name, one colour per name.
+pub struct LogPrefixer {
+    width: usize,
+    colours: bool,
+    assigned: Vec<String>,
+    with_prefix: bool,
+}
+
+impl LogPrefixer {
+    pub fn new(names: &[String], colours: bool, with_prefix: bool) -> Self {
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0) + 1;
+        Self {
+            width,
+            colours,
+            assigned: Vec::new(),
+            with_prefix,
+        }
+    }
+
+    /// The prefix for `name`, coloured when enabled.
+    pub fn prefix(&mut self, name: &str) -> String {
+        if !self.with_prefix {
+            return String::new();
+        }
+        let index = match self.assigned.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.assigned.push(name.to_string());
+                self.assigned.len() - 1
+            }
+        };
+        let padded = format!("{name:<width$}| ", width = self.width);
+        if self.colours {
+            format!("\x1b[{}m{padded}\x1b[0m", PALETTE[index % PALETTE.len()])
+        } else {
+            padded
+        }
+    }
+
+    /// Write every complete line of `text` with the prefix of `name`.
+    pub fn write_lines(
+        &mut self,
+        out: &mut impl Write,
+        name: &str,
+        text: &str,
+    ) -> std::io::Result<()> {
+        let prefix = self.prefix(name);
+        for line in text.split_inclusive('\n') {
+            write!(out, "{prefix}{line}")?;
+            if !line.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
+        out.flush()
+    }
+}
+
+/// One line of resource progress on stderr, as docker compose prints it: ` ✔ Container x  Started`.
+pub fn status_line(kind: &str, name: &str, status: &str) {
+    let mark = if std::io::stderr().is_terminal() {
+        "\x1b[32m✔\x1b[0m"
+    } else {
+        "✔"
+    };
+    eprintln!(" {mark} {kind} {name:<28} {status}");
+}
+
+/// "5 seconds ago", "About a minute ago", "3 hours ago" — Docker's `HumanDuration` wording.
+pub fn human_ago(seconds: i64) -> String {
+    format!("{} ago", human_duration(seconds))
+}
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".to_string(),
+        _ if s < 3600 => format!("{} minutes", s / 60),
+        _ if s < 7200 => "About an hour".to_string(),
+        _ if s < 48 * 3600 => format!("{} hours", s / 3600),
+        _ if s < 14 * 86400 => format!("{} days", s / 86400),
+        _ => format!("{} weeks", s / (7 * 86400)),
+    }
+}
+
+/// Render rows as a left-aligned table with three spaces between columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    push_row(header.to_vec());
+    for row in rows {
+        push_row(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_padded_to_the_longest_name() {
+        let names = vec!["server-1".to_string(), "db-1".to_string()];
+        let mut p = LogPrefixer::new(&names, false, true);
+        assert_eq!(p.prefix("db-1"), "db-1     | ");
+        assert_eq!(p.prefix("server-1"), "server-1 | ");
+        let mut out = Vec::new();
+        p.write_lines(&mut out, "db-1", "a\nb").expect("write");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "db-1     | a\ndb-1     | b\n"
+        );
+    }
+
+    #[test]
+    fn human_durations_match_docker() {
+        assert_eq!(human_ago(5), "5 seconds ago");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["NAME", "STATE"],
+            &[vec!["a-long-name".into(), "running".into()]],
+        );
+        assert_eq!(t, "NAME          STATE\na-long-name   running\n");
+    }
+}

@@ -1,0 +1,207 @@
+//! Issue 2's acceptance, end to end through the `berth` CLI as a user runs it: a `server`
+//! (busybox httpd serving a file from a named volume) and a `client` that depends on it and fetches
+//! `http://server/` by name; images pulled from a real registry; `ps`, `logs`, a published port;
+//! data kept across `down`/`up`, removed by `down -v`; nothing left behind after `down`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::project::{free_port, TestProject};
+use common::registry::TestRegistry;
+
+fn stack_compose(image: &str, mark: &str) -> String {
+    format!(
+        r#"
+services:
+  server:
+    image: {image}
+    environment:
+      BERTH_TEST_MARK: {mark}
+      GREETING: ${{GREETING:-first greeting}}
+    command: ["sh", "-c", "[ -f /www/index.html ] || echo \"$$GREETING\" > /www/index.html; echo server ready; exec httpd -f -v -p 80 -h /www"]
+    volumes:
+      - site:/www
+    ports:
+      - "127.0.0.1:${{PORT}}:80"
+  client:
+    image: {image}
+    environment:
+      BERTH_TEST_MARK: {mark}
+    depends_on:
+      server:
+        condition: service_started
+    command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do timeout 3 wget -qO- http://server/ && exit 0; sleep 0.5; done; echo fetch failed; exit 1"]
+volumes:
+  site: {{}}
+"#
+    )
+}
+
+/// The client's output once it has exited (it fetches once and exits).
+fn client_output(project: &TestProject) -> String {
+    project
+        .eventually(Duration::from_secs(30), || {
+            let ps = project.ok(&["ps", "-a", "--format", "json"]);
+            let rows: serde_json::Value = serde_json::from_str(&ps).ok()?;
+            let exited = rows
+                .as_array()?
+                .iter()
+                .any(|r| r["Service"] == "client" && r["State"] == "exited");
+            exited.then(|| project.ok(&["logs", "--no-log-prefix", "client"]))
+        })
+        .expect("the client container exits within 30 s")
+}
+
+fn bridge_of(project: &TestProject, network: &str) -> String {
+    let id = project.docker(&["network", "inspect", "-f", "{{.Id}}", network]);
+    format!("br-{}", &id.trim()[..12])
+}
+
+fn links_on_bridge(bridge: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn two_service_stack_up_down_keeps_data_until_down_v() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("stack/busybox", "1");
+    let port = free_port();
+    let mut project = TestProject::new("stack", "");
+    let mark = project.name.clone();
+    std::fs::write(
+        project.dir.path().join("compose.yaml"),
+        stack_compose(&image, &mark),
+    )
+    .expect("write compose");
+    project.env.push(("PORT".into(), port.to_string()));
+
+    project.ok(&["up", "-d"]);
+
+    // The client reached the server by its service name over the project network.
+    assert!(
+        client_output(&project).contains("first greeting"),
+        "client fetched the page from the volume"
+    );
+
+    // ps shows both services with their state.
+    let ps = project.ok(&["ps", "-a"]);
+    let header = ps.lines().next().expect("ps header");
+    for column in ["NAME", "IMAGE", "SERVICE", "STATUS", "PORTS"] {
+        assert!(header.contains(column), "ps header has {column}: {header}");
+    }
+    let server_row = ps
+        .lines()
+        .find(|l| l.contains(&format!("{}-server-1", project.name)))
+        .expect("server row");
+    assert!(server_row.contains("Up "), "server is up: {server_row}");
+    assert!(
+        server_row.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "published port shown: {server_row}"
+    );
+    let client_row = ps
+        .lines()
+        .find(|l| l.contains(&format!("{}-client-1", project.name)))
+        .expect("client row");
+    assert!(
+        client_row.contains("Exited (0)"),
+        "client exited cleanly: {client_row}"
+    );
+
+    // logs of the server show its output, prefixed with the service replica name.
+    let logs = project.ok(&["logs", "server"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("server-1") && l.contains("server ready")),
+        "server logs: {logs}"
+    );
+
+    // The published port answers on the host's loopback.
+    let page = std::process::Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout).trim(),
+        "first greeting"
+    );
+
+    let network = format!("{}_default", project.name);
+    let bridge = bridge_of(&project, &network);
+    let veths = links_on_bridge(&bridge);
+    assert!(!veths.is_empty(), "containers are attached to {bridge}");
+
+    // down removes containers, network, bridge and veths, and leaves no process or mount…
+    project.ok(&["down"]);
+    assert_eq!(
+        project
+            .docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", project.name)
+            ])
+            .trim(),
+        ""
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(),
+        "bridge {bridge} removed"
+    );
+    for veth in &veths {
+        assert!(
+            !std::path::Path::new(&format!("/sys/class/net/{veth}")).exists(),
+            "veth {veth} removed"
+        );
+    }
+    let procs: Vec<String> = project
+        .leftover_processes()
+        .into_iter()
+        .filter(|p| !p.contains(" engine "))
+        .collect();
+    assert!(
+        procs.is_empty(),
+        "no container or shim process remains: {procs:?}"
+    );
+    let mounts: Vec<String> = project.leftover_mounts();
+    assert!(mounts.is_empty(), "no mount remains: {mounts:?}");
+    // …but keeps the named volume and its data.
+    assert!(project
+        .docker(&["volume", "ls", "-q"])
+        .contains(&format!("{}_site", project.name)));
+
+    // up again with a different greeting: the page written into the volume the first time is served.
+    project
+        .env
+        .push(("GREETING".into(), "second greeting".into()));
+    project.ok(&["up", "-d"]);
+    assert!(
+        client_output(&project).contains("first greeting"),
+        "data in the named volume survived down/up"
+    );
+    project.ok(&["down", "-v"]);
+    assert!(
+        !project
+            .docker(&["volume", "ls", "-q"])
+            .contains(&format!("{}_site", project.name)),
+        "down -v removed the volume"
+    );
+
+    // With the volume gone, the server starts from an empty volume again.
+    project.ok(&["up", "-d"]);
+    assert!(
+        client_output(&project).contains("second greeting"),
+        "a fresh volume after down -v"
+    );
+    project.ok(&["down", "-v"]);
+}
