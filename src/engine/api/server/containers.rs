@@ -99,15 +99,21 @@ async fn create(
     if req.image.is_empty() {
         return Err(ApiError::bad_request("config.Image is required"));
     }
-    let name = params.get("name").map(String::as_str).filter(|n| !n.is_empty());
+    let name = params
+        .get("name")
+        .map(String::as_str)
+        .filter(|n| !n.is_empty());
     let created = engine.create_container(name, req).await?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
 async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
-    let filters =
-        ContainerFilters::from_docker_json(params.get("filters").map(String::as_str).unwrap_or(""))?;
-    let mut containers = engine.list_containers(flag(&params, "all"), &filters).await?;
+    let filters = ContainerFilters::from_docker_json(
+        params.get("filters").map(String::as_str).unwrap_or(""),
+    )?;
+    let mut containers = engine
+        .list_containers(flag(&params, "all"), &filters)
+        .await?;
     if let Some(limit) = params.get("limit").and_then(|l| l.parse::<i64>().ok()) {
         if limit > 0 {
             containers.truncate(limit as usize);
@@ -116,7 +122,10 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
     Ok(json_response(StatusCode::OK, &containers))
 }
 
-async fn inspect(State(engine): State<SharedEngine>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn inspect(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let container = engine.inspect_container(&id).await?;
     Ok(json_response(StatusCode::OK, &container))
 }
@@ -155,7 +164,10 @@ async fn kill(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
-    let signal = params.get("signal").map(String::as_str).filter(|s| !s.is_empty());
+    let signal = params
+        .get("signal")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
     done(engine.kill_container(&id, signal).await)
 }
 
@@ -253,7 +265,10 @@ async fn logs(
         ("application/vnd.docker.raw-stream", Body::from_stream(raw))
     } else {
         let framed = chunks.map(|c| Ok::<_, Infallible>(multiplexed_frame(&c)));
-        ("application/vnd.docker.multiplexed-stream", Body::from_stream(framed))
+        (
+            "application/vnd.docker.multiplexed-stream",
+            Body::from_stream(framed),
+        )
     };
     Ok(Response::builder()
         .status(StatusCode::OK)
@@ -272,6 +287,9 @@ mod tests {
             stream: LogStream::Stderr,
             bytes: b"oops\n".to_vec(),
         };
-        assert_eq!(&multiplexed_frame(&chunk)[..], b"\x02\0\0\0\0\0\0\x05oops\n");
+        assert_eq!(
+            &multiplexed_frame(&chunk)[..],
+            b"\x02\0\0\0\0\0\0\x05oops\n"
+        );
     }
 }
