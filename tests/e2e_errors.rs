@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::project::{free_port, TestProject};
-use common::registry::TestRegistry;
+use common::project::TestProject;
+use common::registry::{free_port, TestRegistry};
 
 /// Nothing of the project exists in the engine (asked through the real Docker CLI client), and no
 /// process or mount of it remains on the host.
@@ -97,7 +97,7 @@ fn depends_on_cycle_names_the_services() {
 #[test]
 fn unknown_image_is_named_and_nothing_is_created() {
     let registry = TestRegistry::start();
-    let image = format!("{}/nosuch/image:1", registry.address());
+    let image = format!("{}/nosuch/image:1", registry.host());
     let project = TestProject::new(
         "noimage",
         &format!("services:\n  web:\n    image: {image}\n    command: [sleep, '60']\nvolumes:\n  data: {{}}\n"),

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::project::{free_port, TestProject};
-use common::registry::TestRegistry;
+use common::project::TestProject;
+use common::registry::{free_port, TestRegistry};
 
 fn stack_compose(image: &str, mark: &str) -> String {
     format!(

@@ -21,12 +21,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}{}x{n}", std::process::id())
 }
 
-/// A loopback TCP port that nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 impl TestProject {
     /// A project directory holding `compose.yaml` with `compose` as its text.
     pub fn new(prefix: &str, compose: &str) -> Self {

@@ -349,6 +349,8 @@ mod tests {
             os: String::new(),
             size: 0,
             diff_ids: vec![],
+            manifest_digest: String::new(),
+            layers: vec![],
         };
         let req = |ep: Option<Vec<&str>>, cmd: Option<Vec<&str>>| ContainerCreateRequest {
             entrypoint: ep.map(|v| v.into_iter().map(String::from).collect()),
