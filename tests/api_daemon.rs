@@ -35,6 +35,29 @@ fn docker_cli_version_negotiates_and_reports_berth() {
 }
 
 #[test]
+fn docker_cli_info_shows_the_engine_and_its_roots() {
+    let engine = TestEngine::start();
+    let out = engine.docker(&[
+        "info",
+        "--format",
+        "{{.ServerVersion}} {{.Images}} {{.Containers}} {{.OSType}} {{.DockerRootDir}} {{.Swarm.LocalNodeState}}",
+    ]);
+    assert!(
+        out.status.success(),
+        "docker info failed: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "{} 0 0 linux {} inactive",
+            env!("CARGO_PKG_VERSION"),
+            engine.data_root().display()
+        )
+    );
+}
+
+#[test]
 fn unknown_paths_and_old_versions_get_docker_errors() {
     let engine = TestEngine::start();
     let (status, body) = raw_get(&engine.socket(), "/v1.41/no/such/thing").unwrap();

@@ -148,6 +148,7 @@ async fn info(State(engine): State<SharedEngine>) -> Response {
             "Log": ["json-file"],
         },
         "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": { "LocalNodeState": "inactive" },
         "Warnings": [],
     });
     axum::Json(body).into_response()
