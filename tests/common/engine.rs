@@ -245,13 +245,16 @@ impl TestEngine {
     }
 
     /// Remove every container (with its anonymous volumes) and network through the API.
-    fn remove_everything(&self) -> Vec<String> {
+    /// Returns the problems met and the IDs of the containers that existed.
+    fn remove_everything(&self) -> (Vec<String>, Vec<String>) {
         let client = self.client();
         block_on(async move {
             let mut problems = Vec::new();
+            let mut ids = Vec::new();
             match client.list_containers(true, &[]).await {
                 Ok(containers) => {
                     for c in containers {
+                        ids.push(c.id.clone());
                         if let Err(e) = client.remove_container(&c.id, true, true).await {
                             problems.push(format!("remove container {}: {e}", c.id));
                         }
@@ -274,7 +277,7 @@ impl TestEngine {
                 }
                 Err(e) => problems.push(format!("list networks: {e}")),
             }
-            problems
+            (problems, ids)
         })
     }
 }
@@ -300,6 +303,27 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     mounts.dedup();
     mounts
+}
+
+/// Cgroup directories (any hierarchy) still named after one of these containers.
+pub fn cgroups_of(container_ids: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    let hierarchies: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
+    for id in container_ids {
+        for base in hierarchies
+            .iter()
+            .chain(std::iter::once(&PathBuf::from("/sys/fs/cgroup")))
+        {
+            let dir = base.join("berth").join(id);
+            if dir.exists() {
+                found.push(dir);
+            }
+        }
+    }
+    found
 }
 
 /// PIDs of processes (other than us) whose command line or root mentions `root`: shims and
@@ -338,8 +362,11 @@ pub fn processes_under(root: &Path) -> Vec<(u32, String)> {
 impl Drop for TestEngine {
     fn drop(&mut self) {
         let mut leftovers = Vec::new();
+        let mut container_ids = Vec::new();
         if self.child.is_some() {
-            leftovers.extend(self.remove_everything());
+            let (problems, ids) = self.remove_everything();
+            leftovers.extend(problems);
+            container_ids = ids;
             let status = self.stop();
             if !status.success() {
                 leftovers.push(format!("berth engine exited with {status}"));
@@ -356,6 +383,9 @@ impl Drop for TestEngine {
         for (pid, cmdline) in &processes {
             leftovers.push(format!("process {pid} still running: {cmdline}"));
             signal(*pid, libc::SIGKILL);
+        }
+        for dir in cgroups_of(&container_ids) {
+            leftovers.push(format!("cgroup left at {}", dir.display()));
         }
         let mounts = mounts_under(&temp_root);
         let mut stuck = false;
