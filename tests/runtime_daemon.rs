@@ -86,7 +86,11 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
     engine.crash();
     // `early` finishes while no engine runs: only its shim can record that.
     std::fs::write(signal.join("early"), "").expect("signal early");
-    let exit_file = engine.data_root().join("containers").join(&early).join("exit.json");
+    let exit_file = engine
+        .data_root()
+        .join("containers")
+        .join(&early)
+        .join("exit.json");
     eventually("the shim to record early's exit", || exit_file.exists());
 
     engine.start_again();
@@ -100,8 +104,14 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
         })
         .expect("inspect")
     };
-    assert_eq!((early_state.status.as_str(), early_state.exit_code), ("exited", 5));
-    assert!(late_state.running, "late did not survive the crash: {late_state:?}");
+    assert_eq!(
+        (early_state.status.as_str(), early_state.exit_code),
+        ("exited", 5)
+    );
+    assert!(
+        late_state.running,
+        "late did not survive the crash: {late_state:?}"
+    );
     // The restarted engine detached the network of the container that died meanwhile.
     assert!(!netns(&early).exists(), "early's netns is still attached");
 
@@ -130,4 +140,58 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
             .any(|(n, s)| n == "/late" && s.starts_with("Exited (6) ")),
         "{statuses:?}"
     );
+}
+
+#[test]
+fn restart_policies_restart_failures_with_backoff_but_not_user_stops() {
+    use berth::engine::api::types::RestartPolicy;
+    let engine = TestEngine::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    import_busybox(engine.client(), work.path());
+    let with_policy = |script: &str, name: &str, max: i64| ContainerCreateRequest {
+        image: "rt-busybox:latest".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        host_config: Some(HostConfig {
+            network_mode: "none".into(),
+            restart_policy: Some(RestartPolicy {
+                name: name.into(),
+                maximum_retry_count: max,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let flaky = with_policy("echo run; exit 3", "on-failure", 2);
+    let steady = with_policy("echo up; sleep 1000 & wait", "always", 0);
+    let client = engine.client();
+    let (flaky, steady) = block_on(async move {
+        let f = client.create_container(Some("flaky"), &flaky).await?.id;
+        let s = client.create_container(Some("steady"), &steady).await?.id;
+        client.start_container(&f).await?;
+        client.start_container(&s).await?;
+        Ok::<_, berth::engine::api::client::ClientError>((f, s))
+    })
+    .expect("create and start");
+
+    let inspect = |id: &str| {
+        let (client, id) = (engine.client(), id.to_string());
+        block_on(async move { client.inspect_container(&id).await }).expect("inspect")
+    };
+    eventually("flaky to use up its two restarts", || {
+        let i = inspect(&flaky);
+        i.restart_count == 2 && i.state.status == "exited"
+    });
+    // One run and two restarts, then on-failure:2 gives up: the count stays.
+    std::thread::sleep(Duration::from_millis(1500));
+    let i = inspect(&flaky);
+    assert_eq!((i.restart_count, i.state.exit_code), (2, 3));
+    let log = std::fs::read_to_string(&i.log_path).expect("log");
+    assert_eq!(log.matches("\"run\\n\"").count(), 3, "{log}");
+
+    // A user stop is final, even for `always`.
+    let (client, id) = (engine.client(), steady.clone());
+    block_on(async move { client.stop_container(&id, Some(1)).await }).expect("stop");
+    std::thread::sleep(Duration::from_millis(1000));
+    let i = inspect(&steady);
+    assert_eq!((i.state.status.as_str(), i.restart_count), ("exited", 0));
 }

@@ -29,6 +29,8 @@ pub struct StartPlan {
     pub resolv_conf: Option<String>,
     /// Overrides the recorded hostname (network mode `host` uses the host's).
     pub hostname: Option<String>,
+    /// Set when the restart policy starts the container again: the delay it waited (ms).
+    pub policy_restart_backoff_ms: Option<u64>,
 }
 
 impl ContainerStore {
@@ -158,6 +160,12 @@ impl ContainerStore {
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             stopped_by_user: false,
+            restart_count: if plan.policy_restart_backoff_ms.is_some() {
+                state.restart_count + 1
+            } else {
+                0
+            },
+            restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
         };
         self.save_state(id, &state)?;
         self.spawn_monitor(id, shim);
@@ -253,6 +261,15 @@ impl Engine {
     }
 
     pub async fn start_container(&self, id_or_name: &str) -> Result<()> {
+        self.start_container_with(id_or_name, None).await
+    }
+
+    /// Start; `policy_restart_backoff_ms` is set when the restart policy does it.
+    pub(crate) async fn start_container_with(
+        &self,
+        id_or_name: &str,
+        policy_restart_backoff_ms: Option<u64>,
+    ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
         if self.containers.state(&id).status == Status::Running {
@@ -314,6 +331,7 @@ impl Engine {
         let mut plan = StartPlan {
             lower_dirs,
             mounts: user_mounts,
+            policy_restart_backoff_ms,
             ..Default::default()
         };
         let host_network = host_config.network_mode == "host";
