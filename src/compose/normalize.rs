@@ -164,13 +164,15 @@ const CASTS: &[(&str, char)] = &[
 
 fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
     if let Value::String(t) = &node.value {
+        // Every pattern is at least three levels deep under a top-level section.
+        if path.len() < 3 {
+            return;
+        }
         let hit = CASTS.iter().find(|(pat, _)| {
-            let segs: Vec<&str> = pat.split('.').collect();
-            segs.len() == path.len()
-                && segs
-                    .iter()
-                    .zip(path.iter())
-                    .all(|(a, b)| *a == "*" || a == b)
+            let mut segs = pat.split('.');
+            path.iter()
+                .all(|p| segs.next().is_some_and(|s| s == "*" || s == p))
+                && segs.next().is_none()
         });
         if let Some((_, ty)) = hit {
             let t = t.trim().to_string();
