@@ -644,6 +644,9 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         if v.is_null() && !matches!(key.as_str(), "environment" | "command" | "entrypoint") {
             continue;
         }
+        if let Some(ty) = schema::service_field(key) {
+            schema::check_type(v, ty, &p)?;
+        }
         let nv = match key.as_str() {
             "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
             | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
