@@ -240,6 +240,19 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 }
             }
         }
+        let replicas = svc
+            .extra
+            .get("deploy")
+            .and_then(|d| d.get("replicas"))
+            .and_then(|r| r.as_i64());
+        if let (Some(scale), Some(replicas)) = (svc.scale, replicas) {
+            if scale != replicas {
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: can't set distinct values on 'scale' ({scale}) and 'deploy.replicas' ({replicas}); keep one",
+                    at(raw, &["services", name, "scale"])
+                )));
+            }
+        }
         if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
             if scale > 1 {
                 return Err(ComposeError::Consistency(format!(

@@ -280,6 +280,23 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
         };
         m.insert("name".into(), s(n, &mark));
     }
+    if !external
+        && (kind == "secrets" || kind == "configs")
+        && !["file", "environment", "content"]
+            .iter()
+            .any(|k| m.contains_key(*k) && (*k != "content" || kind == "configs"))
+    {
+        let what = if kind == "secrets" {
+            "`file` or `environment`"
+        } else {
+            "`file`, `environment` or `content`"
+        };
+        return Err(err(
+            def,
+            path,
+            format!("{path} has no source; set {what}, or `external: true`"),
+        ));
+    }
     if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
         if let Some(f) = m.get("file").and_then(Node::as_str) {
             let p = resolve_path(&settings.project_dir, f);
@@ -938,7 +955,14 @@ fn healthcheck(v: &Node, path: &str) -> Result<Node> {
                     Value::Seq(vec![s("CMD-SHELL", &x.mark), s(t, &x.mark)]),
                     x.mark.clone(),
                 ),
-                _ => Node::new(Value::Seq(string_list(x, &p)?), x.mark.clone()),
+                _ => {
+                    let items = string_list(x, &p)?;
+                    let first = items.first().and_then(Node::as_str).unwrap_or_default();
+                    if !matches!(first, "CMD" | "CMD-SHELL" | "NONE") {
+                        return Err(err(x, &p, format!("{p} must start with CMD, CMD-SHELL or NONE, got {first:?}; or give the command as a string")));
+                    }
+                    Node::new(Value::Seq(items), x.mark.clone())
+                }
             },
             "interval" | "timeout" | "start_period" | "start_interval" => duration(x, &p)?,
             "retries" => Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),

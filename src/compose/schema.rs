@@ -235,14 +235,18 @@ pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
         Ty::Seq => (matches!(node.value, V::Seq(_)), "a list"),
     };
     if ok {
-        Ok(())
-    } else {
-        Err(ComposeError::invalid(
-            node,
-            path,
-            format!("{path} must be {want}"),
-        ))
+        return Ok(());
     }
+    let got = match &node.value {
+        V::String(s) => format!(", got {s:?}"),
+        V::Seq(_) | V::Map(_) | V::Null => format!(", got a {}", node.kind()),
+        _ => format!(", got {}", node.scalar_text().unwrap_or_default()),
+    };
+    Err(ComposeError::invalid(
+        node,
+        path,
+        format!("{path} must be {want}{got}"),
+    ))
 }
 
 fn ty_schema(ty: Ty) -> serde_json::Value {
@@ -329,7 +333,7 @@ pub fn check_keys(node: &Node, path: &str, allowed: &[&str]) -> Result<(), Compo
             let at = if path.is_empty() {
                 k.clone()
             } else {
-                format!("{path}.{k}")
+                path.to_string()
             };
             return Err(ComposeError::invalid(v, &at, shown));
         }
