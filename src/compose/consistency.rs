@@ -120,9 +120,29 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
         }
         for dep in svc.depends_on.keys() {
             if !services.contains(dep.as_str()) {
+                // Implicit dependencies name what introduced them.
+                let via = ["network_mode", "ipc", "pid", "uts", "cgroup"]
+                    .into_iter()
+                    .find(|k| {
+                        let v = if *k == "network_mode" {
+                            svc.network_mode.clone()
+                        } else {
+                            svc.extra.get(*k).and_then(|v| v.as_str()).map(String::from)
+                        };
+                        v.as_deref() == Some(&format!("service:{dep}"))
+                    });
+                let (place, detail) = match via {
+                    Some(k) => (
+                        at(raw, &["services", name, k]),
+                        format!(" (service {dep:?} not found for {k} 'service:{dep}')"),
+                    ),
+                    None => (
+                        at(raw, &["services", name, "depends_on", dep]),
+                        String::new(),
+                    ),
+                };
                 return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} depends on undefined service {dep:?}: invalid compose project; define it or remove the dependency",
-                    at(raw, &["services", name, "depends_on", dep])
+                    "{place}service {name:?} depends on undefined service {dep:?}{detail}: invalid compose project; define it or remove the reference"
                 )));
             }
         }
@@ -221,7 +241,8 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
                 if action != "rebuild" && w.get("target").is_none() {
                     return Err(ComposeError::Consistency(format!(
-                        "services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project"
+                        "{}services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project",
+                        at(raw, &["services", name, "develop", "watch"])
                     )));
                 }
             }

@@ -748,7 +748,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                             return Err(err(
                                 w,
                                 &format!("{p}.watch[{i}]"),
-                                format!("{p}.watch.{i} missing property 'action'"),
+                                format!("{p}.watch[{i}] missing property 'action'"),
                             ));
                         }
                     }
@@ -796,7 +796,14 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             let pb = PathBuf::from(fp);
             if !pb.is_file() {
                 if required {
-                    return Err(ComposeError::EnvFileNotFound { path: pb });
+                    return Err(err(
+                        f,
+                        &format!("{path}.env_file"),
+                        format!(
+                            "env file {} not found; create it or mark it `required: false`",
+                            pb.display()
+                        ),
+                    ));
                 }
                 continue;
             }
@@ -1691,7 +1698,7 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                             return Err(err(
                                 size,
                                 &format!("{p}.tmpfs.size"),
-                                format!("{path}.{i}.tmpfs.size must be a integer"),
+                                format!("{p}.tmpfs.size must be an integer"),
                             ));
                         }
                         t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);

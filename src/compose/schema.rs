@@ -239,7 +239,9 @@ pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
     }
     let got = match &node.value {
         V::String(s) => format!(", got {s:?}"),
-        V::Seq(_) | V::Map(_) | V::Null => format!(", got a {}", node.kind()),
+        V::Seq(_) => ", got an array".to_string(),
+        V::Map(_) => ", got a mapping".to_string(),
+        V::Null => ", got null".to_string(),
         _ => format!(", got {}", node.scalar_text().unwrap_or_default()),
     };
     Err(ComposeError::invalid(
