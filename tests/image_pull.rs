@@ -504,3 +504,49 @@ fn u19_references_that_could_escape_are_rejected() {
         );
     }
 }
+
+#[tokio::test]
+async fn many_layers_download_in_parallel_and_roll_back_together() {
+    let reg = TestRegistry::start();
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let layers: Vec<Vec<u8>> = (0..6)
+        .map(|i| {
+            TarBuilder::new()
+                .file(&format!("layer{i}"), 0o644, &vec![b'0' + i as u8; 300_000])
+                .finish()
+        })
+        .collect();
+    let reference = reg.push_layers("many/layers", "1", &layers);
+    let (res, msgs) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("{e}"));
+    let lowers = store.lower_dirs(&rec).unwrap();
+    assert_eq!(lowers.len(), 6);
+    for (n, dir) in lowers.iter().rev().enumerate() {
+        assert_eq!(
+            std::fs::read(dir.join(format!("layer{n}"))).unwrap()[0],
+            b'0' + n as u8
+        );
+    }
+    let complete = msgs
+        .iter()
+        .filter(|m| m.status.as_deref() == Some("Pull complete"))
+        .count();
+    assert_eq!(complete, 6);
+
+    // The third of five layers is hostile: every blob and snapshot of the pull is rolled back.
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let mut bad = layers[..5].to_vec();
+    bad[2] = TarBuilder::new().file("../../escape", 0o644, b"x").finish();
+    let reference = reg.push_layers("many/bad", "1", &bad);
+    let e = pull(&store, &reference).await.0.unwrap_err();
+    assert!(e.is_hostile_layer(), "{e}");
+    assert!(blobs(&r.roots).is_empty(), "{:?}", blobs(&r.roots));
+    assert!(
+        snapshot_entries(&r.roots).is_empty(),
+        "{:?}",
+        snapshot_entries(&r.roots)
+    );
+    assert!(dir_entries(&r.roots.content_dir().join("ingest")).is_empty());
+}

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -29,6 +30,10 @@ use super::EngineSettings;
 
 /// An image config is small; refuse anything absurd before parsing it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Docker refuses images deeper than this too; overlay mount options must fit in a page.
+const MAX_LAYERS: usize = 125;
+/// Layer downloads in flight per pull (dockerd's `max-concurrent-downloads` default).
+const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
@@ -410,6 +415,18 @@ impl ImageStore {
             }
         }
         let top_digest = sha256_digest(&fetched.bytes);
+        if let Some(h) = &fetched.header_digest {
+            if is_valid_digest(h) && h != &top_digest {
+                return Err(ImageError::Content {
+                    image: image.clone(),
+                    source: ContentError::DigestMismatch {
+                        expected: h.clone(),
+                        actual: top_digest,
+                        size: fetched.bytes.len() as u64,
+                    },
+                });
+            }
+        }
         let parsed =
             parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
         let (manifest_bytes, manifest) = match parsed {
@@ -443,6 +460,12 @@ impl ImageStore {
             }
         };
         let manifest_digest = sha256_digest(&manifest_bytes);
+        if manifest.layers.len() > MAX_LAYERS {
+            return Err(invalid(format!(
+                "{} layers (overlayfs stacks at most {MAX_LAYERS})",
+                manifest.layers.len()
+            )));
+        }
         for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
             if !is_valid_digest(&d.digest) {
                 return Err(invalid(format!("bad descriptor digest {:?}", d.digest)));
@@ -499,37 +522,77 @@ impl ImageStore {
                 todo.push(i);
             }
         }
-        for i in todo {
-            let layer = &manifest.layers[i];
-            let id = short(&layer.digest);
-            if !self.content.contains(&layer.digest) {
-                self.download_layer(&client, layer, &id, progress)
-                    .await
-                    .map_err(|e| with_image(e, &image))?;
-                rollback.blobs.push(layer.digest.clone());
-                send(status_msg("Verifying Checksum", Some(&id))).await;
-                send(status_msg("Download complete", Some(&id))).await;
+        // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
+        // order as soon as each one and its parent are ready, as containerd's unpacker does.
+        let new_blobs = std::sync::Mutex::new(Vec::<String>::new());
+        let (done_tx, done_rx) = mpsc::channel::<Result<()>>(todo.len().max(1));
+        let producer = async {
+            let done_tx = done_tx;
+            let mut downloads = futures_util::stream::iter(todo.iter().copied())
+                .map(|i| {
+                    let layer = &manifest.layers[i];
+                    let (client, image, new_blobs, send) = (&client, &image, &new_blobs, &send);
+                    async move {
+                        let id = short(&layer.digest);
+                        if !self.content.contains(&layer.digest) {
+                            self.download_layer(client, layer, &id, progress)
+                                .await
+                                .map_err(|e| with_image(e, image))?;
+                            if let Ok(mut v) = new_blobs.lock() {
+                                v.push(layer.digest.clone());
+                            }
+                            send(status_msg("Verifying Checksum", Some(&id))).await;
+                            send(status_msg("Download complete", Some(&id))).await;
+                        }
+                        Ok(())
+                    }
+                })
+                .buffered(MAX_CONCURRENT_DOWNLOADS);
+            while let Some(r) = downloads.next().await {
+                let failed = r.is_err();
+                // A closed channel means unpacking failed: stop downloading.
+                if done_tx.send(r).await.is_err() || failed {
+                    break;
+                }
             }
-            send(ProgressMessage {
-                status: Some("Extracting".into()),
-                id: Some(id.clone()),
-                progress_detail: Some(ProgressDetail {
-                    current: Some(0),
-                    total: Some(layer.size),
-                }),
-                ..Default::default()
-            })
-            .await;
-            self.unpack_blob(
-                &image,
-                &layer.digest,
-                &config.rootfs.diff_ids[i],
-                &chains[i],
-            )
-            .await?;
-            rollback.snapshots.push(chains[i].clone());
-            send(status_msg("Pull complete", Some(&id))).await;
-        }
+        };
+        let consumer = async {
+            let mut done_rx = done_rx;
+            for &i in &todo {
+                match done_rx.recv().await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(ImageError::Other("layer downloads stopped".into())),
+                }
+                let layer = &manifest.layers[i];
+                let id = short(&layer.digest);
+                send(ProgressMessage {
+                    status: Some("Extracting".into()),
+                    id: Some(id.clone()),
+                    progress_detail: Some(ProgressDetail {
+                        current: Some(0),
+                        total: Some(layer.size),
+                    }),
+                    ..Default::default()
+                })
+                .await;
+                self.unpack_blob(
+                    &image,
+                    &layer.digest,
+                    &config.rootfs.diff_ids[i],
+                    &chains[i],
+                )
+                .await?;
+                rollback.snapshots.push(chains[i].clone());
+                send(status_msg("Pull complete", Some(&id))).await;
+            }
+            Ok(())
+        };
+        let ((), unpacked) = tokio::join!(producer, consumer);
+        rollback
+            .blobs
+            .extend(new_blobs.into_inner().unwrap_or_else(|p| p.into_inner()));
+        unpacked?;
 
         // Commit config and manifest(s) last: a failed pull leaves no half image behind.
         for (bytes, digest) in [

@@ -217,6 +217,8 @@ pub fn is_loopback_registry(registry: &str) -> bool {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
+    /// `Docker-Content-Digest` as the registry announced it (checked against the bytes).
+    pub header_digest: Option<String>,
 }
 
 /// A client for one repository on one registry.
@@ -284,6 +286,8 @@ impl RegistryClient {
         );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
+            // A stalled registry must not hang a pull forever; a slow one is fine.
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RegistryError::Client)?;
@@ -443,6 +447,11 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_err(e))? {
             bytes.extend_from_slice(&chunk);
@@ -457,6 +466,7 @@ impl RegistryClient {
         Ok(FetchedManifest {
             bytes,
             content_type,
+            header_digest,
         })
     }
 
