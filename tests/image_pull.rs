@@ -550,3 +550,78 @@ async fn many_layers_download_in_parallel_and_roll_back_together() {
     );
     assert!(dir_entries(&r.roots.content_dir().join("ingest")).is_empty());
 }
+
+fn manifest_of(reg: &TestRegistry, repo: &str, tag: &str) -> (String, usize) {
+    let (status, body) = reg.get(
+        &format!("/v2/{repo}/manifests/{tag}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    assert_eq!(status, 200);
+    (
+        format!("sha256:{}", common::registry::sha256_hex(&body)),
+        body.len(),
+    )
+}
+
+#[tokio::test]
+async fn index_selects_linux_amd64_and_digest_pulls_work() {
+    let reg = TestRegistry::start();
+    let amd = TarBuilder::new().file("arch", 0o644, b"amd64").finish();
+    let arm = TarBuilder::new().file("arch", 0o644, b"arm64").finish();
+    reg.push_layers("multi/app", "amd64", &[amd]);
+    reg.push_layers("multi/app", "arm64", &[arm]);
+    let (amd_digest, amd_size) = manifest_of(&reg, "multi/app", "amd64");
+    let (arm_digest, arm_size) = manifest_of(&reg, "multi/app", "arm64");
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": oci, "digest": arm_digest, "size": arm_size,
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": oci, "digest": arm_digest, "size": arm_size,
+             "platform": {"architecture": "amd64", "os": "linux"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"mediaType": oci, "digest": amd_digest, "size": amd_size,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let body = serde_json::to_vec(&index).unwrap();
+    let (status, _, resp) = common::registry::http_request(
+        reg.port,
+        "PUT",
+        "/v2/multi/app/manifests/multi",
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        &body,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&resp));
+    let index_digest = format!("sha256:{}", common::registry::sha256_hex(&body));
+
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let reference = format!("{}/multi/app:multi", reg.host());
+    let (res, msgs) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("{e}"));
+    let lower = &store.lower_dirs(&rec).unwrap()[0];
+    assert_eq!(std::fs::read(lower.join("arch")).unwrap(), b"amd64");
+    // The digest users see is the index's, as with Docker.
+    assert!(statuses(&msgs).contains(&format!("Digest: {index_digest}")));
+    assert_eq!(rec.manifest_digest, amd_digest);
+
+    // Pull by digest: no tag, found again by name@digest.
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let by_digest = format!("{}/multi/app@{amd_digest}", reg.host());
+    let rec = pull(&store, &by_digest)
+        .await
+        .0
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rec.repo_tags.is_empty());
+    assert_eq!(rec.repo_digests, vec![by_digest.clone()]);
+    assert_eq!(store.resolve(&by_digest).unwrap().id, rec.id);
+    // Another digest of the same repository is another image.
+    let other = format!("{}/multi/app@{arm_digest}", reg.host());
+    let rec2 = pull(&store, &other).await.0.unwrap();
+    assert_ne!(rec2.id, rec.id);
+    assert_eq!(store.resolve(&by_digest).unwrap().id, rec.id);
+}
