@@ -485,11 +485,9 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            let bytes = self
-                .download_small(&client, &config_digest, manifest.config.size)
+            self.download_small(&client, &config_digest, manifest.config.size)
                 .await
-                .map_err(|e| with_image(e, &image))?;
-            bytes
+                .map_err(|e| with_image(e, &image))?
         };
         let config: ConfigFile = serde_json::from_slice(&config_bytes)
             .map_err(|e| invalid(format!("bad image config: {e}")))?;
@@ -900,8 +898,9 @@ impl ImageStore {
             .content
             .write_blob(&config_bytes, None)
             .map_err(content_err)?;
+        // The config carries a creation time, so it (and the manifest naming it) is always new
+        // and belongs to this import's rollback.
         rollback.blobs.push(config_digest.clone());
-        // (config carries a timestamp, so it is always new; so is the manifest naming it)
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": registry::MEDIA_OCI_MANIFEST,
