@@ -253,6 +253,19 @@ impl ImageStore {
             })?;
             records.insert(rec.id.clone(), rec);
         }
+        // A crash between committing a layer and writing the image record leaves blobs and
+        // snapshots no image names: sweep them while no pull can be running.
+        let (used_blobs, used_snaps) = referenced(records.values());
+        for b in content.list().unwrap_or_default() {
+            if !used_blobs.contains(&b) {
+                let _ = content.remove(&b);
+            }
+        }
+        for s in snapshots.list() {
+            if !used_snaps.contains(&s) {
+                let _ = snapshots.remove(&s);
+            }
+        }
         Ok(ImageStore {
             root,
             content,
@@ -1017,21 +1030,7 @@ impl ImageStore {
         out.push(format!("Deleted: {}", rec.id));
 
         // Blobs and snapshots still used by another image stay.
-        let mut used_blobs = HashSet::new();
-        let mut used_snaps = HashSet::new();
-        for other in records.values() {
-            used_blobs.insert(other.id.clone());
-            used_blobs.insert(other.manifest_digest.clone());
-            for d in &other.repo_digests {
-                if let Some((_, dg)) = d.split_once('@') {
-                    used_blobs.insert(dg.to_string());
-                }
-            }
-            for l in &other.layers {
-                used_blobs.insert(l.digest.clone());
-            }
-            used_snaps.extend(chain_ids(&other.diff_ids));
-        }
+        let (used_blobs, used_snaps) = referenced(records.values());
         let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
         mine.extend(rec.layers.iter().map(|l| l.digest.clone()));
         mine.extend(
@@ -1084,6 +1083,28 @@ impl ImageStore {
             },
         }
     }
+}
+
+/// Every blob digest and snapshot chain id the given images use.
+fn referenced<'a>(
+    records: impl Iterator<Item = &'a ImageRecord>,
+) -> (HashSet<String>, HashSet<String>) {
+    let mut blobs = HashSet::new();
+    let mut snaps = HashSet::new();
+    for rec in records {
+        blobs.insert(rec.id.clone());
+        blobs.insert(rec.manifest_digest.clone());
+        for d in &rec.repo_digests {
+            if let Some((_, dg)) = d.split_once('@') {
+                blobs.insert(dg.to_string());
+            }
+        }
+        for l in &rec.layers {
+            blobs.insert(l.digest.clone());
+        }
+        snaps.extend(chain_ids(&rec.diff_ids));
+    }
+    (blobs, snaps)
 }
 
 fn progress_from(reference: &ImageReference) -> ProgressMessage {
