@@ -524,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn docker_hub_maps_to_its_api_host_and_only_loopback_or_listed_is_http() {
+        let settings = EngineSettings {
+            insecure_registries: vec!["build.lan:5000".into()],
+        };
+        let c =
+            |r: &str| RegistryClient::new(&ImageReference::parse(r).unwrap(), &settings).unwrap();
+        let hub = c("busybox");
+        assert_eq!(hub.authority(), "registry-1.docker.io:443");
+        assert_eq!(hub.base.scheme(), "https");
+        assert_eq!(
+            hub.url("manifests", "latest").as_str(),
+            "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
+        );
+        assert_eq!(c("127.0.0.1:5000/x").base.scheme(), "http");
+        assert_eq!(c("build.lan:5000/x").base.scheme(), "http");
+        assert_eq!(c("other.lan:5000/x").base.scheme(), "https");
+        assert_eq!(c("localhost/x").authority(), "localhost:80");
+    }
+
+    #[test]
     fn index_picks_linux_amd64_and_skips_attestations() {
         let idx = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","size":1,"platform":{"architecture":"arm64","os":"linux"}},
