@@ -130,6 +130,14 @@ async fn pull_busybox_matches_umoci_and_second_pull_reuses() {
         &format!("Status: Downloaded newer image for {reference}")
     );
     assert_eq!(rec.config.cmd, Some(vec!["sh".to_string()]));
+    // Size as `docker images` shows it: unpacked content, not the compressed download.
+    let busybox_len = std::fs::metadata("/bin/busybox").unwrap().len() as i64;
+    assert!(
+        rec.size >= busybox_len && rec.size < busybox_len + 4096,
+        "{}",
+        rec.size
+    );
+    assert!(rec.size > rec.layers[0].size as i64);
     assert_eq!(rec.repo_tags, vec![reference.clone()]);
 
     // The snapshot is what umoci (the oracle) unpacks from the same image.

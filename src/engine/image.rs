@@ -113,6 +113,9 @@ pub struct LayerRecord {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: String,
+    /// Bytes of file content once unpacked (what `docker images` counts).
+    #[serde(default)]
+    pub unpacked_size: u64,
 }
 
 /// A stored image: what containers are created from.
@@ -536,6 +539,7 @@ impl ImageStore {
         // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
         // order as soon as each one and its parent are ready, as containerd's unpacker does.
         let new_blobs = std::sync::Mutex::new(Vec::<String>::new());
+        let mut unpacked_sizes: HashMap<String, u64> = HashMap::new();
         let (done_tx, done_rx) = mpsc::channel::<Result<()>>(todo.len().max(1));
         let producer = async {
             let done_tx = done_tx;
@@ -587,13 +591,15 @@ impl ImageStore {
                     ..Default::default()
                 })
                 .await;
-                self.unpack_blob(
-                    &image,
-                    &layer.digest,
-                    &config.rootfs.diff_ids[i],
-                    &chains[i],
-                )
-                .await?;
+                let bytes = self
+                    .unpack_blob(
+                        &image,
+                        &layer.digest,
+                        &config.rootfs.diff_ids[i],
+                        &chains[i],
+                    )
+                    .await?;
+                unpacked_sizes.insert(config.rootfs.diff_ids[i].clone(), bytes);
                 rollback.snapshots.push(chains[i].clone());
                 send(status_msg("Pull complete", Some(&id))).await;
             }
@@ -638,7 +644,7 @@ impl ImageStore {
             created: config.created.clone().unwrap_or_default(),
             architecture: config.architecture.clone(),
             os: config.os.clone(),
-            size: manifest.layers.iter().map(|l| l.size as i64).sum(),
+            size: 0,
             diff_ids: config.rootfs.diff_ids.clone(),
             manifest_digest: manifest_digest.clone(),
             layers: manifest
@@ -650,9 +656,14 @@ impl ImageStore {
                     media_type: l.media_type.clone(),
                     size: l.size,
                     diff_id: d.clone(),
+                    unpacked_size: unpacked_sizes
+                        .get(d)
+                        .copied()
+                        .unwrap_or_else(|| self.known_unpacked_size(d)),
                 })
                 .collect(),
         });
+        rec.size = rec.layers.iter().map(|l| l.unpacked_size as i64).sum();
         if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
             rec.repo_digests.push(repo_digest);
         }
@@ -671,6 +682,16 @@ impl ImageStore {
         };
         send(status_msg(status, None)).await;
         Ok(rec)
+    }
+
+    /// Unpacked size of a layer another image already unpacked (its snapshot is shared).
+    fn known_unpacked_size(&self, diff_id: &str) -> u64 {
+        self.read_records()
+            .values()
+            .flat_map(|r| r.layers.iter())
+            .find(|l| l.diff_id == diff_id && l.unpacked_size > 0)
+            .map(|l| l.unpacked_size)
+            .unwrap_or(0)
     }
 
     /// Stores `rec`, moving `tag` to it from whichever image had it.
@@ -765,7 +786,7 @@ impl ImageStore {
         digest: &str,
         diff_id: &str,
         chain_id: &str,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let blob = self
             .content
             .open_blob(digest)
@@ -805,7 +826,7 @@ impl ImageStore {
         tokio::task::spawn_blocking(move || s2.commit(&tmp, &chain))
             .await
             .map_err(|e| ImageError::Other(format!("snapshot commit task failed: {e}")))??;
-        Ok(())
+        Ok(stats.bytes)
     }
 
     /// `docker import`: a root filesystem tarball (plain or gzip) becomes a one-layer image with
@@ -944,6 +965,7 @@ impl ImageStore {
                 media_type: media_type.to_string(),
                 size,
                 diff_id,
+                unpacked_size: stats.bytes,
             }],
         };
         let rec = self.save_with_tag(rec, tag)?;
