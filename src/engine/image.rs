@@ -1051,6 +1051,11 @@ impl ImageStore {
         records.remove(&rec.id);
         out.push(format!("Deleted: {}", rec.id));
 
+        // A pull in progress may be about to reuse these blobs and snapshots without an image
+        // record naming them yet: leave them to the sweep at the next start.
+        let Ok(_pull_guard) = self.write_lock.try_lock() else {
+            return Ok(out);
+        };
         // Blobs and snapshots still used by another image stay.
         let (used_blobs, used_snaps) = referenced(records.values());
         let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
