@@ -46,6 +46,7 @@ impl Made {
             &self.roots,
             NetworkOptions {
                 upstream_dns: Some(vec![]),
+                outbound_nat: false,
             },
         )
         .expect("open network manager")
@@ -537,6 +538,7 @@ async fn unknown_names_are_forwarded_to_the_upstream_server() {
         &made.roots,
         NetworkOptions {
             upstream_dns: Some(vec![up_addr]),
+            outbound_nat: false,
         },
     )
     .unwrap();
@@ -809,4 +811,72 @@ async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
     }
     mgr.remove(&net).await.unwrap();
     assert!(!link_exists(&br));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
+    let mut made = Made::new();
+    // The engine's settings: masquerade on (this sets net.ipv4.ip_forward=1, as Docker does).
+    let mgr = NetworkManager::open_with(
+        &made.roots,
+        NetworkOptions {
+            upstream_dns: Some(vec![]),
+            outbound_nat: true,
+        },
+    )
+    .unwrap();
+    let net = unique("netnat");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    assert_eq!(created.warning, "", "NAT set up without warnings");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+    let table = format!("berth-{br}");
+    let subnet = mgr.inspect(&net).unwrap().ipam.config[0].subnet.clone();
+    let (ok, rules) = sh(Command::new("nft").args(["list", "table", "ip", &table]));
+    let guard = NftTable(table.clone());
+    assert!(ok, "table exists: {rules}");
+    assert!(
+        rules.contains("type nat hook postrouting priority srcnat"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("ip saddr {subnet} oifname != \"{br}\" masquerade")),
+        "{rules}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+
+    // An internal network gets no NAT.
+    let internal = unique("netint");
+    let mut req = net_req(&internal);
+    req.internal = true;
+    let created_int = mgr.create(req).await.unwrap();
+    let br_int = format!("br-{}", &created_int.id[..12]);
+    made.bridges.push(br_int.clone());
+    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &format!("berth-{br_int}")])).0);
+
+    mgr.remove(&net).await.unwrap();
+    mgr.remove(&internal).await.unwrap();
+    assert!(
+        !sh(Command::new("nft").args(["list", "table", "ip", &table])).0,
+        "table removed with the network"
+    );
+    drop(guard);
+}
+
+/// Deletes an nftables table on drop if a failed test left it.
+struct NftTable(String);
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        if sh(Command::new("nft").args(["list", "table", "ip", &self.0])).0 {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &self.0])
+                .status();
+        }
+    }
 }
