@@ -468,6 +468,32 @@ async fn names_resolve_with_busybox_and_http_flows_by_name() {
     }
     assert_eq!(fetched.1, "hello from server\n", "wget by name");
 
+    // The same from a root with nothing but busybox and the two files, as in a container built
+    // from busybox-static: glibc's built-in resolver talks to the embedded DNS by itself.
+    let rootfs = made.root.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::fs::write(rootfs.join("etc/resolv.conf"), &cli.resolv_conf).unwrap();
+    std::fs::write(rootfs.join("etc/hosts"), &cli.hosts_file).unwrap();
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_cli.display()))
+        .arg("chroot")
+        .arg(&rootfs)
+        .args([
+            "/bin/busybox",
+            "timeout",
+            "3",
+            "/bin/busybox",
+            "wget",
+            "-qO-",
+            "http://proj-server-1/",
+        ]));
+    assert!(
+        ok && out == "hello from server\n",
+        "wget by container name in a bare root: {out}"
+    );
+
     // A container that starts later is found too, by its hostname and alias.
     let ns_late = made.netns_path("late");
     let late = mgr
@@ -584,8 +610,49 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
             host_port: String::new(),
         }]),
     );
+    req.port_bindings.insert(
+        "7777/udp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: String::new(),
+        }]),
+    );
     let at = mgr.attach(req).await.expect("attach with port");
     let bound = at.ports["80/tcp"].as_ref().unwrap()[0].clone();
+
+    // UDP: an echo server inside the namespace (a thread of this test that entered it).
+    let ns_file = std::fs::File::open(&ns).unwrap();
+    let echo = std::thread::spawn(move || {
+        nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:7777").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&reply, peer);
+        }
+    });
+    let udp_port: u16 = at.ports["7777/udp"].as_ref().unwrap()[0]
+        .host_port
+        .parse()
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut reply = [0u8; 64];
+    let mut got_udp = String::new();
+    for _ in 0..10 {
+        client.send_to(b"ping", ("127.0.0.1", udp_port)).unwrap();
+        if let Ok(n) = client.recv(&mut reply) {
+            got_udp = String::from_utf8_lossy(&reply[..n]).into_owned();
+            break;
+        }
+    }
+    assert_eq!(got_udp, "echo:ping", "udp through the published port");
+    echo.join().unwrap();
     assert_eq!(bound.host_ip, "127.0.0.1");
     let port: u16 = bound.host_port.parse().unwrap();
     assert!(port > 0);

@@ -1078,6 +1078,9 @@ fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
 
 /// Make the namespace and plug every endpoint. Runs on a blocking thread.
 fn plumb(r: &AttachmentRecord) -> Result<()> {
+    // The path is this container's; whatever is there is a leftover of an attachment whose
+    // record was lost (attach has already detached any recorded one).
+    netns::remove(&r.netns_path)?;
     netns::create(&r.netns_path)?;
     if r.endpoints.is_empty() {
         return Ok(());
