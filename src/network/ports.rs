@@ -212,7 +212,10 @@ fn spawn_tcp_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Res
 const UDP_IDLE: Duration = Duration::from_secs(90);
 
 /// Aborts the per-client reply relays when the proxy itself is aborted.
-struct UdpClients(Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, AbortHandle)>>>);
+struct UdpClients(ClientTable);
+
+/// Client address → its upstream socket and the task relaying replies to it.
+type ClientTable = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, AbortHandle)>>>;
 
 impl Drop for UdpClients {
     fn drop(&mut self) {
@@ -274,7 +277,7 @@ async fn relay_replies(
     upstream: Arc<UdpSocket>,
     front: Arc<UdpSocket>,
     client: SocketAddr,
-    clients: Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, AbortHandle)>>>,
+    clients: ClientTable,
 ) {
     let mut buf = vec![0u8; 65536];
     loop {
