@@ -52,13 +52,13 @@ pub enum NetworkError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{object}: {source}")]
+    #[error("{object}: {}", error_chain(.source))]
     Kernel {
         object: String,
         #[source]
         source: NetlinkError,
     },
-    #[error("{0}")]
+    #[error("{}", error_chain(.0))]
     Netns(#[from] netns::NetnsError),
     #[error("cannot write network state {path}: {source}")]
     State {
@@ -68,6 +68,19 @@ pub enum NetworkError {
     },
     #[error("{0}")]
     Other(String),
+}
+
+/// An error and its causes on one line: the API sends only the text, so the cause (an errno,
+/// say) must be in it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl NetworkError {
@@ -1050,13 +1063,10 @@ fn outbound_nat(bridge: &str, subnet: Subnet) -> std::result::Result<(), String>
     firewall::enable_ip_forward()
         .and_then(|()| firewall::install_masquerade(bridge, subnet))
         .map_err(|e| {
-            let mut text = format!("no outbound access for containers on {bridge}: {e}");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            text
+            format!(
+                "no outbound access for containers on {bridge}: {}",
+                error_chain(&e)
+            )
         })
 }
 
