@@ -91,14 +91,22 @@ fn open_engine(roots: &EngineRoots, settings: EngineSettings) -> anyhow::Result<
     })
 }
 
-/// Bring the engine's view back in line with the machine after a restart or crash.
+/// Bring the engine's view back in line with the machine after a restart or crash, and start the
+/// background work that lives as long as the daemon.
 ///
-/// Call point for the restore hooks of the network manager (bridges, NAT rules of networks on
-/// disk) and of the container store (reattach to running shims, record exits that happened while
-/// the engine was down). Networks first: reattached containers need their networks.
-async fn restore_state(_engine: &SharedEngine) -> anyhow::Result<()> {
-    // Wired when they land in main: `engine.networks.restore().await?` then
-    // `engine.restore_containers().await?`.
+/// Networks come first (bridges and NAT rules of networks on disk), because reattached containers
+/// need them; then containers: reattach to running shims and record exits that happened while
+/// the engine was down.
+async fn restore_state(engine: &SharedEngine) -> anyhow::Result<()> {
+    for problem in engine.networks.restore().await {
+        eprintln!("berth engine: network restore: {problem}");
+    }
+    engine
+        .restore_containers()
+        .await
+        .context("reattach to running containers")?;
+    let watcher = engine.clone();
+    tokio::spawn(async move { watcher.process_container_exits().await });
     Ok(())
 }
 

@@ -1218,6 +1218,8 @@ fn predefined(name: &str) -> NetworkResource {
     NetworkResource {
         name: name.to_string(),
         id,
+        // Built in, never created: Go's zero time, which Docker clients parse and show as such.
+        created: "0001-01-01T00:00:00Z".into(),
         scope: "local".into(),
         driver: if name == "host" { "host" } else { "null" }.into(),
         ipam: Ipam {

@@ -28,6 +28,8 @@ const METADATA_FILE: &str = "volume.json";
 const DATA_DIR: &str = "_data";
 /// Prefix of in-progress creations and removals; never a valid volume name (names start alnum).
 const HIDDEN_PREFIX: &str = ".";
+/// Read-only overlay views of an image, mounted for the length of one copy-up.
+const COPY_UP_PREFIX: &str = ".copyup-";
 
 #[derive(Debug, Error)]
 pub enum VolumeError {
@@ -121,8 +123,12 @@ impl VolumeStore {
             return;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(HIDDEN_PREFIX) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(COPY_UP_PREFIX) {
+                // An image view left mounted by a crash: unmount, and never delete through it.
+                let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir(entry.path());
+            } else if name.starts_with(HIDDEN_PREFIX) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -310,6 +316,68 @@ impl VolumeStore {
         copy_dir_contents(&source, &data).map_err(|e| VolumeError::io(context(), e))?;
         Ok(true)
     }
+
+    /// [`copy_up`](Self::copy_up) from an image given as its layer directories (topmost first, as
+    /// overlayfs's `lowerdir` lists them). One layer is read directly; several are stacked in a
+    /// read-only overlay mounted just for the copy, so whiteouts hide what they delete.
+    pub fn copy_up_from_layers(
+        &self,
+        name: &str,
+        layers: &[PathBuf],
+        target: &Path,
+    ) -> Result<bool> {
+        let context = || {
+            format!(
+                "copy image content at {} into volume {name}",
+                target.display()
+            )
+        };
+        match layers {
+            [] => Ok(false),
+            [only] => self.copy_up(name, only, target),
+            _ => {
+                let mut lowerdir = String::new();
+                for (i, layer) in layers.iter().enumerate() {
+                    let text = layer.to_str().filter(|t| !t.contains([':', ',']));
+                    let Some(text) = text else {
+                        return Err(VolumeError::Other(format!(
+                            "{}: layer path {} cannot be given to overlayfs (':' or ',' in it)",
+                            context(),
+                            layer.display()
+                        )));
+                    };
+                    if i > 0 {
+                        lowerdir.push(':');
+                    }
+                    lowerdir.push_str(text);
+                }
+                let view = self
+                    .root
+                    .join(format!("{COPY_UP_PREFIX}{name}-{}", random_suffix()));
+                std::fs::create_dir(&view).map_err(|e| VolumeError::io(context(), e))?;
+                let mounted = nix::mount::mount(
+                    Some("overlay"),
+                    &view,
+                    Some("overlay"),
+                    nix::mount::MsFlags::MS_RDONLY,
+                    Some(format!("lowerdir={lowerdir}").as_str()),
+                );
+                if let Err(e) = mounted {
+                    let _ = std::fs::remove_dir(&view);
+                    return Err(VolumeError::io(
+                        format!("{}: mount a read-only view of the image", context()),
+                        e.into(),
+                    ));
+                }
+                let copied = self.copy_up(name, &view, target);
+                let unmounted = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
+                if unmounted.is_ok() {
+                    let _ = std::fs::remove_dir(&view);
+                }
+                copied
+            }
+        }
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -472,6 +540,45 @@ mod tests {
             std::fs::read_to_string(data.join("index.html")).unwrap(),
             "changed"
         );
+    }
+
+    #[test]
+    fn copy_up_from_layers_sees_the_merged_image() {
+        let (d, store) = store();
+        let lower = d.path().join("lower");
+        let upper = d.path().join("upper");
+        std::fs::create_dir_all(lower.join("etc/app")).unwrap();
+        std::fs::write(lower.join("etc/app/base.conf"), "base").unwrap();
+        std::fs::write(lower.join("etc/app/gone.conf"), "deleted above").unwrap();
+        std::fs::create_dir_all(upper.join("etc/app")).unwrap();
+        std::fs::write(upper.join("etc/app/top.conf"), "top").unwrap();
+        // An overlay whiteout: a 0/0 character device hides gone.conf of the layer below.
+        nix::sys::stat::mknod(
+            &upper.join("etc/app/gone.conf"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        store.create(named("conf")).unwrap();
+        let layers = [upper, lower];
+        assert!(store
+            .copy_up_from_layers("conf", &layers, Path::new("/etc/app"))
+            .unwrap());
+        let data = store.mountpoint("conf").unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["base.conf", "top.conf"]);
+        // The temporary view is gone: nothing mounted or left in the volumes directory.
+        let hidden: Vec<_> = std::fs::read_dir(d.path().join("data/volumes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! Shared fixtures for the integration tests (each test binary includes what it uses).
 #![allow(dead_code)]
+pub mod engine;
 pub mod project;
 pub mod registry;
+pub mod rootfs;

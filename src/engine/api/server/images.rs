@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::super::types::{ErrorDetail, ProgressMessage};
-use super::{emit_event, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
+use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
 use crate::engine::reference::ImageReference;
 use crate::engine::SharedEngine;
 
@@ -44,13 +44,25 @@ fn progress_line(message: &ProgressMessage) -> Bytes {
     Bytes::from(line)
 }
 
-async fn create(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
+async fn create(
+    State(engine): State<SharedEngine>,
+    params: Params,
+    body: Body,
+) -> ApiResult<Response> {
     let from_image = params.get("fromImage").map(String::as_str).unwrap_or("");
     let tag = params.get("tag").map(String::as_str).unwrap_or("");
-    if from_image.is_empty() {
-        // `fromSrc=-` (import of a rootfs tar) is served once the image store offers import.
+    if params.get("fromSrc").map(String::as_str) == Some("-") {
+        let repo = params.get("repo").map(String::as_str).unwrap_or("");
+        return import(engine, repo, tag, body).await;
+    }
+    if params.contains_key("fromSrc") {
         return Err(ApiError::bad_request(
-            "fromImage is required (importing with fromSrc is not supported yet)",
+            "importing from a URL is not supported: send the tar as the request body with fromSrc=-",
+        ));
+    }
+    if from_image.is_empty() {
+        return Err(ApiError::bad_request(
+            "fromImage (pull) or fromSrc=- (import) is required",
         ));
     }
     let name = pull_reference(from_image, tag);
@@ -101,6 +113,40 @@ pub fn tokio_stream_from<T: Send + 'static>(
     })
 }
 
+/// `fromSrc=-`: the body is a root filesystem tar. The image store's import is blocking, so it
+/// runs on the blocking pool; the body is collected first (rootfs tars of test and example images
+/// are small; a streaming bridge can replace this when large imports matter).
+async fn import(engine: SharedEngine, repo: &str, tag: &str, body: Body) -> ApiResult<Response> {
+    let repo_tag = match (repo, tag) {
+        ("", _) => None,
+        (repo, "") => Some(repo.to_string()),
+        (repo, tag) => Some(format!("{repo}:{tag}")),
+    };
+    let tar = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
+    let store = engine.clone();
+    let name = repo_tag.clone();
+    let image = tokio::task::spawn_blocking(move || {
+        store
+            .images
+            .import(std::io::Cursor::new(tar), name.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::new(500, format!("image import task failed: {e}")))??;
+    let name = repo_tag.unwrap_or_else(|| image.id.clone());
+    emit_event(&engine, "image", "import", &image.id, &[("name", &name)]);
+    let status = ProgressMessage {
+        status: Some(image.id.clone()),
+        ..Default::default()
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(JSON_STREAM.0, JSON_STREAM.1)
+        .body(Body::from(progress_line(&status)))
+        .unwrap_or_default())
+}
+
 async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
     let filters = Filters::from_params(&params)?;
     filters.allow_only(&["reference", "label", "dangling"])?;
@@ -132,6 +178,7 @@ async fn by_name(
     State(engine): State<SharedEngine>,
     method: Method,
     Path(rest): Path<String>,
+    params: Params,
 ) -> ApiResult<Response> {
     if method == Method::GET {
         if let Some(name) = rest.strip_suffix("/json") {
@@ -146,15 +193,31 @@ async fn by_name(
         }
     }
     if method == Method::DELETE {
-        let image = engine
-            .images
-            .resolve(&rest)
-            .ok_or_else(|| ApiError::new(404, format!("No such image: {rest}")))?;
-        // Removal is served once the image store offers it; say so rather than pretend.
-        return Err(ApiError::new(
-            501,
-            format!("removing image {} is not supported yet", image.id),
-        ));
+        let used: Vec<String> = super::containers::image_in_use(&engine).await;
+        let force = flag(&params, "force");
+        let store = engine.clone();
+        let name = rest.clone();
+        let lines = tokio::task::spawn_blocking(move || {
+            store
+                .images
+                .remove(&name, force, &|id: &str| used.iter().any(|u| u == id))
+        })
+        .await
+        .map_err(|e| ApiError::new(500, format!("image removal task failed: {e}")))??;
+        // The store reports Docker's CLI lines (`Untagged: x`); the API answers them as objects.
+        let records: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(kind, what)| serde_json::json!({ kind: what }))
+            .collect();
+        for line in &lines {
+            if let Some(id) = line.strip_prefix("Deleted: ") {
+                emit_event(&engine, "image", "delete", id, &[("name", &rest)]);
+            } else if let Some(tag) = line.strip_prefix("Untagged: ") {
+                emit_event(&engine, "image", "untag", tag, &[("name", tag)]);
+            }
+        }
+        return Ok(json_response(StatusCode::OK, &records));
     }
     Err(ApiError::new(404, "page not found"))
 }

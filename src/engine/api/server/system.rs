@@ -117,7 +117,7 @@ fn cgroup_version() -> &'static str {
 
 async fn info(State(engine): State<SharedEngine>) -> Response {
     let images = engine.images.list().len();
-    let (running, paused, stopped) = super::containers::state_counts(&engine);
+    let (running, paused, stopped) = super::containers::state_counts(&engine).await;
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -148,6 +148,7 @@ async fn info(State(engine): State<SharedEngine>) -> Response {
             "Log": ["json-file"],
         },
         "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": { "LocalNodeState": "inactive" },
         "Warnings": [],
     });
     axum::Json(body).into_response()
