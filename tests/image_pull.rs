@@ -345,3 +345,162 @@ pub fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
     buf.truncate(n as usize);
     Some(buf)
 }
+
+fn snapshot_entries(roots: &EngineRoots) -> Vec<String> {
+    dir_entries(&roots.snapshots_dir())
+}
+
+#[tokio::test]
+async fn hostile_layers_fail_the_pull_and_leave_nothing() {
+    let reg = TestRegistry::start();
+    let r = roots();
+    let outside = r._dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let store = ImageStore::open(&r.roots).unwrap();
+
+    let mut dotdot = TarBuilder::new();
+    dotdot
+        .file("ok", 0o644, b"fine")
+        .file("../../../outside/pwned", 0o644, b"x");
+    let mut link = TarBuilder::new();
+    link.symlink("l", &outside.display().to_string())
+        .file("l/pwned", 0o644, b"x");
+    let mut hard = TarBuilder::new();
+    hard.hardlink("h", "../../../outside");
+    for (name, tar, want) in [
+        ("dotdot", dotdot.finish(), "'..'"),
+        ("symlink", link.finish(), "symlink"),
+        ("hardlink", hard.finish(), "'..'"),
+    ] {
+        let reference = reg.push_layers(&format!("hostile/{name}"), "1", &[tar]);
+        let (res, _) = pull(&store, &reference).await;
+        let e = res.unwrap_err();
+        let text = e.to_string();
+        assert!(e.is_hostile_layer(), "{name}: {text}");
+        assert!(
+            text.contains("hostile layer") && text.contains(want),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(&format!("hostile/{name}")),
+            "{name}: error names the image: {text}"
+        );
+        assert!(
+            dir_entries(&outside).is_empty(),
+            "{name}: wrote outside the root"
+        );
+        assert!(
+            snapshot_entries(&r.roots).is_empty(),
+            "{name}: {:?}",
+            snapshot_entries(&r.roots)
+        );
+        assert!(blobs(&r.roots).is_empty(), "{name}: {:?}", blobs(&r.roots));
+        assert!(store.resolve(&reference).is_none());
+    }
+}
+
+#[tokio::test]
+async fn lying_configs_are_refused() {
+    use common::registry::ImageSpec;
+    let reg = TestRegistry::start();
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let layer = TarBuilder::new().file("f", 0o644, b"data").finish();
+
+    // DiffID that does not match the uncompressed layer (U16).
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let reference = reg.push_image(
+        "lie/diffid",
+        "1",
+        &ImageSpec {
+            layers: vec![layer.clone()],
+            gzip: true,
+            diff_ids: Some(vec![wrong.clone()]),
+        },
+    );
+    let (res, _) = pull(&store, &reference).await;
+    let text = res.unwrap_err().to_string();
+    assert!(
+        text.contains("does not match the config's diff_id") && text.contains(&wrong),
+        "{text}"
+    );
+    assert!(snapshot_entries(&r.roots).is_empty());
+    assert!(blobs(&r.roots).is_empty(), "{:?}", blobs(&r.roots));
+
+    // More diff_ids than layers.
+    let reference = reg.push_image(
+        "lie/count",
+        "1",
+        &ImageSpec {
+            layers: vec![layer.clone()],
+            gzip: true,
+            diff_ids: Some(vec![wrong.clone(), wrong.clone()]),
+        },
+    );
+    let text = pull(&store, &reference).await.0.unwrap_err().to_string();
+    assert!(text.contains("1 layers but 2 diff_ids"), "{text}");
+
+    // A diff_id that would be a path escape if used as a snapshot name (U19).
+    let reference = reg.push_image(
+        "lie/syntax",
+        "1",
+        &ImageSpec {
+            layers: vec![layer.clone()],
+            gzip: true,
+            diff_ids: Some(vec!["sha256:../../../x".into()]),
+        },
+    );
+    let text = pull(&store, &reference).await.0.unwrap_err().to_string();
+    assert!(text.contains("bad diff_id"), "{text}");
+    assert!(snapshot_entries(&r.roots).is_empty());
+    assert!(blobs(&r.roots).is_empty(), "{:?}", blobs(&r.roots));
+}
+
+#[tokio::test]
+async fn uncompressed_layers_are_pulled() {
+    use common::registry::ImageSpec;
+    let reg = TestRegistry::start();
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let layer = TarBuilder::new()
+        .dir("srv/", 0o755)
+        .file("srv/index.html", 0o644, b"hi")
+        .finish();
+    let reference = reg.push_image(
+        "plain/tar",
+        "1",
+        &ImageSpec {
+            layers: vec![layer],
+            gzip: false,
+            diff_ids: None,
+        },
+    );
+    let rec = pull(&store, &reference)
+        .await
+        .0
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rec.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    let lower = &store.lower_dirs(&rec).unwrap()[0];
+    assert_eq!(std::fs::read(lower.join("srv/index.html")).unwrap(), b"hi");
+}
+
+#[test]
+fn u19_references_that_could_escape_are_rejected() {
+    for bad in [
+        "busybox:..",
+        "busybox@sha256:../../etc",
+        "../busybox",
+        "a/../../b:1",
+        "busy\0box",
+        "127.0.0.1:5000/x@sha256:ABCDEF",
+    ] {
+        let e = ImageReference::parse(bad).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid reference format"),
+            "{bad:?}: {e}"
+        );
+    }
+}

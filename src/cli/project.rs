@@ -14,25 +14,25 @@ use crate::engine::api::client::EngineClient;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ProjectArgs {
     /// Compose configuration files (repeatable; later files override earlier ones)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name
-    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Alternate working directory (default: the directory of the first compose file)
-    #[arg(long = "project-directory", global = true, value_name = "DIR")]
+    #[arg(long = "project-directory", value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
     /// Alternate environment files (repeatable; replaces the default .env)
-    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Enable a profile (repeatable)
-    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = "PROFILE")]
     pub profile: Vec<String>,
     /// Engine data root (default /var/lib/berth; env BERTH_DATA_ROOT)
-    #[arg(long, global = true, hide = true, value_name = "DIR")]
+    #[arg(long, hide = true, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
     /// Engine run root (default /run/berth; env BERTH_RUN_ROOT)
-    #[arg(long, global = true, hide = true, value_name = "DIR")]
+    #[arg(long, hide = true, value_name = "DIR")]
     pub run_root: Option<PathBuf>,
     /// Registry the engine may reach over plain HTTP (when the CLI starts the engine)
     #[arg(

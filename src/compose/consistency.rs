@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::load::ComposeError;
 use super::model::Project;
+use super::yaml::{Node, Value};
 
 /// Keep the services enabled by `profiles` (plus those named in `selected` and, transitively,
 /// what they depend on); with `selected` non-empty, keep only those and their dependencies.
@@ -52,10 +53,8 @@ pub fn apply_profiles(
                 continue;
             }
             let dep_enabled = project.services.get(dep).is_some_and(enabled);
-            if !selected.is_empty() || dep_enabled || d.required {
-                if keep.insert(dep.clone()) {
-                    stack.push(dep.clone());
-                }
+            if (!selected.is_empty() || dep_enabled || d.required) && keep.insert(dep.clone()) {
+                stack.push(dep.clone());
             }
         }
     }
@@ -69,31 +68,67 @@ pub fn apply_profiles(
     Ok(())
 }
 
-pub fn check(project: &Project) -> Result<(), ComposeError> {
+/// `file:line:col: ` of the node at `path` in the raw model (the deepest one found), so a
+/// consistency error points at the reference it complains about.
+fn at(raw: Option<&Node>, path: &[&str]) -> String {
+    let Some(mut cur) = raw else {
+        return String::new();
+    };
+    for key in path {
+        let next = match &cur.value {
+            Value::Map(m) => m.get(*key),
+            Value::Seq(items) => items
+                .iter()
+                .find(|i| {
+                    i.scalar_text()
+                        .is_some_and(|t| t == *key || t.split(':').next() == Some(*key))
+                        || i.get("target").and_then(Node::scalar_text).as_deref() == Some(*key)
+                        || i.get("source").and_then(Node::scalar_text).as_deref() == Some(*key)
+                })
+                .or_else(|| key.parse::<usize>().ok().and_then(|n| items.get(n))),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    if cur.mark.line == 0 {
+        String::new()
+    } else {
+        format!("{}: ", cur.mark)
+    }
+}
+
+pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> {
     let services: HashSet<&str> = project.services.keys().map(String::as_str).collect();
     for (name, svc) in &project.services {
         if svc.image.is_none() && svc.build.is_none() && !svc.extra.contains_key("provider") {
             return Err(ComposeError::Consistency(format!(
-                "service {name:?} has neither an image nor a build context specified; add `image:` or `build:`"
+                "{}service {name:?} has neither an image nor a build context specified; add `image:` or `build:`",
+                at(raw, &["services", name])
             )));
         }
         for dep in svc.depends_on.keys() {
             if !services.contains(dep.as_str()) {
                 return Err(ComposeError::Consistency(format!(
-                    "service {name:?} depends on undefined service {dep:?}: invalid compose project"
+                    "{}service {name:?} depends on undefined service {dep:?}: invalid compose project; define it or remove the dependency",
+                    at(raw, &["services", name, "depends_on", dep])
                 )));
             }
         }
         if let Some(nm) = &svc.network_mode {
             if !svc.networks.is_empty() {
                 return Err(ComposeError::Consistency(format!(
-                    "service {name} declares mutually exclusive `network_mode` and `networks`: invalid compose project"
+                    "{}service {name} declares mutually exclusive `network_mode` and `networks`: invalid compose project; keep one of them",
+                    at(raw, &["services", name, "network_mode"])
                 )));
             }
             if let Some(other) = nm.strip_prefix("service:") {
                 if !services.contains(other) {
                     return Err(ComposeError::Consistency(format!(
-                        "service {other:?} not found for network_mode 'service:{other}'"
+                        "{}service {other:?} not found for network_mode 'service:{other}'",
+                        at(raw, &["services", name, "network_mode"])
                     )));
                 }
             }
@@ -107,7 +142,8 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
             {
                 if !services.contains(other) {
                     return Err(ComposeError::Consistency(format!(
-                        "service {other:?} not found for {key} 'service:{other}'"
+                        "{}service {other:?} not found for {key} 'service:{other}'",
+                        at(raw, &["services", name, key])
                     )));
                 }
             }
@@ -119,7 +155,8 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
             let other = vf.split(':').next().unwrap_or(vf);
             if !services.contains(other) {
                 return Err(ComposeError::Consistency(format!(
-                    "service {name:?} depends on undefined service {other:?} (volumes_from): invalid compose project"
+                    "{}service {name:?} depends on undefined service {other:?} (volumes_from): invalid compose project",
+                    at(raw, &["services", name, "volumes_from", other])
                 )));
             }
         }
@@ -127,41 +164,57 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
             let other = link.split(':').next().unwrap_or(link);
             if !services.contains(other) {
                 return Err(ComposeError::Consistency(format!(
-                    "service {name:?} depends on undefined service {other:?} (links): invalid compose project"
+                    "{}service {name:?} depends on undefined service {other:?} (links): invalid compose project",
+                    at(raw, &["services", name, "links", other])
                 )));
             }
         }
         for net in svc.networks.keys() {
             if !project.networks.contains_key(net) {
                 return Err(ComposeError::Consistency(format!(
-                    "service {name:?} refers to undefined network {net}: invalid compose project"
+                    "{}service {name:?} refers to undefined network {net}: invalid compose project; declare it under the top-level `networks`",
+                    at(raw, &["services", name, "networks", net])
                 )));
             }
         }
-        let mut targets: HashSet<&str> = HashSet::new();
+        let mut targets: std::collections::HashMap<String, String> = Default::default();
+        for (i, t) in svc.tmpfs.iter().enumerate() {
+            let target = t.split(':').next().unwrap_or(t);
+            targets.insert(target.to_string(), format!("services.{name}.tmpfs[{i}]"));
+        }
         for (i, v) in svc.volumes.iter().enumerate() {
             if v.kind == "volume" {
                 if let Some(src) = &v.source {
                     if !project.volumes.contains_key(src) {
                         return Err(ComposeError::Consistency(format!(
-                            "service {name:?} refers to undefined volume {src}: invalid compose project"
+                            "{}service {name:?} refers to undefined volume {src}: invalid compose project; declare it under the top-level `volumes`",
+                            at(raw, &["services", name, "volumes", &i.to_string()])
                         )));
                     }
                 }
             }
-            if !targets.insert(v.target.as_str()) {
+            let here = format!("services.{name}.volumes[{i}]");
+            if let Some(prev) = targets.insert(v.target.clone(), here.clone()) {
                 return Err(ComposeError::Consistency(format!(
-                    "services.{name}.volumes[{i}]: target {} already mounted",
+                    "{}{here}: target {} already mounted as {prev}",
+                    at(raw, &["services", name, "volumes", &i.to_string()]),
                     v.target
                 )));
             }
         }
-        for (i, t) in svc.tmpfs.iter().enumerate() {
-            let target = t.split(':').next().unwrap_or(t);
-            if targets.contains(target) {
-                return Err(ComposeError::Consistency(format!(
-                    "services.{name}.tmpfs[{i}]: target {target} already mounted as services.{name}.volumes"
-                )));
+        if let Some(watch) = svc
+            .extra
+            .get("develop")
+            .and_then(|d| d.get("watch"))
+            .and_then(|w| w.as_array())
+        {
+            for w in watch {
+                let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
+                if action != "rebuild" && w.get("target").is_none() {
+                    return Err(ComposeError::Consistency(format!(
+                        "services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project"
+                    )));
+                }
             }
         }
         for (kind, refs, defined) in [
@@ -171,7 +224,8 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
             for r in refs {
                 if !defined.contains_key(&r.source) {
                     return Err(ComposeError::Consistency(format!(
-                        "service {name:?} refers to undefined {kind} {}: invalid compose project",
+                        "{}service {name:?} refers to undefined {kind} {}: invalid compose project",
+                        at(raw, &["services", name, &format!("{kind}s"), &r.source]),
                         r.source
                     )));
                 }
@@ -188,4 +242,81 @@ pub fn check(project: &Project) -> Result<(), ComposeError> {
     }
     super::graph::ServiceGraph::new(project)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compose::{load, LoadOptions};
+
+    fn load_text(
+        text: &str,
+        profiles: &[&str],
+        services: &[&str],
+    ) -> Result<crate::compose::Project, crate::compose::ComposeError> {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("compose.yaml"), text).unwrap();
+        load(&LoadOptions {
+            working_dir: t.path().to_path_buf(),
+            project_name: Some("t".into()),
+            profiles: profiles.iter().map(|s| s.to_string()).collect(),
+            services: services.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    const PROFILED: &str = "services:\n  web:\n    image: nginx\n  db:\n    image: pg\n    profiles: [backend]\n  admin:\n    image: adminer\n    profiles: [tools]\n    depends_on: [db]\n";
+
+    #[test]
+    fn profiles_enable_services_and_named_services_bring_dependencies() {
+        let p = load_text(PROFILED, &[], &[]).unwrap();
+        assert_eq!(p.services.keys().collect::<Vec<_>>(), ["web"]);
+        let p = load_text(PROFILED, &["backend"], &[]).unwrap();
+        assert_eq!(p.services.keys().collect::<Vec<_>>(), ["web", "db"]);
+        let p = load_text(PROFILED, &[], &["admin"]).unwrap();
+        assert_eq!(p.services.keys().collect::<Vec<_>>(), ["db", "admin"]);
+        let p = load_text(PROFILED, &["*"], &[]).unwrap();
+        assert_eq!(p.services.len(), 3);
+    }
+
+    #[test]
+    fn undefined_references_name_the_place() {
+        let e = load_text(
+            "services:\n  web:\n    image: x\n    depends_on: [zot]\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "compose.yaml:4:18: service \"web\" depends on undefined service \"zot\""
+            ),
+            "{e}"
+        );
+        let e = load_text(
+            "services:\n  web:\n    image: x\n    volumes: ['data:/d']\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("compose.yaml:4:15: service \"web\" refers to undefined volume data"),
+            "{e}"
+        );
+        let e = load_text(
+            "services:\n  web:\n    image: x\n    networks: [front]\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("refers to undefined network front"), "{e}");
+        let e = load_text("services:\n  web:\n    command: x\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("neither an image nor a build context"), "{e}");
+        let e = load_text("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n", &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("dependency cycle detected: a -> b -> a"), "{e}");
+    }
 }

@@ -50,7 +50,7 @@ fn load_cached<'a>(
     cache: &'a mut IndexMap<PathBuf, Node>,
 ) -> Result<&'a Node, ComposeError> {
     if !cache.contains_key(path) {
-        let parsed = parse_file(path, &ctx.env, ctx.interpolate)?;
+        let parsed = parse_file(path, ctx)?;
         cache.insert(path.to_path_buf(), parsed.node);
     }
     Ok(&cache[path])
@@ -190,5 +190,95 @@ fn rebase(svc: &mut Node, dir: &Path) {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compose::{load, LoadOptions};
+    use std::path::Path;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn load_dir(dir: &Path) -> Result<crate::compose::Project, crate::compose::ComposeError> {
+        load(&LoadOptions {
+            working_dir: dir.to_path_buf(),
+            project_name: Some("t".into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn same_file_chain_merges_by_compose_rules() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  base:\n    image: busybox\n    environment: {A: '1', B: '1'}\n    command: [sleep, '1']\n  mid:\n    extends: base\n    environment: {B: '2'}\n  top:\n    extends: {service: mid}\n    command: echo hi\n",
+        );
+        let p = load_dir(t.path()).unwrap();
+        let top = &p.services["top"];
+        assert_eq!(top.image.as_deref(), Some("busybox"));
+        assert_eq!(top.environment["A"].as_deref(), Some("1"));
+        assert_eq!(top.environment["B"].as_deref(), Some("2"));
+        assert_eq!(
+            top.command.as_deref(),
+            Some(&["echo".to_string(), "hi".to_string()][..])
+        );
+        assert!(top.extra.get("extends").is_none());
+    }
+
+    #[test]
+    fn other_file_paths_are_rebased_to_its_directory() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "common/base.yaml",
+            "services:\n  app:\n    build: ./src\n    volumes: ['./conf:/conf']\n    env_file: ./app.env\n",
+        );
+        write(t.path(), "common/app.env", "FROM_FILE=yes\n");
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    extends: {file: common/base.yaml, service: app}\n",
+        );
+        let p = load_dir(t.path()).unwrap();
+        let web = &p.services["web"];
+        let common = t.path().join("common");
+        assert_eq!(
+            web.build.as_ref().unwrap().context,
+            common.join("src").display().to_string()
+        );
+        assert_eq!(
+            web.volumes[0].source.as_deref(),
+            Some(common.join("conf").to_str().unwrap())
+        );
+        assert_eq!(web.environment["FROM_FILE"].as_deref(), Some("yes"));
+    }
+
+    #[test]
+    fn cycles_and_missing_bases_are_errors() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  a:\n    image: x\n    extends: b\n  b:\n    image: x\n    extends: a\n",
+        );
+        let e = load_dir(t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("Circular reference with extends: a -> b -> a"),
+            "{e}"
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  a:\n    extends: nope\n",
+        );
+        let e = load_dir(t.path()).unwrap_err().to_string();
+        assert!(e.contains("cannot extend service \"nope\""), "{e}");
     }
 }

@@ -111,10 +111,11 @@ pub fn apply(
             env,
             interpolate: ctx.interpolate,
             project_dir: sub_dir.clone(),
+            working_dir: ctx.working_dir.clone(),
         };
         let mut merged: Option<Node> = None;
         for f in &files {
-            let mut parsed = parse_file(f, &sub_ctx.env, sub_ctx.interpolate)?;
+            let mut parsed = parse_file(f, &sub_ctx)?;
             apply(&mut parsed, &sub_ctx, chain)?;
             super::extends::apply(&mut parsed, &sub_ctx)?;
             rebase_relative(&mut parsed.node, &sub_dir);
@@ -235,5 +236,81 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compose::{load, LoadOptions};
+    use std::path::Path;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn load_dir(dir: &Path) -> Result<crate::compose::Project, crate::compose::ComposeError> {
+        load(&LoadOptions {
+            working_dir: dir.to_path_buf(),
+            project_name: Some("t".into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn included_project_uses_its_own_dir_and_env() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "db/.env", "DB_TAG=16\n");
+        write(
+            t.path(),
+            "db/compose.yaml",
+            "services:\n  db:\n    image: postgres:${DB_TAG}\n    volumes: ['./init:/init']\nvolumes:\n  pg: {}\n",
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "include: [db/compose.yaml]\nservices:\n  web:\n    image: nginx\n    depends_on: [db]\n",
+        );
+        let p = load_dir(t.path()).unwrap();
+        assert_eq!(p.services["db"].image.as_deref(), Some("postgres:16"));
+        let init = t.path().join("db/init");
+        assert_eq!(
+            p.services["db"].volumes[0].source.as_deref(),
+            Some(init.to_str().unwrap())
+        );
+        assert_eq!(p.volumes["pg"].name, "t_pg");
+    }
+
+    #[test]
+    fn conflicts_and_cycles_are_errors() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "other.yaml",
+            "services:\n  web:\n    image: other\n",
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "include: [other.yaml]\nservices:\n  web:\n    image: mine\n",
+        );
+        let e = load_dir(t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("services.web conflicts with imported resource"),
+            "{e}"
+        );
+        write(
+            t.path(),
+            "a.yaml",
+            "include: [compose.yaml]\nservices: {}\n",
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "include: [a.yaml]\nservices: {}\n",
+        );
+        let e = load_dir(t.path()).unwrap_err().to_string();
+        assert!(e.contains("include cycle detected"), "{e}");
     }
 }

@@ -97,6 +97,8 @@ fn matching_brace(chars: &[char], start: usize) -> Option<usize> {
                 depth += 1;
                 i += 1;
             }
+            // Plain braces inside a default (`${X:-{"a":1}}`) nest too.
+            '{' => depth += 1,
             '}' if depth == 0 => return Some(i),
             '}' => depth -= 1,
             _ => {}
@@ -172,14 +174,12 @@ pub fn interpolate_node(
     path: &str,
 ) -> Result<(), super::ComposeError> {
     match &mut node.value {
-        Value::String(s) => {
-            if s.contains('$') {
-                *s = substitute(s, env).map_err(|source| super::ComposeError::Interpolation {
-                    mark: node.mark.clone(),
-                    path: path.to_string(),
-                    source,
-                })?;
-            }
+        Value::String(s) if s.contains('$') => {
+            *s = substitute(s, env).map_err(|source| super::ComposeError::Interpolation {
+                mark: node.mark.clone(),
+                path: path.to_string(),
+                source,
+            })?;
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {

@@ -126,13 +126,17 @@ pub fn read_text(path: &Path) -> Result<String, ComposeError> {
 }
 
 /// Parse one file and interpolate it (per file, before merging, as docker compose does).
-pub fn parse_file(
-    path: &Path,
-    env: &IndexMap<String, String>,
-    interpolate_values: bool,
-) -> Result<ParsedFile, ComposeError> {
+/// How a file is named in messages: relative to the user's directory when it is below it.
+pub fn display_name(path: &Path, working_dir: &Path) -> String {
+    path.strip_prefix(working_dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
+pub fn parse_file(path: &Path, ctx: &LoadContext) -> Result<ParsedFile, ComposeError> {
+    let (env, interpolate_values) = (&ctx.env, ctx.interpolate);
     let text = read_text(path)?;
-    let display = path.display().to_string();
+    let display = display_name(path, &ctx.working_dir);
     let mut node = yaml::parse(&text, &display)?;
     if interpolate_values {
         interpolate::interpolate_node(&mut node, env, "")?;
@@ -366,13 +370,17 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         env: env.clone(),
         interpolate: !options.skip_interpolation,
         project_dir: project_dir.clone(),
+        working_dir: working_dir.clone(),
     };
     let mut merged: Option<Node> = None;
     let mut ctx = ctx;
     let mut raw_files = Vec::with_capacity(files.len());
     for f in &files {
         let text = read_text(f)?;
-        raw_files.push((f.clone(), yaml::parse(&text, &f.display().to_string())?));
+        raw_files.push((
+            f.clone(),
+            yaml::parse(&text, &display_name(f, &working_dir))?,
+        ));
     }
     // Unless -p / COMPOSE_PROJECT_NAME set it, the project name is the last file's `name:`
     // (itself interpolated), and every file sees it as COMPOSE_PROJECT_NAME.
@@ -456,7 +464,7 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
 
     // 8. Consistency.
     if !options.skip_consistency {
-        consistency::check(&project)?;
+        consistency::check(&project, Some(&raw))?;
     }
     Ok((project, raw))
 }
@@ -467,6 +475,8 @@ pub struct LoadContext {
     pub env: IndexMap<String, String>,
     pub interpolate: bool,
     pub project_dir: PathBuf,
+    /// The user's directory, to name files in messages.
+    pub working_dir: PathBuf,
 }
 
 #[cfg(test)]

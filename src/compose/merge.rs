@@ -51,6 +51,9 @@ pub fn merge_files(base: Node, over: Node) -> Result<Node, ComposeError> {
         let merged = match (k.as_str(), b.shift_remove(&k)) {
             (_, None) => strip_tags(ov),
             ("services", Some(bv)) => merge_keyed(bv, ov, merge_service)?,
+            ("networks" | "volumes" | "secrets" | "configs", Some(bv)) => {
+                merge_keyed(bv, ov, merge_resource)?
+            }
             (_, Some(bv)) => deep_merge(bv, ov),
         };
         b.insert(k, merged);
@@ -83,6 +86,51 @@ fn merge_keyed(
         }
         (_, ov) => Ok(strip_tags(Node::new(ov, over.mark))),
     }
+}
+
+fn merge_resource(base: Node, over: Node) -> Result<Node, ComposeError> {
+    let mut base = base;
+    let mut over = over;
+    for n in [&mut base, &mut over] {
+        if let Some(m) = n.as_map_mut() {
+            for k in ["labels", "driver_opts"] {
+                if let Some(v) = m.shift_remove(k) {
+                    m.insert(k.to_string(), to_mapping(v, '='));
+                }
+            }
+        }
+    }
+    // ipam.config entries are keyed by subnet: a later entry for the same subnet merges into it.
+    let base_cfg = base.get("ipam").and_then(|i| i.get("config")).cloned();
+    let over_cfg = over.get("ipam").and_then(|i| i.get("config")).cloned();
+    let mut merged = deep_merge(base, over);
+    if let (Some(Value::Seq(b)), Some(Value::Seq(o))) =
+        (base_cfg.map(|n| n.value), over_cfg.map(|n| n.value))
+    {
+        let mut out: Vec<Node> = b;
+        for item in o {
+            let subnet = item.get("subnet").and_then(Node::scalar_text);
+            match out.iter().position(|x| {
+                subnet.is_some() && x.get("subnet").and_then(Node::scalar_text) == subnet
+            }) {
+                Some(p) => {
+                    let prev = out[p].clone();
+                    out[p] = deep_merge(prev, item);
+                }
+                None => out.push(strip_tags(item)),
+            }
+        }
+        if let Some(ipam) = merged
+            .as_map_mut()
+            .and_then(|m| m.get_mut("ipam"))
+            .and_then(Node::as_map_mut)
+        {
+            if let Some(cfg) = ipam.get_mut("config") {
+                cfg.value = Value::Seq(out);
+            }
+        }
+    }
+    Ok(merged)
 }
 
 /// Generic merge: mappings by key, sequences appended, anything else replaced.
@@ -178,14 +226,27 @@ fn entry_key(field: &str, item: &Node) -> Option<String> {
                 .or_else(|| m.get("source").and_then(Node::scalar_text)),
             _ => None,
         },
-        "secrets" | "configs" => match &item.value {
-            Value::String(s) => Some(s.clone()),
-            Value::Map(m) => m
-                .get("target")
-                .and_then(Node::scalar_text)
-                .or_else(|| m.get("source").and_then(Node::scalar_text)),
-            _ => None,
-        },
+        "secrets" | "configs" => {
+            // Keyed by where they land: secrets default to /run/secrets/<name>, configs to /<name>.
+            let dir = if field == "secrets" {
+                "/run/secrets/"
+            } else {
+                "/"
+            };
+            let t = match &item.value {
+                Value::String(s) => s.clone(),
+                Value::Map(m) => m
+                    .get("target")
+                    .and_then(Node::scalar_text)
+                    .or_else(|| m.get("source").and_then(Node::scalar_text))?,
+                _ => return None,
+            };
+            Some(if t.starts_with('/') {
+                t
+            } else {
+                format!("{dir}{t}")
+            })
+        }
         _ => Some(format!("{:?}", item.to_json())),
     }
 }

@@ -251,7 +251,7 @@ pub struct DependsOn {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NetworkConfig {
     /// Actual engine name: `<project>_<key>` unless set or external.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
@@ -269,7 +269,7 @@ pub struct NetworkConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct VolumeConfig {
     /// Actual engine name: `<project>_<key>` unless set or external.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,

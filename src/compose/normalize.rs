@@ -129,7 +129,79 @@ pub fn canonical(raw: &Node, settings: &Settings) -> Result<Node> {
             out.insert(k.clone(), v.clone());
         }
     }
-    Ok(mapn(out, &mark))
+    let mut doc = mapn(out, &mark);
+    cast_typed(&mut doc, &mut Vec::new());
+    Ok(doc)
+}
+
+/// Typed fields that interpolation may have left as strings (compose-go's cast table):
+/// (path pattern, target type). `*` matches any one key or index.
+const CASTS: &[(&str, char)] = &[
+    ("services.*.deploy.replicas", 'i'),
+    ("services.*.deploy.update_config.parallelism", 'i'),
+    ("services.*.deploy.update_config.max_failure_ratio", 'f'),
+    ("services.*.deploy.rollback_config.parallelism", 'i'),
+    ("services.*.deploy.rollback_config.max_failure_ratio", 'f'),
+    ("services.*.deploy.restart_policy.max_attempts", 'i'),
+    ("services.*.deploy.placement.max_replicas_per_node", 'i'),
+    ("services.*.deploy.resources.limits.pids", 'i'),
+    ("services.*.secrets.*.mode", 'o'),
+    ("services.*.configs.*.mode", 'o'),
+    ("services.*.volumes.*.volume.nocopy", 'b'),
+    ("services.*.volumes.*.bind.create_host_path", 'b'),
+    ("services.*.volumes.*.tmpfs.mode", 'o'),
+    ("services.*.blkio_config.weight", 'i'),
+    ("services.*.blkio_config.weight_device.*.weight", 'i'),
+    ("networks.*.internal", 'b'),
+    ("networks.*.attachable", 'b'),
+    ("networks.*.enable_ipv6", 'b'),
+    ("networks.*.enable_ipv4", 'b'),
+    ("networks.*.external", 'b'),
+    ("volumes.*.external", 'b'),
+    ("secrets.*.external", 'b'),
+    ("configs.*.external", 'b'),
+];
+
+fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
+    if let Value::String(t) = &node.value {
+        let hit = CASTS.iter().find(|(pat, _)| {
+            let segs: Vec<&str> = pat.split('.').collect();
+            segs.len() == path.len()
+                && segs
+                    .iter()
+                    .zip(path.iter())
+                    .all(|(a, b)| *a == "*" || a == b)
+        });
+        if let Some((_, ty)) = hit {
+            let t = t.trim().to_string();
+            let cast = match ty {
+                'i' | 'o' => t.parse::<i64>().ok().map(Value::Int),
+                'f' => t.parse::<f64>().ok().map(Value::Float),
+                _ => cast_bool(&t).map(Value::Bool),
+            };
+            if let Some(v) = cast {
+                node.value = v;
+            }
+        }
+        return;
+    }
+    match &mut node.value {
+        Value::Map(m) => {
+            for (k, v) in m.iter_mut() {
+                path.push(k.clone());
+                cast_typed(v, path);
+                path.pop();
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                cast_typed(v, path);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) -> Result<Node> {
@@ -140,6 +212,10 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
         _ => return Err(err(def, path, format!("{path} must be a mapping"))),
     };
     schema::check_resource(def, kind, path)?;
+    // `name: ${UNSET}` leaves an empty name: treat it as not set.
+    if m.get("name").and_then(Node::as_str) == Some("") {
+        m.shift_remove("name");
+    }
     // `external: {name: x}` is the legacy spelling of `external: true` + `name: x`.
     let mut external = false;
     if let Some(e) = m.get("external").cloned() {
@@ -172,14 +248,14 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     }
     if external {
         for other in m.keys() {
-            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam") {
-                if kind == "volumes" || kind == "networks" {
-                    return Err(err(
-                        def,
-                        path,
-                        format!("conflicting parameters \"external\" and \"{other}\" specified"),
-                    ));
-                }
+            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
+                && (kind == "volumes" || kind == "networks")
+            {
+                return Err(err(
+                    def,
+                    path,
+                    format!("conflicting parameters \"external\" and \"{other}\" specified"),
+                ));
             }
         }
     }
@@ -223,10 +299,8 @@ pub fn cast_bool(t: &str) -> Option<bool> {
 
 /// Resolve a host path against `base` (`~` = home), keeping Windows paths and URLs verbatim.
 pub fn resolve_path(base: &Path, p: &str) -> String {
-    if p.starts_with('~') {
-        if let Some(home) = dirs::home_dir() {
-            return format!("{}{}", home.display(), &p[1..]);
-        }
+    if let (Some(rest), Some(home)) = (p.strip_prefix('~'), dirs::home_dir()) {
+        return format!("{}{rest}", home.display());
     }
     if is_windows_path(p) || p.contains("://") {
         return p.to_string();
@@ -468,10 +542,10 @@ pub fn format_duration(d: std::time::Duration) -> String {
         return "0s".into();
     }
     if nanos < 1_000_000_000 {
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             return format!("{}ms", nanos / 1_000_000);
         }
-        if nanos % 1_000 == 0 {
+        if nanos.is_multiple_of(1_000) {
             return format!("{}µs", nanos / 1_000);
         }
         return format!("{nanos}ns");
@@ -479,7 +553,7 @@ pub fn format_duration(d: std::time::Duration) -> String {
     let h = nanos / 3_600_000_000_000;
     let m = (nanos / 60_000_000_000) % 60;
     let sn = nanos % 60_000_000_000;
-    let secs = if sn % 1_000_000_000 == 0 {
+    let secs = if sn.is_multiple_of(1_000_000_000) {
         format!("{}s", sn / 1_000_000_000)
     } else {
         let t = format!("{:.9}", sn as f64 / 1e9);
@@ -645,6 +719,20 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             "secrets" | "configs" => file_refs(v, &p)?,
             "ulimits" => ulimits(v, &p)?,
             "deploy" => deploy(v, &p)?,
+            "develop" => {
+                if let Some(items) = v.get("watch").and_then(Node::as_seq) {
+                    for (i, w) in items.iter().enumerate() {
+                        if w.get("action").is_none() {
+                            return Err(err(
+                                w,
+                                &format!("{p}.watch[{i}]"),
+                                format!("{p}.watch.{i} missing property 'action'"),
+                            ));
+                        }
+                    }
+                }
+                v.clone()
+            }
             "logging" => v.clone(),
             _ => v.clone(),
         };
@@ -983,13 +1071,27 @@ fn file_refs(v: &Node, path: &str) -> Result<Node> {
             Value::String(t) => {
                 let mut m = IndexMap::new();
                 m.insert("source".into(), s(t, &it.mark));
+                if path.ends_with(".secrets") {
+                    m.insert("target".into(), s(format!("/run/secrets/{t}"), &it.mark));
+                }
                 out.push(mapn(m, &it.mark));
             }
             Value::Map(m) => {
-                if !m.contains_key("source") {
+                let Some(src) = m.get("source").and_then(Node::scalar_text) else {
                     return Err(err(it, &p, format!("{p} missing property 'source'")));
+                };
+                let mut m = m.clone();
+                // A secret lands in /run/secrets/<target or source> (relative targets too).
+                if path.ends_with(".secrets") {
+                    let t = m.get("target").and_then(Node::scalar_text).unwrap_or(src);
+                    let t = if t.starts_with('/') {
+                        t
+                    } else {
+                        format!("/run/secrets/{t}")
+                    };
+                    m.insert("target".into(), s(t, &it.mark));
                 }
-                out.push(it.clone());
+                out.push(mapn(m, &it.mark));
             }
             _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
         }
@@ -1019,12 +1121,8 @@ fn ulimits(v: &Node, path: &str) -> Result<Node> {
                 mapn(l, &x.mark)
             }
             _ => {
-                let mut l = IndexMap::new();
-                l.insert(
-                    "single".to_string(),
-                    Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
-                );
-                mapn(l, &x.mark)
+                // A single number sets soft and hard alike; docker compose prints the number.
+                Node::new(Value::Int(as_int(x, &p)?), x.mark.clone())
             }
         };
         out.insert(k.clone(), nv);
@@ -1166,10 +1264,11 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
     Ok(mapn(out, &v.mark))
 }
 
+/// One expanded short-syntax port: (host_ip, published, target, protocol).
+pub type PortSpec = (Option<String>, Option<String>, u16, String);
+
 /// `[HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]` → long-form entries (ranges expand).
-pub fn parse_port_spec(
-    spec: &str,
-) -> std::result::Result<Vec<(Option<String>, Option<String>, u16, String)>, String> {
+pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String> {
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),

@@ -205,6 +205,42 @@ pub fn check_deploy(node: &Node, path: &str) -> Result<(), ComposeError> {
                 check_keys(l, &format!("{rp}.{k}"), RESOURCE_LIMIT_KEYS)?;
             }
         }
+        let devices = r
+            .get("reservations")
+            .and_then(|x| x.get("devices"))
+            .and_then(Node::as_seq);
+        for (i, d) in devices.into_iter().flatten().enumerate() {
+            let dp = format!("{rp}.reservations.devices[{i}]");
+            if d.get("capabilities").is_none() {
+                return Err(ComposeError::invalid(
+                    d,
+                    &dp,
+                    format!("{dp} missing property 'capabilities'"),
+                ));
+            }
+            if let Some(c) = d.get("count") {
+                let ok = matches!(c.value, super::yaml::Value::Int(_))
+                    || c.as_str()
+                        .is_some_and(|s| s == "all" || s.parse::<i64>().is_ok());
+                if !ok {
+                    return Err(ComposeError::invalid(
+                        c,
+                        &format!("{dp}.count"),
+                        format!(
+                            "invalid value {:?}, the only value allowed is 'all' or a number",
+                            c.scalar_text().unwrap_or_default()
+                        ),
+                    ));
+                }
+                if d.get("device_ids").is_some() {
+                    return Err(ComposeError::invalid(
+                        d,
+                        &dp,
+                        "\"count\" and \"device_ids\" attributes are exclusive",
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -88,6 +88,8 @@ pub enum YamlError {
         "{mark}: excessive aliasing: the document expands to more than {limit} nodes (alias bomb?)"
     )]
     AliasBomb { mark: Mark, limit: usize },
+    #[error("{mark}: cycle detected: node at path {path} references a node that contains it")]
+    SelfReference { mark: Mark, path: String },
     #[error("{mark}: unknown anchor in alias")]
     UnknownAnchor { mark: Mark },
     #[error("{mark}: map merge requires map or sequence of maps as the value of '<<'")]
@@ -301,6 +303,8 @@ fn check_tabs(text: &str, file: &Arc<str>) -> Result<(), YamlError> {
     Ok(())
 }
 
+// Frames live on a short stack while parsing; boxing the map variant would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum Frame {
     Seq {
         path: String,
@@ -425,6 +429,15 @@ impl Builder {
     fn event(&mut self, event: Event, mark: Mark) -> Result<(), YamlError> {
         match event {
             Event::Alias(id) => {
+                let open = self.stack.iter().any(|f| match f {
+                    Frame::Seq { anchor, .. } | Frame::Map { anchor, .. } => *anchor == id,
+                });
+                if open {
+                    return Err(YamlError::SelfReference {
+                        mark,
+                        path: self.child_path(),
+                    });
+                }
                 let node = self
                     .anchors
                     .get(&id)

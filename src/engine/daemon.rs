@@ -98,8 +98,9 @@ fn open_engine(roots: &EngineRoots, settings: EngineSettings) -> anyhow::Result<
 /// need them; then containers: reattach to running shims and record exits that happened while
 /// the engine was down.
 async fn restore_state(engine: &SharedEngine) -> anyhow::Result<()> {
-    // Call point for the network manager's restore hook, wired when it lands in main:
-    // `engine.networks.restore().await?`.
+    for problem in engine.networks.restore().await {
+        eprintln!("berth engine: network restore: {problem}");
+    }
     engine
         .restore_containers()
         .await

@@ -223,6 +223,12 @@ impl ImageStore {
                 source,
             })?;
         let snapshots = SnapshotStore::open(roots.snapshots_dir())?;
+        // Unpacked layers hold setuid binaries: no host user may traverse into them
+        // (CVE-2021-41091).
+        for dir in [roots.content_dir(), roots.snapshots_dir(), root.clone()] {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+        }
         let mut records = HashMap::new();
         for entry in std::fs::read_dir(&root).map_err(io_err(&root))? {
             let entry = entry.map_err(io_err(&root))?;
@@ -868,6 +874,22 @@ impl ImageStore {
         let rec = self.save_with_tag(rec, tag)?;
         *rollback = Rollback::default();
         Ok(rec)
+    }
+
+    /// `docker tag`: adds `new_tag` (moved from any other image) to the image `name_or_id`.
+    pub fn tag(&self, name_or_id: &str, new_tag: &str) -> Result<ImageRecord> {
+        let r = ImageReference::parse(new_tag)?;
+        if r.digest.is_some() {
+            return Err(ReferenceError::Invalid {
+                reference: new_tag.to_string(),
+                reason: "a tag cannot contain a digest".into(),
+            }
+            .into());
+        }
+        let rec = self
+            .resolve(name_or_id)
+            .ok_or_else(|| ImageError::NotFound(name_or_id.to_string()))?;
+        self.save_with_tag(rec, Some(&r.familiar()))
     }
 
     /// `docker rmi`: untags `name_or_id`, and deletes the image (record, then blobs and snapshots

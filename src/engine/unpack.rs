@@ -625,10 +625,25 @@ impl Extractor<'_> {
                             return Err(Self::io(entry)(e));
                         }
                     }
-                    openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?
+                    let fd = openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?;
+                    // Implied parents get 0755 whatever the daemon's umask is.
+                    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o755) }).map_err(Self::io(entry))?;
+                    fd
                 }
                 Err(e) => {
                     let parent = show(&comps[..=i].join(&b'/'));
+                    // O_NOFOLLOW | O_DIRECTORY on a symlink fails with ENOTDIR (or ELOOP): tell
+                    // a symlinked parent (an escape attempt) from a plain file in the way.
+                    let is_link = lstat_at(cur.as_raw_fd(), &name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+                    if is_link {
+                        return Err(UnpackError::Hostile {
+                            path: show(entry),
+                            reason: format!("goes through symlink {parent:?}"),
+                        });
+                    }
                     return Err(match e.raw_os_error() {
                         Some(libc::ELOOP) => UnpackError::Hostile {
                             path: show(entry),

@@ -1,15 +1,45 @@
 //! Container networking: bridges, veth pairs, IPAM, service DNS and published ports.
+//!
+//! One [`NetworkManager`] per engine. A network is a Linux bridge (`bridge.rs`) with a subnet
+//! from Docker's pools (`ipam.rs`); attaching a container makes its network namespace
+//! (`netns.rs`), a veth pair per network, its `/etc/hosts` and `/etc/resolv.conf`
+//! (`etc_files.rs`), DNS names served on the gateway (`dns.rs`) and published-port proxies
+//! (`ports.rs`). Kernel objects are made over netlink (`netlink.rs`); nothing shells out.
+//! State lives in `networks/` under the data root (`state.rs`) so a restarted engine, and
+//! `detach`, know everything that was made.
+
+pub mod bridge;
+pub mod dns;
+pub mod etc_files;
+pub mod ipam;
+pub mod netlink;
+pub mod netns;
+pub mod ports;
+pub mod state;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use indexmap::IndexMap;
+use rand::RngCore;
 use thiserror::Error;
+use tokio::task::AbortHandle;
 
 use crate::engine::api::types::{
-    EndpointSettings, NetworkCreateRequest, NetworkCreateResponse, NetworkResource, PortBinding,
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest,
+    NetworkCreateResponse, NetworkResource, PortBinding,
 };
 use crate::engine::paths::EngineRoots;
+use ipam::Subnet;
+use netlink::{Netlink, NetlinkError};
+use state::{AttachmentRecord, EndpointRecord, NetworkRecord};
+
+/// Host-wide lock around subnet choice and bridge creation: the kernel's addresses are shared
+/// by every engine on the machine (other data roots, parallel tests), so two engines must not
+/// both pick the same free subnet before either has put it on a bridge.
+const HOST_LOCK: &str = "/run/berth-network.lock";
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -17,6 +47,24 @@ pub enum NetworkError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{object}: {source}")]
+    Kernel {
+        object: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("{0}")]
+    Netns(#[from] netns::NetnsError),
+    #[error("cannot write network state {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -26,10 +74,14 @@ impl NetworkError {
         match self {
             NetworkError::NotFound(_) => 404,
             NetworkError::Conflict(_) => 409,
-            NetworkError::Other(_) => 500,
+            NetworkError::BadRequest(_) => 400,
+            NetworkError::Forbidden(_) => 403,
+            _ => 500,
         }
     }
 }
+
+type Result<T> = std::result::Result<T, NetworkError>;
 
 /// What a container asks of the network when it starts.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +92,9 @@ pub struct AttachRequest {
     pub hostname: String,
     /// Where the container's network namespace is bind-mounted (created by `attach`).
     pub netns_path: PathBuf,
-    /// Network name or ID → requested settings (aliases, static IP).
+    /// Network name or ID → requested settings (aliases, static IP). `none` (or no network at
+    /// all) gives a namespace with only `lo`; `host` is not attached (the runtime stays in the
+    /// host namespace and never calls `attach`).
     pub networks: IndexMap<String, EndpointSettings>,
     pub port_bindings: HashMap<String, Option<Vec<PortBinding>>>,
     pub extra_hosts: Vec<String>,
@@ -49,40 +103,1071 @@ pub struct AttachRequest {
 /// What the container gets back: its endpoints and the files to bind into it.
 #[derive(Debug, Clone, Default)]
 pub struct Attachment {
+    /// Keyed by network name, as Docker's `NetworkSettings.Networks`.
     pub endpoints: IndexMap<String, EndpointSettings>,
     pub hosts_file: String,
     pub resolv_conf: String,
+    /// The bound published ports, as Docker's `NetworkSettings.Ports` (actual host ports, also
+    /// for requests that left `HostPort` empty).
+    pub ports: HashMap<String, Option<Vec<PortBinding>>>,
+}
+
+/// Settings fixed when the manager is opened.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// Where names berth does not know are forwarded; `None` = the host's `/etc/resolv.conf`
+    /// name servers. `Some(vec![])` answers NXDOMAIN instead of forwarding.
+    pub upstream_dns: Option<Vec<SocketAddr>>,
+}
+
+#[derive(Default)]
+struct State {
+    networks: IndexMap<String, NetworkRecord>,
+    attachments: IndexMap<String, AttachmentRecord>,
 }
 
 pub struct NetworkManager {
-    _root: PathBuf,
+    dir: PathBuf,
+    host_resolv: String,
+    /// Serialises create/remove/attach/detach of this engine (address choice, names).
+    op: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    dns: dns::DnsService,
+    proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
 }
 
+/// How long `restore` waits for a port or DNS socket still held by a previous manager.
+const RESTORE_BIND_RETRIES: usize = 20;
+const RESTORE_BIND_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+const PREDEFINED: [&str; 2] = ["host", "none"];
+/// Docker's default network, made on first use by a container that asks for `bridge`.
+const DEFAULT_BRIDGE: &str = "bridge";
+const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
+
 impl NetworkManager {
-    pub fn open(_roots: &EngineRoots) -> Result<Self, NetworkError> {
-        todo!("helper: network")
+    pub fn open(roots: &EngineRoots) -> Result<Self> {
+        Self::open_with(roots, NetworkOptions::default())
     }
-    pub async fn create(
-        &self,
-        _req: NetworkCreateRequest,
-    ) -> Result<NetworkCreateResponse, NetworkError> {
-        todo!("helper: network")
+
+    pub fn open_with(roots: &EngineRoots, options: NetworkOptions) -> Result<Self> {
+        let dir = roots.networks_dir();
+        std::fs::create_dir_all(dir.join("attachments")).map_err(|source| NetworkError::State {
+            path: dir.clone(),
+            source,
+        })?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstream = options.upstream_dns.unwrap_or_else(|| {
+            etc_files::nameservers(&host_resolv)
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect()
+        });
+        let (networks, mut warnings) = state::load_all::<NetworkRecord>(&dir);
+        let (attachments, w2) = state::load_all::<AttachmentRecord>(&dir.join("attachments"));
+        warnings.extend(w2);
+        for w in warnings {
+            eprintln!("berth network: {w}");
+        }
+        let state = State {
+            networks: networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            attachments: attachments
+                .into_iter()
+                .map(|a| (a.container_id.clone(), a))
+                .collect(),
+        };
+        let manager = Self {
+            dir,
+            host_resolv,
+            op: tokio::sync::Mutex::new(()),
+            state: Mutex::new(state),
+            dns: dns::DnsService::new(upstream),
+            proxies: Mutex::new(HashMap::new()),
+        };
+        manager.refresh_dns();
+        Ok(manager)
     }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh_dns(&self) {
+        let st = self.state();
+        self.dns.replace_table(dns::DnsTable::build(
+            st.networks.values(),
+            st.attachments.values(),
+        ));
+    }
+
+    fn find(&self, id_or_name: &str) -> Result<NetworkRecord> {
+        find_in(&self.state(), id_or_name)
+    }
+
+    pub async fn create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+        let _op = self.op.lock().await;
+        if req.name == DEFAULT_BRIDGE {
+            return Err(NetworkError::Forbidden(format!(
+                "{DEFAULT_BRIDGE} is a pre-defined network and cannot be created"
+            )));
+        }
+        self.create_locked(req).await
+    }
+
+    async fn create_locked(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+        let driver = if req.driver.is_empty() {
+            "bridge"
+        } else {
+            req.driver.as_str()
+        };
+        if driver != "bridge" {
+            return Err(NetworkError::BadRequest(format!(
+                "network driver {driver:?} is not supported: berth creates bridge networks"
+            )));
+        }
+        if req.name.is_empty() {
+            return Err(NetworkError::BadRequest(
+                "network name must not be empty".into(),
+            ));
+        }
+        if PREDEFINED.contains(&req.name.as_str()) {
+            return Err(NetworkError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
+        if self.state().networks.values().any(|n| n.name == req.name) {
+            return Err(NetworkError::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        if req.enable_ipv6 {
+            return Err(NetworkError::BadRequest(format!(
+                "network {}: IPv6 networks are not supported yet",
+                req.name
+            )));
+        }
+        let requested = req
+            .ipam
+            .as_ref()
+            .and_then(|i| i.config.first())
+            .cloned()
+            .unwrap_or_default();
+
+        let id = random_hex(32);
+        let bridge = bridge::bridge_name(&id);
+        let record = tokio::task::spawn_blocking({
+            let own: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
+            let dir = self.dir.clone();
+            let req = req.clone();
+            let id = id.clone();
+            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge)
+        })
+        .await
+        .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
+
+        if let Err(e) = self.dns.ensure_listener(&record.id, record.gateway).await {
+            let _ = teardown_network(&self.dir, &record);
+            return Err(NetworkError::Other(format!(
+                "network {}: cannot serve DNS on {}:53: {e}",
+                record.name, record.gateway
+            )));
+        }
+        self.state()
+            .networks
+            .insert(record.id.clone(), record.clone());
+        self.refresh_dns();
+        Ok(NetworkCreateResponse {
+            id: record.id,
+            warning: String::new(),
+        })
+    }
+
     pub fn list(&self) -> Vec<NetworkResource> {
-        todo!("helper: network")
+        let st = self.state();
+        let mut out: Vec<NetworkResource> = PREDEFINED.iter().map(|n| predefined(n)).collect();
+        out.extend(st.networks.values().map(|n| resource(n, &st.attachments)));
+        out
     }
-    pub fn inspect(&self, _id_or_name: &str) -> Result<NetworkResource, NetworkError> {
-        todo!("helper: network")
+
+    pub fn inspect(&self, id_or_name: &str) -> Result<NetworkResource> {
+        if PREDEFINED.contains(&id_or_name) {
+            return Ok(predefined(id_or_name));
+        }
+        let n = self.find(id_or_name)?;
+        Ok(resource(&n, &self.state().attachments))
     }
-    pub async fn remove(&self, _id_or_name: &str) -> Result<(), NetworkError> {
-        todo!("helper: network")
+
+    pub async fn remove(&self, id_or_name: &str) -> Result<()> {
+        let _op = self.op.lock().await;
+        if PREDEFINED.contains(&id_or_name) {
+            return Err(NetworkError::Forbidden(format!(
+                "{id_or_name} is a pre-defined network and cannot be removed"
+            )));
+        }
+        let n = self.find(id_or_name)?;
+        if n.options.get(DEFAULT_BRIDGE_OPTION).map(String::as_str) == Some("true") {
+            return Err(NetworkError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        let in_use = self
+            .state()
+            .attachments
+            .values()
+            .any(|a| a.endpoints.iter().any(|e| e.network_id == n.id));
+        if in_use {
+            return Err(NetworkError::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        self.dns.stop_listener(&n.id);
+        let dir = self.dir.clone();
+        let rec = n.clone();
+        tokio::task::spawn_blocking(move || teardown_network(&dir, &rec))
+            .await
+            .map_err(|e| NetworkError::Other(format!("network remove task failed: {e}")))??;
+        self.state().networks.shift_remove(&n.id);
+        self.refresh_dns();
+        Ok(())
     }
+
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
-    pub async fn attach(&self, _req: AttachRequest) -> Result<Attachment, NetworkError> {
-        todo!("helper: network")
+    pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
+        let _op = self.op.lock().await;
+        if req.container_id.is_empty() {
+            return Err(NetworkError::BadRequest(
+                "attach: container id is empty".into(),
+            ));
+        }
+        if req.netns_path.as_os_str().is_empty() {
+            return Err(NetworkError::BadRequest(format!(
+                "attach {}: no network namespace path given",
+                req.container_name
+            )));
+        }
+        // A record left by a crash or a container restart: clear it before making a new one.
+        if self.state().attachments.contains_key(&req.container_id) {
+            self.detach_locked(&req.container_id).await?;
+        }
+
+        if req.networks.contains_key(DEFAULT_BRIDGE) {
+            self.ensure_default_bridge().await?;
+        }
+        let record = self.plan_attachment(&req)?;
+        let ports_requested = ports::parse(&req.port_bindings)?;
+        if !ports_requested.is_empty() && record.endpoints.is_empty() {
+            return Err(NetworkError::BadRequest(format!(
+                "container {} publishes ports but is on no bridge network",
+                req.container_name
+            )));
+        }
+        // Bind before making anything: a taken port fails here and leaves nothing behind.
+        let bound = ports::bind_all(&ports_requested)?;
+        let mut record = record;
+        record.ports = bound.iter().map(|(r, _)| r.clone()).collect();
+
+        for e in &record.endpoints {
+            let gw = e.gateway;
+            if let Err(err) = self.dns.ensure_listener(&e.network_id, gw).await {
+                return Err(NetworkError::Other(format!(
+                    "network {}: cannot serve DNS on {gw}:53: {err}",
+                    e.network_name
+                )));
+            }
+        }
+
+        // Persist first so that a crash half-way leaves a record `detach`/`restore` can undo.
+        let path = state::attachment_path(&self.dir, &record.container_id);
+        state::save(&path, &record).map_err(|source| NetworkError::State {
+            path: path.clone(),
+            source,
+        })?;
+        let made = {
+            let r = record.clone();
+            tokio::task::spawn_blocking(move || plumb(&r))
+                .await
+                .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
+                .and_then(|r| r)
+        };
+        if let Err(e) = made {
+            let _ = tokio::task::spawn_blocking({
+                let r = record.clone();
+                move || unplumb(&r)
+            })
+            .await;
+            let _ = state::remove(&path);
+            return Err(e);
+        }
+
+        let mut handles = Vec::new();
+        let target = record.port_target();
+        for (port, listener) in bound {
+            let Some(ip) = target else { break };
+            let to = SocketAddr::new(IpAddr::V4(ip), port.container_port);
+            match ports::spawn_proxy(listener, to) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    for h in handles {
+                        h.abort();
+                    }
+                    let r = record.clone();
+                    let _ = tokio::task::spawn_blocking(move || unplumb(&r)).await;
+                    let _ = state::remove(&path);
+                    return Err(NetworkError::Other(format!(
+                        "cannot start proxy for port {}: {e}",
+                        port.host_port
+                    )));
+                }
+            }
+        }
+        self.proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.container_id.clone(), handles);
+        self.state()
+            .attachments
+            .insert(record.container_id.clone(), record.clone());
+        self.refresh_dns();
+        Ok(attachment_view(&record))
     }
+
+    async fn ensure_default_bridge(&self) -> Result<()> {
+        if self
+            .state()
+            .networks
+            .values()
+            .any(|n| n.name == DEFAULT_BRIDGE)
+        {
+            return Ok(());
+        }
+        let mut options = IndexMap::new();
+        options.insert(DEFAULT_BRIDGE_OPTION.to_string(), "true".to_string());
+        self.create_locked(NetworkCreateRequest {
+            name: DEFAULT_BRIDGE.into(),
+            driver: "bridge".into(),
+            options,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Connect a running (attached) container to one more network, as
+    /// `POST /networks/{id}/connect` does: a new `eth<n>` in its namespace and its names on
+    /// that network. Returns the new endpoint.
+    pub async fn connect(
+        &self,
+        container_id: &str,
+        network: &str,
+        settings: EndpointSettings,
+    ) -> Result<EndpointSettings> {
+        let _op = self.op.lock().await;
+        if network == DEFAULT_BRIDGE {
+            self.ensure_default_bridge().await?;
+        }
+        let (mut record, endpoint) = {
+            let st = self.state();
+            let record = st.attachments.get(container_id).cloned().ok_or_else(|| {
+                NetworkError::Conflict(format!(
+                    "container {container_id} is not running: its networks are set up when it starts"
+                ))
+            })?;
+            let net = find_in(&st, network)?;
+            if record.endpoints.iter().any(|e| e.network_id == net.id) {
+                return Err(NetworkError::Forbidden(format!(
+                    "endpoint with name {} already exists in network {}",
+                    record.container_name, net.name
+                )));
+            }
+            let req = AttachRequest {
+                container_id: record.container_id.clone(),
+                container_name: record.container_name.clone(),
+                hostname: record.hostname.clone(),
+                ..Default::default()
+            };
+            let ep = plan_endpoint(&st, &net, &settings, &req, &record.endpoints)?;
+            (record, ep)
+        };
+        self.dns
+            .ensure_listener(&endpoint.network_id, endpoint.gateway)
+            .await
+            .map_err(|e| {
+                NetworkError::Other(format!(
+                    "network {}: cannot serve DNS on {}:53: {e}",
+                    endpoint.network_name, endpoint.gateway
+                ))
+            })?;
+        let previous = record.clone();
+        let first = record.endpoints.is_empty();
+        record.endpoints.push(endpoint.clone());
+        let path = state::attachment_path(&self.dir, container_id);
+        state::save(&path, &record).map_err(|source| NetworkError::State {
+            path: path.clone(),
+            source,
+        })?;
+        let plugged = {
+            let (r, ep) = (record.clone(), endpoint.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let mut host = host_netlink()?;
+                let mut inside = netns::netlink_in(&r.netns_path)?;
+                bridge::plug(
+                    &mut host,
+                    &r.netns_path,
+                    &mut inside,
+                    &bridge::bridge_name(&ep.network_id),
+                    &ep.host_veth,
+                    &ep.ifname,
+                    ipam::mac_for(ep.address),
+                    ep.address,
+                    ep.prefix_len,
+                    first.then_some(ep.gateway),
+                )
+            })
+            .await
+            .map_err(|e| NetworkError::Other(format!("network connect task failed: {e}")))
+            .and_then(|r| r)
+        };
+        if let Err(e) = plugged {
+            let _ = state::save(&path, &previous);
+            return Err(e);
+        }
+        self.state()
+            .attachments
+            .insert(container_id.to_string(), record.clone());
+        self.refresh_dns();
+        let view = attachment_view(&record);
+        Ok(view
+            .endpoints
+            .get(&endpoint.network_name)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Take a running container off one network (`POST /networks/{id}/disconnect`).
+    pub async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
+        let _op = self.op.lock().await;
+        let (mut record, net) = {
+            let st = self.state();
+            let net = find_in(&st, network)?;
+            let Some(record) = st.attachments.get(container_id).cloned() else {
+                return Ok(());
+            };
+            (record, net)
+        };
+        let Some(pos) = record.endpoints.iter().position(|e| e.network_id == net.id) else {
+            return Err(NetworkError::Conflict(format!(
+                "container {} is not connected to network {}",
+                record.container_name, net.name
+            )));
+        };
+        let ep = record.endpoints.remove(pos);
+        let veth = ep.host_veth.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut host = host_netlink()?;
+            host.delete_link(&veth)
+                .map(|_| ())
+                .map_err(|source| NetworkError::Kernel {
+                    object: veth.clone(),
+                    source,
+                })
+        })
+        .await
+        .map_err(|e| NetworkError::Other(format!("network disconnect task failed: {e}")))??;
+        let path = state::attachment_path(&self.dir, container_id);
+        state::save(&path, &record).map_err(|source| NetworkError::State { path, source })?;
+        self.state()
+            .attachments
+            .insert(container_id.to_string(), record);
+        self.refresh_dns();
+        Ok(())
+    }
+
+    /// Allocate endpoints (addresses, names, interface names) and the files; makes nothing.
+    fn plan_attachment(&self, req: &AttachRequest) -> Result<AttachmentRecord> {
+        let st = self.state();
+        let mut endpoints: Vec<EndpointRecord> = Vec::new();
+        for (key, wanted) in &req.networks {
+            match key.as_str() {
+                "none" => continue,
+                "host" => {
+                    return Err(NetworkError::BadRequest(format!(
+                        "container {}: host networking is not attached: run the container in the host's network namespace",
+                        req.container_name
+                    )))
+                }
+                _ => {}
+            }
+            let net = find_in(&st, key)?;
+            if endpoints.iter().any(|e| e.network_id == net.id) {
+                continue;
+            }
+            let ep = plan_endpoint(&st, &net, wanted, req, &endpoints)?;
+            endpoints.push(ep);
+        }
+        drop(st);
+
+        let gateway = endpoints.first().map(|e| e.gateway);
+        let extra: Vec<(String, String)> = req
+            .extra_hosts
+            .iter()
+            .map(|h| etc_files::parse_extra_host(h, gateway))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(NetworkError::BadRequest)?;
+        let hosts_file =
+            etc_files::hosts_file(&req.hostname, endpoints.first().map(|e| e.address), &extra);
+        let resolv_conf = match gateway {
+            Some(gw) => etc_files::resolv_conf(gw, &self.host_resolv),
+            None => etc_files::resolv_conf_without_network(&self.host_resolv),
+        };
+        Ok(AttachmentRecord {
+            container_id: req.container_id.clone(),
+            container_name: req.container_name.clone(),
+            hostname: req.hostname.clone(),
+            netns_path: req.netns_path.clone(),
+            endpoints,
+            ports: Vec::new(),
+            hosts_file,
+            resolv_conf,
+        })
+    }
+
     /// Undo `attach`; idempotent, works on a half-made attachment.
-    pub async fn detach(&self, _container_id: &str) -> Result<(), NetworkError> {
-        todo!("helper: network")
+    pub async fn detach(&self, container_id: &str) -> Result<()> {
+        let _op = self.op.lock().await;
+        self.detach_locked(container_id).await
+    }
+
+    async fn detach_locked(&self, container_id: &str) -> Result<()> {
+        if let Some(handles) = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(container_id)
+        {
+            for h in handles {
+                h.abort();
+            }
+        }
+        let Some(record) = self.state().attachments.get(container_id).cloned() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking({
+            let r = record.clone();
+            move || unplumb(&r)
+        })
+        .await
+        .map_err(|e| NetworkError::Other(format!("network detach task failed: {e}")))??;
+        let path = state::attachment_path(&self.dir, container_id);
+        state::remove(&path).map_err(|source| NetworkError::State { path, source })?;
+        self.state().attachments.shift_remove(container_id);
+        self.refresh_dns();
+        Ok(())
+    }
+
+    /// The attachment of a container, as `attach` returned it (for inspect after a restart).
+    pub fn attachment(&self, container_id: &str) -> Option<Attachment> {
+        self.state()
+            .attachments
+            .get(container_id)
+            .map(attachment_view)
+    }
+
+    /// At engine start: bring back bridges and DNS listeners of every network, and the port
+    /// proxies of containers whose namespace still exists; forget (and clean up) attachments
+    /// whose namespace is gone. Returns one line per problem that did not stop the restore.
+    pub async fn restore(&self) -> Vec<String> {
+        let _op = self.op.lock().await;
+        let mut problems = Vec::new();
+        let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
+        for n in &networks {
+            let rec = n.clone();
+            let made = tokio::task::spawn_blocking(move || -> Result<()> {
+                let _lock = HostLock::take()?;
+                let mut nl = host_netlink()?;
+                let subnet: Subnet = rec
+                    .subnet
+                    .parse()
+                    .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+                bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())
+            })
+            .await;
+            match made {
+                Ok(Ok(())) => {
+                    // A previous manager in this process may still be closing its sockets.
+                    let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+                    for _ in 0..RESTORE_BIND_RETRIES {
+                        match &bound {
+                            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                                tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                                bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if let Err(e) = bound {
+                        problems.push(format!("network {}: DNS on {}:53: {e}", n.name, n.gateway));
+                    }
+                }
+                Ok(Err(e)) => problems.push(format!("network {}: {e}", n.name)),
+                Err(e) => problems.push(format!("network {}: {e}", n.name)),
+            }
+        }
+        let attachments: Vec<AttachmentRecord> =
+            self.state().attachments.values().cloned().collect();
+        for a in attachments {
+            let alive = netns::is_pinned(&a.netns_path);
+            if !alive {
+                if let Err(e) = self.detach_locked(&a.container_id).await {
+                    problems.push(format!("container {}: cleanup: {e}", a.container_name));
+                }
+                continue;
+            }
+            let running = self
+                .proxies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&a.container_id);
+            if running {
+                continue;
+            }
+            let mut handles = Vec::new();
+            if let Some(ip) = a.port_target() {
+                for p in &a.ports {
+                    let mut listener = ports::rebind(p);
+                    for _ in 0..RESTORE_BIND_RETRIES {
+                        if matches!(listener, Err(NetworkError::Conflict(_))) {
+                            tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                            listener = ports::rebind(p);
+                        } else {
+                            break;
+                        }
+                    }
+                    match listener.and_then(|l| {
+                        ports::spawn_proxy(l, SocketAddr::new(IpAddr::V4(ip), p.container_port))
+                            .map_err(|e| NetworkError::Other(e.to_string()))
+                    }) {
+                        Ok(h) => handles.push(h),
+                        Err(e) => problems.push(format!(
+                            "container {}: port {}: {e}",
+                            a.container_name, p.host_port
+                        )),
+                    }
+                }
+            }
+            self.proxies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(a.container_id.clone(), handles);
+        }
+        self.refresh_dns();
+        problems
+    }
+}
+
+impl Drop for NetworkManager {
+    fn drop(&mut self) {
+        self.dns.stop_all();
+        for (_, handles) in self
+            .proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// One endpoint on `net` for the container of `req`: the first free address (or the requested
+/// static one), interface name `eth<n>` after those in `siblings`, Docker's MAC, DNS names.
+fn plan_endpoint(
+    st: &State,
+    net: &NetworkRecord,
+    wanted: &EndpointSettings,
+    req: &AttachRequest,
+    siblings: &[EndpointRecord],
+) -> Result<EndpointRecord> {
+    let subnet: Subnet = net
+        .subnet
+        .parse()
+        .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+    let range: Option<Subnet> = if net.ip_range.is_empty() {
+        None
+    } else {
+        Some(
+            net.ip_range
+                .parse()
+                .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?,
+        )
+    };
+    let mut used: Vec<Ipv4Addr> = st
+        .attachments
+        .values()
+        .filter(|a| a.container_id != req.container_id)
+        .flat_map(|a| a.endpoints.iter())
+        .filter(|e| e.network_id == net.id)
+        .map(|e| e.address)
+        .collect();
+    used.extend(siblings.iter().map(|e| e.address));
+    let requested = wanted
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv4_address.clone())
+        .unwrap_or_default();
+    let address = if requested.is_empty() {
+        subnet.first_free(range, net.gateway, &used)
+    } else {
+        ipam::parse_address(&requested)
+            .and_then(|a| subnet.check_static(a, net.gateway, &used).map(|()| a))
+    }
+    .map_err(|e| match e {
+        ipam::IpamError::AddressInUse(_) | ipam::IpamError::SubnetFull(_) => {
+            NetworkError::Conflict(format!("network {}: {e}", net.name))
+        }
+        _ => NetworkError::BadRequest(format!("network {}: {e}", net.name)),
+    })?;
+    let aliases: Vec<String> = dedup(wanted.aliases.clone().unwrap_or_default());
+    let mut dns_names = vec![req.container_name.clone()];
+    dns_names.extend(aliases.iter().cloned());
+    dns_names.push(req.container_id.chars().take(12).collect());
+    dns_names.push(req.hostname.clone());
+    let dns_names = dedup(dns_names.into_iter().filter(|n| !n.is_empty()).collect());
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| siblings.iter().all(|e| &e.ifname != n))
+        .unwrap_or_else(|| "eth0".into());
+    Ok(EndpointRecord {
+        network_id: net.id.clone(),
+        network_name: net.name.clone(),
+        endpoint_id: random_hex(32),
+        ifname,
+        host_veth: format!("veth{}", &random_hex(4)[..7]),
+        address,
+        prefix_len: subnet.prefix_len(),
+        gateway: net.gateway,
+        mac: ipam::format_mac(ipam::mac_for(address)),
+        aliases,
+        dns_names,
+        requested_address: requested,
+    })
+}
+
+/// Full ID, name, or unique ID prefix → record.
+fn find_in(st: &State, id_or_name: &str) -> Result<NetworkRecord> {
+    if let Some(n) = st.networks.get(id_or_name) {
+        return Ok(n.clone());
+    }
+    if let Some(n) = st.networks.values().find(|n| n.name == id_or_name) {
+        return Ok(n.clone());
+    }
+    let matches: Vec<&NetworkRecord> = st
+        .networks
+        .values()
+        .filter(|n| !id_or_name.is_empty() && n.id.starts_with(id_or_name))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(NetworkError::NotFound(id_or_name.to_string())),
+        _ => Err(NetworkError::BadRequest(format!(
+            "network {id_or_name} is ambiguous ({} matches)",
+            matches.len()
+        ))),
+    }
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in v {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn host_netlink() -> Result<Netlink> {
+    Netlink::open().map_err(|source| NetworkError::Kernel {
+        object: "host network namespace".into(),
+        source,
+    })
+}
+
+/// Holds the lock until dropped (the file closes, the flock goes).
+struct HostLock(#[allow(dead_code)] std::fs::File);
+
+impl HostLock {
+    fn take() -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_LOCK)
+            .map_err(|source| NetworkError::State {
+                path: HOST_LOCK.into(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; released when the file closes.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(NetworkError::State {
+                path: HOST_LOCK.into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(HostLock(file))
+    }
+}
+
+/// Pick the subnet, persist the record, make the bridge. Runs on a blocking thread.
+fn create_blocking(
+    dir: &Path,
+    own: &[NetworkRecord],
+    req: &NetworkCreateRequest,
+    requested: &IpamConfig,
+    id: &str,
+    bridge_name: &str,
+) -> Result<NetworkRecord> {
+    let _lock = HostLock::take()?;
+    let mut nl = host_netlink()?;
+    let own_subnets: Vec<Subnet> = own.iter().filter_map(|n| n.subnet.parse().ok()).collect();
+    let bad = |e: ipam::IpamError| NetworkError::BadRequest(format!("network {}: {e}", req.name));
+    let subnet = if requested.subnet.is_empty() {
+        let mut taken = own_subnets;
+        let kernel = |source| NetworkError::Kernel {
+            object: "host addresses".into(),
+            source,
+        };
+        for a in nl.ipv4_addresses().map_err(kernel)? {
+            taken.extend(Subnet::new(a.address, a.prefix_len));
+        }
+        for r in nl.ipv4_routes().map_err(kernel)? {
+            // The default route covers everything; Docker ignores it too.
+            if r.prefix_len > 0 {
+                taken.extend(Subnet::new(r.destination, r.prefix_len));
+            }
+        }
+        ipam::pick_subnet(&taken).map_err(|e| NetworkError::Other(e.to_string()))?
+    } else {
+        let s: Subnet = requested.subnet.parse().map_err(bad)?;
+        if let Some(other) = own
+            .iter()
+            .find(|n| n.subnet.parse::<Subnet>().is_ok_and(|o| o.overlaps(&s)))
+        {
+            return Err(NetworkError::Forbidden(format!(
+                "invalid pool request: Pool overlaps with other one on this address space (network {} uses {})",
+                other.name, other.subnet
+            )));
+        }
+        s
+    };
+    let gateway = if requested.gateway.is_empty() {
+        subnet.default_gateway()
+    } else {
+        let gw = ipam::parse_address(&requested.gateway).map_err(bad)?;
+        if !subnet.contains(gw) {
+            return Err(bad(ipam::IpamError::OutsideSubnet {
+                address: gw,
+                subnet,
+            }));
+        }
+        gw
+    };
+    if !requested.ip_range.is_empty() {
+        let range: Subnet = requested.ip_range.parse().map_err(bad)?;
+        if !subnet.contains(range.network()) || range.prefix_len() < subnet.prefix_len() {
+            return Err(NetworkError::BadRequest(format!(
+                "network {}: IP range {range} is not inside subnet {subnet}",
+                req.name
+            )));
+        }
+    }
+    let record = NetworkRecord {
+        id: id.to_string(),
+        name: req.name.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        driver: "bridge".into(),
+        bridge: bridge_name.to_string(),
+        subnet: subnet.to_string(),
+        gateway,
+        ip_range: requested.ip_range.clone(),
+        internal: req.internal,
+        attachable: req.attachable,
+        options: req.options.clone(),
+        labels: req.labels.clone(),
+    };
+    let path = state::network_path(dir, id);
+    state::save(&path, &record).map_err(|source| NetworkError::State {
+        path: path.clone(),
+        source,
+    })?;
+    if let Err(e) = bridge::ensure(&mut nl, bridge_name, gateway, subnet.prefix_len()) {
+        let _ = state::remove(&path);
+        return Err(e);
+    }
+    Ok(record)
+}
+
+fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
+    let mut nl = host_netlink()?;
+    nl.delete_link(&n.bridge)
+        .map_err(|source| NetworkError::Kernel {
+            object: n.bridge.clone(),
+            source,
+        })?;
+    let path = state::network_path(dir, &n.id);
+    state::remove(&path).map_err(|source| NetworkError::State { path, source })
+}
+
+/// Make the namespace and plug every endpoint. Runs on a blocking thread.
+fn plumb(r: &AttachmentRecord) -> Result<()> {
+    netns::create(&r.netns_path)?;
+    if r.endpoints.is_empty() {
+        return Ok(());
+    }
+    let mut host = host_netlink()?;
+    let mut inside = netns::netlink_in(&r.netns_path)?;
+    for (i, e) in r.endpoints.iter().enumerate() {
+        let bridge = bridge::bridge_name(&e.network_id);
+        let mac = ipam::mac_for(e.address);
+        bridge::plug(
+            &mut host,
+            &r.netns_path,
+            &mut inside,
+            &bridge,
+            &e.host_veth,
+            &e.ifname,
+            mac,
+            e.address,
+            e.prefix_len,
+            (i == 0).then_some(e.gateway),
+        )?;
+    }
+    Ok(())
+}
+
+/// Remove whatever of an attachment exists: host veths, then the namespace.
+fn unplumb(r: &AttachmentRecord) -> Result<()> {
+    let mut host = host_netlink()?;
+    let mut first_err = None;
+    for e in &r.endpoints {
+        if let Err(source) = host.delete_link(&e.host_veth) {
+            first_err.get_or_insert(NetworkError::Kernel {
+                object: e.host_veth.clone(),
+                source,
+            });
+        }
+    }
+    if let Err(e) = netns::remove(&r.netns_path) {
+        first_err.get_or_insert(e.into());
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn attachment_view(r: &AttachmentRecord) -> Attachment {
+    let endpoints = r
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.network_name.clone(),
+                EndpointSettings {
+                    aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+                    ipam_config: (!e.requested_address.is_empty()).then(|| EndpointIpamConfig {
+                        ipv4_address: e.requested_address.clone(),
+                    }),
+                    network_id: e.network_id.clone(),
+                    endpoint_id: e.endpoint_id.clone(),
+                    gateway: e.gateway.to_string(),
+                    ip_address: e.address.to_string(),
+                    ip_prefix_len: e.prefix_len,
+                    mac_address: e.mac.clone(),
+                    dns_names: Some(e.dns_names.clone()),
+                },
+            )
+        })
+        .collect();
+    Attachment {
+        endpoints,
+        hosts_file: r.hosts_file.clone(),
+        resolv_conf: r.resolv_conf.clone(),
+        ports: ports::to_docker(&r.ports),
+    }
+}
+
+fn resource(
+    n: &NetworkRecord,
+    attachments: &IndexMap<String, AttachmentRecord>,
+) -> NetworkResource {
+    let containers = attachments
+        .values()
+        .filter_map(|a| {
+            a.endpoints.iter().find(|e| e.network_id == n.id).map(|e| {
+                (
+                    a.container_id.clone(),
+                    NetworkContainer {
+                        name: a.container_name.clone(),
+                        endpoint_id: e.endpoint_id.clone(),
+                        mac_address: e.mac.clone(),
+                        ipv4_address: format!("{}/{}", e.address, e.prefix_len),
+                    },
+                )
+            })
+        })
+        .collect();
+    NetworkResource {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        created: n.created.clone(),
+        scope: "local".into(),
+        driver: n.driver.clone(),
+        enable_ipv6: false,
+        ipam: Ipam {
+            driver: "default".into(),
+            config: vec![IpamConfig {
+                subnet: n.subnet.clone(),
+                gateway: n.gateway.to_string(),
+                ip_range: n.ip_range.clone(),
+            }],
+        },
+        internal: n.internal,
+        attachable: n.attachable,
+        containers,
+        options: n.options.clone(),
+        labels: n.labels.clone(),
+    }
+}
+
+/// Docker's built-in `host` and `none` networks, with stable IDs derived from their names.
+fn predefined(name: &str) -> NetworkResource {
+    use sha2::Digest;
+    let id = hex::encode(sha2::Sha256::digest(format!("berth-predefined-{name}")));
+    NetworkResource {
+        name: name.to_string(),
+        id,
+        // Built in, never created: Go's zero time, which Docker clients parse and show as such.
+        created: "0001-01-01T00:00:00Z".into(),
+        scope: "local".into(),
+        driver: if name == "host" { "host" } else { "null" }.into(),
+        ipam: Ipam {
+            driver: "default".into(),
+            config: vec![],
+        },
+        ..Default::default()
     }
 }

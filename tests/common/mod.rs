@@ -3,3 +3,4 @@
 pub mod engine;
 pub mod project;
 pub mod registry;
+pub mod rootfs;

@@ -176,9 +176,91 @@ impl TestRegistry {
     /// Pushes an image made of the given uncompressed layer tars (gzip-compressed on the way),
     /// with correct digests and DiffIDs and `CMD ["sh"]`. Returns the reference.
     pub fn push_layers(&self, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
+        self.push_image(repo, tag, &ImageSpec::gzip(layers))
+    }
+
+    /// Pushes an image described by `spec` (compression, DiffIDs that may lie).
+    pub fn push_image(&self, repo: &str, tag: &str, spec: &ImageSpec) -> String {
         let layout = unique_dir_in(&self.dir, "layout");
-        write_oci_layout(&layout, "img", layers, true);
-        self.push_layout(&layout, "img", repo, tag, None)
+        write_oci_layout_spec(&layout, "img", spec);
+        if spec.gzip {
+            self.push_layout(&layout, "img", repo, tag, None)
+        } else {
+            // skopeo compresses layers for registries; push the layout's blobs as they are.
+            self.push_layout_raw(&layout, repo, tag)
+        }
+    }
+
+    /// Pushes an OCI layout's single image with the distribution API directly (monolithic blob
+    /// uploads, then the manifest bytes unchanged).
+    pub fn push_layout_raw(&self, layout: &Path, repo: &str, tag: &str) -> String {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let md = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let blob = |d: &str| {
+            std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(d.trim_start_matches("sha256:")),
+            )
+            .unwrap()
+        };
+        let manifest_bytes = blob(&md);
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+        for l in manifest["layers"].as_array().unwrap() {
+            digests.push(l["digest"].as_str().unwrap().to_string());
+        }
+        for d in digests {
+            let (status, headers, _) = http_request(
+                self.port,
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                b"",
+            );
+            assert_eq!(status, 202, "start upload");
+            let loc = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.clone())
+                .expect("upload location");
+            let path = match loc.find("/v2/") {
+                Some(i) => loc[i..].to_string(),
+                None => loc,
+            };
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let (status, _, body) = http_request(
+                self.port,
+                "PUT",
+                &format!("{path}{sep}digest={d}"),
+                &[("Content-Type", "application/octet-stream")],
+                &blob(&d),
+            );
+            assert_eq!(
+                status,
+                201,
+                "upload {d}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let (status, _, body) = http_request(
+            self.port,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            &manifest_bytes,
+        );
+        assert_eq!(
+            status,
+            201,
+            "put manifest: {}",
+            String::from_utf8_lossy(&body)
+        );
+        format!("{}/{repo}:{tag}", self.host())
     }
 
     /// Path of a blob's bytes in the registry's storage (to corrupt it on purpose).
@@ -224,6 +306,47 @@ fn unique_dir_in(parent: &Path, prefix: &str) -> PathBuf {
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
     http_get(port, path, "*/*").map(|(s, _)| s)
+}
+
+/// A minimal HTTP/1.1 request on loopback (`Connection: close`): status, headers, body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to registry");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http head")
+        + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let hdrs = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    (status, hdrs, buf[head_end..].to_vec())
 }
 
 /// A minimal HTTP/1.0 GET on loopback (no client library needed for readiness checks).
@@ -308,6 +431,38 @@ fn build_busybox_layout(layout: &Path, bundle: &Path) {
 /// Writes an OCI image layout at `dir` with tag `tag`, one layer per tar (gzip-compressed when
 /// `gzip`), a linux/amd64 config with correct DiffIDs and `CMD ["sh"]`.
 pub fn write_oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], gzip: bool) {
+    write_oci_layout_spec(
+        dir,
+        tag,
+        &ImageSpec {
+            layers: layers.to_vec(),
+            gzip,
+            diff_ids: None,
+        },
+    )
+}
+
+/// What `push_image` pushes.
+pub struct ImageSpec {
+    /// Uncompressed layer tars, bottom first.
+    pub layers: Vec<Vec<u8>>,
+    pub gzip: bool,
+    /// DiffIDs to write in the config instead of the true ones (to test verification).
+    pub diff_ids: Option<Vec<String>>,
+}
+
+impl ImageSpec {
+    pub fn gzip(layers: &[Vec<u8>]) -> ImageSpec {
+        ImageSpec {
+            layers: layers.to_vec(),
+            gzip: true,
+            diff_ids: None,
+        }
+    }
+}
+
+pub fn write_oci_layout_spec(dir: &Path, tag: &str, spec: &ImageSpec) {
+    let (layers, gzip) = (&spec.layers, spec.gzip);
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| -> String {
@@ -331,6 +486,9 @@ pub fn write_oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], gzip: bool) {
         };
         let d = put(&bytes);
         layer_descs.push(serde_json::json!({"mediaType": media, "digest": d, "size": bytes.len()}));
+    }
+    if let Some(d) = &spec.diff_ids {
+        diff_ids = d.clone();
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",

@@ -45,7 +45,7 @@ pub struct CgroupLayout {
 
 fn is_cgroup2(path: &Path) -> bool {
     match nix::sys::statfs::statfs(path) {
-        Ok(st) => st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC,
+        Ok(st) => st.filesystem_type().0 == CGROUP2_SUPER_MAGIC,
         Err(_) => false,
     }
 }

@@ -133,6 +133,20 @@ fn run(spec_path: &Path) -> Result<Infallible> {
     rootfs::mount_defaults(&spec)?;
     rootfs::mount_user(&spec.mounts, &bind_sources)?;
     drop(bind_sources);
+    if spec.netns.is_some() {
+        // Docker's defaults for a private network namespace: any user may bind low ports and
+        // ping. Set before /proc/sys turns read-only.
+        for (key, value) in [
+            ("net/ipv4/ip_unprivileged_port_start", "0"),
+            ("net/ipv4/ping_group_range", "0 2147483647"),
+        ] {
+            let path = format!("/proc/sys/{key}");
+            std::fs::write(&path, value).map_err(|source| InitError::Io {
+                what: format!("set sysctl {}", key.replace('/', ".")),
+                source,
+            })?;
+        }
+    }
     rootfs::harden_paths()?;
 
     nix::unistd::sethostname(&spec.hostname).map_err(sys("set hostname"))?;

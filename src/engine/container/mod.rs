@@ -44,9 +44,6 @@ pub mod stop;
 pub mod user;
 pub mod wait;
 
-#[cfg(test)]
-mod tests;
-
 pub use list::ContainerFilters;
 pub use logs::{LogChunk, LogOptions, LogStream};
 pub use start::StartPlan;

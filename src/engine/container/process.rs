@@ -30,12 +30,16 @@ pub struct ProcIdentity {
     pub start_time: u64,
 }
 
-/// Field 22 of `/proc/<pid>/stat`.
+/// Field 22 of `/proc/<pid>/stat` (start time), or `None` if the process is gone or a zombie
+/// (a daemonised shim is reaped by whoever adopted it, which may take a while).
 pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next(), Some("Z") | Some("X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl ProcIdentity {

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -141,19 +141,35 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
     }))
 }
 
-/// Open the host-side sources of bind mounts before `pivot_root` hides the host.
+/// Clone the host-side sources of bind mounts into detached mount trees (`open_tree`) before
+/// `pivot_root` hides the host; [`mount_user`] attaches them with `move_mount`. (A plain bind
+/// from `/proc/self/fd` fails once the old root is detached: the source is no longer in this
+/// namespace.)
 pub fn open_bind_sources(mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
     mounts
         .iter()
         .map(|m| match m.kind {
-            MountKind::Bind => fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                .open(&m.source)
-                .map(|f| Some(OwnedFd::from(f)))
-                .map_err(io_err(|| {
-                    format!("bind source {} for {}", m.source.display(), m.destination)
-                })),
+            MountKind::Bind => {
+                let path = std::ffi::CString::new(m.source.as_os_str().as_encoded_bytes())
+                    .map_err(|_| RootfsError::BadDestination(m.destination.clone()))?;
+                // SAFETY: plain system call with a valid C string; the result is an fd we own.
+                let fd = unsafe {
+                    libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                            | libc::AT_RECURSIVE as libc::c_uint,
+                    )
+                };
+                if fd < 0 {
+                    return Err(RootfsError::Io {
+                        what: format!("bind source {} for {}", m.source.display(), m.destination),
+                        source: io::Error::last_os_error(),
+                    });
+                }
+                Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+            }
             MountKind::Tmpfs => Ok(None),
         })
         .collect()
@@ -296,27 +312,33 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
         let dest = check_destination(&m.destination)?;
         match (m.kind, fd) {
             (MountKind::Bind, Some(fd)) => {
-                let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                let is_dir = fs::metadata(&source)
-                    .map_err(io_err(|| {
-                        format!("stat bind source {}", m.source.display())
-                    }))?
-                    .is_dir();
+                let is_dir = nix::sys::stat::fstat(fd)
+                    .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                    .map_err(sys(|| format!("stat bind source {}", m.source.display())))?;
                 if is_dir {
                     mkdir_all(&dest, 0o755)?;
                 } else {
                     ensure_file(&dest)?;
                 }
-                mount(
-                    Some(source.as_str()),
-                    &dest,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(sys(|| {
-                    format!("bind {} on {}", m.source.display(), m.destination)
-                }))?;
+                let target = std::ffi::CString::new(m.destination.as_bytes())
+                    .map_err(|_| RootfsError::BadDestination(m.destination.clone()))?;
+                // SAFETY: plain system call on an fd we own and a valid C string.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_move_mount,
+                        fd.as_raw_fd(),
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::MOVE_MOUNT_F_EMPTY_PATH,
+                    )
+                };
+                if rc != 0 {
+                    return Err(RootfsError::Io {
+                        what: format!("bind {} on {}", m.source.display(), m.destination),
+                        source: io::Error::last_os_error(),
+                    });
+                }
                 if m.read_only {
                     remount_readonly(&dest, MsFlags::empty())?;
                 }

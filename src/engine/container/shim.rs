@@ -168,9 +168,24 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
+    // Only the shim holds `life_w`: the child sees EOF on `life_r` iff the shim is gone.
+    let (life_r, life_w) = pipe()?;
 
+    let sealed_exe = sealed_self_exe()?;
     // Build everything the child needs before forking: after fork it only makes system calls.
-    let exe = CString::new("/proc/self/exe").expect("static path has no NUL");
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let envp_ptrs: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let arg_spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
         .map_err(|_| ShimError::Init("runtime spec path contains a NUL byte".into()))?;
     let arg_fd = CString::new(sync_w.as_raw_fd().to_string()).expect("digits have no NUL");
@@ -192,22 +207,37 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let child = match unsafe { fork() }.map_err(sys("fork container init"))? {
         ForkResult::Child => unsafe {
             // The container must not outlive its shim: nobody would record its exit.
+            // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
+            // is detected through the life pipe instead.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != shim_pid {
+            libc::close(life_w.as_raw_fd());
+            let mut pfd = libc::pollfd {
+                fd: life_r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) != 0 {
                 libc::_exit(1);
             }
             libc::dup2(devnull.as_raw_fd(), 0);
             libc::dup2(out_w.as_raw_fd(), 1);
             libc::dup2(err_w.as_raw_fd(), 2);
             libc::fcntl(sync_w.as_raw_fd(), libc::F_SETFD, 0);
-            libc::execv(exe.as_ptr(), argv_ptrs.as_ptr());
+            libc::syscall(
+                libc::SYS_execveat,
+                sealed_exe.as_raw_fd(),
+                c"".as_ptr(),
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
             let msg = b"cannot re-exec berth init";
             libc::write(sync_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
             libc::_exit(127);
         },
         ForkResult::Parent { child } => child,
     };
-    drop((out_w, err_w, sync_w, devnull));
+    drop((out_w, err_w, sync_w, devnull, life_r, sealed_exe));
 
     let mut init_error = String::new();
     File::from(sync_r)
@@ -232,6 +262,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     );
 
     let exit_code = supervise(child, out_r, err_r, log)?;
+    drop(life_w);
     let record = ExitRecord {
         exit_code,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -249,6 +280,36 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
     let _ = cgroup::remove(&spec.cgroups);
     Ok(())
+}
+
+/// A sealed in-memory copy of our own binary for `berth init` to run from, so a container can
+/// never reach (and overwrite) the host's `berth` through `/proc/self/exe` (CVE-2019-5736).
+fn sealed_self_exe() -> Result<OwnedFd> {
+    let io_err = |what: &str| {
+        let what = what.to_string();
+        move |source| ShimError::Io { what, source }
+    };
+    // SAFETY: memfd_create with a static name; a non-negative result is an fd we own.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"berth-init".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(io_err("create sealed copy of berth")(
+            io::Error::last_os_error(),
+        ));
+    }
+    let mut copy = unsafe { File::from_raw_fd(fd) };
+    let mut exe = File::open("/proc/self/exe").map_err(io_err("open /proc/self/exe"))?;
+    io::copy(&mut exe, &mut copy).map_err(io_err("copy berth into its sealed copy"))?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io_err("seal the copy of berth")(io::Error::last_os_error()));
+    }
+    Ok(OwnedFd::from(copy))
 }
 
 fn pidfd_open(pid: Pid) -> Result<OwnedFd> {

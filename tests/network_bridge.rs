@@ -1,0 +1,812 @@
+//! Bridge networks against the real kernel: subnets, bridges, veths, namespaces, service DNS
+//! checked with busybox's resolver, published ports checked with curl, and that nothing is left
+//! behind. Needs root (as the whole suite does).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth::engine::api::types::{
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
+};
+use berth::engine::paths::EngineRoots;
+use berth::network::{AttachRequest, NetworkManager, NetworkOptions};
+use indexmap::IndexMap;
+
+/// Everything a test made, removed on drop even when the test fails half-way.
+struct Made {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    roots: EngineRoots,
+    bridges: Vec<String>,
+    netns: Vec<PathBuf>,
+    children: Vec<Child>,
+}
+
+impl Made {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().to_path_buf();
+        let roots = EngineRoots::new(root.join("data"), root.join("run"));
+        Made {
+            _tmp: tmp,
+            root,
+            roots,
+            bridges: vec![],
+            netns: vec![],
+            children: vec![],
+        }
+    }
+
+    fn manager(&self) -> NetworkManager {
+        // No forwarding: tests never send DNS traffic off the machine.
+        NetworkManager::open_with(
+            &self.roots,
+            NetworkOptions {
+                upstream_dns: Some(vec![]),
+            },
+        )
+        .expect("open network manager")
+    }
+
+    fn netns_path(&mut self, name: &str) -> PathBuf {
+        let p = self.roots.netns_dir().join(name);
+        self.netns.push(p.clone());
+        p
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.netns {
+            if mounted(ns) {
+                let _ = Command::new("umount").arg("-l").arg(ns).status();
+            }
+            let _ = std::fs::remove_file(ns);
+        }
+        for b in &self.bridges {
+            if link_exists(b) {
+                let _ = Command::new("ip").args(["link", "del", b]).status();
+            }
+        }
+    }
+}
+
+fn sh(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run command");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn links() -> String {
+    sh(Command::new("ip").args(["-o", "link"])).1
+}
+
+fn link_exists(name: &str) -> bool {
+    links().lines().any(|l| {
+        l.split(':')
+            .nth(1)
+            .map(|n| n.trim().split('@').next() == Some(name))
+            == Some(true)
+    })
+}
+
+fn mounted(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .contains(&path.display().to_string())
+}
+
+/// Run `script` with `sh` inside the namespace at `ns`, with the container's resolv.conf and
+/// hosts bind-mounted over the host's in a private mount namespace (what the container sees).
+fn in_container(ns: &Path, etc: &Path, script: &str) -> (bool, String) {
+    let full = format!(
+        "mount --bind {etc}/resolv.conf /etc/resolv.conf && mount --bind {etc}/hosts /etc/hosts && {script}",
+        etc = etc.display()
+    );
+    sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args([
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/busybox",
+            "sh",
+            "-c",
+        ])
+        .arg(full))
+}
+
+fn write_etc(dir: &Path, a: &berth::network::Attachment) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("resolv.conf"), &a.resolv_conf).unwrap();
+    std::fs::write(dir.join("hosts"), &a.hosts_file).unwrap();
+}
+
+fn net_req(name: &str) -> NetworkCreateRequest {
+    let mut labels = IndexMap::new();
+    labels.insert(
+        "com.docker.compose.project".to_string(),
+        "nettest".to_string(),
+    );
+    NetworkCreateRequest {
+        name: name.into(),
+        driver: "bridge".into(),
+        labels,
+        ..Default::default()
+    }
+}
+
+fn attach_req(id: &str, name: &str, ns: &Path, networks: &[(&str, &[&str])]) -> AttachRequest {
+    let mut nets = IndexMap::new();
+    for (net, aliases) in networks {
+        nets.insert(
+            net.to_string(),
+            EndpointSettings {
+                aliases: Some(aliases.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            },
+        );
+    }
+    AttachRequest {
+        container_id: format!("{id:0<64}"),
+        container_name: name.into(),
+        hostname: name.into(),
+        netns_path: ns.to_path_buf(),
+        networks: nets,
+        port_bindings: HashMap::new(),
+        extra_hosts: vec![],
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_attach_detach_remove_leaves_nothing() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let (na, nb) = (unique("neta"), unique("netb"));
+    let a = mgr.create(net_req(&na)).await.expect("create a");
+    let b = mgr.create(net_req(&nb)).await.expect("create b");
+    assert_eq!(a.id.len(), 64);
+    let (ra, rb) = (mgr.inspect(&na).unwrap(), mgr.inspect(&a.id[..10]).unwrap());
+    assert_eq!(rb.name, na, "an ID prefix finds the network");
+    let rb = mgr.inspect(&b.id).unwrap();
+    let bra = format!("br-{}", &a.id[..12]);
+    let brb = format!("br-{}", &b.id[..12]);
+    made.bridges.extend([bra.clone(), brb.clone()]);
+    assert!(
+        link_exists(&bra) && link_exists(&brb),
+        "bridges exist:\n{}",
+        links()
+    );
+    let (sa, sb) = (&ra.ipam.config[0].subnet, &rb.ipam.config[0].subnet);
+    assert_ne!(sa, sb);
+    let addrs = sh(Command::new("ip").args(["-o", "-4", "addr", "show", "dev", &bra])).1;
+    assert!(
+        addrs.contains(&format!("{}/", ra.ipam.config[0].gateway)),
+        "gateway on bridge: {addrs}"
+    );
+    assert_eq!(ra.labels["com.docker.compose.project"], "nettest");
+
+    // Name clash, Docker's words.
+    let dup = mgr.create(net_req(&na)).await.unwrap_err();
+    assert_eq!(dup.http_status(), 409);
+    assert_eq!(
+        dup.to_string(),
+        format!("network with name {na} already exists")
+    );
+
+    // Two containers; the second also on network b with a static address.
+    let ns1 = made.netns_path("c1");
+    let ns2 = made.netns_path("c2");
+    let at1 = mgr
+        .attach(attach_req("c1", "proj-web-1", &ns1, &[(&na, &["web"])]))
+        .await
+        .expect("attach c1");
+    let mut r2 = attach_req("c2", "proj-client-1", &ns2, &[(&na, &[]), (&nb, &[])]);
+    let gw_b = rb.ipam.config[0].gateway.clone();
+    let static_b = format!("{}.77", gw_b.rsplit_once('.').unwrap().0);
+    r2.networks[1].ipam_config = Some(EndpointIpamConfig {
+        ipv4_address: static_b.clone(),
+    });
+    r2.extra_hosts = vec!["db.example:10.9.9.9".into()];
+    let at2 = mgr.attach(r2).await.expect("attach c2");
+
+    let e1 = &at1.endpoints[&na];
+    assert!(e1.ip_address.ends_with(".2"), "first free address: {e1:?}");
+    assert_eq!(e1.gateway, ra.ipam.config[0].gateway);
+    assert!(e1.mac_address.starts_with("02:42:"));
+    assert_eq!(e1.aliases.as_deref(), Some(&["web".to_string()][..]));
+    assert!(e1
+        .dns_names
+        .as_ref()
+        .unwrap()
+        .contains(&"proj-web-1".to_string()));
+    assert!(at2.endpoints[&na].ip_address.ends_with(".3"));
+    assert_eq!(at2.endpoints[&nb].ip_address, static_b);
+    assert!(at2.hosts_file.contains("10.9.9.9\tdb.example"));
+    assert!(at2
+        .hosts_file
+        .contains(&format!("{}\tproj-client-1", at2.endpoints[&na].ip_address)));
+    assert!(at2
+        .resolv_conf
+        .starts_with(&format!("nameserver {}\n", e1.gateway)));
+
+    // Inside the namespace: eth0 with the address and MAC, eth1 on b, default route, lo up.
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns2.display()))
+        .args(["ip", "-o", "addr"]));
+    assert!(
+        inside.contains(&format!("eth0    inet {}/", at2.endpoints[&na].ip_address)),
+        "{inside}"
+    );
+    assert!(
+        inside.contains(&format!("eth1    inet {static_b}/")),
+        "{inside}"
+    );
+    assert!(inside.contains("lo    inet 127.0.0.1/8"), "{inside}");
+    let (_, route) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns2.display()))
+        .args(["ip", "route", "show", "default"]));
+    assert!(
+        route.contains(&format!("default via {}", e1.gateway)),
+        "{route}"
+    );
+    // The two containers reach each other over the bridge.
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns2.display()))
+        .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", &e1.ip_address]));
+    assert!(ok, "ping over the bridge: {out}");
+
+    // The network lists its endpoints; removing it while in use is refused.
+    let listed = mgr.inspect(&na).unwrap();
+    assert_eq!(listed.containers.len(), 2);
+    let busy = mgr.remove(&na).await.unwrap_err();
+    assert_eq!(busy.http_status(), 409);
+    assert!(busy
+        .to_string()
+        .starts_with(&format!("error while removing network: network {na} id")));
+    assert!(busy.to_string().ends_with("has active endpoints"));
+
+    // A second manager on the same roots (engine restart) sees everything.
+    drop(mgr);
+    let mgr = made.manager();
+    assert_eq!(mgr.inspect(&na).unwrap().containers.len(), 2);
+    let problems = mgr.restore().await;
+    assert!(problems.is_empty(), "{problems:?}");
+
+    let veths: Vec<String> = links()
+        .lines()
+        .filter(|l| l.contains(&format!("master {bra}")) || l.contains(&format!("master {brb}")))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(veths.len(), 3, "three host veth ends: {veths:?}");
+
+    mgr.detach(&format!("{:0<64}", "c1"))
+        .await
+        .expect("detach c1");
+    mgr.detach(&format!("{:0<64}", "c1"))
+        .await
+        .expect("detach is idempotent");
+    mgr.detach(&format!("{:0<64}", "c2"))
+        .await
+        .expect("detach c2");
+    for ns in [&ns1, &ns2] {
+        assert!(!ns.exists(), "netns file {} removed", ns.display());
+        assert!(!mounted(ns), "netns {} unmounted", ns.display());
+    }
+    let after = links();
+    assert!(!after.contains(&format!("master {bra}")) && !after.contains(&format!("master {brb}")));
+    mgr.remove(&na).await.expect("remove a");
+    mgr.remove(&b.id).await.expect("remove b");
+    assert!(
+        !link_exists(&bra) && !link_exists(&brb),
+        "bridges gone:\n{}",
+        links()
+    );
+    let state_files: Vec<_> = std::fs::read_dir(made.roots.networks_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(state_files.is_empty());
+    assert!(mgr
+        .inspect(&na)
+        .unwrap_err()
+        .to_string()
+        .contains("not found"));
+    let _ = &made.root;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_named_and_leave_nothing() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let name = unique("netbad");
+    let mut req = net_req(&name);
+    req.ipam = Some(Ipam {
+        driver: String::new(),
+        config: vec![IpamConfig {
+            subnet: "10.250.0.0".into(),
+            ..Default::default()
+        }],
+    });
+    let err = mgr.create(req).await.unwrap_err();
+    assert_eq!(err.http_status(), 400);
+    assert_eq!(
+        err.to_string(),
+        format!("network {name}: invalid subnet \"10.250.0.0\": expected an IPv4 CIDR such as 172.30.0.0/16")
+    );
+    let mut req = net_req(&name);
+    req.driver = "overlay".into();
+    assert!(mgr
+        .create(req)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("\"overlay\""));
+    assert!(mgr.list().iter().all(|n| n.name != name));
+
+    // Attach to an unknown network: error, and no namespace file made.
+    let ns = made.netns_path("bad1");
+    let err = mgr
+        .attach(attach_req("bad1", "x", &ns, &[("no-such-net", &[])]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "network no-such-net not found");
+    assert!(!ns.exists());
+
+    // `none`: a namespace with only lo, no endpoints.
+    let ns = made.netns_path("none1");
+    let at = mgr
+        .attach(attach_req("none1", "lonely", &ns, &[("none", &[])]))
+        .await
+        .expect("attach none");
+    assert!(at.endpoints.is_empty());
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "link"]));
+    assert_eq!(inside.lines().count(), 1, "only lo: {inside}");
+    mgr.detach(&format!("{:0<64}", "none1")).await.unwrap();
+    assert!(!ns.exists() && !mounted(&ns));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_with_busybox_and_http_flows_by_name() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let net = unique("netdns");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    made.bridges.push(format!("br-{}", &created.id[..12]));
+    let gw = mgr.inspect(&net).unwrap().ipam.config[0].gateway.clone();
+
+    let ns_srv = made.netns_path("srv");
+    let ns_cli = made.netns_path("cli");
+    let srv = mgr
+        .attach(attach_req(
+            "srv",
+            "proj-server-1",
+            &ns_srv,
+            &[(&net, &["server"])],
+        ))
+        .await
+        .expect("attach server");
+    let cli = mgr
+        .attach(attach_req(
+            "cli",
+            "proj-client-1",
+            &ns_cli,
+            &[(&net, &["client"])],
+        ))
+        .await
+        .expect("attach client");
+    let srv_ip = srv.endpoints[&net].ip_address.clone();
+    let cli_ip = cli.endpoints[&net].ip_address.clone();
+
+    // busybox nslookup straight at the server: alias, container name, and the reverse.
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_cli.display()))
+        .args(["/bin/busybox", "nslookup", "server", &gw]));
+    assert!(ok && out.contains(&srv_ip), "nslookup server: {out}");
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_srv.display()))
+        .args(["/bin/busybox", "nslookup", "proj-client-1", &gw]));
+    assert!(
+        ok && out.contains(&cli_ip),
+        "nslookup container name: {out}"
+    );
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_srv.display()))
+        .args(["/bin/busybox", "nslookup", "nosuchname", &gw]));
+    assert!(!ok || out.contains("NXDOMAIN"), "unknown name fails: {out}");
+
+    // A busybox httpd in the server namespace, fetched by service name from the client.
+    let www = made.root.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from server\n").unwrap();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns_srv.display()))
+        .args(["/bin/busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start httpd");
+    made.children.push(child);
+    let etc_cli = made.root.join("etc-cli");
+    write_etc(&etc_cli, &cli);
+    let mut fetched = (false, String::new());
+    for _ in 0..30 {
+        fetched = in_container(
+            &ns_cli,
+            &etc_cli,
+            "timeout 3 /bin/busybox wget -qO- http://server/",
+        );
+        if fetched.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fetched.1, "hello from server\n", "wget by name");
+
+    // A container that starts later is found too, by its hostname and alias.
+    let ns_late = made.netns_path("late");
+    let late = mgr
+        .attach(attach_req(
+            "late",
+            "proj-worker-1",
+            &ns_late,
+            &[(&net, &["worker"])],
+        ))
+        .await
+        .expect("attach late");
+    let (ok, out) = in_container(&ns_cli, &etc_cli, "/bin/busybox nslookup worker");
+    assert!(
+        ok && out.contains(&late.endpoints[&net].ip_address),
+        "late container: {out}"
+    );
+
+    // After detach its name is gone.
+    mgr.detach(&format!("{:0<64}", "late")).await.unwrap();
+    let (_, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_cli.display()))
+        .args(["/bin/busybox", "nslookup", "worker", &gw]));
+    assert!(
+        !out.contains(&late.endpoints[&net].ip_address),
+        "detached name gone: {out}"
+    );
+
+    for c in &mut made.children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    made.children.clear();
+    for c in ["srv", "cli"] {
+        mgr.detach(&format!("{c:0<64}")).await.unwrap();
+    }
+    mgr.remove(&net).await.unwrap();
+    assert!(!link_exists(&format!("br-{}", &created.id[..12])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_are_forwarded_to_the_upstream_server() {
+    // A fake upstream on loopback that answers every query with 192.0.2.99 (never leaves the
+    // machine).
+    let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let up_addr: SocketAddr = upstream.local_addr().unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let fake = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let mut served = 0;
+        while let Ok((n, peer)) = upstream.recv_from(&mut buf) {
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80;
+            r[3] = 0x80;
+            r[6..8].copy_from_slice(&1u16.to_be_bytes());
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 99]);
+            let _ = upstream.send_to(&r, peer);
+            served += 1;
+            if served >= 2 {
+                break;
+            }
+        }
+        served
+    });
+    let mut made = Made::new();
+    let mgr = NetworkManager::open_with(
+        &made.roots,
+        NetworkOptions {
+            upstream_dns: Some(vec![up_addr]),
+        },
+    )
+    .unwrap();
+    let net = unique("netfwd");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    made.bridges.push(format!("br-{}", &created.id[..12]));
+    let gw = mgr.inspect(&net).unwrap().ipam.config[0].gateway.clone();
+    let ns = made.netns_path("fwd");
+    mgr.attach(attach_req("fwd", "asker", &ns, &[(&net, &[])]))
+        .await
+        .unwrap();
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args([
+            "/bin/busybox",
+            "nslookup",
+            "-type=a",
+            "elsewhere.example",
+            &gw,
+        ]));
+    assert!(ok && out.contains("192.0.2.99"), "forwarded answer: {out}");
+    mgr.detach(&format!("{:0<64}", "fwd")).await.unwrap();
+    mgr.remove(&net).await.unwrap();
+    drop(mgr);
+    assert!(fake.join().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let net = unique("netport");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+
+    let ns = made.netns_path("web");
+    let mut req = attach_req("web", "proj-web-1", &ns, &[(&net, &["web"])]);
+    req.port_bindings.insert(
+        "80/tcp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: String::new(),
+        }]),
+    );
+    let at = mgr.attach(req).await.expect("attach with port");
+    let bound = at.ports["80/tcp"].as_ref().unwrap()[0].clone();
+    assert_eq!(bound.host_ip, "127.0.0.1");
+    let port: u16 = bound.host_port.parse().unwrap();
+    assert!(port > 0);
+
+    let www = made.root.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "published\n").unwrap();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["/bin/busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(&www)
+        .spawn()
+        .expect("httpd");
+    made.children.push(child);
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut got = (false, String::new());
+    for _ in 0..30 {
+        got = sh(Command::new("curl").args(["-s", "--max-time", "3", &url]));
+        if got.0 && !got.1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.1, "published\n", "curl {url}");
+
+    // Another container asking for the same port: Docker's error, nothing made.
+    let ns2 = made.netns_path("web2");
+    let mut req2 = attach_req("web2", "proj-web-2", &ns2, &[(&net, &[])]);
+    req2.port_bindings.insert(
+        "80/tcp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: port.to_string(),
+        }]),
+    );
+    let links_before = links().lines().count();
+    let err = mgr.attach(req2).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Bind for 127.0.0.1:{port} failed: port is already allocated")
+    );
+    assert!(!ns2.exists());
+    assert_eq!(links().lines().count(), links_before);
+    assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);
+    assert!(mgr.attachment(&format!("{:0<64}", "web2")).is_none());
+
+    // Detach closes the port.
+    for c in &mut made.children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    made.children.clear();
+    mgr.detach(&format!("{:0<64}", "web")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port freed"
+    );
+    mgr.remove(&net).await.unwrap();
+    assert!(!link_exists(&br));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_disconnect_ip_range_and_default_bridge() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+
+    // `bridge` is made on first use, like Docker's default network, and cannot be removed.
+    let ns = made.netns_path("dflt");
+    let at = mgr
+        .attach(attach_req("dflt", "plain", &ns, &[("bridge", &[])]))
+        .await
+        .expect("attach to default bridge");
+    let dflt = mgr.inspect("bridge").expect("default bridge exists");
+    made.bridges.push(format!("br-{}", &dflt.id[..12]));
+    assert_eq!(at.endpoints["bridge"].network_id, dflt.id);
+    assert_eq!(mgr.remove("bridge").await.unwrap_err().http_status(), 403);
+
+    // A network with an IP range hands out addresses from the range.
+    let net = unique("netrange");
+    let mut req = net_req(&net);
+    req.ipam = Some(Ipam {
+        driver: String::new(),
+        config: vec![IpamConfig {
+            subnet: "10.213.0.0/16".into(),
+            ip_range: "10.213.5.0/24".into(),
+            gateway: "10.213.0.254".into(),
+        }],
+    });
+    let created = mgr.create(req).await.expect("create with range");
+    made.bridges.push(format!("br-{}", &created.id[..12]));
+    let ep = mgr
+        .connect(
+            &format!("{:0<64}", "dflt"),
+            &net,
+            EndpointSettings {
+                aliases: Some(vec!["ranged".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connect");
+    // Docker reserves only the subnet's network and broadcast addresses, not the range's.
+    assert_eq!(ep.ip_address, "10.213.5.0");
+    assert_eq!(ep.gateway, "10.213.0.254");
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "-4", "addr"]));
+    assert!(inside.contains("eth1    inet 10.213.5.0/16"), "{inside}");
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["/bin/busybox", "nslookup", "ranged", "10.213.0.254"]));
+    assert!(
+        ok && out.contains("10.213.5.0"),
+        "connected name resolves: {out}"
+    );
+    assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);
+    let again = mgr
+        .connect(
+            &format!("{:0<64}", "dflt"),
+            &net,
+            EndpointSettings::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.http_status(), 403);
+
+    mgr.disconnect(&format!("{:0<64}", "dflt"), &net)
+        .await
+        .expect("disconnect");
+    let (_, inside) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "link"]));
+    assert!(!inside.contains("eth1"), "{inside}");
+    assert!(mgr.inspect(&net).unwrap().containers.is_empty());
+    mgr.remove(&net).await.expect("remove ranged network");
+
+    mgr.detach(&format!("{:0<64}", "dflt")).await.unwrap();
+    assert!(!ns.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let net = unique("netrest");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+    let ns_live = made.netns_path("live");
+    let ns_dead = made.netns_path("dead");
+    let mut req = attach_req("live", "proj-live-1", &ns_live, &[(&net, &[])]);
+    req.port_bindings.insert(
+        "80/tcp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: String::new(),
+        }]),
+    );
+    let at = mgr.attach(req).await.expect("attach live");
+    let port = at.ports["80/tcp"].as_ref().unwrap()[0].host_port.clone();
+    let dead = mgr
+        .attach(attach_req("dead", "proj-dead-1", &ns_dead, &[(&net, &[])]))
+        .await
+        .expect("attach dead");
+    let dead_ip = dead.endpoints[&net].ip_address.clone();
+
+    // Engine goes away; one container's namespace disappears meanwhile (reboot, crash).
+    drop(mgr);
+    assert!(sh(Command::new("umount").arg(&ns_dead)).0);
+    std::fs::remove_file(&ns_dead).unwrap();
+
+    let www = made.root.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "still here\n").unwrap();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns_live.display()))
+        .args(["/bin/busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(&www)
+        .spawn()
+        .expect("httpd");
+    made.children.push(child);
+
+    let mgr = made.manager();
+    let problems = mgr.restore().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut got = (false, String::new());
+    for _ in 0..30 {
+        got = sh(Command::new("curl").args(["-s", "--max-time", "3", &url]));
+        if got.0 && !got.1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.1, "still here\n", "published port after restore");
+    let inspected = mgr.inspect(&net).unwrap();
+    assert_eq!(inspected.containers.len(), 1, "dead endpoint forgotten");
+    assert!(mgr.attachment(&format!("{:0<64}", "dead")).is_none());
+    assert_eq!(
+        links()
+            .lines()
+            .filter(|l| l.contains(&format!("master {br}")))
+            .count(),
+        1,
+        "dead container's veth removed"
+    );
+    // Its address is free again.
+    let ns_new = made.netns_path("new");
+    let again = mgr
+        .attach(attach_req("new", "proj-new-1", &ns_new, &[(&net, &[])]))
+        .await
+        .unwrap();
+    assert_eq!(again.endpoints[&net].ip_address, dead_ip);
+
+    for c in &mut made.children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    made.children.clear();
+    for c in ["live", "new"] {
+        mgr.detach(&format!("{c:0<64}")).await.unwrap();
+    }
+    mgr.remove(&net).await.unwrap();
+    assert!(!link_exists(&br));
+}
