@@ -356,3 +356,60 @@ async fn a_volume_used_by_a_container_cannot_be_removed() {
         .unwrap();
     client.remove_volume("keepme", false).await.unwrap();
 }
+
+#[tokio::test]
+async fn container_lifecycle_events_are_streamed_with_filters() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:4").await.unwrap();
+    let mut events = client
+        .events(&[("type", "container"), ("container", "eventful")])
+        .await
+        .unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:4".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), "exit 7".into()]),
+        host_config: host_network(),
+        ..Default::default()
+    };
+    // Another container's events must not come through the filter.
+    let other = ContainerCreateRequest {
+        cmd: Some(vec!["true".into()]),
+        ..req.clone()
+    };
+    client
+        .create_container(Some("bystander"), &other)
+        .await
+        .unwrap();
+    let created = client
+        .create_container(Some("eventful"), &req)
+        .await
+        .unwrap();
+    client.start_container("eventful").await.unwrap();
+    assert_eq!(client.wait_container("eventful").await.unwrap(), 7);
+    client
+        .remove_container("eventful", false, false)
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    while seen.last().map(|(a, _): &(String, String)| a.as_str()) != Some("destroy") {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("events stopped after {seen:?}"))
+            .expect("event stream ended")
+            .unwrap();
+        assert_eq!(event.actor.id, created.id, "{event:?}");
+        let exit = event
+            .actor
+            .attributes
+            .get("exitCode")
+            .cloned()
+            .unwrap_or_default();
+        seen.push((event.action, exit));
+    }
+    let actions: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"]);
+    assert_eq!(seen[2].1, "7");
+}
