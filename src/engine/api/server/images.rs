@@ -163,11 +163,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
         })
         .filter(|s| {
             filters.any("reference", |r| {
-                s.repo_tags.iter().any(|t| {
-                    t == r
-                        || t.split(':').next() == Some(r)
-                        || t.rsplit_once(':').map(|(n, _)| n) == Some(r)
-                })
+                s.repo_tags.iter().any(|t| reference_matches(t, r))
             })
         })
         .collect();
@@ -222,9 +218,35 @@ async fn by_name(
     Err(ApiError::new(404, "page not found"))
 }
 
+/// Docker's `reference` filter: the full `name:tag`, or just the name (any tag).
+fn reference_matches(repo_tag: &str, wanted: &str) -> bool {
+    if repo_tag == wanted {
+        return true;
+    }
+    // The tag follows the last ':' unless that ':' belongs to a registry host (`host:5000/app`).
+    match repo_tag.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name == wanted,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_filter_matches_name_or_name_and_tag() {
+        assert!(reference_matches(
+            "127.0.0.1:5000/bb:1",
+            "127.0.0.1:5000/bb"
+        ));
+        assert!(reference_matches(
+            "127.0.0.1:5000/bb:1",
+            "127.0.0.1:5000/bb:1"
+        ));
+        assert!(!reference_matches("127.0.0.1:5000/bb:1", "127.0.0.1"));
+        assert!(!reference_matches("busybox:1", "busybox:2"));
+    }
 
     #[test]
     fn pull_reference_joins_tags_and_digests() {
