@@ -235,17 +235,39 @@ services:
 
     let stdout = project.ok(&["up"]);
     // docker compose's prefix: the replica name padded to the longest one plus a space.
-    assert!(stdout.contains("web-1    | hello from web"), "prefixed stdout: {stdout}");
-    assert!(stdout.contains("web-1    | oops"), "stderr is shown too: {stdout}");
+    assert!(
+        stdout.contains("web-1    | hello from web"),
+        "prefixed stdout: {stdout}"
+    );
+    assert!(
+        stdout.contains("web-1    | oops"),
+        "stderr is shown too: {stdout}"
+    );
     for i in 1..=3 {
-        assert!(stdout.contains(&format!("worker-1 | tick {i}")), "worker line {i}: {stdout}");
+        assert!(
+            stdout.contains(&format!("worker-1 | tick {i}")),
+            "worker line {i}: {stdout}"
+        );
     }
-    assert!(stdout.contains("web-1 exited with code 0"), "exit reported: {stdout}");
-    assert!(stdout.contains("worker-1 exited with code 3"), "exit code reported: {stdout}");
+    assert!(
+        stdout.contains("web-1 exited with code 0"),
+        "exit reported: {stdout}"
+    );
+    assert!(
+        stdout.contains("worker-1 exited with code 3"),
+        "exit code reported: {stdout}"
+    );
 
     // `logs -f` on exited containers prints everything and returns.
     let logs = project.ok(&["logs", "-f", "--no-log-prefix", "worker"]);
-    assert_eq!(logs.lines().filter(|l| l.starts_with("tick")).count(), 3, "{logs}");
+    assert_eq!(
+        logs.lines().filter(|l| l.starts_with("tick")).count(),
+        3,
+        "{logs}"
+    );
     let ps = project.ok(&["ps", "-a"]);
-    assert!(ps.contains("Exited (3)"), "ps shows the worker's exit code: {ps}");
+    assert!(
+        ps.contains("Exited (3)"),
+        "ps shows the worker's exit code: {ps}"
+    );
 }

@@ -86,7 +86,11 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
     engine.crash();
     // `early` finishes while no engine runs: only its shim can record that.
     std::fs::write(signal.join("early"), "").expect("signal early");
-    let exit_file = engine.data_root().join("containers").join(&early).join("exit.json");
+    let exit_file = engine
+        .data_root()
+        .join("containers")
+        .join(&early)
+        .join("exit.json");
     eventually("the shim to record early's exit", || exit_file.exists());
 
     engine.start_again();
@@ -100,8 +104,14 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
         })
         .expect("inspect")
     };
-    assert_eq!((early_state.status.as_str(), early_state.exit_code), ("exited", 5));
-    assert!(late_state.running, "late did not survive the crash: {late_state:?}");
+    assert_eq!(
+        (early_state.status.as_str(), early_state.exit_code),
+        ("exited", 5)
+    );
+    assert!(
+        late_state.running,
+        "late did not survive the crash: {late_state:?}"
+    );
     // The restarted engine detached the network of the container that died meanwhile.
     assert!(!netns(&early).exists(), "early's netns is still attached");
 
