@@ -159,9 +159,22 @@ fn hostile_layer_fails_up_and_writes_nothing_outside_the_root() {
     )
     .expect("write compose");
     let err = project.fails(&["up", "-d"]);
-    assert!(err.contains("hostile layer"), "error says the layer is hostile: {err}");
-    assert!(err.contains("hostile/layer"), "error names the image: {err}");
-    assert_eq!(std::fs::read_dir(&outside).expect("read sentinel").count(), 0, "nothing written through the symlink");
-    assert!(!std::path::Path::new("/outside-dotdot").exists(), "nothing written through ../");
+    assert!(
+        err.contains("hostile layer"),
+        "error says the layer is hostile: {err}"
+    );
+    assert!(
+        err.contains("hostile/layer"),
+        "error names the image: {err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("read sentinel").count(),
+        0,
+        "nothing written through the symlink"
+    );
+    assert!(
+        !std::path::Path::new("/outside-dotdot").exists(),
+        "nothing written through ../"
+    );
     assert_nothing_left(&project);
 }
