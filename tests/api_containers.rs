@@ -51,6 +51,9 @@ fn docker_cli_import_create_start_wait_logs_rm() {
     assert!(out.status.success(), "docker import: {}", text(&out.stderr));
     let image_id = text(&out.stdout).trim().to_string();
     assert!(image_id.starts_with("sha256:"), "{image_id}");
+    // The spooled request body is gone once the import is done.
+    let spool = engine.data_root().join("tmp");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 
     let out = engine.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -412,4 +415,24 @@ async fn container_lifecycle_events_are_streamed_with_filters() {
     let actions: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"]);
     assert_eq!(seen[2].1, "7");
+}
+
+#[tokio::test]
+async fn a_bad_import_is_refused_and_leaves_nothing() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let err = client
+        .import(b"this is not a tar archive".to_vec(), "broken/image:1")
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Api { status, message } => {
+            assert!(*status >= 400, "{err:?}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(client.list_images().await.unwrap().is_empty());
+    let spool = engine.data_root().join("tmp");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }

@@ -113,27 +113,65 @@ pub fn tokio_stream_from<T: Send + 'static>(
     })
 }
 
-/// `fromSrc=-`: the body is a root filesystem tar. The image store's import is blocking, so it
-/// runs on the blocking pool; the body is collected first (rootfs tars of test and example images
-/// are small; a streaming bridge can replace this when large imports matter).
+/// Write a request body to a new file under the spool directory.
+async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
+    use tokio::io::AsyncWriteExt;
+    let dir = super::spool_dir(&engine.roots);
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(500, format!("{what} {}: {e}", dir.display()))
+    };
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| failed("create", &e))?;
+    let suffix: [u8; 8] = rand::random();
+    let path = dir.join(format!("import-{}.tar", hex::encode(suffix)));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| failed("create a file in", &e))?;
+    let mut chunks = body.into_data_stream();
+    let written: ApiResult<()> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| failed("write to", &e))?;
+        }
+        file.flush().await.map_err(|e| failed("write to", &e))
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// `fromSrc=-`: the body is a root filesystem tar (plain or gzip). It is spooled to disk, so an
+/// import of any size does not sit in memory, then handed to the image store's blocking import.
 async fn import(engine: SharedEngine, repo: &str, tag: &str, body: Body) -> ApiResult<Response> {
     let repo_tag = match (repo, tag) {
         ("", _) => None,
         (repo, "") => Some(repo.to_string()),
         (repo, tag) => Some(format!("{repo}:{tag}")),
     };
-    let tar = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
+    let path = spool(&engine, body).await?;
     let store = engine.clone();
     let name = repo_tag.clone();
-    let image = tokio::task::spawn_blocking(move || {
+    let tar = path.clone();
+    let imported = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&tar).map_err(|e| {
+            ApiError::new(500, format!("open spooled import {}: {e}", tar.display()))
+        })?;
         store
             .images
-            .import(std::io::Cursor::new(tar), name.as_deref())
+            .import(std::io::BufReader::new(file), name.as_deref())
+            .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::new(500, format!("image import task failed: {e}")))??;
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let image =
+        imported.map_err(|e| ApiError::new(500, format!("image import task failed: {e}")))??;
     let name = repo_tag.unwrap_or_else(|| image.id.clone());
     emit_event(&engine, "image", "import", &image.id, &[("name", &name)]);
     let status = ProgressMessage {
