@@ -90,7 +90,7 @@ async fn client_pull_streams_progress_and_reports_errors_in_band() {
     );
     let listed = client.list_images().await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].repo_tags, [image.clone()]);
+    assert_eq!(listed[0].repo_tags, std::slice::from_ref(&image));
     let inspected = client.inspect_image(&image).await.unwrap();
     assert_eq!(inspected.id, listed[0].id);
 

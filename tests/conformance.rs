@@ -472,3 +472,26 @@ fn conformance_corpus() {
     }
     assert!(ok, "conformance failures (see the list above)");
 }
+
+/// `BERTH_SHOW_ERRORS=1` prints berth's message for every invalid/ entry (for reviewing wording).
+#[test]
+fn show_invalid_errors() {
+    let (Some(root), Some(_)) = (corpus(), std::env::var_os("BERTH_SHOW_ERRORS")) else {
+        return;
+    };
+    let index = yaml_file(&root.join("invalid/index.yaml"));
+    for e in index.as_array().into_iter().flatten() {
+        let path = root
+            .join("invalid")
+            .join(e["file"].as_str().unwrap_or_default());
+        let opts = LoadOptions {
+            files: vec![path.clone()],
+            working_dir: path.parent().unwrap_or(&root).to_path_buf(),
+            environment: env_of(&e["environment"]),
+            ..Default::default()
+        };
+        if let Err(err) = load(&opts) {
+            println!("{:<45} {err}", e["name"].as_str().unwrap_or_default());
+        }
+    }
+}

@@ -149,10 +149,76 @@ pub fn to_text(project: &Project, format: ConfigFormat) -> anyhow::Result<String
     let mut value = serde_json::to_value(project)?;
     // Literal `$` is printed as `$$`, so the output loads back to the same model.
     escape_dollars(&mut value);
+    order_like_docker_compose(&mut value);
     Ok(match format {
         ConfigFormat::Json => serde_json::to_string_pretty(&value)? + "\n",
         ConfigFormat::Yaml => serde_yaml::to_string(&value)?,
     })
+}
+
+/// docker compose prints service attributes in alphabetical order and ports/volumes with their
+/// own fixed key order; follow it so diffs against its output stay small.
+fn order_like_docker_compose(v: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+    fn reorder(obj: &mut Map<String, Value>, first: &[&str]) {
+        let mut old = std::mem::take(obj);
+        for k in first {
+            if let Some(v) = old.remove(*k) {
+                obj.insert((*k).to_string(), v);
+            }
+        }
+        let mut rest: Vec<(String, Value)> = old.into_iter().collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        obj.extend(rest);
+    }
+    let Some(services) = v.get_mut("services").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for svc in services.values_mut().filter_map(Value::as_object_mut) {
+        reorder(svc, &[]);
+        for p in svc
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            reorder(
+                p,
+                &[
+                    "name",
+                    "mode",
+                    "host_ip",
+                    "target",
+                    "published",
+                    "protocol",
+                    "app_protocol",
+                ],
+            );
+        }
+        for m in svc
+            .get_mut("volumes")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            reorder(
+                m,
+                &[
+                    "type",
+                    "source",
+                    "target",
+                    "read_only",
+                    "consistency",
+                    "bind",
+                    "volume",
+                    "tmpfs",
+                    "image",
+                ],
+            );
+        }
+    }
 }
 
 fn escape_dollars(v: &mut serde_json::Value) {
@@ -181,7 +247,7 @@ mod tests {
         }
     }
 
-    const STACK: &str = "name: demo\nservices:\n  web:\n    image: nginx\n    ports: ['8080:80']\n    depends_on: [db]\n    volumes: ['data:/data']\n  db:\n    image: postgres\n    profiles: [backend]\n  debug:\n    image: busybox\n    profiles: [debug]\nvolumes:\n  data: {}\n";
+    const STACK: &str = "name: demo\nservices:\n  web:\n    image: nginx\n    ports: ['8080:80']\n    depends_on: [db]\n    volumes: ['data:/data']\n  db:\n    image: postgres\n  admin:\n    image: adminer\n    profiles: [backend]\n  debug:\n    image: busybox\n    profiles: [debug]\nvolumes:\n  data: {}\n";
 
     #[test]
     fn prints_canonical_yaml_that_reloads_to_the_same_model() {
@@ -192,9 +258,9 @@ mod tests {
             text.contains("published: '8080'") || text.contains("published: \"8080\""),
             "{text}"
         );
-        // db is pulled in by web's depends_on, debug stays off.
+        // Services of inactive profiles stay off.
         assert!(text.contains("  db:\n"), "{text}");
-        assert!(!text.contains("debug"), "{text}");
+        assert!(!text.contains("debug") && !text.contains("admin"), "{text}");
         let first = crate::compose::load(&opts(t.path())).unwrap();
         std::fs::write(t.path().join("compose.yaml"), &text).unwrap();
         let second = crate::compose::load(&opts(t.path())).unwrap();

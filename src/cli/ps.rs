@@ -43,7 +43,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<Ex
                     .is_some_and(|s| args.service_names.contains(s))
         })
         .collect();
-    containers.sort_by(|a, b| display_name(a).cmp(&display_name(b)));
+    containers.sort_by_key(display_name);
 
     if args.quiet {
         for c in &containers {

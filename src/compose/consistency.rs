@@ -42,19 +42,28 @@ pub fn apply_profiles(
     } else {
         selected.iter().cloned().collect()
     };
-    // Dependencies of kept services come along, whatever their profiles.
+    // Dependencies of services named on the command line come along, whatever their profiles;
+    // otherwise a required dependency on a service its profiles disable is an error.
     let mut stack: Vec<String> = keep.iter().cloned().collect();
     while let Some(n) = stack.pop() {
         let Some(svc) = project.services.get(&n) else {
             continue;
         };
         for (dep, d) in &svc.depends_on {
-            if !project.services.contains_key(dep) {
+            let Some(dep_svc) = project.services.get(dep) else {
+                continue;
+            };
+            if keep.contains(dep) {
                 continue;
             }
-            let dep_enabled = project.services.get(dep).is_some_and(enabled);
-            if (!selected.is_empty() || dep_enabled || d.required) && keep.insert(dep.clone()) {
+            if !selected.is_empty() || enabled(dep_svc) {
+                keep.insert(dep.clone());
                 stack.push(dep.clone());
+            } else if d.required {
+                return Err(ComposeError::Consistency(format!(
+                    "service {n:?} depends on service {dep:?}, which is disabled by its profiles [{}]; enable one with --profile or name {dep:?} on the command line",
+                    dep_svc.profiles.join(", ")
+                )));
             }
         }
     }
@@ -111,9 +120,29 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
         }
         for dep in svc.depends_on.keys() {
             if !services.contains(dep.as_str()) {
+                // Implicit dependencies name what introduced them.
+                let via = ["network_mode", "ipc", "pid", "uts", "cgroup"]
+                    .into_iter()
+                    .find(|k| {
+                        let v = if *k == "network_mode" {
+                            svc.network_mode.clone()
+                        } else {
+                            svc.extra.get(*k).and_then(|v| v.as_str()).map(String::from)
+                        };
+                        v.as_deref() == Some(&format!("service:{dep}"))
+                    });
+                let (place, detail) = match via {
+                    Some(k) => (
+                        at(raw, &["services", name, k]),
+                        format!(" (service {dep:?} not found for {k} 'service:{dep}')"),
+                    ),
+                    None => (
+                        at(raw, &["services", name, "depends_on", dep]),
+                        String::new(),
+                    ),
+                };
                 return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} depends on undefined service {dep:?}: invalid compose project; define it or remove the dependency",
-                    at(raw, &["services", name, "depends_on", dep])
+                    "{place}service {name:?} depends on undefined service {dep:?}{detail}: invalid compose project; define it or remove the reference"
                 )));
             }
         }
@@ -212,7 +241,8 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
                 if action != "rebuild" && w.get("target").is_none() {
                     return Err(ComposeError::Consistency(format!(
-                        "services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project"
+                        "{}services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project",
+                        at(raw, &["services", name, "develop", "watch"])
                     )));
                 }
             }
@@ -229,6 +259,19 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                         r.source
                     )));
                 }
+            }
+        }
+        let replicas = svc
+            .extra
+            .get("deploy")
+            .and_then(|d| d.get("replicas"))
+            .and_then(|r| r.as_i64());
+        if let (Some(scale), Some(replicas)) = (svc.scale, replicas) {
+            if scale != replicas {
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: can't set distinct values on 'scale' ({scale}) and 'deploy.replicas' ({replicas}); keep one",
+                    at(raw, &["services", name, "scale"])
+                )));
             }
         }
         if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
@@ -265,6 +308,20 @@ mod tests {
     }
 
     const PROFILED: &str = "services:\n  web:\n    image: nginx\n  db:\n    image: pg\n    profiles: [backend]\n  admin:\n    image: adminer\n    profiles: [tools]\n    depends_on: [db]\n";
+
+    #[test]
+    fn required_dependency_on_a_disabled_service_is_an_error() {
+        let text = "services:\n  web:\n    image: nginx\n    depends_on: [db]\n  db:\n    image: pg\n    profiles: [backend]\n";
+        let e = load_text(text, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("service \"web\" depends on service \"db\", which is disabled by its profiles [backend]"), "{e}");
+        assert!(load_text(text, &["backend"], &[]).is_ok());
+        let optional = text.replace(
+            "depends_on: [db]",
+            "depends_on: {db: {condition: service_started, required: false}}",
+        );
+        let p = load_text(&optional, &[], &[]).unwrap();
+        assert!(p.services["web"].depends_on.is_empty());
+    }
 
     #[test]
     fn profiles_enable_services_and_named_services_bring_dependencies() {

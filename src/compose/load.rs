@@ -73,7 +73,7 @@ pub enum ComposeError {
         #[source]
         source: InterpolateError,
     },
-    #[error("{}{path}: {message}", mark.as_ref().map(|m| format!("{m}: ")).unwrap_or_default())]
+    #[error("{}", invalid_text(mark.as_ref(), path, message))]
     Invalid {
         mark: Option<Mark>,
         path: String,
@@ -93,6 +93,16 @@ pub enum ComposeError {
     Consistency(String),
     #[error(transparent)]
     Graph(#[from] super::graph::GraphError),
+}
+
+/// `file:line:col: path: message`, without repeating the path when the message starts with it.
+fn invalid_text(mark: Option<&Mark>, path: &str, message: &str) -> String {
+    let at = mark.map(|m| format!("{m}: ")).unwrap_or_default();
+    if message.starts_with(path) {
+        format!("{at}{message}")
+    } else {
+        format!("{at}{path}: {message}")
+    }
 }
 
 impl ComposeError {
@@ -586,5 +596,102 @@ mod tests {
         );
         let e = load(&opts(t.path())).unwrap_err().to_string();
         assert!(e.contains("compose.yaml:3:12: services.web.image: required variable MISSING is missing a value: set MISSING"), "{e}");
+    }
+
+    #[test]
+    fn env_file_flag_replaces_dotenv_and_compose_variables_are_honoured() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            ".env",
+            "TAG=dotenv\nCOMPOSE_FILE=a.yaml:b.yaml\nCOMPOSE_PROFILES=extra\n",
+        );
+        write(t.path(), "custom.env", "TAG=custom\n");
+        write(
+            t.path(),
+            "a.yaml",
+            "services:\n  web:\n    image: \"img:${TAG}\"\n",
+        );
+        write(
+            t.path(),
+            "b.yaml",
+            "services:\n  tool:\n    image: busybox\n    profiles: [extra]\n",
+        );
+        let p = load(&opts(t.path())).unwrap();
+        assert_eq!(p.services["web"].image.as_deref(), Some("img:dotenv"));
+        assert!(
+            p.services.contains_key("tool"),
+            "COMPOSE_PROFILES from .env enables `extra`"
+        );
+        let mut o = opts(t.path());
+        o.files = vec!["a.yaml".into()];
+        o.env_files = vec!["custom.env".into()];
+        let p = load(&o).unwrap();
+        assert_eq!(p.services["web"].image.as_deref(), Some("img:custom"));
+        o.env_files = vec!["missing.env".into()];
+        let e = load(&o).unwrap_err().to_string();
+        assert!(e.contains("missing.env not found"), "{e}");
+    }
+
+    #[test]
+    fn typed_fields_are_checked_and_cast_after_interpolation() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: x\n    read_only: ${RO}\n    scale: ${N}\n    stop_grace_period: ${G}\n    mem_limit: 1g\n    healthcheck:\n      test: [CMD, \"true\"]\n      retries: ${N}\n",
+        );
+        let mut o = opts(t.path());
+        o.environment.extend([
+            ("RO".to_string(), "true".to_string()),
+            ("N".to_string(), "2".to_string()),
+            ("G".to_string(), "90s".to_string()),
+        ]);
+        let p = load(&o).unwrap();
+        let web = &p.services["web"];
+        assert_eq!(web.read_only, Some(true));
+        assert_eq!(web.scale, Some(2));
+        assert_eq!(web.stop_grace_period.as_deref(), Some("1m30s"));
+        assert_eq!(
+            web.stop_grace_period_duration(),
+            std::time::Duration::from_secs(90)
+        );
+        assert_eq!(web.extra["mem_limit"], serde_json::json!(1 << 30));
+        assert_eq!(web.healthcheck.as_ref().unwrap().retries, Some(2));
+        o.environment.insert("RO".into(), "maybe".into());
+        let e = load(&o).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "compose.yaml:4:16: services.web.read_only must be a boolean, got \"maybe\""
+            ),
+            "{e}"
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: [x]\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("compose.yaml:3:12: services.web.image must be a string"),
+            "{e}"
+        );
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [curl, x]\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(e.contains("must start with CMD, CMD-SHELL or NONE"), "{e}");
+        write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: x\n    imgae: y\n",
+        );
+        let e = load(&opts(t.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("compose.yaml:4:12: services.web additional properties 'imgae' not allowed"),
+            "{e}"
+        );
     }
 }

@@ -164,13 +164,15 @@ const CASTS: &[(&str, char)] = &[
 
 fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
     if let Value::String(t) = &node.value {
+        // Every pattern is at least three levels deep under a top-level section.
+        if path.len() < 3 {
+            return;
+        }
         let hit = CASTS.iter().find(|(pat, _)| {
-            let segs: Vec<&str> = pat.split('.').collect();
-            segs.len() == path.len()
-                && segs
-                    .iter()
-                    .zip(path.iter())
-                    .all(|(a, b)| *a == "*" || a == b)
+            let mut segs = pat.split('.');
+            path.iter()
+                .all(|p| segs.next().is_some_and(|s| s == "*" || s == p))
+                && segs.next().is_none()
         });
         if let Some((_, ty)) = hit {
             let t = t.trim().to_string();
@@ -277,6 +279,23 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             format!("{}_{}", settings.project_name, key)
         };
         m.insert("name".into(), s(n, &mark));
+    }
+    if !external
+        && (kind == "secrets" || kind == "configs")
+        && !["file", "environment", "content"]
+            .iter()
+            .any(|k| m.contains_key(*k) && (*k != "content" || kind == "configs"))
+    {
+        let what = if kind == "secrets" {
+            "`file` or `environment`"
+        } else {
+            "`file`, `environment` or `content`"
+        };
+        return Err(err(
+            def,
+            path,
+            format!("{path} has no source; set {what}, or `external: true`"),
+        ));
     }
     if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
         if let Some(f) = m.get("file").and_then(Node::as_str) {
@@ -642,6 +661,9 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         if v.is_null() && !matches!(key.as_str(), "environment" | "command" | "entrypoint") {
             continue;
         }
+        if let Some(ty) = schema::service_field(key) {
+            schema::check_type(v, ty, &p)?;
+        }
         let nv = match key.as_str() {
             "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
             | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
@@ -726,7 +748,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                             return Err(err(
                                 w,
                                 &format!("{p}.watch[{i}]"),
-                                format!("{p}.watch.{i} missing property 'action'"),
+                                format!("{p}.watch[{i}] missing property 'action'"),
                             ));
                         }
                     }
@@ -774,7 +796,14 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
             let pb = PathBuf::from(fp);
             if !pb.is_file() {
                 if required {
-                    return Err(ComposeError::EnvFileNotFound { path: pb });
+                    return Err(err(
+                        f,
+                        &format!("{path}.env_file"),
+                        format!(
+                            "env file {} not found; create it or mark it `required: false`",
+                            pb.display()
+                        ),
+                    ));
                 }
                 continue;
             }
@@ -933,7 +962,14 @@ fn healthcheck(v: &Node, path: &str) -> Result<Node> {
                     Value::Seq(vec![s("CMD-SHELL", &x.mark), s(t, &x.mark)]),
                     x.mark.clone(),
                 ),
-                _ => Node::new(Value::Seq(string_list(x, &p)?), x.mark.clone()),
+                _ => {
+                    let items = string_list(x, &p)?;
+                    let first = items.first().and_then(Node::as_str).unwrap_or_default();
+                    if !matches!(first, "CMD" | "CMD-SHELL" | "NONE") {
+                        return Err(err(x, &p, format!("{p} must start with CMD, CMD-SHELL or NONE, got {first:?}; or give the command as a string")));
+                    }
+                    Node::new(Value::Seq(items), x.mark.clone())
+                }
             },
             "interval" | "timeout" | "start_period" | "start_interval" => duration(x, &p)?,
             "retries" => Node::new(Value::Int(as_int(x, &p)?), x.mark.clone()),
@@ -1662,7 +1698,7 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                             return Err(err(
                                 size,
                                 &format!("{p}.tmpfs.size"),
-                                format!("{path}.{i}.tmpfs.size must be a integer"),
+                                format!("{p}.tmpfs.size must be an integer"),
                             ));
                         }
                         t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);

@@ -6,114 +6,272 @@
 use super::load::ComposeError;
 use super::yaml::Node;
 
-/// The kinds of top-level resources.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    Network,
-    Volume,
-    Secret,
-    Config,
+/// The shape a field's value may take (after interpolation, so numbers and booleans may still be
+/// strings that the normalise stage casts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Bool,
+    Int,
+    /// An integer or a string (`cpu_shares: "512"`).
+    IntOrStr,
+    /// A number (integer or float) or a numeric string.
+    Num,
+    /// A byte size: an integer or a string like `512m`.
+    Bytes,
+    /// A string or a list of strings; null allowed (`command`, `entrypoint`).
+    Command,
+    StrList,
+    StrOrList,
+    /// A string, or a list of strings and mappings (`env_file`).
+    StrOrSeq,
+    /// `KEY=VALUE` strings or a mapping of scalars.
+    ListOrDict,
+    /// A list of names or a mapping of name → settings.
+    ListOrMap,
+    StrOrMap,
+    Map,
+    Seq,
+    Any,
 }
 
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
 ];
 
-pub const SERVICE_KEYS: &[&str] = &[
-    "annotations",
-    "attach",
-    "build",
-    "blkio_config",
-    "cap_add",
-    "cap_drop",
-    "cgroup",
-    "cgroup_parent",
-    "command",
-    "configs",
-    "container_name",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_shares",
-    "cpu_quota",
-    "cpu_period",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpus",
-    "cpuset",
-    "credential_spec",
-    "depends_on",
-    "deploy",
-    "develop",
-    "device_cgroup_rules",
-    "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
-    "domainname",
-    "entrypoint",
-    "env_file",
-    "label_file",
-    "environment",
-    "expose",
-    "extends",
-    "external_links",
-    "extra_hosts",
-    "gpus",
-    "group_add",
-    "healthcheck",
-    "hostname",
-    "image",
-    "init",
-    "ipc",
-    "isolation",
-    "labels",
-    "links",
-    "logging",
-    "mac_address",
-    "mem_limit",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
-    "network_mode",
-    "networks",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pid",
-    "pids_limit",
-    "platform",
-    "ports",
-    "post_start",
-    "pre_start",
-    "pre_stop",
-    "privileged",
-    "profiles",
-    "provider",
-    "pull_policy",
-    "pull_refresh_after",
-    "read_only",
-    "restart",
-    "runtime",
-    "scale",
-    "security_opt",
-    "shm_size",
-    "secrets",
-    "sysctls",
-    "stdin_open",
-    "stop_grace_period",
-    "stop_signal",
-    "storage_opt",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "use_api_socket",
-    "user",
-    "uts",
-    "userns_mode",
-    "volumes",
-    "volumes_from",
-    "working_dir",
-    "models",
+/// Every service attribute of the compose specification with its shape.
+pub const SERVICE_FIELDS: &[(&str, Ty)] = &[
+    ("annotations", Ty::ListOrDict),
+    ("attach", Ty::Bool),
+    ("build", Ty::StrOrMap),
+    ("blkio_config", Ty::Map),
+    ("cap_add", Ty::StrList),
+    ("cap_drop", Ty::StrList),
+    ("cgroup", Ty::Str),
+    ("cgroup_parent", Ty::Str),
+    ("command", Ty::Command),
+    ("configs", Ty::Seq),
+    ("container_name", Ty::Str),
+    ("cpu_count", Ty::Int),
+    ("cpu_percent", Ty::Int),
+    ("cpu_shares", Ty::IntOrStr),
+    ("cpu_quota", Ty::IntOrStr),
+    ("cpu_period", Ty::IntOrStr),
+    ("cpu_rt_period", Ty::IntOrStr),
+    ("cpu_rt_runtime", Ty::IntOrStr),
+    ("cpus", Ty::Num),
+    ("cpuset", Ty::Str),
+    ("credential_spec", Ty::Map),
+    ("depends_on", Ty::ListOrMap),
+    ("deploy", Ty::Map),
+    ("develop", Ty::Map),
+    ("device_cgroup_rules", Ty::StrList),
+    ("devices", Ty::Seq),
+    ("dns", Ty::StrOrList),
+    ("dns_opt", Ty::StrList),
+    ("dns_search", Ty::StrOrList),
+    ("domainname", Ty::Str),
+    ("entrypoint", Ty::Command),
+    ("env_file", Ty::StrOrSeq),
+    ("label_file", Ty::StrOrList),
+    ("environment", Ty::ListOrDict),
+    ("expose", Ty::Seq),
+    ("extends", Ty::StrOrMap),
+    ("external_links", Ty::StrList),
+    ("extra_hosts", Ty::ListOrDict),
+    ("gpus", Ty::Any),
+    ("group_add", Ty::Seq),
+    ("healthcheck", Ty::Map),
+    ("hostname", Ty::Str),
+    ("image", Ty::Str),
+    ("init", Ty::Bool),
+    ("ipc", Ty::Str),
+    ("isolation", Ty::Str),
+    ("labels", Ty::ListOrDict),
+    ("links", Ty::StrList),
+    ("logging", Ty::Map),
+    ("mac_address", Ty::Str),
+    ("mem_limit", Ty::Bytes),
+    ("mem_reservation", Ty::Bytes),
+    ("mem_swappiness", Ty::Int),
+    ("memswap_limit", Ty::Bytes),
+    ("network_mode", Ty::Str),
+    ("networks", Ty::ListOrMap),
+    ("oom_kill_disable", Ty::Bool),
+    ("oom_score_adj", Ty::Int),
+    ("pid", Ty::Str),
+    ("pids_limit", Ty::Int),
+    ("platform", Ty::Str),
+    ("ports", Ty::Seq),
+    ("post_start", Ty::Seq),
+    ("pre_start", Ty::Seq),
+    ("pre_stop", Ty::Seq),
+    ("privileged", Ty::Bool),
+    ("profiles", Ty::StrList),
+    ("provider", Ty::Map),
+    ("pull_policy", Ty::Str),
+    ("pull_refresh_after", Ty::Str),
+    ("read_only", Ty::Bool),
+    ("restart", Ty::Str),
+    ("runtime", Ty::Str),
+    ("scale", Ty::Int),
+    ("security_opt", Ty::StrList),
+    ("shm_size", Ty::Bytes),
+    ("secrets", Ty::Seq),
+    ("sysctls", Ty::ListOrDict),
+    ("stdin_open", Ty::Bool),
+    ("stop_grace_period", Ty::Str),
+    ("stop_signal", Ty::Str),
+    ("storage_opt", Ty::Map),
+    ("tmpfs", Ty::StrOrList),
+    ("tty", Ty::Bool),
+    ("ulimits", Ty::Map),
+    ("use_api_socket", Ty::Bool),
+    ("user", Ty::Str),
+    ("uts", Ty::Str),
+    ("userns_mode", Ty::Str),
+    ("volumes", Ty::Seq),
+    ("volumes_from", Ty::StrList),
+    ("working_dir", Ty::Str),
+    ("models", Ty::ListOrMap),
 ];
+
+/// The service attribute names (for key checks).
+pub const SERVICE_KEYS: &[&str] = &{
+    let mut names = [""; SERVICE_FIELDS.len()];
+    let mut i = 0;
+    while i < SERVICE_FIELDS.len() {
+        names[i] = SERVICE_FIELDS[i].0;
+        i += 1;
+    }
+    names
+};
+
+/// The shape of service attribute `key`, if it is one.
+pub fn service_field(key: &str) -> Option<Ty> {
+    SERVICE_FIELDS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, t)| *t)
+}
+
+/// Check a value against its shape; the message is docker compose's (`services.web.image must be
+/// a string`), the position the value's.
+pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
+    use super::yaml::Value as V;
+    let scalar = |n: &Node| matches!(n.value, V::String(_) | V::Int(_) | V::Float(_) | V::Bool(_));
+    let (ok, want) = match ty {
+        Ty::Any => (true, ""),
+        Ty::Str => (matches!(node.value, V::String(_)), "a string"),
+        Ty::Bool => (
+            match &node.value {
+                V::Bool(_) => true,
+                V::String(s) => super::normalize::cast_bool(s).is_some(),
+                _ => false,
+            },
+            "a boolean",
+        ),
+        Ty::Int => (
+            match &node.value {
+                V::Int(_) => true,
+                V::String(s) => s.trim().parse::<i64>().is_ok(),
+                _ => false,
+            },
+            "an integer",
+        ),
+        Ty::IntOrStr => (
+            matches!(node.value, V::Int(_) | V::String(_)),
+            "an integer or a string",
+        ),
+        Ty::Num => (
+            match &node.value {
+                V::Int(_) | V::Float(_) => true,
+                V::String(s) => s.trim().parse::<f64>().is_ok(),
+                _ => false,
+            },
+            "a number",
+        ),
+        Ty::Bytes => (
+            matches!(node.value, V::Int(_) | V::String(_)),
+            "a size (an integer or a string like 512m)",
+        ),
+        Ty::Command => (
+            match &node.value {
+                V::Null | V::String(_) => true,
+                V::Seq(items) => items.iter().all(scalar),
+                _ => false,
+            },
+            "a string or a list of strings",
+        ),
+        Ty::StrList => (
+            node.as_seq().is_some_and(|items| items.iter().all(scalar)),
+            "a list of strings",
+        ),
+        Ty::StrOrList => (
+            match &node.value {
+                V::String(_) => true,
+                V::Seq(items) => items.iter().all(scalar),
+                _ => false,
+            },
+            "a string or a list of strings",
+        ),
+        Ty::StrOrSeq => (
+            matches!(node.value, V::String(_) | V::Seq(_)),
+            "a string or a list",
+        ),
+        Ty::ListOrDict => (
+            matches!(node.value, V::Seq(_) | V::Map(_)),
+            "a list of KEY=VALUE strings or a mapping",
+        ),
+        Ty::ListOrMap => (
+            matches!(node.value, V::Seq(_) | V::Map(_)),
+            "a list or a mapping",
+        ),
+        Ty::StrOrMap => (
+            matches!(node.value, V::String(_) | V::Map(_)),
+            "a string or a mapping",
+        ),
+        Ty::Map => (matches!(node.value, V::Map(_)), "a mapping"),
+        Ty::Seq => (matches!(node.value, V::Seq(_)), "a list"),
+    };
+    if ok {
+        return Ok(());
+    }
+    let got = match &node.value {
+        V::String(s) => format!(", got {s:?}"),
+        V::Seq(_) => ", got an array".to_string(),
+        V::Map(_) => ", got a mapping".to_string(),
+        V::Null => ", got null".to_string(),
+        _ => format!(", got {}", node.scalar_text().unwrap_or_default()),
+    };
+    Err(ComposeError::invalid(
+        node,
+        path,
+        format!("{path} must be {want}{got}"),
+    ))
+}
+
+fn ty_schema(ty: Ty) -> serde_json::Value {
+    use serde_json::json;
+    let scalar = json!({"type": ["string", "number", "boolean"]});
+    match ty {
+        Ty::Any => json!({}),
+        Ty::Str => json!({"type": "string"}),
+        Ty::Bool => json!({"type": ["boolean", "string"]}),
+        Ty::Int | Ty::IntOrStr | Ty::Bytes => json!({"type": ["integer", "string"]}),
+        Ty::Num => json!({"type": ["number", "string"]}),
+        Ty::Command => json!({"oneOf": [
+            {"type": "null"}, {"type": "string"}, {"type": "array", "items": scalar}
+        ]}),
+        Ty::StrList => json!({"type": "array", "items": scalar}),
+        Ty::StrOrList => json!({"oneOf": [{"type": "string"}, {"type": "array", "items": scalar}]}),
+        Ty::StrOrSeq => json!({"type": ["string", "array"]}),
+        Ty::ListOrDict | Ty::ListOrMap => json!({"type": ["array", "object"]}),
+        Ty::StrOrMap => json!({"type": ["string", "object"]}),
+        Ty::Map => json!({"type": "object"}),
+        Ty::Seq => json!({"type": "array"}),
+    }
+}
 
 pub const NETWORK_KEYS: &[&str] = &[
     "name",
@@ -177,7 +335,7 @@ pub fn check_keys(node: &Node, path: &str, allowed: &[&str]) -> Result<(), Compo
             let at = if path.is_empty() {
                 k.clone()
             } else {
-                format!("{path}.{k}")
+                path.to_string()
             };
             return Err(ComposeError::invalid(v, &at, shown));
         }
@@ -269,9 +427,13 @@ pub fn json_schema() -> serde_json::Value {
     };
     if let Some(p) = top.get_mut("properties") {
         p["name"] = json!({"type": "string"});
+        let mut service = object(&[]);
+        for (k, ty) in SERVICE_FIELDS {
+            service["properties"][*k] = ty_schema(*ty);
+        }
         p["services"] = json!({
             "type": "object",
-            "patternProperties": {"^[a-zA-Z0-9._-]+$": {"oneOf": [object(SERVICE_KEYS), {"type": "null"}]}},
+            "patternProperties": {"^[a-zA-Z0-9._-]+$": {"oneOf": [service, {"type": "null"}]}},
         });
         p["networks"] = named(NETWORK_KEYS);
         p["volumes"] = named(VOLUME_KEYS);
@@ -281,7 +443,6 @@ pub fn json_schema() -> serde_json::Value {
     top["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
     top["$id"] = json!("https://berth.invalid/compose.schema.json");
     top["title"] = json!("berth compose file (generated by `berth` from src/compose/schema.rs)");
-    let _ = Kind::Network;
     top
 }
 

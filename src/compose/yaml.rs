@@ -14,7 +14,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// At most this many nodes may be produced by one document, aliases expanded: a few thousand
 /// services fit easily, a "billion laughs" does not.
-pub const MAX_NODES: usize = 1_000_000;
+pub const MAX_NODES: usize = 250_000;
 /// An alias may be expanded at most this many times more than the nodes written in the file
 /// (yaml.v3's "excessive aliasing" rule, in spirit).
 const ALIAS_RATIO: usize = 50;
