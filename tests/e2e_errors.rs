@@ -4,7 +4,7 @@
 mod common;
 
 use common::project::TestProject;
-use common::registry::{free_port, TestRegistry};
+use common::registry::{free_port, TarBuilder, TestRegistry};
 
 /// Nothing of the project exists in the engine (asked through the real Docker CLI client), and no
 /// process or mount of it remains on the host.
@@ -136,6 +136,45 @@ fn failing_start_rolls_back_what_up_made() {
     assert!(
         err.contains("/no/such/binary"),
         "error names the missing executable: {err}"
+    );
+    assert_nothing_left(&project);
+}
+
+#[test]
+fn hostile_layer_fails_up_and_writes_nothing_outside_the_root() {
+    let registry = TestRegistry::start();
+    let project = TestProject::new("hostile", "");
+    let outside = project.roots.path().join("outside");
+    std::fs::create_dir(&outside).expect("sentinel dir");
+    let mut layer = TarBuilder::new();
+    layer
+        .file("ok", 0o644, b"fine")
+        .symlink("escape", &outside.display().to_string())
+        .file("escape/pwned", 0o644, b"x")
+        .file("../../../../../../outside-dotdot", 0o644, b"x");
+    let image = registry.push_layers("hostile/layer", "1", &[layer.finish()]);
+    std::fs::write(
+        project.dir.path().join("compose.yaml"),
+        format!("services:\n  web:\n    image: {image}\n"),
+    )
+    .expect("write compose");
+    let err = project.fails(&["up", "-d"]);
+    assert!(
+        err.contains("hostile layer"),
+        "error says the layer is hostile: {err}"
+    );
+    assert!(
+        err.contains("hostile/layer"),
+        "error names the image: {err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("read sentinel").count(),
+        0,
+        "nothing written through the symlink"
+    );
+    assert!(
+        !std::path::Path::new("/outside-dotdot").exists(),
+        "nothing written through ../"
     );
     assert_nothing_left(&project);
 }

@@ -207,3 +207,67 @@ fn two_service_stack_up_down_keeps_data_until_down_v() {
     );
     project.ok(&["down", "-v"]);
 }
+
+#[test]
+fn attached_up_prefixes_each_containers_output_and_returns_when_all_exit() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("attached/busybox", "1");
+    let project = TestProject::new("attached", "");
+    let mark = project.name.clone();
+    std::fs::write(
+        project.dir.path().join("compose.yaml"),
+        format!(
+            r#"
+services:
+  web:
+    image: {image}
+    environment: {{ BERTH_TEST_MARK: {mark} }}
+    command: ["sh", "-c", "echo hello from web; echo oops >&2"]
+  worker:
+    image: {image}
+    environment: {{ BERTH_TEST_MARK: {mark} }}
+    depends_on: [web]
+    command: ["sh", "-c", "for i in 1 2 3; do echo tick $$i; sleep 0.2; done; exit 3"]
+"#
+        ),
+    )
+    .expect("write compose");
+
+    let stdout = project.ok(&["up"]);
+    // docker compose's prefix: the replica name padded to the longest one plus a space.
+    assert!(
+        stdout.contains("web-1    | hello from web"),
+        "prefixed stdout: {stdout}"
+    );
+    assert!(
+        stdout.contains("web-1    | oops"),
+        "stderr is shown too: {stdout}"
+    );
+    for i in 1..=3 {
+        assert!(
+            stdout.contains(&format!("worker-1 | tick {i}")),
+            "worker line {i}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("web-1 exited with code 0"),
+        "exit reported: {stdout}"
+    );
+    assert!(
+        stdout.contains("worker-1 exited with code 3"),
+        "exit code reported: {stdout}"
+    );
+
+    // `logs -f` on exited containers prints everything and returns.
+    let logs = project.ok(&["logs", "-f", "--no-log-prefix", "worker"]);
+    assert_eq!(
+        logs.lines().filter(|l| l.starts_with("tick")).count(),
+        3,
+        "{logs}"
+    );
+    let ps = project.ok(&["ps", "-a"]);
+    assert!(
+        ps.contains("Exited (3)"),
+        "ps shows the worker's exit code: {ps}"
+    );
+}

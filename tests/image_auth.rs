@@ -36,7 +36,7 @@ fn b64url(data: &[u8]) -> String {
 
 fn b64std(data: &[u8]) -> String {
     let mut s = b64url(data).replace('-', "+").replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s

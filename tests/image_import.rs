@@ -112,10 +112,26 @@ fn import_makes_a_real_one_layer_image() {
         );
     }
 
-    // Known after a restart.
+    // Known after a restart, and what a crash left behind is swept: an unreferenced blob, an
+    // unreferenced snapshot, a half-written ingest file, a half-unpacked snapshot.
     drop(store);
+    let blobs = r.roots.content_dir().join("blobs/sha256");
+    let orphan_hex = common::registry::sha256_hex(b"orphan");
+    std::fs::write(blobs.join(&orphan_hex), b"orphan").unwrap();
+    let orphan_snap = r.roots.snapshots_dir().join("ab".repeat(32));
+    std::fs::create_dir_all(orphan_snap.join("etc")).unwrap();
+    let half = r.roots.snapshots_dir().join(".tmp-xyz");
+    std::fs::create_dir_all(half.join("bin")).unwrap();
+    std::fs::write(r.roots.content_dir().join("ingest/partial"), b"par").unwrap();
     let store = ImageStore::open(&r.roots).unwrap();
     assert_eq!(store.resolve("bb:imported").unwrap().id, rec.id);
+    assert!(!blobs.join(&orphan_hex).exists());
+    assert!(!orphan_snap.exists() && !half.exists());
+    assert!(entries(&r.roots.content_dir().join("ingest")).is_empty());
+    assert_eq!(entries(&blobs).len(), 3, "layer, config, manifest stay");
+    assert!(store.lower_dirs(&rec).unwrap()[0]
+        .join("bin/busybox")
+        .is_file());
 }
 
 #[test]

@@ -130,6 +130,14 @@ async fn pull_busybox_matches_umoci_and_second_pull_reuses() {
         &format!("Status: Downloaded newer image for {reference}")
     );
     assert_eq!(rec.config.cmd, Some(vec!["sh".to_string()]));
+    // Size as `docker images` shows it: unpacked content, not the compressed download.
+    let busybox_len = std::fs::metadata("/bin/busybox").unwrap().len() as i64;
+    assert!(
+        rec.size >= busybox_len && rec.size < busybox_len + 4096,
+        "{}",
+        rec.size
+    );
+    assert!(rec.size > rec.layers[0].size as i64);
     assert_eq!(rec.repo_tags, vec![reference.clone()]);
 
     // The snapshot is what umoci (the oracle) unpacks from the same image.
@@ -503,4 +511,125 @@ fn u19_references_that_could_escape_are_rejected() {
             "{bad:?}: {e}"
         );
     }
+}
+
+#[tokio::test]
+async fn many_layers_download_in_parallel_and_roll_back_together() {
+    let reg = TestRegistry::start();
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let layers: Vec<Vec<u8>> = (0..6)
+        .map(|i| {
+            TarBuilder::new()
+                .file(&format!("layer{i}"), 0o644, &vec![b'0' + i as u8; 300_000])
+                .finish()
+        })
+        .collect();
+    let reference = reg.push_layers("many/layers", "1", &layers);
+    let (res, msgs) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("{e}"));
+    let lowers = store.lower_dirs(&rec).unwrap();
+    assert_eq!(lowers.len(), 6);
+    for (n, dir) in lowers.iter().rev().enumerate() {
+        assert_eq!(
+            std::fs::read(dir.join(format!("layer{n}"))).unwrap()[0],
+            b'0' + n as u8
+        );
+    }
+    let complete = msgs
+        .iter()
+        .filter(|m| m.status.as_deref() == Some("Pull complete"))
+        .count();
+    assert_eq!(complete, 6);
+
+    // The third of five layers is hostile: every blob and snapshot of the pull is rolled back.
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let mut bad = layers[..5].to_vec();
+    bad[2] = TarBuilder::new().file("../../escape", 0o644, b"x").finish();
+    let reference = reg.push_layers("many/bad", "1", &bad);
+    let e = pull(&store, &reference).await.0.unwrap_err();
+    assert!(e.is_hostile_layer(), "{e}");
+    assert!(blobs(&r.roots).is_empty(), "{:?}", blobs(&r.roots));
+    assert!(
+        snapshot_entries(&r.roots).is_empty(),
+        "{:?}",
+        snapshot_entries(&r.roots)
+    );
+    assert!(dir_entries(&r.roots.content_dir().join("ingest")).is_empty());
+}
+
+fn manifest_of(reg: &TestRegistry, repo: &str, tag: &str) -> (String, usize) {
+    let (status, body) = reg.get(
+        &format!("/v2/{repo}/manifests/{tag}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    assert_eq!(status, 200);
+    (
+        format!("sha256:{}", common::registry::sha256_hex(&body)),
+        body.len(),
+    )
+}
+
+#[tokio::test]
+async fn index_selects_linux_amd64_and_digest_pulls_work() {
+    let reg = TestRegistry::start();
+    let amd = TarBuilder::new().file("arch", 0o644, b"amd64").finish();
+    let arm = TarBuilder::new().file("arch", 0o644, b"arm64").finish();
+    reg.push_layers("multi/app", "amd64", &[amd]);
+    reg.push_layers("multi/app", "arm64", &[arm]);
+    let (amd_digest, amd_size) = manifest_of(&reg, "multi/app", "amd64");
+    let (arm_digest, arm_size) = manifest_of(&reg, "multi/app", "arm64");
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": oci, "digest": arm_digest, "size": arm_size,
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": oci, "digest": arm_digest, "size": arm_size,
+             "platform": {"architecture": "amd64", "os": "linux"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"mediaType": oci, "digest": amd_digest, "size": amd_size,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let body = serde_json::to_vec(&index).unwrap();
+    let (status, _, resp) = common::registry::http_request(
+        reg.port,
+        "PUT",
+        "/v2/multi/app/manifests/multi",
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        &body,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&resp));
+    let index_digest = format!("sha256:{}", common::registry::sha256_hex(&body));
+
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let reference = format!("{}/multi/app:multi", reg.host());
+    let (res, msgs) = pull(&store, &reference).await;
+    let rec = res.unwrap_or_else(|e| panic!("{e}"));
+    let lower = &store.lower_dirs(&rec).unwrap()[0];
+    assert_eq!(std::fs::read(lower.join("arch")).unwrap(), b"amd64");
+    // The digest users see is the index's, as with Docker.
+    assert!(statuses(&msgs).contains(&format!("Digest: {index_digest}")));
+    assert_eq!(rec.manifest_digest, amd_digest);
+
+    // Pull by digest: no tag, found again by name@digest.
+    let r = roots();
+    let store = ImageStore::open(&r.roots).unwrap();
+    let by_digest = format!("{}/multi/app@{amd_digest}", reg.host());
+    let rec = pull(&store, &by_digest)
+        .await
+        .0
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rec.repo_tags.is_empty());
+    assert_eq!(rec.repo_digests, vec![by_digest.clone()]);
+    assert_eq!(store.resolve(&by_digest).unwrap().id, rec.id);
+    // Another digest of the same repository is another image.
+    let other = format!("{}/multi/app@{arm_digest}", reg.host());
+    let rec2 = pull(&store, &other).await.0.unwrap();
+    assert_ne!(rec2.id, rec.id);
+    assert_eq!(store.resolve(&by_digest).unwrap().id, rec.id);
 }

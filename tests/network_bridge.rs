@@ -46,6 +46,7 @@ impl Made {
             &self.roots,
             NetworkOptions {
                 upstream_dns: Some(vec![]),
+                outbound_nat: false,
             },
         )
         .expect("open network manager")
@@ -467,6 +468,32 @@ async fn names_resolve_with_busybox_and_http_flows_by_name() {
     }
     assert_eq!(fetched.1, "hello from server\n", "wget by name");
 
+    // The same from a root with nothing but busybox and the two files, as in a container built
+    // from busybox-static: glibc's built-in resolver talks to the embedded DNS by itself.
+    let rootfs = made.root.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::fs::write(rootfs.join("etc/resolv.conf"), &cli.resolv_conf).unwrap();
+    std::fs::write(rootfs.join("etc/hosts"), &cli.hosts_file).unwrap();
+    let (ok, out) = sh(Command::new("nsenter")
+        .arg(format!("--net={}", ns_cli.display()))
+        .arg("chroot")
+        .arg(&rootfs)
+        .args([
+            "/bin/busybox",
+            "timeout",
+            "3",
+            "/bin/busybox",
+            "wget",
+            "-qO-",
+            "http://proj-server-1/",
+        ]));
+    assert!(
+        ok && out == "hello from server\n",
+        "wget by container name in a bare root: {out}"
+    );
+
     // A container that starts later is found too, by its hostname and alias.
     let ns_late = made.netns_path("late");
     let late = mgr
@@ -537,6 +564,7 @@ async fn unknown_names_are_forwarded_to_the_upstream_server() {
         &made.roots,
         NetworkOptions {
             upstream_dns: Some(vec![up_addr]),
+            outbound_nat: false,
         },
     )
     .unwrap();
@@ -582,8 +610,49 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
             host_port: String::new(),
         }]),
     );
+    req.port_bindings.insert(
+        "7777/udp".into(),
+        Some(vec![PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: String::new(),
+        }]),
+    );
     let at = mgr.attach(req).await.expect("attach with port");
     let bound = at.ports["80/tcp"].as_ref().unwrap()[0].clone();
+
+    // UDP: an echo server inside the namespace (a thread of this test that entered it).
+    let ns_file = std::fs::File::open(&ns).unwrap();
+    let echo = std::thread::spawn(move || {
+        nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:7777").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&reply, peer);
+        }
+    });
+    let udp_port: u16 = at.ports["7777/udp"].as_ref().unwrap()[0]
+        .host_port
+        .parse()
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut reply = [0u8; 64];
+    let mut got_udp = String::new();
+    for _ in 0..10 {
+        client.send_to(b"ping", ("127.0.0.1", udp_port)).unwrap();
+        if let Ok(n) = client.recv(&mut reply) {
+            got_udp = String::from_utf8_lossy(&reply[..n]).into_owned();
+            break;
+        }
+    }
+    assert_eq!(got_udp, "echo:ping", "udp through the published port");
+    echo.join().unwrap();
     assert_eq!(bound.host_ip, "127.0.0.1");
     let port: u16 = bound.host_port.parse().unwrap();
     assert!(port > 0);
@@ -809,4 +878,72 @@ async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
     }
     mgr.remove(&net).await.unwrap();
     assert!(!link_exists(&br));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
+    let mut made = Made::new();
+    // The engine's settings: masquerade on (this sets net.ipv4.ip_forward=1, as Docker does).
+    let mgr = NetworkManager::open_with(
+        &made.roots,
+        NetworkOptions {
+            upstream_dns: Some(vec![]),
+            outbound_nat: true,
+        },
+    )
+    .unwrap();
+    let net = unique("netnat");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    assert_eq!(created.warning, "", "NAT set up without warnings");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+    let table = format!("berth-{br}");
+    let subnet = mgr.inspect(&net).unwrap().ipam.config[0].subnet.clone();
+    let (ok, rules) = sh(Command::new("nft").args(["list", "table", "ip", &table]));
+    let guard = NftTable(table.clone());
+    assert!(ok, "table exists: {rules}");
+    assert!(
+        rules.contains("type nat hook postrouting priority srcnat"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("ip saddr {subnet} oifname != \"{br}\" masquerade")),
+        "{rules}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+
+    // An internal network gets no NAT.
+    let internal = unique("netint");
+    let mut req = net_req(&internal);
+    req.internal = true;
+    let created_int = mgr.create(req).await.unwrap();
+    let br_int = format!("br-{}", &created_int.id[..12]);
+    made.bridges.push(br_int.clone());
+    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &format!("berth-{br_int}")])).0);
+
+    mgr.remove(&net).await.unwrap();
+    mgr.remove(&internal).await.unwrap();
+    assert!(
+        !sh(Command::new("nft").args(["list", "table", "ip", &table])).0,
+        "table removed with the network"
+    );
+    drop(guard);
+}
+
+/// Deletes an nftables table on drop if a failed test left it.
+struct NftTable(String);
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        if sh(Command::new("nft").args(["list", "table", "ip", &self.0])).0 {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &self.0])
+                .status();
+        }
+    }
 }

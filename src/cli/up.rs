@@ -75,6 +75,15 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     attach(&client, &project, &started, args).await
 }
 
+/// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
+fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
+    match inspected {
+        Ok(_) => Ok(true),
+        Err(ClientError::Api { status: 404, .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Pull the images the services need (all of them before anything is created, so an unknown
 /// image fails the run with nothing made).
 async fn ensure_images(
@@ -86,11 +95,7 @@ async fn ensure_images(
     for name in order {
         let service = &project.services[name];
         let image = plan::service_image(project, name, service);
-        let present = match client.inspect_image(&image).await {
-            Ok(_) => true,
-            Err(ClientError::Api { status: 404, .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let present = exists(client.inspect_image(&image).await)?;
         let must_pull = match policy {
             "always" => true,
             "never" => false,
@@ -118,11 +123,7 @@ async fn converge(
 ) -> anyhow::Result<Vec<Started>> {
     for key in used_networks(project, order) {
         let network = &project.networks[&key];
-        let exists = match client.inspect_network(&network.name).await {
-            Ok(_) => true,
-            Err(ClientError::Api { status: 404, .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let exists = exists(client.inspect_network(&network.name).await)?;
         if network.external {
             if !exists {
                 bail!(
@@ -144,11 +145,7 @@ async fn converge(
 
     for key in used_volumes(project, order) {
         let volume = &project.volumes[&key];
-        let exists = match client.inspect_volume(&volume.name).await {
-            Ok(_) => true,
-            Err(ClientError::Api { status: 404, .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let exists = exists(client.inspect_volume(&volume.name).await)?;
         if volume.external {
             if !exists {
                 bail!(

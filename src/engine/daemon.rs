@@ -131,6 +131,11 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
     // The run root holds the socket: traversable (not listable) so the socket's own mode decides.
     make_dir(&roots.run_root, 0o711)?;
     let lock = lock_run_root(&roots)?;
+    // Request bodies spooled by an engine that died mid-request are garbage now.
+    let spool = super::api::server::spool_dir(&roots);
+    if spool.exists() {
+        std::fs::remove_dir_all(&spool).with_context(|| format!("empty {}", spool.display()))?;
+    }
     let engine: SharedEngine = Arc::new(open_engine(&roots, settings)?);
     restore_state(&engine)
         .await

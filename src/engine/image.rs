@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -29,6 +30,10 @@ use super::EngineSettings;
 
 /// An image config is small; refuse anything absurd before parsing it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Docker refuses images deeper than this too; overlay mount options must fit in a page.
+const MAX_LAYERS: usize = 125;
+/// Layer downloads in flight per pull (dockerd's `max-concurrent-downloads` default).
+const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
@@ -108,6 +113,9 @@ pub struct LayerRecord {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: String,
+    /// Bytes of file content once unpacked (what `docker images` counts).
+    #[serde(default)]
+    pub unpacked_size: u64,
 }
 
 /// A stored image: what containers are created from.
@@ -247,6 +255,19 @@ impl ImageStore {
                 ))
             })?;
             records.insert(rec.id.clone(), rec);
+        }
+        // A crash between committing a layer and writing the image record leaves blobs and
+        // snapshots no image names: sweep them while no pull can be running.
+        let (used_blobs, used_snaps) = referenced(records.values());
+        for b in content.list().unwrap_or_default() {
+            if !used_blobs.contains(&b) {
+                let _ = content.remove(&b);
+            }
+        }
+        for s in snapshots.list() {
+            if !used_snaps.contains(&s) {
+                let _ = snapshots.remove(&s);
+            }
         }
         Ok(ImageStore {
             root,
@@ -410,6 +431,18 @@ impl ImageStore {
             }
         }
         let top_digest = sha256_digest(&fetched.bytes);
+        if let Some(h) = &fetched.header_digest {
+            if is_valid_digest(h) && h != &top_digest {
+                return Err(ImageError::Content {
+                    image: image.clone(),
+                    source: ContentError::DigestMismatch {
+                        expected: h.clone(),
+                        actual: top_digest,
+                        size: fetched.bytes.len() as u64,
+                    },
+                });
+            }
+        }
         let parsed =
             parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
         let (manifest_bytes, manifest) = match parsed {
@@ -443,6 +476,12 @@ impl ImageStore {
             }
         };
         let manifest_digest = sha256_digest(&manifest_bytes);
+        if manifest.layers.len() > MAX_LAYERS {
+            return Err(invalid(format!(
+                "{} layers (overlayfs stacks at most {MAX_LAYERS})",
+                manifest.layers.len()
+            )));
+        }
         for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
             if !is_valid_digest(&d.digest) {
                 return Err(invalid(format!("bad descriptor digest {:?}", d.digest)));
@@ -462,11 +501,9 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            let bytes = self
-                .download_small(&client, &config_digest, manifest.config.size)
+            self.download_small(&client, &config_digest, manifest.config.size)
                 .await
-                .map_err(|e| with_image(e, &image))?;
-            bytes
+                .map_err(|e| with_image(e, &image))?
         };
         let config: ConfigFile = serde_json::from_slice(&config_bytes)
             .map_err(|e| invalid(format!("bad image config: {e}")))?;
@@ -499,37 +536,80 @@ impl ImageStore {
                 todo.push(i);
             }
         }
-        for i in todo {
-            let layer = &manifest.layers[i];
-            let id = short(&layer.digest);
-            if !self.content.contains(&layer.digest) {
-                self.download_layer(&client, layer, &id, progress)
-                    .await
-                    .map_err(|e| with_image(e, &image))?;
-                rollback.blobs.push(layer.digest.clone());
-                send(status_msg("Verifying Checksum", Some(&id))).await;
-                send(status_msg("Download complete", Some(&id))).await;
+        // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
+        // order as soon as each one and its parent are ready, as containerd's unpacker does.
+        let new_blobs = std::sync::Mutex::new(Vec::<String>::new());
+        let mut unpacked_sizes: HashMap<String, u64> = HashMap::new();
+        let (done_tx, done_rx) = mpsc::channel::<Result<()>>(todo.len().max(1));
+        let producer = async {
+            let done_tx = done_tx;
+            let mut downloads = futures_util::stream::iter(todo.iter().copied())
+                .map(|i| {
+                    let layer = &manifest.layers[i];
+                    let (client, image, new_blobs, send) = (&client, &image, &new_blobs, &send);
+                    async move {
+                        let id = short(&layer.digest);
+                        if !self.content.contains(&layer.digest) {
+                            self.download_layer(client, layer, &id, progress)
+                                .await
+                                .map_err(|e| with_image(e, image))?;
+                            if let Ok(mut v) = new_blobs.lock() {
+                                v.push(layer.digest.clone());
+                            }
+                            send(status_msg("Verifying Checksum", Some(&id))).await;
+                            send(status_msg("Download complete", Some(&id))).await;
+                        }
+                        Ok(())
+                    }
+                })
+                .buffered(MAX_CONCURRENT_DOWNLOADS);
+            while let Some(r) = downloads.next().await {
+                let failed = r.is_err();
+                // A closed channel means unpacking failed: stop downloading.
+                if done_tx.send(r).await.is_err() || failed {
+                    break;
+                }
             }
-            send(ProgressMessage {
-                status: Some("Extracting".into()),
-                id: Some(id.clone()),
-                progress_detail: Some(ProgressDetail {
-                    current: Some(0),
-                    total: Some(layer.size),
-                }),
-                ..Default::default()
-            })
-            .await;
-            self.unpack_blob(
-                &image,
-                &layer.digest,
-                &config.rootfs.diff_ids[i],
-                &chains[i],
-            )
-            .await?;
-            rollback.snapshots.push(chains[i].clone());
-            send(status_msg("Pull complete", Some(&id))).await;
-        }
+        };
+        let consumer = async {
+            let mut done_rx = done_rx;
+            for &i in &todo {
+                match done_rx.recv().await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(ImageError::Other("layer downloads stopped".into())),
+                }
+                let layer = &manifest.layers[i];
+                let id = short(&layer.digest);
+                send(ProgressMessage {
+                    status: Some("Extracting".into()),
+                    id: Some(id.clone()),
+                    progress_detail: Some(ProgressDetail {
+                        current: Some(0),
+                        total: Some(layer.size),
+                    }),
+                    ..Default::default()
+                })
+                .await;
+                let bytes = self
+                    .unpack_blob(
+                        &image,
+                        &layer.digest,
+                        &config.rootfs.diff_ids[i],
+                        &chains[i],
+                    )
+                    .await?;
+                unpacked_sizes.insert(config.rootfs.diff_ids[i].clone(), bytes);
+                rollback.snapshots.push(chains[i].clone());
+                send(status_msg("Pull complete", Some(&id))).await;
+            }
+            Ok(())
+        };
+        let ((), unpacked) = tokio::join!(producer, consumer);
+        rollback
+            .blobs
+            .extend(new_blobs.into_inner().unwrap_or_else(|p| p.into_inner()));
+        unpacked?;
 
         // Commit config and manifest(s) last: a failed pull leaves no half image behind.
         for (bytes, digest) in [
@@ -564,7 +644,7 @@ impl ImageStore {
             created: config.created.clone().unwrap_or_default(),
             architecture: config.architecture.clone(),
             os: config.os.clone(),
-            size: manifest.layers.iter().map(|l| l.size as i64).sum(),
+            size: 0,
             diff_ids: config.rootfs.diff_ids.clone(),
             manifest_digest: manifest_digest.clone(),
             layers: manifest
@@ -576,9 +656,14 @@ impl ImageStore {
                     media_type: l.media_type.clone(),
                     size: l.size,
                     diff_id: d.clone(),
+                    unpacked_size: unpacked_sizes
+                        .get(d)
+                        .copied()
+                        .unwrap_or_else(|| self.known_unpacked_size(d)),
                 })
                 .collect(),
         });
+        rec.size = rec.layers.iter().map(|l| l.unpacked_size as i64).sum();
         if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
             rec.repo_digests.push(repo_digest);
         }
@@ -597,6 +682,16 @@ impl ImageStore {
         };
         send(status_msg(status, None)).await;
         Ok(rec)
+    }
+
+    /// Unpacked size of a layer another image already unpacked (its snapshot is shared).
+    fn known_unpacked_size(&self, diff_id: &str) -> u64 {
+        self.read_records()
+            .values()
+            .flat_map(|r| r.layers.iter())
+            .find(|l| l.diff_id == diff_id && l.unpacked_size > 0)
+            .map(|l| l.unpacked_size)
+            .unwrap_or(0)
     }
 
     /// Stores `rec`, moving `tag` to it from whichever image had it.
@@ -691,7 +786,7 @@ impl ImageStore {
         digest: &str,
         diff_id: &str,
         chain_id: &str,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let blob = self
             .content
             .open_blob(digest)
@@ -731,7 +826,7 @@ impl ImageStore {
         tokio::task::spawn_blocking(move || s2.commit(&tmp, &chain))
             .await
             .map_err(|e| ImageError::Other(format!("snapshot commit task failed: {e}")))??;
-        Ok(())
+        Ok(stats.bytes)
     }
 
     /// `docker import`: a root filesystem tarball (plain or gzip) becomes a one-layer image with
@@ -837,8 +932,9 @@ impl ImageStore {
             .content
             .write_blob(&config_bytes, None)
             .map_err(content_err)?;
+        // The config carries a creation time, so it (and the manifest naming it) is always new
+        // and belongs to this import's rollback.
         rollback.blobs.push(config_digest.clone());
-        // (config carries a timestamp, so it is always new; so is the manifest naming it)
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": registry::MEDIA_OCI_MANIFEST,
@@ -869,6 +965,7 @@ impl ImageStore {
                 media_type: media_type.to_string(),
                 size,
                 diff_id,
+                unpacked_size: stats.bytes,
             }],
         };
         let rec = self.save_with_tag(rec, tag)?;
@@ -954,22 +1051,13 @@ impl ImageStore {
         records.remove(&rec.id);
         out.push(format!("Deleted: {}", rec.id));
 
+        // A pull in progress may be about to reuse these blobs and snapshots without an image
+        // record naming them yet: leave them to the sweep at the next start.
+        let Ok(_pull_guard) = self.write_lock.try_lock() else {
+            return Ok(out);
+        };
         // Blobs and snapshots still used by another image stay.
-        let mut used_blobs = HashSet::new();
-        let mut used_snaps = HashSet::new();
-        for other in records.values() {
-            used_blobs.insert(other.id.clone());
-            used_blobs.insert(other.manifest_digest.clone());
-            for d in &other.repo_digests {
-                if let Some((_, dg)) = d.split_once('@') {
-                    used_blobs.insert(dg.to_string());
-                }
-            }
-            for l in &other.layers {
-                used_blobs.insert(l.digest.clone());
-            }
-            used_snaps.extend(chain_ids(&other.diff_ids));
-        }
+        let (used_blobs, used_snaps) = referenced(records.values());
         let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
         mine.extend(rec.layers.iter().map(|l| l.digest.clone()));
         mine.extend(
@@ -1022,6 +1110,28 @@ impl ImageStore {
             },
         }
     }
+}
+
+/// Every blob digest and snapshot chain id the given images use.
+fn referenced<'a>(
+    records: impl Iterator<Item = &'a ImageRecord>,
+) -> (HashSet<String>, HashSet<String>) {
+    let mut blobs = HashSet::new();
+    let mut snaps = HashSet::new();
+    for rec in records {
+        blobs.insert(rec.id.clone());
+        blobs.insert(rec.manifest_digest.clone());
+        for d in &rec.repo_digests {
+            if let Some((_, dg)) = d.split_once('@') {
+                blobs.insert(dg.to_string());
+            }
+        }
+        for l in &rec.layers {
+            blobs.insert(l.digest.clone());
+        }
+        snaps.extend(chain_ids(&rec.diff_ids));
+    }
+    (blobs, snaps)
 }
 
 fn progress_from(reference: &ImageReference) -> ProgressMessage {

@@ -217,6 +217,8 @@ pub fn is_loopback_registry(registry: &str) -> bool {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
+    /// `Docker-Content-Digest` as the registry announced it (checked against the bytes).
+    pub header_digest: Option<String>,
 }
 
 /// A client for one repository on one registry.
@@ -284,6 +286,8 @@ impl RegistryClient {
         );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
+            // A stalled registry must not hang a pull forever; a slow one is fine.
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RegistryError::Client)?;
@@ -443,6 +447,11 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_err(e))? {
             bytes.extend_from_slice(&chunk);
@@ -457,6 +466,7 @@ impl RegistryClient {
         Ok(FetchedManifest {
             bytes,
             content_type,
+            header_digest,
         })
     }
 
@@ -511,6 +521,26 @@ mod tests {
         ] {
             assert!(!is_loopback_registry(r), "{r}");
         }
+    }
+
+    #[test]
+    fn docker_hub_maps_to_its_api_host_and_only_loopback_or_listed_is_http() {
+        let settings = EngineSettings {
+            insecure_registries: vec!["build.lan:5000".into()],
+        };
+        let c =
+            |r: &str| RegistryClient::new(&ImageReference::parse(r).unwrap(), &settings).unwrap();
+        let hub = c("busybox");
+        assert_eq!(hub.authority(), "registry-1.docker.io:443");
+        assert_eq!(hub.base.scheme(), "https");
+        assert_eq!(
+            hub.url("manifests", "latest").as_str(),
+            "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
+        );
+        assert_eq!(c("127.0.0.1:5000/x").base.scheme(), "http");
+        assert_eq!(c("build.lan:5000/x").base.scheme(), "http");
+        assert_eq!(c("other.lan:5000/x").base.scheme(), "https");
+        assert_eq!(c("localhost/x").authority(), "localhost:80");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn plug(
     prefix_len: u8,
     default_via: Option<Ipv4Addr>,
 ) -> Result<(), NetworkError> {
-    let ns = netns::open(netns_path).map_err(|e| NetworkError::Other(format!("{e:#}")))?;
+    let ns = netns::open(netns_path)?;
     use std::os::fd::AsRawFd;
     host.create_veth_into(host_veth, ifname, mac, ns.as_raw_fd())
         .map_err(kernel(host_veth))?;

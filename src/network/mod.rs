@@ -11,6 +11,7 @@
 pub mod bridge;
 pub mod dns;
 pub mod etc_files;
+pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;
@@ -51,13 +52,13 @@ pub enum NetworkError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{object}: {source}")]
+    #[error("{object}: {}", error_chain(.source))]
     Kernel {
         object: String,
         #[source]
         source: NetlinkError,
     },
-    #[error("{0}")]
+    #[error("{}", error_chain(.0))]
     Netns(#[from] netns::NetnsError),
     #[error("cannot write network state {path}: {source}")]
     State {
@@ -67,6 +68,19 @@ pub enum NetworkError {
     },
     #[error("{0}")]
     Other(String),
+}
+
+/// An error and its causes on one line: the API sends only the text, so the cause (an errno,
+/// say) must be in it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl NetworkError {
@@ -118,6 +132,9 @@ pub struct NetworkOptions {
     /// Where names berth does not know are forwarded; `None` = the host's `/etc/resolv.conf`
     /// name servers. `Some(vec![])` answers NXDOMAIN instead of forwarding.
     pub upstream_dns: Option<Vec<SocketAddr>>,
+    /// Give non-internal networks outbound access: an nftables masquerade table per network,
+    /// and `net.ipv4.ip_forward=1` on the host (as Docker does). On for the engine (`open`).
+    pub outbound_nat: bool,
 }
 
 #[derive(Default)]
@@ -134,6 +151,7 @@ pub struct NetworkManager {
     state: Mutex<State>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    outbound_nat: bool,
 }
 
 /// How long `restore` waits for a port or DNS socket still held by a previous manager.
@@ -147,7 +165,13 @@ const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
 
 impl NetworkManager {
     pub fn open(roots: &EngineRoots) -> Result<Self> {
-        Self::open_with(roots, NetworkOptions::default())
+        Self::open_with(
+            roots,
+            NetworkOptions {
+                upstream_dns: None,
+                outbound_nat: true,
+            },
+        )
     }
 
     pub fn open_with(roots: &EngineRoots, options: NetworkOptions) -> Result<Self> {
@@ -183,6 +207,7 @@ impl NetworkManager {
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
+            outbound_nat: options.outbound_nat,
         };
         manager.refresh_dns();
         Ok(manager)
@@ -257,12 +282,13 @@ impl NetworkManager {
 
         let id = random_hex(32);
         let bridge = bridge::bridge_name(&id);
-        let record = tokio::task::spawn_blocking({
+        let nat = self.outbound_nat && !req.internal;
+        let (record, warning) = tokio::task::spawn_blocking({
             let own: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
             let dir = self.dir.clone();
             let req = req.clone();
             let id = id.clone();
-            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge)
+            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, nat)
         })
         .await
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
@@ -280,7 +306,7 @@ impl NetworkManager {
         self.refresh_dns();
         Ok(NetworkCreateResponse {
             id: record.id,
-            warning: String::new(),
+            warning,
         })
     }
 
@@ -683,6 +709,7 @@ impl NetworkManager {
         let _op = self.op.lock().await;
         let mut problems = Vec::new();
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
+        let nat = self.outbound_nat;
         for n in &networks {
             let rec = n.clone();
             let made = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -692,7 +719,11 @@ impl NetworkManager {
                     .subnet
                     .parse()
                     .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
-                bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())
+                bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
+                if nat && !rec.internal {
+                    outbound_nat(&rec.bridge, subnet).map_err(NetworkError::Other)?;
+                }
+                Ok(())
             })
             .await;
             match made {
@@ -939,7 +970,8 @@ fn create_blocking(
     requested: &IpamConfig,
     id: &str,
     bridge_name: &str,
-) -> Result<NetworkRecord> {
+    nat: bool,
+) -> Result<(NetworkRecord, String)> {
     let _lock = HostLock::take()?;
     let mut nl = host_netlink()?;
     let own_subnets: Vec<Subnet> = own.iter().filter_map(|n| n.subnet.parse().ok()).collect();
@@ -1017,10 +1049,33 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    Ok(record)
+    let warning = if nat {
+        outbound_nat(bridge_name, subnet).err().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((record, warning))
+}
+
+/// Masquerade for the network; a failure is a warning (containers still talk to each other and
+/// to the host), returned as text for the API's `Warning`.
+fn outbound_nat(bridge: &str, subnet: Subnet) -> std::result::Result<(), String> {
+    firewall::enable_ip_forward()
+        .and_then(|()| firewall::install_masquerade(bridge, subnet))
+        .map_err(|e| {
+            format!(
+                "no outbound access for containers on {bridge}: {}",
+                error_chain(&e)
+            )
+        })
 }
 
 fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
+    // Rules before the bridge, as netavark orders it. A host without nf_tables never had any.
+    match firewall::remove(&n.bridge) {
+        Ok(()) | Err(firewall::FirewallError::Socket(_)) => {}
+        Err(e) => return Err(NetworkError::Other(format!("network {}: {e}", n.name))),
+    }
     let mut nl = host_netlink()?;
     nl.delete_link(&n.bridge)
         .map_err(|source| NetworkError::Kernel {
@@ -1033,6 +1088,9 @@ fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
 
 /// Make the namespace and plug every endpoint. Runs on a blocking thread.
 fn plumb(r: &AttachmentRecord) -> Result<()> {
+    // The path is this container's; whatever is there is a leftover of an attachment whose
+    // record was lost (attach has already detached any recorded one).
+    netns::remove(&r.netns_path)?;
     netns::create(&r.netns_path)?;
     if r.endpoints.is_empty() {
         return Ok(());

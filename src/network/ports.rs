@@ -1,5 +1,6 @@
-//! Published ports: a userland TCP proxy in the engine (the docker-proxy model) listening on
-//! `HostIp:HostPort` and relaying every connection to the container's address and port.
+//! Published ports: a userland proxy in the engine (the docker-proxy model) listening on
+//! `HostIp:HostPort` and relaying to the container's address and port — every TCP connection,
+//! and every UDP client (by source address, with its own upstream socket, dropped when idle).
 //!
 //! The listening socket is bound while the container is being attached, so a port that is taken
 //! fails the attach at once with Docker's message, before anything else is made. A proxy is
@@ -7,9 +8,13 @@
 //! traffic without `route_localnet` games.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::net::{
+    IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::AbortHandle;
 
 use super::state::PortRecord;
@@ -40,9 +45,9 @@ pub fn parse(
                 "invalid published port {key:?}: expected PORT/PROTOCOL such as 80/tcp"
             ))
         })?;
-        if protocol != "tcp" {
+        if protocol != "tcp" && protocol != "udp" {
             return Err(NetworkError::BadRequest(format!(
-                "published port {key}: only tcp ports can be published for now"
+                "published port {key}: protocol {protocol:?} cannot be published: use tcp or udp"
             )));
         }
         let list = bindings.get(key).cloned().flatten().unwrap_or_default();
@@ -89,9 +94,36 @@ pub fn parse(
 
 /// Bind every requested port now; on the first failure the already bound ones are dropped
 /// (closed) and the error names the port, in Docker's words.
-pub fn bind_all(
-    requests: &[PortRequest],
-) -> Result<Vec<(PortRecord, StdTcpListener)>, NetworkError> {
+/// A bound host socket waiting for its proxy.
+#[derive(Debug)]
+pub enum BoundPort {
+    Tcp(StdTcpListener),
+    Udp(StdUdpSocket),
+}
+
+impl BoundPort {
+    fn bind(protocol: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        if protocol == "udp" {
+            StdUdpSocket::bind(addr).map(BoundPort::Udp)
+        } else {
+            StdTcpListener::bind(addr).map(BoundPort::Tcp)
+        }
+    }
+    fn local_port(&self) -> std::io::Result<u16> {
+        match self {
+            BoundPort::Tcp(l) => l.local_addr().map(|a| a.port()),
+            BoundPort::Udp(u) => u.local_addr().map(|a| a.port()),
+        }
+    }
+    fn set_nonblocking(&self) -> std::io::Result<()> {
+        match self {
+            BoundPort::Tcp(l) => l.set_nonblocking(true),
+            BoundPort::Udp(u) => u.set_nonblocking(true),
+        }
+    }
+}
+
+pub fn bind_all(requests: &[PortRequest]) -> Result<Vec<(PortRecord, BoundPort)>, NetworkError> {
     let mut out = Vec::new();
     for r in requests {
         out.push(bind_one(r)?);
@@ -99,18 +131,17 @@ pub fn bind_all(
     Ok(out)
 }
 
-fn bind_one(r: &PortRequest) -> Result<(PortRecord, StdTcpListener), NetworkError> {
+fn bind_one(r: &PortRequest) -> Result<(PortRecord, BoundPort), NetworkError> {
     let (lo, hi) = r.host_ports;
     let mut last_err = None;
     for port in lo..=hi {
-        match StdTcpListener::bind(SocketAddr::new(r.host_ip, port)) {
+        match BoundPort::bind(&r.protocol, SocketAddr::new(r.host_ip, port)) {
             Ok(listener) => {
                 let actual = listener
-                    .local_addr()
-                    .map_err(|e| NetworkError::Other(format!("published port: {e}")))?
-                    .port();
+                    .local_port()
+                    .map_err(|e| NetworkError::Other(format!("published port: {e}")))?;
                 listener
-                    .set_nonblocking(true)
+                    .set_nonblocking()
                     .map_err(|e| NetworkError::Other(format!("published port: {e}")))?;
                 let record = PortRecord {
                     protocol: r.protocol.clone(),
@@ -138,7 +169,7 @@ fn bind_one(r: &PortRequest) -> Result<(PortRecord, StdTcpListener), NetworkErro
 }
 
 /// Bind a port recorded earlier again (engine restart).
-pub fn rebind(record: &PortRecord) -> Result<StdTcpListener, NetworkError> {
+pub fn rebind(record: &PortRecord) -> Result<BoundPort, NetworkError> {
     let host_ip: IpAddr = record.host_ip.parse().map_err(|_| {
         NetworkError::Other(format!("recorded host IP {:?} is invalid", record.host_ip))
     })?;
@@ -151,8 +182,15 @@ pub fn rebind(record: &PortRecord) -> Result<StdTcpListener, NetworkError> {
     .map(|(_, l)| l)
 }
 
-/// Start relaying connections on `listener` to `target`. Must run inside a tokio runtime.
-pub fn spawn_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Result<AbortHandle> {
+/// Start relaying `bound` to `target`. Must run inside a tokio runtime.
+pub fn spawn_proxy(bound: BoundPort, target: SocketAddr) -> std::io::Result<AbortHandle> {
+    match bound {
+        BoundPort::Tcp(l) => spawn_tcp_proxy(l, target),
+        BoundPort::Udp(u) => spawn_udp_proxy(u, target),
+    }
+}
+
+fn spawn_tcp_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Result<AbortHandle> {
     let listener = TcpListener::from_std(listener)?;
     let task = tokio::spawn(async move {
         loop {
@@ -168,6 +206,93 @@ pub fn spawn_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Res
         }
     });
     Ok(task.abort_handle())
+}
+
+/// docker-proxy's UDP timeout: a client silent this long loses its upstream socket.
+const UDP_IDLE: Duration = Duration::from_secs(90);
+
+/// Aborts the per-client reply relays when the proxy itself is aborted.
+struct UdpClients(ClientTable);
+
+/// Client address → its upstream socket and the task relaying replies to it.
+type ClientTable = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, AbortHandle)>>>;
+
+impl Drop for UdpClients {
+    fn drop(&mut self) {
+        for (_, (_, relay)) in self.0.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            relay.abort();
+        }
+    }
+}
+
+fn spawn_udp_proxy(socket: StdUdpSocket, target: SocketAddr) -> std::io::Result<AbortHandle> {
+    let front = Arc::new(UdpSocket::from_std(socket)?);
+    let task = tokio::spawn(async move {
+        let clients = UdpClients(Arc::new(Mutex::new(HashMap::new())));
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                continue;
+            };
+            let existing = clients
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&client)
+                .map(|(s, _)| s.clone());
+            let upstream = match existing {
+                Some(s) => s,
+                None => {
+                    let bind: SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
+                    let Ok(s) = UdpSocket::bind(bind).await else {
+                        continue;
+                    };
+                    if s.connect(target).await.is_err() {
+                        continue;
+                    }
+                    let s = Arc::new(s);
+                    let relay = tokio::spawn(relay_replies(
+                        s.clone(),
+                        front.clone(),
+                        client,
+                        clients.0.clone(),
+                    ))
+                    .abort_handle();
+                    clients
+                        .0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(client, (s.clone(), relay));
+                    s
+                }
+            };
+            let _ = upstream.send(&buf[..n]).await;
+        }
+    });
+    Ok(task.abort_handle())
+}
+
+/// Replies from the container back to one client, until the client has been idle too long.
+async fn relay_replies(
+    upstream: Arc<UdpSocket>,
+    front: Arc<UdpSocket>,
+    client: SocketAddr,
+    clients: ClientTable,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout(UDP_IDLE, upstream.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                let _ = front.send_to(&buf[..n], client).await;
+            }
+            Ok(Err(_)) => continue,
+            Err(_) => break,
+        }
+    }
+    clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&client);
 }
 
 /// Docker's `NetworkSettings.Ports` view of the bound ports.

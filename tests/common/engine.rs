@@ -245,12 +245,14 @@ impl TestEngine {
     }
 
     /// Remove every container (with its anonymous volumes) and network through the API.
-    /// Returns the problems met and the IDs of the containers that existed.
-    fn remove_everything(&self) -> (Vec<String>, Vec<String>) {
+    /// Returns what was met: problems, container IDs, and bridge links of the networks (with
+    /// whether each is the engine's default bridge, which outlives its engine like `docker0`).
+    fn remove_everything(&self) -> Cleanup {
         let client = self.client();
         block_on(async move {
             let mut problems = Vec::new();
             let mut ids = Vec::new();
+            let mut bridges = Vec::new();
             match client.list_containers(true, &[]).await {
                 Ok(containers) => {
                     for c in containers {
@@ -267,6 +269,9 @@ impl TestEngine {
             match client.list_networks(&[]).await {
                 Ok(networks) => {
                     for n in networks {
+                        if n.driver == "bridge" && n.id.len() >= 12 {
+                            bridges.push((format!("br-{}", &n.id[..12]), n.name == "bridge"));
+                        }
                         if matches!(n.name.as_str(), "bridge" | "host" | "none") {
                             continue;
                         }
@@ -277,9 +282,21 @@ impl TestEngine {
                 }
                 Err(e) => problems.push(format!("list networks: {e}")),
             }
-            (problems, ids)
+            Cleanup {
+                problems,
+                container_ids: ids,
+                bridges,
+            }
         })
     }
+}
+
+/// What `remove_everything` met, for the leftover checks after the engine stops.
+struct Cleanup {
+    problems: Vec<String>,
+    container_ids: Vec<String>,
+    /// Bridge link name and whether it belongs to the default `bridge` network.
+    bridges: Vec<(String, bool)>,
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -363,10 +380,12 @@ impl Drop for TestEngine {
     fn drop(&mut self) {
         let mut leftovers = Vec::new();
         let mut container_ids = Vec::new();
+        let mut bridges = Vec::new();
         if self.child.is_some() {
-            let (problems, ids) = self.remove_everything();
-            leftovers.extend(problems);
-            container_ids = ids;
+            let cleanup = self.remove_everything();
+            leftovers.extend(cleanup.problems);
+            container_ids = cleanup.container_ids;
+            bridges = cleanup.bridges;
             let status = self.stop();
             if !status.success() {
                 leftovers.push(format!("berth engine exited with {status}"));
@@ -383,6 +402,14 @@ impl Drop for TestEngine {
         for (pid, cmdline) in &processes {
             leftovers.push(format!("process {pid} still running: {cmdline}"));
             signal(*pid, libc::SIGKILL);
+        }
+        for (bridge, is_default) in &bridges {
+            if Path::new("/sys/class/net").join(bridge).exists() {
+                if !is_default {
+                    leftovers.push(format!("bridge {bridge} left"));
+                }
+                let _ = Command::new("ip").args(["link", "del", bridge]).status();
+            }
         }
         for dir in cgroups_of(&container_ids) {
             leftovers.push(format!("cgroup left at {}", dir.display()));

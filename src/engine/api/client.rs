@@ -22,9 +22,10 @@ use tokio::net::UnixStream;
 
 use super::types::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerSummary,
-    ContainerWaitResponse, ErrorResponse, EventMessage, ImageInspect, ImageSummary,
-    NetworkCreateRequest, NetworkCreateResponse, NetworkResource, ProgressMessage, VersionResponse,
-    Volume, VolumeCreateRequest, VolumeListResponse,
+    ContainerWaitResponse, EndpointSettings, ErrorResponse, EventMessage, ImageInspect,
+    ImageSummary, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkResource, ProgressMessage, VersionResponse, Volume,
+    VolumeCreateRequest, VolumeListResponse,
 };
 use super::API_VERSION;
 use crate::engine::{EngineRoots, EngineSettings};
@@ -637,6 +638,52 @@ impl EngineClient {
     pub async fn remove_network(&self, id_or_name: &str) -> Result<()> {
         let path = format!("/networks/{}", encode(id_or_name, &[]));
         self.call_no_answer(Method::DELETE, &path).await.map(drop)
+    }
+
+    /// Attach a running container to one more network (`docker network connect`).
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: Option<EndpointSettings>,
+    ) -> Result<()> {
+        let path = format!("/networks/{}/connect", encode(network, &[]));
+        let body = Self::to_json(&NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: endpoint,
+        })?;
+        let response = self
+            .send(
+                Method::POST,
+                &path,
+                full_body(body),
+                Some("application/json"),
+            )
+            .await?;
+        self.read_all(response).await.map(drop)
+    }
+
+    /// Take a container off a network (`docker network disconnect`).
+    pub async fn disconnect_network(
+        &self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<()> {
+        let path = format!("/networks/{}/disconnect", encode(network, &[]));
+        let body = Self::to_json(&NetworkDisconnectRequest {
+            container: container.to_string(),
+            force,
+        })?;
+        let response = self
+            .send(
+                Method::POST,
+                &path,
+                full_body(body),
+                Some("application/json"),
+            )
+            .await?;
+        self.read_all(response).await.map(drop)
     }
 
     // ---- volumes ----

@@ -583,3 +583,23 @@ pub struct EventActor {
     #[serde(rename = "Attributes")]
     pub attributes: IndexMap<String, String>,
 }
+
+/// `POST /networks/{id}/connect` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkConnectRequest {
+    /// Container ID or name.
+    pub container: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_config: Option<EndpointSettings>,
+}
+
+/// `POST /networks/{id}/disconnect` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkDisconnectRequest {
+    /// Container ID or name.
+    pub container: String,
+    #[serde(default)]
+    pub force: bool,
+}

@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::caps;
 use super::rootfs::{self, RootfsError};
+use super::seccomp;
 use super::spec::RuntimeSpec;
 use super::user::{self, UserError};
 
@@ -187,6 +188,12 @@ fn run(spec_path: &Path) -> Result<Infallible> {
 
     caps::drop_bounding(caps::default_mask()).map_err(|source| InitError::Io {
         what: "drop capabilities from the bounding set".into(),
+        source,
+    })?;
+    // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from here to
+    // execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by the filter.
+    seccomp::install().map_err(|source| InitError::Io {
+        what: "install seccomp filter".into(),
         source,
     })?;
     let gids: Vec<Gid> = exec_user

@@ -82,7 +82,7 @@ impl ContainerStore {
             },
             image: record.image_id.clone(),
             name: format!("/{}", record.name),
-            restart_count: 0,
+            restart_count: state.restart_count,
             log_path: path_str(&self.log_path(id)),
             host_config: record.request.host_config.clone().unwrap_or_default(),
             network_settings: NetworkSettings {

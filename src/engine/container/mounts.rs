@@ -23,6 +23,10 @@ pub struct PlannedMount {
     pub read_only: bool,
     /// Docker's `Mode` text for inspect (`ro`, `rw`, `z`, …).
     pub mode: String,
+    /// `VolumeOptions.NoCopy`: do not copy the image's content into an empty volume.
+    pub no_copy: bool,
+    /// A missing host directory is created (legacy `Binds`), as Docker does.
+    pub create_host_path: bool,
 }
 
 fn check_destination(dest: &str) -> Result<(), ContainerError> {
@@ -85,10 +89,12 @@ pub fn plan(
                 MountSource::Volume(src.to_string())
             };
             out.push(PlannedMount {
+                create_host_path: matches!(source, MountSource::HostPath(_)),
                 source,
                 destination: dest.to_string(),
                 read_only,
                 mode: mode.to_string(),
+                no_copy: mode.split(',').any(|m| m == "nocopy"),
             });
         }
         for m in host.mounts.iter().flatten() {
@@ -122,6 +128,8 @@ pub fn plan(
                 source,
                 destination: m.target.clone(),
                 read_only: m.read_only,
+                no_copy: m.volume_options.as_ref().is_some_and(|o| o.no_copy),
+                create_host_path: false,
                 mode: if m.read_only {
                     "ro".into()
                 } else {
@@ -139,6 +147,8 @@ pub fn plan(
                 destination: dest.clone(),
                 read_only,
                 mode: opts.clone(),
+                no_copy: false,
+                create_host_path: false,
             });
         }
     }
@@ -150,6 +160,8 @@ pub fn plan(
                 destination: anon.destination.clone(),
                 read_only: false,
                 mode: String::new(),
+                no_copy: false,
+                create_host_path: false,
             });
         }
     }

@@ -1,6 +1,8 @@
 //! Restore at daemon start: reattach to shims still running, and mark containers whose shim
 //! finished (or vanished) while the engine was away as exited.
 
+use std::time::Duration;
+
 use super::state::Status;
 use super::{ContainerStore, Result};
 use crate::engine::Engine;
@@ -27,22 +29,46 @@ impl ContainerStore {
 }
 
 impl Engine {
-    /// Called once at daemon start, before serving.
+    /// Called once at daemon start, before serving. Containers that died while the engine was
+    /// away are announced to [`Engine::process_container_exits`] too, so their restart policy
+    /// applies.
     pub async fn restore_containers(&self) -> Result<()> {
         for id in self.containers.restore().await {
-            self.after_exit(&id).await;
+            self.containers.notify_exit(&id);
         }
         Ok(())
     }
 
-    /// Handle exits noticed by the container monitors (network detach, `die` event). The daemon
-    /// runs this for its whole life: `tokio::spawn(async move { engine.process_container_exits().await })`.
+    /// Handle exits noticed by the container monitors: detach the network, send `die`, and apply
+    /// the restart policy. The daemon runs this for its whole life:
+    /// `tokio::spawn(async move { engine.process_container_exits().await })`.
     pub async fn process_container_exits(&self) {
         let Some(mut rx) = self.containers.take_exit_notices() else {
             return;
         };
-        while let Some(id) = rx.recv().await {
-            self.after_exit(&id).await;
+        // (when, container, delay) of restarts waiting for their backoff.
+        let mut pending: Vec<(tokio::time::Instant, String, Duration)> = Vec::new();
+        loop {
+            let next = pending.iter().map(|p| p.0).min();
+            tokio::select! {
+                notice = rx.recv() => {
+                    let Some(id) = notice else { return };
+                    self.after_exit(&id).await;
+                    if let Some(delay) = self.restart_due(&id) {
+                        pending.push((tokio::time::Instant::now() + delay, id, delay));
+                    }
+                }
+                _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)),
+                    if next.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    let (due, waiting): (Vec<_>, Vec<_>) =
+                        pending.into_iter().partition(|p| p.0 <= now);
+                    pending = waiting;
+                    for (_, id, delay) in due {
+                        self.restart_by_policy(&id, delay).await;
+                    }
+                }
+            }
         }
     }
 

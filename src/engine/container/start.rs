@@ -29,6 +29,8 @@ pub struct StartPlan {
     pub resolv_conf: Option<String>,
     /// Overrides the recorded hostname (network mode `host` uses the host's).
     pub hostname: Option<String>,
+    /// Set when the restart policy starts the container again: the delay it waited (ms).
+    pub policy_restart_backoff_ms: Option<u64>,
 }
 
 impl ContainerStore {
@@ -95,7 +97,7 @@ impl ContainerStore {
             bundle_dir: dir.clone(),
             lower_dirs: plan.lower_dirs.clone(),
             args: record.args.clone(),
-            env: record.env.clone(),
+            env: runtime_env(&record.env, &hostname),
             cwd: record.working_dir.clone(),
             user: record.user.clone(),
             hostname,
@@ -158,6 +160,12 @@ impl ContainerStore {
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             stopped_by_user: false,
+            restart_count: if plan.policy_restart_backoff_ms.is_some() {
+                state.restart_count + 1
+            } else {
+                0
+            },
+            restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
         };
         self.save_state(id, &state)?;
         self.spawn_monitor(id, shim);
@@ -182,6 +190,16 @@ impl ContainerStore {
         }
         Ok(())
     }
+}
+
+/// Docker adds `HOSTNAME` to every container's environment (the container's own env wins).
+fn runtime_env(env: &[String], hostname: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(env.len() + 1);
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        out.push(format!("HOSTNAME={hostname}"));
+    }
+    out.extend(env.iter().cloned());
+    out
 }
 
 /// Network name → requested endpoint, from `NetworkingConfig` or the network mode.
@@ -216,7 +234,42 @@ fn requested_networks(
 }
 
 impl Engine {
+    /// Docker's copy-up: an empty volume gets the image's content at its mount point. The
+    /// content is taken from the topmost layer that has something at that path (a directory is
+    /// copied; a file or whiteout there hides lower layers, so nothing is copied).
+    fn copy_image_content(
+        &self,
+        volume: &str,
+        lower_dirs: &[PathBuf],
+        destination: &str,
+    ) -> std::result::Result<(), String> {
+        let relative = destination.trim_start_matches('/');
+        for lower in lower_dirs {
+            match std::fs::symlink_metadata(lower.join(relative)) {
+                Ok(meta) if meta.is_dir() => {
+                    return self
+                        .volumes
+                        .copy_up(volume, lower, std::path::Path::new(destination))
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                }
+                Ok(_) => return Ok(()),
+                Err(_) => continue,
+            }
+        }
+        Ok(())
+    }
+
     pub async fn start_container(&self, id_or_name: &str) -> Result<()> {
+        self.start_container_with(id_or_name, None).await
+    }
+
+    /// Start; `policy_restart_backoff_ms` is set when the restart policy does it.
+    pub(crate) async fn start_container_with(
+        &self,
+        id_or_name: &str,
+        policy_restart_backoff_ms: Option<u64>,
+    ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
         if self.containers.state(&id).status == Status::Running {
@@ -240,14 +293,27 @@ impl Engine {
             &record.anonymous_volumes,
         )? {
             let (kind, source, data) = match &m.source {
-                mounts::MountSource::HostPath(p) => (MountKind::Bind, p.clone(), String::new()),
-                mounts::MountSource::Volume(name) => (
-                    MountKind::Bind,
-                    self.volumes
-                        .mountpoint(name)
-                        .map_err(|e| start_err(e.to_string()))?,
-                    String::new(),
-                ),
+                mounts::MountSource::HostPath(p) => {
+                    if m.create_host_path && !p.exists() {
+                        std::fs::create_dir_all(p).map_err(|e| {
+                            start_err(format!("create bind source {}: {e}", p.display()))
+                        })?;
+                    }
+                    (MountKind::Bind, p.clone(), String::new())
+                }
+                mounts::MountSource::Volume(name) => {
+                    if !m.no_copy {
+                        self.copy_image_content(name, &lower_dirs, &m.destination)
+                            .map_err(&start_err)?;
+                    }
+                    (
+                        MountKind::Bind,
+                        self.volumes
+                            .mountpoint(name)
+                            .map_err(|e| start_err(e.to_string()))?,
+                        String::new(),
+                    )
+                }
                 mounts::MountSource::Tmpfs(data) => {
                     (MountKind::Tmpfs, PathBuf::new(), data.clone())
                 }
@@ -265,6 +331,7 @@ impl Engine {
         let mut plan = StartPlan {
             lower_dirs,
             mounts: user_mounts,
+            policy_restart_backoff_ms,
             ..Default::default()
         };
         let host_network = host_config.network_mode == "host";

@@ -85,6 +85,12 @@ pub struct StateRecord {
     /// Set by stop/kill so the exit is not taken for a crash.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// Restarts done by the restart policy since the last manual start.
+    #[serde(default)]
+    pub restart_count: i64,
+    /// The delay before the last policy restart (doubles while the container keeps failing fast).
+    #[serde(default)]
+    pub restart_backoff_ms: u64,
 }
 
 impl StateRecord {

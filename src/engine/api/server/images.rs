@@ -113,27 +113,65 @@ pub fn tokio_stream_from<T: Send + 'static>(
     })
 }
 
-/// `fromSrc=-`: the body is a root filesystem tar. The image store's import is blocking, so it
-/// runs on the blocking pool; the body is collected first (rootfs tars of test and example images
-/// are small; a streaming bridge can replace this when large imports matter).
+/// Write a request body to a new file under the spool directory.
+async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
+    use tokio::io::AsyncWriteExt;
+    let dir = super::spool_dir(&engine.roots);
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(500, format!("{what} {}: {e}", dir.display()))
+    };
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| failed("create", &e))?;
+    let suffix: [u8; 8] = rand::random();
+    let path = dir.join(format!("import-{}.tar", hex::encode(suffix)));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| failed("create a file in", &e))?;
+    let mut chunks = body.into_data_stream();
+    let written: ApiResult<()> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| failed("write to", &e))?;
+        }
+        file.flush().await.map_err(|e| failed("write to", &e))
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// `fromSrc=-`: the body is a root filesystem tar (plain or gzip). It is spooled to disk, so an
+/// import of any size does not sit in memory, then handed to the image store's blocking import.
 async fn import(engine: SharedEngine, repo: &str, tag: &str, body: Body) -> ApiResult<Response> {
     let repo_tag = match (repo, tag) {
         ("", _) => None,
         (repo, "") => Some(repo.to_string()),
         (repo, tag) => Some(format!("{repo}:{tag}")),
     };
-    let tar = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
+    let path = spool(&engine, body).await?;
     let store = engine.clone();
     let name = repo_tag.clone();
-    let image = tokio::task::spawn_blocking(move || {
+    let tar = path.clone();
+    let imported = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&tar).map_err(|e| {
+            ApiError::new(500, format!("open spooled import {}: {e}", tar.display()))
+        })?;
         store
             .images
-            .import(std::io::Cursor::new(tar), name.as_deref())
+            .import(std::io::BufReader::new(file), name.as_deref())
+            .map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::new(500, format!("image import task failed: {e}")))??;
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let image =
+        imported.map_err(|e| ApiError::new(500, format!("image import task failed: {e}")))??;
     let name = repo_tag.unwrap_or_else(|| image.id.clone());
     emit_event(&engine, "image", "import", &image.id, &[("name", &name)]);
     let status = ProgressMessage {
@@ -163,11 +201,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
         })
         .filter(|s| {
             filters.any("reference", |r| {
-                s.repo_tags.iter().any(|t| {
-                    t == r
-                        || t.split(':').next() == Some(r)
-                        || t.rsplit_once(':').map(|(n, _)| n) == Some(r)
-                })
+                s.repo_tags.iter().any(|t| reference_matches(t, r))
             })
         })
         .collect();
@@ -222,9 +256,35 @@ async fn by_name(
     Err(ApiError::new(404, "page not found"))
 }
 
+/// Docker's `reference` filter: the full `name:tag`, or just the name (any tag).
+fn reference_matches(repo_tag: &str, wanted: &str) -> bool {
+    if repo_tag == wanted {
+        return true;
+    }
+    // The tag follows the last ':' unless that ':' belongs to a registry host (`host:5000/app`).
+    match repo_tag.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name == wanted,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_filter_matches_name_or_name_and_tag() {
+        assert!(reference_matches(
+            "127.0.0.1:5000/bb:1",
+            "127.0.0.1:5000/bb"
+        ));
+        assert!(reference_matches(
+            "127.0.0.1:5000/bb:1",
+            "127.0.0.1:5000/bb:1"
+        ));
+        assert!(!reference_matches("127.0.0.1:5000/bb:1", "127.0.0.1"));
+        assert!(!reference_matches("busybox:1", "busybox:2"));
+    }
 
     #[test]
     fn pull_reference_joins_tags_and_digests() {

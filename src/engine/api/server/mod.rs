@@ -143,6 +143,12 @@ pub fn emit_event(
     let _ = engine.events.send(message);
 }
 
+/// Where request bodies (image imports) are spooled before a blocking consumer reads them. The
+/// daemon empties it at start: whatever is there belongs to requests of an engine that died.
+pub fn spool_dir(roots: &crate::engine::EngineRoots) -> std::path::PathBuf {
+    roots.data_root.join("tmp")
+}
+
 /// The API router, without the version prefix (that is stripped before routing).
 pub fn router(engine: SharedEngine) -> Router {
     Router::new()

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::super::types::NetworkCreateRequest;
+use super::super::types::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
 use super::{emit_event, json_body, json_response, ApiError, ApiResult, Filters, Params};
 use crate::engine::SharedEngine;
 
@@ -16,6 +16,8 @@ pub fn routes() -> Router<SharedEngine> {
         .route("/networks", get(list))
         .route("/networks/create", post(create))
         .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
 }
 
 async fn create(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Response> {
@@ -81,6 +83,67 @@ async fn remove(State(engine): State<SharedEngine>, Path(id): Path<String>) -> A
     );
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .unwrap_or_default())
+}
+
+/// Attach a running container to one more network.
+async fn connect(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: NetworkConnectRequest = json_body(&body)?;
+    let network = engine.networks.inspect(&id)?;
+    let container = engine.containers.resolve_id(&req.container)?;
+    engine
+        .networks
+        .connect(
+            &container,
+            &network.id,
+            req.endpoint_config.unwrap_or_default(),
+        )
+        .await?;
+    emit_event(
+        &engine,
+        "network",
+        "connect",
+        &network.id,
+        &[
+            ("container", &container),
+            ("name", &network.name),
+            ("type", &network.driver),
+        ],
+    );
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::empty())
+        .unwrap_or_default())
+}
+
+/// Take a container off one network.
+async fn disconnect(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: NetworkDisconnectRequest = json_body(&body)?;
+    let network = engine.networks.inspect(&id)?;
+    let container = engine.containers.resolve_id(&req.container)?;
+    engine.networks.disconnect(&container, &network.id).await?;
+    emit_event(
+        &engine,
+        "network",
+        "disconnect",
+        &network.id,
+        &[
+            ("container", &container),
+            ("name", &network.name),
+            ("type", &network.driver),
+        ],
+    );
+    Ok(Response::builder()
+        .status(StatusCode::OK)
         .body(Body::empty())
         .unwrap_or_default())
 }

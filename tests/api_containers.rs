@@ -1,0 +1,438 @@
+//! Containers and images through the engine API: the real Docker CLI imports a busybox rootfs,
+//! creates, starts, waits for, reads the logs of and removes containers; our client does the same
+//! and follows logs as they are written. Containers use the host network so that these tests
+//! exercise the API and the runtime, not the bridge.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth::engine::api::client::{ClientError, LogStream, LogsOptions};
+use berth::engine::api::types::{ContainerCreateRequest, HostConfig};
+use common::engine::TestEngine;
+use common::registry::populate_busybox_rootfs;
+use futures_util::StreamExt;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A tar of a busybox root filesystem, written next to the engine's roots.
+fn busybox_tar(engine: &TestEngine) -> PathBuf {
+    let base = engine.data_root().parent().unwrap().join("image-src");
+    let rootfs = base.join("rootfs");
+    populate_busybox_rootfs(&rootfs);
+    let tar = base.join("busybox.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tar
+}
+
+fn host_network() -> Option<HostConfig> {
+    Some(HostConfig {
+        network_mode: "host".into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn docker_cli_import_create_start_wait_logs_rm() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    let out = engine.docker(&["import", tar.to_str().unwrap(), "local/busybox:1"]);
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    let image_id = text(&out.stdout).trim().to_string();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    // The spooled request body is gone once the import is done.
+    let spool = engine.data_root().join("tmp");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+
+    let out = engine.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "local/busybox:1");
+    let out = engine.docker(&["image", "inspect", "--format", "{{.Id}}", "local/busybox:1"]);
+    assert_eq!(text(&out.stdout).trim(), image_id);
+
+    let out = engine.docker(&[
+        "create",
+        "--name",
+        "greeter",
+        "--network",
+        "host",
+        "--label",
+        "purpose=test",
+        "local/busybox:1",
+        "sh",
+        "-c",
+        "echo hello from berth; echo to stderr >&2; exit 3",
+    ]);
+    assert!(out.status.success(), "docker create: {}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let out = engine.docker(&["start", "greeter"]);
+    assert!(out.status.success(), "docker start: {}", text(&out.stderr));
+    let out = engine.docker(&["wait", "greeter"]);
+    assert!(out.status.success(), "docker wait: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "3");
+
+    let out = engine.docker(&["logs", "greeter"]);
+    assert!(out.status.success(), "docker logs: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from berth\n");
+    assert_eq!(text(&out.stderr), "to stderr\n");
+
+    let out = engine.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=purpose=test",
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]);
+    assert!(out.status.success(), "docker ps: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "greeter exited");
+    let out = engine.docker(&[
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}} {{.Name}}",
+        "greeter",
+    ]);
+    assert_eq!(text(&out.stdout).trim(), "3 /greeter");
+
+    // The image is in use: removing it is refused while the container exists.
+    let out = engine.docker(&["rmi", "local/busybox:1"]);
+    assert!(!out.status.success(), "rmi of an image in use succeeded");
+
+    let out = engine.docker(&["rm", "greeter"]);
+    assert!(out.status.success(), "docker rm: {}", text(&out.stderr));
+    let out = engine.docker(&["inspect", "greeter"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no such container: greeter")
+            || text(&out.stderr).contains("No such object"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = engine.docker(&["rmi", "local/busybox:1"]);
+    assert!(out.status.success(), "docker rmi: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Untagged: local/busybox:1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = engine.docker(&["images", "-q"]);
+    assert_eq!(text(&out.stdout).trim(), "");
+}
+
+/// The whole log so far (or its last `tail` lines), both streams.
+async fn all_logs(
+    client: &berth::engine::api::client::EngineClient,
+    id: &str,
+    tail: Option<&str>,
+) -> String {
+    let options = LogsOptions {
+        tail: tail.map(str::to_string),
+        ..Default::default()
+    };
+    let chunks: Vec<_> = client
+        .logs(id, &options)
+        .await
+        .unwrap()
+        .map(|c| c.unwrap().bytes)
+        .collect()
+        .await;
+    text(&chunks.concat())
+}
+
+#[tokio::test]
+async fn client_follows_logs_and_drives_the_lifecycle() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    let id = client.import_file(&tar, "local/busybox:2").await.unwrap();
+    assert!(id.starts_with("sha256:"), "{id}");
+
+    let mut req = ContainerCreateRequest {
+        image: "local/busybox:2".into(),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done".into(),
+        ]),
+        host_config: host_network(),
+        ..Default::default()
+    };
+    req.labels = Some(
+        [(
+            "com.docker.compose.project".to_string(),
+            "apitest".to_string(),
+        )]
+        .into(),
+    );
+    let created = client.create_container(Some("looper"), &req).await.unwrap();
+    client.start_container("looper").await.unwrap();
+    // Starting a running container is not an error (Docker's 304).
+    client.start_container(&created.id).await.unwrap();
+
+    let mut logs = client
+        .logs(
+            "looper",
+            &LogsOptions {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), logs.next())
+        .await
+        .expect("no log output within 10s")
+        .expect("log stream ended")
+        .unwrap();
+    assert_eq!(first.stream, LogStream::Stdout);
+    assert_eq!(&first.bytes[..], b"ready\n");
+
+    let listed = client
+        .list_containers(false, &[("label", "com.docker.compose.project=apitest")])
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "running");
+    assert_eq!(listed[0].names, ["/looper"]);
+
+    client.stop_container("looper", Some(5)).await.unwrap();
+    // The followed stream sees the trap's output and then ends with the container.
+    let mut rest = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), logs.next())
+        .await
+        .expect("log stream did not end after stop")
+    {
+        rest.extend_from_slice(&chunk.unwrap().bytes);
+    }
+    assert_eq!(text(&rest), "got TERM\n");
+    assert_eq!(client.wait_container("looper").await.unwrap(), 0);
+    let inspected = client.inspect_container("looper").await.unwrap();
+    assert_eq!(inspected.state.status, "exited");
+    // Stopping a stopped container is not an error either.
+    client.stop_container("looper", Some(1)).await.unwrap();
+
+    client.restart_container("looper", Some(1)).await.unwrap();
+    assert!(
+        client
+            .inspect_container("looper")
+            .await
+            .unwrap()
+            .state
+            .running
+    );
+    // The restarted run says "ready" again before it is killed.
+    let started = std::time::Instant::now();
+    while all_logs(&client, "looper", None)
+        .await
+        .matches("ready")
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no second ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.kill_container("looper", Some("KILL")).await.unwrap();
+    assert_eq!(client.wait_container("looper").await.unwrap(), 137);
+    assert_eq!(
+        all_logs(&client, "looper", None).await,
+        "ready\ngot TERM\nready\n"
+    );
+    assert_eq!(all_logs(&client, "looper", Some("1")).await, "ready\n");
+
+    client
+        .remove_container("looper", false, true)
+        .await
+        .unwrap();
+    let err = client.inspect_container("looper").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Api { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn container_errors_come_back_with_docker_statuses() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let req = ContainerCreateRequest {
+        image: "no/such-image:1".into(),
+        ..Default::default()
+    };
+    let err = client.create_container(None, &req).await.unwrap_err();
+    match err {
+        ClientError::Api { status, message } => {
+            assert_eq!(status, 404);
+            assert!(message.contains("no/such-image:1"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let err = client.start_container("ghost").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api { status: 404, message } if message.contains("ghost")),
+        "{err:?}"
+    );
+    let err = client
+        .logs(
+            "ghost",
+            &LogsOptions {
+                stdout: false,
+                stderr: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, ClientError::Api { status: 400, message } if message.contains("at least one stream")),
+        "{err:?}"
+    );
+    assert!(engine
+        .client()
+        .list_containers(true, &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_volume_used_by_a_container_cannot_be_removed() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:3").await.unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:3".into(),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo kept > /data/file".into(),
+        ]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            binds: Some(vec!["keepme:/data".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = client.create_container(Some("writer"), &req).await.unwrap();
+    client.start_container("writer").await.unwrap();
+    assert_eq!(client.wait_container("writer").await.unwrap(), 0);
+    let volume = client.inspect_volume("keepme").await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(PathBuf::from(&volume.mountpoint).join("file")).unwrap(),
+        "kept\n"
+    );
+    let err = client.remove_volume("keepme", true).await.unwrap_err();
+    match err {
+        ClientError::Api { status, message } => {
+            assert_eq!(status, 409);
+            assert_eq!(
+                message,
+                format!("remove keepme: volume is in use - [{}]", created.id)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let dangling = client.list_volumes(&[("dangling", "true")]).await.unwrap();
+    assert!(dangling.is_empty(), "{dangling:?}");
+    client
+        .remove_container("writer", false, false)
+        .await
+        .unwrap();
+    client.remove_volume("keepme", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn container_lifecycle_events_are_streamed_with_filters() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:4").await.unwrap();
+    let mut events = client
+        .events(&[("type", "container"), ("container", "eventful")])
+        .await
+        .unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:4".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), "exit 7".into()]),
+        host_config: host_network(),
+        ..Default::default()
+    };
+    // Another container's events must not come through the filter.
+    let other = ContainerCreateRequest {
+        cmd: Some(vec!["true".into()]),
+        ..req.clone()
+    };
+    client
+        .create_container(Some("bystander"), &other)
+        .await
+        .unwrap();
+    let created = client
+        .create_container(Some("eventful"), &req)
+        .await
+        .unwrap();
+    client.start_container("eventful").await.unwrap();
+    assert_eq!(client.wait_container("eventful").await.unwrap(), 7);
+    client
+        .remove_container("eventful", false, false)
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    while seen.last().map(|(a, _): &(String, String)| a.as_str()) != Some("destroy") {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("events stopped after {seen:?}"))
+            .expect("event stream ended")
+            .unwrap();
+        assert_eq!(event.actor.id, created.id, "{event:?}");
+        let exit = event
+            .actor
+            .attributes
+            .get("exitCode")
+            .cloned()
+            .unwrap_or_default();
+        seen.push((event.action, exit));
+    }
+    let actions: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"]);
+    assert_eq!(seen[2].1, "7");
+}
+
+#[tokio::test]
+async fn a_bad_import_is_refused_and_leaves_nothing() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let err = client
+        .import(b"this is not a tar archive".to_vec(), "broken/image:1")
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Api { status, message } => {
+            assert!(*status >= 400, "{err:?}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(client.list_images().await.unwrap().is_empty());
+    let spool = engine.data_root().join("tmp");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
