@@ -11,19 +11,23 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use futures_util::StreamExt;
+use oci_spec::image::{
+    Arch, Config, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+};
+use oci_spec::OciSpecError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::api::types::{
-    ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail, ProgressMessage,
+    EmptyObject, ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail,
+    ProgressMessage,
 };
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
-use super::registry::{
-    self, parse_manifest, select_platform, Manifest, RegistryClient, RegistryError,
-};
+use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits};
 use super::EngineSettings;
@@ -65,6 +69,13 @@ pub enum ImageError {
     },
     #[error("invalid image {image}: {detail}")]
     InvalidImage { image: String, detail: String },
+    #[error("cannot build the OCI {what} of {image}: {source}")]
+    OciBuild {
+        what: &'static str,
+        image: String,
+        #[source]
+        source: OciSpecError,
+    },
     #[error("snapshot store: {0}")]
     Snapshot(#[from] SnapshotError),
     #[error("image store i/o on {path}: {source}")]
@@ -140,25 +151,35 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
 }
 
-/// The parts of an OCI / Docker image config we use.
-#[derive(Debug, Clone, Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default)]
-    config: Option<ImageContainerConfig>,
-    rootfs: RootFs,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RootFs {
-    #[serde(rename = "type", default)]
-    kind: String,
-    diff_ids: Vec<String>,
+/// The container defaults of an image config (`config` in OCI and Docker configs alike) in the
+/// shape the Docker API reports them.
+fn container_config(config: Option<&Config>) -> ImageContainerConfig {
+    let Some(c) = config else {
+        return ImageContainerConfig::default();
+    };
+    // oci-spec reads Go's `map[string]struct{}` sets as lists: the API spells them as maps.
+    let set = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map(|keys| keys.iter().map(|k| (k.clone(), EmptyObject {})).collect())
+    };
+    ImageContainerConfig {
+        user: c.user().clone().unwrap_or_default(),
+        env: c.env().clone(),
+        cmd: c.cmd().clone(),
+        entrypoint: c.entrypoint().clone(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        exposed_ports: set(c.exposed_ports()),
+        volumes: set(c.volumes()),
+        // oci-spec keeps labels in a HashMap; Docker writes them sorted by key, so sorting
+        // restores the document's order.
+        labels: c.labels().as_ref().map(|l| {
+            let mut l: Vec<(String, String)> =
+                l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            l.sort();
+            l.into_iter().collect()
+        }),
+        stop_signal: c.stop_signal().clone(),
+    }
 }
 
 pub struct ImageStore {
@@ -450,16 +471,19 @@ impl ImageStore {
             Manifest::Index(idx) => {
                 let entry = select_platform(&idx)
                     .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
-                if !is_valid_digest(&entry.digest) {
-                    return Err(invalid(format!("bad manifest digest {:?}", entry.digest)));
+                // oci-spec checked the syntax, but admits any algorithm: berth addresses
+                // content by sha256 only.
+                let entry_digest: &str = entry.digest().as_ref();
+                if !is_valid_digest(entry_digest) {
+                    return Err(invalid(format!("bad manifest digest {entry_digest:?}")));
                 }
-                let inner = client.manifest(&entry.digest).await?;
+                let inner = client.manifest(entry_digest).await?;
                 let actual = sha256_digest(&inner.bytes);
-                if actual != entry.digest {
+                if actual != entry_digest {
                     return Err(ImageError::Content {
                         image: image.clone(),
                         source: ContentError::DigestMismatch {
-                            expected: entry.digest.clone(),
+                            expected: entry_digest.to_string(),
                             actual,
                             size: inner.bytes.len() as u64,
                         },
@@ -476,22 +500,28 @@ impl ImageStore {
             }
         };
         let manifest_digest = sha256_digest(&manifest_bytes);
-        if manifest.layers.len() > MAX_LAYERS {
+        let layers = manifest.layers();
+        if layers.len() > MAX_LAYERS {
             return Err(invalid(format!(
                 "{} layers (overlayfs stacks at most {MAX_LAYERS})",
-                manifest.layers.len()
+                layers.len()
             )));
         }
-        for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            if !is_valid_digest(&d.digest) {
-                return Err(invalid(format!("bad descriptor digest {:?}", d.digest)));
+        // As for the index entry: sha256 only, before any digest names a file.
+        for d in std::iter::once(manifest.config()).chain(layers.iter()) {
+            if !is_valid_digest(d.digest().as_ref()) {
+                return Err(invalid(format!(
+                    "bad descriptor digest {:?}",
+                    d.digest().as_ref()
+                )));
             }
         }
 
         // Config: from the store if we have it, else from the registry (verified).
-        let config_digest = manifest.config.digest.clone();
-        if manifest.config.size > MAX_CONFIG_BYTES {
-            return Err(invalid(format!("config of {} bytes", manifest.config.size)));
+        let config_digest = manifest.config().digest().to_string();
+        let config_size = manifest.config().size();
+        if config_size > MAX_CONFIG_BYTES {
+            return Err(invalid(format!("config of {config_size} bytes")));
         }
         let config_bytes = if self.content.contains(&config_digest) {
             self.content
@@ -501,34 +531,37 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            self.download_small(&client, &config_digest, manifest.config.size)
+            self.download_small(&client, &config_digest, config_size)
                 .await
                 .map_err(|e| with_image(e, &image))?
         };
-        let config: ConfigFile = serde_json::from_slice(&config_bytes)
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
             .map_err(|e| invalid(format!("bad image config: {e}")))?;
-        if config.rootfs.kind != "layers" {
-            return Err(invalid(format!("rootfs type {:?}", config.rootfs.kind)));
+        let rootfs = config.rootfs();
+        if rootfs.typ() != "layers" {
+            return Err(invalid(format!("rootfs type {:?}", rootfs.typ())));
         }
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        let diff_ids = rootfs.diff_ids();
+        if diff_ids.len() != layers.len() {
             return Err(invalid(format!(
                 "{} layers but {} diff_ids in the config",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
+                layers.len(),
+                diff_ids.len()
             )));
         }
-        for d in &config.rootfs.diff_ids {
+        // oci-spec keeps diff_ids as plain strings: they name snapshot directories, so check.
+        for d in diff_ids {
             if !is_valid_digest(d) {
                 return Err(invalid(format!("bad diff_id {d:?}")));
             }
         }
-        let chains = chain_ids(&config.rootfs.diff_ids);
+        let chains = chain_ids(diff_ids);
         let existing = self.read_records().get(&config_digest).cloned();
 
         // Layers: announce, then download + unpack the ones whose snapshot is missing.
         let mut todo = Vec::new();
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            let id = short(&layer.digest);
+        for (i, layer) in layers.iter().enumerate() {
+            let id = short(layer.digest().as_ref());
             if self.snapshots.exists(&chains[i]) {
                 send(status_msg("Already exists", Some(&id))).await;
             } else {
@@ -545,16 +578,17 @@ impl ImageStore {
             let done_tx = done_tx;
             let mut downloads = futures_util::stream::iter(todo.iter().copied())
                 .map(|i| {
-                    let layer = &manifest.layers[i];
+                    let layer = &layers[i];
                     let (client, image, new_blobs, send) = (&client, &image, &new_blobs, &send);
                     async move {
-                        let id = short(&layer.digest);
-                        if !self.content.contains(&layer.digest) {
+                        let digest: &str = layer.digest().as_ref();
+                        let id = short(digest);
+                        if !self.content.contains(digest) {
                             self.download_layer(client, layer, &id, progress)
                                 .await
                                 .map_err(|e| with_image(e, image))?;
                             if let Ok(mut v) = new_blobs.lock() {
-                                v.push(layer.digest.clone());
+                                v.push(digest.to_string());
                             }
                             send(status_msg("Verifying Checksum", Some(&id))).await;
                             send(status_msg("Download complete", Some(&id))).await;
@@ -579,27 +613,22 @@ impl ImageStore {
                     Some(Err(e)) => return Err(e),
                     None => return Err(ImageError::Other("layer downloads stopped".into())),
                 }
-                let layer = &manifest.layers[i];
-                let id = short(&layer.digest);
+                let layer = &layers[i];
+                let id = short(layer.digest().as_ref());
                 send(ProgressMessage {
                     status: Some("Extracting".into()),
                     id: Some(id.clone()),
                     progress_detail: Some(ProgressDetail {
                         current: Some(0),
-                        total: Some(layer.size),
+                        total: Some(layer.size()),
                     }),
                     ..Default::default()
                 })
                 .await;
                 let bytes = self
-                    .unpack_blob(
-                        &image,
-                        &layer.digest,
-                        &config.rootfs.diff_ids[i],
-                        &chains[i],
-                    )
+                    .unpack_blob(&image, layer.digest().as_ref(), &diff_ids[i], &chains[i])
                     .await?;
-                unpacked_sizes.insert(config.rootfs.diff_ids[i].clone(), bytes);
+                unpacked_sizes.insert(diff_ids[i].clone(), bytes);
                 rollback.snapshots.push(chains[i].clone());
                 send(status_msg("Pull complete", Some(&id))).await;
             }
@@ -640,21 +669,20 @@ impl ImageStore {
             id: config_digest.clone(),
             repo_tags: Vec::new(),
             repo_digests: Vec::new(),
-            config: config.config.clone().unwrap_or_default(),
-            created: config.created.clone().unwrap_or_default(),
-            architecture: config.architecture.clone(),
-            os: config.os.clone(),
+            config: container_config(config.config().as_ref()),
+            created: config.created().clone().unwrap_or_default(),
+            architecture: config.architecture().to_string(),
+            os: config.os().to_string(),
             size: 0,
-            diff_ids: config.rootfs.diff_ids.clone(),
+            diff_ids: diff_ids.clone(),
             manifest_digest: manifest_digest.clone(),
-            layers: manifest
-                .layers
+            layers: layers
                 .iter()
-                .zip(&config.rootfs.diff_ids)
+                .zip(diff_ids)
                 .map(|(l, d)| LayerRecord {
-                    digest: l.digest.clone(),
-                    media_type: l.media_type.clone(),
-                    size: l.size,
+                    digest: l.digest().to_string(),
+                    media_type: l.media_type().to_string(),
+                    size: l.size(),
                     diff_id: d.clone(),
                     unpacked_size: unpacked_sizes
                         .get(d)
@@ -750,17 +778,18 @@ impl ImageStore {
     async fn download_layer(
         &self,
         client: &RegistryClient,
-        layer: &registry::Descriptor,
+        layer: &Descriptor,
         id: &str,
         progress: &mpsc::Sender<ProgressMessage>,
     ) -> std::result::Result<(), PullStepError> {
-        let mut resp = client.blob(&layer.digest).await?;
-        let mut writer = self.content.writer(&layer.digest, Some(layer.size))?;
+        let size = layer.size();
+        let mut resp = client.blob(layer.digest().as_ref()).await?;
+        let mut writer = self.content.writer(layer.digest().as_ref(), Some(size))?;
         let mut last_report = 0u64;
         while let Some(chunk) = client.next_chunk(&mut resp).await? {
             writer.write_chunk(&chunk)?;
             let done = writer.written();
-            if done - last_report >= 512 * 1024 || done == layer.size {
+            if done - last_report >= 512 * 1024 || done == size {
                 last_report = done;
                 let _ = progress
                     .send(ProgressMessage {
@@ -768,7 +797,7 @@ impl ImageStore {
                         id: Some(id.to_string()),
                         progress_detail: Some(ProgressDetail {
                             current: Some(done),
-                            total: Some(layer.size),
+                            total: Some(size),
                         }),
                         ..Default::default()
                     })
@@ -891,9 +920,9 @@ impl ImageStore {
             rollback.blobs.push(layer_digest.clone());
         }
         let media_type = if head.starts_with(&[0x1f, 0x8b]) {
-            registry::MEDIA_OCI_LAYER_GZIP
+            MediaType::ImageLayerGzip
         } else {
-            registry::MEDIA_OCI_LAYER_TAR
+            MediaType::ImageLayer
         };
         let blob = self.content.open_blob(&layer_digest).map_err(content_err)?;
         // The chain id is the diff id, known only after unpacking: unpack into a temporary
@@ -918,14 +947,39 @@ impl ImageStore {
         }
 
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "created": created,
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": created, "created_by": "berth import", "comment": "Imported from tarball"}],
-        });
+        let build_err = |what: &'static str| {
+            let image = image.clone();
+            move |source| ImageError::OciBuild {
+                what,
+                image,
+                source,
+            }
+        };
+        let config = ImageConfigurationBuilder::default()
+            .created(created.clone())
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            // An empty `config` object: no command, as `docker import` leaves it.
+            .config(
+                ConfigBuilder::default()
+                    .build()
+                    .map_err(build_err("config"))?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![diff_id.clone()])
+                    .build()
+                    .map_err(build_err("rootfs"))?,
+            )
+            .history(vec![HistoryBuilder::default()
+                .created(created.clone())
+                .created_by("berth import")
+                .comment("Imported from tarball")
+                .build()
+                .map_err(build_err("history"))?])
+            .build()
+            .map_err(build_err("config"))?;
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
         let config_digest = self
@@ -935,12 +989,22 @@ impl ImageStore {
         // The config carries a creation time, so it (and the manifest naming it) is always new
         // and belongs to this import's rollback.
         rollback.blobs.push(config_digest.clone());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": registry::MEDIA_OCI_MANIFEST,
-            "config": {"mediaType": registry::MEDIA_OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
-            "layers": [{"mediaType": media_type, "digest": layer_digest, "size": size}],
-        });
+        let digest = |d: &str| Digest::try_from(d).map_err(build_err("descriptor"));
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                digest(&config_digest)?,
+            ))
+            .layers(vec![Descriptor::new(
+                media_type.clone(),
+                size,
+                digest(&layer_digest)?,
+            )])
+            .build()
+            .map_err(build_err("manifest"))?;
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
         let manifest_digest = self
