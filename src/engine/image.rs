@@ -467,7 +467,7 @@ impl ImageStore {
         let parsed =
             parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
         let (manifest_bytes, manifest) = match parsed {
-            Manifest::Image(m) => (fetched.bytes.clone(), m),
+            Manifest::Image(m) => (fetched.bytes.clone(), *m),
             Manifest::Index(idx) => {
                 let entry = select_platform(&idx)
                     .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
@@ -492,7 +492,7 @@ impl ImageStore {
                 match parse_manifest(&inner.bytes, inner.content_type.as_deref())
                     .map_err(&invalid)?
                 {
-                    Manifest::Image(m) => (inner.bytes, m),
+                    Manifest::Image(m) => (inner.bytes, *m),
                     Manifest::Index(_) => {
                         return Err(invalid("index points to another index".into()))
                     }
@@ -1233,5 +1233,144 @@ fn with_image(e: PullStepError, image: &str) -> ImageError {
             image: image.to_string(),
             source,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A config as `docker build` writes it: Docker-only keys, `null`s, Go sets and labels.
+    #[test]
+    fn docker_built_config_parses_into_the_api_config() {
+        let diff = format!("sha256:{}", "a".repeat(64));
+        let doc = format!(
+            r#"{{"architecture":"amd64","os":"linux","created":"2024-05-01T10:00:00.123456789Z",
+            "docker_version":"24.0.7","container":"0b1c","container_config":{{"Hostname":"0b1c","Cmd":["/bin/sh"]}},
+            "config":{{"Hostname":"","Domainname":"","User":"nobody","AttachStdin":false,"Tty":false,
+              "ExposedPorts":{{"80/tcp":{{}},"443/tcp":{{}}}},
+              "Env":["PATH=/usr/local/sbin:/usr/bin"],"Cmd":["httpd-foreground"],"Healthcheck":{{"Test":["CMD","true"]}},
+              "ArgsEscaped":true,"Image":"sha256:{hex}","Volumes":null,"WorkingDir":"/srv","Entrypoint":null,
+              "OnBuild":null,"Labels":{{"z.last":"1","a.first":"2"}},"StopSignal":"SIGWINCH"}},
+            "rootfs":{{"type":"layers","diff_ids":["{diff}"]}},
+            "history":[{{"created":"2024-05-01T10:00:00Z","created_by":"/bin/sh -c #(nop) CMD","empty_layer":true}}]}}"#,
+            hex = "b".repeat(64)
+        );
+        let config: ImageConfiguration = serde_json::from_str(&doc).unwrap();
+        assert_eq!(config.architecture().to_string(), "amd64");
+        assert_eq!(config.os().to_string(), "linux");
+        assert_eq!(config.rootfs().diff_ids(), &vec![diff]);
+        let c = container_config(config.config().as_ref());
+        assert_eq!(c.user, "nobody");
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.cmd, Some(vec!["httpd-foreground".to_string()]));
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(c.volumes, None);
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGWINCH"));
+        let mut ports: Vec<&String> = c.exposed_ports.as_ref().unwrap().keys().collect();
+        ports.sort();
+        assert_eq!(ports, ["443/tcp", "80/tcp"]);
+        let labels: Vec<(&String, &String)> = c.labels.as_ref().unwrap().iter().collect();
+        assert_eq!(
+            labels,
+            [
+                (&"a.first".to_string(), &"2".to_string()),
+                (&"z.last".to_string(), &"1".to_string())
+            ]
+        );
+        assert!(container_config(None).cmd.is_none());
+    }
+
+    /// The config and manifest `import` writes are what oci-spec and umoci read as OCI.
+    #[test]
+    fn import_writes_an_oci_config_and_manifest_umoci_can_unpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/hello"), b"hi\n").unwrap();
+        let tar = Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&src)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        assert!(tar.status.success());
+        let roots = EngineRoots::new(tmp.path().join("data"), tmp.path().join("run"));
+        let store = ImageStore::open(&roots).unwrap();
+        let rec = store.import(&tar.stdout[..], Some("imp:1")).unwrap();
+
+        let read = |d: &str| store.content().read_blob(d, 1 << 20).unwrap();
+        let manifest_bytes = read(&rec.manifest_digest);
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&manifest_bytes).unwrap();
+        assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+        assert_eq!(manifest.config().media_type(), &MediaType::ImageConfig);
+        assert_eq!(manifest.config().digest().as_ref(), rec.id);
+        assert_eq!(manifest.layers().len(), 1);
+        // A plain tar stays a plain tar.
+        assert_eq!(manifest.layers()[0].media_type(), &MediaType::ImageLayer);
+        assert_eq!(manifest.layers()[0].size(), tar.stdout.len() as u64);
+        let text = String::from_utf8(manifest_bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:"#),
+            "{text}"
+        );
+        let config_bytes = read(&rec.id);
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes).unwrap();
+        assert_eq!(config.rootfs().diff_ids(), &rec.diff_ids);
+        assert_eq!(config.architecture(), &Arch::Amd64);
+        let raw: serde_json::Value = serde_json::from_slice(&config_bytes).unwrap();
+        assert_eq!(raw["config"], serde_json::json!({}));
+        assert_eq!(raw["history"][0]["created_by"], "berth import");
+
+        // An OCI layout of exactly those blobs unpacks with umoci.
+        let layout = tmp.path().join("layout");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for d in [&rec.id, &rec.manifest_digest, &rec.layers[0].digest] {
+            std::fs::write(blobs.join(&d["sha256:".len()..]), read(d)).unwrap();
+        }
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .manifests(vec![oci_spec::image::DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(Digest::try_from(rec.manifest_digest.as_str()).unwrap())
+                .size(manifest_bytes.len() as u64)
+                .annotations(HashMap::from([(
+                    "org.opencontainers.image.ref.name".to_string(),
+                    "t".to_string(),
+                )]))
+                .build()
+                .unwrap()])
+            .build()
+            .unwrap();
+        std::fs::write(
+            layout.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let bundle = tmp.path().join("bundle");
+        let out = Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle)
+            .output()
+            .expect("run umoci (package umoci)");
+        assert!(
+            out.status.success(),
+            "umoci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(bundle.join("rootfs/etc/hello")).unwrap(),
+            b"hi\n"
+        );
     }
 }

@@ -84,8 +84,9 @@ type Result<T> = std::result::Result<T, RegistryError>;
 /// read them as they are.
 #[derive(Debug, Clone)]
 pub enum Manifest {
-    Image(ImageManifest),
-    Index(ImageIndex),
+    // Boxed: oci-spec's documents are hundreds of bytes each.
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses manifest bytes, deciding index vs. image by media type (header, then body).
@@ -137,11 +138,11 @@ pub fn parse_manifest(
     };
     if is_index {
         serde_json::from_slice(bytes)
-            .map(Manifest::Index)
+            .map(|i| Manifest::Index(Box::new(i)))
             .map_err(|e| format!("bad index: {e}"))
     } else {
         serde_json::from_slice(bytes)
-            .map(Manifest::Image)
+            .map(|m| Manifest::Image(Box::new(m)))
             .map_err(|e| format!("bad manifest: {e}"))
     }
 }
