@@ -35,6 +35,11 @@ pub enum RootfsError {
     },
     #[error("invalid mount destination {0:?}: must be an absolute path inside the container")]
     BadDestination(String),
+    #[error(
+        "image has {layers} layers, more than overlayfs can stack ({MAX_LOWER_DIRS}); \
+         squash the image or rebuild it with fewer layers"
+    )]
+    TooManyLayers { layers: usize },
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
@@ -88,6 +93,33 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
+/// overlayfs refuses more lower layers than this (`OVL_MAX_STACK`).
+const MAX_LOWER_DIRS: usize = 500;
+
+/// Mount data must fit in one page, the kernel's limit for `mount(2)` options.
+const PAGE_LIMIT: usize = 4096;
+
+/// The overlay options for `count` lower dirs linked as `l/<i>` (top layer first) under the
+/// bundle dir, which is the working directory at mount time. At most ~2.9 KB for 500 layers,
+/// so the one-page limit never binds before overlayfs's own stack limit.
+fn overlay_data(count: usize) -> Result<String> {
+    if count > MAX_LOWER_DIRS {
+        return Err(RootfsError::TooManyLayers { layers: count });
+    }
+    let lower: Vec<String> = if count == 0 {
+        // overlayfs needs at least one lower dir; an image without layers gets an empty one.
+        vec!["empty".into()]
+    } else {
+        (0..count).map(|i| format!("l/{i}")).collect()
+    };
+    let data = format!(
+        "lowerdir={},upperdir=upper,workdir=work,index=off",
+        lower.join(":")
+    );
+    debug_assert!(data.len() < PAGE_LIMIT);
+    Ok(data)
+}
+
 /// Make every mount private, so nothing done here propagates to the host.
 pub fn make_private() -> Result<()> {
     mount(
@@ -108,27 +140,20 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
         fs::remove_dir_all(&links).map_err(io_err(|| format!("clear {}", links.display())))?;
     }
     fs::create_dir_all(&links).map_err(io_err(|| format!("create {}", links.display())))?;
-    let mut lower = Vec::new();
+    let data = overlay_data(spec.lower_dirs.len())?;
     for (i, dir) in spec.lower_dirs.iter().enumerate() {
         let link = links.join(i.to_string());
         symlink(dir, &link).map_err(io_err(|| format!("link {}", dir.display())))?;
-        lower.push(format!("l/{i}"));
     }
     for dir in [spec.upper_dir(), spec.work_dir(), spec.rootfs_dir()] {
         fs::create_dir_all(&dir).map_err(io_err(|| format!("create {}", dir.display())))?;
     }
-    if lower.is_empty() {
-        // overlayfs needs at least one lower dir; an image without layers gets an empty one.
+    if spec.lower_dirs.is_empty() {
         let empty = spec.bundle_dir.join("empty");
         fs::create_dir_all(&empty).map_err(io_err(|| format!("create {}", empty.display())))?;
-        lower.push("empty".into());
     }
     std::env::set_current_dir(&spec.bundle_dir)
         .map_err(io_err(|| format!("chdir {}", spec.bundle_dir.display())))?;
-    let data = format!(
-        "lowerdir={},upperdir=upper,workdir=work,index=off",
-        lower.join(":")
-    );
     mount(
         Some("overlay"),
         "rootfs",
@@ -423,4 +448,28 @@ pub fn readonly_root() -> Result<()> {
 pub fn ensure_workdir(cwd: &str) -> Result<()> {
     let path = check_destination(cwd)?;
     mkdir_all(&path, 0o755)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_data_fits_a_page_up_to_the_overlay_stack_limit() {
+        let data = overlay_data(MAX_LOWER_DIRS).expect("500 layers");
+        assert!(data.len() < PAGE_LIMIT, "{} bytes", data.len());
+        assert!(data.starts_with("lowerdir=l/0:l/1:"), "{data}");
+        assert!(data.contains(":l/499,upperdir=upper,"), "{data}");
+        assert!(overlay_data(0).unwrap().starts_with("lowerdir=empty,"));
+    }
+
+    #[test]
+    fn too_many_layers_is_refused_with_advice() {
+        let err = overlay_data(MAX_LOWER_DIRS + 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image has 501 layers, more than overlayfs can stack (500); \
+             squash the image or rebuild it with fewer layers"
+        );
+    }
 }
