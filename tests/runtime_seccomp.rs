@@ -164,6 +164,20 @@ fn masks_use_a_verified_null_device_and_proc_is_the_runtimes() {
         "{err}"
     );
 
+    // runc's short list of /proc files a bind may replace (lxcfs-style) still works.
+    let uptime = engine.data_root().parent().unwrap().join("uptime");
+    std::fs::write(&uptime, b"12.00 34.00\n").unwrap();
+    let bind = format!("{}:/proc/uptime:ro", uptime.display());
+    let (code, stdout, stderr) = run(
+        &engine,
+        "uptime",
+        &["-v", &bind],
+        &image,
+        "cat /proc/uptime",
+    );
+    assert_eq!(code, "0", "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout, "12.00 34.00\n");
+
     // Failed starts leave nothing mounted under the engine's roots.
     assert_eq!(mounts_under(engine.data_root()), Vec::<PathBuf>::new());
     assert_eq!(mounts_under(engine.run_root()), Vec::<PathBuf>::new());

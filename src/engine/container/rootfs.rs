@@ -97,6 +97,19 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Files inside /proc a bind may replace (runc's list, for lxcfs-style views of the container's
+/// own resources); anything else inside /proc is refused.
+const PROC_FILE_OVERRIDES: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/loadavg",
+    "/proc/meminfo",
+    "/proc/slabinfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+];
+
 /// Character devices of the OCI "default devices": (name, major, minor).
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
@@ -351,7 +364,9 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Result<()> {
 pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<()> {
     for (m, fd) in mounts.iter().zip(sources) {
         let dest = check_destination(&m.destination)?;
-        if dest.starts_with("/proc") {
+        let proc_override =
+            m.kind == MountKind::Bind && PROC_FILE_OVERRIDES.iter().any(|p| dest == Path::new(p));
+        if dest.starts_with("/proc") && !proc_override {
             // A mount over procfs could hide the masks and read-only paths (CVE-2019-16884).
             return Err(RootfsError::InsideProc(m.destination.clone()));
         }
