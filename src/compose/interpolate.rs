@@ -173,27 +173,71 @@ pub fn interpolate_node(
     env: &dyn Lookup,
     path: &str,
 ) -> Result<(), super::ComposeError> {
+    let root = ModelPath {
+        parent: None,
+        segment: Segment::Root(path),
+    };
+    interpolate_at(node, env, &root)
+}
+
+/// Where a node sits in the model, built on the stack as the walk descends and only turned into
+/// text (`services.web.ports[0]`) when an error needs it: interpolation visits every value.
+struct ModelPath<'a> {
+    parent: Option<&'a ModelPath<'a>>,
+    segment: Segment<'a>,
+}
+
+enum Segment<'a> {
+    Root(&'a str),
+    Key(&'a str),
+    Index(usize),
+}
+
+impl ModelPath<'_> {
+    fn render(&self) -> String {
+        let mut out = self.parent.map(ModelPath::render).unwrap_or_default();
+        match self.segment {
+            Segment::Root(p) => out.push_str(p),
+            Segment::Key(k) if out.is_empty() => out.push_str(k),
+            Segment::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+        out
+    }
+}
+
+fn interpolate_at(
+    node: &mut Node,
+    env: &dyn Lookup,
+    path: &ModelPath<'_>,
+) -> Result<(), super::ComposeError> {
     match &mut node.value {
         Value::String(s) if s.contains('$') => {
             *s = substitute(s, env).map_err(|source| super::ComposeError::Interpolation {
                 mark: node.mark.clone(),
-                path: path.to_string(),
+                path: path.render(),
                 source,
             })?;
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_node(item, env, &format!("{path}[{i}]"))?;
+                let here = ModelPath {
+                    parent: Some(path),
+                    segment: Segment::Index(i),
+                };
+                interpolate_at(item, env, &here)?;
             }
         }
         Value::Map(map) => {
             for (k, v) in map.iter_mut() {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
+                let here = ModelPath {
+                    parent: Some(path),
+                    segment: Segment::Key(k),
                 };
-                interpolate_node(v, env, &p)?;
+                interpolate_at(v, env, &here)?;
             }
         }
         _ => {}

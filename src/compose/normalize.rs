@@ -163,17 +163,26 @@ const CASTS: &[(&str, char)] = &[
 ];
 
 fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
+    // Patterns are split once; this runs over the whole project, so subtrees no pattern can
+    // reach are skipped (most service attributes hold no typed field).
+    static SPLIT: std::sync::OnceLock<Vec<(Vec<&'static str>, char)>> = std::sync::OnceLock::new();
+    let patterns = SPLIT.get_or_init(|| {
+        CASTS
+            .iter()
+            .map(|(pat, ty)| (pat.split('.').collect(), *ty))
+            .collect()
+    });
+    let matches_prefix = |segs: &[&str], path: &[String]| {
+        segs.len() >= path.len()
+            && segs
+                .iter()
+                .zip(path.iter())
+                .all(|(s, p)| *s == "*" || s == p)
+    };
     if let Value::String(t) = &node.value {
-        // Every pattern is at least three levels deep under a top-level section.
-        if path.len() < 3 {
-            return;
-        }
-        let hit = CASTS.iter().find(|(pat, _)| {
-            let mut segs = pat.split('.');
-            path.iter()
-                .all(|p| segs.next().is_some_and(|s| s == "*" || s == p))
-                && segs.next().is_none()
-        });
+        let hit = patterns
+            .iter()
+            .find(|(segs, _)| segs.len() == path.len() && matches_prefix(segs, path));
         if let Some((_, ty)) = hit {
             let t = t.trim().to_string();
             let cast = match ty {
@@ -185,6 +194,9 @@ fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
                 node.value = v;
             }
         }
+        return;
+    }
+    if !patterns.iter().any(|(segs, _)| matches_prefix(segs, path)) {
         return;
     }
     match &mut node.value {
