@@ -247,22 +247,7 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use crate::compose::{load, LoadOptions};
-    use std::path::Path;
-
-    fn write(dir: &Path, name: &str, text: &str) {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn load_dir(dir: &Path) -> Result<crate::compose::Project, crate::compose::ComposeError> {
-        load(&LoadOptions {
-            working_dir: dir.to_path_buf(),
-            project_name: Some("t".into()),
-            ..Default::default()
-        })
-    }
+    use crate::compose::test_support::{load_dir, write};
 
     #[test]
     fn included_project_uses_its_own_dir_and_env() {

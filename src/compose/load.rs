@@ -492,12 +492,7 @@ pub struct LoadContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::compose::test_support::write;
 
     fn opts(dir: &Path) -> LoadOptions {
         LoadOptions {

@@ -13,6 +13,8 @@ pub mod model;
 pub mod normalize;
 pub mod plan;
 pub mod schema;
+#[cfg(test)]
+mod test_support;
 pub mod yaml;
 
 pub use load::{load, ComposeError, LoadOptions};
