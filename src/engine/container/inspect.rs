@@ -79,6 +79,7 @@ impl ContainerStore {
                 } else {
                     state.finished_at.clone()
                 },
+                health: state.health.clone(),
             },
             image: record.image_id.clone(),
             name: format!("/{}", record.name),
