@@ -37,7 +37,15 @@ fn busybox_image(engine: &TestEngine) {
 
 fn run_sleeper(engine: &TestEngine, name: &str) {
     let out = engine.docker(&[
-        "run", "-d", "--name", name, "--network", "host", "local/busybox:1", "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "local/busybox:1",
+        "sleep",
+        "300",
     ]);
     assert!(out.status.success(), "docker run: {}", text(&out.stderr));
 }
@@ -48,7 +56,13 @@ fn docker_cli_exec_streams_output_and_passes_the_exit_code() {
     busybox_image(&engine);
     run_sleeper(&engine, "target");
 
-    let out = engine.docker(&["exec", "target", "sh", "-c", "echo hi; echo oops >&2; exit 4"]);
+    let out = engine.docker(&[
+        "exec",
+        "target",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 4",
+    ]);
     assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
     assert_eq!(text(&out.stderr), "oops\n");
@@ -73,7 +87,16 @@ fn docker_cli_exec_streams_output_and_passes_the_exit_code() {
 
     // User, working directory and environment: the container's, overridden per exec.
     let out = engine.docker(&[
-        "exec", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", "target", "sh", "-c",
+        "exec",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "target",
+        "sh",
+        "-c",
         "id -u; id -g; pwd; echo $FOO; grep CapEff /proc/self/status",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -117,7 +140,11 @@ fn client_exec_attached_detached_and_inspect() {
                 &ExecConfig {
                     attach_stdout: true,
                     attach_stderr: true,
-                    cmd: Some(vec!["sh".into(), "-c".into(), "echo out; echo err >&2; exit 7".into()]),
+                    cmd: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "echo out; echo err >&2; exit 7".into(),
+                    ]),
                     ..Default::default()
                 },
             )
@@ -158,7 +185,11 @@ fn client_exec_attached_detached_and_inspect() {
             .create_exec(
                 "box",
                 &ExecConfig {
-                    cmd: Some(vec!["sh".into(), "-c".into(), "sleep 0.3; touch /tmp/detached".into()]),
+                    cmd: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "sleep 0.3; touch /tmp/detached".into(),
+                    ]),
                     ..Default::default()
                 },
             )
@@ -190,7 +221,10 @@ fn client_exec_attached_detached_and_inspect() {
             .expect("create exec");
         let mut stream = client.start_exec(&check).await.expect("start");
         while stream.next().await.is_some() {}
-        assert_eq!(client.inspect_exec(&check).await.unwrap().exit_code, Some(0));
+        assert_eq!(
+            client.inspect_exec(&check).await.unwrap().exit_code,
+            Some(0)
+        );
 
         // Bad input: unknown exec, no command, unknown container.
         match client.inspect_exec("nope").await {

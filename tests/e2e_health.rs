@@ -83,7 +83,11 @@ fn up_waits_for_a_healthy_dependency_and_health_survives_an_engine_restart() {
             (!logs.trim().is_empty()).then_some(logs)
         })
         .expect("app logs");
-    assert_eq!(logs.trim(), "db was ready", "app started before db was healthy");
+    assert_eq!(
+        logs.trim(),
+        "db was ready",
+        "app started before db was healthy"
+    );
 
     // Docker's inspect shape and ps text.
     let health = health_of(&project, &db);
@@ -95,13 +99,19 @@ fn up_waits_for_a_healthy_dependency_and_health_survives_an_engine_restart() {
     let row = ps_row(&project, "db");
     assert!(row.contains("Up ") && row.contains("(healthy)"), "{row}");
     let row = ps_row(&project, "app");
-    assert!(!row.contains("healthy)") && !row.contains("(health:"), "app has no healthcheck: {row}");
+    assert!(
+        !row.contains("healthy)") && !row.contains("(health:"),
+        "app has no healthcheck: {row}"
+    );
 
     // The engine goes away and comes back (the CLI starts it again): the status is kept and the
     // schedule resumes, so breaking the check makes db unhealthy.
     project.stop_engine();
     let row = ps_row(&project, "db");
-    assert!(row.contains("(healthy)"), "health kept across restart: {row}");
+    assert!(
+        row.contains("(healthy)"),
+        "health kept across restart: {row}"
+    );
     project.docker(&["exec", &db, "rm", "/tmp/ready"]);
     let health = project
         .eventually(Duration::from_secs(20), || {
@@ -154,7 +164,10 @@ services:
     let db = format!("{}-db-1", project.name);
     let no_containers = |project: &TestProject| {
         let label = format!("label=com.docker.compose.project={}", project.name);
-        project.docker(&["ps", "-aq", "--filter", &label]).trim().is_empty()
+        project
+            .docker(&["ps", "-aq", "--filter", &label])
+            .trim()
+            .is_empty()
     };
 
     write_compose(
@@ -165,7 +178,9 @@ services:
     );
     let stderr = project.fails(&["up", "-d"]);
     assert!(
-        stderr.contains(&format!("dependency failed to start: container {db} is unhealthy")),
+        stderr.contains(&format!(
+            "dependency failed to start: container {db} is unhealthy"
+        )),
         "{stderr}"
     );
     assert!(no_containers(&project), "the failed run was rolled back");
@@ -178,7 +193,10 @@ services:
         ),
     );
     let stderr = project.fails(&["up", "-d"]);
-    assert!(stderr.contains(&format!("container {db} is unhealthy")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("container {db} is unhealthy")),
+        "{stderr}"
+    );
     assert!(no_containers(&project));
 
     // Waiting for health of a container that has no healthcheck is an error, not a hang.
@@ -194,5 +212,8 @@ services:
         .into_iter()
         .filter(|p| !p.contains(" engine "))
         .collect();
-    assert!(procs.is_empty(), "nothing left running (probes included): {procs:?}");
+    assert!(
+        procs.is_empty(),
+        "nothing left running (probes included): {procs:?}"
+    );
 }

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::model::{Healthcheck, Project, Service};
 use crate::engine::api::types::{
     ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, Mount,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, VolumeCreateRequest,
+    HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    VolumeCreateRequest,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -496,10 +496,7 @@ mod tests {
         assert_eq!(c.timeout, 90_000_000_000);
         assert_eq!(c.start_period, 2_000_000_000);
         assert_eq!((c.start_interval, c.retries), (0, 5));
-        let off = health_config(&Healthcheck {
-            disable: true,
-            ..h
-        });
+        let off = health_config(&Healthcheck { disable: true, ..h });
         assert_eq!(off.test, Some(vec!["NONE".to_string()]));
         assert_eq!(off.interval, 0);
     }

@@ -23,10 +23,10 @@ use tokio::net::UnixStream;
 use super::types::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerSummary,
     ContainerWaitResponse, EndpointSettings, ErrorResponse, EventMessage, ExecConfig,
-    ExecCreateResponse, ExecInspect, ExecStartConfig, ImageInspect,
-    ImageSummary, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
-    NetworkDisconnectRequest, NetworkResource, ProgressMessage, VersionResponse, Volume,
-    VolumeCreateRequest, VolumeListResponse,
+    ExecCreateResponse, ExecInspect, ExecStartConfig, ImageInspect, ImageSummary,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkResource, ProgressMessage, VersionResponse, Volume, VolumeCreateRequest,
+    VolumeListResponse,
 };
 use super::API_VERSION;
 use crate::engine::{EngineRoots, EngineSettings};

@@ -111,7 +111,10 @@ fn stop_signals() -> SigSet {
 }
 
 fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
-    let pidfd = spec.init.open().ok_or(ExecError::NotRunning(spec.init.pid))?;
+    let pidfd = spec
+        .init
+        .open()
+        .ok_or(ExecError::NotRunning(spec.init.pid))?;
     // Cgroups first: their paths are host paths, gone from view once in the mount namespace.
     for cgroup in &spec.cgroups {
         let path = cgroup.join("cgroup.procs");
@@ -145,17 +148,15 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
             // SAFETY: prctl with integer arguments. Kept until the workload changes user;
             // for root workloads it also covers the parent being SIGKILLed.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            let err = match nix::sys::signal::sigprocmask(
-                SigmaskHow::SIG_SETMASK,
-                Some(&old_mask),
-                None,
-            ) {
-                Err(e) => sys("unblock signals")(e),
-                Ok(()) => match child(spec) {
-                    Ok(never) => match never {},
-                    Err(e) => e,
-                },
-            };
+            let err =
+                match nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)
+                {
+                    Err(e) => sys("unblock signals")(e),
+                    Ok(()) => match child(spec) {
+                        Ok(never) => match never {},
+                        Err(e) => e,
+                    },
+                };
             eprintln!("berth exec: {err}");
             std::process::exit(failure_code(&err))
         }

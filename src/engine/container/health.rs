@@ -205,10 +205,7 @@ impl ContainerStore {
             if current.status != Status::Running || current.init != init {
                 return;
             }
-            let starting = current
-                .health
-                .as_ref()
-                .is_none_or(|h| h.status == STARTING);
+            let starting = current.health.as_ref().is_none_or(|h| h.status == STARTING);
             let wait = if starting && !probe.start_period.is_zero() && Utc::now() < start_period_end
             {
                 probe.start_interval
@@ -266,7 +263,10 @@ impl ContainerStore {
                 record_result(health, result, in_start_period, probe.retries);
                 let after = health.status.clone();
                 if let Err(e) = self.save_state(&id, &st) {
-                    eprintln!("berth engine: record health of container {}: {e}", record.name);
+                    eprintln!(
+                        "berth engine: record health of container {}: {e}",
+                        record.name
+                    );
                 }
                 (before != after).then_some(after)
             };
@@ -297,7 +297,11 @@ fn humantime_secs(d: Duration) -> String {
     }
 }
 
-fn send_health_event(events: &broadcast::Sender<EventMessage>, record: &ContainerRecord, status: &str) {
+fn send_health_event(
+    events: &broadcast::Sender<EventMessage>,
+    record: &ContainerRecord,
+    status: &str,
+) {
     let now = Utc::now();
     let mut attributes: IndexMap<String, String> = record.labels.clone();
     attributes.insert("image".into(), record.request.image.clone());

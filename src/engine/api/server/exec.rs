@@ -114,13 +114,13 @@ async fn start(
                 let _ = conn.shutdown().await;
             }
         });
-        return Ok(Response::builder()
+        return Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "Upgrade")
             .header(header::UPGRADE, "tcp")
             .header(header::CONTENT_TYPE, MULTIPLEXED)
             .body(Body::empty())
-            .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")))?);
+            .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")));
     }
 
     let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
@@ -136,11 +136,11 @@ async fn start(
         engine.finish_exec(&id, end);
         drop(body_tx);
     });
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, MULTIPLEXED)
         .body(Body::from_stream(tokio_stream_from(body_rx)))
-        .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))?)
+        .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))
 }
 
 #[cfg(test)]
