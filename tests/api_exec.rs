@@ -1,5 +1,6 @@
 //! Exec in a running container through the engine API: the real Docker CLI (`docker exec`, which
-//! upgrades the connection) and berth's client (plain streamed body, detached start, inspect).
+//! upgrades the connection) and berth's client (plain streamed body, detached start, inspect);
+//! and the healthchecks that run on it (`docker run --health-cmd`).
 //! Containers use the host network so the tests exercise exec, not the bridge.
 
 mod common;
@@ -256,5 +257,93 @@ fn client_exec_attached_detached_and_inspect() {
         }
     });
     let out = engine.docker(&["rm", "-f", "box"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Docker CLI healthcheck flags reach the engine: the probe runs through exec on its schedule,
+/// inspect and ps show the result, and the change is announced as a `health_status` event.
+#[test]
+fn docker_cli_healthcheck_flags_run_probes_and_send_events() {
+    let engine = TestEngine::start();
+    busybox_image(&engine);
+    let client = engine.client();
+    let docker_host = engine.docker_host();
+    let events = common::engine::block_on(async move {
+        let mut stream = client
+            .events(&[("container", "probed")])
+            .await
+            .expect("events");
+        let out = std::process::Command::new("/usr/local/bin/docker")
+            .args([
+                "-H",
+                &docker_host,
+                "run",
+                "-d",
+                "--name",
+                "probed",
+                "--network",
+                "host",
+            ])
+            .args(["--health-cmd", "test -f /tmp/ok && echo fine"])
+            .args(["--health-interval", "200ms", "--health-retries", "50"])
+            .args([
+                "local/busybox:1",
+                "sh",
+                "-c",
+                "sleep 1; touch /tmp/ok; exec sleep 300",
+            ])
+            .output()
+            .expect("docker run");
+        assert!(out.status.success(), "docker run: {}", text(&out.stderr));
+        let mut actions = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, stream.next()).await {
+            actions.push(event.action.clone());
+            if event.action.starts_with("health_status") {
+                break;
+            }
+        }
+        actions
+    });
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("health_status: healthy"),
+        "{events:?}"
+    );
+
+    let out = engine.docker(&["inspect", "--format", "{{json .State.Health}}", "probed"]);
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).expect("health json");
+    assert_eq!(health["Status"], "healthy", "{health}");
+    let log = health["Log"].as_array().expect("log");
+    let last = log.last().expect("a probe result");
+    assert_eq!(
+        (last["ExitCode"].as_i64(), last["Output"].as_str()),
+        (Some(0), Some("fine\n"))
+    );
+    let out = engine.docker(&["ps", "--format", "{{.Status}}", "--filter", "name=probed"]);
+    assert!(
+        text(&out.stdout).contains("(healthy)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // --no-healthcheck disables the image's or any default check: no Health at all.
+    let out = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "unprobed",
+        "--network",
+        "host",
+        "--no-healthcheck",
+        "local/busybox:1",
+        "sleep",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = engine.docker(&["inspect", "--format", "{{json .State.Health}}", "unprobed"]);
+    assert_eq!(text(&out.stdout).trim(), "null");
+
+    let out = engine.docker(&["rm", "-f", "probed", "unprobed"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -337,5 +337,24 @@ mod tests {
         };
         assert_eq!(status_text(&up, now), "Up About a minute");
         assert_eq!(human_duration(chrono::Duration::hours(50)), "2 days");
+        let with_health = |status: &str| StateRecord {
+            health: Some(crate::engine::api::types::Health {
+                status: status.into(),
+                ..Default::default()
+            }),
+            ..up.clone()
+        };
+        assert_eq!(
+            status_text(&with_health("healthy"), now),
+            "Up About a minute (healthy)"
+        );
+        assert_eq!(
+            status_text(&with_health("starting"), now),
+            "Up About a minute (health: starting)"
+        );
+        assert_eq!(
+            status_text(&with_health("unhealthy"), now),
+            "Up About a minute (unhealthy)"
+        );
     }
 }
