@@ -227,6 +227,31 @@ fn client_exec_attached_detached_and_inspect() {
             Some(0)
         );
 
+        // The exec's environment never shows in a process's command line (readable by anyone).
+        let token = format!("s3cr3t-{}", std::process::id());
+        let exec_id = client
+            .create_exec(
+                "box",
+                &ExecConfig {
+                    env: Some(vec![format!("TOKEN={token}")]),
+                    cmd: Some(vec!["sleep".into(), "1".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create exec");
+        client.start_exec_detached(&exec_id).await.expect("start");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(client.inspect_exec(&exec_id).await.unwrap().running);
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            assert!(
+                !text(&cmdline).contains(&token),
+                "{:?} shows the exec's env",
+                entry.path()
+            );
+        }
+
         // Bad input: unknown exec, no command, unknown container.
         match client.inspect_exec("nope").await {
             Err(ClientError::Api { status, .. }) => assert_eq!(status, 404),

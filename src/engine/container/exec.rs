@@ -1,7 +1,7 @@
 //! Exec: running another process in a running container (`docker exec`, healthcheck probes).
 //!
-//! Two halves. `berth exec-init <spec-json>` is a single-threaded re-exec (dispatched from `main`
-//! before anything else): it joins the container's cgroups, then its ipc, uts, net, pid and mount
+//! Two halves. `berth exec-init` (spec in `BERTH_EXEC_SPEC`) is a single-threaded re-exec
+//! (dispatched from `main` before anything else): it joins the container's cgroups, then its ipc, uts, net, pid and mount
 //! namespaces at once through a pidfd of the container's init (so a reused PID is never joined),
 //! forks so the child is inside the PID namespace, and the child drops privileges exactly as
 //! `berth init` does ([`process_setup`]) and `execve`s the command. The parent stays outside,
@@ -35,7 +35,12 @@ use super::{ContainerError, ContainerStore, Result};
 use crate::engine::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::engine::Engine;
 
-/// What `berth exec-init` gets as its one argument (JSON).
+/// The environment variable carrying the [`ExecSpec`] as JSON: not an argument, because
+/// `/proc/<pid>/cmdline` is readable by every host user and the spec holds the container's
+/// environment (often credentials); `environ` is readable only by root.
+pub const SPEC_ENV: &str = "BERTH_EXEC_SPEC";
+
+/// What `berth exec-init` is given (in [`SPEC_ENV`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ExecSpec {
     /// The container's init as recorded, so a reused PID is refused.
@@ -49,7 +54,9 @@ pub struct ExecSpec {
 
 #[derive(Debug, Error)]
 pub enum ExecError {
-    #[error("usage: berth exec-init <spec-json> (started by the berth engine, not by hand)")]
+    #[error(
+        "usage: BERTH_EXEC_SPEC=<json> berth exec-init (started by the berth engine, not by hand)"
+    )]
     Usage,
     #[error("invalid exec spec: {0}")]
     Spec(#[source] serde_json::Error),
@@ -88,9 +95,8 @@ fn failure_code(e: &ExecError) -> i32 {
 
 /// Entry point of `berth exec-init`; called from `main` before anything else runs.
 pub fn main() -> ! {
-    let result = std::env::args()
-        .nth(2)
-        .ok_or(ExecError::Usage)
+    let result = std::env::var(SPEC_ENV)
+        .map_err(|_| ExecError::Usage)
         .and_then(|json| serde_json::from_str::<ExecSpec>(&json).map_err(ExecError::Spec))
         .and_then(|spec| run(&spec));
     match result {
@@ -287,7 +293,7 @@ impl ContainerStore {
             .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;
         let mut cmd = std::process::Command::new(self_exe());
         cmd.arg("exec-init")
-            .arg(json)
+            .env(SPEC_ENV, json)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
