@@ -1,10 +1,12 @@
 //! `berth pull`: pull the services' images, with docker-style progress.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use futures_util::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::output::status_line;
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
@@ -44,14 +46,19 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pull one image through the engine; progress lines go to stderr when it is a terminal.
+/// Pull one image through the engine. On a terminal each layer gets a progress bar (indicatif),
+/// as docker compose shows them; otherwise only the final line is printed.
 pub async fn pull_image(
     client: &EngineClient,
     service: &str,
     image: &str,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let show = !quiet && std::io::stderr().is_terminal();
+    let bars = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
+    let mut layers: HashMap<String, ProgressBar> = HashMap::new();
+    let style =
+        ProgressStyle::with_template("   {prefix} {msg:<16} {wide_bar} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut stream = client
         .pull(image)
         .await
@@ -61,17 +68,31 @@ pub async fn pull_image(
         if let Some(error) = message.error.or(message.error_detail.map(|d| d.message)) {
             anyhow::bail!(error);
         }
-        if show {
-            if let (Some(id), Some(status)) = (&message.id, &message.status) {
-                eprint!(
-                    "\r   {id} {status} {}\x1b[K",
-                    message.progress.as_deref().unwrap_or("")
-                );
+        let (Some(bars), Some(id), Some(status)) = (&bars, &message.id, &message.status) else {
+            continue;
+        };
+        // Lines without a layer ID ("Pulling from …", "Digest: …") carry no bar.
+        if id.contains(':') || id.contains('/') {
+            continue;
+        }
+        let bar = layers.entry(id.clone()).or_insert_with(|| {
+            let bar = bars.add(ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(id.clone());
+            bar
+        });
+        bar.set_message(status.clone());
+        if let Some(detail) = &message.progress_detail {
+            if let Some(total) = detail.total {
+                bar.set_length(total);
+            }
+            if let Some(current) = detail.current {
+                bar.set_position(current);
             }
         }
     }
-    if show {
-        eprint!("\r\x1b[K");
+    for bar in layers.values() {
+        bar.finish_and_clear();
     }
     if !quiet {
         status_line(service, "", "Pulled");

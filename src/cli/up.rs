@@ -173,59 +173,110 @@ async fn converge(
     };
     report_orphans(client, project, &existing, args.remove_orphans).await?;
 
+    // Services whose dependencies are all up start together, level by level, as docker compose
+    // walks its dependency graph in parallel.
+    let made_here = std::sync::Mutex::new(Vec::new());
     let mut started = Vec::new();
-    for service_name in order {
-        wait_for_dependencies(client, project, service_name, &existing).await?;
-        let name = plan::container_name(project, service_name, 1);
-        let request = plan::container_create_request(project, service_name, 1)
-            .ok_or_else(|| anyhow!("no such service: {service_name}"))?;
-        let wanted_hash = plan::service_config_hash(&project.services[service_name]);
-        let current = existing.iter().find(|c| {
-            c.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service_name.as_str())
-                && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some("1")
-        });
-        let id = match current {
-            Some(c)
-                if args.no_recreate
-                    || (!args.force_recreate
-                        && c.labels.get(LABEL_CONFIG_HASH) == Some(&wanted_hash)) =>
-            {
-                if c.state == "running" {
-                    status_line("Container", &name, "Running");
-                    started.push(Started::new(project, service_name, &c.id, &name));
-                    continue;
+    for level in start_levels(project, order) {
+        let results = futures_util::future::join_all(level.iter().map(|service_name| {
+            converge_service(client, project, service_name, args, &existing, &made_here)
+        }))
+        .await;
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(container) => started.push(container),
+                Err(e) => {
+                    failure.get_or_insert(e);
                 }
-                c.id.clone()
             }
-            Some(c) => {
-                status_line("Container", &name, "Recreate");
-                client.stop_container(&c.id, args.timeout).await?;
-                client.remove_container(&c.id, true, false).await?;
-                let created = client.create_container(Some(&name), &request).await?;
-                made.push(Made::Container(created.id.clone()));
-                status_line("Container", &name, "Recreated");
-                created.id
-            }
-            None => {
-                let created = client
-                    .create_container(Some(&name), &request)
-                    .await
-                    .with_context(|| {
-                        format!("cannot create container for service {service_name}")
-                    })?;
-                made.push(Made::Container(created.id.clone()));
-                status_line("Container", &name, "Created");
-                created.id
-            }
-        };
-        client
-            .start_container(&id)
-            .await
-            .with_context(|| format!("cannot start container {name} (service {service_name})"))?;
-        status_line("Container", &name, "Started");
-        started.push(Started::new(project, service_name, &id, &name));
+        }
+        if let Some(e) = failure {
+            made.extend(made_here.into_inner().unwrap_or_else(|p| p.into_inner()));
+            return Err(e);
+        }
     }
+    made.extend(made_here.into_inner().unwrap_or_else(|p| p.into_inner()));
     Ok(started)
+}
+
+/// `order` grouped into levels: a service's level is one more than its deepest dependency's.
+fn start_levels(project: &Project, order: &[String]) -> Vec<Vec<String>> {
+    let mut level_of: std::collections::HashMap<&str, usize> = Default::default();
+    let mut levels: Vec<Vec<String>> = Vec::new();
+    for name in order {
+        let level = project.services[name]
+            .depends_on
+            .keys()
+            .filter_map(|dep| level_of.get(dep.as_str()))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        level_of.insert(name, level);
+        if levels.len() <= level {
+            levels.resize(level + 1, Vec::new());
+        }
+        levels[level].push(name.clone());
+    }
+    levels
+}
+
+/// Create (or recreate) and start the container of one service once its dependencies allow.
+async fn converge_service(
+    client: &EngineClient,
+    project: &Project,
+    service_name: &str,
+    args: &UpArgs,
+    existing: &[ContainerSummary],
+    made: &std::sync::Mutex<Vec<Made>>,
+) -> anyhow::Result<Started> {
+    let remember = |object: Made| made.lock().unwrap_or_else(|p| p.into_inner()).push(object);
+    wait_for_dependencies(client, project, service_name, existing).await?;
+    let name = plan::container_name(project, service_name, 1);
+    let request = plan::container_create_request(project, service_name, 1)
+        .ok_or_else(|| anyhow!("no such service: {service_name}"))?;
+    let wanted_hash = plan::service_config_hash(&project.services[service_name]);
+    let current = existing.iter().find(|c| {
+        c.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service_name)
+            && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some("1")
+    });
+    let id = match current {
+        Some(c)
+            if args.no_recreate
+                || (!args.force_recreate
+                    && c.labels.get(LABEL_CONFIG_HASH) == Some(&wanted_hash)) =>
+        {
+            if c.state == "running" {
+                status_line("Container", &name, "Running");
+                return Ok(Started::new(project, service_name, &c.id, &name));
+            }
+            c.id.clone()
+        }
+        Some(c) => {
+            status_line("Container", &name, "Recreate");
+            client.stop_container(&c.id, args.timeout).await?;
+            client.remove_container(&c.id, true, false).await?;
+            let created = client.create_container(Some(&name), &request).await?;
+            remember(Made::Container(created.id.clone()));
+            status_line("Container", &name, "Recreated");
+            created.id
+        }
+        None => {
+            let created = client
+                .create_container(Some(&name), &request)
+                .await
+                .with_context(|| format!("cannot create container for service {service_name}"))?;
+            remember(Made::Container(created.id.clone()));
+            status_line("Container", &name, "Created");
+            created.id
+        }
+    };
+    client
+        .start_container(&id)
+        .await
+        .with_context(|| format!("cannot start container {name} (service {service_name})"))?;
+    status_line("Container", &name, "Started");
+    Ok(Started::new(project, service_name, &id, &name))
 }
 
 impl Started {

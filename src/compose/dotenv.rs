@@ -221,4 +221,19 @@ mod tests {
             .to_string()
             .starts_with("line 1: unterminated quoted value"));
     }
+
+    proptest::proptest! {
+        /// Any text gives variables or a line-numbered error, never a panic.
+        #[test]
+        fn never_panics(text in "[A-Za-z_=#'\"\\\\$ {}\n\t.-]{0,80}") {
+            let _ = parse(&text, &no_env);
+        }
+
+        /// Single-quoted values come back verbatim.
+        #[test]
+        fn single_quoted_values_are_literal(value in "[^'\\\\\n]{0,30}") {
+            let vars = parse(&format!("K='{value}'\n"), &no_env).unwrap();
+            proptest::prop_assert_eq!(vars["K"].as_deref(), Some(value.as_str()));
+        }
+    }
 }

@@ -125,7 +125,13 @@ pub fn apply(
             });
         }
         let Some(sub) = merged else { continue };
-        let target = file.node.as_map_mut().expect("compose files are mappings");
+        let Some(target) = file.node.as_map_mut() else {
+            return Err(ComposeError::invalid(
+                &inc,
+                "include",
+                "top-level object must be a mapping",
+            ));
+        };
         for kind in RESOURCE_KINDS {
             let Some(src) = sub.get(kind).and_then(Node::as_map) else {
                 continue;

@@ -259,4 +259,19 @@ mod tests {
             assert!(e.starts_with("invalid interpolation format"), "{t}: {e}");
         }
     }
+
+    proptest::proptest! {
+        /// `$$` is the escape for `$`: escaping any text and interpolating it gives the text back.
+        #[test]
+        fn escaped_text_survives_interpolation(text in "\\PC{0,64}") {
+            let escaped = text.replace('$', "$$");
+            proptest::prop_assert_eq!(substitute(&escaped, &env()).unwrap(), text);
+        }
+
+        /// Any input gives a value or an error, never a panic.
+        #[test]
+        fn never_panics(text in "[$a-zA-Z_{}:?+\\-0-9 ]{0,40}") {
+            let _ = substitute(&text, &env());
+        }
+    }
 }

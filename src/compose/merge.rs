@@ -34,7 +34,11 @@ pub fn strip_tags(mut node: Node) -> Node {
 pub fn merge_files(base: Node, over: Node) -> Result<Node, ComposeError> {
     let mark = base.mark.clone();
     let (Value::Map(mut b), Value::Map(o)) = (base.value, over.value) else {
-        unreachable!("parse() guarantees mappings at the top level")
+        return Err(ComposeError::Invalid {
+            mark: Some(over.mark).filter(|m| m.line > 0),
+            path: "(top level)".into(),
+            message: "top-level object must be a mapping".into(),
+        });
     };
     for (k, ov) in o {
         match ov.tag {

@@ -11,19 +11,23 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use futures_util::StreamExt;
+use oci_spec::image::{
+    Arch, Config, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+};
+use oci_spec::OciSpecError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::api::types::{
-    ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail, ProgressMessage,
+    EmptyObject, ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail,
+    ProgressMessage,
 };
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
-use super::registry::{
-    self, parse_manifest, select_platform, Manifest, RegistryClient, RegistryError,
-};
+use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits};
 use super::EngineSettings;
@@ -65,6 +69,13 @@ pub enum ImageError {
     },
     #[error("invalid image {image}: {detail}")]
     InvalidImage { image: String, detail: String },
+    #[error("cannot build the OCI {what} of {image}: {source}")]
+    OciBuild {
+        what: &'static str,
+        image: String,
+        #[source]
+        source: OciSpecError,
+    },
     #[error("snapshot store: {0}")]
     Snapshot(#[from] SnapshotError),
     #[error("image store i/o on {path}: {source}")]
@@ -140,25 +151,35 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
 }
 
-/// The parts of an OCI / Docker image config we use.
-#[derive(Debug, Clone, Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default)]
-    config: Option<ImageContainerConfig>,
-    rootfs: RootFs,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RootFs {
-    #[serde(rename = "type", default)]
-    kind: String,
-    diff_ids: Vec<String>,
+/// The container defaults of an image config (`config` in OCI and Docker configs alike) in the
+/// shape the Docker API reports them.
+fn container_config(config: Option<&Config>) -> ImageContainerConfig {
+    let Some(c) = config else {
+        return ImageContainerConfig::default();
+    };
+    // oci-spec reads Go's `map[string]struct{}` sets as lists: the API spells them as maps.
+    let set = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map(|keys| keys.iter().map(|k| (k.clone(), EmptyObject {})).collect())
+    };
+    ImageContainerConfig {
+        user: c.user().clone().unwrap_or_default(),
+        env: c.env().clone(),
+        cmd: c.cmd().clone(),
+        entrypoint: c.entrypoint().clone(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        exposed_ports: set(c.exposed_ports()),
+        volumes: set(c.volumes()),
+        // oci-spec keeps labels in a HashMap; Docker writes them sorted by key, so sorting
+        // restores the document's order.
+        labels: c.labels().as_ref().map(|l| {
+            let mut l: Vec<(String, String)> =
+                l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            l.sort();
+            l.into_iter().collect()
+        }),
+        stop_signal: c.stop_signal().clone(),
+    }
 }
 
 pub struct ImageStore {
@@ -446,20 +467,23 @@ impl ImageStore {
         let parsed =
             parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
         let (manifest_bytes, manifest) = match parsed {
-            Manifest::Image(m) => (fetched.bytes.clone(), m),
+            Manifest::Image(m) => (fetched.bytes.clone(), *m),
             Manifest::Index(idx) => {
                 let entry = select_platform(&idx)
                     .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
-                if !is_valid_digest(&entry.digest) {
-                    return Err(invalid(format!("bad manifest digest {:?}", entry.digest)));
+                // oci-spec checked the syntax, but admits any algorithm: berth addresses
+                // content by sha256 only.
+                let entry_digest: &str = entry.digest().as_ref();
+                if !is_valid_digest(entry_digest) {
+                    return Err(invalid(format!("bad manifest digest {entry_digest:?}")));
                 }
-                let inner = client.manifest(&entry.digest).await?;
+                let inner = client.manifest(entry_digest).await?;
                 let actual = sha256_digest(&inner.bytes);
-                if actual != entry.digest {
+                if actual != entry_digest {
                     return Err(ImageError::Content {
                         image: image.clone(),
                         source: ContentError::DigestMismatch {
-                            expected: entry.digest.clone(),
+                            expected: entry_digest.to_string(),
                             actual,
                             size: inner.bytes.len() as u64,
                         },
@@ -468,7 +492,7 @@ impl ImageStore {
                 match parse_manifest(&inner.bytes, inner.content_type.as_deref())
                     .map_err(&invalid)?
                 {
-                    Manifest::Image(m) => (inner.bytes, m),
+                    Manifest::Image(m) => (inner.bytes, *m),
                     Manifest::Index(_) => {
                         return Err(invalid("index points to another index".into()))
                     }
@@ -476,22 +500,28 @@ impl ImageStore {
             }
         };
         let manifest_digest = sha256_digest(&manifest_bytes);
-        if manifest.layers.len() > MAX_LAYERS {
+        let layers = manifest.layers();
+        if layers.len() > MAX_LAYERS {
             return Err(invalid(format!(
                 "{} layers (overlayfs stacks at most {MAX_LAYERS})",
-                manifest.layers.len()
+                layers.len()
             )));
         }
-        for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            if !is_valid_digest(&d.digest) {
-                return Err(invalid(format!("bad descriptor digest {:?}", d.digest)));
+        // As for the index entry: sha256 only, before any digest names a file.
+        for d in std::iter::once(manifest.config()).chain(layers.iter()) {
+            if !is_valid_digest(d.digest().as_ref()) {
+                return Err(invalid(format!(
+                    "bad descriptor digest {:?}",
+                    d.digest().as_ref()
+                )));
             }
         }
 
         // Config: from the store if we have it, else from the registry (verified).
-        let config_digest = manifest.config.digest.clone();
-        if manifest.config.size > MAX_CONFIG_BYTES {
-            return Err(invalid(format!("config of {} bytes", manifest.config.size)));
+        let config_digest = manifest.config().digest().to_string();
+        let config_size = manifest.config().size();
+        if config_size > MAX_CONFIG_BYTES {
+            return Err(invalid(format!("config of {config_size} bytes")));
         }
         let config_bytes = if self.content.contains(&config_digest) {
             self.content
@@ -501,34 +531,37 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            self.download_small(&client, &config_digest, manifest.config.size)
+            self.download_small(&client, &config_digest, config_size)
                 .await
                 .map_err(|e| with_image(e, &image))?
         };
-        let config: ConfigFile = serde_json::from_slice(&config_bytes)
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
             .map_err(|e| invalid(format!("bad image config: {e}")))?;
-        if config.rootfs.kind != "layers" {
-            return Err(invalid(format!("rootfs type {:?}", config.rootfs.kind)));
+        let rootfs = config.rootfs();
+        if rootfs.typ() != "layers" {
+            return Err(invalid(format!("rootfs type {:?}", rootfs.typ())));
         }
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        let diff_ids = rootfs.diff_ids();
+        if diff_ids.len() != layers.len() {
             return Err(invalid(format!(
                 "{} layers but {} diff_ids in the config",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
+                layers.len(),
+                diff_ids.len()
             )));
         }
-        for d in &config.rootfs.diff_ids {
+        // oci-spec keeps diff_ids as plain strings: they name snapshot directories, so check.
+        for d in diff_ids {
             if !is_valid_digest(d) {
                 return Err(invalid(format!("bad diff_id {d:?}")));
             }
         }
-        let chains = chain_ids(&config.rootfs.diff_ids);
+        let chains = chain_ids(diff_ids);
         let existing = self.read_records().get(&config_digest).cloned();
 
         // Layers: announce, then download + unpack the ones whose snapshot is missing.
         let mut todo = Vec::new();
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            let id = short(&layer.digest);
+        for (i, layer) in layers.iter().enumerate() {
+            let id = short(layer.digest().as_ref());
             if self.snapshots.exists(&chains[i]) {
                 send(status_msg("Already exists", Some(&id))).await;
             } else {
@@ -545,16 +578,17 @@ impl ImageStore {
             let done_tx = done_tx;
             let mut downloads = futures_util::stream::iter(todo.iter().copied())
                 .map(|i| {
-                    let layer = &manifest.layers[i];
+                    let layer = &layers[i];
                     let (client, image, new_blobs, send) = (&client, &image, &new_blobs, &send);
                     async move {
-                        let id = short(&layer.digest);
-                        if !self.content.contains(&layer.digest) {
+                        let digest: &str = layer.digest().as_ref();
+                        let id = short(digest);
+                        if !self.content.contains(digest) {
                             self.download_layer(client, layer, &id, progress)
                                 .await
                                 .map_err(|e| with_image(e, image))?;
                             if let Ok(mut v) = new_blobs.lock() {
-                                v.push(layer.digest.clone());
+                                v.push(digest.to_string());
                             }
                             send(status_msg("Verifying Checksum", Some(&id))).await;
                             send(status_msg("Download complete", Some(&id))).await;
@@ -579,27 +613,22 @@ impl ImageStore {
                     Some(Err(e)) => return Err(e),
                     None => return Err(ImageError::Other("layer downloads stopped".into())),
                 }
-                let layer = &manifest.layers[i];
-                let id = short(&layer.digest);
+                let layer = &layers[i];
+                let id = short(layer.digest().as_ref());
                 send(ProgressMessage {
                     status: Some("Extracting".into()),
                     id: Some(id.clone()),
                     progress_detail: Some(ProgressDetail {
                         current: Some(0),
-                        total: Some(layer.size),
+                        total: Some(layer.size()),
                     }),
                     ..Default::default()
                 })
                 .await;
                 let bytes = self
-                    .unpack_blob(
-                        &image,
-                        &layer.digest,
-                        &config.rootfs.diff_ids[i],
-                        &chains[i],
-                    )
+                    .unpack_blob(&image, layer.digest().as_ref(), &diff_ids[i], &chains[i])
                     .await?;
-                unpacked_sizes.insert(config.rootfs.diff_ids[i].clone(), bytes);
+                unpacked_sizes.insert(diff_ids[i].clone(), bytes);
                 rollback.snapshots.push(chains[i].clone());
                 send(status_msg("Pull complete", Some(&id))).await;
             }
@@ -640,21 +669,20 @@ impl ImageStore {
             id: config_digest.clone(),
             repo_tags: Vec::new(),
             repo_digests: Vec::new(),
-            config: config.config.clone().unwrap_or_default(),
-            created: config.created.clone().unwrap_or_default(),
-            architecture: config.architecture.clone(),
-            os: config.os.clone(),
+            config: container_config(config.config().as_ref()),
+            created: config.created().clone().unwrap_or_default(),
+            architecture: config.architecture().to_string(),
+            os: config.os().to_string(),
             size: 0,
-            diff_ids: config.rootfs.diff_ids.clone(),
+            diff_ids: diff_ids.clone(),
             manifest_digest: manifest_digest.clone(),
-            layers: manifest
-                .layers
+            layers: layers
                 .iter()
-                .zip(&config.rootfs.diff_ids)
+                .zip(diff_ids)
                 .map(|(l, d)| LayerRecord {
-                    digest: l.digest.clone(),
-                    media_type: l.media_type.clone(),
-                    size: l.size,
+                    digest: l.digest().to_string(),
+                    media_type: l.media_type().to_string(),
+                    size: l.size(),
                     diff_id: d.clone(),
                     unpacked_size: unpacked_sizes
                         .get(d)
@@ -750,17 +778,18 @@ impl ImageStore {
     async fn download_layer(
         &self,
         client: &RegistryClient,
-        layer: &registry::Descriptor,
+        layer: &Descriptor,
         id: &str,
         progress: &mpsc::Sender<ProgressMessage>,
     ) -> std::result::Result<(), PullStepError> {
-        let mut resp = client.blob(&layer.digest).await?;
-        let mut writer = self.content.writer(&layer.digest, Some(layer.size))?;
+        let size = layer.size();
+        let mut resp = client.blob(layer.digest().as_ref()).await?;
+        let mut writer = self.content.writer(layer.digest().as_ref(), Some(size))?;
         let mut last_report = 0u64;
         while let Some(chunk) = client.next_chunk(&mut resp).await? {
             writer.write_chunk(&chunk)?;
             let done = writer.written();
-            if done - last_report >= 512 * 1024 || done == layer.size {
+            if done - last_report >= 512 * 1024 || done == size {
                 last_report = done;
                 let _ = progress
                     .send(ProgressMessage {
@@ -768,7 +797,7 @@ impl ImageStore {
                         id: Some(id.to_string()),
                         progress_detail: Some(ProgressDetail {
                             current: Some(done),
-                            total: Some(layer.size),
+                            total: Some(size),
                         }),
                         ..Default::default()
                     })
@@ -891,9 +920,9 @@ impl ImageStore {
             rollback.blobs.push(layer_digest.clone());
         }
         let media_type = if head.starts_with(&[0x1f, 0x8b]) {
-            registry::MEDIA_OCI_LAYER_GZIP
+            MediaType::ImageLayerGzip
         } else {
-            registry::MEDIA_OCI_LAYER_TAR
+            MediaType::ImageLayer
         };
         let blob = self.content.open_blob(&layer_digest).map_err(content_err)?;
         // The chain id is the diff id, known only after unpacking: unpack into a temporary
@@ -918,14 +947,39 @@ impl ImageStore {
         }
 
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "created": created,
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": created, "created_by": "berth import", "comment": "Imported from tarball"}],
-        });
+        let build_err = |what: &'static str| {
+            let image = image.clone();
+            move |source| ImageError::OciBuild {
+                what,
+                image,
+                source,
+            }
+        };
+        let config = ImageConfigurationBuilder::default()
+            .created(created.clone())
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            // An empty `config` object: no command, as `docker import` leaves it.
+            .config(
+                ConfigBuilder::default()
+                    .build()
+                    .map_err(build_err("config"))?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![diff_id.clone()])
+                    .build()
+                    .map_err(build_err("rootfs"))?,
+            )
+            .history(vec![HistoryBuilder::default()
+                .created(created.clone())
+                .created_by("berth import")
+                .comment("Imported from tarball")
+                .build()
+                .map_err(build_err("history"))?])
+            .build()
+            .map_err(build_err("config"))?;
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
         let config_digest = self
@@ -935,12 +989,22 @@ impl ImageStore {
         // The config carries a creation time, so it (and the manifest naming it) is always new
         // and belongs to this import's rollback.
         rollback.blobs.push(config_digest.clone());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": registry::MEDIA_OCI_MANIFEST,
-            "config": {"mediaType": registry::MEDIA_OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
-            "layers": [{"mediaType": media_type, "digest": layer_digest, "size": size}],
-        });
+        let digest = |d: &str| Digest::try_from(d).map_err(build_err("descriptor"));
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                digest(&config_digest)?,
+            ))
+            .layers(vec![Descriptor::new(
+                media_type.clone(),
+                size,
+                digest(&layer_digest)?,
+            )])
+            .build()
+            .map_err(build_err("manifest"))?;
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
         let manifest_digest = self
@@ -1169,5 +1233,144 @@ fn with_image(e: PullStepError, image: &str) -> ImageError {
             image: image.to_string(),
             source,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A config as `docker build` writes it: Docker-only keys, `null`s, Go sets and labels.
+    #[test]
+    fn docker_built_config_parses_into_the_api_config() {
+        let diff = format!("sha256:{}", "a".repeat(64));
+        let doc = format!(
+            r#"{{"architecture":"amd64","os":"linux","created":"2024-05-01T10:00:00.123456789Z",
+            "docker_version":"24.0.7","container":"0b1c","container_config":{{"Hostname":"0b1c","Cmd":["/bin/sh"]}},
+            "config":{{"Hostname":"","Domainname":"","User":"nobody","AttachStdin":false,"Tty":false,
+              "ExposedPorts":{{"80/tcp":{{}},"443/tcp":{{}}}},
+              "Env":["PATH=/usr/local/sbin:/usr/bin"],"Cmd":["httpd-foreground"],"Healthcheck":{{"Test":["CMD","true"]}},
+              "ArgsEscaped":true,"Image":"sha256:{hex}","Volumes":null,"WorkingDir":"/srv","Entrypoint":null,
+              "OnBuild":null,"Labels":{{"z.last":"1","a.first":"2"}},"StopSignal":"SIGWINCH"}},
+            "rootfs":{{"type":"layers","diff_ids":["{diff}"]}},
+            "history":[{{"created":"2024-05-01T10:00:00Z","created_by":"/bin/sh -c #(nop) CMD","empty_layer":true}}]}}"#,
+            hex = "b".repeat(64)
+        );
+        let config: ImageConfiguration = serde_json::from_str(&doc).unwrap();
+        assert_eq!(config.architecture().to_string(), "amd64");
+        assert_eq!(config.os().to_string(), "linux");
+        assert_eq!(config.rootfs().diff_ids(), &vec![diff]);
+        let c = container_config(config.config().as_ref());
+        assert_eq!(c.user, "nobody");
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.cmd, Some(vec!["httpd-foreground".to_string()]));
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(c.volumes, None);
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGWINCH"));
+        let mut ports: Vec<&String> = c.exposed_ports.as_ref().unwrap().keys().collect();
+        ports.sort();
+        assert_eq!(ports, ["443/tcp", "80/tcp"]);
+        let labels: Vec<(&String, &String)> = c.labels.as_ref().unwrap().iter().collect();
+        assert_eq!(
+            labels,
+            [
+                (&"a.first".to_string(), &"2".to_string()),
+                (&"z.last".to_string(), &"1".to_string())
+            ]
+        );
+        assert!(container_config(None).cmd.is_none());
+    }
+
+    /// The config and manifest `import` writes are what oci-spec and umoci read as OCI.
+    #[test]
+    fn import_writes_an_oci_config_and_manifest_umoci_can_unpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/hello"), b"hi\n").unwrap();
+        let tar = Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&src)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        assert!(tar.status.success());
+        let roots = EngineRoots::new(tmp.path().join("data"), tmp.path().join("run"));
+        let store = ImageStore::open(&roots).unwrap();
+        let rec = store.import(&tar.stdout[..], Some("imp:1")).unwrap();
+
+        let read = |d: &str| store.content().read_blob(d, 1 << 20).unwrap();
+        let manifest_bytes = read(&rec.manifest_digest);
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&manifest_bytes).unwrap();
+        assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+        assert_eq!(manifest.config().media_type(), &MediaType::ImageConfig);
+        assert_eq!(manifest.config().digest().as_ref(), rec.id);
+        assert_eq!(manifest.layers().len(), 1);
+        // A plain tar stays a plain tar.
+        assert_eq!(manifest.layers()[0].media_type(), &MediaType::ImageLayer);
+        assert_eq!(manifest.layers()[0].size(), tar.stdout.len() as u64);
+        let text = String::from_utf8(manifest_bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:"#),
+            "{text}"
+        );
+        let config_bytes = read(&rec.id);
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes).unwrap();
+        assert_eq!(config.rootfs().diff_ids(), &rec.diff_ids);
+        assert_eq!(config.architecture(), &Arch::Amd64);
+        let raw: serde_json::Value = serde_json::from_slice(&config_bytes).unwrap();
+        assert_eq!(raw["config"], serde_json::json!({}));
+        assert_eq!(raw["history"][0]["created_by"], "berth import");
+
+        // An OCI layout of exactly those blobs unpacks with umoci.
+        let layout = tmp.path().join("layout");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for d in [&rec.id, &rec.manifest_digest, &rec.layers[0].digest] {
+            std::fs::write(blobs.join(&d["sha256:".len()..]), read(d)).unwrap();
+        }
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .manifests(vec![oci_spec::image::DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(Digest::try_from(rec.manifest_digest.as_str()).unwrap())
+                .size(manifest_bytes.len() as u64)
+                .annotations(HashMap::from([(
+                    "org.opencontainers.image.ref.name".to_string(),
+                    "t".to_string(),
+                )]))
+                .build()
+                .unwrap()])
+            .build()
+            .unwrap();
+        std::fs::write(
+            layout.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let bundle = tmp.path().join("bundle");
+        let out = Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle)
+            .output()
+            .expect("run umoci (package umoci)");
+        assert!(
+            out.status.success(),
+            "umoci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(bundle.join("rootfs/etc/hello")).unwrap(),
+            b"hi\n"
+        );
     }
 }

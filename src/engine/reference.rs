@@ -33,7 +33,9 @@ pub struct ImageReference {
 }
 
 /// True when `digest` is `sha256:` followed by exactly 64 lowercase hex digits: the only form we
-/// ever turn into a path component (CVE-2014-9358).
+/// ever turn into a path component (CVE-2014-9358). Deliberately ours rather than
+/// `oci_spec::image::Digest`: that type accepts any algorithm (`foo:bar`), while the content and
+/// snapshot stores are sha256-only; it is applied to oci-spec digests after parsing.
 pub fn is_valid_digest(digest: &str) -> bool {
     match digest.strip_prefix("sha256:") {
         Some(hex) => is_sha256_hex(hex),

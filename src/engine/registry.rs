@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, MediaType, Os, SCHEMA_VERSION};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
@@ -19,13 +20,10 @@ use thiserror::Error;
 use super::reference::ImageReference;
 use super::EngineSettings;
 
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker schema 2 media types. oci-spec has no variants for them: they parse (and must be
+/// matched) as `MediaType::Other(..)`.
 pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// A manifest is small; the spec asks registries to accept at least 4 MB.
 pub const MAX_MANIFEST_BYTES: u64 = 8 << 20;
@@ -81,60 +79,27 @@ pub enum RegistryError {
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Platform {
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-    #[serde(default)]
-    pub annotations: Option<HashMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageManifest {
-    pub schema_version: u32,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageIndex {
-    pub schema_version: u32,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
-}
-
+/// A parsed manifest document: an image manifest or an index (OCI) / manifest list (Docker).
+/// Both Docker schema 2 shapes are the OCI shapes with other media types, so oci-spec's types
+/// read them as they are.
 #[derive(Debug, Clone)]
 pub enum Manifest {
-    Image(ImageManifest),
-    Index(ImageIndex),
+    // Boxed: oci-spec's documents are hundreds of bytes each.
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses manifest bytes, deciding index vs. image by media type (header, then body).
+///
+/// Descriptor digests are checked for syntax by oci-spec here; callers still check that they
+/// are sha256 (`is_valid_digest`) before using one in a path, as oci-spec admits any
+/// registered or unregistered algorithm.
 pub fn parse_manifest(
     bytes: &[u8],
     content_type: Option<&str>,
 ) -> std::result::Result<Manifest, String> {
+    // Only the fields that decide which oci-spec type to parse into; the document itself is
+    // then parsed by oci-spec.
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -146,7 +111,7 @@ pub fn parse_manifest(
         manifests: Option<serde_json::Value>,
     }
     let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    if probe.schema_version != 2 {
+    if probe.schema_version != SCHEMA_VERSION {
         return Err(format!(
             "schema version {} is not supported (only schema 2 / OCI)",
             probe.schema_version
@@ -155,7 +120,6 @@ pub fn parse_manifest(
     let ct = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
         .filter(|c| c.starts_with("application/vnd."));
-    let media = probe.media_type.clone().or(ct.clone());
     if let (Some(body), Some(header)) = (&probe.media_type, &ct) {
         if body != header {
             return Err(format!(
@@ -163,35 +127,38 @@ pub fn parse_manifest(
             ));
         }
     }
-    let is_index = match media.as_deref() {
-        Some(MEDIA_OCI_INDEX) | Some(MEDIA_DOCKER_LIST) => true,
-        Some(MEDIA_OCI_MANIFEST) | Some(MEDIA_DOCKER_MANIFEST) => false,
+    let media = probe.media_type.or(ct).map(|m| MediaType::from(m.as_str()));
+    let is_index = match &media {
+        Some(MediaType::ImageIndex) => true,
+        Some(MediaType::ImageManifest) => false,
+        Some(MediaType::Other(m)) if m == MEDIA_DOCKER_LIST => true,
+        Some(MediaType::Other(m)) if m == MEDIA_DOCKER_MANIFEST => false,
         Some(other) => return Err(format!("unsupported manifest media type {other}")),
         None => probe.manifests.is_some(),
     };
     if is_index {
         serde_json::from_slice(bytes)
-            .map(Manifest::Index)
+            .map(|i| Manifest::Index(Box::new(i)))
             .map_err(|e| format!("bad index: {e}"))
     } else {
         serde_json::from_slice(bytes)
-            .map(Manifest::Image)
+            .map(|m| Manifest::Image(Box::new(m)))
             .map_err(|e| format!("bad manifest: {e}"))
     }
 }
 
 /// The linux/amd64 entry of an index, skipping attestation manifests.
 pub fn select_platform(index: &ImageIndex) -> Option<&Descriptor> {
-    index.manifests.iter().find(|d| {
+    index.manifests().iter().find(|d| {
         let attestation = d
-            .annotations
+            .annotations()
             .as_ref()
             .and_then(|a| a.get("vnd.docker.reference.type"))
             .is_some_and(|t| t == "attestation-manifest");
         !attestation
-            && d.platform
+            && d.platform()
                 .as_ref()
-                .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+                .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
     })
 }
 
@@ -543,28 +510,93 @@ mod tests {
         assert_eq!(c("localhost/x").authority(), "localhost:80");
     }
 
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
     #[test]
     fn index_picks_linux_amd64_and_skips_attestations() {
-        let idx = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","size":1,"platform":{"architecture":"arm64","os":"linux"}},
-          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","size":1,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"vnd.docker.reference.type":"attestation-manifest"}},
-          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:cc","size":1,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+        let idx = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+          {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{a}","size":1,"platform":{{"architecture":"arm64","os":"linux"}}}},
+          {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{b}","size":1,"platform":{{"architecture":"amd64","os":"linux"}},"annotations":{{"vnd.docker.reference.type":"attestation-manifest"}}}},
+          {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{c}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+        );
         let Manifest::Index(i) = parse_manifest(idx.as_bytes(), None).unwrap() else {
             panic!("expected an index")
         };
-        assert_eq!(select_platform(&i).unwrap().digest, "sha256:cc");
+        assert_eq!(select_platform(&i).unwrap().digest().as_ref(), c);
+    }
+
+    /// Docker schema 2 documents as Docker Hub serves them (buildx attestation entries with
+    /// `unknown/unknown` platforms, `os.version`, foreign layers) parse into oci-spec types.
+    #[test]
+    fn docker_schema2_list_and_manifest_parse() {
+        let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_DOCKER_LIST}","manifests":[
+          {{"mediaType":"{MEDIA_DOCKER_MANIFEST}","digest":"{a}","size":527,"platform":{{"architecture":"unknown","os":"unknown"}},"annotations":{{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"{b}"}}}},
+          {{"mediaType":"{MEDIA_DOCKER_MANIFEST}","digest":"{b}","size":527,"platform":{{"architecture":"amd64","os":"windows","os.version":"10.0.17763.5206"}}}},
+          {{"mediaType":"{MEDIA_DOCKER_MANIFEST}","digest":"{c}","size":527,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+        );
+        let Manifest::Index(i) =
+            parse_manifest(list.as_bytes(), Some(&format!("{MEDIA_DOCKER_LIST}; q=1"))).unwrap()
+        else {
+            panic!("expected a manifest list")
+        };
+        assert_eq!(
+            i.media_type(),
+            &Some(MediaType::Other(MEDIA_DOCKER_LIST.into()))
+        );
+        assert_eq!(select_platform(&i).unwrap().digest().as_ref(), c);
+
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_DOCKER_MANIFEST}",
+          "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1470,"digest":"{a}"}},
+          "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"{b}"}},
+                    {{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","size":3,"digest":"{c}","urls":["https://example.com/x"]}}]}}"#
+        );
+        let Manifest::Image(m) = parse_manifest(manifest.as_bytes(), None).unwrap() else {
+            panic!("expected a manifest")
+        };
+        assert_eq!(m.layers().len(), 2);
+        assert_eq!(
+            m.layers()[0].media_type().as_ref(),
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        assert_eq!(m.config().size(), 1470);
     }
 
     #[test]
     fn schema1_and_mismatched_media_types_are_refused() {
         let e = parse_manifest(br#"{"schemaVersion":1}"#, None).unwrap_err();
         assert!(e.contains("schema version 1"), "{e}");
-        let m = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:a","size":1},"layers":[]}"#;
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":1}},"layers":[]}}"#,
+            digest('a')
+        );
         let e = parse_manifest(m.as_bytes(), Some(MEDIA_DOCKER_LIST)).unwrap_err();
         assert!(e.contains("disagrees"), "{e}");
         assert!(matches!(
-            parse_manifest(m.as_bytes(), Some(MEDIA_OCI_MANIFEST)).unwrap(),
+            parse_manifest(m.as_bytes(), Some(MediaType::ImageManifest.as_ref())).unwrap(),
             Manifest::Image(_)
         ));
+        let e = parse_manifest(
+            m.replace("image.manifest.v1", "image.config.v1").as_bytes(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("unsupported manifest media type application/vnd.oci.image.config.v1+json"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn descriptors_with_malformed_digests_are_refused() {
+        let m = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:../../etc","size":1},"layers":[]}"#;
+        let e = parse_manifest(m.as_bytes(), None).unwrap_err();
+        assert!(e.starts_with("bad manifest: "), "{e}");
     }
 }

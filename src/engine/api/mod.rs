@@ -1,6 +1,7 @@
 //! The Docker-Engine-API-shaped REST interface: JSON types, the axum server and the client.
 
 pub mod client;
+pub mod filters;
 pub mod server;
 pub mod types;
 

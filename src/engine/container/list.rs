@@ -29,26 +29,10 @@ impl ContainerFilters {
     /// Parse Docker's `filters` query value: `{"label":["a=b"]}` or the older
     /// `{"label":{"a=b":true}}`.
     pub fn from_docker_json(text: &str) -> Result<Self> {
-        let bad = |why: String| ContainerError::BadRequest(format!("invalid filters: {why}"));
-        if text.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| bad("expected a JSON object".into()))?;
+        let parsed = crate::engine::api::filters::parse_docker_filters(text)
+            .map_err(|why| ContainerError::BadRequest(format!("invalid filters: {why}")))?;
         let mut filters = Self::default();
-        for (kind, vals) in obj {
-            let vals: Vec<String> = match vals {
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad(format!("values of {kind:?} must be strings")))?,
-                serde_json::Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(bad(format!("values of {kind:?} must be a list"))),
-            };
+        for (kind, vals) in parsed {
             match kind.as_str() {
                 "label" => {
                     filters
@@ -61,7 +45,11 @@ impl ContainerFilters {
                 "name" => filters.names.extend(vals),
                 "id" => filters.ids.extend(vals),
                 "status" => filters.statuses.extend(vals),
-                other => return Err(bad(format!("unsupported filter {other:?}"))),
+                other => {
+                    return Err(ContainerError::BadRequest(format!(
+                        "invalid filters: unsupported filter {other:?}"
+                    )))
+                }
             }
         }
         Ok(filters)

@@ -22,33 +22,11 @@ impl Filters {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        if raw.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        let invalid = |why: String| ApiError::bad_request(format!("invalid filter {raw:?}: {why}"));
-        let json: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| invalid(e.to_string()))?;
-        let object = json
-            .as_object()
-            .ok_or_else(|| invalid("expected a JSON object".into()))?;
-        let mut values = HashMap::new();
-        for (key, value) in object {
-            let list: Vec<String> = match value {
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| invalid(format!("values of {key:?} must be strings")))?,
-                serde_json::Value::Object(map) => map
-                    .iter()
-                    .filter(|(_, on)| on.as_bool().unwrap_or(false))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                _ => return Err(invalid(format!("values of {key:?} must be a list"))),
-            };
-            values.insert(key.clone(), list);
-        }
-        Ok(Filters { values })
+        let values = crate::engine::api::filters::parse_docker_filters(raw)
+            .map_err(|why| ApiError::bad_request(format!("invalid filter {raw:?}: {why}")))?;
+        Ok(Filters {
+            values: values.into_iter().collect(),
+        })
     }
 
     /// Refuse filter names the endpoint does not know, as Docker does.
