@@ -345,6 +345,15 @@ fn docker_cli_healthcheck_flags_run_probes_and_send_events() {
         (last["ExitCode"].as_i64(), last["Output"].as_str()),
         (Some(0), Some("fine\n"))
     );
+    let out = engine.docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck}}",
+        "probed",
+    ]);
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config json");
+    assert_eq!(config["Test"][0], "CMD-SHELL", "{config}");
+    assert_eq!(config["Interval"], 200_000_000, "{config}");
     let out = engine.docker(&["ps", "--format", "{{.Status}}", "--filter", "name=probed"]);
     assert!(
         text(&out.stdout).contains("(healthy)"),

@@ -409,6 +409,12 @@ impl Engine {
             ));
         }
         let exec_id = hex::encode(rand::random::<[u8; 32]>());
+        let command = config.cmd.clone().unwrap_or_default().join(" ");
+        self.container_event(
+            &format!("exec_create: {command}"),
+            &record,
+            &[("execID", exec_id.clone())],
+        );
         lock_table(&self.containers.inner.execs).insert(
             exec_id.clone(),
             ExecEntry {

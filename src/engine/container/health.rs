@@ -54,7 +54,7 @@ pub struct Probe {
 
 /// The request's healthcheck over the image's, field by field (Docker's merge: a zero or empty
 /// field inherits).
-fn merged(req: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Option<HealthConfig> {
+pub fn merged(req: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Option<HealthConfig> {
     let (req, image) = match (req, image) {
         (None, None) => return None,
         (Some(r), None) => return Some(r.clone()),
