@@ -84,7 +84,7 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
     })?;
     // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from here to
     // execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by the filter.
-    seccomp::install().map_err(|source| SetupError::Io {
+    seccomp::install(caps::default_mask()).map_err(|source| SetupError::Io {
         what: "install seccomp filter".into(),
         source,
     })?;

@@ -35,6 +35,25 @@ pub enum RootfsError {
     },
     #[error("invalid mount destination {0:?}: must be an absolute path inside the container")]
     BadDestination(String),
+    #[error(
+        "image has {layers} layers, more than overlayfs can stack ({MAX_LOWER_DIRS}); \
+         squash the image or rebuild it with fewer layers"
+    )]
+    TooManyLayers { layers: usize },
+    #[error(
+        "{path} is not a procfs mount ({detail}); the image or a mount replaced it, \
+         refusing to start the container"
+    )]
+    NotProcfs { path: String, detail: String },
+    #[error(
+        "{path} is not the null device ({detail}); the image or a mount replaced it, \
+         refusing to mask paths with it"
+    )]
+    NotNullDevice { path: String, detail: String },
+    #[error(
+        "mount destination {0:?} is inside /proc, which the runtime owns; choose another path"
+    )]
+    InsideProc(String),
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
@@ -78,6 +97,19 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Files inside /proc a bind may replace (runc's list, for lxcfs-style views of the container's
+/// own resources); anything else inside /proc is refused.
+const PROC_FILE_OVERRIDES: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/loadavg",
+    "/proc/meminfo",
+    "/proc/slabinfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+];
+
 /// Character devices of the OCI "default devices": (name, major, minor).
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
@@ -87,6 +119,33 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("urandom", 1, 9),
     ("tty", 5, 0),
 ];
+
+/// overlayfs refuses more lower layers than this (`OVL_MAX_STACK`).
+const MAX_LOWER_DIRS: usize = 500;
+
+/// Mount data must fit in one page, the kernel's limit for `mount(2)` options.
+const PAGE_LIMIT: usize = 4096;
+
+/// The overlay options for `count` lower dirs linked as `l/<i>` (top layer first) under the
+/// bundle dir, which is the working directory at mount time. At most ~2.9 KB for 500 layers,
+/// so the one-page limit never binds before overlayfs's own stack limit.
+fn overlay_data(count: usize) -> Result<String> {
+    if count > MAX_LOWER_DIRS {
+        return Err(RootfsError::TooManyLayers { layers: count });
+    }
+    let lower: Vec<String> = if count == 0 {
+        // overlayfs needs at least one lower dir; an image without layers gets an empty one.
+        vec!["empty".into()]
+    } else {
+        (0..count).map(|i| format!("l/{i}")).collect()
+    };
+    let data = format!(
+        "lowerdir={},upperdir=upper,workdir=work,index=off",
+        lower.join(":")
+    );
+    debug_assert!(data.len() < PAGE_LIMIT);
+    Ok(data)
+}
 
 /// Make every mount private, so nothing done here propagates to the host.
 pub fn make_private() -> Result<()> {
@@ -108,27 +167,20 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
         fs::remove_dir_all(&links).map_err(io_err(|| format!("clear {}", links.display())))?;
     }
     fs::create_dir_all(&links).map_err(io_err(|| format!("create {}", links.display())))?;
-    let mut lower = Vec::new();
+    let data = overlay_data(spec.lower_dirs.len())?;
     for (i, dir) in spec.lower_dirs.iter().enumerate() {
         let link = links.join(i.to_string());
         symlink(dir, &link).map_err(io_err(|| format!("link {}", dir.display())))?;
-        lower.push(format!("l/{i}"));
     }
     for dir in [spec.upper_dir(), spec.work_dir(), spec.rootfs_dir()] {
         fs::create_dir_all(&dir).map_err(io_err(|| format!("create {}", dir.display())))?;
     }
-    if lower.is_empty() {
-        // overlayfs needs at least one lower dir; an image without layers gets an empty one.
+    if spec.lower_dirs.is_empty() {
         let empty = spec.bundle_dir.join("empty");
         fs::create_dir_all(&empty).map_err(io_err(|| format!("create {}", empty.display())))?;
-        lower.push("empty".into());
     }
     std::env::set_current_dir(&spec.bundle_dir)
         .map_err(io_err(|| format!("chdir {}", spec.bundle_dir.display())))?;
-    let data = format!(
-        "lowerdir={},upperdir=upper,workdir=work,index=off",
-        lower.join(":")
-    );
     mount(
         Some("overlay"),
         "rootfs",
@@ -211,6 +263,8 @@ fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str
 pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount_fs("proc", "/proc", "proc", nosuid_noexec_nodev, "")?;
+    // An image whose /proc is a symlink would have had procfs mounted elsewhere.
+    check_procfs(Path::new("/proc"))?;
     mount_fs(
         "tmpfs",
         "/dev",
@@ -310,6 +364,12 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Result<()> {
 pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<()> {
     for (m, fd) in mounts.iter().zip(sources) {
         let dest = check_destination(&m.destination)?;
+        let proc_override =
+            m.kind == MountKind::Bind && PROC_FILE_OVERRIDES.iter().any(|p| dest == Path::new(p));
+        if dest.starts_with("/proc") && !proc_override {
+            // A mount over procfs could hide the masks and read-only paths (CVE-2019-16884).
+            return Err(RootfsError::InsideProc(m.destination.clone()));
+        }
         match (m.kind, fd) {
             (MountKind::Bind, Some(fd)) => {
                 let is_dir = nix::sys::stat::fstat(fd)
@@ -355,11 +415,123 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
             }
         }
     }
+    // Everything after this (sysctls, masks, read-only paths) trusts /proc.
+    check_procfs(Path::new("/proc"))
+}
+
+/// `path` must be a directory (not a symlink) on a procfs mount: statfs magic, checked on an
+/// fd opened without following symlinks so the check and the answer are about the same inode.
+pub fn check_procfs(path: &Path) -> Result<()> {
+    let not_procfs = |detail: String| RootfsError::NotProcfs {
+        path: path.display().to_string(),
+        detail,
+    };
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        not_procfs(format!(
+            "cannot open it as a directory: {}",
+            e.desc().to_lowercase()
+        ))
+    })?;
+    let fs = nix::sys::statfs::fstatfs(&fd)
+        .map_err(|e| not_procfs(format!("statfs: {}", e.desc().to_lowercase())))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(not_procfs(format!(
+            "filesystem magic {:#x}",
+            fs.filesystem_type().0
+        )));
+    }
+    Ok(())
+}
+
+/// Open `path` without following symlinks and check it is the character device 1:3, the
+/// null device; the fd is what masks are bound from, so a swap after the check cannot matter
+/// (CVE-2025-31133: a /dev/null symlinked to a procfs file turned masks into writable binds).
+pub fn open_null_device(path: &Path) -> Result<OwnedFd> {
+    let not_null = |detail: String| RootfsError::NotNullDevice {
+        path: path.display().to_string(),
+        detail,
+    };
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| not_null(format!("cannot open it: {}", e.desc().to_lowercase())))?;
+    let st = nix::sys::stat::fstat(&fd)
+        .map_err(|e| not_null(format!("stat: {}", e.desc().to_lowercase())))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFCHR {
+        let what = match kind {
+            libc::S_IFLNK => "a symlink",
+            libc::S_IFREG => "a regular file",
+            libc::S_IFDIR => "a directory",
+            libc::S_IFBLK => "a block device",
+            _ => "not a character device",
+        };
+        return Err(not_null(what.to_string()));
+    }
+    if st.st_rdev != makedev(1, 3) {
+        return Err(not_null(format!(
+            "character device {}:{}",
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        )));
+    }
+    Ok(fd)
+}
+
+/// Bind the file behind `source` (any fd, `O_PATH` included) onto `target` with the new mount
+/// API, so no path is resolved for the source.
+fn bind_fd(source: &OwnedFd, target: &str) -> Result<()> {
+    let io_fail = |what: &str| RootfsError::Io {
+        what: format!("{what} for {target}"),
+        source: io::Error::last_os_error(),
+    };
+    // SAFETY: plain system call on an fd we own with an empty C string; returns an fd we own.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io_fail("clone /dev/null"));
+    }
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let c_target = std::ffi::CString::new(target)
+        .map_err(|_| RootfsError::BadDestination(target.to_string()))?;
+    // SAFETY: plain system call on an fd we own and valid C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c_target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(io_fail("bind /dev/null"));
+    }
     Ok(())
 }
 
 /// Docker's masked and read-only paths. Missing paths are skipped, as runc does.
 pub fn harden_paths() -> Result<()> {
+    let null = open_null_device(Path::new("/dev/null"))?;
     let mut masked: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
     // Per-CPU thermal_throttle dirs leak host activity (GHSA-6fw5-f8r9-fgfm).
     if let Ok(cpus) = fs::read_dir("/sys/devices/system/cpu") {
@@ -384,14 +556,7 @@ pub fn harden_paths() -> Result<()> {
             )
             .map_err(sys(|| format!("mask {path}")))?;
         } else {
-            mount(
-                Some("/dev/null"),
-                path.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(sys(|| format!("mask {path}")))?;
+            bind_fd(&null, path)?;
         }
     }
     for path in READONLY_PATHS {
@@ -423,4 +588,79 @@ pub fn readonly_root() -> Result<()> {
 pub fn ensure_workdir(cwd: &str) -> Result<()> {
     let path = check_destination(cwd)?;
     mkdir_all(&path, 0o755)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfs_check_accepts_proc_and_refuses_others() {
+        check_procfs(Path::new("/proc")).expect("the host's /proc is procfs");
+        let tmp = tempfile::tempdir().unwrap();
+        let err = check_procfs(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{} is not a procfs mount (filesystem magic 0x",
+                tmp.path().display()
+            )),
+            "{err}"
+        );
+        // A symlink to a real procfs is refused too: mounts and masks would land elsewhere.
+        let link = tmp.path().join("proc");
+        symlink("/proc", &link).unwrap();
+        let err = check_procfs(&link).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} is not a procfs mount (cannot open it as a directory: not a directory); \
+                 the image or a mount replaced it, refusing to start the container",
+                link.display()
+            )
+        );
+    }
+
+    #[test]
+    fn null_device_check_refuses_lookalikes() {
+        open_null_device(Path::new("/dev/null")).expect("the host's /dev/null");
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("null");
+        symlink("/dev/null", &link).unwrap();
+        let err = open_null_device(&link).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} is not the null device (a symlink); the image or a mount replaced it, \
+                 refusing to mask paths with it",
+                link.display()
+            )
+        );
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = open_null_device(&file).unwrap_err().to_string();
+        assert!(err.contains("(a regular file)"), "{err}");
+        let err = open_null_device(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(character device 1:5)"), "{err}");
+    }
+
+    #[test]
+    fn overlay_data_fits_a_page_up_to_the_overlay_stack_limit() {
+        let data = overlay_data(MAX_LOWER_DIRS).expect("500 layers");
+        assert!(data.len() < PAGE_LIMIT, "{} bytes", data.len());
+        assert!(data.starts_with("lowerdir=l/0:l/1:"), "{data}");
+        assert!(data.contains(":l/499,upperdir=upper,"), "{data}");
+        assert!(overlay_data(0).unwrap().starts_with("lowerdir=empty,"));
+    }
+
+    #[test]
+    fn too_many_layers_is_refused_with_advice() {
+        let err = overlay_data(MAX_LOWER_DIRS + 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image has 501 layers, more than overlayfs can stack (500); \
+             squash the image or rebuild it with fewer layers"
+        );
+    }
 }
