@@ -98,7 +98,7 @@ fn docker_cli_exec_streams_output_and_passes_the_exit_code() {
         "target",
         "sh",
         "-c",
-        "id -u; id -g; pwd; echo $FOO; grep CapEff /proc/self/status",
+        "id -u; id -g; pwd; echo $FOO; grep CapEff /proc/self/status; grep Seccomp: /proc/self/status",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -106,6 +106,12 @@ fn docker_cli_exec_streams_output_and_passes_the_exit_code() {
     assert_eq!(&lines[..4], ["1000", "1000", "/tmp", "bar"], "{stdout}");
     // A non-root user keeps no effective capabilities, as in Docker.
     assert!(lines[4].ends_with("0000000000000000"), "{stdout}");
+    // The same seccomp filter as the container's init (mode 2: filtering).
+    assert_eq!(
+        lines[5].split_whitespace().collect::<Vec<_>>(),
+        ["Seccomp:", "2"],
+        "{stdout}"
+    );
 
     let out = engine.docker(&["exec", "target", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
