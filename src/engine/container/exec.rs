@@ -148,12 +148,26 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
         Some(&mut old_mask),
     )
     .map_err(sys("block signals"))?;
+    // Only the parent holds `life_w`: the child sees it closed iff the parent is gone (getppid
+    // cannot tell, it is 0 across the PID namespace boundary).
+    let (life_r, life_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create pipe"))?;
     // SAFETY: single-threaded from main; the child goes on to execve.
     match unsafe { fork() }.map_err(sys("fork into the container's pid namespace"))? {
         ForkResult::Child => {
             // SAFETY: prctl with integer arguments. Kept until the workload changes user;
-            // for root workloads it also covers the parent being SIGKILLed.
+            // for root workloads it also covers the parent being SIGKILLed later.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            drop(life_w);
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&life_r),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(1) != 0 {
+                // The parent died before the prctl: nobody would stop or reap us.
+                std::process::exit(126);
+            }
+            drop(life_r);
             let err =
                 match nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)
                 {
@@ -166,7 +180,12 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
             eprintln!("berth exec: {err}");
             std::process::exit(failure_code(&err))
         }
-        ForkResult::Parent { child } => supervise(child),
+        ForkResult::Parent { child } => {
+            drop(life_r);
+            let code = supervise(child);
+            drop(life_w);
+            code
+        }
     }
 }
 
