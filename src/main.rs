@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     {
         Some("init") => engine::container::init::main(),
         Some("shim") => engine::container::shim::main(),
+        Some("exec-init") => engine::container::exec::main(),
         _ => cli::main(),
     }
 }

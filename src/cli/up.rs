@@ -350,20 +350,41 @@ async fn wait_for_dependencies(
                 }
             }
             "service_healthy" => {
-                // The engine has no healthchecks yet: the dependency counts as healthy once it
-                // runs. Say so instead of pretending.
-                eprintln!(
-                    "warning: service \"{service_name}\" waits for \"{dep}\" to be healthy, but berth does not run healthchecks yet; waiting for it to run"
-                );
-                let inspect = client.inspect_container(&dep_container).await?;
-                if !inspect.state.running && condition.required {
-                    bail!("dependency \"{dep}\" of service \"{service_name}\" is not running");
+                status_line("Container", &dep_container, "Waiting");
+                match wait_healthy(client, &dep_container).await {
+                    Ok(()) => status_line("Container", &dep_container, "Healthy"),
+                    Err(e) if !condition.required => {
+                        eprintln!("warning: optional dependency \"{dep}\" of service \"{service_name}\": {e}");
+                    }
+                    Err(e) => bail!("dependency failed to start: {e:#}"),
                 }
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// How often `service_healthy` dependencies are polled (docker compose's interval).
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Poll a dependency's inspect until its healthcheck passes; fails (with docker compose's
+/// wording) when it turns unhealthy, exits, or has no healthcheck to wait for.
+async fn wait_healthy(client: &EngineClient, container: &str) -> anyhow::Result<()> {
+    loop {
+        let inspect = client.inspect_container(container).await?;
+        let state = &inspect.state;
+        if state.status == "exited" || state.status == "dead" {
+            bail!("container {container} exited ({})", state.exit_code);
+        }
+        match state.health.as_ref().map(|h| h.status.as_str()) {
+            None => bail!("container {container} has no healthcheck configured"),
+            Some("healthy") => return Ok(()),
+            Some("unhealthy") => bail!("container {container} is unhealthy"),
+            Some(_) => {}
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
 }
 
 async fn report_orphans(

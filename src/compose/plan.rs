@@ -8,10 +8,11 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
-use super::model::{Project, Service};
+use super::model::{Healthcheck, Project, Service};
 use crate::engine::api::types::{
-    ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HostConfig, Mount,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, VolumeCreateRequest,
+    ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    VolumeCreateRequest,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -69,6 +70,31 @@ pub fn parse_duration_secs(text: &str) -> Option<i64> {
     let d = humantime::parse_duration(text).ok()?;
     let secs = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
     Some(secs)
+}
+
+/// The service's `healthcheck` as the engine's `Config.Healthcheck`, as docker compose sends it:
+/// durations in nanoseconds, unset fields 0 so the engine takes the image's or Docker's defaults
+/// (interval 30s, timeout 30s, retries 3); `disable: true` is `["NONE"]`.
+pub fn health_config(h: &Healthcheck) -> HealthConfig {
+    let nanos = |d: &Option<String>| {
+        d.as_deref()
+            .and_then(super::normalize::parse_duration)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    };
+    if h.disable {
+        return HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+    }
+    HealthConfig {
+        test: (!h.test.is_empty()).then(|| h.test.clone()),
+        interval: nanos(&h.interval),
+        timeout: nanos(&h.timeout),
+        start_period: nanos(&h.start_period),
+        start_interval: nanos(&h.start_interval),
+        retries: h.retries.unwrap_or(0),
+    }
 }
 
 /// Labels every project resource carries.
@@ -276,6 +302,7 @@ pub fn container_create_request(
             .stop_grace_period
             .as_deref()
             .and_then(parse_duration_secs),
+        healthcheck: service.healthcheck.as_ref().map(health_config),
         host_config: Some(HostConfig {
             mounts: (!mounts.is_empty()).then_some(mounts),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
@@ -448,6 +475,30 @@ mod tests {
         assert_eq!(service_config_hash(&client), base);
         client.command = Some(vec!["true".into()]);
         assert_ne!(service_config_hash(&client), base);
+    }
+
+    #[test]
+    fn healthcheck_maps_to_nanoseconds_and_disable_to_none() {
+        let h = Healthcheck {
+            test: vec!["CMD-SHELL".into(), "test -f /tmp/ready".into()],
+            interval: Some("200ms".into()),
+            timeout: Some("1m30s".into()),
+            retries: Some(5),
+            start_period: Some("2s".into()),
+            ..Default::default()
+        };
+        let c = health_config(&h);
+        assert_eq!(
+            c.test.as_deref(),
+            Some(&["CMD-SHELL".to_string(), "test -f /tmp/ready".to_string()][..])
+        );
+        assert_eq!(c.interval, 200_000_000);
+        assert_eq!(c.timeout, 90_000_000_000);
+        assert_eq!(c.start_period, 2_000_000_000);
+        assert_eq!((c.start_interval, c.retries), (0, 5));
+        let off = health_config(&Healthcheck { disable: true, ..h });
+        assert_eq!(off.test, Some(vec!["NONE".to_string()]));
+        assert_eq!(off.interval, 0);
     }
 
     #[test]

@@ -179,6 +179,8 @@ fn container_config(config: Option<&Config>) -> ImageContainerConfig {
             l.into_iter().collect()
         }),
         stop_signal: c.stop_signal().clone(),
+        // Docker's extension, absent from oci-spec: read from the raw document at pull.
+        healthcheck: None,
     }
 }
 
@@ -669,7 +671,10 @@ impl ImageStore {
             id: config_digest.clone(),
             repo_tags: Vec::new(),
             repo_digests: Vec::new(),
-            config: container_config(config.config().as_ref()),
+            config: ImageContainerConfig {
+                healthcheck: crate::engine::container::health::image_healthcheck(&config_bytes),
+                ..container_config(config.config().as_ref())
+            },
             created: config.created().clone().unwrap_or_default(),
             architecture: config.architecture().to_string(),
             os: config.os().to_string(),

@@ -22,10 +22,11 @@ use tokio::net::UnixStream;
 
 use super::types::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerSummary,
-    ContainerWaitResponse, EndpointSettings, ErrorResponse, EventMessage, ImageInspect,
-    ImageSummary, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
-    NetworkDisconnectRequest, NetworkResource, ProgressMessage, VersionResponse, Volume,
-    VolumeCreateRequest, VolumeListResponse,
+    ContainerWaitResponse, EndpointSettings, ErrorResponse, EventMessage, ExecConfig,
+    ExecCreateResponse, ExecInspect, ExecStartConfig, ImageInspect, ImageSummary,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkResource, ProgressMessage, VersionResponse, Volume, VolumeCreateRequest,
+    VolumeListResponse,
 };
 use super::API_VERSION;
 use crate::engine::{EngineRoots, EngineSettings};
@@ -530,6 +531,56 @@ impl EngineClient {
             multiplexed,
             self.socket.clone(),
         ))
+    }
+
+    // ---- exec ----
+
+    /// `POST /containers/{id}/exec`: the new exec instance's ID (nothing runs until start).
+    pub async fn create_exec(&self, container: &str, config: &ExecConfig) -> Result<String> {
+        let path = format!("/containers/{}/exec", encode(container, &[]));
+        let answer: ExecCreateResponse = self
+            .call(Method::POST, &path, Some(Self::to_json(config)?))
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// Start an exec instance attached: its output until it exits. Its exit code is in
+    /// [`EngineClient::inspect_exec`] once the stream has ended.
+    pub async fn start_exec(&self, exec_id: &str) -> Result<BoxStream<'static, Result<LogChunk>>> {
+        let path = format!("/exec/{}/start", encode(exec_id, &[]));
+        let body = Self::to_json(&ExecStartConfig::default())?;
+        let response = self
+            .send(
+                Method::POST,
+                &path,
+                full_body(body),
+                Some("application/json"),
+            )
+            .await?;
+        Ok(log_chunks(response.into_body(), true, self.socket.clone()))
+    }
+
+    /// Start an exec instance in the background.
+    pub async fn start_exec_detached(&self, exec_id: &str) -> Result<()> {
+        let path = format!("/exec/{}/start", encode(exec_id, &[]));
+        let body = Self::to_json(&ExecStartConfig {
+            detach: true,
+            tty: false,
+        })?;
+        let response = self
+            .send(
+                Method::POST,
+                &path,
+                full_body(body),
+                Some("application/json"),
+            )
+            .await?;
+        self.read_all(response).await.map(drop)
+    }
+
+    pub async fn inspect_exec(&self, exec_id: &str) -> Result<ExecInspect> {
+        let path = format!("/exec/{}/json", encode(exec_id, &[]));
+        self.call(Method::GET, &path, None).await
     }
 
     // ---- images ----

@@ -51,9 +51,131 @@ pub struct ContainerCreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config: Option<HostConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking_config: Option<NetworkingConfig>,
+}
+
+/// Docker's `Config.Healthcheck` (also in image configs). Durations are nanoseconds; 0 means
+/// "inherit" (from the image, else Docker's default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `[]` inherit, `["NONE"]` disabled, `["CMD", prog, args…]`, `["CMD-SHELL", "command"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `State.Health` of a container with a healthcheck.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: i64,
+    /// The last five probes, oldest first.
+    #[serde(default)]
+    pub log: Vec<HealthcheckResult>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthcheckResult {
+    /// RFC 3339.
+    pub start: String,
+    pub end: String,
+    /// 0 healthy, 1 unhealthy, -1 the probe could not run or timed out.
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// `POST /containers/{id}/exec` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecConfig {
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+}
+
+/// `POST /containers/{id}/exec` answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecCreateResponse {
+    #[serde(rename = "Id")]
+    pub id: String,
+}
+
+/// `POST /exec/{id}/start` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecStartConfig {
+    #[serde(default)]
+    pub detach: bool,
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// `GET /exec/{id}/json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecInspect {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub running: bool,
+    /// `None` until the process has exited.
+    pub exit_code: Option<i64>,
+    pub process_config: ExecProcessConfig,
+    pub open_stdin: bool,
+    pub open_stderr: bool,
+    pub open_stdout: bool,
+    pub can_remove: bool,
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    pub detach_keys: String,
+    /// Host PID of the exec'd process's parent (`berth exec-init`); 0 before start.
+    pub pid: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecProcessConfig {
+    pub tty: bool,
+    pub entrypoint: String,
+    pub arguments: Vec<String>,
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
 }
 
 /// An empty JSON object `{}` (Docker's way of spelling a set).
@@ -294,6 +416,8 @@ pub struct ContainerState {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -495,6 +619,8 @@ pub struct ImageContainerConfig {
     pub labels: Option<IndexMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

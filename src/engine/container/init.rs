@@ -7,20 +7,16 @@
 //! On success every fd above 2 is close-on-exec, so the shim sees EOF on the sync pipe.
 
 use std::convert::Infallible;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
-use super::caps;
+use super::process_setup::{self, SetupError};
 use super::rootfs::{self, RootfsError};
-use super::seccomp;
 use super::spec::RuntimeSpec;
 use super::user::{self, UserError};
 
@@ -56,9 +52,9 @@ pub enum InitError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     User(#[from] UserError),
-    /// Docker's wording for a workload that cannot be executed.
-    #[error("{0}")]
-    Exec(String),
+    /// Includes Docker's wording for a workload that cannot be executed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
 }
 
 type Result<T> = std::result::Result<T, InitError>;
@@ -174,123 +170,11 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         rootfs::readonly_root()?;
     }
 
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", exec_user.home));
-    }
-    let path_var = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_string();
-    let program = find_program(&spec.args, &path_var)?;
-
-    caps::drop_bounding(caps::default_mask()).map_err(|source| InitError::Io {
-        what: "drop capabilities from the bounding set".into(),
-        source,
-    })?;
-    // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from here to
-    // execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by the filter.
-    seccomp::install(caps::default_mask()).map_err(|source| InitError::Io {
-        what: "install seccomp filter".into(),
-        source,
-    })?;
-    let gids: Vec<Gid> = exec_user
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&gids).map_err(sys("set supplementary groups"))?;
-    nix::unistd::setgid(Gid::from_raw(exec_user.gid)).map_err(sys("set group id"))?;
-    // Keep the permitted set across setuid so capset below can still grant the defaults.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    nix::unistd::setuid(Uid::from_raw(exec_user.uid)).map_err(sys("set user id"))?;
-    caps::set_process_caps(caps::default_mask()).map_err(|source| InitError::Io {
-        what: "set capabilities".into(),
-        source,
-    })?;
-    std::env::set_current_dir(cwd).map_err(|source| InitError::Io {
-        what: format!("chdir to working directory {cwd}"),
-        source,
-    })?;
-
-    // SAFETY: umask has no preconditions; Docker's workloads start with 022.
-    unsafe { libc::umask(0o022) };
-    // Every fd above stdio (the sync pipe included) closes on exec: success reads as EOF.
-    // SAFETY: close_range with CLOEXEC only changes flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
+    let workload = process_setup::Workload {
+        args: &spec.args,
+        env: &spec.env,
+        user: &exec_user,
+        cwd,
     };
-    if rc != 0 {
-        return Err(InitError::Io {
-            what: "mark fds close-on-exec".into(),
-            source: io::Error::last_os_error(),
-        });
-    }
-
-    let c_program = cstring(&program.to_string_lossy())?;
-    let c_args = spec
-        .args
-        .iter()
-        .map(|a| cstring(a))
-        .collect::<Result<Vec<_>>>()?;
-    let c_env = env.iter().map(|e| cstring(e)).collect::<Result<Vec<_>>>()?;
-    let err = match nix::unistd::execve(&c_program, &c_args, &c_env) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let name = &spec.args[0];
-    Err(InitError::Exec(match err {
-        nix::Error::EACCES => format!("exec: {name:?}: permission denied"),
-        nix::Error::ENOENT => format!("exec: {name:?}: no such file or directory"),
-        other => format!("exec: {name:?}: {}", other.desc().to_lowercase()),
-    }))
-}
-
-fn cstring(s: &str) -> Result<CString> {
-    CString::new(s)
-        .map_err(|_| InitError::Exec(format!("argument or variable {s:?} contains a NUL byte")))
-}
-
-/// Docker's lookup: a name with a `/` is used as is, anything else is searched in `PATH`.
-fn find_program(args: &[String], path_var: &str) -> Result<PathBuf> {
-    let Some(name) = args.first().filter(|a| !a.is_empty()) else {
-        return Err(InitError::Exec("no command specified".into()));
-    };
-    if name.contains('/') {
-        return match std::fs::metadata(name) {
-            Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(InitError::Exec(format!(
-                "exec: {name:?}: stat {name}: {}",
-                io_error_text(&e)
-            ))),
-        };
-    }
-    for dir in path_var.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let candidate = Path::new(dir).join(name);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return Ok(candidate);
-            }
-        }
-    }
-    Err(InitError::Exec(format!(
-        "exec: {name:?}: executable file not found in $PATH"
-    )))
-}
-
-/// Go-style lowercase error text (`no such file or directory`), without Rust's "(os error 2)".
-fn io_error_text(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::Error::from_raw(code).desc().to_lowercase(),
-        None => e.to_string(),
-    }
+    Ok(process_setup::exec(&workload)?)
 }

@@ -1,5 +1,6 @@
 //! Inspect: `GET /containers/{id}/json` in Docker's shape.
 
+use super::health;
 use super::list::{mount_points, port_summaries};
 use super::state::Status;
 use super::{path_str, ContainerStore, Result};
@@ -39,6 +40,10 @@ impl ContainerStore {
                 .entrypoint
                 .clone()
                 .or_else(|| record.image_config.entrypoint.clone()),
+            healthcheck: health::merged(
+                record.request.healthcheck.as_ref(),
+                record.image_config.healthcheck.as_ref(),
+            ),
             ..record.request.clone()
         };
         let mut ports = std::collections::HashMap::new();
@@ -79,6 +84,7 @@ impl ContainerStore {
                 } else {
                     state.finished_at.clone()
                 },
+                health: state.health.clone(),
             },
             image: record.image_id.clone(),
             name: format!("/{}", record.name),

@@ -106,10 +106,18 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 pub fn status_text(state: &StateRecord, now: DateTime<Utc>) -> String {
     match state.status {
         Status::Created => "Created".into(),
-        Status::Running => match parse_time(&state.started_at) {
-            Some(t) => format!("Up {}", human_duration(now - t)),
-            None => "Up".into(),
-        },
+        Status::Running => {
+            let up = match parse_time(&state.started_at) {
+                Some(t) => format!("Up {}", human_duration(now - t)),
+                None => "Up".into(),
+            };
+            // Docker: `Up 5 seconds (healthy)`, `Up 1 second (health: starting)`.
+            match state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(status) => format!("{up} ({status})"),
+                None => up,
+            }
+        }
         Status::Exited => match parse_time(&state.finished_at) {
             Some(t) => format!(
                 "Exited ({}) {} ago",
@@ -317,5 +325,24 @@ mod tests {
         };
         assert_eq!(status_text(&up, now), "Up About a minute");
         assert_eq!(human_duration(chrono::Duration::hours(50)), "2 days");
+        let with_health = |status: &str| StateRecord {
+            health: Some(crate::engine::api::types::Health {
+                status: status.into(),
+                ..Default::default()
+            }),
+            ..up.clone()
+        };
+        assert_eq!(
+            status_text(&with_health("healthy"), now),
+            "Up About a minute (healthy)"
+        );
+        assert_eq!(
+            status_text(&with_health("starting"), now),
+            "Up About a minute (health: starting)"
+        );
+        assert_eq!(
+            status_text(&with_health("unhealthy"), now),
+            "Up About a minute (unhealthy)"
+        );
     }
 }

@@ -26,6 +26,8 @@ use state::{ContainerRecord, StateRecord};
 pub mod caps;
 pub mod cgroup;
 pub mod create;
+pub mod exec;
+pub mod health;
 pub mod init;
 pub mod inspect;
 pub mod kill;
@@ -33,6 +35,7 @@ pub mod list;
 pub mod logs;
 pub mod mounts;
 pub mod process;
+pub mod process_setup;
 pub mod remove;
 pub mod restart;
 pub mod restore;
@@ -113,6 +116,10 @@ struct StoreInner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     exits_tx: mpsc::UnboundedSender<String>,
     exits_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Docker's exec records, by exec ID (in memory, as Docker keeps them).
+    execs: exec::ExecTable,
+    /// The healthcheck schedule of each running container with one.
+    health_tasks: health::HealthTasks,
 }
 
 impl ContainerStore {
@@ -129,6 +136,8 @@ impl ContainerStore {
                 locks: Mutex::new(HashMap::new()),
                 exits_tx,
                 exits_rx: Mutex::new(Some(exits_rx)),
+                execs: Default::default(),
+                health_tasks: Default::default(),
             }),
         })
     }

@@ -36,6 +36,12 @@ impl Engine {
         for id in self.containers.restore().await {
             self.containers.notify_exit(&id);
         }
+        // Healthchecks of the containers still running resume on their schedule.
+        for id in self.containers.ids() {
+            if self.containers.state(&id).status == Status::Running {
+                self.containers.arm_health(&id, self.events.clone());
+            }
+        }
         Ok(())
     }
 
@@ -73,6 +79,7 @@ impl Engine {
     }
 
     async fn after_exit(&self, id: &str) {
+        self.containers.disarm_health(id);
         let _ = self.networks.detach(id).await;
         if let Ok(record) = self.containers.load_record(id) {
             let code = self.containers.state(id).exit_code;

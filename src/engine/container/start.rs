@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
-use super::{cgroup, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
+use super::{cgroup, health, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
 use crate::engine::Engine;
@@ -166,6 +166,7 @@ impl ContainerStore {
                 0
             },
             restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
+            health: health::initial(&record),
         };
         self.save_state(id, &state)?;
         self.spawn_monitor(id, shim);
@@ -369,6 +370,8 @@ impl Engine {
         match self.containers.start(&id, plan).await {
             Ok(_) => {
                 self.container_event("start", &record, &[]);
+                self.forget_execs(&id);
+                self.containers.arm_health(&id, self.events.clone());
                 Ok(())
             }
             Err(e @ ContainerError::NotModified(_)) => Err(e),

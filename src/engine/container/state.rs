@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::process::ProcIdentity;
 use super::spec::ExitRecord;
-use crate::engine::api::types::{ContainerCreateRequest, EndpointSettings, ImageContainerConfig};
+use crate::engine::api::types::{
+    ContainerCreateRequest, EndpointSettings, Health, ImageContainerConfig,
+};
 
 /// `config.json`: the container as created.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -91,6 +93,9 @@ pub struct StateRecord {
     /// The delay before the last policy restart (doubles while the container keeps failing fast).
     #[serde(default)]
     pub restart_backoff_ms: u64,
+    /// `State.Health`, for containers with a healthcheck (see `health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 impl StateRecord {

@@ -7,6 +7,7 @@
 
 mod containers;
 mod events;
+mod exec;
 mod filters;
 mod images;
 mod networks;
@@ -158,6 +159,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(events::routes())
+        .merge(exec::routes())
         .fallback(|| async { ApiError::new(404, "page not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(405, "method not allowed") })
         .with_state(engine)

@@ -1,0 +1,154 @@
+//! `/containers/{id}/exec` and `/exec/{id}/…`: create, start (attached or detached) and inspect
+//! an exec instance.
+//!
+//! An attached start streams the process's output in Docker's multiplexed framing. Docker
+//! clients (`docker exec`) ask to upgrade the connection (`Upgrade: tcp`) and get a 101 with the
+//! raw stream; plain HTTP clients (berth's own) get a 200 with a streamed body. Either way the
+//! exit code is recorded before the stream ends, so an inspect right after EOF sees it.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::super::types::{ExecConfig, ExecCreateResponse, ExecStartConfig};
+use super::images::tokio_stream_from;
+use super::{json_body, json_response, ApiError, ApiResult};
+use crate::engine::container::exec::{drive, OutputChunk};
+use crate::engine::SharedEngine;
+
+/// Docker's content type for a non-TTY attach stream.
+const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+/// Request bodies here are small JSON objects.
+const MAX_BODY: usize = 1 << 20;
+
+pub fn routes() -> Router<SharedEngine> {
+    Router::new()
+        .route("/containers/{id}/exec", post(create))
+        .route("/exec/{id}/start", post(start))
+        .route("/exec/{id}/json", get(inspect))
+}
+
+async fn create(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let config: ExecConfig = json_body(&body)?;
+    let exec_id = engine.create_exec(&id, config)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &ExecCreateResponse { id: exec_id },
+    ))
+}
+
+async fn inspect(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(json_response(StatusCode::OK, &engine.inspect_exec(&id)?))
+}
+
+/// `[stream, 0, 0, 0, len u32 BE]` then the payload.
+fn frame(stream: u8, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.push(stream);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+async fn start(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let on_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("read request body: {e}")))?;
+    let config: ExecStartConfig = json_body(&body)?;
+    if config.tty {
+        return Err(ApiError::bad_request(
+            "exec with a TTY is not supported by berth yet",
+        ));
+    }
+    let child = engine.start_exec(&id)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
+
+    if config.detach {
+        tokio::spawn(async move {
+            let drain = async { while rx.recv().await.is_some() {} };
+            let (end, ()) = tokio::join!(drive(child, None, tx), drain);
+            engine.finish_exec(&id, end);
+        });
+        return Ok((StatusCode::OK, Body::empty()).into_response());
+    }
+
+    if let Some(on_upgrade) = on_upgrade {
+        tokio::spawn(async move {
+            let write = async {
+                let mut io = on_upgrade.await.ok().map(TokioIo::new);
+                while let Some((stream, bytes)) = rx.recv().await {
+                    if let Some(conn) = io.as_mut() {
+                        if conn.write_all(&frame(stream, &bytes)).await.is_err() {
+                            // The client went away; the process runs on, its output dropped.
+                            io = None;
+                        }
+                    }
+                }
+                io
+            };
+            let (end, io) = tokio::join!(drive(child, None, tx), write);
+            engine.finish_exec(&id, end);
+            if let Some(mut conn) = io {
+                let _ = conn.shutdown().await;
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "tcp")
+            .header(header::CONTENT_TYPE, MULTIPLEXED)
+            .body(Body::empty())
+            .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")));
+    }
+
+    let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    tokio::spawn(async move {
+        let forward = async {
+            while let Some((stream, bytes)) = rx.recv().await {
+                // A closed body (client gone) only drops output.
+                let _ = body_tx.send(Ok(frame(stream, &bytes))).await;
+            }
+            body_tx
+        };
+        let (end, body_tx) = tokio::join!(drive(child, None, tx), forward);
+        engine.finish_exec(&id, end);
+        drop(body_tx);
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, MULTIPLEXED)
+        .body(Body::from_stream(tokio_stream_from(body_rx)))
+        .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_stream_and_big_endian_length() {
+        assert_eq!(&frame(2, b"hi")[..], &[2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+    }
+}

@@ -1,0 +1,547 @@
+//! Exec: running another process in a running container (`docker exec`, healthcheck probes).
+//!
+//! Two halves. `berth exec-init` (spec in `BERTH_EXEC_SPEC`) is a single-threaded re-exec
+//! (dispatched from `main` before anything else): it joins the container's cgroups, then its ipc, uts, net, pid and mount
+//! namespaces at once through a pidfd of the container's init (so a reused PID is never joined),
+//! forks so the child is inside the PID namespace, and the child drops privileges exactly as
+//! `berth init` does ([`process_setup`]) and `execve`s the command. The parent stays outside,
+//! waits, and exits with the child's status (128 + signal when killed); SIGTERM or SIGINT to it
+//! kills the child, which is how the engine enforces probe timeouts.
+//!
+//! The engine half spawns that re-exec with `std::process::Command` (never forking the tokio
+//! process itself), keeps Docker's exec records (in memory, as Docker does), and pumps the
+//! output.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::process::{self_exe, ProcIdentity};
+use super::process_setup::{self, SetupError};
+use super::spec::RuntimeSpec;
+use super::state::Status;
+use super::user::{self, UserError};
+use super::{ContainerError, ContainerStore, Result};
+use crate::engine::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
+use crate::engine::Engine;
+
+/// The environment variable carrying the [`ExecSpec`] as JSON: not an argument, because
+/// `/proc/<pid>/cmdline` is readable by every host user and the spec holds the container's
+/// environment (often credentials); `environ` is readable only by root.
+pub const SPEC_ENV: &str = "BERTH_EXEC_SPEC";
+
+/// What `berth exec-init` is given (in [`SPEC_ENV`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExecSpec {
+    /// The container's init as recorded, so a reused PID is refused.
+    pub init: ProcIdentity,
+    pub cgroups: Vec<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub cwd: String,
+}
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error(
+        "usage: BERTH_EXEC_SPEC=<json> berth exec-init (started by the berth engine, not by hand)"
+    )]
+    Usage,
+    #[error("invalid exec spec: {0}")]
+    Spec(#[source] serde_json::Error),
+    #[error("the container's process {0} is gone: the container is not running")]
+    NotRunning(i32),
+    #[error("join cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> ExecError {
+    move |source| ExecError::Sys { what, source }
+}
+
+/// Exit status of `berth exec-init` when the command could not be started: Docker's 127 for a
+/// program that is not there, 126 for anything else.
+fn failure_code(e: &ExecError) -> i32 {
+    match e {
+        ExecError::Setup(s) if s.is_not_found() => 127,
+        _ => 126,
+    }
+}
+
+/// Entry point of `berth exec-init`; called from `main` before anything else runs.
+pub fn main() -> ! {
+    let result = std::env::var(SPEC_ENV)
+        .map_err(|_| ExecError::Usage)
+        .and_then(|json| serde_json::from_str::<ExecSpec>(&json).map_err(ExecError::Spec))
+        .and_then(|spec| run(&spec));
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("berth exec: {e}");
+            std::process::exit(failure_code(&e))
+        }
+    }
+}
+
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
+    let pidfd = spec
+        .init
+        .open()
+        .ok_or(ExecError::NotRunning(spec.init.pid))?;
+    // Cgroups first: their paths are host paths, gone from view once in the mount namespace.
+    for cgroup in &spec.cgroups {
+        let path = cgroup.join("cgroup.procs");
+        std::fs::write(&path, "0").map_err(|source| ExecError::Cgroup {
+            path: cgroup.clone(),
+            source,
+        })?;
+    }
+    nix::sched::setns(
+        &pidfd,
+        CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS,
+    )
+    .map_err(sys("join the container's namespaces"))?;
+    drop(pidfd);
+
+    // Blocked before the fork so a stop request can never be lost; the child unblocks them.
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&stop_signals()),
+        Some(&mut old_mask),
+    )
+    .map_err(sys("block signals"))?;
+    // Only the parent holds `life_w`: the child sees it closed iff the parent is gone (getppid
+    // cannot tell, it is 0 across the PID namespace boundary).
+    let (life_r, life_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create pipe"))?;
+    // SAFETY: single-threaded from main; the child goes on to execve.
+    match unsafe { fork() }.map_err(sys("fork into the container's pid namespace"))? {
+        ForkResult::Child => {
+            // SAFETY: prctl with integer arguments. Kept until the workload changes user;
+            // for root workloads it also covers the parent being SIGKILLed later.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            drop(life_w);
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&life_r),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(1) != 0 {
+                // The parent died before the prctl: nobody would stop or reap us.
+                std::process::exit(126);
+            }
+            drop(life_r);
+            let err =
+                match nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)
+                {
+                    Err(e) => sys("unblock signals")(e),
+                    Ok(()) => match child(spec) {
+                        Ok(never) => match never {},
+                        Err(e) => e,
+                    },
+                };
+            eprintln!("berth exec: {err}");
+            std::process::exit(failure_code(&err))
+        }
+        ForkResult::Parent { child } => {
+            drop(life_r);
+            let code = supervise(child);
+            drop(life_w);
+            code
+        }
+    }
+}
+
+fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecError> {
+    // setns(CLONE_NEWNS) moved our root and cwd to the container's root.
+    let exec_user = user::resolve(Path::new("/"), &spec.user)?;
+    let workload = process_setup::Workload {
+        args: &spec.args,
+        env: &spec.env,
+        user: &exec_user,
+        cwd: &spec.cwd,
+    };
+    Ok(process_setup::exec(&workload)?)
+}
+
+/// Wait for the child; a stop request kills it. Returns the exit status to pass on.
+fn supervise(child: Pid) -> std::result::Result<i32, ExecError> {
+    let set = stop_signals();
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(sys("wait for the exec'd process")(e)),
+        }
+        match set.wait() {
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---- engine side ----
+
+/// A command to run in a container; empty fields take the container's own.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+}
+
+/// How an exec'd process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecEnd {
+    /// Its exit status (128 + signal when killed).
+    Exited(i64),
+    /// It outlived the timeout and was killed.
+    TimedOut,
+}
+
+/// One chunk of an exec's output: 1 = stdout, 2 = stderr (Docker's stream numbers).
+pub type OutputChunk = (u8, Vec<u8>);
+
+/// A Docker exec record (`/exec/{id}`), kept in memory as Docker does.
+#[derive(Debug, Clone)]
+pub struct ExecEntry {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub started: bool,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub pid: i32,
+}
+
+pub(super) type ExecTable = std::sync::Mutex<HashMap<String, ExecEntry>>;
+
+impl ContainerStore {
+    /// Spawn `berth exec-init` for `req` in running container `id` (a full ID), with stdout and
+    /// stderr piped.
+    pub fn spawn_exec(&self, id: &str, req: &ExecRequest) -> Result<tokio::process::Child> {
+        let record = self.load_record(id)?;
+        let state = self.state(id);
+        if state.status != Status::Running {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is not running",
+                record.name
+            )));
+        }
+        if req.args.is_empty() {
+            return Err(ContainerError::BadRequest(
+                "no exec command specified".into(),
+            ));
+        }
+        let spec_path = RuntimeSpec::path_in(&self.dir(id));
+        let runtime: RuntimeSpec = std::fs::read(&spec_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ContainerError::Other(format!(
+                    "cannot read runtime spec {} of running container {}",
+                    spec_path.display(),
+                    record.name
+                ))
+            })?;
+        let mut env = runtime.env.clone();
+        for kv in &req.env {
+            let key = kv.split('=').next().unwrap_or(kv);
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        let spec = ExecSpec {
+            init: state.init,
+            cgroups: runtime.cgroups.clone(),
+            args: req.args.clone(),
+            env,
+            user: if req.user.is_empty() {
+                runtime.user.clone()
+            } else {
+                req.user.clone()
+            },
+            cwd: if req.working_dir.is_empty() {
+                runtime.cwd.clone()
+            } else {
+                req.working_dir.clone()
+            },
+        };
+        let json = serde_json::to_string(&spec)
+            .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;
+        let mut cmd = std::process::Command::new(self_exe());
+        cmd.arg("exec-init")
+            .env(SPEC_ENV, json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(ContainerError::io(format!(
+                "start berth exec-init for container {}",
+                record.name
+            )))
+    }
+}
+
+/// Pump the child's output into `out` and wait for it; with `timeout`, stop it (SIGTERM to
+/// exec-init, which kills the command; SIGKILL a second later) when it runs longer.
+pub async fn drive(
+    mut child: tokio::process::Child,
+    timeout: Option<Duration>,
+    out: mpsc::UnboundedSender<OutputChunk>,
+) -> ExecEnd {
+    let mut readers = tokio::task::JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.spawn(pump(stdout, 1, out.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.spawn(pump(stderr, 2, out.clone()));
+    }
+    drop(out);
+    let waited = match timeout {
+        Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
+        None => Some(child.wait().await),
+    };
+    let end = match waited {
+        Some(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            ExecEnd::Exited(match (status.code(), status.signal()) {
+                (Some(code), _) => code as i64,
+                (None, Some(sig)) => 128 + sig as i64,
+                (None, None) => 255,
+            })
+        }
+        Some(Err(_)) => ExecEnd::Exited(255),
+        None => {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(1), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            ExecEnd::TimedOut
+        }
+    };
+    // Output still in the pipes is read; a background process that kept them open would hold
+    // them forever, so draining has a deadline.
+    let drain = async { while readers.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
+        readers.abort_all();
+    }
+    end
+}
+
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    mut r: R,
+    stream: u8,
+    out: mpsc::UnboundedSender<OutputChunk>,
+) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if out.send((stream, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn lock_table(table: &ExecTable) -> std::sync::MutexGuard<'_, HashMap<String, ExecEntry>> {
+    match table.lock() {
+        Ok(t) => t,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Engine {
+    /// `POST /containers/{id}/exec`: record the command; nothing runs until start.
+    pub fn create_exec(&self, id_or_name: &str, config: ExecConfig) -> Result<String> {
+        let id = self.containers.resolve_id(id_or_name)?;
+        let record = self.containers.load_record(&id)?;
+        if self.containers.state(&id).status != Status::Running {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is not running",
+                record.name
+            )));
+        }
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(ContainerError::BadRequest(
+                "no exec command specified".into(),
+            ));
+        }
+        if config.tty {
+            return Err(ContainerError::BadRequest(
+                "exec with a TTY is not supported by berth yet".into(),
+            ));
+        }
+        let exec_id = hex::encode(rand::random::<[u8; 32]>());
+        let command = config.cmd.clone().unwrap_or_default().join(" ");
+        self.container_event(
+            &format!("exec_create: {command}"),
+            &record,
+            &[("execID", exec_id.clone())],
+        );
+        lock_table(&self.containers.inner.execs).insert(
+            exec_id.clone(),
+            ExecEntry {
+                id: exec_id.clone(),
+                container_id: id,
+                config,
+                started: false,
+                running: false,
+                exit_code: None,
+                pid: 0,
+            },
+        );
+        Ok(exec_id)
+    }
+
+    fn exec_entry(&self, exec_id: &str) -> Result<ExecEntry> {
+        lock_table(&self.containers.inner.execs)
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NotFound(format!("exec instance {exec_id}")))
+    }
+
+    /// `POST /exec/{id}/start`: spawn the process. The caller drives it with [`drive`] and
+    /// reports the end with [`Engine::finish_exec`].
+    pub fn start_exec(&self, exec_id: &str) -> Result<tokio::process::Child> {
+        let entry = self.exec_entry(exec_id)?;
+        if entry.started {
+            return Err(ContainerError::Conflict(format!(
+                "exec instance {exec_id} has already been started"
+            )));
+        }
+        let req = ExecRequest {
+            args: entry.config.cmd.clone().unwrap_or_default(),
+            env: entry.config.env.clone().unwrap_or_default(),
+            user: entry.config.user.clone(),
+            working_dir: entry.config.working_dir.clone(),
+        };
+        let child = self.containers.spawn_exec(&entry.container_id, &req)?;
+        if let Some(e) = lock_table(&self.containers.inner.execs).get_mut(exec_id) {
+            e.started = true;
+            e.running = true;
+            e.pid = child.id().map_or(0, |p| p as i32);
+        }
+        if let Ok(record) = self.containers.load_record(&entry.container_id) {
+            let command = req.args.join(" ");
+            self.container_event(
+                &format!("exec_start: {command}"),
+                &record,
+                &[("execID", exec_id.to_string())],
+            );
+        }
+        Ok(child)
+    }
+
+    /// Record how a started exec ended.
+    pub fn finish_exec(&self, exec_id: &str, end: ExecEnd) {
+        let code = match end {
+            ExecEnd::Exited(c) => c,
+            ExecEnd::TimedOut => 137,
+        };
+        let container_id = {
+            let mut table = lock_table(&self.containers.inner.execs);
+            let Some(e) = table.get_mut(exec_id) else {
+                return;
+            };
+            e.running = false;
+            e.exit_code = Some(code);
+            e.container_id.clone()
+        };
+        if let Ok(record) = self.containers.load_record(&container_id) {
+            self.container_event(
+                "exec_die",
+                &record,
+                &[
+                    ("execID", exec_id.to_string()),
+                    ("exitCode", code.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub fn inspect_exec(&self, exec_id: &str) -> Result<ExecInspect> {
+        let e = self.exec_entry(exec_id)?;
+        let mut args = e.config.cmd.clone().unwrap_or_default().into_iter();
+        Ok(ExecInspect {
+            id: e.id.clone(),
+            running: e.running,
+            exit_code: e.exit_code,
+            process_config: ExecProcessConfig {
+                tty: e.config.tty,
+                entrypoint: args.next().unwrap_or_default(),
+                arguments: args.collect(),
+                privileged: e.config.privileged,
+                user: e.config.user.clone(),
+            },
+            open_stdin: e.config.attach_stdin,
+            open_stderr: e.config.attach_stderr,
+            open_stdout: e.config.attach_stdout,
+            can_remove: !e.running,
+            container_id: e.container_id.clone(),
+            detach_keys: String::new(),
+            pid: e.pid as i64,
+        })
+    }
+
+    /// Forget the exec records of a container (removed, or started afresh).
+    pub fn forget_execs(&self, container_id: &str) {
+        lock_table(&self.containers.inner.execs).retain(|_, e| e.container_id != container_id);
+    }
+}

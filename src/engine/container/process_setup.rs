@@ -1,0 +1,189 @@
+//! The last steps before a container process `execve`s its workload, shared by `berth init` (the
+//! container's PID 1) and `berth exec-init` (`docker exec`, healthcheck probes): look the program
+//! up, drop capabilities, install the seccomp filter, switch user, chdir, make every fd above
+//! stdio close-on-exec, and `execve`.
+//!
+//! Called only from single-threaded re-execs, already inside the container's namespaces and root.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid};
+use thiserror::Error;
+
+use super::caps;
+use super::seccomp;
+use super::user::ExecUser;
+
+/// Docker's `PATH` when neither the image nor the request sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Docker's wording for a workload that cannot be executed (`exec: "x": …`).
+    #[error("{0}")]
+    Exec(String),
+}
+
+impl SetupError {
+    /// True when the program was not found (Docker's exec answers 127 then, 126 otherwise).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SetupError::Exec(m) if m.contains("not found") || m.contains("no such file"))
+    }
+}
+
+type Result<T> = std::result::Result<T, SetupError>;
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SetupError {
+    move |source| SetupError::Sys { what, source }
+}
+
+/// What to run, as the current process sees the container's filesystem.
+pub struct Workload<'a> {
+    pub args: &'a [String],
+    /// `KEY=value`; `HOME` is added from the user's passwd entry when missing.
+    pub env: &'a [String],
+    pub user: &'a ExecUser,
+    /// Absolute; `/` when empty.
+    pub cwd: &'a str,
+}
+
+/// Drop privileges to the container's defaults and `execve` the workload. Returns only on error.
+pub fn exec(w: &Workload) -> Result<Infallible> {
+    let mut env = w.env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", w.user.home));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let program = find_program(w.args, &path_var)?;
+    let cwd = if w.cwd.is_empty() { "/" } else { w.cwd };
+
+    caps::drop_bounding(caps::default_mask()).map_err(|source| SetupError::Io {
+        what: "drop capabilities from the bounding set".into(),
+        source,
+    })?;
+    // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from here to
+    // execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by the filter.
+    seccomp::install(caps::default_mask()).map_err(|source| SetupError::Io {
+        what: "install seccomp filter".into(),
+        source,
+    })?;
+    let gids: Vec<Gid> = w
+        .user
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&gids).map_err(sys("set supplementary groups"))?;
+    nix::unistd::setgid(Gid::from_raw(w.user.gid)).map_err(sys("set group id"))?;
+    // Keep the permitted set across setuid so capset below can still grant the defaults.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    nix::unistd::setuid(Uid::from_raw(w.user.uid)).map_err(sys("set user id"))?;
+    caps::set_process_caps(caps::default_mask()).map_err(|source| SetupError::Io {
+        what: "set capabilities".into(),
+        source,
+    })?;
+    std::env::set_current_dir(cwd).map_err(|source| SetupError::Io {
+        what: format!("chdir to working directory {cwd}"),
+        source,
+    })?;
+
+    // SAFETY: umask has no preconditions; Docker's workloads start with 022.
+    unsafe { libc::umask(0o022) };
+    // Every fd above stdio (sync pipes included) closes on exec: success reads as EOF.
+    // SAFETY: close_range with CLOEXEC only changes flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(SetupError::Io {
+            what: "mark fds close-on-exec".into(),
+            source: io::Error::last_os_error(),
+        });
+    }
+
+    let c_program = cstring(&program.to_string_lossy())?;
+    let c_args = w
+        .args
+        .iter()
+        .map(|a| cstring(a))
+        .collect::<Result<Vec<_>>>()?;
+    let c_env = env.iter().map(|e| cstring(e)).collect::<Result<Vec<_>>>()?;
+    let err = match nix::unistd::execve(&c_program, &c_args, &c_env) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let name = &w.args[0];
+    Err(SetupError::Exec(match err {
+        nix::Error::EACCES => format!("exec: {name:?}: permission denied"),
+        nix::Error::ENOENT => format!("exec: {name:?}: no such file or directory"),
+        other => format!("exec: {name:?}: {}", other.desc().to_lowercase()),
+    }))
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s)
+        .map_err(|_| SetupError::Exec(format!("argument or variable {s:?} contains a NUL byte")))
+}
+
+/// Docker's lookup: a name with a `/` is used as is, anything else is searched in `PATH`.
+fn find_program(args: &[String], path_var: &str) -> Result<PathBuf> {
+    let Some(name) = args.first().filter(|a| !a.is_empty()) else {
+        return Err(SetupError::Exec("no command specified".into()));
+    };
+    if name.contains('/') {
+        return match std::fs::metadata(name) {
+            Ok(_) => Ok(PathBuf::from(name)),
+            Err(e) => Err(SetupError::Exec(format!(
+                "exec: {name:?}: stat {name}: {}",
+                io_error_text(&e)
+            ))),
+        };
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(SetupError::Exec(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
+}
+
+/// Go-style lowercase error text (`no such file or directory`), without Rust's "(os error 2)".
+fn io_error_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::Error::from_raw(code).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
