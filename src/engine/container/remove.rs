@@ -64,6 +64,7 @@ impl Engine {
     ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.remove(&id, force).await?;
+        self.forget_execs(&id);
         let _ = self.networks.detach(&id).await;
         if remove_anonymous_volumes {
             for vol in &record.anonymous_volumes {
