@@ -87,7 +87,11 @@ pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<Str
         // Every profile the project declares, whichever are active.
         options.profiles = vec!["*".to_string()];
     }
-    let (project, _raw) = load_with_raw(&options)?;
+    let (project, raw) = load_with_raw(&options)?;
+    // `config` prints and exits: freeing these trees node by node costs more (a sixth of the
+    // run on a 500-service project) than letting the process exit reclaim them.
+    std::mem::forget(raw);
+    let project = std::mem::ManuallyDrop::new(project);
     let lines = |items: Vec<String>| -> String { items.into_iter().map(|s| s + "\n").collect() };
     if args.services {
         return Ok(lines(project.services.keys().cloned().collect()));
