@@ -30,6 +30,8 @@ const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_NOTIMP: u8 = 4;
+/// Pause after a failed accept/receive before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Names per network, and which networks each container address belongs to.
@@ -202,6 +204,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, ctx: Arc<Ctx>) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+            // Errors such as EMFILE repeat at once: pause instead of spinning.
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             continue;
         };
         let query = buf[..len].to_vec();
@@ -218,6 +222,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, ctx: Arc<Ctx>) {
 async fn serve_tcp(listener: TcpListener, ctx: Arc<Ctx>) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
+            // Errors such as EMFILE repeat at once: pause instead of spinning.
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             continue;
         };
         let ctx = ctx.clone();

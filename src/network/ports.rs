@@ -195,6 +195,8 @@ fn spawn_tcp_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Res
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut inbound, _)) = listener.accept().await else {
+                // Errors such as EMFILE repeat at once: pause instead of spinning.
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             };
             tokio::spawn(async move {
@@ -208,6 +210,8 @@ fn spawn_tcp_proxy(listener: StdTcpListener, target: SocketAddr) -> std::io::Res
     Ok(task.abort_handle())
 }
 
+/// Pause after a failed accept/receive before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// docker-proxy's UDP timeout: a client silent this long loses its upstream socket.
 const UDP_IDLE: Duration = Duration::from_secs(90);
 
@@ -232,6 +236,8 @@ fn spawn_udp_proxy(socket: StdUdpSocket, target: SocketAddr) -> std::io::Result<
         let mut buf = vec![0u8; 65536];
         loop {
             let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                // Errors such as EMFILE repeat at once: pause instead of spinning.
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             };
             let existing = clients
