@@ -688,14 +688,22 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
             host_port: port.to_string(),
         }]),
     );
-    let links_before = links().lines().count();
+    // Count only the links on this test's bridge: other tests running in parallel make and
+    // remove links of their own, so a host-wide count would race with them.
+    let ports_on_bridge = || {
+        sh(Command::new("ip").args(["-o", "link", "show", "master", &br]))
+            .1
+            .lines()
+            .count()
+    };
+    let links_before = ports_on_bridge();
     let err = mgr.attach(req2).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("Bind for 127.0.0.1:{port} failed: port is already allocated")
     );
     assert!(!ns2.exists());
-    assert_eq!(links().lines().count(), links_before);
+    assert_eq!(ports_on_bridge(), links_before);
     assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);
     assert!(mgr.attachment(&format!("{:0<64}", "web2")).is_none());
 
