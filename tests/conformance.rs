@@ -100,7 +100,7 @@ impl Tally {
 
 fn round_trip(opts: &LoadOptions) -> Result<(), String> {
     let first = load(opts).map_err(|e| format!("load: {e}"))?;
-    let text = to_text(&first, ConfigFormat::Yaml).map_err(|e| e.to_string())?;
+    let text = to_text(&first, ConfigFormat::Yaml, true).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let out = dir.path().join("config.yaml");
     std::fs::write(&out, &text).map_err(|e| e.to_string())?;

@@ -145,14 +145,21 @@ pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<Str
         }
         return Ok(out);
     }
-    to_text(&project, args.format)
+    to_text(&project, args.format, !args.no_interpolate)
 }
 
 /// The model as `docker compose config` prints it (YAML or JSON).
-pub fn to_text(project: &Project, format: ConfigFormat) -> anyhow::Result<String> {
+/// `interpolated` is false under `--no-interpolate`: every `$` is then still as written.
+pub fn to_text(
+    project: &Project,
+    format: ConfigFormat,
+    interpolated: bool,
+) -> anyhow::Result<String> {
     let mut value = serde_json::to_value(project)?;
     // Literal `$` is printed as `$$`, so the output loads back to the same model.
-    escape_dollars(&mut value);
+    if interpolated {
+        escape_dollars(&mut value);
+    }
     order_like_docker_compose(&mut value);
     Ok(match format {
         ConfigFormat::Json => serde_json::to_string_pretty(&value)? + "\n",
@@ -323,5 +330,51 @@ mod tests {
         });
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["volumes"]["data"]["name"], "demo_data");
+    }
+
+    #[test]
+    fn no_interpolate_prints_variables_as_written() {
+        let t = project_dir(
+            "name: demo\nservices:\n  web:\n    image: \"busybox:${TAG:-latest}\"\n    \
+             environment: {A: '${X}', B: '$$HOME'}\n    \
+             ports: ['${IP:-127.0.0.1}:${PORT:-8080}:80/udp']\n    \
+             volumes: ['${DATA:-./data}:/data:ro']\n",
+        );
+        let args = ConfigArgs {
+            no_interpolate: true,
+            ..Default::default()
+        };
+        let text = render(&args, opts(t.path())).unwrap();
+        for want in [
+            "image: busybox:${TAG:-latest}",
+            "A: ${X}",
+            "B: $$HOME",
+            "host_ip: ${IP:-127.0.0.1}",
+            "published: ${PORT:-8080}",
+            "target: 80",
+            "protocol: udp",
+            "source: ${DATA:-./data}",
+            "read_only: true",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn no_interpolate_names_a_typed_field_that_needs_a_value() {
+        let t = project_dir("services:\n  web:\n    image: x\n    mem_limit: ${MEM:-1g}\n");
+        let args = ConfigArgs {
+            no_interpolate: true,
+            ..Default::default()
+        };
+        let e = render(&args, opts(t.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("compose.yaml:4:16")
+                && e.contains("services.web.mem_limit")
+                && e.contains("drop --no-interpolate"),
+            "{e}"
+        );
+        // With interpolation the same file loads.
+        assert!(render(&ConfigArgs::default(), opts(t.path())).is_ok());
     }
 }

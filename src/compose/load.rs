@@ -106,6 +106,28 @@ fn invalid_text(mark: Option<&Mark>, path: &str, message: &str) -> String {
 }
 
 impl ComposeError {
+    /// Under `config --no-interpolate` a typed field (a number, size, duration, boolean) may
+    /// still hold `${VAR}`: say that the value, not the file, is what cannot be read.
+    pub fn with_uninterpolated_hint(self) -> ComposeError {
+        match self {
+            ComposeError::Invalid {
+                mark,
+                path,
+                message,
+            } if message.contains('$') && !message.contains("--no-interpolate") => {
+                ComposeError::Invalid {
+                    mark,
+                    path,
+                    message: format!(
+                        "{message}; this field needs a value, so it can only be printed with \
+                         interpolation (drop --no-interpolate)"
+                    ),
+                }
+            }
+            other => other,
+        }
+    }
+
     pub fn invalid(node: &Node, path: &str, message: impl Into<String>) -> ComposeError {
         ComposeError::Invalid {
             mark: Some(node.mark.clone()).filter(|m| m.line > 0),
@@ -453,8 +475,15 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         project_dir: project_dir.clone(),
         env: env.clone(),
         normalize: !options.skip_normalization,
+        interpolated: !options.skip_interpolation,
     };
-    let mut project = normalize::project(&raw, &settings)?;
+    let mut project = normalize::project(&raw, &settings).map_err(|e| {
+        if options.skip_interpolation {
+            e.with_uninterpolated_hint()
+        } else {
+            e
+        }
+    })?;
     project.working_dir = project_dir;
     project.config_files = files;
 

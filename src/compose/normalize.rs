@@ -18,6 +18,9 @@ pub struct Settings {
     pub env: IndexMap<String, String>,
     /// Default network, implicit dependencies, resource names (`config --no-normalize` = off).
     pub normalize: bool,
+    /// False under `config --no-interpolate`: values may still hold `${VAR}`, which short
+    /// syntax must keep whole instead of splitting on the `:` and `-` inside it.
+    pub interpolated: bool,
 }
 
 type Result<T> = std::result::Result<T, ComposeError>;
@@ -699,7 +702,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                 ),
                 v.mark.clone(),
             ),
-            "ports" => ports(v, &p)?,
+            "ports" => ports(v, &p, settings)?,
             "expose" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
             "volumes" => volumes(v, &p, settings)?,
             "depends_on" => depends_on(v, &p)?,
@@ -1315,6 +1318,71 @@ fn service_networks(v: &Node, path: &str) -> Result<Node> {
 /// One expanded short-syntax port: (host_ip, published, target, protocol).
 pub type PortSpec = (Option<String>, Option<String>, u16, String);
 
+/// Characters that separate short-syntax fields, hidden while they sit inside `${…}` so that
+/// `${PORT:-8080}:80` splits into two fields, not four.
+const HIDDEN_SEPARATORS: [(char, char); 3] =
+    [(':', '\u{E000}'), ('/', '\u{E001}'), ('-', '\u{E002}')];
+
+/// `spec` with the separators inside every `${…}` replaced by private-use characters.
+fn hide_separators_in_variables(spec: &str) -> String {
+    let mut out = String::with_capacity(spec.len());
+    let mut depth = 0usize;
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' if chars.peek() == Some(&'{') => {
+                depth += 1;
+                out.push(c);
+                out.push(chars.next().unwrap_or('{'));
+                continue;
+            }
+            '}' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {
+                if let Some((_, hidden)) = HIDDEN_SEPARATORS.iter().find(|(sep, _)| *sep == c) {
+                    out.push(*hidden);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn reveal_separators(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            HIDDEN_SEPARATORS
+                .iter()
+                .find(|(_, hidden)| *hidden == c)
+                .map_or(c, |(sep, _)| *sep)
+        })
+        .collect()
+}
+
+/// A port spec that still holds variables (`config --no-interpolate`): the host IP and the
+/// published port stay as written; the container port must be a number, since the model
+/// (and the engine) needs it as one.
+fn parse_uninterpolated_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String> {
+    let hidden = hide_separators_in_variables(spec);
+    let (rest, protocol) = match hidden.rsplit_once('/') {
+        Some((r, p)) => (r.to_string(), reveal_separators(p)),
+        None => (hidden.clone(), "tcp".to_string()),
+    };
+    let mut parts: Vec<String> = rest.split(':').map(reveal_separators).collect();
+    let target = parts.pop().unwrap_or_default();
+    let target: u16 = target.parse().map_err(|_| {
+        format!(
+            "Invalid containerPort: {target}; the container port needs a value, so this file \
+             can only be printed with interpolation (drop --no-interpolate)"
+        )
+    })?;
+    let published = parts.pop().filter(|p| !p.is_empty());
+    let host_ip = Some(parts.join(":")).filter(|h| !h.is_empty());
+    Ok(vec![(host_ip, published, target, protocol)])
+}
+
 /// `[HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL]` → long-form entries (ranges expand).
 pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String> {
     let (rest, protocol) = match spec.rsplit_once('/') {
@@ -1411,7 +1479,7 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
     Ok(out)
 }
 
-fn ports(v: &Node, path: &str) -> Result<Node> {
+fn ports(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let Some(items) = v.as_seq() else {
         return Err(err(v, path, format!("{path} must be a list")));
     };
@@ -1421,8 +1489,12 @@ fn ports(v: &Node, path: &str) -> Result<Node> {
         match &it.value {
             Value::String(_) | Value::Int(_) => {
                 let spec = it.scalar_text().unwrap_or_default();
-                let parsed = parse_port_spec(&spec)
-                    .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
+                let parsed = if !settings.interpolated && spec.contains('$') {
+                    parse_uninterpolated_port_spec(&spec)
+                } else {
+                    parse_port_spec(&spec)
+                }
+                .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
                 for (host_ip, published, target, protocol) in parsed {
                     let mut m = IndexMap::new();
                     m.insert("mode".into(), s("ingress", &it.mark));
@@ -1545,7 +1617,14 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 if spec.is_empty() {
                     return Err(err(it, &p, "invalid empty volume spec"));
                 }
-                let mut parts = split_volume_spec(spec);
+                let mut parts = if settings.interpolated {
+                    split_volume_spec(spec)
+                } else {
+                    split_volume_spec(&hide_separators_in_variables(spec))
+                        .iter()
+                        .map(|p| reveal_separators(p))
+                        .collect()
+                };
                 // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
                 if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
                     parts.remove(0);
@@ -1576,13 +1655,15 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                 };
                 let kind = match &source {
                     None => "volume",
+                    // Uninterpolated, `${DATA:-./data}` may become either; print it as written.
+                    Some(src) if !settings.interpolated && src.contains('$') => "bind",
                     Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
                     Some(src) if is_host_path(src) => "bind",
                     Some(_) => "volume",
                 };
                 m.insert("type".into(), s(kind, mark));
                 if let Some(src) = &source {
-                    let src = if kind == "bind" {
+                    let src = if kind == "bind" && (settings.interpolated || !src.contains('$')) {
                         resolve_path(&settings.project_dir, src)
                     } else {
                         src.clone()
