@@ -60,10 +60,12 @@ pub struct ConfigArgs {
 }
 
 pub fn run(args: &ConfigArgs, options: LoadOptions) -> anyhow::Result<ExitCode> {
-    let text = render(args, options)?;
     if args.quiet {
+        // Validation only: loading is the check, printing would be wasted work.
+        std::mem::forget(load_with_raw(&with_flags(args, options))?);
         return Ok(ExitCode::SUCCESS);
     }
+    let text = render(args, options)?;
     match &args.output {
         Some(path) => std::fs::write(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?,
@@ -75,8 +77,8 @@ pub fn run(args: &ConfigArgs, options: LoadOptions) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Everything `berth config` prints, as text.
-pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<String> {
+/// The load options as this command's flags change them.
+fn with_flags(args: &ConfigArgs, mut options: LoadOptions) -> LoadOptions {
     options.skip_interpolation |= args.no_interpolate;
     options.skip_normalization |= args.no_normalize;
     options.skip_consistency |= args.no_consistency;
@@ -87,7 +89,12 @@ pub fn render(args: &ConfigArgs, mut options: LoadOptions) -> anyhow::Result<Str
         // Every profile the project declares, whichever are active.
         options.profiles = vec!["*".to_string()];
     }
-    let (project, raw) = load_with_raw(&options)?;
+    options
+}
+
+/// Everything `berth config` prints, as text.
+pub fn render(args: &ConfigArgs, options: LoadOptions) -> anyhow::Result<String> {
+    let (project, raw) = load_with_raw(&with_flags(args, options))?;
     // `config` prints and exits: freeing these trees node by node costs more (a sixth of the
     // run on a 500-service project) than letting the process exit reclaim them.
     std::mem::forget(raw);
