@@ -170,7 +170,7 @@ pub fn to_text(
     order_like_docker_compose(&mut value);
     Ok(match format {
         ConfigFormat::Json => serde_json::to_string_pretty(&value)? + "\n",
-        ConfigFormat::Yaml => serde_yaml::to_string(&value)?,
+        ConfigFormat::Yaml => crate::compose::emit::to_yaml(&value),
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod consistency;
 pub mod dotenv;
+pub mod emit;
 pub mod extends;
 pub mod graph;
 pub mod include;
