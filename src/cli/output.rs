@@ -80,6 +80,12 @@ pub fn status_line(kind: &str, name: &str, status: &str) {
     eprintln!(" {mark} {kind} {name:<28} {status}");
 }
 
+/// A resource's in-progress line on stderr (`   Container x  Stopping`), before its
+/// [`status_line`]; docker compose's plain progress shows both.
+pub fn progress_line(kind: &str, name: &str, status: &str) {
+    eprintln!("   {kind} {name:<28} {status}");
+}
+
 /// "5 seconds ago", "About a minute ago", "3 hours ago" — Docker's `HumanDuration` wording.
 pub fn human_ago(seconds: i64) -> String {
     format!("{} ago", human_duration(seconds))
