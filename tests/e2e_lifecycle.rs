@@ -182,6 +182,35 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
         1
     );
 
+    // images: one row per container, with the reference it was created from.
+    let images = project.ok(&["images"]);
+    assert!(
+        images.starts_with("CONTAINER") && images.contains("IMAGE ID"),
+        "{images}"
+    );
+    let (repository, tag) = image.rsplit_once(':').expect("image has a tag");
+    for container in [&db, &app] {
+        let row = images
+            .lines()
+            .find(|l| l.starts_with(container.as_str()))
+            .unwrap_or_else(|| panic!("no {container} row in:\n{images}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cells[1..3], [repository, tag], "{row}");
+        assert!(cells[3].starts_with("linux/"), "{row}");
+    }
+    let ids = project.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 1, "both use one image: {ids}");
+    let app_images = project.ok(&["images", "--format", "json", "app"]);
+    let list: serde_json::Value = serde_json::from_str(&app_images).expect("images json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["ContainerName"], app.as_str());
+    assert_eq!(
+        list[0]["ID"]
+            .as_str()
+            .map(|id| id.trim_start_matches("sha256:")),
+        Some(ids.trim())
+    );
+
     // stop: both exited, the dependent first.
     let out = project.berth(&["stop"]);
     let stderr = stderr_of(&out);
@@ -351,7 +380,7 @@ fn unknown_services_and_missing_containers_are_errors_like_docker_compose() {
         "lifeerr",
         "services:\n  db:\n    image: berth-test/never-pulled:1\n  app:\n    image: berth-test/never-pulled:1\n    depends_on: [db]\n",
     );
-    for command in ["stop", "start", "restart", "kill", "rm"] {
+    for command in ["stop", "start", "restart", "kill", "rm", "images"] {
         let err = project.fails(&[command, "db", "nope"]);
         assert!(err.contains("no such service: nope"), "{command}: {err}");
     }

@@ -6,6 +6,7 @@
 pub mod config;
 mod containers;
 mod down;
+mod images;
 mod import;
 mod kill;
 mod logs;
@@ -63,6 +64,8 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// List running compose projects
     Ls(ls::LsArgs),
+    /// List images used by the created containers
+    Images(images::ImagesArgs),
     /// View output from containers
     Logs(logs::LogsArgs),
     /// Pull service images
@@ -132,6 +135,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Kill(args) => kill::run(&project, &args).await,
             Command::Rm(args) => rm::run(&project, &args).await,
             Command::Ls(args) => ls::run(&project, &args).await,
+            Command::Images(args) => images::run(&project, &args).await,
             Command::Logs(args) => logs::run(&project, &args).await,
             Command::Pull(args) => pull::run(&project, &args).await,
             Command::Import(args) => import::run(&project, &args).await,
