@@ -13,7 +13,8 @@ use common::project::TestProject;
 use common::registry::TestRegistry;
 
 /// `db` and `app` (which depends on `db`) each append their name to `/data/runs` when they start,
-/// record SIGUSR1 in `/data/<name>-signals`, and exit on SIGTERM.
+/// record SIGUSR1 in `/data/<name>-signals`, and exit on SIGTERM. Each time `app` starts it pings
+/// `db` by name and records in `/data/net` whether it got through.
 fn lifecycle_compose(image: &str, mark: &str) -> String {
     format!(
         r#"
@@ -32,7 +33,7 @@ services:
     depends_on:
       db:
         condition: service_started
-    command: ["sh", "-c", "trap 'echo got USR1 >> /data/app-signals; exit 3' USR1; trap 'exit 0' TERM; echo app >> /data/runs; while true; do sleep 0.2; done"]
+    command: ["sh", "-c", "trap 'echo got USR1 >> /data/app-signals; exit 3' USR1; trap 'exit 0' TERM; echo app >> /data/runs; if ping -c 1 -W 3 db > /dev/null 2>&1; then echo reached >> /data/net; else echo unreachable >> /data/net; fi; while true; do sleep 0.2; done"]
     volumes:
       - data:/data
       - /scratch
@@ -76,6 +77,25 @@ fn wait_runs(project: &TestProject, db: usize, app: usize) {
         reached.is_some(),
         "expected db to have run {db} and app {app} times, /data/runs has:\n{}",
         read_data(project, "runs")
+    );
+}
+
+/// Wait until `app` has checked the network `times` times; every check reached `db`.
+fn wait_reached_db(project: &TestProject, times: usize) {
+    let lines = project.eventually(Duration::from_secs(20), || {
+        let text = read_data(project, "net");
+        (text.lines().count() >= times).then_some(text)
+    });
+    let text = lines.unwrap_or_else(|| {
+        panic!(
+            "app did not check the network {times} times: {:?}",
+            read_data(project, "net")
+        )
+    });
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec!["reached"; times],
+        "app reaches db by name after every start"
     );
 }
 
@@ -151,6 +171,7 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
 
     project.ok(&["up", "-d"]);
     wait_runs(&project, 1, 1);
+    wait_reached_db(&project, 1);
 
     // ls lists the running project with the compose file it came from.
     let row = ls_row(&project, false).expect("ls lists the running project");
@@ -254,6 +275,7 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
         "{stderr}"
     );
     wait_runs(&project, 2, 2);
+    wait_reached_db(&project, 2);
     assert_eq!(state_of(&project, "db").as_deref(), Some("running"));
     assert_eq!(state_of(&project, "app").as_deref(), Some("running"));
     assert_eq!(
@@ -267,6 +289,7 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
     let out = project.berth(&["restart", "-t", "5"]);
     assert!(out.status.success(), "restart failed:\n{}", stderr_of(&out));
     wait_runs(&project, 3, 4);
+    wait_reached_db(&project, 4);
     assert_eq!(state_of(&project, "app").as_deref(), Some("running"));
 
     // kill -s by name: db's trap records it and db keeps running; by number: app's trap exits 3.
