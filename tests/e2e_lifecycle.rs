@@ -151,6 +151,37 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `berth -p NAME ARGS` on a pseudo-terminal (util-linux `script`), typing `input`: whether it
+/// succeeded, and what the terminal showed.
+fn berth_on_terminal(project: &TestProject, args: &str, input: &str) -> (bool, String) {
+    use std::io::Write;
+    let command = format!("{} -p {} {args}", env!("CARGO_BIN_EXE_berth"), project.name);
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(project.dir.path())
+        .env("BERTH_DATA_ROOT", project.data_root())
+        .env("BERTH_RUN_ROOT", project.run_root())
+        .env("NO_COLOR", "1")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("COMPOSE_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("type the answer");
+    let out = child.wait_with_output().expect("script output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn volumes(project: &TestProject) -> Vec<String> {
     project
         .docker(&["volume", "ls", "-q"])
@@ -333,6 +364,15 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
         "{refused}"
     );
     assert_eq!(state_of(&project, "app").as_deref(), Some("exited"));
+    // On a terminal it asks; anything but yes keeps the container.
+    let (ok, screen) = berth_on_terminal(&project, "rm", "n\n");
+    assert!(ok, "answering no is no error:\n{screen}");
+    assert!(
+        screen.contains(&format!("Going to remove {app}"))
+            && screen.contains("Are you sure? [y/N]"),
+        "{screen}"
+    );
+    assert_eq!(state_of(&project, "app").as_deref(), Some("exited"));
     let out = project.berth(&["rm", "-f", "-v"]);
     assert!(out.status.success(), "rm failed:\n{}", stderr_of(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -355,13 +395,14 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
         stderr_of(&out)
     );
     assert_eq!(state_of(&project, "db").as_deref(), Some("running"));
-    // -s stops first, then removes.
-    let out = project.berth(&["rm", "-s", "-f"]);
-    let stderr = stderr_of(&out);
-    assert!(out.status.success(), "rm -s failed:\n{stderr}");
+    // -s stops first, then asks, and yes removes.
+    let (ok, screen) = berth_on_terminal(&project, "rm -s", "y\n");
+    assert!(ok, "rm -s failed:\n{screen}");
     assert!(
-        stderr.contains("Stopped") && stderr.contains("Removed"),
-        "{stderr}"
+        screen.contains("Stopped")
+            && screen.contains(&format!("Going to remove {db}"))
+            && screen.contains("Removed"),
+        "{screen}"
     );
     assert!(states(&project).is_empty());
     assert!(volumes(&project).contains(&named), "named volume kept");
