@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::project::TestProject;
 use common::registry::TestRegistry;
 
-/// `db` and `app` (which depends on `db`) each append their name to `/data/runs` when they start,
+/// `db` and `app` (which depends on `db`, with `restart: true`) each append their name to `/data/runs` when they start,
 /// record SIGUSR1 in `/data/<name>-signals`, and exit on SIGTERM. Each time `app` starts it pings
 /// `db` by name and records in `/data/net` whether it got through.
 fn lifecycle_compose(image: &str, mark: &str) -> String {
@@ -33,6 +33,7 @@ services:
     depends_on:
       db:
         condition: service_started
+        restart: true
     command: ["sh", "-c", "trap 'echo got USR1 >> /data/app-signals; exit 3' USR1; trap 'exit 0' TERM; echo app >> /data/runs; if ping -c 1 -W 3 db > /dev/null 2>&1; then echo reached >> /data/net; else echo unreachable >> /data/net; fi; while true; do sleep 0.2; done"]
     volumes:
       - data:/data
@@ -321,6 +322,22 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
     assert!(out.status.success(), "restart failed:\n{}", stderr_of(&out));
     wait_runs(&project, 3, 4);
     wait_reached_db(&project, 4);
+    // app declares `restart: true` on db: restarting db restarts app too, unless --no-deps.
+    project.ok(&["restart", "db"]);
+    wait_runs(&project, 4, 5);
+    wait_reached_db(&project, 5);
+    let out = project.berth(&["restart", "--no-deps", "db"]);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "restart --no-deps failed:\n{stderr}");
+    let restarted: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_end().ends_with("Restarting"))
+        .collect();
+    assert!(
+        restarted.len() == 1 && restarted[0].contains(&db),
+        "only db restarts:\n{stderr}"
+    );
+    wait_runs(&project, 5, 5);
     assert_eq!(state_of(&project, "app").as_deref(), Some("running"));
 
     // kill -s by name: db's trap records it and db keeps running; by number: app's trap exits 3.

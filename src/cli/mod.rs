@@ -52,9 +52,9 @@ pub enum Command {
     Down(down::DownArgs),
     /// List containers
     Ps(ps::PsArgs),
-    /// Start existing containers
+    /// Start services (their existing containers)
     Start(start::StartArgs),
-    /// Stop running containers without removing them
+    /// Stop services (their containers stay, for `start`)
     Stop(stop::StopArgs),
     /// Restart service containers
     Restart(restart::RestartArgs),

@@ -16,7 +16,7 @@ use super::project::{engine, project_or_name, ProjectArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RmArgs {
-    /// Don't ask to confirm removal
+    /// Don't ask to confirm removal (needed when stdin is not a terminal)
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Stop the containers, if required, before removing
