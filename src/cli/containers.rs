@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::output::{progress_line, status_line};
 use crate::compose::model::Project;
@@ -229,7 +229,7 @@ pub async fn stop_in_order(
         client
             .stop_container(&c.id, timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot stop container {name}: {e}"))?;
+            .with_context(|| format!("cannot stop container {name}"))?;
         status_line("Container", &name, "Stopped");
         Ok(())
     })

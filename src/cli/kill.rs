@@ -50,7 +50,7 @@ pub async fn run(project_args: &ProjectArgs, args: &KillArgs) -> anyhow::Result<
         client
             .kill_container(&c.id, Some(signal))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot kill container {name}: {e}"))?;
+            .with_context(|| format!("cannot kill container {name}"))?;
         status_line("Container", &name, "Killed");
         Ok(())
     })

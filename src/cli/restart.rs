@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use super::containers::{
     check_services, display_name, for_each_level, of_project, of_services, start_levels,
     with_restart_dependents,
@@ -42,7 +44,7 @@ pub async fn run(project_args: &ProjectArgs, args: &RestartArgs) -> anyhow::Resu
         client
             .restart_container(&c.id, args.timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot restart container {name}: {e}"))?;
+            .with_context(|| format!("cannot restart container {name}"))?;
         status_line("Container", &name, "Started");
         Ok(())
     })

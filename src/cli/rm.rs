@@ -76,7 +76,7 @@ pub async fn run(project_args: &ProjectArgs, args: &RmArgs) -> anyhow::Result<Ex
         client
             .remove_container(&c.id, false, args.volumes)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot remove container {name}: {e}"))?;
+            .with_context(|| format!("cannot remove container {name}"))?;
         status_line("Container", &name, "Removed");
         Ok(())
     })

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::containers::{
     check_services, display_name, for_each_level, is_running, of_project, of_services, service_of,
@@ -59,7 +59,7 @@ pub async fn run(project_args: &ProjectArgs, args: &StartArgs) -> anyhow::Result
         client
             .start_container(&c.id)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot start container {name}: {e}"))?;
+            .with_context(|| format!("cannot start container {name}"))?;
         status_line("Container", &name, "Started");
         Ok(())
     })
