@@ -493,3 +493,59 @@ fn unknown_services_and_missing_containers_are_errors_like_docker_compose() {
         "nothing was created"
     );
 }
+
+#[test]
+fn stop_waits_for_stop_grace_period_unless_t_is_given() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("grace/busybox", "1");
+    let project = TestProject::new("grace", "");
+    let mark = project.name.clone();
+    // Shutting down takes 12 s: longer than Docker's default grace of 10 s, well inside 60 s.
+    write_compose(
+        &project,
+        &format!(
+            r#"
+services:
+  slow:
+    image: {image}
+    environment:
+      BERTH_TEST_MARK: {mark}
+    command: ["sh", "-c", "trap 'sleep 12; exit 0' TERM; echo trap set; while true; do sleep 0.2; done"]
+    stop_grace_period: 60s
+"#
+        ),
+    );
+    let exit_status = |project: &TestProject| {
+        states(project)
+            .into_iter()
+            .find(|(s, _, _)| s == "slow")
+            .map(|(_, _, status)| status)
+            .expect("slow has a container")
+    };
+    // The trap must be in place before the stop signal comes (PID 1 ignores an untrapped TERM).
+    let trap_set = |project: &TestProject, times: usize| {
+        let seen = project.eventually(Duration::from_secs(20), || {
+            let logs = project.ok(&["logs", "--no-log-prefix", "slow"]);
+            (logs.matches("trap set").count() >= times).then_some(())
+        });
+        assert!(seen.is_some(), "slow started and set its trap");
+    };
+    project.ok(&["up", "-d"]);
+    trap_set(&project, 1);
+    project.ok(&["stop"]);
+    let status = exit_status(&project);
+    assert!(
+        status.starts_with("Exited (0)"),
+        "the 60 s grace let it finish its 12 s shutdown: {status}"
+    );
+    project.ok(&["start"]);
+    trap_set(&project, 2);
+    project.ok(&["stop", "-t", "1"]);
+    let status = exit_status(&project);
+    assert!(
+        status.starts_with("Exited (137)"),
+        "-t 1 cut the shutdown short with SIGKILL: {status}"
+    );
+    project.ok(&["down"]);
+    assert!(project.leftover_mounts().is_empty());
+}
