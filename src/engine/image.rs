@@ -21,8 +21,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::api::types::{
-    EmptyObject, ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail,
-    ProgressMessage,
+    EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
+    ProgressDetail, ProgressMessage,
 };
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
@@ -149,6 +149,11 @@ pub struct ImageRecord {
     pub manifest_digest: String,
     #[serde(default)]
     pub layers: Vec<LayerRecord>,
+    /// When a name was last given to the image (pull, import, tag), RFC 3339: Docker's
+    /// `Metadata.LastTagTime`, which compose's `daily`/`weekly`/`every_…` pull policies read.
+    /// Records written before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tag_time: Option<String>,
 }
 
 /// The container defaults of an image config (`config` in OCI and Docker configs alike) in the
@@ -695,6 +700,7 @@ impl ImageStore {
                         .unwrap_or_else(|| self.known_unpacked_size(d)),
                 })
                 .collect(),
+            last_tag_time: None,
         });
         rec.size = rec.layers.iter().map(|l| l.unpacked_size as i64).sum();
         if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
@@ -729,6 +735,10 @@ impl ImageStore {
 
     /// Stores `rec`, moving `tag` to it from whichever image had it.
     fn save_with_tag(&self, mut rec: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
+        // Every pull counts, even one that finds the image up to date (and a pull by digest):
+        // a refresh policy asks how long ago the image was last fetched, not last changed.
+        rec.last_tag_time =
+            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
         let mut records = self.write_records();
         if let Some(t) = tag {
             for other in records.values_mut() {
@@ -1036,6 +1046,7 @@ impl ImageStore {
                 diff_id,
                 unpacked_size: stats.bytes,
             }],
+            last_tag_time: None,
         };
         let rec = self.save_with_tag(rec, tag)?;
         *rollback = Rollback::default();
@@ -1176,6 +1187,13 @@ impl ImageStore {
             root_fs: ImageRootFs {
                 kind: "layers".into(),
                 layers: image.diff_ids.clone(),
+            },
+            metadata: ImageMetadata {
+                // Docker reports Go's zero time for an image never tagged.
+                last_tag_time: image
+                    .last_tag_time
+                    .clone()
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             },
         }
     }
