@@ -108,7 +108,9 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     };
     if let Some(service) = &args.exit_code_from {
         if !order.contains(service) {
-            bail!("no such service: {service}: --exit-code-from names a service this run does not start");
+            bail!(
+                "no such service: {service} (--exit-code-from must name a service this run starts)"
+            );
         }
     }
     let client = engine(project_args).await?;
@@ -823,9 +825,6 @@ fn spawn_stop(
     let timeout = args.timeout;
     tokio::spawn(async move {
         for c in targets {
-            if mode == StopMode::Stop {
-                status_line("Container", &c.container_name, "Stopping");
-            }
             let result = match mode {
                 StopMode::Stop => client.stop_container(&c.id, timeout).await,
                 StopMode::Kill => client.kill_container(&c.id, Some("SIGKILL")).await,
@@ -838,4 +837,54 @@ fn spawn_stop(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn up(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("berth")
+                .chain(std::iter::once("up"))
+                .chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            crate::cli::Command::Up(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exit_flags_conflict_with_detached_runs_in_compose_wording() {
+        let e = up(&["-d", "--exit-code-from", "web"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--detach cannot be combined with --abort-on-container-exit"
+        );
+        let e = up(&["--wait", "--abort-on-container-exit"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--wait cannot be combined with --abort-on-container-exit"
+        );
+        let args = up(&["--exit-code-from", "web"]).unwrap();
+        assert!(args.abort_on_exit() && args.check().is_ok());
+        assert!(up(&["--no-start", "--wait"]).is_err());
+        assert_eq!(up(&[]).unwrap().pull, "policy");
+        assert!(up(&["--pull", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn timeouts_print_as_go_durations() {
+        assert_eq!(go_duration(2), "2s");
+        assert_eq!(go_duration(90), "1m30s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+    }
 }
