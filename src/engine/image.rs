@@ -1396,4 +1396,47 @@ mod tests {
             b"hi\n"
         );
     }
+
+    /// Import and tag record when the image was last named; the inspect answer reports it as
+    /// Docker's `Metadata.LastTagTime`, it survives a reopen, and an older record without it
+    /// reads as Go's zero time.
+    #[test]
+    fn tagging_records_last_tag_time_for_inspect() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f"), b"x").unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        let roots = EngineRoots::new(tmp.path().join("data"), tmp.path().join("run"));
+        let store = ImageStore::open(&roots).unwrap();
+        let rec = store.import(&tar.stdout[..], Some("imp:1")).unwrap();
+        let imported = rec.last_tag_time.clone().expect("import sets the time");
+        let inspect = serde_json::to_value(store.inspect(&rec)).unwrap();
+        assert_eq!(inspect["Metadata"]["LastTagTime"], imported.as_str());
+
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let tagged = store.tag("imp:1", "imp:2").unwrap();
+        let tag_time = tagged.last_tag_time.clone().unwrap();
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+        assert!(
+            parse(&tag_time) > parse(&imported),
+            "{tag_time} after {imported}"
+        );
+
+        let reopened = ImageStore::open(&roots).unwrap();
+        let rec = reopened.resolve("imp:2").unwrap();
+        assert_eq!(rec.last_tag_time.as_deref(), Some(tag_time.as_str()));
+
+        let mut old = serde_json::to_value(&rec).unwrap();
+        old.as_object_mut().unwrap().remove("last_tag_time");
+        let old: ImageRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(old.last_tag_time, None);
+        let inspect = serde_json::to_value(reopened.inspect(&old)).unwrap();
+        assert_eq!(inspect["Metadata"]["LastTagTime"], "0001-01-01T00:00:00Z");
+    }
 }
