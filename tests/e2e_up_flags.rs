@@ -115,7 +115,27 @@ fn pull_policy_never_missing_and_refresh() {
     let images = project.docker(&["images", "-q"]);
     assert!(images.trim().is_empty(), "nothing pulled: {images}");
 
+    // --pull never overrides a policy that would pull, with its own message.
+    write_compose(&project, &policy_compose(&image, &mark, "missing"));
+    let err = project.fails(&["up", "-d", "--pull", "never"]);
+    assert!(
+        err.contains(&format!(
+            "service \"app\": image {image} is not present and --pull never was given"
+        )),
+        "{err}"
+    );
+    // A policy that is not one is refused, naming the service and the valid ones.
+    write_compose(&project, &policy_compose(&image, &mark, "sometimes"));
+    let err = project.fails(&["up", "-d"]);
+    assert!(
+        err.contains("service \"app\": invalid pull_policy \"sometimes\"")
+            && err.contains("every_<duration>"),
+        "{err}"
+    );
+    assert!(containers(&project, true).is_empty());
+
     // `berth pull` skips a `never` service, as docker compose does.
+    write_compose(&project, &policy_compose(&image, &mark, "never"));
     let out = project.berth(&["pull"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("app"), "{}", stderr(&out));
@@ -152,6 +172,15 @@ fn pull_policy_never_missing_and_refresh() {
         first,
         "missing does not pull"
     );
+    // Nor does `berth pull` for an explicit `missing` whose image is there.
+    let out = project.berth(&["pull"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Skipped - Image is already present locally"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(last_tag_time(&project, &image), first);
 
     // every_1s: once the period has passed, up pulls again and the tag time moves on.
     write_compose(&project, &policy_compose(&image, &mark, "every_1s"));

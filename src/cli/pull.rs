@@ -43,7 +43,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
         // As docker compose: `never` and `build` images are not pulled, and an explicit
         // `missing` one only when absent; the refresh policies pull (that is their point).
         let policy = PullPolicy::of_service(service.pull_policy.as_deref())
-            .with_context(|| format!("service \"{name}\""))?;
+            .map_err(|e| anyhow::anyhow!("service \"{name}\": {e}"))?;
         match (policy, service.pull_policy.is_some()) {
             (PullPolicy::Never | PullPolicy::Build, _) => {
                 skipped("Skipped");

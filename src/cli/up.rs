@@ -161,7 +161,7 @@ async fn ensure_images(
         let (policy, policy_source) = match pull_flag {
             "policy" => (
                 PullPolicy::of_service(service.pull_policy.as_deref())
-                    .with_context(|| format!("service \"{name}\""))?,
+                    .map_err(|e| anyhow!("service \"{name}\": {e}"))?,
                 "its pull_policy is never",
             ),
             flag => (PullPolicy::parse(flag)?, "--pull never was given"),
@@ -474,7 +474,7 @@ async fn wait_for_dependencies(
             }
             "service_healthy" => {
                 status_line("Container", &dep_container, "Waiting");
-                match wait_healthy(client, &dep_container).await {
+                match wait_ready(client, &dep_container, Readiness::Healthy).await {
                     Ok(()) => status_line("Container", &dep_container, "Healthy"),
                     Err(e) if !condition.required => {
                         eprintln!("warning: optional dependency \"{dep}\" of service \"{service_name}\": {e}");
@@ -528,10 +528,6 @@ async fn wait_ready(
     }
 }
 
-async fn wait_healthy(client: &EngineClient, container: &str) -> anyhow::Result<()> {
-    wait_ready(client, container, Readiness::Healthy).await
-}
-
 /// `up --wait`: every started service running (healthy, when it has a healthcheck), or done
 /// with exit 0 when another service waits for it with `service_completed_successfully`, as
 /// docker compose picks the condition. Containers are left as they are on failure, as docker
@@ -553,9 +549,10 @@ async fn wait_until_ready(
                     .is_some_and(|d| d.condition == "service_completed_successfully")
             });
             let result = if one_shot {
-                match client.wait_container(&c.id).await? {
-                    0 => Ok(()),
-                    code => Err(anyhow!(
+                match client.wait_container(&c.id).await {
+                    Ok(0) => Ok(()),
+                    Err(e) => Err(e.into()),
+                    Ok(code) => Err(anyhow!(
                         "container {} didn't complete successfully: exit {code}",
                         c.container_name
                     )),
