@@ -42,7 +42,7 @@ pub struct UpArgs {
     /// Seconds to wait for containers to stop when interrupted or recreated
     #[arg(short = 't', long)]
     pub timeout: Option<i64>,
-    /// Pull image before running ("always"|"missing"|"never"|"policy": each service's pull_policy)
+    /// Pull images before running; "policy" follows each service's pull_policy (default missing)
     #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
     /// Stops all containers if any container was stopped. Incompatible with -d and --wait
