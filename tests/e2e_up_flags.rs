@@ -439,3 +439,69 @@ services:
     assert!(containers(&project, true).is_empty());
     assert_nothing_left_running(&project);
 }
+
+/// Ctrl-C on an attached `up`: docker compose's "Gracefully stopping..." line, every container
+/// stopped, and exit status 130 (143 for SIGTERM) so scripts see the interruption.
+#[test]
+fn interrupted_attached_up_stops_the_containers_and_exits_130() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("interrupt/busybox", "1");
+    let project = TestProject::new("upint", "");
+    write_compose(
+        &project,
+        &format!(
+            "services:\n  web:\n    image: {image}\n    environment:\n      BERTH_TEST_MARK: {}\n    \
+             command: [\"sh\", \"-c\", \"echo web is up; exec sleep 300\"]\n    stop_grace_period: 1s\n",
+            project.name
+        ),
+    );
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["-p", &project.name, "up"])
+            .current_dir(project.dir.path())
+            .env("BERTH_DATA_ROOT", project.data_root())
+            .env("BERTH_RUN_ROOT", project.run_root())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn berth up");
+        // Wait for the container's first line: the run is attached and the container runs.
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut seen = String::new();
+        let mut line = String::new();
+        while !seen.contains("web is up") {
+            line.clear();
+            if std::io::BufRead::read_line(&mut out, &mut line).expect("read stdout") == 0 {
+                let _ = child.kill();
+                panic!("berth up ended before the container spoke: {seen}");
+            }
+            seen.push_str(&line);
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal berth up");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).expect("read stdout");
+        let output = child.wait_with_output().expect("wait for berth up");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{signal:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("Gracefully stopping..."),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            containers(&project, false).is_empty(),
+            "{signal:?}: every container stopped"
+        );
+    }
+    project.ok(&["down"]);
+    assert_nothing_left_running(&project);
+}

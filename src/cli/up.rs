@@ -741,6 +741,8 @@ async fn attach(
     // docker compose's exit code: the container that ended the run (abort), or the one named
     // by --exit-code-from, whatever made it exit.
     let mut exit_code: Option<i64> = None;
+    // Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
+    let mut interrupted_code: Option<u8> = None;
     let mut stdout = std::io::stdout();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     while running > 0 {
@@ -768,16 +770,21 @@ async fn attach(
             },
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
+                interrupted_code.get_or_insert(130);
                 stopping = Some(interrupted(client, project, started, args, interrupts));
             }
             _ = sigterm.recv() => {
                 interrupts += 1;
+                interrupted_code.get_or_insert(143);
                 stopping = Some(interrupted(client, project, started, args, interrupts));
             }
         }
     }
     if let Some(task) = stopping {
         let _ = task.await;
+    }
+    if let (None, Some(code)) = (exit_code, interrupted_code) {
+        return Ok(ExitCode::from(code));
     }
     let code = exit_code.unwrap_or(0);
     // Exit statuses are a byte; anything else (an unknown code is -1) is a failure.
