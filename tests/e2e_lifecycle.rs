@@ -44,10 +44,6 @@ volumes:
     )
 }
 
-fn write_compose(project: &TestProject, text: &str) {
-    std::fs::write(project.dir.path().join("compose.yaml"), text).expect("write compose");
-}
-
 /// A file in the project's named volume `data`, read on the host.
 fn data_file(project: &TestProject, file: &str) -> PathBuf {
     project
@@ -197,7 +193,7 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
     let image = registry.push_busybox("lifecycle/busybox", "1");
     let project = TestProject::new("life", "");
     let mark = project.name.clone();
-    write_compose(&project, &lifecycle_compose(&image, &mark));
+    project.write_compose(&lifecycle_compose(&image, &mark));
     let db = format!("{}-db-1", project.name);
     let app = format!("{}-app-1", project.name);
 
@@ -501,9 +497,7 @@ fn stop_waits_for_stop_grace_period_unless_t_is_given() {
     let project = TestProject::new("grace", "");
     let mark = project.name.clone();
     // Shutting down takes 12 s: longer than Docker's default grace of 10 s, well inside 60 s.
-    write_compose(
-        &project,
-        &format!(
+    project.write_compose(&format!(
             r#"
 services:
   slow:

@@ -10,10 +10,6 @@ use std::process::Output;
 use common::project::TestProject;
 use common::registry::TestRegistry;
 
-fn write_compose(project: &TestProject, text: &str) {
-    std::fs::write(project.dir.path().join("compose.yaml"), text).expect("write compose");
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -100,7 +96,7 @@ fn pull_policy_never_missing_and_refresh() {
     let mark = project.name.clone();
 
     // never, with the image absent: a clear error naming the service, and nothing made.
-    write_compose(&project, &policy_compose(&image, &mark, "never"));
+    project.write_compose(&policy_compose(&image, &mark, "never"));
     let out = project.berth(&["up", "-d"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -116,7 +112,7 @@ fn pull_policy_never_missing_and_refresh() {
     assert!(images.trim().is_empty(), "nothing pulled: {images}");
 
     // --pull never overrides a policy that would pull, with its own message.
-    write_compose(&project, &policy_compose(&image, &mark, "missing"));
+    project.write_compose(&policy_compose(&image, &mark, "missing"));
     let err = project.fails(&["up", "-d", "--pull", "never"]);
     assert!(
         err.contains(&format!(
@@ -125,7 +121,7 @@ fn pull_policy_never_missing_and_refresh() {
         "{err}"
     );
     // A policy that is not one is refused, naming the service and the valid ones.
-    write_compose(&project, &policy_compose(&image, &mark, "sometimes"));
+    project.write_compose(&policy_compose(&image, &mark, "sometimes"));
     let err = project.fails(&["up", "-d"]);
     assert!(
         err.contains("service \"app\": invalid pull_policy \"sometimes\"")
@@ -135,7 +131,7 @@ fn pull_policy_never_missing_and_refresh() {
     assert!(containers(&project, true).is_empty());
 
     // `berth pull` skips a `never` service, as docker compose does.
-    write_compose(&project, &policy_compose(&image, &mark, "never"));
+    project.write_compose(&policy_compose(&image, &mark, "never"));
     let out = project.berth(&["pull"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("app"), "{}", stderr(&out));
@@ -143,12 +139,9 @@ fn pull_policy_never_missing_and_refresh() {
     assert!(project.docker(&["images", "-q"]).trim().is_empty());
 
     // A service that only builds cannot run: berth says it cannot build, naming the service.
-    write_compose(
-        &project,
-        &format!(
-            "services:\n  made:\n    build: .\n    environment:\n      BERTH_TEST_MARK: {mark}\n"
-        ),
-    );
+    project.write_compose(&format!(
+        "services:\n  made:\n    build: .\n    environment:\n      BERTH_TEST_MARK: {mark}\n"
+    ));
     let err = project.fails(&["up", "-d"]);
     assert!(
         err.contains("service \"made\"") && err.contains("berth cannot build images yet"),
@@ -158,7 +151,7 @@ fn pull_policy_never_missing_and_refresh() {
     assert!(networks(&project).is_empty());
 
     // missing: pulled once, then used as it is.
-    write_compose(&project, &policy_compose(&image, &mark, "missing"));
+    project.write_compose(&policy_compose(&image, &mark, "missing"));
     let out = project.berth(&["up", "-d"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("Pulled"), "{}", stderr(&out));
@@ -183,7 +176,7 @@ fn pull_policy_never_missing_and_refresh() {
     assert_eq!(last_tag_time(&project, &image), first);
 
     // every_1s: once the period has passed, up pulls again and the tag time moves on.
-    write_compose(&project, &policy_compose(&image, &mark, "every_1s"));
+    project.write_compose(&policy_compose(&image, &mark, "every_1s"));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = project.berth(&["up", "-d"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -233,9 +226,7 @@ fn wait_returns_once_healthy_and_fails_naming_an_unhealthy_service() {
     let db = format!("{}-db-1", project.name);
     let web = format!("{}-web-1", project.name);
 
-    write_compose(
-        &project,
-        &wait_compose(
+    project.write_compose(&wait_compose(
             &image,
             &mark,
             "      test: [\"CMD-SHELL\", \"test -f /tmp/ready\"]\n      interval: 200ms\n      retries: 30",
@@ -251,14 +242,11 @@ fn wait_returns_once_healthy_and_fails_naming_an_unhealthy_service() {
     project.ok(&["down", "-t", "1"]);
 
     // A check that fails: exit 1, naming the service.
-    write_compose(
-        &project,
-        &wait_compose(
-            &image,
-            &mark,
-            "      test: [\"CMD\", \"false\"]\n      interval: 100ms\n      retries: 2",
-        ),
-    );
+    project.write_compose(&wait_compose(
+        &image,
+        &mark,
+        "      test: [\"CMD\", \"false\"]\n      interval: 100ms\n      retries: 2",
+    ));
     let out = project.berth(&["up", "--wait"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -269,14 +257,11 @@ fn wait_returns_once_healthy_and_fails_naming_an_unhealthy_service() {
     project.ok(&["down", "-t", "1"]);
 
     // A check that neither passes nor gives up: --wait-timeout ends the wait, naming db.
-    write_compose(
-        &project,
-        &wait_compose(
-            &image,
-            &mark,
-            "      test: [\"CMD-SHELL\", \"test -f /never\"]\n      interval: 1s\n      retries: 1000",
-        ),
-    );
+    project.write_compose(&wait_compose(
+        &image,
+        &mark,
+        "      test: [\"CMD-SHELL\", \"test -f /never\"]\n      interval: 1s\n      retries: 1000",
+    ));
     let out = project.berth(&["up", "--wait", "--wait-timeout", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -316,7 +301,7 @@ fn exit_code_from_and_abort_on_container_exit_stop_the_rest() {
     let image = registry.push_busybox("abort/busybox", "1");
     let project = TestProject::new("upabort", "");
     let mark = project.name.clone();
-    write_compose(&project, &exit_compose(&image, &mark));
+    project.write_compose(&exit_compose(&image, &mark));
     let server = format!("{}-server-1", project.name);
     // Start the engine (the refused runs below never reach it) so the Docker CLI can look.
     project.ok(&["ps", "-a"]);
@@ -392,10 +377,8 @@ fn no_deps_starts_only_the_named_service_and_no_start_only_creates() {
     let image = registry.push_busybox("nodeps/busybox", "1");
     let project = TestProject::new("upnodeps", "");
     let mark = project.name.clone();
-    write_compose(
-        &project,
-        &format!(
-            r#"
+    project.write_compose(&format!(
+        r#"
 services:
   db:
     image: {image}
@@ -417,8 +400,7 @@ services:
       db:
         condition: service_healthy
 "#
-        ),
-    );
+    ));
     let app = format!("{}-app-1", project.name);
     let db = format!("{}-db-1", project.name);
 
@@ -447,9 +429,7 @@ fn interrupted_attached_up_stops_the_containers_and_exits_130() {
     let registry = TestRegistry::start();
     let image = registry.push_busybox("interrupt/busybox", "1");
     let project = TestProject::new("upint", "");
-    write_compose(
-        &project,
-        &format!(
+    project.write_compose(&format!(
             "services:\n  web:\n    image: {image}\n    environment:\n      BERTH_TEST_MARK: {}\n    \
              command: [\"sh\", \"-c\", \"echo web is up; exec sleep 300\"]\n    stop_grace_period: 1s\n",
             project.name
