@@ -105,6 +105,10 @@ pub struct LogsOptions {
     pub timestamps: bool,
     /// `all` or a number of lines.
     pub tail: Option<String>,
+    /// Unix seconds with an optional fraction (`1700000000.5`): only lines logged since.
+    pub since: Option<String>,
+    /// The same, for lines logged until then.
+    pub until: Option<String>,
 }
 
 impl Default for LogsOptions {
@@ -115,6 +119,8 @@ impl Default for LogsOptions {
             stderr: true,
             timestamps: false,
             tail: None,
+            since: None,
+            until: None,
         }
     }
 }
@@ -516,6 +522,8 @@ impl EngineClient {
                 ("stderr", bool_param(options.stderr)),
                 ("timestamps", bool_param(options.timestamps)),
                 ("tail", options.tail.clone()),
+                ("since", options.since.clone()),
+                ("until", options.until.clone()),
             ],
         );
         let response = self
