@@ -6,6 +6,7 @@
 pub mod config;
 mod containers;
 mod down;
+mod exec;
 mod images;
 mod import;
 mod kill;
@@ -58,6 +59,8 @@ pub enum Command {
     Stop(stop::StopArgs),
     /// Restart service containers
     Restart(restart::RestartArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
     /// Force stop service containers
     Kill(kill::KillArgs),
     /// Removes stopped service containers
@@ -132,6 +135,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Start(args) => start::run(&project, &args).await,
             Command::Stop(args) => stop::run(&project, &args).await,
             Command::Restart(args) => restart::run(&project, &args).await,
+            Command::Exec(args) => exec::run(&project, &args).await,
             Command::Kill(args) => kill::run(&project, &args).await,
             Command::Rm(args) => rm::run(&project, &args).await,
             Command::Ls(args) => ls::run(&project, &args).await,
