@@ -18,6 +18,7 @@ mod ps;
 mod pull;
 mod restart;
 mod rm;
+mod run;
 mod start;
 mod stop;
 mod up;
@@ -61,6 +62,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Execute a command in a running container
     Exec(exec::ExecArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
     /// Force stop service containers
     Kill(kill::KillArgs),
     /// Removes stopped service containers
@@ -136,6 +139,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Stop(args) => stop::run(&project, &args).await,
             Command::Restart(args) => restart::run(&project, &args).await,
             Command::Exec(args) => exec::run(&project, &args).await,
+            Command::Run(args) => run::run(&project, &args).await,
             Command::Kill(args) => kill::run(&project, &args).await,
             Command::Rm(args) => rm::run(&project, &args).await,
             Command::Ls(args) => ls::run(&project, &args).await,

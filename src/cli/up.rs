@@ -220,6 +220,74 @@ async fn converge(
     args: &UpArgs,
     made: &mut Vec<Made>,
 ) -> anyhow::Result<Vec<Started>> {
+    ensure_networks_and_volumes(client, project, order, made).await?;
+    start_containers(client, project, order, args, made).await
+}
+
+/// What `berth run` needs before its one-off container of `service`: the images, the networks
+/// and volumes it uses and, unless `no_deps`, its dependencies up and their `depends_on`
+/// conditions met, as `up -d` would leave them. If this fails, what it made is removed again.
+pub(super) async fn prepare_one_off(
+    client: &EngineClient,
+    project: &Project,
+    service: &str,
+    no_deps: bool,
+    pull: &str,
+) -> anyhow::Result<()> {
+    let dependencies: Vec<String> = if no_deps {
+        Vec::new()
+    } else {
+        selected_start_order(project, &[service.to_string()])?
+            .into_iter()
+            .filter(|s| s != service)
+            .collect()
+    };
+    let mut needed = dependencies.clone();
+    needed.push(service.to_string());
+    ensure_images(client, project, &needed, pull).await?;
+    let args = UpArgs {
+        detach: true,
+        no_color: false,
+        no_log_prefix: false,
+        force_recreate: false,
+        no_recreate: false,
+        remove_orphans: false,
+        timeout: None,
+        pull: pull.to_string(),
+        abort_on_container_exit: false,
+        exit_code_from: None,
+        wait: false,
+        wait_timeout: None,
+        no_deps: false,
+        no_start: false,
+        services: dependencies.clone(),
+    };
+    let mut made = Vec::new();
+    let prepared = async {
+        ensure_networks_and_volumes(client, project, &needed, &mut made).await?;
+        if !dependencies.is_empty() {
+            start_containers(client, project, &dependencies, &args, &mut made).await?;
+        }
+        wait_for_dependencies(client, project, service, |dep| {
+            dependencies.iter().any(|d| d == dep)
+        })
+        .await
+    }
+    .await;
+    if let Err(e) = prepared {
+        roll_back(client, made).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The networks and volumes `services` use, created unless they exist (external ones must).
+async fn ensure_networks_and_volumes(
+    client: &EngineClient,
+    project: &Project,
+    order: &[String],
+    made: &mut Vec<Made>,
+) -> anyhow::Result<()> {
     for key in used_networks(project, order) {
         let network = &project.networks[&key];
         let exists = exists(client.inspect_network(&network.name).await)?;
@@ -264,11 +332,26 @@ async fn converge(
         }
     }
 
-    let existing = {
+    Ok(())
+}
+
+/// The containers of `order`, created or recreated as needed and started level by level.
+async fn start_containers(
+    client: &EngineClient,
+    project: &Project,
+    order: &[String],
+    args: &UpArgs,
+    made: &mut Vec<Made>,
+) -> anyhow::Result<Vec<Started>> {
+    let existing: Vec<ContainerSummary> = {
         let label = format!("{}={}", plan::LABEL_PROJECT, project.name);
         client
             .list_containers(true, &[("label", label.as_str())])
             .await?
+            .into_iter()
+            // One-off containers (`berth run`) are never a service's container.
+            .filter(|c| c.labels.get(plan::LABEL_ONEOFF).map(String::as_str) != Some("True"))
+            .collect()
     };
     report_orphans(client, project, &existing, args.remove_orphans).await?;
 
