@@ -164,7 +164,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         what: "open /dev/null".into(),
         source,
     })?;
-    cgroup::create(&spec.cgroups)?;
+    cgroup::setup(&spec.cgroups, &spec.resources)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
@@ -268,6 +268,8 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         pid: child.as_raw(),
         error: String::new(),
+        // Read before the cgroups go: their event counters are the only record of it.
+        oom_killed: cgroup::oom_killed(&spec.cgroups),
     };
     let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
     crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| {
