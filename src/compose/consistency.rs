@@ -274,6 +274,7 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 )));
             }
         }
+        check_resource_limits(name, svc, raw)?;
         if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
             if scale > 1 {
                 return Err(ComposeError::Consistency(format!(
@@ -284,6 +285,77 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
         }
     }
     super::graph::ServiceGraph::new(project)?;
+    Ok(())
+}
+
+/// docker compose refuses a service-level resource key next to a distinct `deploy.resources`
+/// value. As in compose, a `limits` (or `reservations`) block without the key counts as distinct:
+/// the block is there, so its unset value is compared.
+fn check_resource_limits(
+    name: &str,
+    svc: &super::model::Service,
+    raw: Option<&Node>,
+) -> Result<(), ComposeError> {
+    let deploy = super::plan::deploy_resources(svc).map_err(|e| {
+        ComposeError::Consistency(format!(
+            "{}services.{name}.{e}",
+            at(raw, &["services", name, "deploy", "resources"])
+        ))
+    })?;
+    let shown = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
+    let int = |key: &str| svc.extra.get(key).and_then(serde_json::Value::as_i64);
+    let mut pairs: Vec<(&str, &str, bool, Option<String>, Option<String>)> = Vec::new();
+    if let Some(mem) = int("mem_limit").filter(|m| *m != 0) {
+        pairs.push((
+            "mem_limit",
+            "deploy.resources.limits.memory",
+            deploy.has_limits && deploy.limit_memory.unwrap_or(0) != mem,
+            Some(mem.to_string()),
+            deploy.limit_memory.map(|m| m.to_string()),
+        ));
+    }
+    if let Some(cpus) = svc
+        .extra
+        .get("cpus")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|c| *c != 0.0)
+    {
+        pairs.push((
+            "cpus",
+            "deploy.resources.limits.cpus",
+            deploy.has_limits && deploy.limit_cpus.unwrap_or(0.0) != cpus,
+            Some(cpus.to_string()),
+            deploy.limit_cpus.map(|c| c.to_string()),
+        ));
+    }
+    if let Some(pids) = int("pids_limit").filter(|p| *p != 0) {
+        pairs.push((
+            "pids_limit",
+            "deploy.resources.limits.pids",
+            deploy.has_limits && deploy.limit_pids.unwrap_or(0) != pids,
+            Some(pids.to_string()),
+            deploy.limit_pids.map(|p| p.to_string()),
+        ));
+    }
+    if let Some(mem) = int("mem_reservation").filter(|m| *m != 0) {
+        pairs.push((
+            "mem_reservation",
+            "deploy.resources.reservations.memory",
+            deploy.has_reservations && deploy.reservation_memory.unwrap_or(0) != mem,
+            Some(mem.to_string()),
+            deploy.reservation_memory.map(|m| m.to_string()),
+        ));
+    }
+    for (key, deploy_key, distinct, ours, theirs) in pairs {
+        if distinct {
+            return Err(ComposeError::Consistency(format!(
+                "{}services.{name}: can't set distinct values on '{key}' ({}) and '{deploy_key}' ({}); keep one",
+                at(raw, &["services", name, key]),
+                shown(ours),
+                shown(theirs)
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -308,6 +380,57 @@ mod tests {
     }
 
     const PROFILED: &str = "services:\n  web:\n    image: nginx\n  db:\n    image: pg\n    profiles: [backend]\n  admin:\n    image: adminer\n    profiles: [tools]\n    depends_on: [db]\n";
+
+    #[test]
+    fn service_resource_keys_must_agree_with_deploy_resources() {
+        let with = |keys: &str, deploy: &str| {
+            load_text(
+                &format!("services:\n  web:\n    image: x\n{keys}    deploy:\n      resources:\n{deploy}"),
+                &[],
+                &[],
+            )
+        };
+        let same = with(
+            "    mem_limit: 64m\n    cpus: 0.5\n    pids_limit: 10\n",
+            "        limits:\n          memory: 64M\n          cpus: '0.50'\n          pids: 10\n",
+        );
+        assert!(same.is_ok(), "{:?}", same.err());
+        let e = with(
+            "    mem_limit: 64m\n",
+            "        limits:\n          memory: 128M\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("services.web: can't set distinct values on 'mem_limit' (67108864) and 'deploy.resources.limits.memory' (134217728); keep one"),
+            "{e}"
+        );
+        // As in docker compose, a limits block without the key is a distinct (unset) value.
+        let e = with(
+            "    pids_limit: 10\n",
+            "        limits:\n          cpus: '1'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'pids_limit' (10) and 'deploy.resources.limits.pids' (unset)"),
+            "{e}"
+        );
+        let e = with(
+            "    mem_reservation: 32m\n",
+            "        reservations:\n          memory: 16M\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'mem_reservation'"), "{e}");
+        let e = with("", "        limits:\n          memory: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("services.web.deploy.resources.limits.memory: invalid size \"lots\""),
+            "{e}"
+        );
+    }
 
     #[test]
     fn required_dependency_on_a_disabled_service_is_an_error() {
