@@ -90,6 +90,29 @@ fn fs_magic(path: &Path) -> Option<i64> {
         .map(|st| st.filesystem_type().0 as i64)
 }
 
+/// Mount point of the v1 hierarchy carrying `controller`, from `/proc/self/mountinfo` (the mount
+/// options name the controllers, so a joint `cpu,cpuacct` mount is found for `cpu`). Mounts
+/// under `/sys/fs/cgroup` are preferred.
+fn v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = right.split_whitespace();
+            if fields.next()? != "cgroup" {
+                return None;
+            }
+            let options = fields.nth(1)?;
+            if !options.split(',').any(|o| o == controller) {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .collect();
+    found.sort_by_key(|p| !p.starts_with(CGROUP_ROOT));
+    found.into_iter().next()
+}
+
 /// Where a controller lives on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Placement {
@@ -116,19 +139,17 @@ impl CgroupLayout {
         }
         let hybrid = root.join("unified");
         let unified = (fs_magic(&hybrid) == Some(CGROUP2_SUPER_MAGIC)).then_some(hybrid);
-        // `cpu` may be a symlink to a joint `cpu,cpuacct` mount; the marker file tells a
-        // hierarchy with the controller from an empty or foreign directory.
-        let v1 = |name: &str, marker: &str| {
-            let dir = root.join(name);
-            (fs_magic(&dir) == Some(CGROUP_SUPER_MAGIC) && dir.join(marker).exists()).then_some(dir)
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let v1 = |controller: &str| {
+            v1_mount(&mountinfo, controller).filter(|dir| fs_magic(dir) == Some(CGROUP_SUPER_MAGIC))
         };
         Self {
             unified_controllers: unified.as_deref().map(controllers).unwrap_or_default(),
             unified,
-            v1_memory: v1("memory", "memory.limit_in_bytes"),
-            v1_cpu: v1("cpu", "cpu.shares"),
-            v1_cpuset: v1("cpuset", "cpuset.cpus"),
-            v1_pids: v1("pids", "pids.max"),
+            v1_memory: v1("memory"),
+            v1_cpu: v1("cpu"),
+            v1_cpuset: v1("cpuset"),
+            v1_pids: v1("pids"),
         }
     }
 
@@ -586,6 +607,26 @@ mod tests {
             cpuset_cpus: "0".into(),
             pids: 10,
         }
+    }
+
+    #[test]
+    fn v1_hierarchies_are_found_by_their_mount_options() {
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:4 - cgroup2 cgroup2 rw
+31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:5 - cgroup cgroup rw,cpu,cpuacct
+32 25 0:28 / /sys/fs/cgroup/pids rw,nosuid shared:6 - cgroup cgroup rw,pids
+33 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:7 - cgroup cgroup rw,cpuset
+";
+        assert_eq!(
+            v1_mount(mountinfo, "cpu"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            v1_mount(mountinfo, "pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+        );
+        assert_eq!(v1_mount(mountinfo, "cpuacct"), v1_mount(mountinfo, "cpu"));
+        assert_eq!(v1_mount(mountinfo, "memory"), None);
     }
 
     #[test]
