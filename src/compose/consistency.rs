@@ -302,57 +302,52 @@ fn check_resource_limits(
             at(raw, &["services", name, "deploy", "resources"])
         ))
     })?;
-    let shown = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
     let int = |key: &str| svc.extra.get(key).and_then(serde_json::Value::as_i64);
-    let mut pairs: Vec<(&str, &str, bool, Option<String>, Option<String>)> = Vec::new();
-    if let Some(mem) = int("mem_limit").filter(|m| *m != 0) {
-        pairs.push((
+    let cpus = svc.extra.get("cpus").and_then(serde_json::Value::as_f64);
+    let text = |v: Option<i64>| v.map_or_else(|| "unset".to_string(), |v| v.to_string());
+    // (service key, its value, deploy key, deploy value, whether the deploy block is there)
+    let pairs = [
+        (
             "mem_limit",
+            int("mem_limit").filter(|m| *m != 0).map(|m| m.to_string()),
             "deploy.resources.limits.memory",
-            deploy.has_limits && deploy.limit_memory.unwrap_or(0) != mem,
-            Some(mem.to_string()),
-            deploy.limit_memory.map(|m| m.to_string()),
-        ));
-    }
-    if let Some(cpus) = svc
-        .extra
-        .get("cpus")
-        .and_then(serde_json::Value::as_f64)
-        .filter(|c| *c != 0.0)
-    {
-        pairs.push((
+            text(deploy.limit_memory),
+            deploy.has_limits && int("mem_limit") != Some(deploy.limit_memory.unwrap_or(0)),
+        ),
+        (
             "cpus",
+            cpus.filter(|c| *c != 0.0).map(|c| c.to_string()),
             "deploy.resources.limits.cpus",
-            deploy.has_limits && deploy.limit_cpus.unwrap_or(0.0) != cpus,
-            Some(cpus.to_string()),
-            deploy.limit_cpus.map(|c| c.to_string()),
-        ));
-    }
-    if let Some(pids) = int("pids_limit").filter(|p| *p != 0) {
-        pairs.push((
+            deploy
+                .limit_cpus
+                .map_or_else(|| "unset".to_string(), |c| c.to_string()),
+            deploy.has_limits && cpus != Some(deploy.limit_cpus.unwrap_or(0.0)),
+        ),
+        (
             "pids_limit",
+            int("pids_limit").filter(|p| *p != 0).map(|p| p.to_string()),
             "deploy.resources.limits.pids",
-            deploy.has_limits && deploy.limit_pids.unwrap_or(0) != pids,
-            Some(pids.to_string()),
-            deploy.limit_pids.map(|p| p.to_string()),
-        ));
-    }
-    if let Some(mem) = int("mem_reservation").filter(|m| *m != 0) {
-        pairs.push((
+            text(deploy.limit_pids),
+            deploy.has_limits && int("pids_limit") != Some(deploy.limit_pids.unwrap_or(0)),
+        ),
+        (
             "mem_reservation",
+            int("mem_reservation")
+                .filter(|m| *m != 0)
+                .map(|m| m.to_string()),
             "deploy.resources.reservations.memory",
-            deploy.has_reservations && deploy.reservation_memory.unwrap_or(0) != mem,
-            Some(mem.to_string()),
-            deploy.reservation_memory.map(|m| m.to_string()),
-        ));
-    }
-    for (key, deploy_key, distinct, ours, theirs) in pairs {
+            text(deploy.reservation_memory),
+            deploy.has_reservations
+                && int("mem_reservation") != Some(deploy.reservation_memory.unwrap_or(0)),
+        ),
+    ];
+    for (key, ours, deploy_key, theirs, distinct) in pairs {
+        // Only a set (non-zero) service-level value is compared, as in compose.
+        let Some(ours) = ours else { continue };
         if distinct {
             return Err(ComposeError::Consistency(format!(
-                "{}services.{name}: can't set distinct values on '{key}' ({}) and '{deploy_key}' ({}); keep one",
+                "{}services.{name}: can't set distinct values on '{key}' ({ours}) and '{deploy_key}' ({theirs}); keep one",
                 at(raw, &["services", name, key]),
-                shown(ours),
-                shown(theirs)
             )));
         }
     }

@@ -87,7 +87,7 @@ pub struct CgroupLayout {
 fn fs_magic(path: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(path)
         .ok()
-        .map(|st| st.filesystem_type().0 as i64)
+        .map(|st| st.filesystem_type().0)
 }
 
 /// Mount point of the v1 hierarchy carrying `controller`, from `/proc/self/mountinfo` (the mount
@@ -809,7 +809,9 @@ mod tests {
         };
         // A plain directory has no limit files: the first write names what is missing, and
         // the directory made for it is gone again.
-        let err = setup(&[dir.clone()], &res).unwrap_err().to_string();
+        let err = setup(std::slice::from_ref(&dir), &res)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("cannot set Memory") && err.contains("memory.max"),
             "{err}"
