@@ -160,6 +160,33 @@ fn a_memory_limit_oom_kills_a_memory_hog_that_runs_fine_without_one() {
     let engine = TestEngine::start();
     busybox(&engine, "limits/busybox:mem");
     let hog = ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"];
+    // Docker's `oom` event comes before the `die` it causes. The engine subscribes before it
+    // answers, so once `events` returns nothing can be missed.
+    let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel();
+    let client = engine.client();
+    let watcher = std::thread::spawn(move || {
+        common::engine::block_on(async move {
+            use futures_util::StreamExt;
+            let mut events = client
+                .events(&[("container", "hog-limited")])
+                .await
+                .expect("subscribe to events");
+            subscribed_tx.send(()).expect("test thread gone");
+            let mut actions = Vec::new();
+            while let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_secs(60), events.next()).await
+            {
+                let action = event.expect("event").action;
+                let done = action == "die";
+                actions.push(action);
+                if done {
+                    break;
+                }
+            }
+            actions
+        })
+    });
+    subscribed_rx.recv().expect("events watcher failed");
     let mut args = vec![
         "run",
         "-d",
@@ -176,6 +203,8 @@ fn a_memory_limit_oom_kills_a_memory_hog_that_runs_fine_without_one() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = engine.docker(&["wait", "hog-limited"]);
     assert_eq!(text(&out.stdout).trim(), "137", "{}", text(&out.stderr));
+    let actions = watcher.join().expect("events watcher panicked");
+    assert_eq!(actions, ["create", "start", "oom", "die"]);
     let out = engine.docker(&[
         "inspect",
         "--format",

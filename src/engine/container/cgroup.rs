@@ -58,7 +58,7 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot set {limit}: {} does not exist on this host (the controller lacks that knob)", file.display())]
+    #[error("cannot set {limit}: {} does not exist on this host ({}); remove the limit", file.display(), missing_reason(limit))]
     MissingFile { limit: String, file: PathBuf },
     #[error("cannot set {limit} ({} = {value}): {source}", file.display())]
     Write {
@@ -68,6 +68,14 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+}
+
+fn missing_reason(limit: &str) -> &'static str {
+    match limit {
+        "MemorySwap" => "the kernel does no swap accounting; on cgroup v1 boot with swapaccount=1",
+        "CpuQuota" | "CpuPeriod" => "the kernel has no CFS bandwidth control",
+        _ => "the controller does not offer it",
+    }
 }
 
 /// Which cgroup trees and controllers this host offers.
