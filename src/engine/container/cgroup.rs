@@ -73,7 +73,7 @@ pub enum CgroupError {
 fn missing_reason(limit: &str) -> &'static str {
     match limit {
         "MemorySwap" => "the kernel does no swap accounting; on cgroup v1 boot with swapaccount=1",
-        "CpuQuota" | "CpuPeriod" => "the kernel has no CFS bandwidth control",
+        "NanoCpus" | "CpuQuota" | "CpuPeriod" => "the kernel has no CFS bandwidth control",
         _ => "the controller does not offer it",
     }
 }
@@ -274,8 +274,13 @@ impl CgroupLayout {
         }
         if limits.wants_cpu() {
             let mut knobs = Vec::new();
+            let quota_name = if limits.cpu_quota_from_nano_cpus {
+                "NanoCpus"
+            } else {
+                "CpuQuota"
+            };
             let limit = if limits.cpu_quota > 0 {
-                "NanoCpus/CpuQuota"
+                quota_name
             } else if limits.cpu_period > 0 {
                 "CpuPeriod"
             } else {
@@ -299,13 +304,18 @@ impl CgroupLayout {
                     "max".to_string()
                 };
                 // v2 takes both in one file; v1 wants the period before the quota.
+                let max_name = if limits.cpu_quota > 0 {
+                    quota_name
+                } else {
+                    "CpuPeriod"
+                };
                 knobs.push(
-                    Knob::new("CpuPeriod", "cpu.max", "cpu.cfs_period_us")
+                    Knob::new(max_name, "cpu.max", "cpu.cfs_period_us")
                         .values(format!("{quota} {period}"), period.to_string()),
                 );
                 if limits.cpu_quota > 0 {
                     knobs.push(
-                        Knob::new("CpuQuota", "", "cpu.cfs_quota_us")
+                        Knob::new(quota_name, "", "cpu.cfs_quota_us")
                             .values(String::new(), limits.cpu_quota.to_string()),
                     );
                 }
@@ -612,6 +622,7 @@ mod tests {
             cpu_shares: 512,
             cpu_quota: 50_000,
             cpu_period: 100_000,
+            cpu_quota_from_nano_cpus: true,
             cpuset_cpus: "0".into(),
             pids: 10,
         }

@@ -212,6 +212,8 @@ pub struct Limits {
     /// CFS quota in µs (from `CpuQuota` or `NanoCpus`).
     pub cpu_quota: i64,
     pub cpu_period: i64,
+    /// The quota comes from `NanoCpus` (for messages naming what the user set).
+    pub cpu_quota_from_nano_cpus: bool,
     pub cpuset_cpus: String,
     pub pids: i64,
 }
@@ -238,6 +240,7 @@ impl Limits {
             cpu_shares: host.cpu_shares.max(0),
             cpu_quota,
             cpu_period,
+            cpu_quota_from_nano_cpus: host.nano_cpus > 0,
             cpuset_cpus: host.cpuset_cpus.clone(),
             pids: host.pids_limit.unwrap_or(0).max(0),
         }
