@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth::engine::api::client::{ClientError, EngineClient};
-use berth::engine::api::types::{ContainerCreateRequest, HostConfig};
+use berth::engine::api::types::{ContainerCreateRequest, ExecConfig, HostConfig};
 use common::engine::{cgroups_of, TestEngine};
 use common::project::TestProject;
 use common::registry::{populate_busybox_rootfs, TestRegistry};
@@ -345,6 +345,46 @@ async fn cpu_cpuset_memory_and_swap_limits_reach_the_cgroup_files_and_go_with_st
             dir.display()
         );
     }
+
+    // An exec'd process is held by the same limits: it runs in the container's memory cgroup
+    // and on CPU 0 only.
+    let exec_id = client
+        .create_exec(
+            &id,
+            &ExecConfig {
+                attach_stdout: true,
+                attach_stderr: true,
+                cmd: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "grep Cpus_allowed_list /proc/self/status; cat /proc/self/cgroup".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut stream = client.start_exec(&exec_id).await.unwrap();
+    let mut exec_out = String::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        exec_out.push_str(&text(&chunk.unwrap().bytes));
+    }
+    assert!(
+        exec_out
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Cpus_allowed_list:", "0"]),
+        "{exec_out}"
+    );
+    // The container has no cgroup namespace, so its paths are the host's.
+    let memory_line = if v2 {
+        format!("0::/berth/{id}")
+    } else {
+        format!(":memory:/berth/{id}")
+    };
+    assert!(
+        exec_out.contains(&memory_line),
+        "{memory_line} not in {exec_out}"
+    );
 
     client.stop_container(&id, Some(1)).await.unwrap();
     assert!(
