@@ -271,6 +271,10 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         // Read before the cgroups go: their event counters are the only record of it.
         oom_killed: cgroup::oom_killed(&spec.cgroups),
     };
+    // The PID namespace is gone with its init; anything left would be a kernel straggler. The
+    // cgroups go before the exit is recorded, so whoever sees the exit finds them gone.
+    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
+    let _ = cgroup::remove(&spec.cgroups);
     let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
     crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| {
         ShimError::Io {
@@ -278,9 +282,6 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             source,
         }
     })?;
-    // The PID namespace is gone with its init; anything left would be a kernel straggler.
-    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
-    let _ = cgroup::remove(&spec.cgroups);
     Ok(())
 }
 
