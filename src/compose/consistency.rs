@@ -274,6 +274,7 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 )));
             }
         }
+        check_resource_limits(name, svc, raw)?;
         if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
             if scale > 1 {
                 return Err(ComposeError::Consistency(format!(
@@ -284,6 +285,72 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
         }
     }
     super::graph::ServiceGraph::new(project)?;
+    Ok(())
+}
+
+/// docker compose refuses a service-level resource key next to a distinct `deploy.resources`
+/// value. As in compose, a `limits` (or `reservations`) block without the key counts as distinct:
+/// the block is there, so its unset value is compared.
+fn check_resource_limits(
+    name: &str,
+    svc: &super::model::Service,
+    raw: Option<&Node>,
+) -> Result<(), ComposeError> {
+    let deploy = super::plan::deploy_resources(svc).map_err(|e| {
+        ComposeError::Consistency(format!(
+            "{}services.{name}.{e}",
+            at(raw, &["services", name, "deploy", "resources"])
+        ))
+    })?;
+    let int = |key: &str| svc.extra.get(key).and_then(serde_json::Value::as_i64);
+    let cpus = svc.extra.get("cpus").and_then(serde_json::Value::as_f64);
+    let text = |v: Option<i64>| v.map_or_else(|| "unset".to_string(), |v| v.to_string());
+    // (service key, its value, deploy key, deploy value, whether the deploy block is there)
+    let pairs = [
+        (
+            "mem_limit",
+            int("mem_limit").filter(|m| *m != 0).map(|m| m.to_string()),
+            "deploy.resources.limits.memory",
+            text(deploy.limit_memory),
+            deploy.has_limits && int("mem_limit") != Some(deploy.limit_memory.unwrap_or(0)),
+        ),
+        (
+            "cpus",
+            cpus.filter(|c| *c != 0.0).map(|c| c.to_string()),
+            "deploy.resources.limits.cpus",
+            deploy
+                .limit_cpus
+                .map_or_else(|| "unset".to_string(), |c| c.to_string()),
+            deploy.has_limits && cpus != Some(deploy.limit_cpus.unwrap_or(0.0)),
+        ),
+        (
+            "pids_limit",
+            int("pids_limit").filter(|p| *p != 0).map(|p| p.to_string()),
+            "deploy.resources.limits.pids",
+            text(deploy.limit_pids),
+            deploy.has_limits && int("pids_limit") != Some(deploy.limit_pids.unwrap_or(0)),
+        ),
+        (
+            "mem_reservation",
+            int("mem_reservation")
+                .filter(|m| *m != 0)
+                .map(|m| m.to_string()),
+            "deploy.resources.reservations.memory",
+            text(deploy.reservation_memory),
+            deploy.has_reservations
+                && int("mem_reservation") != Some(deploy.reservation_memory.unwrap_or(0)),
+        ),
+    ];
+    for (key, ours, deploy_key, theirs, distinct) in pairs {
+        // Only a set (non-zero) service-level value is compared, as in compose.
+        let Some(ours) = ours else { continue };
+        if distinct {
+            return Err(ComposeError::Consistency(format!(
+                "{}services.{name}: can't set distinct values on '{key}' ({ours}) and '{deploy_key}' ({theirs}); keep one",
+                at(raw, &["services", name, key]),
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -308,6 +375,57 @@ mod tests {
     }
 
     const PROFILED: &str = "services:\n  web:\n    image: nginx\n  db:\n    image: pg\n    profiles: [backend]\n  admin:\n    image: adminer\n    profiles: [tools]\n    depends_on: [db]\n";
+
+    #[test]
+    fn service_resource_keys_must_agree_with_deploy_resources() {
+        let with = |keys: &str, deploy: &str| {
+            load_text(
+                &format!("services:\n  web:\n    image: x\n{keys}    deploy:\n      resources:\n{deploy}"),
+                &[],
+                &[],
+            )
+        };
+        let same = with(
+            "    mem_limit: 64m\n    cpus: 0.5\n    pids_limit: 10\n",
+            "        limits:\n          memory: 64M\n          cpus: '0.50'\n          pids: 10\n",
+        );
+        assert!(same.is_ok(), "{:?}", same.err());
+        let e = with(
+            "    mem_limit: 64m\n",
+            "        limits:\n          memory: 128M\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("services.web: can't set distinct values on 'mem_limit' (67108864) and 'deploy.resources.limits.memory' (134217728); keep one"),
+            "{e}"
+        );
+        // As in docker compose, a limits block without the key is a distinct (unset) value.
+        let e = with(
+            "    pids_limit: 10\n",
+            "        limits:\n          cpus: '1'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'pids_limit' (10) and 'deploy.resources.limits.pids' (unset)"),
+            "{e}"
+        );
+        let e = with(
+            "    mem_reservation: 32m\n",
+            "        reservations:\n          memory: 16M\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'mem_reservation'"), "{e}");
+        let e = with("", "        limits:\n          memory: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("services.web.deploy.resources.limits.memory: invalid size \"lots\""),
+            "{e}"
+        );
+    }
 
     #[test]
     fn required_dependency_on_a_disabled_service_is_an_error() {

@@ -287,6 +287,15 @@ pub fn container_create_request(
         }
     });
 
+    let mut host_config = HostConfig {
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        network_mode,
+        restart_policy,
+        ..Default::default()
+    };
+    apply_resource_limits(service, &mut host_config);
+
     Some(ContainerCreateRequest {
         hostname: service.hostname.clone().unwrap_or_default(),
         user: service.user.clone().unwrap_or_default(),
@@ -303,18 +312,116 @@ pub fn container_create_request(
             .as_deref()
             .and_then(parse_duration_secs),
         healthcheck: service.healthcheck.as_ref().map(health_config),
-        host_config: Some(HostConfig {
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            network_mode,
-            restart_policy,
-            ..Default::default()
-        }),
+        host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {
             endpoints_config: endpoints,
         }),
         ..Default::default()
     })
+}
+
+/// A service's `deploy.resources` values that map to a single container (the rest — CPU
+/// reservations, devices, generic resources — are swarm options docker compose does not apply).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeployResources {
+    /// `deploy.resources.limits` is present (docker compose compares against it even when a key
+    /// in it is unset).
+    pub has_limits: bool,
+    pub has_reservations: bool,
+    pub limit_memory: Option<i64>,
+    pub limit_cpus: Option<f64>,
+    pub limit_pids: Option<i64>,
+    pub reservation_memory: Option<i64>,
+}
+
+/// `deploy.resources` of a service, parsed; the error names the bad value's path.
+pub fn deploy_resources(service: &Service) -> Result<DeployResources, String> {
+    let mut out = DeployResources::default();
+    let Some(resources) = service.extra.get("deploy").and_then(|d| d.get("resources")) else {
+        return Ok(out);
+    };
+    let bytes = |v: &serde_json::Value, path: &str| {
+        match v {
+            serde_json::Value::Number(n) => n.as_i64().ok_or(()),
+            serde_json::Value::String(t) => super::normalize::parse_bytes(t).ok_or(()),
+            _ => Err(()),
+        }
+        .map_err(|_| format!("{path}: invalid size {v}; use a value like 512m or 1gb"))
+    };
+    if let Some(limits) = resources.get("limits").filter(|l| !l.is_null()) {
+        out.has_limits = true;
+        if let Some(v) = limits.get("memory").filter(|v| !v.is_null()) {
+            out.limit_memory = Some(bytes(v, "deploy.resources.limits.memory")?);
+        }
+        if let Some(v) = limits.get("cpus").filter(|v| !v.is_null()) {
+            let cpus = match v {
+                serde_json::Value::Number(n) => n.as_f64(),
+                serde_json::Value::String(t) => t.trim().parse().ok(),
+                _ => None,
+            };
+            out.limit_cpus = Some(cpus.filter(|c| *c >= 0.0).ok_or_else(|| {
+                format!("deploy.resources.limits.cpus: invalid value {v}; use a number of CPUs like 0.5")
+            })?);
+        }
+        if let Some(v) = limits.get("pids").filter(|v| !v.is_null()) {
+            out.limit_pids = Some(v.as_i64().ok_or_else(|| {
+                format!("deploy.resources.limits.pids: invalid value {v}; use a whole number")
+            })?);
+        }
+    }
+    if let Some(reservations) = resources.get("reservations").filter(|r| !r.is_null()) {
+        out.has_reservations = true;
+        if let Some(v) = reservations.get("memory").filter(|v| !v.is_null()) {
+            out.reservation_memory = Some(bytes(v, "deploy.resources.reservations.memory")?);
+        }
+    }
+    Ok(out)
+}
+
+/// CPUs as Docker's `NanoCpus`.
+fn nano_cpus(cpus: f64) -> i64 {
+    (cpus * 1e9).round() as i64
+}
+
+/// The service's resource keys as `HostConfig` fields, in docker compose's order: the service
+/// level (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`, `cpu_shares`, `cpu_quota`,
+/// `cpu_period`, `cpuset`, `pids_limit`), then the non-zero `deploy.resources` values over them.
+/// Both agree when both are set: the consistency check refuses distinct values, as compose does.
+fn apply_resource_limits(service: &Service, host: &mut HostConfig) {
+    let int = |key: &str| service.extra.get(key).and_then(serde_json::Value::as_i64);
+    host.memory = int("mem_limit").unwrap_or(0);
+    host.memory_swap = int("memswap_limit").unwrap_or(0);
+    host.memory_reservation = int("mem_reservation").unwrap_or(0);
+    host.nano_cpus = service
+        .extra
+        .get("cpus")
+        .and_then(serde_json::Value::as_f64)
+        .map_or(0, nano_cpus);
+    host.cpu_shares = int("cpu_shares").unwrap_or(0);
+    host.cpu_quota = int("cpu_quota").unwrap_or(0);
+    host.cpu_period = int("cpu_period").unwrap_or(0);
+    host.cpuset_cpus = service
+        .extra
+        .get("cpuset")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    host.pids_limit = int("pids_limit").filter(|p| *p != 0);
+    // A bad value was reported by the consistency check; a project loaded without it keeps the
+    // service-level values.
+    let deploy = deploy_resources(service).unwrap_or_default();
+    if let Some(m) = deploy.limit_memory.filter(|m| *m != 0) {
+        host.memory = m;
+    }
+    if let Some(c) = deploy.limit_cpus.filter(|c| *c != 0.0) {
+        host.nano_cpus = nano_cpus(c);
+    }
+    if let Some(p) = deploy.limit_pids.filter(|p| *p > 0) {
+        host.pids_limit = Some(p);
+    }
+    if let Some(m) = deploy.reservation_memory.filter(|m| *m > 0) {
+        host.memory_reservation = m;
+    }
 }
 
 /// Bind sources are relative to the project directory; `~` is the user's home.
@@ -499,6 +606,71 @@ mod tests {
         let off = health_config(&Healthcheck { disable: true, ..h });
         assert_eq!(off.test, Some(vec!["NONE".to_string()]));
         assert_eq!(off.interval, 0);
+    }
+
+    #[test]
+    fn resource_keys_map_to_host_config_and_deploy_limits_apply_over_them() {
+        let mut project = two_service_project();
+        let svc = project.services.get_mut("server").expect("server");
+        for (k, v) in [
+            ("mem_limit", serde_json::json!(64 << 20)),
+            ("memswap_limit", serde_json::json!(-1)),
+            ("mem_reservation", serde_json::json!(32 << 20)),
+            ("cpus", serde_json::json!(1.5)),
+            ("cpu_shares", serde_json::json!(512)),
+            ("cpu_period", serde_json::json!(50_000)),
+            ("cpu_quota", serde_json::json!(25_000)),
+            ("cpuset", serde_json::json!("0-1")),
+            ("pids_limit", serde_json::json!(10)),
+        ] {
+            svc.extra.insert(k.into(), v);
+        }
+        let host = container_create_request(&project, "server", 1)
+            .and_then(|r| r.host_config)
+            .expect("host config");
+        assert_eq!(
+            (host.memory, host.memory_swap, host.memory_reservation),
+            (64 << 20, -1, 32 << 20)
+        );
+        assert_eq!(
+            (
+                host.nano_cpus,
+                host.cpu_shares,
+                host.cpu_period,
+                host.cpu_quota
+            ),
+            (1_500_000_000, 512, 50_000, 25_000)
+        );
+        assert_eq!(
+            (host.cpuset_cpus.as_str(), host.pids_limit),
+            ("0-1", Some(10))
+        );
+
+        let svc = project.services.get_mut("client").expect("client");
+        svc.extra.insert(
+            "deploy".into(),
+            serde_json::json!({"resources": {
+                "limits": {"cpus": "0.50", "memory": "128M", "pids": 20},
+                "reservations": {"memory": "20M", "cpus": "0.25"}
+            }}),
+        );
+        let host = container_create_request(&project, "client", 1)
+            .and_then(|r| r.host_config)
+            .expect("host config");
+        assert_eq!(
+            (
+                host.memory,
+                host.nano_cpus,
+                host.pids_limit,
+                host.memory_reservation
+            ),
+            (128 << 20, 500_000_000, Some(20), 20 << 20)
+        );
+        // Nothing set: Docker's zero values, no PidsLimit.
+        let plain = Service::default();
+        let mut host = HostConfig::default();
+        apply_resource_limits(&plain, &mut host);
+        assert_eq!(host, HostConfig::default());
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! One cgroup per container, used to find and kill every process of it.
+//! The cgroups of a container: one directory `berth/<id>` per hierarchy it uses, to find and kill
+//! every process of it and to enforce its resource limits.
 //!
 //! The host may run cgroup v2 alone (`/sys/fs/cgroup` is cgroup2), a hybrid (v1 controllers plus a
-//! v2 tree at `/sys/fs/cgroup/unified`) or v1 alone. berth puts each container in `berth/<id>` of
-//! the v2 tree when there is one (it has `cgroup.kill`), and of the v1 `pids` hierarchy when that is
-//! mounted. Memory and CPU limits are not applied yet, so v1 `memory` is left alone.
+//! v2 tree at `/sys/fs/cgroup/unified`) or v1 alone; nothing is assumed, each controller is looked
+//! up where it is. Every container is put in `berth/<id>` of the v2 tree when there is one (it has
+//! `cgroup.kill`) and of the v1 `pids` hierarchy when that is mounted. A limit goes to the v2 tree
+//! when its root offers the controller, else to the controller's v1 hierarchy, which the container
+//! then joins too; hierarchies it needs no limit from are left alone (its memory stays accounted
+//! wherever the engine's is). A limit no controller can enforce is an error, never dropped.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,8 +15,12 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::resources::{shares_to_weight, Limits};
+use super::spec::{CgroupResources, CgroupWrite, ControllerEnable};
+
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 
 #[derive(Debug, Error)]
 pub enum CgroupError {
@@ -20,6 +28,11 @@ pub enum CgroupError {
         "no usable cgroup hierarchy under {CGROUP_ROOT} (need cgroup2 or the v1 pids controller)"
     )]
     NoHierarchy,
+    #[error("cannot apply {limit}: the cgroup {controller} controller is not available on this host (neither in the cgroup2 tree's cgroup.controllers nor as a v1 hierarchy under {CGROUP_ROOT}); remove the limit or enable the controller")]
+    NoController {
+        limit: String,
+        controller: &'static str,
+    },
     #[error("cannot create cgroup {path}: {source}")]
     Create {
         path: PathBuf,
@@ -32,41 +45,146 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot enable the cgroup controllers {controllers} in {}: {source}", dir.display())]
+    Enable {
+        dir: PathBuf,
+        controllers: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot prepare cpuset {}: {source}", dir.display())]
+    Cpuset {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set {limit}: {} does not exist on this host ({}); remove the limit", file.display(), missing_reason(limit))]
+    MissingFile { limit: String, file: PathBuf },
+    #[error("cannot set {limit} ({} = {value}): {source}", file.display())]
+    Write {
+        limit: String,
+        file: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Which cgroup trees this host offers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+fn missing_reason(limit: &str) -> &'static str {
+    match limit {
+        "MemorySwap" => "the kernel does no swap accounting; on cgroup v1 boot with swapaccount=1",
+        "NanoCpus" | "CpuQuota" | "CpuPeriod" => "the kernel has no CFS bandwidth control",
+        _ => "the controller does not offer it",
+    }
+}
+
+/// Which cgroup trees and controllers this host offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupLayout {
     /// Root of the cgroup2 tree, if any.
     pub unified: Option<PathBuf>,
-    /// Root of the v1 `pids` hierarchy, if mounted.
+    /// Controllers the cgroup2 root offers (its `cgroup.controllers`); empty on a hybrid host.
+    pub unified_controllers: Vec<String>,
+    /// Roots of the v1 hierarchies berth uses, when mounted.
+    pub v1_memory: Option<PathBuf>,
+    pub v1_cpu: Option<PathBuf>,
+    pub v1_cpuset: Option<PathBuf>,
     pub v1_pids: Option<PathBuf>,
 }
 
-fn is_cgroup2(path: &Path) -> bool {
-    match nix::sys::statfs::statfs(path) {
-        Ok(st) => st.filesystem_type().0 == CGROUP2_SUPER_MAGIC,
-        Err(_) => false,
-    }
+fn fs_magic(path: &Path) -> Option<i64> {
+    nix::sys::statfs::statfs(path)
+        .ok()
+        .map(|st| st.filesystem_type().0)
+}
+
+/// Mount point of the v1 hierarchy carrying `controller`, from `/proc/self/mountinfo` (the mount
+/// options name the controllers, so a joint `cpu,cpuacct` mount is found for `cpu`). Mounts
+/// under `/sys/fs/cgroup` are preferred.
+fn v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = right.split_whitespace();
+            if fields.next()? != "cgroup" {
+                return None;
+            }
+            let options = fields.nth(1)?;
+            if !options.split(',').any(|o| o == controller) {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .collect();
+    found.sort_by_key(|p| !p.starts_with(CGROUP_ROOT));
+    found.into_iter().next()
+}
+
+/// Where a controller lives on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Placement {
+    /// In the cgroup2 tree rooted here.
+    V2(PathBuf),
+    /// In the v1 hierarchy rooted here.
+    V1(PathBuf),
 }
 
 impl CgroupLayout {
     pub fn detect() -> Self {
         let root = Path::new(CGROUP_ROOT);
-        if is_cgroup2(root) {
+        let controllers = |dir: &Path| -> Vec<String> {
+            std::fs::read_to_string(dir.join("cgroup.controllers"))
+                .map(|t| t.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        if fs_magic(root) == Some(CGROUP2_SUPER_MAGIC) {
             return Self {
+                unified_controllers: controllers(root),
                 unified: Some(root.to_path_buf()),
-                v1_pids: None,
+                ..Default::default()
             };
         }
         let hybrid = root.join("unified");
-        let unified = is_cgroup2(&hybrid).then_some(hybrid);
-        let pids = root.join("pids");
-        let v1_pids = pids.join("cgroup.procs").exists().then_some(pids);
-        Self { unified, v1_pids }
+        let unified = (fs_magic(&hybrid) == Some(CGROUP2_SUPER_MAGIC)).then_some(hybrid);
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let v1 = |controller: &str| {
+            v1_mount(&mountinfo, controller).filter(|dir| fs_magic(dir) == Some(CGROUP_SUPER_MAGIC))
+        };
+        Self {
+            unified_controllers: unified.as_deref().map(controllers).unwrap_or_default(),
+            unified,
+            v1_memory: v1("memory"),
+            v1_cpu: v1("cpu"),
+            v1_cpuset: v1("cpuset"),
+            v1_pids: v1("pids"),
+        }
     }
 
-    /// The directories of container `id`, one per hierarchy used.
+    fn placement(&self, controller: &str) -> Option<Placement> {
+        if let Some(unified) = &self.unified {
+            if self.unified_controllers.iter().any(|c| c == controller) {
+                return Some(Placement::V2(unified.clone()));
+            }
+        }
+        let v1 = match controller {
+            "memory" => &self.v1_memory,
+            "cpu" => &self.v1_cpu,
+            "cpuset" => &self.v1_cpuset,
+            "pids" => &self.v1_pids,
+            _ => &None,
+        };
+        v1.clone().map(Placement::V1)
+    }
+
+    /// Root of the cpuset controller's hierarchy (for the CPUs a cpuset may name).
+    pub fn cpuset_root(&self) -> Option<PathBuf> {
+        match self.placement("cpuset")? {
+            Placement::V2(p) | Placement::V1(p) => Some(p),
+        }
+    }
+
+    /// The directories a container always joins (for tracking and killing its processes).
     pub fn container_paths(&self, id: &str) -> Result<Vec<PathBuf>, CgroupError> {
         let paths: Vec<PathBuf> = [&self.unified, &self.v1_pids]
             .into_iter()
@@ -78,6 +196,317 @@ impl CgroupLayout {
         }
         Ok(paths)
     }
+
+    /// Every directory container `id` may have used, in any hierarchy (whether or not it exists).
+    pub fn all_paths(&self, id: &str) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = [
+            &self.unified,
+            &self.v1_pids,
+            &self.v1_memory,
+            &self.v1_cpu,
+            &self.v1_cpuset,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|root| root.join("berth").join(id))
+        .collect();
+        paths.dedup();
+        paths
+    }
+
+    /// The directories container `id` joins and what the shim must write for `limits`.
+    pub fn plan(
+        &self,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<(Vec<PathBuf>, CgroupResources), CgroupError> {
+        let mut dirs = self.container_paths(id)?;
+        let mut res = CgroupResources::default();
+        let mut v2_controllers: Vec<String> = Vec::new();
+        let mut v2_root: Option<PathBuf> = None;
+        // (controller, the limit that needs it, files to write as (v2 name, v1 name, value)).
+        let mut wanted: Vec<(&'static str, String, Vec<Knob>)> = Vec::new();
+        if limits.wants_memory() {
+            let mut knobs = Vec::new();
+            let limit = if limits.memory > 0 {
+                "Memory"
+            } else {
+                "MemoryReservation"
+            };
+            if limits.memory > 0 {
+                knobs.push(
+                    Knob::new("Memory", "memory.max", "memory.limit_in_bytes")
+                        .values(limits.memory.to_string(), limits.memory.to_string()),
+                );
+                if limits.memory_swap != 0 {
+                    let (v2, v1) = if limits.memory_swap < 0 {
+                        ("max".to_string(), "-1".to_string())
+                    } else {
+                        (
+                            (limits.memory_swap - limits.memory).max(0).to_string(),
+                            limits.memory_swap.to_string(),
+                        )
+                    };
+                    let mut knob = Knob::new(
+                        "MemorySwap",
+                        "memory.swap.max",
+                        "memory.memsw.limit_in_bytes",
+                    )
+                    .values(v2, v1);
+                    // Unlimited or Docker's own default asks nothing a host without swap
+                    // accounting cannot give; an explicit limit does.
+                    knob.skip_if_missing = limits.memory_swap < 0 || limits.memory_swap_is_default;
+                    knobs.push(knob);
+                }
+            }
+            if limits.memory_reservation > 0 {
+                let v = limits.memory_reservation.to_string();
+                knobs.push(
+                    Knob::new(
+                        "MemoryReservation",
+                        "memory.low",
+                        "memory.soft_limit_in_bytes",
+                    )
+                    .values(v.clone(), v),
+                );
+            }
+            wanted.push(("memory", limit.to_string(), knobs));
+        }
+        if limits.wants_cpu() {
+            let mut knobs = Vec::new();
+            let quota_name = if limits.cpu_quota_from_nano_cpus {
+                "NanoCpus"
+            } else {
+                "CpuQuota"
+            };
+            let limit = if limits.cpu_quota > 0 {
+                quota_name
+            } else if limits.cpu_period > 0 {
+                "CpuPeriod"
+            } else {
+                "CpuShares"
+            };
+            if limits.cpu_shares > 0 {
+                knobs.push(Knob::new("CpuShares", "cpu.weight", "cpu.shares").values(
+                    shares_to_weight(limits.cpu_shares).to_string(),
+                    limits.cpu_shares.to_string(),
+                ));
+            }
+            if limits.cpu_quota > 0 || limits.cpu_period > 0 {
+                let period = if limits.cpu_period > 0 {
+                    limits.cpu_period
+                } else {
+                    super::resources::NANO_CPUS_PERIOD
+                };
+                let quota = if limits.cpu_quota > 0 {
+                    limits.cpu_quota.to_string()
+                } else {
+                    "max".to_string()
+                };
+                // v2 takes both in one file; v1 wants the period before the quota.
+                let max_name = if limits.cpu_quota > 0 {
+                    quota_name
+                } else {
+                    "CpuPeriod"
+                };
+                knobs.push(
+                    Knob::new(max_name, "cpu.max", "cpu.cfs_period_us")
+                        .values(format!("{quota} {period}"), period.to_string()),
+                );
+                if limits.cpu_quota > 0 {
+                    knobs.push(
+                        Knob::new(quota_name, "", "cpu.cfs_quota_us")
+                            .values(String::new(), limits.cpu_quota.to_string()),
+                    );
+                }
+            }
+            wanted.push(("cpu", limit.to_string(), knobs));
+        }
+        if limits.wants_cpuset() {
+            wanted.push((
+                "cpuset",
+                "CpusetCpus".to_string(),
+                vec![Knob::new("CpusetCpus", "cpuset.cpus", "cpuset.cpus")
+                    .values(limits.cpuset_cpus.clone(), limits.cpuset_cpus.clone())],
+            ));
+        }
+        if limits.wants_pids() {
+            let v = limits.pids.to_string();
+            wanted.push((
+                "pids",
+                "PidsLimit".to_string(),
+                vec![Knob::new("PidsLimit", "pids.max", "pids.max").values(v.clone(), v)],
+            ));
+        }
+        for (controller, limit, knobs) in wanted {
+            let placement = self
+                .placement(controller)
+                .ok_or(CgroupError::NoController { limit, controller })?;
+            let (dir, v2) = match placement {
+                Placement::V2(root) => {
+                    v2_controllers.push(controller.to_string());
+                    v2_root = Some(root.clone());
+                    (root.join("berth").join(id), true)
+                }
+                Placement::V1(root) => {
+                    let dir = root.join("berth").join(id);
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir.clone());
+                    }
+                    if controller == "cpuset" {
+                        res.cpuset_inherit.push(root.join("berth"));
+                        res.cpuset_inherit.push(dir.clone());
+                    }
+                    (dir, false)
+                }
+            };
+            for knob in knobs {
+                let (name, value) = if v2 {
+                    (knob.v2_file, knob.v2_value)
+                } else {
+                    (knob.v1_file, knob.v1_value)
+                };
+                if name.is_empty() {
+                    continue;
+                }
+                res.writes.push(CgroupWrite {
+                    file: dir.join(name),
+                    value,
+                    limit: knob.limit.to_string(),
+                    skip_if_missing: knob.skip_if_missing,
+                });
+            }
+        }
+        if let Some(root) = v2_root {
+            for dir in [root.clone(), root.join("berth")] {
+                res.enable_controllers.push(ControllerEnable {
+                    dir,
+                    controllers: v2_controllers.clone(),
+                });
+            }
+        }
+        Ok((dirs, res))
+    }
+}
+
+/// One limit file, by its name in each cgroup version.
+struct Knob {
+    limit: &'static str,
+    v2_file: &'static str,
+    v1_file: &'static str,
+    v2_value: String,
+    v1_value: String,
+    skip_if_missing: bool,
+}
+
+impl Knob {
+    fn new(limit: &'static str, v2_file: &'static str, v1_file: &'static str) -> Self {
+        Self {
+            limit,
+            v2_file,
+            v1_file,
+            v2_value: String::new(),
+            v1_value: String::new(),
+            skip_if_missing: false,
+        }
+    }
+    fn values(mut self, v2: String, v1: String) -> Self {
+        self.v2_value = v2;
+        self.v1_value = v1;
+        self
+    }
+}
+
+/// Create the container's cgroups and apply its limits, before anything joins them. On error,
+/// what was created is removed.
+pub fn setup(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
+    let result = apply(paths, res);
+    if result.is_err() {
+        let _ = remove(paths);
+    }
+    result
+}
+
+fn apply(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
+    for enable in &res.enable_controllers {
+        std::fs::create_dir_all(&enable.dir).map_err(|source| CgroupError::Create {
+            path: enable.dir.clone(),
+            source,
+        })?;
+        let wanted: Vec<&String> = {
+            let on = std::fs::read_to_string(enable.dir.join("cgroup.subtree_control"))
+                .unwrap_or_default();
+            let on: Vec<&str> = on.split_whitespace().collect();
+            enable
+                .controllers
+                .iter()
+                .filter(|c| !on.contains(&c.as_str()))
+                .collect()
+        };
+        if wanted.is_empty() {
+            continue;
+        }
+        let line = wanted
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        std::fs::write(enable.dir.join("cgroup.subtree_control"), &line).map_err(|source| {
+            CgroupError::Enable {
+                dir: enable.dir.clone(),
+                controllers: line.clone(),
+                source,
+            }
+        })?;
+    }
+    create(paths)?;
+    for dir in &res.cpuset_inherit {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let err = |source| CgroupError::Cpuset {
+                dir: dir.clone(),
+                source,
+            };
+            let own = std::fs::read_to_string(dir.join(file)).map_err(err)?;
+            if !own.trim().is_empty() {
+                continue;
+            }
+            let parent = dir.parent().unwrap_or(dir);
+            let inherited = std::fs::read_to_string(parent.join(file)).map_err(err)?;
+            std::fs::write(dir.join(file), inherited.trim()).map_err(err)?;
+        }
+    }
+    for w in &res.writes {
+        if w.skip_if_missing && !w.file.exists() {
+            continue;
+        }
+        if !w.file.exists() {
+            return Err(CgroupError::MissingFile {
+                limit: w.limit.clone(),
+                file: w.file.clone(),
+            });
+        }
+        std::fs::write(&w.file, &w.value).map_err(|source| CgroupError::Write {
+            limit: w.limit.clone(),
+            file: w.file.clone(),
+            value: w.value.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether the kernel's OOM killer killed a process in any of these cgroups (`oom_kill` in
+/// v2's `memory.events`, v1's `memory.oom_control`).
+pub fn oom_killed(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|dir| {
+        ["memory.events", "memory.oom_control"].iter().any(|file| {
+            std::fs::read_to_string(dir.join(file))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    })
 }
 
 pub fn create(paths: &[PathBuf]) -> Result<(), CgroupError> {
@@ -152,4 +581,260 @@ pub fn remove(paths: &[PathBuf]) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hybrid() -> CgroupLayout {
+        CgroupLayout {
+            unified: Some("/cg/unified".into()),
+            unified_controllers: vec![],
+            v1_memory: Some("/cg/memory".into()),
+            v1_cpu: Some("/cg/cpu".into()),
+            v1_cpuset: Some("/cg/cpuset".into()),
+            v1_pids: Some("/cg/pids".into()),
+        }
+    }
+
+    fn pure_v2(controllers: &[&str]) -> CgroupLayout {
+        CgroupLayout {
+            unified: Some("/cg".into()),
+            unified_controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn writes(res: &CgroupResources) -> Vec<(String, String)> {
+        res.writes
+            .iter()
+            .map(|w| (w.file.display().to_string(), w.value.clone()))
+            .collect()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            memory: 64 << 20,
+            memory_swap: 128 << 20,
+            memory_swap_is_default: true,
+            memory_reservation: 32 << 20,
+            cpu_shares: 512,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            cpu_quota_from_nano_cpus: true,
+            cpuset_cpus: "0".into(),
+            pids: 10,
+        }
+    }
+
+    #[test]
+    fn v1_hierarchies_are_found_by_their_mount_options() {
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:4 - cgroup2 cgroup2 rw
+31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:5 - cgroup cgroup rw,cpu,cpuacct
+32 25 0:28 / /sys/fs/cgroup/pids rw,nosuid shared:6 - cgroup cgroup rw,pids
+33 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:7 - cgroup cgroup rw,cpuset
+";
+        assert_eq!(
+            v1_mount(mountinfo, "cpu"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            v1_mount(mountinfo, "pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+        );
+        assert_eq!(v1_mount(mountinfo, "cpuacct"), v1_mount(mountinfo, "cpu"));
+        assert_eq!(v1_mount(mountinfo, "memory"), None);
+    }
+
+    #[test]
+    fn without_limits_only_the_tracking_hierarchies_are_joined() {
+        let (dirs, res) = hybrid().plan("c1", &Limits::default()).unwrap();
+        assert_eq!(
+            dirs,
+            [
+                PathBuf::from("/cg/unified/berth/c1"),
+                PathBuf::from("/cg/pids/berth/c1")
+            ]
+        );
+        assert_eq!(res, CgroupResources::default());
+    }
+
+    #[test]
+    fn hybrid_limits_go_to_the_v1_hierarchies_that_are_joined() {
+        let (dirs, res) = hybrid().plan("c1", &limits()).unwrap();
+        let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/cg/unified/berth/c1",
+                "/cg/pids/berth/c1",
+                "/cg/memory/berth/c1",
+                "/cg/cpu/berth/c1",
+                "/cg/cpuset/berth/c1"
+            ]
+        );
+        let mb = 1 << 20;
+        assert_eq!(
+            writes(&res),
+            [
+                (
+                    "/cg/memory/berth/c1/memory.limit_in_bytes".into(),
+                    (64 * mb).to_string()
+                ),
+                (
+                    "/cg/memory/berth/c1/memory.memsw.limit_in_bytes".into(),
+                    (128 * mb).to_string()
+                ),
+                (
+                    "/cg/memory/berth/c1/memory.soft_limit_in_bytes".into(),
+                    (32 * mb).to_string()
+                ),
+                ("/cg/cpu/berth/c1/cpu.shares".into(), "512".into()),
+                ("/cg/cpu/berth/c1/cpu.cfs_period_us".into(), "100000".into()),
+                ("/cg/cpu/berth/c1/cpu.cfs_quota_us".into(), "50000".into()),
+                ("/cg/cpuset/berth/c1/cpuset.cpus".into(), "0".into()),
+                ("/cg/pids/berth/c1/pids.max".into(), "10".into()),
+            ]
+        );
+        assert!(res.writes[1].skip_if_missing, "default swap is optional");
+        assert_eq!(
+            res.cpuset_inherit,
+            [
+                PathBuf::from("/cg/cpuset/berth"),
+                PathBuf::from("/cg/cpuset/berth/c1")
+            ]
+        );
+        assert!(res.enable_controllers.is_empty());
+    }
+
+    #[test]
+    fn pure_v2_limits_go_to_the_one_directory_with_controllers_enabled() {
+        let (dirs, res) = pure_v2(&["cpuset", "cpu", "io", "memory", "pids"])
+            .plan("c1", &limits())
+            .unwrap();
+        assert_eq!(dirs, [PathBuf::from("/cg/berth/c1")]);
+        let mb = 1 << 20;
+        assert_eq!(
+            writes(&res),
+            [
+                ("/cg/berth/c1/memory.max".into(), (64 * mb).to_string()),
+                ("/cg/berth/c1/memory.swap.max".into(), (64 * mb).to_string()),
+                ("/cg/berth/c1/memory.low".into(), (32 * mb).to_string()),
+                ("/cg/berth/c1/cpu.weight".into(), "20".into()),
+                ("/cg/berth/c1/cpu.max".into(), "50000 100000".into()),
+                ("/cg/berth/c1/cpuset.cpus".into(), "0".into()),
+                ("/cg/berth/c1/pids.max".into(), "10".into()),
+            ]
+        );
+        let enabled: Vec<(String, Vec<String>)> = res
+            .enable_controllers
+            .iter()
+            .map(|e| (e.dir.display().to_string(), e.controllers.clone()))
+            .collect();
+        let all = vec![
+            "memory".to_string(),
+            "cpu".into(),
+            "cpuset".into(),
+            "pids".into(),
+        ];
+        assert_eq!(
+            enabled,
+            [
+                ("/cg".to_string(), all.clone()),
+                ("/cg/berth".to_string(), all)
+            ]
+        );
+    }
+
+    #[test]
+    fn unlimited_swap_and_period_alone_map_to_max() {
+        let l = Limits {
+            memory: 64 << 20,
+            memory_swap: -1,
+            cpu_period: 50_000,
+            ..Default::default()
+        };
+        let (_, res) = pure_v2(&["cpu", "memory"]).plan("c1", &l).unwrap();
+        assert_eq!(
+            writes(&res)[1..],
+            [
+                (
+                    "/cg/berth/c1/memory.swap.max".to_string(),
+                    "max".to_string()
+                ),
+                ("/cg/berth/c1/cpu.max".into(), "max 50000".into()),
+            ]
+        );
+        let (_, res) = hybrid().plan("c1", &l).unwrap();
+        assert_eq!(res.writes[1].value, "-1");
+    }
+
+    #[test]
+    fn a_limit_without_a_controller_is_an_error_naming_both() {
+        let err = pure_v2(&["cpu"])
+            .plan(
+                "c1",
+                &Limits {
+                    pids: 5,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PidsLimit") && err.contains("pids controller"),
+            "{err}"
+        );
+        let mut no_memory = hybrid();
+        no_memory.v1_memory = None;
+        let err = no_memory
+            .plan(
+                "c1",
+                &Limits {
+                    memory: 64 << 20,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Memory") && err.contains("memory controller"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn setup_writes_files_in_order_and_an_explicit_swap_limit_needs_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("berth/c1");
+        let res = CgroupResources {
+            writes: vec![
+                CgroupWrite {
+                    file: dir.join("memory.max"),
+                    value: "100".into(),
+                    limit: "Memory".into(),
+                    skip_if_missing: false,
+                },
+                CgroupWrite {
+                    file: dir.join("memory.swap.max"),
+                    value: "100".into(),
+                    limit: "MemorySwap".into(),
+                    skip_if_missing: false,
+                },
+            ],
+            ..Default::default()
+        };
+        // A plain directory has no limit files: the first write names what is missing, and
+        // the directory made for it is gone again.
+        let err = setup(std::slice::from_ref(&dir), &res)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot set Memory") && err.contains("memory.max"),
+            "{err}"
+        );
+        assert!(!dir.exists());
+    }
 }

@@ -4,7 +4,7 @@
 use indexmap::IndexMap;
 
 use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
-use super::{mounts, now_rfc3339, parse_signal, ContainerError, ContainerStore, Result};
+use super::{mounts, now_rfc3339, parse_signal, resources, ContainerError, ContainerStore, Result};
 use crate::engine::api::types::{
     ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, VolumeCreateRequest,
 };
@@ -107,6 +107,13 @@ impl ContainerStore {
         req: ContainerCreateRequest,
         image: &ImageRecord,
     ) -> Result<ContainerRecord> {
+        let mut req = req;
+        if let Some(host) = req.host_config.as_mut() {
+            let cpus = resources::HostCpus::detect(self.inner.cgroups.cpuset_root().as_deref());
+            resources::validate(host, &cpus)
+                .map_err(|e| ContainerError::BadRequest(e.to_string()))?;
+            resources::adapt(host);
+        }
         let name = name.map(|n| n.strip_prefix('/').unwrap_or(n));
         if let Some(n) = name.filter(|n| !n.is_empty()) {
             if !valid_name(n) {

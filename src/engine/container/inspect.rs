@@ -69,7 +69,7 @@ impl ContainerStore {
                 running,
                 paused: false,
                 restarting: false,
-                oom_killed: false,
+                oom_killed: state.oom_killed,
                 dead: false,
                 pid: if running { state.init.pid as i64 } else { 0 },
                 exit_code: state.exit_code,

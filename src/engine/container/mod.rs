@@ -37,6 +37,7 @@ pub mod mounts;
 pub mod process;
 pub mod process_setup;
 pub mod remove;
+pub mod resources;
 pub mod restart;
 pub mod restore;
 pub mod rootfs;
@@ -294,9 +295,14 @@ impl ContainerStore {
         Err(ContainerError::NotFound(id_or_name.to_string()))
     }
 
-    /// The cgroup directories of container `id` on this host.
+    /// The cgroup directories container `id` has on this host (any hierarchy it joined).
     pub fn cgroup_paths(&self, id: &str) -> Vec<PathBuf> {
-        self.inner.cgroups.container_paths(id).unwrap_or_default()
+        self.inner
+            .cgroups
+            .all_paths(id)
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect()
     }
 }
 

@@ -82,7 +82,12 @@ impl Engine {
         self.containers.disarm_health(id);
         let _ = self.networks.detach(id).await;
         if let Ok(record) = self.containers.load_record(id) {
-            let code = self.containers.state(id).exit_code;
+            let state = self.containers.state(id);
+            // Docker announces the OOM kill before the exit it caused.
+            if state.oom_killed {
+                self.container_event("oom", &record, &[]);
+            }
+            let code = state.exit_code;
             self.container_event("die", &record, &[("exitCode", code.to_string())]);
         }
     }

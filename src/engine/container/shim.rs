@@ -164,7 +164,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         what: "open /dev/null".into(),
         source,
     })?;
-    cgroup::create(&spec.cgroups)?;
+    cgroup::setup(&spec.cgroups, &spec.resources)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
@@ -272,7 +272,13 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         pid: child.as_raw(),
         error: String::new(),
+        // Read before the cgroups go: their event counters are the only record of it.
+        oom_killed: cgroup::oom_killed(&spec.cgroups),
     };
+    // The PID namespace is gone with its init; anything left would be a kernel straggler. The
+    // cgroups go before the exit is recorded, so whoever sees the exit finds them gone.
+    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
+    let _ = cgroup::remove(&spec.cgroups);
     let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
     crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| {
         ShimError::Io {

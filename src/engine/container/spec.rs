@@ -43,6 +43,45 @@ pub struct RuntimeSpec {
     pub shm_size: u64,
     #[serde(default)]
     pub readonly_rootfs: bool,
+    /// Resource limits, resolved by the engine to cgroup files of this host's layout; the shim
+    /// applies them before the container's init runs.
+    #[serde(default)]
+    pub resources: CgroupResources,
+}
+
+/// What the shim does to the container's cgroups besides creating `cgroups` (in this order).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CgroupResources {
+    /// cgroup2 directories whose `cgroup.subtree_control` must enable controllers, parents
+    /// first (the tree's root, then `berth/`), so the container's directory gets their files.
+    #[serde(default)]
+    pub enable_controllers: Vec<ControllerEnable>,
+    /// v1 cpuset directories whose empty `cpuset.cpus`/`cpuset.mems` are copied from their
+    /// parent, parents first: a task cannot join a cpuset without them.
+    #[serde(default)]
+    pub cpuset_inherit: Vec<PathBuf>,
+    /// Limit files to write, in order.
+    #[serde(default)]
+    pub writes: Vec<CgroupWrite>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ControllerEnable {
+    pub dir: PathBuf,
+    /// Controller names (`memory`, `cpu`, `cpuset`, `pids`).
+    pub controllers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CgroupWrite {
+    pub file: PathBuf,
+    pub value: String,
+    /// The `HostConfig` field it enforces, for error messages (`Memory`, `NanoCpus`, …).
+    pub limit: String,
+    /// A missing file is not an error (Docker's default swap limit on a host without swap
+    /// accounting is dropped, as Docker drops it).
+    #[serde(default)]
+    pub skip_if_missing: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +116,9 @@ pub struct ExitRecord {
     /// Set when the container never ran (init failed before `execve`).
     #[serde(default)]
     pub error: String,
+    /// The kernel's OOM killer killed a process of the container (from its memory cgroup).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl RuntimeSpec {

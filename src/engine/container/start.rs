@@ -8,7 +8,9 @@ use indexmap::IndexMap;
 use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
-use super::{cgroup, health, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
+use super::{
+    cgroup, health, mounts, now_rfc3339, resources, ContainerError, ContainerStore, Result,
+};
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
 use crate::engine::Engine;
@@ -84,10 +86,11 @@ impl ContainerStore {
         all_mounts.extend(plan.mounts.iter().cloned());
 
         let host_config = record.request.host_config.clone().unwrap_or_default();
-        let cgroups =
+        let limits = resources::Limits::from_host_config(&host_config);
+        let (cgroups, cgroup_resources) =
             self.inner
                 .cgroups
-                .container_paths(id)
+                .plan(id, &limits)
                 .map_err(|e| ContainerError::StartFailed {
                     name: record.name.clone(),
                     reason: e.to_string(),
@@ -112,6 +115,7 @@ impl ContainerStore {
                 .filter(|s| *s > 0)
                 .map_or(DEFAULT_SHM_SIZE, |s| s as u64),
             readonly_rootfs: host_config.readonly_rootfs,
+            resources: cgroup_resources,
         };
         let spec_path = RuntimeSpec::path_in(&dir);
         let bytes = serde_json::to_vec_pretty(&spec)
@@ -167,6 +171,7 @@ impl ContainerStore {
             },
             restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
             health: health::initial(&record),
+            oom_killed: false,
         };
         self.save_state(id, &state)?;
         self.spawn_monitor(id, shim);

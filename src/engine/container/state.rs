@@ -96,6 +96,9 @@ pub struct StateRecord {
     /// `State.Health`, for containers with a healthcheck (see `health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// `State.OOMKilled`: the last run ended with the OOM killer acting in its memory cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl StateRecord {
@@ -111,6 +114,7 @@ impl StateRecord {
                 st.status = Status::Exited;
                 st.exit_code = rec.exit_code;
                 st.finished_at = rec.finished_at.clone();
+                st.oom_killed = rec.oom_killed;
             }
             _ if !self.shim.alive() && !self.init.alive() => {
                 st.status = Status::Exited;
