@@ -263,10 +263,6 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
 
     let exit_code = supervise(child, out_r, err_r, log)?;
     drop(life_w);
-    // The PID namespace is gone with its init; anything left would be a kernel straggler. The
-    // cgroups go before the exit is recorded, so whoever sees the exit sees nothing left.
-    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
-    let _ = cgroup::remove(&spec.cgroups);
     let record = ExitRecord {
         exit_code,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
