@@ -13,6 +13,7 @@ use super::output::{colours_enabled, status_line, LogPrefixer};
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
 use crate::compose::model::Project;
 use crate::compose::plan::{self, LABEL_CONFIG_HASH, LABEL_CONTAINER_NUMBER, LABEL_SERVICE};
+use crate::compose::support;
 use crate::engine::api::client::{ClientError, EngineClient, LogsOptions};
 use crate::engine::api::types::ContainerSummary;
 
@@ -56,6 +57,7 @@ enum Made {
 pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let project = load_project(project_args, &args.services)?;
     let order = selected_start_order(&project, &args.services)?;
+    check_supported(&project, &order)?;
     let client = engine(project_args).await?;
 
     ensure_images(&client, &project, &order, &args.pull).await?;
@@ -73,6 +75,25 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     attach(&client, &project, &started, args).await
+}
+
+/// Warn about every attribute berth ignores, one line per service and attribute, and refuse
+/// (before anything is made) the services whose attributes cannot safely be ignored.
+fn check_supported(project: &Project, order: &[String]) -> anyhow::Result<()> {
+    let mut refused = Vec::new();
+    for name in order {
+        for finding in support::unsupported_fields(name, &project.services[name]) {
+            if finding.refused {
+                refused.push(finding.to_string());
+            } else {
+                eprintln!("{finding}");
+            }
+        }
+    }
+    if !refused.is_empty() {
+        bail!("{}", refused.join("\n"));
+    }
+    Ok(())
 }
 
 /// Whether an inspect found the object: a 404 answer means absent, other errors are errors.

@@ -14,6 +14,7 @@ pub mod model;
 pub mod normalize;
 pub mod plan;
 pub mod schema;
+pub mod support;
 #[cfg(test)]
 mod test_support;
 pub mod yaml;

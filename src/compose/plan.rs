@@ -12,7 +12,7 @@ use super::model::{Healthcheck, Project, Service};
 use crate::engine::api::types::{
     ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    VolumeCreateRequest,
+    TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -228,6 +228,12 @@ pub fn container_create_request(
             .push(binding);
     }
 
+    for expose in &service.expose {
+        for key in exposed_port_keys(expose) {
+            exposed_ports.entry(key).or_insert(EmptyObject {});
+        }
+    }
+
     let mounts: Vec<Mount> = service
         .volumes
         .iter()
@@ -235,12 +241,23 @@ pub fn container_create_request(
             kind: v.kind.clone(),
             source: match (v.kind.as_str(), &v.source) {
                 ("volume", Some(key)) => volume_name(project, key),
+                ("tmpfs", _) => String::new(),
                 (_, Some(source)) => resolve_bind_source(&project.working_dir, source),
                 (_, None) => String::new(),
             },
             target: v.target.clone(),
             read_only: v.read_only,
-            volume_options: None,
+            volume_options: v
+                .volume
+                .as_ref()
+                .and_then(|o| o.get("nocopy"))
+                .and_then(serde_json::Value::as_bool)
+                .filter(|nocopy| *nocopy)
+                .map(|no_copy| VolumeOptions {
+                    no_copy,
+                    labels: None,
+                }),
+            tmpfs_options: v.tmpfs.as_ref().map(tmpfs_options),
         })
         .collect();
 
@@ -289,6 +306,7 @@ pub fn container_create_request(
 
     Some(ContainerCreateRequest {
         hostname: service.hostname.clone().unwrap_or_default(),
+        domainname: extra_str(service, "domainname").unwrap_or_default(),
         user: service.user.clone().unwrap_or_default(),
         exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
         env: Some(env),
@@ -308,13 +326,152 @@ pub fn container_create_request(
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             network_mode,
             restart_policy,
-            ..Default::default()
+            ..service_options_host_config(service)
         }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: endpoints,
         }),
         ..Default::default()
     })
+}
+
+/// A string-valued field kept in the service's `extra` map (`domainname`, …).
+fn extra_str(service: &Service, key: &str) -> Option<String> {
+    service
+        .extra
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+/// A list of strings kept in the service's `extra` map (`dns_search`, `dns_opt`).
+fn extra_strings(service: &Service, key: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = service
+        .extra
+        .get(key)?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// A JSON scalar as Docker's API text (`1`, `true`, `x`).
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `expose` entries (`3000`, `8000-8002/udp`) as `Config.ExposedPorts` keys, ranges expanded
+/// as docker compose does.
+fn exposed_port_keys(entry: &str) -> Vec<String> {
+    let (ports, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
+    match ports.split_once('-') {
+        Some((lo, hi)) => match (lo.parse::<u16>(), hi.parse::<u16>()) {
+            (Ok(lo), Ok(hi)) if lo <= hi => (lo..=hi).map(|p| format!("{p}/{proto}")).collect(),
+            _ => vec![format!("{ports}/{proto}")],
+        },
+        None => vec![format!("{ports}/{proto}")],
+    }
+}
+
+/// A long-syntax `tmpfs:` block (`size` already in bytes, `mode` a number or an octal string)
+/// as `Mount.TmpfsOptions`.
+fn tmpfs_options(options: &IndexMap<String, serde_json::Value>) -> TmpfsOptions {
+    let mode = options.get("mode").and_then(|m| match m {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        // compose-go reads a string mode as octal (`"1770"`, `"0o1770"`).
+        serde_json::Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        _ => None,
+    });
+    TmpfsOptions {
+        size_bytes: options
+            .get("size")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        mode,
+    }
+}
+
+/// The part of `HostConfig` that comes from the service's runtime options (read_only, tmpfs,
+/// extra_hosts, shm_size, init, privileged, capabilities, ulimits, sysctls, DNS search and
+/// options), as docker compose fills it. Kept apart from mounts, ports and networks so each
+/// concern has one place.
+fn service_options_host_config(service: &Service) -> HostConfig {
+    let tmpfs: HashMap<String, String> = service
+        .tmpfs
+        .iter()
+        .map(|entry| match entry.split_once(':') {
+            Some((path, options)) => (path.to_string(), options.to_string()),
+            None => (entry.clone(), String::new()),
+        })
+        .collect();
+    // compose's `HOST: IP` map (or list of IPs) → Docker's `HOST:IP` entries, one per address.
+    let extra_hosts: Vec<String> = service
+        .extra_hosts
+        .iter()
+        .flat_map(|(host, ips)| {
+            let ips: Vec<String> = match ips {
+                serde_json::Value::Array(list) => list.iter().map(scalar_text).collect(),
+                other => vec![scalar_text(other)],
+            };
+            ips.into_iter().map(move |ip| format!("{host}:{ip}"))
+        })
+        .collect();
+    let ulimits: Vec<Ulimit> = service
+        .extra
+        .get("ulimits")
+        .and_then(serde_json::Value::as_object)
+        .map(|limits| {
+            limits
+                .iter()
+                .map(|(name, limit)| {
+                    // A single number sets soft and hard alike.
+                    let (soft, hard) = match limit {
+                        serde_json::Value::Object(l) => {
+                            let get = |k: &str| l.get(k).and_then(serde_json::Value::as_i64);
+                            (get("soft").unwrap_or(0), get("hard").unwrap_or(0))
+                        }
+                        other => {
+                            let n = other.as_i64().unwrap_or(0);
+                            (n, n)
+                        }
+                    };
+                    Ulimit {
+                        name: name.clone(),
+                        soft,
+                        hard,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sysctls: IndexMap<String, String> = service
+        .extra
+        .get("sysctls")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
+        .unwrap_or_default();
+    HostConfig {
+        privileged: service.privileged.unwrap_or(false),
+        readonly_rootfs: service.read_only.unwrap_or(false),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
+        init: service.init,
+        shm_size: service
+            .extra
+            .get("shm_size")
+            .and_then(serde_json::Value::as_i64),
+        cap_add: (!service.cap_add.is_empty()).then(|| service.cap_add.clone()),
+        cap_drop: (!service.cap_drop.is_empty()).then(|| service.cap_drop.clone()),
+        ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        sysctls: (!sysctls.is_empty()).then_some(sysctls),
+        dns_search: extra_strings(service, "dns_search"),
+        dns_options: extra_strings(service, "dns_opt"),
+        ..Default::default()
+    }
 }
 
 /// Bind sources are relative to the project directory; `~` is the user's home.

@@ -4,9 +4,13 @@
 use indexmap::IndexMap;
 
 use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
-use super::{mounts, now_rfc3339, parse_signal, ContainerError, ContainerStore, Result};
+use super::{
+    caps, mounts, now_rfc3339, parse_signal, rlimits, sysctl, ContainerError, ContainerStore,
+    Result,
+};
 use crate::engine::api::types::{
-    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, VolumeCreateRequest,
+    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
+    VolumeCreateRequest,
 };
 use crate::engine::image::ImageRecord;
 use crate::engine::Engine;
@@ -99,6 +103,24 @@ pub fn merge_command(req: &ContainerCreateRequest, image: &ImageRecord) -> Vec<S
     entrypoint.into_iter().chain(cmd).collect()
 }
 
+/// Refuse at create, with Docker's messages, what `berth init` could only fail on at start:
+/// unknown capabilities, bad ulimits, sysctls outside the container's namespaces.
+fn check_host_options(host: Option<&HostConfig>) -> Result<()> {
+    let Some(host) = host else { return Ok(()) };
+    let bad = |e: &dyn std::fmt::Display| ContainerError::BadRequest(e.to_string());
+    caps::container_mask(
+        host.cap_add.as_deref().unwrap_or_default(),
+        host.cap_drop.as_deref().unwrap_or_default(),
+        host.privileged,
+    )
+    .map_err(|e| bad(&e))?;
+    rlimits::validate(host.ulimits.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
+    if let Some(sysctls) = &host.sysctls {
+        sysctl::validate(sysctls, host.network_mode == "host").map_err(|e| bad(&e))?;
+    }
+    Ok(())
+}
+
 impl ContainerStore {
     /// Create the container's record from the request and its (already resolved) image.
     pub async fn create(
@@ -129,6 +151,7 @@ impl ContainerStore {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "SIGTERM".into());
         parse_signal(&stop_signal)?;
+        check_host_options(req.host_config.as_ref())?;
 
         let _guard = self.inner.create_lock.lock().await;
         let name = match name.filter(|n| !n.is_empty()) {

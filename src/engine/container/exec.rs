@@ -50,6 +50,12 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     pub user: String,
     pub cwd: String,
+    /// The container's capability set and whether it is privileged (no seccomp filter), from
+    /// its runtime spec: an exec gets what the container's workload got, as in Docker.
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 #[derive(Debug, Error)]
@@ -197,6 +203,8 @@ fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecE
         env: &spec.env,
         user: &exec_user,
         cwd: &spec.cwd,
+        capabilities: spec.capabilities.unwrap_or_else(super::caps::default_mask),
+        seccomp: !spec.privileged,
     };
     Ok(process_setup::exec(&workload)?)
 }
@@ -307,6 +315,8 @@ impl ContainerStore {
             } else {
                 req.working_dir.clone()
             },
+            capabilities: Some(runtime.capability_mask()),
+            privileged: runtime.privileged,
         };
         let json = serde_json::to_string(&spec)
             .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;

@@ -39,6 +39,7 @@ pub mod process_setup;
 pub mod remove;
 pub mod restart;
 pub mod restore;
+pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
@@ -46,6 +47,7 @@ pub mod spec;
 pub mod start;
 pub mod state;
 pub mod stop;
+pub mod sysctl;
 pub mod user;
 pub mod wait;
 

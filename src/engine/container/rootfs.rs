@@ -309,13 +309,13 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     if Path::new("/proc/kcore").exists() {
         symlink("/proc/kcore", "/dev/core").map_err(io_err(|| "create /dev/core".to_string()))?;
     }
-    mount_fs(
-        "sysfs",
-        "/sys",
-        "sysfs",
-        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
-        "",
-    )
+    // Privileged containers get a writable /sys, as in Docker.
+    let sys_flags = if spec.privileged {
+        nosuid_noexec_nodev
+    } else {
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY
+    };
+    mount_fs("sysfs", "/sys", "sysfs", sys_flags, "")
 }
 
 /// Create an empty file (and its parents) to bind a file over.

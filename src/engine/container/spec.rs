@@ -43,6 +43,38 @@ pub struct RuntimeSpec {
     pub shm_size: u64,
     #[serde(default)]
     pub readonly_rootfs: bool,
+    // Service options (capabilities, privileged, ulimits, sysctls) — kept together at the end.
+    /// The workload's capability set (bit n = capability n); `None` (a spec written before
+    /// this field existed) = Docker's default set.
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    /// Docker's `--privileged`, as far as berth implements it (see `berth init`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Resource limits set with `setrlimit` before `execve`.
+    #[serde(default)]
+    pub ulimits: Vec<RlimitSpec>,
+    /// `key=value` kernel parameters written under `/proc/sys` inside the container's namespaces.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
+    /// Docker's `--init`: `berth init` stays PID 1, forwards signals and reaps zombies.
+    #[serde(default)]
+    pub init: bool,
+}
+
+/// One `ulimit` by its Docker name (`nofile`), already validated by the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RlimitSpec {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl RuntimeSpec {
+    /// The capability set the workload (and `docker exec`s into it) gets.
+    pub fn capability_mask(&self) -> u64 {
+        self.capabilities.unwrap_or_else(super::caps::default_mask)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,7 +8,10 @@ use indexmap::IndexMap;
 use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
-use super::{cgroup, health, mounts, now_rfc3339, ContainerError, ContainerStore, Result};
+use super::{
+    caps, cgroup, health, mounts, now_rfc3339, rlimits, sysctl, ContainerError, ContainerStore,
+    Result,
+};
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
 use crate::engine::Engine;
@@ -92,6 +95,22 @@ impl ContainerStore {
                     name: record.name.clone(),
                     reason: e.to_string(),
                 })?;
+        let start_refused = |reason: String| ContainerError::StartFailed {
+            name: record.name.clone(),
+            reason,
+        };
+        // Checked at create already; a record written by an older engine is checked here.
+        let capabilities = caps::container_mask(
+            host_config.cap_add.as_deref().unwrap_or_default(),
+            host_config.cap_drop.as_deref().unwrap_or_default(),
+            host_config.privileged,
+        )
+        .map_err(|e| start_refused(e.to_string()))?;
+        let ulimits = rlimits::validate(host_config.ulimits.as_deref().unwrap_or_default())
+            .map_err(|e| start_refused(e.to_string()))?;
+        let sysctls = host_config.sysctls.clone().unwrap_or_default();
+        sysctl::validate(&sysctls, plan.netns.is_none())
+            .map_err(|e| start_refused(e.to_string()))?;
         let spec = RuntimeSpec {
             id: id.to_string(),
             bundle_dir: dir.clone(),
@@ -112,6 +131,11 @@ impl ContainerStore {
                 .filter(|s| *s > 0)
                 .map_or(DEFAULT_SHM_SIZE, |s| s as u64),
             readonly_rootfs: host_config.readonly_rootfs,
+            capabilities: Some(capabilities),
+            privileged: host_config.privileged,
+            ulimits,
+            sysctls: sysctls.into_iter().collect(),
+            init: host_config.init.unwrap_or(false),
         };
         let spec_path = RuntimeSpec::path_in(&dir);
         let bytes = serde_json::to_vec_pretty(&spec)
@@ -338,7 +362,15 @@ impl Engine {
         let host_network = host_config.network_mode == "host";
         if host_network {
             plan.hosts_file = std::fs::read_to_string("/etc/hosts").ok();
-            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf").ok();
+            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
+                .ok()
+                .map(|host| {
+                    crate::network::etc_files::with_dns_settings(
+                        &host,
+                        host_config.dns_search.as_deref(),
+                        host_config.dns_options.as_deref(),
+                    )
+                });
             if record.request.hostname.is_empty() {
                 plan.hostname = nix::unistd::gethostname()
                     .ok()
@@ -365,7 +397,11 @@ impl Engine {
             plan.netns = Some(netns_path);
             plan.endpoints = attachment.endpoints;
             plan.hosts_file = Some(attachment.hosts_file);
-            plan.resolv_conf = Some(attachment.resolv_conf);
+            plan.resolv_conf = Some(crate::network::etc_files::with_dns_settings(
+                &attachment.resolv_conf,
+                host_config.dns_search.as_deref(),
+                host_config.dns_options.as_deref(),
+            ));
         }
         match self.containers.start(&id, plan).await {
             Ok(_) => {
