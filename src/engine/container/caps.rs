@@ -89,6 +89,36 @@ pub fn all_mask() -> u64 {
         .fold(0u64, |mask, (_, bit)| mask | (1u64 << bit))
 }
 
+/// The capabilities this process may still hold (its bounding set). The engine may run with
+/// fewer than the kernel knows (e.g. as root of an outer container without CAP_SYS_RESOURCE);
+/// nothing it starts can have more.
+pub fn bounding_set() -> u64 {
+    (0..=last_cap()).fold(0u64, |mask, cap| {
+        // SAFETY: prctl with integer arguments.
+        let held = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if held == 1 {
+            mask | (1u64 << cap)
+        } else {
+            mask
+        }
+    })
+}
+
+/// Names of the capabilities in `mask`, for messages.
+pub fn names(mask: u64) -> Vec<&'static str> {
+    ALL_CAPS
+        .iter()
+        .filter(|(_, bit)| mask & (1u64 << bit) != 0)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// True when the request asks for "every capability" (privileged, or `ALL` in CapAdd): then
+/// every capability the engine has is what the container gets.
+pub fn wants_all(cap_add: &[String], privileged: bool) -> bool {
+    privileged || cap_add.iter().any(|c| c.trim().eq_ignore_ascii_case("ALL"))
+}
+
 /// The container's capability set from `CapAdd`, `CapDrop` and `Privileged`, by moby's
 /// `TweakCapabilities`: privileged gets everything; `ALL` in CapAdd means everything but the
 /// drops; `ALL` in CapDrop means only the adds; otherwise the defaults minus drops plus adds.

@@ -100,12 +100,28 @@ impl ContainerStore {
             reason,
         };
         // Checked at create already; a record written by an older engine is checked here.
-        let capabilities = caps::container_mask(
-            host_config.cap_add.as_deref().unwrap_or_default(),
+        let cap_add = host_config.cap_add.as_deref().unwrap_or_default();
+        let mut capabilities = caps::container_mask(
+            cap_add,
             host_config.cap_drop.as_deref().unwrap_or_default(),
             host_config.privileged,
         )
         .map_err(|e| start_refused(e.to_string()))?;
+        let available = caps::bounding_set();
+        if caps::wants_all(cap_add, host_config.privileged) {
+            capabilities &= available;
+        } else if capabilities & !available != 0 {
+            return Err(start_refused(format!(
+                "cannot give the container {}: the berth engine itself does not have {}; \
+                 remove it from cap_add",
+                caps::names(capabilities & !available).join(", "),
+                if (capabilities & !available).count_ones() == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
+            )));
+        }
         let ulimits = rlimits::validate(host_config.ulimits.as_deref().unwrap_or_default())
             .map_err(|e| start_refused(e.to_string()))?;
         let sysctls = host_config.sysctls.clone().unwrap_or_default();
