@@ -73,6 +73,12 @@ fn normalize(name: &str) -> Result<String, UnknownCapability> {
     }
 }
 
+/// Docker's spelling of a requested list (`net_admin` → `CAP_NET_ADMIN`), as the daemon stores
+/// and inspects it.
+pub fn normalize_all(names: &[String]) -> Result<Vec<String>, UnknownCapability> {
+    names.iter().map(|c| normalize(c)).collect()
+}
+
 fn bit_of(name: &str) -> u64 {
     ALL_CAPS
         .iter()

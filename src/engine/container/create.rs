@@ -104,10 +104,17 @@ pub fn merge_command(req: &ContainerCreateRequest, image: &ImageRecord) -> Vec<S
 }
 
 /// Refuse at create, with Docker's messages, what `berth init` could only fail on at start:
-/// unknown capabilities, bad ulimits, sysctls outside the container's namespaces.
-fn check_host_options(host: Option<&HostConfig>) -> Result<()> {
+/// unknown capabilities, bad ulimits, sysctls outside the container's namespaces. Capability
+/// names are stored in Docker's spelling (`CAP_NET_ADMIN`), as the daemon does.
+fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
     let Some(host) = host else { return Ok(()) };
     let bad = |e: &dyn std::fmt::Display| ContainerError::BadRequest(e.to_string());
+    for list in [&mut host.cap_add, &mut host.cap_drop]
+        .into_iter()
+        .flatten()
+    {
+        *list = caps::normalize_all(list).map_err(|e| bad(&e))?;
+    }
     caps::container_mask(
         host.cap_add.as_deref().unwrap_or_default(),
         host.cap_drop.as_deref().unwrap_or_default(),
@@ -151,7 +158,8 @@ impl ContainerStore {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "SIGTERM".into());
         parse_signal(&stop_signal)?;
-        check_host_options(req.host_config.as_ref())?;
+        let mut req = req;
+        check_host_options(req.host_config.as_mut())?;
 
         let _guard = self.inner.create_lock.lock().await;
         let name = match name.filter(|n| !n.is_empty()) {
