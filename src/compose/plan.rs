@@ -635,6 +635,117 @@ mod tests {
     }
 
     #[test]
+    fn service_options_reach_the_host_config() {
+        let mut project = two_service_project();
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "image": "busybox",
+            "read_only": true,
+            "privileged": true,
+            "init": true,
+            "tmpfs": ["/run:size=64m", "/tmp"],
+            "extra_hosts": {"db": "10.0.0.5", "gw": "host-gateway", "multi": ["10.0.0.6", "::1"]},
+            "cap_add": ["NET_ADMIN"],
+            "cap_drop": ["CHOWN"],
+            "shm_size": 67108864,
+            "domainname": "example.org",
+            "expose": ["3000", "5000-5001/udp"],
+            "ulimits": {"nofile": {"soft": 1024, "hard": 2048}, "nproc": 64},
+            "sysctls": {"net.core.somaxconn": "1024"},
+            "dns_search": ["svc.local"],
+            "dns_opt": ["ndots:2"],
+            "volumes": [{"type": "tmpfs", "target": "/cache", "tmpfs": {"size": 1048576, "mode": 1016}}],
+        }))
+        .unwrap();
+        project.services.insert("opts".into(), service);
+        let req = container_create_request(&project, "opts", 1).expect("service exists");
+        assert_eq!(req.domainname, "example.org");
+        let exposed = req.exposed_ports.as_ref().expect("exposed ports");
+        let mut keys: Vec<&String> = exposed.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["3000/tcp", "5000/udp", "5001/udp"]);
+        let host = req.host_config.expect("host config");
+        assert!(host.readonly_rootfs && host.privileged);
+        assert_eq!(host.init, Some(true));
+        let tmpfs = host.tmpfs.expect("tmpfs");
+        assert_eq!(tmpfs["/run"], "size=64m");
+        assert_eq!(tmpfs["/tmp"], "");
+        assert_eq!(
+            host.extra_hosts.expect("extra hosts"),
+            [
+                "db:10.0.0.5",
+                "gw:host-gateway",
+                "multi:10.0.0.6",
+                "multi:::1"
+            ]
+        );
+        assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+        assert_eq!(host.cap_drop, Some(vec!["CHOWN".to_string()]));
+        assert_eq!(host.shm_size, Some(64 << 20));
+        let ulimits = host.ulimits.expect("ulimits");
+        assert_eq!(
+            ulimits,
+            [
+                Ulimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 2048
+                },
+                Ulimit {
+                    name: "nproc".into(),
+                    soft: 64,
+                    hard: 64
+                }
+            ]
+        );
+        assert_eq!(host.sysctls.expect("sysctls")["net.core.somaxconn"], "1024");
+        assert_eq!(host.dns_search, Some(vec!["svc.local".to_string()]));
+        assert_eq!(host.dns_options, Some(vec!["ndots:2".to_string()]));
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(mounts[0].source, "");
+        assert_eq!(
+            mounts[0].tmpfs_options,
+            Some(TmpfsOptions {
+                size_bytes: 1 << 20,
+                mode: Some(0o1770)
+            })
+        );
+        // The other fields of the host config are still the plan's own.
+        assert_eq!(host.network_mode, "none");
+    }
+
+    #[test]
+    fn config_hash_changes_with_runtime_options() {
+        let project = two_service_project();
+        let base = project.services["server"].clone();
+        let hash = service_config_hash(&base);
+        let changed = |edit: &dyn Fn(&mut Service)| {
+            let mut s = base.clone();
+            edit(&mut s);
+            service_config_hash(&s)
+        };
+        assert_ne!(changed(&|s| s.read_only = Some(true)), hash);
+        assert_ne!(changed(&|s| s.cap_add.push("NET_ADMIN".into())), hash);
+        assert_ne!(changed(&|s| s.tmpfs.push("/run".into())), hash);
+        assert_ne!(
+            changed(&|s| {
+                s.extra
+                    .insert("ulimits".into(), serde_json::json!({"nofile": 1024}));
+            }),
+            hash
+        );
+        assert_ne!(
+            changed(&|s| {
+                s.extra.insert(
+                    "sysctls".into(),
+                    serde_json::json!({"net.core.somaxconn": "1"}),
+                );
+            }),
+            hash
+        );
+        assert_eq!(changed(&|s| s.profiles.push("debug".into())), hash);
+    }
+
+    #[test]
     fn healthcheck_maps_to_nanoseconds_and_disable_to_none() {
         let h = Healthcheck {
             test: vec!["CMD-SHELL".into(), "test -f /tmp/ready".into()],
