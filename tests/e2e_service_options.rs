@@ -1,7 +1,7 @@
 //! Service runtime options end to end through the `berth` CLI, checked from inside the
 //! containers as a user would: `read_only` with tmpfs mounts, `extra_hosts` (with
 //! `host-gateway`), `shm_size`, `domainname`, `init`, `cap_add`/`cap_drop`, `privileged`,
-//! `ulimits`, namespaced `sysctls`, `dns_search`/`dns_opt`, `expose`; what is refused (a host
+//! `ulimits`, namespaced `sysctls`, `dns_search`/`dns_opt`, `expose`, `security_opt`; what is refused (a host
 //! sysctl, a hard ulimit above the engine's) and what is only warned about (`devices`); and a
 //! change to an option recreating the container.
 
@@ -70,12 +70,13 @@ services:
     <<: *common
     devices:
       - /dev/fuse:/dev/fuse
-    command: ["sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; echo timer_list $$(head -c 20 /proc/timer_list | wc -c); echo pid $$$$"]
+    command: ["sh", "-c", "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; echo timer_list $$(head -c 20 /proc/timer_list | wc -c); echo pid $$$$"]
   caps:
     <<: *common
     cap_add: [NET_ADMIN]
     cap_drop: [chown]
-    command: ["sh", "-c", "grep CapEff /proc/self/status; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; touch /tmp/f; chown nobody /tmp/f && echo chown-ok || echo chown-denied"]
+    security_opt: ["no-new-privileges:true"]
+    command: ["sh", "-c", "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; touch /tmp/f; chown nobody /tmp/f && echo chown-ok || echo chown-denied"]
   privileged:
     <<: *common
     privileged: true
@@ -224,6 +225,7 @@ fn service_options_take_effect_inside_containers() {
     assert_eq!(cap_eff(plain), "00000000a80425fb", "{plain}");
     assert!(plain.contains("netadmin-denied"), "{plain}");
     assert!(plain.contains("Seccomp:\t2"), "{plain}");
+    assert!(plain.contains("NoNewPrivs:\t0"), "{plain}");
     assert!(plain.contains("timer_list 0"), "masked: {plain}");
     let caps = output(&all, "caps");
     assert_eq!(
@@ -232,6 +234,7 @@ fn service_options_take_effect_inside_containers() {
     );
     assert!(caps.contains("netadmin-ok"), "{caps}");
     assert!(caps.contains("chown-denied"), "{caps}");
+    assert!(caps.contains("NoNewPrivs:\t1"), "{caps}");
 
     // privileged: every capability the engine has, no seccomp filter, no masked paths.
     let privileged = output(&all, "privileged");

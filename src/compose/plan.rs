@@ -397,7 +397,7 @@ fn tmpfs_options(options: &IndexMap<String, serde_json::Value>) -> TmpfsOptions 
 
 /// The part of `HostConfig` that comes from the service's runtime options (read_only, tmpfs,
 /// extra_hosts, shm_size, init, privileged, capabilities, ulimits, sysctls, DNS search and
-/// options), as docker compose fills it. Kept apart from mounts, ports and networks so each
+/// options, security options), as docker compose fills it. Kept apart from mounts, ports and networks so each
 /// concern has one place.
 fn service_options_host_config(service: &Service) -> HostConfig {
     let tmpfs: HashMap<String, String> = service
@@ -470,6 +470,7 @@ fn service_options_host_config(service: &Service) -> HostConfig {
         sysctls: (!sysctls.is_empty()).then_some(sysctls),
         dns_search: extra_strings(service, "dns_search"),
         dns_options: extra_strings(service, "dns_opt"),
+        security_opt: extra_strings(service, "security_opt"),
         ..Default::default()
     }
 }

@@ -222,8 +222,9 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
             );
         }
     }
-    // Options that tighten the container's security: running without them is unsafe. Those
-    // that loosen it are ignored (the container is stricter than asked).
+    // The engine implements no-new-privileges, seccomp=unconfined and systempaths=unconfined,
+    // and does what apparmor=unconfined and label=disable ask (it applies neither). Any other
+    // option asks for a hardening berth cannot apply: running without it would be unsafe.
     for opt in service
         .extra
         .get("security_opt")
@@ -232,33 +233,8 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
         .flatten()
         .filter_map(|v| v.as_str())
     {
-        let (key, value) = opt
-            .split_once(['=', ':'])
-            .map_or((opt, ""), |(k, v)| (k, v));
-        let loosening = matches!(
-            (key, value),
-            ("seccomp", "unconfined")
-                | ("apparmor", "unconfined")
-                | ("label", "disable")
-                | ("no-new-privileges", "false")
-                | ("systempaths", "unconfined")
-        );
-        if loosening {
-            found.push(Unsupported {
-                service: name.to_string(),
-                field: format!("security_opt: {opt}"),
-                refused: false,
-                note: "Docker's default confinement stays on".into(),
-            });
-        } else {
-            found.push(Unsupported {
-                service: name.to_string(),
-                field: format!("security_opt: {opt}"),
-                refused: true,
-                note: "running without it would weaken the container's confinement; \
-                       remove it to run the service with Docker's defaults"
-                    .into(),
-            });
+        if let Err(e) = crate::engine::container::security::parse(&[opt.to_string()]) {
+            refuse(format!("security_opt: {opt}"), &e.to_string());
         }
     }
     // A subpath mount would otherwise expose (and write into) the whole volume.
@@ -324,11 +300,11 @@ mod tests {
     }
 
     #[test]
-    fn tightening_security_options_and_other_platforms_are_refused() {
+    fn unappliable_security_options_and_other_platforms_are_refused() {
         let s = service(serde_json::json!({
             "image": "busybox",
             "platform": "linux/arm64",
-            "security_opt": ["no-new-privileges:true", "seccomp:unconfined"],
+            "security_opt": ["no-new-privileges:true", "apparmor:docker-default", "seccomp:unconfined"],
         }));
         let found = unsupported_fields("api", &s);
         let refused: Vec<&str> = found
@@ -340,12 +316,16 @@ mod tests {
             refused,
             [
                 "platform: linux/arm64",
-                "security_opt: no-new-privileges:true"
+                "security_opt: apparmor:docker-default"
             ]
         );
-        assert!(found
-            .iter()
-            .any(|u| !u.refused && u.field == "security_opt: seccomp:unconfined"));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[1].to_string(),
+            "service \"api\": berth does not support `security_opt: apparmor:docker-default` \
+             yet; security option \"apparmor:docker-default\" is not supported: berth does not \
+             apply AppArmor profiles; leave the option out"
+        );
         let plain = service(serde_json::json!({"image": "busybox", "platform": "linux/amd64"}));
         assert!(unsupported_fields("api", &plain).is_empty());
     }

@@ -229,6 +229,9 @@ pub struct HostConfig {
     pub dns_search: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_options: Option<Vec<String>>,
+    /// `no-new-privileges[:true]`, `seccomp=unconfined`, `systempaths=unconfined`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_opt: Option<Vec<String>>,
 }
 
 /// `HostConfig.Ulimits[]`: a resource limit by its `ulimit` name (`nofile`, `nproc`, …).

@@ -5,8 +5,8 @@ use indexmap::IndexMap;
 
 use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
 use super::{
-    caps, mounts, now_rfc3339, parse_signal, rlimits, sysctl, ContainerError, ContainerStore,
-    Result,
+    caps, mounts, now_rfc3339, parse_signal, rlimits, security, sysctl, ContainerError,
+    ContainerStore, Result,
 };
 use crate::engine::api::types::{
     ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
@@ -122,6 +122,7 @@ fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
     )
     .map_err(|e| bad(&e))?;
     rlimits::validate(host.ulimits.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
+    security::parse(host.security_opt.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
     if let Some(sysctls) = &host.sysctls {
         sysctl::validate(sysctls, host.network_mode == "host").map_err(|e| bad(&e))?;
     }

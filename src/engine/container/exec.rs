@@ -56,6 +56,10 @@ pub struct ExecSpec {
     pub capabilities: Option<u64>,
     #[serde(default)]
     pub privileged: bool,
+    #[serde(default)]
+    pub seccomp: Option<bool>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 #[derive(Debug, Error)]
@@ -204,7 +208,8 @@ fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecE
         user: &exec_user,
         cwd: &spec.cwd,
         capabilities: spec.capabilities.unwrap_or_else(super::caps::default_mask),
-        seccomp: !spec.privileged,
+        seccomp: spec.seccomp.unwrap_or(!spec.privileged),
+        no_new_privileges: spec.no_new_privileges,
     };
     Ok(process_setup::exec(&workload)?)
 }
@@ -317,6 +322,8 @@ impl ContainerStore {
             },
             capabilities: Some(runtime.capability_mask()),
             privileged: runtime.privileged,
+            seccomp: Some(runtime.seccomp()),
+            no_new_privileges: runtime.no_new_privileges,
         };
         let json = serde_json::to_string(&spec)
             .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;

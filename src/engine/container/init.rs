@@ -153,8 +153,8 @@ fn run(spec_path: &Path) -> Result<Infallible> {
     // The user's sysctls after the defaults above, so they can override them; the IPC ones act
     // on the IPC namespace unshared above, the net ones on the container's network namespace.
     sysctl::apply(&spec.sysctls)?;
-    if spec.privileged {
-        // Docker's --privileged also unmasks these paths. What berth does not do for privileged
+    if spec.privileged || spec.unmasked_paths {
+        // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What berth does not do for privileged
         // containers: it does not expose the host's devices in /dev, and it leaves the cgroup
         // and AppArmor/SELinux setup as for any container.
     } else {
@@ -190,7 +190,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
 
     let capabilities = spec.capability_mask();
     if spec.init {
-        become_reaper_and_fork(capabilities, !spec.privileged)?;
+        become_reaper_and_fork(capabilities, spec.seccomp(), spec.no_new_privileges)?;
     }
     let workload = process_setup::Workload {
         args: &spec.args,
@@ -198,7 +198,8 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         user: &exec_user,
         cwd,
         capabilities,
-        seccomp: !spec.privileged,
+        seccomp: spec.seccomp(),
+        no_new_privileges: spec.no_new_privileges,
     };
     Ok(process_setup::exec(&workload)?)
 }
@@ -212,7 +213,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
 /// sees EOF once the workload is exec'd), keeps only the container's capabilities, takes the
 /// same seccomp filter, and is not dumpable, so the workload cannot trace or read it. Unlike
 /// Docker's `/sbin/docker-init`, its command line (`/proc/1/cmdline`) is berth's own.
-fn become_reaper_and_fork(capabilities: u64, seccomp: bool) -> Result<()> {
+fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: bool) -> Result<()> {
     use nix::sys::signal::{SigSet, SigmaskHow};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::{fork, ForkResult, Pid};
@@ -240,7 +241,13 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool) -> Result<()> {
     // SAFETY: close_range and prctl with integer arguments.
     let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let undumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if closed != 0 || undumpable != 0 {
+    let no_new_privs = if no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
+    } else {
+        0
+    };
+    if closed != 0 || undumpable != 0 || no_new_privs != 0 {
         give_up(child);
     }
     if super::caps::drop_bounding(capabilities).is_err()

@@ -42,6 +42,7 @@ pub mod restore;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod spec;
 pub mod start;

@@ -65,6 +65,8 @@ pub struct Workload<'a> {
     pub capabilities: u64,
     /// Docker's default seccomp profile for that set; off for privileged containers.
     pub seccomp: bool,
+    /// `security_opt: no-new-privileges`: setuid binaries and file capabilities grant nothing.
+    pub no_new_privileges: bool,
 }
 
 /// Drop privileges to the container's defaults and `execve` the workload. Returns only on error.
@@ -86,6 +88,15 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
         what: "drop capabilities from the bounding set".into(),
         source,
     })?;
+    if w.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(SetupError::Io {
+                what: "set no-new-privileges".into(),
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
     if w.seccomp {
         // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from
         // here to execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by

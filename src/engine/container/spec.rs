@@ -60,6 +60,13 @@ pub struct RuntimeSpec {
     /// Docker's `--init`: `berth init` stays PID 1, forwards signals and reaps zombies.
     #[serde(default)]
     pub init: bool,
+    /// `security_opt`: `no-new-privileges`, `seccomp=unconfined`, `systempaths=unconfined`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
+    #[serde(default)]
+    pub unmasked_paths: bool,
 }
 
 /// One `ulimit` by its Docker name (`nofile`), already validated by the engine.
@@ -74,6 +81,11 @@ impl RuntimeSpec {
     /// The capability set the workload (and `docker exec`s into it) gets.
     pub fn capability_mask(&self) -> u64 {
         self.capabilities.unwrap_or_else(super::caps::default_mask)
+    }
+
+    /// Whether the workload runs under Docker's default seccomp filter.
+    pub fn seccomp(&self) -> bool {
+        !self.privileged && !self.seccomp_unconfined
     }
 }
 

@@ -9,8 +9,8 @@ use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
 use super::{
-    caps, cgroup, health, mounts, now_rfc3339, rlimits, sysctl, ContainerError, ContainerStore,
-    Result,
+    caps, cgroup, health, mounts, now_rfc3339, rlimits, security, sysctl, ContainerError,
+    ContainerStore, Result,
 };
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
@@ -124,6 +124,8 @@ impl ContainerStore {
         }
         let ulimits = rlimits::validate(host_config.ulimits.as_deref().unwrap_or_default())
             .map_err(|e| start_refused(e.to_string()))?;
+        let security = security::parse(host_config.security_opt.as_deref().unwrap_or_default())
+            .map_err(|e| start_refused(e.to_string()))?;
         let sysctls = host_config.sysctls.clone().unwrap_or_default();
         sysctl::validate(&sysctls, plan.netns.is_none())
             .map_err(|e| start_refused(e.to_string()))?;
@@ -152,6 +154,9 @@ impl ContainerStore {
             ulimits,
             sysctls: sysctls.into_iter().collect(),
             init: host_config.init.unwrap_or(false),
+            no_new_privileges: security.no_new_privileges,
+            seccomp_unconfined: security.seccomp_unconfined,
+            unmasked_paths: security.unmasked_paths,
         };
         let spec_path = RuntimeSpec::path_in(&dir);
         let bytes = serde_json::to_vec_pretty(&spec)
@@ -377,7 +382,18 @@ impl Engine {
         };
         let host_network = host_config.network_mode == "host";
         if host_network {
-            plan.hosts_file = std::fs::read_to_string("/etc/hosts").ok();
+            // Docker copies the host's file and adds the extra hosts; there is no network
+            // gateway here, so `host-gateway` is refused by the parser with its reason.
+            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for entry in host_config.extra_hosts.iter().flatten() {
+                let (name, ip) =
+                    crate::network::etc_files::parse_extra_host(entry, None).map_err(&start_err)?;
+                if !hosts.is_empty() && !hosts.ends_with('\n') {
+                    hosts.push('\n');
+                }
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+            plan.hosts_file = Some(hosts);
             plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
                 .ok()
                 .map(|host| {
