@@ -92,6 +92,10 @@ services:
       net.core.somaxconn: 1234
       kernel.shmmax: 65536
     command: ["sh", "-c", "echo nofile $$(ulimit -n) $$(ulimit -Hn); echo nproc $$(ulimit -u); echo somaxconn $$(cat /proc/sys/net/core/somaxconn); echo shmmax $$(cat /proc/sys/kernel/shmmax)"]
+  initstop:
+    <<: *common
+    init: true
+    command: ["sleep", "600"]
   hostsysctl:
     <<: *common
     sysctls:
@@ -269,6 +273,14 @@ fn service_options_take_effect_inside_containers() {
     let mut expected = GOOD.to_vec();
     expected.sort();
     assert_eq!(services, expected, "failed services left nothing behind");
+
+    // Under init, the stop signal reaches the workload (which is not PID 1, so it does not
+    // ignore SIGTERM): it ends by SIGTERM (143), not by the SIGKILL after the grace period (137).
+    project.ok(&["up", "-d", "initstop"]);
+    let initstop = format!("{}-initstop-1", project.name);
+    project.docker(&["stop", "-t", "60", &initstop]);
+    let code = project.docker(&["inspect", "-f", "{{.State.ExitCode}}", &initstop]);
+    assert_eq!(code.trim(), "143");
 
     // Changing an option recreates that service's container only.
     std::fs::write(&compose_path, compose(&image, &mark, 8192, hard + 1000)).unwrap();
