@@ -46,14 +46,14 @@ services:
     <<: *common
     read_only: true
     tmpfs:
-      - /scratch:size=1m
+      - /scratch:size=1m,exec
     volumes:
       - type: tmpfs
         target: /cache
         tmpfs:
           size: 2097152
           mode: 0o1770
-    command: ["sh", "-c", "touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly; touch /scratch/f && echo scratch-writable; df -k /scratch | tail -n1; df -k /cache | tail -n1; stat -c 'cache-mode %a' /cache"]
+    command: ["sh", "-c", "touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly; touch /scratch/f && echo scratch-writable; df -k /scratch | tail -n1; df -k /cache | tail -n1; stat -c 'cache-mode %a' /cache; for d in /scratch /cache; do printf '#!/bin/sh\\necho exec-ok' > $$d/x.sh; chmod +x $$d/x.sh; echo $$d $$($$d/x.sh 2>/dev/null || echo exec-denied); done"]
   hosts:
     <<: *common
     extra_hosts:
@@ -184,6 +184,9 @@ fn service_options_take_effect_inside_containers() {
     assert_eq!(df_size_kib(ro, "/scratch"), 1024, "{ro}");
     assert_eq!(df_size_kib(ro, "/cache"), 2048, "{ro}");
     assert!(ro.contains("cache-mode 1770"), "{ro}");
+    // `exec` lifts Docker's default noexec on that tmpfs only.
+    assert!(ro.contains("/scratch exec-ok"), "{ro}");
+    assert!(ro.contains("/cache exec-denied"), "{ro}");
 
     // extra_hosts (host-gateway is the network's gateway), shm_size, domainname, init, DNS.
     let hosts = output(&all, "hosts");

@@ -43,14 +43,16 @@ fn check_destination(dest: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Split `HostConfig.Tmpfs` options into mount data and the read-only flag.
+/// Split `HostConfig.Tmpfs` options into mount data and the read-only flag. `exec`, `suid` and
+/// `dev` (and their `no` forms) stay in the data: `berth init` turns them into mount flags over
+/// Docker's default `noexec,nosuid,nodev`.
 fn tmpfs_options(opts: &str) -> (String, bool) {
     let mut data = Vec::new();
     let mut ro = false;
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
         match opt {
             "ro" => ro = true,
-            "rw" | "noexec" | "exec" | "nosuid" | "suid" | "nodev" | "dev" => {}
+            "rw" => {}
             other => data.push(other),
         }
     }
