@@ -18,12 +18,21 @@ pub struct Unsupported {
     pub field: String,
     /// True when `up` must refuse the service rather than run it without the attribute.
     pub refused: bool,
+    /// True when berth implements the attribute in part; `note` says what is missing.
+    pub partial: bool,
     /// Why it is refused, or what happens instead; may be empty.
     pub note: String,
 }
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.partial {
+            return write!(
+                f,
+                "WARN service \"{}\": berth implements `{}` only in part: {}",
+                self.service, self.field, self.note
+            );
+        }
         if self.refused {
             write!(
                 f,
@@ -76,11 +85,23 @@ const IGNORED_IF_PRESENT: &[(&str, &str)] = &[
 /// Every attribute of `service` berth does not implement, in a stable order.
 pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
     let mut found = Vec::new();
+    if service.privileged == Some(true) {
+        found.push(Unsupported {
+            service: name.to_string(),
+            field: "privileged".into(),
+            refused: false,
+            partial: true,
+            note: "the container gets every capability, no seccomp filter and unmasked /proc \
+                   paths, but not the host's devices"
+                .into(),
+        });
+    }
     let mut ignore = |field: &str, note: &str| {
         found.push(Unsupported {
             service: name.to_string(),
             field: field.to_string(),
             refused: false,
+            partial: false,
             note: note.to_string(),
         })
     };
@@ -209,6 +230,7 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
             service: name.to_string(),
             field,
             refused: true,
+            partial: false,
             note: note.to_string(),
         })
     };
@@ -248,6 +270,7 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
                 service: name.to_string(),
                 field: format!("volumes[{i}].volume.subpath"),
                 refused: true,
+                partial: false,
                 note: "the whole volume would be mounted instead; mount it whole or use \
                        another volume"
                     .into(),
