@@ -65,7 +65,7 @@ services:
     dns_search: [svc.example]
     dns_opt: ["timeout:2"]
     expose: ["3000", "4000-4001/udp"]
-    command: ["sh", "-c", "cat /etc/hosts; df -k /dev/shm | tail -n1; echo domain $$(cat /proc/sys/kernel/domainname); echo pid $$$$; cat /etc/resolv.conf"]
+    command: ["sh", "-c", "cat /etc/hosts; df -k /dev/shm | tail -n1; echo domain $$(cat /proc/sys/kernel/domainname); echo pid $$$$; echo init-cmdline $$(tr '\\0' ' ' < /proc/1/cmdline); cat /etc/resolv.conf"]
   plain:
     <<: *common
     devices:
@@ -213,6 +213,13 @@ fn service_options_take_effect_inside_containers() {
     assert!(hosts.contains("domain example.org"), "{hosts}");
     // Under init the workload is not PID 1; without it, it is.
     assert!(hosts.lines().any(|l| l == "pid 2"), "{hosts}");
+    // Its command line does not show the engine's host paths.
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.trim_end() == "init-cmdline berth-init"),
+        "{hosts}"
+    );
     assert!(output(&all, "plain").lines().any(|l| l == "pid 1"));
     assert!(hosts.lines().any(|l| l == "search svc.example"), "{hosts}");
     assert!(

@@ -204,6 +204,37 @@ fn run(spec_path: &Path) -> Result<Infallible> {
     Ok(process_setup::exec(&workload)?)
 }
 
+/// Overwrite this process's argument area (what `/proc/self/cmdline` shows) with `berth-init`.
+/// Best effort: if the bounds cannot be read, the command line stays as it was.
+fn hide_command_line() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the `(comm)`, which may itself hold spaces: field 3 onwards.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // arg_start and arg_end are fields 48 and 49 (index 45 and 46 after `)`).
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    let name = b"berth-init";
+    if start == 0 || end <= start + name.len() {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on its stack, mapped
+    // and writable; nothing in this single-threaded process reads argv after this point.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        area[..name.len()].copy_from_slice(name);
+    }
+}
+
 /// Docker's `init: true` (tini as PID 1): fork the workload and stay PID 1 of the container,
 /// forwarding every signal to the workload and reaping every orphan, then exit with the
 /// workload's status (128 + signal number when a signal killed it). Returns only in the child,
@@ -211,8 +242,9 @@ fn run(spec_path: &Path) -> Result<Infallible> {
 ///
 /// The reaper gives up everything it does not need first: it closes the sync pipe (so the shim
 /// sees EOF once the workload is exec'd), keeps only the container's capabilities, takes the
-/// same seccomp filter, and is not dumpable, so the workload cannot trace or read it. Unlike
-/// Docker's `/sbin/docker-init`, its command line (`/proc/1/cmdline`) is berth's own.
+/// same seccomp filter, and is not dumpable, so the workload cannot trace or read it. Its
+/// command line (`/proc/1/cmdline`, readable by the workload) is replaced by `berth-init`, so the
+/// host path of the runtime spec does not show inside the container.
 fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: bool) -> Result<()> {
     use nix::sys::signal::{SigSet, SigmaskHow};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -250,6 +282,7 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: b
     if closed != 0 || undumpable != 0 || no_new_privs != 0 {
         give_up(child);
     }
+    hide_command_line();
     if super::caps::drop_bounding(capabilities).is_err()
         || (seccomp && super::seccomp::install(capabilities).is_err())
         || super::caps::set_process_caps(capabilities).is_err()
