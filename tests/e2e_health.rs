@@ -10,10 +10,6 @@ use std::time::Duration;
 use common::project::TestProject;
 use common::registry::TestRegistry;
 
-fn write_compose(project: &TestProject, text: &str) {
-    std::fs::write(project.dir.path().join("compose.yaml"), text).expect("write compose");
-}
-
 fn healthy_compose(image: &str, mark: &str) -> String {
     format!(
         r#"
@@ -68,7 +64,7 @@ fn up_waits_for_a_healthy_dependency_and_health_survives_an_engine_restart() {
     let image = registry.push_busybox("health/busybox", "1");
     let project = TestProject::new("health", "");
     let mark = project.name.clone();
-    write_compose(&project, &healthy_compose(&image, &mark));
+    project.write_compose(&healthy_compose(&image, &mark));
     let db = format!("{}-db-1", project.name);
 
     let out = project.berth(&["up", "-d"]);
@@ -170,9 +166,7 @@ services:
             .is_empty()
     };
 
-    write_compose(
-        &project,
-        &compose(
+    project.write_compose(&compose(
             "    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 100ms\n      retries: 2",
         ),
     );
@@ -186,9 +180,7 @@ services:
     assert!(no_containers(&project), "the failed run was rolled back");
 
     // A probe that outlives its timeout is killed and counts as a failure.
-    write_compose(
-        &project,
-        &compose(
+    project.write_compose(&compose(
             "    healthcheck:\n      test: [\"CMD\", \"sleep\", \"30\"]\n      interval: 100ms\n      timeout: 300ms\n      retries: 1",
         ),
     );
@@ -200,7 +192,7 @@ services:
     assert!(no_containers(&project));
 
     // Waiting for health of a container that has no healthcheck is an error, not a hang.
-    write_compose(&project, &compose(""));
+    project.write_compose(&compose(""));
     let stderr = project.fails(&["up", "-d"]);
     assert!(
         stderr.contains(&format!("container {db} has no healthcheck configured")),

@@ -4,9 +4,10 @@
 
 use std::process::ExitCode;
 
+use super::containers::{display_name, for_each_level, is_running, stop_levels};
 use super::output::status_line;
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::compose::plan::{LABEL_DEPENDS_ON, LABEL_PROJECT, LABEL_SERVICE};
+use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
 use crate::engine::api::types::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -37,34 +38,24 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
                 .is_some_and(|s| p.services.contains_key(s))
         })
     };
-    let display = |c: &ContainerSummary| {
-        c.names
-            .first()
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_else(|| c.id.clone())
-    };
     let (to_remove, orphans): (Vec<&ContainerSummary>, Vec<&ContainerSummary>) = containers
         .iter()
         .partition(|c| known(c) || args.remove_orphans);
-    let orphans: Vec<String> = orphans.into_iter().map(display).collect();
+    let orphans: Vec<String> = orphans.into_iter().map(display_name).collect();
 
     // Dependents go first; containers of one dependency level go together, in parallel.
     let client = &client;
-    let display = &display;
-    for level in stop_levels(&to_remove) {
-        let results = futures_util::future::join_all(level.into_iter().map(|c| async move {
-            let name = display(c);
-            if c.state == "running" || c.state == "restarting" {
-                client.stop_container(&c.id, args.timeout).await?;
-                status_line("Container", &name, "Stopped");
-            }
-            client.remove_container(&c.id, true, args.volumes).await?;
-            status_line("Container", &name, "Removed");
-            anyhow::Ok(())
-        }))
-        .await;
-        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    }
+    for_each_level(stop_levels(&to_remove), |c| async move {
+        let name = display_name(c);
+        if is_running(c) {
+            client.stop_container(&c.id, args.timeout).await?;
+            status_line("Container", &name, "Stopped");
+        }
+        client.remove_container(&c.id, true, args.volumes).await?;
+        status_line("Container", &name, "Removed");
+        Ok(())
+    })
+    .await?;
     if !orphans.is_empty() {
         eprintln!(
             "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
@@ -86,52 +77,4 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Containers grouped for stopping, dependents first. Dependencies come from the
-/// `com.docker.compose.depends_on` labels, so this works without the compose file.
-fn stop_levels<'a>(containers: &[&'a ContainerSummary]) -> Vec<Vec<&'a ContainerSummary>> {
-    use std::collections::HashMap;
-    let service = |c: &ContainerSummary| c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-    let mut deps: HashMap<String, Vec<String>> = HashMap::new();
-    for c in containers {
-        let list = c
-            .labels
-            .get(LABEL_DEPENDS_ON)
-            .map(String::as_str)
-            .unwrap_or("");
-        let names = list
-            .split(',')
-            .filter_map(|d| d.split(':').next())
-            .filter(|d| !d.is_empty())
-            .map(str::to_string);
-        deps.entry(service(c)).or_default().extend(names);
-    }
-    // Level = length of the longest dependency chain below a service (cycles are cut).
-    fn level(s: &str, deps: &HashMap<String, Vec<String>>, seen: &mut Vec<String>) -> usize {
-        if seen.iter().any(|v| v == s) {
-            return 0;
-        }
-        seen.push(s.to_string());
-        let l = deps
-            .get(s)
-            .into_iter()
-            .flatten()
-            .filter(|d| deps.contains_key(*d))
-            .map(|d| level(d, deps, seen) + 1)
-            .max()
-            .unwrap_or(0);
-        seen.pop();
-        l
-    }
-    let mut levels: Vec<Vec<&ContainerSummary>> = Vec::new();
-    for c in containers {
-        let l = level(&service(c), &deps, &mut Vec::new());
-        if levels.len() <= l {
-            levels.resize(l + 1, Vec::new());
-        }
-        levels[l].push(c);
-    }
-    levels.reverse();
-    levels
 }

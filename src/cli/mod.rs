@@ -4,13 +4,23 @@
 //! code a command documents otherwise.
 
 pub mod config;
+mod containers;
 mod down;
+mod exec;
+mod images;
 mod import;
+mod kill;
 mod logs;
+mod ls;
 mod output;
 mod project;
 mod ps;
 mod pull;
+mod restart;
+mod rm;
+mod run;
+mod start;
+mod stop;
 mod up;
 mod version;
 
@@ -44,6 +54,24 @@ pub enum Command {
     Down(down::DownArgs),
     /// List containers
     Ps(ps::PsArgs),
+    /// Start services (their existing containers)
+    Start(start::StartArgs),
+    /// Stop services (their containers stay, for `start`)
+    Stop(stop::StopArgs),
+    /// Restart service containers
+    Restart(restart::RestartArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
+    /// Force stop service containers
+    Kill(kill::KillArgs),
+    /// Removes stopped service containers
+    Rm(rm::RmArgs),
+    /// List running compose projects
+    Ls(ls::LsArgs),
+    /// List images used by the created containers
+    Images(images::ImagesArgs),
     /// View output from containers
     Logs(logs::LogsArgs),
     /// Pull service images
@@ -107,6 +135,15 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Up(args) => up::run(&project, &args).await,
             Command::Down(args) => down::run(&project, &args).await,
             Command::Ps(args) => ps::run(&project, &args).await,
+            Command::Start(args) => start::run(&project, &args).await,
+            Command::Stop(args) => stop::run(&project, &args).await,
+            Command::Restart(args) => restart::run(&project, &args).await,
+            Command::Exec(args) => exec::run(&project, &args).await,
+            Command::Run(args) => run::run(&project, &args).await,
+            Command::Kill(args) => kill::run(&project, &args).await,
+            Command::Rm(args) => rm::run(&project, &args).await,
+            Command::Ls(args) => ls::run(&project, &args).await,
+            Command::Images(args) => images::run(&project, &args).await,
             Command::Logs(args) => logs::run(&project, &args).await,
             Command::Pull(args) => pull::run(&project, &args).await,
             Command::Import(args) => import::run(&project, &args).await,

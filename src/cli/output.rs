@@ -80,6 +80,12 @@ pub fn status_line(kind: &str, name: &str, status: &str) {
     eprintln!(" {mark} {kind} {name:<28} {status}");
 }
 
+/// A resource's in-progress line on stderr (`   Container x  Stopping`), before its
+/// [`status_line`]; docker compose's plain progress shows both.
+pub fn progress_line(kind: &str, name: &str, status: &str) {
+    eprintln!("   {kind} {name:<28} {status}");
+}
+
 /// "5 seconds ago", "About a minute ago", "3 hours ago" — Docker's `HumanDuration` wording.
 pub fn human_ago(seconds: i64) -> String {
     format!("{} ago", human_duration(seconds))
@@ -99,6 +105,32 @@ pub fn human_duration(seconds: i64) -> String {
         _ if s < 14 * 86400 => format!("{} days", s / 86400),
         _ => format!("{} weeks", s / (7 * 86400)),
     }
+}
+
+/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits
+/// (`12B`, `4.19MB`, `123kB`).
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes.max(0) as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let whole_digits = if value < 10.0 {
+        1
+    } else if value < 100.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{value:.prec$}", prec = 3 - whole_digits);
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 /// Render rows as a left-aligned table with three spaces between columns.
@@ -151,6 +183,14 @@ mod tests {
         assert_eq!(human_ago(5), "5 seconds ago");
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(600), "10 minutes");
+    }
+
+    #[test]
+    fn sizes_match_docker() {
+        assert_eq!(human_size(12), "12B");
+        assert_eq!(human_size(4_190_000), "4.19MB");
+        assert_eq!(human_size(123_400), "123kB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
     }
 
     #[test]

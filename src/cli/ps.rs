@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use super::containers::display_name;
 use super::output::{human_ago, table};
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
@@ -91,13 +92,6 @@ pub async fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<Ex
         )
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn display_name(c: &ContainerSummary) -> String {
-    c.names
-        .first()
-        .map(|n| n.trim_start_matches('/').to_string())
-        .unwrap_or_else(|| c.id.clone())
 }
 
 fn truncate(text: &str, max: usize) -> String {

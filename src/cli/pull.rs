@@ -10,7 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::output::status_line;
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
-use crate::engine::api::client::EngineClient;
+use crate::compose::pull_policy::PullPolicy;
+use crate::engine::api::client::{ClientError, EngineClient};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PullArgs {
@@ -30,9 +31,34 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     let client = engine(project_args).await?;
     for name in &order {
         let service = &project.services[name];
-        let Some(image) = service.image.clone() else {
-            continue; // build-only services have nothing to pull
+        let skipped = |why: &str| {
+            if !args.quiet {
+                status_line(name, "", why);
+            }
         };
+        let Some(image) = service.image.clone() else {
+            skipped("Skipped - No image to be pulled");
+            continue;
+        };
+        // As docker compose: `never` and `build` images are not pulled, and an explicit
+        // `missing` one only when absent; the refresh policies pull (that is their point).
+        let policy = PullPolicy::of_service(service.pull_policy.as_deref())
+            .map_err(|e| anyhow::anyhow!("service \"{name}\": {e}"))?;
+        match (policy, service.pull_policy.is_some()) {
+            (PullPolicy::Never | PullPolicy::Build, _) => {
+                skipped("Skipped");
+                continue;
+            }
+            (PullPolicy::Missing, true) => match client.inspect_image(&image).await {
+                Ok(_) => {
+                    skipped("Skipped - Image is already present locally");
+                    continue;
+                }
+                Err(ClientError::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            },
+            _ => {}
+        }
         match pull_image(&client, name, &image, args.quiet).await {
             Ok(()) => {}
             Err(e) if args.ignore_pull_failures => {

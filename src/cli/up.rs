@@ -1,5 +1,7 @@
 //! `berth up`: converge the engine to the project — images, networks, volumes, then containers in
 //! dependency order — and, unless `-d`, follow their logs until they exit or the user interrupts.
+//! `--wait` waits for the started services to be running (healthy, with a healthcheck);
+//! `--abort-on-container-exit`/`--exit-code-from` end an attached run when one container exits.
 //!
 //! Everything this run creates is recorded; if the run fails, it is removed again in reverse order,
 //! so a failed `up` leaves no half-made stack behind (pre-existing objects are never touched).
@@ -13,6 +15,7 @@ use super::output::{colours_enabled, status_line, LogPrefixer};
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
 use crate::compose::model::Project;
 use crate::compose::plan::{self, LABEL_CONFIG_HASH, LABEL_CONTAINER_NUMBER, LABEL_SERVICE};
+use crate::compose::pull_policy::{parse_last_tag_time, PullDecision, PullPolicy};
 use crate::compose::support;
 use crate::engine::api::client::{ClientError, EngineClient, LogsOptions};
 use crate::engine::api::types::ContainerSummary;
@@ -40,11 +43,49 @@ pub struct UpArgs {
     /// Seconds to wait for containers to stop when interrupted or recreated
     #[arg(short = 't', long)]
     pub timeout: Option<i64>,
-    /// Pull images before running: "always", "missing" (default) or "never"
-    #[arg(long, default_value = "missing", value_parser = ["always", "missing", "never"])]
+    /// Pull images before running; "policy" follows each service's pull_policy (default missing)
+    #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
+    /// Stops all containers if any container was stopped. Incompatible with -d and --wait
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Wait for services to be running|healthy. Implies detached mode
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Don't start the services after creating them
+    #[arg(long, conflicts_with_all = ["wait", "abort_on_container_exit", "exit_code_from"])]
+    pub no_start: bool,
     /// Services to start (default: all), with their dependencies
     pub services: Vec<String>,
+}
+
+impl UpArgs {
+    /// `--exit-code-from` implies `--abort-on-container-exit`, as in docker compose.
+    fn abort_on_exit(&self) -> bool {
+        self.abort_on_container_exit || self.exit_code_from.is_some()
+    }
+
+    /// The combinations docker compose refuses, with its wording (berth has no `--attach`
+    /// flags, so they are not named). Checked here rather than by clap so the wording and the
+    /// exit code (1) are compose's.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.wait && self.abort_on_exit() {
+            bail!("--wait cannot be combined with --abort-on-container-exit");
+        }
+        if self.detach && self.abort_on_exit() {
+            bail!("--detach cannot be combined with --abort-on-container-exit");
+        }
+        Ok(())
+    }
 }
 
 /// Objects this run made, so a failure can take them back.
@@ -55,8 +96,24 @@ enum Made {
 }
 
 pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    args.check()?;
     let project = load_project(project_args, &args.services)?;
-    let order = selected_start_order(&project, &args.services)?;
+    let order = if args.no_deps && !args.services.is_empty() {
+        // Only the named services, in start order among themselves.
+        selected_start_order(&project, &[])?
+            .into_iter()
+            .filter(|s| args.services.contains(s))
+            .collect()
+    } else {
+        selected_start_order(&project, &args.services)?
+    };
+    if let Some(service) = &args.exit_code_from {
+        if !order.contains(service) {
+            bail!(
+                "no such service: {service} (--exit-code-from must name a service this run starts)"
+            );
+        }
+    }
     check_supported(&project, &order)?;
     let client = engine(project_args).await?;
 
@@ -71,7 +128,11 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         }
     };
 
-    if args.detach {
+    if args.wait {
+        wait_until_ready(&client, &project, &started, args.wait_timeout).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.detach || args.no_start {
         return Ok(ExitCode::SUCCESS);
     }
     attach(&client, &project, &started, args).await
@@ -105,29 +166,67 @@ fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
     }
 }
 
-/// Pull the images the services need (all of them before anything is created, so an unknown
-/// image fails the run with nothing made).
+/// Pull the images the services need, as `--pull` or each service's `pull_policy` says (all of
+/// them before anything is created, so an unknown or unavailable image fails the run with
+/// nothing made).
 async fn ensure_images(
     client: &EngineClient,
     project: &Project,
     order: &[String],
-    policy: &str,
+    pull_flag: &str,
 ) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
     for name in order {
         let service = &project.services[name];
         let image = plan::service_image(project, name, service);
-        let present = exists(client.inspect_image(&image).await)?;
-        let must_pull = match policy {
-            "always" => true,
-            "never" => false,
-            _ => !present,
+        let (policy, policy_source) = match pull_flag {
+            "policy" => (
+                PullPolicy::of_service(service.pull_policy.as_deref())
+                    .map_err(|e| anyhow!("service \"{name}\": {e}"))?,
+                "its pull_policy is never",
+            ),
+            flag => (PullPolicy::parse(flag)?, "--pull never was given"),
         };
-        if must_pull {
-            super::pull::pull_image(client, name, &image, false)
-                .await
-                .with_context(|| format!("service \"{name}\": cannot pull image {image}"))?;
-        } else if !present {
-            bail!("service \"{name}\": image {image} is not present and --pull never was given");
+        let local = match client.inspect_image(&image).await {
+            Ok(inspect) => Some(inspect),
+            Err(ClientError::Api { status: 404, .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let last_tagged = local
+            .as_ref()
+            .and_then(|i| parse_last_tag_time(&i.metadata.last_tag_time));
+        let decision = if service.image.is_none() {
+            // A build-only service runs the image compose would build (`<project>-<service>`):
+            // there is nothing to pull, only something to build.
+            if local.is_some() {
+                PullDecision::UseLocal
+            } else {
+                PullDecision::AbsentNeedsBuild
+            }
+        } else {
+            policy.decide(local.is_some(), last_tagged, now)
+        };
+        match decision {
+            PullDecision::UseLocal => {}
+            PullDecision::Pull => {
+                let pulled = super::pull::pull_image(client, name, &image, false).await;
+                if let Err(e) = pulled {
+                    let hint = if service.build.is_some() && local.is_none() {
+                        " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
+                    } else {
+                        ""
+                    };
+                    return Err(e.context(format!(
+                        "service \"{name}\": cannot pull image {image}{hint}"
+                    )));
+                }
+            }
+            PullDecision::AbsentNeverPull => bail!(
+                "service \"{name}\": image {image} is not present and {policy_source}; bring it in first (docker pull, berth import) or allow pulling"
+            ),
+            PullDecision::AbsentNeedsBuild => bail!(
+                "service \"{name}\": image {image} is not present and must be built, but berth cannot build images yet; build it with another tool and load it, or give the service an image to pull"
+            ),
         }
     }
     Ok(())
@@ -142,6 +241,75 @@ async fn converge(
     args: &UpArgs,
     made: &mut Vec<Made>,
 ) -> anyhow::Result<Vec<Started>> {
+    ensure_networks_and_volumes(client, project, order, made).await?;
+    start_containers(client, project, order, args, made).await
+}
+
+/// What `berth run` needs before its one-off container of `service`: the images, the networks
+/// and volumes it uses and, unless `no_deps`, its dependencies up and their `depends_on`
+/// conditions met, as `up -d` would leave them. If this fails, what it made is removed again.
+pub(super) async fn prepare_one_off(
+    client: &EngineClient,
+    project: &Project,
+    service: &str,
+    no_deps: bool,
+    pull: &str,
+) -> anyhow::Result<()> {
+    let dependencies: Vec<String> = if no_deps {
+        Vec::new()
+    } else {
+        selected_start_order(project, &[service.to_string()])?
+            .into_iter()
+            .filter(|s| s != service)
+            .collect()
+    };
+    let mut needed = dependencies.clone();
+    needed.push(service.to_string());
+    check_supported(project, &needed)?;
+    ensure_images(client, project, &needed, pull).await?;
+    let args = UpArgs {
+        detach: true,
+        no_color: false,
+        no_log_prefix: false,
+        force_recreate: false,
+        no_recreate: false,
+        remove_orphans: false,
+        timeout: None,
+        pull: pull.to_string(),
+        abort_on_container_exit: false,
+        exit_code_from: None,
+        wait: false,
+        wait_timeout: None,
+        no_deps: false,
+        no_start: false,
+        services: dependencies.clone(),
+    };
+    let mut made = Vec::new();
+    let prepared = async {
+        ensure_networks_and_volumes(client, project, &needed, &mut made).await?;
+        if !dependencies.is_empty() {
+            start_containers(client, project, &dependencies, &args, &mut made).await?;
+        }
+        wait_for_dependencies(client, project, service, |dep| {
+            dependencies.iter().any(|d| d == dep)
+        })
+        .await
+    }
+    .await;
+    if let Err(e) = prepared {
+        roll_back(client, made).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The networks and volumes `services` use, created unless they exist (external ones must).
+async fn ensure_networks_and_volumes(
+    client: &EngineClient,
+    project: &Project,
+    order: &[String],
+    made: &mut Vec<Made>,
+) -> anyhow::Result<()> {
     for key in used_networks(project, order) {
         let network = &project.networks[&key];
         let exists = exists(client.inspect_network(&network.name).await)?;
@@ -186,11 +354,26 @@ async fn converge(
         }
     }
 
-    let existing = {
+    Ok(())
+}
+
+/// The containers of `order`, created or recreated as needed and started level by level.
+async fn start_containers(
+    client: &EngineClient,
+    project: &Project,
+    order: &[String],
+    args: &UpArgs,
+    made: &mut Vec<Made>,
+) -> anyhow::Result<Vec<Started>> {
+    let existing: Vec<ContainerSummary> = {
         let label = format!("{}={}", plan::LABEL_PROJECT, project.name);
         client
             .list_containers(true, &[("label", label.as_str())])
             .await?
+            .into_iter()
+            // One-off containers (`berth run`) are never a service's container.
+            .filter(|c| c.labels.get(plan::LABEL_ONEOFF).map(String::as_str) != Some("True"))
+            .collect()
     };
     report_orphans(client, project, &existing, args.remove_orphans).await?;
 
@@ -200,7 +383,15 @@ async fn converge(
     let mut started = Vec::new();
     for level in start_levels(project, order) {
         let results = futures_util::future::join_all(level.iter().map(|service_name| {
-            converge_service(client, project, service_name, args, &existing, &made_here)
+            converge_service(
+                client,
+                project,
+                service_name,
+                order,
+                args,
+                &existing,
+                &made_here,
+            )
         }))
         .await;
         let mut failure = None;
@@ -247,12 +438,18 @@ async fn converge_service(
     client: &EngineClient,
     project: &Project,
     service_name: &str,
+    order: &[String],
     args: &UpArgs,
     existing: &[ContainerSummary],
     made: &std::sync::Mutex<Vec<Made>>,
 ) -> anyhow::Result<Started> {
     let remember = |object: Made| made.lock().unwrap_or_else(|p| p.into_inner()).push(object);
-    wait_for_dependencies(client, project, service_name, existing).await?;
+    // `--no-start` only creates, so there is nothing to wait for (as `docker compose create`).
+    if !args.no_start {
+        // With `--no-deps` the dependencies this run does not start are not waited for.
+        let awaited = |dep: &str| !args.no_deps || order.iter().any(|s| s == dep);
+        wait_for_dependencies(client, project, service_name, awaited).await?;
+    }
     let name = plan::container_name(project, service_name, 1);
     let request = plan::container_create_request(project, service_name, 1)
         .ok_or_else(|| anyhow!("no such service: {service_name}"))?;
@@ -269,6 +466,10 @@ async fn converge_service(
         {
             if c.state == "running" {
                 status_line("Container", &name, "Running");
+                return Ok(Started::new(project, service_name, &c.id, &name));
+            }
+            if args.no_start {
+                status_line("Container", &name, "Created");
                 return Ok(Started::new(project, service_name, &c.id, &name));
             }
             c.id.clone()
@@ -292,6 +493,9 @@ async fn converge_service(
             created.id
         }
     };
+    if args.no_start {
+        return Ok(Started::new(project, service_name, &id, &name));
+    }
     client
         .start_container(&id)
         .await
@@ -352,10 +556,13 @@ async fn wait_for_dependencies(
     client: &EngineClient,
     project: &Project,
     service_name: &str,
-    _existing: &[ContainerSummary],
+    awaited: impl Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
     let service = &project.services[service_name];
     for (dep, condition) in &service.depends_on {
+        if !awaited(dep) {
+            continue;
+        }
         if !project.services.contains_key(dep) {
             if condition.required {
                 bail!("service \"{service_name}\" depends on undefined service \"{dep}\"");
@@ -372,7 +579,7 @@ async fn wait_for_dependencies(
             }
             "service_healthy" => {
                 status_line("Container", &dep_container, "Waiting");
-                match wait_healthy(client, &dep_container).await {
+                match wait_ready(client, &dep_container, Readiness::Healthy).await {
                     Ok(()) => status_line("Container", &dep_container, "Healthy"),
                     Err(e) if !condition.required => {
                         eprintln!("warning: optional dependency \"{dep}\" of service \"{service_name}\": {e}");
@@ -386,12 +593,25 @@ async fn wait_for_dependencies(
     Ok(())
 }
 
-/// How often `service_healthy` dependencies are polled (docker compose's interval).
+/// How often `service_healthy` dependencies (and `--wait`) are polled (docker compose's interval).
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Poll a dependency's inspect until its healthcheck passes; fails (with docker compose's
-/// wording) when it turns unhealthy, exits, or has no healthcheck to wait for.
-async fn wait_healthy(client: &EngineClient, container: &str) -> anyhow::Result<()> {
+/// What a container must reach before the run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    /// `service_healthy`: its healthcheck passed (no healthcheck is an error).
+    Healthy,
+    /// `--wait`: healthy when it has a healthcheck, otherwise running.
+    RunningOrHealthy,
+}
+
+/// Poll a container's inspect until it is ready; fails (with docker compose's wording) when it
+/// turns unhealthy, exits, or has no healthcheck while one is required.
+async fn wait_ready(
+    client: &EngineClient,
+    container: &str,
+    readiness: Readiness,
+) -> anyhow::Result<()> {
     loop {
         let inspect = client.inspect_container(container).await?;
         let state = &inspect.state;
@@ -399,12 +619,102 @@ async fn wait_healthy(client: &EngineClient, container: &str) -> anyhow::Result<
             bail!("container {container} exited ({})", state.exit_code);
         }
         match state.health.as_ref().map(|h| h.status.as_str()) {
+            None if readiness == Readiness::RunningOrHealthy => {
+                if state.status == "running" {
+                    return Ok(());
+                }
+            }
             None => bail!("container {container} has no healthcheck configured"),
             Some("healthy") => return Ok(()),
             Some("unhealthy") => bail!("container {container} is unhealthy"),
             Some(_) => {}
         }
         tokio::time::sleep(HEALTH_POLL).await;
+    }
+}
+
+/// `up --wait`: every started service running (healthy, when it has a healthcheck), or done
+/// with exit 0 when another service waits for it with `service_completed_successfully`, as
+/// docker compose picks the condition. Containers are left as they are on failure, as docker
+/// compose leaves them, so their logs can be read.
+async fn wait_until_ready(
+    client: &EngineClient,
+    project: &Project,
+    started: &[Started],
+    timeout_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let ready = std::sync::Mutex::new(Vec::<String>::new());
+    let waits = started.iter().map(|c| {
+        let ready = &ready;
+        async move {
+            status_line("Container", &c.container_name, "Waiting");
+            let one_shot = project.services.values().any(|s| {
+                s.depends_on
+                    .get(&c.service)
+                    .is_some_and(|d| d.condition == "service_completed_successfully")
+            });
+            let result = if one_shot {
+                match client.wait_container(&c.id).await {
+                    Ok(0) => Ok(()),
+                    Err(e) => Err(e.into()),
+                    Ok(code) => Err(anyhow!(
+                        "container {} didn't complete successfully: exit {code}",
+                        c.container_name
+                    )),
+                }
+            } else {
+                wait_ready(client, &c.container_name, Readiness::RunningOrHealthy).await
+            };
+            match result {
+                Ok(()) => {
+                    status_line(
+                        "Container",
+                        &c.container_name,
+                        if one_shot { "Exited" } else { "Healthy" },
+                    );
+                    ready
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(c.service.clone());
+                    Ok(())
+                }
+                Err(e) => Err(anyhow!("service \"{}\": {e:#}", c.service)),
+            }
+        }
+    });
+    let all = futures_util::future::try_join_all(waits);
+    let result = match timeout_seconds.filter(|s| *s > 0) {
+        None => all.await,
+        Some(seconds) => {
+            match tokio::time::timeout(std::time::Duration::from_secs(seconds), all).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let ready = ready.lock().unwrap_or_else(|p| p.into_inner());
+                    let waiting: Vec<String> = started
+                        .iter()
+                        .filter(|c| !ready.contains(&c.service))
+                        .map(|c| format!("\"{}\"", c.service))
+                        .collect();
+                    bail!(
+                        "application not healthy after {}: still waiting for service {}",
+                        go_duration(seconds),
+                        waiting.join(", ")
+                    );
+                }
+            }
+        }
+    };
+    result.map(drop)
+}
+
+/// Seconds as Go prints a `time.Duration` (`10s`, `1m30s`, `2h0m0s`), the way docker compose
+/// reports its timeouts.
+fn go_duration(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
     }
 }
 
@@ -526,8 +836,18 @@ async fn attach(
     }
     drop(tx);
 
+    let abort_on_exit = args.abort_on_exit();
     let mut running = started.len();
     let mut interrupts = 0;
+    let mut aborting = false;
+    // The last stop or kill in flight: awaited before returning, so its progress lines are all
+    // printed and the containers are stopped when `up` exits.
+    let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
+    // docker compose's exit code: the container that ended the run (abort), or the one named
+    // by --exit-code-from, whatever made it exit.
+    let mut exit_code: Option<i64> = None;
+    // Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
+    let mut interrupted_code: Option<u8> = None;
     let mut stdout = std::io::stdout();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     while running > 0 {
@@ -537,34 +857,76 @@ async fn attach(
                 Some(AttachEvent::Exited(name, code)) => {
                     running -= 1;
                     println!("{name} exited with code {code}");
+                    let service = started.iter().find(|c| c.short_name == name).map(|c| c.service.as_str());
+                    match &args.exit_code_from {
+                        Some(wanted) if service == Some(wanted.as_str()) => exit_code = Some(code),
+                        Some(_) => {}
+                        None if abort_on_exit && !aborting => exit_code = Some(code),
+                        None => {}
+                    }
+                    if abort_on_exit && !aborting {
+                        aborting = true;
+                        interrupts = interrupts.max(1);
+                        eprintln!("Aborting on container exit...");
+                        stopping = Some(spawn_stop(client, project, started, args, StopMode::Stop));
+                    }
                 }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
-                spawn_stop(client, project, started, args, interrupts);
+                interrupted_code.get_or_insert(130);
+                stopping = Some(interrupted(client, project, started, args, interrupts));
             }
             _ = sigterm.recv() => {
                 interrupts += 1;
-                spawn_stop(client, project, started, args, interrupts);
+                interrupted_code.get_or_insert(143);
+                stopping = Some(interrupted(client, project, started, args, interrupts));
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(task) = stopping {
+        let _ = task.await;
+    }
+    if let (None, Some(code)) = (exit_code, interrupted_code) {
+        return Ok(ExitCode::from(code));
+    }
+    let code = exit_code.unwrap_or(0);
+    // Exit statuses are a byte; anything else (an unknown code is -1) is a failure.
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// Stop (first interrupt) or kill (second) the attached containers, dependents first, in the
-/// background so their last log lines keep flowing to the terminal.
-fn spawn_stop(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopMode {
+    Stop,
+    Kill,
+}
+
+/// Ctrl-C: the first stops the attached containers gracefully, the next kills them.
+fn interrupted(
     client: &EngineClient,
     project: &Project,
     started: &[Started],
     args: &UpArgs,
     interrupts: u32,
-) {
+) -> tokio::task::JoinHandle<()> {
     if interrupts == 1 {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+        spawn_stop(client, project, started, args, StopMode::Stop)
+    } else {
+        spawn_stop(client, project, started, args, StopMode::Kill)
     }
+}
+
+/// Stop or kill the attached containers, dependents first, in the background so their last
+/// log lines keep flowing to the terminal.
+fn spawn_stop(
+    client: &EngineClient,
+    project: &Project,
+    started: &[Started],
+    args: &UpArgs,
+    mode: StopMode,
+) -> tokio::task::JoinHandle<()> {
     let order = selected_start_order(project, &[]).unwrap_or_default();
     let mut targets: Vec<Started> = started.to_vec();
     targets.sort_by_key(|c| std::cmp::Reverse(order.iter().position(|s| *s == c.service)));
@@ -572,15 +934,66 @@ fn spawn_stop(
     let timeout = args.timeout;
     tokio::spawn(async move {
         for c in targets {
-            let result = if interrupts == 1 {
-                client.stop_container(&c.id, timeout).await
-            } else {
-                client.kill_container(&c.id, Some("SIGKILL")).await
+            let result = match mode {
+                StopMode::Stop => client.stop_container(&c.id, timeout).await,
+                StopMode::Kill => client.kill_container(&c.id, Some("SIGKILL")).await,
             };
             match result {
                 Ok(()) => status_line("Container", &c.container_name, "Stopped"),
+                // Killing one that already stopped is not worth a warning.
+                Err(_) if mode == StopMode::Kill => {}
                 Err(e) => eprintln!("warning: cannot stop {}: {e}", c.container_name),
             }
         }
-    });
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn up(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("berth")
+                .chain(std::iter::once("up"))
+                .chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            crate::cli::Command::Up(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exit_flags_conflict_with_detached_runs_in_compose_wording() {
+        let e = up(&["-d", "--exit-code-from", "web"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--detach cannot be combined with --abort-on-container-exit"
+        );
+        let e = up(&["--wait", "--abort-on-container-exit"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--wait cannot be combined with --abort-on-container-exit"
+        );
+        let args = up(&["--exit-code-from", "web"]).unwrap();
+        assert!(args.abort_on_exit() && args.check().is_ok());
+        assert!(up(&["--no-start", "--wait"]).is_err());
+        assert_eq!(up(&[]).unwrap().pull, "policy");
+        assert!(up(&["--pull", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn timeouts_print_as_go_durations() {
+        assert_eq!(go_duration(2), "2s");
+        assert_eq!(go_duration(90), "1m30s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+    }
 }

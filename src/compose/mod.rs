@@ -13,6 +13,7 @@ pub mod merge;
 pub mod model;
 pub mod normalize;
 pub mod plan;
+pub mod pull_policy;
 pub mod schema;
 pub mod support;
 #[cfg(test)]

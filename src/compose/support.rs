@@ -161,16 +161,6 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
     if service.scale.is_some_and(|n| n > 1) {
         ignore("scale", "one container is started");
     }
-    if let Some(policy) = service
-        .pull_policy
-        .as_deref()
-        .filter(|p| !matches!(*p, "missing" | "if_not_present"))
-    {
-        ignore(
-            &format!("pull_policy: {policy}"),
-            "images are pulled as `up --pull` says",
-        );
-    }
     if !service.links.is_empty() {
         ignore("links", "services still reach each other by service name");
     }

@@ -21,8 +21,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::api::types::{
-    EmptyObject, ImageContainerConfig, ImageInspect, ImageRootFs, ImageSummary, ProgressDetail,
-    ProgressMessage,
+    EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
+    ProgressDetail, ProgressMessage,
 };
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
@@ -149,6 +149,11 @@ pub struct ImageRecord {
     pub manifest_digest: String,
     #[serde(default)]
     pub layers: Vec<LayerRecord>,
+    /// When a name was last given to the image (pull, import, tag), RFC 3339: Docker's
+    /// `Metadata.LastTagTime`, which compose's `daily`/`weekly`/`every_…` pull policies read.
+    /// Records written before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tag_time: Option<String>,
 }
 
 /// The container defaults of an image config (`config` in OCI and Docker configs alike) in the
@@ -695,6 +700,7 @@ impl ImageStore {
                         .unwrap_or_else(|| self.known_unpacked_size(d)),
                 })
                 .collect(),
+            last_tag_time: None,
         });
         rec.size = rec.layers.iter().map(|l| l.unpacked_size as i64).sum();
         if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
@@ -729,6 +735,10 @@ impl ImageStore {
 
     /// Stores `rec`, moving `tag` to it from whichever image had it.
     fn save_with_tag(&self, mut rec: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
+        // Every pull counts, even one that finds the image up to date (and a pull by digest):
+        // a refresh policy asks how long ago the image was last fetched, not last changed.
+        rec.last_tag_time =
+            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
         let mut records = self.write_records();
         if let Some(t) = tag {
             for other in records.values_mut() {
@@ -1036,6 +1046,7 @@ impl ImageStore {
                 diff_id,
                 unpacked_size: stats.bytes,
             }],
+            last_tag_time: None,
         };
         let rec = self.save_with_tag(rec, tag)?;
         *rollback = Rollback::default();
@@ -1176,6 +1187,13 @@ impl ImageStore {
             root_fs: ImageRootFs {
                 kind: "layers".into(),
                 layers: image.diff_ids.clone(),
+            },
+            metadata: ImageMetadata {
+                // Docker reports Go's zero time for an image never tagged.
+                last_tag_time: image
+                    .last_tag_time
+                    .clone()
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             },
         }
     }
@@ -1377,5 +1395,48 @@ mod tests {
             std::fs::read(bundle.join("rootfs/etc/hello")).unwrap(),
             b"hi\n"
         );
+    }
+
+    /// Import and tag record when the image was last named; the inspect answer reports it as
+    /// Docker's `Metadata.LastTagTime`, it survives a reopen, and an older record without it
+    /// reads as Go's zero time.
+    #[test]
+    fn tagging_records_last_tag_time_for_inspect() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f"), b"x").unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        let roots = EngineRoots::new(tmp.path().join("data"), tmp.path().join("run"));
+        let store = ImageStore::open(&roots).unwrap();
+        let rec = store.import(&tar.stdout[..], Some("imp:1")).unwrap();
+        let imported = rec.last_tag_time.clone().expect("import sets the time");
+        let inspect = serde_json::to_value(store.inspect(&rec)).unwrap();
+        assert_eq!(inspect["Metadata"]["LastTagTime"], imported.as_str());
+
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let tagged = store.tag("imp:1", "imp:2").unwrap();
+        let tag_time = tagged.last_tag_time.clone().unwrap();
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+        assert!(
+            parse(&tag_time) > parse(&imported),
+            "{tag_time} after {imported}"
+        );
+
+        let reopened = ImageStore::open(&roots).unwrap();
+        let rec = reopened.resolve("imp:2").unwrap();
+        assert_eq!(rec.last_tag_time.as_deref(), Some(tag_time.as_str()));
+
+        let mut old = serde_json::to_value(&rec).unwrap();
+        old.as_object_mut().unwrap().remove("last_tag_time");
+        let old: ImageRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(old.last_tag_time, None);
+        let inspect = serde_json::to_value(reopened.inspect(&old)).unwrap();
+        assert_eq!(inspect["Metadata"]["LastTagTime"], "0001-01-01T00:00:00Z");
     }
 }

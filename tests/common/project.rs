@@ -42,6 +42,11 @@ impl TestProject {
         }
     }
 
+    /// Replace the project's `compose.yaml`.
+    pub fn write_compose(&self, text: &str) {
+        std::fs::write(self.dir.path().join("compose.yaml"), text).expect("write compose.yaml");
+    }
+
     pub fn data_root(&self) -> PathBuf {
         self.roots.path().join("data")
     }

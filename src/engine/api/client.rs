@@ -96,6 +96,46 @@ pub struct LogChunk {
     pub bytes: Bytes,
 }
 
+/// The upgraded connection of an interactive exec.
+pub type ExecConnection = TokioIo<hyper::upgrade::Upgraded>;
+
+/// Both directions of an interactive exec ([`EngineClient::start_exec_interactive`]).
+pub struct ExecSession {
+    /// The process's output, until it exits.
+    pub output: BoxStream<'static, Result<LogChunk>>,
+    /// The process's stdin; shut it down for EOF.
+    pub stdin: tokio::io::WriteHalf<ExecConnection>,
+}
+
+/// Multiplexed frames read from a raw (upgraded) connection.
+fn raw_frames(reader: tokio::io::ReadHalf<ExecConnection>) -> BoxStream<'static, Result<LogChunk>> {
+    use tokio::io::AsyncReadExt;
+    let state = (reader, BytesMut::new(), false);
+    futures_util::stream::unfold(state, |(mut reader, mut buffer, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match decode_frame(&mut buffer) {
+                Ok(Some(chunk)) => return Some((Ok(chunk), (reader, buffer, false))),
+                Ok(None) => {}
+                Err(detail) => {
+                    let err = ClientError::Decode {
+                        what: "exec output".into(),
+                        detail,
+                    };
+                    return Some((Err(err), (reader, buffer, true)));
+                }
+            }
+            match reader.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .boxed()
+}
+
 /// `GET /containers/{id}/logs` parameters.
 #[derive(Debug, Clone)]
 pub struct LogsOptions {
@@ -105,6 +145,10 @@ pub struct LogsOptions {
     pub timestamps: bool,
     /// `all` or a number of lines.
     pub tail: Option<String>,
+    /// Unix seconds with an optional fraction (`1700000000.5`): only lines logged since.
+    pub since: Option<String>,
+    /// The same, for lines logged until then.
+    pub until: Option<String>,
 }
 
 impl Default for LogsOptions {
@@ -115,6 +159,8 @@ impl Default for LogsOptions {
             stderr: true,
             timestamps: false,
             tail: None,
+            since: None,
+            until: None,
         }
     }
 }
@@ -516,6 +562,8 @@ impl EngineClient {
                 ("stderr", bool_param(options.stderr)),
                 ("timestamps", bool_param(options.timestamps)),
                 ("tail", options.tail.clone()),
+                ("since", options.since.clone()),
+                ("until", options.until.clone()),
             ],
         );
         let response = self
@@ -558,6 +606,56 @@ impl EngineClient {
             )
             .await?;
         Ok(log_chunks(response.into_body(), true, self.socket.clone()))
+    }
+
+    /// Start an exec instance attached in both directions, as `docker exec -i` does: the
+    /// connection is upgraded to a raw stream carrying the output (multiplexed frames) one way
+    /// and the process's stdin the other. Shut the `stdin` half down to send EOF.
+    pub async fn start_exec_interactive(&self, exec_id: &str) -> Result<ExecSession> {
+        let path = format!("/exec/{}/start", encode(exec_id, &[]));
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let http = |source| ClientError::Http {
+            path: self.socket.clone(),
+            source,
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, RequestBody>(TokioIo::new(stream))
+                .await
+                .map_err(http)?;
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v{API_VERSION}{path}"))
+            .header(hyper::header::HOST, "berth")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONNECTION, "Upgrade")
+            .header(hyper::header::UPGRADE, "tcp")
+            .body(full_body(Self::to_json(&ExecStartConfig::default())?))
+            .map_err(|e| ClientError::Other(format!("build request for {path}: {e}")))?;
+        let mut response = sender.send_request(request).await.map_err(http)?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if response.status().is_client_error() || response.status().is_server_error() {
+                return Err(self.api_error(response).await);
+            }
+            return Err(ClientError::Other(format!(
+                "the engine did not upgrade the exec connection (status {})",
+                response.status()
+            )));
+        }
+        let upgraded = hyper::upgrade::on(&mut response).await.map_err(http)?;
+        let (reader, stdin) = tokio::io::split(TokioIo::new(upgraded));
+        Ok(ExecSession {
+            output: raw_frames(reader),
+            stdin,
+        })
     }
 
     /// Start an exec instance in the background.

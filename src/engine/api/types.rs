@@ -638,6 +638,17 @@ pub struct ImageInspect {
     pub config: ImageContainerConfig,
     #[serde(rename = "RootFS")]
     pub root_fs: ImageRootFs,
+    #[serde(default)]
+    pub metadata: ImageMetadata,
+}
+
+/// `Metadata` of an image inspect: what the daemon knows about the image beyond its config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageMetadata {
+    /// RFC 3339; Go's zero time (`0001-01-01T00:00:00Z`) when the image was never tagged.
+    #[serde(default)]
+    pub last_tag_time: String,
 }
 
 /// The runnable defaults an image carries (`config` of the OCI image config).

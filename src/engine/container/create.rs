@@ -383,6 +383,7 @@ mod tests {
             diff_ids: vec![],
             manifest_digest: String::new(),
             layers: vec![],
+            last_tag_time: None,
         };
         let req = |ep: Option<Vec<&str>>, cmd: Option<Vec<&str>>| ContainerCreateRequest {
             entrypoint: ep.map(|v| v.into_iter().map(String::from).collect()),

@@ -243,6 +243,8 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub user: String,
     pub working_dir: String,
+    /// Give the process a pipe as stdin (`AttachStdin`); otherwise it reads /dev/null.
+    pub stdin: bool,
 }
 
 /// How an exec'd process ended.
@@ -330,7 +332,11 @@ impl ContainerStore {
         let mut cmd = std::process::Command::new(self_exe());
         cmd.arg("exec-init")
             .env(SPEC_ENV, json)
-            .stdin(Stdio::null())
+            .stdin(if req.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         tokio::process::Command::from(cmd)
@@ -487,6 +493,7 @@ impl Engine {
             env: entry.config.env.clone().unwrap_or_default(),
             user: entry.config.user.clone(),
             working_dir: entry.config.working_dir.clone(),
+            stdin: entry.config.attach_stdin,
         };
         let child = self.containers.spawn_exec(&entry.container_id, &req)?;
         if let Some(e) = lock_table(&self.containers.inner.execs).get_mut(exec_id) {

@@ -43,10 +43,10 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// Only the last N lines (`None` = all).
     pub tail: Option<usize>,
-    /// Unix seconds; lines before are skipped.
-    pub since: Option<i64>,
-    /// Unix seconds; lines after are skipped.
-    pub until: Option<i64>,
+    /// Lines logged before are skipped.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Lines logged after are skipped.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn chunk_of(line: &JsonLogLine, opts: &LogOptions) -> Option<LogChunk> {
@@ -56,9 +56,8 @@ fn chunk_of(line: &JsonLogLine, opts: &LogOptions) -> Option<LogChunk> {
         _ => return None,
     };
     if opts.since.is_some() || opts.until.is_some() {
-        let t = chrono::DateTime::parse_from_rfc3339(&line.time)
-            .ok()?
-            .timestamp();
+        let t = chrono::DateTime::parse_from_rfc3339(&line.time).ok()?;
+        // Both ends inclusive, as Docker's json-file reader has them.
         if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
             return None;
         }

@@ -219,16 +219,29 @@ pub fn multiplexed_frame(chunk: &LogChunk) -> Bytes {
     Bytes::from(frame)
 }
 
-fn unix_param(params: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
-    match params.get(key).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => v
-            .split('.')
-            .next()
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))),
+/// A time as the Docker CLI sends it: Unix seconds with an optional fraction of up to nine
+/// digits (`1700000000.123456789`).
+fn unix_param(
+    params: &HashMap<String, String>,
+    key: &str,
+) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
+    let Some(v) = params.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::bad_request(format!("invalid value for {key}: {v:?}"));
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
     }
+    let secs: i64 = secs.parse().map_err(|_| invalid())?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().map_err(|_| invalid())?
+    };
+    chrono::DateTime::from_timestamp(secs, nanos)
+        .map(Some)
+        .ok_or_else(invalid)
 }
 
 async fn logs(

@@ -82,7 +82,12 @@ async fn start(
             "exec with a TTY is not supported by berth yet",
         ));
     }
-    let child = engine.start_exec(&id)?;
+    let mut child = engine.start_exec(&id)?;
+    // Only an upgraded connection carries the client's stdin; otherwise the process sees EOF.
+    let stdin = child
+        .stdin
+        .take()
+        .filter(|_| on_upgrade.is_some() && !config.detach);
     let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
 
     if config.detach {
@@ -96,21 +101,39 @@ async fn start(
 
     if let Some(on_upgrade) = on_upgrade {
         tokio::spawn(async move {
+            let (reader, mut writer) = match on_upgrade.await {
+                Ok(upgraded) => {
+                    let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                    (Some(r), Some(w))
+                }
+                Err(_) => (None, None),
+            };
+            // The client's bytes go to the process's stdin, raw; the client half-closes its
+            // side at the end of its input, which closes the pipe (the process sees EOF).
+            let feeding = match (reader, stdin) {
+                (Some(mut reader), Some(mut stdin)) => Some(tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+                })),
+                _ => None,
+            };
             let write = async {
-                let mut io = on_upgrade.await.ok().map(TokioIo::new);
                 while let Some((stream, bytes)) = rx.recv().await {
-                    if let Some(conn) = io.as_mut() {
+                    if let Some(conn) = writer.as_mut() {
                         if conn.write_all(&frame(stream, &bytes)).await.is_err() {
                             // The client went away; the process runs on, its output dropped.
-                            io = None;
+                            writer = None;
                         }
                     }
                 }
-                io
+                writer
             };
-            let (end, io) = tokio::join!(drive(child, None, tx), write);
+            let (end, writer) = tokio::join!(drive(child, None, tx), write);
             engine.finish_exec(&id, end);
-            if let Some(mut conn) = io {
+            if let Some(feeding) = feeding {
+                // The process is gone: input it never read is dropped.
+                feeding.abort();
+            }
+            if let Some(mut conn) = writer {
                 let _ = conn.shutdown().await;
             }
         });
