@@ -96,6 +96,10 @@ services:
     <<: *common
     init: true
     command: ["sleep", "600"]
+  sysresource:
+    <<: *common
+    cap_add: [SYS_RESOURCE]
+    command: ["true"]
   hostsysctl:
     <<: *common
     sysctls:
@@ -279,6 +283,18 @@ fn service_options_take_effect_inside_containers() {
     let err = project.fails(&["up", "-d", "toohigh"]);
     assert!(err.contains("cannot set ulimit nofile"), "{err}");
     assert!(err.contains("CAP_SYS_RESOURCE"), "{err}");
+    // A capability the engine does not hold itself cannot be given (this host's root lacks
+    // CAP_SYS_RESOURCE; elsewhere the container simply gets it).
+    let bounding = u64::from_str_radix(&our_bounding_set(), 16).unwrap();
+    if bounding & (1 << 24) == 0 {
+        let err = project.fails(&["up", "-d", "sysresource"]);
+        assert!(
+            err.contains(
+                "cannot give the container CAP_SYS_RESOURCE: the berth engine itself does not have it"
+            ),
+            "{err}"
+        );
+    }
     let names = project.ok(&["ps", "-a", "--services"]);
     let mut services: Vec<&str> = names.lines().collect();
     services.sort();

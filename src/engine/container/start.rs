@@ -58,43 +58,7 @@ impl ContainerStore {
             _ => {}
         }
 
-        let hostname = plan
-            .hostname
-            .clone()
-            .unwrap_or_else(|| record.hostname.clone());
-        let mut all_mounts = Vec::new();
-        let files = [
-            ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
-            ("hosts", "/etc/hosts", plan.hosts_file.clone()),
-            ("resolv.conf", "/etc/resolv.conf", plan.resolv_conf.clone()),
-        ];
-        for (file, target, contents) in files {
-            let Some(contents) = contents else { continue };
-            let path = dir.join(file);
-            write_atomic(&path, contents.as_bytes())
-                .map_err(ContainerError::io(format!("write {}", path.display())))?;
-            // A user mount on the same path wins, as in Docker.
-            if !plan.mounts.iter().any(|m| m.destination == target) {
-                all_mounts.push(MountSpec {
-                    kind: MountKind::Bind,
-                    source: path,
-                    destination: target.to_string(),
-                    read_only: false,
-                    data: String::new(),
-                });
-            }
-        }
-        all_mounts.extend(plan.mounts.iter().cloned());
-
         let host_config = record.request.host_config.clone().unwrap_or_default();
-        let cgroups =
-            self.inner
-                .cgroups
-                .container_paths(id)
-                .map_err(|e| ContainerError::StartFailed {
-                    name: record.name.clone(),
-                    reason: e.to_string(),
-                })?;
         let start_refused = |reason: String| ContainerError::StartFailed {
             name: record.name.clone(),
             reason,
@@ -129,6 +93,42 @@ impl ContainerStore {
         let sysctls = host_config.sysctls.clone().unwrap_or_default();
         sysctl::validate(&sysctls, plan.netns.is_none())
             .map_err(|e| start_refused(e.to_string()))?;
+        let hostname = plan
+            .hostname
+            .clone()
+            .unwrap_or_else(|| record.hostname.clone());
+        let mut all_mounts = Vec::new();
+        let files = [
+            ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
+            ("hosts", "/etc/hosts", plan.hosts_file.clone()),
+            ("resolv.conf", "/etc/resolv.conf", plan.resolv_conf.clone()),
+        ];
+        for (file, target, contents) in files {
+            let Some(contents) = contents else { continue };
+            let path = dir.join(file);
+            write_atomic(&path, contents.as_bytes())
+                .map_err(ContainerError::io(format!("write {}", path.display())))?;
+            // A user mount on the same path wins, as in Docker.
+            if !plan.mounts.iter().any(|m| m.destination == target) {
+                all_mounts.push(MountSpec {
+                    kind: MountKind::Bind,
+                    source: path,
+                    destination: target.to_string(),
+                    read_only: false,
+                    data: String::new(),
+                });
+            }
+        }
+        all_mounts.extend(plan.mounts.iter().cloned());
+
+        let cgroups =
+            self.inner
+                .cgroups
+                .container_paths(id)
+                .map_err(|e| ContainerError::StartFailed {
+                    name: record.name.clone(),
+                    reason: e.to_string(),
+                })?;
         let spec = RuntimeSpec {
             id: id.to_string(),
             bundle_dir: dir.clone(),
