@@ -436,3 +436,143 @@ async fn a_bad_import_is_refused_and_leaves_nothing() {
     let spool = engine.data_root().join("tmp");
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn capability_ulimit_and_sysctl_requests_are_checked_at_create() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:4").await.unwrap();
+    let request = |host: HostConfig| ContainerCreateRequest {
+        image: "local/busybox:4".into(),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "grep CapEff /proc/self/status".into(),
+        ]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            ..host
+        }),
+        ..Default::default()
+    };
+    let refused = [
+        (
+            HostConfig {
+                cap_add: Some(vec!["NET_ADMIN".into(), "FLY".into()]),
+                ..Default::default()
+            },
+            "unknown capability: \"CAP_FLY\"",
+        ),
+        (
+            HostConfig {
+                cap_drop: Some(vec!["cap_nope".into()]),
+                ..Default::default()
+            },
+            "unknown capability: \"CAP_NOPE\"",
+        ),
+        (
+            HostConfig {
+                ulimits: Some(vec![berth::engine::api::types::Ulimit {
+                    name: "files".into(),
+                    soft: 1,
+                    hard: 1,
+                }]),
+                ..Default::default()
+            },
+            "invalid ulimit type: files",
+        ),
+        (
+            HostConfig {
+                sysctls: Some([("net.core.somaxconn".to_string(), "1".to_string())].into()),
+                ..Default::default()
+            },
+            "sysctl \"net.core.somaxconn\" is not allowed in the host's network namespace",
+        ),
+    ];
+    for (host, wanted) in refused {
+        match client
+            .create_container(Some("capped"), &request(host))
+            .await
+        {
+            Err(ClientError::Api { status, message }) => {
+                assert_eq!(status, 400, "{message}");
+                assert!(message.starts_with(wanted), "{message}");
+            }
+            other => panic!("expected a 400 with {wanted:?}, got {other:?}"),
+        }
+    }
+    assert!(client.list_containers(true, &[]).await.unwrap().is_empty());
+
+    // Names are stored in Docker's spelling, whatever the request's.
+    let created = client
+        .create_container(
+            Some("spelled"),
+            &request(HostConfig {
+                cap_add: Some(vec!["sys_ptrace".into(), "ALL".into()]),
+                cap_drop: Some(vec!["Cap_Chown".into()]),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let inspected = client.inspect_container(&created.id).await.unwrap();
+    assert_eq!(
+        inspected.host_config.cap_add,
+        Some(vec!["CAP_SYS_PTRACE".to_string(), "ALL".to_string()])
+    );
+    assert_eq!(
+        inspected.host_config.cap_drop,
+        Some(vec!["CAP_CHOWN".to_string()])
+    );
+    client
+        .remove_container("spelled", false, false)
+        .await
+        .unwrap();
+
+    // The real Docker CLI gets Docker's message, and a valid set is what the workload holds.
+    let out = engine.docker(&[
+        "create",
+        "--network",
+        "host",
+        "--cap-add",
+        "FLY",
+        "local/busybox:4",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown capability: \"CAP_FLY\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = engine.docker(&[
+        "create",
+        "--name",
+        "netadmin",
+        "--network",
+        "host",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "net_admin",
+        "local/busybox:4",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(out.status.success(), "docker create: {}", text(&out.stderr));
+    let out = engine.docker(&["start", "netadmin"]);
+    assert!(out.status.success(), "docker start: {}", text(&out.stderr));
+    let out = engine.docker(&["wait", "netadmin"]);
+    assert_eq!(text(&out.stdout).trim(), "0");
+    let out = engine.docker(&["logs", "netadmin"]);
+    assert_eq!(text(&out.stdout), "CapEff:\t0000000000001000\n");
+    let out = engine.docker(&["inspect", "-f", "{{json .HostConfig.CapAdd}}", "netadmin"]);
+    assert_eq!(text(&out.stdout).trim(), "[\"CAP_NET_ADMIN\"]");
+    client
+        .remove_container("netadmin", false, false)
+        .await
+        .unwrap();
+    assert!(client.list_containers(true, &[]).await.unwrap().is_empty());
+}

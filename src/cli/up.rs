@@ -16,6 +16,7 @@ use super::project::{engine, load_project, selected_start_order, ProjectArgs};
 use crate::compose::model::Project;
 use crate::compose::plan::{self, LABEL_CONFIG_HASH, LABEL_CONTAINER_NUMBER, LABEL_SERVICE};
 use crate::compose::pull_policy::{parse_last_tag_time, PullDecision, PullPolicy};
+use crate::compose::support;
 use crate::engine::api::client::{ClientError, EngineClient, LogsOptions};
 use crate::engine::api::types::ContainerSummary;
 
@@ -113,6 +114,7 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
             );
         }
     }
+    check_supported(&project, &order)?;
     let client = engine(project_args).await?;
 
     ensure_images(&client, &project, &order, &args.pull).await?;
@@ -134,6 +136,25 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     attach(&client, &project, &started, args).await
+}
+
+/// Warn about every attribute berth ignores, one line per service and attribute, and refuse
+/// (before anything is made) the services whose attributes cannot safely be ignored.
+fn check_supported(project: &Project, order: &[String]) -> anyhow::Result<()> {
+    let mut refused = Vec::new();
+    for name in order {
+        for finding in support::unsupported_fields(name, &project.services[name]) {
+            if finding.refused {
+                refused.push(finding.to_string());
+            } else {
+                eprintln!("{finding}");
+            }
+        }
+    }
+    if !refused.is_empty() {
+        bail!("{}", refused.join("\n"));
+    }
+    Ok(())
 }
 
 /// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
@@ -244,6 +265,7 @@ pub(super) async fn prepare_one_off(
     };
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
+    check_supported(project, &needed)?;
     ensure_images(client, project, &needed, pull).await?;
     let args = UpArgs {
         detach: true,

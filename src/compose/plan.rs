@@ -12,7 +12,7 @@ use super::model::{Healthcheck, Project, Service};
 use crate::engine::api::types::{
     ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    VolumeCreateRequest,
+    TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -228,6 +228,12 @@ pub fn container_create_request(
             .push(binding);
     }
 
+    for expose in &service.expose {
+        for key in exposed_port_keys(expose) {
+            exposed_ports.entry(key).or_insert(EmptyObject {});
+        }
+    }
+
     let mounts: Vec<Mount> = service
         .volumes
         .iter()
@@ -235,12 +241,23 @@ pub fn container_create_request(
             kind: v.kind.clone(),
             source: match (v.kind.as_str(), &v.source) {
                 ("volume", Some(key)) => volume_name(project, key),
+                ("tmpfs", _) => String::new(),
                 (_, Some(source)) => resolve_bind_source(&project.working_dir, source),
                 (_, None) => String::new(),
             },
             target: v.target.clone(),
             read_only: v.read_only,
-            volume_options: None,
+            volume_options: v
+                .volume
+                .as_ref()
+                .and_then(|o| o.get("nocopy"))
+                .and_then(serde_json::Value::as_bool)
+                .filter(|nocopy| *nocopy)
+                .map(|no_copy| VolumeOptions {
+                    no_copy,
+                    labels: None,
+                }),
+            tmpfs_options: v.tmpfs.as_ref().map(tmpfs_options),
         })
         .collect();
 
@@ -292,12 +309,13 @@ pub fn container_create_request(
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         network_mode,
         restart_policy,
-        ..Default::default()
+        ..service_options_host_config(service)
     };
     apply_resource_limits(service, &mut host_config);
 
     Some(ContainerCreateRequest {
         hostname: service.hostname.clone().unwrap_or_default(),
+        domainname: extra_str(service, "domainname").unwrap_or_default(),
         user: service.user.clone().unwrap_or_default(),
         exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
         env: Some(env),
@@ -421,6 +439,146 @@ fn apply_resource_limits(service: &Service, host: &mut HostConfig) {
     }
     if let Some(m) = deploy.reservation_memory.filter(|m| *m > 0) {
         host.memory_reservation = m;
+    }
+}
+
+/// A string-valued field kept in the service's `extra` map (`domainname`, …).
+fn extra_str(service: &Service, key: &str) -> Option<String> {
+    service
+        .extra
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+/// A list of strings kept in the service's `extra` map (`dns_search`, `dns_opt`).
+fn extra_strings(service: &Service, key: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = service
+        .extra
+        .get(key)?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// A JSON scalar as Docker's API text (`1`, `true`, `x`).
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `expose` entries (`3000`, `8000-8002/udp`) as `Config.ExposedPorts` keys, ranges expanded
+/// as docker compose does.
+fn exposed_port_keys(entry: &str) -> Vec<String> {
+    let (ports, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
+    match ports.split_once('-') {
+        Some((lo, hi)) => match (lo.parse::<u16>(), hi.parse::<u16>()) {
+            (Ok(lo), Ok(hi)) if lo <= hi => (lo..=hi).map(|p| format!("{p}/{proto}")).collect(),
+            _ => vec![format!("{ports}/{proto}")],
+        },
+        None => vec![format!("{ports}/{proto}")],
+    }
+}
+
+/// A long-syntax `tmpfs:` block (`size` already in bytes, `mode` a number or an octal string)
+/// as `Mount.TmpfsOptions`.
+fn tmpfs_options(options: &IndexMap<String, serde_json::Value>) -> TmpfsOptions {
+    let mode = options.get("mode").and_then(|m| match m {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        // compose-go reads a string mode as octal (`"1770"`, `"0o1770"`).
+        serde_json::Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        _ => None,
+    });
+    TmpfsOptions {
+        size_bytes: options
+            .get("size")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        mode,
+    }
+}
+
+/// The part of `HostConfig` that comes from the service's runtime options (read_only, tmpfs,
+/// extra_hosts, shm_size, init, privileged, capabilities, ulimits, sysctls, DNS search and
+/// options, security options), as docker compose fills it. Kept apart from mounts, ports and networks so each
+/// concern has one place.
+fn service_options_host_config(service: &Service) -> HostConfig {
+    let tmpfs: HashMap<String, String> = service
+        .tmpfs
+        .iter()
+        .map(|entry| match entry.split_once(':') {
+            Some((path, options)) => (path.to_string(), options.to_string()),
+            None => (entry.clone(), String::new()),
+        })
+        .collect();
+    // compose's `HOST: IP` map (or list of IPs) → Docker's `HOST:IP` entries, one per address.
+    let extra_hosts: Vec<String> = service
+        .extra_hosts
+        .iter()
+        .flat_map(|(host, ips)| {
+            let ips: Vec<String> = match ips {
+                serde_json::Value::Array(list) => list.iter().map(scalar_text).collect(),
+                other => vec![scalar_text(other)],
+            };
+            ips.into_iter().map(move |ip| format!("{host}:{ip}"))
+        })
+        .collect();
+    let ulimits: Vec<Ulimit> = service
+        .extra
+        .get("ulimits")
+        .and_then(serde_json::Value::as_object)
+        .map(|limits| {
+            limits
+                .iter()
+                .map(|(name, limit)| {
+                    // A single number sets soft and hard alike.
+                    let (soft, hard) = match limit {
+                        serde_json::Value::Object(l) => {
+                            let get = |k: &str| l.get(k).and_then(serde_json::Value::as_i64);
+                            (get("soft").unwrap_or(0), get("hard").unwrap_or(0))
+                        }
+                        other => {
+                            let n = other.as_i64().unwrap_or(0);
+                            (n, n)
+                        }
+                    };
+                    Ulimit {
+                        name: name.clone(),
+                        soft,
+                        hard,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sysctls: IndexMap<String, String> = service
+        .extra
+        .get("sysctls")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
+        .unwrap_or_default();
+    HostConfig {
+        privileged: service.privileged.unwrap_or(false),
+        readonly_rootfs: service.read_only.unwrap_or(false),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
+        init: service.init,
+        shm_size: service
+            .extra
+            .get("shm_size")
+            .and_then(serde_json::Value::as_i64),
+        cap_add: (!service.cap_add.is_empty()).then(|| service.cap_add.clone()),
+        cap_drop: (!service.cap_drop.is_empty()).then(|| service.cap_drop.clone()),
+        ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        sysctls: (!sysctls.is_empty()).then_some(sysctls),
+        dns_search: extra_strings(service, "dns_search"),
+        dns_options: extra_strings(service, "dns_opt"),
+        security_opt: extra_strings(service, "security_opt"),
+        ..Default::default()
     }
 }
 
@@ -582,6 +740,117 @@ mod tests {
         assert_eq!(service_config_hash(&client), base);
         client.command = Some(vec!["true".into()]);
         assert_ne!(service_config_hash(&client), base);
+    }
+
+    #[test]
+    fn service_options_reach_the_host_config() {
+        let mut project = two_service_project();
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "image": "busybox",
+            "read_only": true,
+            "privileged": true,
+            "init": true,
+            "tmpfs": ["/run:size=64m", "/tmp"],
+            "extra_hosts": {"db": "10.0.0.5", "gw": "host-gateway", "multi": ["10.0.0.6", "::1"]},
+            "cap_add": ["NET_ADMIN"],
+            "cap_drop": ["CHOWN"],
+            "shm_size": 67108864,
+            "domainname": "example.org",
+            "expose": ["3000", "5000-5001/udp"],
+            "ulimits": {"nofile": {"soft": 1024, "hard": 2048}, "nproc": 64},
+            "sysctls": {"net.core.somaxconn": "1024"},
+            "dns_search": ["svc.local"],
+            "dns_opt": ["ndots:2"],
+            "volumes": [{"type": "tmpfs", "target": "/cache", "tmpfs": {"size": 1048576, "mode": 1016}}],
+        }))
+        .unwrap();
+        project.services.insert("opts".into(), service);
+        let req = container_create_request(&project, "opts", 1).expect("service exists");
+        assert_eq!(req.domainname, "example.org");
+        let exposed = req.exposed_ports.as_ref().expect("exposed ports");
+        let mut keys: Vec<&String> = exposed.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["3000/tcp", "5000/udp", "5001/udp"]);
+        let host = req.host_config.expect("host config");
+        assert!(host.readonly_rootfs && host.privileged);
+        assert_eq!(host.init, Some(true));
+        let tmpfs = host.tmpfs.expect("tmpfs");
+        assert_eq!(tmpfs["/run"], "size=64m");
+        assert_eq!(tmpfs["/tmp"], "");
+        assert_eq!(
+            host.extra_hosts.expect("extra hosts"),
+            [
+                "db:10.0.0.5",
+                "gw:host-gateway",
+                "multi:10.0.0.6",
+                "multi:::1"
+            ]
+        );
+        assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+        assert_eq!(host.cap_drop, Some(vec!["CHOWN".to_string()]));
+        assert_eq!(host.shm_size, Some(64 << 20));
+        let ulimits = host.ulimits.expect("ulimits");
+        assert_eq!(
+            ulimits,
+            [
+                Ulimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 2048
+                },
+                Ulimit {
+                    name: "nproc".into(),
+                    soft: 64,
+                    hard: 64
+                }
+            ]
+        );
+        assert_eq!(host.sysctls.expect("sysctls")["net.core.somaxconn"], "1024");
+        assert_eq!(host.dns_search, Some(vec!["svc.local".to_string()]));
+        assert_eq!(host.dns_options, Some(vec!["ndots:2".to_string()]));
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(mounts[0].source, "");
+        assert_eq!(
+            mounts[0].tmpfs_options,
+            Some(TmpfsOptions {
+                size_bytes: 1 << 20,
+                mode: Some(0o1770)
+            })
+        );
+        // The other fields of the host config are still the plan's own.
+        assert_eq!(host.network_mode, "none");
+    }
+
+    #[test]
+    fn config_hash_changes_with_runtime_options() {
+        let project = two_service_project();
+        let base = project.services["server"].clone();
+        let hash = service_config_hash(&base);
+        let changed = |edit: &dyn Fn(&mut Service)| {
+            let mut s = base.clone();
+            edit(&mut s);
+            service_config_hash(&s)
+        };
+        assert_ne!(changed(&|s| s.read_only = Some(true)), hash);
+        assert_ne!(changed(&|s| s.cap_add.push("NET_ADMIN".into())), hash);
+        assert_ne!(changed(&|s| s.tmpfs.push("/run".into())), hash);
+        assert_ne!(
+            changed(&|s| {
+                s.extra
+                    .insert("ulimits".into(), serde_json::json!({"nofile": 1024}));
+            }),
+            hash
+        );
+        assert_ne!(
+            changed(&|s| {
+                s.extra.insert(
+                    "sysctls".into(),
+                    serde_json::json!({"net.core.somaxconn": "1"}),
+                );
+            }),
+            hash
+        );
+        assert_eq!(changed(&|s| s.profiles.push("debug".into())), hash);
     }
 
     #[test]

@@ -81,6 +81,52 @@ pub fn resolv_conf(nameserver: Ipv4Addr, host_resolv: &str) -> String {
     s
 }
 
+/// `resolv` with Docker's `DnsSearch` and `DnsOptions` applied: given search domains replace
+/// the file's (`.` alone means none), given options replace the file's, keeping the `ndots:0`
+/// the embedded DNS needs unless the user set `ndots` themselves.
+pub fn with_dns_settings(
+    resolv: &str,
+    search: Option<&[String]>,
+    options: Option<&[String]>,
+) -> String {
+    let search = search.filter(|s| !s.is_empty());
+    let options = options.filter(|o| !o.is_empty());
+    if search.is_none() && options.is_none() {
+        return resolv.to_string();
+    }
+    let mut out = String::new();
+    let mut old_options: Vec<String> = Vec::new();
+    for line in resolv.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("search") | Some("domain") if search.is_some() => {}
+            Some("options") if options.is_some() => old_options.extend(words.map(str::to_string)),
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if let Some(search) = search {
+        let domains: Vec<&str> = search
+            .iter()
+            .map(String::as_str)
+            .filter(|d| *d != ".")
+            .collect();
+        if !domains.is_empty() {
+            let _ = writeln!(out, "search {}", domains.join(" "));
+        }
+    }
+    if let Some(options) = options {
+        let mut all: Vec<String> = options.to_vec();
+        if !all.iter().any(|o| o.starts_with("ndots:")) {
+            all.extend(old_options.into_iter().filter(|o| o == "ndots:0"));
+        }
+        let _ = writeln!(out, "options {}", all.join(" "));
+    }
+    out
+}
+
 /// For a container without a bridge network (`none`): the host's file minus loopback name
 /// servers, which would point at the container's own, empty, loopback.
 pub fn resolv_conf_without_network(host_resolv: &str) -> String {
@@ -150,6 +196,22 @@ mod tests {
             "invalid extra host \"nocolon\": expected name:address"
         );
         assert!(parse_extra_host("x:notanip", None).is_err());
+    }
+
+    #[test]
+    fn dns_search_and_options_replace_the_files() {
+        let base = "nameserver 172.18.0.1\nsearch corp.example\noptions ndots:0\n";
+        let search = ["svc.local".to_string(), "example.org".to_string()];
+        let options = ["timeout:2".to_string(), "attempts:3".to_string()];
+        assert_eq!(
+            with_dns_settings(base, Some(&search), Some(&options)),
+            "nameserver 172.18.0.1\nsearch svc.local example.org\noptions timeout:2 attempts:3 ndots:0\n"
+        );
+        assert_eq!(
+            with_dns_settings(base, Some(&[".".to_string()]), None),
+            "nameserver 172.18.0.1\noptions ndots:0\n"
+        );
+        assert_eq!(with_dns_settings(base, None, None), base);
     }
 
     #[test]

@@ -240,6 +240,35 @@ pub struct HostConfig {
     /// Maximum number of processes; `None`, 0 or -1 = unlimited.
     #[serde(default)]
     pub pids_limit: Option<i64>,
+    // Service options (capabilities, ulimits, sysctls, DNS) — kept together at the end.
+    /// Capability names, with or without `CAP_`, or `ALL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_add: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ulimits: Option<Vec<Ulimit>>,
+    /// Namespaced kernel parameters (`net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+    /// `fs.mqueue.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<IndexMap<String, String>>,
+    /// `search` domains and `options` for the container's `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_search: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_options: Option<Vec<String>>,
+    /// `no-new-privileges[:true]`, `seccomp=unconfined`, `systempaths=unconfined`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_opt: Option<Vec<String>>,
+}
+
+/// `HostConfig.Ulimits[]`: a resource limit by its `ulimit` name (`nofile`, `nproc`, …).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// `HostConfig.Mounts[]`.
@@ -256,6 +285,20 @@ pub struct Mount {
     pub read_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_options: Option<VolumeOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `Mount.TmpfsOptions` (type `tmpfs` only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TmpfsOptions {
+    /// Bytes; 0 = the kernel's default (half the RAM).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size_bytes: i64,
+    /// Permission bits of the tmpfs root (Docker's default 1777).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -4,9 +4,13 @@
 use indexmap::IndexMap;
 
 use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
-use super::{mounts, now_rfc3339, parse_signal, resources, ContainerError, ContainerStore, Result};
+use super::{
+    caps, mounts, now_rfc3339, parse_signal, resources, rlimits, security, sysctl, ContainerError,
+    ContainerStore, Result,
+};
 use crate::engine::api::types::{
-    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, VolumeCreateRequest,
+    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
+    VolumeCreateRequest,
 };
 use crate::engine::image::ImageRecord;
 use crate::engine::Engine;
@@ -99,6 +103,32 @@ pub fn merge_command(req: &ContainerCreateRequest, image: &ImageRecord) -> Vec<S
     entrypoint.into_iter().chain(cmd).collect()
 }
 
+/// Refuse at create, with Docker's messages, what `berth init` could only fail on at start:
+/// unknown capabilities, bad ulimits, sysctls outside the container's namespaces. Capability
+/// names are stored in Docker's spelling (`CAP_NET_ADMIN`), as the daemon does.
+fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
+    let Some(host) = host else { return Ok(()) };
+    let bad = |e: &dyn std::fmt::Display| ContainerError::BadRequest(e.to_string());
+    for list in [&mut host.cap_add, &mut host.cap_drop]
+        .into_iter()
+        .flatten()
+    {
+        *list = caps::normalize_all(list).map_err(|e| bad(&e))?;
+    }
+    caps::container_mask(
+        host.cap_add.as_deref().unwrap_or_default(),
+        host.cap_drop.as_deref().unwrap_or_default(),
+        host.privileged,
+    )
+    .map_err(|e| bad(&e))?;
+    rlimits::validate(host.ulimits.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
+    security::parse(host.security_opt.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
+    if let Some(sysctls) = &host.sysctls {
+        sysctl::validate(sysctls, host.network_mode == "host").map_err(|e| bad(&e))?;
+    }
+    Ok(())
+}
+
 impl ContainerStore {
     /// Create the container's record from the request and its (already resolved) image.
     pub async fn create(
@@ -136,6 +166,8 @@ impl ContainerStore {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "SIGTERM".into());
         parse_signal(&stop_signal)?;
+        let mut req = req;
+        check_host_options(req.host_config.as_mut())?;
 
         let _guard = self.inner.create_lock.lock().await;
         let name = match name.filter(|n| !n.is_empty()) {

@@ -50,6 +50,16 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     pub user: String,
     pub cwd: String,
+    /// The container's capability set and whether it is privileged (no seccomp filter), from
+    /// its runtime spec: an exec gets what the container's workload got, as in Docker.
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub seccomp: Option<bool>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 #[derive(Debug, Error)]
@@ -197,6 +207,9 @@ fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecE
         env: &spec.env,
         user: &exec_user,
         cwd: &spec.cwd,
+        capabilities: spec.capabilities.unwrap_or_else(super::caps::default_mask),
+        seccomp: spec.seccomp.unwrap_or(!spec.privileged),
+        no_new_privileges: spec.no_new_privileges,
     };
     Ok(process_setup::exec(&workload)?)
 }
@@ -309,6 +322,10 @@ impl ContainerStore {
             } else {
                 req.working_dir.clone()
             },
+            capabilities: Some(runtime.capability_mask()),
+            privileged: runtime.privileged,
+            seccomp: Some(runtime.seccomp()),
+            no_new_privileges: runtime.no_new_privileges,
         };
         let json = serde_json::to_string(&spec)
             .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;

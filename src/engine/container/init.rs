@@ -16,8 +16,10 @@ use nix::sched::CloneFlags;
 use thiserror::Error;
 
 use super::process_setup::{self, SetupError};
+use super::rlimits::{self, RlimitError};
 use super::rootfs::{self, RootfsError};
 use super::spec::RuntimeSpec;
+use super::sysctl::{self, SysctlError};
 use super::user::{self, UserError};
 
 #[derive(Debug, Error)]
@@ -52,6 +54,10 @@ pub enum InitError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Rlimit(#[from] RlimitError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
     /// Includes Docker's wording for a workload that cannot be executed.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -144,7 +150,16 @@ fn run(spec_path: &Path) -> Result<Infallible> {
             })?;
         }
     }
-    rootfs::harden_paths()?;
+    // The user's sysctls after the defaults above, so they can override them; the IPC ones act
+    // on the IPC namespace unshared above, the net ones on the container's network namespace.
+    sysctl::apply(&spec.sysctls)?;
+    if spec.privileged || spec.unmasked_paths {
+        // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What berth does not do for privileged
+        // containers: it does not expose the host's devices in /dev, and it leaves the cgroup
+        // and AppArmor/SELinux setup as for any container.
+    } else {
+        rootfs::harden_paths()?;
+    }
 
     nix::unistd::sethostname(&spec.hostname).map_err(sys("set hostname"))?;
     if !spec.domainname.is_empty() {
@@ -170,11 +185,133 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         rootfs::readonly_root()?;
     }
 
+    // After every setup step, so only the workload (and the init reaper) run under them.
+    rlimits::apply(&spec.ulimits)?;
+
+    let capabilities = spec.capability_mask();
+    if spec.init {
+        become_reaper_and_fork(capabilities, spec.seccomp(), spec.no_new_privileges)?;
+    }
     let workload = process_setup::Workload {
         args: &spec.args,
         env: &spec.env,
         user: &exec_user,
         cwd,
+        capabilities,
+        seccomp: spec.seccomp(),
+        no_new_privileges: spec.no_new_privileges,
     };
     Ok(process_setup::exec(&workload)?)
+}
+
+/// Overwrite this process's argument area (what `/proc/self/cmdline` shows) with `berth-init`.
+/// Best effort: if the bounds cannot be read, the command line stays as it was.
+fn hide_command_line() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the `(comm)`, which may itself hold spaces: field 3 onwards.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // arg_start and arg_end are fields 48 and 49 (index 45 and 46 after `)`).
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    let name = b"berth-init";
+    if start == 0 || end <= start + name.len() {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on its stack, mapped
+    // and writable; nothing in this single-threaded process reads argv after this point.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        area[..name.len()].copy_from_slice(name);
+    }
+}
+
+/// Docker's `init: true` (tini as PID 1): fork the workload and stay PID 1 of the container,
+/// forwarding every signal to the workload and reaping every orphan, then exit with the
+/// workload's status (128 + signal number when a signal killed it). Returns only in the child,
+/// which goes on to `execve` the workload.
+///
+/// The reaper gives up everything it does not need first: it closes the sync pipe (so the shim
+/// sees EOF once the workload is exec'd), keeps only the container's capabilities, takes the
+/// same seccomp filter, and is not dumpable, so the workload cannot trace or read it. Its
+/// command line (`/proc/1/cmdline`, readable by the workload) is replaced by `berth-init`, so the
+/// host path of the runtime spec does not show inside the container.
+fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: bool) -> Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::{fork, ForkResult, Pid};
+
+    let all = SigSet::all();
+    let mut previous = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut previous))
+        .map_err(sys("block signals for the init process"))?;
+    // SAFETY: `berth init` is single-threaded, so the child may run any code after fork.
+    let child = match unsafe { fork() }.map_err(sys("fork the workload under init"))? {
+        ForkResult::Child => {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)
+                .map_err(sys("restore the signal mask"))?;
+            return Ok(());
+        }
+        ForkResult::Parent { child } => child,
+    };
+    // From here on, failures cannot be reported on the sync pipe (the child owns that now):
+    // the reaper kills the workload and exits 127, which the shim records.
+    let give_up = |child: Pid| -> ! {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(127) }
+    };
+    // SAFETY: close_range and prctl with integer arguments.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let undumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let no_new_privs = if no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
+    } else {
+        0
+    };
+    if closed != 0 || undumpable != 0 || no_new_privs != 0 {
+        give_up(child);
+    }
+    hide_command_line();
+    if super::caps::drop_bounding(capabilities).is_err()
+        || (seccomp && super::seccomp::install(capabilities).is_err())
+        || super::caps::set_process_caps(capabilities).is_err()
+    {
+        give_up(child);
+    }
+    loop {
+        let signal = match all.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if signal != nix::sys::signal::Signal::SIGCHLD {
+            // The workload may be gone already; nothing else to do with the signal then.
+            let _ = nix::sys::signal::kill(child, signal);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                    // SAFETY: _exit has no preconditions.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                    // SAFETY: _exit has no preconditions.
+                    unsafe { libc::_exit(128 + sig as i32) }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
 }

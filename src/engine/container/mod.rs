@@ -40,13 +40,16 @@ pub mod remove;
 pub mod resources;
 pub mod restart;
 pub mod restore;
+pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod spec;
 pub mod start;
 pub mod state;
 pub mod stop;
+pub mod sysctl;
 pub mod user;
 pub mod wait;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::state::AnonymousVolume;
 use super::ContainerError;
-use crate::engine::api::types::HostConfig;
+use crate::engine::api::types::{HostConfig, TmpfsOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
@@ -43,18 +43,35 @@ fn check_destination(dest: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Split `HostConfig.Tmpfs` options into mount data and the read-only flag.
+/// Split `HostConfig.Tmpfs` options into mount data and the read-only flag. `exec`, `suid` and
+/// `dev` (and their `no` forms) stay in the data: `berth init` turns them into mount flags over
+/// Docker's default `noexec,nosuid,nodev`.
 fn tmpfs_options(opts: &str) -> (String, bool) {
     let mut data = Vec::new();
     let mut ro = false;
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
         match opt {
             "ro" => ro = true,
-            "rw" | "noexec" | "exec" | "nosuid" | "suid" | "nodev" | "dev" => {}
+            "rw" => {}
             other => data.push(other),
         }
     }
     (data.join(","), ro)
+}
+
+/// `Mount.TmpfsOptions` as tmpfs mount data, as Docker converts them (`size=<bytes>,mode=<octal>`).
+fn tmpfs_data(options: Option<&TmpfsOptions>) -> String {
+    let Some(o) = options else {
+        return String::new();
+    };
+    let mut data = Vec::new();
+    if o.size_bytes > 0 {
+        data.push(format!("size={}", o.size_bytes));
+    }
+    if let Some(mode) = o.mode {
+        data.push(format!("mode={:o}", mode & 0o7777));
+    }
+    data.join(",")
 }
 
 /// Every mount of the container, in the order they are applied. Duplicate destinations are an
@@ -117,7 +134,7 @@ pub fn plan(
                     None => continue,
                 },
                 "volume" => MountSource::Volume(m.source.clone()),
-                "tmpfs" => MountSource::Tmpfs(String::new()),
+                "tmpfs" => MountSource::Tmpfs(tmpfs_data(m.tmpfs_options.as_ref())),
                 other => {
                     return Err(ContainerError::BadRequest(format!(
                         "invalid mount config: unsupported mount type {other:?} (use bind, volume or tmpfs)"
@@ -186,11 +203,22 @@ mod tests {
     fn binds_mounts_and_tmpfs_are_planned_in_order() {
         let host = HostConfig {
             binds: Some(vec!["data:/data".into(), "/srv/www:/www:ro".into()]),
-            mounts: Some(vec![Mount {
-                kind: "tmpfs".into(),
-                target: "/scratch".into(),
-                ..Default::default()
-            }]),
+            mounts: Some(vec![
+                Mount {
+                    kind: "tmpfs".into(),
+                    target: "/scratch".into(),
+                    ..Default::default()
+                },
+                Mount {
+                    kind: "tmpfs".into(),
+                    target: "/cache".into(),
+                    tmpfs_options: Some(TmpfsOptions {
+                        size_bytes: 1 << 20,
+                        mode: Some(0o1770),
+                    }),
+                    ..Default::default()
+                },
+            ]),
             tmpfs: Some([("/run".to_string(), "size=1m,ro".to_string())].into()),
             ..Default::default()
         };
@@ -209,6 +237,11 @@ mod tests {
                 (&MountSource::Volume("data".into()), "/data", false),
                 (&MountSource::HostPath("/srv/www".into()), "/www", true),
                 (&MountSource::Tmpfs(String::new()), "/scratch", false),
+                (
+                    &MountSource::Tmpfs("size=1048576,mode=1770".into()),
+                    "/cache",
+                    false
+                ),
                 (&MountSource::Tmpfs("size=1m".into()), "/run", true),
                 (&MountSource::Volume("abc".into()), "/var/lib/db", false),
             ]

@@ -61,6 +61,12 @@ pub struct Workload<'a> {
     pub user: &'a ExecUser,
     /// Absolute; `/` when empty.
     pub cwd: &'a str,
+    /// The capability set kept (bounding, effective, permitted, inheritable).
+    pub capabilities: u64,
+    /// Docker's default seccomp profile for that set; off for privileged containers.
+    pub seccomp: bool,
+    /// `security_opt: no-new-privileges`: setuid binaries and file capabilities grant nothing.
+    pub no_new_privileges: bool,
 }
 
 /// Drop privileges to the container's defaults and `execve` the workload. Returns only on error.
@@ -78,16 +84,28 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
     let program = find_program(w.args, &path_var)?;
     let cwd = if w.cwd.is_empty() { "/" } else { w.cwd };
 
-    caps::drop_bounding(caps::default_mask()).map_err(|source| SetupError::Io {
+    caps::drop_bounding(w.capabilities).map_err(|source| SetupError::Io {
         what: "drop capabilities from the bounding set".into(),
         source,
     })?;
-    // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from here to
-    // execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by the filter.
-    seccomp::install(caps::default_mask()).map_err(|source| SetupError::Io {
-        what: "install seccomp filter".into(),
-        source,
-    })?;
+    if w.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(SetupError::Io {
+                what: "set no-new-privileges".into(),
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
+    if w.seccomp {
+        // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from
+        // here to execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by
+        // the filter.
+        seccomp::install(w.capabilities).map_err(|source| SetupError::Io {
+            what: "install seccomp filter".into(),
+            source,
+        })?;
+    }
     let gids: Vec<Gid> = w
         .user
         .additional_gids
@@ -100,7 +118,7 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     nix::unistd::setuid(Uid::from_raw(w.user.uid)).map_err(sys("set user id"))?;
-    caps::set_process_caps(caps::default_mask()).map_err(|source| SetupError::Io {
+    caps::set_process_caps(w.capabilities).map_err(|source| SetupError::Io {
         what: "set capabilities".into(),
         source,
     })?;

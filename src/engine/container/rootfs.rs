@@ -309,13 +309,13 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     if Path::new("/proc/kcore").exists() {
         symlink("/proc/kcore", "/dev/core").map_err(io_err(|| "create /dev/core".to_string()))?;
     }
-    mount_fs(
-        "sysfs",
-        "/sys",
-        "sysfs",
-        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
-        "",
-    )
+    // Privileged containers get a writable /sys, as in Docker.
+    let sys_flags = if spec.privileged {
+        nosuid_noexec_nodev
+    } else {
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY
+    };
+    mount_fs("sysfs", "/sys", "sysfs", sys_flags, "")
 }
 
 /// Create an empty file (and its parents) to bind a file over.
@@ -404,11 +404,8 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
                 }
             }
             (MountKind::Tmpfs, _) => {
-                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                if m.read_only {
-                    flags |= MsFlags::MS_RDONLY;
-                }
-                mount_fs("tmpfs", &m.destination, "tmpfs", flags, &m.data)?;
+                let (flags, data) = tmpfs_flags(&m.data, m.read_only);
+                mount_fs("tmpfs", &m.destination, "tmpfs", flags, &data)?;
             }
             (MountKind::Bind, None) => {
                 return Err(RootfsError::BadDestination(m.destination.clone()));
@@ -417,6 +414,28 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
     }
     // Everything after this (sysctls, masks, read-only paths) trusts /proc.
     check_procfs(Path::new("/proc"))
+}
+
+/// Docker's tmpfs defaults (`noexec,nosuid,nodev`) with the `exec`/`suid`/`dev` words of the
+/// options applied in order; the rest is tmpfs's own data (`size=…,mode=…`).
+fn tmpfs_flags(options: &str, read_only: bool) -> (MsFlags, String) {
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let mut data = Vec::new();
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "exec" => flags.remove(MsFlags::MS_NOEXEC),
+            "noexec" => flags.insert(MsFlags::MS_NOEXEC),
+            "suid" => flags.remove(MsFlags::MS_NOSUID),
+            "nosuid" => flags.insert(MsFlags::MS_NOSUID),
+            "dev" => flags.remove(MsFlags::MS_NODEV),
+            "nodev" => flags.insert(MsFlags::MS_NODEV),
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
 }
 
 /// `path` must be a directory (not a symlink) on a procfs mount: statfs magic, checked on an
@@ -643,6 +662,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("(character device 1:5)"), "{err}");
+    }
+
+    #[test]
+    fn tmpfs_exec_suid_dev_words_become_flags() {
+        let (flags, data) = tmpfs_flags("size=1m,exec,mode=1777", false);
+        assert_eq!(data, "size=1m,mode=1777");
+        assert!(!flags.contains(MsFlags::MS_NOEXEC));
+        assert!(flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
+        let (flags, data) = tmpfs_flags("", true);
+        assert_eq!(data, "");
+        assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC));
     }
 
     #[test]

@@ -47,6 +47,30 @@ pub struct RuntimeSpec {
     /// applies them before the container's init runs.
     #[serde(default)]
     pub resources: CgroupResources,
+    // Service options (capabilities, privileged, ulimits, sysctls) — kept together at the end.
+    /// The workload's capability set (bit n = capability n); `None` (a spec written before
+    /// this field existed) = Docker's default set.
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    /// Docker's `--privileged`, as far as berth implements it (see `berth init`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Resource limits set with `setrlimit` before `execve`.
+    #[serde(default)]
+    pub ulimits: Vec<RlimitSpec>,
+    /// `key=value` kernel parameters written under `/proc/sys` inside the container's namespaces.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
+    /// Docker's `--init`: `berth init` stays PID 1, forwards signals and reaps zombies.
+    #[serde(default)]
+    pub init: bool,
+    /// `security_opt`: `no-new-privileges`, `seccomp=unconfined`, `systempaths=unconfined`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
+    #[serde(default)]
+    pub unmasked_paths: bool,
 }
 
 /// What the shim does to the container's cgroups besides creating `cgroups` (in this order).
@@ -82,6 +106,26 @@ pub struct CgroupWrite {
     /// accounting is dropped, as Docker drops it).
     #[serde(default)]
     pub skip_if_missing: bool,
+}
+
+/// One `ulimit` by its Docker name (`nofile`), already validated by the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RlimitSpec {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl RuntimeSpec {
+    /// The capability set the workload (and `docker exec`s into it) gets.
+    pub fn capability_mask(&self) -> u64 {
+        self.capabilities.unwrap_or_else(super::caps::default_mask)
+    }
+
+    /// Whether the workload runs under Docker's default seccomp filter.
+    pub fn seccomp(&self) -> bool {
+        !self.privileged && !self.seccomp_unconfined
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

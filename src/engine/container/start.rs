@@ -9,7 +9,8 @@ use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
 use super::{
-    cgroup, health, mounts, now_rfc3339, resources, ContainerError, ContainerStore, Result,
+    caps, cgroup, health, mounts, now_rfc3339, resources, rlimits, security, sysctl,
+    ContainerError, ContainerStore, Result,
 };
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
@@ -57,6 +58,41 @@ impl ContainerStore {
             _ => {}
         }
 
+        let host_config = record.request.host_config.clone().unwrap_or_default();
+        let start_refused = |reason: String| ContainerError::StartFailed {
+            name: record.name.clone(),
+            reason,
+        };
+        // Checked at create already; a record written by an older engine is checked here.
+        let cap_add = host_config.cap_add.as_deref().unwrap_or_default();
+        let mut capabilities = caps::container_mask(
+            cap_add,
+            host_config.cap_drop.as_deref().unwrap_or_default(),
+            host_config.privileged,
+        )
+        .map_err(|e| start_refused(e.to_string()))?;
+        let available = caps::bounding_set();
+        if caps::wants_all(cap_add, host_config.privileged) {
+            capabilities &= available;
+        } else if capabilities & !available != 0 {
+            return Err(start_refused(format!(
+                "cannot give the container {}: the berth engine itself does not have {}; \
+                 remove it from cap_add",
+                caps::names(capabilities & !available).join(", "),
+                if (capabilities & !available).count_ones() == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
+            )));
+        }
+        let ulimits = rlimits::validate(host_config.ulimits.as_deref().unwrap_or_default())
+            .map_err(|e| start_refused(e.to_string()))?;
+        let security = security::parse(host_config.security_opt.as_deref().unwrap_or_default())
+            .map_err(|e| start_refused(e.to_string()))?;
+        let sysctls = host_config.sysctls.clone().unwrap_or_default();
+        sysctl::validate(&sysctls, plan.netns.is_none())
+            .map_err(|e| start_refused(e.to_string()))?;
         let hostname = plan
             .hostname
             .clone()
@@ -85,7 +121,6 @@ impl ContainerStore {
         }
         all_mounts.extend(plan.mounts.iter().cloned());
 
-        let host_config = record.request.host_config.clone().unwrap_or_default();
         let limits = resources::Limits::from_host_config(&host_config);
         let (cgroups, cgroup_resources) =
             self.inner
@@ -116,6 +151,14 @@ impl ContainerStore {
                 .map_or(DEFAULT_SHM_SIZE, |s| s as u64),
             readonly_rootfs: host_config.readonly_rootfs,
             resources: cgroup_resources,
+            capabilities: Some(capabilities),
+            privileged: host_config.privileged,
+            ulimits,
+            sysctls: sysctls.into_iter().collect(),
+            init: host_config.init.unwrap_or(false),
+            no_new_privileges: security.no_new_privileges,
+            seccomp_unconfined: security.seccomp_unconfined,
+            unmasked_paths: security.unmasked_paths,
         };
         let spec_path = RuntimeSpec::path_in(&dir);
         let bytes = serde_json::to_vec_pretty(&spec)
@@ -342,8 +385,27 @@ impl Engine {
         };
         let host_network = host_config.network_mode == "host";
         if host_network {
-            plan.hosts_file = std::fs::read_to_string("/etc/hosts").ok();
-            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf").ok();
+            // Docker copies the host's file and adds the extra hosts; there is no network
+            // gateway here, so `host-gateway` is refused by the parser with its reason.
+            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for entry in host_config.extra_hosts.iter().flatten() {
+                let (name, ip) =
+                    crate::network::etc_files::parse_extra_host(entry, None).map_err(&start_err)?;
+                if !hosts.is_empty() && !hosts.ends_with('\n') {
+                    hosts.push('\n');
+                }
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+            plan.hosts_file = Some(hosts);
+            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
+                .ok()
+                .map(|host| {
+                    crate::network::etc_files::with_dns_settings(
+                        &host,
+                        host_config.dns_search.as_deref(),
+                        host_config.dns_options.as_deref(),
+                    )
+                });
             if record.request.hostname.is_empty() {
                 plan.hostname = nix::unistd::gethostname()
                     .ok()
@@ -370,7 +432,11 @@ impl Engine {
             plan.netns = Some(netns_path);
             plan.endpoints = attachment.endpoints;
             plan.hosts_file = Some(attachment.hosts_file);
-            plan.resolv_conf = Some(attachment.resolv_conf);
+            plan.resolv_conf = Some(crate::network::etc_files::with_dns_settings(
+                &attachment.resolv_conf,
+                host_config.dns_search.as_deref(),
+                host_config.dns_options.as_deref(),
+            ));
         }
         match self.containers.start(&id, plan).await {
             Ok(_) => {

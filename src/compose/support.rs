@@ -1,0 +1,345 @@
+//! Service attributes berth accepts in a compose file but does not implement. `up` must not
+//! ignore them silently: each one is either a warning (the service runs without it, which is
+//! safe and only less than asked for) or a refusal (running without it would weaken security
+//! or run something else than asked for). README.md lists the same decisions.
+//!
+//! Resource limits (`mem_limit`, `cpus`, `pids_limit`, `deploy.resources`, …) are not judged
+//! here: they are implemented (`plan::apply_resource_limits`, the engine's cgroups).
+
+use std::fmt;
+
+use super::model::Service;
+
+/// One attribute of one service that berth does not implement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    pub service: String,
+    /// The attribute as the user wrote it (`devices`, `security_opt: no-new-privileges:true`).
+    pub field: String,
+    /// True when `up` must refuse the service rather than run it without the attribute.
+    pub refused: bool,
+    /// True when berth implements the attribute in part; `note` says what is missing.
+    pub partial: bool,
+    /// Why it is refused, or what happens instead; may be empty.
+    pub note: String,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.partial {
+            return write!(
+                f,
+                "WARN service \"{}\": berth implements `{}` only in part: {}",
+                self.service, self.field, self.note
+            );
+        }
+        if self.refused {
+            write!(
+                f,
+                "service \"{}\": berth does not support `{}` yet; {}",
+                self.service, self.field, self.note
+            )
+        } else {
+            write!(
+                f,
+                "WARN service \"{}\": berth does not support `{}` yet; ignored",
+                self.service, self.field
+            )?;
+            if !self.note.is_empty() {
+                write!(f, " ({})", self.note)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Attributes that berth ignores whenever they are present, with what happens instead.
+const IGNORED_IF_PRESENT: &[(&str, &str)] = &[
+    ("annotations", ""),
+    ("blkio_config", ""),
+    (
+        "cgroup",
+        "the container gets its own cgroup namespace view as usual",
+    ),
+    ("cgroup_parent", "the container's cgroup is berth's"),
+    ("cpu_count", ""),
+    ("cpu_percent", ""),
+    ("cpu_rt_period", ""),
+    ("cpu_rt_runtime", ""),
+    ("credential_spec", ""),
+    ("device_cgroup_rules", ""),
+    ("devices", ""),
+    ("external_links", ""),
+    ("gpus", ""),
+    ("group_add", ""),
+    ("mac_address", "the address is random"),
+    ("mem_swappiness", ""),
+    ("oom_score_adj", ""),
+    ("post_start", "no hook runs"),
+    ("pre_start", "no hook runs"),
+    ("pre_stop", "no hook runs"),
+    ("storage_opt", ""),
+    ("use_api_socket", ""),
+];
+
+/// Every attribute of `service` berth does not implement, in a stable order.
+pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
+    let mut found = Vec::new();
+    if service.privileged == Some(true) {
+        found.push(Unsupported {
+            service: name.to_string(),
+            field: "privileged".into(),
+            refused: false,
+            partial: true,
+            note: "the container gets every capability, no seccomp filter and unmasked /proc \
+                   paths, but not the host's devices"
+                .into(),
+        });
+    }
+    let mut ignore = |field: &str, note: &str| {
+        found.push(Unsupported {
+            service: name.to_string(),
+            field: field.to_string(),
+            refused: false,
+            partial: false,
+            note: note.to_string(),
+        })
+    };
+    let text = |key: &str| service.extra.get(key).and_then(|v| v.as_str());
+
+    for (field, note) in IGNORED_IF_PRESENT {
+        if service.extra.contains_key(*field) {
+            ignore(field, note);
+        }
+    }
+    if service.extra.get("oom_kill_disable") == Some(&serde_json::Value::Bool(true)) {
+        ignore("oom_kill_disable", "");
+    }
+    if service.extra.get("attach") == Some(&serde_json::Value::Bool(false)) {
+        ignore("attach: false", "its logs are shown with the others");
+    }
+    if let Some(runtime) = text("runtime") {
+        ignore(&format!("runtime: {runtime}"), "berth runs it itself");
+    }
+    if let Some(isolation) = text("isolation").filter(|i| *i != "default") {
+        ignore(&format!("isolation: {isolation}"), "");
+    }
+    // Values that ask for what berth does anyway are not worth a warning.
+    if let Some(pid) = text("pid").filter(|p| !p.is_empty()) {
+        ignore(
+            &format!("pid: {pid}"),
+            "the container has its own PID namespace",
+        );
+    }
+    if let Some(ipc) = text("ipc").filter(|i| !matches!(*i, "" | "private" | "shareable")) {
+        ignore(
+            &format!("ipc: {ipc}"),
+            "the container has its own IPC namespace",
+        );
+    }
+    if let Some(uts) = text("uts").filter(|u| !u.is_empty()) {
+        ignore(
+            &format!("uts: {uts}"),
+            "the container has its own UTS namespace",
+        );
+    }
+    if let Some(userns) = text("userns_mode").filter(|u| *u != "host") {
+        ignore(&format!("userns_mode: {userns}"), "");
+    }
+    if !service.dns.is_empty() {
+        ignore(
+            "dns",
+            "names are resolved by berth's DNS, which forwards to the host's name servers",
+        );
+    }
+    if service.tty == Some(true) {
+        ignore("tty", "the container has no terminal");
+    }
+    if service.stdin_open == Some(true) {
+        ignore("stdin_open", "");
+    }
+    if service.scale.is_some_and(|n| n > 1) {
+        ignore("scale", "one container is started");
+    }
+    if !service.links.is_empty() {
+        ignore("links", "services still reach each other by service name");
+    }
+    if !service.volumes_from.is_empty() {
+        ignore("volumes_from", "");
+    }
+    if !service.secrets.is_empty() {
+        ignore("secrets", "nothing is mounted under /run/secrets");
+    }
+    if !service.configs.is_empty() {
+        ignore("configs", "");
+    }
+    if let Some(logging) = service.extra.get("logging").and_then(|v| v.as_object()) {
+        let driver = logging.get("driver").and_then(|d| d.as_str());
+        if let Some(d) = driver.filter(|d| !matches!(*d, "json-file" | "local")) {
+            ignore(
+                &format!("logging.driver: {d}"),
+                "logs are kept in berth's json-file log",
+            );
+        }
+        if logging
+            .get("options")
+            .and_then(|o| o.as_object())
+            .is_some_and(|o| !o.is_empty())
+        {
+            ignore("logging.options", "logs are not rotated");
+        }
+    }
+    if let Some(deploy) = service.extra.get("deploy").and_then(|v| v.as_object()) {
+        if deploy
+            .get("replicas")
+            .and_then(|r| r.as_i64())
+            .is_some_and(|n| n > 1)
+        {
+            ignore("deploy.replicas", "one container is started");
+        }
+        if deploy.contains_key("restart_policy") {
+            ignore("deploy.restart_policy", "use `restart:` instead");
+        }
+    }
+    for (key, network) in &service.networks {
+        let Some(network) = network else { continue };
+        for field in [
+            "ipv6_address",
+            "link_local_ips",
+            "mac_address",
+            "driver_opts",
+        ] {
+            if network.extra.contains_key(field) {
+                ignore(&format!("networks.{key}.{field}"), "");
+            }
+        }
+    }
+
+    let mut refuse = |field: String, note: &str| {
+        found.push(Unsupported {
+            service: name.to_string(),
+            field,
+            refused: true,
+            partial: false,
+            note: note.to_string(),
+        })
+    };
+    // Only linux/amd64 images are pulled; running another platform's image is impossible, and
+    // quietly running amd64 instead is not what was asked.
+    if let Some(platform) = text("platform") {
+        if !matches!(platform, "linux/amd64" | "linux/x86_64" | "amd64" | "linux") {
+            refuse(
+                format!("platform: {platform}"),
+                "berth runs linux/amd64 images only; remove `platform` or set it to linux/amd64",
+            );
+        }
+    }
+    // The engine implements no-new-privileges, seccomp=unconfined and systempaths=unconfined,
+    // and does what apparmor=unconfined and label=disable ask (it applies neither). Any other
+    // option asks for a hardening berth cannot apply: running without it would be unsafe.
+    for opt in service
+        .extra
+        .get("security_opt")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+    {
+        if let Err(e) = crate::engine::container::security::parse(&[opt.to_string()]) {
+            refuse(format!("security_opt: {opt}"), &e.to_string());
+        }
+    }
+    // A subpath mount would otherwise expose (and write into) the whole volume.
+    for (i, volume) in service.volumes.iter().enumerate() {
+        if volume
+            .volume
+            .as_ref()
+            .is_some_and(|o| o.contains_key("subpath"))
+        {
+            found.push(Unsupported {
+                service: name.to_string(),
+                field: format!("volumes[{i}].volume.subpath"),
+                refused: true,
+                partial: false,
+                note: "the whole volume would be mounted instead; mount it whole or use \
+                       another volume"
+                    .into(),
+            });
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(yaml_like: serde_json::Value) -> Service {
+        serde_json::from_value(yaml_like).unwrap()
+    }
+
+    #[test]
+    fn unimplemented_fields_are_warned_about_once_each() {
+        let s = service(serde_json::json!({
+            "image": "busybox",
+            "devices": ["/dev/fuse:/dev/fuse"],
+            "cgroup_parent": "x",
+            "ipc": "private",
+            "pid": "host",
+            "logging": {"driver": "json-file", "options": {"max-size": "1m"}},
+            "dns": ["1.1.1.1"],
+        }));
+        let found: Vec<String> = unsupported_fields("web", &s)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            found[0],
+            "WARN service \"web\": berth does not support `cgroup_parent` yet; ignored \
+             (the container's cgroup is berth's)"
+        );
+        assert_eq!(
+            found[1],
+            "WARN service \"web\": berth does not support `devices` yet; ignored"
+        );
+        assert!(found.iter().any(|f| f.contains("`pid: host`")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("`dns`")), "{found:?}");
+        assert!(
+            found.iter().any(|f| f.contains("`logging.options`")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|f| f.contains("ipc")), "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn unappliable_security_options_and_other_platforms_are_refused() {
+        let s = service(serde_json::json!({
+            "image": "busybox",
+            "platform": "linux/arm64",
+            "security_opt": ["no-new-privileges:true", "apparmor:docker-default", "seccomp:unconfined"],
+        }));
+        let found = unsupported_fields("api", &s);
+        let refused: Vec<&str> = found
+            .iter()
+            .filter(|u| u.refused)
+            .map(|u| u.field.as_str())
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "platform: linux/arm64",
+                "security_opt: apparmor:docker-default"
+            ]
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[1].to_string(),
+            "service \"api\": berth does not support `security_opt: apparmor:docker-default` \
+             yet; security option \"apparmor:docker-default\" is not supported: berth does not \
+             apply AppArmor profiles; leave the option out"
+        );
+        let plain = service(serde_json::json!({"image": "busybox", "platform": "linux/amd64"}));
+        assert!(unsupported_fields("api", &plain).is_empty());
+    }
+}
