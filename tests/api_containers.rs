@@ -417,6 +417,49 @@ async fn container_lifecycle_events_are_streamed_with_filters() {
     assert_eq!(seen[2].1, "7");
 }
 
+/// `docker rm -f` of a running container: the exit is announced (`die`) before `destroy`, and
+/// `stop` answers only once `die` is out, as Docker orders them.
+#[tokio::test]
+async fn forced_removal_and_stop_announce_the_exit_first() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:5").await.unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:5".into(),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        host_config: host_network(),
+        ..Default::default()
+    };
+    for (name, stop_first) in [("forced", false), ("stopped", true)] {
+        let mut events = client
+            .events(&[("type", "container"), ("container", name)])
+            .await
+            .unwrap();
+        client.create_container(Some(name), &req).await.unwrap();
+        client.start_container(name).await.unwrap();
+        if stop_first {
+            client.stop_container(name, Some(1)).await.unwrap();
+        }
+        client.remove_container(name, true, false).await.unwrap();
+        let mut actions = Vec::new();
+        while actions.last().map(String::as_str) != Some("destroy") {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: events stopped after {actions:?}"))
+                .expect("event stream ended")
+                .unwrap();
+            actions.push(event.action);
+        }
+        let die = actions.iter().position(|a| a == "die");
+        assert!(die.is_some(), "{name}: {actions:?}");
+        if stop_first {
+            let stop = actions.iter().position(|a| a == "stop").expect("stop event");
+            assert!(die < Some(stop), "{name}: {actions:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bad_import_is_refused_and_leaves_nothing() {
     let engine = TestEngine::start();

@@ -120,6 +120,11 @@ struct StoreInner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     exits_tx: mpsc::UnboundedSender<String>,
     exits_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Containers being watched whose exit the exit handler has not finished with (`die` not
+    /// sent yet), and a wake-up for those waiting on it: `wait`, `stop` and `remove` answer
+    /// only after `die`, as Docker's do, so clients see events in Docker's order.
+    exits_pending: Mutex<std::collections::HashSet<String>>,
+    exits_done: tokio::sync::Notify,
     /// Docker's exec records, by exec ID (in memory, as Docker keeps them).
     execs: exec::ExecTable,
     /// The healthcheck schedule of each running container with one.
@@ -140,6 +145,8 @@ impl ContainerStore {
                 locks: Mutex::new(HashMap::new()),
                 exits_tx,
                 exits_rx: Mutex::new(Some(exits_rx)),
+                exits_pending: Mutex::new(Default::default()),
+                exits_done: tokio::sync::Notify::new(),
                 execs: Default::default(),
                 health_tasks: Default::default(),
             }),
@@ -174,6 +181,37 @@ impl ContainerStore {
 
     fn notify_exit(&self, id: &str) {
         let _ = self.inner.exits_tx.send(id.to_string());
+    }
+
+    fn pending_exits(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        match self.inner.exits_pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The exit handler is done with the latest exit of `id` (its `die` event is out).
+    pub(crate) fn exit_processed(&self, id: &str) {
+        self.pending_exits().remove(id);
+        self.inner.exits_done.notify_waiters();
+    }
+
+    /// Wait until the exit handler has processed the exit of `id`. Without a handler (a store
+    /// used on its own) there is nothing to wait for; the wait is bounded so a stuck handler
+    /// delays an answer but never hangs it.
+    pub(crate) async fn until_exit_processed(&self, id: &str) {
+        let handler_attached = self.inner.exits_rx.lock().map_or(true, |rx| rx.is_none());
+        if !handler_attached {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.pending_exits().contains(id) && tokio::time::Instant::now() < deadline {
+            let woken = self.inner.exits_done.notified();
+            if !self.pending_exits().contains(id) {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), woken).await;
+        }
     }
 
     /// The per-container lock every state-changing verb holds.

@@ -21,6 +21,8 @@ impl ContainerStore {
             }
             self.kill_everything(id, state.init, state.shim).await;
             self.settle_and_notify(id)?;
+            // `die` goes out before `destroy`, as Docker sends them.
+            self.until_exit_processed(id).await;
             if self.state(id).status == Status::Running {
                 return Err(ContainerError::Other(format!(
                     "cannot remove container \"/{}\": it did not die after SIGKILL",

@@ -90,5 +90,6 @@ impl Engine {
             let code = state.exit_code;
             self.container_event("die", &record, &[("exitCode", code.to_string())]);
         }
+        self.containers.exit_processed(id);
     }
 }

@@ -223,6 +223,7 @@ impl ContainerStore {
 
     /// Watch the shim; when it exits, settle the state and announce the exit.
     pub(crate) fn spawn_monitor(&self, id: &str, shim: ProcIdentity) {
+        self.pending_exits().insert(id.to_string());
         let store = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {

@@ -41,6 +41,7 @@ impl ContainerStore {
             self.kill_everything(id, state.init, state.shim).await;
         }
         self.settle_and_notify(id)?;
+        self.until_exit_processed(id).await;
         Ok(true)
     }
 

@@ -11,6 +11,7 @@ impl ContainerStore {
             self.load_record(id)?;
             let state = self.state(id);
             if state.status != Status::Running {
+                self.until_exit_processed(id).await;
                 return Ok(state.exit_code);
             }
             // The shim exits right after recording the exit; the state then says exited.
