@@ -454,7 +454,10 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
         let die = actions.iter().position(|a| a == "die");
         assert!(die.is_some(), "{name}: {actions:?}");
         if stop_first {
-            let stop = actions.iter().position(|a| a == "stop").expect("stop event");
+            let stop = actions
+                .iter()
+                .position(|a| a == "stop")
+                .expect("stop event");
             assert!(die < Some(stop), "{name}: {actions:?}");
         }
     }

@@ -335,3 +335,65 @@ fn service_options_take_effect_inside_containers() {
     assert!(project.leftover_processes().is_empty());
     assert!(project.leftover_mounts().is_empty());
 }
+
+/// File-based `secrets` and `configs` are bind-mounted read-only where docker compose puts them
+/// (`/run/secrets/<name>`, `/<name>`, or their `target`); an environment-made secret is named in a
+/// warning instead of being dropped silently.
+#[test]
+fn file_secrets_and_configs_are_mounted_read_only() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("secrets/busybox", "1");
+    let project = TestProject::new("secrets", "");
+    std::fs::write(project.dir.path().join("pw.txt"), "s3cret\n").unwrap();
+    std::fs::create_dir_all(project.dir.path().join("conf")).unwrap();
+    std::fs::write(project.dir.path().join("conf/app.conf"), "level=debug\n").unwrap();
+    project.write_compose(&format!(
+        r#"
+services:
+  app:
+    image: {image}
+    environment:
+      BERTH_TEST_MARK: {mark}
+    command: ["sh", "-c", "cat /run/secrets/pw /run/secrets/other/token /etc/app.conf /plain; (echo x > /run/secrets/pw) 2>/dev/null || echo read-only; sleep 300"]
+    stop_grace_period: 1s
+    secrets:
+      - pw
+      - source: pw
+        target: other/token
+      - from_env
+    configs:
+      - source: app
+        target: /etc/app.conf
+      - plain
+secrets:
+  pw:
+    file: ./pw.txt
+  from_env:
+    environment: HOME
+configs:
+  app:
+    file: ./conf/app.conf
+  plain:
+    file: ./pw.txt
+"#,
+        mark = project.name
+    ));
+    let out = project.berth(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("`secrets: from_env`") && err.contains("only file-based ones are mounted"),
+        "{err}"
+    );
+    let logs = project
+        .eventually(Duration::from_secs(20), || {
+            let l = project.ok(&["logs", "--no-log-prefix", "app"]);
+            l.contains("read-only").then_some(l)
+        })
+        .expect("the container read its secrets");
+    assert_eq!(
+        logs, "s3cret\ns3cret\nlevel=debug\ns3cret\nread-only\n",
+        "{logs}"
+    );
+    project.ok(&["down"]);
+}

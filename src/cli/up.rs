@@ -143,7 +143,10 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
 fn check_supported(project: &Project, order: &[String]) -> anyhow::Result<()> {
     let mut refused = Vec::new();
     for name in order {
-        for finding in support::unsupported_fields(name, &project.services[name]) {
+        let findings = support::unsupported_fields(name, &project.services[name])
+            .into_iter()
+            .chain(support::unsupported_file_objects(project, name));
+        for finding in findings {
             if finding.refused {
                 refused.push(finding.to_string());
             } else {

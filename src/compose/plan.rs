@@ -259,6 +259,7 @@ pub fn container_create_request(
                 }),
             tmpfs_options: v.tmpfs.as_ref().map(tmpfs_options),
         })
+        .chain(file_object_mounts(project, service))
         .collect();
 
     let (network_mode, endpoints) = match &service.network_mode {
@@ -580,6 +581,41 @@ fn service_options_host_config(service: &Service) -> HostConfig {
         security_opt: extra_strings(service, "security_opt"),
         ..Default::default()
     }
+}
+
+/// File-based `secrets` and `configs`, bind-mounted read-only as docker compose does without
+/// swarm: a secret at `/run/secrets/<name>` (or its relative `target` there, or an absolute
+/// one), a config at `/<name>` (or its `target`). Others are reported by
+/// `support::unsupported_file_objects`.
+fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    for (refs, defined, base) in [
+        (&service.secrets, &project.secrets, "/run/secrets"),
+        (&service.configs, &project.configs, ""),
+    ] {
+        for r in refs {
+            let Some(file) = defined
+                .get(&r.source)
+                .and_then(|d| d.get("file"))
+                .and_then(serde_json::Value::as_str)
+            else {
+                continue;
+            };
+            let target = match r.target.as_deref() {
+                Some(t) if t.starts_with('/') => t.to_string(),
+                Some(t) => format!("{base}/{t}"),
+                None => format!("{base}/{}", r.source),
+            };
+            mounts.push(Mount {
+                kind: "bind".into(),
+                source: resolve_bind_source(&project.working_dir, file),
+                target,
+                read_only: true,
+                ..Default::default()
+            });
+        }
+    }
+    mounts
 }
 
 /// Bind sources are relative to the project directory; `~` is the user's home.

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::model::Service;
+use super::model::{Project, Service};
 
 /// One attribute of one service that berth does not implement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,43 @@ const IGNORED_IF_PRESENT: &[(&str, &str)] = &[
     ("storage_opt", ""),
     ("use_api_socket", ""),
 ];
+
+/// The `secrets` and `configs` of service `name` that berth cannot mount: file-based ones are
+/// bind-mounted read-only (see `plan::file_object_mounts`); those made from an environment
+/// variable or inline `content`, and `external` (swarm) ones, are not yet.
+pub fn unsupported_file_objects(project: &Project, name: &str) -> Vec<Unsupported> {
+    let Some(service) = project.services.get(name) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (kind, refs, defined) in [
+        ("secrets", &service.secrets, &project.secrets),
+        ("configs", &service.configs, &project.configs),
+    ] {
+        for r in refs {
+            let file_based = defined
+                .get(&r.source)
+                .and_then(|d| d.get("file"))
+                .is_some_and(|f| f.is_string());
+            let note = if !file_based {
+                "only file-based ones are mounted"
+            } else if r.uid.is_some() || r.gid.is_some() || r.mode.is_some() {
+                // The file is bind-mounted as it is, as docker compose does without swarm.
+                "uid, gid and mode are not applied to a bind-mounted file"
+            } else {
+                continue;
+            };
+            found.push(Unsupported {
+                service: name.to_string(),
+                field: format!("{kind}: {}", r.source),
+                refused: false,
+                partial: file_based,
+                note: note.into(),
+            });
+        }
+    }
+    found
+}
 
 /// Every attribute of `service` berth does not implement, in a stable order.
 pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
@@ -166,12 +203,6 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
     }
     if !service.volumes_from.is_empty() {
         ignore("volumes_from", "");
-    }
-    if !service.secrets.is_empty() {
-        ignore("secrets", "nothing is mounted under /run/secrets");
-    }
-    if !service.configs.is_empty() {
-        ignore("configs", "");
     }
     if let Some(logging) = service.extra.get("logging").and_then(|v| v.as_object()) {
         let driver = logging.get("driver").and_then(|d| d.as_str());
