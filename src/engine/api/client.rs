@@ -321,13 +321,9 @@ impl EngineClient {
         }
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: RequestBody,
-        content_type: Option<&str>,
-    ) -> Result<Response<Incoming>> {
+    /// A fresh HTTP/1 connection to the engine. It is driven with upgrades enabled, so an
+    /// answer may switch it to a raw stream (interactive exec); errors surface on the request.
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -335,18 +331,31 @@ impl EngineClient {
                     path: self.socket.clone(),
                     source,
                 })?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake::<_, RequestBody>(TokioIo::new(stream))
+                .await
+                .map_err(|source| ClientError::Http {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>> {
         let http = |source| ClientError::Http {
             path: self.socket.clone(),
             source,
         };
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, RequestBody>(TokioIo::new(stream))
-                .await
-                .map_err(http)?;
-        tokio::spawn(async move {
-            // Errors surface on the request future; nothing more to report here.
-            let _ = connection.await;
-        });
+        let mut sender = self.connect().await?;
         let uri = if path == "/_ping" {
             path.to_string()
         } else {
@@ -613,24 +622,11 @@ impl EngineClient {
     /// and the process's stdin the other. Shut the `stdin` half down to send EOF.
     pub async fn start_exec_interactive(&self, exec_id: &str) -> Result<ExecSession> {
         let path = format!("/exec/{}/start", encode(exec_id, &[]));
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    path: self.socket.clone(),
-                    source,
-                })?;
         let http = |source| ClientError::Http {
             path: self.socket.clone(),
             source,
         };
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, RequestBody>(TokioIo::new(stream))
-                .await
-                .map_err(http)?;
-        tokio::spawn(async move {
-            let _ = connection.with_upgrades().await;
-        });
+        let mut sender = self.connect().await?;
         let request = Request::builder()
             .method(Method::POST)
             .uri(format!("/v{API_VERSION}{path}"))
