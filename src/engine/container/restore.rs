@@ -80,7 +80,6 @@ impl Engine {
 
     async fn after_exit(&self, id: &str) {
         self.containers.disarm_health(id);
-        let _ = self.networks.detach(id).await;
         if let Ok(record) = self.containers.load_record(id) {
             let state = self.containers.state(id);
             // Docker announces the OOM kill before the exit it caused.
@@ -90,6 +89,10 @@ impl Engine {
             let code = state.exit_code;
             self.container_event("die", &record, &[("exitCode", code.to_string())]);
         }
+        // Waiters (wait, stop, rm -f) go on once `die` is out; the network teardown that
+        // follows is serialised with any other detach (remove detaches too), so nothing races,
+        // and a run-to-exit does not pay for it.
         self.containers.exit_processed(id);
+        let _ = self.networks.detach(id).await;
     }
 }
