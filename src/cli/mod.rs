@@ -13,6 +13,7 @@ mod kill;
 mod logs;
 mod ls;
 mod output;
+mod port;
 mod project;
 mod ps;
 mod pull;
@@ -23,6 +24,7 @@ mod start;
 mod stop;
 mod up;
 mod version;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -62,6 +64,12 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Execute a command in a running container
     Exec(exec::ExecArgs),
+    /// Print the public address of a service's port
+    Port(port::PortArgs),
+    /// Block until the services' containers stop; exit with the first one's status
+    Wait(wait::WaitArgs),
+    /// Create containers for services without starting them (up --no-start)
+    Create(up::CreateArgs),
     /// Run a one-off command on a service
     Run(run::RunArgs),
     /// Force stop service containers
@@ -139,6 +147,9 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Stop(args) => stop::run(&project, &args).await,
             Command::Restart(args) => restart::run(&project, &args).await,
             Command::Exec(args) => exec::run(&project, &args).await,
+            Command::Port(args) => port::run(&project, &args).await,
+            Command::Wait(args) => wait::run(&project, &args).await,
+            Command::Create(args) => up::create(&project, &args).await,
             Command::Run(args) => run::run(&project, &args).await,
             Command::Kill(args) => kill::run(&project, &args).await,
             Command::Rm(args) => rm::run(&project, &args).await,

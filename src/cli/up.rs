@@ -69,6 +69,28 @@ pub struct UpArgs {
 }
 
 impl UpArgs {
+    /// `up -d SERVICES --pull PULL` with every other flag at its default, for the commands that
+    /// converge part of the project the way `up` does (`create`, `run`).
+    fn detached(services: Vec<String>, pull: &str) -> Self {
+        UpArgs {
+            detach: true,
+            no_color: false,
+            no_log_prefix: false,
+            force_recreate: false,
+            no_recreate: false,
+            remove_orphans: false,
+            timeout: None,
+            pull: pull.to_string(),
+            abort_on_container_exit: false,
+            exit_code_from: None,
+            wait: false,
+            wait_timeout: None,
+            no_deps: false,
+            no_start: false,
+            services,
+        }
+    }
+
     /// `--exit-code-from` implies `--abort-on-container-exit`, as in docker compose.
     fn abort_on_exit(&self) -> bool {
         self.abort_on_container_exit || self.exit_code_from.is_some()
@@ -158,6 +180,36 @@ fn check_supported(project: &Project, order: &[String]) -> anyhow::Result<()> {
         bail!("{}", refused.join("\n"));
     }
     Ok(())
+}
+
+/// `berth create`: `up --no-start` under docker compose's name for it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateArgs {
+    /// Recreate containers even if their configuration hasn't changed
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Don't recreate containers that already exist
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Remove containers of services not defined in the compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Pull images before creating: "always", "missing", "never" or "policy"
+    #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
+    pub pull: String,
+    /// Services to create (default: all), with their dependencies
+    pub services: Vec<String>,
+}
+
+pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let up = UpArgs {
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        remove_orphans: args.remove_orphans,
+        no_start: true,
+        ..UpArgs::detached(args.services.clone(), &args.pull)
+    };
+    run(project_args, &up).await
 }
 
 /// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
@@ -270,23 +322,7 @@ pub(super) async fn prepare_one_off(
     needed.push(service.to_string());
     check_supported(project, &needed)?;
     ensure_images(client, project, &needed, pull).await?;
-    let args = UpArgs {
-        detach: true,
-        no_color: false,
-        no_log_prefix: false,
-        force_recreate: false,
-        no_recreate: false,
-        remove_orphans: false,
-        timeout: None,
-        pull: pull.to_string(),
-        abort_on_container_exit: false,
-        exit_code_from: None,
-        wait: false,
-        wait_timeout: None,
-        no_deps: false,
-        no_start: false,
-        services: dependencies.clone(),
-    };
+    let args = UpArgs::detached(dependencies.clone(), pull);
     let mut made = Vec::new();
     let prepared = async {
         ensure_networks_and_volumes(client, project, &needed, &mut made).await?;

@@ -113,6 +113,22 @@ impl ContainerStore {
 impl Engine {
     pub async fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInspect> {
         let id = self.containers.resolve_id(id_or_name)?;
-        self.containers.inspect(&id, &|n| self.volume_source(n))
+        let mut inspect = self.containers.inspect(&id, &|n| self.volume_source(n))?;
+        if inspect.state.running {
+            if let Some(bound) = self.bound_ports(&id) {
+                inspect.network_settings.ports = bound;
+            }
+        }
+        Ok(inspect)
+    }
+
+    /// The published ports as the network manager bound them: the actual host ports, also where
+    /// the request left `HostPort` empty for the kernel to pick. `None` without an attachment
+    /// (host network mode), where the request is all there is.
+    pub(crate) fn bound_ports(
+        &self,
+        id: &str,
+    ) -> Option<std::collections::HashMap<String, Option<Vec<PortBinding>>>> {
+        self.networks.attachment(id).map(|a| a.ports)
     }
 }

@@ -162,36 +162,16 @@ pub(crate) fn mount_points(
 
 /// Published ports as `docker ps` lists them.
 pub(crate) fn port_summaries(record: &ContainerRecord, running: bool) -> Vec<PortSummary> {
-    let mut out = Vec::new();
     let bindings = record
         .request
         .host_config
         .as_ref()
         .and_then(|h| h.port_bindings.clone())
         .unwrap_or_default();
-    let mut keys: Vec<&String> = bindings.keys().collect();
-    keys.sort();
-    for key in keys {
-        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-        let Ok(private_port) = port.parse::<u16>() else {
-            continue;
-        };
-        for b in bindings[key].iter().flatten() {
-            out.push(PortSummary {
-                ip: if b.host_ip.is_empty() {
-                    "0.0.0.0".into()
-                } else {
-                    b.host_ip.clone()
-                },
-                private_port,
-                public_port: if running {
-                    b.host_port.parse().ok()
-                } else {
-                    None
-                },
-                kind: proto.to_string(),
-            });
-        }
+    let mut out = summaries_of_bound(&bindings);
+    if !running {
+        // Nothing is bound while the container is not running.
+        out.iter_mut().for_each(|p| p.public_port = None);
     }
     out
 }
@@ -277,10 +257,44 @@ impl Engine {
         all: bool,
         filters: &ContainerFilters,
     ) -> Result<Vec<ContainerSummary>> {
-        Ok(self
+        let mut list = self
             .containers
-            .list(all, filters, &|n| self.volume_source(n)))
+            .list(all, filters, &|n| self.volume_source(n));
+        for summary in list.iter_mut().filter(|s| s.state == "running") {
+            if let Some(bound) = self.bound_ports(&summary.id) {
+                summary.ports = summaries_of_bound(&bound);
+            }
+        }
+        Ok(list)
     }
+}
+
+/// `NetworkSettings.Ports`-shaped bindings as `docker ps` lists them, in a stable order.
+fn summaries_of_bound(
+    bound: &std::collections::HashMap<String, Option<Vec<crate::engine::api::types::PortBinding>>>,
+) -> Vec<PortSummary> {
+    let mut keys: Vec<&String> = bound.keys().collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(private_port) = port.parse::<u16>() else {
+            continue;
+        };
+        for b in bound[key].iter().flatten() {
+            out.push(PortSummary {
+                ip: if b.host_ip.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    b.host_ip.clone()
+                },
+                private_port,
+                public_port: b.host_port.parse().ok(),
+                kind: proto.to_string(),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
