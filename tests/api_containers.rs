@@ -463,6 +463,31 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
     }
 }
 
+/// A container that asks for a TTY is refused with a message saying why, never run without one.
+#[tokio::test]
+async fn a_tty_request_is_refused_by_name() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    engine
+        .client()
+        .import_file(&tar, "local/busybox:6")
+        .await
+        .unwrap();
+    let out = engine.docker(&[
+        "create",
+        "-t",
+        "--name",
+        "withtty",
+        "local/busybox:6",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("berth does not allocate TTYs yet"), "{err}");
+    let listed = engine.docker(&["ps", "-a", "-q"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty());
+}
+
 #[tokio::test]
 async fn a_bad_import_is_refused_and_leaves_nothing() {
     let engine = TestEngine::start();

@@ -138,6 +138,13 @@ impl ContainerStore {
         image: &ImageRecord,
     ) -> Result<ContainerRecord> {
         let mut req = req;
+        if req.tty {
+            // Refused rather than run without one: a client waiting on a terminal would hang.
+            return Err(ContainerError::BadRequest(
+                "berth does not allocate TTYs yet: create the container without a TTY (no -t)"
+                    .into(),
+            ));
+        }
         if let Some(host) = req.host_config.as_mut() {
             let cpus = resources::HostCpus::detect(self.inner.cgroups.cpuset_root().as_deref());
             resources::validate(host, &cpus)
