@@ -108,6 +108,16 @@ services:
     assert_eq!(kept.len(), 2, "{kept:?}");
     let prefix = format!("{}-web-run-", project.name);
     assert!(kept.iter().all(|n| n.starts_with(&prefix)), "{kept:?}");
+    // `ps` lists one-offs only with -a; `rm` removes the stopped ones, as docker compose does.
+    assert!(!project.ok(&["ps"]).contains(&prefix));
+    assert!(project.ok(&["ps", "-a"]).contains(&prefix));
+    let removed = project.ok(&["rm", "-f"]);
+    assert!(
+        kept.iter().all(|n| removed.contains(n.as_str())),
+        "{removed}"
+    );
+    assert!(names(&project, oneoff).is_empty());
+    assert_eq!(names(&project, "status=running"), vec![db.clone()]);
 
     // --entrypoint, -e, -w, -u, --name, -d.
     let out = run_with_stdin(

@@ -22,15 +22,28 @@ pub async fn of_project(
     project: &str,
     all: bool,
 ) -> anyhow::Result<Vec<ContainerSummary>> {
+    let mut containers = with_one_offs(client, project, all).await?;
+    containers.retain(|c| !is_one_off(c));
+    Ok(containers)
+}
+
+/// [`of_project`] with the one-off containers of `run` too (what `rm` and `ps -a` act on).
+pub async fn with_one_offs(
+    client: &EngineClient,
+    project: &str,
+    all: bool,
+) -> anyhow::Result<Vec<ContainerSummary>> {
     let label = format!("{LABEL_PROJECT}={project}");
-    let mut containers: Vec<ContainerSummary> = client
+    let mut containers = client
         .list_containers(all, &[("label", label.as_str())])
-        .await?
-        .into_iter()
-        .filter(|c| c.labels.get(LABEL_ONEOFF).map(String::as_str) != Some("True"))
-        .collect();
+        .await?;
     containers.sort_by_key(display_name);
     Ok(containers)
+}
+
+/// A container `berth run` made.
+pub fn is_one_off(c: &ContainerSummary) -> bool {
+    c.labels.get(LABEL_ONEOFF).map(String::as_str) == Some("True")
 }
 
 /// `demo-web-1`: the container's name without Docker's leading `/`.

@@ -37,6 +37,8 @@ pub async fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<Ex
         )
         .await?
         .into_iter()
+        // One-off (`run`) containers only with -a, as docker compose lists them.
+        .filter(|c| args.all || !super::containers::is_one_off(c))
         .filter(|c| {
             args.service_names.is_empty()
                 || c.labels

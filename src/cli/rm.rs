@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::containers::{
-    check_services, display_name, for_each_level, is_running, of_project, of_services,
-    stop_in_order,
+    check_services, display_name, for_each_level, is_running, of_services, stop_in_order,
+    with_one_offs,
 };
 use super::output::{progress_line, status_line};
 use super::project::{engine, project_or_name, ProjectArgs};
@@ -33,7 +33,8 @@ pub struct RmArgs {
 pub async fn run(project_args: &ProjectArgs, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let (project, name) = project_or_name(project_args)?;
     let client = engine(project_args).await?;
-    let mut containers = of_project(&client, &name, true).await?;
+    // docker compose's `rm` removes stopped one-off (`run`) containers too.
+    let mut containers = with_one_offs(&client, &name, true).await?;
     check_services(project.as_ref(), &containers, &args.services)?;
     if args.stop {
         let running: Vec<_> = of_services(&containers, &args.services)
@@ -41,7 +42,7 @@ pub async fn run(project_args: &ProjectArgs, args: &RmArgs) -> anyhow::Result<Ex
             .filter(|c| is_running(c))
             .collect();
         stop_in_order(&client, &running, None).await?;
-        containers = of_project(&client, &name, true).await?;
+        containers = with_one_offs(&client, &name, true).await?;
     }
     // Running containers are left alone (docker compose skips them without a word).
     let stopped: Vec<_> = of_services(&containers, &args.services)
