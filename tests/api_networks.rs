@@ -230,3 +230,45 @@ async fn client_network_errors_and_events() {
         .unwrap()
         .is_empty());
 }
+
+/// Once `stop` returns, the container holds no endpoint: the network can go at once, as with
+/// Docker (which releases the network before it answers).
+#[test]
+fn a_network_can_be_removed_right_after_its_container_stops() {
+    let engine = TestEngine::start();
+    import_busybox(&engine, "local/busybox:netstop");
+    let name = unique_name("apistop");
+    let out = engine.docker(&["network", "create", &name]);
+    assert!(
+        out.status.success(),
+        "network create: {}",
+        text(&out.stderr)
+    );
+    for round in 0..3 {
+        let container = format!("{name}-c{round}");
+        let out = engine.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &container,
+            "--network",
+            &name,
+            "local/busybox:netstop",
+            "sleep",
+            "300",
+        ]);
+        assert!(out.status.success(), "run: {}", text(&out.stderr));
+        let out = engine.docker(&["stop", "-t", "1", &container]);
+        assert!(out.status.success(), "stop: {}", text(&out.stderr));
+        let out = engine.docker(&["network", "inspect", "-f", "{{len .Containers}}", &name]);
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "0",
+            "round {round}: endpoints left after stop"
+        );
+        let out = engine.docker(&["rm", &container]);
+        assert!(out.status.success(), "rm: {}", text(&out.stderr));
+    }
+    let out = engine.docker(&["network", "rm", &name]);
+    assert!(out.status.success(), "network rm: {}", text(&out.stderr));
+}

@@ -80,6 +80,9 @@ impl Engine {
 
     async fn after_exit(&self, id: &str) {
         self.containers.disarm_health(id);
+        // As Docker releases the network before it wakes waiters: after `stop` or `wait`
+        // returns, the container's endpoints are gone (a `network rm` right after succeeds).
+        let _ = self.networks.detach(id).await;
         if let Ok(record) = self.containers.load_record(id) {
             let state = self.containers.state(id);
             // Docker announces the OOM kill before the exit it caused.
@@ -89,10 +92,6 @@ impl Engine {
             let code = state.exit_code;
             self.container_event("die", &record, &[("exitCode", code.to_string())]);
         }
-        // Waiters (wait, stop, rm -f) go on once `die` is out; the network teardown that
-        // follows is serialised with any other detach (remove detaches too), so nothing races,
-        // and a run-to-exit does not pay for it.
         self.containers.exit_processed(id);
-        let _ = self.networks.detach(id).await;
     }
 }
