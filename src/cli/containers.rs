@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 
 use super::output::{progress_line, status_line};
 use crate::compose::model::Project;
-use crate::compose::plan::{LABEL_DEPENDS_ON, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
+use crate::compose::plan::{
+    LABEL_CONTAINER_NUMBER, LABEL_DEPENDS_ON, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
+};
 use crate::engine::api::client::EngineClient;
 use crate::engine::api::types::ContainerSummary;
 
@@ -39,6 +41,19 @@ pub async fn with_one_offs(
         .await?;
     containers.sort_by_key(display_name);
     Ok(containers)
+}
+
+/// Container number `index` of `service` (`--index` of `exec` and `port`).
+pub fn numbered<'a>(
+    containers: &'a [ContainerSummary],
+    service: &str,
+    index: u32,
+) -> Option<&'a ContainerSummary> {
+    let index = index.to_string();
+    containers.iter().find(|c| {
+        service_of(c) == service
+            && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some(index.as_str())
+    })
 }
 
 /// A container `berth run` made.

@@ -11,9 +11,8 @@ use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::containers::{check_services, display_name, is_running, of_project, service_of};
+use super::containers::{check_services, display_name, is_running, numbered, of_project};
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::compose::plan::LABEL_CONTAINER_NUMBER;
 use crate::engine::api::client::LogStream;
 use crate::engine::api::types::ExecConfig;
 
@@ -62,11 +61,7 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
         &containers,
         std::slice::from_ref(&args.service),
     )?;
-    let index = args.index.to_string();
-    let Some(container) = containers.iter().find(|c| {
-        service_of(c) == args.service
-            && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some(index.as_str())
-    }) else {
+    let Some(container) = numbered(&containers, &args.service, args.index) else {
         bail!(
             "service \"{}\" has no container #{}; start it with `berth up -d {}`",
             args.service,

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::containers::{check_services, display_name, of_project, service_of};
+use super::containers::{check_services, display_name, numbered, of_project};
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::compose::plan::LABEL_CONTAINER_NUMBER;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PortArgs {
@@ -34,11 +33,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PortArgs) -> anyhow::Result<
         &containers,
         std::slice::from_ref(&args.service),
     )?;
-    let index = args.index.to_string();
-    let Some(container) = containers.iter().find(|c| {
-        service_of(c) == args.service
-            && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some(index.as_str())
-    }) else {
+    let Some(container) = numbered(&containers, &args.service, args.index) else {
         bail!(
             "service \"{}\" is not running (no container #{})",
             args.service,
