@@ -304,7 +304,7 @@ fn docker_cli_healthcheck_flags_run_probes_and_send_events() {
             .events(&[("container", "probed")])
             .await
             .expect("events");
-        let out = std::process::Command::new("/usr/local/bin/docker")
+        let out = std::process::Command::new(common::precondition::tool("docker"))
             .args([
                 "-H",
                 &docker_host,

@@ -1,7 +1,11 @@
 //! berth's own compose schema (`src/compose/schema.rs`, rendered to `schema/compose.schema.json`)
 //! checked against the official compose-spec schema, used here as an oracle only: the same
 //! attribute names for the top level, services, networks, volumes, secrets, configs and deploy.
-//! Skipped (with a message) when `$BERTH_CONFORMANCE_DIR` is not set.
+//! Skipped (with a message; fatal under `BERTH_CI=1`) when `$BERTH_CONFORMANCE_DIR` is not set;
+//! fails when it is set and the schema is missing.
+
+#[path = "common/precondition.rs"]
+mod precondition;
 
 use std::collections::BTreeSet;
 
@@ -20,14 +24,16 @@ fn ours(list: &[&str]) -> BTreeSet<String> {
 #[test]
 fn attribute_names_match_the_compose_spec() {
     let Some(dir) = std::env::var_os("BERTH_CONFORMANCE_DIR") else {
-        println!("BERTH_CONFORMANCE_DIR not set: schema oracle check skipped");
+        precondition::skip("BERTH_CONFORMANCE_DIR is not set: schema oracle check not run");
         return;
     };
     let path = std::path::Path::new(&dir).join("schema/compose-go/compose-spec.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        println!("{} missing: schema oracle check skipped", path.display());
-        return;
-    };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (BERTH_CONFORMANCE_DIR must name the corpus)",
+            path.display()
+        )
+    });
     let spec: serde_json::Value = serde_json::from_str(&text).expect("official schema is JSON");
     let defs = &spec["$defs"];
     assert_eq!(ours(schema::TOP_LEVEL_KEYS), keys(&spec["properties"]));

@@ -1,10 +1,15 @@
 //! Conformance runner over the compose corpus in `$BERTH_CONFORMANCE_DIR` (see its MANIFEST.md):
 //! `valid/` must load and round-trip through `berth config`, `invalid/` must be rejected with an
 //! error naming the same problem, `cases/` must produce the expected canonical model.
-//! Prints `N passed, N failed` per folder; skips (with a message) when the corpus is absent.
+//! Prints `N passed, N failed` per folder. When `$BERTH_CONFORMANCE_DIR` is unset the runner says so
+//! and skips (fatal under `BERTH_CI=1`); when it is set, a missing, unreadable or short corpus fails:
+//! every index must parse and hold exactly the counts `MANIFEST.md` states.
 //!
 //! Where berth is knowingly different from docker compose, the entry is listed in `DIFFERENCES`
 //! with the reason; those entries must still behave as listed (so the list cannot go stale).
+
+#[path = "common/precondition.rs"]
+mod precondition;
 
 use std::path::{Path, PathBuf};
 
@@ -26,14 +31,67 @@ const DIFFERENCES: &[(&str, &str)] = &[
     ("invalid/extends-remote-cycle", "uses compose-go's test-only `remote:` loader, which berth does not have; berth still rejects it (the file cannot be read)"),
 ];
 
+/// The corpus named by `$BERTH_CONFORMANCE_DIR`; `None` (a skip) only when the variable is unset.
 fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("BERTH_CONFORMANCE_DIR")?);
-    dir.join("MANIFEST.md").is_file().then_some(dir)
+    let Some(dir) = std::env::var_os("BERTH_CONFORMANCE_DIR") else {
+        precondition::skip("BERTH_CONFORMANCE_DIR is not set: the conformance corpus was not run");
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.join("MANIFEST.md").is_file(),
+        "BERTH_CONFORMANCE_DIR={} holds no MANIFEST.md: point it at the conformance corpus",
+        dir.display()
+    );
+    Some(dir)
 }
 
+/// An index or fixture of the corpus; unreadable or unparsable YAML fails the run.
 fn yaml_file(p: &Path) -> J {
-    let text = std::fs::read_to_string(p).unwrap_or_default();
-    serde_yaml::from_str::<J>(&text).unwrap_or(J::Null)
+    let text =
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    serde_yaml::from_str::<J>(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", p.display()))
+}
+
+/// The count `MANIFEST.md` states in bold right before `unit` (e.g. `**83 entries**`).
+fn manifest_count(manifest: &str, unit: &str) -> usize {
+    let marker = format!(" {unit}**");
+    let end = manifest
+        .find(&marker)
+        .unwrap_or_else(|| panic!("MANIFEST.md states no count of {unit}"));
+    let start = manifest[..end].rfind("**").expect("bold count") + 2;
+    manifest[start..end]
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("MANIFEST.md count of {unit}: {e}"))
+}
+
+/// The corpus is whole: each index lists exactly as many entries as `MANIFEST.md` says.
+fn check_counts(root: &Path) {
+    let manifest = std::fs::read_to_string(root.join("MANIFEST.md")).expect("read MANIFEST.md");
+    for (folder, unit) in [
+        ("valid", "compose files"),
+        ("invalid", "entries"),
+        ("cases", "cases"),
+    ] {
+        let want = manifest_count(&manifest, unit);
+        let index = yaml_file(&root.join(folder).join("index.yaml"));
+        let got = index.as_array().map_or(0, Vec::len);
+        assert_eq!(
+            got, want,
+            "{folder}/index.yaml lists {got} entries, MANIFEST.md says {want}"
+        );
+    }
+    let case_dirs = std::fs::read_dir(root.join("cases"))
+        .expect("read cases/")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    let want = manifest_count(&manifest, "cases");
+    assert_eq!(
+        case_dirs, want,
+        "cases/ holds {case_dirs} case folders, MANIFEST.md says {want}"
+    );
 }
 
 fn env_of(v: &J) -> IndexMap<String, String> {
@@ -462,9 +520,9 @@ fn run_cases(root: &Path) -> Tally {
 #[test]
 fn conformance_corpus() {
     let Some(root) = corpus() else {
-        println!("conformance corpus not found: set BERTH_CONFORMANCE_DIR to the corpus directory (skipped)");
         return;
     };
+    check_counts(&root);
     let results = [run_valid(&root), run_invalid(&root), run_cases(&root)];
     let mut ok = true;
     for r in &results {
@@ -476,7 +534,10 @@ fn conformance_corpus() {
 /// `BERTH_SHOW_ERRORS=1` prints berth's message for every invalid/ entry (for reviewing wording).
 #[test]
 fn show_invalid_errors() {
-    let (Some(root), Some(_)) = (corpus(), std::env::var_os("BERTH_SHOW_ERRORS")) else {
+    if std::env::var_os("BERTH_SHOW_ERRORS").is_none() {
+        return;
+    }
+    let Some(root) = corpus() else {
         return;
     };
     let index = yaml_file(&root.join("invalid/index.yaml"));

@@ -43,7 +43,10 @@ fn b64std(data: &[u8]) -> String {
 }
 
 fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl").args(args).output().unwrap();
+    let out = Command::new(common::precondition::tool("openssl"))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",

@@ -2,6 +2,9 @@
 //! checked with busybox's resolver, published ports checked with curl, and that nothing is left
 //! behind. Needs root (as the whole suite does).
 
+#[path = "common/precondition.rs"]
+mod precondition;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -907,7 +910,8 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
     made.bridges.push(br.clone());
     let table = format!("berth-{br}");
     let subnet = mgr.inspect(&net).unwrap().ipam.config[0].subnet.clone();
-    let (ok, rules) = sh(Command::new("nft").args(["list", "table", "ip", &table]));
+    let (ok, rules) =
+        sh(Command::new(precondition::tool("nft")).args(["list", "table", "ip", &table]));
     let guard = NftTable(table.clone());
     assert!(ok, "table exists: {rules}");
     assert!(
@@ -932,12 +936,20 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
     let created_int = mgr.create(req).await.unwrap();
     let br_int = format!("br-{}", &created_int.id[..12]);
     made.bridges.push(br_int.clone());
-    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &format!("berth-{br_int}")])).0);
+    assert!(
+        !sh(Command::new(precondition::tool("nft")).args([
+            "list",
+            "table",
+            "ip",
+            &format!("berth-{br_int}")
+        ]))
+        .0
+    );
 
     mgr.remove(&net).await.unwrap();
     mgr.remove(&internal).await.unwrap();
     assert!(
-        !sh(Command::new("nft").args(["list", "table", "ip", &table])).0,
+        !sh(Command::new(precondition::tool("nft")).args(["list", "table", "ip", &table])).0,
         "table removed with the network"
     );
     drop(guard);
@@ -948,8 +960,8 @@ struct NftTable(String);
 
 impl Drop for NftTable {
     fn drop(&mut self) {
-        if sh(Command::new("nft").args(["list", "table", "ip", &self.0])).0 {
-            let _ = Command::new("nft")
+        if sh(Command::new(precondition::tool("nft")).args(["list", "table", "ip", &self.0])).0 {
+            let _ = Command::new(precondition::tool("nft"))
                 .args(["delete", "table", "ip", &self.0])
                 .status();
         }

@@ -185,14 +185,14 @@ impl TestEngine {
 
     /// The real Docker CLI pointed at this engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("/usr/local/bin/docker")
+        Command::new(super::precondition::tool("docker"))
             .arg("-H")
             .arg(self.docker_host())
             .args(args)
             .env("DOCKER_CONFIG", self.temp_path().join("docker-config"))
             .stdin(Stdio::null())
             .output()
-            .expect("run /usr/local/bin/docker")
+            .expect("run the docker CLI")
     }
 
     fn temp_path(&self) -> PathBuf {
