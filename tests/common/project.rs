@@ -64,6 +64,17 @@ impl TestProject {
 
     /// Run `berth ARGS` in `dir`, with or without `-p <name>`.
     pub fn berth_in(&self, dir: &Path, with_project_name: bool, args: &[&str]) -> Output {
+        self.command_in(dir, with_project_name, args)
+            .output()
+            .expect("run berth")
+    }
+
+    /// `berth -p <name> ARGS` in the project directory, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_in(self.dir.path(), true, args)
+    }
+
+    fn command_in(&self, dir: &Path, with_project_name: bool, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         if with_project_name {
             cmd.args(["-p", &self.name]);
@@ -79,7 +90,7 @@ impl TestProject {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run berth")
+        cmd
     }
 
     /// `berth ARGS`, asserting success; returns stdout.
@@ -200,18 +211,144 @@ impl TestProject {
     }
 }
 
+/// What this project's engine made on the host, read from its data root: the marks the sweep
+/// after `down` looks for, so that a broken `down` cannot leak unnoticed.
+struct HostMarks {
+    container_ids: Vec<String>,
+    /// Bridge links of the engine's networks, with whether each is the default `bridge` network
+    /// (which outlives `down`, as `docker0` does, but not the test).
+    bridges: Vec<(String, bool)>,
+}
+
+impl TestProject {
+    fn host_marks(&self) -> HostMarks {
+        let names = |dir: PathBuf| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        };
+        let container_ids = names(self.data_root().join("containers"))
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        let bridges = names(self.data_root().join("networks"))
+            .iter()
+            .filter_map(|p| {
+                let text = std::fs::read_to_string(p).ok()?;
+                let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let bridge = record["bridge"].as_str()?.to_string();
+                Some((bridge, record["name"] == "bridge"))
+            })
+            .collect();
+        HostMarks {
+            container_ids,
+            bridges,
+        }
+    }
+
+    /// After `down` and the engine's exit, remove whatever is still there and name it: processes,
+    /// bridges, nftables tables, cgroups and mounts this project made.
+    fn sweep(&self, marks: &HostMarks) -> Vec<String> {
+        let mut left = Vec::new();
+        let processes = || -> Vec<(u32, String)> {
+            let mut found = super::engine::processes_under(self.roots.path());
+            for line in self.leftover_processes() {
+                let (pid, cmd) = line.split_once(": ").unwrap_or((&line, ""));
+                if let Ok(pid) = pid.parse::<u32>() {
+                    if !found.iter().any(|(p, _)| *p == pid) {
+                        found.push((pid, cmd.to_string()));
+                    }
+                }
+            }
+            found
+        };
+        // Shims exit a moment after their containers are removed.
+        let _ = self.eventually(Duration::from_secs(3), || {
+            processes().is_empty().then_some(())
+        });
+        let mut stray = processes();
+        // Container processes live in their own mount namespace, so neither their command line nor
+        // their root names our roots: their containers' cgroups do.
+        for dir in super::engine::cgroups_of(&marks.container_ids) {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                if !stray.iter().any(|(p, _)| *p == pid) {
+                    stray.push((pid, format!("in cgroup {}", dir.display())));
+                }
+            }
+        }
+        for (pid, cmdline) in stray {
+            left.push(format!("process {pid} still running: {cmdline}"));
+            // SAFETY: kill(2) on a PID found under this test's own roots, marks or cgroups.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        for (bridge, is_default) in &marks.bridges {
+            if Path::new("/sys/class/net").join(bridge).exists() {
+                if !is_default {
+                    left.push(format!("bridge {bridge} left"));
+                }
+                let _ = Command::new("ip").args(["link", "del", bridge]).status();
+            }
+            let table = format!("berth-{bridge}");
+            let listed = Command::new("nft")
+                .args(["list", "table", "ip", &table])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if listed {
+                left.push(format!("nftables table ip {table} left"));
+                let _ = Command::new("nft")
+                    .args(["delete", "table", "ip", &table])
+                    .status();
+            }
+        }
+        // Cgroups empty once their processes are gone; give the kernel a moment to notice.
+        let _ = self.eventually(Duration::from_secs(2), || {
+            super::engine::cgroups_of(&marks.container_ids)
+                .iter()
+                .all(|d| std::fs::remove_dir(d).is_ok())
+                .then_some(())
+        });
+        for dir in super::engine::cgroups_of(&marks.container_ids) {
+            left.push(format!("cgroup left at {}", dir.display()));
+        }
+        for mount in super::engine::mounts_under(self.roots.path()) {
+            left.push(format!("mount left at {}", mount.display()));
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+        left
+    }
+}
+
 impl Drop for TestProject {
+    /// Takes the project down with berth's own `down`, stops the engine, then sweeps by the
+    /// test's own marks and roots, so that a broken `down` fails the test instead of leaking.
+    /// Nothing here panics before the sweep is done (a panic while unwinding would abort).
     fn drop(&mut self) {
+        let marks = self.host_marks();
         if self.socket().exists() {
-            let _ = self.berth(&["down", "-v", "-t", "1", "--remove-orphans"]);
+            let down = self
+                .command(&["down", "-v", "-t", "1", "--remove-orphans"])
+                .output();
+            match down {
+                Ok(out) if !out.status.success() => eprintln!(
+                    "berth down failed in cleanup: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("berth down could not run in cleanup: {e}"),
+                Ok(_) => {}
+            }
         }
         self.stop_engine();
-        // Last resort for a test that failed half-way: unmount what is left under our roots,
-        // deepest first, so the temp dirs can go.
-        let mut mounts = self.leftover_mounts();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        let left = self.sweep(&marks);
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!(
+                "project {} left things behind after down:\n  {}",
+                self.name,
+                left.join("\n  ")
+            );
         }
     }
 }
