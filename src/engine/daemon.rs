@@ -101,12 +101,14 @@ async fn restore_state(engine: &SharedEngine) -> anyhow::Result<()> {
     for problem in engine.networks.restore().await {
         eprintln!("berth engine: network restore: {problem}");
     }
-    engine
+    let revive = engine
         .restore_containers()
         .await
         .context("reattach to running containers")?;
     let watcher = engine.clone();
     tokio::spawn(async move { watcher.process_container_exits().await });
+    let starter = engine.clone();
+    tokio::spawn(async move { starter.start_containers_at_engine_start(revive).await });
     Ok(())
 }
 

@@ -54,7 +54,57 @@ pub fn policy_delay(record: &ContainerRecord, state: &StateRecord) -> Option<Dur
     Some(Duration::from_millis(ms))
 }
 
+/// Whether a stopped container comes back when the engine starts, as in Docker's daemon restore:
+/// `always` even after a manual stop, `unless-stopped` unless stopped by the user, `on-failure`
+/// after a failure with retries left. A container that exited while the engine was away, or was
+/// waiting out its backoff when the engine went, is not lost.
+pub fn starts_with_engine(record: &ContainerRecord, state: &StateRecord) -> bool {
+    if state.status != Status::Exited {
+        return false;
+    }
+    let policy = record
+        .request
+        .host_config
+        .as_ref()
+        .and_then(|h| h.restart_policy.clone())
+        .unwrap_or_default();
+    match policy.name.as_str() {
+        "always" => true,
+        "unless-stopped" => !state.stopped_by_user,
+        "on-failure" => {
+            !state.stopped_by_user
+                && state.exit_code != 0
+                && (policy.maximum_retry_count <= 0
+                    || state.restart_count < policy.maximum_retry_count)
+        }
+        _ => false,
+    }
+}
+
 impl Engine {
+    /// Start the stopped containers that [`Engine::restore_containers`] found due to run
+    /// whenever the engine does. Runs once, beside the API (Docker restarts in the background
+    /// too).
+    pub async fn start_containers_at_engine_start(&self, ids: Vec<String>) {
+        for id in ids {
+            let Ok(record) = self.containers.load_record(&id) else {
+                continue;
+            };
+            // Re-check: the user may have acted since the restore.
+            if !starts_with_engine(&record, &self.containers.state(&id)) {
+                continue;
+            }
+            match self.start_container_with(&id, Some(FIRST_DELAY_MS)).await {
+                Ok(()) | Err(ContainerError::NotModified(_)) | Err(ContainerError::NotFound(_)) => {
+                }
+                Err(e) => eprintln!(
+                    "berth engine: could not start container {} at engine start: {e}",
+                    record.name
+                ),
+            }
+        }
+    }
+
     pub async fn restart_container(&self, id_or_name: &str, timeout: Option<i64>) -> Result<()> {
         match self.stop_container(id_or_name, timeout).await {
             Ok(()) | Err(ContainerError::NotModified(_)) => {}
@@ -119,6 +169,49 @@ mod tests {
             restart_backoff_ms: backoff,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn engine_start_revives_as_dockers_daemon_restore_does() {
+        let by_user = |mut s: StateRecord| {
+            s.stopped_by_user = true;
+            s
+        };
+        // always: even after a manual stop.
+        assert!(starts_with_engine(
+            &record("always", 0),
+            &exited(0, 0, 0, 0)
+        ));
+        assert!(starts_with_engine(
+            &record("always", 0),
+            &by_user(exited(0, 0, 0, 0))
+        ));
+        // unless-stopped: unless the user stopped it.
+        assert!(starts_with_engine(
+            &record("unless-stopped", 0),
+            &exited(0, 0, 0, 0)
+        ));
+        assert!(!starts_with_engine(
+            &record("unless-stopped", 0),
+            &by_user(exited(0, 0, 0, 0))
+        ));
+        // on-failure: a failure with retries left.
+        assert!(starts_with_engine(
+            &record("on-failure", 3),
+            &exited(1, 0, 2, 0)
+        ));
+        assert!(!starts_with_engine(
+            &record("on-failure", 3),
+            &exited(1, 0, 3, 0)
+        ));
+        assert!(!starts_with_engine(
+            &record("on-failure", 0),
+            &exited(0, 0, 0, 0)
+        ));
+        // no policy, or never started: stays as it is.
+        assert!(!starts_with_engine(&record("no", 0), &exited(1, 0, 0, 0)));
+        let created = StateRecord::default();
+        assert!(!starts_with_engine(&record("always", 0), &created));
     }
 
     #[test]

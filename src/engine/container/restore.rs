@@ -31,9 +31,23 @@ impl ContainerStore {
 impl Engine {
     /// Called once at daemon start, before serving. Containers that died while the engine was
     /// away are announced to [`Engine::process_container_exits`] too, so their restart policy
-    /// applies.
-    pub async fn restore_containers(&self) -> Result<()> {
-        for id in self.containers.restore().await {
+    /// applies. Returns the containers that were already stopped and whose policy starts them
+    /// with the engine (see [`super::restart::starts_with_engine`]), for
+    /// [`Engine::start_containers_at_engine_start`].
+    pub async fn restore_containers(&self) -> Result<Vec<String>> {
+        let exited = self.containers.restore().await;
+        let revive = self
+            .containers
+            .ids()
+            .into_iter()
+            .filter(|id| !exited.contains(id))
+            .filter(|id| {
+                self.containers.load_record(id).is_ok_and(|record| {
+                    super::restart::starts_with_engine(&record, &self.containers.state(id))
+                })
+            })
+            .collect();
+        for id in exited {
             self.containers.notify_exit(&id);
         }
         // Healthchecks of the containers still running resume on their schedule.
@@ -42,7 +56,7 @@ impl Engine {
                 self.containers.arm_health(&id, self.events.clone());
             }
         }
-        Ok(())
+        Ok(revive)
     }
 
     /// Handle exits noticed by the container monitors: detach the network, send `die`, and apply
