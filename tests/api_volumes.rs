@@ -172,10 +172,32 @@ async fn volume_events_are_streamed_and_filtered() {
 }
 
 #[test]
-fn docker_cli_events_until_in_the_past_ends_at_once() {
+fn docker_cli_events_since_and_until_replay_past_events_and_end() {
     let engine = TestEngine::start();
-    let now = chrono::Utc::now().timestamp();
-    let out = engine.docker(&["events", "--until", &(now - 1).to_string()]);
+    let before = chrono::Utc::now().timestamp() - 1;
+    let out = engine.docker(&["volume", "create", "replayed"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = engine.docker(&["volume", "rm", "replayed"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = chrono::Utc::now().timestamp() + 1;
+    std::thread::sleep(Duration::from_millis(1100)); // let `after` pass: the CLI then ends
+    let window = [
+        "events",
+        "--since",
+        &before.to_string(),
+        "--until",
+        &after.to_string(),
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ];
+    let out = engine.docker(&window);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "volume create replayed\nvolume destroy replayed\n"
+    );
+    // A window that ends before anything happened replays nothing, and ends at once.
+    let out = engine.docker(&["events", "--until", &(before - 10).to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
 }

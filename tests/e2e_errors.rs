@@ -68,10 +68,11 @@ fn yaml_syntax_error_names_file_line_and_column() {
         "services:\n  web:\n    image: busybox\n   bad: [\n",
     );
     let err = project.fails(&["up", "-d"]);
-    assert!(err.contains("compose.yaml:"), "error names the file: {err}");
     assert!(
-        err.contains(":4:") || err.contains(":5:") || err.contains("line 4"),
-        "error names the line: {err}"
+        err.contains(
+            "compose.yaml:4:7: yaml syntax error: while parsing a block mapping, did not find expected key"
+        ),
+        "error names file, line and column: {err}"
     );
     assert_nothing_left(&project);
 }
@@ -84,12 +85,10 @@ fn depends_on_cycle_names_the_services() {
     );
     let err = project.fails(&["up", "-d"]);
     assert!(
-        err.to_lowercase().contains("cycle"),
-        "error says cycle: {err}"
-    );
-    assert!(
-        err.contains('a') && err.contains('b'),
-        "error names the services: {err}"
+        err.contains(
+            "dependency cycle detected: a -> b -> a; remove one of these depends_on entries"
+        ),
+        "error names the cycle: {err}"
     );
     assert_nothing_left(&project);
 }

@@ -373,7 +373,9 @@ fn stop_start_restart_kill_rm_and_ls_act_on_the_projects_containers() {
     assert!(volumes(&project).contains(&anonymous[0]));
     let refused = project.fails(&["rm"]);
     assert!(
-        refused.contains("not a terminal") && refused.contains("-f"),
+        refused.contains(
+            ": not confirmed, because stdin is not a terminal to ask on; run `berth rm -f` to remove without asking"
+        ),
         "{refused}"
     );
     assert_eq!(state_of(&project, "app").as_deref(), Some("exited"));

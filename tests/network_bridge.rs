@@ -82,6 +82,20 @@ impl Drop for Made {
     }
 }
 
+/// The second octet of a 10.x.0.0/16 that no route or address of the host uses.
+fn unused_10_slash16() -> u8 {
+    let (_, routes) = sh(Command::new("ip").args(["-4", "route", "show", "table", "all"]));
+    let (_, addrs) = sh(Command::new("ip").args(["-4", "-o", "addr"]));
+    for _ in 0..200 {
+        let b = 100 + (rand::random::<u8>() % 150);
+        let prefix = format!("10.{b}.");
+        if !routes.contains(&prefix) && !addrs.contains(&prefix) {
+            return b;
+        }
+    }
+    panic!("no unused 10.x.0.0/16 on this host");
+}
+
 fn sh(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("run command");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -440,7 +454,7 @@ async fn names_resolve_with_busybox_and_http_flows_by_name() {
     let (ok, out) = sh(Command::new("nsenter")
         .arg(format!("--net={}", ns_srv.display()))
         .args(["/bin/busybox", "nslookup", "nosuchname", &gw]));
-    assert!(!ok || out.contains("NXDOMAIN"), "unknown name fails: {out}");
+    assert!(!ok && out.contains("NXDOMAIN"), "unknown name fails: {out}");
 
     // A busybox httpd in the server namespace, fetched by service name from the client.
     let www = made.root.join("www");
@@ -520,7 +534,7 @@ async fn names_resolve_with_busybox_and_http_flows_by_name() {
         .arg(format!("--net={}", ns_cli.display()))
         .args(["/bin/busybox", "nslookup", "worker", &gw]));
     assert!(
-        !out.contains(&late.endpoints[&net].ip_address),
+        out.contains("NXDOMAIN") && !out.contains(&late.endpoints[&net].ip_address),
         "detached name gone: {out}"
     );
 
@@ -744,13 +758,20 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
 
     // A network with an IP range hands out addresses from the range.
     let net = unique("netrange");
+    // A /16 no route of the host uses, picked now (parallel runs and host networks differ).
+    let b = unused_10_slash16();
+    let (subnet, range, gateway) = (
+        format!("10.{b}.0.0/16"),
+        format!("10.{b}.5.0/24"),
+        format!("10.{b}.0.254"),
+    );
     let mut req = net_req(&net);
     req.ipam = Some(Ipam {
         driver: String::new(),
         config: vec![IpamConfig {
-            subnet: "10.213.0.0/16".into(),
-            ip_range: "10.213.5.0/24".into(),
-            gateway: "10.213.0.254".into(),
+            subnet: subnet.clone(),
+            ip_range: range,
+            gateway: gateway.clone(),
         }],
     });
     let created = mgr.create(req).await.expect("create with range");
@@ -767,17 +788,20 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
         .await
         .expect("connect");
     // Docker reserves only the subnet's network and broadcast addresses, not the range's.
-    assert_eq!(ep.ip_address, "10.213.5.0");
-    assert_eq!(ep.gateway, "10.213.0.254");
+    assert_eq!(ep.ip_address, format!("10.{b}.5.0"));
+    assert_eq!(ep.gateway, gateway);
     let (_, inside) = sh(Command::new("nsenter")
         .arg(format!("--net={}", ns.display()))
         .args(["ip", "-o", "-4", "addr"]));
-    assert!(inside.contains("eth1    inet 10.213.5.0/16"), "{inside}");
+    assert!(
+        inside.contains(&format!("eth1    inet 10.{b}.5.0/16")),
+        "{inside}"
+    );
     let (ok, out) = sh(Command::new("nsenter")
         .arg(format!("--net={}", ns.display()))
-        .args(["/bin/busybox", "nslookup", "ranged", "10.213.0.254"]));
+        .args(["/bin/busybox", "nslookup", "ranged", &gateway]));
     assert!(
-        ok && out.contains("10.213.5.0"),
+        ok && out.contains(&format!("10.{b}.5.0")),
         "connected name resolves: {out}"
     );
     assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);

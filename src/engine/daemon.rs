@@ -14,7 +14,6 @@ use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::broadcast;
 
 use super::container::ContainerStore;
 use super::image::ImageStore;
@@ -79,7 +78,7 @@ fn open_engine(roots: &EngineRoots, settings: EngineSettings) -> anyhow::Result<
     let containers = ContainerStore::open(roots).context("open the container store")?;
     let networks = NetworkManager::open(roots).context("open the network manager")?;
     let volumes = VolumeStore::open(roots).context("open the volume store")?;
-    let (events, _) = broadcast::channel(1024);
+    let events = crate::engine::events::EventBus::new();
     Ok(Engine {
         roots: roots.clone(),
         settings,

@@ -8,6 +8,7 @@ pub mod api;
 pub mod container;
 pub mod content;
 pub mod daemon;
+pub mod events;
 pub mod image;
 pub mod paths;
 pub mod reference;
@@ -17,11 +18,8 @@ pub mod unpack;
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
 use crate::network::NetworkManager;
 use crate::volume::VolumeStore;
-use api::types::EventMessage;
 use container::ContainerStore;
 use image::ImageStore;
 pub use paths::EngineRoots;
@@ -41,7 +39,7 @@ pub struct Engine {
     pub containers: ContainerStore,
     pub networks: NetworkManager,
     pub volumes: VolumeStore,
-    pub events: broadcast::Sender<EventMessage>,
+    pub events: events::EventBus,
 }
 
 pub type SharedEngine = Arc<Engine>;

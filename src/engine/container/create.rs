@@ -304,7 +304,7 @@ impl Engine {
         for (k, v) in extra {
             attributes.insert(k.to_string(), v.clone());
         }
-        let _ = self.events.send(EventMessage {
+        self.events.send(EventMessage {
             kind: "container".into(),
             action: action.into(),
             actor: EventActor {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::exec::{drive, ExecEnd, ExecRequest, OutputChunk};
 use super::process::ProcIdentity;
@@ -178,7 +178,7 @@ fn lock_tasks(
 
 impl ContainerStore {
     /// (Re)start the healthcheck schedule of running container `id`, if it has a healthcheck.
-    pub fn arm_health(&self, id: &str, events: broadcast::Sender<EventMessage>) {
+    pub fn arm_health(&self, id: &str, events: crate::engine::events::EventBus) {
         self.disarm_health(id);
         let Ok(record) = self.load_record(id) else {
             return;
@@ -213,7 +213,7 @@ impl ContainerStore {
         probe: Probe,
         init: ProcIdentity,
         started_at: DateTime<Utc>,
-        events: broadcast::Sender<EventMessage>,
+        events: crate::engine::events::EventBus,
     ) {
         let id = record.id.clone();
         let start_period_end = started_at
@@ -316,7 +316,7 @@ fn humantime_secs(d: Duration) -> String {
 }
 
 fn send_health_event(
-    events: &broadcast::Sender<EventMessage>,
+    events: &crate::engine::events::EventBus,
     record: &ContainerRecord,
     status: &str,
 ) {
@@ -324,7 +324,7 @@ fn send_health_event(
     let mut attributes: IndexMap<String, String> = record.labels.clone();
     attributes.insert("image".into(), record.request.image.clone());
     attributes.insert("name".into(), record.name.clone());
-    let _ = events.send(EventMessage {
+    events.send(EventMessage {
         kind: "container".into(),
         action: format!("health_status: {status}"),
         actor: EventActor {

@@ -1,4 +1,5 @@
-//! `GET /events`: the engine's event bus as a stream of JSON objects, optionally filtered.
+//! `GET /events`: the engine's event bus as a stream of JSON objects, optionally filtered; `since`
+//! replays the events the bus kept (see `crate::engine::events`).
 
 use std::convert::Infallible;
 
@@ -58,14 +59,21 @@ async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult
         "label",
     ])?;
     let until = unix_seconds(&params, "until")?;
-    // The bus keeps no history, so `since` only validates; events from now on are sent.
-    unix_seconds(&params, "since")?;
-    let receiver = engine.events.subscribe();
+    let since = unix_seconds(&params, "since")?;
+    // Replay the kept events in [since, until], then stream live ones until `until`.
+    let (past, receiver) = match since {
+        Some(s) => engine.events.subscribe_since((s * 1e9) as i64),
+        None => (Vec::new(), engine.events.subscribe()),
+    };
+    let until_nanos = until.map(|u| (u * 1e9) as i64);
+    let past = past
+        .into_iter()
+        .filter(move |e| until_nanos.is_none_or(|u| e.time_nano <= u));
     let deadline = until.map(|u| {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         std::time::Duration::from_secs_f64((u - now).max(0.0))
     });
-    let stream = futures_util::stream::unfold(receiver, move |mut rx| async move {
+    let live = futures_util::stream::unfold(receiver, move |mut rx| async move {
         loop {
             match rx.recv().await {
                 Ok(event) => return Some((event, rx)),
@@ -74,17 +82,20 @@ async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    })
-    .filter(move |event| std::future::ready(event_matches(&filters, event)))
-    .map(|event| {
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, Infallible>(Bytes::from(line))
     });
-    let body = match deadline {
-        Some(d) => Body::from_stream(stream.take_until(tokio::time::sleep(d))),
-        None => Body::from_stream(stream),
+    let live = match deadline {
+        Some(d) => live.take_until(tokio::time::sleep(d)).left_stream(),
+        None => live.right_stream(),
     };
+    let stream = futures_util::stream::iter(past)
+        .chain(live)
+        .filter(move |event| std::future::ready(event_matches(&filters, event)))
+        .map(|event| {
+            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, Infallible>(Bytes::from(line))
+        });
+    let body = Body::from_stream(stream);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(JSON_STREAM.0, JSON_STREAM.1)

@@ -141,7 +141,7 @@ pub fn emit_event(
         time: now.timestamp(),
         time_nano: now.timestamp_nanos_opt().unwrap_or_default(),
     };
-    let _ = engine.events.send(message);
+    engine.events.send(message);
 }
 
 /// Where request bodies (image imports) are spooled before a blocking consumer reads them. The
