@@ -247,8 +247,12 @@ fn client_exec_attached_detached_and_inspect() {
             .await
             .expect("create exec");
         client.start_exec_detached(&exec_id).await.expect("start");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(client.inspect_exec(&exec_id).await.unwrap().running);
+        // Poll under a deadline: the exec runs for a second, long enough to be seen running.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !client.inspect_exec(&exec_id).await.unwrap().running {
+            assert!(std::time::Instant::now() < deadline, "the exec never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             assert!(

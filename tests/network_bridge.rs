@@ -731,7 +731,12 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
     }
     made.children.clear();
     mgr.detach(&format!("{:0<64}", "web")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "port freed"
