@@ -664,3 +664,270 @@ fn logs_follow_streams_lines_from_a_running_container() {
     }
     project.ok(&["down", "-t", "1"]);
 }
+
+/// The README's "warned" list, case by case: (README name, the service attributes that use it,
+/// the attribute as the warning names it). `README_QUALIFIERS` are the other backticked words of
+/// that paragraph (values and qualifiers, not attributes).
+const WARNED: &[(&str, &str, &str)] = &[
+    ("annotations", "annotations: {a: b}", "annotations"),
+    ("attach: false", "attach: false", "attach: false"),
+    (
+        "blkio_config",
+        "blkio_config: {weight: 300}",
+        "blkio_config",
+    ),
+    ("cgroup", "cgroup: host", "cgroup"),
+    ("cgroup_parent", "cgroup_parent: elsewhere", "cgroup_parent"),
+    ("cpu_count", "cpu_count: 1", "cpu_count"),
+    ("cpu_percent", "cpu_percent: 50", "cpu_percent"),
+    ("cpu_rt_period", "cpu_rt_period: 1000", "cpu_rt_period"),
+    ("cpu_rt_runtime", "cpu_rt_runtime: 100", "cpu_rt_runtime"),
+    (
+        "credential_spec",
+        "credential_spec: {config: spec}",
+        "credential_spec",
+    ),
+    (
+        "deploy.replicas",
+        "deploy: {replicas: 2}",
+        "deploy.replicas",
+    ),
+    (
+        "deploy.restart_policy",
+        "deploy: {restart_policy: {condition: on-failure}}",
+        "deploy.restart_policy",
+    ),
+    (
+        "device_cgroup_rules",
+        "device_cgroup_rules: [\"c 1:3 mr\"]",
+        "device_cgroup_rules",
+    ),
+    ("devices", "devices: [\"/dev/null:/dev/xnull\"]", "devices"),
+    ("dns", "dns: [192.0.2.53]", "dns"),
+    (
+        "external_links",
+        "external_links: [elsewhere]",
+        "external_links",
+    ),
+    ("gpus", "gpus: all", "gpus"),
+    ("group_add", "group_add: [mail]", "group_add"),
+    ("ipc", "ipc: host", "ipc: host"),
+    ("isolation", "isolation: process", "isolation: process"),
+    ("links", "links: [w0]", "links"),
+    (
+        "logging.driver",
+        "logging: {driver: syslog}",
+        "logging.driver: syslog",
+    ),
+    (
+        "logging.options",
+        "logging: {options: {max-size: 1m}}",
+        "logging.options",
+    ),
+    (
+        "mac_address",
+        "mac_address: \"02:42:ac:11:00:99\"",
+        "mac_address",
+    ),
+    ("mem_swappiness", "mem_swappiness: 10", "mem_swappiness"),
+    (
+        "ipv6_address",
+        "networks: {default: {ipv6_address: \"fd00::10\"}}",
+        "networks.default.ipv6_address",
+    ),
+    (
+        "link_local_ips",
+        "networks: {default: {link_local_ips: [169.254.8.8]}}",
+        "networks.default.link_local_ips",
+    ),
+    (
+        "driver_opts",
+        "networks: {default: {driver_opts: {a: b}}}",
+        "networks.default.driver_opts",
+    ),
+    (
+        "oom_kill_disable",
+        "oom_kill_disable: true",
+        "oom_kill_disable",
+    ),
+    ("oom_score_adj", "oom_score_adj: 100", "oom_score_adj"),
+    ("pid", "pid: host", "pid: host"),
+    (
+        "post_start",
+        "post_start: [{command: [\"true\"]}]",
+        "post_start",
+    ),
+    (
+        "pre_start",
+        "pre_start: [{command: [\"true\"]}]",
+        "pre_start",
+    ),
+    ("pre_stop", "pre_stop: [{command: [\"true\"]}]", "pre_stop"),
+    ("runtime", "runtime: runc", "runtime: runc"),
+    ("scale", "scale: 2", "scale"),
+    ("secrets", "secrets: [from_env]", "secrets: from_env"),
+    ("configs", "configs: [inline]", "configs: inline"),
+    ("stdin_open", "stdin_open: true", "stdin_open"),
+    ("storage_opt", "storage_opt: {size: 1G}", "storage_opt"),
+    ("tty", "tty: true", "tty"),
+    ("use_api_socket", "use_api_socket: true", "use_api_socket"),
+    (
+        "userns_mode",
+        "userns_mode: keep-id",
+        "userns_mode: keep-id",
+    ),
+    ("uts", "uts: host", "uts: host"),
+    ("volumes_from", "volumes_from: [w0]", "volumes_from"),
+];
+const README_QUALIFIERS: &[&str] = &[
+    "private",
+    "shareable",
+    "json-file",
+    "local",
+    "content",
+    "host",
+    "WARN service \"web\": berth does not support `devices` yet; ignored",
+];
+
+/// The README's "refused" list: (README name, service attributes, the start of the message).
+const REFUSED: &[(&str, &str, &str)] = &[
+    (
+        "security_opt",
+        "security_opt: [\"seccomp:/etc/profile.json\"]",
+        "berth does not support `security_opt: seccomp:/etc/profile.json` yet;",
+    ),
+    (
+        "platform",
+        "platform: linux/arm64",
+        "berth does not support `platform: linux/arm64` yet; berth runs linux/amd64 images only",
+    ),
+    (
+        "subpath",
+        "volumes: [{type: volume, source: data, target: /data, volume: {subpath: sub}}]",
+        "berth does not support `volumes[0].volume.subpath` yet; the whole volume would be mounted",
+    ),
+];
+
+/// The backticked words of the README paragraph that starts with `start` (up to the next blank
+/// line). Backticks inside a backticked example (`` `devices` `` in the WARN line) are kept whole.
+fn readme_words(start: &str) -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let from = readme
+        .find(start)
+        .unwrap_or_else(|| panic!("README has {start:?}"));
+    let paragraph = readme[from..].split("\n\n").next().unwrap_or_default();
+    let paragraph = paragraph.replace('\n', " ");
+    let mut words = Vec::new();
+    // The example warning line is quoted whole: `WARN service "web": ... `devices` ...`.
+    let mut rest = paragraph.as_str();
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        let close = if after.starts_with("WARN ") {
+            after.find("ignored`").map(|i| i + "ignored".len())
+        } else {
+            after.find('`')
+        };
+        let Some(close) = close else { break };
+        words.push(after[..close].to_string());
+        rest = &after[close + 1..];
+    }
+    words
+}
+
+#[test]
+fn the_readme_lists_exactly_the_warned_and_refused_cases_tested_here() {
+    let warned = readme_words("Attributes berth does not implement are never ignored silently");
+    let mut listed: Vec<&str> = warned.iter().map(String::as_str).collect();
+    listed.retain(|w| !README_QUALIFIERS.contains(w) && *w != "up");
+    let mut tested: Vec<&str> = WARNED.iter().map(|(name, _, _)| *name).collect();
+    // `mac_address` is named twice: for the service and per network.
+    tested.push("mac_address");
+    listed.sort();
+    tested.sort();
+    assert_eq!(
+        listed, tested,
+        "README's warned list and this test's table differ"
+    );
+
+    let refused = readme_words("`up` refuses, before creating anything");
+    for (name, _, _) in REFUSED {
+        assert!(
+            refused.iter().any(|w| w == name),
+            "README's refused list names {name}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn each_warned_attribute_warns_and_the_service_runs_without_it() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("readme/warned", "1");
+    let project = TestProject::new("warned", "");
+    let mark = project.name.clone();
+    let mut compose = String::from("services:\n");
+    for (i, (_, attrs, _)) in WARNED.iter().enumerate() {
+        compose.push_str(&format!(
+            "  w{i}:\n    image: {image}\n    command: [sleep, \"300\"]\n    stop_grace_period: 1s\n    environment: {{BERTH_TEST_MARK: {mark}}}\n    {attrs}\n"
+        ));
+    }
+    compose.push_str(
+        "secrets:\n  from_env: {environment: BERTH_README_SECRET}\nconfigs:\n  inline: {content: hello}\n",
+    );
+    project.write_compose(&compose);
+    let mut project = project;
+    project
+        .env
+        .push(("BERTH_README_SECRET".into(), "s3cret".into()));
+    let out = project.berth(&["up", "-d"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for (i, (_, _, field)) in WARNED.iter().enumerate() {
+        let warning =
+            format!("WARN service \"w{i}\": berth does not support `{field}` yet; ignored");
+        assert!(err.contains(&warning), "missing {warning:?} in:\n{err}");
+    }
+    let running = project.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", project.name),
+    ]);
+    assert_eq!(running.lines().count(), WARNED.len(), "every service runs");
+    project.ok(&["down", "-t", "1"]);
+}
+
+#[test]
+fn each_refused_attribute_refuses_up_before_anything_is_made() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("readme/refused", "1");
+    let project = TestProject::new("refused", "");
+    let mark = project.name.clone();
+    for (name, attrs, message) in REFUSED {
+        project.write_compose(&format!(
+            "services:\n  ok:\n    image: {image}\n    command: [sleep, \"300\"]\n    environment: {{BERTH_TEST_MARK: {mark}}}\n  bad:\n    image: {image}\n    command: [sleep, \"300\"]\n    environment: {{BERTH_TEST_MARK: {mark}}}\n    {attrs}\nvolumes:\n  data: {{}}\n"
+        ));
+        let err = project.fails(&["up", "-d"]);
+        assert!(
+            err.contains(&format!("service \"bad\": {message}")),
+            "{name}: {err}"
+        );
+        // Refused on the client's side: the engine was not even needed.
+        if !project.socket().exists() {
+            continue;
+        }
+        let filter = format!("label=com.docker.compose.project={}", project.name);
+        for kind in [
+            &["ps", "-a", "-q"][..],
+            &["network", "ls", "-q"],
+            &["volume", "ls", "-q"],
+        ] {
+            let mut args = kind.to_vec();
+            args.extend(["--filter", &filter]);
+            assert_eq!(
+                project.docker(&args).trim(),
+                "",
+                "{name}: {kind:?} made nothing"
+            );
+        }
+    }
+}
