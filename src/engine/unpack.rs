@@ -28,6 +28,9 @@ pub enum UnpackError {
     Malformed(String),
     #[error("layer exceeds a safety limit: {0}")]
     Limit(String),
+    /// The cap on file content, kept apart: the caller may have lowered it to the free space.
+    #[error("layer exceeds a safety limit: more than {limit} bytes of file content")]
+    ContentLimit { limit: u64 },
     #[error("unsupported layer content: {0}")]
     Unsupported(String),
     #[error("unpacking {path:?}: {source}")]
@@ -866,10 +869,9 @@ impl Extractor<'_> {
                 .map_err(Self::io(&e.path))?;
                 self.bytes += e.size;
                 if self.bytes > self.limits.max_total_bytes {
-                    return Err(UnpackError::Limit(format!(
-                        "more than {} bytes of file content",
-                        self.limits.max_total_bytes
-                    )));
+                    return Err(UnpackError::ContentLimit {
+                        limit: self.limits.max_total_bytes,
+                    });
                 }
                 let mut out = std::fs::File::from(file);
                 let copied = io::copy(&mut data.take(e.size), &mut out).map_err(|err| {
