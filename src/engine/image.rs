@@ -618,7 +618,7 @@ impl ImageStore {
                 todo.push(i);
             }
         }
-        self.check_room(&image, &layers, &todo)?;
+        self.check_room(&image, layers, &todo)?;
         // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
         // order as soon as each one and its parent are ready, as containerd's unpacker does.
         let new_blobs = std::sync::Mutex::new(Vec::<String>::new());

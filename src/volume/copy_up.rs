@@ -186,6 +186,11 @@ fn list(dir: &OwnedFd) -> io::Result<Vec<CString>> {
         if n.to_bytes() != b"." && n.to_bytes() != b".." {
             names.push(n.to_owned());
         }
+        if names.len() as u64 > MAX_ENTRIES {
+            return Err(io::Error::other(format!(
+                "a directory holds more than {MAX_ENTRIES} entries; copy-up refused"
+            )));
+        }
     }
     // Popped from the end: reverse so entries are copied in directory order.
     names.reverse();

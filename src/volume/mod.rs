@@ -817,7 +817,7 @@ mod tests {
                 "{target}"
             );
             assert!(!store
-                .copy_up_from_top_layer(v, &[rootfs.clone()], Path::new(target))
+                .copy_up_from_top_layer(v, std::slice::from_ref(&rootfs), Path::new(target))
                 .unwrap());
             assert!(
                 !store.mountpoint(v).unwrap().join("secret").exists(),
