@@ -698,7 +698,7 @@ async fn a_pull_that_cannot_fit_the_data_root_is_refused_with_the_free_space() {
     let text = pull(&store, &reference).await.0.unwrap_err().to_string();
     let root = small.roots.data_root.display().to_string();
     assert!(
-        text.contains(&format!("not enough free space on {root} to pull")),
+        text.contains(&format!("not enough free space on {root} for")),
         "{text}"
     );
     assert!(
@@ -745,11 +745,22 @@ async fn a_pull_that_cannot_fit_the_data_root_is_refused_with_the_free_space() {
     );
     let text = pull(&store, &reference).await.0.unwrap_err().to_string();
     assert!(
-        text.contains(&format!("not enough free space on {root} to pull"))
+        text.contains(&format!("not enough free space on {root} for"))
             && text.contains("unpacks to more than"),
         "{text}"
     );
     assert!(snapshot_entries(&small.roots).is_empty());
     assert!(blobs(&small.roots).is_empty(), "{:?}", blobs(&small.roots));
     assert!(small.free() + (1 << 20) >= free_before);
+
+    // `docker import` of the same bomb is held to the same room.
+    let file = std::fs::File::open(work.join("layer.tar.gz")).unwrap();
+    let text = store.import(file, Some("bomb:1")).unwrap_err().to_string();
+    assert!(
+        text.contains(&format!("not enough free space on {root} for bomb:1"))
+            && text.contains("unpacks to more than"),
+        "{text}"
+    );
+    assert!(snapshot_entries(&small.roots).is_empty());
+    assert!(blobs(&small.roots).is_empty(), "{:?}", blobs(&small.roots));
 }

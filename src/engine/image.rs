@@ -29,7 +29,7 @@ use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
 use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
-use super::unpack::{unpack_layer, UnpackError, UnpackLimits};
+use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
 use super::EngineSettings;
 
 /// An image config is small; refuse anything absurd before parsing it.
@@ -73,7 +73,7 @@ pub enum ImageError {
     #[error("invalid image {image}: {detail}")]
     InvalidImage { image: String, detail: String },
     #[error(
-        "not enough free space on {} to pull {image}: {detail}; remove images you no longer \
+        "not enough free space on {} for {image}: {detail}; remove images you no longer \
          need (docker image rm) or give berth a data root with more room",
         path.display()
     )]
@@ -240,6 +240,44 @@ pub fn pull_space_needed(layers: &[LayerNeed]) -> u64 {
 fn free_space(path: &Path) -> std::io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
     Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+/// One layer to unpack into a prepared snapshot directory (blocking; pulls run it on a
+/// blocking thread).
+struct UnpackJob {
+    image: String,
+    /// Short digest, for errors.
+    layer: String,
+    limits: UnpackLimits,
+    data_root: PathBuf,
+}
+
+impl UnpackJob {
+    /// A layer may expand far beyond its blob (a gzip bomb): it gets the free space of the
+    /// data root, less the margin, and no more; running out of it is a free-space error.
+    fn run(mut self, blob: impl Read, dest: &Path) -> Result<UnpackStats> {
+        let room = free_space(dest)
+            .map_err(io_err(dest))?
+            .saturating_sub(FREE_SPACE_MARGIN);
+        let capped_by_room = room < self.limits.max_total_bytes;
+        self.limits.max_total_bytes = self.limits.max_total_bytes.min(room);
+        unpack_layer(blob, dest, &self.limits).map_err(|source| match source {
+            UnpackError::ContentLimit { limit } if capped_by_room => ImageError::NoSpace {
+                image: self.image.clone(),
+                path: self.data_root.clone(),
+                detail: format!(
+                    "layer {} unpacks to more than the {limit} bytes free (less a margin of \
+                     {FREE_SPACE_MARGIN})",
+                    self.layer
+                ),
+            },
+            source => ImageError::Unpack {
+                image: self.image.clone(),
+                layer: self.layer.clone(),
+                source,
+            },
+        })
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -766,6 +804,11 @@ impl ImageStore {
         Ok(rec)
     }
 
+    /// The data root, as named in errors about its free space.
+    fn data_root(&self) -> PathBuf {
+        self.root.parent().unwrap_or(&self.root).to_path_buf()
+    }
+
     /// Refuses a pull whose layers would not fit the free space of the data root.
     fn check_room(&self, image: &str, layers: &[Descriptor], todo: &[usize]) -> Result<()> {
         let needs: Vec<LayerNeed> = todo
@@ -780,7 +823,7 @@ impl ImageStore {
         if need > free {
             return Err(ImageError::NoSpace {
                 image: image.to_string(),
-                path: self.root.parent().unwrap_or(&self.root).to_path_buf(),
+                path: self.data_root(),
                 detail: format!(
                     "{} layers to fetch and unpack need about {need} bytes with a margin of \
                      {FREE_SPACE_MARGIN}, and {free} are free",
@@ -907,41 +950,23 @@ impl ImageStore {
                 source,
             })?;
         let snapshots = self.snapshots.clone();
-        let mut limits = self.limits.clone();
         let chain = chain_id.to_string();
         let tmp = snapshots.prepare(&chain)?;
-        // A layer may expand far beyond its blob (a gzip bomb): it gets the free space, less
-        // the margin, and no more.
-        let room = free_space(&tmp)
-            .map_err(io_err(&tmp))?
-            .saturating_sub(FREE_SPACE_MARGIN);
-        let capped_by_room = room < limits.max_total_bytes;
-        limits.max_total_bytes = limits.max_total_bytes.min(room);
+        let job = UnpackJob {
+            image: image.to_string(),
+            layer: short(digest),
+            limits: self.limits.clone(),
+            data_root: self.data_root(),
+        };
         let tmp2 = tmp.clone();
-        let result = tokio::task::spawn_blocking(move || unpack_layer(blob, &tmp2, &limits))
+        let result = tokio::task::spawn_blocking(move || job.run(blob, &tmp2))
             .await
             .map_err(|e| ImageError::Other(format!("unpack task failed: {e}")))?;
         let stats = match result {
             Ok(s) => s,
-            Err(UnpackError::ContentLimit { limit }) if capped_by_room => {
+            Err(e) => {
                 snapshots.discard(&tmp);
-                return Err(ImageError::NoSpace {
-                    image: image.to_string(),
-                    path: self.root.parent().unwrap_or(&self.root).to_path_buf(),
-                    detail: format!(
-                        "layer {} unpacks to more than the {limit} bytes free (less a margin \
-                         of {FREE_SPACE_MARGIN})",
-                        short(digest)
-                    ),
-                });
-            }
-            Err(source) => {
-                snapshots.discard(&tmp);
-                return Err(ImageError::Unpack {
-                    image: image.to_string(),
-                    layer: short(digest),
-                    source,
-                });
+                return Err(e);
             }
         };
         if stats.diff_id != diff_id {
@@ -1030,15 +1055,17 @@ impl ImageStore {
         // The chain id is the diff id, known only after unpacking: unpack into a temporary
         // snapshot named after the blob, then commit under the diff id.
         let tmp = self.snapshots.prepare(&layer_digest)?;
-        let stats = match unpack_layer(blob, &tmp, &self.limits) {
+        let job = UnpackJob {
+            image: image.clone(),
+            layer: short(&layer_digest),
+            limits: self.limits.clone(),
+            data_root: self.data_root(),
+        };
+        let stats = match job.run(blob, &tmp) {
             Ok(s) => s,
-            Err(source) => {
+            Err(e) => {
                 self.snapshots.discard(&tmp);
-                return Err(ImageError::Unpack {
-                    image: image.clone(),
-                    layer: short(&layer_digest),
-                    source,
-                });
+                return Err(e);
             }
         };
         let diff_id = stats.diff_id.clone();
