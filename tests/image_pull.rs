@@ -633,3 +633,134 @@ async fn index_selects_linux_amd64_and_digest_pulls_work() {
     assert_ne!(rec2.id, rec.id);
     assert_eq!(store.resolve(&by_digest).unwrap().id, rec.id);
 }
+
+/// A tmpfs of `size` mounted at `dir/data` for a data root with little room; unmounted on drop.
+struct SmallDataRoot {
+    dir: tempfile::TempDir,
+    roots: EngineRoots,
+}
+
+impl SmallDataRoot {
+    fn new(size: &str) -> SmallDataRoot {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &data,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0700").as_str()),
+        )
+        .unwrap();
+        let roots = EngineRoots::new(data, dir.path().join("run"));
+        SmallDataRoot { dir, roots }
+    }
+
+    fn free(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(&self.roots.data_root).unwrap();
+        st.blocks_available() * st.fragment_size()
+    }
+}
+
+impl Drop for SmallDataRoot {
+    fn drop(&mut self) {
+        // Before the TempDir field is dropped and removes the mount point.
+        let _ = nix::mount::umount2(&self.roots.data_root, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn a_pull_that_cannot_fit_the_data_root_is_refused_with_the_free_space() {
+    use common::registry::ImageSpec;
+    let reg = TestRegistry::start();
+    let small = SmallDataRoot::new("96m");
+    let store = ImageStore::open(&small.roots).unwrap();
+    let free_before = small.free();
+
+    // 40 MiB that do not compress: 40 to download + 40 to unpack + the 64 MiB margin > 96 MiB.
+    let mut noise = vec![0u8; 40 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    let big = TarBuilder::new().file("noise", 0o644, &noise).finish();
+    let reference = reg.push_image(
+        "space/big",
+        "1",
+        &ImageSpec {
+            layers: vec![big],
+            gzip: false,
+            diff_ids: None,
+        },
+    );
+    let text = pull(&store, &reference).await.0.unwrap_err().to_string();
+    let root = small.roots.data_root.display().to_string();
+    assert!(
+        text.contains(&format!("not enough free space on {root} for")),
+        "{text}"
+    );
+    assert!(
+        text.contains("need about") && text.contains("are free"),
+        "{text}"
+    );
+    // Refused before anything was fetched.
+    assert!(blobs(&small.roots).is_empty(), "{:?}", blobs(&small.roots));
+    assert!(snapshot_entries(&small.roots).is_empty());
+    assert!(small.free() + (1 << 20) >= free_before);
+
+    // A gzip bomb passes that check (its blob is small) and is stopped while unpacking, at the
+    // free space less the margin, with the same kind of error.
+    let script = "cd \"$1\" && truncate -s 200M zeros && tar --format=ustar -cf layer.tar zeros \
+                  && gzip -1 -c layer.tar > layer.tar.gz && sha256sum layer.tar";
+    let work = small.dir.path();
+    let out = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff_id = format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let gz = std::fs::read(work.join("layer.tar.gz")).unwrap();
+    assert!(gz.len() < 1 << 20, "{}", gz.len());
+    let reference = reg.push_image(
+        "space/bomb",
+        "1",
+        &ImageSpec {
+            layers: vec![gz],
+            gzip: false,
+            diff_ids: Some(vec![diff_id]),
+        },
+    );
+    let text = pull(&store, &reference).await.0.unwrap_err().to_string();
+    assert!(
+        text.contains(&format!("not enough free space on {root} for"))
+            && text.contains("unpacks to more than"),
+        "{text}"
+    );
+    assert!(snapshot_entries(&small.roots).is_empty());
+    assert!(blobs(&small.roots).is_empty(), "{:?}", blobs(&small.roots));
+    assert!(small.free() + (1 << 20) >= free_before);
+
+    // `docker import` of the same bomb is held to the same room.
+    let file = std::fs::File::open(work.join("layer.tar.gz")).unwrap();
+    let text = store.import(file, Some("bomb:1")).unwrap_err().to_string();
+    assert!(
+        text.contains(&format!("not enough free space on {root} for bomb:1"))
+            && text.contains("unpacks to more than"),
+        "{text}"
+    );
+    assert!(snapshot_entries(&small.roots).is_empty());
+    assert!(blobs(&small.roots).is_empty(), "{:?}", blobs(&small.roots));
+}

@@ -196,3 +196,45 @@ fn restart_policies_restart_failures_with_backoff_but_not_user_stops() {
     let i = inspect(&steady);
     assert_eq!((i.state.status.as_str(), i.restart_count), ("exited", 0));
 }
+
+/// The API socket is 0660 from the moment it exists, even for an engine started under umask 0
+/// (a bind followed by a chmod would show 0777 first): watched from the spawn on.
+#[test]
+fn the_api_socket_is_never_wider_than_0660() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let temp = tempfile::tempdir().unwrap();
+    let (data, run) = (temp.path().join("data"), temp.path().join("run"));
+    let socket = run.join("berth.sock");
+    let mut cmd = Command::new(common::engine::berth_exe());
+    cmd.arg("engine")
+        .arg("--data-root")
+        .arg(&data)
+        .arg("--run-root")
+        .arg(&run)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn berth engine");
+    let start = Instant::now();
+    let mut first_seen = None;
+    while start.elapsed() < Duration::from_secs(15) {
+        if let Ok(m) = std::fs::symlink_metadata(&socket) {
+            first_seen = Some((m.mode() & 0o7777, m.uid(), m.gid()));
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let later = std::fs::symlink_metadata(&socket).map(|m| m.mode() & 0o7777);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert_eq!(first_seen, Some((0o660, 0, 0)));
+    assert_eq!(later.unwrap(), 0o660);
+}

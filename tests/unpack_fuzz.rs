@@ -2,6 +2,11 @@
 //! (`..`, absolute names, symlinks to `/`, `..` and a host directory, hardlinks, whiteouts,
 //! type changes) never panic and never touch anything outside the snapshot root, and random
 //! byte corruption of a valid archive is an error or a confined success, never an escape.
+//!
+//! Each case unpacks from a thread of its own that has `chroot`ed into the case's temp dir
+//! (after `unshare(CLONE_FS)`, so the rest of the process keeps its root). An escape, wherever
+//! it aims (`/`, `..`, an absolute host path, a symlink to any of them), can then only land in
+//! that temp dir, where the test sees it — not in a host directory no one checks.
 
 mod common;
 
@@ -9,20 +14,63 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use berth::engine::unpack::{unpack_layer, UnpackLimits};
+use berth::engine::unpack::{unpack_layer, UnpackError, UnpackLimits};
 use common::registry::TarBuilder;
 use proptest::prelude::*;
 
-fn listing(dir: &Path) -> BTreeMap<String, (u32, u64, i64)> {
+/// Unpacks `tar` into `<jail>/root` from a thread whose root directory is `jail`.
+fn unpack_jailed(jail: &Path, tar: Vec<u8>) -> Result<(), UnpackError> {
+    let jail = jail.to_path_buf();
+    std::thread::spawn(move || {
+        // The thread gets its own root and cwd; the test harness's other threads keep theirs.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).expect("unshare(CLONE_FS)");
+        nix::unistd::chroot(&jail).expect("chroot into the case's temp dir");
+        nix::unistd::chdir("/").expect("chdir /");
+        unpack_layer(&tar[..], Path::new("/root"), &UnpackLimits::default()).map(drop)
+    })
+    .join()
+    .expect("unpack thread panicked")
+}
+
+/// Every name in the jail (the case's temp dir) outside `root/`, with its metadata.
+fn outside_root(jail: &Path) -> BTreeMap<String, (u32, u64, i64)> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let md = std::fs::symlink_metadata(e.path()).unwrap();
-        out.insert(
-            e.file_name().to_string_lossy().into_owned(),
-            (md.mode(), md.len(), md.mtime()),
-        );
+    let mut stack = vec![jail.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path == jail.join("root") {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() {
+                stack.push(path.clone());
+            }
+            let rel = path.strip_prefix(jail).unwrap().display().to_string();
+            out.insert(rel, (md.mode(), md.len(), md.mtime()));
+        }
     }
     out
+}
+
+/// The harness can fail: a write aimed at the host's `/` from the jailed thread lands in the
+/// jail, and `outside_root` reports it.
+#[test]
+fn the_jail_catches_a_write_to_the_host_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("root")).unwrap();
+    let jail = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+        nix::unistd::chroot(&jail).unwrap();
+        std::fs::write("/escaped", b"x").unwrap();
+    })
+    .join()
+    .unwrap();
+    let seen: Vec<String> = outside_root(dir.path()).into_keys().collect();
+    assert_eq!(seen, ["escaped"]);
+    // The chroot stayed in that thread.
+    assert!(Path::new("/proc/self/status").exists());
 }
 
 #[derive(Debug, Clone)]
@@ -117,30 +165,25 @@ proptest! {
     #[test]
     fn random_entries_never_escape(seed_ops in prop::collection::vec(op("@OUT@".into()), 1..12)) {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        std::fs::create_dir(&root).unwrap();
-        std::fs::create_dir(&outside).unwrap();
-        std::fs::write(outside.join("a"), b"host").unwrap();
-        let before = listing(&outside);
-        let out = outside.display().to_string();
+        let jail = dir.path();
+        std::fs::create_dir(jail.join("root")).unwrap();
+        std::fs::create_dir(jail.join("outside")).unwrap();
+        std::fs::write(jail.join("outside/a"), b"host").unwrap();
+        let before = outside_root(jail);
+        // Seen from inside the jail, the host directory an attacker aims at is /outside.
+        let out = "/outside";
         let ops: Vec<Op> = seed_ops
             .into_iter()
             .map(|o| match o {
-                Op::Dir(p, m) => Op::Dir(p.replace("@OUT@", &out), m),
-                Op::File(p, d) => Op::File(p.replace("@OUT@", &out), d),
-                Op::Symlink(p, t) => Op::Symlink(p.replace("@OUT@", &out), t.replace("@OUT@", &out)),
-                Op::Hardlink(p, t) => Op::Hardlink(p.replace("@OUT@", &out), t.replace("@OUT@", &out)),
+                Op::Dir(p, m) => Op::Dir(p.replace("@OUT@", out), m),
+                Op::File(p, d) => Op::File(p.replace("@OUT@", out), d),
+                Op::Symlink(p, t) => Op::Symlink(p.replace("@OUT@", out), t.replace("@OUT@", out)),
+                Op::Hardlink(p, t) => Op::Hardlink(p.replace("@OUT@", out), t.replace("@OUT@", out)),
             })
             .collect();
-        let tar = build(&ops);
-        let _ = unpack_layer(&tar[..], &root, &UnpackLimits::default());
-        prop_assert_eq!(listing(&outside), before);
-        prop_assert_eq!(std::fs::read(outside.join("a")).unwrap(), b"host".to_vec());
-        let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        prop_assert_eq!(names, vec!["outside".to_string(), "root".to_string()]);
+        let _ = unpack_jailed(jail, build(&ops));
+        prop_assert_eq!(outside_root(jail), before);
+        prop_assert_eq!(std::fs::read(jail.join("outside/a")).unwrap(), b"host".to_vec());
     }
 
     #[test]
@@ -160,9 +203,7 @@ proptest! {
             let i = pos % tar.len();
             tar[i] = byte;
         }
-        let _ = unpack_layer(&tar[..], &root, &UnpackLimits::default());
-        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        prop_assert_eq!(names, vec!["root".to_string()]);
+        let _ = unpack_jailed(dir.path(), tar);
+        prop_assert_eq!(outside_root(dir.path()), BTreeMap::new());
     }
 }

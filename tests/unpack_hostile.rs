@@ -511,3 +511,196 @@ fn u14_duplicates_and_type_changes_last_one_wins_root_is_kept() {
     expect_hostile(a.unpack(&tar), "layer root");
     a.assert_confined();
 }
+
+/// Peak resident memory of this process since the last reset, in bytes.
+fn peak_rss_after_reset() -> impl FnOnce() -> u64 {
+    // "5" resets VmHWM to the current RSS (proc(5), /proc/pid/clear_refs).
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+}
+
+/// `chunk` `times` times over, as a reader.
+struct Repeat {
+    chunk: Vec<u8>,
+    times: usize,
+    pos: usize,
+}
+
+impl Repeat {
+    fn new(chunk: Vec<u8>, times: usize) -> Repeat {
+        Repeat {
+            chunk,
+            times,
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for Repeat {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.times == 0 {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.chunk.len() {
+            self.pos = 0;
+            self.times -= 1;
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn repeated_pax_xattr_headers_are_capped_and_memory_stays_bounded() {
+    // The reported attack: ~1600 PAX headers of ~1 MiB each before one file, every one adding
+    // a `SCHILY.xattr` (1.65 MB once gzipped); it grew the engine to 1.68 GB. The stream is
+    // generated as it is read, so the test itself holds one header, not 1.6 GB.
+    let one = TarBuilder::new()
+        .pax(&[(
+            "SCHILY.xattr.security.selinux",
+            &vec![b'v'; (1 << 20) - 100],
+        )])
+        .raw(b"")
+        .finish();
+    let one = one[..one.len() - 1024].to_vec();
+    let tail = TarBuilder::new().file("victim", 0o644, b"x").finish();
+    let stream = std::io::Read::chain(Repeat::new(one, 1600), &tail[..]);
+    let a = Arena::new();
+    let peak = peak_rss_after_reset();
+    let e = unpack_layer(stream, &a.root, &UnpackLimits::default())
+        .map(drop)
+        .unwrap_err();
+    let grown = peak();
+    assert!(matches!(e, UnpackError::Limit(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("extended headers of more than 2097152 bytes for one entry"),
+        "{e}"
+    );
+    assert!(grown < 256 << 20, "peak RSS {grown} bytes");
+    a.assert_confined();
+
+    // The same key repeated keeps one value; xattrs we would not apply are not kept at all.
+    let limits = UnpackLimits {
+        max_entry_xattr_bytes: 100,
+        ..Default::default()
+    };
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    t.pax(&[
+        ("SCHILY.xattr.user.same", &[b'a'; 60]),
+        ("SCHILY.xattr.user.same", &[b'b'; 60]),
+        ("SCHILY.xattr.trusted.overlay.redirect", &[b'c'; 500]),
+    ]);
+    t.file("f", 0o644, b"x");
+    a.unpack_with(&t.finish(), &limits).unwrap();
+    assert_eq!(
+        xattr(&a.root.join("f"), "user.same").as_deref(),
+        Some(&[b'b'; 60][..])
+    );
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    t.pax(&[
+        ("SCHILY.xattr.user.one", &[b'a'; 60]),
+        ("SCHILY.xattr.user.two", &[b'b'; 60]),
+    ]);
+    t.file("f", 0o644, b"x");
+    let e = a.unpack_with(&t.finish(), &limits).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more than 100 bytes of xattrs on one entry"),
+        "{e}"
+    );
+    assert!(!a.root.join("f").exists());
+}
+
+#[test]
+fn header_bytes_per_layer_and_remembered_directories_are_capped() {
+    let limits = UnpackLimits {
+        max_layer_header_bytes: 4096,
+        ..Default::default()
+    };
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    for i in 0..20 {
+        t.pax(&[("path", format!("{}/{i}", "d/".repeat(150)).as_bytes())]);
+        t.file(&format!("short{i}"), 0o644, b"x");
+    }
+    let e = a.unpack_with(&t.finish(), &limits).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("extended headers of more than 4096 bytes in the layer"),
+        "{e}"
+    );
+
+    let limits = UnpackLimits {
+        max_pending_dirs: 3,
+        ..Default::default()
+    };
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    for i in 0..5 {
+        t.dir(&format!("d{i}"), 0o755);
+    }
+    let e = a.unpack_with(&t.finish(), &limits).unwrap_err();
+    assert!(e.to_string().contains("more than 3 directories"), "{e}");
+    // The same directory repeated is one directory, not five.
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    for _ in 0..5 {
+        t.dir("same", 0o755);
+    }
+    a.unpack_with(&t.finish(), &limits).unwrap();
+
+    // Directories with big xattrs: the bytes kept until the end of the layer are capped.
+    let limits = UnpackLimits {
+        max_pending_dir_bytes: 50_000,
+        ..Default::default()
+    };
+    let a = Arena::new();
+    let mut t = TarBuilder::new();
+    for i in 0..10 {
+        t.pax(&[("SCHILY.xattr.user.big", &[b'x'; 10_000])]);
+        t.dir(&format!("d{i}"), 0o755);
+    }
+    let e = a.unpack_with(&t.finish(), &limits).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("directory paths and xattrs of more than 50000 bytes"),
+        "{e}"
+    );
+    a.assert_confined();
+}
+
+#[test]
+fn bytes_after_the_end_of_archive_are_bounded() {
+    // GNU tar pads to a 10 KiB record: accepted, and hashed into the DiffID.
+    let a = Arena::new();
+    let mut tar = TarBuilder::new().file("f", 0o644, b"x").finish();
+    tar.resize(10240, 0);
+    let stats = unpack_layer(&tar[..], &a.root, &UnpackLimits::default()).unwrap();
+    assert_eq!(
+        stats.diff_id,
+        format!("sha256:{}", common::registry::sha256_hex(&tar))
+    );
+    // An endless stream after the marker (zeros compress to nothing) is refused once the cap is
+    // reached instead of being hashed to the end.
+    let a = Arena::new();
+    let tar = TarBuilder::new().file("f", 0o644, b"x").finish();
+    let endless = std::io::Read::chain(&tar[..], std::io::repeat(0));
+    let e = unpack_layer(endless, &a.root, &UnpackLimits::default())
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more than 1048576 bytes after the end-of-archive marker"),
+        "{e}"
+    );
+}

@@ -120,11 +120,29 @@ fn bind_socket(roots: &EngineRoots) -> anyhow::Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("remove stale socket {}", path.display())),
     }
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("set mode 660 on {}", path.display()))?;
-    Ok(listener)
+    let listener = bind_private(&path).with_context(|| format!("listen on {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener).with_context(|| format!("listen on {}", path.display()))
+}
+
+/// The mode the API socket is created with: root and the socket's group, as Docker's.
+const SOCKET_MODE: u32 = 0o660;
+
+/// Binds a UNIX socket that is never wider than `SOCKET_MODE`, not even between `bind` and a
+/// `chmod`: it is created under a umask that leaves only those bits. The umask is per process,
+/// so the bind runs on a thread of its own that first unshares its file-system attributes
+/// (`CLONE_FS`): the daemon's other threads keep their umask while this one is changed.
+fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            !SOCKET_MODE & 0o777,
+        ));
+        std::os::unix::net::UnixListener::bind(&path)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the socket-binding thread panicked"))?
 }
 
 async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> anyhow::Result<()> {
@@ -166,4 +184,34 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
     drop(lock);
     eprintln!("berth engine: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn the_socket_is_born_with_mode_0660_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.sock");
+        // Worst case: a daemon started with umask 0 (a plain bind would give 0777). Set on a
+        // thread of its own so that other tests keep theirs.
+        let p = path.clone();
+        let (listener, umask_after) = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            let l = bind_private(&p).unwrap();
+            let after = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            (l, after)
+        })
+        .join()
+        .unwrap();
+        // Right after bind, before anything else could chmod it.
+        let mode = std::fs::metadata(&path).unwrap().mode();
+        assert_eq!(mode & 0o7777, 0o660, "{mode:o}");
+        // The caller's umask was left alone.
+        assert_eq!(umask_after.bits(), 0);
+        drop(listener);
+    }
 }

@@ -29,7 +29,7 @@ use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
 use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
-use super::unpack::{unpack_layer, UnpackError, UnpackLimits};
+use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
 use super::EngineSettings;
 
 /// An image config is small; refuse anything absurd before parsing it.
@@ -38,6 +38,9 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 const MAX_LAYERS: usize = 125;
 /// Layer downloads in flight per pull (dockerd's `max-concurrent-downloads` default).
 const MAX_CONCURRENT_DOWNLOADS: usize = 3;
+/// Kept free on the data root beyond what a pull takes: the engine's records and the
+/// containers' writable layers must still fit.
+pub const FREE_SPACE_MARGIN: u64 = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
@@ -69,6 +72,16 @@ pub enum ImageError {
     },
     #[error("invalid image {image}: {detail}")]
     InvalidImage { image: String, detail: String },
+    #[error(
+        "not enough free space on {} for {image}: {detail}; remove images you no longer \
+         need (docker image rm) or give berth a data root with more room",
+        path.display()
+    )]
+    NoSpace {
+        image: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("cannot build the OCI {what} of {image}: {source}")]
     OciBuild {
         what: &'static str,
@@ -198,6 +211,73 @@ pub struct ImageStore {
     /// created, which must not race with another pull starting to reuse them.
     write_lock: tokio::sync::Mutex<()>,
     limits: UnpackLimits,
+}
+
+/// A layer a pull still has to fetch or unpack, as its manifest describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNeed {
+    /// The blob's size from the manifest.
+    pub size: u64,
+    /// The blob is in the content store already: nothing to download.
+    pub have_blob: bool,
+}
+
+/// Bytes a pull is expected to take on the data root: each missing blob as downloaded, its
+/// unpacked content taken to be at least as large as the blob (compression only shrinks), and
+/// the margin. This refuses what cannot fit before anything is fetched; a layer that expands
+/// further is stopped while unpacking, at the free space left.
+pub fn pull_space_needed(layers: &[LayerNeed]) -> u64 {
+    layers
+        .iter()
+        .map(|l| {
+            let download = if l.have_blob { 0 } else { l.size };
+            download.saturating_add(l.size)
+        })
+        .fold(FREE_SPACE_MARGIN, u64::saturating_add)
+}
+
+/// Bytes an unprivileged writer could still put on the file system holding `path`.
+fn free_space(path: &Path) -> std::io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+/// One layer to unpack into a prepared snapshot directory (blocking; pulls run it on a
+/// blocking thread).
+struct UnpackJob {
+    image: String,
+    /// Short digest, for errors.
+    layer: String,
+    limits: UnpackLimits,
+    data_root: PathBuf,
+}
+
+impl UnpackJob {
+    /// A layer may expand far beyond its blob (a gzip bomb): it gets the free space of the
+    /// data root, less the margin, and no more; running out of it is a free-space error.
+    fn run(mut self, blob: impl Read, dest: &Path) -> Result<UnpackStats> {
+        let room = free_space(dest)
+            .map_err(io_err(dest))?
+            .saturating_sub(FREE_SPACE_MARGIN);
+        let capped_by_room = room < self.limits.max_total_bytes;
+        self.limits.max_total_bytes = self.limits.max_total_bytes.min(room);
+        unpack_layer(blob, dest, &self.limits).map_err(|source| match source {
+            UnpackError::ContentLimit { limit } if capped_by_room => ImageError::NoSpace {
+                image: self.image.clone(),
+                path: self.data_root.clone(),
+                detail: format!(
+                    "layer {} unpacks to more than the {limit} bytes free (less a margin of \
+                     {FREE_SPACE_MARGIN})",
+                    self.layer
+                ),
+            },
+            source => ImageError::Unpack {
+                image: self.image.clone(),
+                layer: self.layer.clone(),
+                source,
+            },
+        })
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -576,6 +656,7 @@ impl ImageStore {
                 todo.push(i);
             }
         }
+        self.check_room(&image, layers, &todo)?;
         // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
         // order as soon as each one and its parent are ready, as containerd's unpacker does.
         let new_blobs = std::sync::Mutex::new(Vec::<String>::new());
@@ -723,6 +804,36 @@ impl ImageStore {
         Ok(rec)
     }
 
+    /// The data root, as named in errors about its free space.
+    fn data_root(&self) -> PathBuf {
+        self.root.parent().unwrap_or(&self.root).to_path_buf()
+    }
+
+    /// Refuses a pull whose layers would not fit the free space of the data root.
+    fn check_room(&self, image: &str, layers: &[Descriptor], todo: &[usize]) -> Result<()> {
+        let needs: Vec<LayerNeed> = todo
+            .iter()
+            .map(|&i| LayerNeed {
+                size: layers[i].size(),
+                have_blob: self.content.contains(layers[i].digest().as_ref()),
+            })
+            .collect();
+        let need = pull_space_needed(&needs);
+        let free = free_space(&self.root).map_err(io_err(&self.root))?;
+        if need > free {
+            return Err(ImageError::NoSpace {
+                image: image.to_string(),
+                path: self.data_root(),
+                detail: format!(
+                    "{} layers to fetch and unpack need about {need} bytes with a margin of \
+                     {FREE_SPACE_MARGIN}, and {free} are free",
+                    needs.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Unpacked size of a layer another image already unpacked (its snapshot is shared).
     fn known_unpacked_size(&self, diff_id: &str) -> u64 {
         self.read_records()
@@ -839,22 +950,23 @@ impl ImageStore {
                 source,
             })?;
         let snapshots = self.snapshots.clone();
-        let limits = self.limits.clone();
         let chain = chain_id.to_string();
         let tmp = snapshots.prepare(&chain)?;
+        let job = UnpackJob {
+            image: image.to_string(),
+            layer: short(digest),
+            limits: self.limits.clone(),
+            data_root: self.data_root(),
+        };
         let tmp2 = tmp.clone();
-        let result = tokio::task::spawn_blocking(move || unpack_layer(blob, &tmp2, &limits))
+        let result = tokio::task::spawn_blocking(move || job.run(blob, &tmp2))
             .await
             .map_err(|e| ImageError::Other(format!("unpack task failed: {e}")))?;
         let stats = match result {
             Ok(s) => s,
-            Err(source) => {
+            Err(e) => {
                 snapshots.discard(&tmp);
-                return Err(ImageError::Unpack {
-                    image: image.to_string(),
-                    layer: short(digest),
-                    source,
-                });
+                return Err(e);
             }
         };
         if stats.diff_id != diff_id {
@@ -943,15 +1055,17 @@ impl ImageStore {
         // The chain id is the diff id, known only after unpacking: unpack into a temporary
         // snapshot named after the blob, then commit under the diff id.
         let tmp = self.snapshots.prepare(&layer_digest)?;
-        let stats = match unpack_layer(blob, &tmp, &self.limits) {
+        let job = UnpackJob {
+            image: image.clone(),
+            layer: short(&layer_digest),
+            limits: self.limits.clone(),
+            data_root: self.data_root(),
+        };
+        let stats = match job.run(blob, &tmp) {
             Ok(s) => s,
-            Err(source) => {
+            Err(e) => {
                 self.snapshots.discard(&tmp);
-                return Err(ImageError::Unpack {
-                    image: image.clone(),
-                    layer: short(&layer_digest),
-                    source,
-                });
+                return Err(e);
             }
         };
         let diff_id = stats.diff_id.clone();
@@ -1262,6 +1376,33 @@ fn with_image(e: PullStepError, image: &str) -> ImageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn space_needed_counts_downloads_unpacking_and_the_margin() {
+        let mb = 1 << 20;
+        let fetch = LayerNeed {
+            size: 10 * mb,
+            have_blob: false,
+        };
+        let stored = LayerNeed {
+            size: 30 * mb,
+            have_blob: true,
+        };
+        // Nothing to do: only the margin.
+        assert_eq!(pull_space_needed(&[]), FREE_SPACE_MARGIN);
+        // A missing blob is downloaded and unpacked; a stored one is only unpacked.
+        assert_eq!(pull_space_needed(&[fetch]), 20 * mb + FREE_SPACE_MARGIN);
+        assert_eq!(
+            pull_space_needed(&[fetch, stored]),
+            50 * mb + FREE_SPACE_MARGIN
+        );
+        // Sizes a manifest makes up cannot wrap around to a small number.
+        let huge = LayerNeed {
+            size: u64::MAX / 2 + 1,
+            have_blob: false,
+        };
+        assert_eq!(pull_space_needed(&[huge, huge]), u64::MAX);
+    }
     use std::process::Command;
 
     /// A config as `docker build` writes it: Docker-only keys, `null`s, Go sets and labels.

@@ -27,6 +27,12 @@ pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.man
 
 /// A manifest is small; the spec asks registries to accept at least 4 MB.
 pub const MAX_MANIFEST_BYTES: u64 = 8 << 20;
+/// A token reply is a small JSON document (a JWT and a few fields).
+pub const MAX_TOKEN_BYTES: usize = 1 << 20;
+/// What is read of an error reply: its start is shown, the rest is not worth downloading.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+/// Redirects followed for one request (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
 
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -73,6 +79,8 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("registry {host}: {detail}")]
+    Redirect { host: String, detail: String },
     #[error("cannot build an http client: {0}")]
     Client(#[source] reqwest::Error),
 }
@@ -208,6 +216,65 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
+/// Why a redirect from the chain `previous` (oldest first) to `next` must not be followed, if it
+/// must not: a registry reached over https never hands the request (and its token) to plain
+/// http, and only http(s) is followed. `Authorization` is never sent to another host either:
+/// reqwest drops it when a redirect changes host or port, whatever the policy.
+pub fn redirect_refusal(previous: &[Url], next: &Url) -> Option<String> {
+    let from = previous.last().map(Url::as_str).unwrap_or("?");
+    if previous.len() >= MAX_REDIRECTS {
+        return Some(format!(
+            "more than {MAX_REDIRECTS} redirects (last to {next})"
+        ));
+    }
+    if !matches!(next.scheme(), "http" | "https") {
+        return Some(format!(
+            "refused redirect from {from} to {next}: not http(s)"
+        ));
+    }
+    if next.scheme() == "http" && previous.iter().any(|u| u.scheme() == "https") {
+        return Some(format!(
+            "refused redirect from {from} to {next}: it downgrades https to plain http"
+        ));
+    }
+    None
+}
+
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        match redirect_refusal(attempt.previous(), attempt.url()) {
+            Some(reason) => attempt.error(reason),
+            None => attempt.follow(),
+        }
+    })
+}
+
+/// A response body read up to a limit.
+struct CappedBody {
+    bytes: Vec<u8>,
+    /// False when the body was longer than the limit: the rest was never downloaded.
+    complete: bool,
+}
+
+async fn read_capped(resp: &mut Response, limit: usize) -> reqwest::Result<CappedBody> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if bytes.len() + chunk.len() > limit {
+            let room = limit - bytes.len();
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(CappedBody {
+                bytes,
+                complete: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(CappedBody {
+        bytes,
+        complete: true,
+    })
+}
+
 fn parse_challenge(header: &str) -> Option<(String, HashMap<String, String>)> {
     let (scheme, rest) = header.trim().split_once(' ')?;
     let mut params = HashMap::new();
@@ -256,6 +323,7 @@ impl RegistryClient {
             // A stalled registry must not hang a pull forever; a slow one is fine.
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy())
             .build()
             .map_err(RegistryError::Client)?;
         Ok(RegistryClient {
@@ -281,6 +349,19 @@ impl RegistryClient {
     }
 
     fn send_err(&self, e: reqwest::Error) -> RegistryError {
+        if e.is_redirect() {
+            // The policy's reason is the error's source; reqwest's own text does not show it.
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            return RegistryError::Redirect {
+                host: self.authority.clone(),
+                detail,
+            };
+        }
         if e.is_connect() || e.is_timeout() {
             RegistryError::Unreachable {
                 host: self.authority.clone(),
@@ -353,7 +434,7 @@ impl RegistryClient {
                 .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
             q.append_pair("scope", &scope);
         }
-        let resp = self
+        let mut resp = self
             .http
             .get(url)
             .send()
@@ -362,7 +443,15 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(token_err(format!("status {}", resp.status())));
         }
-        let body = resp.bytes().await.map_err(|e| token_err(e.to_string()))?;
+        let reply = read_capped(&mut resp, MAX_TOKEN_BYTES)
+            .await
+            .map_err(|e| token_err(e.to_string()))?;
+        if !reply.complete {
+            return Err(token_err(format!(
+                "reply larger than {MAX_TOKEN_BYTES} bytes; refused"
+            )));
+        }
+        let body = reply.bytes;
         let t: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| token_err(format!("bad token reply: {e}")))?;
         let token = t
@@ -376,10 +465,14 @@ impl RegistryClient {
         Ok(())
     }
 
-    async fn status_error(&self, url: &Url, resp: Response) -> RegistryError {
+    async fn status_error(&self, url: &Url, mut resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        let body: String = body.chars().take(300).collect();
+        // Only the start is shown: read no more than that, however long the reply claims to be.
+        let body = read_capped(&mut resp, MAX_ERROR_BODY_BYTES)
+            .await
+            .map(|b| b.bytes)
+            .unwrap_or_default();
+        let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         if status == 401 || status == 403 {
             return RegistryError::Unauthorized {
                 image: self.image.clone(),
@@ -456,6 +549,209 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the test server answers: a status line and headers, then `body` `repeat` times.
+    struct Reply {
+        head: String,
+        body: Vec<u8>,
+        repeat: usize,
+    }
+
+    fn reply(status: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
+        let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        Reply {
+            head,
+            body: body.to_vec(),
+            repeat: 1,
+        }
+    }
+
+    /// What a test server saw: request heads (lowercased) and body bytes it managed to send.
+    #[derive(Default)]
+    struct Seen {
+        requests: Mutex<Vec<String>>,
+        sent: AtomicU64,
+    }
+
+    /// A plain HTTP/1.1 server on `ip` (a loopback address) and a port the kernel picks,
+    /// answering every request with `answer(path, head)`.
+    async fn serve(
+        ip: &str,
+        answer: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
+    ) -> (u16, Arc<Seen>) {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Seen::default());
+        let (answer, seen2) = (Arc::new(answer), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (answer, seen) = (answer.clone(), seen2.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.requests.lock().unwrap().push(head.clone());
+                    let r = answer(&path, &head);
+                    if conn.write_all(r.head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..r.repeat {
+                        if conn.write_all(&r.body).await.is_err() {
+                            return;
+                        }
+                        seen.sent.fetch_add(r.body.len() as u64, Ordering::Relaxed);
+                    }
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn client(port: u16) -> RegistryClient {
+        let reference = ImageReference::parse(&format!("127.0.0.1:{port}/repo:1")).unwrap();
+        RegistryClient::new(&reference, &EngineSettings::default()).unwrap()
+    }
+
+    const BLOB: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[tokio::test]
+    async fn a_redirect_to_another_host_never_carries_the_token() {
+        // The blob store the registry redirects to, on another loopback address.
+        let (store_port, store) = serve("127.0.0.2", |_, _| reply("200 OK", &[], b"blob")).await;
+        let (port, registry) = serve("127.0.0.1", move |path, head| {
+            if path.starts_with("/token") {
+                return reply("200 OK", &[], br#"{"token":"secret-token"}"#);
+            }
+            if !head.contains("authorization: bearer secret-token") {
+                let port = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: 127.0.0.1:"))
+                    .unwrap_or("0")
+                    .trim()
+                    .to_string();
+                let challenge =
+                    format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\"");
+                return reply("401 Unauthorized", &[("WWW-Authenticate", challenge)], b"");
+            }
+            let to = format!("http://127.0.0.2:{store_port}/data/blob");
+            reply("307 Temporary Redirect", &[("Location", to)], b"")
+        })
+        .await;
+        let c = client(port);
+        let mut resp = c.blob(BLOB).await.unwrap();
+        let body = c.next_chunk(&mut resp).await.unwrap().unwrap();
+        assert_eq!(&body[..], b"blob");
+        // The registry did get the token (so a leak would have been possible)...
+        let reg = registry.requests.lock().unwrap().clone();
+        assert!(
+            reg.iter()
+                .any(|h| h.contains("authorization: bearer secret-token")),
+            "{reg:?}"
+        );
+        // ...and the other host never did.
+        let st = store.requests.lock().unwrap().clone();
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert!(!st[0].contains("authorization"), "{st:?}");
+    }
+
+    #[test]
+    fn redirects_from_https_to_http_are_refused() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let chain = [u("https://registry.example/v2/r/blobs/x")];
+        let why = redirect_refusal(&chain, &u("http://cdn.example/blob")).unwrap();
+        assert!(why.contains("downgrades https to plain http"), "{why}");
+        // A downgrade later in the chain counts too.
+        let chain = [u("https://registry.example/a"), u("https://cdn.example/b")];
+        assert!(redirect_refusal(&chain, &u("http://cdn.example/c")).is_some());
+        assert!(redirect_refusal(&chain, &u("file:///etc/passwd")).is_some());
+        // https to https elsewhere (a CDN) and http to http (loopback registries) are fine.
+        assert_eq!(
+            redirect_refusal(&chain, &u("https://s3.example/blob")),
+            None
+        );
+        let plain = [u("http://127.0.0.1:5000/v2/r/blobs/x")];
+        assert_eq!(
+            redirect_refusal(&plain, &u("http://127.0.0.2:9000/blob")),
+            None
+        );
+        let long: Vec<Url> = (0..MAX_REDIRECTS)
+            .map(|i| u(&format!("https://h/{i}")))
+            .collect();
+        assert!(redirect_refusal(&long, &u("https://h/x"))
+            .unwrap()
+            .contains("more than 10"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_redirect_fails_the_request_with_the_reason() {
+        // What reqwest does with the policy's refusal: here a redirect to a non-http scheme,
+        // which the plain-http test server can produce.
+        let (port, _) = serve("127.0.0.1", |_, _| {
+            reply(
+                "302 Found",
+                &[("Location", "ftp://127.0.0.1/blob".into())],
+                b"",
+            )
+        })
+        .await;
+        let e = client(port).blob(BLOB).await.map(drop).unwrap_err();
+        assert!(e.to_string().contains("not http(s)"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn token_and_error_replies_are_read_with_a_cap() {
+        let (port, _) = serve("127.0.0.1", |path, head| {
+            if path.starts_with("/token") {
+                return reply("200 OK", &[], &vec![b' '; MAX_TOKEN_BYTES + 1]);
+            }
+            let port = head
+                .lines()
+                .find_map(|l| l.strip_prefix("host: 127.0.0.1:"))
+                .unwrap_or("0")
+                .trim()
+                .to_string();
+            let challenge = format!("Bearer realm=\"http://127.0.0.1:{port}/token\"");
+            reply("401 Unauthorized", &[("WWW-Authenticate", challenge)], b"")
+        })
+        .await;
+        let e = client(port).blob(BLOB).await.map(drop).unwrap_err();
+        assert!(
+            e.to_string().contains("reply larger than 1048576 bytes"),
+            "{e}"
+        );
+
+        // An error reply claiming 1 GiB: its start is shown, the rest is never downloaded.
+        let (port, seen) = serve("127.0.0.1", |_, _| Reply {
+            head: "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1073741824\r\n\r\n".into(),
+            body: vec![b'e'; 1 << 20],
+            repeat: 1024,
+        })
+        .await;
+        let e = client(port).blob(BLOB).await.map(drop).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("answered 500") && text.contains(&"e".repeat(300)),
+            "{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = seen.sent.load(Ordering::Relaxed);
+        assert!(sent < 64 << 20, "the server got {sent} bytes out");
+    }
 
     #[test]
     fn challenges_are_parsed() {

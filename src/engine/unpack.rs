@@ -28,6 +28,9 @@ pub enum UnpackError {
     Malformed(String),
     #[error("layer exceeds a safety limit: {0}")]
     Limit(String),
+    /// The cap on file content, kept apart: the caller may have lowered it to the free space.
+    #[error("layer exceeds a safety limit: more than {limit} bytes of file content")]
+    ContentLimit { limit: u64 },
     #[error("unsupported layer content: {0}")]
     Unsupported(String),
     #[error("unpacking {path:?}: {source}")]
@@ -46,8 +49,21 @@ type Result<T> = std::result::Result<T, UnpackError>;
 #[derive(Debug, Clone)]
 pub struct UnpackLimits {
     pub max_entries: u64,
-    /// PAX extended headers and GNU long names.
+    /// One PAX extended header or GNU long name.
     pub max_header_bytes: u64,
+    /// All PAX/GNU headers folded into one entry: repeated `x` headers before one file would
+    /// otherwise accumulate without bound (each is read whole into memory).
+    pub max_entry_header_bytes: u64,
+    /// All PAX/GNU headers of a layer (they are parsed, not stored, so this bounds work).
+    pub max_layer_header_bytes: u64,
+    /// Names and values of the xattrs kept for one entry (Linux caps one value at 64 KiB).
+    pub max_entry_xattr_bytes: usize,
+    /// Directory attributes are kept until the end of the layer: how many, and how many bytes
+    /// (paths and xattrs).
+    pub max_pending_dirs: usize,
+    pub max_pending_dir_bytes: usize,
+    /// Bytes hashed after the end-of-archive marker (tar writers pad to at most 10 KiB).
+    pub max_trailing_bytes: u64,
     pub max_path_bytes: usize,
     pub max_depth: usize,
     /// Uncompressed bytes of file content.
@@ -59,6 +75,12 @@ impl Default for UnpackLimits {
         UnpackLimits {
             max_entries: 1_000_000,
             max_header_bytes: 1 << 20,
+            max_entry_header_bytes: 2 << 20,
+            max_layer_header_bytes: 256 << 20,
+            max_entry_xattr_bytes: 256 << 10,
+            max_pending_dirs: 1_000_000,
+            max_pending_dir_bytes: 256 << 20,
+            max_trailing_bytes: 1 << 20,
             max_path_bytes: 4096,
             max_depth: 512,
             max_total_bytes: 256 << 30,
@@ -94,8 +116,19 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, limits: &UnpackLimits) -> Re
         hasher: Sha256::new(),
     };
     let mut stats = apply_tar(&mut hashing, dest, limits)?;
-    // The DiffID covers the whole stream, including padding after the end-of-archive blocks.
-    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+    // The DiffID covers the whole stream, including padding after the end-of-archive blocks;
+    // that padding is bounded, or a layer could make us hash an endless stream of zeros.
+    let trailing = io::copy(
+        &mut (&mut hashing).take(limits.max_trailing_bytes + 1),
+        &mut io::sink(),
+    )
+    .map_err(UnpackError::Read)?;
+    if trailing > limits.max_trailing_bytes {
+        return Err(UnpackError::Limit(format!(
+            "more than {} bytes after the end-of-archive marker",
+            limits.max_trailing_bytes
+        )));
+    }
     stats.diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
     Ok(stats)
 }
@@ -193,7 +226,7 @@ fn checksum_ok(h: &[u8; 512]) -> Result<bool> {
     Ok(stored == unsigned || stored as i64 == signed)
 }
 
-fn parse_pax(data: &[u8], pending: &mut Pending) -> Result<()> {
+fn parse_pax(data: &[u8], pending: &mut Pending, limits: &UnpackLimits) -> Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|&b| b == 0) {
@@ -270,12 +303,33 @@ fn parse_pax(data: &[u8], pending: &mut Pending) -> Result<()> {
                 ));
             }
             k if k.starts_with("SCHILY.xattr.") => {
-                pending
-                    .xattrs
-                    .push((k["SCHILY.xattr.".len()..].to_string(), value.to_vec()));
+                keep_xattr(pending, &k["SCHILY.xattr.".len()..], value, limits)?;
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Keeps one PAX xattr for the next entry: only those we would apply (others are dropped at
+/// once, not carried), a repeated name replaces the earlier value, and the total is capped.
+fn keep_xattr(
+    pending: &mut Pending,
+    name: &str,
+    value: &[u8],
+    limits: &UnpackLimits,
+) -> Result<()> {
+    if !xattr_allowed(name) {
+        return Ok(());
+    }
+    pending.xattrs.retain(|(k, _)| k != name);
+    pending.xattrs.push((name.to_string(), value.to_vec()));
+    let total: usize = pending.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > limits.max_entry_xattr_bytes {
+        return Err(UnpackError::Limit(format!(
+            "more than {} bytes of xattrs on one entry",
+            limits.max_entry_xattr_bytes
+        )));
     }
     Ok(())
 }
@@ -284,6 +338,9 @@ struct TarStream<'a, R: Read> {
     r: &'a mut R,
     limits: &'a UnpackLimits,
     entries: u64,
+    /// PAX/GNU header bytes read so far in the layer and for the entry being assembled.
+    layer_header_bytes: u64,
+    entry_header_bytes: u64,
 }
 
 impl<R: Read> TarStream<'_, R> {
@@ -309,6 +366,21 @@ impl<R: Read> TarStream<'_, R> {
                 self.limits.max_header_bytes
             )));
         }
+        // Checked before the allocation: the caps bound memory, not just what is kept.
+        self.entry_header_bytes += size;
+        self.layer_header_bytes += size;
+        if self.entry_header_bytes > self.limits.max_entry_header_bytes {
+            return Err(UnpackError::Limit(format!(
+                "extended headers of more than {} bytes for one entry",
+                self.limits.max_entry_header_bytes
+            )));
+        }
+        if self.layer_header_bytes > self.limits.max_layer_header_bytes {
+            return Err(UnpackError::Limit(format!(
+                "extended headers of more than {} bytes in the layer",
+                self.limits.max_layer_header_bytes
+            )));
+        }
         let mut buf = vec![0u8; size as usize];
         self.r.read_exact(&mut buf).map_err(truncated)?;
         self.skip_padding(size)?;
@@ -329,6 +401,7 @@ impl<R: Read> TarStream<'_, R> {
     /// The next file-system entry, with PAX/GNU metadata folded in; `None` at end of archive.
     fn next(&mut self) -> Result<Option<Entry>> {
         let mut pending = Pending::default();
+        self.entry_header_bytes = 0;
         let mut hdr = [0u8; 512];
         loop {
             if !self.block(&mut hdr)? {
@@ -357,7 +430,7 @@ impl<R: Read> TarStream<'_, R> {
             match kind {
                 b'x' => {
                     let data = self.read_data(header_size, "pax")?;
-                    parse_pax(&data, &mut pending)?;
+                    parse_pax(&data, &mut pending, self.limits)?;
                     continue;
                 }
                 b'g' => {
@@ -549,7 +622,15 @@ struct Extractor<'a> {
     /// Directory attributes applied after all entries, since creating children changes mtimes
     /// and a read-only mode must not block later entries. Keyed by path: last entry wins.
     dirs: IndexMap<Vec<u8>, DirMeta>,
+    /// Bytes held by `dirs` (paths and xattrs), bounded by `max_pending_dir_bytes`.
+    dir_bytes: usize,
     bytes: u64,
+}
+
+/// What one remembered directory costs in memory, roughly: path, xattrs and the record itself.
+fn dir_cost(path: &[u8], meta: &DirMeta) -> usize {
+    let xattrs: usize = meta.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    path.len() + xattrs + std::mem::size_of::<DirMeta>()
 }
 
 fn show(p: &[u8]) -> String {
@@ -718,8 +799,9 @@ impl Extractor<'_> {
                 children.push(n.to_owned());
             }
         }
-        // Keep an fd of our own to the directory for the *at calls below.
-        let own = unsafe { libc::dup(libc::dirfd(dirp)) };
+        // Keep an fd of our own to the directory for the *at calls below; close-on-exec, as
+        // every fd of the daemon, so no child (a container's init) inherits it.
+        let own = unsafe { libc::fcntl(libc::dirfd(dirp), libc::F_DUPFD_CLOEXEC, 0) };
         unsafe { libc::closedir(dirp) };
         cvt(own).map_err(Self::io(entry))?;
         // SAFETY: dup returned a fresh fd.
@@ -773,7 +855,7 @@ impl Extractor<'_> {
         }
         let name = cname(last)?;
         if e.kind != b'5' {
-            self.dirs.shift_remove(&key);
+            self.forget_dir(&key);
         }
         match e.kind {
             b'0' | b'\0' | b'7' => {
@@ -787,10 +869,9 @@ impl Extractor<'_> {
                 .map_err(Self::io(&e.path))?;
                 self.bytes += e.size;
                 if self.bytes > self.limits.max_total_bytes {
-                    return Err(UnpackError::Limit(format!(
-                        "more than {} bytes of file content",
-                        self.limits.max_total_bytes
-                    )));
+                    return Err(UnpackError::ContentLimit {
+                        limit: self.limits.max_total_bytes,
+                    });
                 }
                 let mut out = std::fs::File::from(file);
                 let copied = io::copy(&mut data.take(e.size), &mut out).map_err(|err| {
@@ -821,17 +902,14 @@ impl Extractor<'_> {
                     cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o700) })
                         .map_err(Self::io(&e.path))?;
                 }
-                self.dirs.insert(
-                    key,
-                    DirMeta {
-                        mode: e.mode,
-                        uid: e.uid,
-                        gid: e.gid,
-                        mtime: e.mtime,
-                        xattrs: e.xattrs,
-                    },
-                );
-                return Ok(());
+                let meta = DirMeta {
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime: e.mtime,
+                    xattrs: e.xattrs,
+                };
+                return self.remember_dir(key, meta);
             }
             b'2' => {
                 // Stored verbatim: absolute targets are legitimate inside the container; we never
@@ -930,6 +1008,32 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// Keeps a directory's attributes for `finish_dirs`, within the count and byte caps.
+    fn remember_dir(&mut self, key: Vec<u8>, meta: DirMeta) -> Result<()> {
+        self.forget_dir(&key);
+        self.dir_bytes += dir_cost(&key, &meta);
+        self.dirs.insert(key, meta);
+        if self.dirs.len() > self.limits.max_pending_dirs {
+            return Err(UnpackError::Limit(format!(
+                "more than {} directories",
+                self.limits.max_pending_dirs
+            )));
+        }
+        if self.dir_bytes > self.limits.max_pending_dir_bytes {
+            return Err(UnpackError::Limit(format!(
+                "directory paths and xattrs of more than {} bytes",
+                self.limits.max_pending_dir_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn forget_dir(&mut self, key: &[u8]) {
+        if let Some(old) = self.dirs.shift_remove(key) {
+            self.dir_bytes -= dir_cost(key, &old);
+        }
+    }
+
     /// `.wh.<name>` hides `<name>` of lower layers: an overlay whiteout (char device 0/0);
     /// `.wh..wh..opq` hides all lower children of the directory: `trusted.overlay.opaque=y`.
     fn whiteout(&mut self, pfd: RawFd, target: &[u8], e: &Entry) -> Result<()> {
@@ -1013,12 +1117,15 @@ pub fn apply_tar(
         root: unsafe { OwnedFd::from_raw_fd(root) },
         limits,
         dirs: IndexMap::new(),
+        dir_bytes: 0,
         bytes: 0,
     };
     let mut stream = TarStream {
         r: reader,
         limits,
         entries: 0,
+        layer_header_bytes: 0,
+        entry_header_bytes: 0,
     };
     let mut count = 0;
     while let Some(e) = stream.next()? {

@@ -19,7 +19,9 @@ use thiserror::Error;
 use crate::engine::api::types::{Volume, VolumeCreateRequest};
 use crate::engine::paths::{write_atomic, EngineRoots};
 
-pub use copy_up::{copy_dir_contents, resolve_in_root};
+use copy_up::{
+    copy_dir_metadata, copy_tree, find_in_root, is_empty, move_entries, open_dir, Found,
+};
 
 /// The label Docker puts on volumes it made for an anonymous mount (`-v /path`, image `VOLUME`).
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -30,6 +32,9 @@ const DATA_DIR: &str = "_data";
 const HIDDEN_PREFIX: &str = ".";
 /// Read-only overlay views of an image, mounted for the length of one copy-up.
 const COPY_UP_PREFIX: &str = ".copyup-";
+/// Private directories a copy-up is assembled in before it is moved into the volume; hidden,
+/// so an interrupted one is swept at the next `open`.
+const STAGING_PREFIX: &str = ".staging-";
 
 #[derive(Debug, Error)]
 pub enum VolumeError {
@@ -85,6 +90,8 @@ pub struct VolumeStore {
     root: PathBuf,
     /// Serialises create and remove so that "exists?" and "make it" are one step for this daemon.
     lock: Mutex<()>,
+    /// Serialises copy-ups: two containers starting on one empty volume copy once.
+    copy_lock: Mutex<()>,
 }
 
 /// Docker's rule for volume (and container) names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -112,6 +119,7 @@ impl VolumeStore {
         let store = VolumeStore {
             root,
             lock: Mutex::new(()),
+            copy_lock: Mutex::new(()),
         };
         store.sweep_hidden();
         Ok(store)
@@ -291,29 +299,67 @@ impl VolumeStore {
     /// the volume. Returns whether anything was copied. A non-empty volume is never touched, so the
     /// copy happens once, at the first container that mounts the volume.
     pub fn copy_up(&self, name: &str, rootfs: &Path, target: &Path) -> Result<bool> {
-        let data = self.mountpoint(name)?;
-        let context = || {
-            format!(
-                "copy image content at {} into volume {name}",
-                target.display()
-            )
-        };
-        let source = resolve_in_root(rootfs, target).map_err(|e| VolumeError::io(context(), e))?;
-        match std::fs::symlink_metadata(&source) {
-            Ok(m) if m.is_dir() => {}
+        let context = copy_context(name, target);
+        match find_in_root(rootfs, target).map_err(|e| VolumeError::io(context(), e))? {
+            Found::Directory(src) => self.copy_into(name, src, target),
             // Nothing (or a non-directory) at the target: nothing to copy, like Docker.
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(VolumeError::io(context(), e)),
+            Found::NotDirectory | Found::Missing => Ok(false),
         }
-        let empty = std::fs::read_dir(&data)
-            .map_err(|e| VolumeError::io(context(), e))?
-            .next()
-            .is_none();
-        if !empty {
+    }
+
+    /// [`copy_up`](Self::copy_up) from the topmost of an image's layer directories (topmost
+    /// first) that has something at `target`: a directory there is copied; a file or whiteout
+    /// hides the layers below, so nothing is copied. Each layer is searched as a root of its own.
+    pub fn copy_up_from_top_layer(
+        &self,
+        name: &str,
+        layers: &[PathBuf],
+        target: &Path,
+    ) -> Result<bool> {
+        let context = copy_context(name, target);
+        for layer in layers {
+            match find_in_root(layer, target).map_err(|e| VolumeError::io(context(), e))? {
+                Found::Directory(src) => return self.copy_into(name, src, target),
+                Found::NotDirectory => return Ok(false),
+                Found::Missing => continue,
+            }
+        }
+        Ok(false)
+    }
+
+    /// Copies the image directory `src` into the volume if it is empty: into a private staging
+    /// directory first (no container sees it), then entry by entry into the volume without
+    /// replacing anything a container put there meanwhile.
+    fn copy_into(&self, name: &str, src: std::os::fd::OwnedFd, target: &Path) -> Result<bool> {
+        let context = copy_context(name, target);
+        let io = |e| VolumeError::io(context(), e);
+        let _serial = self.copy_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let data = open_dir(&self.mountpoint(name)?).map_err(io)?;
+        if !is_empty(&data).map_err(io)? {
             return Ok(false);
         }
-        copy_dir_contents(&source, &data).map_err(|e| VolumeError::io(context(), e))?;
+        let staging = self
+            .root
+            .join(format!("{STAGING_PREFIX}{name}-{}", random_suffix()));
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&staging)
+            .map_err(io)?;
+        let copied = (|| {
+            let stage = open_dir(&staging)?;
+            copy_tree(src.try_clone()?, stage.try_clone()?)?;
+            let taken = move_entries(&stage, &data)?;
+            if !taken.is_empty() {
+                eprintln!(
+                    "berth engine: {}: the volume was written to during the copy; kept its {}",
+                    context(),
+                    taken.join(", ")
+                );
+            }
+            copy_dir_metadata(&src, &data)
+        })();
+        // Only engine-made content is in there (what could not be moved): safe to delete.
+        let _ = std::fs::remove_dir_all(&staging);
+        copied.map_err(io)?;
         Ok(true)
     }
 
@@ -326,12 +372,7 @@ impl VolumeStore {
         layers: &[PathBuf],
         target: &Path,
     ) -> Result<bool> {
-        let context = || {
-            format!(
-                "copy image content at {} into volume {name}",
-                target.display()
-            )
-        };
+        let context = copy_context(name, target);
         match layers {
             [] => Ok(false),
             [only] => self.copy_up(name, only, target),
@@ -377,6 +418,15 @@ impl VolumeStore {
                 copied
             }
         }
+    }
+}
+
+fn copy_context<'a>(name: &'a str, target: &'a Path) -> impl Fn() -> String + 'a {
+    move || {
+        format!(
+            "copy image content at {} into volume {name}",
+            target.display()
+        )
     }
 }
 
@@ -601,5 +651,276 @@ mod tests {
             let data = store.mountpoint(v).unwrap();
             assert!(!data.join("secret").exists(), "{v} copied host content");
         }
+    }
+
+    fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+        let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let r = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(r, 0, "setxattr {name}: {}", std::io::Error::last_os_error());
+    }
+
+    fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        let mut buf = vec![0u8; 256];
+        // SAFETY: as above.
+        let r =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (r >= 0).then(|| buf[..r as usize].to_vec())
+    }
+
+    /// Every path under `dir` with its mode, owner and size: what an escape would change.
+    fn tree(dir: &Path) -> Vec<(PathBuf, u32, u32, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let m = std::fs::symlink_metadata(&d).unwrap();
+            out.push((d.clone(), m.mode(), m.uid(), m.len()));
+            if m.is_dir() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn copy_up_keeps_setuid_owner_mode_xattrs_times_links_and_fifos() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        let (d, store) = store();
+        let rootfs = d.path().join("rootfs");
+        let src = rootfs.join("opt/app");
+        std::fs::create_dir_all(src.join("bin")).unwrap();
+        let tool = src.join("bin/tool");
+        std::fs::write(&tool, "#!").unwrap();
+        std::os::unix::fs::lchown(&tool, Some(1000), Some(1001)).unwrap();
+        // VFS_CAP_REVISION_2 with cap_net_raw permitted + effective: chown would clear it.
+        let cap: [u8; 20] = [
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        set_xattr(&tool, "security.capability", &cap);
+        set_xattr(&tool, "user.note", b"hello");
+        set_xattr(&tool, "trusted.overlay.redirect", b"/etc");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::os::unix::fs::symlink("../etc/missing", src.join("link")).unwrap();
+        std::os::unix::fs::lchown(src.join("link"), Some(7), Some(8)).unwrap();
+        nix::unistd::mkfifo(
+            &src.join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        // An overlay whiteout is not content.
+        nix::sys::stat::mknod(
+            &src.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::set_permissions(src.join("bin"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::lchown(&src, Some(33), Some(33)).unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &tool,
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+
+        store.create(named("app")).unwrap();
+        assert!(store
+            .copy_up("app", &rootfs, Path::new("/opt/app"))
+            .unwrap());
+        let data = store.mountpoint("app").unwrap();
+        let m = std::fs::metadata(data.join("bin/tool")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o4755);
+        assert_eq!((m.uid(), m.gid()), (1000, 1001));
+        assert_eq!(m.mtime(), 1_000_000_000);
+        assert_eq!(
+            get_xattr(&data.join("bin/tool"), "security.capability").as_deref(),
+            Some(&cap[..])
+        );
+        assert_eq!(
+            get_xattr(&data.join("bin/tool"), "user.note").as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(
+            get_xattr(&data.join("bin/tool"), "trusted.overlay.redirect"),
+            None
+        );
+        assert_eq!(
+            std::fs::metadata(data.join("bin")).unwrap().mode() & 0o7777,
+            0o750
+        );
+        let l = std::fs::symlink_metadata(data.join("link")).unwrap();
+        assert_eq!(
+            std::fs::read_link(data.join("link")).unwrap(),
+            Path::new("../etc/missing")
+        );
+        assert_eq!((l.uid(), l.gid()), (7, 8));
+        let p = std::fs::symlink_metadata(data.join("pipe")).unwrap();
+        assert!(p.file_type().is_fifo());
+        assert_eq!(p.mode() & 0o7777, 0o640);
+        assert!(std::fs::symlink_metadata(data.join("gone")).is_err());
+        // The volume root takes the owner and mode of the image's directory, as in Docker.
+        let root = std::fs::metadata(&data).unwrap();
+        assert_eq!((root.uid(), root.mode() & 0o7777), (33, 0o1777));
+        // The staging directory is gone.
+        let hidden: Vec<_> = std::fs::read_dir(d.path().join("data/volumes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+
+    #[test]
+    fn copy_up_source_path_never_leaves_the_image() {
+        // CVE-2022-23648: a mount destination of `/../../<host dir>`, or a symlink in the image
+        // that points at a host directory, must not copy host files into the volume.
+        let (d, store) = store();
+        let rootfs = d.path().join("rootfs");
+        let host = d.path().join("host");
+        std::fs::create_dir_all(host.join("dir")).unwrap();
+        std::fs::write(host.join("dir/secret"), "host").unwrap();
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.join("dir"), rootfs.join("etc/app")).unwrap();
+        let up = "/".to_string() + &"../".repeat(12) + &host.join("dir").display().to_string();
+        for (v, target) in [
+            ("v1", up.as_str()),
+            ("v2", "/etc/app"),
+            ("v3", "/etc/app/../../../host/dir"),
+        ] {
+            store.create(named(v)).unwrap();
+            assert!(
+                !store.copy_up(v, &rootfs, Path::new(target)).unwrap(),
+                "{target}"
+            );
+            assert!(
+                !store.mountpoint(v).unwrap().join("secret").exists(),
+                "{target}"
+            );
+            assert!(!store
+                .copy_up_from_top_layer(v, std::slice::from_ref(&rootfs), Path::new(target))
+                .unwrap());
+            assert!(
+                !store.mountpoint(v).unwrap().join("secret").exists(),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_up_from_top_layer_takes_the_topmost_layer_with_the_path() {
+        let (d, store) = store();
+        let (top, mid, low) = (
+            d.path().join("top"),
+            d.path().join("mid"),
+            d.path().join("low"),
+        );
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::fs::create_dir_all(mid.join("srv/www")).unwrap();
+        std::fs::write(mid.join("srv/www/index.html"), "mid").unwrap();
+        std::fs::create_dir_all(low.join("srv/www")).unwrap();
+        std::fs::write(low.join("srv/www/old.html"), "low").unwrap();
+        std::fs::create_dir_all(top.join("srv")).unwrap();
+        std::fs::write(top.join("srv/file"), "a file hides what is below").unwrap();
+        let layers = [top, mid, low];
+        store.create(named("www")).unwrap();
+        assert!(store
+            .copy_up_from_top_layer("www", &layers, Path::new("/srv/www"))
+            .unwrap());
+        let data = store.mountpoint("www").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(data.join("index.html")).unwrap(),
+            "mid"
+        );
+        assert!(!data.join("old.html").exists());
+        store.create(named("ff")).unwrap();
+        assert!(!store
+            .copy_up_from_top_layer("ff", &layers, Path::new("/srv/file"))
+            .unwrap());
+    }
+
+    #[test]
+    fn copy_up_racing_a_symlink_swap_in_the_volume_never_writes_outside() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let (d, store) = store();
+        let rootfs = d.path().join("rootfs");
+        for sub in ["data/a/b", "data/c"] {
+            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        std::fs::write(rootfs.join("data/a/b/f"), "image").unwrap();
+        std::fs::write(rootfs.join("data/c/g"), "image").unwrap();
+        std::fs::write(rootfs.join("data/top"), "image").unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(outside.join("a/b")).unwrap();
+        std::fs::write(outside.join("keep"), "host").unwrap();
+        let before = tree(&outside);
+        for round in 0..150 {
+            let name = format!("race{round}");
+            store.create(named(&name)).unwrap();
+            let data = store.mountpoint(&name).unwrap();
+            // A second container sharing the volume: it keeps replacing the names the copy
+            // creates with symlinks to a host directory.
+            let stop = Arc::new(AtomicBool::new(false));
+            let racer = {
+                let (stop, data, outside) = (stop.clone(), data.clone(), outside.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        for n in ["a", "c", "top"] {
+                            let p = data.join(n);
+                            let _ = std::fs::remove_dir(&p);
+                            let _ = std::fs::remove_file(&p);
+                            let _ = std::os::unix::fs::symlink(&outside, &p);
+                        }
+                    }
+                })
+            };
+            let result = store.copy_up(&name, &rootfs, Path::new("/data"));
+            stop.store(true, Ordering::Relaxed);
+            racer.join().unwrap();
+            // The copy may find the volume taken (not empty) or keep the racer's names; it
+            // never writes or chmods through them.
+            let _ = result;
+            assert_eq!(tree(&outside), before, "round {round}");
+        }
+    }
+
+    #[test]
+    fn copy_up_refuses_trees_deeper_than_the_bound() {
+        let (d, store) = store();
+        let rootfs = d.path().join("rootfs");
+        let mut deep = rootfs.join("deep");
+        for _ in 0..=copy_up::MAX_DEPTH {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        store.create(named("deep")).unwrap();
+        let e = store
+            .copy_up("deep", &rootfs, Path::new("/deep"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("nested deeper than 256 directories"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("into volume deep"), "{e}");
     }
 }

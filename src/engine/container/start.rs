@@ -284,30 +284,19 @@ fn requested_networks(
 }
 
 impl Engine {
-    /// Docker's copy-up: an empty volume gets the image's content at its mount point. The
-    /// content is taken from the topmost layer that has something at that path (a directory is
-    /// copied; a file or whiteout there hides lower layers, so nothing is copied).
+    /// Docker's copy-up: an empty volume gets the image's content at its mount point, taken from
+    /// the topmost layer that has something there. The path is resolved inside each layer (never
+    /// on the host: CVE-2022-23648) and the copy never follows what a container controls.
     fn copy_image_content(
         &self,
         volume: &str,
         lower_dirs: &[PathBuf],
         destination: &str,
     ) -> std::result::Result<(), String> {
-        let relative = destination.trim_start_matches('/');
-        for lower in lower_dirs {
-            match std::fs::symlink_metadata(lower.join(relative)) {
-                Ok(meta) if meta.is_dir() => {
-                    return self
-                        .volumes
-                        .copy_up(volume, lower, std::path::Path::new(destination))
-                        .map(drop)
-                        .map_err(|e| e.to_string());
-                }
-                Ok(_) => return Ok(()),
-                Err(_) => continue,
-            }
-        }
-        Ok(())
+        self.volumes
+            .copy_up_from_top_layer(volume, lower_dirs, std::path::Path::new(destination))
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     pub async fn start_container(&self, id_or_name: &str) -> Result<()> {
