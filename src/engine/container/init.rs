@@ -134,6 +134,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
     let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(&spec.mounts)?;
     rootfs::pivot(&spec)?;
     rootfs::mount_defaults(&spec)?;
+    rootfs::create_devices(&spec.devices)?;
     rootfs::mount_user(&spec.mounts, &bind_sources)?;
     drop(bind_sources);
     if spec.netns.is_some() {
