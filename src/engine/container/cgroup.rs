@@ -881,4 +881,43 @@ mod tests {
         );
         assert!(!dir.exists());
     }
+
+    #[test]
+    fn device_rules_go_to_v1_devices_when_present_else_to_a_v2_filter() {
+        let rules = devices::default_rules();
+        let (mut dirs, mut res) = hybrid().plan("c1", &Limits::default()).unwrap();
+        hybrid()
+            .plan_devices("c1", rules.clone(), &mut dirs, &mut res)
+            .unwrap();
+        let dev = res.devices.clone().unwrap();
+        assert_eq!(
+            (dev.dir.as_path(), dev.v2),
+            (Path::new("/cg/devices/berth/c1"), false)
+        );
+        assert!(dirs.contains(&dev.dir), "the container joins it: {dirs:?}");
+
+        let v2 = pure_v2(&["memory"]);
+        let (mut dirs, mut res) = v2.plan("c1", &Limits::default()).unwrap();
+        v2.plan_devices("c1", rules.clone(), &mut dirs, &mut res)
+            .unwrap();
+        let dev = res.devices.unwrap();
+        assert_eq!(
+            (dev.dir.as_path(), dev.v2),
+            (Path::new("/cg/berth/c1"), true)
+        );
+        assert_eq!(dirs, vec![PathBuf::from("/cg/berth/c1")]);
+
+        let none = CgroupLayout {
+            v1_pids: Some("/cg/pids".into()),
+            ..Default::default()
+        };
+        let (mut dirs, mut res) = none.plan("c1", &Limits::default()).unwrap();
+        let err = none
+            .plan_devices("c1", rules, &mut dirs, &mut res)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no device cgroup on this host"),
+            "{err}"
+        );
+    }
 }

@@ -189,6 +189,11 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
         });
     }
 
+    execve(w, &program, &env)
+}
+
+/// Tell the shim (when init) that the workload is being executed, and `execve` it.
+fn execve(w: &Workload, program: &Path, env: &[String]) -> Result<Infallible> {
     let c_program = cstring(&program.to_string_lossy())?;
     let c_args = w
         .args

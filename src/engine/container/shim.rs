@@ -246,7 +246,13 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             what: "read init status".into(),
             source,
         })?;
-    let init_error = init_failure(&status, child);
+    let init_error = init_failure(&status, || {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+            Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+            _ => "gone".to_string(),
+        }
+    });
     if !init_error.is_empty() {
         let _ = waitpid(child, None);
         cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
@@ -289,18 +295,14 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
 /// Why init did not start the workload, from what it wrote on the sync pipe; empty when it
 /// did. Only the marker (maybe followed by an `execve` error) means init got to `execve`;
 /// nothing at all means it died first, and its wait status says how.
-fn init_failure(status: &[u8], child: Pid) -> String {
+fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> String {
     match status.split_first() {
         Some((&super::process_setup::EXEC_MARKER, rest)) => {
             String::from_utf8_lossy(rest).into_owned()
         }
         Some(_) => String::from_utf8_lossy(status).into_owned(),
         None => {
-            let how = match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-                Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-                _ => "gone".to_string(),
-            };
+            let how = how_init_ended();
             format!(
                 "container init died before starting the workload ({how}); \
                  see the engine log, or check the container's memory limit"
@@ -532,6 +534,30 @@ fn reap(child: Pid) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exec_marker_counts_as_a_started_workload() {
+        let unused = || unreachable!("init wrote something");
+        assert_eq!(init_failure(&[0], unused), "");
+        assert_eq!(
+            init_failure(b"\0exec: \"x\": permission denied", unused),
+            "exec: \"x\": permission denied"
+        );
+        assert_eq!(
+            init_failure(
+                b"unable to find user app: no matching entries in passwd file",
+                unused
+            ),
+            "unable to find user app: no matching entries in passwd file"
+        );
+        // Killed before execve (the OOM killer, say): reported, never taken for a start.
+        assert_eq!(
+            init_failure(b"", || "killed by SIGKILL".into()),
+            "container init died before starting the workload (killed by SIGKILL); \
+             see the engine log, or check the container's memory limit"
+        );
+    }
+
     use std::os::unix::fs::MetadataExt;
 
     /// Root-only: init runs from our own binary, on a clone that refuses writes (the binary itself

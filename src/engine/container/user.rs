@@ -137,34 +137,40 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// The image's passwd and group entries. The root user (empty spec) needs them only for its
+/// home: unusable files are ignored then, as a missing one is; any named or numbered user or
+/// group gets the error.
+fn lookup_files(
+    root: &Path,
+    spec: &str,
+    user_part: &str,
+    group_part: Option<&str>,
+) -> Result<(Vec<PasswdEntry>, Vec<GroupEntry>), UserError> {
+    let read = |file: &'static str, shown: &'static str, who: String| match read_file(root, file) {
+        Ok(text) => Ok(text),
+        Err(_) if spec.is_empty() => Ok(String::new()),
+        Err(reason) => Err(UserError::BadFile {
+            who,
+            file: shown,
+            reason,
+        }),
+    };
+    let passwd = read("etc/passwd", "/etc/passwd", format!("user {user_part}"))?;
+    let group = read(
+        "etc/group",
+        "/etc/group",
+        group_part.map_or_else(|| format!("user {user_part}"), |g| format!("group {g}")),
+    )?;
+    Ok((parse_passwd(&passwd), parse_group(&group)))
+}
+
 /// Resolve `spec` inside the filesystem rooted at `root`.
 pub fn resolve(root: &Path, spec: &str) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    // The root user (empty spec) needs the files only for its home: unusable ones are ignored
-    // then, as a missing one is; any named or numbered user or group gets the error.
-    let needed = !spec.is_empty();
-    let read = |file: &'static str| match read_file(root, file) {
-        Ok(text) => Ok(text),
-        Err(_) if !needed => Ok(String::new()),
-        Err(reason) => Err(UserError::BadFile {
-            who: if file == "etc/group" {
-                format!("group {}", group_part.unwrap_or(spec))
-            } else {
-                format!("user {user_part}")
-            },
-            file: if file == "etc/group" {
-                "/etc/group"
-            } else {
-                "/etc/passwd"
-            },
-            reason,
-        }),
-    };
-    let passwd = parse_passwd(&read("etc/passwd")?);
-    let groups = parse_group(&read("etc/group")?);
+    let (passwd, groups) = lookup_files(root, spec, user_part, group_part)?;
 
     // Numeric users need no passwd entry (Docker runs them with gid 0 and home `/`).
     let (uid, mut gid, home, name) = if user_part.is_empty() {
