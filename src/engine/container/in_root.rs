@@ -48,6 +48,9 @@ pub struct ContainerRoot {
 pub enum KernelFs {
     /// Refuse any component on procfs or sysfs.
     Refuse,
+    /// Follow the image's symlinks into procfs or sysfs too (a working directory may be
+    /// there); magic links are still refused.
+    Allow,
     /// The runtime's own mounts and masks on `/proc` and `/sys`, and runc's procfs file
     /// overrides: allowed, but resolved without following any symlink at all.
     AllowWithoutSymlinks,
@@ -137,7 +140,7 @@ impl ContainerRoot {
     fn resolve_flags(policy: KernelFs) -> u64 {
         let base = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
         match policy {
-            KernelFs::Refuse => base,
+            KernelFs::Refuse | KernelFs::Allow => base,
             KernelFs::AllowWithoutSymlinks => base | libc::RESOLVE_NO_SYMLINKS,
         }
     }

@@ -16,6 +16,7 @@ use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
 use super::caps;
+use super::in_root::{ContainerRoot, KernelFs};
 use super::seccomp;
 use super::user::ExecUser;
 
@@ -98,12 +99,16 @@ fn close_fds_except(keep: Option<RawFd>) -> Result<()> {
     Ok(())
 }
 
-/// `chdir` into the working directory, then check the kernel places it inside the root: a
-/// directory reached through a leaked fd is "unreachable" from the root and `getcwd` fails.
+/// Enter the working directory, resolved inside the root without magic links, then check the
+/// kernel places it inside the root: a directory reached through a leaked fd is "unreachable"
+/// from the root and `getcwd` fails.
 fn enter_workdir(cwd: &str) -> Result<()> {
-    std::env::set_current_dir(cwd).map_err(|source| SetupError::Io {
+    let dir = ContainerRoot::open()
+        .and_then(|root| root.open_path(cwd, libc::O_DIRECTORY, KernelFs::Allow))
+        .map_err(|e| SetupError::Exec(format!("working directory {cwd}: {e}")))?;
+    nix::unistd::fchdir(&dir).map_err(|e| SetupError::Io {
         what: format!("chdir to working directory {cwd}"),
-        source,
+        source: e.into(),
     })?;
     match std::env::current_dir() {
         Ok(p) if p.is_absolute() => Ok(()),

@@ -700,11 +700,11 @@ pub fn readonly_root() -> Result<()> {
 }
 
 /// Create the working directory when the image lacks it, as Docker does, resolved inside the
-/// root: a `WORKDIR` through `/proc/self/fd/N` or into `/proc` is refused (CVE-2024-21626).
+/// root: a `WORKDIR` through `/proc/self/fd/N` (a magic link) is refused (CVE-2024-21626).
 pub fn ensure_workdir(cwd: &str) -> Result<()> {
     check_destination(cwd)?;
     let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
-    root.mkdir_all(cwd, 0o755, KernelFs::Refuse)
+    root.mkdir_all(cwd, 0o755, KernelFs::Allow)
         .map(drop)
         .map_err(in_root(|| format!("working directory {cwd}")))
 }
