@@ -151,11 +151,17 @@ fn a_passed_device_gets_its_permissions_and_nothing_more() {
     let image = import_image(&engine, "passdev", |_| {});
     let script = "ls -l /dev/xloop; head -c1 /dev/xloop >/dev/null; echo read=$?; \
         (echo x > /dev/xloop) 2>/dev/null; echo write=$?; \
-        head -c1 /dev/loop0 >/dev/null 2>&1; echo other=$?";
+        head -c1 /dev/loop0 >/dev/null 2>&1; echo other=$?; \
+        echo x > /opt/mynull && echo outside-dev-ok";
     let (code, out, err) = run(
         &engine,
         "passdev",
-        &["--device", "/dev/loop0:/dev/xloop:r"],
+        &[
+            "--device",
+            "/dev/loop0:/dev/xloop:r",
+            "--device",
+            "/dev/null:/opt/mynull:rw",
+        ],
         &image,
         script,
     );
@@ -171,6 +177,8 @@ fn a_passed_device_gets_its_permissions_and_nothing_more() {
         "only r was given: {out}"
     );
     assert!(out.lines().any(|l| l == "other=1"), "{out}");
+    // Outside /dev the root is nodev; the node is bound there from the container's /dev.
+    assert!(out.lines().any(|l| l == "outside-dev-ok"), "{out}");
 
     let err = start_fails(
         &engine,

@@ -56,6 +56,25 @@ pub enum KernelFs {
     AllowWithoutSymlinks,
 }
 
+/// Dangling symlinks followed while creating one path; more is a loop.
+const MAX_LINK_HOPS: u32 = 16;
+
+/// `path` made absolute and lexically clean; `..` stops at the root. Only used to name what to
+/// create for a dangling symlink: the result is resolved by the kernel again.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn cstr(path: &str) -> Result<CString> {
     CString::new(path).map_err(|_| InRootError::BadPath(path.to_string()))
 }
@@ -174,8 +193,48 @@ impl ContainerRoot {
     }
 
     /// Create the directory `path` and its missing parents, each relative to its resolved
-    /// parent, and return it opened (`O_PATH`).
+    /// parent, and return it opened (`O_PATH`). A dangling symlink on the way gets its target
+    /// created (inside the root), as runc does for images whose links point at paths made at
+    /// run time.
     pub fn mkdir_all(&self, path: &str, mode: u32, policy: KernelFs) -> Result<OwnedFd> {
+        self.mkdir_all_in(path, mode, policy, 0)
+    }
+
+    /// The target of the dangling symlink `name` in `parent` (at `parent_path`), as an
+    /// absolute path inside the root; `None` when `name` is not a symlink.
+    fn link_target(&self, parent: &OwnedFd, parent_path: &str, name: &str) -> Option<String> {
+        let target = nix::fcntl::readlinkat(parent, name).ok()?;
+        let target = target.to_string_lossy();
+        Some(if target.starts_with('/') {
+            clean(&target)
+        } else {
+            clean(&format!("{parent_path}/{target}"))
+        })
+    }
+
+    /// Create the target of a dangling symlink met while creating `path`, counting hops.
+    fn follow_dangling(
+        &self,
+        path: &str,
+        target: Option<String>,
+        hops: u32,
+        create: impl FnOnce(&str, u32) -> Result<OwnedFd>,
+    ) -> Result<()> {
+        let dangling = |source| InRootError::Io {
+            path: path.to_string(),
+            what: "create what a symlink on the way points to",
+            source,
+        };
+        let Some(target) = target else {
+            return Err(dangling(io::Error::from_raw_os_error(libc::ENOENT)));
+        };
+        if hops >= MAX_LINK_HOPS {
+            return Err(dangling(io::Error::from_raw_os_error(libc::ELOOP)));
+        }
+        create(&target, hops + 1).map(drop)
+    }
+
+    fn mkdir_all_in(&self, path: &str, mode: u32, policy: KernelFs, hops: u32) -> Result<OwnedFd> {
         let mut current = self.open_path("/", libc::O_DIRECTORY, policy)?;
         let mut prefix = String::new();
         for name in components(path)? {
@@ -200,13 +259,26 @@ impl ContainerRoot {
                             });
                         }
                     }
-                    openat2(self.fd.as_raw_fd(), &c, flags, resolve).map_err(|source| {
-                        InRootError::Io {
-                            path: path.to_string(),
-                            what: "open the directory created for it",
-                            source,
+                    let reopen = || {
+                        openat2(self.fd.as_raw_fd(), &c, flags, resolve).map_err(|source| {
+                            InRootError::Io {
+                                path: path.to_string(),
+                                what: "open the directory created for it",
+                                source,
+                            }
+                        })
+                    };
+                    match reopen() {
+                        Ok(fd) => fd,
+                        Err(_) => {
+                            let parent_path = &prefix[..prefix.len() - name.len() - 1];
+                            let target = self.link_target(&current, parent_path, name);
+                            self.follow_dangling(path, target, hops, |t, h| {
+                                self.mkdir_all_in(t, mode, policy, h)
+                            })?;
+                            reopen()?
                         }
-                    })?
+                    }
                 }
                 Err(source) => {
                     return Err(InRootError::Io {
@@ -224,12 +296,22 @@ impl ContainerRoot {
     /// Create the file `path` (empty, `O_EXCL`, never through a symlink) unless something is
     /// there already, and return what `path` resolves to (`O_PATH`).
     pub fn ensure_file(&self, path: &str, mode: u32, policy: KernelFs) -> Result<OwnedFd> {
+        self.ensure_file_in(path, mode, policy, 0)
+    }
+
+    fn ensure_file_in(
+        &self,
+        path: &str,
+        mode: u32,
+        policy: KernelFs,
+        hops: u32,
+    ) -> Result<OwnedFd> {
         let parts = components(path)?;
         let Some((name, parents)) = parts.split_last() else {
             return Err(InRootError::BadPath(path.to_string()));
         };
         let parent_path = format!("/{}", parents.join("/"));
-        let parent = self.mkdir_all(&parent_path, 0o755, policy)?;
+        let parent = self.mkdir_all_in(&parent_path, 0o755, policy, hops)?;
         let name_c = cstr(name)?;
         // SAFETY: plain system call on a live dir fd and a C string; the fd is closed below.
         let fd = unsafe {
@@ -253,7 +335,16 @@ impl ContainerRoot {
                 });
             }
         }
-        self.open_path(path, 0, policy)
+        match self.open_path(path, 0, policy) {
+            Err(InRootError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                let target = self.link_target(&parent, &parent_path, name);
+                self.follow_dangling(path, target, hops, |t, h| {
+                    self.ensure_file_in(t, mode, policy, h)
+                })?;
+                self.open_path(path, 0, policy)
+            }
+            other => other,
+        }
     }
 }
 
@@ -337,6 +428,7 @@ pub fn set_tree_attr(tree: &OwnedFd, attr_set: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn attack_root() -> (tempfile::TempDir, tempfile::TempDir, std::fs::File) {
         let root = tempfile::tempdir().unwrap();
@@ -353,19 +445,27 @@ mod tests {
         let link = format!("/proc/self/fd/{}/x", held.as_raw_fd());
         std::os::unix::fs::symlink(&link, root.path().join("etc/hostname")).unwrap();
         std::os::unix::fs::symlink(&link, root.path().join("data")).unwrap();
-        let r = ContainerRoot::at(root.path()).unwrap();
+        // The real /proc is needed for the magic link: the lookups start at the host's root.
+        let r = ContainerRoot::at(Path::new("/")).unwrap();
+        let at = |p: &str| format!("{}{p}", root.path().display());
         let err = r
-            .ensure_file("/etc/hostname", 0o644, KernelFs::Refuse)
+            .ensure_file(&at("/etc/hostname"), 0o644, KernelFs::Refuse)
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("/etc/hostname: resolve it inside the container: "),
+            err.contains("/etc/hostname: resolve it inside the container: "),
             "{err}"
         );
+        assert!(err.contains("symbolic links"), "{err}");
         let err = r
-            .mkdir_all("/data/sub", 0o755, KernelFs::Refuse)
+            .mkdir_all(&at("/data/sub"), 0o755, KernelFs::Refuse)
             .unwrap_err();
         assert!(err.to_string().contains("/data/sub"), "{err}");
+        // A working directory may be in /proc, but never through a magic link.
+        let err = r
+            .open_path(&at("/data"), libc::O_DIRECTORY, KernelFs::Allow)
+            .unwrap_err();
+        assert!(err.to_string().contains("symbolic links"), "{err}");
         assert_eq!(
             std::fs::read_dir(host.path()).unwrap().count(),
             0,
@@ -380,12 +480,10 @@ mod tests {
         std::os::unix::fs::symlink("/", root.path().join("etc/top")).unwrap();
         std::os::unix::fs::symlink("../../../../..", root.path().join("etc/up")).unwrap();
         let r = ContainerRoot::at(root.path()).unwrap();
-        // The host path does not exist inside the root: a dangling link is an error, not a
-        // directory made outside.
-        let err = r
-            .mkdir_all("/etc/abs/x", 0o755, KernelFs::Refuse)
-            .unwrap_err();
-        assert!(err.to_string().starts_with("/etc/abs/x: "), "{err}");
+        // A link to a host path means that path inside the root: made there, never outside.
+        r.mkdir_all("/etc/abs/x", 0o755, KernelFs::Refuse).unwrap();
+        let inside = root.path().join(host.path().strip_prefix("/").unwrap());
+        assert!(inside.join("x").is_dir());
         r.mkdir_all("/etc/top/made", 0o755, KernelFs::Refuse)
             .unwrap();
         r.ensure_file("/etc/up/file", 0o644, KernelFs::Refuse)
@@ -413,6 +511,32 @@ mod tests {
             .to_string();
         assert!(err.contains("resolves into /proc"), "{err}");
         drop(root);
+    }
+
+    #[test]
+    fn dangling_symlinks_get_their_target_made_inside_the_root() {
+        let (root, host, _held) = attack_root();
+        let resolv = root.path().join("etc/resolv.conf");
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &resolv).unwrap();
+        std::os::unix::fs::symlink("/var/lib/data", root.path().join("data")).unwrap();
+        std::os::unix::fs::symlink("loop", root.path().join("loop")).unwrap();
+        let r = ContainerRoot::at(root.path()).unwrap();
+        r.ensure_file("/etc/resolv.conf", 0o644, KernelFs::Refuse)
+            .unwrap();
+        assert!(root
+            .path()
+            .join("run/systemd/resolve/stub-resolv.conf")
+            .is_file());
+        r.mkdir_all("/data/sub", 0o755, KernelFs::Refuse).unwrap();
+        assert!(root.path().join("var/lib/data/sub").is_dir());
+        let err = r.mkdir_all("/loop/x", 0o755, KernelFs::Refuse).unwrap_err();
+        assert!(err.to_string().starts_with("/loop/x: "), "{err}");
+        assert_eq!(clean("/a/../../b/./c"), "/b/c");
+        assert_eq!(
+            std::fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "host dir untouched"
+        );
     }
 
     #[test]
