@@ -2,7 +2,7 @@
 //! containers as a user would: `read_only` with tmpfs mounts, `extra_hosts` (with
 //! `host-gateway`), `shm_size`, `domainname`, `init`, `cap_add`/`cap_drop`, `privileged`,
 //! `ulimits`, namespaced `sysctls`, `dns_search`/`dns_opt`, `expose`, `security_opt`; what is refused (a host
-//! sysctl, a hard ulimit above the engine's) and what is only warned about (`devices`); and a
+//! sysctl, a hard ulimit above the engine's) and `devices`; and a
 //! change to an option recreating the container.
 
 mod common;
@@ -70,7 +70,7 @@ services:
     <<: *common
     devices:
       - /dev/fuse:/dev/fuse
-    command: ["sh", "-c", "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; echo timer_list $$(head -c 20 /proc/timer_list | wc -c); echo pid $$$$"]
+    command: ["sh", "-c", "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; test -c /dev/fuse && (exec 3</dev/fuse) && echo fuse-usable; mknod /dev/lc c 10 237 && ! (exec 3</dev/lc) 2>/dev/null && echo loop-control-denied; ip link set lo mtu 1400 && echo netadmin-ok || echo netadmin-denied; echo timer_list $$(head -c 20 /proc/timer_list | wc -c); echo pid $$$$"]
   caps:
     <<: *common
     cap_add: [NET_ADMIN]
@@ -174,12 +174,10 @@ fn service_options_take_effect_inside_containers() {
     let out = project.berth(&up);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "up failed:\n{stderr}");
-    // The one unsupported field is named, once, for its service; so is what privileged lacks.
-    let warning = "WARN service \"plain\": berth does not support `devices` yet; ignored";
-    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    // What privileged lacks is named, once, for its service.
     let partial = "WARN service \"privileged\": berth implements `privileged` only in part: ";
     assert_eq!(stderr.matches(partial).count(), 1, "{stderr}");
-    assert_eq!(stderr.matches("WARN").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("WARN").count(), 1, "{stderr}");
 
     let all = outputs(&project);
 
@@ -247,6 +245,10 @@ fn service_options_take_effect_inside_containers() {
     assert!(plain.contains("Seccomp:\t2"), "{plain}");
     assert!(plain.contains("NoNewPrivs:\t0"), "{plain}");
     assert!(plain.contains("timer_list 0"), "masked: {plain}");
+    // `devices:` passes /dev/fuse in (past Docker's default deny of it); other devices stay
+    // denied by the device cgroup.
+    assert!(plain.contains("fuse-usable"), "{plain}");
+    assert!(plain.contains("loop-control-denied"), "{plain}");
     let caps = output(&all, "caps");
     assert_eq!(
         cap_eff(caps),

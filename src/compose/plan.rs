@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::model::{Healthcheck, Project, Service};
 use crate::engine::api::types::{
-    ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
+    ContainerCreateRequest, DeviceMapping, EmptyObject, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -579,8 +579,52 @@ fn service_options_host_config(service: &Service) -> HostConfig {
         dns_search: extra_strings(service, "dns_search"),
         dns_options: extra_strings(service, "dns_opt"),
         security_opt: extra_strings(service, "security_opt"),
+        devices: Some(device_mappings(service)).filter(|d| !d.is_empty()),
         ..Default::default()
     }
+}
+
+/// `devices:` in Docker's `HostConfig.Devices` shape. Short syntax `host[:container[:perms]]`
+/// (a third field alone that looks like permissions, `host:rw`, is docker's `--device` form
+/// too); long syntax `{source, target, permissions}`. The engine checks the host side.
+fn device_mappings(service: &Service) -> Vec<DeviceMapping> {
+    let Some(list) = service
+        .extra
+        .get("devices")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let is_perms = |s: &str| !s.is_empty() && s.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    list.iter()
+        .filter_map(|d| match d {
+            serde_json::Value::String(text) => {
+                let parts: Vec<&str> = text.split(':').collect();
+                let (host, container, perms) = match parts.as_slice() {
+                    [host] => (*host, *host, "rwm"),
+                    [host, p] if is_perms(p) => (*host, *host, *p),
+                    [host, container] => (*host, *container, "rwm"),
+                    [host, container, p, ..] => (*host, *container, *p),
+                    [] => return None,
+                };
+                Some(DeviceMapping {
+                    path_on_host: host.to_string(),
+                    path_in_container: container.to_string(),
+                    cgroup_permissions: perms.to_string(),
+                })
+            }
+            serde_json::Value::Object(o) => {
+                let get = |k: &str| o.get(k).and_then(serde_json::Value::as_str);
+                let host = get("source")?;
+                Some(DeviceMapping {
+                    path_on_host: host.to_string(),
+                    path_in_container: get("target").unwrap_or(host).to_string(),
+                    cgroup_permissions: get("permissions").unwrap_or("rwm").to_string(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// File-based `secrets` and `configs`, bind-mounted read-only as docker compose does without
@@ -984,5 +1028,44 @@ mod tests {
         assert_eq!(parse_duration_secs("1m30s"), Some(90));
         assert_eq!(parse_duration_secs("500ms"), Some(1));
         assert_eq!(parse_duration_secs("soon"), None);
+    }
+
+    #[test]
+    fn devices_short_and_long_syntax_become_docker_device_mappings() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "image": "busybox",
+            "devices": [
+                "/dev/fuse",
+                "/dev/loop0:/dev/xloop:r",
+                "/dev/zero:/dev/z",
+                "/dev/null:rw",
+                {"source": "/dev/kvm", "target": "/dev/kvm2", "permissions": "rw"},
+                {"source": "/dev/net/tun"}
+            ]
+        }))
+        .unwrap();
+        let got: Vec<(String, String, String)> = device_mappings(&service)
+            .into_iter()
+            .map(|d| (d.path_on_host, d.path_in_container, d.cgroup_permissions))
+            .collect();
+        let want = [
+            ("/dev/fuse", "/dev/fuse", "rwm"),
+            ("/dev/loop0", "/dev/xloop", "r"),
+            ("/dev/zero", "/dev/z", "rwm"),
+            ("/dev/null", "/dev/null", "rw"),
+            ("/dev/kvm", "/dev/kvm2", "rw"),
+            ("/dev/net/tun", "/dev/net/tun", "rwm"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            service_options_host_config(&service)
+                .devices
+                .map(|d| d.len()),
+            Some(6)
+        );
     }
 }

@@ -260,6 +260,21 @@ pub struct HostConfig {
     /// `no-new-privileges[:true]`, `seccomp=unconfined`, `systempaths=unconfined`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_opt: Option<Vec<String>>,
+    /// Host devices passed into the container (`--device`, compose `devices:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceMapping>>,
+}
+
+/// `HostConfig.Devices[]`: a host device node, where it appears in the container and what
+/// the device cgroup lets the container do with it (`rwm`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    #[serde(default)]
+    pub path_in_container: String,
+    #[serde(default)]
+    pub cgroup_permissions: String,
 }
 
 /// `HostConfig.Ulimits[]`: a resource limit by its `ulimit` name (`nofile`, `nproc`, …).

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::devices::{self, DeviceError, DeviceRule};
 use super::resources::{shares_to_weight, Limits};
-use super::spec::{CgroupResources, CgroupWrite, ControllerEnable};
+use super::spec::{CgroupResources, CgroupWrite, ControllerEnable, DeviceCgroup};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -58,6 +59,13 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "no device cgroup on this host (neither a v1 devices hierarchy nor a cgroup2 tree \
+         under {CGROUP_ROOT}); refusing to run a container without device isolation"
+    )]
+    NoDeviceCgroup,
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
     #[error("cannot set {limit}: {} does not exist on this host ({}); remove the limit", file.display(), missing_reason(limit))]
     MissingFile { limit: String, file: PathBuf },
     #[error("cannot set {limit} ({} = {value}): {source}", file.display())]
@@ -90,6 +98,7 @@ pub struct CgroupLayout {
     pub v1_cpu: Option<PathBuf>,
     pub v1_cpuset: Option<PathBuf>,
     pub v1_pids: Option<PathBuf>,
+    pub v1_devices: Option<PathBuf>,
 }
 
 fn fs_magic(path: &Path) -> Option<i64> {
@@ -158,6 +167,7 @@ impl CgroupLayout {
             v1_cpu: v1("cpu"),
             v1_cpuset: v1("cpuset"),
             v1_pids: v1("pids"),
+            v1_devices: v1("devices"),
         }
     }
 
@@ -205,6 +215,7 @@ impl CgroupLayout {
             &self.v1_memory,
             &self.v1_cpu,
             &self.v1_cpuset,
+            &self.v1_devices,
         ]
         .into_iter()
         .flatten()
@@ -389,6 +400,30 @@ impl CgroupLayout {
     }
 }
 
+impl CgroupLayout {
+    /// Where container `id`'s device rules go: the v1 `devices` hierarchy when the host has one
+    /// (the container then joins it), else a BPF filter on its cgroup2 directory. A host with
+    /// neither cannot isolate devices, and the container is refused.
+    pub fn plan_devices(
+        &self,
+        id: &str,
+        rules: Vec<DeviceRule>,
+        dirs: &mut Vec<PathBuf>,
+        res: &mut CgroupResources,
+    ) -> Result<(), CgroupError> {
+        let (dir, v2) = match (&self.v1_devices, &self.unified) {
+            (Some(v1), _) => (v1.join("berth").join(id), false),
+            (None, Some(unified)) => (unified.join("berth").join(id), true),
+            (None, None) => return Err(CgroupError::NoDeviceCgroup),
+        };
+        if !dirs.contains(&dir) {
+            dirs.push(dir.clone());
+        }
+        res.devices = Some(DeviceCgroup { dir, v2, rules });
+        Ok(())
+    }
+}
+
 /// One limit file, by its name in each cgroup version.
 struct Knob {
     limit: &'static str,
@@ -460,6 +495,14 @@ fn apply(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
         })?;
     }
     create(paths)?;
+    // Before anything joins: the container's first instruction already runs under them.
+    if let Some(dev) = &res.devices {
+        if dev.v2 {
+            devices::apply_v2(&dev.dir, &dev.rules)?;
+        } else {
+            devices::apply_v1(&dev.dir, &dev.rules)?;
+        }
+    }
     for dir in &res.cpuset_inherit {
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let err = |source| CgroupError::Cpuset {
@@ -595,6 +638,7 @@ mod tests {
             v1_cpu: Some("/cg/cpu".into()),
             v1_cpuset: Some("/cg/cpuset".into()),
             v1_pids: Some("/cg/pids".into()),
+            v1_devices: Some("/cg/devices".into()),
         }
     }
 
@@ -836,5 +880,44 @@ mod tests {
             "{err}"
         );
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn device_rules_go_to_v1_devices_when_present_else_to_a_v2_filter() {
+        let rules = devices::default_rules();
+        let (mut dirs, mut res) = hybrid().plan("c1", &Limits::default()).unwrap();
+        hybrid()
+            .plan_devices("c1", rules.clone(), &mut dirs, &mut res)
+            .unwrap();
+        let dev = res.devices.clone().unwrap();
+        assert_eq!(
+            (dev.dir.as_path(), dev.v2),
+            (Path::new("/cg/devices/berth/c1"), false)
+        );
+        assert!(dirs.contains(&dev.dir), "the container joins it: {dirs:?}");
+
+        let v2 = pure_v2(&["memory"]);
+        let (mut dirs, mut res) = v2.plan("c1", &Limits::default()).unwrap();
+        v2.plan_devices("c1", rules.clone(), &mut dirs, &mut res)
+            .unwrap();
+        let dev = res.devices.unwrap();
+        assert_eq!(
+            (dev.dir.as_path(), dev.v2),
+            (Path::new("/cg/berth/c1"), true)
+        );
+        assert_eq!(dirs, vec![PathBuf::from("/cg/berth/c1")]);
+
+        let none = CgroupLayout {
+            v1_pids: Some("/cg/pids".into()),
+            ..Default::default()
+        };
+        let (mut dirs, mut res) = none.plan("c1", &Limits::default()).unwrap();
+        let err = none
+            .plan_devices("c1", rules, &mut dirs, &mut res)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no device cgroup on this host"),
+            "{err}"
+        );
     }
 }

@@ -84,6 +84,8 @@ pub enum ExecError {
         #[source]
         source: nix::Error,
     },
+    #[error("cannot run the exec helper from a sealed copy of berth: {0}")]
+    Seal(String),
     #[error(transparent)]
     User(#[from] UserError),
     #[error(transparent)]
@@ -103,9 +105,57 @@ fn failure_code(e: &ExecError) -> i32 {
     }
 }
 
+/// The argument `berth exec-init` re-executes itself with once it runs from the sealed clone.
+const SEALED_ARG: &str = "sealed";
+
+/// Run this helper from a read-only clone of the berth binary (the one `berth init` runs
+/// from), so no process in the container can get a writable handle on the host's binary
+/// through `/proc/<pid>/exe` (CVE-2019-5736). Returns only when already sealed.
+fn ensure_sealed() -> std::result::Result<(), ExecError> {
+    if std::env::args().nth(2).as_deref() == Some(SEALED_ARG) {
+        return Ok(());
+    }
+    let exe = super::shim::readonly_self_exe().map_err(|e| ExecError::Seal(e.to_string()))?;
+    let argv = [
+        c"berth".as_ptr(),
+        c"exec-init".as_ptr(),
+        c"sealed".as_ptr(),
+        std::ptr::null(),
+    ];
+    let envp: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect();
+    let envp_ptrs: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: argv and envp are NUL-terminated arrays of live C strings; returns only on error.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            std::os::fd::AsRawFd::as_raw_fd(&exe),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Err(ExecError::Seal(std::io::Error::last_os_error().to_string()))
+}
+
 /// Entry point of `berth exec-init`; called from `main` before anything else runs.
 pub fn main() -> ! {
-    let result = std::env::var(SPEC_ENV)
+    // Nothing inherited from the engine beyond stdio may follow us into the container.
+    // SAFETY: close_range on fds this fresh process does not use.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let result = ensure_sealed()
+        .and_then(|()| std::env::var(SPEC_ENV).map_err(|_| ExecError::Usage))
         .map_err(|_| ExecError::Usage)
         .and_then(|json| serde_json::from_str::<ExecSpec>(&json).map_err(ExecError::Spec))
         .and_then(|spec| run(&spec));
@@ -127,6 +177,13 @@ fn stop_signals() -> SigSet {
 }
 
 fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
+    // Before joining anything: a non-dumpable process cannot be ptraced, nor its /proc files
+    // (exe, fd, mem) opened, by the container's processes, which lack CAP_SYS_PTRACE
+    // (CVE-2016-9962). The forked child inherits it until it execs the command.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(ExecError::Seal(std::io::Error::last_os_error().to_string()));
+    }
     let pidfd = spec
         .init
         .open()
@@ -210,6 +267,7 @@ fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecE
         capabilities: spec.capabilities.unwrap_or_else(super::caps::default_mask),
         seccomp: spec.seccomp.unwrap_or(!spec.privileged),
         no_new_privileges: spec.no_new_privileges,
+        sync_fd: None,
     };
     Ok(process_setup::exec(&workload)?)
 }

@@ -77,7 +77,7 @@ pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
     let sync_fd = args.get(3).and_then(|s| s.parse::<i32>().ok());
     let err = match (args.get(2), sync_fd) {
-        (Some(spec), Some(_)) => match run(Path::new(spec)) {
+        (Some(spec), Some(fd)) => match run(Path::new(spec), fd) {
             Ok(never) => match never {},
             Err(e) => e,
         },
@@ -105,7 +105,7 @@ fn read_spec(path: &Path) -> Result<RuntimeSpec> {
     })
 }
 
-fn run(spec_path: &Path) -> Result<Infallible> {
+fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
     let spec = read_spec(spec_path)?;
     // SAFETY: umask has no memory-safety preconditions. 0 so devices and dirs get exact modes.
     unsafe { libc::umask(0) };
@@ -134,6 +134,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
     let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(&spec.mounts)?;
     rootfs::pivot(&spec)?;
     rootfs::mount_defaults(&spec)?;
+    rootfs::create_devices(&spec.devices)?;
     rootfs::mount_user(&spec.mounts, &bind_sources)?;
     drop(bind_sources);
     if spec.netns.is_some() {
@@ -200,6 +201,7 @@ fn run(spec_path: &Path) -> Result<Infallible> {
         capabilities,
         seccomp: spec.seccomp(),
         no_new_privileges: spec.no_new_privileges,
+        sync_fd: Some(sync_fd),
     };
     Ok(process_setup::exec(&workload)?)
 }

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
 use super::caps;
+use super::in_root::{ContainerRoot, KernelFs};
 use super::seccomp;
 use super::user::ExecUser;
 
@@ -67,6 +69,54 @@ pub struct Workload<'a> {
     pub seccomp: bool,
     /// `security_opt: no-new-privileges`: setuid binaries and file capabilities grant nothing.
     pub no_new_privileges: bool,
+    /// `berth init`'s sync pipe to the shim: the one fd kept open past the working directory
+    /// change; [`EXEC_MARKER`] is written to it just before `execve`.
+    pub sync_fd: Option<RawFd>,
+}
+
+/// Written on the sync pipe right before `execve`: the shim tells "the workload was executed"
+/// (marker, then EOF) from "init died before it got there" (EOF alone, e.g. killed).
+pub const EXEC_MARKER: u8 = 0;
+
+/// Close every fd above stdio except `keep`: nothing of the runtime's (cgroup files, pipes,
+/// mount trees) may be reachable through `/proc/self/fd` once the working directory, which the
+/// image names, is entered (CVE-2024-21626).
+fn close_fds_except(keep: Option<RawFd>) -> Result<()> {
+    let ranges: Vec<(u32, u32)> = match keep {
+        Some(k) if k > 3 => vec![(3, k as u32 - 1), (k as u32 + 1, u32::MAX)],
+        Some(3) => vec![(4, u32::MAX)],
+        _ => vec![(3, u32::MAX)],
+    };
+    for (first, last) in ranges {
+        // SAFETY: close_range on fds this single-threaded process no longer needs.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } != 0 {
+            return Err(SetupError::Io {
+                what: "close inherited fds".into(),
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Enter the working directory, resolved inside the root without magic links, then check the
+/// kernel places it inside the root: a directory reached through a leaked fd is "unreachable"
+/// from the root and `getcwd` fails.
+fn enter_workdir(cwd: &str) -> Result<()> {
+    let dir = ContainerRoot::open()
+        .and_then(|root| root.open_path(cwd, libc::O_DIRECTORY, KernelFs::Allow))
+        .map_err(|e| SetupError::Exec(format!("working directory {cwd}: {e}")))?;
+    nix::unistd::fchdir(&dir).map_err(|e| SetupError::Io {
+        what: format!("chdir to working directory {cwd}"),
+        source: e.into(),
+    })?;
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(SetupError::Exec(format!(
+            "working directory {cwd} is outside the container's root filesystem; \
+             set a working directory inside it"
+        ))),
+    }
 }
 
 /// Drop privileges to the container's defaults and `execve` the workload. Returns only on error.
@@ -122,10 +172,8 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
         what: "set capabilities".into(),
         source,
     })?;
-    std::env::set_current_dir(cwd).map_err(|source| SetupError::Io {
-        what: format!("chdir to working directory {cwd}"),
-        source,
-    })?;
+    close_fds_except(w.sync_fd)?;
+    enter_workdir(cwd)?;
 
     // SAFETY: umask has no preconditions; Docker's workloads start with 022.
     unsafe { libc::umask(0o022) };
@@ -146,6 +194,11 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
         });
     }
 
+    execve(w, &program, &env)
+}
+
+/// Tell the shim (when init) that the workload is being executed, and `execve` it.
+fn execve(w: &Workload, program: &Path, env: &[String]) -> Result<Infallible> {
     let c_program = cstring(&program.to_string_lossy())?;
     let c_args = w
         .args
@@ -153,6 +206,10 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
         .map(|a| cstring(a))
         .collect::<Result<Vec<_>>>()?;
     let c_env = env.iter().map(|e| cstring(e)).collect::<Result<Vec<_>>>()?;
+    if let Some(fd) = w.sync_fd {
+        // SAFETY: a one-byte write from a live buffer to our sync pipe.
+        unsafe { libc::write(fd, [EXEC_MARKER].as_ptr().cast(), 1) };
+    }
     let err = match nix::unistd::execve(&c_program, &c_args, &c_env) {
         Ok(never) => match never {},
         Err(e) => e,

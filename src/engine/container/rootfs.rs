@@ -10,13 +10,15 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use thiserror::Error;
 
+use super::devices::{DeviceKind, DeviceNode};
+use super::in_root::{self, ContainerRoot, InRootError, KernelFs};
 use super::spec::{MountKind, MountSpec, RuntimeSpec};
 
 #[derive(Debug, Error)]
@@ -54,6 +56,21 @@ pub enum RootfsError {
         "mount destination {0:?} is inside /proc, which the runtime owns; choose another path"
     )]
     InsideProc(String),
+    /// A path in the container that could not be resolved safely; `context` names the mount,
+    /// device or working directory it was for.
+    #[error("{context}: {source}")]
+    InRoot {
+        context: String,
+        #[source]
+        source: InRootError,
+    },
+}
+
+fn in_root(context: impl FnOnce() -> String) -> impl FnOnce(InRootError) -> RootfsError {
+    move |source| RootfsError::InRoot {
+        context: context(),
+        source,
+    }
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
@@ -181,11 +198,18 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
     }
     std::env::set_current_dir(&spec.bundle_dir)
         .map_err(io_err(|| format!("chdir {}", spec.bundle_dir.display())))?;
+    // nodev: a device node shipped in a layer or made with mknod is unusable even if the
+    // device cgroup were to let it through; privileged containers keep them, as in Docker.
+    let flags = if spec.privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_NODEV
+    };
     mount(
         Some("overlay"),
         "rootfs",
         Some("overlay"),
-        MsFlags::empty(),
+        flags,
         Some(data.as_str()),
     )
     .map_err(sys(|| {
@@ -238,37 +262,41 @@ pub fn pivot(spec: &RuntimeSpec) -> Result<()> {
     std::env::set_current_dir("/").map_err(io_err(|| "chdir /".to_string()))
 }
 
-fn mkdir_all(path: &Path, mode: u32) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .map_err(io_err(|| format!("create directory {}", path.display())))
-}
-
-fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> Result<()> {
-    mkdir_all(Path::new(target), 0o755)?;
-    mount(
-        Some(source),
-        target,
-        Some(fstype),
-        flags,
-        (!data.is_empty()).then_some(data),
-    )
-    .map_err(sys(|| format!("mount {fstype} on {target}")))
+/// Mount a filesystem on `target`, created if missing, resolved inside the root under `policy`.
+fn mount_fs(
+    root: &ContainerRoot,
+    policy: KernelFs,
+    (source, target, fstype): (&str, &str, &str),
+    flags: MsFlags,
+    data: &str,
+) -> Result<()> {
+    let dir = root
+        .mkdir_all(target, 0o755, policy)
+        .map_err(in_root(|| format!("mount {fstype} on {target}")))?;
+    in_root::mount_on_fd(&dir, source, fstype, flags, data)
+        .map_err(sys(|| format!("mount {fstype} on {target}")))
 }
 
 /// `/proc`, `/dev` (tmpfs with the default devices, `pts`, `shm`, `mqueue`) and read-only `/sys`,
 /// with Docker's flags. Runs after `pivot_root`.
 pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
+    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
+    // The runtime's own mount points: no symlink of the image is followed to reach them.
+    let own = KernelFs::AllowWithoutSymlinks;
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount_fs("proc", "/proc", "proc", nosuid_noexec_nodev, "")?;
+    mount_fs(
+        &root,
+        own,
+        ("proc", "/proc", "proc"),
+        nosuid_noexec_nodev,
+        "",
+    )?;
     // An image whose /proc is a symlink would have had procfs mounted elsewhere.
     check_procfs(Path::new("/proc"))?;
     mount_fs(
-        "tmpfs",
-        "/dev",
-        "tmpfs",
+        &root,
+        own,
+        ("tmpfs", "/dev", "tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         "mode=755,size=65536k",
     )?;
@@ -283,20 +311,26 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
         .map_err(sys(|| format!("create device {path}")))?;
     }
     mount_fs(
-        "devpts",
-        "/dev/pts",
-        "devpts",
+        &root,
+        own,
+        ("devpts", "/dev/pts", "devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )?;
     mount_fs(
-        "shm",
-        "/dev/shm",
-        "tmpfs",
+        &root,
+        own,
+        ("shm", "/dev/shm", "tmpfs"),
         nosuid_noexec_nodev,
         &format!("mode=1777,size={}", spec.shm_size),
     )?;
-    mount_fs("mqueue", "/dev/mqueue", "mqueue", nosuid_noexec_nodev, "")?;
+    mount_fs(
+        &root,
+        own,
+        ("mqueue", "/dev/mqueue", "mqueue"),
+        nosuid_noexec_nodev,
+        "",
+    )?;
     for (link, target) in [
         ("/dev/ptmx", "pts/ptmx"),
         ("/dev/fd", "/proc/self/fd"),
@@ -315,25 +349,7 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     } else {
         nosuid_noexec_nodev | MsFlags::MS_RDONLY
     };
-    mount_fs("sysfs", "/sys", "sysfs", sys_flags, "")
-}
-
-/// Create an empty file (and its parents) to bind a file over.
-fn ensure_file(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent() {
-        mkdir_all(parent, 0o755)?;
-    }
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)
-        .map(drop)
-        .map_err(io_err(|| format!("create mount point {}", path.display())))
+    mount_fs(&root, own, ("sysfs", "/sys", "sysfs"), sys_flags, "")
 }
 
 fn check_destination(dest: &str) -> Result<PathBuf> {
@@ -360,8 +376,11 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Result<()> {
 }
 
 /// The user's binds and tmpfs mounts, in order. Runs after `pivot_root`, with the bind sources
-/// opened beforehand by [`open_bind_sources`].
+/// opened beforehand by [`open_bind_sources`]. Every destination, and whatever is created for
+/// it, is resolved inside the root without magic links and must not land on procfs or sysfs;
+/// the mount is made onto the resolved fd, so nothing is looked up twice.
 pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<()> {
+    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
     for (m, fd) in mounts.iter().zip(sources) {
         let dest = check_destination(&m.destination)?;
         let proc_override =
@@ -370,42 +389,41 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
             // A mount over procfs could hide the masks and read-only paths (CVE-2019-16884).
             return Err(RootfsError::InsideProc(m.destination.clone()));
         }
+        let policy = if proc_override {
+            KernelFs::AllowWithoutSymlinks
+        } else {
+            KernelFs::Refuse
+        };
+        let context = || match m.kind {
+            MountKind::Bind => format!("mount {} on {}", m.source.display(), m.destination),
+            MountKind::Tmpfs => format!("mount tmpfs on {}", m.destination),
+        };
         match (m.kind, fd) {
-            (MountKind::Bind, Some(fd)) => {
-                let is_dir = nix::sys::stat::fstat(fd)
+            (MountKind::Bind, Some(tree)) => {
+                let is_dir = nix::sys::stat::fstat(tree)
                     .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
                     .map_err(sys(|| format!("stat bind source {}", m.source.display())))?;
-                if is_dir {
-                    mkdir_all(&dest, 0o755)?;
+                let target = if is_dir {
+                    root.mkdir_all(&m.destination, 0o755, policy)
                 } else {
-                    ensure_file(&dest)?;
+                    root.ensure_file(&m.destination, 0o644, policy)
                 }
-                let target = std::ffi::CString::new(m.destination.as_bytes())
-                    .map_err(|_| RootfsError::BadDestination(m.destination.clone()))?;
-                // SAFETY: plain system call on an fd we own and a valid C string.
-                let rc = unsafe {
-                    libc::syscall(
-                        libc::SYS_move_mount,
-                        fd.as_raw_fd(),
-                        c"".as_ptr(),
-                        libc::AT_FDCWD,
-                        target.as_ptr(),
-                        libc::MOVE_MOUNT_F_EMPTY_PATH,
-                    )
-                };
-                if rc != 0 {
-                    return Err(RootfsError::Io {
-                        what: format!("bind {} on {}", m.source.display(), m.destination),
-                        source: io::Error::last_os_error(),
-                    });
-                }
+                .map_err(in_root(context))?;
                 if m.read_only {
-                    remount_readonly(&dest, MsFlags::empty())?;
+                    in_root::set_tree_attr(tree, in_root::MOUNT_ATTR_RDONLY)
+                        .map_err(io_err(|| format!("make {} read-only", m.destination)))?;
                 }
+                in_root::move_tree_to_fd(tree, &target).map_err(io_err(context))?;
             }
             (MountKind::Tmpfs, _) => {
                 let (flags, data) = tmpfs_flags(&m.data, m.read_only);
-                mount_fs("tmpfs", &m.destination, "tmpfs", flags, &data)?;
+                mount_fs(
+                    &root,
+                    policy,
+                    ("tmpfs", &m.destination, "tmpfs"),
+                    flags,
+                    &data,
+                )?;
             }
             (MountKind::Bind, None) => {
                 return Err(RootfsError::BadDestination(m.destination.clone()));
@@ -414,6 +432,84 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
     }
     // Everything after this (sysctls, masks, read-only paths) trusts /proc.
     check_procfs(Path::new("/proc"))
+}
+
+/// Create the host devices passed in (`devices:`) with their host numbers, mode and owner.
+/// Nodes under `/dev` are made in the container's `/dev` tmpfs; elsewhere the root is mounted
+/// `nodev`, so the node is made in `/dev` and bound onto the path (a bind keeps the tmpfs's
+/// flags), then unlinked from `/dev`.
+pub fn create_devices(nodes: &[DeviceNode]) -> Result<()> {
+    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
+    for (i, node) in nodes.iter().enumerate() {
+        let context = || format!("create device {}", node.path);
+        check_destination(&node.path)?;
+        let in_dev = node.path.starts_with("/dev/");
+        let made_at = if in_dev {
+            node.path.clone()
+        } else {
+            format!("/dev/.berth-device-{i}")
+        };
+        let (parent, name) = made_at.rsplit_once('/').unwrap_or(("/", &made_at));
+        let parent_fd = root
+            .mkdir_all(
+                if parent.is_empty() { "/" } else { parent },
+                0o755,
+                KernelFs::Refuse,
+            )
+            .map_err(in_root(context))?;
+        let kind = match node.kind {
+            DeviceKind::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFCHR,
+        };
+        // A default device (`/dev/null:/dev/null`) is replaced by the host's node.
+        let _ = nix::unistd::unlinkat(&parent_fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        nix::sys::stat::mknodat(
+            &parent_fd,
+            name,
+            kind,
+            Mode::from_bits_truncate(node.file_mode),
+            makedev(node.major as u64, node.minor as u64),
+        )
+        .map_err(sys(context))?;
+        nix::unistd::fchownat(
+            &parent_fd,
+            name,
+            Some(nix::unistd::Uid::from_raw(node.uid)),
+            Some(nix::unistd::Gid::from_raw(node.gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(sys(context))?;
+        if !in_dev {
+            let target = root
+                .ensure_file(&node.path, 0o644, KernelFs::Refuse)
+                .map_err(in_root(context))?;
+            let tree = open_tree_at(&parent_fd, name).map_err(io_err(context))?;
+            in_root::move_tree_to_fd(&tree, &target).map_err(io_err(context))?;
+            let _ =
+                nix::unistd::unlinkat(&parent_fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+    }
+    Ok(())
+}
+
+/// A detached bind of `name` in the directory `dir`, never following a symlink.
+fn open_tree_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: plain system call with a live dir fd and a C string; the result is an fd we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Docker's tmpfs defaults (`noexec,nosuid,nodev`) with the `exec`/`suid`/`dev` words of the
@@ -603,10 +699,14 @@ pub fn readonly_root() -> Result<()> {
     remount_readonly(Path::new("/"), MsFlags::empty())
 }
 
-/// Create the working directory when the image lacks it, as Docker does.
+/// Create the working directory when the image lacks it, as Docker does, resolved inside the
+/// root: a `WORKDIR` through `/proc/self/fd/N` (a magic link) is refused (CVE-2024-21626).
 pub fn ensure_workdir(cwd: &str) -> Result<()> {
-    let path = check_destination(cwd)?;
-    mkdir_all(&path, 0o755)
+    check_destination(cwd)?;
+    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
+    root.mkdir_all(cwd, 0o755, KernelFs::Allow)
+        .map(drop)
+        .map_err(in_root(|| format!("working directory {cwd}")))
 }
 
 #[cfg(test)]

@@ -239,13 +239,20 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     };
     drop((out_w, err_w, sync_w, devnull, life_r, init_exe));
 
-    let mut init_error = String::new();
+    let mut status = Vec::new();
     File::from(sync_r)
-        .read_to_string(&mut init_error)
+        .read_to_end(&mut status)
         .map_err(|source| ShimError::Io {
             what: "read init status".into(),
             source,
         })?;
+    let init_error = init_failure(&status, || {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+            Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+            _ => "gone".to_string(),
+        }
+    });
     if !init_error.is_empty() {
         let _ = waitpid(child, None);
         cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
@@ -285,6 +292,25 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     Ok(())
 }
 
+/// Why init did not start the workload, from what it wrote on the sync pipe; empty when it
+/// did. Only the marker (maybe followed by an `execve` error) means init got to `execve`;
+/// nothing at all means it died first, and its wait status says how.
+fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> String {
+    match status.split_first() {
+        Some((&super::process_setup::EXEC_MARKER, rest)) => {
+            String::from_utf8_lossy(rest).into_owned()
+        }
+        Some(_) => String::from_utf8_lossy(status).into_owned(),
+        None => {
+            let how = how_init_ended();
+            format!(
+                "container init died before starting the workload ({how}); \
+                 see the engine log, or check the container's memory limit"
+            )
+        }
+    }
+}
+
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
 struct MountAttr {
@@ -303,7 +329,7 @@ const MOUNT_ATTR_NODEV: u64 = 0x4;
 /// through `/proc/<pid>/exe` (CVE-2019-5736): opening it for writing fails with EROFS, and the
 /// container has neither CAP_SYS_ADMIN nor the mount syscalls to undo it. runc seals with a
 /// similar read-only mount; youki's memfd copy would cost a copy of the whole binary per start.
-fn readonly_self_exe() -> Result<OwnedFd> {
+pub(crate) fn readonly_self_exe() -> Result<OwnedFd> {
     readonly_clone(c"/proc/self/exe")
 }
 
@@ -508,6 +534,30 @@ fn reap(child: Pid) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exec_marker_counts_as_a_started_workload() {
+        let unused = || unreachable!("init wrote something");
+        assert_eq!(init_failure(&[0], unused), "");
+        assert_eq!(
+            init_failure(b"\0exec: \"x\": permission denied", unused),
+            "exec: \"x\": permission denied"
+        );
+        assert_eq!(
+            init_failure(
+                b"unable to find user app: no matching entries in passwd file",
+                unused
+            ),
+            "unable to find user app: no matching entries in passwd file"
+        );
+        // Killed before execve (the OOM killer, say): reported, never taken for a start.
+        assert_eq!(
+            init_failure(b"", || "killed by SIGKILL".into()),
+            "container init died before starting the workload (killed by SIGKILL); \
+             see the engine log, or check the container's memory limit"
+        );
+    }
+
     use std::os::unix::fs::MetadataExt;
 
     /// Root-only: init runs from our own binary, on a clone that refuses writes (the binary itself

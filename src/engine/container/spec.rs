@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::devices::{DeviceNode, DeviceRule};
+
 /// Docker's default `/dev/shm` size (`DefaultShmSize`).
 pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -71,6 +73,9 @@ pub struct RuntimeSpec {
     pub seccomp_unconfined: bool,
     #[serde(default)]
     pub unmasked_paths: bool,
+    /// Host devices passed in (`devices:`), created in the container's `/dev`.
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
 }
 
 /// What the shim does to the container's cgroups besides creating `cgroups` (in this order).
@@ -87,6 +92,19 @@ pub struct CgroupResources {
     /// Limit files to write, in order.
     #[serde(default)]
     pub writes: Vec<CgroupWrite>,
+    /// The device policy and where it is enforced. `None` only in a spec written before
+    /// device rules existed; the engine always sets it.
+    #[serde(default)]
+    pub devices: Option<DeviceCgroup>,
+}
+
+/// Device rules for one cgroup directory: a v1 `devices` hierarchy's allow/deny files, or a
+/// BPF filter attached to a cgroup2 directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceCgroup {
+    pub dir: PathBuf,
+    pub v2: bool,
+    pub rules: Vec<DeviceRule>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

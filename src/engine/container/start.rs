@@ -9,7 +9,7 @@ use super::process::{spawn_shim, ProcIdentity};
 use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
 use super::{
-    caps, cgroup, health, mounts, now_rfc3339, resources, rlimits, security, sysctl,
+    caps, cgroup, devices, health, mounts, now_rfc3339, resources, rlimits, security, sysctl,
     ContainerError, ContainerStore, Result,
 };
 use crate::engine::api::types::EndpointSettings;
@@ -121,15 +121,34 @@ impl ContainerStore {
         }
         all_mounts.extend(plan.mounts.iter().cloned());
 
+        let devices = host_config
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| {
+                devices::resolve_host_device(
+                    &d.path_on_host,
+                    &d.path_in_container,
+                    &d.cgroup_permissions,
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| start_refused(e.to_string()))?;
         let limits = resources::Limits::from_host_config(&host_config);
-        let (cgroups, cgroup_resources) =
-            self.inner
-                .cgroups
-                .plan(id, &limits)
-                .map_err(|e| ContainerError::StartFailed {
-                    name: record.name.clone(),
-                    reason: e.to_string(),
-                })?;
+        let (mut cgroups, mut cgroup_resources) = self
+            .inner
+            .cgroups
+            .plan(id, &limits)
+            .map_err(|e| start_refused(e.to_string()))?;
+        self.inner
+            .cgroups
+            .plan_devices(
+                id,
+                devices::container_rules(host_config.privileged, &devices),
+                &mut cgroups,
+                &mut cgroup_resources,
+            )
+            .map_err(|e| start_refused(e.to_string()))?;
         let spec = RuntimeSpec {
             id: id.to_string(),
             bundle_dir: dir.clone(),
@@ -159,6 +178,7 @@ impl ContainerStore {
             no_new_privileges: security.no_new_privileges,
             seccomp_unconfined: security.seccomp_unconfined,
             unmasked_paths: security.unmasked_paths,
+            devices,
         };
         let spec_path = RuntimeSpec::path_in(&dir);
         let bytes = serde_json::to_vec_pretty(&spec)

@@ -11,6 +11,65 @@ pub enum UserError {
     UnknownUser(String),
     #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
+    /// The image's passwd or group file cannot be used; `who` is the user or group looked up.
+    #[error("unable to find {who}: cannot use {file} of the image: {reason}; fix the image")]
+    BadFile {
+        who: String,
+        file: &'static str,
+        reason: String,
+    },
+}
+
+/// Larger passwd or group files are refused: the lookup runs as root before the workload, and
+/// an image could otherwise make it read without end (`/etc/passwd -> /dev/zero`).
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// The text of `file` (`etc/passwd`) under `root`: resolved inside the root without magic
+/// links, opened non-blocking (a FIFO cannot stall us), a regular file of at most
+/// [`MAX_FILE_SIZE`]. A missing file reads as empty, as in runc.
+fn read_file(root: &Path, file: &'static str) -> Result<String, String> {
+    use std::io::Read;
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let dir = std::fs::File::open(root).map_err(|e| e.to_string())?;
+    let c = std::ffi::CString::new(file).expect("static name");
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: valid pointers to a C string and an open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(String::new()),
+            _ => Err(e.to_string().to_lowercase()),
+        };
+    }
+    // SAFETY: the kernel returned a fresh fd that we now own.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(format!("larger than {} MiB", MAX_FILE_SIZE >> 20));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!("larger than {} MiB", MAX_FILE_SIZE >> 20));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Who the workload runs as.
@@ -35,8 +94,7 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-fn read_passwd(root: &Path) -> Vec<PasswdEntry> {
-    let text = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|line| {
@@ -54,8 +112,7 @@ fn read_passwd(root: &Path) -> Vec<PasswdEntry> {
         .collect()
 }
 
-fn read_group(root: &Path) -> Vec<GroupEntry> {
-    let text = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|line| {
@@ -80,14 +137,40 @@ fn read_group(root: &Path) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// The image's passwd and group entries. The root user (empty spec) needs them only for its
+/// home: unusable files are ignored then, as a missing one is; any named or numbered user or
+/// group gets the error.
+fn lookup_files(
+    root: &Path,
+    spec: &str,
+    user_part: &str,
+    group_part: Option<&str>,
+) -> Result<(Vec<PasswdEntry>, Vec<GroupEntry>), UserError> {
+    let read = |file: &'static str, shown: &'static str, who: String| match read_file(root, file) {
+        Ok(text) => Ok(text),
+        Err(_) if spec.is_empty() => Ok(String::new()),
+        Err(reason) => Err(UserError::BadFile {
+            who,
+            file: shown,
+            reason,
+        }),
+    };
+    let passwd = read("etc/passwd", "/etc/passwd", format!("user {user_part}"))?;
+    let group = read(
+        "etc/group",
+        "/etc/group",
+        group_part.map_or_else(|| format!("user {user_part}"), |g| format!("group {g}")),
+    )?;
+    Ok((parse_passwd(&passwd), parse_group(&group)))
+}
+
 /// Resolve `spec` inside the filesystem rooted at `root`.
 pub fn resolve(root: &Path, spec: &str) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let passwd = read_passwd(root);
-    let groups = read_group(root);
+    let (passwd, groups) = lookup_files(root, spec, user_part, group_part)?;
 
     // Numeric users need no passwd entry (Docker runs them with gid 0 and home `/`).
     let (uid, mut gid, home, name) = if user_part.is_empty() {
@@ -205,5 +288,49 @@ mod tests {
             resolve(r.path(), "web:ghosts").unwrap_err().to_string(),
             "unable to find group ghosts: no matching entries in group file"
         );
+    }
+
+    #[test]
+    fn hostile_passwd_files_are_bounded_and_named() {
+        let r = root();
+        let passwd = r.path().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        std::fs::create_dir(r.path().join("dev")).unwrap();
+        nix::sys::stat::mknod(
+            &r.path().join("dev/zero"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 5),
+        )
+        .expect("mknod (tests run as root)");
+        std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap();
+        assert_eq!(
+            resolve(r.path(), "app").unwrap_err().to_string(),
+            "unable to find user app: cannot use /etc/passwd of the image: not a regular file; \
+             fix the image"
+        );
+        // A symlink out of the root stays inside it: the host's passwd is never read.
+        std::fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &passwd).unwrap();
+        let err = resolve(r.path(), "root").unwrap_err().to_string();
+        assert!(
+            err.contains("too many levels") || err.contains("no matching"),
+            "{err}"
+        );
+        std::fs::remove_file(&passwd).unwrap();
+        nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(resolve(r.path(), "app")
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        std::fs::remove_file(&passwd).unwrap();
+        let big = std::fs::File::create(&passwd).unwrap();
+        big.set_len(MAX_FILE_SIZE + 1).unwrap();
+        assert!(resolve(r.path(), "app")
+            .unwrap_err()
+            .to_string()
+            .contains("larger than 4 MiB"));
+        // The root user needs no passwd file: it still starts, with the default home.
+        assert_eq!(resolve(r.path(), "").unwrap().home, "/root");
     }
 }
