@@ -702,7 +702,6 @@ const WARNED: &[(&str, &str, &str)] = &[
         "device_cgroup_rules: [\"c 1:3 mr\"]",
         "device_cgroup_rules",
     ),
-    ("devices", "devices: [\"/dev/null:/dev/xnull\"]", "devices"),
     ("dns", "dns: [192.0.2.53]", "dns"),
     (
         "external_links",
@@ -786,7 +785,7 @@ const README_QUALIFIERS: &[&str] = &[
     "local",
     "content",
     "host",
-    "WARN service \"web\": berth does not support `devices` yet; ignored",
+    "WARN service \"web\": berth does not support `gpus` yet; ignored",
 ];
 
 /// The README's "refused" list: (README name, service attributes, the start of the message).
@@ -809,7 +808,7 @@ const REFUSED: &[(&str, &str, &str)] = &[
 ];
 
 /// The backticked words of the README paragraph that starts with `start` (up to the next blank
-/// line). Backticks inside a backticked example (`` `devices` `` in the WARN line) are kept whole.
+/// line). Backticks inside a backticked example (`` `gpus` `` in the WARN line) are kept whole.
 fn readme_words(start: &str) -> Vec<String> {
     let readme = include_str!("../README.md");
     let from = readme
@@ -818,7 +817,7 @@ fn readme_words(start: &str) -> Vec<String> {
     let paragraph = readme[from..].split("\n\n").next().unwrap_or_default();
     let paragraph = paragraph.replace('\n', " ");
     let mut words = Vec::new();
-    // The example warning line is quoted whole: `WARN service "web": ... `devices` ...`.
+    // The example warning line is quoted whole: `WARN service "web": ... `gpus` ...`.
     let mut rest = paragraph.as_str();
     while let Some(open) = rest.find('`') {
         let after = &rest[open + 1..];
