@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod compose;
 pub mod engine;
+pub mod fs_at;
 pub mod network;
 pub mod volume;

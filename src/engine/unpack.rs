@@ -528,35 +528,7 @@ const RESOLVE_STRICT: u64 = libc::RESOLVE_IN_ROOT
     | libc::RESOLVE_NO_XDEV;
 
 fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & libc::O_CREAT != 0 {
-        mode as u64
-    } else {
-        0
-    };
-    how.resolve = RESOLVE_STRICT;
-    loop {
-        // SAFETY: valid pointers to a NUL-terminated name and an open_how of the given size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                name.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a fresh fd that we now own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::fs_at::openat2(dir, name, flags, mode, RESOLVE_STRICT)
 }
 
 fn cvt(r: libc::c_int) -> io::Result<()> {

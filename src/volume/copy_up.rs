@@ -38,30 +38,8 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 
 /// `openat2` with `RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV` and the extra `resolve` flags.
 fn openat2(dir: RawFd, name: &CStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
-    loop {
-        // SAFETY: valid pointers to a NUL-terminated name and an open_how of the given size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                name.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a fresh fd that we now own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    let resolve = resolve | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
+    crate::fs_at::openat2(dir, name, flags, 0, resolve)
 }
 
 /// One component below `dir`, never following a symlink there (`..` cannot appear: names come

@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use thiserror::Error;
 
@@ -95,30 +95,7 @@ fn components(path: &str) -> Result<Vec<&str>> {
 }
 
 fn openat2(dir: RawFd, path: &CString, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
-    loop {
-        // SAFETY: valid pointers to a NUL-terminated path and an open_how of the given size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a fresh fd that we now own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) && e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::fs_at::openat2(dir, path, flags, 0, resolve)
 }
 
 /// `/proc` or `/sys` when `fd` is on procfs or sysfs.
