@@ -925,14 +925,33 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
         "1"
     );
 
-    // An internal network gets no NAT.
+    // The isolation chain: nothing enters the network unless it answers the network's own
+    // connection.
+    assert!(
+        rules.contains("type filter hook forward priority filter; policy accept;"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("oifname \"{br}\" iifname != \"{br}\"")) && rules.contains("drop"),
+        "{rules}"
+    );
+
+    // An internal network gets no NAT, and its table drops whatever would leave it.
     let internal = unique("netint");
     let mut req = net_req(&internal);
     req.internal = true;
     let created_int = mgr.create(req).await.unwrap();
     let br_int = format!("br-{}", &created_int.id[..12]);
     made.bridges.push(br_int.clone());
-    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &format!("berth-{br_int}")])).0);
+    let table_int = format!("berth-{br_int}");
+    let guard_int = NftTable(table_int.clone());
+    let (ok, rules_int) = sh(Command::new("nft").args(["list", "table", "ip", &table_int]));
+    assert!(ok, "{rules_int}");
+    assert!(!rules_int.contains("masquerade"), "{rules_int}");
+    assert!(
+        rules_int.contains(&format!("iifname \"{br_int}\" oifname != \"{br_int}\" drop")),
+        "{rules_int}"
+    );
 
     mgr.remove(&net).await.unwrap();
     mgr.remove(&internal).await.unwrap();
@@ -940,7 +959,9 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
         !sh(Command::new("nft").args(["list", "table", "ip", &table])).0,
         "table removed with the network"
     );
+    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &table_int])).0);
     drop(guard);
+    drop(guard_int);
 }
 
 /// Deletes an nftables table on drop if a failed test left it.

@@ -282,13 +282,13 @@ impl NetworkManager {
 
         let id = random_hex(32);
         let bridge = bridge::bridge_name(&id);
-        let nat = self.outbound_nat && !req.internal;
+        let firewall = self.outbound_nat;
         let (record, warning) = tokio::task::spawn_blocking({
             let own: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
             let dir = self.dir.clone();
             let req = req.clone();
             let id = id.clone();
-            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, nat)
+            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, firewall)
         })
         .await
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
@@ -412,9 +412,24 @@ impl NetworkManager {
             path: path.clone(),
             source,
         })?;
+        // Repair the filter first: a firewall reload since the network was made may have taken
+        // berth's accepts away, and this is the moment a user would notice.
+        let targets = if self.outbound_nat {
+            firewall_targets(&self.state(), &record)
+        } else {
+            Vec::new()
+        };
         let made = {
             let r = record.clone();
-            tokio::task::spawn_blocking(move || plumb(&r))
+            tokio::task::spawn_blocking(move || {
+                for (bridge, subnet, internal) in &targets {
+                    let warning = setup_firewall(bridge, *subnet, *internal);
+                    if !warning.is_empty() {
+                        eprintln!("berth network: {warning}");
+                    }
+                }
+                plumb(&r)
+            })
                 .await
                 .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
                 .and_then(|r| r)
@@ -712,7 +727,7 @@ impl NetworkManager {
         let nat = self.outbound_nat;
         for n in &networks {
             let rec = n.clone();
-            let made = tokio::task::spawn_blocking(move || -> Result<()> {
+            let made = tokio::task::spawn_blocking(move || -> Result<String> {
                 let _lock = HostLock::take()?;
                 let mut nl = host_netlink()?;
                 let subnet: Subnet = rec
@@ -720,14 +735,20 @@ impl NetworkManager {
                     .parse()
                     .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
                 bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
-                if nat && !rec.internal {
-                    outbound_nat(&rec.bridge, subnet).map_err(NetworkError::Other)?;
-                }
-                Ok(())
+                drop(nl);
+                drop(_lock);
+                Ok(if nat {
+                    setup_firewall(&rec.bridge, subnet, rec.internal)
+                } else {
+                    String::new()
+                })
             })
             .await;
             match made {
-                Ok(Ok(())) => {
+                Ok(Ok(warning)) => {
+                    if !warning.is_empty() {
+                        problems.push(format!("network {}: {warning}", n.name));
+                    }
                     // A previous manager in this process may still be closing its sockets.
                     let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
                     for _ in 0..RESTORE_BIND_RETRIES {
@@ -970,7 +991,7 @@ fn create_blocking(
     requested: &IpamConfig,
     id: &str,
     bridge_name: &str,
-    nat: bool,
+    firewall: bool,
 ) -> Result<(NetworkRecord, String)> {
     let _lock = HostLock::take()?;
     let mut nl = host_netlink()?;
@@ -1049,33 +1070,45 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    let warning = if nat {
-        outbound_nat(bridge_name, subnet).err().unwrap_or_default()
+    let warning = if firewall {
+        setup_firewall(bridge_name, subnet, req.internal)
     } else {
         String::new()
     };
     Ok((record, warning))
 }
 
-/// Masquerade for the network; a failure is a warning (containers still talk to each other and
-/// to the host), returned as text for the API's `Warning`.
-fn outbound_nat(bridge: &str, subnet: Subnet) -> std::result::Result<(), String> {
-    firewall::enable_ip_forward()
-        .and_then(|()| firewall::install_masquerade(bridge, subnet))
-        .map_err(|e| {
-            format!(
-                "no outbound access for containers on {bridge}: {}",
-                error_chain(&e)
-            )
-        })
+/// The network's packet filter (isolation, masquerade, the host firewall's accepts; see
+/// `firewall.rs`), idempotent. A failure is a warning, returned as text for the API's `Warning`:
+/// the network exists and the next container start or engine start tries again.
+fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool) -> String {
+    match firewall::ensure(bridge, subnet, internal) {
+        Ok(warnings) => warnings.join("; "),
+        Err(e) => format!(
+            "firewall of {bridge} incomplete, containers may not reach each other or the outside: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// What `setup_firewall` needs of each network a container joins.
+fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<(String, Subnet, bool)> {
+    r.endpoints
+        .iter()
+        .filter_map(|e| st.networks.get(&e.network_id))
+        .filter_map(|n| Some((n.bridge.clone(), n.subnet.parse().ok()?, n.internal)))
+        .collect()
 }
 
 fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
-    // Rules before the bridge, as netavark orders it. A host without nf_tables never had any.
-    match firewall::remove(&n.bridge) {
-        Ok(()) | Err(firewall::FirewallError::Socket(_)) => {}
-        Err(e) => return Err(NetworkError::Other(format!("network {}: {e}", n.name))),
-    }
+    // Rules before the bridge, as netavark orders it.
+    firewall::remove(&n.bridge).map_err(|e| {
+        NetworkError::Other(format!(
+            "network {}: cannot remove its firewall rules: {}",
+            n.name,
+            error_chain(&e)
+        ))
+    })?;
     let mut nl = host_netlink()?;
     nl.delete_link(&n.bridge)
         .map_err(|source| NetworkError::Kernel {
