@@ -949,7 +949,9 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
     assert!(ok, "{rules_int}");
     assert!(!rules_int.contains("masquerade"), "{rules_int}");
     assert!(
-        rules_int.contains(&format!("iifname \"{br_int}\" oifname != \"{br_int}\" drop")),
+        rules_int.contains(&format!(
+            "iifname \"{br_int}\" oifname != \"{br_int}\" drop"
+        )),
         "{rules_int}"
     );
 

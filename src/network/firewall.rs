@@ -142,8 +142,8 @@ impl Runner for HostRunner {
             program: program.to_string(),
             source,
         };
-        let path = Self::locate(program)
-            .ok_or_else(|| spawn(std::io::ErrorKind::NotFound.into()))?;
+        let path =
+            Self::locate(program).ok_or_else(|| spawn(std::io::ErrorKind::NotFound.into()))?;
         let out = std::process::Command::new(path)
             .args(args)
             .stdin(std::process::Stdio::null())

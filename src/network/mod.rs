@@ -430,9 +430,9 @@ impl NetworkManager {
                 }
                 plumb(&r)
             })
-                .await
-                .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
-                .and_then(|r| r)
+            .await
+            .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
+            .and_then(|r| r)
         };
         if let Err(e) = made {
             let _ = tokio::task::spawn_blocking({

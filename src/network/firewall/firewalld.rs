@@ -16,7 +16,10 @@ fn running(runner: &mut dyn Runner) -> Result<bool> {
 
 /// Whether the bridge is in the zone (`--query-interface` answers with its exit status).
 fn has_interface(runner: &mut dyn Runner, bridge: &str) -> Result<bool> {
-    let args = [format!("--zone={ZONE}"), format!("--query-interface={bridge}")];
+    let args = [
+        format!("--zone={ZONE}"),
+        format!("--query-interface={bridge}"),
+    ];
     Ok(runner.run(PROGRAM, &args)?.success)
 }
 
@@ -24,7 +27,10 @@ pub fn ensure(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
     if !running(runner)? || has_interface(runner, bridge)? {
         return Ok(());
     }
-    let args = [format!("--zone={ZONE}"), format!("--add-interface={bridge}")];
+    let args = [
+        format!("--zone={ZONE}"),
+        format!("--add-interface={bridge}"),
+    ];
     run_checked(runner, PROGRAM, &args).map(|_| ())
 }
 
@@ -32,7 +38,10 @@ pub fn remove(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
     if !running(runner)? || !has_interface(runner, bridge)? {
         return Ok(());
     }
-    let args = [format!("--zone={ZONE}"), format!("--remove-interface={bridge}")];
+    let args = [
+        format!("--zone={ZONE}"),
+        format!("--remove-interface={bridge}"),
+    ];
     run_checked(runner, PROGRAM, &args).map(|_| ())
 }
 
@@ -44,9 +53,16 @@ mod tests {
     #[test]
     fn a_running_firewalld_gets_the_bridge_once_and_gives_it_back() {
         let mut r = FakeRunner::with(&[PROGRAM]);
-        r.answer("firewall-cmd --zone=trusted --query-interface=br-x", false, "no");
+        r.answer(
+            "firewall-cmd --zone=trusted --query-interface=br-x",
+            false,
+            "no",
+        );
         ensure(&mut r, "br-x").unwrap();
-        assert_eq!(r.changes(), ["firewall-cmd --zone=trusted --add-interface=br-x"]);
+        assert_eq!(
+            r.changes(),
+            ["firewall-cmd --zone=trusted --add-interface=br-x"]
+        );
 
         // Already there (a restart): nothing added; removal takes it out.
         let mut r = FakeRunner::with(&[PROGRAM]);

@@ -84,7 +84,13 @@ mod tests {
     #[test]
     fn the_warning_gives_the_rules_to_add() {
         let w = warning("br-x", &("inet".into(), "filter".into(), "forward".into()));
-        assert!(w.contains("nft insert rule inet filter forward iifname \"br-x\" accept"), "{w}");
-        assert!(w.contains("oifname \"br-x\" ct state established,related accept"), "{w}");
+        assert!(
+            w.contains("nft insert rule inet filter forward iifname \"br-x\" accept"),
+            "{w}"
+        );
+        assert!(
+            w.contains("oifname \"br-x\" ct state established,related accept"),
+            "{w}"
+        );
     }
 }

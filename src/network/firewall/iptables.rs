@@ -125,7 +125,14 @@ pub fn comment(bridge: &str) -> String {
 /// A network's rules, as arguments after `-A BERTH-FORWARD`, in `iptables-save`'s own order (so
 /// that they compare equal to what it prints).
 pub fn wanted_rules(bridge: &str, internal: bool) -> Vec<Vec<String>> {
-    let tag = ["-m", "comment", "--comment", &comment(bridge), "-j", "ACCEPT"];
+    let tag = [
+        "-m",
+        "comment",
+        "--comment",
+        &comment(bridge),
+        "-j",
+        "ACCEPT",
+    ];
     let rule = |head: &[&str]| -> Vec<String> {
         head.iter()
             .chain(tag.iter())
@@ -302,9 +309,20 @@ COMMIT
         assert!(t.present);
         assert_eq!(
             t.chains,
-            ["INPUT", "FORWARD", "OUTPUT", CHAIN, "DOCKER", "DOCKER-FORWARD", "DOCKER-USER"]
+            [
+                "INPUT",
+                "FORWARD",
+                "OUTPUT",
+                CHAIN,
+                "DOCKER",
+                "DOCKER-FORWARD",
+                "DOCKER-USER"
+            ]
         );
-        assert!(!t.rules.iter().any(|(_, r)| r.contains(&"MASQUERADE".into())));
+        assert!(!t
+            .rules
+            .iter()
+            .any(|(_, r)| r.contains(&"MASQUERADE".into())));
         assert_eq!(t.rules_of(CHAIN).next().unwrap()[7], "berth:br-aaa");
         assert_eq!(
             tokenize(r#"-A X -m comment --comment "a \"b\" c" -j ACCEPT"#)[5],
@@ -399,16 +417,26 @@ COMMIT
         ]);
         r.answer("iptables --version", true, "iptables v1.8.9 (nf_tables)\n");
         // Legacy is in use (Docker on an old setup left its table), nft has no table yet.
-        r.answer("iptables-legacy-save", true, "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n");
+        r.answer(
+            "iptables-legacy-save",
+            true,
+            "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
+        );
         ensure(&mut r, "br-x", false).unwrap();
         let changes = r.changes();
         assert_eq!(changes.len(), 10, "{changes:#?}");
         assert_eq!(
-            changes.iter().filter(|c| c.starts_with("iptables-nft -w")).count(),
+            changes
+                .iter()
+                .filter(|c| c.starts_with("iptables-nft -w"))
+                .count(),
             5
         );
         assert_eq!(
-            changes.iter().filter(|c| c.starts_with("iptables-legacy -w")).count(),
+            changes
+                .iter()
+                .filter(|c| c.starts_with("iptables-legacy -w"))
+                .count(),
             5
         );
     }

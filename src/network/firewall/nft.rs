@@ -81,7 +81,6 @@ const NF_IP_PRI_FILTER: i32 = 0;
 const NF_IP_PRI_NAT_SRC: i32 = 100;
 const IFNAMSIZ: usize = 16;
 
-
 const NAT_CHAIN: &str = "postrouting";
 const FILTER_CHAIN: &str = "forward";
 
@@ -105,7 +104,13 @@ pub fn install_table(bridge: &str, subnet: Subnet, internal: bool) -> Result<()>
     batch.push(
         NFT_MSG_NEWCHAIN,
         NLM_F_CREATE,
-        &base_chain(&table, FILTER_CHAIN, "filter", NF_INET_FORWARD, NF_IP_PRI_FILTER),
+        &base_chain(
+            &table,
+            FILTER_CHAIN,
+            "filter",
+            NF_INET_FORWARD,
+            NF_IP_PRI_FILTER,
+        ),
     );
     let mut rules = vec![unsolicited_inbound_drop(bridge)];
     if internal {
@@ -114,7 +119,13 @@ pub fn install_table(bridge: &str, subnet: Subnet, internal: bool) -> Result<()>
         batch.push(
             NFT_MSG_NEWCHAIN,
             NLM_F_CREATE,
-            &base_chain(&table, NAT_CHAIN, "nat", NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC),
+            &base_chain(
+                &table,
+                NAT_CHAIN,
+                "nat",
+                NF_INET_POST_ROUTING,
+                NF_IP_PRI_NAT_SRC,
+            ),
         );
         batch.push(
             NFT_MSG_NEWRULE,
