@@ -72,6 +72,8 @@ impl Drop for Made {
             let _ = std::fs::remove_file(ns);
         }
         for b in &self.bridges {
+            // The default bridge cannot be removed through the manager: its filter goes here.
+            let _ = berth::network::firewall::remove(b);
             if link_exists(b) {
                 let _ = Command::new("ip").args(["link", "del", b]).status();
             }

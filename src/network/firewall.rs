@@ -170,13 +170,19 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
     }
 }
 
-/// Set up (or repair) everything of a network: its own table, then the host's accepts. Returns
+/// Set up (or repair) everything of a network: its own table (with a masquerade chain when
+/// `masquerade`, never for an internal network), then the host's accepts. Returns
 /// warnings about host firewalls berth leaves alone (see the module doc).
-pub fn ensure(bridge: &str, subnet: Subnet, internal: bool) -> Result<Vec<String>> {
-    if !internal {
+pub fn ensure(
+    bridge: &str,
+    subnet: Subnet,
+    internal: bool,
+    masquerade: bool,
+) -> Result<Vec<String>> {
+    if masquerade {
         enable_ip_forward()?;
     }
-    nft::install_table(bridge, subnet, internal)?;
+    nft::install_table(bridge, subnet, internal, masquerade)?;
     let _lock = lock()?;
     ensure_host(&mut HostRunner, bridge, internal)
 }

@@ -132,8 +132,10 @@ pub struct NetworkOptions {
     /// Where names berth does not know are forwarded; `None` = the host's `/etc/resolv.conf`
     /// name servers. `Some(vec![])` answers NXDOMAIN instead of forwarding.
     pub upstream_dns: Option<Vec<SocketAddr>>,
-    /// Give non-internal networks outbound access: an nftables masquerade table per network,
-    /// and `net.ipv4.ip_forward=1` on the host (as Docker does). On for the engine (`open`).
+    /// Give non-internal networks outbound access: a masquerade chain in the network's nftables
+    /// table, and `net.ipv4.ip_forward=1` on the host (as Docker does). On for the engine
+    /// (`open`). The rest of the packet filter (isolation, the host firewall's accepts) is
+    /// always there.
     pub outbound_nat: bool,
 }
 
@@ -282,13 +284,13 @@ impl NetworkManager {
 
         let id = random_hex(32);
         let bridge = bridge::bridge_name(&id);
-        let firewall = self.outbound_nat;
+        let nat = self.outbound_nat;
         let (record, warning) = tokio::task::spawn_blocking({
             let own: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
             let dir = self.dir.clone();
             let req = req.clone();
             let id = id.clone();
-            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, firewall)
+            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, nat)
         })
         .await
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
@@ -414,16 +416,13 @@ impl NetworkManager {
         })?;
         // Repair the filter first: a firewall reload since the network was made may have taken
         // berth's accepts away, and this is the moment a user would notice.
-        let targets = if self.outbound_nat {
-            firewall_targets(&self.state(), &record)
-        } else {
-            Vec::new()
-        };
+        let targets = firewall_targets(&self.state(), &record);
+        let nat = self.outbound_nat;
         let made = {
             let r = record.clone();
             tokio::task::spawn_blocking(move || {
                 for (bridge, subnet, internal) in &targets {
-                    let warning = setup_firewall(bridge, *subnet, *internal);
+                    let warning = setup_firewall(bridge, *subnet, *internal, nat);
                     if !warning.is_empty() {
                         eprintln!("berth network: {warning}");
                     }
@@ -737,11 +736,7 @@ impl NetworkManager {
                 bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
                 drop(nl);
                 drop(_lock);
-                Ok(if nat {
-                    setup_firewall(&rec.bridge, subnet, rec.internal)
-                } else {
-                    String::new()
-                })
+                Ok(setup_firewall(&rec.bridge, subnet, rec.internal, nat))
             })
             .await;
             match made {
@@ -991,7 +986,7 @@ fn create_blocking(
     requested: &IpamConfig,
     id: &str,
     bridge_name: &str,
-    firewall: bool,
+    nat: bool,
 ) -> Result<(NetworkRecord, String)> {
     let _lock = HostLock::take()?;
     let mut nl = host_netlink()?;
@@ -1070,19 +1065,15 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    let warning = if firewall {
-        setup_firewall(bridge_name, subnet, req.internal)
-    } else {
-        String::new()
-    };
+    let warning = setup_firewall(bridge_name, subnet, req.internal, nat);
     Ok((record, warning))
 }
 
 /// The network's packet filter (isolation, masquerade, the host firewall's accepts; see
 /// `firewall.rs`), idempotent. A failure is a warning, returned as text for the API's `Warning`:
 /// the network exists and the next container start or engine start tries again.
-fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool) -> String {
-    match firewall::ensure(bridge, subnet, internal) {
+fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool, nat: bool) -> String {
+    match firewall::ensure(bridge, subnet, internal, nat && !internal) {
         Ok(warnings) => warnings.join("; "),
         Err(e) => format!(
             "firewall of {bridge} incomplete, containers may not reach each other or the outside: {}",

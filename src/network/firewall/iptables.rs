@@ -214,8 +214,13 @@ pub fn default_backend(version: &str) -> Backend {
     }
 }
 
-/// The installed tools, each with its `filter` table, and the default backend.
-fn survey(runner: &mut dyn Runner) -> Result<(Vec<(Tool, FilterTable)>, Option<Backend>)> {
+/// The installed tools, each with its `filter` table, and the backend `iptables` drives.
+struct Survey {
+    found: Vec<(Tool, FilterTable)>,
+    default: Option<Backend>,
+}
+
+fn survey(runner: &mut dyn Runner) -> Result<Survey> {
     let default = if runner.installed("iptables") {
         let out = runner.run("iptables", &["--version".to_string()])?;
         Some(default_backend(&out.stdout))
@@ -235,7 +240,7 @@ fn survey(runner: &mut dyn Runner) -> Result<(Vec<(Tool, FilterTable)>, Option<B
         let out = run_checked(runner, tool.save, &[])?;
         found.push((tool, parse_save(&out.stdout)));
     }
-    Ok((found, default))
+    Ok(Survey { found, default })
 }
 
 fn apply(runner: &mut dyn Runner, tool: &Tool, plan: Vec<Vec<String>>) -> Result<()> {
@@ -248,7 +253,7 @@ fn apply(runner: &mut dyn Runner, tool: &Tool, plan: Vec<Vec<String>>) -> Result
 
 /// Add the network's accepts to every backend in use, and to the default one.
 pub fn ensure(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
-    let (found, default) = survey(runner)?;
+    let Survey { found, default } = survey(runner)?;
     for (tool, table) in found {
         if table.present || Some(tool.backend) == default {
             apply(runner, &tool, plan_ensure(&table, bridge, internal))?;
@@ -259,7 +264,7 @@ pub fn ensure(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<(
 
 /// Take the network's accepts out of every backend that has a `filter` table.
 pub fn remove(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
-    let (found, _) = survey(runner)?;
+    let found = survey(runner)?.found;
     let mut first_err: Option<FirewallError> = None;
     for (tool, table) in found.into_iter().filter(|(_, t)| t.present) {
         if let Err(e) = apply(runner, &tool, plan_remove(&table, bridge)) {

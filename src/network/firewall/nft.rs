@@ -90,10 +90,10 @@ pub fn table_name(bridge: &str) -> String {
 }
 
 /// Create or replace, in one transaction, the table of a network: its isolation chain, and the
-/// masquerade chain unless the network is internal. "Add, delete, add" in one batch is how
+/// masquerade chain when asked (never for an internal network). "Add, delete, add" in one batch is how
 /// `nft -f` replaces a table: whatever an earlier run left is gone, and at no moment is there no
 /// table (a half-made one never exists either: the batch applies whole or not at all).
-pub fn install_table(bridge: &str, subnet: Subnet, internal: bool) -> Result<()> {
+pub fn install_table(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) -> Result<()> {
     let table = table_name(bridge);
     let table_attr = attr_str(NFTA_TABLE_NAME, &table);
     let mut batch = Batch::default();
@@ -115,7 +115,7 @@ pub fn install_table(bridge: &str, subnet: Subnet, internal: bool) -> Result<()>
     let mut rules = vec![unsolicited_inbound_drop(bridge)];
     if internal {
         rules.push(outbound_drop(bridge));
-    } else {
+    } else if masquerade {
         batch.push(
             NFT_MSG_NEWCHAIN,
             NLM_F_CREATE,
