@@ -24,13 +24,16 @@
 //!    interface unless conntrack says it answers a connection the network opened (Docker's
 //!    "unpublished port drop"; published ports go through the userland proxy, from the host, so
 //!    they need no hole) and, for internal networks, anything leaving it; a `postrouting`
-//!    masquerade chain for non-internal networks. One table per network: teardown is "delete
-//!    our table" and never touches another network's.
+//!    masquerade chain for non-internal networks (when the engine gives networks outbound
+//!    access, `NetworkOptions::outbound_nat`). One table per network: teardown is "delete our
+//!    table" and never touches another network's.
 //! 2. Accept rules in iptables `filter` (`iptables.rs`), in every backend in use — the
 //!    nf_tables one and the legacy one can both be loaded, and both would drop — plus the one
 //!    `iptables` runs by default, so that a `dockerd` started later finds them in place. They live
 //!    in a chain of berth's own, `BERTH-FORWARD`, jumped to from the top of `FORWARD` (above
-//!    Docker's and ufw's chains and the policy), each rule tagged `berth:<bridge>`: teardown
+//!    Docker's `DOCKER-USER`/`DOCKER-FORWARD`/`DOCKER-ISOLATION-*`, ufw's `ufw-*` chains and the
+//!    policy; a `dockerd` that starts later inserts its jump above ours, which is harmless since
+//!    its chains drop only traffic to its own bridges), each rule tagged `berth:<bridge>`: teardown
 //!    deletes exactly its network's rules and drops the chain and the jump with the last one.
 //!    The rules accept `-i br -o br` (inside the network, what br_netfilter shows iptables),
 //!    `-i br ! -o br` and `-o br` conntrack `RELATED,ESTABLISHED` (out and back; internal
@@ -46,6 +49,11 @@
 //! there would be lost on the next `nft -f`. berth names each such chain in the network's
 //! warning, with the two rules that let the network through (`foreign.rs`). Chains that drop by
 //! an explicit final rule rather than by policy are not detected.
+//!
+//! Also not handled: a `DROP` the admin put in a chain jumped to above `BERTH-FORWARD` (e.g. in
+//! `DOCKER-USER` after a `dockerd` restart moved its jump first) applies to berth's traffic too,
+//! as it would to Docker's; ip6tables (berth makes no IPv6 networks); firewalld is driven only
+//! through `firewall-cmd` and is covered by unit tests, not by a running firewalld.
 //!
 //! Everything is ensured idempotently — on network create, on engine start (`restore`) and on
 //! each container attach — by reading the current state first (`iptables-save`), so a `kill -9`
