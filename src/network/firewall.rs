@@ -179,14 +179,8 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
 }
 
 /// Set up (or repair) everything of a network: its own table (with a masquerade chain when
-/// `masquerade`, never for an internal network), then the host's accepts. Returns
-/// warnings about host firewalls berth leaves alone (see the module doc).
-pub fn ensure(
-    bridge: &str,
-    subnet: Subnet,
-    internal: bool,
-    masquerade: bool,
-) -> Result<Vec<String>> {
+/// `masquerade`, never for an internal network), then the host's accepts.
+pub fn ensure(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) -> Result<()> {
     if masquerade {
         enable_ip_forward()?;
     }
@@ -196,10 +190,16 @@ pub fn ensure(
 }
 
 /// The host part of [`ensure`], behind the seam.
-pub fn ensure_host(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<Vec<String>> {
+pub fn ensure_host(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
     iptables::ensure(runner, bridge, internal)?;
-    firewalld::ensure(runner, bridge)?;
-    Ok(foreign::warnings(runner, bridge))
+    firewalld::ensure(runner, bridge)
+}
+
+/// Warnings about other programs' nftables chains that drop the network's traffic and that
+/// berth leaves alone (see the module doc). Asked when a network is made or the engine starts,
+/// not on every container start: the ruleset listing costs a process and rarely changes.
+pub fn foreign_warnings(bridge: &str) -> Vec<String> {
+    foreign::warnings(&mut HostRunner, bridge)
 }
 
 /// Remove everything of a network: the host's accepts, then its table. Fine when nothing (or

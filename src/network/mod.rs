@@ -422,7 +422,7 @@ impl NetworkManager {
             let r = record.clone();
             tokio::task::spawn_blocking(move || {
                 for (bridge, subnet, internal) in &targets {
-                    let warning = setup_firewall(bridge, *subnet, *internal, nat);
+                    let warning = setup_firewall(bridge, *subnet, *internal, nat, false);
                     if !warning.is_empty() {
                         eprintln!("berth network: {warning}");
                     }
@@ -736,7 +736,7 @@ impl NetworkManager {
                 bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
                 drop(nl);
                 drop(_lock);
-                Ok(setup_firewall(&rec.bridge, subnet, rec.internal, nat))
+                Ok(setup_firewall(&rec.bridge, subnet, rec.internal, nat, true))
             })
             .await;
             match made {
@@ -1065,16 +1065,18 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    let warning = setup_firewall(bridge_name, subnet, req.internal, nat);
+    let warning = setup_firewall(bridge_name, subnet, req.internal, nat, true);
     Ok((record, warning))
 }
 
 /// The network's packet filter (isolation, masquerade, the host firewall's accepts; see
 /// `firewall.rs`), idempotent. A failure is a warning, returned as text for the API's `Warning`:
-/// the network exists and the next container start or engine start tries again.
-fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool, nat: bool) -> String {
+/// the network exists and the next container start or engine start tries again. `survey` adds
+/// warnings about other programs' chains that would drop the network's traffic.
+fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool, nat: bool, survey: bool) -> String {
     match firewall::ensure(bridge, subnet, internal, nat && !internal) {
-        Ok(warnings) => warnings.join("; "),
+        Ok(()) if survey => firewall::foreign_warnings(bridge).join("; "),
+        Ok(()) => String::new(),
         Err(e) => format!(
             "firewall of {bridge} incomplete, containers may not reach each other or the outside: {}",
             error_chain(&e)
