@@ -237,8 +237,17 @@ fn survey(runner: &mut dyn Runner) -> Result<Survey> {
     let mut found = Vec::new();
     for tool in tools {
         // Without `-t`: `-t filter` would load (so create) a legacy table nobody uses.
-        let out = run_checked(runner, tool.save, &[])?;
-        found.push((tool, parse_save(&out.stdout)));
+        if Some(tool.backend) == default {
+            let out = run_checked(runner, tool.save, &[])?;
+            found.push((tool, parse_save(&out.stdout)));
+        } else {
+            // The other backend may be installed on a kernel that lacks it (no x_tables):
+            // then it is not in use, and nothing of it can drop anything.
+            let out = runner.run(tool.save, &[])?;
+            if out.success {
+                found.push((tool, parse_save(&out.stdout)));
+            }
+        }
     }
     Ok(Survey { found, default })
 }
@@ -462,6 +471,22 @@ COMMIT
         let mut none = FakeRunner::with(&[]);
         ensure(&mut none, "br-x", false).unwrap();
         assert!(none.ran.is_empty());
+    }
+
+    #[test]
+    fn a_backend_the_kernel_lacks_is_not_in_use() {
+        let mut r = FakeRunner::with(&[
+            "iptables",
+            "iptables-nft",
+            "iptables-nft-save",
+            "iptables-legacy",
+            "iptables-legacy-save",
+        ]);
+        r.answer("iptables --version", true, "iptables v1.8.9 (nf_tables)\n");
+        r.answer("iptables-legacy-save", false, "");
+        ensure(&mut r, "br-x", false).unwrap();
+        remove(&mut r, "br-x").unwrap();
+        assert!(r.changes().iter().all(|c| c.starts_with("iptables-nft ")));
     }
 
     #[test]
