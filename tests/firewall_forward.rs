@@ -317,3 +317,78 @@ fn forwarding_works_under_dockers_firewall_and_leaves_nothing() {
     assert_eq!(ns.count("iptables-nft-save", ":FORWARD DROP"), 1);
     assert_eq!(ns.count("iptables-legacy-save", ":FORWARD DROP"), 1);
 }
+
+/// A hand-written nftables firewall (another table's `forward` chain with policy drop) is not
+/// edited, but named in the network's warning with the rules that let the network through.
+#[test]
+fn another_tables_drop_policy_is_named_with_the_rules_to_add() {
+    let ns = Namespaces::new();
+    ns.must(
+        "ip link set lo up
+         nft add table inet hostfw
+         nft add chain inet hostfw forward '{ type filter hook forward priority 0; policy drop; }'",
+    );
+    let roots = tempfile::tempdir().expect("temp dir");
+    let run_root = roots.path().join("run");
+    let mut engine = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg("engine")
+        .arg("--data-root")
+        .arg(roots.path().join("data"))
+        .arg("--run-root")
+        .arg(&run_root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the engine in the namespace");
+    let socket = run_root.join("berth.sock");
+    let api = |method: &str, path: &str, body: &str| {
+        sh(Command::new("curl").args([
+            "-sS",
+            "--unix-socket",
+            &socket.to_string_lossy(),
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &format!("http://berth{path}"),
+        ]))
+        .1
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if api("GET", "/_ping", "") == "OK" {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let created = up.then(|| api("POST", "/networks/create", r#"{"Name":"fwwarn"}"#));
+    let ruleset = ns.must("nft list table inet hostfw");
+    if up {
+        api("DELETE", "/networks/fwwarn", "");
+    }
+    let _ = engine.kill();
+    let _ = engine.wait();
+
+    let created: serde_json::Value =
+        serde_json::from_str(&created.expect("engine answered")).expect("JSON answer");
+    let id = created["Id"].as_str().expect("network id");
+    let bridge = format!("br-{}", &id[..12]);
+    let warning = created["Warning"].as_str().unwrap_or_default();
+    let add_in = format!("nft insert rule inet hostfw forward iifname \"{bridge}\" accept");
+    assert!(warning.contains(&add_in), "{warning}");
+    assert!(
+        warning.contains(&format!(
+            "oifname \"{bridge}\" ct state established,related accept"
+        )),
+        "{warning}"
+    );
+    assert!(!ruleset.contains(&bridge), "hostfw left alone: {ruleset}");
+    assert!(ns.berth_rules().is_empty(), "{:#?}", ns.berth_rules());
+}
