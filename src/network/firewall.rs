@@ -181,12 +181,15 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
 /// Set up (or repair) everything of a network: its own table (with a masquerade chain when
 /// `masquerade`, never for an internal network), then the host's accepts.
 pub fn ensure(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) -> Result<()> {
-    if masquerade {
-        enable_ip_forward()?;
-    }
-    nft::install_table(bridge, subnet, internal, masquerade)?;
-    let _lock = lock()?;
-    ensure_host(&mut HostRunner, bridge, internal)
+    // Each part on its own: without nf_tables (no table), the host's iptables can still drop.
+    let forwarding = if masquerade {
+        enable_ip_forward()
+    } else {
+        Ok(())
+    };
+    let table = nft::install_table(bridge, subnet, internal, masquerade);
+    let host = lock().and_then(|_lock| ensure_host(&mut HostRunner, bridge, internal));
+    forwarding.and(table).and(host)
 }
 
 /// The host part of [`ensure`], behind the seam.

@@ -220,7 +220,10 @@ struct Survey {
     default: Option<Backend>,
 }
 
-fn survey(runner: &mut dyn Runner) -> Result<Survey> {
+/// `strict`: a failing `iptables-save` of the default backend is an error (for `ensure`, which
+/// would otherwise leave traffic dropped); for `remove`, a table nobody can read holds nothing
+/// to remove.
+fn survey(runner: &mut dyn Runner, strict: bool) -> Result<Survey> {
     let default = if runner.installed("iptables") {
         let out = runner.run("iptables", &["--version".to_string()])?;
         Some(default_backend(&out.stdout))
@@ -237,7 +240,7 @@ fn survey(runner: &mut dyn Runner) -> Result<Survey> {
     let mut found = Vec::new();
     for tool in tools {
         // Without `-t`: `-t filter` would load (so create) a legacy table nobody uses.
-        if Some(tool.backend) == default {
+        if strict && Some(tool.backend) == default {
             let out = run_checked(runner, tool.save, &[])?;
             found.push((tool, parse_save(&out.stdout)));
         } else {
@@ -262,7 +265,7 @@ fn apply(runner: &mut dyn Runner, tool: &Tool, plan: Vec<Vec<String>>) -> Result
 
 /// Add the network's accepts to every backend in use, and to the default one.
 pub fn ensure(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
-    let Survey { found, default } = survey(runner)?;
+    let Survey { found, default } = survey(runner, true)?;
     for (tool, table) in found {
         if table.present || Some(tool.backend) == default {
             apply(runner, &tool, plan_ensure(&table, bridge, internal))?;
@@ -273,7 +276,7 @@ pub fn ensure(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<(
 
 /// Take the network's accepts out of every backend that has a `filter` table.
 pub fn remove(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
-    let found = survey(runner)?.found;
+    let found = survey(runner, false)?.found;
     let mut first_err: Option<FirewallError> = None;
     for (tool, table) in found.into_iter().filter(|(_, t)| t.present) {
         if let Err(e) = apply(runner, &tool, plan_remove(&table, bridge)) {
