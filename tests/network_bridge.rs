@@ -75,6 +75,8 @@ impl Drop for Made {
             let _ = std::fs::remove_file(ns);
         }
         for b in &self.bridges {
+            // The default bridge cannot be removed through the manager: its filter goes here.
+            let _ = berth::network::firewall::remove(b);
             if link_exists(b) {
                 let _ = Command::new("ip").args(["link", "del", b]).status();
             }
@@ -958,21 +960,34 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
         "1"
     );
 
-    // An internal network gets no NAT.
+    // The isolation chain: nothing enters the network unless it answers the network's own
+    // connection.
+    assert!(
+        rules.contains("type filter hook forward priority filter; policy accept;"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("oifname \"{br}\" iifname != \"{br}\"")) && rules.contains("drop"),
+        "{rules}"
+    );
+
+    // An internal network gets no NAT, and its table drops whatever would leave it.
     let internal = unique("netint");
     let mut req = net_req(&internal);
     req.internal = true;
     let created_int = mgr.create(req).await.unwrap();
     let br_int = format!("br-{}", &created_int.id[..12]);
     made.bridges.push(br_int.clone());
+    let table_int = format!("berth-{br_int}");
+    let guard_int = NftTable(table_int.clone());
+    let (ok, rules_int) = sh(Command::new("nft").args(["list", "table", "ip", &table_int]));
+    assert!(ok, "{rules_int}");
+    assert!(!rules_int.contains("masquerade"), "{rules_int}");
     assert!(
-        !sh(Command::new(precondition::tool("nft")).args([
-            "list",
-            "table",
-            "ip",
-            &format!("berth-{br_int}")
-        ]))
-        .0
+        rules_int.contains(&format!(
+            "iifname \"{br_int}\" oifname != \"{br_int}\" drop"
+        )),
+        "{rules_int}"
     );
 
     mgr.remove(&net).await.unwrap();
@@ -981,7 +996,9 @@ async fn outbound_nat_is_one_table_per_network_and_goes_with_it() {
         !sh(Command::new(precondition::tool("nft")).args(["list", "table", "ip", &table])).0,
         "table removed with the network"
     );
+    assert!(!sh(Command::new("nft").args(["list", "table", "ip", &table_int])).0);
     drop(guard);
+    drop(guard_int);
 }
 
 /// Deletes an nftables table on drop if a failed test left it.

@@ -1,19 +1,80 @@
-//! Outbound NAT for a bridge network: one nftables table per network, `ip berth-<bridge>`, whose
-//! only chain masquerades traffic from the subnet that leaves by another interface
-//! (`ip saddr <subnet> oifname != <bridge> masquerade`, Docker's POSTROUTING rule).
+//! The packet filter of a bridge network: what berth adds to the host's netfilter so that
+//! traffic inside a network, from it to the outside (masqueraded) and the replies pass, while
+//! traffic between two networks does not — on whatever firewall the host already runs.
 //!
-//! Spoken in nf_tables netlink directly (one batch per change), so the binary needs no `nft`.
-//! A table per network makes teardown "delete our table", atomic, and never touches what
-//! another network or another engine on the same host made. Published ports do not need DNAT:
-//! the userland proxy (`ports.rs`) listens on the host address itself.
+//! # Netfilter semantics that shape this
+//!
+//! Every table (nftables tables, the iptables-nft `ip filter` table, and the legacy x_tables
+//! `filter` table) registers its own *base chains* on the same hook (`forward` here). A packet
+//! walks them all, in priority order. `accept` only ends the chain it is in — the packet goes on
+//! to the next base chain — while `drop` is final. Two consequences:
+//!
+//! - berth cannot make its traffic pass by accepting it in its own table: when `dockerd` has set
+//!   the iptables `FORWARD` policy to `DROP` (it does, and it loads `br_netfilter`, which sends
+//!   even bridged frames between two containers of one network through that chain), or ufw has,
+//!   the packet is dropped in *that* table. So berth must put accept rules where the host's
+//!   filter is, as Docker and netavark do;
+//! - isolation, though, can live in berth's own table: a `drop` there holds whatever other
+//!   tables accept.
+//!
+//! # What berth adds, per network (`br-<id>`)
+//!
+//! 1. Its own nftables table `ip berth-<bridge>` (`nft.rs`, raw nf_tables netlink, one atomic
+//!    batch): a `forward` filter chain that drops anything entering the network from another
+//!    interface unless conntrack says it answers a connection the network opened (Docker's
+//!    "unpublished port drop"; published ports go through the userland proxy, from the host, so
+//!    they need no hole) and, for internal networks, anything leaving it; a `postrouting`
+//!    masquerade chain for non-internal networks (when the engine gives networks outbound
+//!    access, `NetworkOptions::outbound_nat`). One table per network: teardown is "delete our
+//!    table" and never touches another network's.
+//! 2. Accept rules in iptables `filter` (`iptables.rs`), in every backend in use — the
+//!    nf_tables one and the legacy one can both be loaded, and both would drop — plus the one
+//!    `iptables` runs by default, so that a `dockerd` started later finds them in place. They live
+//!    in a chain of berth's own, `BERTH-FORWARD`, jumped to from the top of `FORWARD` (above
+//!    Docker's `DOCKER-USER`/`DOCKER-FORWARD`/`DOCKER-ISOLATION-*`, ufw's `ufw-*` chains and the
+//!    policy; a `dockerd` that starts later inserts its jump above ours, which is harmless since
+//!    its chains drop only traffic to its own bridges), each rule tagged `berth:<bridge>`: teardown
+//!    deletes exactly its network's rules and drops the chain and the jump with the last one.
+//!    The rules accept `-i br -o br` (inside the network, what br_netfilter shows iptables),
+//!    `-i br ! -o br` and `-o br` conntrack `RELATED,ESTABLISHED` (out and back; internal
+//!    networks get only the first). Traffic from network A to network B is accepted here and
+//!    dropped by B's own table (1): isolation does not depend on the host's filter.
+//! 3. firewalld (`firewalld.rs`): its `inet firewalld` table is owned by firewalld (nobody else
+//!    may edit it) and rejects forwarded traffic of interfaces in no zone, so the bridge is put in
+//!    the `trusted` zone (runtime only) through `firewall-cmd`, as Docker puts its bridges in its
+//!    `docker` zone.
+//!
+//! Other nftables tables with a `forward` base chain whose *policy* is drop (a hand-written
+//! `/etc/nftables.conf`) are not edited: they belong to the admin, and a rule berth inserted
+//! there would be lost on the next `nft -f`. berth names each such chain in the network's
+//! warning, with the two rules that let the network through (`foreign.rs`). Chains that drop by
+//! an explicit final rule rather than by policy are not detected.
+//!
+//! Also not handled: a `DROP` the admin put in a chain jumped to above `BERTH-FORWARD` (e.g. in
+//! `DOCKER-USER` after a `dockerd` restart moved its jump first) applies to berth's traffic too,
+//! as it would to Docker's; ip6tables (berth makes no IPv6 networks); firewalld is driven only
+//! through `firewall-cmd` and is covered by unit tests, not by a running firewalld.
+//!
+//! Everything is ensured idempotently — on network create, on engine start (`restore`) and on
+//! each container attach — by reading the current state first (`iptables-save`), so a `kill -9`
+//! of the engine and a restart neither lose nor duplicate rules, and a firewall reload that
+//! flushed them is repaired by the next container start. Decisions are pure functions of that
+//! state (unit-tested); the commands run behind [`Runner`]. Missing tools (no iptables, no
+//! firewalld) mean nothing of theirs can drop berth's traffic, and are skipped.
+
+mod firewalld;
+mod foreign;
+mod iptables;
+mod nft;
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use rtnetlink::sys::{Socket, SocketAddr};
 use thiserror::Error;
 
 use super::ipam::Subnet;
+
+pub use nft::table_name;
 
 #[derive(Debug, Error)]
 pub enum FirewallError {
@@ -28,126 +89,140 @@ pub enum FirewallError {
     },
     #[error("cannot enable IPv4 forwarding (net.ipv4.ip_forward)")]
     Forwarding(#[source] std::io::Error),
+    #[error("cannot run {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("cannot lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, FirewallError>;
 
-const NETLINK_NETFILTER: isize = 12;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFPROTO_IPV4: u8 = 2;
+/// Serialises host-firewall edits between engines (other data roots, parallel tests): reading
+/// `iptables-save` and acting on it must not interleave with another engine's edit.
+const LOCK: &str = "/run/berth-firewall.lock";
 
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-const NLMSG_ERROR: u16 = 2;
-const NLA_F_NESTED: u16 = 0x8000;
-
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_PAYLOAD_DREG: u16 = 1;
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFTA_BITWISE_SREG: u16 = 1;
-const NFTA_BITWISE_DREG: u16 = 2;
-const NFTA_BITWISE_LEN: u16 = 3;
-const NFTA_BITWISE_MASK: u16 = 4;
-const NFTA_BITWISE_XOR: u16 = 5;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFTA_META_DREG: u16 = 1;
-const NFTA_META_KEY: u16 = 2;
-
-const NFT_REG_1: u32 = 1;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_META_OIFNAME: u32 = 7;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-const NF_INET_POST_ROUTING: u32 = 4;
-/// `srcnat` priority.
-const NF_IP_PRI_NAT_SRC: i32 = 100;
-const IFNAMSIZ: usize = 16;
-
-const CHAIN: &str = "postrouting";
-
-/// The table of the network behind `bridge`.
-pub fn table_name(bridge: &str) -> String {
-    format!("berth-{bridge}")
+/// What a command printed, and whether it succeeded.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-/// Create (or re-create) the masquerade table of a network.
-pub fn install_masquerade(bridge: &str, subnet: Subnet) -> Result<()> {
-    let table = table_name(bridge);
-    // Replace rather than add to whatever an earlier run left.
-    remove(bridge)?;
-    let mut batch = Batch::default();
-    batch.push(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE,
-        &attr_str(NFTA_TABLE_NAME, &table),
-    );
-
-    let mut hook = attr_u32(NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-    hook.extend(attr_u32(NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_SRC as u32));
-    let mut chain = attr_str(NFTA_CHAIN_TABLE, &table);
-    chain.extend(attr_str(NFTA_CHAIN_NAME, CHAIN));
-    chain.extend(nested(NFTA_CHAIN_HOOK, &hook));
-    chain.extend(attr_str(NFTA_CHAIN_TYPE, "nat"));
-    batch.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &chain);
-
-    let mut rule = attr_str(NFTA_RULE_TABLE, &table);
-    rule.extend(attr_str(NFTA_RULE_CHAIN, CHAIN));
-    rule.extend(nested(
-        NFTA_RULE_EXPRESSIONS,
-        &masquerade_expressions(bridge, subnet),
-    ));
-    batch.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &rule);
-
-    batch.send().map_err(|source| match source {
-        BatchError::Socket(e) => FirewallError::Socket(e),
-        BatchError::Kernel(source) => FirewallError::Kernel {
-            op: "masquerade setup",
-            table,
-            source,
-        },
-    })
+/// The seam between deciding and doing: runs the host's firewall tools.
+pub trait Runner {
+    /// Whether `program` is installed.
+    fn installed(&self, program: &str) -> bool;
+    fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput>;
 }
 
-/// Delete the network's table (and so its chain and rule); fine when it does not exist.
-pub fn remove(bridge: &str) -> Result<()> {
-    let table = table_name(bridge);
-    let mut batch = Batch::default();
-    batch.push(NFT_MSG_DELTABLE, 0, &attr_str(NFTA_TABLE_NAME, &table));
-    match batch.send() {
-        Ok(()) => Ok(()),
-        Err(BatchError::Kernel(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        Err(BatchError::Socket(e)) => Err(FirewallError::Socket(e)),
-        Err(BatchError::Kernel(source)) => Err(FirewallError::Kernel {
-            op: "table delete",
-            table,
-            source,
-        }),
+/// Runs the real tools, found on `PATH` or in the sbin directories (an engine started from a
+/// user's shell may not have them on its `PATH`).
+pub struct HostRunner;
+
+impl HostRunner {
+    fn locate(program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
     }
+}
+
+impl Runner for HostRunner {
+    fn installed(&self, program: &str) -> bool {
+        Self::locate(program).is_some()
+    }
+
+    fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {
+        let spawn = |source| FirewallError::Spawn {
+            program: program.to_string(),
+            source,
+        };
+        let path =
+            Self::locate(program).ok_or_else(|| spawn(std::io::ErrorKind::NotFound.into()))?;
+        let out = std::process::Command::new(path)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(spawn)?;
+        Ok(CommandOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Run `args` and fail with its stderr when it fails.
+fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Result<CommandOutput> {
+    let out = runner.run(program, args)?;
+    if out.success {
+        Ok(out)
+    } else {
+        Err(FirewallError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// Set up (or repair) everything of a network: its own table (with a masquerade chain when
+/// `masquerade`, never for an internal network), then the host's accepts.
+pub fn ensure(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) -> Result<()> {
+    // Each part on its own: without nf_tables (no table), the host's iptables can still drop.
+    let forwarding = if masquerade {
+        enable_ip_forward()
+    } else {
+        Ok(())
+    };
+    let table = nft::install_table(bridge, subnet, internal, masquerade);
+    let host = lock().and_then(|_lock| ensure_host(&mut HostRunner, bridge, internal));
+    forwarding.and(table).and(host)
+}
+
+/// The host part of [`ensure`], behind the seam.
+pub fn ensure_host(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
+    iptables::ensure(runner, bridge, internal)?;
+    firewalld::ensure(runner, bridge)
+}
+
+/// Warnings about other programs' nftables chains that drop the network's traffic and that
+/// berth leaves alone (see the module doc). Asked when a network is made or the engine starts,
+/// not on every container start: the ruleset listing costs a process and rarely changes.
+pub fn foreign_warnings(bridge: &str) -> Vec<String> {
+    foreign::warnings(&mut HostRunner, bridge)
+}
+
+/// Remove everything of a network: the host's accepts, then its table. Fine when nothing (or
+/// only part) is there. A host without nf_tables never had a table.
+pub fn remove(bridge: &str) -> Result<()> {
+    {
+        let _lock = lock()?;
+        remove_host(&mut HostRunner, bridge)?;
+    }
+    match nft::remove_table(bridge) {
+        Ok(()) | Err(FirewallError::Socket(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The host part of [`remove`], behind the seam. Tries every part before reporting a failure.
+pub fn remove_host(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
+    let ipt = iptables::remove(runner, bridge);
+    let fwd = firewalld::remove(runner, bridge);
+    ipt.and(fwd)
 }
 
 /// Turn on IPv4 forwarding, without which masquerading has nothing to do. A host-wide setting
@@ -161,216 +236,92 @@ pub fn enable_ip_forward() -> Result<()> {
     std::fs::write(PATH, "1").map_err(FirewallError::Forwarding)
 }
 
-/// `ip saddr <subnet> oifname != <bridge> masquerade`
-fn masquerade_expressions(bridge: &str, subnet: Subnet) -> Vec<u8> {
-    let mask = if subnet.prefix_len() == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(subnet.prefix_len()))
+/// Held until dropped (the file closes, the flock goes).
+struct FirewallLock(#[allow(dead_code)] std::fs::File);
+
+fn lock() -> Result<FirewallLock> {
+    let err = |source| FirewallError::Lock {
+        path: LOCK.into(),
+        source,
     };
-    let mut list = Vec::new();
-
-    let mut payload = attr_u32(NFTA_PAYLOAD_DREG, NFT_REG_1);
-    payload.extend(attr_u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER));
-    payload.extend(attr_u32(NFTA_PAYLOAD_OFFSET, 12)); // IPv4 source address
-    payload.extend(attr_u32(NFTA_PAYLOAD_LEN, 4));
-    list.extend(expression("payload", &payload));
-
-    let mut bitwise = attr_u32(NFTA_BITWISE_SREG, NFT_REG_1);
-    bitwise.extend(attr_u32(NFTA_BITWISE_DREG, NFT_REG_1));
-    bitwise.extend(attr_u32(NFTA_BITWISE_LEN, 4));
-    bitwise.extend(nested(
-        NFTA_BITWISE_MASK,
-        &attr(NFTA_DATA_VALUE, &mask.to_be_bytes()),
-    ));
-    bitwise.extend(nested(NFTA_BITWISE_XOR, &attr(NFTA_DATA_VALUE, &[0; 4])));
-    list.extend(expression("bitwise", &bitwise));
-
-    list.extend(expression(
-        "cmp",
-        &cmp(NFT_CMP_EQ, &subnet.network().octets()),
-    ));
-
-    let mut meta = attr_u32(NFTA_META_DREG, NFT_REG_1);
-    meta.extend(attr_u32(NFTA_META_KEY, NFT_META_OIFNAME));
-    list.extend(expression("meta", &meta));
-    let mut ifname = [0u8; IFNAMSIZ];
-    let n = bridge.len().min(IFNAMSIZ - 1);
-    ifname[..n].copy_from_slice(&bridge.as_bytes()[..n]);
-    list.extend(expression("cmp", &cmp(NFT_CMP_NEQ, &ifname)));
-
-    list.extend(expression("masq", &[]));
-    list
-}
-
-fn cmp(op: u32, data: &[u8]) -> Vec<u8> {
-    let mut c = attr_u32(NFTA_CMP_SREG, NFT_REG_1);
-    c.extend(attr_u32(NFTA_CMP_OP, op));
-    c.extend(nested(NFTA_CMP_DATA, &attr(NFTA_DATA_VALUE, data)));
-    c
-}
-
-fn expression(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut e = attr_str(NFTA_EXPR_NAME, name);
-    if !data.is_empty() {
-        e.extend(nested(NFTA_EXPR_DATA, data));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .map_err(err)?;
+    // SAFETY: flock on a descriptor we own; released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(err(std::io::Error::last_os_error()));
     }
-    nested(NFTA_LIST_ELEM, &e)
+    Ok(FirewallLock(file))
 }
 
-fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 4 + payload.len();
-    let mut a = Vec::with_capacity((len + 3) & !3);
-    a.extend_from_slice(&(len as u16).to_ne_bytes());
-    a.extend_from_slice(&kind.to_ne_bytes());
-    a.extend_from_slice(payload);
-    a.resize((len + 3) & !3, 0);
-    a
-}
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A recording [`Runner`]: canned answers per command line, and the list of what ran.
 
-fn nested(kind: u16, payload: &[u8]) -> Vec<u8> {
-    attr(kind | NLA_F_NESTED, payload)
-}
+    use super::{CommandOutput, Result, Runner};
+    use std::collections::HashMap;
 
-fn attr_str(kind: u16, s: &str) -> Vec<u8> {
-    let mut bytes = s.as_bytes().to_vec();
-    bytes.push(0);
-    attr(kind, &bytes)
-}
-
-/// nf_tables integers are big-endian.
-fn attr_u32(kind: u16, v: u32) -> Vec<u8> {
-    attr(kind, &v.to_be_bytes())
-}
-
-enum BatchError {
-    Socket(std::io::Error),
-    Kernel(std::io::Error),
-}
-
-/// One nfnetlink transaction: everything in it applies, or nothing does.
-#[derive(Default)]
-struct Batch {
-    messages: Vec<Vec<u8>>,
-}
-
-impl Batch {
-    fn push(&mut self, msg: u16, flags: u16, attrs: &[u8]) {
-        self.messages.push(message(
-            (NFNL_SUBSYS_NFTABLES << 8) | msg,
-            NLM_F_REQUEST | NLM_F_ACK | flags,
-            NFPROTO_IPV4,
-            0,
-            attrs,
-        ));
+    #[derive(Default)]
+    pub struct FakeRunner {
+        pub installed: Vec<&'static str>,
+        /// `"program arg arg"` → output; a command not listed succeeds with no output.
+        pub answers: HashMap<String, CommandOutput>,
+        pub ran: Vec<String>,
     }
 
-    fn send(self) -> std::result::Result<(), BatchError> {
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(BatchError::Socket)?;
-        socket.bind_auto().map_err(BatchError::Socket)?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(BatchError::Socket)?;
-        set_receive_timeout(&socket, Duration::from_secs(5)).map_err(BatchError::Socket)?;
-
-        let expected = self.messages.len();
-        let mut buf = message(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-            &[],
-        );
-        for m in &self.messages {
-            buf.extend_from_slice(m);
-        }
-        buf.extend(message(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-            &[],
-        ));
-        // Sequence numbers: the begin message is 0, the others count from 1.
-        let mut seq = 0u32;
-        let mut offset = 0;
-        while offset < buf.len() {
-            let len = u32::from_ne_bytes([
-                buf[offset],
-                buf[offset + 1],
-                buf[offset + 2],
-                buf[offset + 3],
-            ]) as usize;
-            buf[offset + 8..offset + 12].copy_from_slice(&seq.to_ne_bytes());
-            seq += 1;
-            offset += len;
-        }
-        socket.send(&buf, 0).map_err(BatchError::Socket)?;
-
-        let mut acked = 0;
-        while acked < expected {
-            let (data, _) = socket.recv_from_full().map_err(BatchError::Socket)?;
-            let mut off = 0;
-            while off + 16 <= data.len() {
-                let len =
-                    u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]])
-                        as usize;
-                let kind = u16::from_ne_bytes([data[off + 4], data[off + 5]]);
-                if len < 16 {
-                    break;
-                }
-                if kind == NLMSG_ERROR && off + 20 <= data.len() {
-                    let code = i32::from_ne_bytes([
-                        data[off + 16],
-                        data[off + 17],
-                        data[off + 18],
-                        data[off + 19],
-                    ]);
-                    if code != 0 {
-                        return Err(BatchError::Kernel(std::io::Error::from_raw_os_error(-code)));
-                    }
-                    acked += 1;
-                }
-                off += (len + 3) & !3;
+    impl FakeRunner {
+        pub fn with(installed: &[&'static str]) -> Self {
+            FakeRunner {
+                installed: installed.to_vec(),
+                ..Default::default()
             }
         }
-        Ok(())
+
+        pub fn answer(&mut self, command: &str, success: bool, stdout: &str) {
+            self.answers.insert(
+                command.to_string(),
+                CommandOutput {
+                    success,
+                    stdout: stdout.to_string(),
+                    stderr: if success { "" } else { "failed" }.to_string(),
+                },
+            );
+        }
+
+        /// The commands that changed something (not the reads).
+        pub fn changes(&self) -> Vec<&str> {
+            self.ran
+                .iter()
+                .map(String::as_str)
+                .filter(|c| {
+                    !c.contains("-save")
+                        && !c.contains("--version")
+                        && !c.contains("--state")
+                        && !c.contains("--query-")
+                        && !c.starts_with("nft ")
+                })
+                .collect()
+        }
     }
-}
 
-fn message(kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
-    let len = 16 + 4 + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&flags.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set when batched
-    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-    m.push(family);
-    m.push(0); // NFNETLINK_V0
-    m.extend_from_slice(&res_id.to_be_bytes());
-    m.extend_from_slice(attrs);
-    m
-}
+    impl Runner for FakeRunner {
+        fn installed(&self, program: &str) -> bool {
+            self.installed.contains(&program)
+        }
 
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: a valid timeval for SO_RCVTIMEO on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {
+            let line = std::iter::once(program.to_string())
+                .chain(args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.ran.push(line.clone());
+            Ok(self.answers.get(&line).cloned().unwrap_or(CommandOutput {
+                success: true,
+                ..Default::default()
+            }))
+        }
     }
 }

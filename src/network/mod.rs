@@ -132,8 +132,10 @@ pub struct NetworkOptions {
     /// Where names berth does not know are forwarded; `None` = the host's `/etc/resolv.conf`
     /// name servers. `Some(vec![])` answers NXDOMAIN instead of forwarding.
     pub upstream_dns: Option<Vec<SocketAddr>>,
-    /// Give non-internal networks outbound access: an nftables masquerade table per network,
-    /// and `net.ipv4.ip_forward=1` on the host (as Docker does). On for the engine (`open`).
+    /// Give non-internal networks outbound access: a masquerade chain in the network's nftables
+    /// table, and `net.ipv4.ip_forward=1` on the host (as Docker does). On for the engine
+    /// (`open`). The rest of the packet filter (isolation, the host firewall's accepts) is
+    /// always there.
     pub outbound_nat: bool,
 }
 
@@ -282,7 +284,7 @@ impl NetworkManager {
 
         let id = random_hex(32);
         let bridge = bridge::bridge_name(&id);
-        let nat = self.outbound_nat && !req.internal;
+        let nat = self.outbound_nat;
         let (record, warning) = tokio::task::spawn_blocking({
             let own: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
             let dir = self.dir.clone();
@@ -412,12 +414,24 @@ impl NetworkManager {
             path: path.clone(),
             source,
         })?;
+        // Repair the filter first: a firewall reload since the network was made may have taken
+        // berth's accepts away, and this is the moment a user would notice.
+        let targets = firewall_targets(&self.state(), &record);
+        let nat = self.outbound_nat;
         let made = {
             let r = record.clone();
-            tokio::task::spawn_blocking(move || plumb(&r))
-                .await
-                .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
-                .and_then(|r| r)
+            tokio::task::spawn_blocking(move || {
+                for (bridge, subnet, internal) in &targets {
+                    let warning = setup_firewall(bridge, *subnet, *internal, nat, false);
+                    if !warning.is_empty() {
+                        eprintln!("berth network: {warning}");
+                    }
+                }
+                plumb(&r)
+            })
+            .await
+            .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
+            .and_then(|r| r)
         };
         if let Err(e) = made {
             let _ = tokio::task::spawn_blocking({
@@ -712,7 +726,7 @@ impl NetworkManager {
         let nat = self.outbound_nat;
         for n in &networks {
             let rec = n.clone();
-            let made = tokio::task::spawn_blocking(move || -> Result<()> {
+            let made = tokio::task::spawn_blocking(move || -> Result<String> {
                 let _lock = HostLock::take()?;
                 let mut nl = host_netlink()?;
                 let subnet: Subnet = rec
@@ -720,14 +734,16 @@ impl NetworkManager {
                     .parse()
                     .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
                 bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
-                if nat && !rec.internal {
-                    outbound_nat(&rec.bridge, subnet).map_err(NetworkError::Other)?;
-                }
-                Ok(())
+                drop(nl);
+                drop(_lock);
+                Ok(setup_firewall(&rec.bridge, subnet, rec.internal, nat, true))
             })
             .await;
             match made {
-                Ok(Ok(())) => {
+                Ok(Ok(warning)) => {
+                    if !warning.is_empty() {
+                        problems.push(format!("network {}: {warning}", n.name));
+                    }
                     // A previous manager in this process may still be closing its sockets.
                     let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
                     for _ in 0..RESTORE_BIND_RETRIES {
@@ -1049,33 +1065,43 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    let warning = if nat {
-        outbound_nat(bridge_name, subnet).err().unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let warning = setup_firewall(bridge_name, subnet, req.internal, nat, true);
     Ok((record, warning))
 }
 
-/// Masquerade for the network; a failure is a warning (containers still talk to each other and
-/// to the host), returned as text for the API's `Warning`.
-fn outbound_nat(bridge: &str, subnet: Subnet) -> std::result::Result<(), String> {
-    firewall::enable_ip_forward()
-        .and_then(|()| firewall::install_masquerade(bridge, subnet))
-        .map_err(|e| {
-            format!(
-                "no outbound access for containers on {bridge}: {}",
-                error_chain(&e)
-            )
-        })
+/// The network's packet filter (isolation, masquerade, the host firewall's accepts; see
+/// `firewall.rs`), idempotent. A failure is a warning, returned as text for the API's `Warning`:
+/// the network exists and the next container start or engine start tries again. `survey` adds
+/// warnings about other programs' chains that would drop the network's traffic.
+fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool, nat: bool, survey: bool) -> String {
+    match firewall::ensure(bridge, subnet, internal, nat && !internal) {
+        Ok(()) if survey => firewall::foreign_warnings(bridge).join("; "),
+        Ok(()) => String::new(),
+        Err(e) => format!(
+            "firewall of {bridge} incomplete, containers may not reach each other or the outside: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// What `setup_firewall` needs of each network a container joins.
+fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<(String, Subnet, bool)> {
+    r.endpoints
+        .iter()
+        .filter_map(|e| st.networks.get(&e.network_id))
+        .filter_map(|n| Some((n.bridge.clone(), n.subnet.parse().ok()?, n.internal)))
+        .collect()
 }
 
 fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
-    // Rules before the bridge, as netavark orders it. A host without nf_tables never had any.
-    match firewall::remove(&n.bridge) {
-        Ok(()) | Err(firewall::FirewallError::Socket(_)) => {}
-        Err(e) => return Err(NetworkError::Other(format!("network {}: {e}", n.name))),
-    }
+    // Rules before the bridge, as netavark orders it.
+    firewall::remove(&n.bridge).map_err(|e| {
+        NetworkError::Other(format!(
+            "network {}: cannot remove its firewall rules: {}",
+            n.name,
+            error_chain(&e)
+        ))
+    })?;
     let mut nl = host_netlink()?;
     nl.delete_link(&n.bridge)
         .map_err(|source| NetworkError::Kernel {
