@@ -416,6 +416,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
         environment,
         skip_normalization: opts_yaml["skip_normalization"] == J::Bool(true),
         // Raw-model stages (merge, interpolate, normalize) ran on fragments in the reference.
+        skip_validation: opts_yaml["skip_validation"] == J::Bool(true),
         skip_consistency: opts_yaml["skip_consistency_check"] == J::Bool(true)
             || opts_yaml["stage"] != "load",
         ..Default::default()
@@ -444,6 +445,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 "true".to_string(),
             )]),
             skip_normalization: opts.skip_normalization,
+            skip_validation: opts.skip_validation,
             skip_consistency: true,
             ..Default::default()
         })
