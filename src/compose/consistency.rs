@@ -284,7 +284,42 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
             }
         }
     }
+    check_container_names(project, raw)?;
     super::graph::ServiceGraph::new(project)?;
+    Ok(())
+}
+
+/// Two services cannot name their containers alike (compose-go `checkConsistency`; docker
+/// compose e2e `TestUpContainerNameConflict`), and a service's `platform` must be one its
+/// `build.platforms` produces.
+fn check_container_names(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (name, svc) in &project.services {
+        if let Some(cn) = svc.container_name.as_deref().filter(|c| !c.is_empty()) {
+            if let Some(first) = seen.insert(cn, name) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: container name {cn:?} is already in use by services.{first}; give each service its own container_name",
+                    at(raw, &["services", name, "container_name"])
+                )));
+            }
+        }
+        let platform = svc.extra.get("platform").and_then(|p| p.as_str());
+        let platforms = svc
+            .build
+            .as_ref()
+            .and_then(|b| b.extra.get("platforms"))
+            .and_then(|p| p.as_array());
+        if let (Some(p), Some(list)) = (platform, platforms) {
+            if !list.is_empty() && !list.iter().any(|x| x.as_str() == Some(p)) {
+                let shown: Vec<&str> = list.iter().filter_map(|x| x.as_str()).collect();
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: platform {p:?} is not in build.platforms [{}]: service.build.platforms must include service.platform; add it there or change platform",
+                    at(raw, &["services", name, "platform"]),
+                    shown.join(", ")
+                )));
+            }
+        }
+    }
     Ok(())
 }
 

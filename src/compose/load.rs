@@ -475,6 +475,7 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     // without interpolation, `${VAR}` may stand where the schema wants a number.
     if !options.skip_interpolation && !options.skip_validation {
         super::spec_schema::validate(&raw)?;
+        super::spec_schema::validate_semantics(&raw)?;
     }
 
     // 7. Validate + normalise.

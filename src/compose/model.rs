@@ -244,7 +244,8 @@ pub struct DependsOn {
     /// `service_started`, `service_healthy`, `service_completed_successfully`.
     pub condition: String,
     pub required: bool,
-    #[serde(default)]
+    /// Printed only when set, as compose-go (`restart,omitempty`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
 }
 

@@ -148,8 +148,6 @@ const CASTS: &[(&str, char)] = &[
     ("services.*.deploy.restart_policy.max_attempts", 'i'),
     ("services.*.deploy.placement.max_replicas_per_node", 'i'),
     ("services.*.deploy.resources.limits.pids", 'i'),
-    ("services.*.secrets.*.mode", 'o'),
-    ("services.*.configs.*.mode", 'o'),
     ("services.*.volumes.*.volume.nocopy", 'b'),
     ("services.*.volumes.*.bind.create_host_path", 'b'),
     ("services.*.volumes.*.tmpfs.mode", 'o'),
@@ -296,6 +294,7 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
         m.insert("name".into(), s(n, &mark));
     }
     if !external
+        && !m.contains_key("driver")
         && (kind == "secrets" || kind == "configs")
         && !["file", "environment", "content"]
             .iter()
@@ -615,6 +614,17 @@ fn duration(node: &Node, path: &str) -> Result<Node> {
             ))
         }
     };
+    // Go's time.ParseDuration (which compose-go uses) wants a unit on every number but a bare 0.
+    if t.trim() != "0" && t.trim().bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return Err(err(
+            node,
+            path,
+            format!(
+                "{path}: invalid duration {t:?}: missing unit in duration; use a value like {}s",
+                t.trim()
+            ),
+        ));
+    }
     let d = parse_duration(&t).ok_or_else(|| {
         err(
             node,
@@ -771,6 +781,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                 v.clone()
             }
             "logging" => v.clone(),
+            "blkio_config" => blkio_config(v, &p)?,
             _ => v.clone(),
         };
         out.insert(key.clone(), nv);
@@ -1076,38 +1087,72 @@ fn build(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     Ok(mapn(out, &v.mark))
 }
 
+/// `extra_hosts` as compose-go reads it (`types.HostsList`): `HOST=IP` or `HOST:IP` (the first
+/// `=` wins), several addresses by commas or repeated entries, `[::1]` unbracketed; a host name
+/// that is empty or holds a separator is refused (`bad host name`).
 fn extra_hosts(v: &Node, path: &str) -> Result<Node> {
+    let mut hosts: IndexMap<String, (Vec<String>, Mark)> = IndexMap::new();
+    let mut add = |host: &str, ips: Vec<String>, node: &Node, p: &str| -> Result<()> {
+        if host.is_empty() || host.contains([':', '=']) {
+            return Err(err(node, p, format!("{p}: bad host name '{host}'")));
+        }
+        let ips = ips.into_iter().map(|ip| unbracket(&ip).to_string());
+        let entry = hosts
+            .entry(host.to_string())
+            .or_insert_with(|| (Vec::new(), node.mark.clone()));
+        entry.0.extend(ips);
+        Ok(())
+    };
     match &v.value {
         Value::Map(m) => {
-            let mut out = IndexMap::new();
             for (k, x) in m {
-                let val = match &x.value {
-                    Value::Seq(_) => Node::new(Value::Seq(string_list(x, path)?), x.mark.clone()),
-                    _ => s(as_string(x, path)?, &x.mark),
+                let ips = match &x.value {
+                    Value::Seq(_) => string_list(x, path)?
+                        .iter()
+                        .map(|n| n.scalar_text().unwrap_or_default())
+                        .collect(),
+                    Value::Null => vec![String::new()],
+                    _ => vec![as_string(x, path)?],
                 };
-                out.insert(k.clone(), val);
+                add(k, ips, x, &format!("{path}.{k}"))?;
             }
-            Ok(mapn(out, &v.mark))
         }
         Value::Seq(items) => {
-            let mut out: IndexMap<String, Node> = IndexMap::new();
             for (i, it) in items.iter().enumerate() {
-                let t = as_string(it, &format!("{path}[{i}]"))?;
-                let (h, ip) = t
-                    .split_once('=')
-                    .or_else(|| t.split_once(':'))
-                    .ok_or_else(|| {
-                        err(
-                            it,
-                            &format!("{path}[{i}]"),
-                            format!("invalid extra host {t:?}; use HOST:IP"),
-                        )
-                    })?;
-                out.insert(h.to_string(), s(ip, &it.mark));
+                let p = format!("{path}[{i}]");
+                let t = as_string(it, &p)?;
+                let Some((h, ip)) = t.split_once('=').or_else(|| t.split_once(':')) else {
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("{p}: invalid additional host, missing IP: {t}; use HOST=IP"),
+                    ));
+                };
+                add(h, ip.split(',').map(String::from).collect(), it, &p)?;
             }
-            Ok(mapn(out, &v.mark))
         }
-        _ => Err(err(v, path, format!("{path} must be a mapping or a list"))),
+        _ => return Err(err(v, path, format!("{path} must be a mapping or a list"))),
+    }
+    let mut out = IndexMap::new();
+    for (h, (mut ips, mark)) in hosts {
+        let val = if ips.len() == 1 {
+            s(ips.remove(0), &mark)
+        } else {
+            Node::new(
+                Value::Seq(ips.into_iter().map(|ip| s(ip, &mark)).collect()),
+                mark.clone(),
+            )
+        };
+        out.insert(h, val);
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn unbracket(ip: &str) -> &str {
+    if ip.len() > 2 && ip.starts_with('[') && ip.ends_with(']') {
+        &ip[1..ip.len() - 1]
+    } else {
+        ip
     }
 }
 
@@ -1132,15 +1177,14 @@ fn file_refs(v: &Node, path: &str) -> Result<Node> {
                     return Err(err(it, &p, format!("{p} missing property 'source'")));
                 };
                 let mut m = m.clone();
-                // A secret lands in /run/secrets/<target or source> (relative targets too).
-                if path.ends_with(".secrets") {
-                    let t = m.get("target").and_then(Node::scalar_text).unwrap_or(src);
-                    let t = if t.starts_with('/') {
-                        t
-                    } else {
-                        format!("/run/secrets/{t}")
-                    };
-                    m.insert("target".into(), s(t, &it.mark));
+                // A secret without a target lands in /run/secrets/<source>; a target is kept as
+                // written (compose-go `ServiceSecretConfig`): the plan puts a relative one under
+                // /run/secrets at run time.
+                if path.ends_with(".secrets") && !m.contains_key("target") {
+                    m.insert("target".into(), s(format!("/run/secrets/{src}"), &it.mark));
+                }
+                if let Some(mode) = m.get("mode").cloned() {
+                    m.insert("mode".into(), file_mode(&mode, &format!("{p}.mode"))?);
                 }
                 out.push(mapn(m, &it.mark));
             }
@@ -1196,7 +1240,7 @@ fn deploy(v: &Node, path: &str) -> Result<Node> {
         }
     }
     schema::check_deploy(v, path)?;
-    Ok(v.clone())
+    canonical_deploy(v, path)
 }
 
 fn depends_on(v: &Node, path: &str) -> Result<Node> {
@@ -1807,6 +1851,7 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                     }
                     m.insert("tmpfs".into(), mapn(t, mark));
                 }
+                long_volume_options(&mut m, &p)?;
                 m.insert("type".into(), s(kind, mark));
                 out.push(mapn(m, mark));
             }
@@ -1814,6 +1859,123 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
         }
     }
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// Long-syntax `bind` and `volume` options in compose-go's canonical form: a `bind:` mapping
+/// gets `create_host_path: true` unless it says otherwise (`transform/defaults.go`
+/// `defaultVolumeBind`), `volume.labels` is a mapping.
+fn long_volume_options(m: &mut IndexMap<String, Node>, p: &str) -> Result<()> {
+    if let Some(bind) = m.get_mut("bind") {
+        if let Value::Map(bm) = &mut bind.value {
+            if !bm.contains_key("create_host_path") {
+                let mark = bind.mark.clone();
+                bm.insert("create_host_path".into(), b(true, &mark));
+            }
+        }
+    }
+    if let Some(vol) = m.get_mut("volume") {
+        if let Some(labels) = vol.get("labels").cloned() {
+            let lp = format!("{p}.volume.labels");
+            let l = null_to_empty(string_map(labels, &lp, '=')?);
+            if let Some(vm) = vol.as_map_mut() {
+                vm.insert("labels".into(), l);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `deploy` in compose-go's canonical form: labels as a mapping, memory as bytes, delays and
+/// windows as Go durations (`DeployConfig`, `Resource.MemoryBytes`, `UpdateConfig`,
+/// `RestartPolicy`).
+fn canonical_deploy(v: &Node, path: &str) -> Result<Node> {
+    let mut out = v.as_map().cloned().unwrap_or_default();
+    if let Some(l) = out.get("labels").cloned() {
+        let l = null_to_empty(string_map(l, &format!("{path}.labels"), '=')?);
+        out.insert("labels".into(), l);
+    }
+    if let Some(r) = out.get_mut("resources") {
+        for k in ["limits", "reservations"] {
+            let Some(lim) = r.as_map_mut().and_then(|m| m.get_mut(k)) else {
+                continue;
+            };
+            if let Some(mem) = lim.get("memory").cloned() {
+                let mp = format!("{path}.resources.{k}.memory");
+                let n = bytes(&mem, &mp)?;
+                if let Some(lm) = lim.as_map_mut() {
+                    lm.insert("memory".into(), n);
+                }
+            }
+        }
+    }
+    let timed: [(&str, &[&str]); 3] = [
+        ("restart_policy", &["delay", "window"]),
+        ("update_config", &["delay", "monitor"]),
+        ("rollback_config", &["delay", "monitor"]),
+    ];
+    for (section, fields) in timed {
+        let Some(sec) = out.get_mut(section).and_then(Node::as_map_mut) else {
+            continue;
+        };
+        for f in fields {
+            if let Some(d) = sec.get(*f).cloned() {
+                let d = duration(&d, &format!("{path}.{section}.{f}"))?;
+                sec.insert(f.to_string(), d);
+            }
+        }
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+/// `blkio_config` throttles: every `rate` is a byte count (compose-go `ThrottleDevice.Rate` is
+/// `UnitBytes`, for the iops lists too).
+fn blkio_config(v: &Node, path: &str) -> Result<Node> {
+    let mut out = v.as_map().cloned().unwrap_or_default();
+    for list in [
+        "device_read_bps",
+        "device_write_bps",
+        "device_read_iops",
+        "device_write_iops",
+    ] {
+        let Some(items) = out.get_mut(list).and_then(|n| match &mut n.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }) else {
+            continue;
+        };
+        for (i, it) in items.iter_mut().enumerate() {
+            if let Some(rate) = it.get("rate").cloned() {
+                let n = bytes(&rate, &format!("{path}.{list}[{i}].rate"))?;
+                if let Some(m) = it.as_map_mut() {
+                    m.insert("rate".into(), n);
+                }
+            }
+        }
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+/// A file mode as compose-go prints `FileMode`: octal with a leading zero (`"0440"`). YAML
+/// numbers are the mode's value (`0440` reads as octal, as go-yaml does); strings are octal text.
+fn file_mode(node: &Node, path: &str) -> Result<Node> {
+    let n = match &node.value {
+        Value::Int(i) => *i,
+        Value::String(t) => i64::from_str_radix(t.trim(), 8).map_err(|_| {
+            err(
+                node,
+                path,
+                format!("{path}: invalid file mode {t:?}; use octal like \"0440\""),
+            )
+        })?,
+        _ => {
+            return Err(err(
+                node,
+                path,
+                format!("{path} must be a number or string"),
+            ))
+        }
+    };
+    Ok(s(format!("0{n:o}"), &node.mark))
 }
 
 #[cfg(test)]

@@ -24,7 +24,21 @@ const SPEC: &str = include_str!("compose-spec.json");
 
 fn spec() -> &'static J {
     static SPEC_JSON: OnceLock<J> = OnceLock::new();
-    SPEC_JSON.get_or_init(|| serde_json::from_str(SPEC).expect("embedded compose-spec.json"))
+    SPEC_JSON.get_or_init(|| {
+        let mut spec: J = serde_json::from_str(SPEC).expect("embedded compose-spec.json");
+        // `berth config` prints byte sizes as integers (compose-go's model holds them so, and
+        // `docker compose config` prints them so), and its output must load back: accept an
+        // integer `deploy.resources.*.memory` as the service-level sizes already are.
+        for k in ["limits", "reservations"] {
+            let p = format!(
+                "/$defs/deployment/properties/resources/properties/{k}/properties/memory/type"
+            );
+            if let Some(t) = spec.pointer_mut(&p) {
+                *t = serde_json::json!(["integer", "string"]);
+            }
+        }
+        spec
+    })
 }
 
 /// Compiled `pattern`/`patternProperties` expressions, by source text.
@@ -77,6 +91,64 @@ pub fn validate(doc: &Node) -> Result<(), ComposeError> {
             Err(ComposeError::invalid(&node, &at, message))
         }
     }
+}
+
+/// The semantic rules compose-go checks right after the schema (`validation/validate_node.go`),
+/// with its messages: one source per config or secret, a valid `host_ip` on long-syntax ports,
+/// no blank `develop.watch` path.
+pub fn validate_semantics(doc: &Node) -> Result<(), ComposeError> {
+    for (kind, sources) in [
+        ("configs", &["file", "environment", "content"][..]),
+        ("secrets", &["file", "environment"][..]),
+    ] {
+        for (key, def) in doc.get(kind).and_then(Node::as_map).into_iter().flatten() {
+            let Some(m) = def.as_map() else { continue };
+            let path = format!("{kind}.{key}");
+            let set = sources.iter().filter(|k| m.contains_key(**k)).count();
+            let names = sources.join("|");
+            if set > 1 {
+                let msg = format!("{path}: {names} attributes are mutually exclusive; keep one");
+                return Err(ComposeError::invalid(def, &path, msg));
+            }
+            if set == 0 && !m.contains_key("driver") && !m.contains_key("external") {
+                let msg = format!("{path}: one of {names} must be set (or `external: true`)");
+                return Err(ComposeError::invalid(def, &path, msg));
+            }
+        }
+    }
+    for (name, svc) in doc
+        .get("services")
+        .and_then(Node::as_map)
+        .into_iter()
+        .flatten()
+    {
+        let ports = svc.get("ports").and_then(Node::as_seq);
+        for (i, port) in ports.into_iter().flatten().enumerate() {
+            let Some(ip) = port.get("host_ip") else {
+                continue;
+            };
+            let text = ip.scalar_text().unwrap_or_default();
+            if text.parse::<std::net::IpAddr>().is_err() {
+                let path = format!("services.{name}.ports[{i}]");
+                let msg = format!("{path}: invalid ip address: {text}");
+                return Err(ComposeError::invalid(ip, &path, msg));
+            }
+        }
+        let watch = svc
+            .get("develop")
+            .and_then(|d| d.get("watch"))
+            .and_then(Node::as_seq);
+        for (i, w) in watch.into_iter().flatten().enumerate() {
+            if let Some(p) = w.get("path") {
+                if p.as_str().is_none_or(str::is_empty) {
+                    let path = format!("services.{name}.develop.watch[{i}].path");
+                    let msg = format!("{path}: value can't be blank");
+                    return Err(ComposeError::invalid(p, &path, msg));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// compose-go's choice among violations: deepest first, a type error over another kind.
@@ -398,6 +470,60 @@ mod tests {
         rejects(
             "helicopters: 1\n",
             "additional properties 'helicopters' not allowed",
+        );
+    }
+
+    fn semantics(text: &str) -> Result<(), String> {
+        let node = super::super::yaml::parse(text, "compose.yaml").map_err(|e| e.to_string())?;
+        validate_semantics(&node).map_err(|e| e.to_string())
+    }
+
+    // compose-go validation_test.go TestValidateSecret / TestValidateConfig: one source each.
+    #[test]
+    fn file_objects_take_exactly_one_source() {
+        let err = semantics("configs:\n  test:\n    environment: CONFIG\n    content: foo=bar\n")
+            .unwrap_err();
+        assert!(
+            err.contains(
+                "configs.test: file|environment|content attributes are mutually exclusive"
+            ),
+            "{err}"
+        );
+        let err = semantics("secrets:\n  test:\n    file: ./a\n    environment: A\n").unwrap_err();
+        assert!(
+            err.contains("secrets.test: file|environment attributes are mutually exclusive"),
+            "{err}"
+        );
+        let err = semantics("configs:\n  test:\n    name: x\n").unwrap_err();
+        assert!(
+            err.contains("configs.test: one of file|environment|content must be set"),
+            "{err}"
+        );
+        semantics("configs:\n  test:\n    external: true\nsecrets:\n  s:\n    driver: vault\n")
+            .unwrap();
+    }
+
+    // compose-go validation_test.go TestIPAddress: long-syntax host_ip must be an address.
+    #[test]
+    fn port_host_ip_must_be_an_address() {
+        let err = semantics(
+            "services:\n  web:\n    ports:\n      - {host_ip: notavalidip, target: 1234, published: \"1234\"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("services.web.ports[0]: invalid ip address: notavalidip"),
+            "{err}"
+        );
+        semantics("services:\n  web:\n    ports:\n      - {host_ip: 192.168.3.4, target: 1234}\n      - {host_ip: '::1', target: 1}\n").unwrap();
+    }
+
+    // compose-go validation_test.go TestValidateWatch: a blank watch path is refused.
+    #[test]
+    fn watch_path_cannot_be_blank() {
+        let err = semantics("services:\n  web:\n    develop:\n      watch:\n        - {path: '', action: sync, target: /a}\n").unwrap_err();
+        assert!(
+            err.contains("services.web.develop.watch[0].path: value can't be blank"),
+            "{err}"
         );
     }
 
