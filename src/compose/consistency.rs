@@ -313,7 +313,7 @@ fn check_container_names(project: &Project, raw: Option<&Node>) -> Result<(), Co
             if !list.is_empty() && !list.iter().any(|x| x.as_str() == Some(p)) {
                 let shown: Vec<&str> = list.iter().filter_map(|x| x.as_str()).collect();
                 return Err(ComposeError::Consistency(format!(
-                    "{}services.{name}: platform {p:?} is not in build.platforms [{}]: service.build.platforms must include service.platform; add it there or change platform",
+                    "{}services.{name}: service.build.platforms MUST include service.platform {p:?} (build.platforms is [{}]); add it there or change platform",
                     at(raw, &["services", name, "platform"]),
                     shown.join(", ")
                 )));

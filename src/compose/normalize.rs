@@ -796,6 +796,14 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         let mut labels: IndexMap<String, Node> = IndexMap::new();
         for f in &files {
             let pb = PathBuf::from(f.as_str().unwrap_or_default());
+            if !pb.is_file() {
+                let p = format!("{path}.label_file");
+                let msg = format!(
+                    "label file {} not found; create it or remove it from label_file",
+                    pb.display()
+                );
+                return Err(err(f, &p, msg));
+            }
             for (k, v) in read_env_file(&pb, env)? {
                 labels.insert(k, s(v.unwrap_or_default(), &f.mark));
             }
