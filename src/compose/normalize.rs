@@ -2052,4 +2052,118 @@ mod tests {
             vec!["a", "b \"c\"", "d e"]
         );
     }
+
+    fn load_err(files: &[(&str, &str)]) -> String {
+        let t = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            crate::compose::test_support::write(t.path(), name, text);
+        }
+        crate::compose::test_support::load_dir(t.path())
+            .expect_err("must be rejected")
+            .to_string()
+    }
+
+    fn assert_has(got: &str, want: &str) {
+        assert!(got.contains(want), "want {want:?}\n got {got}");
+    }
+
+    // compose-go types/hostList_test.go (bad host name) and TestNewHostsList (missing IP).
+    #[test]
+    fn extra_hosts_need_a_host_name_and_an_address() {
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['=1.2.3.4']\n",
+        )]);
+        assert_has(&e, "bad host name ''");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['somehost']\n",
+        )]);
+        assert_has(&e, "invalid additional host, missing IP: somehost");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: {'a:b': 1.2.3.4}\n",
+        )]);
+        assert_has(&e, "bad host name 'a:b'");
+    }
+
+    #[test]
+    fn extra_hosts_collect_addresses_like_compose_go() {
+        let t = tempfile::tempdir().unwrap();
+        crate::compose::test_support::write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['h=[::1]', 'h:10.0.0.1', 'g=1.1.1.1,2.2.2.2']\n",
+        );
+        let p = crate::compose::test_support::load_dir(t.path()).unwrap();
+        let hosts = &p.services["web"].extra_hosts;
+        assert_eq!(hosts["h"], serde_json::json!(["::1", "10.0.0.1"]));
+        assert_eq!(hosts["g"], serde_json::json!(["1.1.1.1", "2.2.2.2"]));
+    }
+
+    // Go's time.ParseDuration, which compose-go's Duration uses: a number needs a unit.
+    #[test]
+    fn durations_need_a_unit() {
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    stop_grace_period: '10'\n",
+        )]);
+        assert_has(&e, "missing unit in duration");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    healthcheck: {interval: '30'}\n",
+        )]);
+        assert_has(
+            &e,
+            "services.web.healthcheck.interval: invalid duration \"30\": missing unit",
+        );
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    deploy: {restart_policy: {delay: '5'}}\n",
+        )]);
+        assert_has(&e, "services.web.deploy.restart_policy.delay");
+    }
+
+    // docker compose e2e TestUpContainerNameConflict; TestBuildPlatformsStandardErrors.
+    #[test]
+    fn container_names_are_unique_and_platform_is_built() {
+        let e = load_err(&[("compose.yaml", "services:\n  a:\n    image: x\n    container_name: same\n  b:\n    image: x\n    container_name: same\n")]);
+        assert_has(
+            &e,
+            "container name \"same\" is already in use by services.a",
+        );
+        let e = load_err(&[("compose.yaml", "services:\n  web:\n    platform: linux/riscv64\n    build: {context: ., platforms: [linux/amd64, linux/arm64]}\n")]);
+        assert_has(
+            &e,
+            "service.build.platforms MUST include service.platform \"linux/riscv64\"",
+        );
+    }
+
+    // compose-go dotenv parser_test (unexpected character ... in variable name), loader_test
+    // TestLoadWithLabelFile-style (missing file), TestLoadExtendsMissingService-style.
+    #[test]
+    fn messages_name_what_is_wrong() {
+        let e = load_err(&[
+            (
+                "compose.yaml",
+                "services:\n  web:\n    image: a\n    env_file: e.env\n",
+            ),
+            ("e.env", "OK=1\nBAD$KEY=2\n"),
+        ]);
+        assert_has(
+            &e,
+            "line 2: unexpected character '$' in variable name \"BAD$KEY=2\"",
+        );
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    label_file: ./nope.labels\n",
+        )]);
+        assert_has(&e, "label file");
+        assert_has(&e, "nope.labels not found");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    extends: {service: ghost}\n",
+        )]);
+        assert_has(&e, "service \"ghost\" not found");
+    }
 }
