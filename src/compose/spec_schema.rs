@@ -168,7 +168,7 @@ fn most_specific(found: Vec<Violation>) -> Option<Violation> {
     best
 }
 
-fn resolve<'a>(schema: &'a J) -> &'a J {
+fn resolve(schema: &J) -> &J {
     let mut s = schema;
     // `$ref`s in this schema are local (`#/$defs/name`); a few levels at most.
     for _ in 0..8 {
