@@ -67,12 +67,19 @@ pub fn apply_profiles(
             }
         }
     }
+    // Optional dependencies on services this run disables are dropped (compose-go
+    // `WithServicesDisabled`); one on a service the project never defines stays, and the
+    // consistency check reports it as compose-go `checkConsistency` does.
+    let disabled: HashSet<String> = project
+        .services
+        .keys()
+        .filter(|n| !keep.contains(*n))
+        .cloned()
+        .collect();
     project.services.retain(|n, _| keep.contains(n));
-    // Optional dependencies on services that are not part of this run are dropped.
-    let names: HashSet<String> = project.services.keys().cloned().collect();
     for svc in project.services.values_mut() {
         svc.depends_on
-            .retain(|dep, d| names.contains(dep) || d.required);
+            .retain(|dep, d| !disabled.contains(dep) || d.required);
     }
     Ok(())
 }
@@ -474,6 +481,14 @@ mod tests {
         );
         let p = load_text(&optional, &[], &[]).unwrap();
         assert!(p.services["web"].depends_on.is_empty());
+        // With the profile on, the optional dependency stays in the model as written.
+        let p = load_text(&optional, &["backend"], &[]).unwrap();
+        assert!(!p.services["web"].depends_on["db"].required);
+        // compose-go checkConsistency: only a *disabled* service excuses an optional dependency;
+        // one the project never defines is an error.
+        let undefined = optional.replace("  db:\n    image: pg\n    profiles: [backend]\n", "");
+        let e = load_text(&undefined, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("depends on undefined service \"db\""), "{e}");
     }
 
     #[test]
