@@ -148,6 +148,7 @@ const CASTS: &[(&str, char)] = &[
     ("services.*.deploy.restart_policy.max_attempts", 'i'),
     ("services.*.deploy.placement.max_replicas_per_node", 'i'),
     ("services.*.deploy.resources.limits.pids", 'i'),
+    ("services.*.deploy.resources.reservations.pids", 'i'),
     ("services.*.volumes.*.volume.nocopy", 'b'),
     ("services.*.volumes.*.bind.create_host_path", 'b'),
     ("services.*.volumes.*.tmpfs.mode", 'o'),
@@ -817,6 +818,16 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
     }
     // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
     let mut environment: IndexMap<String, Node> = IndexMap::new();
+    // `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
+    // service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
+    let mut env_file_lookup = env.clone();
+    if let Some(e) = out.get("environment").and_then(Node::as_map) {
+        for (k, v) in e {
+            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
+                env_file_lookup.entry(k.clone()).or_insert(t);
+            }
+        }
+    }
     if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
         for f in files {
             let Some(fp) = f.get("path").and_then(Node::as_str) else {
@@ -850,7 +861,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                     })
                     .collect()
             } else {
-                read_env_file(&pb, env)?
+                read_env_file(&pb, &env_file_lookup)?
             };
             for (k, v) in vars {
                 let node = match v {
@@ -1914,6 +1925,29 @@ fn canonical_deploy(v: &Node, path: &str) -> Result<Node> {
                     lm.insert("memory".into(), n);
                 }
             }
+            // compose-go `NanoCPUs` is a number (`cpus: '0.50'` prints as 0.5).
+            if let Some(c) = lim.get("cpus").cloned() {
+                let cp = format!("{path}.resources.{k}.cpus");
+                let f = match &c.value {
+                    Value::Int(i) => Some(*i as f64),
+                    Value::Float(f) => Some(*f),
+                    Value::String(t) => t.trim().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    let shown = c.scalar_text().unwrap_or_default();
+                    err(
+                        &c,
+                        &cp,
+                        format!(
+                            "{cp}: invalid cpus value {shown:?}; use a number of CPUs like 0.5"
+                        ),
+                    )
+                })?;
+                if let Some(lm) = lim.as_map_mut() {
+                    lm.insert("cpus".into(), Node::new(Value::Float(f), c.mark.clone()));
+                }
+            }
         }
     }
     let timed: [(&str, &[&str]); 3] = [
@@ -2122,6 +2156,26 @@ mod tests {
             "services:\n  web:\n    image: a\n    deploy: {restart_policy: {delay: '5'}}\n",
         )]);
         assert_has(&e, "services.web.deploy.restart_policy.delay");
+    }
+
+    // compose-go types/project_test.go TestEnvFilesLoadOrder-style: an env file's `${VAR}` reads the
+    // project environment first, then the service's `environment`.
+    #[test]
+    fn env_file_interpolation_prefers_project_env_then_service_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |n: &str, x: &str| crate::compose::test_support::write(t.path(), n, x);
+        w(".env", "FROM_DOTENV=dotenv\nBOTH=dotenv\n");
+        w("e.env", "A=${FROM_DOTENV}\nB=${ONLY_SERVICE}\nC=${BOTH}\n");
+        w(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    env_file: e.env\n    environment: {ONLY_SERVICE: svc, BOTH: svc}\n",
+        );
+        let p = crate::compose::test_support::load_dir(t.path()).unwrap();
+        let env = &p.services["web"].environment;
+        assert_eq!(env["A"].as_deref(), Some("dotenv"));
+        assert_eq!(env["B"].as_deref(), Some("svc"));
+        assert_eq!(env["C"].as_deref(), Some("dotenv"));
+        assert_eq!(env["BOTH"].as_deref(), Some("svc"));
     }
 
     // docker compose e2e TestUpContainerNameConflict; TestBuildPlatformsStandardErrors.
