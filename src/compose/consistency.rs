@@ -268,6 +268,24 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 }
             }
         }
+        // compose-go checkConsistency: build secrets name top-level secrets too.
+        let build_secrets = svc
+            .build
+            .as_ref()
+            .and_then(|b| b.extra.get("secrets"))
+            .and_then(|s| s.as_array());
+        for s in build_secrets.into_iter().flatten() {
+            let source = s
+                .as_str()
+                .or_else(|| s.get("source").and_then(|x| x.as_str()))
+                .unwrap_or_default();
+            if !project.secrets.contains_key(source) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}service {name:?} refers to undefined build secret {source}: invalid compose project; declare it under the top-level `secrets`",
+                    at(raw, &["services", name, "build", "secrets"]),
+                )));
+            }
+        }
         let replicas = svc
             .extra
             .get("deploy")
@@ -537,6 +555,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("refers to undefined network front"), "{e}");
+        // compose-go loader/validate_test.go TestValidateBuildSecret-style.
+        let e = load_text(
+            "services:\n  web:\n    build: {context: ., secrets: [ghost]}\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("service \"web\" refers to undefined build secret ghost"),
+            "{e}"
+        );
         let e = load_text("services:\n  web:\n    command: x\n", &[], &[])
             .unwrap_err()
             .to_string();

@@ -1501,6 +1501,12 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
     }
     let (t0, t1) = range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
     let host_ip = host_ip.filter(|h| !h.is_empty());
+    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
+    if let Some(h) = &host_ip {
+        if h.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {h}"));
+        }
+    }
     let mut out = Vec::new();
     match &published {
         None => {
@@ -2023,6 +2029,17 @@ fn file_mode(node: &Node, path: &str) -> Result<Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // docker/go-connections nat_test.go TestParsePortSpecs (invalid IP address).
+    #[test]
+    fn port_host_must_be_an_address() {
+        assert_eq!(
+            parse_port_spec("notanip:80:80").unwrap_err(),
+            "invalid IP address: notanip"
+        );
+        assert!(parse_port_spec("[::1]:80:80").is_ok());
+        assert!(parse_port_spec("0.0.0.0:80:80").is_ok());
+    }
 
     #[test]
     fn port_specs() {

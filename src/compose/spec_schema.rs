@@ -134,6 +134,15 @@ pub fn validate_semantics(doc: &Node) -> Result<(), ComposeError> {
                 return Err(ComposeError::invalid(ip, &path, msg));
             }
         }
+        // `count` and `device_ids` exclude each other in `gpus` as in deploy device requests.
+        let gpus = svc.get("gpus").and_then(Node::as_seq);
+        for (i, g) in gpus.into_iter().flatten().enumerate() {
+            if g.get("count").is_some() && g.get("device_ids").is_some() {
+                let path = format!("services.{name}.gpus[{i}]");
+                let msg = format!("{path}: \"count\" and \"device_ids\" attributes are exclusive");
+                return Err(ComposeError::invalid(g, &path, msg));
+            }
+        }
         let watch = svc
             .get("develop")
             .and_then(|d| d.get("watch"))
@@ -515,6 +524,20 @@ mod tests {
             "{err}"
         );
         semantics("services:\n  web:\n    ports:\n      - {host_ip: 192.168.3.4, target: 1234}\n      - {host_ip: '::1', target: 1}\n").unwrap();
+    }
+
+    // compose-go validation_test.go TestValidateGPUs: count and device_ids exclude each other.
+    #[test]
+    fn gpus_count_and_device_ids_are_exclusive() {
+        let err =
+            semantics("services:\n  web:\n    gpus: [{count: 1, device_ids: [a]}]\n").unwrap_err();
+        assert!(
+            err.contains(
+                "services.web.gpus[0]: \"count\" and \"device_ids\" attributes are exclusive"
+            ),
+            "{err}"
+        );
+        semantics("services:\n  web:\n    gpus: [{count: all}]\n").unwrap();
     }
 
     // compose-go validation_test.go TestValidateWatch: a blank watch path is refused.
