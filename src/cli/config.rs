@@ -296,7 +296,9 @@ mod tests {
         std::fs::write(t.path().join("compose.yaml"), &text).unwrap();
         let again = crate::compose::load(&opts(t.path()))
             .unwrap_or_else(|e| panic!("config output does not load back: {e}\n{text}"));
-        assert_eq!(first.services, again.services, "{text}");
+        // As printed (extra_hosts lines are sorted, so compare the printed form).
+        let json = |p: &crate::compose::Project| serde_json::to_value(&p.services).unwrap();
+        assert_eq!(json(&first), json(&again), "{text}");
         text
     }
 
@@ -394,6 +396,21 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("restart: false"), "{text}");
+    }
+
+    // compose-go types.HostsList.MarshalYAML: sorted `HOST=IP` lines, one per address
+    // (hostList_test.go TestHostsListMarshal-style).
+    #[test]
+    fn extra_hosts_print_as_sorted_host_ip_lines() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    extra_hosts: {zed: 1.1.1.1, alpha: ['::1', 10.0.0.1]}\n",
+        );
+        assert!(
+            text.contains(
+                "extra_hosts:\n      - alpha=10.0.0.1\n      - alpha=::1\n      - zed=1.1.1.1\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
