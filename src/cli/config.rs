@@ -413,6 +413,17 @@ mod tests {
         );
     }
 
+    // go-yaml reads `01777` as octal and compose-go's `ServiceVolumeTmpfs.Mode` is that number
+    // (loader_test.go TestLoadTmpfsVolume-style).
+    #[test]
+    fn tmpfs_modes_read_octal_like_go() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    volumes:\n      - {type: tmpfs, target: /a, tmpfs: {mode: 01777}}\n      - {type: tmpfs, target: /b, tmpfs: {mode: '0755'}}\n",
+        );
+        assert!(text.contains("mode: 1023"), "{text}");
+        assert!(text.contains("mode: 493"), "{text}");
+    }
+
     #[test]
     fn listing_flags() {
         let t = project_dir(STACK);

@@ -188,7 +188,13 @@ fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
         if let Some((_, ty)) = hit {
             let t = t.trim().to_string();
             let cast = match ty {
-                'i' | 'o' => t.parse::<i64>().ok().map(Value::Int),
+                'i' => t.parse::<i64>().ok().map(Value::Int),
+                // A mode read from text the way Go's ParseUint(s, 0, 32) does: `01777` is octal.
+                'o' => match t.strip_prefix("0o").or_else(|| t.strip_prefix('0')) {
+                    Some(oct) if !oct.is_empty() => i64::from_str_radix(oct, 8).ok(),
+                    _ => t.parse::<i64>().ok(),
+                }
+                .map(Value::Int),
                 'f' => t.parse::<f64>().ok().map(Value::Float),
                 _ => cast_bool(&t).map(Value::Bool),
             };
