@@ -208,6 +208,21 @@ fn type_names(node: &Node) -> &'static [&'static str] {
     }
 }
 
+/// Interpolation leaves text where a number or boolean may stand (`required: ${FLAG}`);
+/// compose-go casts such values before validating (`interpolateTypeCastMapping`).
+fn casts_to(node: &Node, wanted: &[&str]) -> bool {
+    let Value::String(t) = &node.value else {
+        return false;
+    };
+    let t = t.trim();
+    wanted.iter().any(|w| match *w {
+        "boolean" => super::normalize::cast_bool(t).is_some(),
+        "integer" => t.parse::<i64>().is_ok(),
+        "number" => t.parse::<f64>().is_ok(),
+        _ => false,
+    })
+}
+
 /// `must be a string`, `must be a boolean, null, number or string` (sorted, as compose-go).
 fn type_message(types: &[&str]) -> String {
     let mut names: Vec<&str> = types
@@ -244,7 +259,10 @@ fn check(node: &Node, schema: &J, path: &mut Vec<String>, found: &mut Vec<Violat
             J::Array(a) => a.iter().filter_map(J::as_str).collect(),
             _ => Vec::new(),
         };
-        if !wanted.is_empty() && !type_names(node).iter().any(|n| wanted.contains(n)) {
+        if !wanted.is_empty()
+            && !type_names(node).iter().any(|n| wanted.contains(n))
+            && !casts_to(node, &wanted)
+        {
             push(found, node, path, type_message(&wanted), true);
             return;
         }
@@ -547,6 +565,20 @@ mod tests {
         assert!(
             err.contains("services.web.develop.watch[0].path: value can't be blank"),
             "{err}"
+        );
+    }
+
+    // compose-go loader_test.go TestLoadWithInterpolationCastFull: interpolated text in typed
+    // fields is cast before the schema sees it.
+    #[test]
+    fn interpolated_text_in_typed_fields_is_accepted() {
+        validate_text(
+            "services:\n  web:\n    image: a\n    use_api_socket: 'true'\n    depends_on: {db: {condition: service_started, required: 'false'}}\n    ports: ['80']\n",
+        )
+        .unwrap();
+        rejects(
+            "services:\n  web:\n    image: a\n    use_api_socket: maybe\n",
+            "services.web.use_api_socket must be a boolean",
         );
     }
 
