@@ -287,6 +287,143 @@ mod tests {
         assert_eq!(first.volumes, second.volumes);
     }
 
+    /// The `web` service as `config` prints it, reloaded to check the output loads back.
+    fn printed_service(compose: &str) -> String {
+        let t = project_dir(compose);
+        std::fs::write(t.path().join("s.txt"), "x").unwrap();
+        let text = render(&ConfigArgs::default(), opts(t.path())).unwrap();
+        let first = crate::compose::load(&opts(t.path())).unwrap();
+        std::fs::write(t.path().join("compose.yaml"), &text).unwrap();
+        let again = crate::compose::load(&opts(t.path()))
+            .unwrap_or_else(|e| panic!("config output does not load back: {e}\n{text}"));
+        // As printed (extra_hosts lines are sorted, so compare the printed form).
+        let json = |p: &crate::compose::Project| serde_json::to_value(&p.services).unwrap();
+        assert_eq!(json(&first), json(&again), "{text}");
+        text
+    }
+
+    // compose-go types.Duration.MarshalYAML (time.Duration.String) as loader_test.go
+    // TestFullExample asserts them: every duration field in Go's form.
+    #[test]
+    fn durations_print_in_go_form() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    stop_grace_period: 60s\n    healthcheck: {test: [CMD, 'true'], interval: 90s, timeout: 120s, start_period: 1h, start_interval: 500ms}\n    deploy:\n      restart_policy: {delay: 5s, window: 2m}\n      update_config: {delay: 10s, monitor: 60s}\n      rollback_config: {delay: 1m30s, monitor: 3600s}\n",
+        );
+        for want in [
+            "stop_grace_period: 1m0s",
+            "interval: 1m30s",
+            "timeout: 2m0s",
+            "start_period: 1h0m0s",
+            "start_interval: 500ms",
+            "delay: 5s\n        window: 2m0s",
+            "delay: 10s\n        monitor: 1m0s",
+            "delay: 1m30s\n        monitor: 1h0m0s",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    // compose-go types.UnitBytes (TestFullExample: MemoryBytes, ShmSize, ThrottleDevice.Rate):
+    // every byte size is a count of bytes.
+    #[test]
+    fn byte_sizes_print_as_integers() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    shm_size: 64m\n    deploy:\n      resources:\n        limits: {memory: 50M}\n        reservations: {memory: 20M}\n    blkio_config:\n      device_read_bps: [{path: /dev/sda, rate: 12mb}]\n      device_write_iops: [{path: /dev/sda, rate: 100}]\n    build: {context: ., shm_size: 2g}\n    volumes: [{type: tmpfs, target: /t, tmpfs: {size: 10m}}]\n",
+        );
+        for want in [
+            "shm_size: 67108864",
+            "memory: 52428800",
+            "memory: 20971520",
+            "rate: 12582912",
+            "rate: 100",
+            "shm_size: 2147483648",
+            "size: 10485760",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    // compose-go types.Labels / Mapping (loader_test.go TestLoadDeployLabels-style): labels
+    // written as a list print as a mapping, wherever they are.
+    #[test]
+    fn labels_print_as_mappings() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    labels: [l=1]\n    deploy: {labels: [a=b, c]}\n    build: {context: ., labels: [x=y]}\n    volumes: [{type: volume, source: v, target: /v, volume: {labels: [vl=2]}}]\nvolumes:\n  v: {labels: [v=1]}\nnetworks:\n  n: {labels: [n=1]}\nsecrets:\n  s: {file: ./s.txt, labels: [s=1]}\n",
+        );
+        for want in [
+            "labels:\n        a: b\n        c: \"\"",
+            "l: \"1\"",
+            "x: \"y\"",
+            "vl: \"2\"",
+            "v: \"1\"",
+            "\"n\": \"1\"",
+            "s: \"1\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    // compose-go types.FileMode.MarshalYAML (`0%o`) and ServiceSecretConfig (target as written,
+    // `/run/secrets/<source>` only when unset): loader_test.go TestLoadSecretsAndConfigs-style.
+    #[test]
+    fn file_objects_keep_target_and_print_octal_modes() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    secrets:\n      - {source: s, target: mysecret, mode: 0440}\n      - s\n    configs:\n      - {source: c, mode: \"0555\"}\nsecrets:\n  s: {file: ./s.txt}\nconfigs:\n  c: {file: ./s.txt}\n",
+        );
+        for want in [
+            "target: mysecret\n        mode: \"0440\"",
+            "target: /run/secrets/s",
+            "mode: \"0555\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    // compose-go transform/defaults.go defaultVolumeBind; types.ServiceDependency (required
+    // printed, restart only when set).
+    #[test]
+    fn bind_defaults_and_optional_dependencies() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    volumes: [{type: bind, source: ./d, target: /d, bind: {propagation: rshared}}, {type: bind, source: ./e, target: /e}]\n    depends_on:\n      db: {condition: service_started, required: false}\n  db:\n    image: b\n",
+        );
+        assert!(
+            text.contains("propagation: rshared\n          create_host_path: true"),
+            "{text}"
+        );
+        assert!(!text.contains("target: /e\n        bind"), "{text}");
+        assert!(
+            text.contains("db:\n        condition: service_started\n        required: false\n"),
+            "{text}"
+        );
+        assert!(!text.contains("restart: false"), "{text}");
+    }
+
+    // compose-go types.HostsList.MarshalYAML: sorted `HOST=IP` lines, one per address
+    // (hostList_test.go TestHostsListMarshal-style).
+    #[test]
+    fn extra_hosts_print_as_sorted_host_ip_lines() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    extra_hosts: {zed: 1.1.1.1, alpha: ['::1', 10.0.0.1]}\n",
+        );
+        assert!(
+            text.contains(
+                "extra_hosts:\n      - alpha=10.0.0.1\n      - alpha=::1\n      - zed=1.1.1.1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    // go-yaml reads `01777` as octal and compose-go's `ServiceVolumeTmpfs.Mode` is that number
+    // (loader_test.go TestLoadTmpfsVolume-style).
+    #[test]
+    fn tmpfs_modes_read_octal_like_go() {
+        let text = printed_service(
+            "services:\n  web:\n    image: a\n    volumes:\n      - {type: tmpfs, target: /a, tmpfs: {mode: 01777}}\n      - {type: tmpfs, target: /b, tmpfs: {mode: '0755'}}\n",
+        );
+        assert!(text.contains("mode: 1023"), "{text}");
+        assert!(text.contains("mode: 493"), "{text}");
+    }
+
     #[test]
     fn listing_flags() {
         let t = project_dir(STACK);

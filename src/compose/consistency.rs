@@ -67,12 +67,19 @@ pub fn apply_profiles(
             }
         }
     }
+    // Optional dependencies on services this run disables are dropped (compose-go
+    // `WithServicesDisabled`); one on a service the project never defines stays, and the
+    // consistency check reports it as compose-go `checkConsistency` does.
+    let disabled: HashSet<String> = project
+        .services
+        .keys()
+        .filter(|n| !keep.contains(*n))
+        .cloned()
+        .collect();
     project.services.retain(|n, _| keep.contains(n));
-    // Optional dependencies on services that are not part of this run are dropped.
-    let names: HashSet<String> = project.services.keys().cloned().collect();
     for svc in project.services.values_mut() {
         svc.depends_on
-            .retain(|dep, d| names.contains(dep) || d.required);
+            .retain(|dep, d| !disabled.contains(dep) || d.required);
     }
     Ok(())
 }
@@ -261,6 +268,24 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
                 }
             }
         }
+        // compose-go checkConsistency: build secrets name top-level secrets too.
+        let build_secrets = svc
+            .build
+            .as_ref()
+            .and_then(|b| b.extra.get("secrets"))
+            .and_then(|s| s.as_array());
+        for s in build_secrets.into_iter().flatten() {
+            let source = s
+                .as_str()
+                .or_else(|| s.get("source").and_then(|x| x.as_str()))
+                .unwrap_or_default();
+            if !project.secrets.contains_key(source) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}service {name:?} refers to undefined build secret {source}: invalid compose project; declare it under the top-level `secrets`",
+                    at(raw, &["services", name, "build", "secrets"]),
+                )));
+            }
+        }
         let replicas = svc
             .extra
             .get("deploy")
@@ -284,7 +309,42 @@ pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> 
             }
         }
     }
+    check_container_names(project, raw)?;
     super::graph::ServiceGraph::new(project)?;
+    Ok(())
+}
+
+/// Two services cannot name their containers alike (compose-go `checkConsistency`; docker
+/// compose e2e `TestUpContainerNameConflict`), and a service's `platform` must be one its
+/// `build.platforms` produces.
+fn check_container_names(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (name, svc) in &project.services {
+        if let Some(cn) = svc.container_name.as_deref().filter(|c| !c.is_empty()) {
+            if let Some(first) = seen.insert(cn, name) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: container name {cn:?} is already in use by services.{first}; give each service its own container_name",
+                    at(raw, &["services", name, "container_name"])
+                )));
+            }
+        }
+        let platform = svc.extra.get("platform").and_then(|p| p.as_str());
+        let platforms = svc
+            .build
+            .as_ref()
+            .and_then(|b| b.extra.get("platforms"))
+            .and_then(|p| p.as_array());
+        if let (Some(p), Some(list)) = (platform, platforms) {
+            if !list.is_empty() && !list.iter().any(|x| x.as_str() == Some(p)) {
+                let shown: Vec<&str> = list.iter().filter_map(|x| x.as_str()).collect();
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}: service.build.platforms MUST include service.platform {p:?} (build.platforms is [{}]); add it there or change platform",
+                    at(raw, &["services", name, "platform"]),
+                    shown.join(", ")
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -439,6 +499,14 @@ mod tests {
         );
         let p = load_text(&optional, &[], &[]).unwrap();
         assert!(p.services["web"].depends_on.is_empty());
+        // With the profile on, the optional dependency stays in the model as written.
+        let p = load_text(&optional, &["backend"], &[]).unwrap();
+        assert!(!p.services["web"].depends_on["db"].required);
+        // compose-go checkConsistency: only a *disabled* service excuses an optional dependency;
+        // one the project never defines is an error.
+        let undefined = optional.replace("  db:\n    image: pg\n    profiles: [backend]\n", "");
+        let e = load_text(&undefined, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("depends on undefined service \"db\""), "{e}");
     }
 
     #[test]
@@ -487,6 +555,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("refers to undefined network front"), "{e}");
+        // compose-go loader/validate_test.go TestValidateBuildSecret-style.
+        let e = load_text(
+            "services:\n  web:\n    build: {context: ., secrets: [ghost]}\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("service \"web\" refers to undefined build secret ghost"),
+            "{e}"
+        );
         let e = load_text("services:\n  web:\n    command: x\n", &[], &[])
             .unwrap_err()
             .to_string();

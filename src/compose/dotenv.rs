@@ -11,8 +11,9 @@ use super::interpolate::{substitute, InterpolateError, Lookup};
 pub enum DotenvError {
     #[error("line {line}: key cannot contain a space")]
     KeyWithSpace { line: usize },
-    #[error("line {line}: unexpected character {ch:?} in variable name; names are letters, digits, `_`, `.` and `-`")]
-    BadKey { line: usize, ch: char },
+    /// compose-go's wording (`dotenv/parser.go`), with the offending line as `near`.
+    #[error("line {line}: unexpected character {ch:?} in variable name {near:?}; names are letters, digits, `_`, `.` and `-`")]
+    BadKey { line: usize, ch: char, near: String },
     #[error("line {line}: unterminated quoted value; close the {quote} quote")]
     Unterminated { line: usize, quote: char },
     #[error("line {line}: {source}")]
@@ -72,9 +73,14 @@ pub fn parse(
             .chars()
             .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')))
         {
+            let near: String = chars[key_start..]
+                .iter()
+                .take_while(|c| **c != '\n')
+                .collect();
             return Err(DotenvError::BadKey {
                 line: start_line,
                 ch,
+                near,
             });
         }
         if i >= chars.len() || chars[i] == '\n' {

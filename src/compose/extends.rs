@@ -80,7 +80,7 @@ fn resolve(
         .cloned()
         .ok_or_else(|| {
             ComposeError::Consistency(format!(
-                "cannot extend service {name:?} in {}: no such service",
+                "cannot extend service {name:?} in {}: service {name:?} not found",
                 file.display()
             ))
         })?;

@@ -1,6 +1,6 @@
 //! Stage 3a, include: each `include` entry is loaded as its own sub-project (its own directory
 //! and `.env`), and its resources are copied into the including file; a name defined on both
-//! sides is an error, and an include cycle is an error naming the chain.
+//! sides merges (the including side wins), and an include cycle is an error naming the chain.
 
 use std::path::{Path, PathBuf};
 
@@ -144,15 +144,17 @@ pub fn apply(
             }
             let Some(dm) = dst.as_map_mut() else { continue };
             for (k, v) in src {
-                if let Some(existing) = dm.get(k) {
-                    if existing != v {
-                        return Err(ComposeError::Consistency(format!(
-                            "{kind}.{k} conflicts with imported resource from {}; rename one of them",
-                            files[0].display()
-                        )));
+                // Defined here too (or by an earlier include): the definitions merge, the
+                // including side overriding the included one (compose-go `importResource`,
+                // late 2025), instead of failing as older versions did.
+                let merged = match dm.get(k) {
+                    None => v.clone(),
+                    Some(existing) if kind == "services" => {
+                        super::merge::merge_service(v.clone(), existing.clone())?
                     }
-                }
-                dm.insert(k.clone(), v.clone());
+                    Some(existing) => super::merge::deep_merge(v.clone(), existing.clone()),
+                };
+                dm.insert(k.clone(), merged);
             }
         }
     }
@@ -273,24 +275,26 @@ mod tests {
         assert_eq!(p.volumes["pg"].name, "t_pg");
     }
 
+    // compose-go loader/include_test.go TestIncludeWithOverride-style (late 2025): a service
+    // defined by an include and by the including file merges, the including side winning.
     #[test]
-    fn conflicts_and_cycles_are_errors() {
+    fn a_service_defined_on_both_sides_merges_and_cycles_are_errors() {
         let t = tempfile::tempdir().unwrap();
         write(
             t.path(),
             "other.yaml",
-            "services:\n  web:\n    image: other\n",
+            "services:\n  web:\n    image: other\n    environment: {A: from-include, B: b}\n",
         );
         write(
             t.path(),
             "compose.yaml",
-            "include: [other.yaml]\nservices:\n  web:\n    image: mine\n",
+            "include: [other.yaml]\nservices:\n  web:\n    image: mine\n    environment: {A: mine}\n",
         );
-        let e = load_dir(t.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("services.web conflicts with imported resource"),
-            "{e}"
-        );
+        let p = load_dir(t.path()).unwrap();
+        let web = &p.services["web"];
+        assert_eq!(web.image.as_deref(), Some("mine"));
+        assert_eq!(web.environment["A"].as_deref(), Some("mine"));
+        assert_eq!(web.environment["B"].as_deref(), Some("b"));
         write(
             t.path(),
             "a.yaml",

@@ -52,6 +52,8 @@ pub struct LoadOptions {
     pub skip_interpolation: bool,
     pub skip_normalization: bool,
     pub skip_consistency: bool,
+    /// Skip the specification's schema (compose-go's `SkipValidation`, for raw-model stages).
+    pub skip_validation: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -469,7 +471,14 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     };
     env.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
 
-    // 6. Validate + normalise.
+    // 6. The specification's schema (compose-go validates the merged, interpolated document);
+    // without interpolation, `${VAR}` may stand where the schema wants a number.
+    if !options.skip_interpolation && !options.skip_validation {
+        super::spec_schema::validate(&raw)?;
+        super::spec_schema::validate_semantics(&raw)?;
+    }
+
+    // 7. Validate + normalise.
     let settings = normalize::Settings {
         project_name: name.clone(),
         project_dir: project_dir.clone(),

@@ -15,6 +15,7 @@ pub mod normalize;
 pub mod plan;
 pub mod pull_policy;
 pub mod schema;
+pub mod spec_schema;
 pub mod support;
 #[cfg(test)]
 mod test_support;

@@ -102,8 +102,12 @@ pub struct Service {
     pub dns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<String>,
-    /// Host name → address(es).
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    /// Host name → address(es); printed as docker compose prints it (sorted `HOST=IP` lines).
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        with = "hosts_list"
+    )]
     pub extra_hosts: IndexMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileReference>,
@@ -244,7 +248,8 @@ pub struct DependsOn {
     /// `service_started`, `service_healthy`, `service_completed_successfully`.
     pub condition: String,
     pub required: bool,
-    #[serde(default)]
+    /// Printed only when set, as compose-go (`restart,omitempty`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
 }
 
@@ -280,4 +285,56 @@ pub struct VolumeConfig {
     /// `driver_opts`, …
     #[serde(flatten)]
     pub extra: IndexMap<String, serde_json::Value>,
+}
+
+/// `extra_hosts` as compose-go's `HostsList.MarshalYAML`: one `HOST=IP` string per address,
+/// sorted. Read back from the mapping the normalise stage produces, or from that list.
+mod hosts_list {
+    use indexmap::IndexMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(
+        hosts: &IndexMap<String, Value>,
+        ser: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut lines: Vec<String> = Vec::new();
+        for (host, ips) in hosts {
+            match ips {
+                Value::Array(list) => {
+                    for ip in list {
+                        lines.push(format!("{host}={}", ip.as_str().unwrap_or_default()));
+                    }
+                }
+                Value::String(ip) => lines.push(format!("{host}={ip}")),
+                other => lines.push(format!("{host}={other}")),
+            }
+        }
+        lines.sort();
+        ser.collect_seq(lines)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<IndexMap<String, Value>, D::Error> {
+        Ok(match Value::deserialize(de)? {
+            Value::Object(m) => m.into_iter().collect(),
+            Value::Array(lines) => {
+                let mut out: IndexMap<String, Value> = IndexMap::new();
+                for line in lines.iter().filter_map(Value::as_str) {
+                    let (host, ip) = line.split_once('=').unwrap_or((line, ""));
+                    let ip = Value::String(ip.to_string());
+                    match out.get_mut(host) {
+                        Some(Value::Array(list)) => list.push(ip),
+                        Some(single) => *single = Value::Array(vec![single.clone(), ip]),
+                        None => {
+                            out.insert(host.to_string(), ip);
+                        }
+                    }
+                }
+                out
+            }
+            _ => IndexMap::new(),
+        })
+    }
 }

@@ -148,8 +148,7 @@ const CASTS: &[(&str, char)] = &[
     ("services.*.deploy.restart_policy.max_attempts", 'i'),
     ("services.*.deploy.placement.max_replicas_per_node", 'i'),
     ("services.*.deploy.resources.limits.pids", 'i'),
-    ("services.*.secrets.*.mode", 'o'),
-    ("services.*.configs.*.mode", 'o'),
+    ("services.*.deploy.resources.reservations.pids", 'i'),
     ("services.*.volumes.*.volume.nocopy", 'b'),
     ("services.*.volumes.*.bind.create_host_path", 'b'),
     ("services.*.volumes.*.tmpfs.mode", 'o'),
@@ -189,7 +188,13 @@ fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
         if let Some((_, ty)) = hit {
             let t = t.trim().to_string();
             let cast = match ty {
-                'i' | 'o' => t.parse::<i64>().ok().map(Value::Int),
+                'i' => t.parse::<i64>().ok().map(Value::Int),
+                // A mode read from text the way Go's ParseUint(s, 0, 32) does: `01777` is octal.
+                'o' => match t.strip_prefix("0o").or_else(|| t.strip_prefix('0')) {
+                    Some(oct) if !oct.is_empty() => i64::from_str_radix(oct, 8).ok(),
+                    _ => t.parse::<i64>().ok(),
+                }
+                .map(Value::Int),
                 'f' => t.parse::<f64>().ok().map(Value::Float),
                 _ => cast_bool(&t).map(Value::Bool),
             };
@@ -296,6 +301,7 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
         m.insert("name".into(), s(n, &mark));
     }
     if !external
+        && !m.contains_key("driver")
         && (kind == "secrets" || kind == "configs")
         && !["file", "environment", "content"]
             .iter()
@@ -615,6 +621,17 @@ fn duration(node: &Node, path: &str) -> Result<Node> {
             ))
         }
     };
+    // Go's time.ParseDuration (which compose-go uses) wants a unit on every number but a bare 0.
+    if t.trim() != "0" && t.trim().bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return Err(err(
+            node,
+            path,
+            format!(
+                "{path}: invalid duration {t:?}: missing unit in duration; use a value like {}s",
+                t.trim()
+            ),
+        ));
+    }
     let d = parse_duration(&t).ok_or_else(|| {
         err(
             node,
@@ -771,6 +788,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                 v.clone()
             }
             "logging" => v.clone(),
+            "blkio_config" => blkio_config(v, &p)?,
             _ => v.clone(),
         };
         out.insert(key.clone(), nv);
@@ -785,6 +803,14 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         let mut labels: IndexMap<String, Node> = IndexMap::new();
         for f in &files {
             let pb = PathBuf::from(f.as_str().unwrap_or_default());
+            if !pb.is_file() {
+                let p = format!("{path}.label_file");
+                let msg = format!(
+                    "label file {} not found; create it or remove it from label_file",
+                    pb.display()
+                );
+                return Err(err(f, &p, msg));
+            }
             for (k, v) in read_env_file(&pb, env)? {
                 labels.insert(k, s(v.unwrap_or_default(), &f.mark));
             }
@@ -798,6 +824,16 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
     }
     // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
     let mut environment: IndexMap<String, Node> = IndexMap::new();
+    // `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
+    // service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
+    let mut env_file_lookup = env.clone();
+    if let Some(e) = out.get("environment").and_then(Node::as_map) {
+        for (k, v) in e {
+            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
+                env_file_lookup.entry(k.clone()).or_insert(t);
+            }
+        }
+    }
     if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
         for f in files {
             let Some(fp) = f.get("path").and_then(Node::as_str) else {
@@ -831,7 +867,7 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
                     })
                     .collect()
             } else {
-                read_env_file(&pb, env)?
+                read_env_file(&pb, &env_file_lookup)?
             };
             for (k, v) in vars {
                 let node = match v {
@@ -1076,38 +1112,72 @@ fn build(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     Ok(mapn(out, &v.mark))
 }
 
+/// `extra_hosts` as compose-go reads it (`types.HostsList`): `HOST=IP` or `HOST:IP` (the first
+/// `=` wins), several addresses by commas or repeated entries, `[::1]` unbracketed; a host name
+/// that is empty or holds a separator is refused (`bad host name`).
 fn extra_hosts(v: &Node, path: &str) -> Result<Node> {
+    let mut hosts: IndexMap<String, (Vec<String>, Mark)> = IndexMap::new();
+    let mut add = |host: &str, ips: Vec<String>, node: &Node, p: &str| -> Result<()> {
+        if host.is_empty() || host.contains([':', '=']) {
+            return Err(err(node, p, format!("{p}: bad host name '{host}'")));
+        }
+        let ips = ips.into_iter().map(|ip| unbracket(&ip).to_string());
+        let entry = hosts
+            .entry(host.to_string())
+            .or_insert_with(|| (Vec::new(), node.mark.clone()));
+        entry.0.extend(ips);
+        Ok(())
+    };
     match &v.value {
         Value::Map(m) => {
-            let mut out = IndexMap::new();
             for (k, x) in m {
-                let val = match &x.value {
-                    Value::Seq(_) => Node::new(Value::Seq(string_list(x, path)?), x.mark.clone()),
-                    _ => s(as_string(x, path)?, &x.mark),
+                let ips = match &x.value {
+                    Value::Seq(_) => string_list(x, path)?
+                        .iter()
+                        .map(|n| n.scalar_text().unwrap_or_default())
+                        .collect(),
+                    Value::Null => vec![String::new()],
+                    _ => vec![as_string(x, path)?],
                 };
-                out.insert(k.clone(), val);
+                add(k, ips, x, &format!("{path}.{k}"))?;
             }
-            Ok(mapn(out, &v.mark))
         }
         Value::Seq(items) => {
-            let mut out: IndexMap<String, Node> = IndexMap::new();
             for (i, it) in items.iter().enumerate() {
-                let t = as_string(it, &format!("{path}[{i}]"))?;
-                let (h, ip) = t
-                    .split_once('=')
-                    .or_else(|| t.split_once(':'))
-                    .ok_or_else(|| {
-                        err(
-                            it,
-                            &format!("{path}[{i}]"),
-                            format!("invalid extra host {t:?}; use HOST:IP"),
-                        )
-                    })?;
-                out.insert(h.to_string(), s(ip, &it.mark));
+                let p = format!("{path}[{i}]");
+                let t = as_string(it, &p)?;
+                let Some((h, ip)) = t.split_once('=').or_else(|| t.split_once(':')) else {
+                    return Err(err(
+                        it,
+                        &p,
+                        format!("{p}: invalid additional host, missing IP: {t}; use HOST=IP"),
+                    ));
+                };
+                add(h, ip.split(',').map(String::from).collect(), it, &p)?;
             }
-            Ok(mapn(out, &v.mark))
         }
-        _ => Err(err(v, path, format!("{path} must be a mapping or a list"))),
+        _ => return Err(err(v, path, format!("{path} must be a mapping or a list"))),
+    }
+    let mut out = IndexMap::new();
+    for (h, (mut ips, mark)) in hosts {
+        let val = if ips.len() == 1 {
+            s(ips.remove(0), &mark)
+        } else {
+            Node::new(
+                Value::Seq(ips.into_iter().map(|ip| s(ip, &mark)).collect()),
+                mark.clone(),
+            )
+        };
+        out.insert(h, val);
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+fn unbracket(ip: &str) -> &str {
+    if ip.len() > 2 && ip.starts_with('[') && ip.ends_with(']') {
+        &ip[1..ip.len() - 1]
+    } else {
+        ip
     }
 }
 
@@ -1132,15 +1202,14 @@ fn file_refs(v: &Node, path: &str) -> Result<Node> {
                     return Err(err(it, &p, format!("{p} missing property 'source'")));
                 };
                 let mut m = m.clone();
-                // A secret lands in /run/secrets/<target or source> (relative targets too).
-                if path.ends_with(".secrets") {
-                    let t = m.get("target").and_then(Node::scalar_text).unwrap_or(src);
-                    let t = if t.starts_with('/') {
-                        t
-                    } else {
-                        format!("/run/secrets/{t}")
-                    };
-                    m.insert("target".into(), s(t, &it.mark));
+                // A secret without a target lands in /run/secrets/<source>; a target is kept as
+                // written (compose-go `ServiceSecretConfig`): the plan puts a relative one under
+                // /run/secrets at run time.
+                if path.ends_with(".secrets") && !m.contains_key("target") {
+                    m.insert("target".into(), s(format!("/run/secrets/{src}"), &it.mark));
+                }
+                if let Some(mode) = m.get("mode").cloned() {
+                    m.insert("mode".into(), file_mode(&mode, &format!("{p}.mode"))?);
                 }
                 out.push(mapn(m, &it.mark));
             }
@@ -1196,7 +1265,7 @@ fn deploy(v: &Node, path: &str) -> Result<Node> {
         }
     }
     schema::check_deploy(v, path)?;
-    Ok(v.clone())
+    canonical_deploy(v, path)
 }
 
 fn depends_on(v: &Node, path: &str) -> Result<Node> {
@@ -1438,6 +1507,12 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
     }
     let (t0, t1) = range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
     let host_ip = host_ip.filter(|h| !h.is_empty());
+    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
+    if let Some(h) = &host_ip {
+        if h.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {h}"));
+        }
+    }
     let mut out = Vec::new();
     match &published {
         None => {
@@ -1807,6 +1882,7 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
                     }
                     m.insert("tmpfs".into(), mapn(t, mark));
                 }
+                long_volume_options(&mut m, &p)?;
                 m.insert("type".into(), s(kind, mark));
                 out.push(mapn(m, mark));
             }
@@ -1816,9 +1892,160 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
 }
 
+/// Long-syntax `bind` and `volume` options in compose-go's canonical form: a `bind:` mapping
+/// gets `create_host_path: true` unless it says otherwise (`transform/defaults.go`
+/// `defaultVolumeBind`), `volume.labels` is a mapping.
+fn long_volume_options(m: &mut IndexMap<String, Node>, p: &str) -> Result<()> {
+    if let Some(bind) = m.get_mut("bind") {
+        if let Value::Map(bm) = &mut bind.value {
+            if !bm.contains_key("create_host_path") {
+                let mark = bind.mark.clone();
+                bm.insert("create_host_path".into(), b(true, &mark));
+            }
+        }
+    }
+    if let Some(vol) = m.get_mut("volume") {
+        if let Some(labels) = vol.get("labels").cloned() {
+            let lp = format!("{p}.volume.labels");
+            let l = null_to_empty(string_map(labels, &lp, '=')?);
+            if let Some(vm) = vol.as_map_mut() {
+                vm.insert("labels".into(), l);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `deploy` in compose-go's canonical form: labels as a mapping, memory as bytes, delays and
+/// windows as Go durations (`DeployConfig`, `Resource.MemoryBytes`, `UpdateConfig`,
+/// `RestartPolicy`).
+fn canonical_deploy(v: &Node, path: &str) -> Result<Node> {
+    let mut out = v.as_map().cloned().unwrap_or_default();
+    if let Some(l) = out.get("labels").cloned() {
+        let l = null_to_empty(string_map(l, &format!("{path}.labels"), '=')?);
+        out.insert("labels".into(), l);
+    }
+    if let Some(r) = out.get_mut("resources") {
+        for k in ["limits", "reservations"] {
+            let Some(lim) = r.as_map_mut().and_then(|m| m.get_mut(k)) else {
+                continue;
+            };
+            if let Some(mem) = lim.get("memory").cloned() {
+                let mp = format!("{path}.resources.{k}.memory");
+                let n = bytes(&mem, &mp)?;
+                if let Some(lm) = lim.as_map_mut() {
+                    lm.insert("memory".into(), n);
+                }
+            }
+            // compose-go `NanoCPUs` is a number (`cpus: '0.50'` prints as 0.5).
+            if let Some(c) = lim.get("cpus").cloned() {
+                let cp = format!("{path}.resources.{k}.cpus");
+                let f = match &c.value {
+                    Value::Int(i) => Some(*i as f64),
+                    Value::Float(f) => Some(*f),
+                    Value::String(t) => t.trim().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    let shown = c.scalar_text().unwrap_or_default();
+                    err(
+                        &c,
+                        &cp,
+                        format!(
+                            "{cp}: invalid cpus value {shown:?}; use a number of CPUs like 0.5"
+                        ),
+                    )
+                })?;
+                if let Some(lm) = lim.as_map_mut() {
+                    lm.insert("cpus".into(), Node::new(Value::Float(f), c.mark.clone()));
+                }
+            }
+        }
+    }
+    let timed: [(&str, &[&str]); 3] = [
+        ("restart_policy", &["delay", "window"]),
+        ("update_config", &["delay", "monitor"]),
+        ("rollback_config", &["delay", "monitor"]),
+    ];
+    for (section, fields) in timed {
+        let Some(sec) = out.get_mut(section).and_then(Node::as_map_mut) else {
+            continue;
+        };
+        for f in fields {
+            if let Some(d) = sec.get(*f).cloned() {
+                let d = duration(&d, &format!("{path}.{section}.{f}"))?;
+                sec.insert(f.to_string(), d);
+            }
+        }
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+/// `blkio_config` throttles: every `rate` is a byte count (compose-go `ThrottleDevice.Rate` is
+/// `UnitBytes`, for the iops lists too).
+fn blkio_config(v: &Node, path: &str) -> Result<Node> {
+    let mut out = v.as_map().cloned().unwrap_or_default();
+    for list in [
+        "device_read_bps",
+        "device_write_bps",
+        "device_read_iops",
+        "device_write_iops",
+    ] {
+        let Some(items) = out.get_mut(list).and_then(|n| match &mut n.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }) else {
+            continue;
+        };
+        for (i, it) in items.iter_mut().enumerate() {
+            if let Some(rate) = it.get("rate").cloned() {
+                let n = bytes(&rate, &format!("{path}.{list}[{i}].rate"))?;
+                if let Some(m) = it.as_map_mut() {
+                    m.insert("rate".into(), n);
+                }
+            }
+        }
+    }
+    Ok(mapn(out, &v.mark))
+}
+
+/// A file mode as compose-go prints `FileMode`: octal with a leading zero (`"0440"`). YAML
+/// numbers are the mode's value (`0440` reads as octal, as go-yaml does); strings are octal text.
+fn file_mode(node: &Node, path: &str) -> Result<Node> {
+    let n = match &node.value {
+        Value::Int(i) => *i,
+        Value::String(t) => i64::from_str_radix(t.trim(), 8).map_err(|_| {
+            err(
+                node,
+                path,
+                format!("{path}: invalid file mode {t:?}; use octal like \"0440\""),
+            )
+        })?,
+        _ => {
+            return Err(err(
+                node,
+                path,
+                format!("{path} must be a number or string"),
+            ))
+        }
+    };
+    Ok(s(format!("0{n:o}"), &node.mark))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // docker/go-connections nat_test.go TestParsePortSpecs (invalid IP address).
+    #[test]
+    fn port_host_must_be_an_address() {
+        assert_eq!(
+            parse_port_spec("notanip:80:80").unwrap_err(),
+            "invalid IP address: notanip"
+        );
+        assert!(parse_port_spec("[::1]:80:80").is_ok());
+        assert!(parse_port_spec("0.0.0.0:80:80").is_ok());
+    }
 
     #[test]
     fn port_specs() {
@@ -1881,5 +2108,139 @@ mod tests {
             shell_split(r#"a "b \"c\"" d\ e"#).unwrap(),
             vec!["a", "b \"c\"", "d e"]
         );
+    }
+
+    fn load_err(files: &[(&str, &str)]) -> String {
+        let t = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            crate::compose::test_support::write(t.path(), name, text);
+        }
+        crate::compose::test_support::load_dir(t.path())
+            .expect_err("must be rejected")
+            .to_string()
+    }
+
+    fn assert_has(got: &str, want: &str) {
+        assert!(got.contains(want), "want {want:?}\n got {got}");
+    }
+
+    // compose-go types/hostList_test.go (bad host name) and TestNewHostsList (missing IP).
+    #[test]
+    fn extra_hosts_need_a_host_name_and_an_address() {
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['=1.2.3.4']\n",
+        )]);
+        assert_has(&e, "bad host name ''");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['somehost']\n",
+        )]);
+        assert_has(&e, "invalid additional host, missing IP: somehost");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: {'a:b': 1.2.3.4}\n",
+        )]);
+        assert_has(&e, "bad host name 'a:b'");
+    }
+
+    #[test]
+    fn extra_hosts_collect_addresses_like_compose_go() {
+        let t = tempfile::tempdir().unwrap();
+        crate::compose::test_support::write(
+            t.path(),
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    extra_hosts: ['h=[::1]', 'h:10.0.0.1', 'g=1.1.1.1,2.2.2.2']\n",
+        );
+        let p = crate::compose::test_support::load_dir(t.path()).unwrap();
+        let hosts = &p.services["web"].extra_hosts;
+        assert_eq!(hosts["h"], serde_json::json!(["::1", "10.0.0.1"]));
+        assert_eq!(hosts["g"], serde_json::json!(["1.1.1.1", "2.2.2.2"]));
+    }
+
+    // Go's time.ParseDuration, which compose-go's Duration uses: a number needs a unit.
+    #[test]
+    fn durations_need_a_unit() {
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    stop_grace_period: '10'\n",
+        )]);
+        assert_has(&e, "missing unit in duration");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    healthcheck: {interval: '30'}\n",
+        )]);
+        assert_has(
+            &e,
+            "services.web.healthcheck.interval: invalid duration \"30\": missing unit",
+        );
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    deploy: {restart_policy: {delay: '5'}}\n",
+        )]);
+        assert_has(&e, "services.web.deploy.restart_policy.delay");
+    }
+
+    // compose-go types/project_test.go TestEnvFilesLoadOrder-style: an env file's `${VAR}` reads the
+    // project environment first, then the service's `environment`.
+    #[test]
+    fn env_file_interpolation_prefers_project_env_then_service_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |n: &str, x: &str| crate::compose::test_support::write(t.path(), n, x);
+        w(".env", "FROM_DOTENV=dotenv\nBOTH=dotenv\n");
+        w("e.env", "A=${FROM_DOTENV}\nB=${ONLY_SERVICE}\nC=${BOTH}\n");
+        w(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    env_file: e.env\n    environment: {ONLY_SERVICE: svc, BOTH: svc}\n",
+        );
+        let p = crate::compose::test_support::load_dir(t.path()).unwrap();
+        let env = &p.services["web"].environment;
+        assert_eq!(env["A"].as_deref(), Some("dotenv"));
+        assert_eq!(env["B"].as_deref(), Some("svc"));
+        assert_eq!(env["C"].as_deref(), Some("dotenv"));
+        assert_eq!(env["BOTH"].as_deref(), Some("svc"));
+    }
+
+    // docker compose e2e TestUpContainerNameConflict; TestBuildPlatformsStandardErrors.
+    #[test]
+    fn container_names_are_unique_and_platform_is_built() {
+        let e = load_err(&[("compose.yaml", "services:\n  a:\n    image: x\n    container_name: same\n  b:\n    image: x\n    container_name: same\n")]);
+        assert_has(
+            &e,
+            "container name \"same\" is already in use by services.a",
+        );
+        let e = load_err(&[("compose.yaml", "services:\n  web:\n    platform: linux/riscv64\n    build: {context: ., platforms: [linux/amd64, linux/arm64]}\n")]);
+        assert_has(
+            &e,
+            "service.build.platforms MUST include service.platform \"linux/riscv64\"",
+        );
+    }
+
+    // compose-go dotenv parser_test (unexpected character ... in variable name), loader_test
+    // TestLoadWithLabelFile-style (missing file), TestLoadExtendsMissingService-style.
+    #[test]
+    fn messages_name_what_is_wrong() {
+        let e = load_err(&[
+            (
+                "compose.yaml",
+                "services:\n  web:\n    image: a\n    env_file: e.env\n",
+            ),
+            ("e.env", "OK=1\nBAD$KEY=2\n"),
+        ]);
+        assert_has(
+            &e,
+            "line 2: unexpected character '$' in variable name \"BAD$KEY=2\"",
+        );
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n    label_file: ./nope.labels\n",
+        )]);
+        assert_has(&e, "label file");
+        assert_has(&e, "nope.labels not found");
+        let e = load_err(&[(
+            "compose.yaml",
+            "services:\n  web:\n    extends: {service: ghost}\n",
+        )]);
+        assert_has(&e, "service \"ghost\" not found");
     }
 }

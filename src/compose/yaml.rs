@@ -359,6 +359,15 @@ fn resolve_plain(s: &str) -> Value {
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    // go-yaml (docker compose's reader) still reads a leading 0 as octal: `mode: 0440` is 288.
+    if digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        if let Ok(i) = i64::from_str_radix(digits, 8) {
+            return Value::Int(if s.starts_with('-') { -i } else { i });
+        }
+    }
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(i) = s.parse::<i64>() {
             return Value::Int(i);
