@@ -123,9 +123,11 @@ fn pull_policy_never_missing_and_refresh() {
     // A policy that is not one is refused, naming the service and the valid ones.
     project.write_compose(&policy_compose(&image, &mark, "sometimes"));
     let err = project.fails(&["up", "-d"]);
+    // As compose-go's schema says it: the file, line and column, and the valid ones.
     assert!(
-        err.contains("service \"app\": invalid pull_policy \"sometimes\"")
-            && err.contains("every_<duration>"),
+        err.contains(
+            "compose.yaml:5:18: services.app.pull_policy does not match pattern 'always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+'"
+        ),
         "{err}"
     );
     assert!(containers(&project, true).is_empty());

@@ -74,6 +74,7 @@ use thiserror::Error;
 
 use super::ipam::Subnet;
 
+pub use iptables::comment as rule_tag;
 pub use nft::table_name;
 
 #[derive(Debug, Error)]

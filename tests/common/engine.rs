@@ -306,6 +306,35 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// What of berth's firewall is still there for `bridge` (its nftables table, its tagged iptables
+/// rules), removed now; the descriptions of what was found.
+pub fn remove_firewall(bridge: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let table = berth::network::firewall::table_name(bridge);
+    let listed = Command::new("nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if listed {
+        found.push(format!("nftables table ip {table} left"));
+    }
+    let tag = berth::network::firewall::rule_tag(bridge);
+    for save in ["iptables-save", "iptables-legacy-save", "iptables-nft-save"] {
+        let text = Command::new(save)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if text.contains(&tag) {
+            found.push(format!("{save} shows rules tagged {tag}"));
+        }
+    }
+    found.dedup();
+    if !found.is_empty() {
+        let _ = berth::network::firewall::remove(bridge);
+    }
+    found
+}
+
 /// Mount points at or below `root`, deepest first (so they can be unmounted in order).
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let prefix = root.to_string_lossy().into_owned();
@@ -409,6 +438,13 @@ impl Drop for TestEngine {
                     leftovers.push(format!("bridge {bridge} left"));
                 }
                 let _ = Command::new("ip").args(["link", "del", bridge]).status();
+            }
+            // The default bridge keeps its rules while it lives (as docker0 does); a removed
+            // network must have taken its own.
+            for rule in remove_firewall(bridge) {
+                if !is_default {
+                    leftovers.push(rule);
+                }
             }
         }
         for dir in cgroups_of(&container_ids) {

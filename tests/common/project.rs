@@ -292,16 +292,10 @@ impl TestProject {
                 }
                 let _ = Command::new("ip").args(["link", "del", bridge]).status();
             }
-            let table = format!("berth-{bridge}");
-            let listed = Command::new("nft")
-                .args(["list", "table", "ip", &table])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if listed {
-                left.push(format!("nftables table ip {table} left"));
-                let _ = Command::new("nft")
-                    .args(["delete", "table", "ip", &table])
-                    .status();
+            for rule in super::engine::remove_firewall(bridge) {
+                if !is_default {
+                    left.push(rule);
+                }
             }
         }
         // Cgroups empty once their processes are gone; give the kernel a moment to notice.
