@@ -29,6 +29,9 @@ pub struct ContainerCreateRequest {
     pub tty: bool,
     #[serde(default)]
     pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client closes its input.
+    #[serde(default)]
+    pub stdin_once: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<HashMap<String, EmptyObject>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

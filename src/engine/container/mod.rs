@@ -47,6 +47,7 @@ pub mod security;
 pub mod shim;
 pub mod spec;
 pub mod start;
+pub mod stdin;
 pub mod state;
 pub mod stop;
 pub mod sysctl;
