@@ -25,6 +25,7 @@ use state::{ContainerRecord, StateRecord};
 
 pub mod caps;
 pub mod cgroup;
+pub mod connect;
 pub mod create;
 pub mod exec;
 pub mod health;

@@ -254,7 +254,7 @@ fn runtime_env(env: &[String], hostname: &str) -> Vec<String> {
 }
 
 /// Network name → requested endpoint, from `NetworkingConfig` or the network mode.
-fn requested_networks(
+pub(crate) fn requested_networks(
     record: &super::state::ContainerRecord,
 ) -> Result<IndexMap<String, EndpointSettings>> {
     let mode = record

@@ -81,7 +81,8 @@ api_error_from!(
     crate::volume::VolumeError,
     crate::network::NetworkError,
     crate::engine::image::ImageError,
-    crate::engine::container::ContainerError
+    crate::engine::container::ContainerError,
+    crate::engine::container::connect::ConnectError
 );
 
 impl From<crate::engine::reference::ReferenceError> for ApiError {
