@@ -8,7 +8,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
-use super::model::{Healthcheck, Project, Service};
+use super::model::{FileReference, Healthcheck, Project, Service};
 use crate::engine::api::types::{
     ContainerCreateRequest, EmptyObject, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
@@ -601,11 +601,7 @@ fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
             else {
                 continue;
             };
-            let target = match r.target.as_deref() {
-                Some(t) if t.starts_with('/') => t.to_string(),
-                Some(t) => format!("{base}/{t}"),
-                None => format!("{base}/{}", r.source),
-            };
+            let target = object_target(r, base);
             mounts.push(Mount {
                 kind: "bind".into(),
                 source: resolve_bind_source(&project.working_dir, file),
@@ -616,6 +612,89 @@ fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
         }
     }
     mounts
+}
+
+/// Where a secret (`base` `/run/secrets`) or config (`base` empty) lands in the container.
+fn object_target(r: &FileReference, base: &str) -> String {
+    match r.target.as_deref() {
+        Some(t) if t.starts_with('/') => t.to_string(),
+        Some(t) => format!("{base}/{t}"),
+        None => format!("{base}/{}", r.source),
+    }
+}
+
+/// A `secrets`/`configs` entry made from inline `content` or an `environment` variable: the
+/// client copies it into the created container (the archive API), as docker compose does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Docker compose's default for both (`r--r--r--`, owned by root).
+const DEFAULT_OBJECT_MODE: u32 = 0o444;
+
+/// A `mode` as the loader keeps it: the digits written in the file (`0440` → 440), which are
+/// octal; a number that cannot be octal is taken as the mode itself.
+fn object_mode(value: Option<&serde_json::Value>) -> u32 {
+    let Some(n) = value.and_then(serde_json::Value::as_u64) else {
+        return DEFAULT_OBJECT_MODE;
+    };
+    let mode = u32::from_str_radix(&n.to_string(), 8).unwrap_or(n as u32);
+    mode & 0o7777
+}
+
+/// The inline secrets and configs of `service` (see [`InlineFile`]); an error names a secret
+/// whose variable is not set or an owner that is not numeric.
+pub fn inline_file_objects(project: &Project, service: &Service) -> Result<Vec<InlineFile>, String> {
+    let mut files = Vec::new();
+    for (kind, refs, defined, base) in [
+        ("secret", &service.secrets, &project.secrets, "/run/secrets"),
+        ("config", &service.configs, &project.configs, ""),
+    ] {
+        for r in refs {
+            let Some(def) = defined.get(&r.source) else {
+                continue;
+            };
+            let content = if let Some(text) = def.get("content").and_then(|c| c.as_str()) {
+                text.as_bytes().to_vec()
+            } else if let Some(var) = def.get("environment").and_then(|c| c.as_str()) {
+                project
+                    .object_environment
+                    .get(var)
+                    .ok_or_else(|| {
+                        format!(
+                            "{kind} {:?} is made from the environment variable {var}, which is \
+                             not set: set it (or put it in .env)",
+                            r.source
+                        )
+                    })?
+                    .as_bytes()
+                    .to_vec()
+            } else {
+                continue;
+            };
+            let id = |what: &str, v: &Option<String>| -> Result<u32, String> {
+                v.as_deref().map_or(Ok(0), |s| {
+                    s.parse().map_err(|_| {
+                        format!("{kind} {:?}: {what} {s:?} must be a number", r.source)
+                    })
+                })
+            };
+            files.push(InlineFile {
+                target: object_target(r, base),
+                content,
+                mode: object_mode(r.mode.as_ref()),
+                uid: id("uid", &r.uid)?,
+                gid: id("gid", &r.gid)?,
+            });
+        }
+    }
+    Ok(files)
 }
 
 /// Bind sources are relative to the project directory; `~` is the user's home.

@@ -23,6 +23,7 @@ use cgroup::CgroupLayout;
 use spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
 
+pub mod archive;
 pub mod caps;
 pub mod cgroup;
 pub mod connect;

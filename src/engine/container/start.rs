@@ -120,6 +120,7 @@ impl ContainerStore {
             }
         }
         all_mounts.extend(plan.mounts.iter().cloned());
+        all_mounts.extend(self.copied_mounts(id));
 
         let limits = resources::Limits::from_host_config(&host_config);
         let (cgroups, cgroup_resources) =
