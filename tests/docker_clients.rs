@@ -115,10 +115,20 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     import_busybox(&engine);
 
     // Attach + wait(removed) + AutoRemove: the output comes back and nothing is left.
-    assert_eq!(docker_ok(&engine, &["run", "--rm", IMAGE, "echo", "hi"]), "hi\n");
+    assert_eq!(
+        docker_ok(&engine, &["run", "--rm", IMAGE, "echo", "hi"]),
+        "hi\n"
+    );
     let out = docker(
         &engine,
-        &["run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"],
+        &[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
@@ -140,9 +150,11 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     let volume = unique_name("dcvol");
     docker_ok(&engine, &["network", "create", &network]);
     docker_ok(&engine, &["volume", "create", &volume]);
-    assert!(docker_ok(&engine, &["network", "ls", "--format", "{{.Name}}"])
-        .lines()
-        .any(|n| n == network));
+    assert!(
+        docker_ok(&engine, &["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|n| n == network)
+    );
     assert!(docker_ok(&engine, &["volume", "ls", "-q"])
         .lines()
         .any(|n| n == volume));
@@ -154,7 +166,17 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     docker_ok(
         &engine,
         &[
-            "run", "-d", "--name", "web", "-p", &publish, "-v", &mount, IMAGE, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            &publish,
+            "-v",
+            &mount,
+            IMAGE,
+            "sh",
+            "-c",
             "echo served by berth > /www/index.html; echo web up; exec httpd -f -p 80 -h /www",
         ],
     );
@@ -180,7 +202,17 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     // A container on the user network sees the volume's content too.
     let out = docker_ok(
         &engine,
-        &["run", "--rm", "--network", &network, "-v", &mount, IMAGE, "cat", "/www/index.html"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            "-v",
+            &mount,
+            IMAGE,
+            "cat",
+            "/www/index.html",
+        ],
     );
     assert_eq!(out, "served by berth\n");
 
@@ -188,9 +220,11 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     assert_eq!(docker_ok(&engine, &["ps", "-aq"]), "");
     docker_ok(&engine, &["network", "rm", &network]);
     docker_ok(&engine, &["volume", "rm", &volume]);
-    assert!(!docker_ok(&engine, &["network", "ls", "--format", "{{.Name}}"])
-        .lines()
-        .any(|n| n == network));
+    assert!(
+        !docker_ok(&engine, &["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|n| n == network)
+    );
     assert_eq!(docker_ok(&engine, &["volume", "ls", "-q"]), "");
 }
 
@@ -258,7 +292,9 @@ services:
             &engine,
             &dir,
             &project,
-            &["exec", "-T", "client", "timeout", "3", "wget", "-qO-", target],
+            &[
+                "exec", "-T", "client", "timeout", "3", "wget", "-qO-", target,
+            ],
         )
     };
     let started = Instant::now();

@@ -442,7 +442,10 @@ secrets:
     let out = project.berth(&["up", "-d"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("configs:") && !err.contains("secrets:"), "{err}");
+    assert!(
+        !err.contains("configs:") && !err.contains("secrets:"),
+        "{err}"
+    );
     let url = format!("http://127.0.0.1:{port}/site/index.html");
     let curl = |auth: Option<&str>| {
         let mut cmd = std::process::Command::new("curl");

@@ -571,7 +571,10 @@ pub async fn copy_inline_objects(
             .put_archive(container_id, "/", tar)
             .await
             .with_context(|| {
-                format!("cannot copy {} into the container of service {service_name}", file.target)
+                format!(
+                    "cannot copy {} into the container of service {service_name}",
+                    file.target
+                )
             })?;
     }
     Ok(())

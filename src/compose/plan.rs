@@ -650,7 +650,10 @@ fn object_mode(value: Option<&serde_json::Value>) -> u32 {
 
 /// The inline secrets and configs of `service` (see [`InlineFile`]); an error names a secret
 /// whose variable is not set or an owner that is not numeric.
-pub fn inline_file_objects(project: &Project, service: &Service) -> Result<Vec<InlineFile>, String> {
+pub fn inline_file_objects(
+    project: &Project,
+    service: &Service,
+) -> Result<Vec<InlineFile>, String> {
     let mut files = Vec::new();
     for (kind, refs, defined, base) in [
         ("secret", &service.secrets, &project.secrets, "/run/secrets"),

@@ -100,7 +100,8 @@ pub fn unsupported_file_objects(project: &Project, name: &str) -> Vec<Unsupporte
             let file_based = def
                 .and_then(|d| d.get("file"))
                 .is_some_and(|f| f.is_string());
-            let inline = def.is_some_and(|d| d.get("content").is_some() || d.get("environment").is_some());
+            let inline =
+                def.is_some_and(|d| d.get("content").is_some() || d.get("environment").is_some());
             let note = if inline {
                 continue;
             } else if !file_based {

@@ -65,18 +65,28 @@ mod tests {
     fn gnu_tar_reads_name_mode_owner_and_content() {
         let dir = tempfile::tempdir().unwrap();
         let tar = dir.path().join("one.tar");
-        std::fs::write(&tar, single_file_tar("run/secrets/token", b"s3cret\n", 0o440, (1000, 33), 0))
-            .unwrap();
+        std::fs::write(
+            &tar,
+            single_file_tar("run/secrets/token", b"s3cret\n", 0o440, (1000, 33), 0),
+        )
+        .unwrap();
         let out = std::process::Command::new("tar")
             .args(["--numeric-owner", "-tvf"])
             .arg(&tar)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listing = String::from_utf8_lossy(&out.stdout);
         assert!(listing.starts_with("-r--r----- 1000/33"), "{listing}");
         assert!(listing.contains(" 7 "), "{listing}");
-        assert!(listing.trim_end().ends_with("run/secrets/token"), "{listing}");
+        assert!(
+            listing.trim_end().ends_with("run/secrets/token"),
+            "{listing}"
+        );
         let out = std::process::Command::new("tar")
             .arg("-xOf")
             .arg(&tar)

@@ -500,7 +500,12 @@ impl EngineClient {
             &[("path", Some(dir.to_string()))],
         );
         let response = self
-            .send(Method::PUT, &path, full_body(tar), Some("application/x-tar"))
+            .send(
+                Method::PUT,
+                &path,
+                full_body(tar),
+                Some("application/x-tar"),
+            )
             .await?;
         self.read_all(response).await.map(drop)
     }

@@ -36,9 +36,8 @@ fn limits() -> UnpackLimits {
 /// Docker's `path` parameter: an absolute directory in the container, normalised (`.` and
 /// `..` are refused rather than resolved, as the path is the container's, not ours).
 pub fn target_dir(path: &str) -> Result<String> {
-    let bad = |why: &str| {
-        ContainerError::BadRequest(format!("invalid archive path {path:?}: {why}"))
-    };
+    let bad =
+        |why: &str| ContainerError::BadRequest(format!("invalid archive path {path:?}: {why}"));
     if !path.starts_with('/') {
         return Err(bad("it must be absolute"));
     }

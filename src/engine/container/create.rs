@@ -391,7 +391,10 @@ mod tests {
             ..Default::default()
         };
         let err = log_config(Some(syslog)).unwrap_err().to_string();
-        assert!(err.contains("log driver \"syslog\" is not supported"), "{err}");
+        assert!(
+            err.contains("log driver \"syslog\" is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -92,9 +92,7 @@ impl Engine {
 
     /// Close an attach's write end once the container has taken what was written.
     pub async fn release_stdin(&self, id: &str, writer: pipe::Sender, finished_before: &str) {
-        self.containers
-            .until_stdin_taken(id, finished_before)
-            .await;
+        self.containers.until_stdin_taken(id, finished_before).await;
         drop(writer);
     }
 }

@@ -39,12 +39,8 @@ pub async fn attach(
     }
     // Docker's `stream` is about live output; berth always streams, and `logs` adds the past.
     let (stdout, stderr) = (flag(&params, "stdout"), flag(&params, "stderr"));
-    let output = engine.attach_container_output(
-        &container.id,
-        stdout,
-        stderr,
-        flag(&params, "logs"),
-    )?;
+    let output =
+        engine.attach_container_output(&container.id, stdout, stderr, flag(&params, "logs"))?;
     let wants_stdin = flag(&params, "stdin") && container.config.open_stdin;
     let stdin = if wants_stdin {
         Some(engine.container_stdin(&container.id)?)
@@ -52,8 +48,8 @@ pub async fn attach(
         None
     };
     if !req.headers().contains_key(header::UPGRADE) {
-        let frames = tokio_stream_from(output)
-            .map(|chunk| Ok::<_, Infallible>(multiplexed_frame(&chunk)));
+        let frames =
+            tokio_stream_from(output).map(|chunk| Ok::<_, Infallible>(multiplexed_frame(&chunk)));
         return Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, MULTIPLEXED)

@@ -97,7 +97,11 @@ async fn connect(
     let network = engine.networks.inspect(&id)?;
     let container = engine.containers.resolve_id(&req.container)?;
     engine
-        .connect_container(&container, &network, req.endpoint_config.unwrap_or_default())
+        .connect_container(
+            &container,
+            &network,
+            req.endpoint_config.unwrap_or_default(),
+        )
         .await?;
     emit_event(
         &engine,
