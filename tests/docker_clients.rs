@@ -193,6 +193,19 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
         ],
     );
     assert_eq!(networks.trim(), "running bridge");
+    // As on Docker's default bridge, containers there do not resolve each other by name.
+    let lookup = docker_ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "timeout 3 nslookup web >/dev/null 2>&1 && echo resolved || echo unresolved",
+        ],
+    );
+    assert_eq!(lookup, "unresolved\n");
     assert_eq!(docker_ok(&engine, &["logs", "web"]), "web up\n");
     assert_eq!(
         docker_ok(&engine, &["exec", "web", "cat", "/www/index.html"]),
