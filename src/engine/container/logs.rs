@@ -84,6 +84,68 @@ fn take_lines(buf: &mut Vec<u8>) -> Vec<JsonLogLine> {
         .collect()
 }
 
+/// Attaches still streaming, per container: an auto-removed container (`docker run --rm`) is
+/// removed only once they have sent everything, since removal deletes the log they read.
+#[derive(Default)]
+pub(crate) struct ActiveAttaches {
+    count: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    changed: tokio::sync::Notify,
+}
+
+/// Held by an attach's pump while it streams.
+struct AttachGuard {
+    store: ContainerStore,
+    id: String,
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        let attaches = &self.store.inner.attaches;
+        let mut count = attaches.count.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = count.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                count.remove(&self.id);
+            }
+        }
+        attaches.changed.notify_waiters();
+    }
+}
+
+impl ContainerStore {
+    fn attach_guard(&self, id: &str) -> AttachGuard {
+        let attaches = &self.inner.attaches;
+        *attaches
+            .count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default() += 1;
+        AttachGuard {
+            store: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Wait (at most `limit`) until no attach of `id` is streaming.
+    pub(crate) async fn until_attaches_done(&self, id: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let attaches = &self.inner.attaches;
+            let woken = attaches.changed.notified();
+            let active = attaches
+                .count
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(id);
+            if !active || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), woken).await;
+        }
+    }
+}
+
 /// When a followed log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FollowUntil {
@@ -137,9 +199,11 @@ impl ContainerStore {
         };
         let (tx, rx) = mpsc::channel(64);
         let store = self.clone();
+        let guard = self.attach_guard(id);
         let id = id.to_string();
         tokio::spawn(async move {
             let _ = store.pump_logs(&id, path, opts, until, tx).await;
+            drop(guard);
         });
         Ok(rx)
     }

@@ -132,6 +132,8 @@ struct StoreInner {
     execs: exec::ExecTable,
     /// The healthcheck schedule of each running container with one.
     health_tasks: health::HealthTasks,
+    /// Attaches streaming output, so auto-remove waits for them.
+    attaches: logs::ActiveAttaches,
 }
 
 impl ContainerStore {
@@ -152,6 +154,7 @@ impl ContainerStore {
                 exits_done: tokio::sync::Notify::new(),
                 execs: Default::default(),
                 health_tasks: Default::default(),
+                attaches: Default::default(),
             }),
         })
     }

@@ -111,6 +111,10 @@ impl Engine {
         if !wanted || self.restart_due(id).is_some() {
             return;
         }
+        // Removal deletes the log an attached `docker run --rm` is still reading.
+        self.containers
+            .until_attaches_done(id, Duration::from_secs(10))
+            .await;
         match self.remove_container(id, true, true).await {
             Ok(()) | Err(super::ContainerError::NotFound(_)) => {}
             Err(e) => eprintln!(
