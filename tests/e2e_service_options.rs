@@ -337,7 +337,8 @@ fn service_options_take_effect_inside_containers() {
 }
 
 /// File-based `secrets` and `configs` are bind-mounted read-only where docker compose puts them
-/// (`/run/secrets/<name>`, `/<name>`, or their `target`).
+/// (`/run/secrets/<name>`, `/<name>`, or their `target`); one with a `mode` and `uid` is copied
+/// in with them instead.
 #[test]
 fn file_secrets_and_configs_are_mounted_read_only() {
     let registry = TestRegistry::start();
@@ -353,7 +354,7 @@ services:
     image: {image}
     environment:
       BERTH_TEST_MARK: {mark}
-    command: ["sh", "-c", "cat /run/secrets/pw /run/secrets/other/token /etc/app.conf /plain; (echo x > /run/secrets/pw) 2>/dev/null || echo read-only; sleep 300"]
+    command: ["sh", "-c", "stat -c '%a %u' /etc/app.conf; cat /run/secrets/pw /run/secrets/other/token /etc/app.conf /plain; (echo x > /run/secrets/pw) 2>/dev/null || echo read-only; sleep 300"]
     stop_grace_period: 1s
     secrets:
       - pw
@@ -363,6 +364,8 @@ services:
     configs:
       - source: app
         target: /etc/app.conf
+        mode: 0600
+        uid: "1000"
       - plain
 secrets:
   pw:
@@ -389,7 +392,7 @@ configs:
         })
         .expect("the container read its secrets");
     assert_eq!(
-        logs, "s3cret\ns3cret\nlevel=debug\ns3cret\nread-only\n",
+        logs, "600 1000\ns3cret\ns3cret\nlevel=debug\ns3cret\nread-only\n",
         "{logs}"
     );
     project.ok(&["down"]);

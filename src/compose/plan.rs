@@ -583,8 +583,8 @@ fn service_options_host_config(service: &Service) -> HostConfig {
     }
 }
 
-/// File-based `secrets` and `configs`, bind-mounted read-only as docker compose does without
-/// swarm: a secret at `/run/secrets/<name>` (or its relative `target` there, or an absolute
+/// File-based `secrets` and `configs` without `uid`/`gid`/`mode`, bind-mounted read-only as
+/// docker compose does without swarm: a secret at `/run/secrets/<name>` (or its relative `target` there, or an absolute
 /// one), a config at `/<name>` (or its `target`). Others are reported by
 /// `support::unsupported_file_objects`.
 fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
@@ -601,6 +601,10 @@ fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
             else {
                 continue;
             };
+            if sets_owner_or_mode(r) {
+                // Copied in with them instead (see `inline_file_objects`).
+                continue;
+            }
             let target = object_target(r, base);
             mounts.push(Mount {
                 kind: "bind".into(),
@@ -623,8 +627,14 @@ fn object_target(r: &FileReference, base: &str) -> String {
     }
 }
 
-/// A `secrets`/`configs` entry made from inline `content` or an `environment` variable: the
-/// client copies it into the created container (the archive API), as docker compose does.
+/// Whether a service's use of a secret or config asks for an owner or mode of its own.
+fn sets_owner_or_mode(r: &FileReference) -> bool {
+    r.uid.is_some() || r.gid.is_some() || r.mode.is_some()
+}
+
+/// A `secrets`/`configs` entry made from inline `content` or an `environment` variable, or a
+/// file-based one with its own `uid`/`gid`/`mode`: the client copies it into the created
+/// container (the archive API), as docker compose does for the first two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineFile {
     /// Absolute path in the container.
@@ -663,7 +673,13 @@ pub fn inline_file_objects(
             let Some(def) = defined.get(&r.source) else {
                 continue;
             };
-            let content = if let Some(text) = def.get("content").and_then(|c| c.as_str()) {
+            let file = def.get("file").and_then(|c| c.as_str());
+            let content = if let Some(path) = file.filter(|_| sets_owner_or_mode(r)) {
+                // A bind mount cannot change a host file's owner or mode: a copy can.
+                let path = resolve_bind_source(&project.working_dir, path);
+                std::fs::read(&path)
+                    .map_err(|e| format!("{kind} {:?}: cannot read {path}: {e}", r.source))?
+            } else if let Some(text) = def.get("content").and_then(|c| c.as_str()) {
                 text.as_bytes().to_vec()
             } else if let Some(var) = def.get("environment").and_then(|c| c.as_str()) {
                 project
@@ -730,6 +746,57 @@ fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_objects_carry_content_octal_mode_and_owner() {
+        let mut project = Project::default();
+        project
+            .configs
+            .insert("page".into(), serde_json::json!({"content": "hi\n"}));
+        project
+            .secrets
+            .insert("token".into(), serde_json::json!({"environment": "TOKEN"}));
+        let mut service = Service::default();
+        service.configs.push(FileReference {
+            source: "page".into(),
+            target: Some("/www/index.html".into()),
+            ..Default::default()
+        });
+        service.secrets.push(FileReference {
+            source: "token".into(),
+            mode: Some(serde_json::json!(440)),
+            uid: Some("1000".into()),
+            ..Default::default()
+        });
+        let err = inline_file_objects(&project, &service).unwrap_err();
+        assert!(
+            err.contains("environment variable TOKEN, which is not set"),
+            "{err}"
+        );
+        project
+            .object_environment
+            .insert("TOKEN".into(), "t0k".into());
+        let files = inline_file_objects(&project, &service).unwrap();
+        assert_eq!(
+            files,
+            [
+                InlineFile {
+                    target: "/run/secrets/token".into(),
+                    content: b"t0k".to_vec(),
+                    mode: 0o440,
+                    uid: 1000,
+                    gid: 0,
+                },
+                InlineFile {
+                    target: "/www/index.html".into(),
+                    content: b"hi\n".to_vec(),
+                    mode: 0o444,
+                    uid: 0,
+                    gid: 0,
+                },
+            ]
+        );
+    }
     use crate::compose::model::{
         DependsOn, NetworkConfig, ServicePort, ServiceVolume, VolumeConfig,
     };
