@@ -140,6 +140,14 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "piped\ndone\n");
     assert_eq!(docker_ok(&engine, &["ps", "-aq"]), "");
+    // Without --rm the CLI waits for the next exit; `start -a` attaches to the next run.
+    assert_eq!(
+        docker_ok(&engine, &["run", "--name", "once", IMAGE, "echo", "again"]),
+        "again\n"
+    );
+    assert_eq!(docker_ok(&engine, &["start", "-a", "once"]), "again\n");
+    assert_eq!(docker_ok(&engine, &["logs", "once"]), "again\nagain\n");
+    docker_ok(&engine, &["rm", "once"]);
     // A TTY is refused with a message, not run without one.
     let out = docker(&engine, &["run", "--rm", "-t", IMAGE, "true"]);
     assert!(!out.status.success());
