@@ -253,7 +253,7 @@ fn docker_cli_run_attaches_publishes_and_manages_networks_and_volumes() {
 fn compose(engine: &TestEngine, dir: &Path, project: &str, args: &[&str]) -> Output {
     let mut command = Command::new("docker-compose");
     command
-        .args(["-p", project, "--no-ansi"])
+        .args(["-p", project, "--ansi", "never"])
         .args(args)
         .current_dir(dir)
         .env("DOCKER_HOST", engine.docker_host())
