@@ -62,7 +62,10 @@ fn unknown_paths_and_old_versions_get_docker_errors() {
     let engine = TestEngine::start();
     let (status, body) = raw_get(&engine.socket(), "/v1.41/no/such/thing").unwrap();
     assert_eq!(status, 404);
-    assert_eq!(body, r#"{"message":"page not found"}"#);
+    assert_eq!(
+        body,
+        r#"{"message":"berth does not implement GET /no/such/thing: this part of the Docker Engine API is not supported by berth yet"}"#
+    );
     let (status, _) = raw_get(&engine.socket(), "/nothing-here").unwrap();
     assert_eq!(status, 404);
     let (status, body) = raw_get(&engine.socket(), "/v1.12/version").unwrap();

@@ -339,8 +339,8 @@ fn service_options_take_effect_inside_containers() {
 }
 
 /// File-based `secrets` and `configs` are bind-mounted read-only where docker compose puts them
-/// (`/run/secrets/<name>`, `/<name>`, or their `target`); an environment-made secret is named in a
-/// warning instead of being dropped silently.
+/// (`/run/secrets/<name>`, `/<name>`, or their `target`); one with a `mode` and `uid` is copied
+/// in with them instead.
 #[test]
 fn file_secrets_and_configs_are_mounted_read_only() {
     let registry = TestRegistry::start();
@@ -356,7 +356,7 @@ services:
     image: {image}
     environment:
       BERTH_TEST_MARK: {mark}
-    command: ["sh", "-c", "cat /run/secrets/pw /run/secrets/other/token /etc/app.conf /plain; (echo x > /run/secrets/pw) 2>/dev/null || echo read-only; sleep 300"]
+    command: ["sh", "-c", "stat -c '%a %u' /etc/app.conf; cat /run/secrets/pw /run/secrets/other/token /etc/app.conf /plain; (echo x > /run/secrets/pw) 2>/dev/null || echo read-only; sleep 300"]
     stop_grace_period: 1s
     secrets:
       - pw
@@ -366,6 +366,8 @@ services:
     configs:
       - source: app
         target: /etc/app.conf
+        mode: 0600
+        uid: "1000"
       - plain
 secrets:
   pw:
@@ -383,10 +385,8 @@ configs:
     let out = project.berth(&["up", "-d"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("`secrets: from_env`") && err.contains("only file-based ones are mounted"),
-        "{err}"
-    );
+    // An environment-made secret is copied in now (see the test below), not warned about.
+    assert!(!err.contains("from_env"), "{err}");
     let logs = project
         .eventually(Duration::from_secs(20), || {
             let l = project.ok(&["logs", "--no-log-prefix", "app"]);
@@ -394,8 +394,95 @@ configs:
         })
         .expect("the container read its secrets");
     assert_eq!(
-        logs, "s3cret\ns3cret\nlevel=debug\ns3cret\nread-only\n",
+        logs, "600 1000\ns3cret\ns3cret\nlevel=debug\ns3cret\nread-only\n",
         "{logs}"
     );
+    project.ok(&["down"]);
+}
+
+/// Inline `configs: content:` and a secret from `environment:` (copied into the created
+/// container with the archive API): busybox `httpd` serves its inline configuration and page on
+/// a published loopback port, and the secret is at `/run/secrets/<name>` with its mode and
+/// owner, read-only.
+#[test]
+fn inline_configs_and_environment_secrets_are_in_place_with_their_mode() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("inline/busybox", "1");
+    let mut project = TestProject::new("inline", "");
+    project
+        .env
+        .push(("BERTH_TEST_TOKEN".into(), "token-from-env".into()));
+    let port = common::registry::free_port();
+    project.write_compose(&format!(
+        r#"
+services:
+  web:
+    image: {image}
+    ports: ["127.0.0.1:{port}:8080"]
+    stop_grace_period: 1s
+    command: ["sh", "-c", "stat -c '%a %u:%g' /run/secrets/token; cat /run/secrets/token; echo; (echo x > /run/secrets/token) 2>/dev/null || echo read-only; exec httpd -f -c /etc/httpd.conf -p 8080 -h /srv/www"]
+    configs:
+      - source: httpd
+        target: /etc/httpd.conf
+      - source: page
+        target: /srv/www/site/index.html
+    secrets:
+      - source: token
+        mode: 0440
+        uid: "1000"
+        gid: "1000"
+configs:
+  httpd:
+    content: |
+      A:127.0.0.1
+      A:*
+      /site:admin:{{pw}}
+  page:
+    content: "served from an inline config\n"
+secrets:
+  token:
+    environment: BERTH_TEST_TOKEN
+"#
+    ).replace("{pw}", "s3cret"));
+    let out = project.berth(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("configs:") && !err.contains("secrets:"),
+        "{err}"
+    );
+    let url = format!("http://127.0.0.1:{port}/site/index.html");
+    let curl = |auth: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(auth) = auth {
+            cmd.args(["-u", auth]);
+        }
+        let out = cmd.arg(&url).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The inline httpd.conf protects /site: without it, the page would be served to anyone.
+    let code = project
+        .eventually(Duration::from_secs(20), || {
+            let c = curl(None);
+            (c != "000").then_some(c)
+        })
+        .expect("httpd answered on the published port");
+    assert_eq!(code, "401", "the inline httpd.conf was not used");
+    let page = std::process::Command::new("curl")
+        .args(["-s", "-f", "-m", "3", "-u", "admin:s3cret", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout),
+        "served from an inline config\n"
+    );
+    let logs = project
+        .eventually(Duration::from_secs(10), || {
+            let l = project.ok(&["logs", "--no-log-prefix", "web"]);
+            l.contains("read-only").then_some(l)
+        })
+        .expect("the container read its secret");
+    assert_eq!(logs, "440 1000:1000\ntoken-from-env\nread-only\n", "{logs}");
     project.ok(&["down"]);
 }

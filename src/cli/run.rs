@@ -149,6 +149,10 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         .await
         .with_context(|| format!("cannot create the one-off container of {}", args.service))?;
     let id = created.id;
+    if let Err(e) = super::up::copy_inline_objects(&client, &project, &args.service, &id).await {
+        let _ = client.remove_container(&id, true, false).await;
+        return Err(e);
+    }
     if let Err(e) = client.start_container(&id).await {
         let _ = client.remove_container(&id, true, false).await;
         return Err(anyhow::Error::new(e).context(format!("cannot start {name}")));

@@ -519,6 +519,7 @@ async fn converge_service(
             client.remove_container(&c.id, true, false).await?;
             let created = client.create_container(Some(&name), &request).await?;
             remember(Made::Container(created.id.clone()));
+            copy_inline_objects(client, project, service_name, &created.id).await?;
             status_line("Container", &name, "Recreated");
             created.id
         }
@@ -528,6 +529,7 @@ async fn converge_service(
                 .await
                 .with_context(|| format!("cannot create container for service {service_name}"))?;
             remember(Made::Container(created.id.clone()));
+            copy_inline_objects(client, project, service_name, &created.id).await?;
             status_line("Container", &name, "Created");
             created.id
         }
@@ -541,6 +543,41 @@ async fn converge_service(
         .with_context(|| format!("cannot start container {name} (service {service_name})"))?;
     status_line("Container", &name, "Started");
     Ok(Started::new(project, service_name, &id, &name))
+}
+
+/// Inline and environment-made `secrets`/`configs` go into the created container through the
+/// archive API, as docker compose puts them, with their mode and owner in the tar header.
+pub async fn copy_inline_objects(
+    client: &EngineClient,
+    project: &Project,
+    service_name: &str,
+    container_id: &str,
+) -> anyhow::Result<()> {
+    let Some(service) = project.services.get(service_name) else {
+        return Ok(());
+    };
+    let files = plan::inline_file_objects(project, service)
+        .map_err(|e| anyhow!("service {service_name}: {e}"))?;
+    for file in files {
+        let relative = file.target.trim_start_matches('/');
+        let tar = crate::engine::api::archive::single_file_tar(
+            relative,
+            &file.content,
+            file.mode,
+            (file.uid, file.gid),
+            chrono::Utc::now().timestamp().max(0) as u64,
+        );
+        client
+            .put_archive(container_id, "/", tar)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot copy {} into the container of service {service_name}",
+                    file.target
+                )
+            })?;
+    }
+    Ok(())
 }
 
 impl Started {

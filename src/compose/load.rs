@@ -495,6 +495,7 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     })?;
     project.working_dir = project_dir;
     project.config_files = files;
+    project.object_environment = object_environment(&project, &env);
 
     // 7. Profiles and selection.
     let mut profiles: Vec<String> = options.profiles.clone();
@@ -515,6 +516,20 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         consistency::check(&project, Some(&raw))?;
     }
     Ok((project, raw))
+}
+
+/// The values of the variables named by `environment:` in top-level `secrets` and `configs`.
+fn object_environment(
+    project: &Project,
+    env: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    project
+        .secrets
+        .values()
+        .chain(project.configs.values())
+        .filter_map(|def| def.get("environment").and_then(serde_json::Value::as_str))
+        .filter_map(|var| env.get(var).map(|v| (var.to_string(), v.clone())))
+        .collect()
 }
 
 /// What the per-file stages (include, extends) need to load further files.

@@ -10,6 +10,10 @@ pub struct Project {
     pub working_dir: std::path::PathBuf,
     #[serde(skip)]
     pub config_files: Vec<std::path::PathBuf>,
+    /// Values of the variables that `secrets`/`configs` name with `environment:` (only those:
+    /// the rest of the environment is not carried), set by the loader; never printed.
+    #[serde(skip)]
+    pub object_environment: IndexMap<String, String>,
     #[serde(default)]
     pub services: IndexMap<String, Service>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -8,7 +8,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
-use super::model::{Healthcheck, Project, Service};
+use super::model::{FileReference, Healthcheck, Project, Service};
 use crate::engine::api::types::{
     ContainerCreateRequest, DeviceMapping, EmptyObject, EndpointIpamConfig, EndpointSettings,
     HealthConfig, HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding,
@@ -627,8 +627,8 @@ fn device_mappings(service: &Service) -> Vec<DeviceMapping> {
         .collect()
 }
 
-/// File-based `secrets` and `configs`, bind-mounted read-only as docker compose does without
-/// swarm: a secret at `/run/secrets/<name>` (or its relative `target` there, or an absolute
+/// File-based `secrets` and `configs` without `uid`/`gid`/`mode`, bind-mounted read-only as
+/// docker compose does without swarm: a secret at `/run/secrets/<name>` (or its relative `target` there, or an absolute
 /// one), a config at `/<name>` (or its `target`). Others are reported by
 /// `support::unsupported_file_objects`.
 fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
@@ -645,11 +645,11 @@ fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
             else {
                 continue;
             };
-            let target = match r.target.as_deref() {
-                Some(t) if t.starts_with('/') => t.to_string(),
-                Some(t) => format!("{base}/{t}"),
-                None => format!("{base}/{}", r.source),
-            };
+            if sets_owner_or_mode(r) {
+                // Copied in with them instead (see `inline_file_objects`).
+                continue;
+            }
+            let target = object_target(r, base);
             mounts.push(Mount {
                 kind: "bind".into(),
                 source: resolve_bind_source(&project.working_dir, file),
@@ -660,6 +660,104 @@ fn file_object_mounts(project: &Project, service: &Service) -> Vec<Mount> {
         }
     }
     mounts
+}
+
+/// Where a secret (`base` `/run/secrets`) or config (`base` empty) lands in the container.
+fn object_target(r: &FileReference, base: &str) -> String {
+    match r.target.as_deref() {
+        Some(t) if t.starts_with('/') => t.to_string(),
+        Some(t) => format!("{base}/{t}"),
+        None => format!("{base}/{}", r.source),
+    }
+}
+
+/// Whether a service's use of a secret or config asks for an owner or mode of its own.
+fn sets_owner_or_mode(r: &FileReference) -> bool {
+    r.uid.is_some() || r.gid.is_some() || r.mode.is_some()
+}
+
+/// A `secrets`/`configs` entry made from inline `content` or an `environment` variable, or a
+/// file-based one with its own `uid`/`gid`/`mode`: the client copies it into the created
+/// container (the archive API), as docker compose does for the first two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Docker compose's default for both (`r--r--r--`, owned by root).
+const DEFAULT_OBJECT_MODE: u32 = 0o444;
+
+/// A `mode` as the loader keeps it: the digits written in the file (`0440` → 440), which are
+/// octal; a number that cannot be octal is taken as the mode itself.
+fn object_mode(value: Option<&serde_json::Value>) -> u32 {
+    let Some(n) = value.and_then(serde_json::Value::as_u64) else {
+        return DEFAULT_OBJECT_MODE;
+    };
+    let mode = u32::from_str_radix(&n.to_string(), 8).unwrap_or(n as u32);
+    mode & 0o7777
+}
+
+/// The inline secrets and configs of `service` (see [`InlineFile`]); an error names a secret
+/// whose variable is not set or an owner that is not numeric.
+pub fn inline_file_objects(
+    project: &Project,
+    service: &Service,
+) -> Result<Vec<InlineFile>, String> {
+    let mut files = Vec::new();
+    for (kind, refs, defined, base) in [
+        ("secret", &service.secrets, &project.secrets, "/run/secrets"),
+        ("config", &service.configs, &project.configs, ""),
+    ] {
+        for r in refs {
+            let Some(def) = defined.get(&r.source) else {
+                continue;
+            };
+            let file = def.get("file").and_then(|c| c.as_str());
+            let content = if let Some(path) = file.filter(|_| sets_owner_or_mode(r)) {
+                // A bind mount cannot change a host file's owner or mode: a copy can.
+                let path = resolve_bind_source(&project.working_dir, path);
+                std::fs::read(&path)
+                    .map_err(|e| format!("{kind} {:?}: cannot read {path}: {e}", r.source))?
+            } else if let Some(text) = def.get("content").and_then(|c| c.as_str()) {
+                text.as_bytes().to_vec()
+            } else if let Some(var) = def.get("environment").and_then(|c| c.as_str()) {
+                project
+                    .object_environment
+                    .get(var)
+                    .ok_or_else(|| {
+                        format!(
+                            "{kind} {:?} is made from the environment variable {var}, which is \
+                             not set: set it (or put it in .env)",
+                            r.source
+                        )
+                    })?
+                    .as_bytes()
+                    .to_vec()
+            } else {
+                continue;
+            };
+            let id = |what: &str, v: &Option<String>| -> Result<u32, String> {
+                v.as_deref().map_or(Ok(0), |s| {
+                    s.parse().map_err(|_| {
+                        format!("{kind} {:?}: {what} {s:?} must be a number", r.source)
+                    })
+                })
+            };
+            files.push(InlineFile {
+                target: object_target(r, base),
+                content,
+                mode: object_mode(r.mode.as_ref()),
+                uid: id("uid", &r.uid)?,
+                gid: id("gid", &r.gid)?,
+            });
+        }
+    }
+    Ok(files)
 }
 
 /// Bind sources are relative to the project directory; `~` is the user's home.
@@ -692,6 +790,57 @@ fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_objects_carry_content_octal_mode_and_owner() {
+        let mut project = Project::default();
+        project
+            .configs
+            .insert("page".into(), serde_json::json!({"content": "hi\n"}));
+        project
+            .secrets
+            .insert("token".into(), serde_json::json!({"environment": "TOKEN"}));
+        let mut service = Service::default();
+        service.configs.push(FileReference {
+            source: "page".into(),
+            target: Some("/www/index.html".into()),
+            ..Default::default()
+        });
+        service.secrets.push(FileReference {
+            source: "token".into(),
+            mode: Some(serde_json::json!(440)),
+            uid: Some("1000".into()),
+            ..Default::default()
+        });
+        let err = inline_file_objects(&project, &service).unwrap_err();
+        assert!(
+            err.contains("environment variable TOKEN, which is not set"),
+            "{err}"
+        );
+        project
+            .object_environment
+            .insert("TOKEN".into(), "t0k".into());
+        let files = inline_file_objects(&project, &service).unwrap();
+        assert_eq!(
+            files,
+            [
+                InlineFile {
+                    target: "/run/secrets/token".into(),
+                    content: b"t0k".to_vec(),
+                    mode: 0o440,
+                    uid: 1000,
+                    gid: 0,
+                },
+                InlineFile {
+                    target: "/www/index.html".into(),
+                    content: b"hi\n".to_vec(),
+                    mode: 0o444,
+                    uid: 0,
+                    gid: 0,
+                },
+            ]
+        );
+    }
     use crate::compose::model::{
         DependsOn, NetworkConfig, ServicePort, ServiceVolume, VolumeConfig,
     };

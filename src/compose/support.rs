@@ -82,8 +82,10 @@ const IGNORED_IF_PRESENT: &[(&str, &str)] = &[
 ];
 
 /// The `secrets` and `configs` of service `name` that berth cannot mount: file-based ones are
-/// bind-mounted read-only (see `plan::file_object_mounts`); those made from an environment
-/// variable or inline `content`, and `external` (swarm) ones, are not yet.
+/// bind-mounted read-only (see `plan::file_object_mounts`), or copied in when they set `uid`,
+/// `gid` or `mode`; those made from an environment variable or inline `content` are copied in
+/// with their mode and owner (see `plan::inline_file_objects`); `external` (swarm) ones are not
+/// supported.
 pub fn unsupported_file_objects(project: &Project, name: &str) -> Vec<Unsupported> {
     let Some(service) = project.services.get(name) else {
         return Vec::new();
@@ -94,23 +96,22 @@ pub fn unsupported_file_objects(project: &Project, name: &str) -> Vec<Unsupporte
         ("configs", &service.configs, &project.configs),
     ] {
         for r in refs {
-            let file_based = defined
-                .get(&r.source)
+            let def = defined.get(&r.source);
+            let file_based = def
                 .and_then(|d| d.get("file"))
                 .is_some_and(|f| f.is_string());
-            let note = if !file_based {
-                "only file-based ones are mounted"
-            } else if r.uid.is_some() || r.gid.is_some() || r.mode.is_some() {
-                // The file is bind-mounted as it is, as docker compose does without swarm.
-                "uid, gid and mode are not applied to a bind-mounted file"
-            } else {
+            let inline =
+                def.is_some_and(|d| d.get("content").is_some() || d.get("environment").is_some());
+            let note = if inline || file_based {
                 continue;
+            } else {
+                "only file-based, inline (`content`) and `environment` ones are mounted"
             };
             found.push(Unsupported {
                 service: name.to_string(),
                 field: format!("{kind}: {}", r.source),
                 refused: false,
-                partial: file_based,
+                partial: false,
                 note: note.into(),
             });
         }

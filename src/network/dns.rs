@@ -51,15 +51,27 @@ impl DnsTable {
         attachments: impl Iterator<Item = &'a AttachmentRecord>,
     ) -> Self {
         let mut t = DnsTable::default();
+        // Docker's default bridge has no service discovery: its containers do not resolve each
+        // other by name (only user-defined networks have names), so berth's does not either.
+        let mut nameless = std::collections::HashSet::new();
         for n in networks {
             t.names.entry(n.id.clone()).or_default();
+            if n.options
+                .get(super::DEFAULT_BRIDGE_OPTION)
+                .map(String::as_str)
+                == Some("true")
+            {
+                nameless.insert(n.id.clone());
+            }
         }
         for a in attachments {
             let nets: Vec<String> = a.endpoints.iter().map(|e| e.network_id.clone()).collect();
             for e in &a.endpoints {
                 let names = t.names.entry(e.network_id.clone()).or_default();
-                for name in &e.dns_names {
-                    names.push((normalise(name), e.address));
+                if !nameless.contains(&e.network_id) {
+                    for name in &e.dns_names {
+                        names.push((normalise(name), e.address));
+                    }
                 }
                 t.member_of
                     .insert((e.network_id.clone(), e.address), nets.clone());
@@ -510,6 +522,32 @@ mod tests {
                 .map(|v| v.len()),
             Some(1)
         );
+    }
+
+    #[test]
+    fn the_default_bridge_has_no_names() {
+        let bridge = NetworkRecord {
+            id: "b".into(),
+            name: "bridge".into(),
+            created: String::new(),
+            driver: "bridge".into(),
+            bridge: "br-b".into(),
+            subnet: "172.17.0.0/16".into(),
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+            ip_range: String::new(),
+            internal: false,
+            attachable: false,
+            options: [(
+                super::super::DEFAULT_BRIDGE_OPTION.to_string(),
+                "true".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            labels: Default::default(),
+        };
+        let a = attachment("web", "b", Ipv4Addr::new(172, 17, 0, 2), &[]);
+        let t = DnsTable::build([&bridge].into_iter(), [&a].into_iter());
+        assert_eq!(t.lookup("b", Ipv4Addr::new(172, 17, 0, 3), "web"), None);
     }
 
     #[test]

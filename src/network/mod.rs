@@ -163,7 +163,7 @@ const RESTORE_BIND_PAUSE: std::time::Duration = std::time::Duration::from_millis
 const PREDEFINED: [&str; 2] = ["host", "none"];
 /// Docker's default network, made on first use by a container that asks for `bridge`.
 const DEFAULT_BRIDGE: &str = "bridge";
-const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
+pub(crate) const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
 
 impl NetworkManager {
     pub fn open(roots: &EngineRoots) -> Result<Self> {

@@ -183,16 +183,24 @@ impl TestEngine {
             .expect("run berth")
     }
 
-    /// The real Docker CLI pointed at this engine.
+    /// The real Docker CLI (`docker` on `PATH`) pointed at this engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new(super::precondition::tool("docker"))
-            .arg("-H")
-            .arg(self.docker_host())
+        self.docker_command()
             .args(args)
-            .env("DOCKER_CONFIG", self.temp_path().join("docker-config"))
             .stdin(Stdio::null())
             .output()
-            .expect("run the docker CLI")
+            .expect("run docker")
+    }
+
+    /// `docker -H <this engine>` with its own client config, for callers that set stdin or
+    /// a timeout themselves.
+    pub fn docker_command(&self) -> Command {
+        let mut command = Command::new(super::precondition::tool("docker"));
+        command
+            .arg("-H")
+            .arg(self.docker_host())
+            .env("DOCKER_CONFIG", self.temp_path().join("docker-config"));
+        command
     }
 
     fn temp_path(&self) -> PathBuf {

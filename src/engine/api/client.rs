@@ -492,6 +492,24 @@ impl EngineClient {
             .await
     }
 
+    /// `PUT /containers/{id}/archive?path=DIR`: extract `tar` at `DIR` in the container (berth:
+    /// before it starts; see `engine::container::archive`).
+    pub async fn put_archive(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<()> {
+        let path = with_query(
+            &format!("/containers/{}/archive", encode(id, &[])),
+            &[("path", Some(dir.to_string()))],
+        );
+        let response = self
+            .send(
+                Method::PUT,
+                &path,
+                full_body(tar),
+                Some("application/x-tar"),
+            )
+            .await?;
+        self.read_all(response).await.map(drop)
+    }
+
     /// Starting a running container is not an error (Docker answers 304).
     pub async fn start_container(&self, id: &str) -> Result<()> {
         let path = format!("/containers/{}/start", encode(id, &[]));

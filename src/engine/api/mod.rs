@@ -1,5 +1,6 @@
 //! The Docker-Engine-API-shaped REST interface: JSON types, the axum server and the client.
 
+pub mod archive;
 pub mod client;
 pub mod filters;
 pub mod server;

@@ -29,6 +29,9 @@ pub struct ContainerCreateRequest {
     pub tty: bool,
     #[serde(default)]
     pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client closes its input.
+    #[serde(default)]
+    pub stdin_once: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<HashMap<String, EmptyObject>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,6 +181,16 @@ pub struct ExecProcessConfig {
     pub user: String,
 }
 
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(default)]
+    pub r#type: String,
+    #[serde(default)]
+    pub config: HashMap<String, String>,
+}
+
 /// An empty JSON object `{}` (Docker's way of spelling a set).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EmptyObject {}
@@ -200,6 +213,9 @@ pub struct HostConfig {
     pub restart_policy: Option<RestartPolicy>,
     #[serde(default)]
     pub auto_remove: bool,
+    /// The log driver; berth writes Docker's `json-file` format, whatever was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_config: Option<LogConfig>,
     #[serde(default)]
     pub privileged: bool,
     #[serde(default)]

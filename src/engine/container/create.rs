@@ -126,7 +126,26 @@ fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
     if let Some(sysctls) = &host.sysctls {
         sysctl::validate(sysctls, host.network_mode == "host").map_err(|e| bad(&e))?;
     }
+    host.log_config = Some(log_config(host.log_config.take())?);
     Ok(())
+}
+
+/// The shim writes Docker's `json-file` log; another driver is refused rather than ignored.
+/// The recorded type is `json-file`, as Docker records its default (docker-compose 1.29 shows
+/// logs only of containers whose driver it knows).
+fn log_config(
+    asked: Option<crate::engine::api::types::LogConfig>,
+) -> Result<crate::engine::api::types::LogConfig> {
+    let mut config = asked.unwrap_or_default();
+    match config.r#type.as_str() {
+        "" | "json-file" => {
+            config.r#type = "json-file".into();
+            Ok(config)
+        }
+        other => Err(ContainerError::BadRequest(format!(
+            "log driver {other:?} is not supported by berth: it writes json-file logs only"
+        ))),
+    }
 }
 
 impl ContainerStore {
@@ -174,7 +193,7 @@ impl ContainerStore {
             .unwrap_or_else(|| "SIGTERM".into());
         parse_signal(&stop_signal)?;
         let mut req = req;
-        check_host_options(req.host_config.as_mut())?;
+        check_host_options(Some(req.host_config.get_or_insert_with(Default::default)))?;
 
         let _guard = self.inner.create_lock.lock().await;
         let name = match name.filter(|n| !n.is_empty()) {
@@ -363,6 +382,20 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_are_json_file_and_other_drivers_are_refused() {
+        assert_eq!(log_config(None).unwrap().r#type, "json-file");
+        let syslog = crate::engine::api::types::LogConfig {
+            r#type: "syslog".into(),
+            ..Default::default()
+        };
+        let err = log_config(Some(syslog)).unwrap_err().to_string();
+        assert!(
+            err.contains("log driver \"syslog\" is not supported"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn env_merge_keeps_order_and_lets_the_request_win() {

@@ -84,6 +84,78 @@ fn take_lines(buf: &mut Vec<u8>) -> Vec<JsonLogLine> {
         .collect()
 }
 
+/// Attaches still streaming, per container: an auto-removed container (`docker run --rm`) is
+/// removed only once they have sent everything, since removal deletes the log they read.
+#[derive(Default)]
+pub(crate) struct ActiveAttaches {
+    count: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    changed: tokio::sync::Notify,
+}
+
+/// Held by an attach's pump while it streams.
+struct AttachGuard {
+    store: ContainerStore,
+    id: String,
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        let attaches = &self.store.inner.attaches;
+        let mut count = attaches.count.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = count.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                count.remove(&self.id);
+            }
+        }
+        attaches.changed.notify_waiters();
+    }
+}
+
+impl ContainerStore {
+    fn attach_guard(&self, id: &str) -> AttachGuard {
+        let attaches = &self.inner.attaches;
+        *attaches
+            .count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default() += 1;
+        AttachGuard {
+            store: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Wait (at most `limit`) until no attach of `id` is streaming.
+    pub(crate) async fn until_attaches_done(&self, id: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let attaches = &self.inner.attaches;
+            let woken = attaches.changed.notified();
+            let active = attaches
+                .count
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(id);
+            if !active || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), woken).await;
+        }
+    }
+}
+
+/// When a followed log ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FollowUntil {
+    /// `logs -f`: once the container is not running.
+    NotRunning,
+    /// An attach: once the container has exited after the attach (whose `FinishedAt` then was
+    /// this), so attaching to a created container waits for its start, as in Docker.
+    NextExit { finished_before: String },
+}
+
 impl ContainerStore {
     /// Stream the container's log; with `follow`, until it has exited and the file is drained.
     pub fn logs(&self, id: &str, opts: LogOptions) -> Result<mpsc::Receiver<LogChunk>> {
@@ -93,9 +165,61 @@ impl ContainerStore {
         let id = id.to_string();
         let path = self.log_path(&id);
         tokio::spawn(async move {
-            let _ = store.pump_logs(&id, path, opts, tx).await;
+            let _ = store
+                .pump_logs(&id, path, opts, FollowUntil::NotRunning, tx)
+                .await;
         });
         Ok(rx)
+    }
+
+    /// The output of an attach (`docker run`, `docker start -a`): what the container writes
+    /// from now on (plus the log so far with `logs`), until its next exit. The shim owns the
+    /// container's stdio and writes it to the log file; an attach follows that file, so it
+    /// works the same for a container started before or after the engine restarted.
+    pub fn attach_output(
+        &self,
+        id: &str,
+        stdout: bool,
+        stderr: bool,
+        logs: bool,
+    ) -> Result<mpsc::Receiver<LogChunk>> {
+        self.load_record(id)?;
+        let until = FollowUntil::NextExit {
+            finished_before: self.state(id).finished_at,
+        };
+        let path = self.log_path(id);
+        // Without `logs`, only what is written after this call: start at the file's end.
+        let tail = if logs { None } else { Some(0) };
+        let opts = LogOptions {
+            follow: true,
+            stdout,
+            stderr,
+            tail,
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let store = self.clone();
+        let guard = self.attach_guard(id);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let _ = store.pump_logs(&id, path, opts, until, tx).await;
+            drop(guard);
+        });
+        Ok(rx)
+    }
+
+    /// Whether a followed log is complete: read before the file, so that after a "done" one
+    /// more read drains what the shim wrote before recording the exit.
+    fn follow_done(&self, id: &str, until: &FollowUntil) -> bool {
+        let state = self.state(id);
+        match until {
+            FollowUntil::NotRunning => state.status != Status::Running,
+            FollowUntil::NextExit { finished_before } => {
+                state.status != Status::Running
+                    && !state.finished_at.is_empty()
+                    && state.finished_at != *finished_before
+            }
+        }
     }
 
     async fn pump_logs(
@@ -103,6 +227,7 @@ impl ContainerStore {
         id: &str,
         path: PathBuf,
         opts: LogOptions,
+        until: FollowUntil,
         tx: mpsc::Sender<LogChunk>,
     ) -> std::io::Result<()> {
         let mut offset = 0u64;
@@ -130,9 +255,7 @@ impl ContainerStore {
             return Ok(());
         }
         loop {
-            // Read the state before the file: the shim logs everything before recording the
-            // exit, so after an "exited" here one more read drains the file.
-            let done = self.state(id).status != Status::Running;
+            let done = self.follow_done(id, &until);
             if let Ok(mut file) = tokio::fs::File::open(&path).await {
                 file.seek(SeekFrom::Start(offset)).await?;
                 let mut more = Vec::new();
@@ -159,6 +282,17 @@ impl ContainerStore {
 }
 
 impl Engine {
+    /// See [`ContainerStore::attach_output`].
+    pub fn attach_container_output(
+        &self,
+        id: &str,
+        stdout: bool,
+        stderr: bool,
+        logs: bool,
+    ) -> Result<mpsc::Receiver<LogChunk>> {
+        self.containers.attach_output(id, stdout, stderr, logs)
+    }
+
     pub async fn container_logs(
         &self,
         id_or_name: &str,

@@ -23,8 +23,10 @@ use cgroup::CgroupLayout;
 use spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
 
+pub mod archive;
 pub mod caps;
 pub mod cgroup;
+pub mod connect;
 pub mod create;
 pub mod devices;
 pub mod exec;
@@ -50,6 +52,7 @@ pub mod shim;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod stdin;
 pub mod stop;
 pub mod sysctl;
 pub mod user;
@@ -131,6 +134,8 @@ struct StoreInner {
     execs: exec::ExecTable,
     /// The healthcheck schedule of each running container with one.
     health_tasks: health::HealthTasks,
+    /// Attaches streaming output, so auto-remove waits for them.
+    attaches: logs::ActiveAttaches,
 }
 
 impl ContainerStore {
@@ -151,6 +156,7 @@ impl ContainerStore {
                 exits_done: tokio::sync::Notify::new(),
                 execs: Default::default(),
                 health_tasks: Default::default(),
+                attaches: Default::default(),
             }),
         })
     }

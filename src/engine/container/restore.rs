@@ -107,5 +107,34 @@ impl Engine {
             self.container_event("die", &record, &[("exitCode", code.to_string())]);
         }
         self.containers.exit_processed(id);
+        self.auto_remove(id).await;
+    }
+
+    /// `HostConfig.AutoRemove` (`docker run --rm`): the engine removes the container, with its
+    /// anonymous volumes, once it has exited on its own (or failed to start) — unless its restart
+    /// policy restarts it.
+    pub(crate) async fn auto_remove(&self, id: &str) {
+        let Ok(record) = self.containers.load_record(id) else {
+            return;
+        };
+        let wanted = record
+            .request
+            .host_config
+            .as_ref()
+            .is_some_and(|h| h.auto_remove);
+        if !wanted || self.restart_due(id).is_some() {
+            return;
+        }
+        // Removal deletes the log an attached `docker run --rm` is still reading.
+        self.containers
+            .until_attaches_done(id, Duration::from_secs(10))
+            .await;
+        match self.remove_container(id, true, true).await {
+            Ok(()) | Err(super::ContainerError::NotFound(_)) => {}
+            Err(e) => eprintln!(
+                "berth engine: could not auto-remove container {}: {e}",
+                record.name
+            ),
+        }
     }
 }

@@ -164,6 +164,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         what: "open /dev/null".into(),
         source,
     })?;
+    let (stdin, stdin_keeper) = open_stdin(spec.stdin.as_ref(), devnull)?;
     cgroup::setup(&spec.cgroups, &spec.resources)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -219,7 +220,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             if libc::poll(&mut pfd, 1, 0) != 0 {
                 libc::_exit(1);
             }
-            libc::dup2(devnull.as_raw_fd(), 0);
+            libc::dup2(stdin.as_raw_fd(), 0);
             libc::dup2(out_w.as_raw_fd(), 1);
             libc::dup2(err_w.as_raw_fd(), 2);
             libc::fcntl(sync_w.as_raw_fd(), libc::F_SETFD, 0);
@@ -237,7 +238,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         },
         ForkResult::Parent { child } => child,
     };
-    drop((out_w, err_w, sync_w, devnull, life_r, init_exe));
+    drop((out_w, err_w, sync_w, stdin, life_r, init_exe));
 
     let mut status = Vec::new();
     File::from(sync_r)
@@ -269,7 +270,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     );
 
     let exit_code = supervise(child, out_r, err_r, log)?;
-    drop(life_w);
+    drop((life_w, stdin_keeper));
     let record = ExitRecord {
         exit_code,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -309,6 +310,45 @@ fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> Strin
             )
         }
     }
+}
+
+/// The container's fd 0: `/dev/null`, or the read end of its stdin FIFO (see
+/// `engine::container::stdin`), opened without waiting for a writer. Unless `once`, also a write
+/// end the shim holds for the container's life, so its stdin does not end between attaches.
+fn open_stdin(
+    stdin: Option<&super::spec::StdinSpec>,
+    devnull: File,
+) -> Result<(File, Option<File>)> {
+    let Some(stdin) = stdin else {
+        return Ok((devnull, None));
+    };
+    let io_err = |what: &str| {
+        let what = format!("{what} {}", stdin.fifo.display());
+        move |source| ShimError::Io { what, source }
+    };
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&stdin.fifo)
+        .map_err(io_err("open stdin FIFO"))?;
+    // The container reads with ordinary blocking reads.
+    nix::fcntl::fcntl(
+        reader.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .map_err(sys("make the stdin FIFO blocking"))?;
+    let keeper = if stdin.once {
+        None
+    } else {
+        Some(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&stdin.fifo)
+                .map_err(io_err("hold stdin FIFO"))?,
+        )
+    };
+    Ok((reader, keeper))
 }
 
 /// `struct mount_attr` of `mount_setattr(2)`.

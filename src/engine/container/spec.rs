@@ -42,6 +42,9 @@ pub struct RuntimeSpec {
     pub log_path: PathBuf,
     /// Where the shim records the exit status (`ExitRecord`).
     pub exit_path: PathBuf,
+    /// The FIFO the container's stdin is read from (`OpenStdin`); `None` = `/dev/null`.
+    #[serde(default)]
+    pub stdin: Option<StdinSpec>,
     pub shm_size: u64,
     #[serde(default)]
     pub readonly_rootfs: bool,
@@ -76,6 +79,15 @@ pub struct RuntimeSpec {
     /// Host devices passed in (`devices:`), created in the container's `/dev`.
     #[serde(default)]
     pub devices: Vec<DeviceNode>,
+}
+
+/// The container's stdin: a FIFO the engine writes an attached client's input into.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StdinSpec {
+    pub fifo: PathBuf,
+    /// Docker's `StdinOnce`: the container sees EOF when the attached client's input ends. Without
+    /// it the shim holds the FIFO open for writing too, so stdin never ends (`docker run -di`).
+    pub once: bool,
 }
 
 /// What the shim does to the container's cgroups besides creating `cgroups` (in this order).

@@ -120,6 +120,7 @@ impl ContainerStore {
             }
         }
         all_mounts.extend(plan.mounts.iter().cloned());
+        all_mounts.extend(self.copied_mounts(id));
 
         let devices = host_config
             .devices
@@ -164,6 +165,7 @@ impl ContainerStore {
             cgroups: cgroups.clone(),
             log_path: self.log_path(id),
             exit_path: exit_path.clone(),
+            stdin: self.stdin_spec(id)?,
             shm_size: host_config
                 .shm_size
                 .filter(|s| *s > 0)
@@ -273,7 +275,7 @@ fn runtime_env(env: &[String], hostname: &str) -> Vec<String> {
 }
 
 /// Network name → requested endpoint, from `NetworkingConfig` or the network mode.
-fn requested_networks(
+pub(crate) fn requested_networks(
     record: &super::state::ContainerRecord,
 ) -> Result<IndexMap<String, EndpointSettings>> {
     let mode = record
@@ -294,7 +296,15 @@ fn requested_networks(
         .map(|n| n.endpoints_config.clone())
         .unwrap_or_default();
     if !endpoints.is_empty() {
-        return Ok(endpoints);
+        // The Docker CLI names its endpoint after the mode it sends: `default`, which is Docker's
+        // default bridge network, `bridge`.
+        return Ok(endpoints
+            .into_iter()
+            .map(|(name, settings)| match name.as_str() {
+                "default" => ("bridge".to_string(), settings),
+                _ => (name, settings),
+            })
+            .collect());
     }
     Ok(match mode {
         "none" => IndexMap::new(),
@@ -320,7 +330,20 @@ impl Engine {
     }
 
     pub async fn start_container(&self, id_or_name: &str) -> Result<()> {
-        self.start_container_with(id_or_name, None).await
+        let result = self.start_container_with(id_or_name, None).await;
+        if result.is_err()
+            && !matches!(
+                result,
+                Err(ContainerError::NotModified(_) | ContainerError::NotFound(_))
+            )
+        {
+            // As Docker does: `docker run --rm` of a container that cannot start leaves nothing
+            // (its CLI waits for the removal before it reports the error).
+            if let Ok(id) = self.containers.resolve_id(id_or_name) {
+                self.auto_remove(&id).await;
+            }
+        }
+        result
     }
 
     /// Start; `policy_restart_backoff_ms` is set when the restart policy does it.
@@ -463,5 +486,40 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::api::types::{HostConfig, NetworkingConfig};
+
+    fn record(mode: &str, endpoints: &[&str]) -> super::super::state::ContainerRecord {
+        let mut r = super::super::state::ContainerRecord::default();
+        r.request.host_config = Some(HostConfig {
+            network_mode: mode.into(),
+            ..Default::default()
+        });
+        r.request.networking_config = Some(NetworkingConfig {
+            endpoints_config: endpoints
+                .iter()
+                .map(|n| (n.to_string(), EndpointSettings::default()))
+                .collect(),
+        });
+        r
+    }
+
+    #[test]
+    fn the_docker_clis_default_network_is_the_bridge() {
+        let names = |r| {
+            requested_networks(&r)
+                .unwrap()
+                .into_keys()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(record("default", &["default"])), ["bridge"]);
+        assert_eq!(names(record("default", &[])), ["bridge"]);
+        assert_eq!(names(record("app_net", &["app_net"])), ["app_net"]);
+        assert!(names(record("none", &[])).is_empty());
     }
 }

@@ -1,8 +1,40 @@
-//! Wait: block until the container is not running and return its exit code.
+//! Wait: block until the container is not running (or has gone) and return its exit code, with
+//! Docker's three conditions.
+
+use std::time::Duration;
 
 use super::state::Status;
-use super::{ContainerStore, Result};
+use super::{ContainerError, ContainerStore, Result};
 use crate::engine::Engine;
+
+/// Docker's `?condition=` of `POST /containers/{id}/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitCondition {
+    /// At once for a container that is not running.
+    #[default]
+    NotRunning,
+    /// The next exit after the call: a created container is first started (`docker run` waits
+    /// this way before it starts the container).
+    NextExit,
+    /// The container is gone (`docker run --rm`, whose engine removes it on exit).
+    Removed,
+}
+
+impl WaitCondition {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "" | "not-running" => Ok(Self::NotRunning),
+            "next-exit" => Ok(Self::NextExit),
+            "removed" => Ok(Self::Removed),
+            other => Err(ContainerError::BadRequest(format!(
+                "invalid condition: {other:?}: use not-running, next-exit or removed"
+            ))),
+        }
+    }
+}
+
+/// Polling interval while waiting for a start or a removal nobody announces.
+const POLL: Duration = Duration::from_millis(50);
 
 impl ContainerStore {
     /// Exit code once `id` is not running (at once for created or exited containers).
@@ -17,7 +49,45 @@ impl ContainerStore {
             // The shim exits right after recording the exit; the state then says exited.
             state.shim.exited().await;
             if state.shim.alive() {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Exit code of the first exit that finishes after this call.
+    async fn wait_next_exit(&self, id: &str) -> Result<i64> {
+        let before = self.state(id).finished_at;
+        loop {
+            self.load_record(id)?;
+            let state = self.state(id);
+            match state.status {
+                Status::Running => {
+                    self.wait(id).await?;
+                }
+                _ if state.finished_at != before && !state.finished_at.is_empty() => {
+                    self.until_exit_processed(id).await;
+                    return Ok(state.exit_code);
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    /// Exit code once `id` has exited and its record is gone.
+    async fn wait_removed(&self, id: &str) -> Result<i64> {
+        let mut code = 0;
+        loop {
+            match self.load_record(id) {
+                Ok(_) => {}
+                Err(ContainerError::NotFound(_)) => return Ok(code),
+                Err(e) => return Err(e),
+            }
+            let state = self.state(id);
+            if state.status == Status::Running {
+                code = self.wait(id).await.unwrap_or(state.exit_code);
+            } else {
+                code = state.exit_code;
+                tokio::time::sleep(POLL).await;
             }
         }
     }
@@ -27,5 +97,34 @@ impl Engine {
     pub async fn wait_container(&self, id_or_name: &str) -> Result<i64> {
         let id = self.containers.resolve_id(id_or_name)?;
         self.containers.wait(&id).await
+    }
+
+    /// Wait for `id` (a full ID) under Docker's `condition`.
+    pub async fn wait_container_for(&self, id: &str, condition: WaitCondition) -> Result<i64> {
+        match condition {
+            WaitCondition::NotRunning => self.containers.wait(id).await,
+            WaitCondition::NextExit => self.containers.wait_next_exit(id).await,
+            WaitCondition::Removed => self.containers.wait_removed(id).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_parse_as_docker_names_them() {
+        assert_eq!(WaitCondition::parse("").unwrap(), WaitCondition::NotRunning);
+        assert_eq!(
+            WaitCondition::parse("next-exit").unwrap(),
+            WaitCondition::NextExit
+        );
+        assert_eq!(
+            WaitCondition::parse("removed").unwrap(),
+            WaitCondition::Removed
+        );
+        let err = WaitCondition::parse("gone").unwrap_err().to_string();
+        assert!(err.contains("invalid condition: \"gone\""), "{err}");
     }
 }

@@ -19,6 +19,7 @@ use super::images::tokio_stream_from;
 use super::{flag, json_body, json_response, ApiError, ApiResult, Params};
 use crate::engine::container::list::ContainerFilters;
 use crate::engine::container::logs::{LogChunk, LogOptions, LogStream};
+use crate::engine::container::wait::WaitCondition;
 use crate::engine::container::ContainerError;
 use crate::engine::SharedEngine;
 
@@ -32,6 +33,8 @@ pub fn routes() -> Router<SharedEngine> {
         .route("/containers/{id}/restart", post(restart))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/attach", post(super::attach::attach))
+        .route("/containers/{id}/archive", axum::routing::put(put_archive))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", axum::routing::delete(remove))
 }
@@ -173,11 +176,16 @@ async fn kill(
 
 /// Headers go out at once and the body when the container stops, as Docker does: a client that
 /// waits and then starts (`docker run`) knows the wait is registered before it starts.
-async fn wait(State(engine): State<SharedEngine>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn wait(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let condition = WaitCondition::parse(params.get("condition").map_or("", String::as_str))?;
     // Unknown containers are a proper 404, not a status buried in the body.
     let container = engine.inspect_container(&id).await?;
     let body = futures_util::stream::once(async move {
-        let answer = match engine.wait_container(&container.id).await {
+        let answer = match engine.wait_container_for(&container.id, condition).await {
             Ok(code) => serde_json::to_vec(&ContainerWaitResponse { status_code: code }),
             Err(e) => serde_json::to_vec(&serde_json::json!({
                 "StatusCode": -1,
@@ -193,6 +201,27 @@ async fn wait(State(engine): State<SharedEngine>, Path(id): Path<String>) -> Api
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(body))
         .unwrap_or_default())
+}
+
+/// `PUT /containers/{id}/archive?path=DIR` with a tar body (see `engine::container::archive`).
+async fn put_archive(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+    params: Params,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let path = params
+        .get("path")
+        .ok_or_else(|| ApiError::bad_request("path is required: the directory to extract into"))?;
+    let limit = crate::engine::container::archive::MAX_ARCHIVE_BYTES + 64 * 1024;
+    let tar = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        ApiError::new(
+            413,
+            format!("archive body unreadable or over {limit} bytes: {e}"),
+        )
+    })?;
+    engine.put_container_archive(&id, path, tar).await?;
+    Ok(empty(StatusCode::OK))
 }
 
 async fn remove(

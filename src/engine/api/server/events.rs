@@ -21,6 +21,21 @@ pub fn routes() -> Router<SharedEngine> {
 }
 
 /// Whether `event` passes Docker's event filters (each named filter must hold).
+/// The event as Docker (API 1.41) sends it: with the deprecated `status`, `id` and `from` of
+/// container and image events besides `Type`/`Action`/`Actor`, which older clients read
+/// (docker-compose 1.29 follows containers by `id`).
+fn with_legacy_fields(event: &EventMessage) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let (Some(object), "container" | "image") = (value.as_object_mut(), event.kind.as_str()) {
+        object.insert("status".into(), event.action.clone().into());
+        object.insert("id".into(), event.actor.id.clone().into());
+        if let Some(image) = event.actor.attributes.get("image") {
+            object.insert("from".into(), image.clone().into());
+        }
+    }
+    value
+}
+
 fn event_matches(filters: &Filters, event: &EventMessage) -> bool {
     let attr = |key: &str| event.actor.attributes.get(key).map(String::as_str);
     let actor_is = |want: &str| event.actor.id.starts_with(want) || attr("name") == Some(want);
@@ -91,7 +106,7 @@ async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult
         .chain(live)
         .filter(move |event| std::future::ready(event_matches(&filters, event)))
         .map(|event| {
-            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            let mut line = serde_json::to_vec(&with_legacy_fields(&event)).unwrap_or_default();
             line.push(b'\n');
             Ok::<_, Infallible>(Bytes::from(line))
         });
@@ -101,4 +116,36 @@ async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult
         .header(JSON_STREAM.0, JSON_STREAM.1)
         .body(body)
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::api::types::EventActor;
+
+    #[test]
+    fn container_events_carry_dockers_legacy_fields() {
+        let event = EventMessage {
+            kind: "container".into(),
+            action: "start".into(),
+            actor: EventActor {
+                id: "abc".into(),
+                attributes: [("image".to_string(), "busybox".to_string())]
+                    .into_iter()
+                    .collect(),
+            },
+            time: 1,
+            time_nano: 1,
+        };
+        let v = with_legacy_fields(&event);
+        assert_eq!(v["status"], "start");
+        assert_eq!(v["id"], "abc");
+        assert_eq!(v["from"], "busybox");
+        assert_eq!(v["Action"], "start");
+        let network = EventMessage {
+            kind: "network".into(),
+            ..event
+        };
+        assert!(with_legacy_fields(&network).get("id").is_none());
+    }
 }

@@ -253,7 +253,7 @@ async fn by_name(
         }
         return Ok(json_response(StatusCode::OK, &records));
     }
-    Err(ApiError::new(404, "page not found"))
+    Err(super::unsupported(&method, &format!("/images/{rest}")))
 }
 
 /// Docker's `reference` filter: the full `name:tag`, or just the name (any tag).

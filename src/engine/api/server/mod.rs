@@ -5,6 +5,7 @@
 //! this file holds what they share: the error body, query parsing, the version prefix and the
 //! connection handling.
 
+mod attach;
 mod containers;
 mod events;
 mod exec;
@@ -80,7 +81,8 @@ api_error_from!(
     crate::volume::VolumeError,
     crate::network::NetworkError,
     crate::engine::image::ImageError,
-    crate::engine::container::ContainerError
+    crate::engine::container::ContainerError,
+    crate::engine::container::connect::ConnectError
 );
 
 impl From<crate::engine::reference::ReferenceError> for ApiError {
@@ -160,9 +162,36 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(volumes::routes())
         .merge(events::routes())
         .merge(exec::routes())
-        .fallback(|| async { ApiError::new(404, "page not found") })
-        .method_not_allowed_fallback(|| async { ApiError::new(405, "method not allowed") })
+        .fallback(not_served)
+        .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
+}
+
+/// Docker answers unknown paths with an empty 404 "page not found"; a Docker client pointed at
+/// berth deserves to learn which endpoint berth lacks, in Docker's error shape.
+async fn not_served(method: axum::http::Method, uri: Uri) -> ApiError {
+    unsupported(&method, uri.path())
+}
+
+/// The 404 for an endpoint berth does not serve, naming it.
+pub(super) fn unsupported(method: &axum::http::Method, path: &str) -> ApiError {
+    ApiError::new(
+        404,
+        format!(
+            "berth does not implement {method} {path}: this part of the Docker Engine API is not \
+             supported by berth yet"
+        ),
+    )
+}
+
+async fn method_not_served(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        405,
+        format!(
+            "berth does not implement {method} {}: the endpoint exists, but not for this method",
+            uri.path()
+        ),
+    )
 }
 
 /// Split `/v1.41/containers/json` into the version and the unversioned path; `None` when the
@@ -209,8 +238,28 @@ fn strip_version(req: &mut Request<Body>) -> ApiResult<()> {
     Ok(())
 }
 
-/// Route one request; a panicking handler answers 500 instead of dropping the connection.
+/// `BERTH_API_TRACE=1` in the engine's environment logs every request line and its status: how
+/// one finds the endpoints a Docker client calls that berth does not serve yet.
+fn trace_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("BERTH_API_TRACE").is_some_and(|v| v != "0"))
+}
+
+/// Route one request (traced when asked).
 async fn handle(router: Router, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if !trace_enabled() {
+        return route(router, req).await;
+    }
+    let line = format!("{} {}", req.method(), req.uri());
+    let response = route(router, req).await;
+    if let Ok(r) = &response {
+        eprintln!("berth engine: api {line} -> {}", r.status().as_u16());
+    }
+    response
+}
+
+/// Route one request; a panicking handler answers 500 instead of dropping the connection.
+async fn route(router: Router, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let mut req = req.map(Body::new);
     if let Err(e) = strip_version(&mut req) {
         return Ok(e.into_response());

@@ -87,7 +87,7 @@ async fn remove(State(engine): State<SharedEngine>, Path(id): Path<String>) -> A
         .unwrap_or_default())
 }
 
-/// Attach a running container to one more network.
+/// Attach a container (running or not) to one more network.
 async fn connect(
     State(engine): State<SharedEngine>,
     Path(id): Path<String>,
@@ -97,10 +97,9 @@ async fn connect(
     let network = engine.networks.inspect(&id)?;
     let container = engine.containers.resolve_id(&req.container)?;
     engine
-        .networks
-        .connect(
+        .connect_container(
             &container,
-            &network.id,
+            &network,
             req.endpoint_config.unwrap_or_default(),
         )
         .await?;
@@ -121,7 +120,7 @@ async fn connect(
         .unwrap_or_default())
 }
 
-/// Take a container off one network.
+/// Take a container (running or not) off one network.
 async fn disconnect(
     State(engine): State<SharedEngine>,
     Path(id): Path<String>,
@@ -130,7 +129,7 @@ async fn disconnect(
     let req: NetworkDisconnectRequest = json_body(&body)?;
     let network = engine.networks.inspect(&id)?;
     let container = engine.containers.resolve_id(&req.container)?;
-    engine.networks.disconnect(&container, &network.id).await?;
+    engine.disconnect_container(&container, &network).await?;
     emit_event(
         &engine,
         "network",
