@@ -343,7 +343,11 @@ struct HelperCredentials {
 
 /// Runs `docker-credential-<helper> <action>` with `input` on stdin; stdout on success, or the
 /// helper's message as the error.
-fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<std::result::Result<Vec<u8>, String>> {
+fn run_helper(
+    helper: &str,
+    action: &str,
+    input: &[u8],
+) -> Result<std::result::Result<Vec<u8>, String>> {
     let fail = |detail: String| AuthError::Helper {
         helper: helper.into(),
         action: action.into(),
@@ -361,7 +365,9 @@ fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<std::result::R
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     if out.stdout.len() > MAX_HELPER_OUTPUT {
-        return Err(fail(format!("answer larger than {MAX_HELPER_OUTPUT} bytes")));
+        return Err(fail(format!(
+            "answer larger than {MAX_HELPER_OUTPUT} bytes"
+        )));
     }
     if out.status.success() {
         Ok(Ok(out.stdout))
@@ -391,12 +397,11 @@ pub fn helper_get(helper: &str, registry: &str) -> Result<Option<AuthConfig>> {
             })
         }
     };
-    let creds: HelperCredentials =
-        serde_json::from_slice(&out).map_err(|e| AuthError::Helper {
-            helper: helper.into(),
-            action: "get".into(),
-            detail: format!("answer is not credentials JSON: {e}"),
-        })?;
+    let creds: HelperCredentials = serde_json::from_slice(&out).map_err(|e| AuthError::Helper {
+        helper: helper.into(),
+        action: "get".into(),
+        detail: format!("answer is not credentials JSON: {e}"),
+    })?;
     let mut auth = AuthConfig {
         serveraddress: server,
         ..Default::default()
@@ -474,7 +479,10 @@ mod tests {
         let std = STANDARD.encode(serde_json::to_vec(&a).unwrap());
         assert_eq!(AuthConfig::from_header(&std).unwrap(), Some(a));
         assert_eq!(AuthConfig::from_header("").unwrap(), None);
-        assert_eq!(AuthConfig::from_header(&URL_SAFE.encode("{}")).unwrap(), None);
+        assert_eq!(
+            AuthConfig::from_header(&URL_SAFE.encode("{}")).unwrap(),
+            None
+        );
         assert!(AuthConfig::from_header("!!!").is_err());
     }
 

@@ -24,10 +24,10 @@ use super::api::types::{
     EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
     ProgressDetail, ProgressMessage,
 };
+use super::auth::AuthConfig;
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
-use super::auth::AuthConfig;
 use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
@@ -631,7 +631,7 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            self.download_small(&client, &config_digest, config_size)
+            self.download_small(client, &config_digest, config_size)
                 .await
                 .map_err(|e| with_image(e, &image))?
         };

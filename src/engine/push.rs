@@ -79,8 +79,7 @@ pub struct PushResult {
 pub fn mount_source(repo_digests: &[String], target: &ImageReference) -> Option<String> {
     repo_digests.iter().find_map(|rd| {
         let r = ImageReference::parse(rd).ok()?;
-        (r.registry == target.registry && r.repository != target.repository)
-            .then_some(r.repository)
+        (r.registry == target.registry && r.repository != target.repository).then_some(r.repository)
     })
 }
 
@@ -154,7 +153,13 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    async fn upload(&self, mut session: reqwest::Url, digest: &str, size: u64, id: &str) -> Result<()> {
+    async fn upload(
+        &self,
+        mut session: reqwest::Url,
+        digest: &str,
+        size: u64,
+        id: &str,
+    ) -> Result<()> {
         let read_err = |source| PushError::Read {
             image: self.image.clone(),
             digest: digest.to_string(),

@@ -388,6 +388,19 @@ impl RegistryClient {
         })
     }
 
+    /// A client for the registry itself (no repository), as `login` uses to check credentials.
+    pub fn for_registry(registry: &str, settings: &EngineSettings) -> Result<Self> {
+        let reference = ImageReference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let mut client = Self::new(&reference, settings)?;
+        client.image = registry.to_string();
+        Ok(client)
+    }
+
     /// Uses `credentials` for this client's requests (none: anonymous).
     pub fn with_credentials(mut self, credentials: Option<AuthConfig>) -> Self {
         self.credentials = credentials.filter(|c| !c.is_empty());
@@ -529,7 +542,9 @@ impl RegistryClient {
             other => {
                 return Err(self.unauthorized(
                     401,
-                    format!("the registry wants {other} authentication, which berth does not speak"),
+                    format!(
+                        "the registry wants {other} authentication, which berth does not speak"
+                    ),
                 ))
             }
         };
@@ -545,6 +560,8 @@ impl RegistryClient {
         let own = format!("repository:{}:{}", self.repository, self.actions);
         let mut scopes = match challenge_scope {
             Some(s) if self.actions == "pull" => vec![s.clone()],
+            // A login check asks for no repository (docker's login does the same).
+            None if self.repository.is_empty() => vec![],
             _ => vec![own],
         };
         scopes.extend(self.extra_scopes.iter().cloned());
@@ -755,7 +772,12 @@ impl RegistryClient {
     }
 
     /// Sends one chunk at `offset` (`PATCH`); the session continues at the returned URL.
-    pub async fn upload_chunk(&self, session: &Url, offset: u64, data: bytes::Bytes) -> Result<Url> {
+    pub async fn upload_chunk(
+        &self,
+        session: &Url,
+        offset: u64,
+        data: bytes::Bytes,
+    ) -> Result<Url> {
         let end = offset + data.len() as u64 - 1;
         let resp = self
             .send(session, |http| {
@@ -773,7 +795,12 @@ impl RegistryClient {
 
     /// Completes an upload (`PUT ?digest=`), with `data` as the whole blob (monolithic) or
     /// empty after chunks.
-    pub async fn finish_upload(&self, session: &Url, digest: &str, data: bytes::Bytes) -> Result<()> {
+    pub async fn finish_upload(
+        &self,
+        session: &Url,
+        digest: &str,
+        data: bytes::Bytes,
+    ) -> Result<()> {
         let mut url = session.clone();
         url.query_pairs_mut().append_pair("digest", digest);
         let resp = self
@@ -791,7 +818,12 @@ impl RegistryClient {
 
     /// Puts a manifest under `reference` (a tag) with its media type; last in a push, so the
     /// tag never names a manifest whose blobs are missing.
-    pub async fn put_manifest(&self, reference: &str, media_type: &str, bytes: Vec<u8>) -> Result<()> {
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
         let url = self.url("manifests", reference);
         let body = bytes::Bytes::from(bytes);
         let resp = self
