@@ -287,6 +287,21 @@ async fn by_name(
         if let Some(name) = rest.strip_suffix("/push") {
             return push(engine, name, &headers, &params).await;
         }
+        if let Some(name) = rest.strip_suffix("/tag") {
+            // `docker tag`: `repo` and `tag` name the new reference.
+            let repo = params.get("repo").map(String::as_str).unwrap_or("");
+            let tag = params.get("tag").map(String::as_str).unwrap_or("");
+            if repo.is_empty() {
+                return Err(ApiError::bad_request("repo is required to tag an image"));
+            }
+            let new = pull_reference(repo, tag);
+            let image = engine.images.tag(name, &new).map_err(ApiError::from)?;
+            emit_event(&engine, "image", "tag", &image.id, &[("name", &new)]);
+            return Ok(Response::builder()
+                .status(StatusCode::CREATED)
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
     }
     if method == Method::GET {
         if let Some(name) = rest.strip_suffix("/json") {
