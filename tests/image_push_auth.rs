@@ -134,6 +134,7 @@ impl Client {
             .arg(engine.docker_host())
             .args(args)
             .env("DOCKER_CONFIG", self.config_dir())
+            .env("PATH", self.path_env())
             .stdin(Stdio::null())
             .output()
             .unwrap()

@@ -113,12 +113,20 @@ pub async fn follow_progress(
         if let Some(error) = message.error.or(message.error_detail.map(|d| d.message)) {
             anyhow::bail!(error);
         }
-        let (Some(id), Some(status)) = (&message.id, &message.status) else {
+        let Some(status) = &message.status else {
+            continue;
+        };
+        let shown = !quiet && plain.iter().any(|p| status.contains(p));
+        let Some(id) = &message.id else {
+            // A line of its own (a push's final `tag: digest: … size: …`).
+            if shown {
+                eprintln!("   {status}");
+            }
             continue;
         };
         let Some(bars) = &bars else {
             // Not a terminal: the layer states worth a line of their own, as plain progress.
-            if !quiet && plain.iter().any(|p| status.starts_with(p)) {
+            if shown {
                 eprintln!("   {id} {status}");
             }
             continue;
