@@ -274,7 +274,10 @@ fn login_with_password_stdin_then_pull_and_logout_and_a_wrong_password_is_named(
     )
     .unwrap();
     let e = client.fails(&fresh, &["pull"], "");
-    assert!(e.contains("not found on registry") && e.contains(&host), "{e}");
+    assert!(
+        e.contains("not found on registry") && e.contains(&host),
+        "{e}"
+    );
 
     let out = client.ok(&engine, &["logout", &host], "");
     assert!(out.contains("Removing login credentials"), "{out}");
@@ -290,7 +293,10 @@ fn login_with_password_stdin_then_pull_and_logout_and_a_wrong_password_is_named(
 
     // -p works too, with docker's warning.
     let out = client.ok(&engine, &["login", "-u", USER, "-p", PASSWORD, &host], "");
-    assert!(out.contains("WARNING! Using --password via the CLI is insecure"), "{out}");
+    assert!(
+        out.contains("WARNING! Using --password via the CLI is insecure"),
+        "{out}"
+    );
 }
 
 /// A `docker-credential-berthtest` helper keeping one credential in a file, logging its calls.
@@ -349,15 +355,24 @@ fn credentials_from_a_helper_on_path_and_the_docker_cli_through_berths_socket() 
     assert!(out.status.success(), "docker pull: {out:?}");
     assert_eq!(repo_digest(&fresh, &image), digest);
     let other = format!("{host}/team/helper:2");
-    assert!(client.docker(&fresh, &["tag", &image, &other]).status.success());
+    assert!(client
+        .docker(&fresh, &["tag", &image, &other])
+        .status
+        .success());
     let out = client.docker(&fresh, &["push", &other]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains(&digest), "docker push: {out:?}");
+    assert!(
+        out.status.success() && text.contains(&digest),
+        "docker push: {out:?}"
+    );
 
     // After logout the helper holds nothing and the registry refuses berth again.
     client.ok(&engine, &["logout", &host], "");
     assert!(!store.exists());
     let out = client.docker(&TestEngine::start(), &["pull", &image]);
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("401 Unauthorized"), "{text}");
+    assert!(
+        !out.status.success() && text.contains("401 Unauthorized"),
+        "{text}"
+    );
 }

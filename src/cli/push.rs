@@ -80,7 +80,12 @@ async fn push_image(
         .push(image, auth.as_ref())
         .await
         .context("the engine refused the push")?;
-    let plain = ["Pushed", "Layer already exists", "Mounted from", ": digest: "];
+    let plain = [
+        "Pushed",
+        "Layer already exists",
+        "Mounted from",
+        ": digest: ",
+    ];
     super::pull::follow_progress(stream, quiet, &plain).await?;
     if !quiet {
         status_line(service, "", "Pushed");

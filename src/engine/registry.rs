@@ -923,6 +923,121 @@ mod tests {
 
     const BLOB: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
+    /// A registry whose token endpoint (same server, `/token`) grants `Bearer good` for Basic
+    /// `ann:pw` or for any refresh-token POST, and whose `/v2/` wants that token.
+    async fn token_registry() -> (u16, Arc<Seen>) {
+        let port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let p = port.clone();
+        let basic = format!("authorization: basic {}", STANDARD.encode("ann:pw")).to_lowercase();
+        let (n, seen) = serve("127.0.0.1", move |path, head| {
+            if path.starts_with("/token") {
+                let granted = head.starts_with("post ") || head.contains(&basic);
+                return if granted {
+                    reply("200 OK", &[], br#"{"access_token": "good"}"#)
+                } else {
+                    reply("401 Unauthorized", &[], b"bad credentials")
+                };
+            }
+            if head.contains("authorization: bearer good") {
+                return reply("200 OK", &[], b"{}");
+            }
+            let realm = format!(
+                "Bearer realm=\"http://127.0.0.1:{}/token\",service=\"reg\"",
+                p.load(Ordering::SeqCst)
+            );
+            reply("401 Unauthorized", &[("WWW-Authenticate", realm)], b"")
+        })
+        .await;
+        port.store(n, Ordering::SeqCst);
+        (n, seen)
+    }
+
+    fn login_client(port: u16, creds: Option<AuthConfig>) -> RegistryClient {
+        RegistryClient::for_registry(&format!("127.0.0.1:{port}"), &EngineSettings::default())
+            .unwrap()
+            .with_credentials(creds)
+    }
+
+    fn requests(seen: &Seen, prefix: &str) -> Vec<String> {
+        let all = seen.requests.lock().unwrap();
+        all.iter()
+            .filter(|r| r.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_fetched_with_basic_credentials_or_a_refresh_token() {
+        let (port, seen) = token_registry().await;
+        let basic = AuthConfig {
+            username: "ann".into(),
+            password: "pw".into(),
+            ..Default::default()
+        };
+        login_client(port, Some(basic)).check_login().await.unwrap();
+        assert_eq!(requests(&seen, "get /token?service=reg ").len(), 1);
+
+        let refresh = AuthConfig {
+            identitytoken: "rt-1".into(),
+            ..Default::default()
+        };
+        login_client(port, Some(refresh))
+            .check_login()
+            .await
+            .unwrap();
+        let posts = requests(&seen, "post /token");
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert!(posts[0].contains("application/x-www-form-urlencoded"));
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_and_missing_ones_are_told_apart() {
+        let (port, _seen) = token_registry().await;
+        let wrong = AuthConfig {
+            username: "ann".into(),
+            password: "nope".into(),
+            ..Default::default()
+        };
+        let e = login_client(port, Some(wrong))
+            .check_login()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("401 Unauthorized for 127.0.0.1:{port}"))
+                && e.contains("check the username and password"),
+            "{e}"
+        );
+        let e = login_client(port, None)
+            .check_login()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no credentials were sent"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn push_tokens_ask_for_push_and_mount_sources() {
+        let (port, seen) = token_registry().await;
+        let basic = AuthConfig {
+            username: "ann".into(),
+            password: "pw".into(),
+            ..Default::default()
+        };
+        let c = client(port)
+            .with_credentials(Some(basic))
+            .for_push(&["base/img".to_string()]);
+        // The registry answers 200 to the HEAD once the token is sent: the blob "exists".
+        assert!(c.blob_exists(BLOB).await.unwrap());
+        let gets = requests(&seen, "get /token");
+        assert!(
+            gets[0].contains(
+                "scope=repository%3arepo%3apull%2cpush&scope=repository%3abase%2fimg%3apull"
+            ),
+            "{gets:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_redirect_to_another_host_never_carries_the_token() {
         // The blob store the registry redirects to, on another loopback address.
