@@ -291,6 +291,20 @@ fn login_with_password_stdin_then_pull_and_logout_and_a_wrong_password_is_named(
     let e = client.fails(&third, &["pull"], "");
     assert!(e.contains("401 Unauthorized") && e.contains(&host), "{e}");
 
+    // `docker login` through berth's socket: the engine checks the credentials (POST /auth).
+    let bad = client.docker(&engine, &["login", "-u", USER, "-p", "wrong", &host]);
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && text.contains("401 Unauthorized"),
+        "{text}"
+    );
+    let good = client.docker(&engine, &["login", "-u", USER, "-p", PASSWORD, &host]);
+    assert!(good.status.success(), "docker login: {good:?}");
+    assert_eq!(
+        client.config()["auths"][&host]["auth"],
+        b64(&format!("{USER}:{PASSWORD}"))
+    );
+
     // -p works too, with docker's warning.
     let out = client.ok(&engine, &["login", "-u", USER, "-p", PASSWORD, &host], "");
     assert!(

@@ -19,12 +19,14 @@ use super::super::types::{ErrorDetail, ProgressMessage};
 use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
 use crate::engine::auth::AuthConfig;
 use crate::engine::reference::ImageReference;
+use crate::engine::registry::{RegistryClient, RegistryError};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {
     Router::new()
         .route("/images/json", get(list))
         .route("/images/create", post(create))
+        .route("/auth", post(auth))
         .route("/images/{*rest}", any(by_name))
 }
 
@@ -57,6 +59,30 @@ pub fn registry_auth(headers: &HeaderMap) -> ApiResult<Option<AuthConfig>> {
                 .map_err(|_| ApiError::bad_request("X-Registry-Auth is not ASCII"))?;
             AuthConfig::from_header(text).map_err(|e| ApiError::bad_request(e.to_string()))
         }
+    }
+}
+
+/// `POST /auth` (`docker login` through berth's socket): checks an `AuthConfig` against its
+/// registry; nothing is stored (the CLI keeps credentials).
+async fn auth(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Response> {
+    let config: AuthConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid auth configuration: {e}")))?;
+    let registry = crate::engine::auth::normalize_key(&config.serveraddress);
+    let registry = if registry.is_empty() {
+        crate::engine::reference::DOCKER_HUB.to_string()
+    } else {
+        registry
+    };
+    let client = RegistryClient::for_registry(&registry, &engine.settings)
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+        .with_credentials(Some(config));
+    match client.check_login().await {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e @ RegistryError::Unauthorized { .. }) => Err(ApiError::new(401, e.to_string())),
+        Err(e) => Err(ApiError::new(500, e.to_string())),
     }
 }
 
