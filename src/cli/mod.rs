@@ -10,6 +10,7 @@ mod exec;
 mod images;
 mod import;
 mod kill;
+mod login;
 mod logs;
 mod ls;
 mod output;
@@ -17,6 +18,7 @@ mod port;
 mod project;
 mod ps;
 mod pull;
+mod push;
 mod restart;
 mod rm;
 mod run;
@@ -84,6 +86,12 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Pull service images
     Pull(pull::PullArgs),
+    /// Push service images
+    Push(push::PushArgs),
+    /// Log in to a registry (credentials in ~/.docker/config.json or its credential helper)
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// Parse, resolve and render the compose file in canonical format
     #[command(visible_alias = "convert")]
     Config(config::ConfigArgs),
@@ -157,6 +165,9 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Images(args) => images::run(&project, &args).await,
             Command::Logs(args) => logs::run(&project, &args).await,
             Command::Pull(args) => pull::run(&project, &args).await,
+            Command::Push(args) => push::run(&project, &args).await,
+            Command::Login(args) => login::login(&project, &args).await,
+            Command::Logout(args) => login::logout(&args).await,
             Command::Import(args) => import::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")

@@ -80,21 +80,55 @@ pub async fn pull_image(
     image: &str,
     quiet: bool,
 ) -> anyhow::Result<()> {
+    let auth = super::login::credentials_for(image)?;
+    let stream = client
+        .pull_with_auth(image, auth.as_ref())
+        .await
+        .context("the engine refused the pull")?;
+    follow_progress(stream, quiet, &[]).await?;
+    if !quiet {
+        status_line(service, "", "Pulled");
+    }
+    Ok(())
+}
+
+/// Follows an engine progress stream (pull or push) to its end: per-layer bars on a terminal;
+/// otherwise a line for each layer reaching one of the `plain` states. The stream's error (or
+/// an in-band `error`) is returned.
+pub async fn follow_progress(
+    mut stream: futures_util::stream::BoxStream<
+        'static,
+        Result<crate::engine::api::types::ProgressMessage, ClientError>,
+    >,
+    quiet: bool,
+    plain: &[&str],
+) -> anyhow::Result<()> {
     let bars = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
     let mut layers: HashMap<String, ProgressBar> = HashMap::new();
     let style =
         ProgressStyle::with_template("   {prefix} {msg:<16} {wide_bar} {bytes}/{total_bytes}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let mut stream = client
-        .pull(image)
-        .await
-        .context("the engine refused the pull")?;
     while let Some(message) = stream.next().await {
         let message = message?;
         if let Some(error) = message.error.or(message.error_detail.map(|d| d.message)) {
             anyhow::bail!(error);
         }
-        let (Some(bars), Some(id), Some(status)) = (&bars, &message.id, &message.status) else {
+        let Some(status) = &message.status else {
+            continue;
+        };
+        let shown = !quiet && plain.iter().any(|p| status.contains(p));
+        let Some(id) = &message.id else {
+            // A line of its own (a push's final `tag: digest: … size: …`).
+            if shown {
+                eprintln!("   {status}");
+            }
+            continue;
+        };
+        let Some(bars) = &bars else {
+            // Not a terminal: the layer states worth a line of their own, as plain progress.
+            if shown {
+                eprintln!("   {id} {status}");
+            }
             continue;
         };
         // Lines without a layer ID ("Pulling from …", "Digest: …") carry no bar.
@@ -119,9 +153,6 @@ pub async fn pull_image(
     }
     for bar in layers.values() {
         bar.finish_and_clear();
-    }
-    if !quiet {
-        status_line(service, "", "Pulled");
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use super::api::types::{
     EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
     ProgressDetail, ProgressMessage,
 };
+use super::auth::AuthConfig;
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
@@ -490,10 +491,23 @@ impl ImageStore {
         settings: &EngineSettings,
         progress: mpsc::Sender<ProgressMessage>,
     ) -> Result<ImageRecord> {
+        self.pull_with_auth(reference, settings, None, progress)
+            .await
+    }
+
+    /// Pull with credentials for this pull only (`X-Registry-Auth`); they are never stored.
+    pub async fn pull_with_auth(
+        &self,
+        reference: &ImageReference,
+        settings: &EngineSettings,
+        credentials: Option<AuthConfig>,
+        progress: mpsc::Sender<ProgressMessage>,
+    ) -> Result<ImageRecord> {
         let _guard = self.write_lock.lock().await;
         let mut rollback = Rollback::default();
+        let client = RegistryClient::new(reference, settings)?.with_credentials(credentials);
         match self
-            .pull_locked(reference, settings, &progress, &mut rollback)
+            .pull_locked(reference, &client, &progress, &mut rollback)
             .await
         {
             Ok(rec) => Ok(rec),
@@ -507,7 +521,7 @@ impl ImageStore {
     async fn pull_locked(
         &self,
         reference: &ImageReference,
-        settings: &EngineSettings,
+        client: &RegistryClient,
         progress: &mpsc::Sender<ProgressMessage>,
         rollback: &mut Rollback,
     ) -> Result<ImageRecord> {
@@ -516,7 +530,6 @@ impl ImageStore {
             // A client that went away does not stop the pull (Docker behaves the same).
             let _ = progress.send(m).await;
         };
-        let client = RegistryClient::new(reference, settings)?;
         send(progress_from(reference)).await;
 
         let invalid = |detail: String| ImageError::InvalidImage {
@@ -618,7 +631,7 @@ impl ImageStore {
                     source,
                 })?
         } else {
-            self.download_small(&client, &config_digest, config_size)
+            self.download_small(client, &config_digest, config_size)
                 .await
                 .map_err(|e| with_image(e, &image))?
         };

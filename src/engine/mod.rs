@@ -5,12 +5,14 @@
 //! `crate::volume` for networks and volumes.
 
 pub mod api;
+pub mod auth;
 pub mod container;
 pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod image;
 pub mod paths;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;

@@ -17,6 +17,10 @@ use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
 use thiserror::Error;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use super::auth::AuthConfig;
 use super::reference::ImageReference;
 use super::EngineSettings;
 
@@ -51,12 +55,18 @@ pub enum RegistryError {
         "image {image} not found on registry {registry}: manifest unknown; check the name and tag"
     )]
     ManifestUnknown { image: String, registry: String },
-    #[error("registry {registry} refused access to {image} ({status}): {detail}")]
+    #[error(
+        "{} for {registry}: the registry refused access to {image}: {detail}; {}",
+        status_text(*status),
+        login_hint(*with_credentials, registry)
+    )]
     Unauthorized {
         image: String,
         registry: String,
         status: u16,
         detail: String,
+        /// Whether credentials were sent (a wrong password) or not (a login is missing).
+        with_credentials: bool,
     },
     #[error("registry {registry} answered {status} for {url}: {body}")]
     Status {
@@ -65,8 +75,12 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
-    #[error("token endpoint {realm} failed: {detail}")]
-    Token { realm: String, detail: String },
+    #[error("token endpoint {realm} of {registry} failed: {detail}")]
+    Token {
+        realm: String,
+        registry: String,
+        detail: String,
+    },
     #[error("invalid manifest {reference} from {registry}: {detail}")]
     InvalidManifest {
         reference: String,
@@ -81,11 +95,29 @@ pub enum RegistryError {
     },
     #[error("registry {host}: {detail}")]
     Redirect { host: String, detail: String },
+    #[error("upload to registry {registry} failed: {detail}")]
+    Upload { registry: String, detail: String },
     #[error("cannot build an http client: {0}")]
     Client(#[source] reqwest::Error),
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;
+
+fn status_text(status: u16) -> String {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    format!("{status} {reason}").trim_end().to_string()
+}
+
+fn login_hint(with_credentials: bool, registry: &str) -> String {
+    if with_credentials {
+        format!("check the username and password (berth login {registry})")
+    } else {
+        format!("no credentials were sent: log in with `berth login {registry}`")
+    }
+}
 
 /// A parsed manifest document: an image manifest or an index (OCI) / manifest list (Docker).
 /// Both Docker schema 2 shapes are the OCI shapes with other media types, so oci-spec's types
@@ -205,7 +237,14 @@ pub struct RegistryClient {
     registry: String,
     repository: String,
     image: String,
+    /// The `Authorization` value in use (Basic, or a Bearer token for this repository's scope).
     token: Mutex<Option<String>>,
+    /// Credentials for this request only (from `X-Registry-Auth` or the CLI's config).
+    credentials: Option<AuthConfig>,
+    /// Actions asked of a token endpoint: `pull`, or `pull,push` for a push.
+    actions: &'static str,
+    /// Other repositories the token should cover (`pull`), for cross-repository mounts.
+    extra_scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +253,15 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+}
+
+/// What starting a blob upload led to.
+#[derive(Debug)]
+pub enum UploadStart {
+    /// The registry mounted the blob from another repository: nothing to upload.
+    Mounted,
+    /// An upload session: PATCH/PUT to this URL.
+    Session(Url),
 }
 
 /// Why a redirect from the chain `previous` (oldest first) to `next` must not be followed, if it
@@ -334,12 +382,56 @@ impl RegistryClient {
             repository: reference.repository.clone(),
             image: reference.to_string(),
             token: Mutex::new(None),
+            credentials: None,
+            actions: "pull",
+            extra_scopes: Vec::new(),
         })
+    }
+
+    /// A client for the registry itself (no repository), as `login` uses to check credentials.
+    pub fn for_registry(registry: &str, settings: &EngineSettings) -> Result<Self> {
+        let reference = ImageReference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let mut client = Self::new(&reference, settings)?;
+        client.image = registry.to_string();
+        Ok(client)
+    }
+
+    /// Uses `credentials` for this client's requests (none: anonymous).
+    pub fn with_credentials(mut self, credentials: Option<AuthConfig>) -> Self {
+        self.credentials = credentials.filter(|c| !c.is_empty());
+        if let Some(c) = &self.credentials {
+            if !c.registrytoken.is_empty() {
+                // A registry token is sent as it is, with no challenge round trip.
+                self.token = Mutex::new(Some(format!("Bearer {}", c.registrytoken)));
+            }
+        }
+        self
+    }
+
+    /// Asks token endpoints for push access too, and pull access to `mount_from` (other
+    /// repositories of the same registry blobs may be mounted from).
+    pub fn for_push(mut self, mount_from: &[String]) -> Self {
+        self.actions = "pull,push";
+        self.extra_scopes = mount_from
+            .iter()
+            .filter(|r| **r != self.repository)
+            .map(|r| format!("repository:{r}:pull"))
+            .collect();
+        self
     }
 
     /// `host:port` the client talks to.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
     }
 
     fn url(&self, kind: &str, reference: &str) -> Url {
@@ -375,16 +467,26 @@ impl RegistryClient {
         }
     }
 
-    /// GET with the current token; on a 401 challenge, fetch a token and retry once.
-    async fn get(&self, url: Url, accept: Option<&str>) -> Result<Response> {
+    /// True when `url` is on the registry itself: the `Authorization` header goes nowhere else
+    /// (an upload `Location` may name another host).
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
+    /// Sends a request built by `build` with the current `Authorization`; on a 401 challenge,
+    /// authenticates and retries once.
+    async fn send(
+        &self,
+        url: &Url,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response> {
         let mut retried = false;
         loop {
-            let mut req = self.http.get(url.clone());
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
-            }
+            let mut req = build(&self.http);
             let token = self.token.lock().map(|t| t.clone()).unwrap_or(None);
-            if let Some(t) = token {
+            if let Some(t) = token.filter(|_| self.same_origin(url)) {
                 req = req.header(AUTHORIZATION, t);
             }
             let resp = req.send().await.map_err(|e| self.send_err(e))?;
@@ -397,51 +499,129 @@ impl RegistryClient {
         }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<()> {
-        let unauthorized = |detail: String| RegistryError::Unauthorized {
+    async fn get(&self, url: Url, accept: Option<&str>) -> Result<Response> {
+        self.send(&url, |http| {
+            let req = http.get(url.clone());
+            match accept {
+                Some(a) => req.header(ACCEPT, a),
+                None => req,
+            }
+        })
+        .await
+    }
+
+    fn unauthorized(&self, status: u16, detail: String) -> RegistryError {
+        RegistryError::Unauthorized {
             image: self.image.clone(),
             registry: self.registry.clone(),
-            status: 401,
+            status,
             detail,
-        };
+            with_credentials: self.credentials.is_some(),
+        }
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<()> {
         let header = headers
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("no WWW-Authenticate challenge".into()))?;
+            .ok_or_else(|| self.unauthorized(401, "no WWW-Authenticate challenge".into()))?;
         let (scheme, params) = parse_challenge(header)
-            .ok_or_else(|| unauthorized(format!("bad challenge {header:?}")))?;
-        if scheme != "bearer" {
-            return Err(unauthorized(format!(
-                "the registry wants {scheme} credentials; berth pulls anonymously"
-            )));
+            .ok_or_else(|| self.unauthorized(401, format!("bad challenge {header:?}")))?;
+        let value = match scheme.as_str() {
+            "basic" => {
+                let (user, pass) = self
+                    .credentials
+                    .as_ref()
+                    .and_then(AuthConfig::basic)
+                    .ok_or_else(|| {
+                        self.unauthorized(401, "the registry wants a username and password".into())
+                    })?;
+                format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")))
+            }
+            "bearer" => format!("Bearer {}", self.fetch_token(&params).await?),
+            other => {
+                return Err(self.unauthorized(
+                    401,
+                    format!(
+                        "the registry wants {other} authentication, which berth does not speak"
+                    ),
+                ))
+            }
+        };
+        if let Ok(mut slot) = self.token.lock() {
+            *slot = Some(value);
         }
+        Ok(())
+    }
+
+    /// The scopes a token is asked for: the challenge's, else this repository's with the
+    /// client's actions, plus pull on mount sources.
+    fn scopes(&self, challenge_scope: Option<&String>) -> Vec<String> {
+        let own = format!("repository:{}:{}", self.repository, self.actions);
+        let mut scopes = match challenge_scope {
+            Some(s) if self.actions == "pull" => vec![s.clone()],
+            // A login check asks for no repository (docker's login does the same).
+            None if self.repository.is_empty() => vec![],
+            _ => vec![own],
+        };
+        scopes.extend(self.extra_scopes.iter().cloned());
+        scopes
+    }
+
+    /// A bearer token from the challenge's realm: with an identity (refresh) token through the
+    /// OAuth2 POST, else a GET with Basic credentials when there are some, else anonymous.
+    async fn fetch_token(&self, params: &HashMap<String, String>) -> Result<String> {
         let realm = params
             .get("realm")
-            .ok_or_else(|| unauthorized("challenge without realm".into()))?;
+            .ok_or_else(|| self.unauthorized(401, "challenge without realm".into()))?;
         let token_err = |detail: String| RegistryError::Token {
             realm: realm.clone(),
+            registry: self.registry.clone(),
             detail,
         };
-        let mut url = Url::parse(realm).map_err(|e| token_err(e.to_string()))?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = params.get("service") {
-                q.append_pair("service", service);
+        let url = Url::parse(realm).map_err(|e| token_err(e.to_string()))?;
+        let scopes = self.scopes(params.get("scope"));
+        let service = params.get("service").cloned().unwrap_or_default();
+        let creds = self.credentials.as_ref();
+        let req = match creds.filter(|c| !c.identitytoken.is_empty()) {
+            Some(c) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", c.identitytoken.clone()),
+                    ("service", service),
+                    ("client_id", "berth".to_string()),
+                ];
+                form.push(("scope", scopes.join(" ")));
+                self.http.post(url).form(&form)
             }
-            let scope = params
-                .get("scope")
-                .cloned()
-                .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-            q.append_pair("scope", &scope);
+            None => {
+                let mut url = url;
+                {
+                    let mut q = url.query_pairs_mut();
+                    if !service.is_empty() {
+                        q.append_pair("service", &service);
+                    }
+                    for s in &scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let req = self.http.get(url);
+                match creds.and_then(AuthConfig::basic) {
+                    Some((u, p)) => req.basic_auth(u, Some(p)),
+                    None => req,
+                }
+            }
+        };
+        let mut resp = req.send().await.map_err(|e| token_err(e.to_string()))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.unauthorized(
+                status.as_u16(),
+                format!("the token endpoint {realm} refused the credentials"),
+            ));
         }
-        let mut resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| token_err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(token_err(format!("status {}", resp.status())));
+        if !status.is_success() {
+            return Err(token_err(format!("status {status}")));
         }
         let reply = read_capped(&mut resp, MAX_TOKEN_BYTES)
             .await
@@ -451,18 +631,12 @@ impl RegistryClient {
                 "reply larger than {MAX_TOKEN_BYTES} bytes; refused"
             )));
         }
-        let body = reply.bytes;
-        let t: TokenResponse = serde_json::from_slice(&body)
+        let t: TokenResponse = serde_json::from_slice(&reply.bytes)
             .map_err(|e| token_err(format!("bad token reply: {e}")))?;
-        let token = t
-            .token
+        t.token
             .or(t.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| token_err("reply has no token".into()))?;
-        if let Ok(mut slot) = self.token.lock() {
-            *slot = Some(format!("Bearer {token}"));
-        }
-        Ok(())
+            .ok_or_else(|| token_err("reply has no token".into()))
     }
 
     async fn status_error(&self, url: &Url, mut resp: Response) -> RegistryError {
@@ -474,12 +648,7 @@ impl RegistryClient {
             .unwrap_or_default();
         let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         if status == 401 || status == 403 {
-            return RegistryError::Unauthorized {
-                image: self.image.clone(),
-                registry: self.registry.clone(),
-                status,
-                detail: body,
-            };
+            return self.unauthorized(status, body);
         }
         RegistryError::Status {
             registry: self.registry.clone(),
@@ -487,6 +656,18 @@ impl RegistryClient {
             status,
             body,
         }
+    }
+
+    /// Checks that the registry accepts the credentials (`GET /v2/` and its challenge), as
+    /// `docker login` does.
+    pub async fn check_login(&self) -> Result<()> {
+        let mut url = self.base.clone();
+        url.set_path("/v2/");
+        let resp = self.get(url.clone(), None).await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(self.status_error(&url, resp).await)
     }
 
     /// Fetches a manifest or index by tag or digest, capped at `MAX_MANIFEST_BYTES`.
@@ -543,6 +724,119 @@ impl RegistryClient {
     /// Reads the next chunk of a blob response, mapping transport errors.
     pub async fn next_chunk(&self, resp: &mut Response) -> Result<Option<bytes::Bytes>> {
         resp.chunk().await.map_err(|e| self.send_err(e))
+    }
+
+    /// True when the repository already has the blob (`HEAD`): a push skips it.
+    pub async fn blob_exists(&self, digest: &str) -> Result<bool> {
+        let url = self.url("blobs", digest);
+        let resp = self.send(&url, |http| http.head(url.clone())).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(&url, resp).await),
+        }
+    }
+
+    fn session_url(&self, resp: &Response) -> Result<Url> {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Upload {
+                registry: self.registry.clone(),
+                detail: "upload reply without a Location".into(),
+            })?;
+        // Relative locations are relative to the registry.
+        self.base.join(location).map_err(|e| RegistryError::Upload {
+            registry: self.registry.clone(),
+            detail: format!("bad upload Location {location:?}: {e}"),
+        })
+    }
+
+    /// Starts an upload, first asking for a cross-repository mount of `digest` from `from`
+    /// when given (the registry answers 201 when it mounted, 202 with a session otherwise).
+    pub async fn start_upload(&self, digest: &str, from: Option<&str>) -> Result<UploadStart> {
+        let mut url = self.base.clone();
+        url.set_path(&format!("/v2/{}/blobs/uploads/", self.repository));
+        if let Some(from) = from.filter(|f| *f != self.repository) {
+            url.query_pairs_mut()
+                .append_pair("mount", digest)
+                .append_pair("from", from);
+        }
+        let resp = self.send(&url, |http| http.post(url.clone())).await?;
+        match resp.status() {
+            StatusCode::CREATED if from.is_some() => Ok(UploadStart::Mounted),
+            StatusCode::ACCEPTED => Ok(UploadStart::Session(self.session_url(&resp)?)),
+            _ => Err(self.status_error(&url, resp).await),
+        }
+    }
+
+    /// Sends one chunk at `offset` (`PATCH`); the session continues at the returned URL.
+    pub async fn upload_chunk(
+        &self,
+        session: &Url,
+        offset: u64,
+        data: bytes::Bytes,
+    ) -> Result<Url> {
+        let end = offset + data.len() as u64 - 1;
+        let resp = self
+            .send(session, |http| {
+                http.patch(session.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", format!("{offset}-{end}"))
+                    .body(data.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(session, resp).await);
+        }
+        self.session_url(&resp)
+    }
+
+    /// Completes an upload (`PUT ?digest=`), with `data` as the whole blob (monolithic) or
+    /// empty after chunks.
+    pub async fn finish_upload(
+        &self,
+        session: &Url,
+        digest: &str,
+        data: bytes::Bytes,
+    ) -> Result<()> {
+        let mut url = session.clone();
+        url.query_pairs_mut().append_pair("digest", digest);
+        let resp = self
+            .send(&url, |http| {
+                http.put(url.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// Puts a manifest under `reference` (a tag) with its media type; last in a push, so the
+    /// tag never names a manifest whose blobs are missing.
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let url = self.url("manifests", reference);
+        let body = bytes::Bytes::from(bytes);
+        let resp = self
+            .send(&url, |http| {
+                http.put(url.clone())
+                    .header(CONTENT_TYPE, media_type)
+                    .body(body.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&url, resp).await);
+        }
+        Ok(())
     }
 }
 
@@ -628,6 +922,121 @@ mod tests {
     }
 
     const BLOB: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    /// A registry whose token endpoint (same server, `/token`) grants `Bearer good` for Basic
+    /// `ann:pw` or for any refresh-token POST, and whose `/v2/` wants that token.
+    async fn token_registry() -> (u16, Arc<Seen>) {
+        let port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let p = port.clone();
+        let basic = format!("authorization: basic {}", STANDARD.encode("ann:pw")).to_lowercase();
+        let (n, seen) = serve("127.0.0.1", move |path, head| {
+            if path.starts_with("/token") {
+                let granted = head.starts_with("post ") || head.contains(&basic);
+                return if granted {
+                    reply("200 OK", &[], br#"{"access_token": "good"}"#)
+                } else {
+                    reply("401 Unauthorized", &[], b"bad credentials")
+                };
+            }
+            if head.contains("authorization: bearer good") {
+                return reply("200 OK", &[], b"{}");
+            }
+            let realm = format!(
+                "Bearer realm=\"http://127.0.0.1:{}/token\",service=\"reg\"",
+                p.load(Ordering::SeqCst)
+            );
+            reply("401 Unauthorized", &[("WWW-Authenticate", realm)], b"")
+        })
+        .await;
+        port.store(n, Ordering::SeqCst);
+        (n, seen)
+    }
+
+    fn login_client(port: u16, creds: Option<AuthConfig>) -> RegistryClient {
+        RegistryClient::for_registry(&format!("127.0.0.1:{port}"), &EngineSettings::default())
+            .unwrap()
+            .with_credentials(creds)
+    }
+
+    fn requests(seen: &Seen, prefix: &str) -> Vec<String> {
+        let all = seen.requests.lock().unwrap();
+        all.iter()
+            .filter(|r| r.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_fetched_with_basic_credentials_or_a_refresh_token() {
+        let (port, seen) = token_registry().await;
+        let basic = AuthConfig {
+            username: "ann".into(),
+            password: "pw".into(),
+            ..Default::default()
+        };
+        login_client(port, Some(basic)).check_login().await.unwrap();
+        assert_eq!(requests(&seen, "get /token?service=reg ").len(), 1);
+
+        let refresh = AuthConfig {
+            identitytoken: "rt-1".into(),
+            ..Default::default()
+        };
+        login_client(port, Some(refresh))
+            .check_login()
+            .await
+            .unwrap();
+        let posts = requests(&seen, "post /token");
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert!(posts[0].contains("application/x-www-form-urlencoded"));
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_and_missing_ones_are_told_apart() {
+        let (port, _seen) = token_registry().await;
+        let wrong = AuthConfig {
+            username: "ann".into(),
+            password: "nope".into(),
+            ..Default::default()
+        };
+        let e = login_client(port, Some(wrong))
+            .check_login()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("401 Unauthorized for 127.0.0.1:{port}"))
+                && e.contains("check the username and password"),
+            "{e}"
+        );
+        let e = login_client(port, None)
+            .check_login()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no credentials were sent"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn push_tokens_ask_for_push_and_mount_sources() {
+        let (port, seen) = token_registry().await;
+        let basic = AuthConfig {
+            username: "ann".into(),
+            password: "pw".into(),
+            ..Default::default()
+        };
+        let c = client(port)
+            .with_credentials(Some(basic))
+            .for_push(&["base/img".to_string()]);
+        // The registry answers 200 to the HEAD once the token is sent: the blob "exists".
+        assert!(c.blob_exists(BLOB).await.unwrap());
+        let gets = requests(&seen, "get /token");
+        assert!(
+            gets[0].contains(
+                "scope=repository%3arepo%3apull%2cpush&scope=repository%3abase%2fimg%3apull"
+            ),
+            "{gets:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_redirect_to_another_host_never_carries_the_token() {

@@ -29,6 +29,7 @@ use super::types::{
     VolumeListResponse,
 };
 use super::API_VERSION;
+use crate::engine::auth::AuthConfig;
 use crate::engine::{EngineRoots, EngineSettings};
 
 #[derive(Debug, Error)]
@@ -351,6 +352,18 @@ impl EngineClient {
         body: RequestBody,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
+        self.send_with(method, path, body, content_type, None).await
+    }
+
+    /// `send` with the `X-Registry-Auth` header when there are credentials.
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+        auth: Option<&AuthConfig>,
+    ) -> Result<Response<Incoming>> {
         let http = |source| ClientError::Http {
             path: self.socket.clone(),
             source,
@@ -367,6 +380,9 @@ impl EngineClient {
             .header(hyper::header::HOST, "berth");
         if let Some(ct) = content_type {
             request = request.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        if let Some(a) = auth {
+            request = request.header("X-Registry-Auth", a.to_header());
         }
         let request = request
             .body(body)
@@ -700,9 +716,37 @@ impl EngineClient {
     /// `POST /images/create?fromImage=`: progress as the engine reports it; a failure arrives as
     /// the stream's last item, an `Err(ClientError::Stream)` with the engine's message.
     pub async fn pull(&self, image: &str) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
+        self.pull_with_auth(image, None).await
+    }
+
+    /// [`pull`](Self::pull) with registry credentials (sent as `X-Registry-Auth`).
+    pub async fn pull_with_auth(
+        &self,
+        image: &str,
+        auth: Option<&AuthConfig>,
+    ) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
         let path = with_query("/images/create", &[("fromImage", Some(image.to_string()))]);
         let response = self
-            .send(Method::POST, &path, full_body(Bytes::new()), None)
+            .send_with(Method::POST, &path, full_body(Bytes::new()), None, auth)
+            .await?;
+        Ok(progress_stream(response.into_body(), self.socket.clone()))
+    }
+
+    /// `POST /images/{name}/push`: pushes the local image `image` (`name[:tag]`) to its
+    /// registry; progress as for a pull, a failure as the stream's last item.
+    pub async fn push(
+        &self,
+        image: &str,
+        auth: Option<&AuthConfig>,
+    ) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
+        let (repo, tag) = split_repo_tag(image);
+        let name = encode(repo, b"/:");
+        let path = with_query(
+            &format!("/images/{name}/push"),
+            &[("tag", tag.map(str::to_string))],
+        );
+        let response = self
+            .send_with(Method::POST, &path, full_body(Bytes::new()), None, auth)
             .await?;
         Ok(progress_stream(response.into_body(), self.socket.clone()))
     }

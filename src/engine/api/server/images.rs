@@ -1,4 +1,5 @@
-//! `/images`: pull (`POST /images/create?fromImage=`), list, inspect and remove.
+//! `/images`: pull (`POST /images/create?fromImage=`), push (`POST /images/{name}/push`), list,
+//! inspect and remove. Pull and push take per-request credentials from `X-Registry-Auth`.
 //!
 //! Image names contain `/` and `:` (`127.0.0.1:5000/team/app:1`), so the per-image routes take
 //! the rest of the path and split off the verb (`/json`) themselves.
@@ -7,7 +8,7 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -16,13 +17,16 @@ use tokio::sync::mpsc;
 
 use super::super::types::{ErrorDetail, ProgressMessage};
 use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
+use crate::engine::auth::AuthConfig;
 use crate::engine::reference::ImageReference;
+use crate::engine::registry::{RegistryClient, RegistryError};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {
     Router::new()
         .route("/images/json", get(list))
         .route("/images/create", post(create))
+        .route("/auth", post(auth))
         .route("/images/{*rest}", any(by_name))
 }
 
@@ -44,8 +48,68 @@ fn progress_line(message: &ProgressMessage) -> Bytes {
     Bytes::from(line)
 }
 
+/// The per-request credentials of `X-Registry-Auth` (base64url JSON `AuthConfig`), as the
+/// Docker CLI sends them; used for this request only, never stored.
+pub fn registry_auth(headers: &HeaderMap) -> ApiResult<Option<AuthConfig>> {
+    match headers.get("x-registry-auth") {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Registry-Auth is not ASCII"))?;
+            AuthConfig::from_header(text).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
+/// `POST /auth` (`docker login` through berth's socket): checks an `AuthConfig` against its
+/// registry; nothing is stored (the CLI keeps credentials).
+async fn auth(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Response> {
+    let config: AuthConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid auth configuration: {e}")))?;
+    let registry = crate::engine::auth::normalize_key(&config.serveraddress);
+    let registry = if registry.is_empty() {
+        crate::engine::reference::DOCKER_HUB.to_string()
+    } else {
+        registry
+    };
+    let client = RegistryClient::for_registry(&registry, &engine.settings)
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+        .with_credentials(Some(config));
+    match client.check_login().await {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e @ RegistryError::Unauthorized { .. }) => Err(ApiError::new(401, e.to_string())),
+        Err(e) => Err(ApiError::new(500, e.to_string())),
+    }
+}
+
+/// A streamed JSON-lines answer fed by `rx` (pull and push progress).
+fn progress_response(rx: mpsc::Receiver<ProgressMessage>) -> Response {
+    let lines = tokio_stream_from(rx).map(|m| Ok::<_, Infallible>(progress_line(&m)));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(JSON_STREAM.0, JSON_STREAM.1)
+        .body(Body::from_stream(lines))
+        .unwrap_or_default()
+}
+
+/// Docker reports pull and push failures in-band: the status is already 200.
+async fn send_error(tx: &mpsc::Sender<ProgressMessage>, message: String) {
+    let _ = tx
+        .send(ProgressMessage {
+            error: Some(message.clone()),
+            error_detail: Some(ErrorDetail { message }),
+            ..Default::default()
+        })
+        .await;
+}
+
 async fn create(
     State(engine): State<SharedEngine>,
+    headers: HeaderMap,
     params: Params,
     body: Body,
 ) -> ApiResult<Response> {
@@ -67,13 +131,14 @@ async fn create(
     }
     let name = pull_reference(from_image, tag);
     let reference = ImageReference::parse(&name)?;
+    let credentials = registry_auth(&headers)?;
 
     let (tx, rx) = mpsc::channel::<ProgressMessage>(64);
     let puller = engine.clone();
     tokio::spawn(async move {
         let result = puller
             .images
-            .pull(&reference, &puller.settings, tx.clone())
+            .pull_with_auth(&reference, &puller.settings, credentials, tx.clone())
             .await;
         match result {
             Ok(image) => emit_event(
@@ -83,25 +148,54 @@ async fn create(
                 &name,
                 &[("name", &name), ("id", &image.id)],
             ),
-            Err(e) => {
-                // Docker reports pull failures in-band: the status is already 200.
-                let message = e.to_string();
-                let _ = tx
-                    .send(ProgressMessage {
-                        error: Some(message.clone()),
-                        error_detail: Some(ErrorDetail { message }),
-                        ..Default::default()
-                    })
-                    .await;
-            }
+            Err(e) => send_error(&tx, e.to_string()).await,
         }
     });
-    let lines = tokio_stream_from(rx).map(|m| Ok::<_, Infallible>(progress_line(&m)));
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(JSON_STREAM.0, JSON_STREAM.1)
-        .body(Body::from_stream(lines))
-        .unwrap_or_default())
+    Ok(progress_response(rx))
+}
+
+/// `POST /images/{name}/push?tag=`: the local image `name:tag` goes to its registry.
+async fn push(
+    engine: SharedEngine,
+    name: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> ApiResult<Response> {
+    let tag = params.get("tag").map(String::as_str).unwrap_or("");
+    let full = pull_reference(name, tag);
+    let reference = ImageReference::parse(&full)?;
+    let credentials = registry_auth(headers)?;
+    if engine.images.resolve(&reference.familiar()).is_none() {
+        return Err(ApiError::new(
+            404,
+            format!(
+                "An image does not exist locally with the tag: {}",
+                reference.familiar()
+            ),
+        ));
+    }
+    let (tx, rx) = mpsc::channel::<ProgressMessage>(64);
+    tokio::spawn(async move {
+        let pushed = crate::engine::push::push(
+            &engine.images,
+            &reference,
+            &engine.settings,
+            credentials,
+            tx.clone(),
+        )
+        .await;
+        match pushed {
+            Ok(done) => emit_event(
+                &engine,
+                "image",
+                "push",
+                &full,
+                &[("name", &full), ("digest", &done.digest)],
+            ),
+            Err(e) => send_error(&tx, e.to_string()).await,
+        }
+    });
+    Ok(progress_response(rx))
 }
 
 /// An `mpsc::Receiver` as a `Stream` (ends when every sender is gone).
@@ -211,9 +305,30 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
 async fn by_name(
     State(engine): State<SharedEngine>,
     method: Method,
+    headers: HeaderMap,
     Path(rest): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
+    if method == Method::POST {
+        if let Some(name) = rest.strip_suffix("/push") {
+            return push(engine, name, &headers, &params).await;
+        }
+        if let Some(name) = rest.strip_suffix("/tag") {
+            // `docker tag`: `repo` and `tag` name the new reference.
+            let repo = params.get("repo").map(String::as_str).unwrap_or("");
+            let tag = params.get("tag").map(String::as_str).unwrap_or("");
+            if repo.is_empty() {
+                return Err(ApiError::bad_request("repo is required to tag an image"));
+            }
+            let new = pull_reference(repo, tag);
+            let image = engine.images.tag(name, &new).map_err(ApiError::from)?;
+            emit_event(&engine, "image", "tag", &image.id, &[("name", &new)]);
+            return Ok(Response::builder()
+                .status(StatusCode::CREATED)
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+    }
     if method == Method::GET {
         if let Some(name) = rest.strip_suffix("/json") {
             let image = engine
