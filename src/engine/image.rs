@@ -32,6 +32,10 @@ use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
 use super::EngineSettings;
 
+mod archive;
+pub use maintain::{HistoryItem, PruneReport};
+mod maintain;
+
 /// An image config is small; refuse anything absurd before parsing it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Docker refuses images deeper than this too; overlay mount options must fit in a page.

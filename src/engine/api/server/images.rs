@@ -23,6 +23,7 @@ pub fn routes() -> Router<SharedEngine> {
     Router::new()
         .route("/images/json", get(list))
         .route("/images/create", post(create))
+        .merge(super::image_archive::routes())
         .route("/images/{*rest}", any(by_name))
 }
 
@@ -114,7 +115,7 @@ pub fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// Write a request body to a new file under the spool directory.
-async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
+pub(super) async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
     use tokio::io::AsyncWriteExt;
     let dir = super::spool_dir(&engine.roots);
     let failed = |what: &str, e: &dyn std::fmt::Display| {
@@ -214,6 +215,13 @@ async fn by_name(
     Path(rest): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
+    use super::image_archive as archive;
+    match (&method, rest.rsplit_once('/')) {
+        (&Method::GET, Some((name, "get"))) => return archive::save_one(engine, name).await,
+        (&Method::GET, Some((name, "history"))) => return archive::history(engine, name).await,
+        (&Method::POST, Some((name, "tag"))) => return archive::tag(engine, name, &params).await,
+        _ => {}
+    }
     if method == Method::GET {
         if let Some(name) = rest.strip_suffix("/json") {
             let image = engine

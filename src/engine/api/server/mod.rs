@@ -9,6 +9,7 @@ mod containers;
 mod events;
 mod exec;
 mod filters;
+mod image_archive;
 mod images;
 mod networks;
 mod system;
