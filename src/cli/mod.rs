@@ -7,6 +7,7 @@ pub mod config;
 mod containers;
 mod down;
 mod exec;
+mod image;
 mod images;
 mod import;
 mod kill;
@@ -87,6 +88,8 @@ pub enum Command {
     /// Parse, resolve and render the compose file in canonical format
     #[command(visible_alias = "convert")]
     Config(config::ConfigArgs),
+    /// Manage images: save, load, tag, rm, prune, inspect, history (like `docker image`)
+    Image(image::ImageArgs),
     /// Import a root filesystem tarball as an image (like `docker import`)
     Import(import::ImportArgs),
     /// Show the berth version information
@@ -158,6 +161,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Logs(args) => logs::run(&project, &args).await,
             Command::Pull(args) => pull::run(&project, &args).await,
             Command::Import(args) => import::run(&project, &args).await,
+            Command::Image(args) => image::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }
