@@ -75,20 +75,18 @@ pub enum ImageCommand {
 pub async fn run(project_args: &ProjectArgs, args: &ImageArgs) -> anyhow::Result<ExitCode> {
     let client = engine(project_args).await?;
     match &args.command {
-        ImageCommand::Save { output, images } => {
-            match output {
-                Some(path) => {
-                    let mut file = tokio::fs::File::create(path)
-                        .await
-                        .with_context(|| format!("cannot create {}", path.display()))?;
-                    client.save_images(images, &mut file).await?;
-                }
-                None if std::io::stdout().is_terminal() => anyhow::bail!(
-                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-                ),
-                None => client.save_images(images, &mut tokio::io::stdout()).await?,
+        ImageCommand::Save { output, images } => match output {
+            Some(path) => {
+                let mut file = tokio::fs::File::create(path)
+                    .await
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                client.save_images(images, &mut file).await?;
             }
-        }
+            None if std::io::stdout().is_terminal() => anyhow::bail!(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+            ),
+            None => client.save_images(images, &mut tokio::io::stdout()).await?,
+        },
         ImageCommand::Load { input, quiet } => {
             let lines = match input {
                 Some(path) if !path.is_file() => {
@@ -172,12 +170,19 @@ async fn prune(
         }
     }
     let report = client.prune_images(all).await?;
-    let deleted = report["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    let deleted = report["ImagesDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !deleted.is_empty() {
         println!("Deleted Images:");
         for r in &deleted {
             for (kind, what) in r.as_object().into_iter().flatten() {
-                println!("{}: {}", kind.to_lowercase(), what.as_str().unwrap_or_default());
+                println!(
+                    "{}: {}",
+                    kind.to_lowercase(),
+                    what.as_str().unwrap_or_default()
+                );
             }
         }
         println!();
@@ -225,7 +230,10 @@ async fn history(
         .collect();
     print!(
         "{}",
-        table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &table_rows)
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &table_rows
+        )
     );
     Ok(())
 }

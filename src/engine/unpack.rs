@@ -1128,7 +1128,11 @@ pub fn walk_archive(
         let carries_data = matches!(e.kind, b'0' | b'\0' | b'7');
         let entry = ArchiveEntry {
             path,
-            kind: if e.kind == b'\0' || e.kind == b'7' { b'0' } else { e.kind },
+            kind: if e.kind == b'\0' || e.kind == b'7' {
+                b'0'
+            } else {
+                e.kind
+            },
             link: show(&e.link),
             size: if carries_data { e.size } else { 0 },
         };

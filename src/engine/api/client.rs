@@ -801,7 +801,8 @@ impl EngineClient {
                 source,
             })?;
         let frames = tokio_util::io::ReaderStream::new(file).map(|chunk| chunk.map(Frame::data));
-        self.load_images(StreamBody::new(frames).boxed_unsync()).await
+        self.load_images(StreamBody::new(frames).boxed_unsync())
+            .await
     }
 
     /// `POST /images/load` with the archive in memory.
@@ -811,7 +812,12 @@ impl EngineClient {
 
     async fn load_images(&self, body: RequestBody) -> Result<Vec<String>> {
         let response = self
-            .send(Method::POST, "/images/load", body, Some("application/x-tar"))
+            .send(
+                Method::POST,
+                "/images/load",
+                body,
+                Some("application/x-tar"),
+            )
             .await?;
         let bytes = self.read_all(response).await?;
         let mut lines = Vec::new();

@@ -15,9 +15,9 @@ use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageManifestBuild
 use serde::{Deserialize, Serialize};
 
 use super::{
-    chain_ids, container_config, free_space, io_err, is_valid_digest, same_name, short,
-    ImageError, ImageRecord, ImageStore, LayerRecord, Result, Rollback, UnpackJob,
-    FREE_SPACE_MARGIN, MAX_CONFIG_BYTES, MAX_LAYERS,
+    chain_ids, container_config, free_space, io_err, is_valid_digest, same_name, short, ImageError,
+    ImageRecord, ImageStore, LayerRecord, Result, Rollback, UnpackJob, FREE_SPACE_MARGIN,
+    MAX_CONFIG_BYTES, MAX_LAYERS,
 };
 use crate::engine::api::types::ImageContainerConfig;
 use crate::engine::content::ContentError;
@@ -94,7 +94,11 @@ pub(crate) fn resolve_link(entry: &str, target: &str) -> Option<String> {
 fn tar_header(name: &str, size: u64, kind: u8) -> [u8; 512] {
     let mut h = [0u8; 512];
     h[..name.len()].copy_from_slice(name.as_bytes());
-    let mode: &[u8] = if kind == b'5' { b"0000755\0" } else { b"0000644\0" };
+    let mode: &[u8] = if kind == b'5' {
+        b"0000755\0"
+    } else {
+        b"0000644\0"
+    };
     h[100..108].copy_from_slice(mode);
     h[108..116].copy_from_slice(b"0000000\0");
     h[116..124].copy_from_slice(b"0000000\0");
@@ -165,10 +169,13 @@ impl ImageStore {
             let mut digests = vec![rec.id.clone(), rec.manifest_digest.clone()];
             digests.extend(rec.layers.iter().map(|l| l.digest.clone()));
             for d in &digests {
-                let f = self.content.open_blob(d).map_err(|source| ImageError::Content {
-                    image: rec.id.clone(),
-                    source,
-                })?;
+                let f = self
+                    .content
+                    .open_blob(d)
+                    .map_err(|source| ImageError::Content {
+                        image: rec.id.clone(),
+                        source,
+                    })?;
                 let size = f.metadata().map_err(io_err(&self.root))?.len();
                 blobs.insert(d.clone(), (f, size));
             }
@@ -327,11 +334,17 @@ impl ImageStore {
             k => {
                 return Err(hostile(
                     path,
-                    &format!("has type {:?}, which an image archive never holds", k as char),
+                    &format!(
+                        "has type {:?}, which an image archive never holds",
+                        k as char
+                    ),
                 ))
             }
         }
-        if matches!(path, "manifest.json" | "index.json" | "oci-layout" | "repositories") {
+        if matches!(
+            path,
+            "manifest.json" | "index.json" | "oci-layout" | "repositories"
+        ) {
             if entry.size > MAX_METADATA_BYTES {
                 return Err(invalid(format!(
                     "{path} is {} bytes (limit {MAX_METADATA_BYTES})",
@@ -424,7 +437,9 @@ fn oci_entry_name(d: &Descriptor) -> Option<String> {
 
 impl ImageStore {
     fn load_oci_index(&self, doc: &[u8], rollback: &mut Rollback) -> Result<Vec<String>> {
-        let index = match parse_manifest(doc, None).map_err(|e| invalid(format!("index.json: {e}")))? {
+        let index = match parse_manifest(doc, None)
+            .map_err(|e| invalid(format!("index.json: {e}")))?
+        {
             Manifest::Index(i) => i,
             Manifest::Image(_) => return Err(invalid("index.json is a manifest, not an index")),
         };
@@ -471,7 +486,10 @@ impl ImageStore {
         let member = |d: &Descriptor| -> Result<Member> {
             let digest = d.digest().to_string();
             if !self.content.contains(&digest) {
-                return Err(invalid(format!("blob {} is missing from the archive", short(&digest))));
+                return Err(invalid(format!(
+                    "blob {} is missing from the archive",
+                    short(&digest)
+                )));
             }
             Ok(Member {
                 digest,
@@ -532,7 +550,9 @@ impl ImageStore {
             };
             records.push(LayerRecord {
                 digest: layer.digest.clone(),
-                media_type: layer_media_type(&self.content.open_blob(&layer.digest).map_err(content_err)?),
+                media_type: layer_media_type(
+                    &self.content.open_blob(&layer.digest).map_err(content_err)?,
+                ),
                 size: layer.size,
                 diff_id: diff_ids[i].clone(),
                 unpacked_size: unpacked,
@@ -570,7 +590,9 @@ impl ImageStore {
             rec = self.save_with_tag(rec, Some(&name))?;
             lines.push(format!("Loaded image: {name}"));
         }
-        rollback.blobs.retain(|b| b != &rec.id && b != &rec.manifest_digest && !rec.layers.iter().any(|l| &l.digest == b));
+        rollback.blobs.retain(|b| {
+            b != &rec.id && b != &rec.manifest_digest && !rec.layers.iter().any(|l| &l.digest == b)
+        });
         rollback.snapshots.retain(|s| !chains.contains(s));
         Ok(lines)
     }
@@ -701,8 +723,16 @@ mod tests {
     #[test]
     fn index_entries_carry_docker_25_annotations() {
         let e = index_entries("m", "sha256:x", 3, &["busybox:1".to_string()]);
-        assert_eq!(e[0]["annotations"]["io.containerd.image.name"], "docker.io/library/busybox:1");
-        assert_eq!(e[0]["annotations"]["org.opencontainers.image.ref.name"], "1");
-        assert!(index_entries("m", "sha256:x", 3, &[])[0].get("annotations").is_none());
+        assert_eq!(
+            e[0]["annotations"]["io.containerd.image.name"],
+            "docker.io/library/busybox:1"
+        );
+        assert_eq!(
+            e[0]["annotations"]["org.opencontainers.image.ref.name"],
+            "1"
+        );
+        assert!(index_entries("m", "sha256:x", 3, &[])[0]
+            .get("annotations")
+            .is_none());
     }
 }

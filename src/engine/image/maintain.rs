@@ -31,7 +31,11 @@ pub struct PruneReport {
 
 /// Which images `prune` takes: dangling ones (no tag) or, with `all`, every one; never one a
 /// container uses.
-pub fn prune_candidates(images: &[ImageRecord], all: bool, in_use: &dyn Fn(&str) -> bool) -> Vec<String> {
+pub fn prune_candidates(
+    images: &[ImageRecord],
+    all: bool,
+    in_use: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     images
         .iter()
         .filter(|r| all || r.repo_tags.is_empty())

@@ -112,13 +112,16 @@ async fn load(
     params: Params,
     body: Body,
 ) -> ApiResult<Response> {
-    let quiet = flag(&params, "quiet");
+    // `quiet` only hides progress bars in Docker (berth draws none): the CLI sets it whenever its
+    // output is not a terminal and still prints the `Loaded image` lines.
+    let _quiet = flag(&params, "quiet");
     let path = spool(&engine, body).await?;
     let store = engine.clone();
     let tar = path.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&tar)
-            .map_err(|e| ApiError::new(500, format!("open spooled archive {}: {e}", tar.display())))?;
+        let file = std::fs::File::open(&tar).map_err(|e| {
+            ApiError::new(500, format!("open spooled archive {}: {e}", tar.display()))
+        })?;
         store
             .images
             .load(std::io::BufReader::new(file))
@@ -126,16 +129,15 @@ async fn load(
     })
     .await;
     let _ = tokio::fs::remove_file(&path).await;
-    let lines = loaded.map_err(|e| ApiError::new(500, format!("image load task failed: {e}")))??;
+    let lines =
+        loaded.map_err(|e| ApiError::new(500, format!("image load task failed: {e}")))??;
     let mut out = Vec::new();
     for line in &lines {
         let name = line.rsplit(": ").next().unwrap_or(line);
         emit_event(&engine, "image", "load", name, &[("name", name)]);
-        if !quiet {
-            let msg = serde_json::json!({ "stream": format!("{line}\n") });
-            out.extend_from_slice(msg.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        let msg = serde_json::json!({ "stream": format!("{line}\n") });
+        out.extend_from_slice(msg.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     Ok(Response::builder()
         .status(StatusCode::OK)
@@ -148,7 +150,9 @@ async fn load(
 pub async fn tag(engine: SharedEngine, name: &str, params: &Params) -> ApiResult<Response> {
     let repo = params.get("repo").map(String::as_str).unwrap_or("");
     if repo.is_empty() {
-        return Err(ApiError::bad_request("repo: the name to tag the image with is required"));
+        return Err(ApiError::bad_request(
+            "repo: the name to tag the image with is required",
+        ));
     }
     let target = match params.get("tag").map(String::as_str) {
         None | Some("") => repo.to_string(),
@@ -183,7 +187,9 @@ async fn prune(State(engine): State<SharedEngine>, params: Params) -> ApiResult<
     let used: Vec<String> = super::containers::image_in_use(&engine).await;
     let store = engine.clone();
     let report = tokio::task::spawn_blocking(move || {
-        store.images.prune(all, &|id: &str| used.iter().any(|u| u == id))
+        store
+            .images
+            .prune(all, &|id: &str| used.iter().any(|u| u == id))
     })
     .await
     .map_err(|e| ApiError::new(500, format!("image prune task failed: {e}")))??;
