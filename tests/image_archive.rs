@@ -10,6 +10,7 @@ use std::process::Command;
 use berth::engine::image::ImageStore;
 use berth::engine::EngineRoots;
 use common::engine::TestEngine;
+use common::project::TestProject;
 use common::registry::{sha256_hex, TarBuilder, TestRegistry};
 
 fn text(b: &[u8]) -> String {
@@ -287,4 +288,33 @@ fn hostile_archives_are_refused_naming_the_entry_and_leave_nothing() {
         store.resolve("x:1").unwrap().id,
         format!("sha256:{}", sha256_hex(config))
     );
+}
+
+#[test]
+fn down_rmi_all_removes_service_images_and_local_keeps_tagged_ones() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("down/busybox", "1");
+    let project = TestProject::new("rmi", "");
+    project.write_compose(&format!(
+        "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"300\"]\n    stop_grace_period: 1s\n"
+    ));
+    project.ok(&["up", "-d"]);
+    // Every service names its image: nothing is "local" (built without a custom tag).
+    let out = project.berth(&["down", "--rmi", "local"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("Image"),
+        "{}",
+        text(&out.stderr)
+    );
+    project.docker(&["image", "inspect", &image]);
+
+    let out = project.berth(&["down", "--rmi", "all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("Image {image}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(project.docker(&["images", "-q"]).trim().is_empty());
 }

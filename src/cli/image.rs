@@ -126,6 +126,49 @@ pub async fn run(project_args: &ProjectArgs, args: &ImageArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// The images `down --rmi` removes, as docker compose picks them: with `all` every service's
+/// image (its `image`, or the `<project>-<service>` name a build would give it); with `local`
+/// only the latter, for services without an `image` (berth builds none, so none exist yet).
+pub fn images_to_remove(
+    rmi: &str,
+    project: &str,
+    services: &[(String, Option<String>)],
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (service, image) in services {
+        let name = match (rmi, image) {
+            ("all", Some(image)) => image.clone(),
+            (_, None) => format!("{project}-{service}"),
+            _ => continue,
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `down --rmi`: removes the images; a missing one is skipped and one still in use is reported,
+/// as docker compose does, without failing `down`.
+pub async fn remove_service_images(
+    client: &crate::engine::api::client::EngineClient,
+    rmi: &str,
+    project: &str,
+    services: &[(String, Option<String>)],
+) {
+    use crate::engine::api::client::ClientError;
+    for image in images_to_remove(rmi, project, services) {
+        match client.remove_image(&image, false).await {
+            Ok(_) => super::output::status_line("Image", &image, "Removed"),
+            Err(ClientError::Api { status: 404, .. }) => {}
+            Err(ClientError::Api { status: 409, .. }) => {
+                super::output::status_line("Image", &image, "Resource is still in use")
+            }
+            Err(e) => eprintln!("warning: image {image} not removed: {e}"),
+        }
+    }
+}
+
 /// Like `docker rmi`: every image is tried, failures are reported and make the exit status 1.
 async fn remove(
     client: &crate::engine::api::client::EngineClient,
@@ -236,4 +279,27 @@ async fn history(
         )
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::images_to_remove;
+
+    #[test]
+    fn rmi_all_takes_service_images_and_local_only_unnamed_builds() {
+        let services = vec![
+            ("web".to_string(), Some("nginx:1".to_string())),
+            ("db".to_string(), Some("nginx:1".to_string())),
+            ("app".to_string(), None),
+        ];
+        assert_eq!(
+            images_to_remove("all", "p", &services),
+            vec!["nginx:1".to_string(), "p-app".to_string()]
+        );
+        assert_eq!(
+            images_to_remove("local", "p", &services),
+            vec!["p-app".to_string()]
+        );
+        assert!(images_to_remove("local", "p", &services[..2]).is_empty());
+    }
 }
