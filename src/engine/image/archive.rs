@@ -90,6 +90,21 @@ pub(crate) fn resolve_link(entry: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// A symlink or hardlink member: an alias of another member, never followed on disk. A symlink
+/// is relative to its directory, a hardlink to the archive's root; leaving the archive is hostile.
+fn link_member(entry: &ArchiveEntry, links: &mut HashMap<String, String>) -> Result<()> {
+    let path = entry.path.as_str();
+    let (base, what) = if entry.kind == b'2' {
+        (path, "a symlink")
+    } else {
+        ("", "a hardlink")
+    };
+    let target = resolve_link(base, &entry.link)
+        .ok_or_else(|| hostile(path, &format!("is {what} that leaves the archive")))?;
+    links.insert(path.to_string(), target);
+    Ok(())
+}
+
 /// A minimal ustar header for a member of a saved archive (names stay under 100 bytes).
 fn tar_header(name: &str, size: u64, kind: u8) -> [u8; 512] {
     let mut h = [0u8; 512];
@@ -151,6 +166,28 @@ impl ImageStore {
         Ok(items)
     }
 
+    /// Opens the blobs of `rec` into `blobs`; returns its manifest.
+    fn open_blobs(
+        &self,
+        rec: &ImageRecord,
+        blobs: &mut BTreeMap<String, (File, u64)>,
+    ) -> Result<Vec<u8>> {
+        let content_err = |source| ImageError::Content {
+            image: rec.id.clone(),
+            source,
+        };
+        let mut digests = vec![rec.id.clone(), rec.manifest_digest.clone()];
+        digests.extend(rec.layers.iter().map(|l| l.digest.clone()));
+        for d in &digests {
+            let f = self.content.open_blob(d).map_err(content_err)?;
+            let size = f.metadata().map_err(io_err(&self.root))?.len();
+            blobs.insert(d.clone(), (f, size));
+        }
+        self.content
+            .read_blob(&rec.manifest_digest, MAX_CONFIG_BYTES)
+            .map_err(content_err)
+    }
+
     /// `docker save`: writes the images as one tar to `out` (blocking). Every blob is opened
     /// before anything is written: an open file stays readable if an `rm` unlinks it meanwhile.
     pub fn save(&self, names: &[String], mut out: impl Write) -> Result<()> {
@@ -166,26 +203,7 @@ impl ImageStore {
                     detail: "it has no stored manifest; pull it again to save it".into(),
                 });
             }
-            let mut digests = vec![rec.id.clone(), rec.manifest_digest.clone()];
-            digests.extend(rec.layers.iter().map(|l| l.digest.clone()));
-            for d in &digests {
-                let f = self
-                    .content
-                    .open_blob(d)
-                    .map_err(|source| ImageError::Content {
-                        image: rec.id.clone(),
-                        source,
-                    })?;
-                let size = f.metadata().map_err(io_err(&self.root))?.len();
-                blobs.insert(d.clone(), (f, size));
-            }
-            let manifest = self
-                .content
-                .read_blob(&rec.manifest_digest, MAX_CONFIG_BYTES)
-                .map_err(|source| ImageError::Content {
-                    image: rec.id.clone(),
-                    source,
-                })?;
+            let manifest = self.open_blobs(rec, &mut blobs)?;
             let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
                 .ok()
                 .and_then(|v| v["mediaType"].as_str().map(str::to_string))
@@ -318,18 +336,7 @@ impl ImageStore {
         let path = entry.path.as_str();
         match entry.kind {
             b'5' => return Ok(()),
-            b'2' => {
-                let target = resolve_link(path, &entry.link)
-                    .ok_or_else(|| hostile(path, "is a symlink that leaves the archive"))?;
-                links.insert(path.to_string(), target);
-                return Ok(());
-            }
-            b'1' => {
-                let target = resolve_link("", &entry.link)
-                    .ok_or_else(|| hostile(path, "is a hardlink that leaves the archive"))?;
-                links.insert(path.to_string(), target);
-                return Ok(());
-            }
+            b'1' | b'2' => return link_member(entry, links),
             b'0' => {}
             k => {
                 return Err(hostile(
@@ -539,25 +546,7 @@ impl ImageStore {
             return Err(invalid(format!("bad diff_id {bad:?}")));
         }
         let chains = chain_ids(&diff_ids);
-        let mut records = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            let unpacked = if self.snapshots.exists(&chains[i]) {
-                self.known_unpacked_size(&diff_ids[i])
-            } else {
-                let bytes = self.unpack_stored(&layer.digest, &diff_ids[i], &chains[i])?;
-                rollback.snapshots.push(chains[i].clone());
-                bytes
-            };
-            records.push(LayerRecord {
-                digest: layer.digest.clone(),
-                media_type: layer_media_type(
-                    &self.content.open_blob(&layer.digest).map_err(content_err)?,
-                ),
-                size: layer.size,
-                diff_id: diff_ids[i].clone(),
-                unpacked_size: unpacked,
-            });
-        }
+        let records = self.unpack_layers(layers, &diff_ids, &chains, rollback)?;
         let manifest_digest = match manifest_digest {
             Some(d) => d.to_string(),
             None => self.write_manifest(config, &config_bytes, &records, rollback)?,
@@ -595,6 +584,41 @@ impl ImageStore {
         });
         rollback.snapshots.retain(|s| !chains.contains(s));
         Ok(lines)
+    }
+
+    /// Unpacks the layers whose snapshot is missing; their records, bottom first.
+    fn unpack_layers(
+        &self,
+        layers: &[Member],
+        diff_ids: &[String],
+        chains: &[String],
+        rollback: &mut Rollback,
+    ) -> Result<Vec<LayerRecord>> {
+        let mut records = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let unpacked = if self.snapshots.exists(&chains[i]) {
+                self.known_unpacked_size(&diff_ids[i])
+            } else {
+                let bytes = self.unpack_stored(&layer.digest, &diff_ids[i], &chains[i])?;
+                rollback.snapshots.push(chains[i].clone());
+                bytes
+            };
+            let blob =
+                self.content
+                    .open_blob(&layer.digest)
+                    .map_err(|source| ImageError::Content {
+                        image: LOAD.into(),
+                        source,
+                    })?;
+            records.push(LayerRecord {
+                digest: layer.digest.clone(),
+                media_type: layer_media_type(&blob),
+                size: layer.size,
+                diff_id: diff_ids[i].clone(),
+                unpacked_size: unpacked,
+            });
+        }
+        Ok(records)
     }
 
     /// A docker-archive has no manifest: an OCI one is made (and stored) for the image.
