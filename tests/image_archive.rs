@@ -218,13 +218,30 @@ fn rm_refuses_an_image_in_use_and_prune_reclaims_only_unused_blobs() {
     );
 
     let before = blob_files(engine.data_root());
+    // Dangling only: the unnamed import goes, through the Docker CLI too.
+    let out = ok(
+        engine.docker(&["image", "prune", "-f"]),
+        "docker image prune",
+    );
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(blob_files(engine.data_root()), before - 3, "{out}");
+    // With -a, a named but unused image goes as well; the one a container uses stays.
+    ok(
+        engine.berth(&["import", tar.to_str().unwrap(), "named:1"]),
+        "berth import",
+    );
     let out = ok(
         engine.berth(&["image", "prune", "-a", "-f"]),
         "berth image prune",
     );
+    assert!(out.contains("untagged: named:1"), "{out}");
     assert!(out.contains("deleted: sha256:"), "{out}");
     assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
     // The imported image's layer, config and manifest are gone; the used image keeps its own.
+    // (One row per name: the repository digest left by the untagged pull name is a second one.)
+    let left = ok(engine.docker(&["images", "-q"]), "docker images");
+    let ids: std::collections::BTreeSet<&str> = left.lines().collect();
+    assert_eq!(ids.len(), 1, "{left}\n{out}");
     assert_eq!(blob_files(engine.data_root()), before - 3, "{out}");
     runs(&engine, "kept:1");
 }
