@@ -335,3 +335,38 @@ fn down_rmi_all_removes_service_images_and_local_keeps_tagged_ones() {
     );
     assert!(project.docker(&["images", "-q"]).trim().is_empty());
 }
+
+#[test]
+fn legacy_layer_tar_layout_with_linked_layers_loads() {
+    let layer = TarBuilder::new().file("hello", 0o644, b"legacy").finish();
+    let diff_id = format!("sha256:{}", sha256_hex(&layer));
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}","{diff_id}"]}}}}"#
+    );
+    let config_name = format!("{}.json", sha256_hex(config.as_bytes()));
+    let manifest = format!(
+        r#"[{{"Config":"{config_name}","RepoTags":["legacy:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}}]"#
+    );
+    // As older `docker save` wrote a layer used twice: the second is a symlink to the first.
+    let archive = TarBuilder::new()
+        .dir("aaa", 0o755)
+        .file("aaa/layer.tar", 0o644, &layer)
+        .file("aaa/VERSION", 0o644, b"1.0")
+        .dir("bbb", 0o755)
+        .symlink("bbb/layer.tar", "../aaa/layer.tar")
+        .file(&config_name, 0o644, config.as_bytes())
+        .file("manifest.json", 0o644, manifest.as_bytes())
+        .finish();
+    let (_d, store, roots) = store();
+    assert_eq!(
+        store.load(&archive[..]).unwrap(),
+        vec!["Loaded image: legacy:1".to_string()]
+    );
+    let rec = store.resolve("legacy:1").unwrap();
+    assert_eq!(rec.config.cmd, Some(vec!["sh".to_string()]));
+    let lowers = store.lower_dirs(&rec).unwrap();
+    assert_eq!(lowers.len(), 2);
+    assert_eq!(std::fs::read(lowers[0].join("hello")).unwrap(), b"legacy");
+    // Layer, config and the manifest berth wrote; the VERSION file is not kept.
+    assert_eq!(blob_files(&roots.data_root), 3);
+}
