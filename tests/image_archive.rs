@@ -212,7 +212,9 @@ fn rm_refuses_an_image_in_use_and_prune_reclaims_only_unused_blobs() {
     let out = engine.berth(&["image", "rm", "kept:1"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("is used by a container"),
+        text(&out.stderr).contains(
+            "conflict: unable to remove repository reference \"kept:1\" (must force) - image"
+        ) && text(&out.stderr).contains("is used by a container"),
         "{}",
         text(&out.stderr)
     );

@@ -1226,8 +1226,15 @@ impl ImageStore {
         }
         if in_use(&rec.id) {
             if !force {
+                // Docker's wording, by name and by ID.
+                let what = if by_name {
+                    format!("remove repository reference \"{name_or_id}\" (must force)")
+                } else {
+                    format!("delete {} (must be forced)", short(&rec.id))
+                };
                 return Err(ImageError::Conflict(format!(
-                    "unable to remove {name_or_id}: image {} is used by a container; remove the container first",
+                    "unable to {what} - image {} is used by a container; remove the container \
+                     first",
                     short(&rec.id)
                 )));
             }
