@@ -21,6 +21,10 @@ pub struct DownArgs {
     /// Remove containers for services not defined in the compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Remove images used by services: "local" removes only images that don't have a custom
+    /// tag ("local"|"all")
+    #[arg(long, value_parser = ["local", "all"])]
+    pub rmi: Option<String>,
 }
 
 pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
@@ -68,6 +72,22 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
             Ok(()) => status_line("Network", &network.name, "Removed"),
             Err(e) => eprintln!("warning: network {} not removed: {e}", network.name),
         }
+    }
+
+    if let Some(rmi) = &args.rmi {
+        let services: Vec<(String, Option<String>)> = match &project {
+            Some(p) => p
+                .services
+                .iter()
+                .map(|(n, s)| (n.clone(), s.image.clone()))
+                .collect(),
+            // No compose file: the images the project's containers were made from.
+            None => containers
+                .iter()
+                .map(|c| (display_name(c), Some(c.image.clone())))
+                .collect(),
+        };
+        super::image::remove_service_images(client, rmi, &name, &services).await;
     }
 
     if args.volumes {

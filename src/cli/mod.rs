@@ -7,6 +7,7 @@ pub mod config;
 mod containers;
 mod down;
 mod exec;
+mod image;
 mod images;
 mod import;
 mod kill;
@@ -95,6 +96,8 @@ pub enum Command {
     /// Parse, resolve and render the compose file in canonical format
     #[command(visible_alias = "convert")]
     Config(config::ConfigArgs),
+    /// Manage images: save, load, tag, rm, prune, inspect, history (like `docker image`)
+    Image(image::ImageArgs),
     /// Import a root filesystem tarball as an image (like `docker import`)
     Import(import::ImportArgs),
     /// Show the berth version information
@@ -169,6 +172,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Login(args) => login::login(&project, &args).await,
             Command::Logout(args) => login::logout(&args).await,
             Command::Import(args) => import::run(&project, &args).await,
+            Command::Image(args) => image::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }

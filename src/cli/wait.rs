@@ -48,6 +48,7 @@ pub async fn run(project_args: &ProjectArgs, args: &WaitArgs) -> anyhow::Result<
             volumes: false,
             timeout: None,
             remove_orphans: false,
+            rmi: None,
         };
         super::down::run(project_args, &down).await?;
     }

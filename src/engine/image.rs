@@ -33,6 +33,10 @@ use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
 use super::EngineSettings;
 
+mod archive;
+pub use maintain::{HistoryItem, PruneReport};
+mod maintain;
+
 /// An image config is small; refuse anything absurd before parsing it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Docker refuses images deeper than this too; overlay mount options must fit in a page.
@@ -1235,8 +1239,15 @@ impl ImageStore {
         }
         if in_use(&rec.id) {
             if !force {
+                // Docker's wording, by name and by ID.
+                let what = if by_name {
+                    format!("remove repository reference \"{name_or_id}\" (must force)")
+                } else {
+                    format!("delete {} (must be forced)", short(&rec.id))
+                };
                 return Err(ImageError::Conflict(format!(
-                    "unable to remove {name_or_id}: image {} is used by a container; remove the container first",
+                    "unable to {what} - image {} is used by a container; remove the container \
+                     first",
                     short(&rec.id)
                 )));
             }

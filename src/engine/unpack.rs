@@ -1064,6 +1064,63 @@ impl Extractor<'_> {
     }
 }
 
+/// One member of an archive read by [`walk_archive`]: never extracted, only streamed.
+#[derive(Debug)]
+pub struct ArchiveEntry {
+    /// Normalised path components (no `.`, `..` or leading `/`; checked like layer entries).
+    pub path: String,
+    /// `b'0'` (file), `b'5'` (directory), `b'2'` (symlink), …
+    pub kind: u8,
+    pub link: String,
+    pub size: u64,
+}
+
+/// Reads an uncompressed tar (an image archive, not a layer) member by member with the same
+/// parser and caps as layers, handing each regular file's data to `f` as a bounded reader.
+/// Names are checked like layer entries: `..` or an absolute name is a hostile archive.
+pub fn walk_archive(
+    reader: &mut impl Read,
+    limits: &UnpackLimits,
+    mut f: impl FnMut(&ArchiveEntry, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut stream = TarStream {
+        r: reader,
+        limits,
+        entries: 0,
+        layer_header_bytes: 0,
+        entry_header_bytes: 0,
+    };
+    while let Some(e) = stream.next()? {
+        let comps = split_path(&e.path, limits, "name")?;
+        let path = comps
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+            .join("/");
+        let carries_data = matches!(e.kind, b'0' | b'\0' | b'7');
+        let entry = ArchiveEntry {
+            path,
+            kind: if e.kind == b'\0' || e.kind == b'7' {
+                b'0'
+            } else {
+                e.kind
+            },
+            link: show(&e.link),
+            size: if carries_data { e.size } else { 0 },
+        };
+        let mut body = (&mut *stream.r).take(entry.size);
+        f(&entry, &mut body)?;
+        io::copy(&mut body, &mut io::sink()).map_err(UnpackError::Read)?;
+        if body.limit() != 0 {
+            return Err(UnpackError::Malformed("truncated tar stream".into()));
+        }
+        if carries_data {
+            stream.skip_padding(entry.size)?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies an uncompressed tar stream to `dest` (an existing, normally empty directory).
 /// Reads up to the end-of-archive marker; the caller drains the rest for hashing.
 pub fn apply_tar(

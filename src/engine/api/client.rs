@@ -822,6 +822,116 @@ impl EngineClient {
         self.call(Method::DELETE, &path, None).await
     }
 
+    /// `GET /images/get?names=…`: streams `docker save`'s tar into `out`.
+    pub async fn save_images(
+        &self,
+        names: &[String],
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let query: Vec<String> = names
+            .iter()
+            .map(|n| format!("names={}", encode(n, &[])))
+            .collect();
+        let path = format!("/images/get?{}", query.join("&"));
+        let response = self
+            .send(Method::GET, &path, full_body(Bytes::new()), None)
+            .await?;
+        let mut body = response.into_body();
+        let io = |source| ClientError::Io {
+            context: "write the image archive".into(),
+            source,
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| ClientError::Http {
+                path: self.socket.clone(),
+                source,
+            })?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data).await.map_err(io)?;
+            }
+        }
+        out.flush().await.map_err(io)
+    }
+
+    /// `POST /images/load`: the archive from a file; returns the engine's `Loaded image…` lines.
+    pub async fn load_images_file(&self, tar: &Path) -> Result<Vec<String>> {
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|source| ClientError::Io {
+                context: format!("open {}", tar.display()),
+                source,
+            })?;
+        let frames = tokio_util::io::ReaderStream::new(file).map(|chunk| chunk.map(Frame::data));
+        self.load_images(StreamBody::new(frames).boxed_unsync())
+            .await
+    }
+
+    /// `POST /images/load` with the archive in memory.
+    pub async fn load_images_bytes(&self, tar: impl Into<Bytes>) -> Result<Vec<String>> {
+        self.load_images(full_body(tar)).await
+    }
+
+    async fn load_images(&self, body: RequestBody) -> Result<Vec<String>> {
+        let response = self
+            .send(
+                Method::POST,
+                "/images/load",
+                body,
+                Some("application/x-tar"),
+            )
+            .await?;
+        let bytes = self.read_all(response).await?;
+        let mut lines = Vec::new();
+        for raw in bytes.split(|&b| b == b'\n') {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw.trim_ascii()) else {
+                continue;
+            };
+            if let Some(e) = v["error"].as_str() {
+                return Err(ClientError::Api {
+                    status: 500,
+                    message: e.to_string(),
+                });
+            }
+            if let Some(s) = v["stream"].as_str() {
+                lines.push(s.trim_end().to_string());
+            }
+        }
+        Ok(lines)
+    }
+
+    /// `POST /images/{name}/tag`.
+    pub async fn tag_image(&self, name: &str, target: &str) -> Result<()> {
+        let (repo, tag) = split_repo_tag(target);
+        let path = with_query(
+            &format!("/images/{}/tag", encode(name, b"/:@")),
+            &[
+                ("repo", Some(repo.to_string())),
+                ("tag", tag.map(str::to_string)),
+            ],
+        );
+        self.call_no_answer(Method::POST, &path).await.map(|_| ())
+    }
+
+    /// `GET /images/{name}/history`: Docker's rows, newest first.
+    pub async fn image_history(&self, name: &str) -> Result<Vec<serde_json::Value>> {
+        let path = format!("/images/{}/history", encode(name, b"/:@"));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `POST /images/prune`: dangling images, or every unused one with `all`.
+    pub async fn prune_images(&self, all: bool) -> Result<serde_json::Value> {
+        let path = if all {
+            with_query(
+                "/images/prune",
+                &[("filters", Some(r#"{"dangling":["false"]}"#.to_string()))],
+            )
+        } else {
+            "/images/prune".to_string()
+        };
+        self.call(Method::POST, &path, None).await
+    }
+
     // ---- networks ----
 
     pub async fn create_network(

@@ -27,6 +27,7 @@ pub fn routes() -> Router<SharedEngine> {
         .route("/images/json", get(list))
         .route("/images/create", post(create))
         .route("/auth", post(auth))
+        .merge(super::image_archive::routes())
         .route("/images/{*rest}", any(by_name))
 }
 
@@ -208,7 +209,7 @@ pub fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// Write a request body to a new file under the spool directory.
-async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
+pub(super) async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
     use tokio::io::AsyncWriteExt;
     let dir = super::spool_dir(&engine.roots);
     let failed = |what: &str, e: &dyn std::fmt::Display| {
@@ -313,21 +314,13 @@ async fn by_name(
         if let Some(name) = rest.strip_suffix("/push") {
             return push(engine, name, &headers, &params).await;
         }
-        if let Some(name) = rest.strip_suffix("/tag") {
-            // `docker tag`: `repo` and `tag` name the new reference.
-            let repo = params.get("repo").map(String::as_str).unwrap_or("");
-            let tag = params.get("tag").map(String::as_str).unwrap_or("");
-            if repo.is_empty() {
-                return Err(ApiError::bad_request("repo is required to tag an image"));
-            }
-            let new = pull_reference(repo, tag);
-            let image = engine.images.tag(name, &new).map_err(ApiError::from)?;
-            emit_event(&engine, "image", "tag", &image.id, &[("name", &new)]);
-            return Ok(Response::builder()
-                .status(StatusCode::CREATED)
-                .body(Body::empty())
-                .unwrap_or_default());
-        }
+    }
+    use super::image_archive as archive;
+    match (&method, rest.rsplit_once('/')) {
+        (&Method::GET, Some((name, "get"))) => return archive::save_one(engine, name).await,
+        (&Method::GET, Some((name, "history"))) => return archive::history(engine, name).await,
+        (&Method::POST, Some((name, "tag"))) => return archive::tag(engine, name, &params).await,
+        _ => {}
     }
     if method == Method::GET {
         if let Some(name) = rest.strip_suffix("/json") {

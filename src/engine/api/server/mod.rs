@@ -10,6 +10,7 @@ mod containers;
 mod events;
 mod exec;
 mod filters;
+mod image_archive;
 mod images;
 mod networks;
 mod system;
