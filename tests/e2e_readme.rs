@@ -764,8 +764,16 @@ const WARNED: &[(&str, &str, &str)] = &[
     ("pre_stop", "pre_stop: [{command: [\"true\"]}]", "pre_stop"),
     ("runtime", "runtime: runc", "runtime: runc"),
     ("scale", "scale: 2", "scale"),
-    ("secrets", "secrets: [from_env]", "secrets: from_env"),
-    ("configs", "configs: [inline]", "configs: inline"),
+    (
+        "secrets",
+        "secrets: [swarm_secret]",
+        "secrets: swarm_secret",
+    ),
+    (
+        "configs",
+        "configs: [swarm_config]",
+        "configs: swarm_config",
+    ),
     ("stdin_open", "stdin_open: true", "stdin_open"),
     ("storage_opt", "storage_opt: {size: 1G}", "storage_opt"),
     ("tty", "tty: true", "tty"),
@@ -783,7 +791,7 @@ const README_QUALIFIERS: &[&str] = &[
     "shareable",
     "json-file",
     "local",
-    "content",
+    "external",
     "host",
     "WARN service \"web\": berth does not support `gpus` yet; ignored",
 ];
@@ -869,14 +877,11 @@ fn each_warned_attribute_warns_and_the_service_runs_without_it() {
             "  w{i}:\n    image: {image}\n    command: [sleep, \"300\"]\n    stop_grace_period: 1s\n    environment: {{BERTH_TEST_MARK: {mark}}}\n    {attrs}\n"
         ));
     }
+    // Only `external` (swarm) secrets and configs are warned about now.
     compose.push_str(
-        "secrets:\n  from_env: {environment: BERTH_README_SECRET}\nconfigs:\n  inline: {content: hello}\n",
+        "secrets:\n  swarm_secret: {external: true}\nconfigs:\n  swarm_config: {external: true}\n",
     );
     project.write_compose(&compose);
-    let mut project = project;
-    project
-        .env
-        .push(("BERTH_README_SECRET".into(), "s3cret".into()));
     let out = project.berth(&["up", "-d"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
