@@ -695,11 +695,17 @@ const DEFAULT_OBJECT_MODE: u32 = 0o444;
 /// A `mode` as the loader keeps it: the digits written in the file (`0440` → 440), which are
 /// octal; a number that cannot be octal is taken as the mode itself.
 fn object_mode(value: Option<&serde_json::Value>) -> u32 {
-    let Some(n) = value.and_then(serde_json::Value::as_u64) else {
-        return DEFAULT_OBJECT_MODE;
+    // The model keeps a mode as compose-go prints it, an octal string (`"0440"`); a number is
+    // the mode's value itself (YAML `0440` was read as octal already, `416` is 0o640).
+    let mode = match value {
+        Some(serde_json::Value::String(text)) => {
+            let digits = text.trim_start_matches("0o");
+            u32::from_str_radix(digits, 8).ok()
+        }
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        _ => None,
     };
-    let mode = u32::from_str_radix(&n.to_string(), 8).unwrap_or(n as u32);
-    mode & 0o7777
+    mode.unwrap_or(DEFAULT_OBJECT_MODE) & 0o7777
 }
 
 /// The inline secrets and configs of `service` (see [`InlineFile`]); an error names a secret
@@ -792,6 +798,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn object_modes_read_as_the_loader_leaves_them() {
+        assert_eq!(object_mode(Some(&serde_json::json!("0440"))), 0o440);
+        assert_eq!(object_mode(Some(&serde_json::json!("0o600"))), 0o600);
+        assert_eq!(object_mode(Some(&serde_json::json!(416))), 0o640);
+        assert_eq!(object_mode(None), DEFAULT_OBJECT_MODE);
+        assert_eq!(
+            object_mode(Some(&serde_json::json!("rw"))),
+            DEFAULT_OBJECT_MODE
+        );
+    }
+
+    #[test]
     fn inline_objects_carry_content_octal_mode_and_owner() {
         let mut project = Project::default();
         project
@@ -808,7 +826,8 @@ mod tests {
         });
         service.secrets.push(FileReference {
             source: "token".into(),
-            mode: Some(serde_json::json!(440)),
+            // As the loader leaves it: an octal string, as compose-go prints it.
+            mode: Some(serde_json::json!("0440")),
             uid: Some("1000".into()),
             ..Default::default()
         });
