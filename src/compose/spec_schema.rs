@@ -41,15 +41,22 @@ fn spec() -> &'static J {
     })
 }
 
-/// Compiled `pattern`/`patternProperties` expressions, by source text.
-fn regex(pattern: &str) -> Option<regex::Regex> {
-    static CACHE: OnceLock<std::sync::Mutex<HashMap<String, Option<regex::Regex>>>> =
-        OnceLock::new();
+/// Compiled `pattern`/`patternProperties` expressions, by source text. Each is compiled once and
+/// kept for the process's life (the patterns are the embedded schema's: a fixed, small set), so
+/// a match reuses the expression's own search cache instead of a clone's fresh one.
+fn regex(pattern: &str) -> Option<&'static regex::Regex> {
+    type Cache = HashMap<String, Option<&'static regex::Regex>>;
+    static CACHE: OnceLock<std::sync::Mutex<Cache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-    c.entry(pattern.to_string())
-        .or_insert_with(|| regex::Regex::new(pattern).ok())
-        .clone()
+    if let Some(found) = c.get(pattern) {
+        return *found;
+    }
+    let compiled = regex::Regex::new(pattern)
+        .ok()
+        .map(|re| &*Box::leak(Box::new(re)));
+    c.insert(pattern.to_string(), compiled);
+    compiled
 }
 
 /// One violation: where (dotted model path with numeric indices, as compose-go prints it), what,
