@@ -194,7 +194,9 @@ fn run_valid(root: &Path) -> Tally {
         }
         let path = root.join("valid").join(file);
         if expect == "fails" {
-            // Kept with its fixtures, but the reference rejects it (the note says why).
+            // Kept with its fixtures, but the reference rejects it (the note says why). A
+            // missing fixture would be "rejected" too: it must be there.
+            assert!(path.is_file(), "valid/{file} is listed but missing");
             let opts = LoadOptions {
                 files: vec![path.clone()],
                 working_dir: path.parent().unwrap_or(root).to_path_buf(),

@@ -49,14 +49,12 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
                 skipped("Skipped");
                 continue;
             }
-            (PullPolicy::Missing, true) => match client.inspect_image(&image).await {
-                Ok(_) => {
-                    skipped("Skipped - Image is already present locally");
-                    continue;
-                }
-                Err(ClientError::Api { status: 404, .. }) => {}
-                Err(e) => return Err(e.into()),
-            },
+            (PullPolicy::Missing, true)
+                if super::up::exists(client.inspect_image(&image).await)? =>
+            {
+                skipped("Skipped - Image is already present locally");
+                continue;
+            }
             _ => {}
         }
         match pull_image(&client, name, &image, args.quiet).await {

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::output::{progress_line, status_line};
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
-use crate::engine::api::client::{ClientError, EngineClient};
+use crate::engine::api::client::EngineClient;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
@@ -41,11 +41,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PushArgs) -> anyhow::Result<
     for name in &order {
         let image = project.services[name].image.clone();
         let present = match &image {
-            Some(i) => match client.inspect_image(i).await {
-                Ok(_) => true,
-                Err(ClientError::Api { status: 404, .. }) => false,
-                Err(e) => return Err(e.into()),
-            },
+            Some(i) => super::up::exists(client.inspect_image(i).await)?,
             None => false,
         };
         if let Some(why) = skip_reason(image.as_deref(), present) {

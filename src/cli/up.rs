@@ -213,7 +213,7 @@ pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Re
 }
 
 /// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
-fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
+pub(super) fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
     match inspected {
         Ok(_) => Ok(true),
         Err(ClientError::Api { status: 404, .. }) => Ok(false),

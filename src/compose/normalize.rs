@@ -622,7 +622,8 @@ fn duration(node: &Node, path: &str) -> Result<Node> {
         }
     };
     // Go's time.ParseDuration (which compose-go uses) wants a unit on every number but a bare 0.
-    if t.trim() != "0" && t.trim().bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+    let bare = t.trim();
+    if !bare.is_empty() && bare != "0" && bare.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
         return Err(err(
             node,
             path,
