@@ -156,7 +156,6 @@ pub fn main() -> ! {
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let result = ensure_sealed()
         .and_then(|()| std::env::var(SPEC_ENV).map_err(|_| ExecError::Usage))
-        .map_err(|_| ExecError::Usage)
         .and_then(|json| serde_json::from_str::<ExecSpec>(&json).map_err(ExecError::Spec))
         .and_then(|spec| run(&spec));
     match result {

@@ -32,29 +32,14 @@ fn read_file(root: &Path, file: &'static str) -> Result<String, String> {
     let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     let dir = std::fs::File::open(root).map_err(|e| e.to_string())?;
     let c = std::ffi::CString::new(file).expect("static name");
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
-    // SAFETY: valid pointers to a C string and an open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            std::os::fd::AsRawFd::as_raw_fd(&dir),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.kind() {
-            std::io::ErrorKind::NotFound => Ok(String::new()),
-            _ => Err(e.to_string().to_lowercase()),
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let fd =
+        match crate::fs_at::openat2(std::os::fd::AsRawFd::as_raw_fd(&dir), &c, flags, 0, resolve) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(e) => return Err(e.to_string().to_lowercase()),
         };
-    }
-    // SAFETY: the kernel returned a fresh fd that we now own.
-    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let file = std::fs::File::from(fd);
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".into());
