@@ -22,6 +22,8 @@ use crate::engine::Engine;
 pub const MAX_ARCHIVE_BYTES: usize = 16 << 20;
 /// Uploads per container (each is a directory and a bind mount per file at every start).
 const MAX_UPLOADS: usize = 256;
+/// Files copied in per container, over all uploads (each is a bind mount at every start).
+const MAX_COPIED_FILES: usize = 1024;
 
 fn limits() -> UnpackLimits {
     UnpackLimits {
@@ -78,14 +80,16 @@ impl ContainerStore {
         let base = self.copied_dir(id);
         std::fs::create_dir_all(&base)
             .map_err(ContainerError::io(format!("create {}", base.display())))?;
-        let n = self.uploads(id).len();
-        if n >= MAX_UPLOADS {
+        // The first slot without a completion marker; a directory left there by a crash
+        // mid-upload is incomplete and goes.
+        let Some(n) = (0..MAX_UPLOADS).find(|n| !base.join(format!("{n}.path")).exists()) else {
             return Err(ContainerError::BadRequest(format!(
                 "container {} already has {MAX_UPLOADS} archives copied in; recreate it",
                 record.name
             )));
-        }
+        };
         let dest = base.join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dest);
         std::fs::create_dir(&dest)
             .map_err(ContainerError::io(format!("create {}", dest.display())))?;
         let unpack_dest = dest.clone();
@@ -98,6 +102,16 @@ impl ContainerStore {
             let _ = std::fs::remove_dir_all(&dest);
             return Err(ContainerError::BadRequest(format!(
                 "cannot copy into container {}: {e}",
+                record.name
+            )));
+        }
+        // Each file is a bind mount at every start: bound the total, not only each upload.
+        let files = self.copied_mounts(id).len() + count_regular_files(&dest);
+        if files > MAX_COPIED_FILES {
+            let _ = std::fs::remove_dir_all(&dest);
+            return Err(ContainerError::BadRequest(format!(
+                "cannot copy into container {}: it would hold {files} copied files, more than \
+                 {MAX_COPIED_FILES}; copy fewer files or use a volume",
                 record.name
             )));
         }
@@ -142,6 +156,12 @@ impl ContainerStore {
         }
         mounts
     }
+}
+
+fn count_regular_files(dir: &Path) -> usize {
+    let mut files = Vec::new();
+    regular_files(dir, Path::new(""), &mut files);
+    files.len()
 }
 
 /// Regular files under `dir` (relative paths), never following symlinks: the tree came from a
