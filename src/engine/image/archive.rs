@@ -490,18 +490,18 @@ impl ImageStore {
                 )))
             }
         };
+        // The size recorded is the stored blob's, never the descriptor's claim.
         let member = |d: &Descriptor| -> Result<Member> {
             let digest = d.digest().to_string();
-            if !self.content.contains(&digest) {
-                return Err(invalid(format!(
+            let missing = || {
+                invalid(format!(
                     "blob {} is missing from the archive",
                     short(&digest)
-                )));
-            }
-            Ok(Member {
-                digest,
-                size: d.size(),
-            })
+                ))
+            };
+            let blob = self.content.open_blob(&digest).map_err(|_| missing())?;
+            let size = blob.metadata().map_err(|_| missing())?.len();
+            Ok(Member { digest, size })
         };
         let config = member(manifest.config())?;
         let layers = manifest
