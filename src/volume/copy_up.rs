@@ -111,19 +111,10 @@ pub fn find_in_root(root: &Path, target: &Path) -> io::Result<Found> {
         Ok(fd) => Ok(Found::Directory(fd)),
         Err(e) => match e.raw_os_error() {
             Some(libc::ENOENT) => Ok(Found::Missing),
-            Some(libc::ENOTDIR) => {
-                // A non-directory at the end, or in the middle of the path: tell them apart.
-                let found = openat2(
-                    root_fd.as_raw_fd(),
-                    &name,
-                    libc::O_PATH,
-                    libc::RESOLVE_IN_ROOT,
-                );
-                Ok(match found {
-                    Ok(_) => Found::NotDirectory,
-                    Err(_) => Found::Missing,
-                })
-            }
+            // A non-directory at the end or in the middle of the path: in a layer it (a file or
+            // a whiteout) hides what the layers below have there. Never "missing", which would
+            // let a lower layer's deleted content come back.
+            Some(libc::ENOTDIR) => Ok(Found::NotDirectory),
             _ => Err(io::Error::new(
                 e.kind(),
                 format!(

@@ -859,6 +859,33 @@ mod tests {
     }
 
     #[test]
+    fn a_whiteout_on_the_path_hides_the_lower_layers_content() {
+        let (d, store) = store();
+        let (top, low) = (d.path().join("top"), d.path().join("low"));
+        std::fs::create_dir_all(low.join("opt/app")).unwrap();
+        std::fs::write(low.join("opt/app/deleted.txt"), "deleted above").unwrap();
+        // overlayfs's whiteout for `/opt`: a character device 0/0 in the upper layer.
+        std::fs::create_dir_all(&top).unwrap();
+        nix::sys::stat::mknod(
+            &top.join("opt"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        store.create(named("gone")).unwrap();
+        assert!(!store
+            .copy_up_from_top_layer("gone", &[top, low], Path::new("/opt/app"))
+            .unwrap());
+        let data = store.mountpoint("gone").unwrap();
+        assert_eq!(
+            std::fs::read_dir(data).unwrap().count(),
+            0,
+            "nothing deleted came back"
+        );
+    }
+
+    #[test]
     fn copy_up_racing_a_symlink_swap_in_the_volume_never_writes_outside() {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
