@@ -6,4 +6,5 @@ pub mod compose;
 pub mod engine;
 pub mod fs_at;
 pub mod network;
+pub mod paths;
 pub mod volume;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use berth::engine::api::types::{
     EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
 };
-use berth::engine::paths::EngineRoots;
-use berth::network::{AttachRequest, NetworkManager, NetworkOptions};
+use berth::network::{AttachRequest, NetworkError, NetworkManager, NetworkOptions};
+use berth::paths::EngineRoots;
 use indexmap::IndexMap;
 
 /// Everything a test made, removed on drop even when the test fails half-way.
@@ -228,7 +228,7 @@ async fn create_attach_detach_remove_leaves_nothing() {
 
     // Name clash, Docker's words.
     let dup = mgr.create(net_req(&na)).await.unwrap_err();
-    assert_eq!(dup.http_status(), 409);
+    assert!(matches!(dup, NetworkError::Conflict(_)), "{dup}");
     assert_eq!(
         dup.to_string(),
         format!("network with name {na} already exists")
@@ -300,7 +300,7 @@ async fn create_attach_detach_remove_leaves_nothing() {
     let listed = mgr.inspect(&na).unwrap();
     assert_eq!(listed.containers.len(), 2);
     let busy = mgr.remove(&na).await.unwrap_err();
-    assert_eq!(busy.http_status(), 409);
+    assert!(matches!(busy, NetworkError::Conflict(_)), "{busy}");
     assert!(busy
         .to_string()
         .starts_with(&format!("error while removing network: network {na} id")));
@@ -370,7 +370,7 @@ async fn bad_requests_are_named_and_leave_nothing() {
         }],
     });
     let err = mgr.create(req).await.unwrap_err();
-    assert_eq!(err.http_status(), 400);
+    assert!(matches!(err, NetworkError::BadRequest(_)), "{err}");
     assert_eq!(
         err.to_string(),
         format!("network {name}: invalid subnet \"10.250.0.0\": expected an IPv4 CIDR such as 172.30.0.0/16")
@@ -761,7 +761,8 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
     let dflt = mgr.inspect("bridge").expect("default bridge exists");
     made.bridges.push(format!("br-{}", &dflt.id[..12]));
     assert_eq!(at.endpoints["bridge"].network_id, dflt.id);
-    assert_eq!(mgr.remove("bridge").await.unwrap_err().http_status(), 403);
+    let refused = mgr.remove("bridge").await.unwrap_err();
+    assert!(matches!(refused, NetworkError::Forbidden(_)), "{refused}");
 
     // A network with an IP range hands out addresses from the range.
     let net = unique("netrange");
@@ -820,7 +821,7 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
         )
         .await
         .unwrap_err();
-    assert_eq!(again.http_status(), 403);
+    assert!(matches!(again, NetworkError::Forbidden(_)), "{again}");
 
     mgr.disconnect(&format!("{:0<64}", "dflt"), &net)
         .await

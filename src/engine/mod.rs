@@ -11,7 +11,6 @@ pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod image;
-pub mod paths;
 pub mod push;
 pub mod reference;
 pub mod registry;
@@ -21,10 +20,13 @@ pub mod unpack;
 use std::sync::Arc;
 
 use crate::network::NetworkManager;
+/// The data and run roots moved below the engine (networks and volumes use them too); the old
+/// path still works for the engine's own code.
+pub use crate::paths;
+pub use crate::paths::EngineRoots;
 use crate::volume::VolumeStore;
 use container::ContainerStore;
 use image::ImageStore;
-pub use paths::EngineRoots;
 
 /// Engine settings fixed at daemon start.
 #[derive(Debug, Clone, Default)]

@@ -56,16 +56,19 @@
 //! through `firewall-cmd` and is covered by unit tests, not by a running firewalld.
 //!
 //! Everything is ensured idempotently — on network create, on engine start (`restore`) and on
-//! each container attach — by reading the current state first (`iptables-save`), so a `kill -9`
-//! of the engine and a restart neither lose nor duplicate rules, and a firewall reload that
-//! flushed them is repaired by the next container start. Decisions are pure functions of that
+//! a container attach after the host's filter changed (`generation.rs`) — by reading the
+//! current state first (`iptables-save`), so a `kill -9` of the engine and a restart neither
+//! lose nor duplicate rules, and a firewall reload that flushed them is repaired by the next
+//! container start. Decisions are pure functions of that
 //! state (unit-tested); the commands run behind [`Runner`]. Missing tools (no iptables, no
 //! firewalld) mean nothing of theirs can drop berth's traffic, and are skipped.
 
 mod firewalld;
 mod foreign;
+mod generation;
 mod iptables;
 mod nft;
+mod xtables;
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -74,6 +77,7 @@ use thiserror::Error;
 
 use super::ipam::Subnet;
 
+pub use generation::{FirewallWatch, Generation};
 pub use iptables::comment as rule_tag;
 pub use nft::table_name;
 
@@ -180,8 +184,15 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
 }
 
 /// Set up (or repair) everything of a network: its own table (with a masquerade chain when
-/// `masquerade`, never for an internal network), then the host's accepts.
-pub fn ensure(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) -> Result<()> {
+/// `masquerade`, never for an internal network), then the host's accepts. Returns the host
+/// filter's fingerprint read at the end, still under the lock, so that no other engine's edit
+/// falls between the ensure and the fingerprint.
+pub fn ensure(
+    bridge: &str,
+    subnet: Subnet,
+    internal: bool,
+    masquerade: bool,
+) -> Result<Generation> {
     // Each part on its own: without nf_tables (no table), the host's iptables can still drop.
     let forwarding = if masquerade {
         enable_ip_forward()
@@ -189,7 +200,10 @@ pub fn ensure(bridge: &str, subnet: Subnet, internal: bool, masquerade: bool) ->
         Ok(())
     };
     let table = nft::install_table(bridge, subnet, internal, masquerade);
-    let host = lock().and_then(|_lock| ensure_host(&mut HostRunner, bridge, internal));
+    let host = lock().and_then(|_lock| {
+        ensure_host(&mut HostRunner, bridge, internal)?;
+        Ok(Generation::read())
+    });
     forwarding.and(table).and(host)
 }
 

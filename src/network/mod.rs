@@ -21,7 +21,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use rand::RngCore;
@@ -32,7 +32,8 @@ use crate::engine::api::types::{
     EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest,
     NetworkCreateResponse, NetworkResource, PortBinding,
 };
-use crate::engine::paths::EngineRoots;
+use crate::paths::EngineRoots;
+use firewall::{FirewallWatch, Generation};
 use ipam::Subnet;
 use netlink::{Netlink, NetlinkError};
 use state::{AttachmentRecord, EndpointRecord, NetworkRecord};
@@ -81,18 +82,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-impl NetworkError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            NetworkError::NotFound(_) => 404,
-            NetworkError::Conflict(_) => 409,
-            NetworkError::BadRequest(_) => 400,
-            NetworkError::Forbidden(_) => 403,
-            _ => 500,
-        }
-    }
 }
 
 type Result<T> = std::result::Result<T, NetworkError>;
@@ -154,6 +143,9 @@ pub struct NetworkManager {
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
     outbound_nat: bool,
+    /// Which networks' firewall is known to be in place, so a container start skips the
+    /// host-firewall survey when nothing changed (`firewall/generation.rs`).
+    firewall_watch: Arc<Mutex<FirewallWatch>>,
 }
 
 /// How long `restore` waits for a port or DNS socket still held by a previous manager.
@@ -210,6 +202,7 @@ impl NetworkManager {
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
             outbound_nat: options.outbound_nat,
+            firewall_watch: Arc::default(),
         };
         manager.refresh_dns();
         Ok(manager)
@@ -290,7 +283,14 @@ impl NetworkManager {
             let dir = self.dir.clone();
             let req = req.clone();
             let id = id.clone();
-            move || create_blocking(&dir, &own, &req, &requested, &id, &bridge, nat)
+            let watch = self.firewall_watch.clone();
+            move || -> Result<(NetworkRecord, String)> {
+                let record = create_blocking(&dir, &own, &req, &requested, &id, &bridge)?;
+                let targets: Vec<FirewallTarget> =
+                    FirewallTarget::of(&record).into_iter().collect();
+                let warnings = ensure_firewalls(&watch, &targets, nat, FirewallCheck::Survey);
+                Ok((record, warnings.join("; ")))
+            }
         })
         .await
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
@@ -358,6 +358,7 @@ impl NetworkManager {
         tokio::task::spawn_blocking(move || teardown_network(&dir, &rec))
             .await
             .map_err(|e| NetworkError::Other(format!("network remove task failed: {e}")))??;
+        lock_watch(&self.firewall_watch).forget(&n.bridge);
         self.state().networks.shift_remove(&n.id);
         self.refresh_dns();
         Ok(())
@@ -366,47 +367,16 @@ impl NetworkManager {
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
         let _op = self.op.lock().await;
-        if req.container_id.is_empty() {
-            return Err(NetworkError::BadRequest(
-                "attach: container id is empty".into(),
-            ));
-        }
-        if req.netns_path.as_os_str().is_empty() {
-            return Err(NetworkError::BadRequest(format!(
-                "attach {}: no network namespace path given",
-                req.container_name
-            )));
-        }
+        check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
         if self.state().attachments.contains_key(&req.container_id) {
             self.detach_locked(&req.container_id).await?;
         }
-
         if req.networks.contains_key(DEFAULT_BRIDGE) {
             self.ensure_default_bridge().await?;
         }
-        let record = self.plan_attachment(&req)?;
-        let ports_requested = ports::parse(&req.port_bindings)?;
-        if !ports_requested.is_empty() && record.endpoints.is_empty() {
-            return Err(NetworkError::BadRequest(format!(
-                "container {} publishes ports but is on no bridge network",
-                req.container_name
-            )));
-        }
-        // Bind before making anything: a taken port fails here and leaves nothing behind.
-        let bound = ports::bind_all(&ports_requested)?;
-        let mut record = record;
-        record.ports = bound.iter().map(|(r, _)| r.clone()).collect();
-
-        for e in &record.endpoints {
-            let gw = e.gateway;
-            if let Err(err) = self.dns.ensure_listener(&e.network_id, gw).await {
-                return Err(NetworkError::Other(format!(
-                    "network {}: cannot serve DNS on {gw}:53: {err}",
-                    e.network_name
-                )));
-            }
-        }
+        let (record, bound) = self.plan_with_ports(&req)?;
+        self.serve_dns(&record.endpoints).await?;
 
         // Persist first so that a crash half-way leaves a record `detach`/`restore` can undo.
         let path = state::attachment_path(&self.dir, &record.container_id);
@@ -414,56 +384,19 @@ impl NetworkManager {
             path: path.clone(),
             source,
         })?;
-        // Repair the filter first: a firewall reload since the network was made may have taken
-        // berth's accepts away, and this is the moment a user would notice.
-        let targets = firewall_targets(&self.state(), &record);
-        let nat = self.outbound_nat;
-        let made = {
-            let r = record.clone();
-            tokio::task::spawn_blocking(move || {
-                for (bridge, subnet, internal) in &targets {
-                    let warning = setup_firewall(bridge, *subnet, *internal, nat, false);
-                    if !warning.is_empty() {
-                        eprintln!("berth network: {warning}");
-                    }
-                }
-                plumb(&r)
-            })
-            .await
-            .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))
-            .and_then(|r| r)
+        let handles = match self.plumb_with_firewall(&record).await {
+            Ok(()) => start_proxies(&record, bound),
+            Err(e) => Err(e),
         };
-        if let Err(e) = made {
-            let _ = tokio::task::spawn_blocking({
+        let handles = match handles {
+            Ok(handles) => handles,
+            Err(e) => {
                 let r = record.clone();
-                move || unplumb(&r)
-            })
-            .await;
-            let _ = state::remove(&path);
-            return Err(e);
-        }
-
-        let mut handles = Vec::new();
-        let target = record.port_target();
-        for (port, listener) in bound {
-            let Some(ip) = target else { break };
-            let to = SocketAddr::new(IpAddr::V4(ip), port.container_port);
-            match ports::spawn_proxy(listener, to) {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    for h in handles {
-                        h.abort();
-                    }
-                    let r = record.clone();
-                    let _ = tokio::task::spawn_blocking(move || unplumb(&r)).await;
-                    let _ = state::remove(&path);
-                    return Err(NetworkError::Other(format!(
-                        "cannot start proxy for port {}: {e}",
-                        port.host_port
-                    )));
-                }
+                let _ = tokio::task::spawn_blocking(move || unplumb(&r)).await;
+                let _ = state::remove(&path);
+                return Err(e);
             }
-        }
+        };
         self.proxies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -473,6 +406,57 @@ impl NetworkManager {
             .insert(record.container_id.clone(), record.clone());
         self.refresh_dns();
         Ok(attachment_view(&record))
+    }
+
+    /// The attachment's endpoints and files, with its published ports already bound: a taken
+    /// port fails here, before anything is made, and leaves nothing behind.
+    fn plan_with_ports(
+        &self,
+        req: &AttachRequest,
+    ) -> Result<(AttachmentRecord, Vec<(state::PortRecord, ports::BoundPort)>)> {
+        let mut record = self.plan_attachment(req)?;
+        let ports_requested = ports::parse(&req.port_bindings)?;
+        if !ports_requested.is_empty() && record.endpoints.is_empty() {
+            return Err(NetworkError::BadRequest(format!(
+                "container {} publishes ports but is on no bridge network",
+                req.container_name
+            )));
+        }
+        let bound = ports::bind_all(&ports_requested)?;
+        record.ports = bound.iter().map(|(r, _)| r.clone()).collect();
+        Ok((record, bound))
+    }
+
+    /// The DNS server of each network the container joins, on its gateway.
+    async fn serve_dns(&self, endpoints: &[EndpointRecord]) -> Result<()> {
+        for e in endpoints {
+            let gw = e.gateway;
+            if let Err(err) = self.dns.ensure_listener(&e.network_id, gw).await {
+                return Err(NetworkError::Other(format!(
+                    "network {}: cannot serve DNS on {gw}:53: {err}",
+                    e.network_name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace and veths of an attachment, after repairing the filter of its networks: a
+    /// firewall reload since the network was made may have taken berth's accepts away, and
+    /// this is the moment a user would notice.
+    async fn plumb_with_firewall(&self, record: &AttachmentRecord) -> Result<()> {
+        let targets = firewall_targets(&self.state(), record);
+        let nat = self.outbound_nat;
+        let r = record.clone();
+        let watch = self.firewall_watch.clone();
+        tokio::task::spawn_blocking(move || {
+            for warning in ensure_firewalls(&watch, &targets, nat, FirewallCheck::IfChanged) {
+                eprintln!("berth network: {warning}");
+            }
+            plumb(&r)
+        })
+        .await
+        .map_err(|e| NetworkError::Other(format!("network attach task failed: {e}")))?
     }
 
     async fn ensure_default_bridge(&self) -> Result<()> {
@@ -509,29 +493,7 @@ impl NetworkManager {
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
         }
-        let (mut record, endpoint) = {
-            let st = self.state();
-            let record = st.attachments.get(container_id).cloned().ok_or_else(|| {
-                NetworkError::Conflict(format!(
-                    "container {container_id} is not running: its networks are set up when it starts"
-                ))
-            })?;
-            let net = find_in(&st, network)?;
-            if record.endpoints.iter().any(|e| e.network_id == net.id) {
-                return Err(NetworkError::Forbidden(format!(
-                    "endpoint with name {} already exists in network {}",
-                    record.container_name, net.name
-                )));
-            }
-            let req = AttachRequest {
-                container_id: record.container_id.clone(),
-                container_name: record.container_name.clone(),
-                hostname: record.hostname.clone(),
-                ..Default::default()
-            };
-            let ep = plan_endpoint(&st, &net, &settings, &req, &record.endpoints)?;
-            (record, ep)
-        };
+        let (mut record, endpoint) = self.plan_connect(container_id, network, &settings)?;
         self.dns
             .ensure_listener(&endpoint.network_id, endpoint.gateway)
             .await
@@ -551,25 +513,10 @@ impl NetworkManager {
         })?;
         let plugged = {
             let (r, ep) = (record.clone(), endpoint.clone());
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                let mut host = host_netlink()?;
-                let mut inside = netns::netlink_in(&r.netns_path)?;
-                bridge::plug(
-                    &mut host,
-                    &r.netns_path,
-                    &mut inside,
-                    &bridge::bridge_name(&ep.network_id),
-                    &ep.host_veth,
-                    &ep.ifname,
-                    ipam::mac_for(ep.address),
-                    ep.address,
-                    ep.prefix_len,
-                    first.then_some(ep.gateway),
-                )
-            })
-            .await
-            .map_err(|e| NetworkError::Other(format!("network connect task failed: {e}")))
-            .and_then(|r| r)
+            tokio::task::spawn_blocking(move || plug_endpoint(&r, &ep, first))
+                .await
+                .map_err(|e| NetworkError::Other(format!("network connect task failed: {e}")))
+                .and_then(|r| r)
         };
         if let Err(e) = plugged {
             let _ = state::save(&path, &previous);
@@ -585,6 +532,36 @@ impl NetworkManager {
             .get(&endpoint.network_name)
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// The running container's attachment and its new endpoint on `network`; makes nothing.
+    fn plan_connect(
+        &self,
+        container_id: &str,
+        network: &str,
+        settings: &EndpointSettings,
+    ) -> Result<(AttachmentRecord, EndpointRecord)> {
+        let st = self.state();
+        let record = st.attachments.get(container_id).cloned().ok_or_else(|| {
+            NetworkError::Conflict(format!(
+                "container {container_id} is not running: its networks are set up when it starts"
+            ))
+        })?;
+        let net = find_in(&st, network)?;
+        if record.endpoints.iter().any(|e| e.network_id == net.id) {
+            return Err(NetworkError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                record.container_name, net.name
+            )));
+        }
+        let req = AttachRequest {
+            container_id: record.container_id.clone(),
+            container_name: record.container_name.clone(),
+            hostname: record.hostname.clone(),
+            ..Default::default()
+        };
+        let ep = plan_endpoint(&st, &net, settings, &req, &record.endpoints)?;
+        Ok((record, ep))
     }
 
     /// Take a running container off one network (`POST /networks/{id}/disconnect`).
@@ -723,51 +700,13 @@ impl NetworkManager {
         let _op = self.op.lock().await;
         let mut problems = Vec::new();
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
-        let nat = self.outbound_nat;
         for n in &networks {
-            let rec = n.clone();
-            let made = tokio::task::spawn_blocking(move || -> Result<String> {
-                let _lock = HostLock::take()?;
-                let mut nl = host_netlink()?;
-                let subnet: Subnet = rec
-                    .subnet
-                    .parse()
-                    .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
-                bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
-                drop(nl);
-                drop(_lock);
-                Ok(setup_firewall(&rec.bridge, subnet, rec.internal, nat, true))
-            })
-            .await;
-            match made {
-                Ok(Ok(warning)) => {
-                    if !warning.is_empty() {
-                        problems.push(format!("network {}: {warning}", n.name));
-                    }
-                    // A previous manager in this process may still be closing its sockets.
-                    let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
-                    for _ in 0..RESTORE_BIND_RETRIES {
-                        match &bound {
-                            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                                tokio::time::sleep(RESTORE_BIND_PAUSE).await;
-                                bound = self.dns.ensure_listener(&n.id, n.gateway).await;
-                            }
-                            _ => break,
-                        }
-                    }
-                    if let Err(e) = bound {
-                        problems.push(format!("network {}: DNS on {}:53: {e}", n.name, n.gateway));
-                    }
-                }
-                Ok(Err(e)) => problems.push(format!("network {}: {e}", n.name)),
-                Err(e) => problems.push(format!("network {}: {e}", n.name)),
-            }
+            problems.extend(self.restore_network(n).await);
         }
         let attachments: Vec<AttachmentRecord> =
             self.state().attachments.values().cloned().collect();
         for a in attachments {
-            let alive = netns::is_pinned(&a.netns_path);
-            if !alive {
+            if !netns::is_pinned(&a.netns_path) {
                 if let Err(e) = self.detach_locked(&a.container_id).await {
                     problems.push(format!("container {}: cleanup: {e}", a.container_name));
                 }
@@ -778,39 +717,90 @@ impl NetworkManager {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .contains_key(&a.container_id);
-            if running {
-                continue;
+            if !running {
+                problems.extend(self.restore_proxies(&a).await);
             }
-            let mut handles = Vec::new();
-            if let Some(ip) = a.port_target() {
-                for p in &a.ports {
-                    let mut listener = ports::rebind(p);
-                    for _ in 0..RESTORE_BIND_RETRIES {
-                        if matches!(listener, Err(NetworkError::Conflict(_))) {
-                            tokio::time::sleep(RESTORE_BIND_PAUSE).await;
-                            listener = ports::rebind(p);
-                        } else {
-                            break;
-                        }
-                    }
-                    match listener.and_then(|l| {
-                        ports::spawn_proxy(l, SocketAddr::new(IpAddr::V4(ip), p.container_port))
-                            .map_err(|e| NetworkError::Other(e.to_string()))
-                    }) {
-                        Ok(h) => handles.push(h),
-                        Err(e) => problems.push(format!(
-                            "container {}: port {}: {e}",
-                            a.container_name, p.host_port
-                        )),
-                    }
-                }
-            }
-            self.proxies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(a.container_id.clone(), handles);
         }
         self.refresh_dns();
+        problems
+    }
+
+    /// One network's bridge, firewall and DNS listener; the problems found.
+    async fn restore_network(&self, n: &NetworkRecord) -> Vec<String> {
+        let rec = n.clone();
+        let nat = self.outbound_nat;
+        let watch = self.firewall_watch.clone();
+        let made = tokio::task::spawn_blocking(move || -> Result<String> {
+            let lock = HostLock::take()?;
+            let mut nl = host_netlink()?;
+            let subnet: Subnet = rec
+                .subnet
+                .parse()
+                .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+            bridge::ensure(&mut nl, &rec.bridge, rec.gateway, subnet.prefix_len())?;
+            drop(nl);
+            drop(lock);
+            let targets: Vec<FirewallTarget> = FirewallTarget::of(&rec).into_iter().collect();
+            Ok(ensure_firewalls(&watch, &targets, nat, FirewallCheck::Survey).join("; "))
+        })
+        .await;
+        let warning = match made {
+            Ok(Ok(warning)) => warning,
+            Ok(Err(e)) => return vec![format!("network {}: {e}", n.name)],
+            Err(e) => return vec![format!("network {}: {e}", n.name)],
+        };
+        let mut problems = Vec::new();
+        if !warning.is_empty() {
+            problems.push(format!("network {}: {warning}", n.name));
+        }
+        // A previous manager in this process may still be closing its sockets.
+        let mut bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+        for _ in 0..RESTORE_BIND_RETRIES {
+            match &bound {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                    bound = self.dns.ensure_listener(&n.id, n.gateway).await;
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = bound {
+            problems.push(format!("network {}: DNS on {}:53: {e}", n.name, n.gateway));
+        }
+        problems
+    }
+
+    /// The port proxies of a container that runs on; the problems found.
+    async fn restore_proxies(&self, a: &AttachmentRecord) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut handles = Vec::new();
+        if let Some(ip) = a.port_target() {
+            for p in &a.ports {
+                let mut listener = ports::rebind(p);
+                for _ in 0..RESTORE_BIND_RETRIES {
+                    if matches!(listener, Err(NetworkError::Conflict(_))) {
+                        tokio::time::sleep(RESTORE_BIND_PAUSE).await;
+                        listener = ports::rebind(p);
+                    } else {
+                        break;
+                    }
+                }
+                match listener.and_then(|l| {
+                    ports::spawn_proxy(l, SocketAddr::new(IpAddr::V4(ip), p.container_port))
+                        .map_err(|e| NetworkError::Other(e.to_string()))
+                }) {
+                    Ok(h) => handles.push(h),
+                    Err(e) => problems.push(format!(
+                        "container {}: port {}: {e}",
+                        a.container_name, p.host_port
+                    )),
+                }
+            }
+        }
+        self.proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(a.container_id.clone(), handles);
         problems
     }
 }
@@ -829,6 +819,48 @@ impl Drop for NetworkManager {
             }
         }
     }
+}
+
+fn check_attach_request(req: &AttachRequest) -> Result<()> {
+    if req.container_id.is_empty() {
+        return Err(NetworkError::BadRequest(
+            "attach: container id is empty".into(),
+        ));
+    }
+    if req.netns_path.as_os_str().is_empty() {
+        return Err(NetworkError::BadRequest(format!(
+            "attach {}: no network namespace path given",
+            req.container_name
+        )));
+    }
+    Ok(())
+}
+
+/// A proxy per bound port, to the container's first address; none started when one fails.
+fn start_proxies(
+    record: &AttachmentRecord,
+    bound: Vec<(state::PortRecord, ports::BoundPort)>,
+) -> Result<Vec<AbortHandle>> {
+    let mut handles = Vec::new();
+    let Some(ip) = record.port_target() else {
+        return Ok(handles);
+    };
+    for (port, listener) in bound {
+        let to = SocketAddr::new(IpAddr::V4(ip), port.container_port);
+        match ports::spawn_proxy(listener, to) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                for h in handles {
+                    h.abort();
+                }
+                return Err(NetworkError::Other(format!(
+                    "cannot start proxy for port {}: {e}",
+                    port.host_port
+                )));
+            }
+        }
+    }
+    Ok(handles)
 }
 
 /// One endpoint on `net` for the container of `req`: the first free address (or the requested
@@ -986,62 +1018,11 @@ fn create_blocking(
     requested: &IpamConfig,
     id: &str,
     bridge_name: &str,
-    nat: bool,
-) -> Result<(NetworkRecord, String)> {
+) -> Result<NetworkRecord> {
     let _lock = HostLock::take()?;
     let mut nl = host_netlink()?;
-    let own_subnets: Vec<Subnet> = own.iter().filter_map(|n| n.subnet.parse().ok()).collect();
-    let bad = |e: ipam::IpamError| NetworkError::BadRequest(format!("network {}: {e}", req.name));
-    let subnet = if requested.subnet.is_empty() {
-        let mut taken = own_subnets;
-        let kernel = |source| NetworkError::Kernel {
-            object: "host addresses".into(),
-            source,
-        };
-        for a in nl.ipv4_addresses().map_err(kernel)? {
-            taken.extend(Subnet::new(a.address, a.prefix_len));
-        }
-        for r in nl.ipv4_routes().map_err(kernel)? {
-            // The default route covers everything; Docker ignores it too.
-            if r.prefix_len > 0 {
-                taken.extend(Subnet::new(r.destination, r.prefix_len));
-            }
-        }
-        ipam::pick_subnet(&taken).map_err(|e| NetworkError::Other(e.to_string()))?
-    } else {
-        let s: Subnet = requested.subnet.parse().map_err(bad)?;
-        if let Some(other) = own
-            .iter()
-            .find(|n| n.subnet.parse::<Subnet>().is_ok_and(|o| o.overlaps(&s)))
-        {
-            return Err(NetworkError::Forbidden(format!(
-                "invalid pool request: Pool overlaps with other one on this address space (network {} uses {})",
-                other.name, other.subnet
-            )));
-        }
-        s
-    };
-    let gateway = if requested.gateway.is_empty() {
-        subnet.default_gateway()
-    } else {
-        let gw = ipam::parse_address(&requested.gateway).map_err(bad)?;
-        if !subnet.contains(gw) {
-            return Err(bad(ipam::IpamError::OutsideSubnet {
-                address: gw,
-                subnet,
-            }));
-        }
-        gw
-    };
-    if !requested.ip_range.is_empty() {
-        let range: Subnet = requested.ip_range.parse().map_err(bad)?;
-        if !subnet.contains(range.network()) || range.prefix_len() < subnet.prefix_len() {
-            return Err(NetworkError::BadRequest(format!(
-                "network {}: IP range {range} is not inside subnet {subnet}",
-                req.name
-            )));
-        }
-    }
+    let subnet = choose_subnet(&mut nl, own, req, requested)?;
+    let gateway = choose_gateway(subnet, req, requested)?;
     let record = NetworkRecord {
         id: id.to_string(),
         name: req.name.clone(),
@@ -1065,31 +1046,171 @@ fn create_blocking(
         let _ = state::remove(&path);
         return Err(e);
     }
-    let warning = setup_firewall(bridge_name, subnet, req.internal, nat, true);
-    Ok((record, warning))
+    Ok(record)
 }
 
-/// The network's packet filter (isolation, masquerade, the host firewall's accepts; see
-/// `firewall.rs`), idempotent. A failure is a warning, returned as text for the API's `Warning`:
-/// the network exists and the next container start or engine start tries again. `survey` adds
-/// warnings about other programs' chains that would drop the network's traffic.
-fn setup_firewall(bridge: &str, subnet: Subnet, internal: bool, nat: bool, survey: bool) -> String {
-    match firewall::ensure(bridge, subnet, internal, nat && !internal) {
-        Ok(()) if survey => firewall::foreign_warnings(bridge).join("; "),
-        Ok(()) => String::new(),
-        Err(e) => format!(
-            "firewall of {bridge} incomplete, containers may not reach each other or the outside: {}",
-            error_chain(&e)
-        ),
+/// The requested subnet, checked against this engine's networks, or else the first pool
+/// subnet that no host address or route (another engine's bridge, the LAN) overlaps.
+fn choose_subnet(
+    nl: &mut Netlink,
+    own: &[NetworkRecord],
+    req: &NetworkCreateRequest,
+    requested: &IpamConfig,
+) -> Result<Subnet> {
+    let own_subnets: Vec<Subnet> = own.iter().filter_map(|n| n.subnet.parse().ok()).collect();
+    if requested.subnet.is_empty() {
+        let mut taken = own_subnets;
+        let kernel = |source| NetworkError::Kernel {
+            object: "host addresses".into(),
+            source,
+        };
+        for a in nl.ipv4_addresses().map_err(kernel)? {
+            taken.extend(Subnet::new(a.address, a.prefix_len));
+        }
+        for r in nl.ipv4_routes().map_err(kernel)? {
+            // The default route covers everything; Docker ignores it too.
+            if r.prefix_len > 0 {
+                taken.extend(Subnet::new(r.destination, r.prefix_len));
+            }
+        }
+        return ipam::pick_subnet(&taken).map_err(|e| NetworkError::Other(e.to_string()));
+    }
+    let s: Subnet = requested.subnet.parse().map_err(|e| bad_ipam(req, e))?;
+    if let Some(other) = own
+        .iter()
+        .find(|n| n.subnet.parse::<Subnet>().is_ok_and(|o| o.overlaps(&s)))
+    {
+        return Err(NetworkError::Forbidden(format!(
+            "invalid pool request: Pool overlaps with other one on this address space (network {} uses {})",
+            other.name, other.subnet
+        )));
+    }
+    Ok(s)
+}
+
+/// The requested gateway (inside the subnet) or the subnet's first address; the requested IP
+/// range must lie inside the subnet.
+fn choose_gateway(
+    subnet: Subnet,
+    req: &NetworkCreateRequest,
+    requested: &IpamConfig,
+) -> Result<Ipv4Addr> {
+    let gateway = if requested.gateway.is_empty() {
+        subnet.default_gateway()
+    } else {
+        let gw = ipam::parse_address(&requested.gateway).map_err(|e| bad_ipam(req, e))?;
+        if !subnet.contains(gw) {
+            return Err(bad_ipam(
+                req,
+                ipam::IpamError::OutsideSubnet {
+                    address: gw,
+                    subnet,
+                },
+            ));
+        }
+        gw
+    };
+    if !requested.ip_range.is_empty() {
+        let range: Subnet = requested.ip_range.parse().map_err(|e| bad_ipam(req, e))?;
+        if !subnet.contains(range.network()) || range.prefix_len() < subnet.prefix_len() {
+            return Err(NetworkError::BadRequest(format!(
+                "network {}: IP range {range} is not inside subnet {subnet}",
+                req.name
+            )));
+        }
+    }
+    Ok(gateway)
+}
+
+fn bad_ipam(req: &NetworkCreateRequest, e: ipam::IpamError) -> NetworkError {
+    NetworkError::BadRequest(format!("network {}: {e}", req.name))
+}
+
+/// What the firewall setup needs of one network.
+#[derive(Debug, Clone)]
+struct FirewallTarget {
+    bridge: String,
+    subnet: Subnet,
+    internal: bool,
+}
+
+impl FirewallTarget {
+    fn of(n: &NetworkRecord) -> Option<Self> {
+        Some(FirewallTarget {
+            bridge: n.bridge.clone(),
+            subnet: n.subnet.parse().ok()?,
+            internal: n.internal,
+        })
     }
 }
 
-/// What `setup_firewall` needs of each network a container joins.
-fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<(String, Subnet, bool)> {
+/// When a network's firewall is ensured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirewallCheck {
+    /// Network create and engine start: always, with warnings about other programs' chains
+    /// that would drop the network's traffic.
+    Survey,
+    /// Container start: only when the host's filter changed since the network's last ensure
+    /// (a reload, a flush, a `dockerd` restart), or it was never ensured by this engine.
+    IfChanged,
+}
+
+fn lock_watch(watch: &Mutex<FirewallWatch>) -> std::sync::MutexGuard<'_, FirewallWatch> {
+    watch.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The networks' packet filter (isolation, masquerade, the host firewall's accepts; see
+/// `firewall.rs`), idempotent. Failures are warnings, returned as text for the API's `Warning`:
+/// the network exists and the next container start or engine start tries again. Runs on a
+/// blocking thread.
+fn ensure_firewalls(
+    watch: &Mutex<FirewallWatch>,
+    targets: &[FirewallTarget],
+    nat: bool,
+    check: FirewallCheck,
+) -> Vec<String> {
+    let before = Generation::read();
+    let bridges: Vec<String> = targets.iter().map(|t| t.bridge.clone()).collect();
+    let due: Vec<String> = match check {
+        FirewallCheck::Survey => bridges,
+        FirewallCheck::IfChanged => lock_watch(watch)
+            .stale(before, &bridges)
+            .into_iter()
+            .cloned()
+            .collect(),
+    };
+    if due.is_empty() {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    let mut ensured = Vec::new();
+    let mut after = before;
+    for t in targets.iter().filter(|t| due.contains(&t.bridge)) {
+        match firewall::ensure(&t.bridge, t.subnet, t.internal, nat && !t.internal) {
+            Ok(generation) => {
+                after = generation;
+                ensured.push(t.bridge.as_str());
+                if check == FirewallCheck::Survey {
+                    warnings.extend(firewall::foreign_warnings(&t.bridge));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "firewall of {} incomplete, containers may not reach each other or the outside: {}",
+                t.bridge,
+                error_chain(&e)
+            )),
+        }
+    }
+    lock_watch(watch).ensured(before, after, ensured);
+    warnings
+}
+
+/// What the firewall setup needs of each network a container joins.
+fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<FirewallTarget> {
     r.endpoints
         .iter()
         .filter_map(|e| st.networks.get(&e.network_id))
-        .filter_map(|n| Some((n.bridge.clone(), n.subnet.parse().ok()?, n.internal)))
+        .filter_map(FirewallTarget::of)
         .collect()
 }
 
@@ -1140,6 +1261,25 @@ fn plumb(r: &AttachmentRecord) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One more endpoint in a running container's namespace (its default route when it is the
+/// first). Runs on a blocking thread.
+fn plug_endpoint(r: &AttachmentRecord, ep: &EndpointRecord, first: bool) -> Result<()> {
+    let mut host = host_netlink()?;
+    let mut inside = netns::netlink_in(&r.netns_path)?;
+    bridge::plug(
+        &mut host,
+        &r.netns_path,
+        &mut inside,
+        &bridge::bridge_name(&ep.network_id),
+        &ep.host_veth,
+        &ep.ifname,
+        ipam::mac_for(ep.address),
+        ep.address,
+        ep.prefix_len,
+        first.then_some(ep.gateway),
+    )
 }
 
 /// Remove whatever of an attachment exists: host veths, then the namespace.

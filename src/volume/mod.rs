@@ -16,8 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::engine::api::types::{Volume, VolumeCreateRequest};
-use crate::engine::paths::{write_atomic, EngineRoots};
+use crate::paths::{write_atomic, EngineRoots};
 
 use copy_up::{
     copy_dir_metadata, copy_tree, find_in_root, is_empty, move_entries, open_dir, Found,
@@ -55,15 +54,6 @@ pub enum VolumeError {
 }
 
 impl VolumeError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            VolumeError::NotFound(_) => 404,
-            VolumeError::Conflict(_) => 409,
-            VolumeError::BadRequest(_) => 400,
-            VolumeError::Io { .. } | VolumeError::Other(_) => 500,
-        }
-    }
-
     fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         VolumeError::Io {
             context: context.into(),
@@ -73,6 +63,29 @@ impl VolumeError {
 }
 
 type Result<T> = std::result::Result<T, VolumeError>;
+
+/// What a volume is made from: the engine's request, whoever asked (the API translates
+/// Docker's `VolumeCreateRequest` into it). Empty name: a random one; empty driver: `local`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: String,
+    pub driver_options: IndexMap<String, String>,
+    pub labels: IndexMap<String, String>,
+}
+
+/// A volume as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// The `_data` directory mounted into containers.
+    pub mountpoint: PathBuf,
+    /// RFC 3339, seconds.
+    pub created_at: String,
+    pub labels: IndexMap<String, String>,
+    pub options: IndexMap<String, String>,
+}
 
 /// What `volume.json` holds; the mountpoint is derived from the name, never stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,7 +160,7 @@ impl VolumeStore {
     }
 
     /// Idempotent, as Docker's: creating an existing volume returns it.
-    pub fn create(&self, req: VolumeCreateRequest) -> Result<Volume> {
+    pub fn create(&self, req: VolumeSpec) -> Result<VolumeInfo> {
         let driver = if req.driver.is_empty() {
             "local".to_string()
         } else {
@@ -159,7 +172,7 @@ impl VolumeStore {
                 req.name
             )));
         }
-        if let Some(key) = req.driver_opts.keys().next() {
+        if let Some(key) = req.driver_options.keys().next() {
             return Err(VolumeError::BadRequest(format!(
                 "create {}: local volume option {key:?} is not supported by berth (no driver options are)",
                 req.name
@@ -210,7 +223,7 @@ impl VolumeStore {
         write_atomic(&staging.join(METADATA_FILE), &json).map_err(|e| VolumeError::io(context(), e))
     }
 
-    pub fn get(&self, name: &str) -> Result<Volume> {
+    pub fn get(&self, name: &str) -> Result<VolumeInfo> {
         if validate_name(name).is_err() {
             return Err(VolumeError::NotFound(name.to_string()));
         }
@@ -228,19 +241,18 @@ impl VolumeStore {
                 path.display()
             ))
         })?;
-        Ok(Volume {
+        Ok(VolumeInfo {
             name: meta.name,
             driver: meta.driver,
-            mountpoint: self.volume_dir(name).join(DATA_DIR).display().to_string(),
+            mountpoint: self.volume_dir(name).join(DATA_DIR),
             created_at: meta.created_at,
             labels: meta.labels,
-            scope: "local".to_string(),
             options: meta.options,
         })
     }
 
     /// Every volume, sorted by name; unreadable entries are skipped (and reported on stderr).
-    pub fn list(&self) -> Vec<Volume> {
+    pub fn list(&self) -> Vec<VolumeInfo> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -463,8 +475,8 @@ mod tests {
         (dir, store)
     }
 
-    fn named(name: &str) -> VolumeCreateRequest {
-        VolumeCreateRequest {
+    fn named(name: &str) -> VolumeSpec {
+        VolumeSpec {
             name: name.to_string(),
             ..Default::default()
         }
@@ -483,7 +495,7 @@ mod tests {
         assert_eq!(second.labels.get("a").map(String::as_str), Some("1"));
         assert_eq!(store.list().len(), 1);
         assert!(Path::new(&first.mountpoint).is_dir());
-        assert!(first.mountpoint.ends_with("/volumes/data/_data"));
+        assert!(first.mountpoint.ends_with("volumes/data/_data"));
     }
 
     #[test]
@@ -499,7 +511,7 @@ mod tests {
         let (d, store) = store();
         for bad in ["../x", "a/b", "-a", ".a", "x", "a b", "é1"] {
             let err = store.create(named(bad)).unwrap_err();
-            assert_eq!(err.http_status(), 400, "{bad}");
+            assert!(matches!(err, VolumeError::BadRequest(_)), "{bad}: {err}");
             assert!(err.to_string().contains("invalid characters"), "{err}");
         }
         let left: Vec<_> = std::fs::read_dir(d.path().join("data/volumes"))
@@ -520,7 +532,7 @@ mod tests {
             .to_string()
             .contains("driver \"nfs\" is not supported"));
         let mut req = named("v1");
-        req.driver_opts.insert("type".into(), "tmpfs".into());
+        req.driver_options.insert("type".into(), "tmpfs".into());
         assert!(store
             .create(req)
             .unwrap_err()
@@ -535,7 +547,7 @@ mod tests {
         let v = store.create(named("busy")).unwrap();
         std::fs::write(Path::new(&v.mountpoint).join("f"), "x").unwrap();
         let err = store.remove("busy", true, &["abc123".into()]).unwrap_err();
-        assert_eq!(err.http_status(), 409);
+        assert!(matches!(err, VolumeError::Conflict(_)), "{err}");
         assert_eq!(err.to_string(), "remove busy: volume is in use - [abc123]");
         store.remove("busy", false, &[]).unwrap();
         assert!(!Path::new(&v.mountpoint).exists());

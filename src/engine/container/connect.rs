@@ -25,15 +25,6 @@ pub enum ConnectError {
     Network(#[from] NetworkError),
 }
 
-impl ConnectError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ConnectError::Container(e) => e.http_status(),
-            ConnectError::Network(e) => e.http_status(),
-        }
-    }
-}
-
 type Result<T> = std::result::Result<T, ConnectError>;
 
 /// The endpoints a container asks for once `network` is added to (`Some`) or removed from

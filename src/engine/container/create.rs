@@ -10,10 +10,10 @@ use super::{
 };
 use crate::engine::api::types::{
     ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
-    VolumeCreateRequest,
 };
 use crate::engine::image::ImageRecord;
 use crate::engine::Engine;
+use crate::volume::VolumeSpec;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -357,7 +357,7 @@ impl Engine {
                 if anonymous {
                     labels.insert("com.docker.volume.anonymous".to_string(), String::new());
                 }
-                if let Err(e) = self.volumes.create(VolumeCreateRequest {
+                if let Err(e) = self.volumes.create(VolumeSpec {
                     name: vol.clone(),
                     driver: "local".into(),
                     labels,

@@ -18,6 +18,9 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFPROTO_IPV4: u8 = 2;
 
 const NLM_F_REQUEST: u16 = 0x1;
@@ -306,6 +309,57 @@ fn attr_u32(kind: u16, v: u32) -> Vec<u8> {
     attr(kind, &v.to_be_bytes())
 }
 
+/// The nf_tables ruleset generation: the kernel bumps it on every committed transaction, by
+/// anyone (`nft`, iptables-nft, firewalld, another berth), so an unchanged number means nothing
+/// in any nf_tables table changed. One request, no process.
+pub fn generation() -> std::io::Result<u32> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    set_receive_timeout(&socket, Duration::from_secs(5))?;
+    let request = message(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN,
+        NLM_F_REQUEST,
+        libc::AF_UNSPEC as u8,
+        0,
+        &[],
+    );
+    socket.send(&request, 0)?;
+    let (data, _) = socket.recv_from_full()?;
+    parse_generation(&data).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no generation in the nf_tables answer",
+        )
+    })
+}
+
+/// The `NFTA_GEN_ID` of a `NFT_MSG_NEWGEN` answer; `None` for anything else (an error message
+/// when the kernel has no nf_tables, a truncated answer).
+fn parse_generation(data: &[u8]) -> Option<u32> {
+    let word = |at: usize| -> Option<[u8; 4]> { data.get(at..at + 4)?.try_into().ok() };
+    let kind = u16::from_ne_bytes(data.get(4..6)?.try_into().ok()?);
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+        return None;
+    }
+    let len = (u32::from_ne_bytes(word(0)?) as usize).min(data.len());
+    // nlmsghdr (16) + nfgenmsg (4), then the attributes.
+    let mut at = 20;
+    while at + 4 <= len {
+        let header = word(at)?;
+        let attr_len = u16::from_ne_bytes([header[0], header[1]]) as usize;
+        let attr_kind = u16::from_ne_bytes([header[2], header[3]]) & !NLA_F_NESTED;
+        if attr_len < 4 {
+            return None;
+        }
+        if attr_kind == NFTA_GEN_ID && attr_len >= 8 {
+            return Some(u32::from_be_bytes(word(at + 4)?));
+        }
+        at += (attr_len + 3) & !3;
+    }
+    None
+}
+
 enum BatchError {
     Socket(std::io::Error),
     Kernel(std::io::Error),
@@ -435,5 +489,28 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generation_is_read_from_a_newgen_answer_only() {
+        let mut attrs = attr(3, b"nft\0");
+        attrs.extend(attr_u32(NFTA_GEN_ID, 0x0102_0304));
+        let answer = message(
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN,
+            0,
+            0,
+            0,
+            &attrs,
+        );
+        assert_eq!(parse_generation(&answer), Some(0x0102_0304));
+
+        let error = message(NLMSG_ERROR, 0, 0, 0, &[0; 20]);
+        assert_eq!(parse_generation(&error), None);
+        assert_eq!(parse_generation(&answer[..22]), None, "truncated");
     }
 }

@@ -17,10 +17,13 @@ use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use super::containers::multiplexed_frame;
-use super::images::tokio_stream_from;
+use super::body::{multiplexed_frame, tokio_stream_from};
 use super::{flag, ApiError, ApiResult, Params};
 use crate::engine::SharedEngine;
+
+pub fn routes() -> axum::Router<SharedEngine> {
+    axum::Router::new().route("/containers/{id}/attach", axum::routing::post(attach))
+}
 
 const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 

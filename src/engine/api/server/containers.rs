@@ -15,10 +15,10 @@ use axum::Router;
 use futures_util::StreamExt;
 
 use super::super::types::{ContainerCreateRequest, ContainerSummary, ContainerWaitResponse};
-use super::images::tokio_stream_from;
+use super::body::{multiplexed_frame, tokio_stream_from};
 use super::{flag, json_body, json_response, ApiError, ApiResult, Params};
 use crate::engine::container::list::ContainerFilters;
-use crate::engine::container::logs::{LogChunk, LogOptions, LogStream};
+use crate::engine::container::logs::LogOptions;
 use crate::engine::container::wait::WaitCondition;
 use crate::engine::container::ContainerError;
 use crate::engine::SharedEngine;
@@ -33,7 +33,6 @@ pub fn routes() -> Router<SharedEngine> {
         .route("/containers/{id}/restart", post(restart))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
-        .route("/containers/{id}/attach", post(super::attach::attach))
         .route("/containers/{id}/archive", axum::routing::put(put_archive))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", axum::routing::delete(remove))
@@ -235,19 +234,6 @@ async fn remove(
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// One frame of Docker's multiplexed stream: `[stream, 0, 0, 0, len u32 BE]` then the payload.
-pub fn multiplexed_frame(chunk: &LogChunk) -> Bytes {
-    let stream = match chunk.stream {
-        LogStream::Stdout => 1u8,
-        LogStream::Stderr => 2u8,
-    };
-    let mut frame = Vec::with_capacity(8 + chunk.bytes.len());
-    frame.extend_from_slice(&[stream, 0, 0, 0]);
-    frame.extend_from_slice(&(chunk.bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&chunk.bytes);
-    Bytes::from(frame)
-}
-
 /// A time as the Docker CLI sends it: Unix seconds with an optional fraction of up to nine
 /// digits (`1700000000.123456789`).
 fn unix_param(
@@ -317,21 +303,4 @@ async fn logs(
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
         .unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_carry_stream_and_big_endian_length() {
-        let chunk = LogChunk {
-            stream: LogStream::Stderr,
-            bytes: b"oops\n".to_vec(),
-        };
-        assert_eq!(
-            &multiplexed_frame(&chunk)[..],
-            b"\x02\0\0\0\0\0\0\x05oops\n"
-        );
-    }
 }

@@ -14,12 +14,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
 use super::super::types::{ExecConfig, ExecCreateResponse, ExecStartConfig};
-use super::images::tokio_stream_from;
+use super::body::tokio_stream_from;
 use super::{json_body, json_response, ApiError, ApiResult};
 use crate::engine::container::exec::{drive, OutputChunk};
 use crate::engine::SharedEngine;
@@ -83,23 +85,57 @@ async fn start(
         ));
     }
     let mut child = engine.start_exec(&id)?;
-    // Only an upgraded connection carries the client's stdin; otherwise the process sees EOF.
-    let stdin = child
-        .stdin
-        .take()
-        .filter(|_| on_upgrade.is_some() && !config.detach);
-    let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
-
+    let run = ExecRun { engine, id };
     if config.detach {
+        run.detached(child);
+        return Ok((StatusCode::OK, Body::empty()).into_response());
+    }
+    match on_upgrade {
+        // Only an upgraded connection carries the client's stdin; otherwise the process sees EOF.
+        Some(on_upgrade) => {
+            let stdin = child.stdin.take();
+            run.upgraded(child, stdin, on_upgrade);
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "tcp")
+                .header(header::CONTENT_TYPE, MULTIPLEXED)
+                .body(Body::empty())
+                .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")))
+        }
+        None => {
+            drop(child.stdin.take());
+            let body = run.streamed(child);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, MULTIPLEXED)
+                .body(body)
+                .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))
+        }
+    }
+}
+
+/// A started exec process, driven to its end in a task of its own that records its exit.
+struct ExecRun {
+    engine: SharedEngine,
+    id: String,
+}
+
+impl ExecRun {
+    /// `Detach`: the output is read and dropped.
+    fn detached(self, mut child: Child) {
+        drop(child.stdin.take());
+        let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         tokio::spawn(async move {
             let drain = async { while rx.recv().await.is_some() {} };
             let (end, ()) = tokio::join!(drive(child, None, tx), drain);
-            engine.finish_exec(&id, end);
+            self.engine.finish_exec(&self.id, end);
         });
-        return Ok((StatusCode::OK, Body::empty()).into_response());
     }
 
-    if let Some(on_upgrade) = on_upgrade {
+    /// A hijacked connection (`docker exec`): output framed onto it, its input to stdin.
+    fn upgraded(self, child: Child, stdin: Option<ChildStdin>, on_upgrade: OnUpgrade) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         tokio::spawn(async move {
             let (reader, mut writer) = match on_upgrade.await {
                 Ok(upgraded) => {
@@ -128,7 +164,7 @@ async fn start(
                 writer
             };
             let (end, writer) = tokio::join!(drive(child, None, tx), write);
-            engine.finish_exec(&id, end);
+            self.engine.finish_exec(&self.id, end);
             if let Some(feeding) = feeding {
                 // The process is gone: input it never read is dropped.
                 feeding.abort();
@@ -137,33 +173,26 @@ async fn start(
                 let _ = conn.shutdown().await;
             }
         });
-        return Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::CONNECTION, "Upgrade")
-            .header(header::UPGRADE, "tcp")
-            .header(header::CONTENT_TYPE, MULTIPLEXED)
-            .body(Body::empty())
-            .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")));
     }
 
-    let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-    tokio::spawn(async move {
-        let forward = async {
-            while let Some((stream, bytes)) = rx.recv().await {
-                // A closed body (client gone) only drops output.
-                let _ = body_tx.send(Ok(frame(stream, &bytes))).await;
-            }
-            body_tx
-        };
-        let (end, body_tx) = tokio::join!(drive(child, None, tx), forward);
-        engine.finish_exec(&id, end);
-        drop(body_tx);
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, MULTIPLEXED)
-        .body(Body::from_stream(tokio_stream_from(body_rx)))
-        .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))
+    /// A plain HTTP client (berth's own): the output as a streamed body.
+    fn streamed(self, child: Child) -> Body {
+        let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
+        let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+        tokio::spawn(async move {
+            let forward = async {
+                while let Some((stream, bytes)) = rx.recv().await {
+                    // A closed body (client gone) only drops output.
+                    let _ = body_tx.send(Ok(frame(stream, &bytes))).await;
+                }
+                body_tx
+            };
+            let (end, body_tx) = tokio::join!(drive(child, None, tx), forward);
+            self.engine.finish_exec(&self.id, end);
+            drop(body_tx);
+        });
+        Body::from_stream(tokio_stream_from(body_rx))
+    }
 }
 
 #[cfg(test)]

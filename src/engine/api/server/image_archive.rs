@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::mpsc;
 
-use super::images::{spool, tokio_stream_from};
+use super::body::{spool, tokio_stream_from};
 use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
 use crate::engine::image::ImageError;
 use crate::engine::SharedEngine;

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::super::types::{ErrorDetail, ProgressMessage};
+use super::body::{spool, tokio_stream_from};
 use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
 use crate::engine::auth::AuthConfig;
 use crate::engine::reference::ImageReference;
@@ -197,49 +198,6 @@ async fn push(
         }
     });
     Ok(progress_response(rx))
-}
-
-/// An `mpsc::Receiver` as a `Stream` (ends when every sender is gone).
-pub fn tokio_stream_from<T: Send + 'static>(
-    rx: mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + 'static {
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-}
-
-/// Write a request body to a new file under the spool directory.
-pub(super) async fn spool(engine: &SharedEngine, body: Body) -> ApiResult<std::path::PathBuf> {
-    use tokio::io::AsyncWriteExt;
-    let dir = super::spool_dir(&engine.roots);
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        ApiError::new(500, format!("{what} {}: {e}", dir.display()))
-    };
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| failed("create", &e))?;
-    let suffix: [u8; 8] = rand::random();
-    let path = dir.join(format!("import-{}.tar", hex::encode(suffix)));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| failed("create a file in", &e))?;
-    let mut chunks = body.into_data_stream();
-    let written: ApiResult<()> = async {
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::bad_request(format!("reading the image tar failed: {e}")))?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| failed("write to", &e))?;
-        }
-        file.flush().await.map_err(|e| failed("write to", &e))
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(e);
-    }
-    Ok(path)
 }
 
 /// `fromSrc=-`: the body is a root filesystem tar (plain or gzip). It is spooled to disk, so an

@@ -6,7 +6,9 @@
 //! connection handling.
 
 mod attach;
+mod body;
 mod containers;
+mod errors;
 mod events;
 mod exec;
 mod filters;
@@ -79,11 +81,8 @@ macro_rules! api_error_from {
     )*};
 }
 api_error_from!(
-    crate::volume::VolumeError,
-    crate::network::NetworkError,
     crate::engine::image::ImageError,
-    crate::engine::container::ContainerError,
-    crate::engine::container::connect::ConnectError
+    crate::engine::container::ContainerError
 );
 
 impl From<crate::engine::reference::ReferenceError> for ApiError {
@@ -159,6 +158,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(attach::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(events::routes())

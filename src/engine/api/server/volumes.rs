@@ -7,9 +7,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::super::types::{VolumeCreateRequest, VolumeListResponse};
+use super::super::types::{Volume, VolumeCreateRequest, VolumeListResponse};
 use super::{emit_event, flag, json_body, json_response, ApiResult, Filters, Params};
 use crate::engine::SharedEngine;
+use crate::volume::{VolumeInfo, VolumeSpec};
 
 pub fn routes() -> Router<SharedEngine> {
     Router::new()
@@ -21,7 +22,7 @@ pub fn routes() -> Router<SharedEngine> {
 async fn create(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Response> {
     let req: VolumeCreateRequest = json_body(&body)?;
     let existed = !req.name.is_empty() && engine.volumes.get(&req.name).is_ok();
-    let volume = engine.volumes.create(req)?;
+    let volume = wire(engine.volumes.create(spec(req))?);
     if !existed {
         emit_event(
             &engine,
@@ -53,6 +54,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
             Some(want) => want != in_use.contains_key(&v.name),
             None => true,
         })
+        .map(wire)
         .collect();
     Ok(json_response(
         StatusCode::OK,
@@ -67,7 +69,7 @@ async fn inspect(
     State(engine): State<SharedEngine>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let volume = engine.volumes.get(&name)?;
+    let volume = wire(engine.volumes.get(&name)?);
     Ok(json_response(StatusCode::OK, &volume))
 }
 
@@ -90,4 +92,27 @@ async fn remove(
         .status(StatusCode::NO_CONTENT)
         .body(axum::body::Body::empty())
         .unwrap_or_default())
+}
+
+/// Docker's create request as the store's spec.
+fn spec(req: VolumeCreateRequest) -> VolumeSpec {
+    VolumeSpec {
+        name: req.name,
+        driver: req.driver,
+        driver_options: req.driver_opts,
+        labels: req.labels,
+    }
+}
+
+/// The store's volume as Docker shows it (`Scope` is always `local`: berth has one host).
+fn wire(v: VolumeInfo) -> Volume {
+    Volume {
+        name: v.name,
+        driver: v.driver,
+        mountpoint: v.mountpoint.display().to_string(),
+        created_at: v.created_at,
+        labels: v.labels,
+        scope: "local".to_string(),
+        options: v.options,
+    }
 }

@@ -1,4 +1,6 @@
-//! Where the engine keeps its state: the data root (persistent) and the run root (sockets, pids).
+//! Where the engine keeps its state: the data root (persistent) and the run root (sockets, pids),
+//! and the crash-safe file write everything under them uses. Below `engine`, `network` and
+//! `volume` alike, so that neither of the latter two imports the engine that uses them.
 //!
 //! Layout follows `DESIGN.md` ("On disk"). Everything the engine writes lives under these two roots,
 //! so a test that gives the engine temporary roots never shares state with another test.
