@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::load::ComposeError;
+use super::error::ComposeError;
 use super::model::Project;
 use super::yaml::{Node, Value};
 

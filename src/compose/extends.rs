@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use super::load::{clean_path, parse_file, ComposeError, LoadContext, ParsedFile};
+use super::error::ComposeError;
+use super::files::{clean_path, parse_file, LoadContext, ParsedFile};
 use super::merge;
 use super::yaml::{Node, Value};
 
@@ -173,7 +174,7 @@ fn rebase(svc: &mut Node, dir: &Path) {
         for it in items {
             match &mut it.value {
                 Value::String(s) => {
-                    let parts = super::normalize::split_volume_spec(s);
+                    let parts = super::notation::split_volume_spec(s);
                     if parts.len() >= 2 && is_relative_host_path(&parts[0]) {
                         let mut np = parts.clone();
                         np[0] = abs(&parts[0]);

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use super::load::{clean_path, parse_file, read_env_file, ComposeError, LoadContext, ParsedFile};
+use super::error::ComposeError;
+use super::files::{clean_path, parse_file, read_env_file, LoadContext, ParsedFile};
 use super::yaml::{Node, Value};
 
 const RESOURCE_KINDS: [&str; 5] = ["services", "networks", "volumes", "secrets", "configs"];
@@ -208,7 +209,7 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
             if let Some(Value::Seq(items)) = m.get_mut("volumes").map(|v| &mut v.value) {
                 for it in items {
                     if let Value::String(s) = &mut it.value {
-                        let parts = super::normalize::split_volume_spec(s);
+                        let parts = super::notation::split_volume_spec(s);
                         if parts.len() >= 2 && rel(&parts[0]) {
                             let mut np = parts.clone();
                             np[0] = abs(&parts[0]);

@@ -4,7 +4,7 @@
 
 use indexmap::IndexMap;
 
-use super::yaml::{Node, Value};
+use super::yaml::{Mark, Node, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InterpolateError {
@@ -166,13 +166,23 @@ fn braced(body: &str, env: &dyn Lookup, template: &str) -> Result<String, Interp
     })
 }
 
+/// A value that could not be interpolated, with where it sits in the file and in the model.
+#[derive(Debug, thiserror::Error)]
+#[error("{mark}: {path}: {source}")]
+pub struct LocatedInterpolateError {
+    pub mark: Mark,
+    pub path: String,
+    #[source]
+    pub source: InterpolateError,
+}
+
 /// Interpolate every string value in a parsed file (keys are left alone), reporting errors with
 /// the value's position and model path.
 pub fn interpolate_node(
     node: &mut Node,
     env: &dyn Lookup,
     path: &str,
-) -> Result<(), super::ComposeError> {
+) -> Result<(), LocatedInterpolateError> {
     let root = ModelPath {
         parent: None,
         segment: Segment::Root(path),
@@ -213,10 +223,10 @@ fn interpolate_at(
     node: &mut Node,
     env: &dyn Lookup,
     path: &ModelPath<'_>,
-) -> Result<(), super::ComposeError> {
+) -> Result<(), LocatedInterpolateError> {
     match &mut node.value {
         Value::String(s) if s.contains('$') => {
-            *s = substitute(s, env).map_err(|source| super::ComposeError::Interpolation {
+            *s = substitute(s, env).map_err(|source| LocatedInterpolateError {
                 mark: node.mark.clone(),
                 path: path.render(),
                 source,

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use super::dotenv::{self, DotenvError};
-use super::interpolate::{self, InterpolateError};
+pub use super::error::ComposeError;
+use super::files::{absolute, display_name, read_env_file, read_text, LoadContext, ParsedFile};
+use super::interpolate;
 use super::model::Project;
-use super::yaml::{self, Mark, Node, Value, YamlError};
-use super::{consistency, extends, include, merge, normalize};
+use super::yaml::{self, Mark, Node, Value};
+use super::{consistency, extends, include, merge, normalize, spec_schema};
 
 /// Default compose file names, in the order docker compose tries them.
 pub const DEFAULT_FILES: [&str; 4] = [
@@ -54,173 +55,6 @@ pub struct LoadOptions {
     pub skip_consistency: bool,
     /// Skip the specification's schema (compose-go's `SkipValidation`, for raw-model stages).
     pub skip_validation: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ComposeError {
-    #[error("no compose file found in {dir} or any parent directory (tried {tried}); create compose.yaml or pass -f FILE")]
-    NotFound { dir: PathBuf, tried: String },
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Yaml(#[from] YamlError),
-    #[error("{mark}: {path}: {source}")]
-    Interpolation {
-        mark: Mark,
-        path: String,
-        #[source]
-        source: InterpolateError,
-    },
-    #[error("{}", invalid_text(mark.as_ref(), path, message))]
-    Invalid {
-        mark: Option<Mark>,
-        path: String,
-        message: String,
-    },
-    #[error("{path}: {source}")]
-    Dotenv {
-        path: PathBuf,
-        #[source]
-        source: DotenvError,
-    },
-    #[error("env file {path} not found; create it or mark it `required: false`")]
-    EnvFileNotFound { path: PathBuf },
-    #[error("invalid project name {name:?}: it must contain only lowercase letters, digits, dashes and underscores, and start with a letter or digit; pass another with -p or `name:`")]
-    ProjectName { name: String },
-    #[error("{0}")]
-    Consistency(String),
-    #[error(transparent)]
-    Graph(#[from] super::graph::GraphError),
-}
-
-/// `file:line:col: path: message`, without repeating the path when the message starts with it.
-fn invalid_text(mark: Option<&Mark>, path: &str, message: &str) -> String {
-    let at = mark.map(|m| format!("{m}: ")).unwrap_or_default();
-    if message.starts_with(path) {
-        format!("{at}{message}")
-    } else {
-        format!("{at}{path}: {message}")
-    }
-}
-
-impl ComposeError {
-    /// Under `config --no-interpolate` a typed field (a number, size, duration, boolean) may
-    /// still hold `${VAR}`: say that the value, not the file, is what cannot be read.
-    pub fn with_uninterpolated_hint(self) -> ComposeError {
-        match self {
-            ComposeError::Invalid {
-                mark,
-                path,
-                message,
-            } if message.contains('$') && !message.contains("--no-interpolate") => {
-                ComposeError::Invalid {
-                    mark,
-                    path,
-                    message: format!(
-                        "{message}; this field needs a value, so it can only be printed with \
-                         interpolation (drop --no-interpolate)"
-                    ),
-                }
-            }
-            other => other,
-        }
-    }
-
-    pub fn invalid(node: &Node, path: &str, message: impl Into<String>) -> ComposeError {
-        ComposeError::Invalid {
-            mark: Some(node.mark.clone()).filter(|m| m.line > 0),
-            path: path.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-/// One parsed and interpolated compose file.
-#[derive(Debug, Clone)]
-pub struct ParsedFile {
-    pub path: PathBuf,
-    pub node: Node,
-}
-
-/// The environment used for interpolation, with how it was assembled.
-#[derive(Debug, Clone, Default)]
-pub struct ProjectEnv {
-    pub vars: IndexMap<String, String>,
-}
-
-pub fn read_text(path: &Path) -> Result<String, ComposeError> {
-    std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Parse one file and interpolate it (per file, before merging, as docker compose does).
-/// How a file is named in messages: relative to the user's directory when it is below it.
-pub fn display_name(path: &Path, working_dir: &Path) -> String {
-    path.strip_prefix(working_dir)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string())
-}
-
-pub fn parse_file(path: &Path, ctx: &LoadContext) -> Result<ParsedFile, ComposeError> {
-    let (env, interpolate_values) = (&ctx.env, ctx.interpolate);
-    let text = read_text(path)?;
-    let display = display_name(path, &ctx.working_dir);
-    let mut node = yaml::parse(&text, &display)?;
-    if interpolate_values {
-        interpolate::interpolate_node(&mut node, env, "")?;
-    }
-    Ok(ParsedFile {
-        path: path.to_path_buf(),
-        node,
-    })
-}
-
-/// Read a dotenv file into `vars` without overriding what is already there.
-pub fn read_env_file(
-    path: &Path,
-    lookup: &IndexMap<String, String>,
-) -> Result<IndexMap<String, Option<String>>, ComposeError> {
-    let text = read_text(path)?;
-    dotenv::parse(&text, lookup).map_err(|source| ComposeError::Dotenv {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn absolute(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    clean_path(&joined)
-}
-
-/// Lexical path cleaning (`a/./b/../c` → `a/c`), without touching the file system.
-pub fn clean_path(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    out
 }
 
 /// Find the compose file(s) when no `-f` is given: `compose.yaml` & co. in `start` or a parent,
@@ -474,8 +308,8 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     // 6. The specification's schema (compose-go validates the merged, interpolated document);
     // without interpolation, `${VAR}` may stand where the schema wants a number.
     if !options.skip_interpolation && !options.skip_validation {
-        super::spec_schema::validate(&raw)?;
-        super::spec_schema::validate_semantics(&raw)?;
+        spec_schema::validate(&raw)?;
+        spec_schema::validate_semantics(&raw)?;
     }
 
     // 7. Validate + normalise.
@@ -530,16 +364,6 @@ fn object_environment(
         .filter_map(|def| def.get("environment").and_then(serde_json::Value::as_str))
         .filter_map(|var| env.get(var).map(|v| (var.to_string(), v.clone())))
         .collect()
-}
-
-/// What the per-file stages (include, extends) need to load further files.
-#[derive(Debug, Clone)]
-pub struct LoadContext {
-    pub env: IndexMap<String, String>,
-    pub interpolate: bool,
-    pub project_dir: PathBuf,
-    /// The user's directory, to name files in messages.
-    pub working_dir: PathBuf,
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 
 use indexmap::IndexMap;
 
+use super::error::ComposeError;
 use super::yaml::{MergeTag, Node, Value};
-use super::ComposeError;
 
 /// Drop `!reset` entries and forget tags (a file with nothing to merge into).
 pub fn strip_tags(mut node: Node) -> Node {
@@ -218,7 +218,7 @@ fn entry_key(field: &str, item: &Node) -> Option<String> {
     match field {
         "volumes" | "devices" => match &item.value {
             Value::String(s) => {
-                let parts = super::normalize::split_volume_spec(s);
+                let parts = super::notation::split_volume_spec(s);
                 Some(match parts.len() {
                     1 => parts[0].clone(),
                     _ => parts[1].clone(),

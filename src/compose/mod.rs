@@ -4,7 +4,9 @@
 pub mod consistency;
 pub mod dotenv;
 pub mod emit;
+pub mod error;
 pub mod extends;
+pub mod files;
 pub mod graph;
 pub mod include;
 pub mod interpolate;
@@ -12,6 +14,7 @@ pub mod load;
 pub mod merge;
 pub mod model;
 pub mod normalize;
+pub mod notation;
 pub mod plan;
 pub mod pull_policy;
 pub mod schema;
@@ -21,5 +24,6 @@ pub mod support;
 mod test_support;
 pub mod yaml;
 
-pub use load::{load, ComposeError, LoadOptions};
+pub use error::ComposeError;
+pub use load::{load, LoadOptions};
 pub use model::Project;

@@ -127,7 +127,7 @@ impl Service {
     pub fn stop_grace_period_duration(&self) -> std::time::Duration {
         self.stop_grace_period
             .as_deref()
-            .and_then(super::normalize::parse_duration)
+            .and_then(super::notation::parse_duration)
             .unwrap_or(std::time::Duration::from_secs(10))
     }
 }

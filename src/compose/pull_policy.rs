@@ -50,7 +50,7 @@ impl PullPolicy {
                 let Some(period) = text.strip_prefix("every_") else {
                     return Err(PullPolicyError::Unknown(text.to_string()));
                 };
-                match super::normalize::parse_duration(period) {
+                match super::notation::parse_duration(period) {
                     Some(d) if !d.is_zero() => Ok(Self::Refresh(d)),
                     _ => Err(PullPolicyError::BadDuration {
                         policy: text.to_string(),

@@ -3,7 +3,7 @@
 //! keys are reported as docker compose reports them (`additional properties 'x' not allowed`),
 //! and it renders the JSON schema kept in `schema/compose.schema.json`.
 
-use super::load::ComposeError;
+use super::error::ComposeError;
 use super::yaml::Node;
 
 /// The shape a field's value may take (after interpolation, so numbers and booleans may still be
@@ -166,7 +166,7 @@ pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
         Ty::Bool => (
             match &node.value {
                 V::Bool(_) => true,
-                V::String(s) => super::normalize::cast_bool(s).is_some(),
+                V::String(s) => super::notation::cast_bool(s).is_some(),
                 _ => false,
             },
             "a boolean",

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value as J;
 
-use super::load::ComposeError;
+use super::error::ComposeError;
 use super::yaml::{Node, Value};
 
 const SPEC: &str = include_str!("compose-spec.json");
@@ -223,7 +223,7 @@ fn casts_to(node: &Node, wanted: &[&str]) -> bool {
     };
     let t = t.trim();
     wanted.iter().any(|w| match *w {
-        "boolean" => super::normalize::cast_bool(t).is_some(),
+        "boolean" => super::notation::cast_bool(t).is_some(),
         "integer" => t.parse::<i64>().is_ok(),
         "number" => t.parse::<f64>().is_ok(),
         _ => false,
