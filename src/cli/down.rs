@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 
 use super::containers::{display_name, for_each_level, is_running, stop_levels};
+use super::image::ServiceImage;
 use super::output::status_line;
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
+use crate::compose::plan::{self, LABEL_PROJECT, LABEL_SERVICE};
 use crate::engine::api::types::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -75,19 +76,25 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
     }
 
     if let Some(rmi) = &args.rmi {
-        let services: Vec<(String, Option<String>)> = match &project {
+        let services: Vec<ServiceImage> = match &project {
             Some(p) => p
                 .services
                 .iter()
-                .map(|(n, s)| (n.clone(), s.image.clone()))
+                .map(|(n, s)| ServiceImage {
+                    name: plan::service_image(p, n, s),
+                    named_in_file: s.image.is_some(),
+                })
                 .collect(),
             // No compose file: the images the project's containers were made from.
             None => containers
                 .iter()
-                .map(|c| (display_name(c), Some(c.image.clone())))
+                .map(|c| ServiceImage {
+                    name: c.image.clone(),
+                    named_in_file: true,
+                })
                 .collect(),
         };
-        super::image::remove_service_images(client, rmi, &name, &services).await;
+        super::image::remove_service_images(client, rmi, &services).await;
     }
 
     if args.volumes {

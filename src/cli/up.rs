@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::output::{colours_enabled, status_line, LogPrefixer};
@@ -879,6 +880,11 @@ async fn attach(
     started: &[Started],
     args: &UpArgs,
 ) -> anyhow::Result<ExitCode> {
+    // Both listeners live for the whole loop: a fresh `ctrl_c()` per select iteration would miss
+    // a SIGINT that lands while a log line is being written (tokio delivers a signal only to
+    // listeners that exist when it arrives), and `up` would run on until its containers exit.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let names: Vec<String> = started.iter().map(|c| c.short_name.clone()).collect();
     let mut prefixer =
         LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
@@ -925,7 +931,6 @@ async fn attach(
     // Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
     let mut interrupted_code: Option<u8> = None;
     let mut stdout = std::io::stdout();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     while running > 0 {
         tokio::select! {
             event = rx.recv() => match event {
@@ -949,7 +954,7 @@ async fn attach(
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = sigint.recv() => {
                 interrupts += 1;
                 interrupted_code.get_or_insert(130);
                 stopping = Some(interrupted(client, project, started, args, interrupts));
