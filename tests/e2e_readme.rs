@@ -688,11 +688,6 @@ const WARNED: &[(&str, &str, &str)] = &[
         "credential_spec",
     ),
     (
-        "deploy.replicas",
-        "deploy: {replicas: 2}",
-        "deploy.replicas",
-    ),
-    (
         "deploy.restart_policy",
         "deploy: {restart_policy: {condition: on-failure}}",
         "deploy.restart_policy",
@@ -763,7 +758,6 @@ const WARNED: &[(&str, &str, &str)] = &[
     ),
     ("pre_stop", "pre_stop: [{command: [\"true\"]}]", "pre_stop"),
     ("runtime", "runtime: runc", "runtime: runc"),
-    ("scale", "scale: 2", "scale"),
     (
         "secrets",
         "secrets: [swarm_secret]",

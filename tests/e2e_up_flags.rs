@@ -23,6 +23,23 @@ fn project_filter(project: &TestProject) -> String {
 }
 
 /// IDs of the project's containers (all of them, or only the running ones).
+/// The lines of a child's stdout, read on a thread so the reader can wait with a deadline.
+fn stdout_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = std::io::BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut out, &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if tx.send(line).is_err() => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    rx
+}
+
 fn containers(project: &TestProject, all: bool) -> Vec<String> {
     let filter = project_filter(project);
     let mut args = vec!["ps", "-q", "--filter", &filter];
@@ -452,21 +469,30 @@ fn interrupted_attached_up_stops_the_containers_and_exits_130() {
             .spawn()
             .expect("spawn berth up");
         // Wait for the container's first line: the run is attached and the container runs.
-        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        // stdout is read on a thread so every wait has a deadline: a `berth up` that ignores
+        // the signal fails the test instead of hanging it.
+        let lines = stdout_lines(child.stdout.take().expect("stdout"));
         let mut seen = String::new();
-        let mut line = String::new();
         while !seen.contains("web is up") {
-            line.clear();
-            if std::io::BufRead::read_line(&mut out, &mut line).expect("read stdout") == 0 {
-                let _ = child.kill();
-                panic!("berth up ended before the container spoke: {seen}");
+            match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => seen.push_str(&line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("berth up ended or stalled before the container spoke: {seen}");
+                }
             }
-            seen.push_str(&line);
         }
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, signal).expect("signal berth up");
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut out, &mut rest).expect("read stdout");
+        // The container's grace period is 1 s: 30 s is ample for the stop and the exit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().expect("poll berth up").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{signal:?}: berth up did not exit within 30 s of the signal");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let output = child.wait_with_output().expect("wait for berth up");
         assert_eq!(
             output.status.code(),

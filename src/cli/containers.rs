@@ -1,6 +1,7 @@
 //! A project's existing containers as the engine reports them — found by the compose labels,
 //! never from a state file — and their dependency order, read from the
-//! `com.docker.compose.depends_on` labels so it also works without the compose file. Shared by
+//! `com.docker.compose.depends_on` labels (through the one [`ServiceGraph`]) so it also works
+//! without the compose file. Shared by
 //! the commands that act on containers which already exist (`down`, `ps`, `stop`, `start`,
 //! `restart`, `kill`, `rm`).
 
@@ -10,6 +11,7 @@ use std::future::Future;
 use anyhow::{bail, Context};
 
 use super::output::{progress_line, status_line};
+use crate::compose::graph::ServiceGraph;
 use crate::compose::model::Project;
 use crate::compose::plan::{
     LABEL_CONTAINER_NUMBER, LABEL_DEPENDS_ON, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
@@ -185,39 +187,26 @@ pub fn with_restart_dependents(
     wanted
 }
 
-/// Containers grouped into dependency levels, dependencies first: a service's level is one more
-/// than its deepest dependency's among `containers` (dependency cycles are cut).
+/// Containers grouped into the dependency levels of their services, dependencies first
+/// ([`ServiceGraph::levels`] over the `depends_on` labels; a dependency outside `containers`
+/// does not hold a level open).
 pub fn start_levels<'a>(containers: &[&'a ContainerSummary]) -> Vec<Vec<&'a ContainerSummary>> {
-    let mut deps: HashMap<String, Vec<String>> = HashMap::new();
+    let mut deps: indexmap::IndexMap<String, Vec<String>> = indexmap::IndexMap::new();
     for c in containers {
         let entry = deps.entry(service_of(c).to_string()).or_default();
         entry.extend(dependencies_of(c).into_iter().map(|(d, _)| d));
     }
-    fn level(s: &str, deps: &HashMap<String, Vec<String>>, seen: &mut Vec<String>) -> usize {
-        if seen.iter().any(|v| v == s) {
-            return 0;
-        }
-        seen.push(s.to_string());
-        let l = deps
-            .get(s)
-            .into_iter()
-            .flatten()
-            .filter(|d| deps.contains_key(*d))
-            .map(|d| level(d, deps, seen) + 1)
-            .max()
-            .unwrap_or(0);
-        seen.pop();
-        l
-    }
-    let mut levels: Vec<Vec<&ContainerSummary>> = Vec::new();
-    for c in containers {
-        let l = level(service_of(c), &deps, &mut Vec::new());
-        if levels.len() <= l {
-            levels.resize(l + 1, Vec::new());
-        }
-        levels[l].push(c);
-    }
-    levels
+    ServiceGraph::from_dependencies(deps)
+        .levels()
+        .into_iter()
+        .map(|services| {
+            containers
+                .iter()
+                .copied()
+                .filter(|c| services.iter().any(|s| s == service_of(c)))
+                .collect()
+        })
+        .collect()
 }
 
 /// [`start_levels`] reversed: dependents first, as containers are stopped.

@@ -5,9 +5,13 @@
 use std::process::ExitCode;
 
 use super::containers::{display_name, for_each_level, is_running, stop_levels};
+use super::image::ServiceImage;
+use futures_util::StreamExt;
+
 use super::output::status_line;
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
+use crate::compose::plan::{self, LABEL_PROJECT, LABEL_SERVICE};
+use crate::engine::api::client::EngineClient;
 use crate::engine::api::types::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,19 +51,7 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
         .partition(|c| known(c) || args.remove_orphans);
     let orphans: Vec<String> = orphans.into_iter().map(display_name).collect();
 
-    // Dependents go first; containers of one dependency level go together, in parallel.
-    let client = &client;
-    for_each_level(stop_levels(&to_remove), |c| async move {
-        let name = display_name(c);
-        if is_running(c) {
-            client.stop_container(&c.id, args.timeout).await?;
-            status_line("Container", &name, "Stopped");
-        }
-        client.remove_container(&c.id, true, args.volumes).await?;
-        status_line("Container", &name, "Removed");
-        Ok(())
-    })
-    .await?;
+    stop_and_remove(&client, &to_remove, args).await?;
     if !orphans.is_empty() {
         eprintln!(
             "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
@@ -67,6 +59,7 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
         );
     }
 
+    let client = &client;
     for network in client.list_networks(&[("label", label.as_str())]).await? {
         match client.remove_network(&network.id).await {
             Ok(()) => status_line("Network", &network.name, "Removed"),
@@ -75,19 +68,25 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
     }
 
     if let Some(rmi) = &args.rmi {
-        let services: Vec<(String, Option<String>)> = match &project {
+        let services: Vec<ServiceImage> = match &project {
             Some(p) => p
                 .services
                 .iter()
-                .map(|(n, s)| (n.clone(), s.image.clone()))
+                .map(|(n, s)| ServiceImage {
+                    name: plan::service_image(p, n, s),
+                    named_in_file: s.image.is_some(),
+                })
                 .collect(),
             // No compose file: the images the project's containers were made from.
             None => containers
                 .iter()
-                .map(|c| (display_name(c), Some(c.image.clone())))
+                .map(|c| ServiceImage {
+                    name: c.image.clone(),
+                    named_in_file: true,
+                })
                 .collect(),
         };
-        super::image::remove_service_images(client, rmi, &name, &services).await;
+        super::image::remove_service_images(client, rmi, &services).await;
     }
 
     if args.volumes {
@@ -97,4 +96,45 @@ pub async fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stop the containers dependents first, a dependency level at a time (the containers of one
+/// level together), and remove each as soon as it has stopped: removals run beside the stops
+/// of the next level instead of holding it up, so a chain of N services costs N stops, not N
+/// stops and N removals in a row.
+async fn stop_and_remove(
+    client: &EngineClient,
+    containers: &[&ContainerSummary],
+    args: &DownArgs,
+) -> anyhow::Result<()> {
+    let (stopped_tx, stopped_rx) = tokio::sync::mpsc::unbounded_channel::<&ContainerSummary>();
+    let stopper = async move {
+        for_each_level(stop_levels(containers), |c| {
+            let stopped_tx = stopped_tx.clone();
+            async move {
+                if is_running(c) {
+                    client.stop_container(&c.id, args.timeout).await?;
+                    status_line("Container", &display_name(c), "Stopped");
+                }
+                let _ = stopped_tx.send(c);
+                Ok(())
+            }
+        })
+        .await
+    };
+    let stopped = futures_util::stream::unfold(stopped_rx, |mut rx| async move {
+        rx.recv().await.map(|c| (c, rx))
+    });
+    let remover = stopped
+        .map(|c| async move {
+            client.remove_container(&c.id, true, args.volumes).await?;
+            status_line("Container", &display_name(c), "Removed");
+            anyhow::Ok(())
+        })
+        .buffer_unordered(containers.len().max(1))
+        .collect::<Vec<_>>();
+    let (stopped, removed) = tokio::join!(stopper, remover);
+    stopped?;
+    removed.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(())
 }

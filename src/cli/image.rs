@@ -126,23 +126,21 @@ pub async fn run(project_args: &ProjectArgs, args: &ImageArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// A service's image as `down --rmi` sees it: the name (`plan::service_image`) and whether the
+/// compose file names it (`image:`) or a build would give it `<project>-<service>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceImage {
+    pub name: String,
+    pub named_in_file: bool,
+}
+
 /// The images `down --rmi` removes, as docker compose picks them: with `all` every service's
-/// image (its `image`, or the `<project>-<service>` name a build would give it); with `local`
-/// only the latter, for services without an `image` (berth builds none, so none exist yet).
-pub fn images_to_remove(
-    rmi: &str,
-    project: &str,
-    services: &[(String, Option<String>)],
-) -> Vec<String> {
+/// image; with `local` only those without an `image:` name (berth builds none, so none exist yet).
+pub fn images_to_remove(rmi: &str, services: &[ServiceImage]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (service, image) in services {
-        let name = match (rmi, image) {
-            ("all", Some(image)) => image.clone(),
-            (_, None) => format!("{project}-{service}"),
-            _ => continue,
-        };
-        if !out.contains(&name) {
-            out.push(name);
+    for image in services {
+        if (rmi == "all" || !image.named_in_file) && !out.contains(&image.name) {
+            out.push(image.name.clone());
         }
     }
     out
@@ -153,11 +151,10 @@ pub fn images_to_remove(
 pub async fn remove_service_images(
     client: &crate::engine::api::client::EngineClient,
     rmi: &str,
-    project: &str,
-    services: &[(String, Option<String>)],
+    services: &[ServiceImage],
 ) {
     use crate::engine::api::client::ClientError;
-    for image in images_to_remove(rmi, project, services) {
+    for image in images_to_remove(rmi, services) {
         match client.remove_image(&image, false).await {
             Ok(_) => super::output::status_line("Image", &image, "Removed"),
             Err(ClientError::Api { status: 404, .. }) => {}
@@ -283,23 +280,27 @@ async fn history(
 
 #[cfg(test)]
 mod tests {
-    use super::images_to_remove;
+    use super::{images_to_remove, ServiceImage};
 
     #[test]
     fn rmi_all_takes_service_images_and_local_only_unnamed_builds() {
+        let image = |name: &str, named_in_file| ServiceImage {
+            name: name.to_string(),
+            named_in_file,
+        };
         let services = vec![
-            ("web".to_string(), Some("nginx:1".to_string())),
-            ("db".to_string(), Some("nginx:1".to_string())),
-            ("app".to_string(), None),
+            image("nginx:1", true),
+            image("nginx:1", true),
+            image("p-app", false),
         ];
         assert_eq!(
-            images_to_remove("all", "p", &services),
+            images_to_remove("all", &services),
             vec!["nginx:1".to_string(), "p-app".to_string()]
         );
         assert_eq!(
-            images_to_remove("local", "p", &services),
+            images_to_remove("local", &services),
             vec!["p-app".to_string()]
         );
-        assert!(images_to_remove("local", "p", &services[..2]).is_empty());
+        assert!(images_to_remove("local", &services[..2]).is_empty());
     }
 }

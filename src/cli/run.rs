@@ -186,6 +186,9 @@ async fn follow_until_exit(
         ..Default::default()
     };
     let mut output = client.logs(id, &options).await?;
+    // One listener each for the whole loop: a `ctrl_c()` made afresh per iteration misses a
+    // SIGINT that arrives while output is being written.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let interrupted = loop {
         tokio::select! {
@@ -206,7 +209,7 @@ async fn follow_until_exit(
                 Some(Err(e)) => return Err(e.into()),
                 None => break None,
             },
-            _ = tokio::signal::ctrl_c() => break Some(130),
+            _ = sigint.recv() => break Some(130),
             _ = sigterm.recv() => break Some(143),
         }
     };

@@ -6,19 +6,25 @@
 //! Everything this run creates is recorded; if the run fails, it is removed again in reverse order,
 //! so a failed `up` leaves no half-made stack behind (pre-existing objects are never touched).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::output::{colours_enabled, status_line, LogPrefixer};
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
-use crate::compose::model::Project;
-use crate::compose::plan::{self, LABEL_CONFIG_HASH, LABEL_CONTAINER_NUMBER, LABEL_SERVICE};
+use crate::compose::converge::{
+    self, Action, ActionKind, Existing, Flags, Observed, Plan, ServicePlan,
+};
+use crate::compose::model::{DependsOn, Project};
+use crate::compose::plan::{
+    self, LABEL_CONFIG_FIELDS, LABEL_CONFIG_HASH, LABEL_CONTAINER_NUMBER, LABEL_SERVICE,
+};
 use crate::compose::pull_policy::{parse_last_tag_time, PullDecision, PullPolicy};
 use crate::compose::support;
 use crate::engine::api::client::{ClientError, EngineClient, LogsOptions};
-use crate::engine::api::types::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -37,9 +43,15 @@ pub struct UpArgs {
     /// Don't recreate containers that already exist
     #[arg(long)]
     pub no_recreate: bool,
+    /// Recreate dependent containers. Incompatible with --no-recreate
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub always_recreate_deps: bool,
     /// Remove containers of services not defined in the compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances. Overrides the `scale` setting in the Compose file if present
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
     /// Seconds to wait for containers to stop when interrupted or recreated
     #[arg(short = 't', long)]
     pub timeout: Option<i64>,
@@ -78,7 +90,9 @@ impl UpArgs {
             no_log_prefix: false,
             force_recreate: false,
             no_recreate: false,
+            always_recreate_deps: false,
             remove_orphans: false,
+            scale: Vec::new(),
             timeout: None,
             pull: pull.to_string(),
             abort_on_container_exit: false,
@@ -89,6 +103,26 @@ impl UpArgs {
             no_start: false,
             services,
         }
+    }
+
+    /// What steers the converge decision: the recreate flags, `--remove-orphans`, `--scale`.
+    fn flags(&self) -> anyhow::Result<Flags> {
+        let mut flags = Flags::new(
+            self.force_recreate,
+            self.no_recreate,
+            self.always_recreate_deps,
+        );
+        flags.remove_orphans = self.remove_orphans;
+        for entry in &self.scale {
+            let parsed = entry
+                .split_once('=')
+                .and_then(|(service, n)| Some((service.to_string(), n.parse::<u32>().ok()?)));
+            let Some((service, count)) = parsed else {
+                bail!("invalid --scale {entry:?}: expected SERVICE=NUM");
+            };
+            flags.scale.insert(service, count);
+        }
+        Ok(flags)
     }
 
     /// `--exit-code-from` implies `--abort-on-container-exit`, as in docker compose.
@@ -137,12 +171,18 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         }
     }
     check_supported(&project, &order)?;
+    // A replica count that cannot be met (`container_name` with more than one) fails before
+    // anything is pulled or made.
+    let flags = args.flags()?;
+    for service in &order {
+        converge::replicas(&project, service, &flags)?;
+    }
     let client = engine(project_args).await?;
 
-    ensure_images(&client, &project, &order, &args.pull).await?;
+    let image_ids = ensure_images(&client, &project, &order, &args.pull).await?;
 
     let mut made = Vec::new();
-    let started = match converge(&client, &project, &order, args, &mut made).await {
+    let started = match converge(&client, &project, &order, args, image_ids, &mut made).await {
         Ok(started) => started,
         Err(err) => {
             roll_back(&client, made).await;
@@ -223,13 +263,14 @@ pub(super) fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<boo
 
 /// Pull the images the services need, as `--pull` or each service's `pull_policy` says (all of
 /// them before anything is created, so an unknown or unavailable image fails the run with
-/// nothing made).
+/// nothing made). Returns the id each service's image has now, which decides recreates.
 async fn ensure_images(
     client: &EngineClient,
     project: &Project,
     order: &[String],
     pull_flag: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut image_ids = HashMap::new();
     let now = chrono::Utc::now();
     for name in order {
         let service = &project.services[name];
@@ -262,7 +303,11 @@ async fn ensure_images(
             policy.decide(local.is_some(), last_tagged, now)
         };
         match decision {
-            PullDecision::UseLocal => {}
+            PullDecision::UseLocal => {
+                if let Some(inspect) = local {
+                    image_ids.insert(name.clone(), inspect.id);
+                }
+            }
             PullDecision::Pull => {
                 let pulled = super::pull::pull_image(client, name, &image, false).await;
                 if let Err(e) = pulled {
@@ -275,6 +320,9 @@ async fn ensure_images(
                         "service \"{name}\": cannot pull image {image}{hint}"
                     )));
                 }
+                if let Ok(pulled) = client.inspect_image(&image).await {
+                    image_ids.insert(name.clone(), pulled.id);
+                }
             }
             PullDecision::AbsentNeverPull => bail!(
                 "service \"{name}\": image {image} is not present and {policy_source}; bring it in first (docker pull, berth import) or allow pulling"
@@ -284,7 +332,7 @@ async fn ensure_images(
             ),
         }
     }
-    Ok(())
+    Ok(image_ids)
 }
 
 /// Networks, volumes, then containers in dependency order; returns the containers to attach to
@@ -294,10 +342,11 @@ async fn converge(
     project: &Project,
     order: &[String],
     args: &UpArgs,
+    image_ids: HashMap<String, String>,
     made: &mut Vec<Made>,
 ) -> anyhow::Result<Vec<Started>> {
     ensure_networks_and_volumes(client, project, order, made).await?;
-    start_containers(client, project, order, args, made).await
+    start_containers(client, project, order, args, image_ids, made).await
 }
 
 /// What `berth run` needs before its one-off container of `service`: the images, the networks
@@ -321,18 +370,17 @@ pub(super) async fn prepare_one_off(
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
     check_supported(project, &needed)?;
-    ensure_images(client, project, &needed, pull).await?;
+    let image_ids = ensure_images(client, project, &needed, pull).await?;
     let args = UpArgs::detached(dependencies.clone(), pull);
     let mut made = Vec::new();
     let prepared = async {
         ensure_networks_and_volumes(client, project, &needed, &mut made).await?;
-        if !dependencies.is_empty() {
-            start_containers(client, project, &dependencies, &args, &mut made).await?;
-        }
-        wait_for_dependencies(client, project, service, |dep| {
-            dependencies.iter().any(|d| d == dep)
-        })
-        .await
+        let started = if dependencies.is_empty() {
+            Vec::new()
+        } else {
+            start_containers(client, project, &dependencies, &args, image_ids, &mut made).await?
+        };
+        wait_for_dependencies(client, project, service, &started).await
     }
     .await;
     if let Err(e) = prepared {
@@ -396,47 +444,35 @@ async fn ensure_networks_and_volumes(
     Ok(())
 }
 
-/// The containers of `order`, created or recreated as needed and started level by level.
+/// The containers of `order` as [`converge::converge`] plans them, carried out level by level.
 async fn start_containers(
     client: &EngineClient,
     project: &Project,
     order: &[String],
     args: &UpArgs,
+    image_ids: HashMap<String, String>,
     made: &mut Vec<Made>,
 ) -> anyhow::Result<Vec<Started>> {
-    let existing: Vec<ContainerSummary> = {
-        let label = format!("{}={}", plan::LABEL_PROJECT, project.name);
-        client
-            .list_containers(true, &[("label", label.as_str())])
-            .await?
-            .into_iter()
-            // One-off containers (`berth run`) are never a service's container.
-            .filter(|c| c.labels.get(plan::LABEL_ONEOFF).map(String::as_str) != Some("True"))
-            .collect()
+    let observed = Observed {
+        containers: existing_containers(client, project).await?,
+        image_ids,
     };
-    report_orphans(client, project, &existing, args.remove_orphans).await?;
+    let plan = converge::converge(project, order, &args.services, &observed, &args.flags()?)?;
+    remove_orphans(client, &plan).await?;
 
     // Services whose dependencies are all up start together, level by level, as docker compose
     // walks its dependency graph in parallel.
     let made_here = std::sync::Mutex::new(Vec::new());
     let mut started = Vec::new();
-    for level in start_levels(project, order) {
-        let results = futures_util::future::join_all(level.iter().map(|service_name| {
-            converge_service(
-                client,
-                project,
-                service_name,
-                order,
-                args,
-                &existing,
-                &made_here,
-            )
+    for level in &plan.levels {
+        let results = futures_util::future::join_all(level.iter().map(|service| {
+            carry_out_service(client, project, service, order, args, &started, &made_here)
         }))
         .await;
         let mut failure = None;
         for result in results {
             match result {
-                Ok(container) => started.push(container),
+                Ok(containers) => started.extend(containers),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -451,98 +487,159 @@ async fn start_containers(
     Ok(started)
 }
 
-/// `order` grouped into levels: a service's level is one more than its deepest dependency's.
-fn start_levels(project: &Project, order: &[String]) -> Vec<Vec<String>> {
-    let mut level_of: std::collections::HashMap<&str, usize> = Default::default();
-    let mut levels: Vec<Vec<String>> = Vec::new();
-    for name in order {
-        let level = project.services[name]
-            .depends_on
-            .keys()
-            .filter_map(|dep| level_of.get(dep.as_str()))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        level_of.insert(name, level);
-        if levels.len() <= level {
-            levels.resize(level + 1, Vec::new());
-        }
-        levels[level].push(name.clone());
-    }
-    levels
-}
-
-/// Create (or recreate) and start the container of one service once its dependencies allow.
-async fn converge_service(
+/// The project's service containers as the decision sees them (one-off `run` containers are
+/// never a service's container).
+async fn existing_containers(
     client: &EngineClient,
     project: &Project,
-    service_name: &str,
+) -> anyhow::Result<Vec<Existing>> {
+    let label = format!("{}={}", plan::LABEL_PROJECT, project.name);
+    let listed = client
+        .list_containers(true, &[("label", label.as_str())])
+        .await?;
+    Ok(listed
+        .iter()
+        .filter(|c| !super::containers::is_one_off(c))
+        .map(|c| {
+            let label = |key: &str| c.labels.get(key).cloned().unwrap_or_default();
+            Existing {
+                id: c.id.clone(),
+                name: super::containers::display_name(c),
+                service: label(LABEL_SERVICE),
+                number: label(LABEL_CONTAINER_NUMBER).parse().unwrap_or(0),
+                config_hash: label(LABEL_CONFIG_HASH),
+                config_fields: label(LABEL_CONFIG_FIELDS),
+                running: super::containers::is_running(c),
+                image_id: c.image_id.clone(),
+            }
+        })
+        .collect())
+}
+
+/// `--remove-orphans` removes them; otherwise docker compose's warning names them.
+async fn remove_orphans(client: &EngineClient, plan: &Plan) -> anyhow::Result<()> {
+    for orphan in &plan.orphans_removed {
+        if let ActionKind::Remove { id } = &orphan.kind {
+            client.stop_container(id, None).await?;
+            client.remove_container(id, true, false).await?;
+            status_line("Container", &orphan.name, "Removed");
+        }
+    }
+    if !plan.orphans_kept.is_empty() {
+        eprintln!(
+            "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+            plan.orphans_kept.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One service's actions, once its dependencies allow; returns its containers that stay.
+async fn carry_out_service(
+    client: &EngineClient,
+    project: &Project,
+    service: &ServicePlan,
     order: &[String],
     args: &UpArgs,
-    existing: &[ContainerSummary],
+    started_before: &[Started],
     made: &std::sync::Mutex<Vec<Made>>,
-) -> anyhow::Result<Started> {
-    let remember = |object: Made| made.lock().unwrap_or_else(|p| p.into_inner()).push(object);
+) -> anyhow::Result<Vec<Started>> {
     // `--no-start` only creates, so there is nothing to wait for (as `docker compose create`).
-    if !args.no_start {
+    if !args.no_start && service.actions.iter().any(|a| !is_removal(a)) {
         // With `--no-deps` the dependencies this run does not start are not waited for.
-        let awaited = |dep: &str| !args.no_deps || order.iter().any(|s| s == dep);
-        wait_for_dependencies(client, project, service_name, awaited).await?;
+        let awaited: Vec<Started> = started_before
+            .iter()
+            .filter(|c| !args.no_deps || order.contains(&c.service))
+            .cloned()
+            .collect();
+        wait_for_dependencies(client, project, &service.service, &awaited).await?;
     }
-    let name = plan::container_name(project, service_name, 1);
-    let request = plan::container_create_request(project, service_name, 1)
-        .ok_or_else(|| anyhow!("no such service: {service_name}"))?;
-    let wanted_hash = plan::service_config_hash(&project.services[service_name]);
-    let current = existing.iter().find(|c| {
-        c.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service_name)
-            && c.labels.get(LABEL_CONTAINER_NUMBER).map(String::as_str) == Some("1")
-    });
-    let id = match current {
-        Some(c)
-            if args.no_recreate
-                || (!args.force_recreate
-                    && c.labels.get(LABEL_CONFIG_HASH) == Some(&wanted_hash)) =>
-        {
-            if c.state == "running" {
-                status_line("Container", &name, "Running");
-                return Ok(Started::new(project, service_name, &c.id, &name));
-            }
-            if args.no_start {
-                status_line("Container", &name, "Created");
-                return Ok(Started::new(project, service_name, &c.id, &name));
-            }
-            c.id.clone()
+    let mut kept = Vec::new();
+    for action in &service.actions {
+        if let Some(id) = carry_out(client, project, action, args, made).await? {
+            kept.push(Started::new(project, &action.service, &id, &action.name));
         }
-        Some(c) => {
-            status_line("Container", &name, "Recreate");
-            client.stop_container(&c.id, args.timeout).await?;
-            client.remove_container(&c.id, true, false).await?;
-            let created = client.create_container(Some(&name), &request).await?;
-            remember(Made::Container(created.id.clone()));
-            copy_inline_objects(client, project, service_name, &created.id).await?;
-            status_line("Container", &name, "Recreated");
-            created.id
+    }
+    Ok(kept)
+}
+
+fn is_removal(action: &Action) -> bool {
+    matches!(action.kind, ActionKind::Remove { .. })
+}
+
+/// One action, with docker compose's progress lines; returns the container that stays.
+async fn carry_out(
+    client: &EngineClient,
+    project: &Project,
+    action: &Action,
+    args: &UpArgs,
+    made: &std::sync::Mutex<Vec<Made>>,
+) -> anyhow::Result<Option<String>> {
+    let name = &action.name;
+    let id = match &action.kind {
+        ActionKind::Remove { id } => {
+            client.stop_container(id, args.timeout).await?;
+            status_line("Container", name, "Stopped");
+            client.remove_container(id, true, false).await?;
+            status_line("Container", name, "Removed");
+            return Ok(None);
         }
-        None => {
-            let created = client
-                .create_container(Some(&name), &request)
-                .await
-                .with_context(|| format!("cannot create container for service {service_name}"))?;
-            remember(Made::Container(created.id.clone()));
-            copy_inline_objects(client, project, service_name, &created.id).await?;
-            status_line("Container", &name, "Created");
-            created.id
+        ActionKind::Keep { id } => {
+            status_line("Container", name, "Running");
+            return Ok(Some(id.clone()));
+        }
+        ActionKind::Start { id } if args.no_start => {
+            status_line("Container", name, "Created");
+            return Ok(Some(id.clone()));
+        }
+        ActionKind::Start { id } => id.clone(),
+        ActionKind::Restart { id } => {
+            client.stop_container(id, args.timeout).await?;
+            status_line("Container", name, "Restarting");
+            id.clone()
+        }
+        ActionKind::Recreate { old } => {
+            status_line("Container", name, "Recreate");
+            client.stop_container(old, args.timeout).await?;
+            client.remove_container(old, true, false).await?;
+            let id = create_replica(client, project, action, made).await?;
+            status_line("Container", name, "Recreated");
+            id
+        }
+        ActionKind::Create => {
+            let id = create_replica(client, project, action, made).await?;
+            status_line("Container", name, "Created");
+            id
         }
     };
-    if args.no_start {
-        return Ok(Started::new(project, service_name, &id, &name));
+    if !args.no_start {
+        client.start_container(&id).await.with_context(|| {
+            format!("cannot start container {name} (service {})", action.service)
+        })?;
+        status_line("Container", name, "Started");
     }
-    client
-        .start_container(&id)
+    Ok(Some(id))
+}
+
+/// A new container for the action's replica, remembered so a failed run removes it.
+async fn create_replica(
+    client: &EngineClient,
+    project: &Project,
+    action: &Action,
+    made: &std::sync::Mutex<Vec<Made>>,
+) -> anyhow::Result<String> {
+    let service = &action.service;
+    let request = plan::container_create_request(project, service, action.number)
+        .ok_or_else(|| anyhow!("no such service: {service}"))?;
+    let created = client
+        .create_container(Some(&action.name), &request)
         .await
-        .with_context(|| format!("cannot start container {name} (service {service_name})"))?;
-    status_line("Container", &name, "Started");
-    Ok(Started::new(project, service_name, &id, &name))
+        .with_context(|| format!("cannot create container for service {service}"))?;
+    made.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Made::Container(created.id.clone()));
+    copy_inline_objects(client, project, service, &created.id).await?;
+    Ok(created.id)
 }
 
 /// Inline and environment-made `secrets`/`configs` go into the created container through the
@@ -627,44 +724,65 @@ fn used_volumes(project: &Project, order: &[String]) -> Vec<String> {
     keys
 }
 
-/// Wait for `depends_on` conditions of one service before its containers start.
+/// Wait for `depends_on` conditions of one service before its containers start: every replica
+/// of each dependency among `dependencies` (the containers this run brought up before). A
+/// dependency scaled to 0, or one this run does not start, is not waited for.
 async fn wait_for_dependencies(
     client: &EngineClient,
     project: &Project,
     service_name: &str,
-    awaited: impl Fn(&str) -> bool,
+    dependencies: &[Started],
 ) -> anyhow::Result<()> {
     let service = &project.services[service_name];
     for (dep, condition) in &service.depends_on {
-        if !awaited(dep) {
-            continue;
-        }
         if !project.services.contains_key(dep) {
             if condition.required {
                 bail!("service \"{service_name}\" depends on undefined service \"{dep}\"");
             }
             continue;
         }
-        let dep_container = plan::container_name(project, dep, 1);
-        match condition.condition.as_str() {
-            "service_completed_successfully" => {
-                let code = client.wait_container(&dep_container).await?;
-                if code != 0 && condition.required {
-                    bail!("service \"{dep}\" didn't complete successfully: exit {code}");
-                }
-            }
-            "service_healthy" => {
-                status_line("Container", &dep_container, "Waiting");
-                match wait_ready(client, &dep_container, Readiness::Healthy).await {
-                    Ok(()) => status_line("Container", &dep_container, "Healthy"),
-                    Err(e) if !condition.required => {
-                        eprintln!("warning: optional dependency \"{dep}\" of service \"{service_name}\": {e}");
-                    }
-                    Err(e) => bail!("dependency failed to start: {e:#}"),
-                }
-            }
-            _ => {}
+        for dep_container in dependencies.iter().filter(|c| &c.service == dep) {
+            wait_for_condition(
+                client,
+                service_name,
+                dep,
+                condition,
+                &dep_container.container_name,
+            )
+            .await?;
         }
+    }
+    Ok(())
+}
+
+/// One dependency container's `depends_on` condition.
+async fn wait_for_condition(
+    client: &EngineClient,
+    service_name: &str,
+    dep: &str,
+    condition: &DependsOn,
+    dep_container: &str,
+) -> anyhow::Result<()> {
+    match condition.condition.as_str() {
+        "service_completed_successfully" => {
+            let code = client.wait_container(dep_container).await?;
+            if code != 0 && condition.required {
+                bail!("service \"{dep}\" didn't complete successfully: exit {code}");
+            }
+        }
+        "service_healthy" => {
+            status_line("Container", dep_container, "Waiting");
+            match wait_ready(client, dep_container, Readiness::Healthy).await {
+                Ok(()) => status_line("Container", dep_container, "Healthy"),
+                Err(e) if !condition.required => {
+                    eprintln!(
+                        "warning: optional dependency \"{dep}\" of service \"{service_name}\": {e}"
+                    );
+                }
+                Err(e) => bail!("dependency failed to start: {e:#}"),
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -794,48 +912,6 @@ fn go_duration(seconds: u64) -> String {
     }
 }
 
-async fn report_orphans(
-    client: &EngineClient,
-    project: &Project,
-    existing: &[ContainerSummary],
-    remove: bool,
-) -> anyhow::Result<()> {
-    let orphans: Vec<&ContainerSummary> = existing
-        .iter()
-        .filter(|c| {
-            c.labels
-                .get(LABEL_SERVICE)
-                .is_some_and(|s| !project.services.contains_key(s))
-        })
-        .collect();
-    if orphans.is_empty() {
-        return Ok(());
-    }
-    if remove {
-        for orphan in orphans {
-            let name = orphan
-                .names
-                .first()
-                .map(|n| n.trim_start_matches('/'))
-                .unwrap_or(&orphan.id);
-            client.stop_container(&orphan.id, None).await?;
-            client.remove_container(&orphan.id, true, false).await?;
-            status_line("Container", name, "Removed");
-        }
-    } else {
-        let names: Vec<&str> = orphans
-            .iter()
-            .filter_map(|c| c.names.first())
-            .map(|n| n.trim_start_matches('/'))
-            .collect();
-        eprintln!(
-            "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
-            names.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// Undo what a failed run made, newest first. Errors here are reported, not returned: the
 /// original failure is what the user needs to see.
 async fn roll_back(client: &EngineClient, made: Vec<Made>) {
@@ -879,6 +955,11 @@ async fn attach(
     started: &[Started],
     args: &UpArgs,
 ) -> anyhow::Result<ExitCode> {
+    // Both listeners live for the whole loop: a fresh `ctrl_c()` per select iteration would miss
+    // a SIGINT that lands while a log line is being written (tokio delivers a signal only to
+    // listeners that exist when it arrives), and `up` would run on until its containers exit.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let names: Vec<String> = started.iter().map(|c| c.short_name.clone()).collect();
     let mut prefixer =
         LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
@@ -925,7 +1006,6 @@ async fn attach(
     // Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
     let mut interrupted_code: Option<u8> = None;
     let mut stdout = std::io::stdout();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     while running > 0 {
         tokio::select! {
             event = rx.recv() => match event {
@@ -949,7 +1029,7 @@ async fn attach(
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = sigint.recv() => {
                 interrupts += 1;
                 interrupted_code.get_or_insert(130);
                 stopping = Some(interrupted(client, project, started, args, interrupts));

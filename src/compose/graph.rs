@@ -1,4 +1,6 @@
-//! The service dependency graph (petgraph): start order, reverse stop order, cycle errors.
+//! The service dependency graph (petgraph): start order, reverse stop order, dependency levels,
+//! cycle errors. Built from a project, or from the `depends_on` labels of existing containers
+//! when the commands that act on them have no compose file.
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -21,20 +23,80 @@ impl ServiceGraph {
     /// Edges go from a service to what it depends on (explicit and implicit `depends_on`);
     /// dependencies on services not in the project (disabled, optional) are ignored.
     pub fn new(project: &Project) -> Result<Self, GraphError> {
+        let dependencies = project
+            .services
+            .iter()
+            .map(|(name, svc)| (name.clone(), svc.depends_on.keys().cloned().collect()));
+        Self::build(dependencies, CycleHandling::Refuse)
+    }
+
+    /// The graph of `(service, its dependencies)` pairs as the containers' labels record them.
+    /// Labels of containers made from different versions of a compose file can disagree (a
+    /// `depends_on` change does not recreate), so a cycle among them is cut, not refused:
+    /// the commands acting on existing containers must still reach every one of them.
+    pub fn from_dependencies(
+        dependencies: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> Self {
+        match Self::build(dependencies, CycleHandling::Cut) {
+            Ok(graph) => graph,
+            Err(GraphError::Cycle(_)) => unreachable!("cut cycles are never reported"),
+        }
+    }
+
+    fn build(
+        dependencies: impl IntoIterator<Item = (String, Vec<String>)>,
+        cycles: CycleHandling,
+    ) -> Result<Self, GraphError> {
+        let dependencies: Vec<(String, Vec<String>)> = dependencies.into_iter().collect();
         let mut graph = DiGraph::new();
         let mut index = indexmap::IndexMap::new();
-        for name in project.services.keys() {
-            index.insert(name.clone(), graph.add_node(name.clone()));
+        for (name, _) in &dependencies {
+            if !index.contains_key(name) {
+                index.insert(name.clone(), graph.add_node(name.clone()));
+            }
         }
-        for (name, svc) in &project.services {
-            for dep in svc.depends_on.keys() {
+        for (name, deps) in &dependencies {
+            for dep in deps {
                 if let Some(&to) = index.get(dep) {
-                    graph.add_edge(index[name], to, ());
+                    if graph.find_edge(index[name], to).is_none() {
+                        graph.add_edge(index[name], to, ());
+                    }
                 }
             }
         }
-        let order = topo_order(&graph)?;
+        let order = topo_order(&graph, cycles)?;
         Ok(ServiceGraph { graph, order })
+    }
+
+    /// Services grouped into levels, dependencies first: a service's level is one more than its
+    /// deepest dependency's, so the services of one level can start (or, reversed, stop)
+    /// together, as docker compose walks its graph in parallel. An edge cut from a cycle does
+    /// not count.
+    pub fn levels(&self) -> Vec<Vec<String>> {
+        let mut level_of: Vec<Option<usize>> = vec![None; self.graph.node_count()];
+        let mut levels: Vec<Vec<String>> = Vec::new();
+        for &node in &self.order {
+            let level = self
+                .graph
+                .edges(node)
+                .filter_map(|e| level_of[e.target().index()])
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            level_of[node.index()] = Some(level);
+            if levels.len() <= level {
+                levels.resize(level + 1, Vec::new());
+            }
+            levels[level].push(self.graph[node].clone());
+        }
+        levels
+    }
+
+    /// [`Self::levels`] reversed: dependents first, as services are stopped and removed.
+    pub fn stop_levels(&self) -> Vec<Vec<String>> {
+        let mut levels = self.levels();
+        levels.reverse();
+        levels
     }
 
     /// Dependencies before dependents.
@@ -65,9 +127,21 @@ impl ServiceGraph {
     }
 }
 
+/// What [`topo_order`] does on meeting a cycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CycleHandling {
+    /// Report it as `a -> b -> c -> a` (a compose file with a cycle is invalid).
+    Refuse,
+    /// Ignore the edge that closes it.
+    Cut,
+}
+
 /// Depth-first post-order (stable: services in file order) with cycle detection that reports
 /// the cycle as `a -> b -> c -> a`.
-fn topo_order(graph: &DiGraph<String, ()>) -> Result<Vec<NodeIndex>, GraphError> {
+fn topo_order(
+    graph: &DiGraph<String, ()>,
+    cycles: CycleHandling,
+) -> Result<Vec<NodeIndex>, GraphError> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         New,
@@ -100,6 +174,7 @@ fn topo_order(graph: &DiGraph<String, ()>) -> Result<Vec<NodeIndex>, GraphError>
                         let d = deps(child);
                         stack.push((child, d, 0));
                     }
+                    State::Active if cycles == CycleHandling::Cut => {}
                     State::Active => {
                         let pos = stack.iter().position(|(n, _, _)| *n == child).unwrap_or(0);
                         let mut names: Vec<String> = stack[pos..]
@@ -158,6 +233,38 @@ mod tests {
         assert_eq!(g.start_order(), vec!["db", "cache", "api", "web"]);
         assert_eq!(g.stop_order(), vec!["web", "api", "cache", "db"]);
         assert_eq!(g.dependencies("api"), vec!["db", "cache"]);
+    }
+
+    #[test]
+    fn levels_group_services_whose_dependencies_are_all_in_earlier_levels() {
+        let g = ServiceGraph::new(&project(&[
+            ("web", &["api"]),
+            ("api", &["db", "cache"]),
+            ("db", &[]),
+            ("cache", &[]),
+            ("worker", &["db"]),
+        ]))
+        .unwrap();
+        assert_eq!(
+            g.levels(),
+            [vec!["db", "cache"], vec!["api", "worker"], vec!["web"]]
+        );
+        assert_eq!(
+            g.stop_levels(),
+            [vec!["web"], vec!["api", "worker"], vec!["db", "cache"]]
+        );
+    }
+
+    #[test]
+    fn label_graphs_cut_cycles_and_ignore_absent_services() {
+        let g = ServiceGraph::from_dependencies([
+            ("a".to_string(), vec!["b".to_string()]),
+            ("b".to_string(), vec!["a".to_string(), "gone".to_string()]),
+            ("c".to_string(), vec![]),
+        ]);
+        let levels = g.levels();
+        assert_eq!(levels.iter().flatten().count(), 3, "{levels:?}");
+        assert_eq!(levels, [vec!["b", "c"], vec!["a"]]);
     }
 
     #[test]

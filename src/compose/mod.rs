@@ -2,6 +2,7 @@
 //! service graph and the plan.
 
 pub mod consistency;
+pub mod converge;
 pub mod dotenv;
 pub mod emit;
 pub mod error;

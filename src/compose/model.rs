@@ -123,6 +123,19 @@ pub struct Service {
 }
 
 impl Service {
+    /// How many containers the service runs: `scale`, else `deploy.replicas`, else 1 (the
+    /// loader refuses the two when they disagree).
+    pub fn replicas(&self) -> u32 {
+        let replicas = self
+            .extra
+            .get("deploy")
+            .and_then(|d| d.get("replicas"))
+            .and_then(serde_json::Value::as_i64);
+        self.scale
+            .or(replicas)
+            .map_or(1, |n| u32::try_from(n).unwrap_or(0))
+    }
+
     /// `stop_grace_period` as a duration (docker's default is 10 s).
     pub fn stop_grace_period_duration(&self) -> std::time::Duration {
         self.stop_grace_period

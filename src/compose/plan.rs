@@ -19,6 +19,8 @@ pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
 pub const LABEL_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
 pub const LABEL_CONFIG_HASH: &str = "com.docker.compose.config-hash";
+/// berth's own: [`service_field_digests`], so `up` can name what changed.
+pub const LABEL_CONFIG_FIELDS: &str = "io.berth.config-fields";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
@@ -52,13 +54,48 @@ pub fn service_image(project: &Project, service_name: &str, service: &Service) -
 }
 
 /// sha256 of the service's canonical JSON, with the fields that must not force a recreate blanked
-/// (as docker compose's `ServiceHash`: depends_on and profiles do not change the container).
+/// (as docker compose's `ServiceHash`: depends_on, profiles and the replica count do not change
+/// a container).
 pub fn service_config_hash(service: &Service) -> String {
+    let json = serde_json::to_vec(&hashed_config(service)).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
+
+/// The service as [`service_config_hash`] sees it.
+fn hashed_config(service: &Service) -> Service {
     let mut hashed = service.clone();
     hashed.depends_on.clear();
     hashed.profiles.clear();
-    let json = serde_json::to_vec(&hashed).unwrap_or_default();
-    hex::encode(Sha256::digest(&json))
+    hashed.scale = None;
+    if let Some(deploy) = hashed
+        .extra
+        .get_mut("deploy")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        deploy.remove("replicas");
+        if deploy.is_empty() {
+            hashed.extra.shift_remove("deploy");
+        }
+    }
+    hashed
+}
+
+/// A short digest of each top-level attribute the config hash covers (`command=1a2b3c4d,…`),
+/// kept on the container so that a recreate can say which attributes changed; the config hash
+/// alone only says that something did.
+pub fn service_field_digests(service: &Service) -> String {
+    let value = serde_json::to_value(hashed_config(service)).unwrap_or_default();
+    let mut fields: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, v)| {
+            let digest = Sha256::digest(serde_json::to_vec(v).unwrap_or_default());
+            format!("{key}={}", &hex::encode(digest)[..8])
+        })
+        .collect();
+    fields.sort();
+    fields.join(",")
 }
 
 /// Parse a compose duration (`10s`, `1m30s`, `500ms`, `1h`) into whole seconds, rounding up.
@@ -181,6 +218,10 @@ pub fn container_create_request(
     labels.insert(LABEL_CONTAINER_NUMBER.to_string(), number.to_string());
     labels.insert(LABEL_ONEOFF.to_string(), "False".to_string());
     labels.insert(LABEL_CONFIG_HASH.to_string(), service_config_hash(service));
+    labels.insert(
+        LABEL_CONFIG_FIELDS.to_string(),
+        service_field_digests(service),
+    );
     labels.insert(
         LABEL_WORKING_DIR.to_string(),
         project.working_dir.display().to_string(),
@@ -986,8 +1027,16 @@ mod tests {
         let base = service_config_hash(&client);
         client.depends_on.clear();
         assert_eq!(service_config_hash(&client), base);
+        // Scaling is not a change of the containers either (`scale` or `deploy.replicas`).
+        client.scale = Some(3);
+        client
+            .extra
+            .insert("deploy".into(), serde_json::json!({"replicas": 3}));
+        assert_eq!(service_config_hash(&client), base);
+        assert!(!service_field_digests(&client).contains("deploy="));
         client.command = Some(vec!["true".into()]);
         assert_ne!(service_config_hash(&client), base);
+        assert!(service_field_digests(&client).contains("command="));
     }
 
     #[test]

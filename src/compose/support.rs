@@ -195,9 +195,6 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
     if service.stdin_open == Some(true) {
         ignore("stdin_open", "");
     }
-    if service.scale.is_some_and(|n| n > 1) {
-        ignore("scale", "one container is started");
-    }
     if !service.links.is_empty() {
         ignore("links", "services still reach each other by service name");
     }
@@ -221,13 +218,6 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
         }
     }
     if let Some(deploy) = service.extra.get("deploy").and_then(|v| v.as_object()) {
-        if deploy
-            .get("replicas")
-            .and_then(|r| r.as_i64())
-            .is_some_and(|n| n > 1)
-        {
-            ignore("deploy.replicas", "one container is started");
-        }
         if deploy.contains_key("restart_policy") {
             ignore("deploy.restart_policy", "use `restart:` instead");
         }
