@@ -15,6 +15,7 @@ pub mod paths;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 pub mod snapshot;
 pub mod unpack;
 
