@@ -19,8 +19,8 @@ fn main() -> ExitCode {
         .as_deref()
         .and_then(|a| a.to_str())
     {
-        Some("init") => engine::container::init::main(),
-        Some("shim") => engine::container::shim::main(),
+        Some("init") => engine::runtime::init::main(),
+        Some("shim") => engine::runtime::shim::main(),
         Some("exec-init") => engine::container::exec::main(),
         _ => cli::main(),
     }

@@ -14,6 +14,7 @@ pub mod image;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 pub mod snapshot;
 pub mod unpack;
 

@@ -12,9 +12,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::spec::{MountKind, MountSpec};
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::spec::{MountKind, MountSpec};
 use crate::engine::unpack::{unpack_layer, UnpackLimits};
 use crate::engine::Engine;
 

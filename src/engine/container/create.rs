@@ -5,13 +5,13 @@ use indexmap::IndexMap;
 
 use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
 use super::{
-    caps, mounts, now_rfc3339, parse_signal, resources, rlimits, security, sysctl, ContainerError,
-    ContainerStore, Result,
+    mounts, now_rfc3339, parse_signal, resources, security, ContainerError, ContainerStore, Result,
 };
 use crate::engine::api::types::{
     ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
 };
 use crate::engine::image::ImageRecord;
+use crate::engine::runtime::{caps, sysctl};
 use crate::engine::Engine;
 use crate::volume::VolumeSpec;
 
@@ -121,7 +121,7 @@ fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
         host.privileged,
     )
     .map_err(|e| bad(&e))?;
-    rlimits::validate(host.ulimits.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
+    resources::rlimits_of(host.ulimits.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
     security::parse(host.security_opt.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?;
     if let Some(sysctls) = &host.sysctls {
         sysctl::validate(sysctls, host.network_mode == "host").map_err(|e| bad(&e))?;

@@ -27,12 +27,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::process::{self_exe, ProcIdentity};
-use super::process_setup::{self, SetupError};
-use super::spec::RuntimeSpec;
 use super::state::Status;
-use super::user::{self, UserError};
 use super::{ContainerError, ContainerStore, Result};
 use crate::engine::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
+use crate::engine::runtime::process_setup::{self, SetupError};
+use crate::engine::runtime::spec::RuntimeSpec;
+use crate::engine::runtime::user::{self, UserError};
 use crate::engine::Engine;
 
 /// The environment variable carrying the [`ExecSpec`] as JSON: not an argument, because
@@ -115,7 +115,8 @@ fn ensure_sealed() -> std::result::Result<(), ExecError> {
     if std::env::args().nth(2).as_deref() == Some(SEALED_ARG) {
         return Ok(());
     }
-    let exe = super::shim::readonly_self_exe().map_err(|e| ExecError::Seal(e.to_string()))?;
+    let exe = crate::engine::runtime::shim::readonly_self_exe()
+        .map_err(|e| ExecError::Seal(e.to_string()))?;
     let argv = [
         c"berth".as_ptr(),
         c"exec-init".as_ptr(),
@@ -263,7 +264,9 @@ fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecE
         env: &spec.env,
         user: &exec_user,
         cwd: &spec.cwd,
-        capabilities: spec.capabilities.unwrap_or_else(super::caps::default_mask),
+        capabilities: spec
+            .capabilities
+            .unwrap_or_else(crate::engine::runtime::caps::default_mask),
         seccomp: spec.seccomp.unwrap_or(!spec.privileged),
         no_new_privileges: spec.no_new_privileges,
         sync_fd: None,

@@ -5,21 +5,13 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use super::state::Status;
 use super::{ContainerStore, Result};
+use crate::engine::runtime::json_log::JsonLogLine;
 use crate::engine::Engine;
-
-/// One line of `<id>-json.log`: `{"log":"hi\n","stream":"stdout","time":"…"}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JsonLogLine {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
 
-use super::shim::{ShimReport, REPORT_FD};
+use crate::engine::runtime::shim::{ShimReport, REPORT_FD};
 
 /// The binary re-executed as `berth shim`; `BERTH_SELF_EXE` overrides it for unit tests, where
 /// `/proc/self/exe` is the test harness.

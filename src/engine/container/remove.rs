@@ -2,7 +2,8 @@
 //! the engine side detaches the network and removes anonymous volumes when asked.
 
 use super::state::{ContainerRecord, Status};
-use super::{cgroup, ContainerError, ContainerStore, Result};
+use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::cgroup;
 use crate::engine::Engine;
 
 impl ContainerStore {

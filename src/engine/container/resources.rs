@@ -5,15 +5,15 @@
 
 use thiserror::Error;
 
-use crate::engine::api::types::HostConfig;
+use crate::engine::api::types::{HostConfig, Ulimit};
+use crate::engine::runtime::limits::{Limits, DEFAULT_CFS_PERIOD_US};
+use crate::engine::runtime::rlimits::{self, RlimitError};
+use crate::engine::runtime::spec::RlimitSpec;
 
 /// Docker's `linuxMinMemory`.
 pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
-/// The CFS period Docker uses for `NanoCpus` (100 ms, in µs).
-pub const NANO_CPUS_PERIOD: i64 = 100_000;
-/// The kernel's range for v1 `cpu.shares`.
-const MIN_SHARES: i64 = 2;
-const MAX_SHARES: i64 = 262_144;
+/// The CFS period Docker uses for `NanoCpus`: the kernel's default period.
+pub const NANO_CPUS_PERIOD: i64 = DEFAULT_CFS_PERIOD_US;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResourceError {
@@ -198,77 +198,42 @@ pub fn adapt(host: &mut HostConfig) {
     }
 }
 
-/// The limits of one container, resolved to what the cgroup files take. 0 = not set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub memory: i64,
-    /// Memory + swap: -1 = unlimited swap.
-    pub memory_swap: i64,
-    /// Set when `memory_swap` is Docker's default (twice the memory), not the user's choice:
-    /// a host without swap accounting then runs without a swap limit, as Docker does.
-    pub memory_swap_is_default: bool,
-    pub memory_reservation: i64,
-    pub cpu_shares: i64,
-    /// CFS quota in µs (from `CpuQuota` or `NanoCpus`).
-    pub cpu_quota: i64,
-    pub cpu_period: i64,
-    /// The quota comes from `NanoCpus` (for messages naming what the user set).
-    pub cpu_quota_from_nano_cpus: bool,
-    pub cpuset_cpus: String,
-    pub pids: i64,
+/// The limits `host` asks for, resolved to cgroup values (Docker's defaults applied).
+pub fn limits_from_host_config(host: &HostConfig) -> Limits {
+    let memory_swap = if host.memory > 0 && host.memory_swap == 0 {
+        host.memory * 2
+    } else if host.memory > 0 {
+        host.memory_swap
+    } else {
+        0
+    };
+    let (cpu_quota, cpu_period) = if host.nano_cpus > 0 {
+        nano_cpus_to_quota(host.nano_cpus)
+    } else {
+        (host.cpu_quota.max(0), host.cpu_period.max(0))
+    };
+    Limits {
+        memory: host.memory.max(0),
+        memory_swap,
+        memory_swap_is_default: host.memory > 0 && memory_swap == host.memory * 2,
+        memory_reservation: host.memory_reservation.max(0),
+        cpu_shares: host.cpu_shares.max(0),
+        cpu_quota,
+        cpu_period,
+        cpu_quota_from_nano_cpus: host.nano_cpus > 0,
+        cpuset_cpus: host.cpuset_cpus.clone(),
+        pids: host.pids_limit.unwrap_or(0).max(0),
+    }
 }
 
-impl Limits {
-    pub fn from_host_config(host: &HostConfig) -> Self {
-        let memory_swap = if host.memory > 0 && host.memory_swap == 0 {
-            host.memory * 2
-        } else if host.memory > 0 {
-            host.memory_swap
-        } else {
-            0
-        };
-        let (cpu_quota, cpu_period) = if host.nano_cpus > 0 {
-            nano_cpus_to_quota(host.nano_cpus)
-        } else {
-            (host.cpu_quota.max(0), host.cpu_period.max(0))
-        };
-        Self {
-            memory: host.memory.max(0),
-            memory_swap,
-            memory_swap_is_default: host.memory > 0 && memory_swap == host.memory * 2,
-            memory_reservation: host.memory_reservation.max(0),
-            cpu_shares: host.cpu_shares.max(0),
-            cpu_quota,
-            cpu_period,
-            cpu_quota_from_nano_cpus: host.nano_cpus > 0,
-            cpuset_cpus: host.cpuset_cpus.clone(),
-            pids: host.pids_limit.unwrap_or(0).max(0),
-        }
-    }
-
-    pub fn wants_memory(&self) -> bool {
-        self.memory > 0 || self.memory_reservation > 0
-    }
-    pub fn wants_cpu(&self) -> bool {
-        self.cpu_shares > 0 || self.cpu_quota > 0 || self.cpu_period > 0
-    }
-    pub fn wants_cpuset(&self) -> bool {
-        !self.cpuset_cpus.is_empty()
-    }
-    pub fn wants_pids(&self) -> bool {
-        self.pids > 0
-    }
+/// `HostConfig.Ulimits` checked against Docker's names and rules and converted for `setrlimit`.
+pub fn rlimits_of(ulimits: &[Ulimit]) -> std::result::Result<Vec<RlimitSpec>, RlimitError> {
+    rlimits::validate(ulimits.iter().map(|u| (u.name.as_str(), u.soft, u.hard)))
 }
 
 /// `NanoCpus` → (quota, period) in µs, as Docker and runc compute it.
 pub fn nano_cpus_to_quota(nano: i64) -> (i64, i64) {
     (nano * NANO_CPUS_PERIOD / 1_000_000_000, NANO_CPUS_PERIOD)
-}
-
-/// v1 `cpu.shares` → v2 `cpu.weight` (runc's conversion: [2, 262144] onto [1, 10000]).
-pub fn shares_to_weight(shares: i64) -> i64 {
-    let shares = shares.clamp(MIN_SHARES, MAX_SHARES);
-    1 + ((shares - 2) * 9999) / 262_142
 }
 
 #[cfg(test)]
@@ -399,10 +364,6 @@ mod tests {
     fn conversions_match_docker_and_runc() {
         assert_eq!(nano_cpus_to_quota(1_500_000_000), (150_000, 100_000));
         assert_eq!(nano_cpus_to_quota(10_000_000), (1_000, 100_000));
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(shares_to_weight(512), 20);
         assert_eq!(parse_cpu_list("0-2,5,1"), Ok(vec![0, 1, 2, 5]));
         assert!(parse_cpu_list("3-1").is_err());
     }
@@ -414,20 +375,20 @@ mod tests {
             pids_limit: Some(0),
             ..Default::default()
         };
-        let limits = Limits::from_host_config(&host);
+        let limits = limits_from_host_config(&host);
         assert_eq!(limits.memory_swap, 128 << 20);
         assert!(limits.memory_swap_is_default);
         assert_eq!(limits.pids, 0);
         adapt(&mut host);
         assert_eq!((host.memory_swap, host.pids_limit), (128 << 20, None));
-        let unlimited = Limits::from_host_config(&HostConfig {
+        let unlimited = limits_from_host_config(&HostConfig {
             memory: 64 << 20,
             memory_swap: -1,
             ..Default::default()
         });
         assert_eq!(unlimited.memory_swap, -1);
         assert!(!unlimited.memory_swap_is_default);
-        let nano = Limits::from_host_config(&HostConfig {
+        let nano = limits_from_host_config(&HostConfig {
             nano_cpus: 500_000_000,
             ..Default::default()
         });

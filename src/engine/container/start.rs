@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 
 use super::process::{spawn_shim, ProcIdentity};
-use super::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
 use super::state::{StateRecord, Status};
 use super::{
-    caps, cgroup, devices, health, mounts, now_rfc3339, resources, rlimits, security, sysctl,
-    ContainerError, ContainerStore, Result,
+    health, mounts, now_rfc3339, resources, security, ContainerError, ContainerStore, Result,
 };
 use crate::engine::api::types::EndpointSettings;
 use crate::engine::paths::write_atomic;
+use crate::engine::runtime::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
+use crate::engine::runtime::{caps, cgroup, devices, sysctl};
 use crate::engine::Engine;
 use crate::network::AttachRequest;
 
@@ -86,7 +86,7 @@ impl ContainerStore {
                 }
             )));
         }
-        let ulimits = rlimits::validate(host_config.ulimits.as_deref().unwrap_or_default())
+        let ulimits = resources::rlimits_of(host_config.ulimits.as_deref().unwrap_or_default())
             .map_err(|e| start_refused(e.to_string()))?;
         let security = security::parse(host_config.security_opt.as_deref().unwrap_or_default())
             .map_err(|e| start_refused(e.to_string()))?;
@@ -135,7 +135,7 @@ impl ContainerStore {
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| start_refused(e.to_string()))?;
-        let limits = resources::Limits::from_host_config(&host_config);
+        let limits = resources::limits_from_host_config(&host_config);
         let (mut cgroups, mut cgroup_resources) = self
             .inner
             .cgroups

@@ -7,10 +7,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::process::ProcIdentity;
-use super::spec::ExitRecord;
 use crate::engine::api::types::{
     ContainerCreateRequest, EndpointSettings, Health, ImageContainerConfig,
 };
+use crate::engine::runtime::spec::ExitRecord;
 
 /// `config.json`: the container as created.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -15,9 +15,9 @@ use std::time::Duration;
 use nix::sys::stat::Mode;
 use tokio::net::unix::pipe;
 
-use super::spec::StdinSpec;
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::spec::StdinSpec;
 use crate::engine::Engine;
 
 impl ContainerStore {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::process::ProcIdentity;
 use super::state::Status;
-use super::{cgroup, parse_signal, ContainerError, ContainerStore, Result};
+use super::{parse_signal, ContainerError, ContainerStore, Result};
+use crate::engine::runtime::cgroup;
 use crate::engine::Engine;
 
 /// Docker's `defaultStopTimeout`.

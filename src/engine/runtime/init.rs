@@ -19,6 +19,7 @@ use super::process_setup::{self, SetupError};
 use super::rlimits::{self, RlimitError};
 use super::rootfs::{self, RootfsError};
 use super::spec::RuntimeSpec;
+use super::syscall::{LinuxSyscall, Syscall};
 use super::sysctl::{self, SysctlError};
 use super::user::{self, UserError};
 
@@ -65,7 +66,7 @@ pub enum InitError {
 
 type Result<T> = std::result::Result<T, InitError>;
 
-fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> InitError {
+fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> InitError {
     move |source| InitError::Sys {
         what: what.to_string(),
         source,
@@ -122,20 +123,22 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
             source,
         })?;
         nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
-            .map_err(sys("join network namespace"))?;
+            .map_err(sys_err("join network namespace"))?;
     }
     nix::sched::unshare(
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
     )
-    .map_err(sys("unshare mount, uts and ipc namespaces"))?;
+    .map_err(sys_err("unshare mount, uts and ipc namespaces"))?;
 
-    rootfs::make_private()?;
-    rootfs::mount_overlay(&spec)?;
-    let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(&spec.mounts)?;
-    rootfs::pivot(&spec)?;
-    rootfs::mount_defaults(&spec)?;
+    let sys = LinuxSyscall;
+    rootfs::make_private(&sys)?;
+    rootfs::mount_overlay(&sys, &spec)?;
+    let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(&sys, &spec.mounts)?;
+    rootfs::pivot(&sys, &spec)?;
+    let root = rootfs::open_root()?;
+    rootfs::mount_defaults(&sys, &root, &spec)?;
     rootfs::create_devices(&spec.devices)?;
-    rootfs::mount_user(&spec.mounts, &bind_sources)?;
+    rootfs::mount_user(&sys, &root, &spec.mounts, &bind_sources)?;
     drop(bind_sources);
     if spec.netns.is_some() {
         // Docker's defaults for a private network namespace: any user may bind low ports and
@@ -145,49 +148,43 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
             ("net/ipv4/ping_group_range", "0 2147483647"),
         ] {
             let path = format!("/proc/sys/{key}");
-            std::fs::write(&path, value).map_err(|source| InitError::Io {
-                what: format!("set sysctl {}", key.replace('/', ".")),
-                source,
-            })?;
+            sys.write_file(Path::new(&path), value)
+                .map_err(|source| InitError::Io {
+                    what: format!("set sysctl {}", key.replace('/', ".")),
+                    source,
+                })?;
         }
     }
     // The user's sysctls after the defaults above, so they can override them; the IPC ones act
     // on the IPC namespace unshared above, the net ones on the container's network namespace.
-    sysctl::apply(&spec.sysctls)?;
+    sysctl::apply(&sys, &spec.sysctls)?;
     if spec.privileged || spec.unmasked_paths {
         // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What berth does not do for privileged
         // containers: it does not expose the host's devices in /dev, and it leaves the cgroup
         // and AppArmor/SELinux setup as for any container.
     } else {
-        rootfs::harden_paths()?;
+        rootfs::harden_paths(&sys)?;
     }
 
-    nix::unistd::sethostname(&spec.hostname).map_err(sys("set hostname"))?;
+    sys.sethostname(&spec.hostname)
+        .map_err(sys_err("set hostname"))?;
     if !spec.domainname.is_empty() {
-        // SAFETY: pointer and length describe a live byte slice.
-        let rc = unsafe {
-            libc::setdomainname(
-                spec.domainname.as_ptr() as *const libc::c_char,
-                spec.domainname.len(),
-            )
-        };
-        if rc != 0 {
-            return Err(InitError::Io {
+        sys.setdomainname(&spec.domainname)
+            .map_err(|source| InitError::Io {
                 what: "set domain name".into(),
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            })?;
     }
 
     let exec_user = user::resolve(Path::new("/"), &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     rootfs::ensure_workdir(cwd)?;
     if spec.readonly_rootfs {
-        rootfs::readonly_root()?;
+        rootfs::readonly_root(&sys)?;
     }
 
     // After every setup step, so only the workload (and the init reaper) run under them.
-    rlimits::apply(&spec.ulimits)?;
+    rlimits::apply(&sys, &spec.ulimits)?;
 
     let capabilities = spec.capability_mask();
     if spec.init {
@@ -255,12 +252,12 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: b
     let all = SigSet::all();
     let mut previous = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut previous))
-        .map_err(sys("block signals for the init process"))?;
+        .map_err(sys_err("block signals for the init process"))?;
     // SAFETY: `berth init` is single-threaded, so the child may run any code after fork.
-    let child = match unsafe { fork() }.map_err(sys("fork the workload under init"))? {
+    let child = match unsafe { fork() }.map_err(sys_err("fork the workload under init"))? {
         ForkResult::Child => {
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)
-                .map_err(sys("restore the signal mask"))?;
+                .map_err(sys_err("restore the signal mask"))?;
             return Ok(());
         }
         ForkResult::Parent { child } => child,
@@ -285,9 +282,10 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: b
         give_up(child);
     }
     hide_command_line();
-    if super::caps::drop_bounding(capabilities).is_err()
-        || (seccomp && super::seccomp::install(capabilities).is_err())
-        || super::caps::set_process_caps(capabilities).is_err()
+    let sys = LinuxSyscall;
+    if super::caps::drop_bounding(&sys, capabilities).is_err()
+        || (seccomp && sys.install_seccomp(capabilities).is_err())
+        || sys.set_capabilities(capabilities).is_err()
     {
         give_up(child);
     }

@@ -1,4 +1,5 @@
-//! `HostConfig.Ulimits`: checked against Docker's names and rules when the container is created,
+//! Resource limits (Docker's ulimits): checked against Docker's names and rules when the container
+//! is created,
 //! applied with `setrlimit` by `berth init` just before the workload runs (so the workload and
 //! everything it forks inherit them).
 
@@ -7,7 +8,7 @@ use std::io;
 use thiserror::Error;
 
 use super::spec::RlimitSpec;
-use crate::engine::api::types::Ulimit;
+use super::syscall::Syscall;
 
 #[derive(Debug, Error)]
 pub enum RlimitError {
@@ -75,26 +76,29 @@ fn to_rlim(name: &str, value: i64) -> Result<u64> {
     }
 }
 
-/// The request's ulimits checked and converted, in the order given.
-pub fn validate(ulimits: &[Ulimit]) -> Result<Vec<RlimitSpec>> {
+/// The requested `(name, soft, hard)` limits (Docker's values: -1 = unlimited) checked and
+/// converted, in the order given.
+pub fn validate<'a>(
+    requested: impl IntoIterator<Item = (&'a str, i64, i64)>,
+) -> Result<Vec<RlimitSpec>> {
     let mut out: Vec<RlimitSpec> = Vec::new();
-    for u in ulimits {
-        if !NAMES.iter().any(|(n, _)| *n == u.name) {
-            return Err(RlimitError::UnknownName(u.name.clone()));
+    for (name, soft_asked, hard_asked) in requested {
+        if !NAMES.iter().any(|(n, _)| *n == name) {
+            return Err(RlimitError::UnknownName(name.to_string()));
         }
-        if out.iter().any(|r| r.name == u.name) {
-            return Err(RlimitError::Duplicate(u.name.clone()));
+        if out.iter().any(|r| r.name == name) {
+            return Err(RlimitError::Duplicate(name.to_string()));
         }
-        let soft = to_rlim(&u.name, u.soft)?;
-        let hard = to_rlim(&u.name, u.hard)?;
+        let soft = to_rlim(name, soft_asked)?;
+        let hard = to_rlim(name, hard_asked)?;
         if soft > hard {
             return Err(RlimitError::SoftAboveHard {
-                soft: u.soft,
-                hard: u.hard,
+                soft: soft_asked,
+                hard: hard_asked,
             });
         }
         out.push(RlimitSpec {
-            name: u.name.clone(),
+            name: name.to_string(),
             soft,
             hard,
         });
@@ -112,30 +116,20 @@ fn show(v: u64) -> String {
 
 /// Set every limit on this process. A hard limit above the current one needs CAP_SYS_RESOURCE:
 /// without it the kernel refuses, and so do we, naming the limit (never capping it silently).
-pub fn apply(limits: &[RlimitSpec]) -> Result<()> {
+pub fn apply(sys: &dyn Syscall, limits: &[RlimitSpec]) -> Result<()> {
     for l in limits {
         let Some((_, resource)) = NAMES.iter().find(|(n, _)| *n == l.name) else {
             return Err(RlimitError::UnknownName(l.name.clone()));
         };
-        let mut current = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we pass.
-        unsafe { libc::getrlimit(*resource, &mut current) };
-        let wanted = libc::rlimit {
-            rlim_cur: l.soft,
-            rlim_max: l.hard,
-        };
-        // SAFETY: setrlimit reads the struct we pass.
-        if unsafe { libc::setrlimit(*resource, &wanted) } != 0 {
-            let source = io::Error::last_os_error();
-            if source.raw_os_error() == Some(libc::EPERM) && l.hard > current.rlim_max {
+        // Only read to explain a refusal; an unreadable limit reads as 0.
+        let (_, current_hard) = sys.getrlimit(*resource).unwrap_or((0, 0));
+        if let Err(source) = sys.setrlimit(*resource, l.soft, l.hard) {
+            if source.raw_os_error() == Some(libc::EPERM) && l.hard > current_hard {
                 return Err(RlimitError::AboveHostHard {
                     name: l.name.clone(),
                     soft: show(l.soft),
                     hard: show(l.hard),
-                    current_hard: show(current.rlim_max),
+                    current_hard: show(current_hard),
                 });
             }
             return Err(RlimitError::Set {
@@ -153,33 +147,48 @@ pub fn apply(limits: &[RlimitSpec]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn ulimit(name: &str, soft: i64, hard: i64) -> Ulimit {
-        Ulimit {
-            name: name.into(),
-            soft,
-            hard,
-        }
+    fn ulimit(name: &str, soft: i64, hard: i64) -> (&str, i64, i64) {
+        (name, soft, hard)
     }
 
     #[test]
     fn docker_names_and_rules() {
-        let ok = validate(&[ulimit("nofile", 1024, 2048), ulimit("core", -1, -1)]).unwrap();
+        let ok = validate([ulimit("nofile", 1024, 2048), ulimit("core", -1, -1)]).unwrap();
         assert_eq!(ok[0].soft, 1024);
         assert_eq!(ok[1].hard, libc::RLIM_INFINITY);
         assert_eq!(
-            validate(&[ulimit("files", 1, 1)]).unwrap_err().to_string(),
+            validate([ulimit("files", 1, 1)]).unwrap_err().to_string(),
             "invalid ulimit type: files"
         );
         assert_eq!(
-            validate(&[ulimit("nofile", 2, 1)]).unwrap_err().to_string(),
+            validate([ulimit("nofile", 2, 1)]).unwrap_err().to_string(),
             "ulimit soft limit must be less than or equal to hard limit: 2 > 1"
         );
-        assert!(validate(&[ulimit("nproc", -5, 1)]).is_err());
+        assert!(validate([ulimit("nproc", -5, 1)]).is_err());
         assert_eq!(
-            validate(&[ulimit("nproc", 1, 1), ulimit("nproc", 2, 2)])
+            validate([ulimit("nproc", 1, 1), ulimit("nproc", 2, 2)])
                 .unwrap_err()
                 .to_string(),
             "ulimit nproc is given more than once"
+        );
+    }
+
+    #[test]
+    fn limits_are_set_in_the_order_given() {
+        let sys = crate::engine::runtime::syscall::recording::RecordingSyscall::new();
+        let limits = validate([ulimit("nofile", 1024, 2048), ulimit("core", -1, -1)]).unwrap();
+        apply(&sys, &limits).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                format!("setrlimit {} 1024 2048", libc::RLIMIT_NOFILE),
+                format!(
+                    "setrlimit {} {} {}",
+                    libc::RLIMIT_CORE,
+                    libc::RLIM_INFINITY,
+                    libc::RLIM_INFINITY
+                ),
+            ]
         );
     }
 }

@@ -747,7 +747,7 @@ mod tests {
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 
     fn default_prog() -> Vec<libc::sock_filter> {
-        Profile::docker_default(crate::engine::container::caps::default_mask()).program()
+        Profile::docker_default(crate::engine::runtime::caps::default_mask()).program()
     }
 
     fn verdict(prog: &[libc::sock_filter], nr: libc::c_long, arg0: u64) -> u32 {
@@ -756,7 +756,7 @@ mod tests {
 
     #[test]
     fn every_allowed_call_is_allowed_and_every_gap_denied() {
-        let profile = Profile::docker_default(crate::engine::container::caps::default_mask());
+        let profile = Profile::docker_default(crate::engine::runtime::caps::default_mask());
         let prog = profile.program();
         assert!(prog.len() < 4096, "{} instructions", prog.len());
         let special = [
@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn capabilities_unlock_their_groups() {
-        let base = crate::engine::container::caps::default_mask();
+        let base = crate::engine::runtime::caps::default_mask();
         let admin = Profile::docker_default(base | 1 << cap::SYS_ADMIN).program();
         assert_eq!(verdict(&admin, libc::SYS_mount, 0), ALLOW);
         assert_eq!(verdict(&admin, libc::SYS_unshare, 0), ALLOW);

@@ -12,12 +12,11 @@ use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
 use super::caps;
 use super::in_root::{ContainerRoot, KernelFs};
-use super::seccomp;
+use super::syscall::{LinuxSyscall, Syscall};
 use super::user::ExecUser;
 
 /// Docker's `PATH` when neither the image nor the request sets one.
@@ -51,7 +50,7 @@ impl SetupError {
 
 type Result<T> = std::result::Result<T, SetupError>;
 
-fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SetupError {
+fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> SetupError {
     move |source| SetupError::Sys { what, source }
 }
 
@@ -134,44 +133,7 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
     let program = find_program(w.args, &path_var)?;
     let cwd = if w.cwd.is_empty() { "/" } else { w.cwd };
 
-    caps::drop_bounding(w.capabilities).map_err(|source| SetupError::Io {
-        what: "drop capabilities from the bounding set".into(),
-        source,
-    })?;
-    if w.no_new_privileges {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(SetupError::Io {
-                what: "set no-new-privileges".into(),
-                source: io::Error::last_os_error(),
-            });
-        }
-    }
-    if w.seccomp {
-        // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from
-        // here to execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by
-        // the filter.
-        seccomp::install(w.capabilities).map_err(|source| SetupError::Io {
-            what: "install seccomp filter".into(),
-            source,
-        })?;
-    }
-    let gids: Vec<Gid> = w
-        .user
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&gids).map_err(sys("set supplementary groups"))?;
-    nix::unistd::setgid(Gid::from_raw(w.user.gid)).map_err(sys("set group id"))?;
-    // Keep the permitted set across setuid so capset below can still grant the defaults.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    nix::unistd::setuid(Uid::from_raw(w.user.uid)).map_err(sys("set user id"))?;
-    caps::set_process_caps(w.capabilities).map_err(|source| SetupError::Io {
-        what: "set capabilities".into(),
-        source,
-    })?;
+    drop_privileges(&LinuxSyscall, w)?;
     close_fds_except(w.sync_fd)?;
     enter_workdir(cwd)?;
 
@@ -195,6 +157,46 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
     }
 
     execve(w, &program, &env)
+}
+
+/// Give up what the workload must not have, in the order the kernel needs: the bounding set
+/// first (needs CAP_SETPCAP), then no-new-privileges and the seccomp filter (the filter needs
+/// CAP_SYS_ADMIN unless no-new-privileges is set), then the groups and ids (keeping the
+/// permitted set across `setuid`), and last the effective, permitted and inheritable sets.
+fn drop_privileges(sys: &dyn Syscall, w: &Workload) -> Result<()> {
+    caps::drop_bounding(sys, w.capabilities).map_err(|source| SetupError::Io {
+        what: "drop capabilities from the bounding set".into(),
+        source,
+    })?;
+    if w.no_new_privileges {
+        sys.set_no_new_privileges()
+            .map_err(|source| SetupError::Io {
+                what: "set no-new-privileges".into(),
+                source,
+            })?;
+    }
+    if w.seccomp {
+        // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from
+        // here to execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by
+        // the filter.
+        sys.install_seccomp(w.capabilities)
+            .map_err(|source| SetupError::Io {
+                what: "install seccomp filter".into(),
+                source,
+            })?;
+    }
+    sys.setgroups(&w.user.additional_gids)
+        .map_err(sys_err("set supplementary groups"))?;
+    sys.setgid(w.user.gid).map_err(sys_err("set group id"))?;
+    // Keep the permitted set across setuid so capset below can still grant the defaults. Best
+    // effort, as before: without it capset reports the failure.
+    let _ = sys.keep_capabilities();
+    sys.setuid(w.user.uid).map_err(sys_err("set user id"))?;
+    sys.set_capabilities(w.capabilities)
+        .map_err(|source| SetupError::Io {
+            what: "set capabilities".into(),
+            source,
+        })
 }
 
 /// Tell the shim (when init) that the workload is being executed, and `execve` it.
@@ -260,5 +262,87 @@ fn io_error_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => nix::Error::from_raw(code).desc().to_lowercase(),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime::syscall::recording::RecordingSyscall;
+
+    fn workload(user: &ExecUser, seccomp: bool, no_new_privileges: bool) -> Workload<'_> {
+        Workload {
+            args: &[],
+            env: &[],
+            user,
+            cwd: "/",
+            capabilities: caps::default_mask(),
+            seccomp,
+            no_new_privileges,
+            sync_fd: None,
+        }
+    }
+
+    #[test]
+    fn privileges_drop_bounding_first_then_filters_then_ids_then_the_capability_sets() {
+        let user = ExecUser {
+            uid: 1000,
+            gid: 100,
+            additional_gids: vec![10, 20],
+            home: "/home/u".into(),
+        };
+        let sys = RecordingSyscall::new();
+        drop_privileges(&sys, &workload(&user, true, true)).unwrap();
+        let calls = sys.calls();
+        let bounding = calls
+            .iter()
+            .take_while(|c| c.starts_with("drop bounding "))
+            .count();
+        let dropped: Vec<u32> = calls[..bounding]
+            .iter()
+            .map(|c| c["drop bounding ".len()..].parse().unwrap())
+            .collect();
+        // CAP_SYS_ADMIN (21) and CAP_NET_ADMIN (12) go; CAP_CHOWN (0) and CAP_KILL (5) stay.
+        assert!(
+            dropped.contains(&21) && dropped.contains(&12),
+            "{dropped:?}"
+        );
+        assert!(
+            !dropped.contains(&0) && !dropped.contains(&5),
+            "{dropped:?}"
+        );
+        let mask = caps::default_mask();
+        assert_eq!(
+            calls[bounding..],
+            [
+                "no_new_privs".to_string(),
+                format!("seccomp {mask:#x}"),
+                "setgroups [10, 20]".to_string(),
+                "setgid 100".to_string(),
+                "keepcaps".to_string(),
+                "setuid 1000".to_string(),
+                format!("capset effective+permitted+inheritable {mask:#x}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_no_new_privileges_or_seccomp_neither_is_set() {
+        let user = ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/root".into(),
+        };
+        let sys = RecordingSyscall::new();
+        drop_privileges(&sys, &workload(&user, false, false)).unwrap();
+        let calls = sys.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c == "no_new_privs" || c.starts_with("seccomp")),
+            "{calls:?}"
+        );
+        assert!(calls.last().unwrap().starts_with("capset"), "{calls:?}");
     }
 }

@@ -5,6 +5,8 @@
 
 use std::io;
 
+use super::syscall::Syscall;
+
 /// Every capability Linux defines, as Docker names them (moby's list, by number).
 pub const ALL_CAPS: [(&str, u32); 41] = [
     ("CAP_CHOWN", 0),
@@ -190,14 +192,12 @@ fn last_cap() -> u32 {
 }
 
 /// Drop every capability outside `keep` from the bounding set (needs CAP_SETPCAP).
-pub fn drop_bounding(keep: u64) -> io::Result<()> {
+pub fn drop_bounding(sys: &dyn Syscall, keep: u64) -> io::Result<()> {
     for cap in 0..=last_cap() {
         if keep & (1u64 << cap) != 0 {
             continue;
         }
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
+        if let Err(err) = sys.drop_bounding_capability(cap) {
             // EINVAL: the kernel does not know this capability; nothing to drop.
             if err.raw_os_error() != Some(libc::EINVAL) {
                 return Err(err);
@@ -223,8 +223,9 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Set the effective, permitted and inheritable sets of this process to `mask`.
-pub fn set_process_caps(mask: u64) -> io::Result<()> {
+/// Set the effective, permitted and inheritable sets of this process to `mask` (`capset(2)`;
+/// called through [`Syscall::set_capabilities`]).
+pub(super) fn capset_all(mask: u64) -> io::Result<()> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,

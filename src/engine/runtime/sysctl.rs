@@ -5,9 +5,12 @@
 //! the values under `/proc/sys` after it has joined or created those namespaces.
 
 use std::io;
+use std::path::Path;
 
 use indexmap::IndexMap;
 use thiserror::Error;
+
+use super::syscall::Syscall;
 
 #[derive(Debug, Error)]
 pub enum SysctlError {
@@ -77,14 +80,15 @@ pub fn validate(sysctls: &IndexMap<String, String>, host_network: bool) -> Resul
 /// Write each value to `/proc/sys/<key with / for .>`. Runs in `berth init`, inside the
 /// container's namespaces, after its own `/proc` is mounted and before `/proc/sys` is made
 /// read-only.
-pub fn apply(sysctls: &[(String, String)]) -> Result<()> {
+pub fn apply(sys: &dyn Syscall, sysctls: &[(String, String)]) -> Result<()> {
     for (key, value) in sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|source| SysctlError::Write {
-            key: key.clone(),
-            value: value.clone(),
-            source,
-        })?;
+        sys.write_file(Path::new(&path), value)
+            .map_err(|source| SysctlError::Write {
+                key: key.clone(),
+                value: value.clone(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -120,5 +124,22 @@ mod tests {
         assert!(matches!(err, SysctlError::HostNetwork(_)), "{err}");
         let err = validate(&map(&[("net/../../kernel", "1")]), false).unwrap_err();
         assert!(matches!(err, SysctlError::BadName(_)), "{err}");
+    }
+
+    #[test]
+    fn each_value_is_written_under_proc_sys() {
+        let sys = crate::engine::runtime::syscall::recording::RecordingSyscall::new();
+        let sysctls = vec![
+            ("net.ipv4.ip_forward".to_string(), "1".to_string()),
+            ("kernel.msgmax".to_string(), "65536".to_string()),
+        ];
+        apply(&sys, &sysctls).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                "write /proc/sys/net/ipv4/ip_forward 1",
+                "write /proc/sys/kernel/msgmax 65536"
+            ]
+        );
     }
 }

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::devices::{self, DeviceError, DeviceRule};
-use super::resources::{shares_to_weight, Limits};
+use super::limits::{shares_to_weight, Limits, DEFAULT_CFS_PERIOD_US};
 use super::spec::{CgroupResources, CgroupWrite, ControllerEnable, DeviceCgroup};
+use super::syscall::Syscall;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -307,7 +308,7 @@ impl CgroupLayout {
                 let period = if limits.cpu_period > 0 {
                     limits.cpu_period
                 } else {
-                    super::resources::NANO_CPUS_PERIOD
+                    DEFAULT_CFS_PERIOD_US
                 };
                 let quota = if limits.cpu_quota > 0 {
                     limits.cpu_quota.to_string()
@@ -454,47 +455,29 @@ impl Knob {
 
 /// Create the container's cgroups and apply its limits, before anything joins them. On error,
 /// what was created is removed.
-pub fn setup(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
-    let result = apply(paths, res);
+pub fn setup(
+    sys: &dyn Syscall,
+    paths: &[PathBuf],
+    res: &CgroupResources,
+) -> Result<(), CgroupError> {
+    let result = apply(sys, paths, res);
     if result.is_err() {
         let _ = remove(paths);
     }
     result
 }
 
-fn apply(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
+fn apply(sys: &dyn Syscall, paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
     for enable in &res.enable_controllers {
-        std::fs::create_dir_all(&enable.dir).map_err(|source| CgroupError::Create {
-            path: enable.dir.clone(),
-            source,
-        })?;
-        let wanted: Vec<&String> = {
-            let on = std::fs::read_to_string(enable.dir.join("cgroup.subtree_control"))
-                .unwrap_or_default();
-            let on: Vec<&str> = on.split_whitespace().collect();
-            enable
-                .controllers
-                .iter()
-                .filter(|c| !on.contains(&c.as_str()))
-                .collect()
-        };
-        if wanted.is_empty() {
-            continue;
-        }
-        let line = wanted
-            .iter()
-            .map(|c| format!("+{c}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        std::fs::write(enable.dir.join("cgroup.subtree_control"), &line).map_err(|source| {
-            CgroupError::Enable {
-                dir: enable.dir.clone(),
-                controllers: line.clone(),
-                source,
-            }
-        })?;
+        enable_controllers(sys, enable)?;
     }
-    create(paths)?;
+    for path in paths {
+        sys.create_dir_all(path)
+            .map_err(|source| CgroupError::Create {
+                path: path.clone(),
+                source,
+            })?;
+    }
     // Before anything joins: the container's first instruction already runs under them.
     if let Some(dev) = &res.devices {
         if dev.v2 {
@@ -504,38 +487,81 @@ fn apply(paths: &[PathBuf], res: &CgroupResources) -> Result<(), CgroupError> {
         }
     }
     for dir in &res.cpuset_inherit {
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            let err = |source| CgroupError::Cpuset {
-                dir: dir.clone(),
-                source,
-            };
-            let own = std::fs::read_to_string(dir.join(file)).map_err(err)?;
-            if !own.trim().is_empty() {
-                continue;
-            }
-            let parent = dir.parent().unwrap_or(dir);
-            let inherited = std::fs::read_to_string(parent.join(file)).map_err(err)?;
-            std::fs::write(dir.join(file), inherited.trim()).map_err(err)?;
-        }
+        inherit_cpuset(sys, dir)?;
     }
     for w in &res.writes {
-        if w.skip_if_missing && !w.file.exists() {
+        write_limit(sys, w)?;
+    }
+    Ok(())
+}
+
+/// v2: turn on, in a parent's `cgroup.subtree_control`, the controllers it does not have yet.
+fn enable_controllers(sys: &dyn Syscall, enable: &ControllerEnable) -> Result<(), CgroupError> {
+    sys.create_dir_all(&enable.dir)
+        .map_err(|source| CgroupError::Create {
+            path: enable.dir.clone(),
+            source,
+        })?;
+    let control = enable.dir.join("cgroup.subtree_control");
+    let on = sys.read_file(&control).unwrap_or_default();
+    let on: Vec<&str> = on.split_whitespace().collect();
+    let wanted: Vec<String> = enable
+        .controllers
+        .iter()
+        .filter(|c| !on.contains(&c.as_str()))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let line = wanted.join(" ");
+    sys.write_file(&control, &line)
+        .map_err(|source| CgroupError::Enable {
+            dir: enable.dir.clone(),
+            controllers: line.clone(),
+            source,
+        })
+}
+
+/// v1 cpuset: a new cgroup starts with empty `cpuset.cpus`/`cpuset.mems`, and no task may join
+/// it until they are set, so an unset one takes its parent's.
+fn inherit_cpuset(sys: &dyn Syscall, dir: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let err = |source| CgroupError::Cpuset {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let own = sys.read_file(&dir.join(file)).map_err(err)?;
+        if !own.trim().is_empty() {
             continue;
         }
-        if !w.file.exists() {
-            return Err(CgroupError::MissingFile {
-                limit: w.limit.clone(),
-                file: w.file.clone(),
-            });
+        let parent = dir.parent().unwrap_or(dir);
+        let inherited = sys.read_file(&parent.join(file)).map_err(err)?;
+        sys.write_file(&dir.join(file), inherited.trim())
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// One limit's knob; a knob the kernel does not offer is an error naming the limit, unless the
+/// plan marked it optional.
+fn write_limit(sys: &dyn Syscall, w: &CgroupWrite) -> Result<(), CgroupError> {
+    if !sys.exists(&w.file) {
+        if w.skip_if_missing {
+            return Ok(());
         }
-        std::fs::write(&w.file, &w.value).map_err(|source| CgroupError::Write {
+        return Err(CgroupError::MissingFile {
+            limit: w.limit.clone(),
+            file: w.file.clone(),
+        });
+    }
+    sys.write_file(&w.file, &w.value)
+        .map_err(|source| CgroupError::Write {
             limit: w.limit.clone(),
             file: w.file.clone(),
             value: w.value.clone(),
             source,
-        })?;
-    }
-    Ok(())
+        })
 }
 
 /// Whether the kernel's OOM killer killed a process in any of these cgroups (`oom_kill` in
@@ -629,6 +655,8 @@ pub fn remove(paths: &[PathBuf]) -> Result<(), CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::runtime::syscall::recording::RecordingSyscall;
+    use crate::engine::runtime::syscall::LinuxSyscall;
 
     fn hybrid() -> CgroupLayout {
         CgroupLayout {
@@ -872,7 +900,7 @@ mod tests {
         };
         // A plain directory has no limit files: the first write names what is missing, and
         // the directory made for it is gone again.
-        let err = setup(std::slice::from_ref(&dir), &res)
+        let err = setup(&LinuxSyscall, std::slice::from_ref(&dir), &res)
             .unwrap_err()
             .to_string();
         assert!(
@@ -918,6 +946,76 @@ mod tests {
         assert!(
             err.to_string().starts_with("no device cgroup on this host"),
             "{err}"
+        );
+    }
+
+    /// The calls `setup` makes for `limits` on `layout`, with every planned knob present.
+    fn setup_calls(layout: &CgroupLayout, limits: &Limits) -> Vec<String> {
+        let (dirs, res) = layout.plan("c1", limits).unwrap();
+        let mut sys = RecordingSyscall::new();
+        for w in &res.writes {
+            sys = sys.with_file(w.file.clone(), "");
+        }
+        // A new v1 cpuset cgroup starts empty; its parent has the host's.
+        for dir in &res.cpuset_inherit {
+            let parent = dir.parent().unwrap();
+            sys = sys
+                .with_file(dir.join("cpuset.cpus"), "")
+                .with_file(dir.join("cpuset.mems"), "")
+                .with_file(parent.join("cpuset.cpus"), "0-3\n")
+                .with_file(parent.join("cpuset.mems"), "0\n");
+        }
+        setup(&sys, &dirs, &res).unwrap();
+        sys.calls()
+    }
+
+    #[test]
+    fn v2_setup_enables_controllers_then_makes_the_cgroup_then_writes_limits() {
+        let calls = setup_calls(&pure_v2(&["cpu", "cpuset", "memory", "pids"]), &limits());
+        assert_eq!(
+            calls,
+            [
+                "mkdir /cg",
+                "write /cg/cgroup.subtree_control +memory +cpu +cpuset +pids",
+                "mkdir /cg/berth",
+                "write /cg/berth/cgroup.subtree_control +memory +cpu +cpuset +pids",
+                "mkdir /cg/berth/c1",
+                "write /cg/berth/c1/memory.max 67108864",
+                // v2 counts swap alone: Docker's memory+swap of 128 MiB is 64 MiB of swap.
+                "write /cg/berth/c1/memory.swap.max 67108864",
+                "write /cg/berth/c1/memory.low 33554432",
+                "write /cg/berth/c1/cpu.weight 20",
+                "write /cg/berth/c1/cpu.max 50000 100000",
+                "write /cg/berth/c1/cpuset.cpus 0",
+                "write /cg/berth/c1/pids.max 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_setup_makes_each_hierarchys_cgroup_then_writes_limits() {
+        let calls = setup_calls(&hybrid(), &limits());
+        assert_eq!(
+            calls,
+            [
+                "mkdir /cg/unified/berth/c1",
+                "mkdir /cg/pids/berth/c1",
+                "mkdir /cg/memory/berth/c1",
+                "mkdir /cg/cpu/berth/c1",
+                "mkdir /cg/cpuset/berth/c1",
+                // A new v1 cpuset takes its parent's CPUs and memory nodes before anything else.
+                "write /cg/cpuset/berth/c1/cpuset.cpus 0-3",
+                "write /cg/cpuset/berth/c1/cpuset.mems 0",
+                "write /cg/memory/berth/c1/memory.limit_in_bytes 67108864",
+                "write /cg/memory/berth/c1/memory.memsw.limit_in_bytes 134217728",
+                "write /cg/memory/berth/c1/memory.soft_limit_in_bytes 33554432",
+                "write /cg/cpu/berth/c1/cpu.shares 512",
+                // The period before the quota, as v1 needs them.
+                "write /cg/cpu/berth/c1/cpu.cfs_period_us 100000",
+                "write /cg/cpu/berth/c1/cpu.cfs_quota_us 50000",
+                "write /cg/cpuset/berth/c1/cpuset.cpus 0",
+                "write /cg/pids/berth/c1/pids.max 10",
+            ]
         );
     }
 }

@@ -13,13 +13,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{makedev, Mode, SFlag};
 use thiserror::Error;
 
 use super::devices::{DeviceKind, DeviceNode};
 use super::in_root::{self, ContainerRoot, InRootError, KernelFs};
 use super::spec::{MountKind, MountSpec, RuntimeSpec};
+use super::syscall::Syscall;
 
 #[derive(Debug, Error)]
 pub enum RootfsError {
@@ -75,7 +76,7 @@ fn in_root(context: impl FnOnce() -> String) -> impl FnOnce(InRootError) -> Root
 
 type Result<T> = std::result::Result<T, RootfsError>;
 
-fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> RootfsError {
+fn sys_err(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> RootfsError {
     move |source| RootfsError::Sys {
         what: what(),
         source,
@@ -165,20 +166,20 @@ fn overlay_data(count: usize) -> Result<String> {
 }
 
 /// Make every mount private, so nothing done here propagates to the host.
-pub fn make_private() -> Result<()> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
+pub fn make_private(sys: &dyn Syscall) -> Result<()> {
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        None,
     )
-    .map_err(sys(|| "make / private".to_string()))
+    .map_err(sys_err(|| "make / private".to_string()))
 }
 
 /// Mount the overlay root at `<bundle>/rootfs`. Lower dirs are passed as short links relative to
 /// the bundle directory (`l/0:l/1…`) so deep images stay under the 4096-byte mount-data limit.
-pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
+pub fn mount_overlay(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
     let links = spec.links_dir();
     if links.exists() {
         fs::remove_dir_all(&links).map_err(io_err(|| format!("clear {}", links.display())))?;
@@ -205,14 +206,14 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
     } else {
         MsFlags::MS_NODEV
     };
-    mount(
+    sys.mount(
         Some("overlay"),
-        "rootfs",
+        Path::new("rootfs"),
         Some("overlay"),
         flags,
         Some(data.as_str()),
     )
-    .map_err(sys(|| {
+    .map_err(sys_err(|| {
         format!("mount overlay root at {}", spec.rootfs_dir().display())
     }))
 }
@@ -221,30 +222,17 @@ pub fn mount_overlay(spec: &RuntimeSpec) -> Result<()> {
 /// `pivot_root` hides the host; [`mount_user`] attaches them with `move_mount`. (A plain bind
 /// from `/proc/self/fd` fails once the old root is detached: the source is no longer in this
 /// namespace.)
-pub fn open_bind_sources(mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
+pub fn open_bind_sources(sys: &dyn Syscall, mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
     mounts
         .iter()
         .map(|m| match m.kind {
             MountKind::Bind => {
-                let path = std::ffi::CString::new(m.source.as_os_str().as_encoded_bytes())
-                    .map_err(|_| RootfsError::BadDestination(m.destination.clone()))?;
-                // SAFETY: plain system call with a valid C string; the result is an fd we own.
-                let fd = unsafe {
-                    libc::syscall(
-                        libc::SYS_open_tree,
-                        libc::AT_FDCWD,
-                        path.as_ptr(),
-                        (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
-                            | libc::AT_RECURSIVE as libc::c_uint,
-                    )
-                };
-                if fd < 0 {
-                    return Err(RootfsError::Io {
+                sys.clone_tree(&m.source)
+                    .map(Some)
+                    .map_err(|source| RootfsError::Io {
                         what: format!("bind source {} for {}", m.source.display(), m.destination),
-                        source: io::Error::last_os_error(),
-                    });
-                }
-                Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+                        source,
+                    })
             }
             MountKind::Tmpfs => Ok(None),
         })
@@ -252,18 +240,21 @@ pub fn open_bind_sources(mounts: &[MountSpec]) -> Result<Vec<Option<OwnedFd>>> {
 }
 
 /// Switch the root to `<bundle>/rootfs` and detach the host's root from this namespace.
-pub fn pivot(spec: &RuntimeSpec) -> Result<()> {
+pub fn pivot(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
     let rootfs = spec.rootfs_dir();
     std::env::set_current_dir(&rootfs).map_err(io_err(|| format!("chdir {}", rootfs.display())))?;
     // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then drops it
     // without needing a directory inside the container (runc's trick).
-    nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".to_string()))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detach old root".to_string()))?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .map_err(sys_err(|| "pivot_root".to_string()))?;
+    sys.umount(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(sys_err(|| "detach old root".to_string()))?;
     std::env::set_current_dir("/").map_err(io_err(|| "chdir /".to_string()))
 }
 
 /// Mount a filesystem on `target`, created if missing, resolved inside the root under `policy`.
 fn mount_fs(
+    sys: &dyn Syscall,
     root: &ContainerRoot,
     policy: KernelFs,
     (source, target, fstype): (&str, &str, &str),
@@ -273,19 +264,19 @@ fn mount_fs(
     let dir = root
         .mkdir_all(target, 0o755, policy)
         .map_err(in_root(|| format!("mount {fstype} on {target}")))?;
-    in_root::mount_on_fd(&dir, source, fstype, flags, data)
-        .map_err(sys(|| format!("mount {fstype} on {target}")))
+    sys.mount_on_fd(&dir, source, fstype, flags, data)
+        .map_err(sys_err(|| format!("mount {fstype} on {target}")))
 }
 
 /// `/proc`, `/dev` (tmpfs with the default devices, `pts`, `shm`, `mqueue`) and read-only `/sys`,
 /// with Docker's flags. Runs after `pivot_root`.
-pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
-    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
+pub fn mount_defaults(sys: &dyn Syscall, root: &ContainerRoot, spec: &RuntimeSpec) -> Result<()> {
     // The runtime's own mount points: no symlink of the image is followed to reach them.
     let own = KernelFs::AllowWithoutSymlinks;
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount_fs(
-        &root,
+        sys,
+        root,
         own,
         ("proc", "/proc", "proc"),
         nosuid_noexec_nodev,
@@ -294,7 +285,8 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     // An image whose /proc is a symlink would have had procfs mounted elsewhere.
     check_procfs(Path::new("/proc"))?;
     mount_fs(
-        &root,
+        sys,
+        root,
         own,
         ("tmpfs", "/dev", "tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
@@ -302,30 +294,33 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     )?;
     for (name, major, minor) in DEVICES {
         let path = format!("/dev/{name}");
-        mknod(
-            path.as_str(),
+        sys.mknod(
+            Path::new(&path),
             SFlag::S_IFCHR,
             Mode::from_bits_truncate(0o666),
             makedev(*major, *minor),
         )
-        .map_err(sys(|| format!("create device {path}")))?;
+        .map_err(sys_err(|| format!("create device {path}")))?;
     }
     mount_fs(
-        &root,
+        sys,
+        root,
         own,
         ("devpts", "/dev/pts", "devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )?;
     mount_fs(
-        &root,
+        sys,
+        root,
         own,
         ("shm", "/dev/shm", "tmpfs"),
         nosuid_noexec_nodev,
         &format!("mode=1777,size={}", spec.shm_size),
     )?;
     mount_fs(
-        &root,
+        sys,
+        root,
         own,
         ("mqueue", "/dev/mqueue", "mqueue"),
         nosuid_noexec_nodev,
@@ -338,10 +333,12 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
     ] {
-        symlink(target, link).map_err(io_err(|| format!("create {link}")))?;
+        sys.symlink(Path::new(target), Path::new(link))
+            .map_err(io_err(|| format!("create {link}")))?;
     }
     if Path::new("/proc/kcore").exists() {
-        symlink("/proc/kcore", "/dev/core").map_err(io_err(|| "create /dev/core".to_string()))?;
+        sys.symlink(Path::new("/proc/kcore"), Path::new("/dev/core"))
+            .map_err(io_err(|| "create /dev/core".to_string()))?;
     }
     // Privileged containers get a writable /sys, as in Docker.
     let sys_flags = if spec.privileged {
@@ -349,7 +346,7 @@ pub fn mount_defaults(spec: &RuntimeSpec) -> Result<()> {
     } else {
         nosuid_noexec_nodev | MsFlags::MS_RDONLY
     };
-    mount_fs(&root, own, ("sysfs", "/sys", "sysfs"), sys_flags, "")
+    mount_fs(sys, root, own, ("sysfs", "/sys", "sysfs"), sys_flags, "")
 }
 
 fn check_destination(dest: &str) -> Result<PathBuf> {
@@ -364,23 +361,29 @@ fn check_destination(dest: &str) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-fn remount_readonly(target: &Path, extra: MsFlags) -> Result<()> {
-    mount(
-        None::<&str>,
+fn remount_readonly(sys: &dyn Syscall, target: &Path, extra: MsFlags) -> Result<()> {
+    sys.mount(
+        None,
         target,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra,
-        None::<&str>,
+        None,
     )
-    .map_err(sys(|| format!("remount {} read-only", target.display())))
+    .map_err(sys_err(|| {
+        format!("remount {} read-only", target.display())
+    }))
 }
 
 /// The user's binds and tmpfs mounts, in order. Runs after `pivot_root`, with the bind sources
 /// opened beforehand by [`open_bind_sources`]. Every destination, and whatever is created for
 /// it, is resolved inside the root without magic links and must not land on procfs or sysfs;
 /// the mount is made onto the resolved fd, so nothing is looked up twice.
-pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<()> {
-    let root = ContainerRoot::open().map_err(in_root(|| "open the container root".into()))?;
+pub fn mount_user(
+    sys: &dyn Syscall,
+    root: &ContainerRoot,
+    mounts: &[MountSpec],
+    sources: &[Option<OwnedFd>],
+) -> Result<()> {
     for (m, fd) in mounts.iter().zip(sources) {
         let dest = check_destination(&m.destination)?;
         let proc_override =
@@ -402,7 +405,9 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
             (MountKind::Bind, Some(tree)) => {
                 let is_dir = nix::sys::stat::fstat(tree)
                     .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-                    .map_err(sys(|| format!("stat bind source {}", m.source.display())))?;
+                    .map_err(sys_err(|| {
+                        format!("stat bind source {}", m.source.display())
+                    }))?;
                 let target = if is_dir {
                     root.mkdir_all(&m.destination, 0o755, policy)
                 } else {
@@ -410,15 +415,16 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
                 }
                 .map_err(in_root(context))?;
                 if m.read_only {
-                    in_root::set_tree_attr(tree, in_root::MOUNT_ATTR_RDONLY)
+                    sys.set_tree_read_only(tree)
                         .map_err(io_err(|| format!("make {} read-only", m.destination)))?;
                 }
-                in_root::move_tree_to_fd(tree, &target).map_err(io_err(context))?;
+                sys.move_tree(tree, &target).map_err(io_err(context))?;
             }
             (MountKind::Tmpfs, _) => {
                 let (flags, data) = tmpfs_flags(&m.data, m.read_only);
                 mount_fs(
-                    &root,
+                    sys,
+                    root,
                     policy,
                     ("tmpfs", &m.destination, "tmpfs"),
                     flags,
@@ -432,6 +438,11 @@ pub fn mount_user(mounts: &[MountSpec], sources: &[Option<OwnedFd>]) -> Result<(
     }
     // Everything after this (sysctls, masks, read-only paths) trusts /proc.
     check_procfs(Path::new("/proc"))
+}
+
+/// The container's root after `pivot_root`, as the root of every lookup that follows.
+pub fn open_root() -> Result<ContainerRoot> {
+    ContainerRoot::open().map_err(in_root(|| "open the container root".into()))
 }
 
 /// Create the host devices passed in (`devices:`) with their host numbers, mode and owner.
@@ -470,7 +481,7 @@ pub fn create_devices(nodes: &[DeviceNode]) -> Result<()> {
             Mode::from_bits_truncate(node.file_mode),
             makedev(node.major as u64, node.minor as u64),
         )
-        .map_err(sys(context))?;
+        .map_err(sys_err(context))?;
         nix::unistd::fchownat(
             &parent_fd,
             name,
@@ -478,7 +489,7 @@ pub fn create_devices(nodes: &[DeviceNode]) -> Result<()> {
             Some(nix::unistd::Gid::from_raw(node.gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .map_err(sys(context))?;
+        .map_err(sys_err(context))?;
         if !in_dev {
             let target = root
                 .ensure_file(&node.path, 0o644, KernelFs::Refuse)
@@ -603,49 +614,8 @@ pub fn open_null_device(path: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Bind the file behind `source` (any fd, `O_PATH` included) onto `target` with the new mount
-/// API, so no path is resolved for the source.
-fn bind_fd(source: &OwnedFd, target: &str) -> Result<()> {
-    let io_fail = |what: &str| RootfsError::Io {
-        what: format!("{what} for {target}"),
-        source: io::Error::last_os_error(),
-    };
-    // SAFETY: plain system call on an fd we own with an empty C string; returns an fd we own.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            source.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
-                | libc::AT_EMPTY_PATH as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(io_fail("clone /dev/null"));
-    }
-    // SAFETY: open_tree returned a new fd that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    let c_target = std::ffi::CString::new(target)
-        .map_err(|_| RootfsError::BadDestination(target.to_string()))?;
-    // SAFETY: plain system call on an fd we own and valid C strings.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c_target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(io_fail("bind /dev/null"));
-    }
-    Ok(())
-}
-
 /// Docker's masked and read-only paths. Missing paths are skipped, as runc does.
-pub fn harden_paths() -> Result<()> {
+pub fn harden_paths(sys: &dyn Syscall) -> Result<()> {
     let null = open_null_device(Path::new("/dev/null"))?;
     let mut masked: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
     // Per-CPU thermal_throttle dirs leak host activity (GHSA-6fw5-f8r9-fgfm).
@@ -662,31 +632,33 @@ pub fn harden_paths() -> Result<()> {
             continue;
         };
         if meta.is_dir() {
-            mount(
+            sys.mount(
                 Some("tmpfs"),
-                path.as_str(),
+                Path::new(path),
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
-                None::<&str>,
+                None,
             )
-            .map_err(sys(|| format!("mask {path}")))?;
+            .map_err(sys_err(|| format!("mask {path}")))?;
         } else {
-            bind_fd(&null, path)?;
+            sys.bind_fd(&null, Path::new(path))
+                .map_err(io_err(|| format!("bind /dev/null for {path}")))?;
         }
     }
     for path in READONLY_PATHS {
         if !Path::new(path).exists() {
             continue;
         }
-        mount(
-            Some(*path),
-            *path,
-            None::<&str>,
+        sys.mount(
+            Some(path),
+            Path::new(path),
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
+            None,
         )
-        .map_err(sys(|| format!("bind {path}")))?;
+        .map_err(sys_err(|| format!("bind {path}")))?;
         remount_readonly(
+            sys,
             Path::new(path),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         )?;
@@ -695,8 +667,8 @@ pub fn harden_paths() -> Result<()> {
 }
 
 /// `ReadonlyRootfs`: the root itself read-only, mounts on it keep their own flags.
-pub fn readonly_root() -> Result<()> {
-    remount_readonly(Path::new("/"), MsFlags::empty())
+pub fn readonly_root(sys: &dyn Syscall) -> Result<()> {
+    remount_readonly(sys, Path::new("/"), MsFlags::empty())
 }
 
 /// Create the working directory when the image lacks it, as Docker does, resolved inside the
@@ -791,6 +763,115 @@ mod tests {
             err.to_string(),
             "image has 501 layers, more than overlayfs can stack (500); \
              squash the image or rebuild it with fewer layers"
+        );
+    }
+
+    /// The target of each mount-like call: the word after ` on `, or after `move tree to `.
+    fn mount_targets(calls: &[String]) -> Vec<String> {
+        calls
+            .iter()
+            .filter_map(|c| {
+                c.strip_prefix("move tree to ")
+                    .or_else(|| c.split(" on ").nth(1))
+                    .map(|rest| rest.split(' ').next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_typical_spec_mounts_defaults_then_user_mounts_then_hardens_paths() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let root = ContainerRoot::at(root_dir.path()).unwrap();
+        let spec = RuntimeSpec {
+            shm_size: 64 << 20,
+            mounts: vec![
+                MountSpec {
+                    kind: MountKind::Bind,
+                    source: data.path().to_path_buf(),
+                    destination: "/data".into(),
+                    read_only: true,
+                    data: String::new(),
+                },
+                MountSpec {
+                    kind: MountKind::Tmpfs,
+                    source: PathBuf::new(),
+                    destination: "/run".into(),
+                    read_only: false,
+                    data: "size=1m".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let sys = crate::engine::runtime::syscall::recording::RecordingSyscall::with_root(
+            root_dir.path(),
+        );
+        let sources = open_bind_sources(&sys, &spec.mounts).unwrap();
+        mount_defaults(&sys, &root, &spec).unwrap();
+        mount_user(&sys, &root, &spec.mounts, &sources).unwrap();
+        let before_hardening = sys.calls().len();
+        harden_paths(&sys).unwrap();
+        let calls = sys.calls();
+
+        let targets = mount_targets(&calls[..before_hardening]);
+        assert_eq!(
+            targets,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/data",
+                "/run"
+            ],
+            "{calls:#?}"
+        );
+        // The default devices are made on the /dev tmpfs, before devpts is mounted on it.
+        let dev_pts = calls
+            .iter()
+            .position(|c| c.contains(" on /dev/pts "))
+            .unwrap();
+        let null = calls
+            .iter()
+            .position(|c| c.starts_with("mknod /dev/null "))
+            .unwrap();
+        assert!(null < dev_pts, "{calls:#?}");
+        // A read-only bind is made read-only as a detached tree, before it is attached.
+        let ro = calls
+            .iter()
+            .position(|c| c == "set tree read-only")
+            .unwrap();
+        let attach = calls
+            .iter()
+            .position(|c| c == "move tree to /data")
+            .unwrap();
+        assert!(ro < attach, "{calls:#?}");
+        assert!(
+            calls[4..]
+                .iter()
+                .any(|c| c.starts_with("mount shm on /dev/shm type tmpfs")
+                    && c.ends_with("mode=1777,size=67108864")),
+            "{calls:#?}"
+        );
+        // Then the masked and read-only paths, and nothing else: /proc/sys is bound onto itself
+        // and remounted read-only.
+        let hardening = mount_targets(&calls[before_hardening..]);
+        assert!(
+            hardening.iter().all(|t| MASKED_PATHS.contains(&t.as_str())
+                || READONLY_PATHS.contains(&t.as_str())
+                || t.ends_with("/thermal_throttle")),
+            "{hardening:?}"
+        );
+        let bind = calls
+            .iter()
+            .position(|c| c.starts_with("mount /proc/sys on /proc/sys "))
+            .unwrap();
+        assert!(
+            calls[bind + 1].starts_with("mount - on /proc/sys ")
+                && calls[bind + 1].contains("MS_RDONLY"),
+            "{calls:#?}"
         );
     }
 }

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::cgroup;
-use super::logs::JsonLogLine;
+use super::json_log::JsonLogLine;
 use super::spec::{ExitRecord, RuntimeSpec};
+use super::syscall::LinuxSyscall;
 
 /// The fd the engine hands the shim for its one-line report.
 pub const REPORT_FD: RawFd = 3;
@@ -165,7 +166,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         source,
     })?;
     let (stdin, stdin_keeper) = open_stdin(spec.stdin.as_ref(), devnull)?;
-    cgroup::setup(&spec.cgroups, &spec.resources)?;
+    cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
