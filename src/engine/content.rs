@@ -227,13 +227,17 @@ impl IngestWriter {
         format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
     }
 
-    /// Verifies size and digest, fsyncs, and renames into `blobs/`. Returns the digest.
-    pub fn commit(mut self) -> Result<String> {
-        let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+    /// Checks what was written against the declared size and digest, without committing: a
+    /// pull that streams a layer into its snapshot while downloading it decides with this
+    /// whether a failure was the blob's fault.
+    pub fn verify(&self) -> Result<()> {
         if self.expected_digest.is_empty() {
-            self.expected_digest = actual.clone();
-            self.target = self.target.with_file_name(&actual["sha256:".len()..]);
+            return Ok(());
         }
+        self.check(&self.current_digest())
+    }
+
+    fn check(&self, actual: &str) -> Result<()> {
         if let Some(size) = self.expected_size {
             if size != self.written {
                 return Err(ContentError::SizeMismatch {
@@ -246,10 +250,21 @@ impl IngestWriter {
         if actual != self.expected_digest {
             return Err(ContentError::DigestMismatch {
                 expected: self.expected_digest.clone(),
-                actual,
+                actual: actual.to_string(),
                 size: self.written,
             });
         }
+        Ok(())
+    }
+
+    /// Verifies size and digest, fsyncs, and renames into `blobs/`. Returns the digest.
+    pub fn commit(mut self) -> Result<String> {
+        let actual = self.current_digest();
+        if self.expected_digest.is_empty() {
+            self.expected_digest = actual.clone();
+            self.target = self.target.with_file_name(&actual["sha256:".len()..]);
+        }
+        self.check(&actual)?;
         let file = self.file.take().expect("commit consumes the writer");
         file.sync_all().map_err(io_err(&self.path))?;
         drop(file);

@@ -10,30 +10,29 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use futures_util::StreamExt;
 use oci_spec::image::{
-    Arch, Config, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
-    ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+    Arch, Config, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfigurationBuilder,
+    ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
 };
 use oci_spec::OciSpecError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 use super::api::types::{
     EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
-    ProgressDetail, ProgressMessage,
+    ProgressMessage,
 };
-use super::auth::AuthConfig;
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
-use super::registry::{parse_manifest, select_platform, Manifest, RegistryClient, RegistryError};
+use super::registry::RegistryError;
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
-use super::EngineSettings;
 
 mod archive;
+mod inflight;
+mod layers;
+mod pull;
 pub use maintain::{HistoryItem, PruneReport};
 mod maintain;
 
@@ -41,8 +40,6 @@ mod maintain;
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Docker refuses images deeper than this too; overlay mount options must fit in a page.
 const MAX_LAYERS: usize = 125;
-/// Layer downloads in flight per pull (dockerd's `max-concurrent-downloads` default).
-const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 /// Kept free on the data root beyond what a pull takes: the engine's records and the
 /// containers' writable layers must still fit.
 pub const FREE_SPACE_MARGIN: u64 = 64 << 20;
@@ -212,9 +209,12 @@ pub struct ImageStore {
     content: ContentStore,
     snapshots: SnapshotStore,
     records: RwLock<HashMap<String, ImageRecord>>,
-    /// Pulls and removals are serialised: a failed pull rolls back the blobs and snapshots it
-    /// created, which must not race with another pull starting to reuse them.
-    write_lock: tokio::sync::Mutex<()>,
+    /// Pulls share it; a load, and the sweeps of removal and prune, take it alone: a pull or
+    /// load assembles blobs and snapshots no image record names yet, which a sweep would take
+    /// for garbage.
+    write_lock: tokio::sync::RwLock<()>,
+    /// Which blobs and snapshots the pulls in progress work on.
+    inflight: inflight::InFlight,
     limits: UnpackLimits,
 }
 
@@ -249,6 +249,7 @@ fn free_space(path: &Path) -> std::io::Result<u64> {
 
 /// One layer to unpack into a prepared snapshot directory (blocking; pulls run it on a
 /// blocking thread).
+#[derive(Clone)]
 struct UnpackJob {
     image: String,
     /// Short digest, for errors.
@@ -324,12 +325,19 @@ struct Rollback {
 }
 
 impl Rollback {
+    /// Removes what the failed pull or import created, except what an image record names or
+    /// another pull in progress counts on.
     fn undo(self, store: &ImageStore) {
-        for b in self.blobs {
-            let _ = store.content.remove(&b);
+        let (used_blobs, used_snaps) = referenced(store.read_records().values());
+        for b in self.blobs.iter().filter(|b| !used_blobs.contains(*b)) {
+            store.inflight.remove_unless_shared(b, || {
+                let _ = store.content.remove(b);
+            });
         }
-        for s in self.snapshots {
-            let _ = store.snapshots.remove(&s);
+        for s in self.snapshots.iter().filter(|s| !used_snaps.contains(*s)) {
+            store.inflight.remove_unless_shared(s, || {
+                let _ = store.snapshots.remove(s);
+            });
         }
     }
 }
@@ -387,7 +395,8 @@ impl ImageStore {
             content,
             snapshots,
             records: RwLock::new(records),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: tokio::sync::RwLock::new(()),
+            inflight: inflight::InFlight::default(),
             limits: UnpackLimits::default(),
         })
     }
@@ -488,351 +497,18 @@ impl ImageStore {
         &self.content
     }
 
-    /// Pull from a registry, streaming Docker-style progress messages.
-    pub async fn pull(
-        &self,
-        reference: &ImageReference,
-        settings: &EngineSettings,
-        progress: mpsc::Sender<ProgressMessage>,
-    ) -> Result<ImageRecord> {
-        self.pull_with_auth(reference, settings, None, progress)
-            .await
-    }
-
-    /// Pull with credentials for this pull only (`X-Registry-Auth`); they are never stored.
-    pub async fn pull_with_auth(
-        &self,
-        reference: &ImageReference,
-        settings: &EngineSettings,
-        credentials: Option<AuthConfig>,
-        progress: mpsc::Sender<ProgressMessage>,
-    ) -> Result<ImageRecord> {
-        let _guard = self.write_lock.lock().await;
-        let mut rollback = Rollback::default();
-        let client = RegistryClient::new(reference, settings)?.with_credentials(credentials);
-        match self
-            .pull_locked(reference, &client, &progress, &mut rollback)
-            .await
-        {
-            Ok(rec) => Ok(rec),
-            Err(e) => {
-                rollback.undo(self);
-                Err(e)
-            }
-        }
-    }
-
-    async fn pull_locked(
-        &self,
-        reference: &ImageReference,
-        client: &RegistryClient,
-        progress: &mpsc::Sender<ProgressMessage>,
-        rollback: &mut Rollback,
-    ) -> Result<ImageRecord> {
-        let image = reference.familiar();
-        let send = |m: ProgressMessage| async move {
-            // A client that went away does not stop the pull (Docker behaves the same).
-            let _ = progress.send(m).await;
-        };
-        send(progress_from(reference)).await;
-
-        let invalid = |detail: String| ImageError::InvalidImage {
-            image: image.clone(),
-            detail,
-        };
-        // Manifest (maybe via an index), verified against the digest we asked for.
-        let fetched = client.manifest(reference.manifest_ref()).await?;
-        if let Some(d) = &reference.digest {
-            let actual = sha256_digest(&fetched.bytes);
-            if &actual != d {
-                return Err(ImageError::Content {
-                    image: image.clone(),
-                    source: ContentError::DigestMismatch {
-                        expected: d.clone(),
-                        actual,
-                        size: fetched.bytes.len() as u64,
-                    },
-                });
-            }
-        }
-        let top_digest = sha256_digest(&fetched.bytes);
-        if let Some(h) = &fetched.header_digest {
-            if is_valid_digest(h) && h != &top_digest {
-                return Err(ImageError::Content {
-                    image: image.clone(),
-                    source: ContentError::DigestMismatch {
-                        expected: h.clone(),
-                        actual: top_digest,
-                        size: fetched.bytes.len() as u64,
-                    },
-                });
-            }
-        }
-        let parsed =
-            parse_manifest(&fetched.bytes, fetched.content_type.as_deref()).map_err(&invalid)?;
-        let (manifest_bytes, manifest) = match parsed {
-            Manifest::Image(m) => (fetched.bytes.clone(), *m),
-            Manifest::Index(idx) => {
-                let entry = select_platform(&idx)
-                    .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
-                // oci-spec checked the syntax, but admits any algorithm: berth addresses
-                // content by sha256 only.
-                let entry_digest: &str = entry.digest().as_ref();
-                if !is_valid_digest(entry_digest) {
-                    return Err(invalid(format!("bad manifest digest {entry_digest:?}")));
-                }
-                let inner = client.manifest(entry_digest).await?;
-                let actual = sha256_digest(&inner.bytes);
-                if actual != entry_digest {
-                    return Err(ImageError::Content {
-                        image: image.clone(),
-                        source: ContentError::DigestMismatch {
-                            expected: entry_digest.to_string(),
-                            actual,
-                            size: inner.bytes.len() as u64,
-                        },
-                    });
-                }
-                match parse_manifest(&inner.bytes, inner.content_type.as_deref())
-                    .map_err(&invalid)?
-                {
-                    Manifest::Image(m) => (inner.bytes, *m),
-                    Manifest::Index(_) => {
-                        return Err(invalid("index points to another index".into()))
-                    }
-                }
-            }
-        };
-        let manifest_digest = sha256_digest(&manifest_bytes);
-        let layers = manifest.layers();
-        if layers.len() > MAX_LAYERS {
-            return Err(invalid(format!(
-                "{} layers (overlayfs stacks at most {MAX_LAYERS})",
-                layers.len()
-            )));
-        }
-        // As for the index entry: sha256 only, before any digest names a file.
-        for d in std::iter::once(manifest.config()).chain(layers.iter()) {
-            if !is_valid_digest(d.digest().as_ref()) {
-                return Err(invalid(format!(
-                    "bad descriptor digest {:?}",
-                    d.digest().as_ref()
-                )));
-            }
-        }
-
-        // Config: from the store if we have it, else from the registry (verified).
-        let config_digest = manifest.config().digest().to_string();
-        let config_size = manifest.config().size();
-        if config_size > MAX_CONFIG_BYTES {
-            return Err(invalid(format!("config of {config_size} bytes")));
-        }
-        let config_bytes = if self.content.contains(&config_digest) {
-            self.content
-                .read_blob(&config_digest, MAX_CONFIG_BYTES)
-                .map_err(|source| ImageError::Content {
-                    image: image.clone(),
-                    source,
-                })?
-        } else {
-            self.download_small(client, &config_digest, config_size)
-                .await
-                .map_err(|e| with_image(e, &image))?
-        };
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| invalid(format!("bad image config: {e}")))?;
-        let rootfs = config.rootfs();
-        if rootfs.typ() != "layers" {
-            return Err(invalid(format!("rootfs type {:?}", rootfs.typ())));
-        }
-        let diff_ids = rootfs.diff_ids();
-        if diff_ids.len() != layers.len() {
-            return Err(invalid(format!(
-                "{} layers but {} diff_ids in the config",
-                layers.len(),
-                diff_ids.len()
-            )));
-        }
-        // oci-spec keeps diff_ids as plain strings: they name snapshot directories, so check.
-        for d in diff_ids {
-            if !is_valid_digest(d) {
-                return Err(invalid(format!("bad diff_id {d:?}")));
-            }
-        }
-        let chains = chain_ids(diff_ids);
-        let existing = self.read_records().get(&config_digest).cloned();
-
-        // Layers: announce, then download + unpack the ones whose snapshot is missing.
-        let mut todo = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            let id = short(layer.digest().as_ref());
-            if self.snapshots.exists(&chains[i]) {
-                send(status_msg("Already exists", Some(&id))).await;
-            } else {
-                send(status_msg("Pulling fs layer", Some(&id))).await;
-                todo.push(i);
-            }
-        }
-        self.check_room(&image, layers, &todo)?;
-        // Downloads run a few at a time (Docker's default is 3) while layers are unpacked in
-        // order as soon as each one and its parent are ready, as containerd's unpacker does.
-        let new_blobs = std::sync::Mutex::new(Vec::<String>::new());
-        let mut unpacked_sizes: HashMap<String, u64> = HashMap::new();
-        let (done_tx, done_rx) = mpsc::channel::<Result<()>>(todo.len().max(1));
-        let producer = async {
-            let done_tx = done_tx;
-            let mut downloads = futures_util::stream::iter(todo.iter().copied())
-                .map(|i| {
-                    let layer = &layers[i];
-                    let (client, image, new_blobs, send) = (&client, &image, &new_blobs, &send);
-                    async move {
-                        let digest: &str = layer.digest().as_ref();
-                        let id = short(digest);
-                        if !self.content.contains(digest) {
-                            self.download_layer(client, layer, &id, progress)
-                                .await
-                                .map_err(|e| with_image(e, image))?;
-                            if let Ok(mut v) = new_blobs.lock() {
-                                v.push(digest.to_string());
-                            }
-                            send(status_msg("Verifying Checksum", Some(&id))).await;
-                            send(status_msg("Download complete", Some(&id))).await;
-                        }
-                        Ok(())
-                    }
-                })
-                .buffered(MAX_CONCURRENT_DOWNLOADS);
-            while let Some(r) = downloads.next().await {
-                let failed = r.is_err();
-                // A closed channel means unpacking failed: stop downloading.
-                if done_tx.send(r).await.is_err() || failed {
-                    break;
-                }
-            }
-        };
-        let consumer = async {
-            let mut done_rx = done_rx;
-            for &i in &todo {
-                match done_rx.recv().await {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(ImageError::Other("layer downloads stopped".into())),
-                }
-                let layer = &layers[i];
-                let id = short(layer.digest().as_ref());
-                send(ProgressMessage {
-                    status: Some("Extracting".into()),
-                    id: Some(id.clone()),
-                    progress_detail: Some(ProgressDetail {
-                        current: Some(0),
-                        total: Some(layer.size()),
-                    }),
-                    ..Default::default()
-                })
-                .await;
-                let bytes = self
-                    .unpack_blob(&image, layer.digest().as_ref(), &diff_ids[i], &chains[i])
-                    .await?;
-                unpacked_sizes.insert(diff_ids[i].clone(), bytes);
-                rollback.snapshots.push(chains[i].clone());
-                send(status_msg("Pull complete", Some(&id))).await;
-            }
-            Ok(())
-        };
-        let ((), unpacked) = tokio::join!(producer, consumer);
-        rollback
-            .blobs
-            .extend(new_blobs.into_inner().unwrap_or_else(|p| p.into_inner()));
-        unpacked?;
-
-        // Commit config and manifest(s) last: a failed pull leaves no half image behind.
-        for (bytes, digest) in [
-            (&config_bytes, &config_digest),
-            (&manifest_bytes, &manifest_digest),
-            (&fetched.bytes, &top_digest),
-        ] {
-            if !self.content.contains(digest) {
-                self.content
-                    .write_blob(bytes, Some(digest))
-                    .map_err(|source| ImageError::Content {
-                        image: image.clone(),
-                        source,
-                    })?;
-                rollback.blobs.push(digest.clone());
-            }
-        }
-
-        let name = reference.familiar_name();
-        let repo_digest = format!("{name}@{top_digest}");
-        let tag = reference.tag.as_ref().map(|t| format!("{name}:{t}"));
-        let had_tag = match (&existing, &tag) {
-            (Some(rec), Some(t)) => rec.repo_tags.iter().any(|x| same_name(x, t)),
-            (Some(_), None) => true,
-            _ => false,
-        };
-        let mut rec = existing.unwrap_or_else(|| ImageRecord {
-            id: config_digest.clone(),
-            repo_tags: Vec::new(),
-            repo_digests: Vec::new(),
-            config: ImageContainerConfig {
-                healthcheck: crate::engine::container::health::image_healthcheck(&config_bytes),
-                ..container_config(config.config().as_ref())
-            },
-            created: config.created().clone().unwrap_or_default(),
-            architecture: config.architecture().to_string(),
-            os: config.os().to_string(),
-            size: 0,
-            diff_ids: diff_ids.clone(),
-            manifest_digest: manifest_digest.clone(),
-            layers: layers
-                .iter()
-                .zip(diff_ids)
-                .map(|(l, d)| LayerRecord {
-                    digest: l.digest().to_string(),
-                    media_type: l.media_type().to_string(),
-                    size: l.size(),
-                    diff_id: d.clone(),
-                    unpacked_size: unpacked_sizes
-                        .get(d)
-                        .copied()
-                        .unwrap_or_else(|| self.known_unpacked_size(d)),
-                })
-                .collect(),
-            last_tag_time: None,
-        });
-        rec.size = rec.layers.iter().map(|l| l.unpacked_size as i64).sum();
-        if !rec.repo_digests.iter().any(|d| d == &repo_digest) {
-            rec.repo_digests.push(repo_digest);
-        }
-        let rec = self.save_with_tag(rec, tag.as_deref())?;
-        // The pull succeeded: nothing to roll back any more.
-        *rollback = Rollback::default();
-
-        send(status_msg(format!("Digest: {top_digest}"), None)).await;
-        let status = if had_tag {
-            format!("Status: Image is up to date for {}", reference.familiar())
-        } else {
-            format!(
-                "Status: Downloaded newer image for {}",
-                reference.familiar()
-            )
-        };
-        send(status_msg(status, None)).await;
-        Ok(rec)
-    }
-
     /// The data root, as named in errors about its free space.
     fn data_root(&self) -> PathBuf {
         self.root.parent().unwrap_or(&self.root).to_path_buf()
     }
 
     /// Refuses a pull whose layers would not fit the free space of the data root.
-    fn check_room(&self, image: &str, layers: &[Descriptor], todo: &[usize]) -> Result<()> {
+    fn check_room(&self, image: &str, todo: &[layers::LayerTask<'_>]) -> Result<()> {
         let needs: Vec<LayerNeed> = todo
             .iter()
-            .map(|&i| LayerNeed {
-                size: layers[i].size(),
-                have_blob: self.content.contains(layers[i].digest().as_ref()),
+            .map(|t| LayerNeed {
+                size: t.desc.size(),
+                have_blob: self.content.contains(t.desc.digest().as_ref()),
             })
             .collect();
         let need = pull_space_needed(&needs);
@@ -849,6 +525,16 @@ impl ImageStore {
             });
         }
         Ok(())
+    }
+
+    /// The blocking unpacker for one layer of `image`, with the store's limits.
+    fn unpack_job(&self, image: &str, digest: &str) -> UnpackJob {
+        UnpackJob {
+            image: image.to_string(),
+            layer: short(digest),
+            limits: self.limits.clone(),
+            data_root: self.data_root(),
+        }
     }
 
     /// Unpacked size of a layer another image already unpacked (its snapshot is shared).
@@ -883,123 +569,6 @@ impl ImageStore {
         self.persist(&rec)?;
         records.insert(rec.id.clone(), rec.clone());
         Ok(rec)
-    }
-
-    /// Downloads a small blob (config) into memory, capped and verified.
-    async fn download_small(
-        &self,
-        client: &RegistryClient,
-        digest: &str,
-        size: u64,
-    ) -> std::result::Result<Vec<u8>, PullStepError> {
-        let mut resp = client.blob(digest).await?;
-        let mut buf = Vec::new();
-        while let Some(chunk) = client.next_chunk(&mut resp).await? {
-            buf.extend_from_slice(&chunk);
-            if buf.len() as u64 > size {
-                return Err(ContentError::TooLarge {
-                    digest: digest.to_string(),
-                    limit: size,
-                }
-                .into());
-            }
-        }
-        let actual = sha256_digest(&buf);
-        if actual != digest {
-            return Err(ContentError::DigestMismatch {
-                expected: digest.to_string(),
-                actual,
-                size: buf.len() as u64,
-            }
-            .into());
-        }
-        Ok(buf)
-    }
-
-    /// Streams a layer blob into the content store; it is committed only if size and digest
-    /// match the descriptor.
-    async fn download_layer(
-        &self,
-        client: &RegistryClient,
-        layer: &Descriptor,
-        id: &str,
-        progress: &mpsc::Sender<ProgressMessage>,
-    ) -> std::result::Result<(), PullStepError> {
-        let size = layer.size();
-        let mut resp = client.blob(layer.digest().as_ref()).await?;
-        let mut writer = self.content.writer(layer.digest().as_ref(), Some(size))?;
-        let mut last_report = 0u64;
-        while let Some(chunk) = client.next_chunk(&mut resp).await? {
-            writer.write_chunk(&chunk)?;
-            let done = writer.written();
-            if done - last_report >= 512 * 1024 || done == size {
-                last_report = done;
-                let _ = progress
-                    .send(ProgressMessage {
-                        status: Some("Downloading".into()),
-                        id: Some(id.to_string()),
-                        progress_detail: Some(ProgressDetail {
-                            current: Some(done),
-                            total: Some(size),
-                        }),
-                        ..Default::default()
-                    })
-                    .await;
-            }
-        }
-        writer.commit()?;
-        Ok(())
-    }
-
-    /// Unpacks a stored layer blob into the snapshot `chain_id`, checking its DiffID.
-    async fn unpack_blob(
-        &self,
-        image: &str,
-        digest: &str,
-        diff_id: &str,
-        chain_id: &str,
-    ) -> Result<u64> {
-        let blob = self
-            .content
-            .open_blob(digest)
-            .map_err(|source| ImageError::Content {
-                image: image.to_string(),
-                source,
-            })?;
-        let snapshots = self.snapshots.clone();
-        let chain = chain_id.to_string();
-        let tmp = snapshots.prepare(&chain)?;
-        let job = UnpackJob {
-            image: image.to_string(),
-            layer: short(digest),
-            limits: self.limits.clone(),
-            data_root: self.data_root(),
-        };
-        let tmp2 = tmp.clone();
-        let result = tokio::task::spawn_blocking(move || job.run(blob, &tmp2))
-            .await
-            .map_err(|e| ImageError::Other(format!("unpack task failed: {e}")))?;
-        let stats = match result {
-            Ok(s) => s,
-            Err(e) => {
-                snapshots.discard(&tmp);
-                return Err(e);
-            }
-        };
-        if stats.diff_id != diff_id {
-            snapshots.discard(&tmp);
-            return Err(ImageError::DiffIdMismatch {
-                image: image.to_string(),
-                layer: short(digest),
-                expected: diff_id.to_string(),
-                actual: stats.diff_id,
-            });
-        }
-        let s2 = snapshots.clone();
-        tokio::task::spawn_blocking(move || s2.commit(&tmp, &chain))
-            .await
-            .map_err(|e| ImageError::Other(format!("snapshot commit task failed: {e}")))??;
-        Ok(stats.bytes)
     }
 
     /// `docker import`: a root filesystem tarball (plain or gzip) becomes a one-layer image with
@@ -1271,7 +840,7 @@ impl ImageStore {
 
         // A pull in progress may be about to reuse these blobs and snapshots without an image
         // record naming them yet: leave them to the sweep at the next start.
-        let Ok(_pull_guard) = self.write_lock.try_lock() else {
+        let Ok(_pull_guard) = self.write_lock.try_write() else {
             return Ok(out);
         };
         // Blobs and snapshots still used by another image stay.
@@ -1369,37 +938,10 @@ fn progress_from(reference: &ImageReference) -> ProgressMessage {
     status_msg(format!("Pulling from {}", reference.repository), Some(&id))
 }
 
-/// Errors of one download step, before the image name is attached.
-#[derive(Debug)]
-enum PullStepError {
-    Registry(RegistryError),
-    Content(ContentError),
-}
-
-impl From<RegistryError> for PullStepError {
-    fn from(e: RegistryError) -> Self {
-        PullStepError::Registry(e)
-    }
-}
-impl From<ContentError> for PullStepError {
-    fn from(e: ContentError) -> Self {
-        PullStepError::Content(e)
-    }
-}
-
-fn with_image(e: PullStepError, image: &str) -> ImageError {
-    match e {
-        PullStepError::Registry(r) => ImageError::Registry(r),
-        PullStepError::Content(source) => ImageError::Content {
-            image: image.to_string(),
-            source,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::image::ImageConfiguration;
 
     #[test]
     fn space_needed_counts_downloads_unpacking_and_the_margin() {

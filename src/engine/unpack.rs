@@ -10,13 +10,16 @@
 //! real image builders never produce one. See `engine-anchors.md` §4.3 (U1–U19).
 
 use std::ffi::{CStr, CString};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use indexmap::IndexMap;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
+
+mod decompress;
+pub use decompress::{decompressed, Compression};
 
 #[derive(Debug, Error)]
 pub enum UnpackError {
@@ -97,20 +100,11 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
-/// Decompresses (gzip is sniffed from its magic bytes, not trusted from the media type), hashes
-/// the uncompressed stream for the DiffID, and applies the tar to `dest`, an empty directory.
+/// Decompresses (gzip or zstd, sniffed from the magic bytes, not trusted from the media type),
+/// hashes the uncompressed stream for the DiffID, and applies the tar to `dest`, an empty
+/// directory.
 pub fn unpack_layer(reader: impl Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats> {
-    let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-    let head = buffered.fill_buf().map_err(UnpackError::Read)?;
-    let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(buffered))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(UnpackError::Unsupported(
-            "zstd-compressed layers are not supported yet; push the image with gzip layers".into(),
-        ));
-    } else {
-        Box::new(buffered)
-    };
+    let stream = decompress::decompressed(reader).map_err(UnpackError::Read)?;
     let mut hashing = HashingReader {
         inner: stream,
         hasher: Sha256::new(),

@@ -252,7 +252,7 @@ impl ImageStore {
     /// `Loaded image ID: sha256:…`. Holds the store's write lock, so no removal or pull sweeps the
     /// blobs it is assembling.
     pub fn load(&self, archive: impl Read) -> Result<Vec<String>> {
-        let _guard = self.write_lock.blocking_lock();
+        let _guard = self.write_lock.blocking_write();
         let mut rollback = Rollback::default();
         match self.load_locked(archive, &mut rollback) {
             Ok(lines) => {

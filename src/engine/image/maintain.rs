@@ -153,7 +153,7 @@ impl ImageStore {
     /// Removes blobs and snapshots no image references. Skipped while a pull or load holds the
     /// store's lock: it may be assembling an image whose record does not exist yet.
     pub fn sweep(&self) -> usize {
-        let Ok(_guard) = self.write_lock.try_lock() else {
+        let Ok(_guard) = self.write_lock.try_write() else {
             return 0;
         };
         let (blobs, snaps) = referenced(self.read_records().values());
