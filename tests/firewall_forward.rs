@@ -6,8 +6,9 @@
 //!
 //! Proves: service-to-service by name, outbound (masqueraded) and replies, published port on
 //! 127.0.0.1, no access to another berth network; `kill -9` of the engine and a restart keep
-//! the rules without duplicating them; a firewall reload that took berth's jump away is repaired
-//! by the next container start; after `down` nothing of berth's is left in `iptables-save`
+//! the rules without duplicating them; a container start with nothing changed rewrites
+//! nothing; a firewall reload that took berth's jump away is repaired by the next container
+//! start; after `down` nothing of berth's is left in `iptables-save`
 //! (both backends) or `nft list ruleset`.
 
 mod common;
@@ -149,6 +150,19 @@ impl Namespaces {
             .collect();
         lines.sort();
         lines
+    }
+
+    /// berth's nftables tables with their kernel handles (`table ip berth-br-… { # handle N`):
+    /// a table made again gets a new handle, so equal lists mean nothing was rewritten.
+    fn berth_table_handles(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self
+            .must("nft -a list ruleset")
+            .lines()
+            .filter(|l| l.starts_with("table ip berth-"))
+            .map(str::to_string)
+            .collect();
+        tables.sort();
+        tables
     }
 
     fn count(&self, save: &str, needle: &str) -> usize {
@@ -298,6 +312,19 @@ fn forwarding_works_under_dockers_firewall_and_leaves_nothing() {
     start_engine_in(&ns, &project);
     assert_eq!(ns.berth_rules(), rules, "rules after a crash and restart");
     fetch_eventually(&project, "client", "http://server/");
+
+    // A container start while nothing changed in the host's filter rewrites nothing (no
+    // survey, no table rewrite): the tables keep their handles and the rules stay as they were.
+    let tables = ns.berth_table_handles();
+    assert!(tables.len() >= 2, "one table per network: {tables:?}");
+    project.ok(&["restart", "-t", "1", "client"]);
+    fetch_eventually(&project, "client", "http://server/");
+    assert_eq!(
+        ns.berth_table_handles(),
+        tables,
+        "tables after a container start"
+    );
+    assert_eq!(ns.berth_rules(), rules, "rules after a container start");
 
     // A firewall reload that drops berth's jump breaks forwarding; the next container start
     // puts it back.
