@@ -148,6 +148,50 @@ fn log_config(
     }
 }
 
+/// The anonymous volumes a new container gets: `volume` mounts without a source, then the
+/// image's and the request's declared volumes that no explicit mount covers (sorted, as Docker
+/// does), each destination once.
+fn anonymous_volumes(
+    req: &ContainerCreateRequest,
+    image: &ImageRecord,
+) -> Result<Vec<AnonymousVolume>> {
+    let mut anonymous_volumes = Vec::new();
+    let explicit: Vec<String> = mounts::plan(req.host_config.as_ref(), &[])?
+        .into_iter()
+        .map(|m| m.destination)
+        .collect();
+    let mut wanted: Vec<String> = req
+        .host_config
+        .iter()
+        .flat_map(|h| h.mounts.iter().flatten())
+        .filter(|m| m.kind == "volume" && m.source.is_empty())
+        .map(|m| m.target.clone())
+        .collect();
+    let mut declared: Vec<String> = image
+        .config
+        .volumes
+        .iter()
+        .chain(req.volumes.iter())
+        .flat_map(|v| v.keys().cloned())
+        .filter(|d| !explicit.contains(d))
+        .collect();
+    declared.sort();
+    wanted.extend(declared);
+    for destination in wanted {
+        if anonymous_volumes
+            .iter()
+            .any(|a: &AnonymousVolume| a.destination == destination)
+        {
+            continue;
+        }
+        anonymous_volumes.push(AnonymousVolume {
+            name: random_id(),
+            destination,
+        });
+    }
+    Ok(anonymous_volumes)
+}
+
 impl ContainerStore {
     /// Create the container's record from the request and its (already resolved) image.
     pub async fn create(
@@ -157,104 +201,15 @@ impl ContainerStore {
         image: &ImageRecord,
     ) -> Result<ContainerRecord> {
         let mut req = req;
-        if req.tty {
-            // Refused rather than run without one: a client waiting on a terminal would hang.
-            return Err(ContainerError::BadRequest(
-                "berth does not allocate TTYs yet: create the container without a TTY (no -t)"
-                    .into(),
-            ));
-        }
-        if let Some(host) = req.host_config.as_mut() {
-            let cpus = resources::HostCpus::detect(self.inner.cgroups.cpuset_root().as_deref());
-            resources::validate(host, &cpus)
-                .map_err(|e| ContainerError::BadRequest(e.to_string()))?;
-            resources::adapt(host);
-        }
+        let (args, stop_signal) = self.checked_request(name, &mut req, image)?;
         let name = name.map(|n| n.strip_prefix('/').unwrap_or(n));
-        if let Some(n) = name.filter(|n| !n.is_empty()) {
-            if !valid_name(n) {
-                return Err(ContainerError::BadRequest(format!(
-                    "invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                )));
-            }
-        }
-        let args = merge_command(&req, image);
-        if args.is_empty() || args[0].is_empty() {
-            return Err(ContainerError::BadRequest(
-                "no command specified: the image has no Cmd or Entrypoint and the request gives none"
-                    .into(),
-            ));
-        }
-        let stop_signal = req
-            .stop_signal
-            .clone()
-            .or_else(|| image.config.stop_signal.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "SIGTERM".into());
-        parse_signal(&stop_signal)?;
-        let mut req = req;
-        check_host_options(Some(req.host_config.get_or_insert_with(Default::default)))?;
 
         let _guard = self.inner.create_lock.lock().await;
-        let name = match name.filter(|n| !n.is_empty()) {
-            Some(n) => {
-                if let Some(owner) = self.id_by_name(n) {
-                    return Err(ContainerError::Conflict(format!(
-                        "container name \"/{n}\" is already in use by container \"{owner}\": remove or rename that container to reuse the name"
-                    )));
-                }
-                n.to_string()
-            }
-            None => loop {
-                let candidate = random_name();
-                if self.id_by_name(&candidate).is_none() {
-                    break candidate;
-                }
-            },
-        };
-        let id = loop {
-            let id = random_id();
-            if !self.dir(&id).exists() {
-                break id;
-            }
-        };
+        let (name, id) = self.unique_name_and_id(name)?;
 
         let mut labels: IndexMap<String, String> = image.config.labels.clone().unwrap_or_default();
         labels.extend(req.labels.clone().unwrap_or_default());
-        let mut anonymous_volumes = Vec::new();
-        let explicit: Vec<String> = mounts::plan(req.host_config.as_ref(), &[])?
-            .into_iter()
-            .map(|m| m.destination)
-            .collect();
-        let mut wanted: Vec<String> = req
-            .host_config
-            .iter()
-            .flat_map(|h| h.mounts.iter().flatten())
-            .filter(|m| m.kind == "volume" && m.source.is_empty())
-            .map(|m| m.target.clone())
-            .collect();
-        let mut declared: Vec<String> = image
-            .config
-            .volumes
-            .iter()
-            .chain(req.volumes.iter())
-            .flat_map(|v| v.keys().cloned())
-            .filter(|d| !explicit.contains(d))
-            .collect();
-        declared.sort();
-        wanted.extend(declared);
-        for destination in wanted {
-            if anonymous_volumes
-                .iter()
-                .any(|a: &AnonymousVolume| a.destination == destination)
-            {
-                continue;
-            }
-            anonymous_volumes.push(AnonymousVolume {
-                name: random_id(),
-                destination,
-            });
-        }
+        let anonymous_volumes = anonymous_volumes(&req, image)?;
         // Validate the whole mount list once more, anonymous volumes included.
         mounts::plan(req.host_config.as_ref(), &anonymous_volumes)?;
 
@@ -299,6 +254,83 @@ impl ContainerStore {
         self.save_state(&id, &StateRecord::default())?;
         self.save_record(&record)?;
         Ok(record)
+    }
+
+    /// Docker's checks of a create request that need no lock: no TTY, resource limits within
+    /// this host, a valid name, a command, a known stop signal, the service options. Returns the
+    /// command and the stop signal.
+    fn checked_request(
+        &self,
+        name: Option<&str>,
+        req: &mut ContainerCreateRequest,
+        image: &ImageRecord,
+    ) -> Result<(Vec<String>, String)> {
+        if req.tty {
+            // Refused rather than run without one: a client waiting on a terminal would hang.
+            return Err(ContainerError::BadRequest(
+                "berth does not allocate TTYs yet: create the container without a TTY (no -t)"
+                    .into(),
+            ));
+        }
+        if let Some(host) = req.host_config.as_mut() {
+            let cpus = resources::HostCpus::detect(self.inner.cgroups.cpuset_root().as_deref());
+            resources::validate(host, &cpus)
+                .map_err(|e| ContainerError::BadRequest(e.to_string()))?;
+            resources::adapt(host);
+        }
+        let name = name.map(|n| n.strip_prefix('/').unwrap_or(n));
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            if !valid_name(n) {
+                return Err(ContainerError::BadRequest(format!(
+                    "invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
+        let args = merge_command(req, image);
+        if args.is_empty() || args[0].is_empty() {
+            return Err(ContainerError::BadRequest(
+                "no command specified: the image has no Cmd or Entrypoint and the request gives none"
+                    .into(),
+            ));
+        }
+        let stop_signal = req
+            .stop_signal
+            .clone()
+            .or_else(|| image.config.stop_signal.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "SIGTERM".into());
+        parse_signal(&stop_signal)?;
+        check_host_options(Some(req.host_config.get_or_insert_with(Default::default)))?;
+        Ok((args, stop_signal))
+    }
+
+    /// The requested name if free (else Docker's conflict), or a random free one; and a new ID.
+    /// Called under the create lock, so two creates cannot take the same name.
+    fn unique_name_and_id(&self, name: Option<&str>) -> Result<(String, String)> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                if let Some(owner) = self.id_by_name(n) {
+                    return Err(ContainerError::Conflict(format!(
+                        "container name \"/{n}\" is already in use by container \"{owner}\": remove or rename that container to reuse the name"
+                    )));
+                }
+                n.to_string()
+            }
+            None => loop {
+                let candidate = random_name();
+                if self.id_by_name(&candidate).is_none() {
+                    break candidate;
+                }
+            },
+        };
+        let id = loop {
+            let id = random_id();
+            if !self.dir(&id).exists() {
+                break id;
+            }
+        };
+
+        Ok((name, id))
     }
 
     fn id_by_name(&self, name: &str) -> Option<String> {

@@ -119,6 +119,17 @@ pub enum SpawnError {
 
 /// Spawn `berth shim <spec>` detached from the daemon (new session, stdio to /dev/null and
 /// `shim_log`) and wait for its report: the container's PID, or init's error.
+/// `berth-shim <id>` (the id's first 12 characters, as `docker ps` shows them): what `ps` shows
+/// as the shim's command instead of `/proc/self/exe`, followed by `shim <runtime.json>`.
+fn shim_title(spec_path: &Path) -> String {
+    let id: String = spec_path
+        .parent()
+        .and_then(|bundle| bundle.file_name())
+        .map(|name| name.to_string_lossy().chars().take(12).collect())
+        .unwrap_or_default();
+    format!("berth-shim {id}")
+}
+
 pub async fn spawn_shim(spec_path: &Path, shim_log: &Path) -> Result<ShimReport, SpawnError> {
     let exe = self_exe();
     let spawn_err = |source| SpawnError::Spawn {
@@ -134,7 +145,8 @@ pub async fn spawn_shim(spec_path: &Path, shim_log: &Path) -> Result<ShimReport,
         .map_err(spawn_err)?;
     let w = report_w.as_raw_fd();
     let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("shim")
+    cmd.arg0(shim_title(spec_path))
+        .arg("shim")
         .arg(spec_path)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -183,4 +195,19 @@ pub async fn spawn_shim(spec_path: &Path, shim_log: &Path) -> Result<ShimReport,
         return Err(SpawnError::NoReport(last));
     }
     serde_json::from_str(line).map_err(|_| SpawnError::BadReport(line.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shim_is_titled_with_its_short_container_id() {
+        assert_eq!(
+            shim_title(Path::new(
+                "/var/lib/berth/containers/0123456789abcdef0123/runtime.json"
+            )),
+            "berth-shim 0123456789ab"
+        );
+    }
 }

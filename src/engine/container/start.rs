@@ -1,18 +1,22 @@
 //! Start: write the runtime spec and the network files, spawn the shim, wait for init to report,
 //! record the running state and watch for the exit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
 use super::process::{spawn_shim, ProcIdentity};
-use super::state::{StateRecord, Status};
+use super::state::{ContainerRecord, StateRecord, Status};
 use super::{
     health, mounts, now_rfc3339, resources, security, ContainerError, ContainerStore, Result,
 };
-use crate::engine::api::types::EndpointSettings;
+use crate::engine::api::types::{EndpointSettings, HostConfig};
 use crate::engine::paths::write_atomic;
-use crate::engine::runtime::spec::{MountKind, MountSpec, RuntimeSpec, DEFAULT_SHM_SIZE};
+use crate::engine::runtime::devices::DeviceNode;
+use crate::engine::runtime::shim::ShimReport;
+use crate::engine::runtime::spec::{
+    MountKind, MountSpec, RlimitSpec, RuntimeSpec, DEFAULT_SHM_SIZE,
+};
 use crate::engine::runtime::{caps, cgroup, devices, sysctl};
 use crate::engine::Engine;
 use crate::network::AttachRequest;
@@ -46,7 +50,6 @@ impl ContainerStore {
         if state.status == Status::Running {
             return Err(ContainerError::NotModified(record.name));
         }
-        let dir = self.dir(id);
         let exit_path = self.exit_path(id);
         match std::fs::remove_file(&exit_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -57,84 +60,61 @@ impl ContainerStore {
             }
             _ => {}
         }
+        let spec = self.runtime_spec(id, &record, &plan)?;
+        let spec_path = RuntimeSpec::path_in(&spec.bundle_dir);
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| ContainerError::Other(format!("encode runtime spec: {e}")))?;
+        write_atomic(&spec_path, &bytes)
+            .map_err(ContainerError::io(format!("write {}", spec_path.display())))?;
 
+        let failed = |reason: String| {
+            // Whatever the shim left: processes in the cgroup, the cgroup itself.
+            cgroup::kill_all(&spec.cgroups, std::time::Duration::from_secs(5));
+            let _ = cgroup::remove(&spec.cgroups);
+            ContainerError::StartFailed {
+                name: record.name.clone(),
+                reason,
+            }
+        };
+        let report = match spawn_shim(&spec_path, &spec.bundle_dir.join("shim.log")).await {
+            Ok(r) if r.error.is_empty() && r.pid > 0 => r,
+            Ok(r) => {
+                state.error = r.error.clone();
+                state.exit_code = 127;
+                self.save_state(id, &state)?;
+                return Err(failed(r.error));
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let state = running_state(&record, &plan, &state, &report);
+        self.save_state(id, &state)?;
+        self.spawn_monitor(id, state.shim);
+        Ok(state)
+    }
+
+    /// The plain spec the runtime runs: the record and the plan resolved, the options checked
+    /// again (a record written by an older engine was not checked at create), the cgroup files
+    /// chosen for this host, and the container's own `/etc` files written.
+    fn runtime_spec(
+        &self,
+        id: &str,
+        record: &ContainerRecord,
+        plan: &StartPlan,
+    ) -> Result<RuntimeSpec> {
         let host_config = record.request.host_config.clone().unwrap_or_default();
         let start_refused = |reason: String| ContainerError::StartFailed {
             name: record.name.clone(),
             reason,
         };
-        // Checked at create already; a record written by an older engine is checked here.
-        let cap_add = host_config.cap_add.as_deref().unwrap_or_default();
-        let mut capabilities = caps::container_mask(
-            cap_add,
-            host_config.cap_drop.as_deref().unwrap_or_default(),
-            host_config.privileged,
-        )
-        .map_err(|e| start_refused(e.to_string()))?;
-        let available = caps::bounding_set();
-        if caps::wants_all(cap_add, host_config.privileged) {
-            capabilities &= available;
-        } else if capabilities & !available != 0 {
-            return Err(start_refused(format!(
-                "cannot give the container {}: the berth engine itself does not have {}; \
-                 remove it from cap_add",
-                caps::names(capabilities & !available).join(", "),
-                if (capabilities & !available).count_ones() == 1 {
-                    "it"
-                } else {
-                    "them"
-                }
-            )));
-        }
-        let ulimits = resources::rlimits_of(host_config.ulimits.as_deref().unwrap_or_default())
-            .map_err(|e| start_refused(e.to_string()))?;
-        let security = security::parse(host_config.security_opt.as_deref().unwrap_or_default())
-            .map_err(|e| start_refused(e.to_string()))?;
-        let sysctls = host_config.sysctls.clone().unwrap_or_default();
-        sysctl::validate(&sysctls, plan.netns.is_none())
-            .map_err(|e| start_refused(e.to_string()))?;
+        let options = StartOptions::check(&host_config, plan).map_err(start_refused)?;
         let hostname = plan
             .hostname
             .clone()
             .unwrap_or_else(|| record.hostname.clone());
-        let mut all_mounts = Vec::new();
-        let files = [
-            ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
-            ("hosts", "/etc/hosts", plan.hosts_file.clone()),
-            ("resolv.conf", "/etc/resolv.conf", plan.resolv_conf.clone()),
-        ];
-        for (file, target, contents) in files {
-            let Some(contents) = contents else { continue };
-            let path = dir.join(file);
-            write_atomic(&path, contents.as_bytes())
-                .map_err(ContainerError::io(format!("write {}", path.display())))?;
-            // A user mount on the same path wins, as in Docker.
-            if !plan.mounts.iter().any(|m| m.destination == target) {
-                all_mounts.push(MountSpec {
-                    kind: MountKind::Bind,
-                    source: path,
-                    destination: target.to_string(),
-                    read_only: false,
-                    data: String::new(),
-                });
-            }
-        }
-        all_mounts.extend(plan.mounts.iter().cloned());
-        all_mounts.extend(self.copied_mounts(id));
-
-        let devices = host_config
-            .devices
-            .iter()
-            .flatten()
-            .map(|d| {
-                devices::resolve_host_device(
-                    &d.path_on_host,
-                    &d.path_in_container,
-                    &d.cgroup_permissions,
-                )
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| start_refused(e.to_string()))?;
+        let dir = self.dir(id);
+        let mut mounts = write_etc_files(&dir, &hostname, plan)?;
+        mounts.extend(plan.mounts.iter().cloned());
+        mounts.extend(self.copied_mounts(id));
         let limits = resources::limits_from_host_config(&host_config);
         let (mut cgroups, mut cgroup_resources) = self
             .inner
@@ -145,14 +125,14 @@ impl ContainerStore {
             .cgroups
             .plan_devices(
                 id,
-                devices::container_rules(host_config.privileged, &devices),
+                devices::container_rules(host_config.privileged, &options.devices),
                 &mut cgroups,
                 &mut cgroup_resources,
             )
             .map_err(|e| start_refused(e.to_string()))?;
-        let spec = RuntimeSpec {
+        Ok(RuntimeSpec {
             id: id.to_string(),
-            bundle_dir: dir.clone(),
+            bundle_dir: dir,
             lower_dirs: plan.lower_dirs.clone(),
             args: record.args.clone(),
             env: runtime_env(&record.env, &hostname),
@@ -161,10 +141,10 @@ impl ContainerStore {
             hostname,
             domainname: record.request.domainname.clone(),
             netns: plan.netns.clone(),
-            mounts: all_mounts,
-            cgroups: cgroups.clone(),
+            mounts,
+            cgroups,
             log_path: self.log_path(id),
-            exit_path: exit_path.clone(),
+            exit_path: self.exit_path(id),
             stdin: self.stdin_spec(id)?,
             shm_size: host_config
                 .shm_size
@@ -172,75 +152,16 @@ impl ContainerStore {
                 .map_or(DEFAULT_SHM_SIZE, |s| s as u64),
             readonly_rootfs: host_config.readonly_rootfs,
             resources: cgroup_resources,
-            capabilities: Some(capabilities),
+            capabilities: Some(options.capabilities),
             privileged: host_config.privileged,
-            ulimits,
-            sysctls: sysctls.into_iter().collect(),
+            ulimits: options.ulimits,
+            sysctls: options.sysctls,
             init: host_config.init.unwrap_or(false),
-            no_new_privileges: security.no_new_privileges,
-            seccomp_unconfined: security.seccomp_unconfined,
-            unmasked_paths: security.unmasked_paths,
-            devices,
-        };
-        let spec_path = RuntimeSpec::path_in(&dir);
-        let bytes = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| ContainerError::Other(format!("encode runtime spec: {e}")))?;
-        write_atomic(&spec_path, &bytes)
-            .map_err(ContainerError::io(format!("write {}", spec_path.display())))?;
-
-        let failed = |reason: String| {
-            // Whatever the shim left: processes in the cgroup, the cgroup itself.
-            cgroup::kill_all(&cgroups, std::time::Duration::from_secs(5));
-            let _ = cgroup::remove(&cgroups);
-            ContainerError::StartFailed {
-                name: record.name.clone(),
-                reason,
-            }
-        };
-        let report = match spawn_shim(&spec_path, &dir.join("shim.log")).await {
-            Ok(r) if r.error.is_empty() && r.pid > 0 => r,
-            Ok(r) => {
-                state.error = r.error.clone();
-                state.exit_code = 127;
-                self.save_state(id, &state)?;
-                return Err(failed(r.error));
-            }
-            Err(e) => return Err(failed(e.to_string())),
-        };
-        let shim = ProcIdentity::of(report.shim_pid).unwrap_or(ProcIdentity {
-            pid: report.shim_pid,
-            start_time: 0,
-        });
-        state = StateRecord {
-            status: Status::Running,
-            init: ProcIdentity::of(report.pid).unwrap_or(ProcIdentity {
-                pid: report.pid,
-                start_time: 0,
-            }),
-            shim,
-            started_at: now_rfc3339(),
-            finished_at: String::new(),
-            exit_code: 0,
-            error: String::new(),
-            endpoints: plan.endpoints.clone(),
-            sandbox_key: plan
-                .netns
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            stopped_by_user: false,
-            restart_count: if plan.policy_restart_backoff_ms.is_some() {
-                state.restart_count + 1
-            } else {
-                0
-            },
-            restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
-            health: health::initial(&record),
-            oom_killed: false,
-        };
-        self.save_state(id, &state)?;
-        self.spawn_monitor(id, shim);
-        Ok(state)
+            no_new_privileges: options.security.no_new_privileges,
+            seccomp_unconfined: options.security.seccomp_unconfined,
+            unmasked_paths: options.security.unmasked_paths,
+            devices: options.devices,
+        })
     }
 
     /// Watch the shim; when it exits, settle the state and announce the exit.
@@ -261,6 +182,140 @@ impl ContainerStore {
             self.notify_exit(id);
         }
         Ok(())
+    }
+}
+
+/// The service options of a start, checked: Docker's rules, and what this engine can give.
+struct StartOptions {
+    capabilities: u64,
+    ulimits: Vec<RlimitSpec>,
+    security: security::SecurityOptions,
+    sysctls: Vec<(String, String)>,
+    devices: Vec<DeviceNode>,
+}
+
+impl StartOptions {
+    fn check(host_config: &HostConfig, plan: &StartPlan) -> std::result::Result<Self, String> {
+        let capabilities = available_capabilities(host_config)?;
+        let ulimits = resources::rlimits_of(host_config.ulimits.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let security = security::parse(host_config.security_opt.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let sysctls = host_config.sysctls.clone().unwrap_or_default();
+        sysctl::validate(&sysctls, plan.netns.is_none()).map_err(|e| e.to_string())?;
+        let devices = host_config
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| {
+                devices::resolve_host_device(
+                    &d.path_on_host,
+                    &d.path_in_container,
+                    &d.cgroup_permissions,
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            capabilities,
+            ulimits,
+            security,
+            sysctls: sysctls.into_iter().collect(),
+            devices,
+        })
+    }
+}
+
+/// The container's capability set, within what the engine itself has: `--privileged` and
+/// `cap_add: ALL` get what there is; a named capability the engine lacks is refused.
+fn available_capabilities(host_config: &HostConfig) -> std::result::Result<u64, String> {
+    let cap_add = host_config.cap_add.as_deref().unwrap_or_default();
+    let capabilities = caps::container_mask(
+        cap_add,
+        host_config.cap_drop.as_deref().unwrap_or_default(),
+        host_config.privileged,
+    )
+    .map_err(|e| e.to_string())?;
+    let available = caps::bounding_set();
+    if caps::wants_all(cap_add, host_config.privileged) {
+        return Ok(capabilities & available);
+    }
+    let missing = capabilities & !available;
+    if missing != 0 {
+        return Err(format!(
+            "cannot give the container {}: the berth engine itself does not have {}; \
+             remove it from cap_add",
+            caps::names(missing).join(", "),
+            if missing.count_ones() == 1 {
+                "it"
+            } else {
+                "them"
+            }
+        ));
+    }
+    Ok(capabilities)
+}
+
+/// Write the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (those the plan
+/// has) into its directory, and the binds for them. A user mount on the same path wins, as in
+/// Docker.
+fn write_etc_files(dir: &Path, hostname: &str, plan: &StartPlan) -> Result<Vec<MountSpec>> {
+    let mut mounts = Vec::new();
+    let files = [
+        ("hostname", "/etc/hostname", Some(format!("{hostname}\n"))),
+        ("hosts", "/etc/hosts", plan.hosts_file.clone()),
+        ("resolv.conf", "/etc/resolv.conf", plan.resolv_conf.clone()),
+    ];
+    for (file, target, contents) in files {
+        let Some(contents) = contents else { continue };
+        let path = dir.join(file);
+        write_atomic(&path, contents.as_bytes())
+            .map_err(ContainerError::io(format!("write {}", path.display())))?;
+        if !plan.mounts.iter().any(|m| m.destination == target) {
+            mounts.push(MountSpec {
+                kind: MountKind::Bind,
+                source: path,
+                destination: target.to_string(),
+                read_only: false,
+                data: String::new(),
+            });
+        }
+    }
+    Ok(mounts)
+}
+
+/// The state of a container whose shim reported its init running.
+fn running_state(
+    record: &ContainerRecord,
+    plan: &StartPlan,
+    before: &StateRecord,
+    report: &ShimReport,
+) -> StateRecord {
+    // A process that is gone already keeps its PID with an unknown start time.
+    let identity = |pid| ProcIdentity::of(pid).unwrap_or(ProcIdentity { pid, start_time: 0 });
+    StateRecord {
+        status: Status::Running,
+        init: identity(report.pid),
+        shim: identity(report.shim_pid),
+        started_at: now_rfc3339(),
+        finished_at: String::new(),
+        exit_code: 0,
+        error: String::new(),
+        endpoints: plan.endpoints.clone(),
+        sandbox_key: plan
+            .netns
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        stopped_by_user: false,
+        restart_count: if plan.policy_restart_backoff_ms.is_some() {
+            before.restart_count + 1
+        } else {
+            0
+        },
+        restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
+        health: health::initial(record),
+        oom_killed: false,
     }
 }
 
@@ -369,45 +424,7 @@ impl Engine {
             .images
             .lower_dirs(&image)
             .map_err(|e| start_err(e.to_string()))?;
-        let mut user_mounts = Vec::new();
-        for m in mounts::plan(
-            record.request.host_config.as_ref(),
-            &record.anonymous_volumes,
-        )? {
-            let (kind, source, data) = match &m.source {
-                mounts::MountSource::HostPath(p) => {
-                    if m.create_host_path && !p.exists() {
-                        std::fs::create_dir_all(p).map_err(|e| {
-                            start_err(format!("create bind source {}: {e}", p.display()))
-                        })?;
-                    }
-                    (MountKind::Bind, p.clone(), String::new())
-                }
-                mounts::MountSource::Volume(name) => {
-                    if !m.no_copy {
-                        self.copy_image_content(name, &lower_dirs, &m.destination)
-                            .map_err(&start_err)?;
-                    }
-                    (
-                        MountKind::Bind,
-                        self.volumes
-                            .mountpoint(name)
-                            .map_err(|e| start_err(e.to_string()))?,
-                        String::new(),
-                    )
-                }
-                mounts::MountSource::Tmpfs(data) => {
-                    (MountKind::Tmpfs, PathBuf::new(), data.clone())
-                }
-            };
-            user_mounts.push(MountSpec {
-                kind,
-                source,
-                destination: m.destination.clone(),
-                read_only: m.read_only,
-                data,
-            });
-        }
+        let user_mounts = self.user_mounts(&record, &lower_dirs, &start_err)?;
 
         let host_config = record.request.host_config.clone().unwrap_or_default();
         let mut plan = StartPlan {
@@ -418,58 +435,10 @@ impl Engine {
         };
         let host_network = host_config.network_mode == "host";
         if host_network {
-            // Docker copies the host's file and adds the extra hosts; there is no network
-            // gateway here, so `host-gateway` is refused by the parser with its reason.
-            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-            for entry in host_config.extra_hosts.iter().flatten() {
-                let (name, ip) =
-                    crate::network::etc_files::parse_extra_host(entry, None).map_err(&start_err)?;
-                if !hosts.is_empty() && !hosts.ends_with('\n') {
-                    hosts.push('\n');
-                }
-                hosts.push_str(&format!("{ip}\t{name}\n"));
-            }
-            plan.hosts_file = Some(hosts);
-            plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
-                .ok()
-                .map(|host| {
-                    crate::network::etc_files::with_dns_settings(
-                        &host,
-                        host_config.dns_search.as_deref(),
-                        host_config.dns_options.as_deref(),
-                    )
-                });
-            if record.request.hostname.is_empty() {
-                plan.hostname = nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok());
-            }
+            host_network_files(&record, &host_config, &mut plan).map_err(&start_err)?;
         } else {
-            let networks = requested_networks(&record)?;
-            // A crash may have left a half-made attachment; detach is idempotent.
-            let _ = self.networks.detach(&id).await;
-            let netns_path = self.roots.netns_dir().join(&id);
-            let attachment = self
-                .networks
-                .attach(AttachRequest {
-                    container_id: id.clone(),
-                    container_name: record.name.clone(),
-                    hostname: record.hostname.clone(),
-                    netns_path: netns_path.clone(),
-                    networks,
-                    port_bindings: host_config.port_bindings.clone().unwrap_or_default(),
-                    extra_hosts: host_config.extra_hosts.clone().unwrap_or_default(),
-                })
-                .await
-                .map_err(|e| start_err(e.to_string()))?;
-            plan.netns = Some(netns_path);
-            plan.endpoints = attachment.endpoints;
-            plan.hosts_file = Some(attachment.hosts_file);
-            plan.resolv_conf = Some(crate::network::etc_files::with_dns_settings(
-                &attachment.resolv_conf,
-                host_config.dns_search.as_deref(),
-                host_config.dns_options.as_deref(),
-            ));
+            self.attach_networks(&id, &record, &host_config, &mut plan)
+                .await?;
         }
         match self.containers.start(&id, plan).await {
             Ok(_) => {
@@ -487,8 +456,130 @@ impl Engine {
             }
         }
     }
+
+    /// The request's mounts with their sources resolved: bind sources created when asked,
+    /// volumes filled from the image on first use and resolved to their mountpoints.
+    fn user_mounts(
+        &self,
+        record: &ContainerRecord,
+        lower_dirs: &[PathBuf],
+        start_err: &dyn Fn(String) -> ContainerError,
+    ) -> Result<Vec<MountSpec>> {
+        let mut user_mounts = Vec::new();
+        for m in mounts::plan(
+            record.request.host_config.as_ref(),
+            &record.anonymous_volumes,
+        )? {
+            let (kind, source, data) = match &m.source {
+                mounts::MountSource::HostPath(p) => {
+                    if m.create_host_path && !p.exists() {
+                        std::fs::create_dir_all(p).map_err(|e| {
+                            start_err(format!("create bind source {}: {e}", p.display()))
+                        })?;
+                    }
+                    (MountKind::Bind, p.clone(), String::new())
+                }
+                mounts::MountSource::Volume(name) => {
+                    if !m.no_copy {
+                        self.copy_image_content(name, lower_dirs, &m.destination)
+                            .map_err(start_err)?;
+                    }
+                    let mountpoint = self
+                        .volumes
+                        .mountpoint(name)
+                        .map_err(|e| start_err(e.to_string()))?;
+                    (MountKind::Bind, mountpoint, String::new())
+                }
+                mounts::MountSource::Tmpfs(data) => {
+                    (MountKind::Tmpfs, PathBuf::new(), data.clone())
+                }
+            };
+            user_mounts.push(MountSpec {
+                kind,
+                source,
+                destination: m.destination.clone(),
+                read_only: m.read_only,
+                data,
+            });
+        }
+        Ok(user_mounts)
+    }
+
+    /// Attach the container to its networks in a new network namespace, and take its
+    /// `/etc/hosts` and `/etc/resolv.conf` from the attachment.
+    async fn attach_networks(
+        &self,
+        id: &str,
+        record: &ContainerRecord,
+        host_config: &HostConfig,
+        plan: &mut StartPlan,
+    ) -> Result<()> {
+        let networks = requested_networks(record)?;
+        // A crash may have left a half-made attachment; detach is idempotent.
+        let _ = self.networks.detach(id).await;
+        let netns_path = self.roots.netns_dir().join(id);
+        let attachment = self
+            .networks
+            .attach(AttachRequest {
+                container_id: id.to_string(),
+                container_name: record.name.clone(),
+                hostname: record.hostname.clone(),
+                netns_path: netns_path.clone(),
+                networks,
+                port_bindings: host_config.port_bindings.clone().unwrap_or_default(),
+                extra_hosts: host_config.extra_hosts.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(|e| ContainerError::StartFailed {
+                name: record.name.clone(),
+                reason: e.to_string(),
+            })?;
+        plan.netns = Some(netns_path);
+        plan.endpoints = attachment.endpoints;
+        plan.hosts_file = Some(attachment.hosts_file);
+        plan.resolv_conf = Some(crate::network::etc_files::with_dns_settings(
+            &attachment.resolv_conf,
+            host_config.dns_search.as_deref(),
+            host_config.dns_options.as_deref(),
+        ));
+        Ok(())
+    }
 }
 
+/// Network mode `host`: the host's `/etc/hosts` (with the extra hosts) and `/etc/resolv.conf`
+/// (with the DNS options), and the host's name unless the request sets one.
+fn host_network_files(
+    record: &ContainerRecord,
+    host_config: &HostConfig,
+    plan: &mut StartPlan,
+) -> std::result::Result<(), String> {
+    // Docker copies the host's file and adds the extra hosts; there is no network gateway
+    // here, so `host-gateway` is refused by the parser with its reason.
+    let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    for entry in host_config.extra_hosts.iter().flatten() {
+        let (name, ip) = crate::network::etc_files::parse_extra_host(entry, None)?;
+        if !hosts.is_empty() && !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    plan.hosts_file = Some(hosts);
+    plan.resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
+        .ok()
+        .map(|host| {
+            crate::network::etc_files::with_dns_settings(
+                &host,
+                host_config.dns_search.as_deref(),
+                host_config.dns_options.as_deref(),
+            )
+        });
+    if record.request.hostname.is_empty() {
+        plan.hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok());
+    }
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,127 +236,16 @@ impl CgroupLayout {
         let mut res = CgroupResources::default();
         let mut v2_controllers: Vec<String> = Vec::new();
         let mut v2_root: Option<PathBuf> = None;
-        // (controller, the limit that needs it, files to write as (v2 name, v1 name, value)).
-        let mut wanted: Vec<(&'static str, String, Vec<Knob>)> = Vec::new();
-        if limits.wants_memory() {
-            let mut knobs = Vec::new();
-            let limit = if limits.memory > 0 {
-                "Memory"
-            } else {
-                "MemoryReservation"
-            };
-            if limits.memory > 0 {
-                knobs.push(
-                    Knob::new("Memory", "memory.max", "memory.limit_in_bytes")
-                        .values(limits.memory.to_string(), limits.memory.to_string()),
-                );
-                if limits.memory_swap != 0 {
-                    let (v2, v1) = if limits.memory_swap < 0 {
-                        ("max".to_string(), "-1".to_string())
-                    } else {
-                        (
-                            (limits.memory_swap - limits.memory).max(0).to_string(),
-                            limits.memory_swap.to_string(),
-                        )
-                    };
-                    let mut knob = Knob::new(
-                        "MemorySwap",
-                        "memory.swap.max",
-                        "memory.memsw.limit_in_bytes",
-                    )
-                    .values(v2, v1);
-                    // Unlimited or Docker's own default asks nothing a host without swap
-                    // accounting cannot give; an explicit limit does.
-                    knob.skip_if_missing = limits.memory_swap < 0 || limits.memory_swap_is_default;
-                    knobs.push(knob);
-                }
-            }
-            if limits.memory_reservation > 0 {
-                let v = limits.memory_reservation.to_string();
-                knobs.push(
-                    Knob::new(
-                        "MemoryReservation",
-                        "memory.low",
-                        "memory.soft_limit_in_bytes",
-                    )
-                    .values(v.clone(), v),
-                );
-            }
-            wanted.push(("memory", limit.to_string(), knobs));
-        }
-        if limits.wants_cpu() {
-            let mut knobs = Vec::new();
-            let quota_name = if limits.cpu_quota_from_nano_cpus {
-                "NanoCpus"
-            } else {
-                "CpuQuota"
-            };
-            let limit = if limits.cpu_quota > 0 {
-                quota_name
-            } else if limits.cpu_period > 0 {
-                "CpuPeriod"
-            } else {
-                "CpuShares"
-            };
-            if limits.cpu_shares > 0 {
-                knobs.push(Knob::new("CpuShares", "cpu.weight", "cpu.shares").values(
-                    shares_to_weight(limits.cpu_shares).to_string(),
-                    limits.cpu_shares.to_string(),
-                ));
-            }
-            if limits.cpu_quota > 0 || limits.cpu_period > 0 {
-                let period = if limits.cpu_period > 0 {
-                    limits.cpu_period
-                } else {
-                    DEFAULT_CFS_PERIOD_US
-                };
-                let quota = if limits.cpu_quota > 0 {
-                    limits.cpu_quota.to_string()
-                } else {
-                    "max".to_string()
-                };
-                // v2 takes both in one file; v1 wants the period before the quota.
-                let max_name = if limits.cpu_quota > 0 {
-                    quota_name
-                } else {
-                    "CpuPeriod"
-                };
-                knobs.push(
-                    Knob::new(max_name, "cpu.max", "cpu.cfs_period_us")
-                        .values(format!("{quota} {period}"), period.to_string()),
-                );
-                if limits.cpu_quota > 0 {
-                    knobs.push(
-                        Knob::new(quota_name, "", "cpu.cfs_quota_us")
-                            .values(String::new(), limits.cpu_quota.to_string()),
-                    );
-                }
-            }
-            wanted.push(("cpu", limit.to_string(), knobs));
-        }
-        if limits.wants_cpuset() {
-            wanted.push((
-                "cpuset",
-                "CpusetCpus".to_string(),
-                vec![Knob::new("CpusetCpus", "cpuset.cpus", "cpuset.cpus")
-                    .values(limits.cpuset_cpus.clone(), limits.cpuset_cpus.clone())],
-            ));
-        }
-        if limits.wants_pids() {
-            let v = limits.pids.to_string();
-            wanted.push((
-                "pids",
-                "PidsLimit".to_string(),
-                vec![Knob::new("PidsLimit", "pids.max", "pids.max").values(v.clone(), v)],
-            ));
-        }
-        for (controller, limit, knobs) in wanted {
+        for wanted in wanted_controllers(limits) {
             let placement = self
-                .placement(controller)
-                .ok_or(CgroupError::NoController { limit, controller })?;
+                .placement(wanted.controller)
+                .ok_or(CgroupError::NoController {
+                    limit: wanted.limit.clone(),
+                    controller: wanted.controller,
+                })?;
             let (dir, v2) = match placement {
                 Placement::V2(root) => {
-                    v2_controllers.push(controller.to_string());
+                    v2_controllers.push(wanted.controller.to_string());
                     v2_root = Some(root.clone());
                     (root.join("berth").join(id), true)
                 }
@@ -365,29 +254,14 @@ impl CgroupLayout {
                     if !dirs.contains(&dir) {
                         dirs.push(dir.clone());
                     }
-                    if controller == "cpuset" {
+                    if wanted.controller == "cpuset" {
                         res.cpuset_inherit.push(root.join("berth"));
                         res.cpuset_inherit.push(dir.clone());
                     }
                     (dir, false)
                 }
             };
-            for knob in knobs {
-                let (name, value) = if v2 {
-                    (knob.v2_file, knob.v2_value)
-                } else {
-                    (knob.v1_file, knob.v1_value)
-                };
-                if name.is_empty() {
-                    continue;
-                }
-                res.writes.push(CgroupWrite {
-                    file: dir.join(name),
-                    value,
-                    limit: knob.limit.to_string(),
-                    skip_if_missing: knob.skip_if_missing,
-                });
-            }
+            res.writes.extend(writes_in(&dir, v2, wanted.knobs));
         }
         if let Some(root) = v2_root {
             for dir in [root.clone(), root.join("berth")] {
@@ -399,6 +273,170 @@ impl CgroupLayout {
         }
         Ok((dirs, res))
     }
+}
+
+/// A controller the limits need, the limit named in errors when the host lacks it, and its files.
+struct WantedController {
+    controller: &'static str,
+    limit: String,
+    knobs: Vec<Knob>,
+}
+
+/// The controllers `limits` need, in the order their files are written.
+fn wanted_controllers(limits: &Limits) -> Vec<WantedController> {
+    let mut wanted = Vec::new();
+    if limits.wants_memory() {
+        let limit = if limits.memory > 0 {
+            "Memory"
+        } else {
+            "MemoryReservation"
+        };
+        wanted.push(WantedController {
+            controller: "memory",
+            limit: limit.to_string(),
+            knobs: memory_knobs(limits),
+        });
+    }
+    if limits.wants_cpu() {
+        let (limit, knobs) = cpu_knobs(limits);
+        wanted.push(WantedController {
+            controller: "cpu",
+            limit: limit.to_string(),
+            knobs,
+        });
+    }
+    if limits.wants_cpuset() {
+        let cpus = limits.cpuset_cpus.clone();
+        wanted.push(WantedController {
+            controller: "cpuset",
+            limit: "CpusetCpus".to_string(),
+            knobs: vec![
+                Knob::new("CpusetCpus", "cpuset.cpus", "cpuset.cpus").values(cpus.clone(), cpus)
+            ],
+        });
+    }
+    if limits.wants_pids() {
+        let v = limits.pids.to_string();
+        wanted.push(WantedController {
+            controller: "pids",
+            limit: "PidsLimit".to_string(),
+            knobs: vec![Knob::new("PidsLimit", "pids.max", "pids.max").values(v.clone(), v)],
+        });
+    }
+    wanted
+}
+
+fn memory_knobs(limits: &Limits) -> Vec<Knob> {
+    let mut knobs = Vec::new();
+    if limits.memory > 0 {
+        knobs.push(
+            Knob::new("Memory", "memory.max", "memory.limit_in_bytes")
+                .values(limits.memory.to_string(), limits.memory.to_string()),
+        );
+        if limits.memory_swap != 0 {
+            // v2 limits swap alone, v1 memory plus swap.
+            let (v2, v1) = if limits.memory_swap < 0 {
+                ("max".to_string(), "-1".to_string())
+            } else {
+                (
+                    (limits.memory_swap - limits.memory).max(0).to_string(),
+                    limits.memory_swap.to_string(),
+                )
+            };
+            let mut knob = Knob::new(
+                "MemorySwap",
+                "memory.swap.max",
+                "memory.memsw.limit_in_bytes",
+            )
+            .values(v2, v1);
+            // Unlimited or Docker's own default asks nothing a host without swap
+            // accounting cannot give; an explicit limit does.
+            knob.skip_if_missing = limits.memory_swap < 0 || limits.memory_swap_is_default;
+            knobs.push(knob);
+        }
+    }
+    if limits.memory_reservation > 0 {
+        let v = limits.memory_reservation.to_string();
+        knobs.push(
+            Knob::new(
+                "MemoryReservation",
+                "memory.low",
+                "memory.soft_limit_in_bytes",
+            )
+            .values(v.clone(), v),
+        );
+    }
+    knobs
+}
+
+/// The CPU files, and the limit to name when the host has no cpu controller.
+fn cpu_knobs(limits: &Limits) -> (&'static str, Vec<Knob>) {
+    let mut knobs = Vec::new();
+    let quota_name = if limits.cpu_quota_from_nano_cpus {
+        "NanoCpus"
+    } else {
+        "CpuQuota"
+    };
+    let limit = if limits.cpu_quota > 0 {
+        quota_name
+    } else if limits.cpu_period > 0 {
+        "CpuPeriod"
+    } else {
+        "CpuShares"
+    };
+    if limits.cpu_shares > 0 {
+        knobs.push(Knob::new("CpuShares", "cpu.weight", "cpu.shares").values(
+            shares_to_weight(limits.cpu_shares).to_string(),
+            limits.cpu_shares.to_string(),
+        ));
+    }
+    if limits.cpu_quota > 0 || limits.cpu_period > 0 {
+        let period = if limits.cpu_period > 0 {
+            limits.cpu_period
+        } else {
+            DEFAULT_CFS_PERIOD_US
+        };
+        let quota = if limits.cpu_quota > 0 {
+            limits.cpu_quota.to_string()
+        } else {
+            "max".to_string()
+        };
+        // v2 takes both in one file; v1 wants the period before the quota.
+        let max_name = if limits.cpu_quota > 0 {
+            quota_name
+        } else {
+            "CpuPeriod"
+        };
+        knobs.push(
+            Knob::new(max_name, "cpu.max", "cpu.cfs_period_us")
+                .values(format!("{quota} {period}"), period.to_string()),
+        );
+        if limits.cpu_quota > 0 {
+            knobs.push(
+                Knob::new(quota_name, "", "cpu.cfs_quota_us")
+                    .values(String::new(), limits.cpu_quota.to_string()),
+            );
+        }
+    }
+    (limit, knobs)
+}
+
+/// The knobs' files in `dir`, by their name in its cgroup version (a knob with no file in that
+/// version is left out).
+fn writes_in(dir: &Path, v2: bool, knobs: Vec<Knob>) -> impl Iterator<Item = CgroupWrite> + '_ {
+    knobs.into_iter().filter_map(move |knob| {
+        let (name, value) = if v2 {
+            (knob.v2_file, knob.v2_value)
+        } else {
+            (knob.v1_file, knob.v1_value)
+        };
+        (!name.is_empty()).then(|| CgroupWrite {
+            file: dir.join(name),
+            value,
+            limit: knob.limit.to_string(),
+            skip_if_missing: knob.skip_if_missing,
+        })
+    })
 }
 
 impl CgroupLayout {

@@ -110,71 +110,18 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
     let spec = read_spec(spec_path)?;
     // SAFETY: umask has no memory-safety preconditions. 0 so devices and dirs get exact modes.
     unsafe { libc::umask(0) };
-
-    for cgroup in &spec.cgroups {
-        std::fs::write(cgroup.join("cgroup.procs"), "0").map_err(|source| InitError::Io {
-            what: format!("join cgroup {}", cgroup.display()),
-            source,
-        })?;
-    }
-    if let Some(netns) = &spec.netns {
-        let file = File::open(netns).map_err(|source| InitError::Io {
-            what: format!("open network namespace {}", netns.display()),
-            source,
-        })?;
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
-            .map_err(sys_err("join network namespace"))?;
-    }
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
-    )
-    .map_err(sys_err("unshare mount, uts and ipc namespaces"))?;
-
     let sys = LinuxSyscall;
-    rootfs::make_private(&sys)?;
-    rootfs::mount_overlay(&sys, &spec)?;
-    let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(&sys, &spec.mounts)?;
-    rootfs::pivot(&sys, &spec)?;
-    let root = rootfs::open_root()?;
-    rootfs::mount_defaults(&sys, &root, &spec)?;
-    rootfs::create_devices(&spec.devices)?;
-    rootfs::mount_user(&sys, &root, &spec.mounts, &bind_sources)?;
-    drop(bind_sources);
-    if spec.netns.is_some() {
-        // Docker's defaults for a private network namespace: any user may bind low ports and
-        // ping. Set before /proc/sys turns read-only.
-        for (key, value) in [
-            ("net/ipv4/ip_unprivileged_port_start", "0"),
-            ("net/ipv4/ping_group_range", "0 2147483647"),
-        ] {
-            let path = format!("/proc/sys/{key}");
-            sys.write_file(Path::new(&path), value)
-                .map_err(|source| InitError::Io {
-                    what: format!("set sysctl {}", key.replace('/', ".")),
-                    source,
-                })?;
-        }
-    }
-    // The user's sysctls after the defaults above, so they can override them; the IPC ones act
-    // on the IPC namespace unshared above, the net ones on the container's network namespace.
-    sysctl::apply(&sys, &spec.sysctls)?;
+    enter_cgroups_and_namespaces(&sys, &spec)?;
+    set_up_rootfs(&sys, &spec)?;
+    set_kernel_parameters(&sys, &spec)?;
     if spec.privileged || spec.unmasked_paths {
-        // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What berth does not do for privileged
-        // containers: it does not expose the host's devices in /dev, and it leaves the cgroup
-        // and AppArmor/SELinux setup as for any container.
+        // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What
+        // berth does not do for privileged containers: it does not expose the host's devices
+        // in /dev, and it leaves the cgroup and AppArmor/SELinux setup as for any container.
     } else {
         rootfs::harden_paths(&sys)?;
     }
-
-    sys.sethostname(&spec.hostname)
-        .map_err(sys_err("set hostname"))?;
-    if !spec.domainname.is_empty() {
-        sys.setdomainname(&spec.domainname)
-            .map_err(|source| InitError::Io {
-                what: "set domain name".into(),
-                source,
-            })?;
-    }
+    set_names(&sys, &spec)?;
 
     let exec_user = user::resolve(Path::new("/"), &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
@@ -201,6 +148,79 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
         sync_fd: Some(sync_fd),
     };
     Ok(process_setup::exec(&workload)?)
+}
+
+/// Join the container's cgroups and network namespace, and unshare its own mount, UTS and IPC
+/// namespaces (the shim made the PID namespace).
+fn enter_cgroups_and_namespaces(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
+    for cgroup in &spec.cgroups {
+        sys.write_file(&cgroup.join("cgroup.procs"), "0")
+            .map_err(|source| InitError::Io {
+                what: format!("join cgroup {}", cgroup.display()),
+                source,
+            })?;
+    }
+    if let Some(netns) = &spec.netns {
+        let file = File::open(netns).map_err(|source| InitError::Io {
+            what: format!("open network namespace {}", netns.display()),
+            source,
+        })?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(sys_err("join network namespace"))?;
+    }
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(sys_err("unshare mount, uts and ipc namespaces"))
+}
+
+/// The overlay root, `pivot_root` into it, the default mounts, devices and the user's mounts.
+fn set_up_rootfs(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
+    rootfs::make_private(sys)?;
+    rootfs::mount_overlay(sys, spec)?;
+    // Opened while the host's paths are still reachable.
+    let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(sys, &spec.mounts)?;
+    rootfs::pivot(sys, spec)?;
+    let root = rootfs::open_root()?;
+    rootfs::mount_defaults(sys, &root, spec)?;
+    rootfs::create_devices(&spec.devices)?;
+    rootfs::mount_user(sys, &root, &spec.mounts, &bind_sources)?;
+    Ok(())
+}
+
+/// Docker's defaults for a private network namespace, then the user's sysctls. Runs before
+/// `/proc/sys` turns read-only.
+fn set_kernel_parameters(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
+    if spec.netns.is_some() {
+        // Any user may bind low ports and ping.
+        for (key, value) in [
+            ("net/ipv4/ip_unprivileged_port_start", "0"),
+            ("net/ipv4/ping_group_range", "0 2147483647"),
+        ] {
+            let path = format!("/proc/sys/{key}");
+            sys.write_file(Path::new(&path), value)
+                .map_err(|source| InitError::Io {
+                    what: format!("set sysctl {}", key.replace('/', ".")),
+                    source,
+                })?;
+        }
+    }
+    // The user's sysctls after the defaults above, so they can override them; the IPC ones act
+    // on the IPC namespace unshared before, the net ones on the container's network namespace.
+    Ok(sysctl::apply(sys, &spec.sysctls)?)
+}
+
+fn set_names(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
+    sys.sethostname(&spec.hostname)
+        .map_err(sys_err("set hostname"))?;
+    if !spec.domainname.is_empty() {
+        sys.setdomainname(&spec.domainname)
+            .map_err(|source| InitError::Io {
+                what: "set domain name".into(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Overwrite this process's argument area (what `/proc/self/cmdline` shows) with `berth-init`.

@@ -778,17 +778,14 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_typical_spec_mounts_defaults_then_user_mounts_then_hardens_paths() {
-        let root_dir = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let root = ContainerRoot::at(root_dir.path()).unwrap();
-        let spec = RuntimeSpec {
+    /// 64 MiB of /dev/shm, a read-only bind of `data` on /data and a tmpfs on /run.
+    fn typical_spec(data: &Path) -> RuntimeSpec {
+        RuntimeSpec {
             shm_size: 64 << 20,
             mounts: vec![
                 MountSpec {
                     kind: MountKind::Bind,
-                    source: data.path().to_path_buf(),
+                    source: data.to_path_buf(),
                     destination: "/data".into(),
                     read_only: true,
                     data: String::new(),
@@ -802,7 +799,15 @@ mod tests {
                 },
             ],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_typical_spec_mounts_defaults_then_user_mounts_then_hardens_paths() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let root = ContainerRoot::at(root_dir.path()).unwrap();
+        let spec = typical_spec(data.path());
         let sys = crate::engine::runtime::syscall::recording::RecordingSyscall::with_root(
             root_dir.path(),
         );

@@ -151,16 +151,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let spec = read_spec(spec_path)?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&spec.log_path)
-        .map_err(|source| ShimError::Io {
-            what: format!("open log file {}", spec.log_path.display()),
-            source,
-        })?;
+    name_process(&spec.id);
+    let log = open_log(&spec.log_path)?;
     let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
         what: "open /dev/null".into(),
         source,
@@ -172,75 +164,160 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     let (sync_r, sync_w) = pipe()?;
     // Only the shim holds `life_w`: the child sees EOF on `life_r` iff the shim is gone.
     let (life_r, life_w) = pipe()?;
-
-    let init_exe = readonly_self_exe()?;
-    // Build everything the child needs before forking: after fork it only makes system calls.
-    let envp: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    let envp_ptrs: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let arg_spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
-        .map_err(|_| ShimError::Init("runtime spec path contains a NUL byte".into()))?;
-    let arg_fd = CString::new(sync_w.as_raw_fd().to_string()).expect("digits have no NUL");
-    let argv = [
-        CString::new("berth").expect("static"),
-        CString::new("init").expect("static"),
-        arg_spec,
-        arg_fd,
-    ];
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let shim_pid = std::process::id() as i32;
-
+    let init = InitExec::new(spec_path, sync_w.as_raw_fd())?;
+    let child_fds = ChildFds {
+        stdin: stdin.as_raw_fd(),
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        sync: sync_w.as_raw_fd(),
+        life_r: life_r.as_raw_fd(),
+        life_w: life_w.as_raw_fd(),
+    };
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid namespace"))?;
+    let child = fork_init(&init, &child_fds)?;
+    drop((out_w, err_w, sync_w, stdin, life_r, init));
+
+    wait_for_exec(&spec, child, sync_r)?;
+    send_report(
+        report,
+        &ShimReport {
+            pid: child.as_raw(),
+            shim_pid: std::process::id() as i32,
+            error: String::new(),
+        },
+    );
+    let exit_code = supervise(child, out_r, err_r, log)?;
+    drop((life_w, stdin_keeper));
+    record_exit(&spec, child, exit_code)
+}
+
+/// `comm` (what `top` and `ps -e` show, at most 15 bytes) says `berth-shim <id…>` instead of
+/// `exe`, the name of the `/proc/self/exe` link the shim was started through. The command line
+/// got its title from the engine (`argv[0]`).
+fn name_process(id: &str) {
+    let short: String = id.chars().take(12).collect();
+    if let Ok(name) = CString::new(format!("berth-shim {short}")) {
+        // SAFETY: prctl reads a NUL-terminated string that lives across the call; the kernel
+        // copies at most 15 bytes of it.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| ShimError::Io {
+            what: format!("open log file {}", path.display()),
+            source,
+        })
+}
+
+/// `berth init <runtime.json> <sync-fd>`, built before forking: after fork the child only
+/// makes system calls (no allocation), so the argument and environment arrays exist already.
+struct InitExec {
+    exe: OwnedFd,
+    _argv: [CString; 4],
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl InitExec {
+    fn new(spec_path: &Path, sync_fd: RawFd) -> Result<Self> {
+        let exe = readonly_self_exe()?;
+        let envp: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend(v.into_encoded_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        let arg_spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
+            .map_err(|_| ShimError::Init("runtime spec path contains a NUL byte".into()))?;
+        let arg_fd = CString::new(sync_fd.to_string()).expect("digits have no NUL");
+        let argv = [
+            CString::new("berth").expect("static"),
+            CString::new("init").expect("static"),
+            arg_spec,
+            arg_fd,
+        ];
+        // The CStrings' heap buffers do not move when the arrays are moved into `Self`.
+        let argv_ptrs = null_terminated(argv.iter());
+        let envp_ptrs = null_terminated(envp.iter());
+        Ok(Self {
+            exe,
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
+}
+
+fn null_terminated<'a>(strings: impl Iterator<Item = &'a CString>) -> Vec<*const libc::c_char> {
+    strings
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// The fds the container's init gets as stdio and sync pipe, and the life pipe's two ends.
+struct ChildFds {
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    sync: RawFd,
+    life_r: RawFd,
+    life_w: RawFd,
+}
+
+/// Fork the container's init (PID 1 of the PID namespace unshared before) and re-exec
+/// `berth init` in it.
+fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
     // SAFETY: single-threaded; the child below only makes async-signal-safe system calls.
-    let child = match unsafe { fork() }.map_err(sys("fork container init"))? {
+    match unsafe { fork() }.map_err(sys("fork container init"))? {
         ForkResult::Child => unsafe {
             // The container must not outlive its shim: nobody would record its exit.
             // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
             // is detected through the life pipe instead.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            libc::close(life_w.as_raw_fd());
+            libc::close(fds.life_w);
             let mut pfd = libc::pollfd {
-                fd: life_r.as_raw_fd(),
+                fd: fds.life_r,
                 events: libc::POLLIN,
                 revents: 0,
             };
             if libc::poll(&mut pfd, 1, 0) != 0 {
                 libc::_exit(1);
             }
-            libc::dup2(stdin.as_raw_fd(), 0);
-            libc::dup2(out_w.as_raw_fd(), 1);
-            libc::dup2(err_w.as_raw_fd(), 2);
-            libc::fcntl(sync_w.as_raw_fd(), libc::F_SETFD, 0);
+            libc::dup2(fds.stdin, 0);
+            libc::dup2(fds.stdout, 1);
+            libc::dup2(fds.stderr, 2);
+            libc::fcntl(fds.sync, libc::F_SETFD, 0);
             libc::syscall(
                 libc::SYS_execveat,
-                init_exe.as_raw_fd(),
+                init.exe.as_raw_fd(),
                 c"".as_ptr(),
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
+                init.argv_ptrs.as_ptr(),
+                init.envp_ptrs.as_ptr(),
                 libc::AT_EMPTY_PATH,
             );
             let msg = b"cannot re-exec berth init";
-            libc::write(sync_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+            libc::write(fds.sync, msg.as_ptr().cast(), msg.len());
             libc::_exit(127);
         },
-        ForkResult::Parent { child } => child,
-    };
-    drop((out_w, err_w, sync_w, stdin, life_r, init_exe));
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
 
+/// Wait until init has `execve`d the workload (EOF on the sync pipe after the marker). If it
+/// failed instead, reap it, clear its cgroups and return its message.
+fn wait_for_exec(spec: &RuntimeSpec, child: Pid, sync_r: OwnedFd) -> Result<()> {
     let mut status = Vec::new();
     File::from(sync_r)
         .read_to_end(&mut status)
@@ -255,23 +332,17 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             _ => "gone".to_string(),
         }
     });
-    if !init_error.is_empty() {
-        let _ = waitpid(child, None);
-        cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
-        let _ = cgroup::remove(&spec.cgroups);
-        return Err(ShimError::Init(init_error));
+    if init_error.is_empty() {
+        return Ok(());
     }
-    send_report(
-        report,
-        &ShimReport {
-            pid: child.as_raw(),
-            shim_pid,
-            error: String::new(),
-        },
-    );
+    let _ = waitpid(child, None);
+    cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
+    let _ = cgroup::remove(&spec.cgroups);
+    Err(ShimError::Init(init_error))
+}
 
-    let exit_code = supervise(child, out_r, err_r, log)?;
-    drop((life_w, stdin_keeper));
+/// Clear the cgroups and write the `ExitRecord` crash-safely.
+fn record_exit(spec: &RuntimeSpec, child: Pid, exit_code: i64) -> Result<()> {
     let record = ExitRecord {
         exit_code,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -285,13 +356,10 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
     cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
     let _ = cgroup::remove(&spec.cgroups);
     let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
-    crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| {
-        ShimError::Io {
-            what: format!("record exit status in {}", spec.exit_path.display()),
-            source,
-        }
-    })?;
-    Ok(())
+    crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| ShimError::Io {
+        what: format!("record exit status in {}", spec.exit_path.display()),
+        source,
+    })
 }
 
 /// Why init did not start the workload, from what it wrote on the sync pipe; empty when it
