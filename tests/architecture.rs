@@ -167,14 +167,17 @@ fn raw_string_end(chars: &[char], start: usize) -> Option<usize> {
         .or(Some(chars.len()))
 }
 
-/// Blank every item marked `#[cfg(test)]` (a `mod tests { … }`, a `mod test_support;`, a test
+/// Attributes that compile an item for tests only: `#[cfg(test)]` and `#[cfg(all(test, …))]`.
+const TEST_MARKERS: [&str; 2] = ["#[cfg(test)]", "#[cfg(all(test,"];
+
+/// Blank every item marked for tests only (a `mod tests { … }`, a `mod test_support;`, a test
 /// helper): test code may import freely.
 fn blank_test_items(code: &str) -> String {
     let mut chars: Vec<char> = code.chars().collect();
-    let marker: Vec<char> = "#[cfg(test)]".chars().collect();
+    let markers: Vec<Vec<char>> = TEST_MARKERS.iter().map(|m| m.chars().collect()).collect();
     let mut i = 0;
-    while i + marker.len() <= chars.len() {
-        if chars[i..].starts_with(&marker) {
+    while i < chars.len() {
+        if let Some(marker) = markers.iter().find(|m| chars[i..].starts_with(m)) {
             let end = item_end(&chars, i + marker.len());
             for c in &mut chars[i..end] {
                 if *c != '\n' {
@@ -520,7 +523,8 @@ fn scanner_expands_use_trees_and_ignores_comments_strings_and_tests() {
          // use super::plan;\n\
          let s = \"super::graph\"; let c = '\"'; let d = super::super::cli::run();\n\
          pub(super) fn f() {}\n\
-         #[cfg(test)]\nmod tests { use super::super::emit; }\n",
+         #[cfg(test)]\nmod tests { use super::super::emit; }\n\
+         #[cfg(all(test, target_arch = \"x86_64\"))]\nmod arch_tests { use super::super::emit; }\n",
     );
     let paths: Vec<String> = referenced_paths(&f).iter().map(|p| p.join("::")).collect();
     assert_eq!(

@@ -1,7 +1,8 @@
 //! Capability sets: Docker's default set, the request's `CapAdd`/`CapDrop`/`Privileged` turned
 //! into one mask (moby's `TweakCapabilities` rules), applied by `berth init` just before `execve`.
 //!
-//! Written on raw `prctl`/`capset` because the whole job is two system calls and a table.
+//! The system calls themselves (`prctl(PR_CAPBSET_DROP)`, `capset`) are made through [`Syscall`];
+//! this module only decides the masks.
 
 use std::io;
 
@@ -203,56 +204,6 @@ pub fn drop_bounding(sys: &dyn Syscall, keep: u64) -> io::Result<()> {
                 return Err(err);
             }
         }
-    }
-    Ok(())
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-/// Set the effective, permitted and inheritable sets of this process to `mask` (`capset(2)`;
-/// called through [`Syscall::set_capabilities`]).
-pub(super) fn capset_all(mask: u64) -> io::Result<()> {
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let lo = mask as u32;
-    let hi = (mask >> 32) as u32;
-    let data = [
-        CapData {
-            effective: lo,
-            permitted: lo,
-            inheritable: lo,
-        },
-        CapData {
-            effective: hi,
-            permitted: hi,
-            inheritable: hi,
-        },
-    ];
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -304,7 +304,10 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: b
     hide_command_line();
     let sys = LinuxSyscall;
     if super::caps::drop_bounding(&sys, capabilities).is_err()
-        || (seccomp && sys.install_seccomp(capabilities).is_err())
+        || (seccomp
+            && sys
+                .install_seccomp(&super::seccomp::docker_default_filter(capabilities))
+                .is_err())
         || sys.set_capabilities(capabilities).is_err()
     {
         give_up(child);

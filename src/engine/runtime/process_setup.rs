@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::caps;
 use super::in_root::{ContainerRoot, KernelFs};
 use super::syscall::{LinuxSyscall, Syscall};
 use super::user::ExecUser;
+use super::{caps, seccomp};
 
 /// Docker's `PATH` when neither the image nor the request sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -179,7 +179,7 @@ fn drop_privileges(sys: &dyn Syscall, w: &Workload) -> Result<()> {
         // Last moment with CAP_SYS_ADMIN (needed without no-new-privileges); every call from
         // here to execve (setgroups, setuid, capset, chdir, close_range, execve) is allowed by
         // the filter.
-        sys.install_seccomp(w.capabilities)
+        sys.install_seccomp(&seccomp::docker_default_filter(w.capabilities))
             .map_err(|source| SetupError::Io {
                 what: "install seccomp filter".into(),
                 source,
@@ -316,7 +316,10 @@ mod tests {
             calls[bounding..],
             [
                 "no_new_privs".to_string(),
-                format!("seccomp {mask:#x}"),
+                format!(
+                    "seccomp {} instructions",
+                    seccomp::docker_default_filter(mask).program.len()
+                ),
                 "setgroups [10, 20]".to_string(),
                 "setgid 100".to_string(),
                 "keepcaps".to_string(),

@@ -13,8 +13,17 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
+mod privileges;
 #[cfg(test)]
 pub mod recording;
+
+/// A compiled classic-BPF seccomp program, ready for `prctl(PR_SET_SECCOMP)`. Plain data: the
+/// policy that produced it lives in `runtime::seccomp`. An empty program installs nothing (the
+/// architectures without a syscall table yet).
+#[derive(Clone, Default)]
+pub struct SeccompFilter {
+    pub program: Vec<libc::sock_filter>,
+}
 
 /// The kernel operations of container setup.
 pub trait Syscall {
@@ -56,8 +65,8 @@ pub trait Syscall {
     /// `prctl(PR_CAPBSET_DROP)` of one capability.
     fn drop_bounding_capability(&self, cap: u32) -> io::Result<()>;
     fn set_no_new_privileges(&self) -> io::Result<()>;
-    /// Load Docker's default seccomp filter for a process with `capabilities`.
-    fn install_seccomp(&self, capabilities: u64) -> io::Result<()>;
+    /// Load a compiled seccomp filter on this process.
+    fn install_seccomp(&self, filter: &SeccompFilter) -> io::Result<()>;
     fn setgroups(&self, gids: &[u32]) -> nix::Result<()>;
     fn setgid(&self, gid: u32) -> nix::Result<()>;
     /// `prctl(PR_SET_KEEPCAPS)`: keep the permitted set across the `setuid` that follows.
@@ -212,8 +221,8 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())
     }
 
-    fn install_seccomp(&self, capabilities: u64) -> io::Result<()> {
-        super::seccomp::install(capabilities)
+    fn install_seccomp(&self, filter: &SeccompFilter) -> io::Result<()> {
+        privileges::install_filter(filter)
     }
 
     fn setgroups(&self, gids: &[u32]) -> nix::Result<()> {
@@ -238,7 +247,7 @@ impl Syscall for LinuxSyscall {
     }
 
     fn set_capabilities(&self, mask: u64) -> io::Result<()> {
-        super::caps::capset_all(mask)
+        privileges::capset_all(mask)
     }
 
     fn write_file(&self, path: &Path, contents: &str) -> io::Result<()> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
-use super::Syscall;
+use super::{SeccompFilter, Syscall};
 
 #[derive(Debug, Default)]
 pub struct RecordingSyscall {
@@ -182,8 +182,8 @@ impl Syscall for RecordingSyscall {
         Ok(())
     }
 
-    fn install_seccomp(&self, capabilities: u64) -> io::Result<()> {
-        self.record(format!("seccomp {capabilities:#x}"));
+    fn install_seccomp(&self, filter: &SeccompFilter) -> io::Result<()> {
+        self.record(format!("seccomp {} instructions", filter.program.len()));
         Ok(())
     }
 
