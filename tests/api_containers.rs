@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth::engine::api::client::{ClientError, LogStream, LogsOptions};
-use berth::engine::api::types::{ContainerCreateRequest, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, HostConfig};
 use common::engine::TestEngine;
 use common::registry::populate_busybox_rootfs;
 use futures_util::StreamExt;
@@ -548,7 +548,7 @@ async fn capability_ulimit_and_sysctl_requests_are_checked_at_create() {
         ),
         (
             HostConfig {
-                ulimits: Some(vec![berth::engine::api::types::Ulimit {
+                ulimits: Some(vec![berth::engine::wire::Ulimit {
                     name: "files".into(),
                     soft: 1,
                     hard: 1,

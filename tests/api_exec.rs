@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth::engine::api::client::{ClientError, LogStream};
-use berth::engine::api::types::ExecConfig;
+use berth::engine::wire::ExecConfig;
 use common::engine::TestEngine;
 use common::registry::populate_busybox_rootfs;
 use futures_util::StreamExt;

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use berth::engine::api::client::ClientError;
-use berth::engine::api::types::NetworkCreateRequest;
+use berth::engine::wire::NetworkCreateRequest;
 use common::engine::TestEngine;
 use common::project::unique_name;
 use common::registry::populate_busybox_rootfs;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use berth::engine::api::client::ClientError;
-use berth::engine::api::types::VolumeCreateRequest;
+use berth::engine::wire::VolumeCreateRequest;
 use common::engine::TestEngine;
 use futures_util::StreamExt;
 

@@ -7,9 +7,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::engine::api::types::ProgressMessage;
 use berth::engine::image::ImageStore;
 use berth::engine::reference::ImageReference;
+use berth::engine::wire::ProgressMessage;
 use berth::engine::{EngineRoots, EngineSettings};
 use common::registry::{free_port, TarBuilder, TestRegistry};
 

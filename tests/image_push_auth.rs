@@ -149,7 +149,7 @@ impl Client {
     }
 }
 
-fn inspect(engine: &TestEngine, image: &str) -> berth::engine::api::types::ImageInspect {
+fn inspect(engine: &TestEngine, image: &str) -> berth::engine::wire::ImageInspect {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth::engine::api::types::{
+use berth::engine::wire::{
     EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
 };
 use berth::network::{AttachRequest, NetworkError, NetworkManager, NetworkOptions};

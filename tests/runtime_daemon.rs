@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth::engine::api::client::EngineClient;
-use berth::engine::api::types::{ContainerCreateRequest, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, HostConfig};
 use common::engine::{block_on, TestEngine};
 use common::rootfs::build_busybox_rootfs;
 
@@ -145,7 +145,7 @@ fn containers_outlive_an_engine_crash_and_their_exits_are_recorded() {
 
 #[test]
 fn restart_policies_restart_failures_with_backoff_but_not_user_stops() {
-    use berth::engine::api::types::RestartPolicy;
+    use berth::engine::wire::RestartPolicy;
     let engine = TestEngine::start();
     let work = tempfile::tempdir().expect("tempdir");
     import_busybox(engine.client(), work.path());

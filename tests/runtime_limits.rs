@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth::engine::api::client::{ClientError, EngineClient};
-use berth::engine::api::types::{ContainerCreateRequest, ExecConfig, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, ExecConfig, HostConfig};
 use common::engine::{cgroups_of, TestEngine};
 use common::project::TestProject;
 use common::registry::{populate_busybox_rootfs, TestRegistry};

@@ -17,7 +17,7 @@ use crate::compose::plan::{
     LABEL_CONTAINER_NUMBER, LABEL_DEPENDS_ON, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
 };
 use crate::engine::api::client::EngineClient;
-use crate::engine::api::types::ContainerSummary;
+use crate::engine::wire::ContainerSummary;
 
 /// The project's containers (stopped ones too with `all`), sorted by name. One-off containers
 /// (`run`) are left out, as docker compose leaves them out of the lifecycle commands.

@@ -12,7 +12,7 @@ use super::output::status_line;
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::compose::plan::{self, LABEL_PROJECT, LABEL_SERVICE};
 use crate::engine::api::client::EngineClient;
-use crate::engine::api::types::ContainerSummary;
+use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DownArgs {

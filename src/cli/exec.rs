@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::containers::{check_services, display_name, is_running, numbered, of_project};
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::engine::api::client::LogStream;
-use crate::engine::api::types::ExecConfig;
+use crate::engine::wire::ExecConfig;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecArgs {

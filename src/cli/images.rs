@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::containers::{check_services, display_name, of_project, of_services};
 use super::output::{human_ago, human_size, table};
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::engine::api::types::ImageInspect;
+use crate::engine::wire::ImageInspect;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImagesArgs {

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use super::output::table;
 use super::project::{engine, ProjectArgs};
 use crate::compose::plan::{LABEL_CONFIG_FILES, LABEL_PROJECT};
-use crate::engine::api::types::ContainerSummary;
+use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LsArgs {

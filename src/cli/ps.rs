@@ -6,7 +6,7 @@ use super::containers::display_name;
 use super::output::{human_ago, table};
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
-use crate::engine::api::types::ContainerSummary;
+use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PsArgs {

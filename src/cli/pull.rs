@@ -96,7 +96,7 @@ pub async fn pull_image(
 pub async fn follow_progress(
     mut stream: futures_util::stream::BoxStream<
         'static,
-        Result<crate::engine::api::types::ProgressMessage, ClientError>,
+        Result<crate::engine::wire::ProgressMessage, ClientError>,
     >,
     quiet: bool,
     plain: &[&str],

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use super::model::{FileReference, Healthcheck, Project, Service};
-use crate::engine::api::types::{
+use crate::engine::wire::{
     ContainerCreateRequest, DeviceMapping, EmptyObject, EndpointIpamConfig, EndpointSettings,
     HealthConfig, HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding,
     RestartPolicy, TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::api::types::EventMessage;
+use super::wire::EventMessage;
 
 /// How many past events are kept for `since` (dockerd's `eventsLimit`).
 const HISTORY: usize = 256;

@@ -18,16 +18,16 @@ use oci_spec::OciSpecError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::api::types::{
-    EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
-    ProgressMessage,
-};
 use super::content::{sha256_digest, ContentError, ContentStore};
 use super::paths::{write_atomic, EngineRoots};
 use super::reference::{is_sha256_hex, is_valid_digest, ImageReference, ReferenceError};
 use super::registry::RegistryError;
 use super::snapshot::{chain_ids, SnapshotError, SnapshotStore};
 use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
+use super::wire::{
+    EmptyObject, ImageContainerConfig, ImageInspect, ImageMetadata, ImageRootFs, ImageSummary,
+    ProgressMessage,
+};
 
 mod archive;
 mod inflight;

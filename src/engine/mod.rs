@@ -17,6 +17,7 @@ pub mod registry;
 pub mod runtime;
 pub mod snapshot;
 pub mod unpack;
+pub mod wire;
 
 use std::sync::Arc;
 

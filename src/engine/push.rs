@@ -12,7 +12,6 @@ use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::api::types::{ProgressDetail, ProgressMessage};
 use super::auth::AuthConfig;
 use super::content::ContentError;
 use super::image::ImageStore;
@@ -20,6 +19,7 @@ use super::reference::{is_valid_digest, ImageReference};
 use super::registry::{
     parse_manifest, Manifest, RegistryClient, RegistryError, UploadStart, MAX_MANIFEST_BYTES,
 };
+use super::wire::{ProgressDetail, ProgressMessage};
 use super::EngineSettings;
 
 /// Blobs up to this size go in one `PUT`; larger ones in chunks of `CHUNK_BYTES`, so a big

@@ -3,6 +3,11 @@
 //! Only the fields berth implements are modelled; unknown fields sent by real Docker clients are
 //! ignored on input (serde's default), and optional fields are omitted on output when empty.
 //! Field names follow Docker's PascalCase exactly, so `docker` (the CLI client) can talk to us.
+//!
+//! This module depends on nothing else of the engine: the API server and client, the container
+//! store, images, push and events all speak these shapes, so they sit below all of them.
+
+pub mod filters;
 
 use std::collections::HashMap;
 

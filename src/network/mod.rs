@@ -28,7 +28,7 @@ use rand::RngCore;
 use thiserror::Error;
 use tokio::task::AbortHandle;
 
-use crate::engine::api::types::{
+use crate::engine::wire::{
     EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest,
     NetworkCreateResponse, NetworkResource, PortBinding,
 };

@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 
 use super::state::PortRecord;
 use super::NetworkError;
-use crate::engine::api::types::PortBinding;
+use crate::engine::wire::PortBinding;
 
 /// One requested publication before binding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,9 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::net::UnixStream;
 
-use super::types::{
+use super::API_VERSION;
+use crate::engine::auth::AuthConfig;
+use crate::engine::wire::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerSummary,
     ContainerWaitResponse, EndpointSettings, ErrorResponse, EventMessage, ExecConfig,
     ExecCreateResponse, ExecInspect, ExecStartConfig, ImageInspect, ImageSummary,
@@ -28,8 +30,6 @@ use super::types::{
     NetworkResource, ProgressMessage, VersionResponse, Volume, VolumeCreateRequest,
     VolumeListResponse,
 };
-use super::API_VERSION;
-use crate::engine::auth::AuthConfig;
 use crate::engine::{EngineRoots, EngineSettings};
 
 #[derive(Debug, Error)]

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use super::state::Status;
 use super::ContainerError;
-use crate::engine::api::types::{EndpointSettings, NetworkResource};
+use crate::engine::wire::{EndpointSettings, NetworkResource};
 use crate::engine::Engine;
 use crate::network::NetworkError;
 

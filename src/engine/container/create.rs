@@ -7,11 +7,11 @@ use super::state::{AnonymousVolume, ContainerRecord, StateRecord};
 use super::{
     mounts, now_rfc3339, parse_signal, resources, security, ContainerError, ContainerStore, Result,
 };
-use crate::engine::api::types::{
-    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
-};
 use crate::engine::image::ImageRecord;
 use crate::engine::runtime::{caps, sysctl};
+use crate::engine::wire::{
+    ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
+};
 use crate::engine::Engine;
 use crate::volume::VolumeSpec;
 
@@ -134,8 +134,8 @@ fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
 /// The recorded type is `json-file`, as Docker records its default (docker-compose 1.29 shows
 /// logs only of containers whose driver it knows).
 fn log_config(
-    asked: Option<crate::engine::api::types::LogConfig>,
-) -> Result<crate::engine::api::types::LogConfig> {
+    asked: Option<crate::engine::wire::LogConfig>,
+) -> Result<crate::engine::wire::LogConfig> {
     let mut config = asked.unwrap_or_default();
     match config.r#type.as_str() {
         "" | "json-file" => {
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn logs_are_json_file_and_other_drivers_are_refused() {
         assert_eq!(log_config(None).unwrap().r#type, "json-file");
-        let syslog = crate::engine::api::types::LogConfig {
+        let syslog = crate::engine::wire::LogConfig {
             r#type: "syslog".into(),
             ..Default::default()
         };
@@ -450,7 +450,7 @@ mod tests {
             id: "sha256:x".into(),
             repo_tags: vec![],
             repo_digests: vec![],
-            config: crate::engine::api::types::ImageContainerConfig {
+            config: crate::engine::wire::ImageContainerConfig {
                 entrypoint: Some(vec!["/entry".into()]),
                 cmd: Some(vec!["default".into()]),
                 ..Default::default()

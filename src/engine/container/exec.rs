@@ -29,10 +29,10 @@ use tokio::sync::mpsc;
 use super::process::{self_exe, ProcIdentity};
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
-use crate::engine::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::engine::runtime::process_setup::{self, SetupError};
 use crate::engine::runtime::spec::RuntimeSpec;
 use crate::engine::runtime::user::{self, UserError};
+use crate::engine::wire::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::engine::Engine;
 
 /// The environment variable carrying the [`ExecSpec`] as JSON: not an argument, because

@@ -21,9 +21,7 @@ use super::exec::{drive, ExecEnd, ExecRequest, OutputChunk};
 use super::process::ProcIdentity;
 use super::state::{ContainerRecord, Status};
 use super::{now_rfc3339, ContainerError, ContainerStore};
-use crate::engine::api::types::{
-    EventActor, EventMessage, Health, HealthConfig, HealthcheckResult,
-};
+use crate::engine::wire::{EventActor, EventMessage, Health, HealthConfig, HealthcheckResult};
 
 pub(super) type HealthTasks = Mutex<HashMap<String, tokio::task::AbortHandle>>;
 

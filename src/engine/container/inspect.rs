@@ -4,7 +4,7 @@ use super::health;
 use super::list::{mount_points, port_summaries};
 use super::state::Status;
 use super::{path_str, ContainerStore, Result};
-use crate::engine::api::types::{
+use crate::engine::wire::{
     ContainerCreateRequest, ContainerInspect, ContainerState, NetworkSettings, PortBinding,
 };
 use crate::engine::Engine;

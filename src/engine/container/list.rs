@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use super::mounts::{self, MountSource};
 use super::state::{ContainerRecord, StateRecord, Status};
 use super::{ContainerError, ContainerStore, Result};
-use crate::engine::api::types::{
+use crate::engine::wire::{
     ContainerSummary, MountPoint, PortSummary, SummaryHostConfig, SummaryNetworkSettings,
 };
 use crate::engine::Engine;
@@ -29,7 +29,7 @@ impl ContainerFilters {
     /// Parse Docker's `filters` query value: `{"label":["a=b"]}` or the older
     /// `{"label":{"a=b":true}}`.
     pub fn from_docker_json(text: &str) -> Result<Self> {
-        let parsed = crate::engine::api::filters::parse_docker_filters(text)
+        let parsed = crate::engine::wire::filters::parse_docker_filters(text)
             .map_err(|why| ContainerError::BadRequest(format!("invalid filters: {why}")))?;
         let mut filters = Self::default();
         for (kind, vals) in parsed {
@@ -271,7 +271,7 @@ impl Engine {
 
 /// `NetworkSettings.Ports`-shaped bindings as `docker ps` lists them, in a stable order.
 fn summaries_of_bound(
-    bound: &std::collections::HashMap<String, Option<Vec<crate::engine::api::types::PortBinding>>>,
+    bound: &std::collections::HashMap<String, Option<Vec<crate::engine::wire::PortBinding>>>,
 ) -> Vec<PortSummary> {
     let mut keys: Vec<&String> = bound.keys().collect();
     keys.sort();
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(status_text(&up, now), "Up About a minute");
         assert_eq!(human_duration(chrono::Duration::hours(50)), "2 days");
         let with_health = |status: &str| StateRecord {
-            health: Some(crate::engine::api::types::Health {
+            health: Some(crate::engine::wire::Health {
                 status: status.into(),
                 ..Default::default()
             }),

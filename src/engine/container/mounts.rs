@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::state::AnonymousVolume;
 use super::ContainerError;
-use crate::engine::api::types::{HostConfig, TmpfsOptions};
+use crate::engine::wire::{HostConfig, TmpfsOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
@@ -197,7 +197,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::api::types::Mount;
+    use crate::engine::wire::Mount;
 
     #[test]
     fn binds_mounts_and_tmpfs_are_planned_in_order() {

@@ -5,10 +5,10 @@
 
 use thiserror::Error;
 
-use crate::engine::api::types::{HostConfig, Ulimit};
 use crate::engine::runtime::limits::{Limits, DEFAULT_CFS_PERIOD_US};
 use crate::engine::runtime::rlimits::{self, RlimitError};
 use crate::engine::runtime::spec::RlimitSpec;
+use crate::engine::wire::{HostConfig, Ulimit};
 
 /// Docker's `linuxMinMemory`.
 pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;

@@ -144,7 +144,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::api::types::{HostConfig, RestartPolicy};
+    use crate::engine::wire::{HostConfig, RestartPolicy};
 
     fn record(name: &str, max: i64) -> ContainerRecord {
         let mut r = ContainerRecord::default();

@@ -10,7 +10,6 @@ use super::state::{ContainerRecord, StateRecord, Status};
 use super::{
     health, mounts, now_rfc3339, resources, security, ContainerError, ContainerStore, Result,
 };
-use crate::engine::api::types::{EndpointSettings, HostConfig};
 use crate::engine::paths::write_atomic;
 use crate::engine::runtime::devices::DeviceNode;
 use crate::engine::runtime::shim::ShimReport;
@@ -18,6 +17,7 @@ use crate::engine::runtime::spec::{
     MountKind, MountSpec, RlimitSpec, RuntimeSpec, DEFAULT_SHM_SIZE,
 };
 use crate::engine::runtime::{caps, cgroup, devices, sysctl};
+use crate::engine::wire::{EndpointSettings, HostConfig};
 use crate::engine::Engine;
 use crate::network::AttachRequest;
 
@@ -583,7 +583,7 @@ fn host_network_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::api::types::{HostConfig, NetworkingConfig};
+    use crate::engine::wire::{HostConfig, NetworkingConfig};
 
     fn record(mode: &str, endpoints: &[&str]) -> super::super::state::ContainerRecord {
         let mut r = super::super::state::ContainerRecord::default();

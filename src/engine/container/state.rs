@@ -7,10 +7,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::process::ProcIdentity;
-use crate::engine::api::types::{
-    ContainerCreateRequest, EndpointSettings, Health, ImageContainerConfig,
-};
 use crate::engine::runtime::spec::ExitRecord;
+use crate::engine::wire::{ContainerCreateRequest, EndpointSettings, Health, ImageContainerConfig};
 
 /// `config.json`: the container as created.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -19,11 +19,11 @@ use super::{
     ImageRecord, ImageStore, LayerRecord, Result, Rollback, UnpackJob, FREE_SPACE_MARGIN,
     MAX_CONFIG_BYTES, MAX_LAYERS,
 };
-use crate::engine::api::types::ImageContainerConfig;
 use crate::engine::content::ContentError;
 use crate::engine::reference::ImageReference;
 use crate::engine::registry::{parse_manifest, Manifest};
 use crate::engine::unpack::{walk_archive, ArchiveEntry, UnpackError};
+use crate::engine::wire::ImageContainerConfig;
 
 /// Metadata members (`manifest.json`, `index.json`, …) are read into memory: at most this much.
 const MAX_METADATA_BYTES: u64 = 16 << 20;

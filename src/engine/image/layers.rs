@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use super::pull::PullContext;
 use super::{status_msg, ImageError, ImageStore, Result, Rollback, UnpackJob};
-use crate::engine::api::types::{ProgressDetail, ProgressMessage};
 use crate::engine::content::{ContentError, IngestWriter};
 use crate::engine::snapshot::SnapshotStore;
+use crate::engine::wire::{ProgressDetail, ProgressMessage};
 
 /// Layers fetched and unpacked at once (dockerd downloads 3 at a time). Unpacking is CPU-bound,
 /// so more would only interleave the same work; fewer would leave the network idle while a

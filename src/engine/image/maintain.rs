@@ -175,7 +175,7 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::api::types::ImageContainerConfig;
+    use crate::engine::wire::ImageContainerConfig;
 
     fn rec(id: &str, tags: &[&str]) -> ImageRecord {
         ImageRecord {

@@ -11,7 +11,6 @@ use super::{
     container_config, progress_from, same_name, short, status_msg, ImageError, ImageRecord,
     ImageStore, LayerRecord, Result, Rollback, MAX_CONFIG_BYTES, MAX_LAYERS,
 };
-use crate::engine::api::types::{ImageContainerConfig, ProgressMessage};
 use crate::engine::auth::AuthConfig;
 use crate::engine::content::{sha256_digest, ContentError};
 use crate::engine::reference::{is_valid_digest, ImageReference};
@@ -19,6 +18,7 @@ use crate::engine::registry::{
     parse_manifest, select_platform, FetchedManifest, Manifest, RegistryClient,
 };
 use crate::engine::snapshot::chain_ids;
+use crate::engine::wire::{ImageContainerConfig, ProgressMessage};
 use crate::engine::EngineSettings;
 
 /// What every stage of one pull needs: the image's name for errors, the registry, the progress

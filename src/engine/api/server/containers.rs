@@ -14,13 +14,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 
-use super::super::types::{ContainerCreateRequest, ContainerSummary, ContainerWaitResponse};
 use super::body::{multiplexed_frame, tokio_stream_from};
 use super::{flag, json_body, json_response, ApiError, ApiResult, Params};
 use crate::engine::container::list::ContainerFilters;
 use crate::engine::container::logs::LogOptions;
 use crate::engine::container::wait::WaitCondition;
 use crate::engine::container::ContainerError;
+use crate::engine::wire::{ContainerCreateRequest, ContainerSummary, ContainerWaitResponse};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {

@@ -12,8 +12,8 @@ use axum::Router;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::super::types::EventMessage;
 use super::{ApiError, ApiResult, Filters, Params, JSON_STREAM};
+use crate::engine::wire::EventMessage;
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {
@@ -121,7 +121,7 @@ async fn events(State(engine): State<SharedEngine>, params: Params) -> ApiResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::api::types::EventActor;
+    use crate::engine::wire::EventActor;
 
     #[test]
     fn container_events_carry_dockers_legacy_fields() {

@@ -20,10 +20,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use super::super::types::{ExecConfig, ExecCreateResponse, ExecStartConfig};
 use super::body::tokio_stream_from;
 use super::{json_body, json_response, ApiError, ApiResult};
 use crate::engine::container::exec::{drive, OutputChunk};
+use crate::engine::wire::{ExecConfig, ExecCreateResponse, ExecStartConfig};
 use crate::engine::SharedEngine;
 
 /// Docker's content type for a non-TTY attach stream.

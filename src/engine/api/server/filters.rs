@@ -22,7 +22,7 @@ impl Filters {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let values = crate::engine::api::filters::parse_docker_filters(raw)
+        let values = crate::engine::wire::filters::parse_docker_filters(raw)
             .map_err(|why| ApiError::bad_request(format!("invalid filter {raw:?}: {why}")))?;
         Ok(Filters {
             values: values.into_iter().collect(),

@@ -15,12 +15,12 @@ use axum::Router;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::super::types::{ErrorDetail, ProgressMessage};
 use super::body::{spool, tokio_stream_from};
 use super::{emit_event, flag, json_response, ApiError, ApiResult, Filters, Params, JSON_STREAM};
 use crate::engine::auth::AuthConfig;
 use crate::engine::reference::ImageReference;
 use crate::engine::registry::{RegistryClient, RegistryError};
+use crate::engine::wire::{ErrorDetail, ProgressMessage};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {

@@ -36,8 +36,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use super::types::{ErrorResponse, EventActor, EventMessage};
 use super::MIN_API_VERSION;
+use crate::engine::wire::{ErrorResponse, EventActor, EventMessage};
 use crate::engine::SharedEngine;
 
 pub use filters::Filters;

@@ -7,8 +7,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::super::types::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
 use super::{emit_event, json_body, json_response, ApiError, ApiResult, Filters, Params};
+use crate::engine::wire::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {

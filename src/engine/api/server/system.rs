@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::super::types::VersionResponse;
 use super::super::{API_VERSION, MIN_API_VERSION};
+use crate::engine::wire::VersionResponse;
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {

@@ -7,8 +7,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::super::types::{Volume, VolumeCreateRequest, VolumeListResponse};
 use super::{emit_event, flag, json_body, json_response, ApiResult, Filters, Params};
+use crate::engine::wire::{Volume, VolumeCreateRequest, VolumeListResponse};
 use crate::engine::SharedEngine;
 use crate::volume::{VolumeInfo, VolumeSpec};
 
