@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth::engine::wire::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
+use berth::network::{
+    AddressPool, AttachRequest, Endpoint, HostPort, IpamSpec, NetworkError, NetworkManager,
+    NetworkOptions, NetworkSpec, RequestedAddress,
 };
-use berth::network::{AttachRequest, NetworkError, NetworkManager, NetworkOptions};
 use berth::paths::EngineRoots;
 use indexmap::IndexMap;
 
@@ -151,13 +151,13 @@ fn write_etc(dir: &Path, a: &berth::network::Attachment) {
     std::fs::write(dir.join("hosts"), &a.hosts_file).unwrap();
 }
 
-fn net_req(name: &str) -> NetworkCreateRequest {
+fn net_req(name: &str) -> NetworkSpec {
     let mut labels = IndexMap::new();
     labels.insert(
         "com.docker.compose.project".to_string(),
         "nettest".to_string(),
     );
-    NetworkCreateRequest {
+    NetworkSpec {
         name: name.into(),
         driver: "bridge".into(),
         labels,
@@ -170,7 +170,7 @@ fn attach_req(id: &str, name: &str, ns: &Path, networks: &[(&str, &[&str])]) -> 
     for (net, aliases) in networks {
         nets.insert(
             net.to_string(),
-            EndpointSettings {
+            Endpoint {
                 aliases: Some(aliases.iter().map(|s| s.to_string()).collect()),
                 ..Default::default()
             },
@@ -244,7 +244,7 @@ async fn create_attach_detach_remove_leaves_nothing() {
     let mut r2 = attach_req("c2", "proj-client-1", &ns2, &[(&na, &[]), (&nb, &[])]);
     let gw_b = rb.ipam.config[0].gateway.clone();
     let static_b = format!("{}.77", gw_b.rsplit_once('.').unwrap().0);
-    r2.networks[1].ipam_config = Some(EndpointIpamConfig {
+    r2.networks[1].requested = Some(RequestedAddress {
         ipv4_address: static_b.clone(),
     });
     r2.extra_hosts = vec!["db.example:10.9.9.9".into()];
@@ -362,9 +362,9 @@ async fn bad_requests_are_named_and_leave_nothing() {
     let mgr = made.manager();
     let name = unique("netbad");
     let mut req = net_req(&name);
-    req.ipam = Some(Ipam {
+    req.ipam = Some(IpamSpec {
         driver: String::new(),
-        config: vec![IpamConfig {
+        config: vec![AddressPool {
             subnet: "10.250.0.0".into(),
             ..Default::default()
         }],
@@ -624,14 +624,14 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
     let mut req = attach_req("web", "proj-web-1", &ns, &[(&net, &["web"])]);
     req.port_bindings.insert(
         "80/tcp".into(),
-        Some(vec![PortBinding {
+        Some(vec![HostPort {
             host_ip: "127.0.0.1".into(),
             host_port: String::new(),
         }]),
     );
     req.port_bindings.insert(
         "7777/udp".into(),
-        Some(vec![PortBinding {
+        Some(vec![HostPort {
             host_ip: "127.0.0.1".into(),
             host_port: String::new(),
         }]),
@@ -702,7 +702,7 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
     let mut req2 = attach_req("web2", "proj-web-2", &ns2, &[(&net, &[])]);
     req2.port_bindings.insert(
         "80/tcp".into(),
-        Some(vec![PortBinding {
+        Some(vec![HostPort {
             host_ip: "127.0.0.1".into(),
             host_port: port.to_string(),
         }]),
@@ -774,9 +774,9 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
         format!("10.{b}.0.254"),
     );
     let mut req = net_req(&net);
-    req.ipam = Some(Ipam {
+    req.ipam = Some(IpamSpec {
         driver: String::new(),
-        config: vec![IpamConfig {
+        config: vec![AddressPool {
             subnet: subnet.clone(),
             ip_range: range,
             gateway: gateway.clone(),
@@ -788,7 +788,7 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
         .connect(
             &format!("{:0<64}", "dflt"),
             &net,
-            EndpointSettings {
+            Endpoint {
                 aliases: Some(vec!["ranged".into()]),
                 ..Default::default()
             },
@@ -814,11 +814,7 @@ async fn connect_disconnect_ip_range_and_default_bridge() {
     );
     assert_eq!(mgr.inspect(&net).unwrap().containers.len(), 1);
     let again = mgr
-        .connect(
-            &format!("{:0<64}", "dflt"),
-            &net,
-            EndpointSettings::default(),
-        )
+        .connect(&format!("{:0<64}", "dflt"), &net, Endpoint::default())
         .await
         .unwrap_err();
     assert!(matches!(again, NetworkError::Forbidden(_)), "{again}");
@@ -850,7 +846,7 @@ async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
     let mut req = attach_req("live", "proj-live-1", &ns_live, &[(&net, &[])]);
     req.port_bindings.insert(
         "80/tcp".into(),
-        Some(vec![PortBinding {
+        Some(vec![HostPort {
             host_ip: "127.0.0.1".into(),
             host_port: String::new(),
         }]),

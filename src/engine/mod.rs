@@ -11,6 +11,7 @@ pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod image;
+pub mod network_wire;
 pub mod push;
 pub mod reference;
 pub mod registry;

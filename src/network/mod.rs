@@ -6,7 +6,8 @@
 //! (`etc_files.rs`), DNS names served on the gateway (`dns.rs`) and published-port proxies
 //! (`ports.rs`). Kernel objects are made over netlink (`netlink.rs`); nothing shells out.
 //! State lives in `networks/` under the data root (`state.rs`) so a restarted engine, and
-//! `detach`, know everything that was made.
+//! `detach`, know everything that was made. Requests and results are this module's own types
+//! (`spec.rs`); the engine translates Docker's API shapes to and from them.
 
 pub mod bridge;
 pub mod dns;
@@ -16,6 +17,7 @@ pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
+pub mod spec;
 pub mod state;
 
 use std::collections::HashMap;
@@ -28,14 +30,14 @@ use rand::RngCore;
 use thiserror::Error;
 use tokio::task::AbortHandle;
 
-use crate::engine::wire::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest,
-    NetworkCreateResponse, NetworkResource, PortBinding,
-};
 use crate::paths::EngineRoots;
 use firewall::{FirewallWatch, Generation};
 use ipam::Subnet;
 use netlink::{Netlink, NetlinkError};
+pub use spec::{
+    AddressPool, Created, Endpoint, HostPort, IpamSpec, Member, NetworkInfo, NetworkSpec, PortMap,
+    RequestedAddress,
+};
 use state::{AttachmentRecord, EndpointRecord, NetworkRecord};
 
 /// Host-wide lock around subnet choice and bridge creation: the kernel's addresses are shared
@@ -98,8 +100,8 @@ pub struct AttachRequest {
     /// Network name or ID → requested settings (aliases, static IP). `none` (or no network at
     /// all) gives a namespace with only `lo`; `host` is not attached (the runtime stays in the
     /// host namespace and never calls `attach`).
-    pub networks: IndexMap<String, EndpointSettings>,
-    pub port_bindings: HashMap<String, Option<Vec<PortBinding>>>,
+    pub networks: IndexMap<String, Endpoint>,
+    pub port_bindings: PortMap,
     pub extra_hosts: Vec<String>,
 }
 
@@ -107,12 +109,12 @@ pub struct AttachRequest {
 #[derive(Debug, Clone, Default)]
 pub struct Attachment {
     /// Keyed by network name, as Docker's `NetworkSettings.Networks`.
-    pub endpoints: IndexMap<String, EndpointSettings>,
+    pub endpoints: IndexMap<String, Endpoint>,
     pub hosts_file: String,
     pub resolv_conf: String,
     /// The bound published ports, as Docker's `NetworkSettings.Ports` (actual host ports, also
     /// for requests that left `HostPort` empty).
-    pub ports: HashMap<String, Option<Vec<PortBinding>>>,
+    pub ports: PortMap,
 }
 
 /// Settings fixed when the manager is opened.
@@ -224,7 +226,7 @@ impl NetworkManager {
         find_in(&self.state(), id_or_name)
     }
 
-    pub async fn create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+    pub async fn create(&self, req: NetworkSpec) -> Result<Created> {
         let _op = self.op.lock().await;
         if req.name == DEFAULT_BRIDGE {
             return Err(NetworkError::Forbidden(format!(
@@ -234,7 +236,7 @@ impl NetworkManager {
         self.create_locked(req).await
     }
 
-    async fn create_locked(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+    async fn create_locked(&self, req: NetworkSpec) -> Result<Created> {
         let driver = if req.driver.is_empty() {
             "bridge"
         } else {
@@ -306,20 +308,20 @@ impl NetworkManager {
             .networks
             .insert(record.id.clone(), record.clone());
         self.refresh_dns();
-        Ok(NetworkCreateResponse {
+        Ok(Created {
             id: record.id,
             warning,
         })
     }
 
-    pub fn list(&self) -> Vec<NetworkResource> {
+    pub fn list(&self) -> Vec<NetworkInfo> {
         let st = self.state();
-        let mut out: Vec<NetworkResource> = PREDEFINED.iter().map(|n| predefined(n)).collect();
+        let mut out: Vec<NetworkInfo> = PREDEFINED.iter().map(|n| predefined(n)).collect();
         out.extend(st.networks.values().map(|n| resource(n, &st.attachments)));
         out
     }
 
-    pub fn inspect(&self, id_or_name: &str) -> Result<NetworkResource> {
+    pub fn inspect(&self, id_or_name: &str) -> Result<NetworkInfo> {
         if PREDEFINED.contains(&id_or_name) {
             return Ok(predefined(id_or_name));
         }
@@ -470,7 +472,7 @@ impl NetworkManager {
         }
         let mut options = IndexMap::new();
         options.insert(DEFAULT_BRIDGE_OPTION.to_string(), "true".to_string());
-        self.create_locked(NetworkCreateRequest {
+        self.create_locked(NetworkSpec {
             name: DEFAULT_BRIDGE.into(),
             driver: "bridge".into(),
             options,
@@ -487,8 +489,8 @@ impl NetworkManager {
         &self,
         container_id: &str,
         network: &str,
-        settings: EndpointSettings,
-    ) -> Result<EndpointSettings> {
+        settings: Endpoint,
+    ) -> Result<Endpoint> {
         let _op = self.op.lock().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
@@ -539,7 +541,7 @@ impl NetworkManager {
         &self,
         container_id: &str,
         network: &str,
-        settings: &EndpointSettings,
+        settings: &Endpoint,
     ) -> Result<(AttachmentRecord, EndpointRecord)> {
         let st = self.state();
         let record = st.attachments.get(container_id).cloned().ok_or_else(|| {
@@ -868,7 +870,7 @@ fn start_proxies(
 fn plan_endpoint(
     st: &State,
     net: &NetworkRecord,
-    wanted: &EndpointSettings,
+    wanted: &Endpoint,
     req: &AttachRequest,
     siblings: &[EndpointRecord],
 ) -> Result<EndpointRecord> {
@@ -895,7 +897,7 @@ fn plan_endpoint(
         .collect();
     used.extend(siblings.iter().map(|e| e.address));
     let requested = wanted
-        .ipam_config
+        .requested
         .as_ref()
         .map(|c| c.ipv4_address.clone())
         .unwrap_or_default();
@@ -1014,8 +1016,8 @@ impl HostLock {
 fn create_blocking(
     dir: &Path,
     own: &[NetworkRecord],
-    req: &NetworkCreateRequest,
-    requested: &IpamConfig,
+    req: &NetworkSpec,
+    requested: &AddressPool,
     id: &str,
     bridge_name: &str,
 ) -> Result<NetworkRecord> {
@@ -1054,8 +1056,8 @@ fn create_blocking(
 fn choose_subnet(
     nl: &mut Netlink,
     own: &[NetworkRecord],
-    req: &NetworkCreateRequest,
-    requested: &IpamConfig,
+    req: &NetworkSpec,
+    requested: &AddressPool,
 ) -> Result<Subnet> {
     let own_subnets: Vec<Subnet> = own.iter().filter_map(|n| n.subnet.parse().ok()).collect();
     if requested.subnet.is_empty() {
@@ -1090,11 +1092,7 @@ fn choose_subnet(
 
 /// The requested gateway (inside the subnet) or the subnet's first address; the requested IP
 /// range must lie inside the subnet.
-fn choose_gateway(
-    subnet: Subnet,
-    req: &NetworkCreateRequest,
-    requested: &IpamConfig,
-) -> Result<Ipv4Addr> {
+fn choose_gateway(subnet: Subnet, req: &NetworkSpec, requested: &AddressPool) -> Result<Ipv4Addr> {
     let gateway = if requested.gateway.is_empty() {
         subnet.default_gateway()
     } else {
@@ -1122,7 +1120,7 @@ fn choose_gateway(
     Ok(gateway)
 }
 
-fn bad_ipam(req: &NetworkCreateRequest, e: ipam::IpamError) -> NetworkError {
+fn bad_ipam(req: &NetworkSpec, e: ipam::IpamError) -> NetworkError {
     NetworkError::BadRequest(format!("network {}: {e}", req.name))
 }
 
@@ -1310,9 +1308,9 @@ fn attachment_view(r: &AttachmentRecord) -> Attachment {
         .map(|e| {
             (
                 e.network_name.clone(),
-                EndpointSettings {
+                Endpoint {
                     aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
-                    ipam_config: (!e.requested_address.is_empty()).then(|| EndpointIpamConfig {
+                    requested: (!e.requested_address.is_empty()).then(|| RequestedAddress {
                         ipv4_address: e.requested_address.clone(),
                     }),
                     network_id: e.network_id.clone(),
@@ -1334,17 +1332,14 @@ fn attachment_view(r: &AttachmentRecord) -> Attachment {
     }
 }
 
-fn resource(
-    n: &NetworkRecord,
-    attachments: &IndexMap<String, AttachmentRecord>,
-) -> NetworkResource {
+fn resource(n: &NetworkRecord, attachments: &IndexMap<String, AttachmentRecord>) -> NetworkInfo {
     let containers = attachments
         .values()
         .filter_map(|a| {
             a.endpoints.iter().find(|e| e.network_id == n.id).map(|e| {
                 (
                     a.container_id.clone(),
-                    NetworkContainer {
+                    Member {
                         name: a.container_name.clone(),
                         endpoint_id: e.endpoint_id.clone(),
                         mac_address: e.mac.clone(),
@@ -1354,16 +1349,16 @@ fn resource(
             })
         })
         .collect();
-    NetworkResource {
+    NetworkInfo {
         name: n.name.clone(),
         id: n.id.clone(),
         created: n.created.clone(),
         scope: "local".into(),
         driver: n.driver.clone(),
         enable_ipv6: false,
-        ipam: Ipam {
+        ipam: IpamSpec {
             driver: "default".into(),
-            config: vec![IpamConfig {
+            config: vec![AddressPool {
                 subnet: n.subnet.clone(),
                 gateway: n.gateway.to_string(),
                 ip_range: n.ip_range.clone(),
@@ -1378,17 +1373,17 @@ fn resource(
 }
 
 /// Docker's built-in `host` and `none` networks, with stable IDs derived from their names.
-fn predefined(name: &str) -> NetworkResource {
+fn predefined(name: &str) -> NetworkInfo {
     use sha2::Digest;
     let id = hex::encode(sha2::Sha256::digest(format!("berth-predefined-{name}")));
-    NetworkResource {
+    NetworkInfo {
         name: name.to_string(),
         id,
         // Built in, never created: Go's zero time, which Docker clients parse and show as such.
         created: "0001-01-01T00:00:00Z".into(),
         scope: "local".into(),
         driver: if name == "host" { "host" } else { "null" }.into(),
-        ipam: Ipam {
+        ipam: IpamSpec {
             driver: "default".into(),
             config: vec![],
         },

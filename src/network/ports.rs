@@ -17,9 +17,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::AbortHandle;
 
+use super::spec::{HostPort, PortMap};
 use super::state::PortRecord;
 use super::NetworkError;
-use crate::engine::wire::PortBinding;
 
 /// One requested publication before binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +32,7 @@ pub struct PortRequest {
 }
 
 /// Parse Docker's `PortBindings` map (`"80/tcp" -> [{HostIp, HostPort}]`).
-pub fn parse(
-    bindings: &HashMap<String, Option<Vec<PortBinding>>>,
-) -> Result<Vec<PortRequest>, NetworkError> {
+pub fn parse(bindings: &PortMap) -> Result<Vec<PortRequest>, NetworkError> {
     let mut keys: Vec<&String> = bindings.keys().collect();
     keys.sort();
     let mut out = Vec::new();
@@ -302,13 +300,13 @@ async fn relay_replies(
 }
 
 /// Docker's `NetworkSettings.Ports` view of the bound ports.
-pub fn to_docker(records: &[PortRecord]) -> HashMap<String, Option<Vec<PortBinding>>> {
-    let mut out: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+pub fn to_docker(records: &[PortRecord]) -> PortMap {
+    let mut out: PortMap = HashMap::new();
     for r in records {
         out.entry(format!("{}/{}", r.container_port, r.protocol))
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
-            .push(PortBinding {
+            .push(HostPort {
                 host_ip: r.host_ip.clone(),
                 host_port: r.host_port.to_string(),
             });
@@ -326,11 +324,11 @@ mod tests {
         m.insert(
             "80/tcp".to_string(),
             Some(vec![
-                PortBinding {
+                HostPort {
                     host_ip: "127.0.0.1".into(),
                     host_port: "8080".into(),
                 },
-                PortBinding {
+                HostPort {
                     host_ip: "".into(),
                     host_port: "".into(),
                 },

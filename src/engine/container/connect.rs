@@ -11,9 +11,9 @@ use thiserror::Error;
 
 use super::state::Status;
 use super::ContainerError;
-use crate::engine::wire::{EndpointSettings, NetworkResource};
+use crate::engine::wire::EndpointSettings;
 use crate::engine::Engine;
-use crate::network::NetworkError;
+use crate::network::{NetworkError, NetworkInfo};
 
 /// A connect or disconnect fails in the container's record or in the network's kernel objects;
 /// each keeps its own HTTP status.
@@ -50,13 +50,13 @@ impl Engine {
     pub async fn connect_container(
         &self,
         container: &str,
-        network: &NetworkResource,
+        network: &NetworkInfo,
         settings: EndpointSettings,
     ) -> Result<()> {
         let id = self.containers.resolve_id(container)?;
         if self.containers.state(&id).status == Status::Running {
             self.networks
-                .connect(&id, &network.id, settings.clone())
+                .connect(&id, &network.id, settings.clone().into())
                 .await?;
         }
         self.containers
@@ -66,11 +66,7 @@ impl Engine {
     }
 
     /// `POST /networks/{id}/disconnect`.
-    pub async fn disconnect_container(
-        &self,
-        container: &str,
-        network: &NetworkResource,
-    ) -> Result<()> {
+    pub async fn disconnect_container(&self, container: &str, network: &NetworkInfo) -> Result<()> {
         let id = self.containers.resolve_id(container)?;
         let wanted = super::start::requested_networks(&self.containers.load_record(&id)?)?;
         let running = self.containers.state(&id).status == Status::Running;

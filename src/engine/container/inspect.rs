@@ -129,6 +129,8 @@ impl Engine {
         &self,
         id: &str,
     ) -> Option<std::collections::HashMap<String, Option<Vec<PortBinding>>>> {
-        self.networks.attachment(id).map(|a| a.ports)
+        self.networks
+            .attachment(id)
+            .map(|a| crate::engine::network_wire::port_bindings(a.ports))
     }
 }

@@ -10,6 +10,7 @@ use super::state::{ContainerRecord, StateRecord, Status};
 use super::{
     health, mounts, now_rfc3339, resources, security, ContainerError, ContainerStore, Result,
 };
+use crate::engine::network_wire;
 use crate::engine::paths::write_atomic;
 use crate::engine::runtime::devices::DeviceNode;
 use crate::engine::runtime::shim::ShimReport;
@@ -525,8 +526,10 @@ impl Engine {
                 container_name: record.name.clone(),
                 hostname: record.hostname.clone(),
                 netns_path: netns_path.clone(),
-                networks,
-                port_bindings: host_config.port_bindings.clone().unwrap_or_default(),
+                networks: network_wire::endpoints(networks),
+                port_bindings: network_wire::port_map(
+                    host_config.port_bindings.clone().unwrap_or_default(),
+                ),
                 extra_hosts: host_config.extra_hosts.clone().unwrap_or_default(),
             })
             .await
@@ -535,7 +538,7 @@ impl Engine {
                 reason: e.to_string(),
             })?;
         plan.netns = Some(netns_path);
-        plan.endpoints = attachment.endpoints;
+        plan.endpoints = network_wire::endpoints(attachment.endpoints);
         plan.hosts_file = Some(attachment.hosts_file);
         plan.resolv_conf = Some(crate::network::etc_files::with_dns_settings(
             &attachment.resolv_conf,

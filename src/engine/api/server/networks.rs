@@ -8,7 +8,10 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::{emit_event, json_body, json_response, ApiError, ApiResult, Filters, Params};
-use crate::engine::wire::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
+use crate::engine::wire::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkResource,
+};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {
@@ -31,7 +34,7 @@ async fn create(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Re
     } else {
         req.driver.clone()
     };
-    let created = engine.networks.create(req).await?;
+    let created = engine.networks.create(req.into()).await?;
     emit_event(
         &engine,
         "network",
@@ -39,13 +42,16 @@ async fn create(State(engine): State<SharedEngine>, body: Bytes) -> ApiResult<Re
         &created.id,
         &[("name", &name), ("type", &driver)],
     );
-    Ok(json_response(StatusCode::CREATED, &created))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &NetworkCreateResponse::from(created),
+    ))
 }
 
 async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<Response> {
     let filters = Filters::from_params(&params)?;
     filters.allow_only(&["name", "id", "label", "driver", "scope", "type"])?;
-    let networks: Vec<_> = engine
+    let networks: Vec<NetworkResource> = engine
         .networks
         .list()
         .into_iter()
@@ -59,6 +65,7 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
             filters.any("type", |want| (want == "builtin") == builtin)
         })
         .filter(|n| filters.labels_match(&n.labels))
+        .map(NetworkResource::from)
         .collect();
     Ok(json_response(StatusCode::OK, &networks))
 }
@@ -68,7 +75,10 @@ async fn inspect(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let network = engine.networks.inspect(&id)?;
-    Ok(json_response(StatusCode::OK, &network))
+    Ok(json_response(
+        StatusCode::OK,
+        &NetworkResource::from(network),
+    ))
 }
 
 async fn remove(State(engine): State<SharedEngine>, Path(id): Path<String>) -> ApiResult<Response> {
