@@ -90,6 +90,26 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+impl HealthConfig {
+    /// `config.Healthcheck` of a Docker image config document (an extension to the OCI image
+    /// config, so typed OCI parsers drop it); `None` when absent or malformed.
+    pub fn from_image_config(config_json: &[u8]) -> Option<HealthConfig> {
+        #[derive(Deserialize)]
+        struct Doc {
+            config: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            #[serde(rename = "Healthcheck")]
+            healthcheck: Option<HealthConfig>,
+        }
+        serde_json::from_slice::<Doc>(config_json)
+            .ok()?
+            .config?
+            .healthcheck
+    }
+}
+
 /// `State.Health` of a container with a healthcheck.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
@@ -846,4 +866,23 @@ pub struct NetworkDisconnectRequest {
     pub container: String,
     #[serde(default)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_healthcheck_is_read_from_dockers_config_document() {
+        let doc = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Cmd":["sh"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":2000000000,"Retries":4}}}"#;
+        let h = HealthConfig::from_image_config(doc).expect("healthcheck");
+        assert_eq!(h.test, Some(vec!["CMD-SHELL".into(), "true".into()]));
+        assert_eq!((h.interval, h.retries, h.timeout), (2_000_000_000, 4, 0));
+        assert_eq!(
+            HealthConfig::from_image_config(br#"{"config":{"Cmd":["sh"]}}"#),
+            None
+        );
+        assert_eq!(HealthConfig::from_image_config(b"not json"), None);
+    }
 }

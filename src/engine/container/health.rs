@@ -82,24 +82,6 @@ fn nanos(n: i64, default: Duration) -> Duration {
     }
 }
 
-/// `config.Healthcheck` of a Docker image config document (an extension to the OCI image
-/// config, so typed OCI parsers drop it); `None` when absent or malformed.
-pub fn image_healthcheck(config_json: &[u8]) -> Option<HealthConfig> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        config: Option<Inner>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner {
-        #[serde(rename = "Healthcheck")]
-        healthcheck: Option<HealthConfig>,
-    }
-    serde_json::from_slice::<Doc>(config_json)
-        .ok()?
-        .config?
-        .healthcheck
-}
-
 /// The probe container `record` runs, or `None` (no healthcheck, or `["NONE"]`).
 pub fn probe_for(record: &ContainerRecord) -> Option<Probe> {
     let config = merged(
@@ -364,17 +346,6 @@ mod tests {
         }
         assert_eq!(h.log.len(), MAX_LOG_ENTRIES);
         assert_eq!(h.status, UNHEALTHY);
-    }
-
-    #[test]
-    fn image_healthcheck_is_read_from_dockers_config_document() {
-        let doc = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
-            "config":{"Cmd":["sh"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":2000000000,"Retries":4}}}"#;
-        let h = image_healthcheck(doc).expect("healthcheck");
-        assert_eq!(h.test, Some(vec!["CMD-SHELL".into(), "true".into()]));
-        assert_eq!((h.interval, h.retries, h.timeout), (2_000_000_000, 4, 0));
-        assert_eq!(image_healthcheck(br#"{"config":{"Cmd":["sh"]}}"#), None);
-        assert_eq!(image_healthcheck(b"not json"), None);
     }
 
     #[test]

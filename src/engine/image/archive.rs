@@ -557,7 +557,7 @@ impl ImageStore {
             repo_tags: Vec::new(),
             repo_digests: Vec::new(),
             config: ImageContainerConfig {
-                healthcheck: crate::engine::container::health::image_healthcheck(&config_bytes),
+                healthcheck: crate::engine::wire::HealthConfig::from_image_config(&config_bytes),
                 ..container_config(parsed.config().as_ref())
             },
             created: parsed.created().clone().unwrap_or_default(),

@@ -264,7 +264,7 @@ impl ImageStore {
             repo_tags: Vec::new(),
             repo_digests: Vec::new(),
             config: ImageContainerConfig {
-                healthcheck: crate::engine::container::health::image_healthcheck(&pulled.bytes),
+                healthcheck: crate::engine::wire::HealthConfig::from_image_config(&pulled.bytes),
                 ..container_config(config.config().as_ref())
             },
             created: config.created().clone().unwrap_or_default(),
