@@ -1,15 +1,21 @@
 //! Architecture checks over the source text: sibling modules must not reach each other (an
-//! import cycle), and functions stay short. Both are strict for `src/compose`; for the rest of
-//! the crate they print what they find, so the remaining cycles and long functions are visible
-//! until they are fixed and the check is made strict crate-wide.
+//! import cycle), and functions stay short. The cycle check is strict for the whole crate (but
+//! for the two cycles in [`KNOWN_CYCLES`]); the length check is strict for the directories in
+//! `LENGTH_STRICT_DIRS` and prints what it finds elsewhere, so the remaining long functions stay
+//! visible.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The longest function the style allows, counted from the `fn` line to the closing brace.
 const MAX_FUNCTION_LINES: usize = 80;
-/// Directories whose import cycles fail the test rather than only printing.
-const STRICT_DIRS: [&str; 1] = ["compose"];
+/// Cycles still in code other helpers were rewriting when the check became strict (the CLI's
+/// `pull` uses `up::exists`; an image pull's stages and its layer fetch call each other). Each
+/// entry is printed while it lasts and must go once its cycle is broken: a stale entry fails.
+const KNOWN_CYCLES: [&str; 2] = [
+    "crate::cli: pull -> up -> pull",
+    "crate::engine::image: layers -> pull -> layers",
+];
 /// Directories whose long functions fail the test rather than only printing.
 const LENGTH_STRICT_DIRS: [&str; 0] = [];
 
@@ -430,29 +436,44 @@ fn is_strict(module: &[String], dirs: &[&str]) -> bool {
     module.first().is_some_and(|m| dirs.contains(&m.as_str()))
 }
 
-#[test]
-fn sibling_modules_do_not_import_each_other() {
-    let files = load_sources();
-    let mut strict_failures = Vec::new();
-    for (parent, edges) in sibling_edges(&files) {
+/// Every sibling cycle of the crate, as `crate::parent: a -> b -> a`.
+fn all_cycles(files: &[SourceFile]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (parent, edges) in sibling_edges(files) {
         let name = if parent.is_empty() {
             "crate".to_string()
         } else {
             format!("crate::{}", parent.join("::"))
         };
-        for cycle in cycles(&edges) {
-            let line = format!("{name}: {cycle}");
-            if is_strict(&parent, &STRICT_DIRS) {
-                strict_failures.push(line);
-            } else {
-                println!("import cycle (not yet strict): {line}");
-            }
-        }
+        found.extend(cycles(&edges).into_iter().map(|c| format!("{name}: {c}")));
     }
+    found
+}
+
+#[test]
+fn sibling_modules_do_not_import_each_other() {
+    let found = all_cycles(&load_sources());
+    let (known, new): (Vec<&String>, Vec<&String>) = found
+        .iter()
+        .partition(|c| KNOWN_CYCLES.contains(&c.as_str()));
+    for cycle in &known {
+        println!("import cycle (known, to be broken): {cycle}");
+    }
+    let stale: Vec<&str> = KNOWN_CYCLES
+        .into_iter()
+        .filter(|k| !found.iter().any(|c| c == k))
+        .collect();
     assert!(
-        strict_failures.is_empty(),
+        new.is_empty(),
         "sibling modules import each other:\n{}",
-        strict_failures.join("\n")
+        new.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "these cycles are gone, remove them from KNOWN_CYCLES: {stale:?}"
     );
 }
 
