@@ -234,6 +234,9 @@ pub struct CreateArgs {
     /// Remove containers of services not defined in the compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances. Overrides the `scale` setting in the Compose file if present
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
     /// Pull images before creating: "always", "missing", "never" or "policy"
     #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
@@ -246,6 +249,7 @@ pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Re
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
+        scale: args.scale.clone(),
         no_start: true,
         ..UpArgs::detached(args.services.clone(), &args.pull)
     };
@@ -1159,6 +1163,30 @@ mod tests {
         assert!(up(&["--no-start", "--wait"]).is_err());
         assert_eq!(up(&[]).unwrap().pull, "policy");
         assert!(up(&["--pull", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn scale_and_recreate_flags_become_the_converge_flags() {
+        let flags = up(&[
+            "--scale",
+            "web=3",
+            "--scale",
+            "db=0",
+            "--always-recreate-deps",
+        ])
+        .unwrap()
+        .flags()
+        .unwrap();
+        assert_eq!(flags.scale.get("web"), Some(&3));
+        assert_eq!(flags.scale.get("db"), Some(&0));
+        assert_eq!(flags.recreate, converge::Recreate::Diverged);
+        assert_eq!(flags.recreate_dependencies, converge::Recreate::Force);
+        let e = up(&["--scale", "web"]).unwrap().flags().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --scale \"web\": expected SERVICE=NUM"
+        );
+        assert!(up(&["--no-recreate", "--always-recreate-deps"]).is_err());
     }
 
     #[test]
