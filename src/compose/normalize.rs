@@ -209,18 +209,25 @@ fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
         }
         return;
     }
-    if !patterns.iter().any(|(segs, _)| matches_prefix(segs, path)) {
-        return;
-    }
+    // Whether a child named `seg` lies on some pattern's way; asked before the child's path is
+    // built, so the many unreachable attributes cost no allocation.
+    let reachable = |path: &[String], seg: &str| {
+        patterns.iter().any(|(segs, _)| {
+            segs.get(path.len()).is_some_and(|s| *s == "*" || *s == seg)
+                && matches_prefix(segs, path)
+        })
+    };
     match &mut node.value {
         Value::Map(m) => {
             for (k, v) in m.iter_mut() {
-                path.push(k.clone());
-                cast_typed(v, path);
-                path.pop();
+                if reachable(path, k) {
+                    path.push(k.clone());
+                    cast_typed(v, path);
+                    path.pop();
+                }
             }
         }
-        Value::Seq(items) => {
+        Value::Seq(items) if reachable(path, "*") => {
             for (i, v) in items.iter_mut().enumerate() {
                 path.push(i.to_string());
                 cast_typed(v, path);
@@ -519,202 +526,251 @@ fn bytes(node: &Node, path: &str) -> Result<Node> {
 
 fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let mark = node.mark.clone();
+    let empty = IndexMap::new();
     let src = match &node.value {
-        Value::Map(m) => m.clone(),
-        Value::Null => IndexMap::new(),
+        Value::Map(m) => m,
+        Value::Null => &empty,
         _ => return Err(err(node, path, format!("{path} must be a mapping"))),
     };
     schema::check_keys(node, path, schema::SERVICE_KEYS)?;
-    let mut out: IndexMap<String, Node> = IndexMap::new();
-    let env = &settings.env;
-    for (key, v) in &src {
-        let p = format!("{path}.{key}");
+    let mut out: IndexMap<String, Node> = IndexMap::with_capacity(src.len());
+    for (key, v) in src {
         if v.is_null() && !matches!(key.as_str(), "environment" | "command" | "entrypoint") {
             continue;
         }
+        let p = format!("{path}.{key}");
         if let Some(ty) = schema::service_field(key) {
             schema::check_type(v, ty, &p)?;
         }
-        let nv = match key.as_str() {
-            "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
-            | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
-            | "uts" | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime"
-            | "mac_address" | "cpuset" | "restart" | "shm_size_str" => {
-                s(as_string_strict(v, &p)?, &v.mark)
-            }
-            "command" | "entrypoint" => command(v, &p)?,
-            "environment" => string_map(v.clone(), &p, '=')?,
-            "labels" | "annotations" | "sysctls" => null_to_empty(string_map(v.clone(), &p, '=')?),
-            "label_file" => Node::new(
-                Value::Seq(
-                    string_list(v, &p)?
-                        .into_iter()
-                        .map(|n| {
-                            let t =
-                                resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
-                            s(t, &n.mark)
-                        })
-                        .collect(),
-                ),
-                v.mark.clone(),
+        out.insert(key.clone(), attribute(key, v, &p, settings)?);
+    }
+    merge_label_files(&mut out, path, &settings.env, &mark)?;
+    merge_env_files(&mut out, path, &settings.env, &mark)?;
+    if settings.normalize {
+        add_implicit_dependencies(&mut out, name, &mark);
+        if !out.contains_key("networks") && !out.contains_key("network_mode") {
+            let mut n = IndexMap::new();
+            n.insert("default".into(), Node::new(Value::Null, mark.clone()));
+            out.insert("networks".into(), mapn(n, &mark));
+        }
+        if out.get("pull_policy").and_then(Node::as_str) == Some("if_not_present") {
+            out.insert("pull_policy".into(), s("missing", &mark));
+        }
+    }
+    Ok(mapn(out, &mark))
+}
+
+/// How a service attribute is normalised: one transform per kind of attribute.
+#[derive(Clone, Copy)]
+enum Attribute {
+    Text,
+    Command,
+    Environment,
+    StringMap,
+    LabelFiles,
+    Ports,
+    StringList,
+    Volumes,
+    DependsOn,
+    Networks,
+    Duration,
+    Bool,
+    Int,
+    Cpus,
+    Bytes,
+    Healthcheck,
+    Build,
+    EnvFile,
+    ExtraHosts,
+    FileRefs,
+    Ulimits,
+    Deploy,
+    Develop,
+    BlkioConfig,
+    Verbatim,
+}
+
+fn attribute_kind(key: &str) -> Attribute {
+    use Attribute::*;
+    match key {
+        "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
+        | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid" | "uts"
+        | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime" | "mac_address"
+        | "cpuset" | "restart" | "shm_size_str" => Text,
+        "command" | "entrypoint" => Command,
+        "environment" => Environment,
+        "labels" | "annotations" | "sysctls" => StringMap,
+        "label_file" => LabelFiles,
+        "ports" => Ports,
+        "expose"
+        | "profiles"
+        | "cap_add"
+        | "cap_drop"
+        | "dns"
+        | "dns_search"
+        | "dns_opt"
+        | "security_opt"
+        | "links"
+        | "external_links"
+        | "volumes_from"
+        | "group_add"
+        | "device_cgroup_rules"
+        | "tmpfs" => StringList,
+        "volumes" => Volumes,
+        "depends_on" => DependsOn,
+        "networks" => Networks,
+        "stop_grace_period" => Duration,
+        "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => Bool,
+        "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period" | "cpu_quota"
+        | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent" | "mem_swappiness" => {
+            Int
+        }
+        "cpus" => Cpus,
+        "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => Bytes,
+        "healthcheck" => Healthcheck,
+        "build" => Build,
+        "env_file" => EnvFile,
+        "extra_hosts" => ExtraHosts,
+        "secrets" | "configs" => FileRefs,
+        "ulimits" => Ulimits,
+        "deploy" => Deploy,
+        "develop" => Develop,
+        "blkio_config" => BlkioConfig,
+        _ => Verbatim,
+    }
+}
+
+/// One service attribute in its long syntax.
+fn attribute(key: &str, v: &Node, p: &str, settings: &Settings) -> Result<Node> {
+    Ok(match attribute_kind(key) {
+        Attribute::Text => s(as_string_strict(v, p)?, &v.mark),
+        Attribute::Command => command(v, p)?,
+        Attribute::Environment => string_map(v.clone(), p, '=')?,
+        Attribute::StringMap => null_to_empty(string_map(v.clone(), p, '=')?),
+        Attribute::LabelFiles => label_files(v, p, settings)?,
+        Attribute::Ports => ports(v, p, settings)?,
+        Attribute::StringList => Node::new(Value::Seq(string_list(v, p)?), v.mark.clone()),
+        Attribute::Volumes => volumes(v, p, settings)?,
+        Attribute::DependsOn => depends_on(v, p)?,
+        Attribute::Networks => service_networks(v, p)?,
+        Attribute::Duration => duration(v, p)?,
+        Attribute::Bool => b(as_bool(v, p)?, &v.mark),
+        Attribute::Int => integer(key, v, p)?,
+        Attribute::Cpus => cpus(v, p)?,
+        Attribute::Bytes => bytes(v, p)?,
+        Attribute::Healthcheck => healthcheck(v, p)?,
+        Attribute::Build => build(v, p, settings)?,
+        Attribute::EnvFile => env_files(v, p, settings)?,
+        Attribute::ExtraHosts => extra_hosts(v, p)?,
+        Attribute::FileRefs => file_refs(v, p)?,
+        Attribute::Ulimits => ulimits(v, p)?,
+        Attribute::Deploy => deploy(v, p)?,
+        Attribute::Develop => develop(v, p)?,
+        Attribute::BlkioConfig => blkio_config(v, p)?,
+        Attribute::Verbatim => v.clone(),
+    })
+}
+
+/// `label_file` paths, resolved against the project directory.
+fn label_files(v: &Node, p: &str, settings: &Settings) -> Result<Node> {
+    let files = string_list(v, p)?
+        .into_iter()
+        .map(|n| {
+            let t = resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
+            s(t, &n.mark)
+        })
+        .collect();
+    Ok(Node::new(Value::Seq(files), v.mark.clone()))
+}
+
+fn integer(key: &str, v: &Node, p: &str) -> Result<Node> {
+    let i = as_int(v, p)?;
+    if key == "scale" && i < 0 {
+        return Err(err(
+            v,
+            p,
+            format!("{p}: must be greater than or equal to 0"),
+        ));
+    }
+    Ok(Node::new(Value::Int(i), v.mark.clone()))
+}
+
+fn cpus(v: &Node, p: &str) -> Result<Node> {
+    Ok(match &v.value {
+        Value::String(t) => Node::new(
+            Value::Float(
+                t.parse()
+                    .map_err(|_| err(v, p, format!("{p} must be a number")))?,
             ),
-            "ports" => ports(v, &p, settings)?,
-            "expose" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
-            "volumes" => volumes(v, &p, settings)?,
-            "depends_on" => depends_on(v, &p)?,
-            "networks" => service_networks(v, &p)?,
-            "profiles"
-            | "cap_add"
-            | "cap_drop"
-            | "dns"
-            | "dns_search"
-            | "dns_opt"
-            | "security_opt"
-            | "links"
-            | "external_links"
-            | "volumes_from"
-            | "group_add"
-            | "device_cgroup_rules"
-            | "tmpfs" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
-            "stop_grace_period" => duration(v, &p)?,
-            "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => {
-                b(as_bool(v, &p)?, &v.mark)
-            }
-            "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period"
-            | "cpu_quota" | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent"
-            | "mem_swappiness" => {
-                let i = as_int(v, &p)?;
-                if key == "scale" && i < 0 {
-                    return Err(err(
-                        v,
-                        &p,
-                        format!("{p}: must be greater than or equal to 0"),
-                    ));
-                }
-                Node::new(Value::Int(i), v.mark.clone())
-            }
-            "cpus" => match &v.value {
-                Value::String(t) => Node::new(
-                    Value::Float(
-                        t.parse()
-                            .map_err(|_| err(v, &p, format!("{p} must be a number")))?,
-                    ),
-                    v.mark.clone(),
-                ),
-                Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
-                _ => v.clone(),
-            },
-            "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => bytes(v, &p)?,
-            "healthcheck" => healthcheck(v, &p)?,
-            "build" => build(v, &p, settings)?,
-            "env_file" => env_files(v, &p, settings)?,
-            "extra_hosts" => extra_hosts(v, &p)?,
-            "secrets" | "configs" => file_refs(v, &p)?,
-            "ulimits" => ulimits(v, &p)?,
-            "deploy" => deploy(v, &p)?,
-            "develop" => {
-                if let Some(items) = v.get("watch").and_then(Node::as_seq) {
-                    for (i, w) in items.iter().enumerate() {
-                        if w.get("action").is_none() {
-                            return Err(err(
-                                w,
-                                &format!("{p}.watch[{i}]"),
-                                format!("{p}.watch[{i}] missing property 'action'"),
-                            ));
-                        }
-                    }
-                }
-                v.clone()
-            }
-            "logging" => v.clone(),
-            "blkio_config" => blkio_config(v, &p)?,
-            _ => v.clone(),
-        };
-        out.insert(key.clone(), nv);
-    }
-    if let Some(i) = out.get("image") {
-        let _ = i;
-    } else if !out.contains_key("build") && !out.contains_key("provider") && settings.normalize {
-        // Reported by the consistency stage (it may be disabled).
-    }
-    // label_file values go below `labels`.
-    if let Some(files) = out.get("label_file").and_then(Node::as_seq).cloned() {
-        let mut labels: IndexMap<String, Node> = IndexMap::new();
-        for f in &files {
-            let pb = PathBuf::from(f.as_str().unwrap_or_default());
-            if !pb.is_file() {
-                let p = format!("{path}.label_file");
-                let msg = format!(
-                    "label file {} not found; create it or remove it from label_file",
-                    pb.display()
-                );
-                return Err(err(f, &p, msg));
-            }
-            for (k, v) in read_env_file(&pb, env)? {
-                labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+            v.mark.clone(),
+        ),
+        Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
+        _ => v.clone(),
+    })
+}
+
+/// `develop.watch` entries need an action.
+fn develop(v: &Node, p: &str) -> Result<Node> {
+    if let Some(items) = v.get("watch").and_then(Node::as_seq) {
+        for (i, w) in items.iter().enumerate() {
+            if w.get("action").is_none() {
+                return Err(err(
+                    w,
+                    &format!("{p}.watch[{i}]"),
+                    format!("{p}.watch[{i}] missing property 'action'"),
+                ));
             }
         }
-        if let Some(l) = out.get("labels").and_then(Node::as_map) {
-            for (k, v) in l {
-                labels.insert(k.clone(), v.clone());
-            }
-        }
-        out.insert("labels".into(), mapn(labels, &mark));
     }
-    // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
+    Ok(v.clone())
+}
+
+/// label_file values go below `labels` (the service's own labels win).
+fn merge_label_files(
+    out: &mut IndexMap<String, Node>,
+    path: &str,
+    env: &IndexMap<String, String>,
+    mark: &Mark,
+) -> Result<()> {
+    let Some(files) = out.get("label_file").and_then(Node::as_seq) else {
+        return Ok(());
+    };
+    let mut labels: IndexMap<String, Node> = IndexMap::new();
+    for f in files {
+        let pb = PathBuf::from(f.as_str().unwrap_or_default());
+        if !pb.is_file() {
+            let p = format!("{path}.label_file");
+            let msg = format!(
+                "label file {} not found; create it or remove it from label_file",
+                pb.display()
+            );
+            return Err(err(f, &p, msg));
+        }
+        for (k, v) in read_env_file(&pb, env)? {
+            labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+        }
+    }
+    if let Some(l) = out.get("labels").and_then(Node::as_map) {
+        for (k, v) in l {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    out.insert("labels".into(), mapn(labels, mark));
+    Ok(())
+}
+
+/// env_file values go below `environment`; unresolved `KEY` entries come from the project env.
+fn merge_env_files(
+    out: &mut IndexMap<String, Node>,
+    path: &str,
+    env: &IndexMap<String, String>,
+    mark: &Mark,
+) -> Result<()> {
     let mut environment: IndexMap<String, Node> = IndexMap::new();
-    // `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
-    // service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
-    let mut env_file_lookup = env.clone();
-    if let Some(e) = out.get("environment").and_then(Node::as_map) {
-        for (k, v) in e {
-            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
-                env_file_lookup.entry(k.clone()).or_insert(t);
-            }
-        }
-    }
     if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
+        let lookup = env_file_lookup(out, env);
         for f in files {
-            let Some(fp) = f.get("path").and_then(Node::as_str) else {
-                continue;
-            };
-            let required = f
-                .get("required")
-                .map(|r| matches!(r.value, Value::Bool(true)))
-                .unwrap_or(true);
-            let raw = f.get("format").and_then(Node::as_str) == Some("raw");
-            let pb = PathBuf::from(fp);
-            if !pb.is_file() {
-                if required {
-                    return Err(err(
-                        f,
-                        &format!("{path}.env_file"),
-                        format!(
-                            "env file {} not found; create it or mark it `required: false`",
-                            pb.display()
-                        ),
-                    ));
-                }
-                continue;
-            }
-            let vars = if raw {
-                let text = read_text(&pb)?;
-                text.lines()
-                    .filter_map(|l| {
-                        l.split_once('=')
-                            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-                    })
-                    .collect()
-            } else {
-                read_env_file(&pb, &env_file_lookup)?
-            };
-            for (k, v) in vars {
-                let node = match v {
-                    Some(v) => s(v, &f.mark),
-                    None => Node::new(Value::Null, f.mark.clone()),
-                };
-                environment.insert(k, node);
-            }
+            read_service_env_file(f, path, &lookup, &mut environment)?;
         }
     }
     if let Some(e) = out.get("environment").and_then(Node::as_map) {
@@ -730,68 +786,128 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         }
     }
     if !environment.is_empty() {
-        out.insert("environment".into(), mapn(environment, &mark));
+        out.insert("environment".into(), mapn(environment, mark));
     } else {
         out.shift_remove("environment");
     }
+    Ok(())
+}
 
-    if settings.normalize {
-        // Implicit dependencies (links, network_mode/ipc/pid/… service:X, volumes_from).
-        let mut implicit: Vec<(String, bool)> = Vec::new();
-        if let Some(links) = out.get("links").and_then(Node::as_seq) {
-            for l in links {
-                if let Some(t) = l.as_str() {
-                    implicit.push((t.split(':').next().unwrap_or(t).to_string(), true));
-                }
-            }
-        }
-        for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
-            if let Some(t) = out.get(k).and_then(Node::as_str) {
-                if let Some(svc) = t.strip_prefix("service:") {
-                    implicit.push((svc.to_string(), true));
-                }
-            }
-        }
-        if let Some(vf) = out.get("volumes_from").and_then(Node::as_seq) {
-            for v in vf {
-                if let Some(t) = v.as_str() {
-                    if !t.starts_with("container:") {
-                        implicit.push((t.split(':').next().unwrap_or(t).to_string(), false));
-                    }
-                }
-            }
-        }
-        if !implicit.is_empty() {
-            let deps = out
-                .entry("depends_on".to_string())
-                .or_insert_with(|| mapn(IndexMap::new(), &mark));
-            if let Some(dm) = deps.as_map_mut() {
-                for (svc, restart) in implicit {
-                    if svc == name {
-                        continue;
-                    }
-                    dm.entry(svc).or_insert_with(|| {
-                        let mut d = IndexMap::new();
-                        d.insert("condition".into(), s("service_started", &mark));
-                        d.insert("required".into(), b(true, &mark));
-                        d.insert("restart".into(), b(restart, &mark));
-                        mapn(d, &mark)
-                    });
-                }
-            }
-        }
-        if !out.contains_key("networks") && !out.contains_key("network_mode") {
-            let mut n = IndexMap::new();
-            n.insert("default".into(), Node::new(Value::Null, mark.clone()));
-            out.insert("networks".into(), mapn(n, &mark));
-        }
-        if let Some(pp) = out.get("pull_policy").and_then(Node::as_str) {
-            if pp == "if_not_present" {
-                out.insert("pull_policy".into(), s("missing", &mark));
+/// `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
+/// service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
+fn env_file_lookup(
+    out: &IndexMap<String, Node>,
+    env: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    let mut lookup = env.clone();
+    if let Some(e) = out.get("environment").and_then(Node::as_map) {
+        for (k, v) in e {
+            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
+                lookup.entry(k.clone()).or_insert(t);
             }
         }
     }
-    Ok(mapn(out, &mark))
+    lookup
+}
+
+/// One normalised `env_file` entry's variables into `environment`.
+fn read_service_env_file(
+    f: &Node,
+    path: &str,
+    lookup: &IndexMap<String, String>,
+    environment: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let Some(fp) = f.get("path").and_then(Node::as_str) else {
+        return Ok(());
+    };
+    let required = f
+        .get("required")
+        .map(|r| matches!(r.value, Value::Bool(true)))
+        .unwrap_or(true);
+    let raw = f.get("format").and_then(Node::as_str) == Some("raw");
+    let pb = PathBuf::from(fp);
+    if !pb.is_file() {
+        if required {
+            return Err(err(
+                f,
+                &format!("{path}.env_file"),
+                format!(
+                    "env file {} not found; create it or mark it `required: false`",
+                    pb.display()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let vars = if raw {
+        let text = read_text(&pb)?;
+        text.lines()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            })
+            .collect()
+    } else {
+        read_env_file(&pb, lookup)?
+    };
+    for (k, v) in vars {
+        let node = match v {
+            Some(v) => s(v, &f.mark),
+            None => Node::new(Value::Null, f.mark.clone()),
+        };
+        environment.insert(k, node);
+    }
+    Ok(())
+}
+
+/// Implicit dependencies (links, network_mode/ipc/pid/… `service:X`, volumes_from) join
+/// `depends_on` unless declared there.
+fn add_implicit_dependencies(out: &mut IndexMap<String, Node>, name: &str, mark: &Mark) {
+    let mut implicit: Vec<(String, bool)> = Vec::new();
+    let first_part = |t: &str| t.split(':').next().unwrap_or(t).to_string();
+    for l in out
+        .get("links")
+        .and_then(Node::as_seq)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = l.as_str() {
+            implicit.push((first_part(t), true));
+        }
+    }
+    for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(t) = out.get(k).and_then(Node::as_str) {
+            if let Some(svc) = t.strip_prefix("service:") {
+                implicit.push((svc.to_string(), true));
+            }
+        }
+    }
+    for v in out
+        .get("volumes_from")
+        .and_then(Node::as_seq)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = v.as_str().filter(|t| !t.starts_with("container:")) {
+            implicit.push((first_part(t), false));
+        }
+    }
+    if implicit.is_empty() {
+        return;
+    }
+    let deps = out
+        .entry("depends_on".to_string())
+        .or_insert_with(|| mapn(IndexMap::new(), mark));
+    let Some(dm) = deps.as_map_mut() else { return };
+    for (svc, restart) in implicit.into_iter().filter(|(svc, _)| svc != name) {
+        dm.entry(svc).or_insert_with(|| {
+            let mut d = IndexMap::new();
+            d.insert("condition".into(), s("service_started", mark));
+            d.insert("required".into(), b(true, mark));
+            d.insert("restart".into(), b(restart, mark));
+            mapn(d, mark)
+        });
+    }
 }
 
 fn env_files(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
