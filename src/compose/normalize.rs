@@ -1611,213 +1611,256 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let Some(items) = v.as_seq() else {
         return Err(err(v, path, format!("{path} must be a list")));
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let mark = &it.mark;
-        match &it.value {
-            Value::String(spec) => {
-                if spec.is_empty() {
-                    return Err(err(it, &p, "invalid empty volume spec"));
-                }
-                let mut parts = if settings.interpolated {
-                    split_volume_spec(spec)
-                } else {
-                    split_volume_spec(&hide_separators_in_variables(spec))
-                        .iter()
-                        .map(|p| reveal_separators(p))
-                        .collect()
-                };
-                // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
-                if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
-                    parts.remove(0);
-                }
-                if parts.iter().any(String::is_empty) {
-                    return Err(err(
-                        it,
-                        &p,
-                        format!("invalid spec: {spec}: empty section between colons"),
-                    ));
-                }
-                if parts.len() > 3 {
-                    return Err(err(
-                        it,
-                        &p,
-                        format!("invalid spec: {spec}: too many colons"),
-                    ));
-                }
-                let mut m = IndexMap::new();
-                let (source, target, mode) = match parts.len() {
-                    1 => (None, parts[0].clone(), None),
-                    2 => (Some(parts[0].clone()), parts[1].clone(), None),
-                    _ => (
-                        Some(parts[0].clone()),
-                        parts[1].clone(),
-                        Some(parts[2].clone()),
-                    ),
-                };
-                let kind = match &source {
-                    None => "volume",
-                    // Uninterpolated, `${DATA:-./data}` may become either; print it as written.
-                    Some(src) if !settings.interpolated && src.contains('$') => "bind",
-                    Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
-                    Some(src) if is_host_path(src) => "bind",
-                    Some(_) => "volume",
-                };
-                m.insert("type".into(), s(kind, mark));
-                if let Some(src) = &source {
-                    let src = if kind == "bind" && (settings.interpolated || !src.contains('$')) {
-                        resolve_path(&settings.project_dir, src)
-                    } else {
-                        src.clone()
-                    };
-                    m.insert("source".into(), s(src, mark));
-                }
-                m.insert("target".into(), s(target, mark));
-                let mut bind: IndexMap<String, Node> = IndexMap::new();
-                let mut vol: IndexMap<String, Node> = IndexMap::new();
-                if let Some(mode) = mode {
-                    for opt in mode.split(',') {
-                        match opt {
-                            "ro" => {
-                                m.insert("read_only".into(), b(true, mark));
-                            }
-                            "rw" => {}
-                            "z" | "Z" => {
-                                bind.insert("selinux".into(), s(opt, mark));
-                            }
-                            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                                bind.insert("propagation".into(), s(opt, mark));
-                            }
-                            "nocopy" => {
-                                vol.insert("nocopy".into(), b(true, mark));
-                            }
-                            "cached" | "delegated" | "consistent" => {
-                                m.insert("consistency".into(), s(opt, mark));
-                            }
-                            _ => {
-                                return Err(err(
-                                    it,
-                                    &p,
-                                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
-                                ))
-                            }
-                        }
-                    }
-                }
-                if kind == "bind" {
-                    bind.insert("create_host_path".into(), b(true, mark));
-                    // Keep the keys in docker compose's order.
-                    let mut ordered = IndexMap::new();
-                    for k in ["propagation", "create_host_path", "selinux"] {
-                        if let Some(x) = bind.shift_remove(k) {
-                            ordered.insert(k.to_string(), x);
-                        }
-                    }
-                    m.insert("bind".into(), mapn(ordered, mark));
-                } else {
-                    m.insert("volume".into(), mapn(vol, mark));
-                }
-                out.push(mapn(m, mark));
-            }
-            Value::Map(src) => {
-                let mut m = src.clone();
-                let kind = src
-                    .get("type")
-                    .map(|t| as_string(t, &format!("{p}.type")))
-                    .transpose()?
-                    .unwrap_or_else(|| "volume".into());
-                if !matches!(
-                    kind.as_str(),
-                    "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
-                ) {
-                    return Err(err(
-                        it,
-                        &format!("{p}.type"),
-                        format!(
-                            "{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"
-                        ),
-                    ));
-                }
-                for k in src.keys() {
-                    let allowed = matches!(
-                        k.as_str(),
-                        "type"
-                            | "source"
-                            | "target"
-                            | "read_only"
-                            | "consistency"
-                            | "bind"
-                            | "volume"
-                            | "tmpfs"
-                            | "image"
-                    ) || k.starts_with("x-");
-                    if !allowed {
-                        return Err(err(
-                            it,
-                            &p,
-                            format!("{p} additional properties '{k}' not allowed"),
-                        ));
-                    }
-                }
-                if let Some(t) = src.get("target") {
-                    m.insert(
-                        "target".into(),
-                        s(as_string(t, &format!("{p}.target"))?, &t.mark),
-                    );
-                }
-                if kind == "bind" {
-                    let source = src
-                        .get("source")
-                        .and_then(Node::scalar_text)
-                        .unwrap_or_default();
-                    if source.is_empty() {
-                        return Err(err(it, &p, "invalid mount config for type \"bind\": field Source must not be empty"));
-                    }
-                    m.insert(
-                        "source".into(),
-                        s(resolve_path(&settings.project_dir, &source), mark),
-                    );
-                }
-                if let Some(ro) = src.get("read_only") {
-                    let v = as_bool(ro, &format!("{p}.read_only"))?;
-                    if v {
-                        m.insert("read_only".into(), b(true, mark));
-                    } else {
-                        m.shift_remove("read_only");
-                    }
-                }
-                if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
-                    let mut t = tm.clone();
-                    if let Some(size) = tm.get("size") {
-                        if matches!(size.value, Value::Float(_)) {
-                            return Err(err(
-                                size,
-                                &format!("{p}.tmpfs.size"),
-                                format!("{p}.tmpfs.size must be an integer"),
-                            ));
-                        }
-                        t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
-                    }
-                    for k in tm.keys() {
-                        if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
-                            return Err(err(
-                                it,
-                                &format!("{p}.tmpfs"),
-                                format!("{p}.tmpfs additional properties '{k}' not allowed"),
-                            ));
-                        }
-                    }
-                    m.insert("tmpfs".into(), mapn(t, mark));
-                }
-                long_volume_options(&mut m, &p)?;
-                m.insert("type".into(), s(kind, mark));
-                out.push(mapn(m, mark));
-            }
+        out.push(match &it.value {
+            Value::String(spec) => short_volume(it, spec, &p, settings)?,
+            Value::Map(src) => long_volume(it, src, &p, settings)?,
             _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
-        }
+        });
     }
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// `SOURCE:TARGET:MODE` split into its (non-empty) parts.
+fn short_volume_parts(it: &Node, spec: &str, p: &str, settings: &Settings) -> Result<Vec<String>> {
+    if spec.is_empty() {
+        return Err(err(it, p, "invalid empty volume spec"));
+    }
+    let mut parts = if settings.interpolated {
+        split_volume_spec(spec)
+    } else {
+        split_volume_spec(&hide_separators_in_variables(spec))
+            .iter()
+            .map(|p| reveal_separators(p))
+            .collect()
+    };
+    // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
+    if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
+        parts.remove(0);
+    }
+    if parts.iter().any(String::is_empty) {
+        return Err(err(
+            it,
+            p,
+            format!("invalid spec: {spec}: empty section between colons"),
+        ));
+    }
+    if parts.len() > 3 {
+        return Err(err(it, p, format!("invalid spec: {spec}: too many colons")));
+    }
+    Ok(parts)
+}
+
+/// A short-syntax volume (`./data:/data:ro`) in its long syntax.
+fn short_volume(it: &Node, spec: &str, p: &str, settings: &Settings) -> Result<Node> {
+    let mark = &it.mark;
+    let parts = short_volume_parts(it, spec, p, settings)?;
+    let mut m = IndexMap::new();
+    let (source, target, mode) = match parts.len() {
+        1 => (None, parts[0].clone(), None),
+        2 => (Some(parts[0].clone()), parts[1].clone(), None),
+        _ => (
+            Some(parts[0].clone()),
+            parts[1].clone(),
+            Some(parts[2].clone()),
+        ),
+    };
+    let kind = match &source {
+        None => "volume",
+        // Uninterpolated, `${DATA:-./data}` may become either; print it as written.
+        Some(src) if !settings.interpolated && src.contains('$') => "bind",
+        Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
+        Some(src) if is_host_path(src) => "bind",
+        Some(_) => "volume",
+    };
+    m.insert("type".into(), s(kind, mark));
+    if let Some(src) = &source {
+        let src = if kind == "bind" && (settings.interpolated || !src.contains('$')) {
+            resolve_path(&settings.project_dir, src)
+        } else {
+            src.clone()
+        };
+        m.insert("source".into(), s(src, mark));
+    }
+    m.insert("target".into(), s(target, mark));
+    let mut bind: IndexMap<String, Node> = IndexMap::new();
+    let mut vol: IndexMap<String, Node> = IndexMap::new();
+    if let Some(mode) = mode {
+        short_volume_mode(it, spec, &mode, p, &mut m, &mut bind, &mut vol)?;
+    }
+    if kind == "bind" {
+        bind.insert("create_host_path".into(), b(true, mark));
+        // Keep the keys in docker compose's order.
+        let mut ordered = IndexMap::new();
+        for k in ["propagation", "create_host_path", "selinux"] {
+            if let Some(x) = bind.shift_remove(k) {
+                ordered.insert(k.to_string(), x);
+            }
+        }
+        m.insert("bind".into(), mapn(ordered, mark));
+    } else {
+        m.insert("volume".into(), mapn(vol, mark));
+    }
+    Ok(mapn(m, mark))
+}
+
+/// The mode part of a short volume (`ro,z,nocopy`) as long-syntax options.
+fn short_volume_mode(
+    it: &Node,
+    spec: &str,
+    mode: &str,
+    p: &str,
+    m: &mut IndexMap<String, Node>,
+    bind: &mut IndexMap<String, Node>,
+    vol: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let mark = &it.mark;
+    for opt in mode.split(',') {
+        match opt {
+            "ro" => {
+                m.insert("read_only".into(), b(true, mark));
+            }
+            "rw" => {}
+            "z" | "Z" => {
+                bind.insert("selinux".into(), s(opt, mark));
+            }
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                bind.insert("propagation".into(), s(opt, mark));
+            }
+            "nocopy" => {
+                vol.insert("nocopy".into(), b(true, mark));
+            }
+            "cached" | "delegated" | "consistent" => {
+                m.insert("consistency".into(), s(opt, mark));
+            }
+            _ => {
+                return Err(err(
+                    it,
+                    p,
+                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A long-syntax volume, checked and with its paths, sizes and flags normalised.
+fn long_volume(
+    it: &Node,
+    src: &IndexMap<String, Node>,
+    p: &str,
+    settings: &Settings,
+) -> Result<Node> {
+    let mark = &it.mark;
+    let mut m = src.clone();
+    let kind = src
+        .get("type")
+        .map(|t| as_string(t, &format!("{p}.type")))
+        .transpose()?
+        .unwrap_or_else(|| "volume".into());
+    if !matches!(
+        kind.as_str(),
+        "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
+    ) {
+        return Err(err(
+            it,
+            &format!("{p}.type"),
+            format!("{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"),
+        ));
+    }
+    for k in src.keys() {
+        let allowed = matches!(
+            k.as_str(),
+            "type"
+                | "source"
+                | "target"
+                | "read_only"
+                | "consistency"
+                | "bind"
+                | "volume"
+                | "tmpfs"
+                | "image"
+        ) || k.starts_with("x-");
+        if !allowed {
+            return Err(err(
+                it,
+                p,
+                format!("{p} additional properties '{k}' not allowed"),
+            ));
+        }
+    }
+    if let Some(t) = src.get("target") {
+        m.insert(
+            "target".into(),
+            s(as_string(t, &format!("{p}.target"))?, &t.mark),
+        );
+    }
+    if kind == "bind" {
+        let source = src
+            .get("source")
+            .and_then(Node::scalar_text)
+            .unwrap_or_default();
+        if source.is_empty() {
+            return Err(err(
+                it,
+                p,
+                "invalid mount config for type \"bind\": field Source must not be empty",
+            ));
+        }
+        m.insert(
+            "source".into(),
+            s(resolve_path(&settings.project_dir, &source), mark),
+        );
+    }
+    if let Some(ro) = src.get("read_only") {
+        let v = as_bool(ro, &format!("{p}.read_only"))?;
+        if v {
+            m.insert("read_only".into(), b(true, mark));
+        } else {
+            m.shift_remove("read_only");
+        }
+    }
+    long_volume_tmpfs(it, src, p, &mut m)?;
+    long_volume_options(&mut m, p)?;
+    m.insert("type".into(), s(kind, mark));
+    Ok(mapn(m, mark))
+}
+
+/// A long-syntax volume's `tmpfs` options: size in bytes, nothing but size and mode.
+fn long_volume_tmpfs(
+    it: &Node,
+    src: &IndexMap<String, Node>,
+    p: &str,
+    m: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let mark = &it.mark;
+    if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
+        let mut t = tm.clone();
+        if let Some(size) = tm.get("size") {
+            if matches!(size.value, Value::Float(_)) {
+                return Err(err(
+                    size,
+                    &format!("{p}.tmpfs.size"),
+                    format!("{p}.tmpfs.size must be an integer"),
+                ));
+            }
+            t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
+        }
+        for k in tm.keys() {
+            if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
+                return Err(err(
+                    it,
+                    &format!("{p}.tmpfs"),
+                    format!("{p}.tmpfs additional properties '{k}' not allowed"),
+                ));
+            }
+        }
+        m.insert("tmpfs".into(), mapn(t, mark));
+    }
+    Ok(())
 }
 
 /// Long-syntax `bind` and `volume` options in compose-go's canonical form: a `bind:` mapping
