@@ -250,6 +250,43 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     if m.get("name").and_then(Node::as_str) == Some("") {
         m.shift_remove("name");
     }
+    let external = resource_external(&mut m, path)?;
+    if external {
+        external_conflicts(&m, kind, def, path)?;
+    }
+    for lk in ["labels", "driver_opts"] {
+        if let Some(l) = m.get(lk).cloned() {
+            m.insert(
+                lk.into(),
+                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
+            );
+        }
+    }
+    if settings.normalize
+        && !m.contains_key("name")
+        && (kind == "networks" || kind == "volumes" || !external)
+    {
+        let n = if external {
+            key.to_string()
+        } else {
+            format!("{}_{}", settings.project_name, key)
+        };
+        m.insert("name".into(), s(n, &mark));
+    }
+    if !external {
+        file_object_source(&m, kind, def, path)?;
+    }
+    if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
+        if let Some(f) = m.get("file").and_then(Node::as_str) {
+            let p = resolve_path(&settings.project_dir, f);
+            m.insert("file".into(), s(p, &mark));
+        }
+    }
+    Ok(mapn(m, &mark))
+}
+
+/// Whether the resource is external, with `external` normalised to a boolean.
+fn resource_external(m: &mut IndexMap<String, Node>, path: &str) -> Result<bool> {
     // `external: {name: x}` is the legacy spelling of `external: true` + `name: x`.
     let mut external = false;
     if let Some(e) = m.get("external").cloned() {
@@ -280,40 +317,38 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             m.shift_remove("external");
         }
     }
-    if external {
-        for other in m.keys() {
-            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
-                && (kind == "volumes" || kind == "networks")
-            {
-                return Err(err(
-                    def,
-                    path,
-                    format!("conflicting parameters \"external\" and \"{other}\" specified"),
-                ));
-            }
+    Ok(external)
+}
+
+/// An external volume or network is defined elsewhere: it cannot say how to create it.
+fn external_conflicts(
+    m: &IndexMap<String, Node>,
+    kind: &str,
+    def: &Node,
+    path: &str,
+) -> Result<()> {
+    for other in m.keys() {
+        if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
+            && (kind == "volumes" || kind == "networks")
+        {
+            return Err(err(
+                def,
+                path,
+                format!("conflicting parameters \"external\" and \"{other}\" specified"),
+            ));
         }
     }
-    for lk in ["labels", "driver_opts"] {
-        if let Some(l) = m.get(lk).cloned() {
-            m.insert(
-                lk.into(),
-                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
-            );
-        }
-    }
-    if settings.normalize
-        && !m.contains_key("name")
-        && (kind == "networks" || kind == "volumes" || !external)
-    {
-        let n = if external {
-            key.to_string()
-        } else {
-            format!("{}_{}", settings.project_name, key)
-        };
-        m.insert("name".into(), s(n, &mark));
-    }
-    if !external
-        && !m.contains_key("driver")
+    Ok(())
+}
+
+/// A secret or config that is not external needs a source (or a driver).
+fn file_object_source(
+    m: &IndexMap<String, Node>,
+    kind: &str,
+    def: &Node,
+    path: &str,
+) -> Result<()> {
+    if !m.contains_key("driver")
         && (kind == "secrets" || kind == "configs")
         && !["file", "environment", "content"]
             .iter()
@@ -330,13 +365,7 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             format!("{path} has no source; set {what}, or `external: true`"),
         ));
     }
-    if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
-        if let Some(f) = m.get("file").and_then(Node::as_str) {
-            let p = resolve_path(&settings.project_dir, f);
-            m.insert("file".into(), s(p, &mark));
-        }
-    }
-    Ok(mapn(m, &mark))
+    Ok(())
 }
 
 /// Resolve a host path against `base` (`~` = home), keeping Windows paths and URLs verbatim.
@@ -1413,8 +1442,34 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),
     };
-    // Split off an IPv6 host in brackets, else split on the last two colons.
-    let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
+    let (host_ip, rest) = split_host_ip(spec, rest)?;
+    let (published, target) = match rest.rsplit_once(':') {
+        Some((p, t)) => (Some(p.to_string()).filter(|p| !p.is_empty()), t.to_string()),
+        None => (None, rest),
+    };
+    if target.is_empty() {
+        return Err(format!("No port specified: {spec}"));
+    }
+    let (t0, t1) = port_range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
+    let host_ip = host_ip.filter(|h| !h.is_empty());
+    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
+    if let Some(h) = &host_ip {
+        if h.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {h}"));
+        }
+    }
+    let out = expand_port_range(&host_ip, published.as_deref(), (t0, t1), &target, &protocol)?;
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!(
+            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
+        ));
+    }
+    Ok(out)
+}
+
+/// Split off an IPv6 host in brackets, else split on the last two colons.
+fn split_host_ip(spec: &str, rest: &str) -> std::result::Result<(Option<String>, String), String> {
+    Ok(if let Some(r) = rest.strip_prefix('[') {
         let (ip, after) = r
             .split_once(']')
             .ok_or_else(|| format!("invalid IPv6 address in {spec:?}"))?;
@@ -1439,51 +1494,49 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
                 )
             }
         }
-    };
-    let (published, target) = match rest.rsplit_once(':') {
-        Some((p, t)) => (Some(p.to_string()).filter(|p| !p.is_empty()), t.to_string()),
-        None => (None, rest),
-    };
-    let range = |t: &str| -> std::result::Result<(u16, u16), String> {
-        let (a, b) = t.split_once('-').unwrap_or((t, t));
-        let a: u16 = a
-            .parse()
-            .map_err(|_| format!("Invalid containerPort: {t}"))?;
-        let b: u16 = b
-            .parse()
-            .map_err(|_| format!("Invalid containerPort: {t}"))?;
-        if b < a {
-            return Err(format!("invalid port range {t}"));
-        }
-        Ok((a, b))
-    };
-    if target.is_empty() {
-        return Err(format!("No port specified: {spec}"));
+    })
+}
+
+/// `8000` or `8000-8010`.
+fn port_range(t: &str) -> std::result::Result<(u16, u16), String> {
+    let (a, b) = t.split_once('-').unwrap_or((t, t));
+    let a: u16 = a
+        .parse()
+        .map_err(|_| format!("Invalid containerPort: {t}"))?;
+    let b: u16 = b
+        .parse()
+        .map_err(|_| format!("Invalid containerPort: {t}"))?;
+    if b < a {
+        return Err(format!("invalid port range {t}"));
     }
-    let (t0, t1) = range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
-    let host_ip = host_ip.filter(|h| !h.is_empty());
-    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
-    if let Some(h) = &host_ip {
-        if h.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("invalid IP address: {h}"));
-        }
-    }
+    Ok((a, b))
+}
+
+/// One port mapping per container port of the range (a single container port may take a
+/// range of host ports).
+fn expand_port_range(
+    host_ip: &Option<String>,
+    published: Option<&str>,
+    (t0, t1): (u16, u16),
+    target: &str,
+    protocol: &str,
+) -> std::result::Result<Vec<PortSpec>, String> {
     let mut out = Vec::new();
-    match &published {
+    match published {
         None => {
             for t in t0..=t1 {
-                out.push((host_ip.clone(), None, t, protocol.clone()));
+                out.push((host_ip.clone(), None, t, protocol.to_string()));
             }
         }
         Some(p) => {
-            let (p0, p1) = range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
+            let (p0, p1) = port_range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
             if t0 == t1 {
                 let pubs = if p0 == p1 {
                     p0.to_string()
                 } else {
                     format!("{p0}-{p1}")
                 };
-                out.push((host_ip.clone(), Some(pubs), t0, protocol.clone()));
+                out.push((host_ip.clone(), Some(pubs), t0, protocol.to_string()));
             } else {
                 if p1 - p0 != t1 - t0 {
                     return Err(format!(
@@ -1495,16 +1548,11 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
                         host_ip.clone(),
                         Some((p0 + i as u16).to_string()),
                         t,
-                        protocol.clone(),
+                        protocol.to_string(),
                     ));
                 }
             }
         }
-    }
-    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!(
-            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
-        ));
     }
     Ok(out)
 }
@@ -1517,71 +1565,8 @@ fn ports(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     for (i, it) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
         match &it.value {
-            Value::String(_) | Value::Int(_) => {
-                let spec = it.scalar_text().unwrap_or_default();
-                let parsed = if !settings.interpolated && spec.contains('$') {
-                    parse_uninterpolated_port_spec(&spec)
-                } else {
-                    parse_port_spec(&spec)
-                }
-                .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
-                for (host_ip, published, target, protocol) in parsed {
-                    let mut m = IndexMap::new();
-                    m.insert("mode".into(), s("ingress", &it.mark));
-                    if let Some(h) = host_ip {
-                        m.insert("host_ip".into(), s(h, &it.mark));
-                    }
-                    m.insert(
-                        "target".into(),
-                        Node::new(Value::Int(target as i64), it.mark.clone()),
-                    );
-                    if let Some(pb) = published {
-                        m.insert("published".into(), s(pb, &it.mark));
-                    }
-                    m.insert("protocol".into(), s(protocol, &it.mark));
-                    out.push(mapn(m, &it.mark));
-                }
-            }
-            Value::Map(src) => {
-                let mut m = IndexMap::new();
-                for (k, x) in src {
-                    let kp = format!("{p}.{k}");
-                    let nv = match k.as_str() {
-                        "target" => {
-                            let t = as_int(x, &kp)?;
-                            if !(0..=65535).contains(&t) {
-                                return Err(err(
-                                    x,
-                                    &kp,
-                                    format!("{kp}: port {t} out of range 0-65535"),
-                                ));
-                            }
-                            Node::new(Value::Int(t), x.mark.clone())
-                        }
-                        "published" => s(as_string(x, &kp)?, &x.mark),
-                        "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
-                            s(as_string(x, &kp)?, &x.mark)
-                        }
-                        _ if k.starts_with("x-") => x.clone(),
-                        _ => {
-                            return Err(err(
-                                x,
-                                &kp,
-                                format!("{p} additional properties '{k}' not allowed"),
-                            ))
-                        }
-                    };
-                    m.insert(k.clone(), nv);
-                }
-                if !m.contains_key("target") {
-                    return Err(err(it, &p, format!("{p} missing property 'target'")));
-                }
-                m.entry("mode".into())
-                    .or_insert_with(|| s("ingress", &it.mark));
-                m.entry("protocol".into())
-                    .or_insert_with(|| s("tcp", &it.mark));
-                out.push(mapn(m, &it.mark));
-            }
+            Value::String(_) | Value::Int(_) => short_ports(it, &p, settings, &mut out)?,
+            Value::Map(src) => out.push(long_port(it, src, &p)?),
             _ => {
                 return Err(err(
                     it,
@@ -1595,6 +1580,72 @@ fn ports(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let mut seen = std::collections::HashSet::new();
     out.retain(|n| seen.insert(format!("{:?}", n.to_json())));
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// A short-syntax port (`127.0.0.1:8000-8001:80-81/udp`) as one long-syntax entry per port.
+fn short_ports(it: &Node, p: &str, settings: &Settings, out: &mut Vec<Node>) -> Result<()> {
+    let spec = it.scalar_text().unwrap_or_default();
+    let parsed = if !settings.interpolated && spec.contains('$') {
+        parse_uninterpolated_port_spec(&spec)
+    } else {
+        parse_port_spec(&spec)
+    }
+    .map_err(|e| err(it, p, format!("invalid port {spec:?}: {e}")))?;
+    for (host_ip, published, target, protocol) in parsed {
+        let mut m = IndexMap::new();
+        m.insert("mode".into(), s("ingress", &it.mark));
+        if let Some(h) = host_ip {
+            m.insert("host_ip".into(), s(h, &it.mark));
+        }
+        m.insert(
+            "target".into(),
+            Node::new(Value::Int(target as i64), it.mark.clone()),
+        );
+        if let Some(pb) = published {
+            m.insert("published".into(), s(pb, &it.mark));
+        }
+        m.insert("protocol".into(), s(protocol, &it.mark));
+        out.push(mapn(m, &it.mark));
+    }
+    Ok(())
+}
+
+/// A long-syntax port, checked, with `mode` and `protocol` defaulted.
+fn long_port(it: &Node, src: &IndexMap<String, Node>, p: &str) -> Result<Node> {
+    let mut m = IndexMap::new();
+    for (k, x) in src {
+        let kp = format!("{p}.{k}");
+        let nv = match k.as_str() {
+            "target" => {
+                let t = as_int(x, &kp)?;
+                if !(0..=65535).contains(&t) {
+                    return Err(err(x, &kp, format!("{kp}: port {t} out of range 0-65535")));
+                }
+                Node::new(Value::Int(t), x.mark.clone())
+            }
+            "published" => s(as_string(x, &kp)?, &x.mark),
+            "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
+                s(as_string(x, &kp)?, &x.mark)
+            }
+            _ if k.starts_with("x-") => x.clone(),
+            _ => {
+                return Err(err(
+                    x,
+                    &kp,
+                    format!("{p} additional properties '{k}' not allowed"),
+                ))
+            }
+        };
+        m.insert(k.clone(), nv);
+    }
+    if !m.contains_key("target") {
+        return Err(err(it, p, format!("{p} missing property 'target'")));
+    }
+    m.entry("mode".into())
+        .or_insert_with(|| s("ingress", &it.mark));
+    m.entry("protocol".into())
+        .or_insert_with(|| s("tcp", &it.mark));
+    Ok(mapn(m, &it.mark))
 }
 
 fn is_host_path(src: &str) -> bool {
