@@ -70,6 +70,9 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy
     #[arg(long, value_name = "SECONDS")]
     pub wait_timeout: Option<u64>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Don't start linked services
     #[arg(long)]
     pub no_deps: bool,
@@ -99,6 +102,7 @@ impl UpArgs {
             exit_code_from: None,
             wait: false,
             wait_timeout: None,
+            quiet_pull: false,
             no_deps: false,
             no_start: false,
             services,
@@ -179,7 +183,7 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     }
     let client = engine(project_args).await?;
 
-    let image_ids = ensure_images(&client, &project, &order, &args.pull).await?;
+    let image_ids = ensure_images(&client, &project, &order, &args.pull, args.quiet_pull).await?;
 
     let mut made = Vec::new();
     let started = match converge(&client, &project, &order, args, image_ids, &mut made).await {
@@ -273,9 +277,11 @@ async fn ensure_images(
     project: &Project,
     order: &[String],
     pull_flag: &str,
+    quiet_pull: bool,
 ) -> anyhow::Result<HashMap<String, String>> {
     let mut image_ids = HashMap::new();
     let now = chrono::Utc::now();
+    let mut to_pull = Vec::new();
     for name in order {
         let service = &project.services[name];
         let image = plan::service_image(project, name, service);
@@ -312,28 +318,35 @@ async fn ensure_images(
                     image_ids.insert(name.clone(), inspect.id);
                 }
             }
-            PullDecision::Pull => {
-                let pulled = super::pull::pull_image(client, name, &image, false).await;
-                if let Err(e) = pulled {
-                    let hint = if service.build.is_some() && local.is_none() {
-                        " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
-                    } else {
-                        ""
-                    };
-                    return Err(e.context(format!(
-                        "service \"{name}\": cannot pull image {image}{hint}"
-                    )));
-                }
-                if let Ok(pulled) = client.inspect_image(&image).await {
-                    image_ids.insert(name.clone(), pulled.id);
-                }
-            }
+            PullDecision::Pull => to_pull.push((name.clone(), image, local.is_none())),
             PullDecision::AbsentNeverPull => bail!(
                 "service \"{name}\": image {image} is not present and {policy_source}; bring it in first (docker pull, berth import) or allow pulling"
             ),
             PullDecision::AbsentNeedsBuild => bail!(
                 "service \"{name}\": image {image} is not present and must be built, but berth cannot build images yet; build it with another tool and load it, or give the service an image to pull"
             ),
+        }
+    }
+    // Distinct images pull at once (pull.rs), as docker compose pulls them.
+    let wanted: Vec<(String, String)> = to_pull
+        .iter()
+        .map(|(n, i, _)| (n.clone(), i.clone()))
+        .collect();
+    let view = super::progress::ProgressView::new(quiet_pull);
+    let pulled = super::pull::pull_all(client, &wanted, &view).await;
+    for ((name, image, absent), result) in to_pull.iter().zip(pulled) {
+        if let Err(e) = result {
+            let hint = if project.services[name].build.is_some() && *absent {
+                " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
+            } else {
+                ""
+            };
+            return Err(e.context(format!(
+                "service \"{name}\": cannot pull image {image}{hint}"
+            )));
+        }
+        if let Ok(pulled) = client.inspect_image(image).await {
+            image_ids.insert(name.clone(), pulled.id);
         }
     }
     Ok(image_ids)
@@ -374,7 +387,7 @@ pub(super) async fn prepare_one_off(
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
     check_supported(project, &needed)?;
-    let image_ids = ensure_images(client, project, &needed, pull).await?;
+    let image_ids = ensure_images(client, project, &needed, pull, false).await?;
     let args = UpArgs::detached(dependencies.clone(), pull);
     let mut made = Vec::new();
     let prepared = async {
