@@ -17,7 +17,10 @@ const KNOWN_CYCLES: [&str; 2] = [
     "crate::engine::image: layers -> pull -> layers",
 ];
 /// Directories whose long functions fail the test rather than only printing.
-const LENGTH_STRICT_DIRS: [&str; 0] = [];
+const LENGTH_STRICT_DIRS: [&str; 1] = ["compose"];
+/// Files inside a strict directory that are still being split by their owner (the plan's
+/// `container_create_request`); the lead empties this list after merging.
+const LENGTH_NOT_YET_STRICT_FILES: [&str; 1] = ["src/compose/plan.rs"];
 
 /// One source file of the library crate: its module path and its text with comments, string
 /// and char literals and `#[cfg(test)]` items blanked out (newlines kept, so lines still count).
@@ -512,7 +515,10 @@ fn functions_are_at_most_80_lines() {
                 continue;
             }
             let entry = format!("{}:{line}: fn {name} is {len} lines", file.path.display());
-            if is_strict(&file.module, &LENGTH_STRICT_DIRS) {
+            let exempt = LENGTH_NOT_YET_STRICT_FILES
+                .iter()
+                .any(|f| file.path.ends_with(f));
+            if is_strict(&file.module, &LENGTH_STRICT_DIRS) && !exempt {
                 strict_failures.push(entry);
             } else {
                 println!("long function (not yet strict): {entry}");

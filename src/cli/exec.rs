@@ -13,8 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::containers::{check_services, display_name, is_running, numbered, of_project};
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::engine::api::client::LogStream;
-use crate::engine::wire::ExecConfig;
+use crate::engine::api::client::{EngineClient, LogStream};
+use crate::engine::wire::{ContainerSummary, ExecConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecArgs {
@@ -52,10 +52,14 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+/// The running container number `--index` of the service, or docker compose's error.
+async fn running_container(
+    project_args: &ProjectArgs,
+    client: &EngineClient,
+    args: &ExecArgs,
+) -> anyhow::Result<ContainerSummary> {
     let (project, name) = project_or_name(project_args)?;
-    let client = engine(project_args).await?;
-    let containers = of_project(&client, &name, true).await?;
+    let containers = of_project(client, &name, true).await?;
     check_services(
         project.as_ref(),
         &containers,
@@ -79,6 +83,13 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
         );
     }
 
+    Ok(container.clone())
+}
+
+pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let client = engine(project_args).await?;
+    let container = running_container(project_args, &client, args).await?;
+    let container = &container;
     let env: Vec<String> = args
         .env
         .iter()

@@ -52,16 +52,22 @@ pub async fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Resul
         });
     }
 
+    print_rows(&rows, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rows as `-q` (unique image ids), `--format json`, or the table.
+fn print_rows(rows: &[Row], args: &ImagesArgs) -> anyhow::Result<()> {
     if args.quiet {
         let mut seen: Vec<&str> = Vec::new();
-        for r in &rows {
+        for r in rows {
             let id = r.image.id.trim_start_matches("sha256:");
             if !seen.contains(&id) {
                 println!("{id}");
                 seen.push(id);
             }
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     if args.format == "json" {
         let list: Vec<serde_json::Value> = rows
@@ -79,8 +85,14 @@ pub async fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Resul
             })
             .collect();
         println!("{}", serde_json::to_string(&list)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
+    print_table(rows);
+    Ok(())
+}
+
+/// docker compose's table: one row per container.
+fn print_table(rows: &[Row]) {
     let now = chrono::Utc::now();
     let table_rows: Vec<Vec<String>> = rows
         .iter()
@@ -115,7 +127,6 @@ pub async fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Resul
             &table_rows
         )
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn platform(image: &ImageInspect) -> String {

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use super::output::{colours_enabled, LogPrefixer};
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::compose::plan::{LABEL_PROJECT, LABEL_SERVICE};
-use crate::engine::api::client::LogsOptions;
+use crate::engine::api::client::{EngineClient, LogsOptions};
+use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
@@ -76,8 +77,23 @@ pub async fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<
     let mut prefixer =
         LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
 
-    let (tx, mut rx) = mpsc::channel::<(String, String)>(256);
-    for c in &containers {
+    let mut rx = follow_all(&client, &containers, args, short);
+    let mut stdout = std::io::stdout();
+    while let Some((display, text)) = rx.recv().await {
+        prefixer.write_lines(&mut stdout, &display, &text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One task per container streaming its logs (as `args` select them) as `(prefix name, text)`.
+fn follow_all(
+    client: &EngineClient,
+    containers: &[ContainerSummary],
+    args: &LogsArgs,
+    short: impl Fn(&str) -> String,
+) -> mpsc::Receiver<(String, String)> {
+    let (tx, rx) = mpsc::channel::<(String, String)>(256);
+    for c in containers {
         let client = client.clone();
         let display = c
             .names
@@ -112,12 +128,7 @@ pub async fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<
             }
         });
     }
-    drop(tx);
-    let mut stdout = std::io::stdout();
-    while let Some((display, text)) = rx.recv().await {
-        prefixer.write_lines(&mut stdout, &display, &text)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    rx
 }
 
 /// `--since`/`--until` as the Docker CLI reads them, turned into the API's Unix seconds

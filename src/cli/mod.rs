@@ -16,6 +16,7 @@ mod logs;
 mod ls;
 mod output;
 mod port;
+mod progress;
 mod project;
 mod ps;
 mod pull;

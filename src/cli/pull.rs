@@ -1,17 +1,15 @@
-//! `berth pull`: pull the services' images, with docker-style progress.
+//! `berth pull`: pull the services' images, all at once, with docker-style progress.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use futures_util::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::output::status_line;
+use super::progress::{follow, ProgressView, PULL_STATES};
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
 use crate::compose::pull_policy::PullPolicy;
-use crate::engine::api::client::{ClientError, EngineClient};
+use crate::engine::api::client::EngineClient;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PullArgs {
@@ -29,6 +27,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     let project = load_project(project_args, &args.services)?;
     let order = selected_start_order(&project, &args.services)?;
     let client = engine(project_args).await?;
+    let mut wanted = Vec::new();
     for name in &order {
         let service = &project.services[name];
         let skipped = |why: &str| {
@@ -57,11 +56,13 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
             }
             _ => {}
         }
-        match pull_image(&client, name, &image, args.quiet).await {
+        wanted.push((name.clone(), image));
+    }
+    let results = pull_all(&client, &wanted, &ProgressView::new(args.quiet)).await;
+    for ((name, image), result) in wanted.iter().zip(results) {
+        match result {
             Ok(()) => {}
-            Err(e) if args.ignore_pull_failures => {
-                eprintln!("warning: {name}: {e:#}");
-            }
+            Err(e) if args.ignore_pull_failures => eprintln!("warning: {name}: {e:#}"),
             Err(e) => {
                 return Err(e.context(format!("service \"{name}\": cannot pull image {image}")))
             }
@@ -70,87 +71,51 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pull one image through the engine. On a terminal each layer gets a progress bar (indicatif),
-/// as docker compose shows them; otherwise only the final line is printed.
-pub async fn pull_image(
+/// Pulls the `(service, image)` pairs at once, as docker compose does, each image once however
+/// many services use it; the results are in the order of `wanted`.
+pub async fn pull_all(
+    client: &EngineClient,
+    wanted: &[(String, String)],
+    view: &ProgressView,
+) -> Vec<anyhow::Result<()>> {
+    let mut first_user: HashMap<&str, usize> = HashMap::new();
+    let mut distinct = Vec::new();
+    for (service, image) in wanted {
+        if let std::collections::hash_map::Entry::Vacant(e) = first_user.entry(image) {
+            e.insert(distinct.len());
+            distinct.push(pull_one(client, service, image, view));
+        }
+    }
+    let results = futures_util::future::join_all(distinct).await;
+    wanted
+        .iter()
+        .map(|(_, image)| match &results[first_user[image.as_str()]] {
+            Ok(()) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        })
+        .collect()
+}
+
+/// One image: a header line for the service, a line per layer under it (see `progress.rs`).
+async fn pull_one(
     client: &EngineClient,
     service: &str,
     image: &str,
-    quiet: bool,
+    view: &ProgressView,
 ) -> anyhow::Result<()> {
     let auth = super::login::credentials_for(image)?;
-    let stream = client
-        .pull_with_auth(image, auth.as_ref())
-        .await
-        .context("the engine refused the pull")?;
-    follow_progress(stream, quiet, &[]).await?;
-    if !quiet {
-        status_line(service, "", "Pulled");
+    let line = view.task(service, "Pulling");
+    let pulled = async {
+        let stream = client
+            .pull_with_auth(image, auth.as_ref())
+            .await
+            .context("the engine refused the pull")?;
+        follow(stream, view, PULL_STATES).await
     }
-    Ok(())
-}
-
-/// Follows an engine progress stream (pull or push) to its end: per-layer bars on a terminal;
-/// otherwise a line for each layer reaching one of the `plain` states. The stream's error (or
-/// an in-band `error`) is returned.
-pub async fn follow_progress(
-    mut stream: futures_util::stream::BoxStream<
-        'static,
-        Result<crate::engine::wire::ProgressMessage, ClientError>,
-    >,
-    quiet: bool,
-    plain: &[&str],
-) -> anyhow::Result<()> {
-    let bars = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
-    let mut layers: HashMap<String, ProgressBar> = HashMap::new();
-    let style =
-        ProgressStyle::with_template("   {prefix} {msg:<16} {wide_bar} {bytes}/{total_bytes}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    while let Some(message) = stream.next().await {
-        let message = message?;
-        if let Some(error) = message.error.or(message.error_detail.map(|d| d.message)) {
-            anyhow::bail!(error);
-        }
-        let Some(status) = &message.status else {
-            continue;
-        };
-        let shown = !quiet && plain.iter().any(|p| status.contains(p));
-        let Some(id) = &message.id else {
-            // A line of its own (a push's final `tag: digest: … size: …`).
-            if shown {
-                eprintln!("   {status}");
-            }
-            continue;
-        };
-        let Some(bars) = &bars else {
-            // Not a terminal: the layer states worth a line of their own, as plain progress.
-            if shown {
-                eprintln!("   {id} {status}");
-            }
-            continue;
-        };
-        // Lines without a layer ID ("Pulling from …", "Digest: …") carry no bar.
-        if id.contains(':') || id.contains('/') {
-            continue;
-        }
-        let bar = layers.entry(id.clone()).or_insert_with(|| {
-            let bar = bars.add(ProgressBar::new(0));
-            bar.set_style(style.clone());
-            bar.set_prefix(id.clone());
-            bar
-        });
-        bar.set_message(status.clone());
-        if let Some(detail) = &message.progress_detail {
-            if let Some(total) = detail.total {
-                bar.set_length(total);
-            }
-            if let Some(current) = detail.current {
-                bar.set_position(current);
-            }
-        }
+    .await;
+    match &pulled {
+        Ok(()) => line.finish("Pulled"),
+        Err(e) => line.fail(&format!("{e:#}")),
     }
-    for bar in layers.values() {
-        bar.finish_and_clear();
-    }
-    Ok(())
+    pulled
 }

@@ -82,7 +82,7 @@ async fn push_image(
         "Mounted from",
         ": digest: ",
     ];
-    super::pull::follow_progress(stream, quiet, &plain).await?;
+    super::progress::follow_progress(stream, quiet, &plain).await?;
     if !quiet {
         status_line(service, "", "Pushed");
     }

@@ -18,9 +18,11 @@ use indexmap::IndexMap;
 
 use super::output::status_line;
 use super::project::{engine, load_project, ProjectArgs};
+use crate::compose::model::Project;
 use crate::compose::normalize::shell_split;
 use crate::compose::plan::{self, LABEL_CONTAINER_NUMBER, LABEL_ONEOFF, LABEL_SERVICE};
 use crate::engine::api::client::{EngineClient, LogStream, LogsOptions};
+use crate::engine::wire::ContainerCreateRequest;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -89,53 +91,7 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
     let client = engine(project_args).await?;
     super::up::prepare_one_off(&client, &project, &args.service, args.no_deps, &args.pull).await?;
 
-    let mut request = plan::container_create_request(&project, &args.service, 1)
-        .with_context(|| format!("no such service: {}", args.service))?;
-    let labels = request.labels.get_or_insert_with(IndexMap::new);
-    labels.insert(LABEL_ONEOFF.to_string(), "True".to_string());
-    labels.shift_remove(LABEL_CONTAINER_NUMBER);
-    for kv in &args.labels {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        labels.insert(k.to_string(), v.to_string());
-    }
-    debug_assert_eq!(labels.get(LABEL_SERVICE), Some(&args.service));
-    if !args.command.is_empty() {
-        request.cmd = Some(args.command.clone());
-    }
-    if let Some(entrypoint) = entrypoint {
-        request.entrypoint = Some(entrypoint);
-        if args.command.is_empty() {
-            // Docker drops the image's command when the entrypoint is replaced.
-            request.cmd = Some(Vec::new());
-        }
-    }
-    let mut env = request.env.take().unwrap_or_default();
-    for kv in &args.env {
-        let pair = match kv.split_once('=') {
-            Some(_) => Some(kv.clone()),
-            None => std::env::var(kv).ok().map(|v| format!("{kv}={v}")),
-        };
-        if let Some(pair) = pair {
-            let key = pair.split('=').next().unwrap_or_default().to_string();
-            env.retain(|e| e.split('=').next() != Some(key.as_str()));
-            env.push(pair);
-        }
-    }
-    request.env = Some(env);
-    if let Some(user) = &args.user {
-        request.user = user.clone();
-    }
-    if let Some(dir) = &args.workdir {
-        request.working_dir = dir.clone();
-    }
-    if let Some(host) = request.host_config.as_mut() {
-        if !args.service_ports {
-            host.port_bindings = None;
-        }
-        // A one-off container runs once: docker compose gives it no restart policy.
-        host.restart_policy = None;
-    }
-
+    let request = one_off_request(&project, args, entrypoint)?;
     let name = args.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-run-{}",
@@ -171,6 +127,69 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
             .with_context(|| format!("cannot remove {name}"))?;
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The service's create request made one-off: `run`'s label, command, entrypoint, environment,
+/// user and directory overrides, no published ports unless `--service-ports`, no restart policy.
+fn one_off_request(
+    project: &Project,
+    args: &RunArgs,
+    entrypoint: Option<Vec<String>>,
+) -> anyhow::Result<ContainerCreateRequest> {
+    let mut request = plan::container_create_request(project, &args.service, 1)
+        .with_context(|| format!("no such service: {}", args.service))?;
+    let labels = request.labels.get_or_insert_with(IndexMap::new);
+    labels.insert(LABEL_ONEOFF.to_string(), "True".to_string());
+    labels.shift_remove(LABEL_CONTAINER_NUMBER);
+    for kv in &args.labels {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    debug_assert_eq!(labels.get(LABEL_SERVICE), Some(&args.service));
+    if !args.command.is_empty() {
+        request.cmd = Some(args.command.clone());
+    }
+    if let Some(entrypoint) = entrypoint {
+        request.entrypoint = Some(entrypoint);
+        if args.command.is_empty() {
+            // Docker drops the image's command when the entrypoint is replaced.
+            request.cmd = Some(Vec::new());
+        }
+    }
+    let env = request.env.take().unwrap_or_default();
+    request.env = Some(with_env_overrides(env, &args.env));
+    if let Some(user) = &args.user {
+        request.user = user.clone();
+    }
+    if let Some(dir) = &args.workdir {
+        request.working_dir = dir.clone();
+    }
+    if let Some(host) = request.host_config.as_mut() {
+        if !args.service_ports {
+            host.port_bindings = None;
+        }
+        // A one-off container runs once: docker compose gives it no restart policy.
+        host.restart_policy = None;
+    }
+
+    Ok(request)
+}
+
+/// `-e KEY=VALUE` replaces the service's KEY; `-e KEY` takes KEY from berth's environment
+/// (and is dropped when unset there), as docker compose does.
+fn with_env_overrides(mut env: Vec<String>, overrides: &[String]) -> Vec<String> {
+    for kv in overrides {
+        let pair = match kv.split_once('=') {
+            Some(_) => Some(kv.clone()),
+            None => std::env::var(kv).ok().map(|v| format!("{kv}={v}")),
+        };
+        if let Some(pair) = pair {
+            let key = pair.split('=').next().unwrap_or_default().to_string();
+            env.retain(|e| e.split('=').next() != Some(key.as_str()));
+            env.push(pair);
+        }
+    }
+    env
 }
 
 /// Stream the container's output to berth's stdout/stderr until it exits; Ctrl-C or SIGTERM

@@ -70,6 +70,9 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy
     #[arg(long, value_name = "SECONDS")]
     pub wait_timeout: Option<u64>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Don't start linked services
     #[arg(long)]
     pub no_deps: bool,
@@ -99,6 +102,7 @@ impl UpArgs {
             exit_code_from: None,
             wait: false,
             wait_timeout: None,
+            quiet_pull: false,
             no_deps: false,
             no_start: false,
             services,
@@ -179,7 +183,7 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     }
     let client = engine(project_args).await?;
 
-    let image_ids = ensure_images(&client, &project, &order, &args.pull).await?;
+    let image_ids = ensure_images(&client, &project, &order, &args.pull, args.quiet_pull).await?;
 
     let mut made = Vec::new();
     let started = match converge(&client, &project, &order, args, image_ids, &mut made).await {
@@ -234,6 +238,9 @@ pub struct CreateArgs {
     /// Remove containers of services not defined in the compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances. Overrides the `scale` setting in the Compose file if present
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
     /// Pull images before creating: "always", "missing", "never" or "policy"
     #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
@@ -246,6 +253,7 @@ pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Re
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
+        scale: args.scale.clone(),
         no_start: true,
         ..UpArgs::detached(args.services.clone(), &args.pull)
     };
@@ -269,9 +277,11 @@ async fn ensure_images(
     project: &Project,
     order: &[String],
     pull_flag: &str,
+    quiet_pull: bool,
 ) -> anyhow::Result<HashMap<String, String>> {
     let mut image_ids = HashMap::new();
     let now = chrono::Utc::now();
+    let mut to_pull = Vec::new();
     for name in order {
         let service = &project.services[name];
         let image = plan::service_image(project, name, service);
@@ -308,28 +318,35 @@ async fn ensure_images(
                     image_ids.insert(name.clone(), inspect.id);
                 }
             }
-            PullDecision::Pull => {
-                let pulled = super::pull::pull_image(client, name, &image, false).await;
-                if let Err(e) = pulled {
-                    let hint = if service.build.is_some() && local.is_none() {
-                        " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
-                    } else {
-                        ""
-                    };
-                    return Err(e.context(format!(
-                        "service \"{name}\": cannot pull image {image}{hint}"
-                    )));
-                }
-                if let Ok(pulled) = client.inspect_image(&image).await {
-                    image_ids.insert(name.clone(), pulled.id);
-                }
-            }
+            PullDecision::Pull => to_pull.push((name.clone(), image, local.is_none())),
             PullDecision::AbsentNeverPull => bail!(
                 "service \"{name}\": image {image} is not present and {policy_source}; bring it in first (docker pull, berth import) or allow pulling"
             ),
             PullDecision::AbsentNeedsBuild => bail!(
                 "service \"{name}\": image {image} is not present and must be built, but berth cannot build images yet; build it with another tool and load it, or give the service an image to pull"
             ),
+        }
+    }
+    // Distinct images pull at once (pull.rs), as docker compose pulls them.
+    let wanted: Vec<(String, String)> = to_pull
+        .iter()
+        .map(|(n, i, _)| (n.clone(), i.clone()))
+        .collect();
+    let view = super::progress::ProgressView::new(quiet_pull);
+    let pulled = super::pull::pull_all(client, &wanted, &view).await;
+    for ((name, image, absent), result) in to_pull.iter().zip(pulled) {
+        if let Err(e) = result {
+            let hint = if project.services[name].build.is_some() && *absent {
+                " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
+            } else {
+                ""
+            };
+            return Err(e.context(format!(
+                "service \"{name}\": cannot pull image {image}{hint}"
+            )));
+        }
+        if let Ok(pulled) = client.inspect_image(image).await {
+            image_ids.insert(name.clone(), pulled.id);
         }
     }
     Ok(image_ids)
@@ -370,7 +387,7 @@ pub(super) async fn prepare_one_off(
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
     check_supported(project, &needed)?;
-    let image_ids = ensure_images(client, project, &needed, pull).await?;
+    let image_ids = ensure_images(client, project, &needed, pull, false).await?;
     let args = UpArgs::detached(dependencies.clone(), pull);
     let mut made = Vec::new();
     let prepared = async {
@@ -963,7 +980,39 @@ async fn attach(
     let names: Vec<String> = started.iter().map(|c| c.short_name.clone()).collect();
     let mut prefixer =
         LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
-    let (tx, mut rx) = mpsc::channel::<AttachEvent>(256);
+    let mut events = follow_all(client, started);
+    let mut run = AttachedRun::default();
+    let mut running = started.len();
+    let mut stdout = std::io::stdout();
+    let stop = |mode| spawn_stop(client, project, started, args, mode);
+    while running > 0 {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(AttachEvent::Output(name, text)) => prefixer.write_lines(&mut stdout, &name, &text)?,
+                Some(AttachEvent::Exited(name, code)) => {
+                    running -= 1;
+                    println!("{name} exited with code {code}");
+                    let service = started.iter().find(|c| c.short_name == name).map(|c| c.service.as_str());
+                    if run.exited(args, service, code) {
+                        eprintln!("Aborting on container exit...");
+                        run.stopping = Some(stop(StopMode::Stop));
+                    }
+                }
+                None => break,
+            },
+            _ = sigint.recv() => run.stopping = Some(stop(run.interrupted(130))),
+            _ = sigterm.recv() => run.stopping = Some(stop(run.interrupted(143))),
+        }
+    }
+    if let Some(task) = run.stopping.take() {
+        let _ = task.await;
+    }
+    Ok(run.exit_status())
+}
+
+/// One task per started container: its log lines, then its exit status, as events.
+fn follow_all(client: &EngineClient, started: &[Started]) -> mpsc::Receiver<AttachEvent> {
+    let (tx, rx) = mpsc::channel::<AttachEvent>(256);
     for c in started {
         let client = client.clone();
         let (id, name, tx) = (c.id.clone(), c.short_name.clone(), tx.clone());
@@ -991,87 +1040,70 @@ async fn attach(
             let _ = tx.send(AttachEvent::Exited(name, code)).await;
         });
     }
-    drop(tx);
+    rx
+}
 
-    let abort_on_exit = args.abort_on_exit();
-    let mut running = started.len();
-    let mut interrupts = 0;
-    let mut aborting = false;
-    // The last stop or kill in flight: awaited before returning, so its progress lines are all
-    // printed and the containers are stopped when `up` exits.
-    let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
-    // docker compose's exit code: the container that ended the run (abort), or the one named
-    // by --exit-code-from, whatever made it exit.
-    let mut exit_code: Option<i64> = None;
-    // Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
-    let mut interrupted_code: Option<u8> = None;
-    let mut stdout = std::io::stdout();
-    while running > 0 {
-        tokio::select! {
-            event = rx.recv() => match event {
-                Some(AttachEvent::Output(name, text)) => prefixer.write_lines(&mut stdout, &name, &text)?,
-                Some(AttachEvent::Exited(name, code)) => {
-                    running -= 1;
-                    println!("{name} exited with code {code}");
-                    let service = started.iter().find(|c| c.short_name == name).map(|c| c.service.as_str());
-                    match &args.exit_code_from {
-                        Some(wanted) if service == Some(wanted.as_str()) => exit_code = Some(code),
-                        Some(_) => {}
-                        None if abort_on_exit && !aborting => exit_code = Some(code),
-                        None => {}
-                    }
-                    if abort_on_exit && !aborting {
-                        aborting = true;
-                        interrupts = interrupts.max(1);
-                        eprintln!("Aborting on container exit...");
-                        stopping = Some(spawn_stop(client, project, started, args, StopMode::Stop));
-                    }
-                }
-                None => break,
-            },
-            _ = sigint.recv() => {
-                interrupts += 1;
-                interrupted_code.get_or_insert(130);
-                stopping = Some(interrupted(client, project, started, args, interrupts));
-            }
-            _ = sigterm.recv() => {
-                interrupts += 1;
-                interrupted_code.get_or_insert(143);
-                stopping = Some(interrupted(client, project, started, args, interrupts));
-            }
+/// What an attached run has seen so far, which decides how it ends.
+#[derive(Default)]
+struct AttachedRun {
+    interrupts: u32,
+    aborting: bool,
+    /// The last stop or kill in flight: awaited before returning, so its progress lines are all
+    /// printed and the containers are stopped when `up` exits.
+    stopping: Option<tokio::task::JoinHandle<()>>,
+    /// docker compose's exit code: the container that ended the run (abort), or the one named
+    /// by --exit-code-from, whatever made it exit.
+    exit_code: Option<i64>,
+    /// Interrupted runs end like docker compose's: 130 after Ctrl-C, 143 after SIGTERM.
+    interrupted_code: Option<u8>,
+}
+
+impl AttachedRun {
+    /// A container of `service` exited with `code`; true when that ends the run
+    /// (`--abort-on-container-exit`, `--exit-code-from`) and the rest must be stopped.
+    fn exited(&mut self, args: &UpArgs, service: Option<&str>, code: i64) -> bool {
+        let abort_on_exit = args.abort_on_exit();
+        match &args.exit_code_from {
+            Some(wanted) if service == Some(wanted.as_str()) => self.exit_code = Some(code),
+            Some(_) => {}
+            None if abort_on_exit && !self.aborting => self.exit_code = Some(code),
+            None => {}
+        }
+        if !abort_on_exit || self.aborting {
+            return false;
+        }
+        self.aborting = true;
+        self.interrupts = self.interrupts.max(1);
+        true
+    }
+
+    /// A SIGINT (130) or SIGTERM (143): the first stops the containers gracefully, the next
+    /// kills them.
+    fn interrupted(&mut self, code: u8) -> StopMode {
+        self.interrupts += 1;
+        self.interrupted_code.get_or_insert(code);
+        if self.interrupts == 1 {
+            eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+            StopMode::Stop
+        } else {
+            StopMode::Kill
         }
     }
-    if let Some(task) = stopping {
-        let _ = task.await;
+
+    fn exit_status(&self) -> ExitCode {
+        if let (None, Some(code)) = (self.exit_code, self.interrupted_code) {
+            return ExitCode::from(code);
+        }
+        let code = self.exit_code.unwrap_or(0);
+        // Exit statuses are a byte; anything else (an unknown code is -1) is a failure.
+        ExitCode::from(u8::try_from(code).unwrap_or(1))
     }
-    if let (None, Some(code)) = (exit_code, interrupted_code) {
-        return Ok(ExitCode::from(code));
-    }
-    let code = exit_code.unwrap_or(0);
-    // Exit statuses are a byte; anything else (an unknown code is -1) is a failure.
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopMode {
     Stop,
     Kill,
-}
-
-/// Ctrl-C: the first stops the attached containers gracefully, the next kills them.
-fn interrupted(
-    client: &EngineClient,
-    project: &Project,
-    started: &[Started],
-    args: &UpArgs,
-    interrupts: u32,
-) -> tokio::task::JoinHandle<()> {
-    if interrupts == 1 {
-        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-        spawn_stop(client, project, started, args, StopMode::Stop)
-    } else {
-        spawn_stop(client, project, started, args, StopMode::Kill)
-    }
 }
 
 /// Stop or kill the attached containers, dependents first, in the background so their last
@@ -1144,6 +1176,30 @@ mod tests {
         assert!(up(&["--no-start", "--wait"]).is_err());
         assert_eq!(up(&[]).unwrap().pull, "policy");
         assert!(up(&["--pull", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn scale_and_recreate_flags_become_the_converge_flags() {
+        let flags = up(&[
+            "--scale",
+            "web=3",
+            "--scale",
+            "db=0",
+            "--always-recreate-deps",
+        ])
+        .unwrap()
+        .flags()
+        .unwrap();
+        assert_eq!(flags.scale.get("web"), Some(&3));
+        assert_eq!(flags.scale.get("db"), Some(&0));
+        assert_eq!(flags.recreate, converge::Recreate::Diverged);
+        assert_eq!(flags.recreate_dependencies, converge::Recreate::Force);
+        let e = up(&["--scale", "web"]).unwrap().flags().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --scale \"web\": expected SERVICE=NUM"
+        );
+        assert!(up(&["--no-recreate", "--always-recreate-deps"]).is_err());
     }
 
     #[test]

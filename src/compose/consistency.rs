@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::error::ComposeError;
-use super::model::Project;
+use super::model::{Project, Service};
 use super::yaml::{Node, Value};
 
 /// Keep the services enabled by `profiles` (plus those named in `selected` and, transitively,
@@ -116,201 +116,302 @@ fn at(raw: Option<&Node>, path: &[&str]) -> String {
     }
 }
 
+/// What every per-service rule needs: the project, the raw model (for positions) and the set
+/// of service names.
+struct Scope<'a> {
+    project: &'a Project,
+    raw: Option<&'a Node>,
+    services: HashSet<&'a str>,
+}
+
+type ServiceRule = fn(&Scope, &str, &Service) -> Result<(), ComposeError>;
+
+/// The per-service rules, in the order their errors are reported (the first one found wins).
+const SERVICE_RULES: &[ServiceRule] = &[
+    image_or_build,
+    depends_on_defined,
+    network_mode_valid,
+    namespace_services_defined,
+    volumes_from_defined,
+    links_defined,
+    networks_declared,
+    mounts_declared_and_distinct,
+    watch_targets_set,
+    secrets_and_configs_defined,
+    build_secrets_defined,
+    scale_matches_replicas,
+    |scope, name, svc| check_resource_limits(name, svc, scope.raw),
+    container_name_unscaled,
+];
+
 pub fn check(project: &Project, raw: Option<&Node>) -> Result<(), ComposeError> {
-    let services: HashSet<&str> = project.services.keys().map(String::as_str).collect();
+    let scope = Scope {
+        project,
+        raw,
+        services: project.services.keys().map(String::as_str).collect(),
+    };
     for (name, svc) in &project.services {
-        if svc.image.is_none() && svc.build.is_none() && !svc.extra.contains_key("provider") {
-            return Err(ComposeError::Consistency(format!(
-                "{}service {name:?} has neither an image nor a build context specified; add `image:` or `build:`",
-                at(raw, &["services", name])
-            )));
-        }
-        for dep in svc.depends_on.keys() {
-            if !services.contains(dep.as_str()) {
-                // Implicit dependencies name what introduced them.
-                let via = ["network_mode", "ipc", "pid", "uts", "cgroup"]
-                    .into_iter()
-                    .find(|k| {
-                        let v = if *k == "network_mode" {
-                            svc.network_mode.clone()
-                        } else {
-                            svc.extra.get(*k).and_then(|v| v.as_str()).map(String::from)
-                        };
-                        v.as_deref() == Some(&format!("service:{dep}"))
-                    });
-                let (place, detail) = match via {
-                    Some(k) => (
-                        at(raw, &["services", name, k]),
-                        format!(" (service {dep:?} not found for {k} 'service:{dep}')"),
-                    ),
-                    None => (
-                        at(raw, &["services", name, "depends_on", dep]),
-                        String::new(),
-                    ),
-                };
-                return Err(ComposeError::Consistency(format!(
-                    "{place}service {name:?} depends on undefined service {dep:?}{detail}: invalid compose project; define it or remove the reference"
-                )));
-            }
-        }
-        if let Some(nm) = &svc.network_mode {
-            if !svc.networks.is_empty() {
-                return Err(ComposeError::Consistency(format!(
-                    "{}service {name} declares mutually exclusive `network_mode` and `networks`: invalid compose project; keep one of them",
-                    at(raw, &["services", name, "network_mode"])
-                )));
-            }
-            if let Some(other) = nm.strip_prefix("service:") {
-                if !services.contains(other) {
-                    return Err(ComposeError::Consistency(format!(
-                        "{}service {other:?} not found for network_mode 'service:{other}'",
-                        at(raw, &["services", name, "network_mode"])
-                    )));
-                }
-            }
-        }
-        for key in ["ipc", "pid"] {
-            if let Some(other) = svc
-                .extra
-                .get(key)
-                .and_then(|v| v.as_str())
-                .and_then(|v| v.strip_prefix("service:"))
-            {
-                if !services.contains(other) {
-                    return Err(ComposeError::Consistency(format!(
-                        "{}service {other:?} not found for {key} 'service:{other}'",
-                        at(raw, &["services", name, key])
-                    )));
-                }
-            }
-        }
-        for vf in &svc.volumes_from {
-            if vf.starts_with("container:") {
-                continue;
-            }
-            let other = vf.split(':').next().unwrap_or(vf);
-            if !services.contains(other) {
-                return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} depends on undefined service {other:?} (volumes_from): invalid compose project",
-                    at(raw, &["services", name, "volumes_from", other])
-                )));
-            }
-        }
-        for link in &svc.links {
-            let other = link.split(':').next().unwrap_or(link);
-            if !services.contains(other) {
-                return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} depends on undefined service {other:?} (links): invalid compose project",
-                    at(raw, &["services", name, "links", other])
-                )));
-            }
-        }
-        for net in svc.networks.keys() {
-            if !project.networks.contains_key(net) {
-                return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} refers to undefined network {net}: invalid compose project; declare it under the top-level `networks`",
-                    at(raw, &["services", name, "networks", net])
-                )));
-            }
-        }
-        let mut targets: std::collections::HashMap<String, String> = Default::default();
-        for (i, t) in svc.tmpfs.iter().enumerate() {
-            let target = t.split(':').next().unwrap_or(t);
-            targets.insert(target.to_string(), format!("services.{name}.tmpfs[{i}]"));
-        }
-        for (i, v) in svc.volumes.iter().enumerate() {
-            if v.kind == "volume" {
-                if let Some(src) = &v.source {
-                    if !project.volumes.contains_key(src) {
-                        return Err(ComposeError::Consistency(format!(
-                            "{}service {name:?} refers to undefined volume {src}: invalid compose project; declare it under the top-level `volumes`",
-                            at(raw, &["services", name, "volumes", &i.to_string()])
-                        )));
-                    }
-                }
-            }
-            let here = format!("services.{name}.volumes[{i}]");
-            if let Some(prev) = targets.insert(v.target.clone(), here.clone()) {
-                return Err(ComposeError::Consistency(format!(
-                    "{}{here}: target {} already mounted as {prev}",
-                    at(raw, &["services", name, "volumes", &i.to_string()]),
-                    v.target
-                )));
-            }
-        }
-        if let Some(watch) = svc
-            .extra
-            .get("develop")
-            .and_then(|d| d.get("watch"))
-            .and_then(|w| w.as_array())
-        {
-            for w in watch {
-                let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
-                if action != "rebuild" && w.get("target").is_none() {
-                    return Err(ComposeError::Consistency(format!(
-                        "{}services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project",
-                        at(raw, &["services", name, "develop", "watch"])
-                    )));
-                }
-            }
-        }
-        for (kind, refs, defined) in [
-            ("secret", &svc.secrets, &project.secrets),
-            ("config", &svc.configs, &project.configs),
-        ] {
-            for r in refs {
-                if !defined.contains_key(&r.source) {
-                    return Err(ComposeError::Consistency(format!(
-                        "{}service {name:?} refers to undefined {kind} {}: invalid compose project",
-                        at(raw, &["services", name, &format!("{kind}s"), &r.source]),
-                        r.source
-                    )));
-                }
-            }
-        }
-        // compose-go checkConsistency: build secrets name top-level secrets too.
-        let build_secrets = svc
-            .build
-            .as_ref()
-            .and_then(|b| b.extra.get("secrets"))
-            .and_then(|s| s.as_array());
-        for s in build_secrets.into_iter().flatten() {
-            let source = s
-                .as_str()
-                .or_else(|| s.get("source").and_then(|x| x.as_str()))
-                .unwrap_or_default();
-            if !project.secrets.contains_key(source) {
-                return Err(ComposeError::Consistency(format!(
-                    "{}service {name:?} refers to undefined build secret {source}: invalid compose project; declare it under the top-level `secrets`",
-                    at(raw, &["services", name, "build", "secrets"]),
-                )));
-            }
-        }
-        let replicas = svc
-            .extra
-            .get("deploy")
-            .and_then(|d| d.get("replicas"))
-            .and_then(|r| r.as_i64());
-        if let (Some(scale), Some(replicas)) = (svc.scale, replicas) {
-            if scale != replicas {
-                return Err(ComposeError::Consistency(format!(
-                    "{}services.{name}: can't set distinct values on 'scale' ({scale}) and 'deploy.replicas' ({replicas}); keep one",
-                    at(raw, &["services", name, "scale"])
-                )));
-            }
-        }
-        check_resource_limits(name, svc, raw)?;
-        if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
-            if scale > 1 {
-                return Err(ComposeError::Consistency(format!(
-                    "services.{name}: container_name {:?} cannot be used with scale {scale}; remove one",
-                    svc.container_name.as_deref().unwrap_or_default()
-                )));
-            }
+        for rule in SERVICE_RULES {
+            rule(&scope, name, svc)?;
         }
     }
     check_container_names(project, raw)?;
     super::graph::ServiceGraph::new(project)?;
+    Ok(())
+}
+
+fn image_or_build(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    if svc.image.is_none() && svc.build.is_none() && !svc.extra.contains_key("provider") {
+        return Err(ComposeError::Consistency(format!(
+            "{}service {name:?} has neither an image nor a build context specified; add `image:` or `build:`",
+            at(scope.raw, &["services", name])
+        )));
+    }
+    Ok(())
+}
+
+fn depends_on_defined(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    for dep in svc.depends_on.keys() {
+        if !scope.services.contains(dep.as_str()) {
+            // Implicit dependencies name what introduced them.
+            let via = ["network_mode", "ipc", "pid", "uts", "cgroup"]
+                .into_iter()
+                .find(|k| {
+                    let v = if *k == "network_mode" {
+                        svc.network_mode.clone()
+                    } else {
+                        svc.extra.get(*k).and_then(|v| v.as_str()).map(String::from)
+                    };
+                    v.as_deref() == Some(&format!("service:{dep}"))
+                });
+            let (place, detail) = match via {
+                Some(k) => (
+                    at(scope.raw, &["services", name, k]),
+                    format!(" (service {dep:?} not found for {k} 'service:{dep}')"),
+                ),
+                None => (
+                    at(scope.raw, &["services", name, "depends_on", dep]),
+                    String::new(),
+                ),
+            };
+            return Err(ComposeError::Consistency(format!(
+                "{place}service {name:?} depends on undefined service {dep:?}{detail}: invalid compose project; define it or remove the reference"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn network_mode_valid(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    if let Some(nm) = &svc.network_mode {
+        if !svc.networks.is_empty() {
+            return Err(ComposeError::Consistency(format!(
+                "{}service {name} declares mutually exclusive `network_mode` and `networks`: invalid compose project; keep one of them",
+                at(scope.raw, &["services", name, "network_mode"])
+            )));
+        }
+        if let Some(other) = nm.strip_prefix("service:") {
+            if !scope.services.contains(other) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}service {other:?} not found for network_mode 'service:{other}'",
+                    at(scope.raw, &["services", name, "network_mode"])
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn namespace_services_defined(
+    scope: &Scope,
+    name: &str,
+    svc: &Service,
+) -> Result<(), ComposeError> {
+    for key in ["ipc", "pid"] {
+        if let Some(other) = svc
+            .extra
+            .get(key)
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.strip_prefix("service:"))
+        {
+            if !scope.services.contains(other) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}service {other:?} not found for {key} 'service:{other}'",
+                    at(scope.raw, &["services", name, key])
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn volumes_from_defined(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    for vf in &svc.volumes_from {
+        if vf.starts_with("container:") {
+            continue;
+        }
+        let other = vf.split(':').next().unwrap_or(vf);
+        if !scope.services.contains(other) {
+            return Err(ComposeError::Consistency(format!(
+                "{}service {name:?} depends on undefined service {other:?} (volumes_from): invalid compose project",
+                at(scope.raw, &["services", name, "volumes_from", other])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn links_defined(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    for link in &svc.links {
+        let other = link.split(':').next().unwrap_or(link);
+        if !scope.services.contains(other) {
+            return Err(ComposeError::Consistency(format!(
+                "{}service {name:?} depends on undefined service {other:?} (links): invalid compose project",
+                at(scope.raw, &["services", name, "links", other])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn networks_declared(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    for net in svc.networks.keys() {
+        if !scope.project.networks.contains_key(net) {
+            return Err(ComposeError::Consistency(format!(
+                "{}service {name:?} refers to undefined network {net}: invalid compose project; declare it under the top-level `networks`",
+                at(scope.raw, &["services", name, "networks", net])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn mounts_declared_and_distinct(
+    scope: &Scope,
+    name: &str,
+    svc: &Service,
+) -> Result<(), ComposeError> {
+    let mut targets: std::collections::HashMap<String, String> = Default::default();
+    for (i, t) in svc.tmpfs.iter().enumerate() {
+        let target = t.split(':').next().unwrap_or(t);
+        targets.insert(target.to_string(), format!("services.{name}.tmpfs[{i}]"));
+    }
+    for (i, v) in svc.volumes.iter().enumerate() {
+        if v.kind == "volume" {
+            if let Some(src) = &v.source {
+                if !scope.project.volumes.contains_key(src) {
+                    return Err(ComposeError::Consistency(format!(
+                        "{}service {name:?} refers to undefined volume {src}: invalid compose project; declare it under the top-level `volumes`",
+                        at(scope.raw, &["services", name, "volumes", &i.to_string()])
+                    )));
+                }
+            }
+        }
+        let here = format!("services.{name}.volumes[{i}]");
+        if let Some(prev) = targets.insert(v.target.clone(), here.clone()) {
+            return Err(ComposeError::Consistency(format!(
+                "{}{here}: target {} already mounted as {prev}",
+                at(scope.raw, &["services", name, "volumes", &i.to_string()]),
+                v.target
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn watch_targets_set(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    if let Some(watch) = svc
+        .extra
+        .get("develop")
+        .and_then(|d| d.get("watch"))
+        .and_then(|w| w.as_array())
+    {
+        for w in watch {
+            let action = w.get("action").and_then(|a| a.as_str()).unwrap_or_default();
+            if action != "rebuild" && w.get("target").is_none() {
+                return Err(ComposeError::Consistency(format!(
+                    "{}services.{name}.develop.watch: target is required for non-rebuild actions: invalid compose project",
+                    at(scope.raw, &["services", name, "develop", "watch"])
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn secrets_and_configs_defined(
+    scope: &Scope,
+    name: &str,
+    svc: &Service,
+) -> Result<(), ComposeError> {
+    for (kind, refs, defined) in [
+        ("secret", &svc.secrets, &scope.project.secrets),
+        ("config", &svc.configs, &scope.project.configs),
+    ] {
+        for r in refs {
+            if !defined.contains_key(&r.source) {
+                return Err(ComposeError::Consistency(format!(
+                    "{}service {name:?} refers to undefined {kind} {}: invalid compose project",
+                    at(
+                        scope.raw,
+                        &["services", name, &format!("{kind}s"), &r.source]
+                    ),
+                    r.source
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_secrets_defined(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    // compose-go checkConsistency: build secrets name top-level secrets too.
+    let build_secrets = svc
+        .build
+        .as_ref()
+        .and_then(|b| b.extra.get("secrets"))
+        .and_then(|s| s.as_array());
+    for s in build_secrets.into_iter().flatten() {
+        let source = s
+            .as_str()
+            .or_else(|| s.get("source").and_then(|x| x.as_str()))
+            .unwrap_or_default();
+        if !scope.project.secrets.contains_key(source) {
+            return Err(ComposeError::Consistency(format!(
+                "{}service {name:?} refers to undefined build secret {source}: invalid compose project; declare it under the top-level `secrets`",
+                at(scope.raw, &["services", name, "build", "secrets"]),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn scale_matches_replicas(scope: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    let replicas = svc
+        .extra
+        .get("deploy")
+        .and_then(|d| d.get("replicas"))
+        .and_then(|r| r.as_i64());
+    if let (Some(scale), Some(replicas)) = (svc.scale, replicas) {
+        if scale != replicas {
+            return Err(ComposeError::Consistency(format!(
+                "{}services.{name}: can't set distinct values on 'scale' ({scale}) and 'deploy.replicas' ({replicas}); keep one",
+                at(scope.raw, &["services", name, "scale"])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn container_name_unscaled(_: &Scope, name: &str, svc: &Service) -> Result<(), ComposeError> {
+    if let (Some(scale), Some(_)) = (svc.scale, &svc.container_name) {
+        if scale > 1 {
+            return Err(ComposeError::Consistency(format!(
+                "services.{name}: container_name {:?} cannot be used with scale {scale}; remove one",
+                svc.container_name.as_deref().unwrap_or_default()
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -32,58 +32,16 @@ pub fn parse(
 ) -> Result<IndexMap<String, Option<String>>, DotenvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let chars: Vec<char> = text.chars().collect();
+    let mut cur = Cursor {
+        chars: &chars,
+        i: 0,
+        line: 1,
+    };
     let mut vars: IndexMap<String, Option<String>> = IndexMap::new();
-    let mut i = 0;
-    let mut line = 1;
-    while i < chars.len() {
-        // Skip blank space and comment lines.
-        match chars[i] {
-            '\n' => {
-                line += 1;
-                i += 1;
-                continue;
-            }
-            c if c.is_whitespace() => {
-                i += 1;
-                continue;
-            }
-            '#' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let start_line = line;
-        // Key, up to `=` (or `:`, the YAML-ish form compose-go also reads) or end of line.
-        let key_start = i;
-        while i < chars.len() && !matches!(chars[i], '=' | ':' | '\n') {
-            i += 1;
-        }
-        let mut key: String = chars[key_start..i].iter().collect::<String>();
-        key = key.trim_end().to_string();
-        if let Some(k) = key.strip_prefix("export ") {
-            key = k.trim_start().to_string();
-        }
-        if key.contains(char::is_whitespace) {
-            return Err(DotenvError::KeyWithSpace { line: start_line });
-        }
-        if let Some(ch) = key
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')))
-        {
-            let near: String = chars[key_start..]
-                .iter()
-                .take_while(|c| **c != '\n')
-                .collect();
-            return Err(DotenvError::BadKey {
-                line: start_line,
-                ch,
-                near,
-            });
-        }
-        if i >= chars.len() || chars[i] == '\n' {
+    while cur.skip_blank_and_comments() {
+        let start_line = cur.line;
+        let key = read_key(&mut cur, start_line)?;
+        if cur.at_line_end() {
             // Bare `KEY`: inherited from the environment when known.
             let v = vars
                 .get(&key)
@@ -93,93 +51,166 @@ pub fn parse(
             vars.insert(key, v);
             continue;
         }
-        i += 1; // the `=`
-        while i < chars.len() && matches!(chars[i], ' ' | '\t') {
-            i += 1;
+        cur.i += 1; // the `=`
+        while cur.peek().is_some_and(|c| matches!(c, ' ' | '\t')) {
+            cur.i += 1;
         }
         // The process environment wins over the file's own earlier definitions, as in compose-go.
         let lookup = |name: &str| -> Option<String> {
             env.lookup(name)
                 .or_else(|| vars.get(name).cloned().flatten())
         };
-        let value = match chars.get(i) {
-            Some(&q) if q == '\'' || q == '"' => {
-                let mut raw = String::new();
-                let mut j = i + 1;
-                let mut closed = false;
-                while j < chars.len() {
-                    let c = chars[j];
-                    if c == '\\' && q == '"' && j + 1 < chars.len() {
-                        let n = chars[j + 1];
-                        match n {
-                            'n' => raw.push('\n'),
-                            'r' => raw.push('\r'),
-                            't' => raw.push('\t'),
-                            '\\' => raw.push('\\'),
-                            '"' => raw.push('"'),
-                            '$' => raw.push_str("$$"),
-                            _ => {
-                                raw.push('\\');
-                                raw.push(n);
-                            }
-                        }
-                        j += 2;
-                        continue;
-                    }
-                    if c == '\\' && q == '\'' && chars.get(j + 1) == Some(&'\'') {
-                        raw.push('\'');
-                        j += 2;
-                        continue;
-                    }
-                    if c == q {
-                        closed = true;
-                        break;
-                    }
-                    if c == '\n' {
-                        line += 1;
-                    }
-                    raw.push(c);
-                    j += 1;
-                }
-                if !closed {
-                    return Err(DotenvError::Unterminated {
-                        line: start_line,
-                        quote: if q == '"' { '"' } else { '\'' },
-                    });
-                }
-                i = j + 1;
-                // Whatever follows the closing quote on that line is a comment or blank.
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-                if q == '"' {
-                    substitute(&raw, &lookup).map_err(|source| DotenvError::Interpolation {
-                        line: start_line,
-                        source,
-                    })?
-                } else {
-                    raw
-                }
-            }
-            _ => {
-                let s = i;
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-                let mut raw: String = chars[s..i].iter().collect();
-                if let Some(pos) = find_inline_comment(&raw) {
-                    raw.truncate(pos);
-                }
-                let raw = raw.trim().to_string();
-                substitute(&raw, &lookup).map_err(|source| DotenvError::Interpolation {
-                    line: start_line,
-                    source,
-                })?
-            }
+        let interpolate = |raw: &str| {
+            substitute(raw, &lookup).map_err(|source| DotenvError::Interpolation {
+                line: start_line,
+                source,
+            })
+        };
+        let value = match cur.peek() {
+            Some('\'') => quoted(&mut cur, '\'', start_line)?,
+            Some('"') => interpolate(&quoted(&mut cur, '"', start_line)?)?,
+            _ => interpolate(&unquoted(&mut cur))?,
         };
         vars.insert(key, Some(value));
     }
     Ok(vars)
+}
+
+/// A position in the text, with its line number for messages.
+struct Cursor<'a> {
+    chars: &'a [char],
+    i: usize,
+    line: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.i).copied()
+    }
+
+    fn at_line_end(&self) -> bool {
+        self.peek().is_none_or(|c| c == '\n')
+    }
+
+    fn skip_to_line_end(&mut self) {
+        while !self.at_line_end() {
+            self.i += 1;
+        }
+    }
+
+    /// Skip blank space and comment lines; false at the end of the text.
+    fn skip_blank_and_comments(&mut self) -> bool {
+        while let Some(c) = self.peek() {
+            match c {
+                '\n' => {
+                    self.line += 1;
+                    self.i += 1;
+                }
+                c if c.is_whitespace() => self.i += 1,
+                '#' => self.skip_to_line_end(),
+                _ => return true,
+            }
+        }
+        false
+    }
+}
+
+/// The key, up to `=` (or `:`, the YAML-ish form compose-go also reads) or the end of the line.
+fn read_key(cur: &mut Cursor, start_line: usize) -> Result<String, DotenvError> {
+    let key_start = cur.i;
+    while cur.peek().is_some_and(|c| !matches!(c, '=' | ':' | '\n')) {
+        cur.i += 1;
+    }
+    let mut key: String = cur.chars[key_start..cur.i].iter().collect::<String>();
+    key = key.trim_end().to_string();
+    if let Some(k) = key.strip_prefix("export ") {
+        key = k.trim_start().to_string();
+    }
+    if key.contains(char::is_whitespace) {
+        return Err(DotenvError::KeyWithSpace { line: start_line });
+    }
+    if let Some(ch) = key
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')))
+    {
+        let near: String = cur.chars[key_start..]
+            .iter()
+            .take_while(|c| **c != '\n')
+            .collect();
+        return Err(DotenvError::BadKey {
+            line: start_line,
+            ch,
+            near,
+        });
+    }
+    Ok(key)
+}
+
+/// A quoted value (the cursor on its opening quote), escapes applied for double quotes; the
+/// rest of its last line is a comment or blank.
+fn quoted(cur: &mut Cursor, q: char, start_line: usize) -> Result<String, DotenvError> {
+    let chars = cur.chars;
+    let mut raw = String::new();
+    let mut j = cur.i + 1;
+    let mut closed = false;
+    while j < chars.len() {
+        let c = chars[j];
+        if c == '\\' && q == '"' && j + 1 < chars.len() {
+            push_escape(&mut raw, chars[j + 1]);
+            j += 2;
+            continue;
+        }
+        if c == '\\' && q == '\'' && chars.get(j + 1) == Some(&'\'') {
+            raw.push('\'');
+            j += 2;
+            continue;
+        }
+        if c == q {
+            closed = true;
+            break;
+        }
+        if c == '\n' {
+            cur.line += 1;
+        }
+        raw.push(c);
+        j += 1;
+    }
+    if !closed {
+        return Err(DotenvError::Unterminated {
+            line: start_line,
+            quote: q,
+        });
+    }
+    cur.i = j + 1;
+    cur.skip_to_line_end();
+    Ok(raw)
+}
+
+/// A backslash escape inside double quotes; `\$` stays a literal dollar through interpolation.
+fn push_escape(raw: &mut String, n: char) {
+    match n {
+        'n' => raw.push('\n'),
+        'r' => raw.push('\r'),
+        't' => raw.push('\t'),
+        '\\' => raw.push('\\'),
+        '"' => raw.push('"'),
+        '$' => raw.push_str("$$"),
+        _ => {
+            raw.push('\\');
+            raw.push(n);
+        }
+    }
+}
+
+/// An unquoted value: the rest of the line, without an inline comment, trimmed.
+fn unquoted(cur: &mut Cursor) -> String {
+    let s = cur.i;
+    cur.skip_to_line_end();
+    let mut raw: String = cur.chars[s..cur.i].iter().collect();
+    if let Some(pos) = find_inline_comment(&raw) {
+        raw.truncate(pos);
+    }
+    raw.trim().to_string()
 }
 
 fn find_inline_comment(s: &str) -> Option<usize> {

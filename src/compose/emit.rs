@@ -121,12 +121,18 @@ enum Style {
 }
 
 fn style_of(s: &str) -> Style {
-    if s.chars().any(|c| {
-        (c != '\n' && c != '\t' && c.is_control()) || "\u{feff}\u{2028}\u{2029}".contains(c)
-    }) {
+    // Most strings are printable ASCII on one line: decided by a byte scan, without the
+    // per-character checks below (every key and value of the project comes through here).
+    let printable_line = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_line
+        && s.chars().any(|c| {
+            (c != '\n' && c != '\t' && c.is_control())
+                || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}')
+        })
+    {
         return Style::Double;
     }
-    if s.contains('\n') {
+    if !printable_line && s.contains('\n') {
         // A block needs its first text line not to start with blanks (its indentation is
         // detected from that line; go-yaml avoids explicit indicators too), no blanks ending a
         // line, and some text (a block of only line breaks reads back as "").
@@ -156,8 +162,7 @@ fn reads_as_non_string(s: &str) -> bool {
         "", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf",
         "+.inf", ".nan",
     ];
-    let lower = s.to_ascii_lowercase();
-    if WORDS.contains(&lower.as_str()) {
+    if WORDS.iter().any(|w| w.eq_ignore_ascii_case(s)) {
         return true;
     }
     let body = s.strip_prefix(['-', '+']).unwrap_or(s);

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use super::error::ComposeError;
 use super::files::{clean_path, parse_file, read_env_file, LoadContext, ParsedFile};
-use super::yaml::{Node, Value};
+use super::yaml::{Mark, Node, Value};
 
 const RESOURCE_KINDS: [&str; 5] = ["services", "networks", "volumes", "secrets", "configs"];
 
@@ -27,8 +27,8 @@ pub fn apply(
     chain.push(file.path.clone());
     let dir = file.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let entries = match &inc.value {
-        Value::Seq(items) => items.clone(),
-        Value::Null => vec![],
+        Value::Seq(items) => items.as_slice(),
+        Value::Null => &[],
         _ => {
             return Err(ComposeError::invalid(
                 &inc,
@@ -38,94 +38,10 @@ pub fn apply(
         }
     };
     for (i, entry) in entries.iter().enumerate() {
-        let path = format!("include[{i}]");
-        let (paths, project_dir, env_files): (Vec<String>, Option<String>, Vec<String>) =
-            match &entry.value {
-                Value::String(s) => (vec![s.clone()], None, vec![]),
-                Value::Map(m) => {
-                    let list = |k: &str| -> Vec<String> {
-                        match m.get(k).map(|n| &n.value) {
-                            Some(Value::String(s)) => vec![s.clone()],
-                            Some(Value::Seq(items)) => {
-                                items.iter().filter_map(Node::scalar_text).collect()
-                            }
-                            _ => vec![],
-                        }
-                    };
-                    let p = list("path");
-                    if p.is_empty() {
-                        return Err(ComposeError::invalid(
-                            entry,
-                            &path,
-                            format!("{path} missing property 'path'"),
-                        ));
-                    }
-                    (
-                        p,
-                        m.get("project_directory").and_then(Node::scalar_text),
-                        list("env_file"),
-                    )
-                }
-                _ => {
-                    return Err(ComposeError::invalid(
-                        entry,
-                        &path,
-                        format!("{path} must be a string or a mapping"),
-                    ))
-                }
-            };
-        let files: Vec<PathBuf> = paths.iter().map(|p| clean_path(&dir.join(p))).collect();
-        let sub_dir = match &project_dir {
-            Some(d) => clean_path(&dir.join(d)),
-            None => files[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+        let entry = IncludeEntry::read(entry, &format!("include[{i}]"))?;
+        let Some(sub) = load_included(&entry, &dir, ctx, chain)? else {
+            continue;
         };
-        if let Some(pos) = chain.iter().position(|c| c == &files[0]) {
-            let names: Vec<String> = chain[pos..]
-                .iter()
-                .chain(std::iter::once(&files[0]))
-                .map(|p| p.display().to_string())
-                .collect();
-            return Err(ComposeError::Consistency(format!(
-                "include cycle detected: {}",
-                names.join(" -> ")
-            )));
-        }
-        // The included project's environment: its own `.env` (or env_file) under the parent's.
-        let mut env = ctx.env.clone();
-        let env_paths: Vec<PathBuf> = if env_files.is_empty() {
-            vec![sub_dir.join(".env")]
-        } else {
-            env_files.iter().map(|e| clean_path(&dir.join(e))).collect()
-        };
-        for ep in env_paths {
-            if ep.is_file() {
-                for (k, v) in read_env_file(&ep, &env)? {
-                    if let Some(v) = v {
-                        env.entry(k).or_insert(v);
-                    }
-                }
-            } else if !env_files.is_empty() {
-                return Err(ComposeError::EnvFileNotFound { path: ep });
-            }
-        }
-        let sub_ctx = LoadContext {
-            env,
-            interpolate: ctx.interpolate,
-            project_dir: sub_dir.clone(),
-            working_dir: ctx.working_dir.clone(),
-        };
-        let mut merged: Option<Node> = None;
-        for f in &files {
-            let mut parsed = parse_file(f, &sub_ctx)?;
-            apply(&mut parsed, &sub_ctx, chain)?;
-            super::extends::apply(&mut parsed, &sub_ctx)?;
-            rebase_relative(&mut parsed.node, &sub_dir);
-            merged = Some(match merged {
-                None => super::merge::strip_tags(parsed.node),
-                Some(b) => super::merge::merge_files(b, parsed.node)?,
-            });
-        }
-        let Some(sub) = merged else { continue };
         let Some(target) = file.node.as_map_mut() else {
             return Err(ComposeError::invalid(
                 &inc,
@@ -133,40 +49,177 @@ pub fn apply(
                 "top-level object must be a mapping",
             ));
         };
-        for kind in RESOURCE_KINDS {
-            let Some(src) = sub.get(kind).and_then(Node::as_map) else {
-                continue;
-            };
-            let dst = target
-                .entry(kind.to_string())
-                .or_insert_with(|| Node::new(Value::Map(IndexMap::new()), inc.mark.clone()));
-            if dst.is_null() {
-                dst.value = Value::Map(IndexMap::new());
-            }
-            let Some(dm) = dst.as_map_mut() else { continue };
-            for (k, v) in src {
-                // Defined here too (or by an earlier include): the definitions merge, the
-                // including side overriding the included one (compose-go `importResource`,
-                // late 2025), instead of failing as older versions did.
-                let merged = match dm.get(k) {
-                    None => v.clone(),
-                    Some(existing) if kind == "services" => {
-                        super::merge::merge_service(v.clone(), existing.clone())?
-                    }
-                    Some(existing) => super::merge::deep_merge(v.clone(), existing.clone()),
-                };
-                dm.insert(k.clone(), merged);
-            }
-        }
+        import_resources(target, &sub, &inc.mark)?;
     }
     chain.pop();
+    Ok(())
+}
+
+/// One `include` entry: a path (or the long syntax with several paths, a project directory and
+/// env files).
+struct IncludeEntry {
+    paths: Vec<String>,
+    project_dir: Option<String>,
+    env_files: Vec<String>,
+}
+
+impl IncludeEntry {
+    fn read(entry: &Node, path: &str) -> Result<IncludeEntry, ComposeError> {
+        match &entry.value {
+            Value::String(s) => Ok(IncludeEntry {
+                paths: vec![s.clone()],
+                project_dir: None,
+                env_files: vec![],
+            }),
+            Value::Map(m) => {
+                let list = |k: &str| -> Vec<String> {
+                    match m.get(k).map(|n| &n.value) {
+                        Some(Value::String(s)) => vec![s.clone()],
+                        Some(Value::Seq(items)) => {
+                            items.iter().filter_map(Node::scalar_text).collect()
+                        }
+                        _ => vec![],
+                    }
+                };
+                let paths = list("path");
+                if paths.is_empty() {
+                    return Err(ComposeError::invalid(
+                        entry,
+                        path,
+                        format!("{path} missing property 'path'"),
+                    ));
+                }
+                Ok(IncludeEntry {
+                    paths,
+                    project_dir: m.get("project_directory").and_then(Node::scalar_text),
+                    env_files: list("env_file"),
+                })
+            }
+            _ => Err(ComposeError::invalid(
+                entry,
+                path,
+                format!("{path} must be a string or a mapping"),
+            )),
+        }
+    }
+}
+
+/// Load an included project's files (each with its own includes and extends), rebased to its
+/// directory and merged; `None` when it names no file.
+fn load_included(
+    entry: &IncludeEntry,
+    dir: &Path,
+    ctx: &LoadContext,
+    chain: &mut Vec<PathBuf>,
+) -> Result<Option<Node>, ComposeError> {
+    let files: Vec<PathBuf> = entry
+        .paths
+        .iter()
+        .map(|p| clean_path(&dir.join(p)))
+        .collect();
+    let sub_dir = match &entry.project_dir {
+        Some(d) => clean_path(&dir.join(d)),
+        None => files[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    if let Some(pos) = chain.iter().position(|c| c == &files[0]) {
+        let names: Vec<String> = chain[pos..]
+            .iter()
+            .chain(std::iter::once(&files[0]))
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(ComposeError::Consistency(format!(
+            "include cycle detected: {}",
+            names.join(" -> ")
+        )));
+    }
+    let sub_ctx = LoadContext {
+        env: included_env(entry, dir, &sub_dir, ctx)?,
+        interpolate: ctx.interpolate,
+        project_dir: sub_dir.clone(),
+        working_dir: ctx.working_dir.clone(),
+    };
+    let mut merged: Option<Node> = None;
+    for f in &files {
+        let mut parsed = parse_file(f, &sub_ctx)?;
+        apply(&mut parsed, &sub_ctx, chain)?;
+        super::extends::apply(&mut parsed, &sub_ctx)?;
+        rebase_relative(&mut parsed.node, &sub_dir);
+        merged = Some(match merged {
+            None => super::merge::strip_tags(parsed.node),
+            Some(b) => super::merge::merge_files(b, parsed.node)?,
+        });
+    }
+    Ok(merged)
+}
+
+/// The included project's environment: its own `.env` (or env_file) under the parent's.
+fn included_env(
+    entry: &IncludeEntry,
+    dir: &Path,
+    sub_dir: &Path,
+    ctx: &LoadContext,
+) -> Result<IndexMap<String, String>, ComposeError> {
+    let mut env = ctx.env.clone();
+    let env_paths: Vec<PathBuf> = if entry.env_files.is_empty() {
+        vec![sub_dir.join(".env")]
+    } else {
+        entry
+            .env_files
+            .iter()
+            .map(|e| clean_path(&dir.join(e)))
+            .collect()
+    };
+    for ep in env_paths {
+        if ep.is_file() {
+            for (k, v) in read_env_file(&ep, &env)? {
+                if let Some(v) = v {
+                    env.entry(k).or_insert(v);
+                }
+            }
+        } else if !entry.env_files.is_empty() {
+            return Err(ComposeError::EnvFileNotFound { path: ep });
+        }
+    }
+    Ok(env)
+}
+
+/// Copy an included project's resources into the including file.
+fn import_resources(
+    target: &mut IndexMap<String, Node>,
+    sub: &Node,
+    mark: &Mark,
+) -> Result<(), ComposeError> {
+    for kind in RESOURCE_KINDS {
+        let Some(src) = sub.get(kind).and_then(Node::as_map) else {
+            continue;
+        };
+        let dst = target
+            .entry(kind.to_string())
+            .or_insert_with(|| Node::new(Value::Map(IndexMap::new()), mark.clone()));
+        if dst.is_null() {
+            dst.value = Value::Map(IndexMap::new());
+        }
+        let Some(dm) = dst.as_map_mut() else { continue };
+        for (k, v) in src {
+            // Defined here too (or by an earlier include): the definitions merge, the
+            // including side overriding the included one (compose-go `importResource`,
+            // late 2025), instead of failing as older versions did.
+            let merged = match dm.get(k) {
+                None => v.clone(),
+                Some(existing) if kind == "services" => {
+                    super::merge::merge_service(v.clone(), existing.clone())?
+                }
+                Some(existing) => super::merge::deep_merge(v.clone(), existing.clone()),
+            };
+            dm.insert(k.clone(), merged);
+        }
+    }
     Ok(())
 }
 
 /// Relative paths of an included project resolve against its own directory.
 fn rebase_relative(doc: &mut Node, dir: &Path) {
     let abs = |s: &str| clean_path(&dir.join(s)).display().to_string();
-    let rel = |s: &str| s.starts_with("./") || s.starts_with("../") || s == "." || s == "..";
     if let Some(services) = doc
         .as_map_mut()
         .and_then(|m| m.get_mut("services"))
@@ -174,57 +227,9 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
     {
         for svc in services.values_mut() {
             let Some(m) = svc.as_map_mut() else { continue };
-            match m.get_mut("build").map(|b| &mut b.value) {
-                Some(Value::String(s)) if !s.contains("://") => *s = abs(s),
-                Some(Value::Map(bm)) => match bm.get_mut("context").map(|c| &mut c.value) {
-                    Some(Value::String(c)) if !c.contains("://") => *c = abs(c),
-                    _ => {
-                        bm.insert(
-                            "context".into(),
-                            Node::new(Value::String(abs(".")), Default::default()),
-                        );
-                    }
-                },
-                _ => {}
-            }
-            match m.get_mut("env_file").map(|e| &mut e.value) {
-                Some(Value::String(s)) => *s = abs(s),
-                Some(Value::Seq(items)) => {
-                    for it in items {
-                        match &mut it.value {
-                            Value::String(s) => *s = abs(s),
-                            Value::Map(im) => {
-                                if let Some(Value::String(s)) =
-                                    im.get_mut("path").map(|p| &mut p.value)
-                                {
-                                    *s = abs(s);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if let Some(Value::Seq(items)) = m.get_mut("volumes").map(|v| &mut v.value) {
-                for it in items {
-                    if let Value::String(s) = &mut it.value {
-                        let parts = super::notation::split_volume_spec(s);
-                        if parts.len() >= 2 && rel(&parts[0]) {
-                            let mut np = parts.clone();
-                            np[0] = abs(&parts[0]);
-                            *s = np.join(":");
-                        }
-                    } else if let Value::Map(vm) = &mut it.value {
-                        if let Some(Value::String(src)) = vm.get_mut("source").map(|x| &mut x.value)
-                        {
-                            if rel(src) {
-                                *src = abs(src);
-                            }
-                        }
-                    }
-                }
-            }
+            rebase_build(m, &abs);
+            rebase_env_files(m, &abs);
+            rebase_volumes(m, &abs);
         }
     }
     for kind in ["secrets", "configs"] {
@@ -242,6 +247,66 @@ fn rebase_relative(doc: &mut Node, dir: &Path) {
                     if !Path::new(f.as_str()).is_absolute() {
                         *f = abs(f);
                     }
+                }
+            }
+        }
+    }
+}
+
+fn rebase_build(m: &mut IndexMap<String, Node>, abs: &dyn Fn(&str) -> String) {
+    match m.get_mut("build").map(|b| &mut b.value) {
+        Some(Value::String(s)) if !s.contains("://") => *s = abs(s),
+        Some(Value::Map(bm)) => match bm.get_mut("context").map(|c| &mut c.value) {
+            Some(Value::String(c)) if !c.contains("://") => *c = abs(c),
+            _ => {
+                bm.insert(
+                    "context".into(),
+                    Node::new(Value::String(abs(".")), Default::default()),
+                );
+            }
+        },
+        _ => {}
+    }
+}
+
+fn rebase_env_files(m: &mut IndexMap<String, Node>, abs: &dyn Fn(&str) -> String) {
+    match m.get_mut("env_file").map(|e| &mut e.value) {
+        Some(Value::String(s)) => *s = abs(s),
+        Some(Value::Seq(items)) => {
+            for it in items {
+                match &mut it.value {
+                    Value::String(s) => *s = abs(s),
+                    Value::Map(im) => {
+                        if let Some(Value::String(s)) = im.get_mut("path").map(|p| &mut p.value) {
+                            *s = abs(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Relative volume sources (short and long syntax); named volumes stay as they are.
+fn rebase_volumes(m: &mut IndexMap<String, Node>, abs: &dyn Fn(&str) -> String) {
+    let rel = |s: &str| s.starts_with("./") || s.starts_with("../") || s == "." || s == "..";
+    let Some(Value::Seq(items)) = m.get_mut("volumes").map(|v| &mut v.value) else {
+        return;
+    };
+    for it in items {
+        if let Value::String(s) = &mut it.value {
+            let parts = super::notation::split_volume_spec(s);
+            if parts.len() >= 2 && rel(&parts[0]) {
+                let mut np = parts.clone();
+                np[0] = abs(&parts[0]);
+                *s = np.join(":");
+            }
+        } else if let Value::Map(vm) = &mut it.value {
+            if let Some(Value::String(src)) = vm.get_mut("source").map(|x| &mut x.value) {
+                if rel(src) {
+                    *src = abs(src);
                 }
             }
         }

@@ -182,32 +182,7 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     read_project_env(&mut env, &options.env_files, &working_dir, &working_dir)?;
 
     // 2. Which files.
-    let files: Vec<PathBuf> = if !options.files.is_empty() {
-        options
-            .files
-            .iter()
-            .map(|f| absolute(&working_dir, f))
-            .collect()
-    } else if let Some(cf) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
-        let sep = env
-            .get("COMPOSE_PATH_SEPARATOR")
-            .cloned()
-            .unwrap_or_else(|| ":".to_string());
-        cf.split(sep.as_str())
-            .filter(|s| !s.is_empty())
-            .map(|f| absolute(&working_dir, Path::new(f)))
-            .collect()
-    } else {
-        discover(&working_dir)?
-    };
-    for f in &files {
-        if !f.is_file() {
-            return Err(ComposeError::Read {
-                path: f.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
-        }
-    }
+    let files = compose_files(options, &env, &working_dir)?;
 
     // 3. Project directory and its `.env`.
     let project_dir = match &options.project_directory {
@@ -238,21 +213,71 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
         env: env.clone(),
         interpolate: !options.skip_interpolation,
         project_dir: project_dir.clone(),
-        working_dir: working_dir.clone(),
+        working_dir,
     };
-    let mut merged: Option<Node> = None;
-    let mut ctx = ctx;
-    let mut raw_files = Vec::with_capacity(files.len());
+    let raw = parse_and_merge(&files, ctx, early_name.is_some())?;
+
+    // 5. Project name.
+    let name = match early_name {
+        Some(n) => n,
+        None => project_name(&raw, &project_dir)?,
+    };
+    env.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
+    finish(options, raw, files, project_dir, env, name)
+}
+
+/// The `-f` files, else `COMPOSE_FILE`, else the discovered ones; each must exist.
+fn compose_files(
+    options: &LoadOptions,
+    env: &IndexMap<String, String>,
+    working_dir: &Path,
+) -> Result<Vec<PathBuf>, ComposeError> {
+    let files: Vec<PathBuf> = if !options.files.is_empty() {
+        options
+            .files
+            .iter()
+            .map(|f| absolute(working_dir, f))
+            .collect()
+    } else if let Some(cf) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
+        let sep = env
+            .get("COMPOSE_PATH_SEPARATOR")
+            .cloned()
+            .unwrap_or_else(|| ":".to_string());
+        cf.split(sep.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|f| absolute(working_dir, Path::new(f)))
+            .collect()
+    } else {
+        discover(working_dir)?
+    };
     for f in &files {
+        if !f.is_file() {
+            return Err(ComposeError::Read {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Parse, interpolate, include and extend every file, then merge them in order.
+fn parse_and_merge(
+    files: &[PathBuf],
+    mut ctx: LoadContext,
+    name_known: bool,
+) -> Result<Node, ComposeError> {
+    let mut raw_files = Vec::with_capacity(files.len());
+    for f in files {
         let text = read_text(f)?;
         raw_files.push((
             f.clone(),
-            yaml::parse(&text, &display_name(f, &working_dir))?,
+            yaml::parse(&text, &display_name(f, &ctx.working_dir))?,
         ));
     }
     // Unless -p / COMPOSE_PROJECT_NAME set it, the project name is the last file's `name:`
     // (itself interpolated), and every file sees it as COMPOSE_PROJECT_NAME.
-    if early_name.is_none() && ctx.interpolate {
+    if !name_known && ctx.interpolate {
         for (_, node) in &raw_files {
             if let Some(n) = node.get("name") {
                 let mut n = n.clone();
@@ -264,13 +289,12 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
             }
         }
     }
+    let mut merged: Option<Node> = None;
     for (f, mut node) in raw_files {
         if ctx.interpolate {
             interpolate::interpolate_node(&mut node, &ctx.env, "")?;
         }
         let mut parsed = ParsedFile { path: f, node };
-        // `name:` may itself use COMPOSE_PROJECT_NAME-free variables: the name found so far is
-        // what later files see.
         include::apply(&mut parsed, &ctx, &mut Vec::new())?;
         extends::apply(&mut parsed, &ctx)?;
         merged = Some(match merged {
@@ -278,33 +302,41 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
             Some(base) => merge::merge_files(base, parsed.node)?,
         });
     }
-    let raw = merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Mark::default()));
+    Ok(merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Mark::default())))
+}
 
-    // 5. Project name.
-    let name = match early_name {
-        Some(n) => n,
-        None => match raw.get("name") {
-            Some(n) if !n.is_null() => {
-                let s = n
-                    .as_str()
-                    .map(String::from)
-                    .ok_or_else(|| ComposeError::invalid(n, "name", "name must be a string"))?;
-                check_project_name(&s)?;
-                s
-            }
-            _ => {
-                let base = project_dir
-                    .file_name()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let n = normalize_project_name(&base);
-                check_project_name(&n)?;
-                n
-            }
-        },
-    };
-    env.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
+/// The merged model's `name:`, else the project directory's name, normalised.
+fn project_name(raw: &Node, project_dir: &Path) -> Result<String, ComposeError> {
+    match raw.get("name") {
+        Some(n) if !n.is_null() => {
+            let s = n
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| ComposeError::invalid(n, "name", "name must be a string"))?;
+            check_project_name(&s)?;
+            Ok(s)
+        }
+        _ => {
+            let base = project_dir
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let n = normalize_project_name(&base);
+            check_project_name(&n)?;
+            Ok(n)
+        }
+    }
+}
 
+/// Schema, normalisation, profiles and consistency over the merged raw model.
+fn finish(
+    options: &LoadOptions,
+    raw: Node,
+    files: Vec<PathBuf>,
+    project_dir: PathBuf,
+    env: IndexMap<String, String>,
+    name: String,
+) -> Result<(Project, Node), ComposeError> {
     // 6. The specification's schema (compose-go validates the merged, interpolated document);
     // without interpolation, `${VAR}` may stand where the schema wants a number.
     if !options.skip_interpolation && !options.skip_validation {
@@ -314,9 +346,9 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
 
     // 7. Validate + normalise.
     let settings = normalize::Settings {
-        project_name: name.clone(),
+        project_name: name,
         project_dir: project_dir.clone(),
-        env: env.clone(),
+        env,
         normalize: !options.skip_normalization,
         interpolated: !options.skip_interpolation,
     };
@@ -329,27 +361,33 @@ pub fn load_with_raw(options: &LoadOptions) -> Result<(Project, Node), ComposeEr
     })?;
     project.working_dir = project_dir;
     project.config_files = files;
-    project.object_environment = object_environment(&project, &env);
+    project.object_environment = object_environment(&project, &settings.env);
 
-    // 7. Profiles and selection.
-    let mut profiles: Vec<String> = options.profiles.clone();
-    if profiles.is_empty() {
-        if let Some(p) = env.get("COMPOSE_PROFILES") {
-            profiles.extend(
-                p.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            );
-        }
-    }
+    // 8. Profiles and selection.
+    let profiles = active_profiles(options, &settings.env);
     consistency::apply_profiles(&mut project, &profiles, &options.services)?;
 
-    // 8. Consistency.
+    // 9. Consistency.
     if !options.skip_consistency {
         consistency::check(&project, Some(&raw))?;
     }
     Ok((project, raw))
+}
+
+/// `--profile`s, else `COMPOSE_PROFILES`.
+fn active_profiles(options: &LoadOptions, env: &IndexMap<String, String>) -> Vec<String> {
+    if !options.profiles.is_empty() {
+        return options.profiles.clone();
+    }
+    env.get("COMPOSE_PROFILES")
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The values of the variables named by `environment:` in top-level `secrets` and `configs`.

@@ -11,23 +11,24 @@ use super::yaml::{MergeTag, Node, Value};
 
 /// Drop `!reset` entries and forget tags (a file with nothing to merge into).
 pub fn strip_tags(mut node: Node) -> Node {
-    node.tag = None;
-    node.value = match node.value {
-        Value::Map(m) => Value::Map(
-            m.into_iter()
-                .filter(|(_, v)| v.tag != Some(MergeTag::Reset))
-                .map(|(k, v)| (k, strip_tags(v)))
-                .collect(),
-        ),
-        Value::Seq(s) => Value::Seq(
-            s.into_iter()
-                .filter(|v| v.tag != Some(MergeTag::Reset))
-                .map(strip_tags)
-                .collect(),
-        ),
-        other => other,
-    };
+    strip_tags_in_place(&mut node);
     node
+}
+
+/// In place: rebuilding every mapping would rehash every key of the project.
+fn strip_tags_in_place(node: &mut Node) {
+    node.tag = None;
+    match &mut node.value {
+        Value::Map(m) => {
+            m.retain(|_, v| v.tag != Some(MergeTag::Reset));
+            m.values_mut().for_each(strip_tags_in_place);
+        }
+        Value::Seq(s) => {
+            s.retain(|v| v.tag != Some(MergeTag::Reset));
+            s.iter_mut().for_each(strip_tags_in_place);
+        }
+        _ => {}
+    }
 }
 
 /// Merge a later compose file into the accumulated model.

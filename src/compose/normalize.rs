@@ -209,18 +209,25 @@ fn cast_typed(node: &mut Node, path: &mut Vec<String>) {
         }
         return;
     }
-    if !patterns.iter().any(|(segs, _)| matches_prefix(segs, path)) {
-        return;
-    }
+    // Whether a child named `seg` lies on some pattern's way; asked before the child's path is
+    // built, so the many unreachable attributes cost no allocation.
+    let reachable = |path: &[String], seg: &str| {
+        patterns.iter().any(|(segs, _)| {
+            segs.get(path.len()).is_some_and(|s| *s == "*" || *s == seg)
+                && matches_prefix(segs, path)
+        })
+    };
     match &mut node.value {
         Value::Map(m) => {
             for (k, v) in m.iter_mut() {
-                path.push(k.clone());
-                cast_typed(v, path);
-                path.pop();
+                if reachable(path, k) {
+                    path.push(k.clone());
+                    cast_typed(v, path);
+                    path.pop();
+                }
             }
         }
-        Value::Seq(items) => {
+        Value::Seq(items) if reachable(path, "*") => {
             for (i, v) in items.iter_mut().enumerate() {
                 path.push(i.to_string());
                 cast_typed(v, path);
@@ -243,6 +250,43 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
     if m.get("name").and_then(Node::as_str) == Some("") {
         m.shift_remove("name");
     }
+    let external = resource_external(&mut m, path)?;
+    if external {
+        external_conflicts(&m, kind, def, path)?;
+    }
+    for lk in ["labels", "driver_opts"] {
+        if let Some(l) = m.get(lk).cloned() {
+            m.insert(
+                lk.into(),
+                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
+            );
+        }
+    }
+    if settings.normalize
+        && !m.contains_key("name")
+        && (kind == "networks" || kind == "volumes" || !external)
+    {
+        let n = if external {
+            key.to_string()
+        } else {
+            format!("{}_{}", settings.project_name, key)
+        };
+        m.insert("name".into(), s(n, &mark));
+    }
+    if !external {
+        file_object_source(&m, kind, def, path)?;
+    }
+    if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
+        if let Some(f) = m.get("file").and_then(Node::as_str) {
+            let p = resolve_path(&settings.project_dir, f);
+            m.insert("file".into(), s(p, &mark));
+        }
+    }
+    Ok(mapn(m, &mark))
+}
+
+/// Whether the resource is external, with `external` normalised to a boolean.
+fn resource_external(m: &mut IndexMap<String, Node>, path: &str) -> Result<bool> {
     // `external: {name: x}` is the legacy spelling of `external: true` + `name: x`.
     let mut external = false;
     if let Some(e) = m.get("external").cloned() {
@@ -273,40 +317,38 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             m.shift_remove("external");
         }
     }
-    if external {
-        for other in m.keys() {
-            if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
-                && (kind == "volumes" || kind == "networks")
-            {
-                return Err(err(
-                    def,
-                    path,
-                    format!("conflicting parameters \"external\" and \"{other}\" specified"),
-                ));
-            }
+    Ok(external)
+}
+
+/// An external volume or network is defined elsewhere: it cannot say how to create it.
+fn external_conflicts(
+    m: &IndexMap<String, Node>,
+    kind: &str,
+    def: &Node,
+    path: &str,
+) -> Result<()> {
+    for other in m.keys() {
+        if matches!(other.as_str(), "driver" | "driver_opts" | "labels" | "ipam")
+            && (kind == "volumes" || kind == "networks")
+        {
+            return Err(err(
+                def,
+                path,
+                format!("conflicting parameters \"external\" and \"{other}\" specified"),
+            ));
         }
     }
-    for lk in ["labels", "driver_opts"] {
-        if let Some(l) = m.get(lk).cloned() {
-            m.insert(
-                lk.into(),
-                null_to_empty(string_map(l, &format!("{path}.{lk}"), '=')?),
-            );
-        }
-    }
-    if settings.normalize
-        && !m.contains_key("name")
-        && (kind == "networks" || kind == "volumes" || !external)
-    {
-        let n = if external {
-            key.to_string()
-        } else {
-            format!("{}_{}", settings.project_name, key)
-        };
-        m.insert("name".into(), s(n, &mark));
-    }
-    if !external
-        && !m.contains_key("driver")
+    Ok(())
+}
+
+/// A secret or config that is not external needs a source (or a driver).
+fn file_object_source(
+    m: &IndexMap<String, Node>,
+    kind: &str,
+    def: &Node,
+    path: &str,
+) -> Result<()> {
+    if !m.contains_key("driver")
         && (kind == "secrets" || kind == "configs")
         && !["file", "environment", "content"]
             .iter()
@@ -323,13 +365,7 @@ fn resource(kind: &str, key: &str, def: &Node, path: &str, settings: &Settings) 
             format!("{path} has no source; set {what}, or `external: true`"),
         ));
     }
-    if (kind == "secrets" || kind == "configs") && m.contains_key("file") {
-        if let Some(f) = m.get("file").and_then(Node::as_str) {
-            let p = resolve_path(&settings.project_dir, f);
-            m.insert("file".into(), s(p, &mark));
-        }
-    }
-    Ok(mapn(m, &mark))
+    Ok(())
 }
 
 /// Resolve a host path against `base` (`~` = home), keeping Windows paths and URLs verbatim.
@@ -519,202 +555,251 @@ fn bytes(node: &Node, path: &str) -> Result<Node> {
 
 fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let mark = node.mark.clone();
+    let empty = IndexMap::new();
     let src = match &node.value {
-        Value::Map(m) => m.clone(),
-        Value::Null => IndexMap::new(),
+        Value::Map(m) => m,
+        Value::Null => &empty,
         _ => return Err(err(node, path, format!("{path} must be a mapping"))),
     };
     schema::check_keys(node, path, schema::SERVICE_KEYS)?;
-    let mut out: IndexMap<String, Node> = IndexMap::new();
-    let env = &settings.env;
-    for (key, v) in &src {
-        let p = format!("{path}.{key}");
+    let mut out: IndexMap<String, Node> = IndexMap::with_capacity(src.len());
+    for (key, v) in src {
         if v.is_null() && !matches!(key.as_str(), "environment" | "command" | "entrypoint") {
             continue;
         }
+        let p = format!("{path}.{key}");
         if let Some(ty) = schema::service_field(key) {
             schema::check_type(v, ty, &p)?;
         }
-        let nv = match key.as_str() {
-            "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
-            | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid"
-            | "uts" | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime"
-            | "mac_address" | "cpuset" | "restart" | "shm_size_str" => {
-                s(as_string_strict(v, &p)?, &v.mark)
-            }
-            "command" | "entrypoint" => command(v, &p)?,
-            "environment" => string_map(v.clone(), &p, '=')?,
-            "labels" | "annotations" | "sysctls" => null_to_empty(string_map(v.clone(), &p, '=')?),
-            "label_file" => Node::new(
-                Value::Seq(
-                    string_list(v, &p)?
-                        .into_iter()
-                        .map(|n| {
-                            let t =
-                                resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
-                            s(t, &n.mark)
-                        })
-                        .collect(),
-                ),
-                v.mark.clone(),
+        out.insert(key.clone(), attribute(key, v, &p, settings)?);
+    }
+    merge_label_files(&mut out, path, &settings.env, &mark)?;
+    merge_env_files(&mut out, path, &settings.env, &mark)?;
+    if settings.normalize {
+        add_implicit_dependencies(&mut out, name, &mark);
+        if !out.contains_key("networks") && !out.contains_key("network_mode") {
+            let mut n = IndexMap::new();
+            n.insert("default".into(), Node::new(Value::Null, mark.clone()));
+            out.insert("networks".into(), mapn(n, &mark));
+        }
+        if out.get("pull_policy").and_then(Node::as_str) == Some("if_not_present") {
+            out.insert("pull_policy".into(), s("missing", &mark));
+        }
+    }
+    Ok(mapn(out, &mark))
+}
+
+/// How a service attribute is normalised: one transform per kind of attribute.
+#[derive(Clone, Copy)]
+enum Attribute {
+    Text,
+    Command,
+    Environment,
+    StringMap,
+    LabelFiles,
+    Ports,
+    StringList,
+    Volumes,
+    DependsOn,
+    Networks,
+    Duration,
+    Bool,
+    Int,
+    Cpus,
+    Bytes,
+    Healthcheck,
+    Build,
+    EnvFile,
+    ExtraHosts,
+    FileRefs,
+    Ulimits,
+    Deploy,
+    Develop,
+    BlkioConfig,
+    Verbatim,
+}
+
+fn attribute_kind(key: &str) -> Attribute {
+    use Attribute::*;
+    match key {
+        "image" | "container_name" | "hostname" | "domainname" | "user" | "working_dir"
+        | "stop_signal" | "platform" | "pull_policy" | "network_mode" | "ipc" | "pid" | "uts"
+        | "cgroup" | "cgroup_parent" | "userns_mode" | "isolation" | "runtime" | "mac_address"
+        | "cpuset" | "restart" | "shm_size_str" => Text,
+        "command" | "entrypoint" => Command,
+        "environment" => Environment,
+        "labels" | "annotations" | "sysctls" => StringMap,
+        "label_file" => LabelFiles,
+        "ports" => Ports,
+        "expose"
+        | "profiles"
+        | "cap_add"
+        | "cap_drop"
+        | "dns"
+        | "dns_search"
+        | "dns_opt"
+        | "security_opt"
+        | "links"
+        | "external_links"
+        | "volumes_from"
+        | "group_add"
+        | "device_cgroup_rules"
+        | "tmpfs" => StringList,
+        "volumes" => Volumes,
+        "depends_on" => DependsOn,
+        "networks" => Networks,
+        "stop_grace_period" => Duration,
+        "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => Bool,
+        "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period" | "cpu_quota"
+        | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent" | "mem_swappiness" => {
+            Int
+        }
+        "cpus" => Cpus,
+        "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => Bytes,
+        "healthcheck" => Healthcheck,
+        "build" => Build,
+        "env_file" => EnvFile,
+        "extra_hosts" => ExtraHosts,
+        "secrets" | "configs" => FileRefs,
+        "ulimits" => Ulimits,
+        "deploy" => Deploy,
+        "develop" => Develop,
+        "blkio_config" => BlkioConfig,
+        _ => Verbatim,
+    }
+}
+
+/// One service attribute in its long syntax.
+fn attribute(key: &str, v: &Node, p: &str, settings: &Settings) -> Result<Node> {
+    Ok(match attribute_kind(key) {
+        Attribute::Text => s(as_string_strict(v, p)?, &v.mark),
+        Attribute::Command => command(v, p)?,
+        Attribute::Environment => string_map(v.clone(), p, '=')?,
+        Attribute::StringMap => null_to_empty(string_map(v.clone(), p, '=')?),
+        Attribute::LabelFiles => label_files(v, p, settings)?,
+        Attribute::Ports => ports(v, p, settings)?,
+        Attribute::StringList => Node::new(Value::Seq(string_list(v, p)?), v.mark.clone()),
+        Attribute::Volumes => volumes(v, p, settings)?,
+        Attribute::DependsOn => depends_on(v, p)?,
+        Attribute::Networks => service_networks(v, p)?,
+        Attribute::Duration => duration(v, p)?,
+        Attribute::Bool => b(as_bool(v, p)?, &v.mark),
+        Attribute::Int => integer(key, v, p)?,
+        Attribute::Cpus => cpus(v, p)?,
+        Attribute::Bytes => bytes(v, p)?,
+        Attribute::Healthcheck => healthcheck(v, p)?,
+        Attribute::Build => build(v, p, settings)?,
+        Attribute::EnvFile => env_files(v, p, settings)?,
+        Attribute::ExtraHosts => extra_hosts(v, p)?,
+        Attribute::FileRefs => file_refs(v, p)?,
+        Attribute::Ulimits => ulimits(v, p)?,
+        Attribute::Deploy => deploy(v, p)?,
+        Attribute::Develop => develop(v, p)?,
+        Attribute::BlkioConfig => blkio_config(v, p)?,
+        Attribute::Verbatim => v.clone(),
+    })
+}
+
+/// `label_file` paths, resolved against the project directory.
+fn label_files(v: &Node, p: &str, settings: &Settings) -> Result<Node> {
+    let files = string_list(v, p)?
+        .into_iter()
+        .map(|n| {
+            let t = resolve_path(&settings.project_dir, n.as_str().unwrap_or_default());
+            s(t, &n.mark)
+        })
+        .collect();
+    Ok(Node::new(Value::Seq(files), v.mark.clone()))
+}
+
+fn integer(key: &str, v: &Node, p: &str) -> Result<Node> {
+    let i = as_int(v, p)?;
+    if key == "scale" && i < 0 {
+        return Err(err(
+            v,
+            p,
+            format!("{p}: must be greater than or equal to 0"),
+        ));
+    }
+    Ok(Node::new(Value::Int(i), v.mark.clone()))
+}
+
+fn cpus(v: &Node, p: &str) -> Result<Node> {
+    Ok(match &v.value {
+        Value::String(t) => Node::new(
+            Value::Float(
+                t.parse()
+                    .map_err(|_| err(v, p, format!("{p} must be a number")))?,
             ),
-            "ports" => ports(v, &p, settings)?,
-            "expose" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
-            "volumes" => volumes(v, &p, settings)?,
-            "depends_on" => depends_on(v, &p)?,
-            "networks" => service_networks(v, &p)?,
-            "profiles"
-            | "cap_add"
-            | "cap_drop"
-            | "dns"
-            | "dns_search"
-            | "dns_opt"
-            | "security_opt"
-            | "links"
-            | "external_links"
-            | "volumes_from"
-            | "group_add"
-            | "device_cgroup_rules"
-            | "tmpfs" => Node::new(Value::Seq(string_list(v, &p)?), v.mark.clone()),
-            "stop_grace_period" => duration(v, &p)?,
-            "init" | "privileged" | "read_only" | "tty" | "stdin_open" | "oom_kill_disable" => {
-                b(as_bool(v, &p)?, &v.mark)
-            }
-            "scale" | "pids_limit" | "oom_score_adj" | "cpu_shares" | "cpu_period"
-            | "cpu_quota" | "cpu_rt_runtime" | "cpu_rt_period" | "cpu_count" | "cpu_percent"
-            | "mem_swappiness" => {
-                let i = as_int(v, &p)?;
-                if key == "scale" && i < 0 {
-                    return Err(err(
-                        v,
-                        &p,
-                        format!("{p}: must be greater than or equal to 0"),
-                    ));
-                }
-                Node::new(Value::Int(i), v.mark.clone())
-            }
-            "cpus" => match &v.value {
-                Value::String(t) => Node::new(
-                    Value::Float(
-                        t.parse()
-                            .map_err(|_| err(v, &p, format!("{p} must be a number")))?,
-                    ),
-                    v.mark.clone(),
-                ),
-                Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
-                _ => v.clone(),
-            },
-            "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => bytes(v, &p)?,
-            "healthcheck" => healthcheck(v, &p)?,
-            "build" => build(v, &p, settings)?,
-            "env_file" => env_files(v, &p, settings)?,
-            "extra_hosts" => extra_hosts(v, &p)?,
-            "secrets" | "configs" => file_refs(v, &p)?,
-            "ulimits" => ulimits(v, &p)?,
-            "deploy" => deploy(v, &p)?,
-            "develop" => {
-                if let Some(items) = v.get("watch").and_then(Node::as_seq) {
-                    for (i, w) in items.iter().enumerate() {
-                        if w.get("action").is_none() {
-                            return Err(err(
-                                w,
-                                &format!("{p}.watch[{i}]"),
-                                format!("{p}.watch[{i}] missing property 'action'"),
-                            ));
-                        }
-                    }
-                }
-                v.clone()
-            }
-            "logging" => v.clone(),
-            "blkio_config" => blkio_config(v, &p)?,
-            _ => v.clone(),
-        };
-        out.insert(key.clone(), nv);
-    }
-    if let Some(i) = out.get("image") {
-        let _ = i;
-    } else if !out.contains_key("build") && !out.contains_key("provider") && settings.normalize {
-        // Reported by the consistency stage (it may be disabled).
-    }
-    // label_file values go below `labels`.
-    if let Some(files) = out.get("label_file").and_then(Node::as_seq).cloned() {
-        let mut labels: IndexMap<String, Node> = IndexMap::new();
-        for f in &files {
-            let pb = PathBuf::from(f.as_str().unwrap_or_default());
-            if !pb.is_file() {
-                let p = format!("{path}.label_file");
-                let msg = format!(
-                    "label file {} not found; create it or remove it from label_file",
-                    pb.display()
-                );
-                return Err(err(f, &p, msg));
-            }
-            for (k, v) in read_env_file(&pb, env)? {
-                labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+            v.mark.clone(),
+        ),
+        Value::Int(i) => Node::new(Value::Float(*i as f64), v.mark.clone()),
+        _ => v.clone(),
+    })
+}
+
+/// `develop.watch` entries need an action.
+fn develop(v: &Node, p: &str) -> Result<Node> {
+    if let Some(items) = v.get("watch").and_then(Node::as_seq) {
+        for (i, w) in items.iter().enumerate() {
+            if w.get("action").is_none() {
+                return Err(err(
+                    w,
+                    &format!("{p}.watch[{i}]"),
+                    format!("{p}.watch[{i}] missing property 'action'"),
+                ));
             }
         }
-        if let Some(l) = out.get("labels").and_then(Node::as_map) {
-            for (k, v) in l {
-                labels.insert(k.clone(), v.clone());
-            }
-        }
-        out.insert("labels".into(), mapn(labels, &mark));
     }
-    // env_file values go below `environment`; unresolved `KEY` entries come from the project env.
+    Ok(v.clone())
+}
+
+/// label_file values go below `labels` (the service's own labels win).
+fn merge_label_files(
+    out: &mut IndexMap<String, Node>,
+    path: &str,
+    env: &IndexMap<String, String>,
+    mark: &Mark,
+) -> Result<()> {
+    let Some(files) = out.get("label_file").and_then(Node::as_seq) else {
+        return Ok(());
+    };
+    let mut labels: IndexMap<String, Node> = IndexMap::new();
+    for f in files {
+        let pb = PathBuf::from(f.as_str().unwrap_or_default());
+        if !pb.is_file() {
+            let p = format!("{path}.label_file");
+            let msg = format!(
+                "label file {} not found; create it or remove it from label_file",
+                pb.display()
+            );
+            return Err(err(f, &p, msg));
+        }
+        for (k, v) in read_env_file(&pb, env)? {
+            labels.insert(k, s(v.unwrap_or_default(), &f.mark));
+        }
+    }
+    if let Some(l) = out.get("labels").and_then(Node::as_map) {
+        for (k, v) in l {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    out.insert("labels".into(), mapn(labels, mark));
+    Ok(())
+}
+
+/// env_file values go below `environment`; unresolved `KEY` entries come from the project env.
+fn merge_env_files(
+    out: &mut IndexMap<String, Node>,
+    path: &str,
+    env: &IndexMap<String, String>,
+    mark: &Mark,
+) -> Result<()> {
     let mut environment: IndexMap<String, Node> = IndexMap::new();
-    // `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
-    // service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
-    let mut env_file_lookup = env.clone();
-    if let Some(e) = out.get("environment").and_then(Node::as_map) {
-        for (k, v) in e {
-            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
-                env_file_lookup.entry(k.clone()).or_insert(t);
-            }
-        }
-    }
     if let Some(files) = out.get("env_file").and_then(Node::as_seq) {
+        let lookup = env_file_lookup(out, env);
         for f in files {
-            let Some(fp) = f.get("path").and_then(Node::as_str) else {
-                continue;
-            };
-            let required = f
-                .get("required")
-                .map(|r| matches!(r.value, Value::Bool(true)))
-                .unwrap_or(true);
-            let raw = f.get("format").and_then(Node::as_str) == Some("raw");
-            let pb = PathBuf::from(fp);
-            if !pb.is_file() {
-                if required {
-                    return Err(err(
-                        f,
-                        &format!("{path}.env_file"),
-                        format!(
-                            "env file {} not found; create it or mark it `required: false`",
-                            pb.display()
-                        ),
-                    ));
-                }
-                continue;
-            }
-            let vars = if raw {
-                let text = read_text(&pb)?;
-                text.lines()
-                    .filter_map(|l| {
-                        l.split_once('=')
-                            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-                    })
-                    .collect()
-            } else {
-                read_env_file(&pb, &env_file_lookup)?
-            };
-            for (k, v) in vars {
-                let node = match v {
-                    Some(v) => s(v, &f.mark),
-                    None => Node::new(Value::Null, f.mark.clone()),
-                };
-                environment.insert(k, node);
-            }
+            read_service_env_file(f, path, &lookup, &mut environment)?;
         }
     }
     if let Some(e) = out.get("environment").and_then(Node::as_map) {
@@ -730,68 +815,128 @@ fn service(name: &str, node: &Node, path: &str, settings: &Settings) -> Result<N
         }
     }
     if !environment.is_empty() {
-        out.insert("environment".into(), mapn(environment, &mark));
+        out.insert("environment".into(), mapn(environment, mark));
     } else {
         out.shift_remove("environment");
     }
+    Ok(())
+}
 
-    if settings.normalize {
-        // Implicit dependencies (links, network_mode/ipc/pid/… service:X, volumes_from).
-        let mut implicit: Vec<(String, bool)> = Vec::new();
-        if let Some(links) = out.get("links").and_then(Node::as_seq) {
-            for l in links {
-                if let Some(t) = l.as_str() {
-                    implicit.push((t.split(':').next().unwrap_or(t).to_string(), true));
-                }
-            }
-        }
-        for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
-            if let Some(t) = out.get(k).and_then(Node::as_str) {
-                if let Some(svc) = t.strip_prefix("service:") {
-                    implicit.push((svc.to_string(), true));
-                }
-            }
-        }
-        if let Some(vf) = out.get("volumes_from").and_then(Node::as_seq) {
-            for v in vf {
-                if let Some(t) = v.as_str() {
-                    if !t.starts_with("container:") {
-                        implicit.push((t.split(':').next().unwrap_or(t).to_string(), false));
-                    }
-                }
-            }
-        }
-        if !implicit.is_empty() {
-            let deps = out
-                .entry("depends_on".to_string())
-                .or_insert_with(|| mapn(IndexMap::new(), &mark));
-            if let Some(dm) = deps.as_map_mut() {
-                for (svc, restart) in implicit {
-                    if svc == name {
-                        continue;
-                    }
-                    dm.entry(svc).or_insert_with(|| {
-                        let mut d = IndexMap::new();
-                        d.insert("condition".into(), s("service_started", &mark));
-                        d.insert("required".into(), b(true, &mark));
-                        d.insert("restart".into(), b(restart, &mark));
-                        mapn(d, &mark)
-                    });
-                }
-            }
-        }
-        if !out.contains_key("networks") && !out.contains_key("network_mode") {
-            let mut n = IndexMap::new();
-            n.insert("default".into(), Node::new(Value::Null, mark.clone()));
-            out.insert("networks".into(), mapn(n, &mark));
-        }
-        if let Some(pp) = out.get("pull_policy").and_then(Node::as_str) {
-            if pp == "if_not_present" {
-                out.insert("pull_policy".into(), s("missing", &mark));
+/// `${VAR}` inside an env file: the project environment (shell, then `.env`) first, then the
+/// service's own `environment` values (compose-go `WithServicesEnvironmentResolved`).
+fn env_file_lookup(
+    out: &IndexMap<String, Node>,
+    env: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    let mut lookup = env.clone();
+    if let Some(e) = out.get("environment").and_then(Node::as_map) {
+        for (k, v) in e {
+            if let Some(t) = v.scalar_text().filter(|_| !v.is_null()) {
+                lookup.entry(k.clone()).or_insert(t);
             }
         }
     }
-    Ok(mapn(out, &mark))
+    lookup
+}
+
+/// One normalised `env_file` entry's variables into `environment`.
+fn read_service_env_file(
+    f: &Node,
+    path: &str,
+    lookup: &IndexMap<String, String>,
+    environment: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let Some(fp) = f.get("path").and_then(Node::as_str) else {
+        return Ok(());
+    };
+    let required = f
+        .get("required")
+        .map(|r| matches!(r.value, Value::Bool(true)))
+        .unwrap_or(true);
+    let raw = f.get("format").and_then(Node::as_str) == Some("raw");
+    let pb = PathBuf::from(fp);
+    if !pb.is_file() {
+        if required {
+            return Err(err(
+                f,
+                &format!("{path}.env_file"),
+                format!(
+                    "env file {} not found; create it or mark it `required: false`",
+                    pb.display()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let vars = if raw {
+        let text = read_text(&pb)?;
+        text.lines()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            })
+            .collect()
+    } else {
+        read_env_file(&pb, lookup)?
+    };
+    for (k, v) in vars {
+        let node = match v {
+            Some(v) => s(v, &f.mark),
+            None => Node::new(Value::Null, f.mark.clone()),
+        };
+        environment.insert(k, node);
+    }
+    Ok(())
+}
+
+/// Implicit dependencies (links, network_mode/ipc/pid/… `service:X`, volumes_from) join
+/// `depends_on` unless declared there.
+fn add_implicit_dependencies(out: &mut IndexMap<String, Node>, name: &str, mark: &Mark) {
+    let mut implicit: Vec<(String, bool)> = Vec::new();
+    let first_part = |t: &str| t.split(':').next().unwrap_or(t).to_string();
+    for l in out
+        .get("links")
+        .and_then(Node::as_seq)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = l.as_str() {
+            implicit.push((first_part(t), true));
+        }
+    }
+    for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(t) = out.get(k).and_then(Node::as_str) {
+            if let Some(svc) = t.strip_prefix("service:") {
+                implicit.push((svc.to_string(), true));
+            }
+        }
+    }
+    for v in out
+        .get("volumes_from")
+        .and_then(Node::as_seq)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = v.as_str().filter(|t| !t.starts_with("container:")) {
+            implicit.push((first_part(t), false));
+        }
+    }
+    if implicit.is_empty() {
+        return;
+    }
+    let deps = out
+        .entry("depends_on".to_string())
+        .or_insert_with(|| mapn(IndexMap::new(), mark));
+    let Some(dm) = deps.as_map_mut() else { return };
+    for (svc, restart) in implicit.into_iter().filter(|(svc, _)| svc != name) {
+        dm.entry(svc).or_insert_with(|| {
+            let mut d = IndexMap::new();
+            d.insert("condition".into(), s("service_started", mark));
+            d.insert("required".into(), b(true, mark));
+            d.insert("restart".into(), b(restart, mark));
+            mapn(d, mark)
+        });
+    }
 }
 
 fn env_files(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
@@ -1297,8 +1442,34 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),
     };
-    // Split off an IPv6 host in brackets, else split on the last two colons.
-    let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
+    let (host_ip, rest) = split_host_ip(spec, rest)?;
+    let (published, target) = match rest.rsplit_once(':') {
+        Some((p, t)) => (Some(p.to_string()).filter(|p| !p.is_empty()), t.to_string()),
+        None => (None, rest),
+    };
+    if target.is_empty() {
+        return Err(format!("No port specified: {spec}"));
+    }
+    let (t0, t1) = port_range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
+    let host_ip = host_ip.filter(|h| !h.is_empty());
+    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
+    if let Some(h) = &host_ip {
+        if h.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {h}"));
+        }
+    }
+    let out = expand_port_range(&host_ip, published.as_deref(), (t0, t1), &target, &protocol)?;
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!(
+            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
+        ));
+    }
+    Ok(out)
+}
+
+/// Split off an IPv6 host in brackets, else split on the last two colons.
+fn split_host_ip(spec: &str, rest: &str) -> std::result::Result<(Option<String>, String), String> {
+    Ok(if let Some(r) = rest.strip_prefix('[') {
         let (ip, after) = r
             .split_once(']')
             .ok_or_else(|| format!("invalid IPv6 address in {spec:?}"))?;
@@ -1323,51 +1494,49 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
                 )
             }
         }
-    };
-    let (published, target) = match rest.rsplit_once(':') {
-        Some((p, t)) => (Some(p.to_string()).filter(|p| !p.is_empty()), t.to_string()),
-        None => (None, rest),
-    };
-    let range = |t: &str| -> std::result::Result<(u16, u16), String> {
-        let (a, b) = t.split_once('-').unwrap_or((t, t));
-        let a: u16 = a
-            .parse()
-            .map_err(|_| format!("Invalid containerPort: {t}"))?;
-        let b: u16 = b
-            .parse()
-            .map_err(|_| format!("Invalid containerPort: {t}"))?;
-        if b < a {
-            return Err(format!("invalid port range {t}"));
-        }
-        Ok((a, b))
-    };
-    if target.is_empty() {
-        return Err(format!("No port specified: {spec}"));
+    })
+}
+
+/// `8000` or `8000-8010`.
+fn port_range(t: &str) -> std::result::Result<(u16, u16), String> {
+    let (a, b) = t.split_once('-').unwrap_or((t, t));
+    let a: u16 = a
+        .parse()
+        .map_err(|_| format!("Invalid containerPort: {t}"))?;
+    let b: u16 = b
+        .parse()
+        .map_err(|_| format!("Invalid containerPort: {t}"))?;
+    if b < a {
+        return Err(format!("invalid port range {t}"));
     }
-    let (t0, t1) = range(&target).map_err(|_| format!("Invalid containerPort: {target}"))?;
-    let host_ip = host_ip.filter(|h| !h.is_empty());
-    // docker's nat.ParsePortSpec: the host part must be an address, not a name.
-    if let Some(h) = &host_ip {
-        if h.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("invalid IP address: {h}"));
-        }
-    }
+    Ok((a, b))
+}
+
+/// One port mapping per container port of the range (a single container port may take a
+/// range of host ports).
+fn expand_port_range(
+    host_ip: &Option<String>,
+    published: Option<&str>,
+    (t0, t1): (u16, u16),
+    target: &str,
+    protocol: &str,
+) -> std::result::Result<Vec<PortSpec>, String> {
     let mut out = Vec::new();
-    match &published {
+    match published {
         None => {
             for t in t0..=t1 {
-                out.push((host_ip.clone(), None, t, protocol.clone()));
+                out.push((host_ip.clone(), None, t, protocol.to_string()));
             }
         }
         Some(p) => {
-            let (p0, p1) = range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
+            let (p0, p1) = port_range(p).map_err(|_| format!("Invalid hostPort: {p}"))?;
             if t0 == t1 {
                 let pubs = if p0 == p1 {
                     p0.to_string()
                 } else {
                     format!("{p0}-{p1}")
                 };
-                out.push((host_ip.clone(), Some(pubs), t0, protocol.clone()));
+                out.push((host_ip.clone(), Some(pubs), t0, protocol.to_string()));
             } else {
                 if p1 - p0 != t1 - t0 {
                     return Err(format!(
@@ -1379,16 +1548,11 @@ pub fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortSpec>, String>
                         host_ip.clone(),
                         Some((p0 + i as u16).to_string()),
                         t,
-                        protocol.clone(),
+                        protocol.to_string(),
                     ));
                 }
             }
         }
-    }
-    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!(
-            "invalid protocol {protocol:?} in {spec:?}; use tcp, udp or sctp"
-        ));
     }
     Ok(out)
 }
@@ -1401,71 +1565,8 @@ fn ports(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     for (i, it) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
         match &it.value {
-            Value::String(_) | Value::Int(_) => {
-                let spec = it.scalar_text().unwrap_or_default();
-                let parsed = if !settings.interpolated && spec.contains('$') {
-                    parse_uninterpolated_port_spec(&spec)
-                } else {
-                    parse_port_spec(&spec)
-                }
-                .map_err(|e| err(it, &p, format!("invalid port {spec:?}: {e}")))?;
-                for (host_ip, published, target, protocol) in parsed {
-                    let mut m = IndexMap::new();
-                    m.insert("mode".into(), s("ingress", &it.mark));
-                    if let Some(h) = host_ip {
-                        m.insert("host_ip".into(), s(h, &it.mark));
-                    }
-                    m.insert(
-                        "target".into(),
-                        Node::new(Value::Int(target as i64), it.mark.clone()),
-                    );
-                    if let Some(pb) = published {
-                        m.insert("published".into(), s(pb, &it.mark));
-                    }
-                    m.insert("protocol".into(), s(protocol, &it.mark));
-                    out.push(mapn(m, &it.mark));
-                }
-            }
-            Value::Map(src) => {
-                let mut m = IndexMap::new();
-                for (k, x) in src {
-                    let kp = format!("{p}.{k}");
-                    let nv = match k.as_str() {
-                        "target" => {
-                            let t = as_int(x, &kp)?;
-                            if !(0..=65535).contains(&t) {
-                                return Err(err(
-                                    x,
-                                    &kp,
-                                    format!("{kp}: port {t} out of range 0-65535"),
-                                ));
-                            }
-                            Node::new(Value::Int(t), x.mark.clone())
-                        }
-                        "published" => s(as_string(x, &kp)?, &x.mark),
-                        "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
-                            s(as_string(x, &kp)?, &x.mark)
-                        }
-                        _ if k.starts_with("x-") => x.clone(),
-                        _ => {
-                            return Err(err(
-                                x,
-                                &kp,
-                                format!("{p} additional properties '{k}' not allowed"),
-                            ))
-                        }
-                    };
-                    m.insert(k.clone(), nv);
-                }
-                if !m.contains_key("target") {
-                    return Err(err(it, &p, format!("{p} missing property 'target'")));
-                }
-                m.entry("mode".into())
-                    .or_insert_with(|| s("ingress", &it.mark));
-                m.entry("protocol".into())
-                    .or_insert_with(|| s("tcp", &it.mark));
-                out.push(mapn(m, &it.mark));
-            }
+            Value::String(_) | Value::Int(_) => short_ports(it, &p, settings, &mut out)?,
+            Value::Map(src) => out.push(long_port(it, src, &p)?),
             _ => {
                 return Err(err(
                     it,
@@ -1479,6 +1580,72 @@ fn ports(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let mut seen = std::collections::HashSet::new();
     out.retain(|n| seen.insert(format!("{:?}", n.to_json())));
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// A short-syntax port (`127.0.0.1:8000-8001:80-81/udp`) as one long-syntax entry per port.
+fn short_ports(it: &Node, p: &str, settings: &Settings, out: &mut Vec<Node>) -> Result<()> {
+    let spec = it.scalar_text().unwrap_or_default();
+    let parsed = if !settings.interpolated && spec.contains('$') {
+        parse_uninterpolated_port_spec(&spec)
+    } else {
+        parse_port_spec(&spec)
+    }
+    .map_err(|e| err(it, p, format!("invalid port {spec:?}: {e}")))?;
+    for (host_ip, published, target, protocol) in parsed {
+        let mut m = IndexMap::new();
+        m.insert("mode".into(), s("ingress", &it.mark));
+        if let Some(h) = host_ip {
+            m.insert("host_ip".into(), s(h, &it.mark));
+        }
+        m.insert(
+            "target".into(),
+            Node::new(Value::Int(target as i64), it.mark.clone()),
+        );
+        if let Some(pb) = published {
+            m.insert("published".into(), s(pb, &it.mark));
+        }
+        m.insert("protocol".into(), s(protocol, &it.mark));
+        out.push(mapn(m, &it.mark));
+    }
+    Ok(())
+}
+
+/// A long-syntax port, checked, with `mode` and `protocol` defaulted.
+fn long_port(it: &Node, src: &IndexMap<String, Node>, p: &str) -> Result<Node> {
+    let mut m = IndexMap::new();
+    for (k, x) in src {
+        let kp = format!("{p}.{k}");
+        let nv = match k.as_str() {
+            "target" => {
+                let t = as_int(x, &kp)?;
+                if !(0..=65535).contains(&t) {
+                    return Err(err(x, &kp, format!("{kp}: port {t} out of range 0-65535")));
+                }
+                Node::new(Value::Int(t), x.mark.clone())
+            }
+            "published" => s(as_string(x, &kp)?, &x.mark),
+            "host_ip" | "protocol" | "mode" | "app_protocol" | "name" => {
+                s(as_string(x, &kp)?, &x.mark)
+            }
+            _ if k.starts_with("x-") => x.clone(),
+            _ => {
+                return Err(err(
+                    x,
+                    &kp,
+                    format!("{p} additional properties '{k}' not allowed"),
+                ))
+            }
+        };
+        m.insert(k.clone(), nv);
+    }
+    if !m.contains_key("target") {
+        return Err(err(it, p, format!("{p} missing property 'target'")));
+    }
+    m.entry("mode".into())
+        .or_insert_with(|| s("ingress", &it.mark));
+    m.entry("protocol".into())
+        .or_insert_with(|| s("tcp", &it.mark));
+    Ok(mapn(m, &it.mark))
 }
 
 fn is_host_path(src: &str) -> bool {
@@ -1495,213 +1662,256 @@ fn volumes(v: &Node, path: &str, settings: &Settings) -> Result<Node> {
     let Some(items) = v.as_seq() else {
         return Err(err(v, path, format!("{path} must be a list")));
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let mark = &it.mark;
-        match &it.value {
-            Value::String(spec) => {
-                if spec.is_empty() {
-                    return Err(err(it, &p, "invalid empty volume spec"));
-                }
-                let mut parts = if settings.interpolated {
-                    split_volume_spec(spec)
-                } else {
-                    split_volume_spec(&hide_separators_in_variables(spec))
-                        .iter()
-                        .map(|p| reveal_separators(p))
-                        .collect()
-                };
-                // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
-                if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
-                    parts.remove(0);
-                }
-                if parts.iter().any(String::is_empty) {
-                    return Err(err(
-                        it,
-                        &p,
-                        format!("invalid spec: {spec}: empty section between colons"),
-                    ));
-                }
-                if parts.len() > 3 {
-                    return Err(err(
-                        it,
-                        &p,
-                        format!("invalid spec: {spec}: too many colons"),
-                    ));
-                }
-                let mut m = IndexMap::new();
-                let (source, target, mode) = match parts.len() {
-                    1 => (None, parts[0].clone(), None),
-                    2 => (Some(parts[0].clone()), parts[1].clone(), None),
-                    _ => (
-                        Some(parts[0].clone()),
-                        parts[1].clone(),
-                        Some(parts[2].clone()),
-                    ),
-                };
-                let kind = match &source {
-                    None => "volume",
-                    // Uninterpolated, `${DATA:-./data}` may become either; print it as written.
-                    Some(src) if !settings.interpolated && src.contains('$') => "bind",
-                    Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
-                    Some(src) if is_host_path(src) => "bind",
-                    Some(_) => "volume",
-                };
-                m.insert("type".into(), s(kind, mark));
-                if let Some(src) = &source {
-                    let src = if kind == "bind" && (settings.interpolated || !src.contains('$')) {
-                        resolve_path(&settings.project_dir, src)
-                    } else {
-                        src.clone()
-                    };
-                    m.insert("source".into(), s(src, mark));
-                }
-                m.insert("target".into(), s(target, mark));
-                let mut bind: IndexMap<String, Node> = IndexMap::new();
-                let mut vol: IndexMap<String, Node> = IndexMap::new();
-                if let Some(mode) = mode {
-                    for opt in mode.split(',') {
-                        match opt {
-                            "ro" => {
-                                m.insert("read_only".into(), b(true, mark));
-                            }
-                            "rw" => {}
-                            "z" | "Z" => {
-                                bind.insert("selinux".into(), s(opt, mark));
-                            }
-                            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                                bind.insert("propagation".into(), s(opt, mark));
-                            }
-                            "nocopy" => {
-                                vol.insert("nocopy".into(), b(true, mark));
-                            }
-                            "cached" | "delegated" | "consistent" => {
-                                m.insert("consistency".into(), s(opt, mark));
-                            }
-                            _ => {
-                                return Err(err(
-                                    it,
-                                    &p,
-                                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
-                                ))
-                            }
-                        }
-                    }
-                }
-                if kind == "bind" {
-                    bind.insert("create_host_path".into(), b(true, mark));
-                    // Keep the keys in docker compose's order.
-                    let mut ordered = IndexMap::new();
-                    for k in ["propagation", "create_host_path", "selinux"] {
-                        if let Some(x) = bind.shift_remove(k) {
-                            ordered.insert(k.to_string(), x);
-                        }
-                    }
-                    m.insert("bind".into(), mapn(ordered, mark));
-                } else {
-                    m.insert("volume".into(), mapn(vol, mark));
-                }
-                out.push(mapn(m, mark));
-            }
-            Value::Map(src) => {
-                let mut m = src.clone();
-                let kind = src
-                    .get("type")
-                    .map(|t| as_string(t, &format!("{p}.type")))
-                    .transpose()?
-                    .unwrap_or_else(|| "volume".into());
-                if !matches!(
-                    kind.as_str(),
-                    "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
-                ) {
-                    return Err(err(
-                        it,
-                        &format!("{p}.type"),
-                        format!(
-                            "{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"
-                        ),
-                    ));
-                }
-                for k in src.keys() {
-                    let allowed = matches!(
-                        k.as_str(),
-                        "type"
-                            | "source"
-                            | "target"
-                            | "read_only"
-                            | "consistency"
-                            | "bind"
-                            | "volume"
-                            | "tmpfs"
-                            | "image"
-                    ) || k.starts_with("x-");
-                    if !allowed {
-                        return Err(err(
-                            it,
-                            &p,
-                            format!("{p} additional properties '{k}' not allowed"),
-                        ));
-                    }
-                }
-                if let Some(t) = src.get("target") {
-                    m.insert(
-                        "target".into(),
-                        s(as_string(t, &format!("{p}.target"))?, &t.mark),
-                    );
-                }
-                if kind == "bind" {
-                    let source = src
-                        .get("source")
-                        .and_then(Node::scalar_text)
-                        .unwrap_or_default();
-                    if source.is_empty() {
-                        return Err(err(it, &p, "invalid mount config for type \"bind\": field Source must not be empty"));
-                    }
-                    m.insert(
-                        "source".into(),
-                        s(resolve_path(&settings.project_dir, &source), mark),
-                    );
-                }
-                if let Some(ro) = src.get("read_only") {
-                    let v = as_bool(ro, &format!("{p}.read_only"))?;
-                    if v {
-                        m.insert("read_only".into(), b(true, mark));
-                    } else {
-                        m.shift_remove("read_only");
-                    }
-                }
-                if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
-                    let mut t = tm.clone();
-                    if let Some(size) = tm.get("size") {
-                        if matches!(size.value, Value::Float(_)) {
-                            return Err(err(
-                                size,
-                                &format!("{p}.tmpfs.size"),
-                                format!("{p}.tmpfs.size must be an integer"),
-                            ));
-                        }
-                        t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
-                    }
-                    for k in tm.keys() {
-                        if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
-                            return Err(err(
-                                it,
-                                &format!("{p}.tmpfs"),
-                                format!("{p}.tmpfs additional properties '{k}' not allowed"),
-                            ));
-                        }
-                    }
-                    m.insert("tmpfs".into(), mapn(t, mark));
-                }
-                long_volume_options(&mut m, &p)?;
-                m.insert("type".into(), s(kind, mark));
-                out.push(mapn(m, mark));
-            }
+        out.push(match &it.value {
+            Value::String(spec) => short_volume(it, spec, &p, settings)?,
+            Value::Map(src) => long_volume(it, src, &p, settings)?,
             _ => return Err(err(it, &p, format!("{p} must be a string or a mapping"))),
-        }
+        });
     }
     Ok(Node::new(Value::Seq(out), v.mark.clone()))
+}
+
+/// `SOURCE:TARGET:MODE` split into its (non-empty) parts.
+fn short_volume_parts(it: &Node, spec: &str, p: &str, settings: &Settings) -> Result<Vec<String>> {
+    if spec.is_empty() {
+        return Err(err(it, p, "invalid empty volume spec"));
+    }
+    let mut parts = if settings.interpolated {
+        split_volume_spec(spec)
+    } else {
+        split_volume_spec(&hide_separators_in_variables(spec))
+            .iter()
+            .map(|p| reveal_separators(p))
+            .collect()
+    };
+    // `${UNSET}:/path` leaves an empty source: docker compose reads it as an anonymous volume.
+    if parts.len() == 2 && parts[0].is_empty() && parts[1].starts_with('/') {
+        parts.remove(0);
+    }
+    if parts.iter().any(String::is_empty) {
+        return Err(err(
+            it,
+            p,
+            format!("invalid spec: {spec}: empty section between colons"),
+        ));
+    }
+    if parts.len() > 3 {
+        return Err(err(it, p, format!("invalid spec: {spec}: too many colons")));
+    }
+    Ok(parts)
+}
+
+/// A short-syntax volume (`./data:/data:ro`) in its long syntax.
+fn short_volume(it: &Node, spec: &str, p: &str, settings: &Settings) -> Result<Node> {
+    let mark = &it.mark;
+    let parts = short_volume_parts(it, spec, p, settings)?;
+    let mut m = IndexMap::new();
+    let (source, target, mode) = match parts.len() {
+        1 => (None, parts[0].clone(), None),
+        2 => (Some(parts[0].clone()), parts[1].clone(), None),
+        _ => (
+            Some(parts[0].clone()),
+            parts[1].clone(),
+            Some(parts[2].clone()),
+        ),
+    };
+    let kind = match &source {
+        None => "volume",
+        // Uninterpolated, `${DATA:-./data}` may become either; print it as written.
+        Some(src) if !settings.interpolated && src.contains('$') => "bind",
+        Some(src) if src.starts_with("\\\\.\\pipe\\") => "bind",
+        Some(src) if is_host_path(src) => "bind",
+        Some(_) => "volume",
+    };
+    m.insert("type".into(), s(kind, mark));
+    if let Some(src) = &source {
+        let src = if kind == "bind" && (settings.interpolated || !src.contains('$')) {
+            resolve_path(&settings.project_dir, src)
+        } else {
+            src.clone()
+        };
+        m.insert("source".into(), s(src, mark));
+    }
+    m.insert("target".into(), s(target, mark));
+    let mut bind: IndexMap<String, Node> = IndexMap::new();
+    let mut vol: IndexMap<String, Node> = IndexMap::new();
+    if let Some(mode) = mode {
+        short_volume_mode(it, spec, &mode, p, &mut m, &mut bind, &mut vol)?;
+    }
+    if kind == "bind" {
+        bind.insert("create_host_path".into(), b(true, mark));
+        // Keep the keys in docker compose's order.
+        let mut ordered = IndexMap::new();
+        for k in ["propagation", "create_host_path", "selinux"] {
+            if let Some(x) = bind.shift_remove(k) {
+                ordered.insert(k.to_string(), x);
+            }
+        }
+        m.insert("bind".into(), mapn(ordered, mark));
+    } else {
+        m.insert("volume".into(), mapn(vol, mark));
+    }
+    Ok(mapn(m, mark))
+}
+
+/// The mode part of a short volume (`ro,z,nocopy`) as long-syntax options.
+fn short_volume_mode(
+    it: &Node,
+    spec: &str,
+    mode: &str,
+    p: &str,
+    m: &mut IndexMap<String, Node>,
+    bind: &mut IndexMap<String, Node>,
+    vol: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let mark = &it.mark;
+    for opt in mode.split(',') {
+        match opt {
+            "ro" => {
+                m.insert("read_only".into(), b(true, mark));
+            }
+            "rw" => {}
+            "z" | "Z" => {
+                bind.insert("selinux".into(), s(opt, mark));
+            }
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                bind.insert("propagation".into(), s(opt, mark));
+            }
+            "nocopy" => {
+                vol.insert("nocopy".into(), b(true, mark));
+            }
+            "cached" | "delegated" | "consistent" => {
+                m.insert("consistency".into(), s(opt, mark));
+            }
+            _ => {
+                return Err(err(
+                    it,
+                    p,
+                    format!("invalid spec: {spec}: unknown mode {opt:?}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A long-syntax volume, checked and with its paths, sizes and flags normalised.
+fn long_volume(
+    it: &Node,
+    src: &IndexMap<String, Node>,
+    p: &str,
+    settings: &Settings,
+) -> Result<Node> {
+    let mark = &it.mark;
+    let mut m = src.clone();
+    let kind = src
+        .get("type")
+        .map(|t| as_string(t, &format!("{p}.type")))
+        .transpose()?
+        .unwrap_or_else(|| "volume".into());
+    if !matches!(
+        kind.as_str(),
+        "volume" | "bind" | "tmpfs" | "npipe" | "image" | "cluster"
+    ) {
+        return Err(err(
+            it,
+            &format!("{p}.type"),
+            format!("{p}.type must be one of volume, bind, tmpfs, npipe, image, cluster"),
+        ));
+    }
+    for k in src.keys() {
+        let allowed = matches!(
+            k.as_str(),
+            "type"
+                | "source"
+                | "target"
+                | "read_only"
+                | "consistency"
+                | "bind"
+                | "volume"
+                | "tmpfs"
+                | "image"
+        ) || k.starts_with("x-");
+        if !allowed {
+            return Err(err(
+                it,
+                p,
+                format!("{p} additional properties '{k}' not allowed"),
+            ));
+        }
+    }
+    if let Some(t) = src.get("target") {
+        m.insert(
+            "target".into(),
+            s(as_string(t, &format!("{p}.target"))?, &t.mark),
+        );
+    }
+    if kind == "bind" {
+        let source = src
+            .get("source")
+            .and_then(Node::scalar_text)
+            .unwrap_or_default();
+        if source.is_empty() {
+            return Err(err(
+                it,
+                p,
+                "invalid mount config for type \"bind\": field Source must not be empty",
+            ));
+        }
+        m.insert(
+            "source".into(),
+            s(resolve_path(&settings.project_dir, &source), mark),
+        );
+    }
+    if let Some(ro) = src.get("read_only") {
+        let v = as_bool(ro, &format!("{p}.read_only"))?;
+        if v {
+            m.insert("read_only".into(), b(true, mark));
+        } else {
+            m.shift_remove("read_only");
+        }
+    }
+    long_volume_tmpfs(it, src, p, &mut m)?;
+    long_volume_options(&mut m, p)?;
+    m.insert("type".into(), s(kind, mark));
+    Ok(mapn(m, mark))
+}
+
+/// A long-syntax volume's `tmpfs` options: size in bytes, nothing but size and mode.
+fn long_volume_tmpfs(
+    it: &Node,
+    src: &IndexMap<String, Node>,
+    p: &str,
+    m: &mut IndexMap<String, Node>,
+) -> Result<()> {
+    let mark = &it.mark;
+    if let Some(tm) = src.get("tmpfs").and_then(Node::as_map) {
+        let mut t = tm.clone();
+        if let Some(size) = tm.get("size") {
+            if matches!(size.value, Value::Float(_)) {
+                return Err(err(
+                    size,
+                    &format!("{p}.tmpfs.size"),
+                    format!("{p}.tmpfs.size must be an integer"),
+                ));
+            }
+            t.insert("size".into(), bytes(size, &format!("{p}.tmpfs.size"))?);
+        }
+        for k in tm.keys() {
+            if !matches!(k.as_str(), "size" | "mode") && !k.starts_with("x-") {
+                return Err(err(
+                    it,
+                    &format!("{p}.tmpfs"),
+                    format!("{p}.tmpfs additional properties '{k}' not allowed"),
+                ));
+            }
+        }
+        m.insert("tmpfs".into(), mapn(t, mark));
+    }
+    Ok(())
 }
 
 /// Long-syntax `bind` and `volume` options in compose-go's canonical form: a `bind:` mapping

@@ -203,7 +203,8 @@ pub fn volume_name(project: &Project, key: &str) -> String {
         .unwrap_or_else(|| format!("{}_{}", project.name, key))
 }
 
-/// Everything `up` sends to create one container of a service.
+/// Everything `up` sends to create one container of a service: its labels, environment,
+/// ports, mounts, networks and host options, each from a stage below.
 pub fn container_create_request(
     project: &Project,
     service_name: &str,
@@ -211,141 +212,17 @@ pub fn container_create_request(
 ) -> Option<ContainerCreateRequest> {
     let service = project.services.get(service_name)?;
     let name = container_name(project, service_name, number);
-
-    let mut labels: IndexMap<String, String> = service.labels.clone();
-    labels.extend(project_labels(project));
-    labels.insert(LABEL_SERVICE.to_string(), service_name.to_string());
-    labels.insert(LABEL_CONTAINER_NUMBER.to_string(), number.to_string());
-    labels.insert(LABEL_ONEOFF.to_string(), "False".to_string());
-    labels.insert(LABEL_CONFIG_HASH.to_string(), service_config_hash(service));
-    labels.insert(
-        LABEL_CONFIG_FIELDS.to_string(),
-        service_field_digests(service),
-    );
-    labels.insert(
-        LABEL_WORKING_DIR.to_string(),
-        project.working_dir.display().to_string(),
-    );
-    labels.insert(
-        LABEL_CONFIG_FILES.to_string(),
-        project
-            .config_files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    labels.insert(
-        LABEL_DEPENDS_ON.to_string(),
-        service
-            .depends_on
-            .iter()
-            .map(|(dep, d)| format!("{dep}:{}:{}", d.condition, d.restart))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
     let image = service_image(project, service_name, service);
-    labels.insert(LABEL_IMAGE.to_string(), image.clone());
-
+    let labels = container_labels(project, service_name, number, &image);
     let env: Vec<String> = service
         .environment
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
-
-    let mut exposed_ports = HashMap::new();
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for port in &service.ports {
-        let key = format!("{}/{}", port.target, port.protocol);
-        exposed_ports.insert(key.clone(), EmptyObject {});
-        let binding = PortBinding {
-            host_ip: port.host_ip.clone().unwrap_or_default(),
-            host_port: port.published.clone().unwrap_or_default(),
-        };
-        port_bindings
-            .entry(key)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(binding);
-    }
-
-    for expose in &service.expose {
-        for key in exposed_port_keys(expose) {
-            exposed_ports.entry(key).or_insert(EmptyObject {});
-        }
-    }
-
-    let mounts: Vec<Mount> = service
-        .volumes
-        .iter()
-        .map(|v| Mount {
-            kind: v.kind.clone(),
-            source: match (v.kind.as_str(), &v.source) {
-                ("volume", Some(key)) => volume_name(project, key),
-                ("tmpfs", _) => String::new(),
-                (_, Some(source)) => resolve_bind_source(&project.working_dir, source),
-                (_, None) => String::new(),
-            },
-            target: v.target.clone(),
-            read_only: v.read_only,
-            volume_options: v
-                .volume
-                .as_ref()
-                .and_then(|o| o.get("nocopy"))
-                .and_then(serde_json::Value::as_bool)
-                .filter(|nocopy| *nocopy)
-                .map(|no_copy| VolumeOptions {
-                    no_copy,
-                    labels: None,
-                }),
-            tmpfs_options: v.tmpfs.as_ref().map(tmpfs_options),
-        })
-        .chain(file_object_mounts(project, service))
-        .collect();
-
-    let (network_mode, endpoints) = match &service.network_mode {
-        Some(mode) => (mode.clone(), IndexMap::new()),
-        None => {
-            let mut endpoints = IndexMap::new();
-            for (key, settings) in &service.networks {
-                let mut aliases = vec![name.clone(), service_name.to_string()];
-                let mut ipam_config = None;
-                if let Some(settings) = settings {
-                    aliases.extend(settings.aliases.iter().cloned());
-                    ipam_config = settings
-                        .ipv4_address
-                        .clone()
-                        .map(|ip| EndpointIpamConfig { ipv4_address: ip });
-                }
-                endpoints.insert(
-                    network_name(project, key),
-                    EndpointSettings {
-                        aliases: Some(aliases),
-                        ipam_config,
-                        ..Default::default()
-                    },
-                );
-            }
-            let mode = endpoints
-                .keys()
-                .next()
-                .cloned()
-                .unwrap_or_else(|| "none".to_string());
-            (mode, endpoints)
-        }
-    };
-
-    let restart_policy = service.restart.as_ref().map(|r| {
-        let (name, count) = match r.split_once(':') {
-            Some((n, c)) => (n.to_string(), c.parse().unwrap_or(0)),
-            None => (r.clone(), 0),
-        };
-        RestartPolicy {
-            name,
-            maximum_retry_count: count,
-        }
-    });
-
+    let (exposed_ports, port_bindings) = ports(service);
+    let mounts = mounts(project, service);
+    let (network_mode, endpoints) = network_endpoints(project, service_name, &name);
+    let restart_policy = service.restart.as_deref().map(restart_policy);
     let mut host_config = HostConfig {
         mounts: (!mounts.is_empty()).then_some(mounts),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
@@ -378,6 +255,165 @@ pub fn container_create_request(
         }),
         ..Default::default()
     })
+}
+
+/// `restart: on-failure:3` as Docker's policy name and retry count.
+fn restart_policy(restart: &str) -> RestartPolicy {
+    let (name, count) = match restart.split_once(':') {
+        Some((n, c)) => (n.to_string(), c.parse().unwrap_or(0)),
+        None => (restart.to_string(), 0),
+    };
+    RestartPolicy {
+        name,
+        maximum_retry_count: count,
+    }
+}
+
+/// The compose labels of replica `number` (the service's own labels, then compose's).
+fn container_labels(
+    project: &Project,
+    service_name: &str,
+    number: u32,
+    image: &str,
+) -> IndexMap<String, String> {
+    let service = &project.services[service_name];
+    let mut labels: IndexMap<String, String> = service.labels.clone();
+    labels.extend(project_labels(project));
+    labels.insert(LABEL_SERVICE.to_string(), service_name.to_string());
+    labels.insert(LABEL_CONTAINER_NUMBER.to_string(), number.to_string());
+    labels.insert(LABEL_ONEOFF.to_string(), "False".to_string());
+    labels.insert(LABEL_CONFIG_HASH.to_string(), service_config_hash(service));
+    labels.insert(
+        LABEL_CONFIG_FIELDS.to_string(),
+        service_field_digests(service),
+    );
+    labels.insert(
+        LABEL_WORKING_DIR.to_string(),
+        project.working_dir.display().to_string(),
+    );
+    labels.insert(
+        LABEL_CONFIG_FILES.to_string(),
+        project
+            .config_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    labels.insert(
+        LABEL_DEPENDS_ON.to_string(),
+        service
+            .depends_on
+            .iter()
+            .map(|(dep, d)| format!("{dep}:{}:{}", d.condition, d.restart))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    labels.insert(LABEL_IMAGE.to_string(), image.to_string());
+
+    labels
+}
+
+type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+/// `ports` and `expose` as the exposed-port set and the host bindings.
+fn ports(service: &Service) -> (HashMap<String, EmptyObject>, PortBindings) {
+    let mut exposed_ports = HashMap::new();
+    let mut port_bindings: PortBindings = HashMap::new();
+    for port in &service.ports {
+        let key = format!("{}/{}", port.target, port.protocol);
+        exposed_ports.insert(key.clone(), EmptyObject {});
+        let binding = PortBinding {
+            host_ip: port.host_ip.clone().unwrap_or_default(),
+            host_port: port.published.clone().unwrap_or_default(),
+        };
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+
+    for expose in &service.expose {
+        for key in exposed_port_keys(expose) {
+            exposed_ports.entry(key).or_insert(EmptyObject {});
+        }
+    }
+
+    (exposed_ports, port_bindings)
+}
+
+/// `volumes` (named volumes by their engine name, binds resolved against the project
+/// directory), then the file-based secrets and configs.
+fn mounts(project: &Project, service: &Service) -> Vec<Mount> {
+    service
+        .volumes
+        .iter()
+        .map(|v| Mount {
+            kind: v.kind.clone(),
+            source: match (v.kind.as_str(), &v.source) {
+                ("volume", Some(key)) => volume_name(project, key),
+                ("tmpfs", _) => String::new(),
+                (_, Some(source)) => resolve_bind_source(&project.working_dir, source),
+                (_, None) => String::new(),
+            },
+            target: v.target.clone(),
+            read_only: v.read_only,
+            volume_options: v
+                .volume
+                .as_ref()
+                .and_then(|o| o.get("nocopy"))
+                .and_then(serde_json::Value::as_bool)
+                .filter(|nocopy| *nocopy)
+                .map(|no_copy| VolumeOptions {
+                    no_copy,
+                    labels: None,
+                }),
+            tmpfs_options: v.tmpfs.as_ref().map(tmpfs_options),
+        })
+        .chain(file_object_mounts(project, service))
+        .collect()
+}
+
+/// `network_mode`, or the endpoints of the service's networks, each with the aliases every
+/// replica answers to (its container name, the service name, the configured aliases).
+fn network_endpoints(
+    project: &Project,
+    service_name: &str,
+    name: &str,
+) -> (String, IndexMap<String, EndpointSettings>) {
+    let service = &project.services[service_name];
+    match &service.network_mode {
+        Some(mode) => (mode.clone(), IndexMap::new()),
+        None => {
+            let mut endpoints = IndexMap::new();
+            for (key, settings) in &service.networks {
+                let mut aliases = vec![name.to_string(), service_name.to_string()];
+                let mut ipam_config = None;
+                if let Some(settings) = settings {
+                    aliases.extend(settings.aliases.iter().cloned());
+                    ipam_config = settings
+                        .ipv4_address
+                        .clone()
+                        .map(|ip| EndpointIpamConfig { ipv4_address: ip });
+                }
+                endpoints.insert(
+                    network_name(project, key),
+                    EndpointSettings {
+                        aliases: Some(aliases),
+                        ipam_config,
+                        ..Default::default()
+                    },
+                );
+            }
+            let mode = endpoints
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "none".to_string());
+            (mode, endpoints)
+        }
+    }
 }
 
 /// A service's `deploy.resources` values that map to a single container (the rest — CPU

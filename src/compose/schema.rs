@@ -158,85 +158,10 @@ pub fn service_field(key: &str) -> Option<Ty> {
 /// Check a value against its shape; the message is docker compose's (`services.web.image must be
 /// a string`), the position the value's.
 pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
-    use super::yaml::Value as V;
-    let scalar = |n: &Node| matches!(n.value, V::String(_) | V::Int(_) | V::Float(_) | V::Bool(_));
-    let (ok, want) = match ty {
-        Ty::Any => (true, ""),
-        Ty::Str => (matches!(node.value, V::String(_)), "a string"),
-        Ty::Bool => (
-            match &node.value {
-                V::Bool(_) => true,
-                V::String(s) => super::notation::cast_bool(s).is_some(),
-                _ => false,
-            },
-            "a boolean",
-        ),
-        Ty::Int => (
-            match &node.value {
-                V::Int(_) => true,
-                V::String(s) => s.trim().parse::<i64>().is_ok(),
-                _ => false,
-            },
-            "an integer",
-        ),
-        Ty::IntOrStr => (
-            matches!(node.value, V::Int(_) | V::String(_)),
-            "an integer or a string",
-        ),
-        Ty::Num => (
-            match &node.value {
-                V::Int(_) | V::Float(_) => true,
-                V::String(s) => s.trim().parse::<f64>().is_ok(),
-                _ => false,
-            },
-            "a number",
-        ),
-        Ty::Bytes => (
-            matches!(node.value, V::Int(_) | V::String(_)),
-            "a size (an integer or a string like 512m)",
-        ),
-        Ty::Command => (
-            match &node.value {
-                V::Null | V::String(_) => true,
-                V::Seq(items) => items.iter().all(scalar),
-                _ => false,
-            },
-            "a string or a list of strings",
-        ),
-        Ty::StrList => (
-            node.as_seq().is_some_and(|items| items.iter().all(scalar)),
-            "a list of strings",
-        ),
-        Ty::StrOrList => (
-            match &node.value {
-                V::String(_) => true,
-                V::Seq(items) => items.iter().all(scalar),
-                _ => false,
-            },
-            "a string or a list of strings",
-        ),
-        Ty::StrOrSeq => (
-            matches!(node.value, V::String(_) | V::Seq(_)),
-            "a string or a list",
-        ),
-        Ty::ListOrDict => (
-            matches!(node.value, V::Seq(_) | V::Map(_)),
-            "a list of KEY=VALUE strings or a mapping",
-        ),
-        Ty::ListOrMap => (
-            matches!(node.value, V::Seq(_) | V::Map(_)),
-            "a list or a mapping",
-        ),
-        Ty::StrOrMap => (
-            matches!(node.value, V::String(_) | V::Map(_)),
-            "a string or a mapping",
-        ),
-        Ty::Map => (matches!(node.value, V::Map(_)), "a mapping"),
-        Ty::Seq => (matches!(node.value, V::Seq(_)), "a list"),
-    };
-    if ok {
+    if fits(node, ty) {
         return Ok(());
     }
+    use super::yaml::Value as V;
     let got = match &node.value {
         V::String(s) => format!(", got {s:?}"),
         V::Seq(_) => ", got an array".to_string(),
@@ -244,11 +169,75 @@ pub fn check_type(node: &Node, ty: Ty, path: &str) -> Result<(), ComposeError> {
         V::Null => ", got null".to_string(),
         _ => format!(", got {}", node.scalar_text().unwrap_or_default()),
     };
+    let want = described(ty);
     Err(ComposeError::invalid(
         node,
         path,
         format!("{path} must be {want}{got}"),
     ))
+}
+
+/// Whether `node` has shape `ty` (text that casts to a boolean or number counts as one).
+fn fits(node: &Node, ty: Ty) -> bool {
+    use super::yaml::Value as V;
+    let scalar = |n: &Node| matches!(n.value, V::String(_) | V::Int(_) | V::Float(_) | V::Bool(_));
+    match ty {
+        Ty::Any => true,
+        Ty::Str => matches!(node.value, V::String(_)),
+        Ty::Bool => match &node.value {
+            V::Bool(_) => true,
+            V::String(s) => super::notation::cast_bool(s).is_some(),
+            _ => false,
+        },
+        Ty::Int => match &node.value {
+            V::Int(_) => true,
+            V::String(s) => s.trim().parse::<i64>().is_ok(),
+            _ => false,
+        },
+        Ty::IntOrStr | Ty::Bytes => matches!(node.value, V::Int(_) | V::String(_)),
+        Ty::Num => match &node.value {
+            V::Int(_) | V::Float(_) => true,
+            V::String(s) => s.trim().parse::<f64>().is_ok(),
+            _ => false,
+        },
+        Ty::Command => match &node.value {
+            V::Null | V::String(_) => true,
+            V::Seq(items) => items.iter().all(scalar),
+            _ => false,
+        },
+        Ty::StrList => node.as_seq().is_some_and(|items| items.iter().all(scalar)),
+        Ty::StrOrList => match &node.value {
+            V::String(_) => true,
+            V::Seq(items) => items.iter().all(scalar),
+            _ => false,
+        },
+        Ty::StrOrSeq => matches!(node.value, V::String(_) | V::Seq(_)),
+        Ty::ListOrDict | Ty::ListOrMap => matches!(node.value, V::Seq(_) | V::Map(_)),
+        Ty::StrOrMap => matches!(node.value, V::String(_) | V::Map(_)),
+        Ty::Map => matches!(node.value, V::Map(_)),
+        Ty::Seq => matches!(node.value, V::Seq(_)),
+    }
+}
+
+/// What a value of shape `ty` is, as the messages say it.
+fn described(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Any => "",
+        Ty::Str => "a string",
+        Ty::Bool => "a boolean",
+        Ty::Int => "an integer",
+        Ty::IntOrStr => "an integer or a string",
+        Ty::Num => "a number",
+        Ty::Bytes => "a size (an integer or a string like 512m)",
+        Ty::Command | Ty::StrOrList => "a string or a list of strings",
+        Ty::StrList => "a list of strings",
+        Ty::StrOrSeq => "a string or a list",
+        Ty::ListOrDict => "a list of KEY=VALUE strings or a mapping",
+        Ty::ListOrMap => "a list or a mapping",
+        Ty::StrOrMap => "a string or a mapping",
+        Ty::Map => "a mapping",
+        Ty::Seq => "a list",
+    }
 }
 
 fn ty_schema(ty: Ty) -> serde_json::Value {

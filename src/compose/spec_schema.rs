@@ -41,22 +41,130 @@ fn spec() -> &'static J {
     })
 }
 
-/// Compiled `pattern`/`patternProperties` expressions, by source text. Each is compiled once and
-/// kept for the process's life (the patterns are the embedded schema's: a fixed, small set), so
-/// a match reuses the expression's own search cache instead of a clone's fresh one.
-fn regex(pattern: &str) -> Option<&'static regex::Regex> {
-    type Cache = HashMap<String, Option<&'static regex::Regex>>;
-    static CACHE: OnceLock<std::sync::Mutex<Cache>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = c.get(pattern) {
-        return *found;
+/// One schema object of the specification, compiled: its `$ref`s followed, its keywords read
+/// out, its sub-schemas as indices into `Compiled::rules`. Validation then looks up no keyword
+/// by name; a 500-service project visits tens of thousands of (node, schema) pairs.
+struct Rule {
+    types: Vec<&'static str>,
+    one_of: Vec<usize>,
+    enum_values: Option<&'static [J]>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    pattern: Option<Pattern>,
+    required: Vec<&'static str>,
+    properties: HashMap<&'static str, usize>,
+    pattern_properties: Vec<(Pattern, usize)>,
+    additional: Additional,
+    items: Option<usize>,
+}
+
+/// `additionalProperties`: absent or `true`, `false`, or a schema.
+enum Additional {
+    Allowed,
+    Forbidden,
+    Schema(usize),
+}
+
+/// A `pattern`/`patternProperties` expression, compiled on first use (most never are) and then
+/// kept with its search cache. An expression the regex crate cannot compile matches nothing.
+struct Pattern {
+    source: &'static str,
+    compiled: OnceLock<Option<regex::Regex>>,
+}
+
+impl Pattern {
+    fn new(source: &'static str) -> Pattern {
+        Pattern {
+            source,
+            compiled: OnceLock::new(),
+        }
     }
-    let compiled = regex::Regex::new(pattern)
-        .ok()
-        .map(|re| &*Box::leak(Box::new(re)));
-    c.insert(pattern.to_string(), compiled);
-    compiled
+
+    fn regex(&self) -> Option<&regex::Regex> {
+        self.compiled
+            .get_or_init(|| regex::Regex::new(self.source).ok())
+            .as_ref()
+    }
+}
+
+/// Every rule reachable from the specification's root; the root is rule 0.
+struct Compiled {
+    rules: Vec<Rule>,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let mut builder = Builder::default();
+        builder.rule(spec());
+        Compiled {
+            rules: builder.rules.into_iter().map(Option::unwrap).collect(),
+        }
+    })
+}
+
+/// Compiles schema objects once each (by address), so shared and recursive `$ref`s end up as one
+/// rule.
+#[derive(Default)]
+struct Builder {
+    rules: Vec<Option<Rule>>,
+    index: HashMap<*const J, usize>,
+}
+
+impl Builder {
+    fn rule(&mut self, schema: &'static J) -> usize {
+        let schema = resolve(schema);
+        if let Some(&i) = self.index.get(&(schema as *const J)) {
+            return i;
+        }
+        let i = self.rules.len();
+        self.index.insert(schema, i);
+        self.rules.push(None);
+        let rule = self.compile(schema);
+        self.rules[i] = Some(rule);
+        i
+    }
+
+    fn compile(&mut self, schema: &'static J) -> Rule {
+        let strs = |v: Option<&'static J>| -> Vec<&'static str> {
+            match v {
+                Some(J::String(s)) => vec![s.as_str()],
+                Some(J::Array(a)) => a.iter().filter_map(J::as_str).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let objects = |key: &str| schema.get(key).and_then(J::as_object).into_iter().flatten();
+        Rule {
+            types: strs(schema.get("type")),
+            one_of: (schema
+                .get("oneOf")
+                .and_then(J::as_array)
+                .into_iter()
+                .flatten())
+            .map(|b| self.rule(b))
+            .collect(),
+            enum_values: schema.get("enum").and_then(J::as_array).map(Vec::as_slice),
+            minimum: schema.get("minimum").and_then(J::as_f64),
+            maximum: schema.get("maximum").and_then(J::as_f64),
+            pattern: schema.get("pattern").and_then(J::as_str).map(Pattern::new),
+            required: match schema.get("required") {
+                Some(J::Array(a)) => a.iter().filter_map(J::as_str).collect(),
+                _ => Vec::new(),
+            },
+            properties: objects("properties")
+                .map(|(k, s)| (k.as_str(), self.rule(s)))
+                .collect(),
+            pattern_properties: objects("patternProperties")
+                .map(|(k, s)| (Pattern::new(k), self.rule(s)))
+                .collect(),
+            additional: match schema.get("additionalProperties") {
+                Some(J::Bool(false)) => Additional::Forbidden,
+                Some(s @ J::Object(_)) => Additional::Schema(self.rule(s)),
+                _ => Additional::Allowed,
+            },
+            items: schema.get("items").map(|s| self.rule(s)),
+        }
+    }
 }
 
 /// One violation: where (dotted model path with numeric indices, as compose-go prints it), what,
@@ -79,7 +187,7 @@ impl Violation {
 pub fn validate(doc: &Node) -> Result<(), ComposeError> {
     let mut found = Vec::new();
     let mut path = Vec::new();
-    check(doc, spec(), &mut path, &mut found);
+    check(doc, 0, &mut path, &mut found);
     match most_specific(found) {
         None => Ok(()),
         Some(v) => {
@@ -184,7 +292,7 @@ fn most_specific(found: Vec<Violation>) -> Option<Violation> {
     best
 }
 
-fn resolve(schema: &J) -> &J {
+fn resolve(schema: &'static J) -> &'static J {
     let mut s = schema;
     // `$ref`s in this schema are local (`#/$defs/name`); a few levels at most.
     for _ in 0..8 {
@@ -258,26 +366,20 @@ fn push(found: &mut Vec<Violation>, node: &Node, path: &[String], msg: String, i
     });
 }
 
-fn check(node: &Node, schema: &J, path: &mut Vec<String>, found: &mut Vec<Violation>) {
-    let schema = resolve(schema);
-    if let Some(t) = schema.get("type") {
-        let wanted: Vec<&str> = match t {
-            J::String(s) => vec![s.as_str()],
-            J::Array(a) => a.iter().filter_map(J::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !wanted.is_empty()
-            && !type_names(node).iter().any(|n| wanted.contains(n))
-            && !casts_to(node, &wanted)
-        {
-            push(found, node, path, type_message(&wanted), true);
-            return;
-        }
+fn check(node: &Node, rule: usize, path: &mut Vec<String>, found: &mut Vec<Violation>) {
+    let rule = &compiled().rules[rule];
+    let wanted = &rule.types;
+    if !wanted.is_empty()
+        && !type_names(node).iter().any(|n| wanted.contains(n))
+        && !casts_to(node, wanted)
+    {
+        push(found, node, path, type_message(wanted), true);
+        return;
     }
-    if let Some(branches) = schema.get("oneOf").and_then(J::as_array) {
-        check_one_of(node, branches, path, found);
+    if !rule.one_of.is_empty() {
+        check_one_of(node, &rule.one_of, path, found);
     }
-    if let Some(values) = schema.get("enum").and_then(J::as_array) {
+    if let Some(values) = rule.enum_values {
         let v = node.to_json();
         if !values.contains(&v) {
             let shown: Vec<String> = values.iter().map(J::to_string).collect();
@@ -290,22 +392,27 @@ fn check(node: &Node, schema: &J, path: &mut Vec<String>, found: &mut Vec<Violat
             );
         }
     }
-    check_scalar(node, schema, path, found);
+    check_scalar(node, rule, path, found);
     match &node.value {
-        Value::Map(m) => check_map(node, m, schema, path, found),
-        Value::Seq(items) => check_seq(node, items, schema, path, found),
+        Value::Map(m) => check_map(node, m, rule, path, found),
+        Value::Seq(items) => check_seq(items, rule, path, found),
         _ => {}
     }
 }
 
 /// A value is valid if some branch accepts it (compose files never rely on the "exactly one"
 /// part, and being stricter than needed would refuse files docker compose loads).
-fn check_one_of(node: &Node, branches: &[J], path: &mut Vec<String>, found: &mut Vec<Violation>) {
+fn check_one_of(
+    node: &Node,
+    branches: &[usize],
+    path: &mut Vec<String>,
+    found: &mut Vec<Violation>,
+) {
     // Complaints from branches made for this kind of value (a mapping for a mapping) say more
     // than "must be a string" from the others: `volumes.0 additional properties 'foo' not
     // allowed`, as compose-go reports it.
     let (mut fitting, mut other) = (Vec::new(), Vec::new());
-    for b in branches {
+    for &b in branches {
         let mut errs = Vec::new();
         check(node, b, path, &mut errs);
         if errs.is_empty() {
@@ -324,34 +431,30 @@ fn check_one_of(node: &Node, branches: &[J], path: &mut Vec<String>, found: &mut
     }
 }
 
-fn check_scalar(node: &Node, schema: &J, path: &[String], found: &mut Vec<Violation>) {
+fn check_scalar(node: &Node, rule: &Rule, path: &[String], found: &mut Vec<Violation>) {
     let num = match &node.value {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
         _ => None,
     };
     if let Some(n) = num {
-        if let Some(min) = schema.get("minimum").and_then(J::as_f64) {
-            if n < min {
-                let msg = format!("must be greater than or equal to {min}");
-                push(found, node, path, msg, false);
-            }
+        if let Some(min) = rule.minimum.filter(|min| n < *min) {
+            let msg = format!("must be greater than or equal to {min}");
+            push(found, node, path, msg, false);
         }
-        if let Some(max) = schema.get("maximum").and_then(J::as_f64) {
-            if n > max {
-                let msg = format!("must be less than or equal to {max}");
-                push(found, node, path, msg, false);
-            }
+        if let Some(max) = rule.maximum.filter(|max| n > *max) {
+            let msg = format!("must be less than or equal to {max}");
+            push(found, node, path, msg, false);
         }
     }
-    if let (Value::String(s), Some(p)) = (&node.value, schema.get("pattern").and_then(J::as_str)) {
+    if let (Value::String(s), Some(p)) = (&node.value, &rule.pattern) {
         // An empty value (`${UNSET}`) counts as not set, as berth treats it everywhere.
-        if !s.is_empty() && regex(p).is_some_and(|re| !re.is_match(s)) {
+        if !s.is_empty() && p.regex().is_some_and(|re| !re.is_match(s)) {
             push(
                 found,
                 node,
                 path,
-                format!("does not match pattern '{p}'"),
+                format!("does not match pattern '{}'", p.source),
                 false,
             );
         }
@@ -361,72 +464,59 @@ fn check_scalar(node: &Node, schema: &J, path: &[String], found: &mut Vec<Violat
 fn check_map(
     node: &Node,
     m: &indexmap::IndexMap<String, Node>,
-    schema: &J,
+    rule: &Rule,
     path: &mut Vec<String>,
     found: &mut Vec<Violation>,
 ) {
-    if let Some(req) = schema.get("required").and_then(J::as_array) {
-        for r in req.iter().filter_map(J::as_str) {
-            if !m.contains_key(r) {
-                push(found, node, path, format!("missing property '{r}'"), false);
-            }
+    for r in &rule.required {
+        if !m.contains_key(*r) {
+            push(found, node, path, format!("missing property '{r}'"), false);
         }
     }
-    let props = schema.get("properties").and_then(J::as_object);
-    let patterns = schema.get("patternProperties").and_then(J::as_object);
-    let additional = schema.get("additionalProperties");
     for (k, v) in m {
         path.push(k.clone());
         let mut matched = false;
-        if let Some(s) = props.and_then(|p| p.get(k)) {
+        if let Some(&s) = rule.properties.get(k.as_str()) {
             matched = true;
             check(v, s, path, found);
         }
-        for (pat, s) in patterns.into_iter().flatten() {
-            if regex(pat).is_some_and(|re| re.is_match(k)) {
+        for (pat, s) in &rule.pattern_properties {
+            if pat.regex().is_some_and(|re| re.is_match(k)) {
                 matched = true;
-                check(v, s, path, found);
+                check(v, *s, path, found);
+            }
+        }
+        if !matched {
+            match rule.additional {
+                Additional::Forbidden => {
+                    path.pop();
+                    push(
+                        found,
+                        v,
+                        path,
+                        format!("additional properties '{k}' not allowed"),
+                        false,
+                    );
+                    continue;
+                }
+                Additional::Schema(s) => check(v, s, path, found),
+                Additional::Allowed => {}
             }
         }
         path.pop();
-        if matched {
-            continue;
-        }
-        match additional {
-            Some(J::Bool(false)) => push(
-                found,
-                v,
-                path,
-                format!("additional properties '{k}' not allowed"),
-                false,
-            ),
-            Some(s @ J::Object(_)) => {
-                path.push(k.clone());
-                check(v, s, path, found);
-                path.pop();
-            }
-            _ => {}
-        }
     }
 }
 
-fn check_seq(
-    node: &Node,
-    items: &[Node],
-    schema: &J,
-    path: &mut Vec<String>,
-    found: &mut Vec<Violation>,
-) {
-    if let Some(item_schema) = schema.get("items") {
+fn check_seq(items: &[Node], rule: &Rule, path: &mut Vec<String>, found: &mut Vec<Violation>) {
+    if let Some(item_rule) = rule.items {
         for (i, it) in items.iter().enumerate() {
             path.push(i.to_string());
-            check(it, item_schema, path, found);
+            check(it, item_rule, path, found);
             path.pop();
         }
     }
     // `uniqueItems` is not checked: compose-go removes duplicates (ports, volumes, environment,
     // …; `override/uncity.go`) before it validates, so no duplicate reaches its schema check.
-    let _ = node;
 }
 
 #[cfg(test)]

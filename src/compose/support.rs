@@ -133,6 +133,14 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
                 .into(),
         });
     }
+    ignored_attributes(name, service, &mut found);
+    ignored_logging_deploy_and_networks(name, service, &mut found);
+    refused_attributes(name, service, &mut found);
+    found
+}
+
+/// Attributes berth accepts and ignores (or does anyway), with why.
+fn ignored_attributes(name: &str, service: &Service, found: &mut Vec<Unsupported>) {
     let mut ignore = |field: &str, note: &str| {
         found.push(Unsupported {
             service: name.to_string(),
@@ -201,6 +209,24 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
     if !service.volumes_from.is_empty() {
         ignore("volumes_from", "");
     }
+}
+
+/// Logging, deploy and per-network options berth ignores.
+fn ignored_logging_deploy_and_networks(
+    name: &str,
+    service: &Service,
+    found: &mut Vec<Unsupported>,
+) {
+    let mut ignore = |field: &str, note: &str| {
+        found.push(Unsupported {
+            service: name.to_string(),
+            field: field.to_string(),
+            refused: false,
+            partial: false,
+            note: note.to_string(),
+        })
+    };
+
     if let Some(logging) = service.extra.get("logging").and_then(|v| v.as_object()) {
         let driver = logging.get("driver").and_then(|d| d.as_str());
         if let Some(d) = driver.filter(|d| !matches!(*d, "json-file" | "local")) {
@@ -235,7 +261,11 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
             }
         }
     }
+}
 
+/// Attributes berth refuses: running without them would be unsafe or not what was asked.
+fn refused_attributes(name: &str, service: &Service, found: &mut Vec<Unsupported>) {
+    let text = |key: &str| service.extra.get(key).and_then(|v| v.as_str());
     let mut refuse = |field: String, note: &str| {
         found.push(Unsupported {
             service: name.to_string(),
@@ -288,7 +318,6 @@ pub fn unsupported_fields(name: &str, service: &Service) -> Vec<Unsupported> {
             });
         }
     }
-    found
 }
 
 #[cfg(test)]

@@ -437,50 +437,8 @@ impl Builder {
 
     fn event(&mut self, event: Event, mark: Mark) -> Result<(), YamlError> {
         match event {
-            Event::Alias(id) => {
-                let open = self.stack.iter().any(|f| match f {
-                    Frame::Seq { anchor, .. } | Frame::Map { anchor, .. } => *anchor == id,
-                });
-                if open {
-                    return Err(YamlError::SelfReference {
-                        mark,
-                        path: self.child_path(),
-                    });
-                }
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or(YamlError::UnknownAnchor { mark: mark.clone() })?;
-                self.count(node.size(), &mark)?;
-                self.push_value(node, true)
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                self.written += 1;
-                self.count(1, &mark)?;
-                let mtag = merge_tag(&tag);
-                let value = match (style, &tag) {
-                    (TScalarStyle::Plain, None) => resolve_plain(&text),
-                    (TScalarStyle::Plain, Some(t)) if t.handle == "tag:yaml.org,2002:" => {
-                        match t.suffix.as_str() {
-                            "str" => Value::String(text),
-                            _ => resolve_plain(&text),
-                        }
-                    }
-                    (TScalarStyle::Plain, Some(_)) if text.is_empty() => Value::Null,
-                    (TScalarStyle::Plain, Some(_)) => resolve_plain(&text),
-                    _ => Value::String(text),
-                };
-                let node = Node {
-                    value,
-                    mark,
-                    tag: mtag,
-                };
-                if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                self.push_value(node, false)
-            }
+            Event::Alias(id) => self.alias(id, mark),
+            Event::Scalar(text, style, anchor, tag) => self.scalar(text, style, anchor, tag, mark),
             Event::SequenceStart(anchor, tag) => {
                 self.written += 1;
                 self.count(1, &mark)?;
@@ -510,57 +468,117 @@ impl Builder {
                 });
                 Ok(())
             }
-            Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq {
-                    anchor,
-                    tag,
-                    mark,
-                    items,
-                    ..
-                }) => {
-                    let node = Node {
-                        value: Value::Seq(items),
-                        mark,
-                        tag,
-                    };
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
-                    }
-                    self.push_value(node, false)
-                }
-                _ => Err(YamlError::Syntax {
-                    mark,
-                    message: "unbalanced sequence end".into(),
-                }),
-            },
-            Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Map {
-                    anchor,
-                    tag,
-                    mark,
-                    mut entries,
-                    merges,
-                    ..
-                }) => {
-                    for merge in merges {
-                        apply_merge(&mut entries, merge)?;
-                    }
-                    let node = Node {
-                        value: Value::Map(entries),
-                        mark,
-                        tag,
-                    };
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
-                    }
-                    self.push_value(node, false)
-                }
-                _ => Err(YamlError::Syntax {
-                    mark,
-                    message: "unbalanced mapping end".into(),
-                }),
-            },
+            Event::SequenceEnd => self.end_sequence(mark),
+            Event::MappingEnd => self.end_mapping(mark),
             _ => Ok(()),
+        }
+    }
+
+    fn alias(&mut self, id: usize, mark: Mark) -> Result<(), YamlError> {
+        let open = self.stack.iter().any(|f| match f {
+            Frame::Seq { anchor, .. } | Frame::Map { anchor, .. } => *anchor == id,
+        });
+        if open {
+            return Err(YamlError::SelfReference {
+                mark,
+                path: self.child_path(),
+            });
+        }
+        let node = self
+            .anchors
+            .get(&id)
+            .cloned()
+            .ok_or(YamlError::UnknownAnchor { mark: mark.clone() })?;
+        self.count(node.size(), &mark)?;
+        self.push_value(node, true)
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        mark: Mark,
+    ) -> Result<(), YamlError> {
+        self.written += 1;
+        self.count(1, &mark)?;
+        let mtag = merge_tag(&tag);
+        let value = match (style, &tag) {
+            (TScalarStyle::Plain, None) => resolve_plain(&text),
+            (TScalarStyle::Plain, Some(t)) if t.handle == "tag:yaml.org,2002:" => {
+                match t.suffix.as_str() {
+                    "str" => Value::String(text),
+                    _ => resolve_plain(&text),
+                }
+            }
+            (TScalarStyle::Plain, Some(_)) if text.is_empty() => Value::Null,
+            (TScalarStyle::Plain, Some(_)) => resolve_plain(&text),
+            _ => Value::String(text),
+        };
+        let node = Node {
+            value,
+            mark,
+            tag: mtag,
+        };
+        self.finish(node, anchor)
+    }
+
+    /// A complete node: remembered under its anchor, then placed in its parent.
+    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), YamlError> {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        self.push_value(node, false)
+    }
+
+    fn end_sequence(&mut self, mark: Mark) -> Result<(), YamlError> {
+        match self.stack.pop() {
+            Some(Frame::Seq {
+                anchor,
+                tag,
+                mark,
+                items,
+                ..
+            }) => {
+                let node = Node {
+                    value: Value::Seq(items),
+                    mark,
+                    tag,
+                };
+                self.finish(node, anchor)
+            }
+            _ => Err(YamlError::Syntax {
+                mark,
+                message: "unbalanced sequence end".into(),
+            }),
+        }
+    }
+
+    fn end_mapping(&mut self, mark: Mark) -> Result<(), YamlError> {
+        match self.stack.pop() {
+            Some(Frame::Map {
+                anchor,
+                tag,
+                mark,
+                mut entries,
+                merges,
+                ..
+            }) => {
+                for merge in merges {
+                    apply_merge(&mut entries, merge)?;
+                }
+                let node = Node {
+                    value: Value::Map(entries),
+                    mark,
+                    tag,
+                };
+                self.finish(node, anchor)
+            }
+            _ => Err(YamlError::Syntax {
+                mark,
+                message: "unbalanced mapping end".into(),
+            }),
         }
     }
 

@@ -317,6 +317,13 @@ fn same_name(a: &str, b: &str) -> bool {
     }
 }
 
+/// The blob of an imported tarball.
+struct ImportedLayer {
+    digest: String,
+    size: u64,
+    media_type: MediaType,
+}
+
 /// What a failed pull or import must undo.
 #[derive(Default)]
 struct Rollback {
@@ -601,13 +608,50 @@ impl ImageStore {
 
     fn import_inner(
         &self,
-        mut tar: impl Read,
+        tar: impl Read,
         tag: Option<&str>,
         rollback: &mut Rollback,
     ) -> Result<ImageRecord> {
         let image = tag.unwrap_or("imported image").to_string();
+        let layer = self.ingest_import(tar, &image, rollback)?;
+        let (diff_id, unpacked) = self.unpack_import(&layer.digest, &image, rollback)?;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let (config_digest, manifest_digest) =
+            self.write_import_documents(&image, &created, &layer, &diff_id, rollback)?;
+        let rec = ImageRecord {
+            id: config_digest,
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            config: ImageContainerConfig::default(),
+            created,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            size: unpacked as i64,
+            diff_ids: vec![diff_id.clone()],
+            manifest_digest,
+            layers: vec![LayerRecord {
+                digest: layer.digest,
+                media_type: layer.media_type.to_string(),
+                size: layer.size,
+                diff_id,
+                unpacked_size: unpacked,
+            }],
+            last_tag_time: None,
+        };
+        let rec = self.save_with_tag(rec, tag)?;
+        *rollback = Rollback::default();
+        Ok(rec)
+    }
+
+    /// Stores the imported tarball as it came (plain or gzip) as the image's one layer blob.
+    fn ingest_import(
+        &self,
+        mut tar: impl Read,
+        image: &str,
+        rollback: &mut Rollback,
+    ) -> Result<ImportedLayer> {
         let content_err = |source| ImageError::Content {
-            image: image.clone(),
+            image: image.to_string(),
             source,
         };
         let mut writer = self.content.writer_unknown().map_err(content_err)?;
@@ -627,43 +671,67 @@ impl ImageStore {
             writer.write_chunk(&buf[..n]).map_err(content_err)?;
         }
         let size = writer.written();
-        let layer_existed = self.content.contains(&writer.current_digest());
-        let layer_digest = writer.commit().map_err(content_err)?;
-        if !layer_existed {
-            rollback.blobs.push(layer_digest.clone());
+        let existed = self.content.contains(&writer.current_digest());
+        let digest = writer.commit().map_err(content_err)?;
+        if !existed {
+            rollback.blobs.push(digest.clone());
         }
         let media_type = if head.starts_with(&[0x1f, 0x8b]) {
             MediaType::ImageLayerGzip
         } else {
             MediaType::ImageLayer
         };
-        let blob = self.content.open_blob(&layer_digest).map_err(content_err)?;
-        // The chain id is the diff id, known only after unpacking: unpack into a temporary
-        // snapshot named after the blob, then commit under the diff id.
-        let tmp = self.snapshots.prepare(&layer_digest)?;
-        let job = UnpackJob {
-            image: image.clone(),
-            layer: short(&layer_digest),
-            limits: self.limits.clone(),
-            data_root: self.data_root(),
-        };
-        let stats = match job.run(blob, &tmp) {
+        Ok(ImportedLayer {
+            digest,
+            size,
+            media_type,
+        })
+    }
+
+    /// Unpacks the imported layer; returns its DiffID and unpacked bytes. The chain id is the
+    /// DiffID, known only after unpacking: the snapshot is built under a temporary name first.
+    fn unpack_import(
+        &self,
+        digest: &str,
+        image: &str,
+        rollback: &mut Rollback,
+    ) -> Result<(String, u64)> {
+        let blob = self
+            .content
+            .open_blob(digest)
+            .map_err(|source| ImageError::Content {
+                image: image.to_string(),
+                source,
+            })?;
+        let tmp = self.snapshots.prepare(digest)?;
+        let stats = match self.unpack_job(image, digest).run(blob, &tmp) {
             Ok(s) => s,
             Err(e) => {
                 self.snapshots.discard(&tmp);
                 return Err(e);
             }
         };
-        let diff_id = stats.diff_id.clone();
+        let diff_id = stats.diff_id;
         let snapshot_existed = self.snapshots.exists(&diff_id);
         self.snapshots.commit(&tmp, &diff_id)?;
         if !snapshot_existed {
             rollback.snapshots.push(diff_id.clone());
         }
+        Ok((diff_id, stats.bytes))
+    }
 
-        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    /// Writes the OCI config (linux/amd64, no command, as `docker import` leaves it) and the
+    /// manifest of an imported layer; returns their digests.
+    fn write_import_documents(
+        &self,
+        image: &str,
+        created: &str,
+        layer: &ImportedLayer,
+        diff_id: &str,
+        rollback: &mut Rollback,
+    ) -> Result<(String, String)> {
         let build_err = |what: &'static str| {
-            let image = image.clone();
+            let image = image.to_string();
             move |source| ImageError::OciBuild {
                 what,
                 image,
@@ -671,10 +739,9 @@ impl ImageStore {
             }
         };
         let config = ImageConfigurationBuilder::default()
-            .created(created.clone())
+            .created(created.to_string())
             .architecture(Arch::Amd64)
             .os(Os::Linux)
-            // An empty `config` object: no command, as `docker import` leaves it.
             .config(
                 ConfigBuilder::default()
                     .build()
@@ -683,12 +750,12 @@ impl ImageStore {
             .rootfs(
                 RootFsBuilder::default()
                     .typ("layers")
-                    .diff_ids(vec![diff_id.clone()])
+                    .diff_ids(vec![diff_id.to_string()])
                     .build()
                     .map_err(build_err("rootfs"))?,
             )
             .history(vec![HistoryBuilder::default()
-                .created(created.clone())
+                .created(created.to_string())
                 .created_by("berth import")
                 .comment("Imported from tarball")
                 .build()
@@ -697,13 +764,9 @@ impl ImageStore {
             .map_err(build_err("config"))?;
         let config_bytes =
             serde_json::to_vec(&config).map_err(|e| ImageError::Other(e.to_string()))?;
-        let config_digest = self
-            .content
-            .write_blob(&config_bytes, None)
-            .map_err(content_err)?;
         // The config carries a creation time, so it (and the manifest naming it) is always new
         // and belongs to this import's rollback.
-        rollback.blobs.push(config_digest.clone());
+        let config_digest = self.write_new_blob(image, &config_bytes, rollback)?;
         let digest = |d: &str| Digest::try_from(d).map_err(build_err("descriptor"));
         let manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
@@ -714,43 +777,28 @@ impl ImageStore {
                 digest(&config_digest)?,
             ))
             .layers(vec![Descriptor::new(
-                media_type.clone(),
-                size,
-                digest(&layer_digest)?,
+                layer.media_type.clone(),
+                layer.size,
+                digest(&layer.digest)?,
             )])
             .build()
             .map_err(build_err("manifest"))?;
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| ImageError::Other(e.to_string()))?;
-        let manifest_digest = self
-            .content
-            .write_blob(&manifest_bytes, None)
-            .map_err(content_err)?;
-        rollback.blobs.push(manifest_digest.clone());
+        let manifest_digest = self.write_new_blob(image, &manifest_bytes, rollback)?;
+        Ok((config_digest, manifest_digest))
+    }
 
-        let rec = ImageRecord {
-            id: config_digest.clone(),
-            repo_tags: Vec::new(),
-            repo_digests: Vec::new(),
-            config: ImageContainerConfig::default(),
-            created,
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            size: stats.bytes as i64,
-            diff_ids: vec![diff_id.clone()],
-            manifest_digest,
-            layers: vec![LayerRecord {
-                digest: layer_digest,
-                media_type: media_type.to_string(),
-                size,
-                diff_id,
-                unpacked_size: stats.bytes,
-            }],
-            last_tag_time: None,
-        };
-        let rec = self.save_with_tag(rec, tag)?;
-        *rollback = Rollback::default();
-        Ok(rec)
+    fn write_new_blob(&self, image: &str, bytes: &[u8], rollback: &mut Rollback) -> Result<String> {
+        let digest =
+            self.content
+                .write_blob(bytes, None)
+                .map_err(|source| ImageError::Content {
+                    image: image.to_string(),
+                    source,
+                })?;
+        rollback.blobs.push(digest.clone());
+        Ok(digest)
     }
 
     /// `docker tag`: adds `new_tag` (moved from any other image) to the image `name_or_id`.
@@ -838,12 +886,22 @@ impl ImageStore {
         records.remove(&rec.id);
         out.push(format!("Deleted: {}", rec.id));
 
+        self.remove_unused_content(&rec, &records)?;
+        Ok(out)
+    }
+
+    /// Deletes the blobs and snapshots of the removed image `rec` that no image in `records`
+    /// still uses.
+    fn remove_unused_content(
+        &self,
+        rec: &ImageRecord,
+        records: &HashMap<String, ImageRecord>,
+    ) -> Result<()> {
         // A pull in progress may be about to reuse these blobs and snapshots without an image
         // record naming them yet: leave them to the sweep at the next start.
         let Ok(_pull_guard) = self.write_lock.try_write() else {
-            return Ok(out);
+            return Ok(());
         };
-        // Blobs and snapshots still used by another image stay.
         let (used_blobs, used_snaps) = referenced(records.values());
         let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
         mine.extend(rec.layers.iter().map(|l| l.digest.clone()));
@@ -862,7 +920,7 @@ impl ImageStore {
                 self.snapshots.remove(&s)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn summary(&self, image: &ImageRecord) -> ImageSummary {
@@ -1012,6 +1070,57 @@ mod tests {
         assert!(container_config(None).cmd.is_none());
     }
 
+    /// Writes an OCI layout of exactly the blobs of `rec` and unpacks it with umoci; returns the
+    /// bundle.
+    fn umoci_unpack(store: &ImageStore, rec: &ImageRecord, scratch: &Path) -> PathBuf {
+        let read = |d: &str| store.content().read_blob(d, 1 << 20).unwrap();
+        let manifest_bytes = read(&rec.manifest_digest);
+        let layout = scratch.join("layout");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for d in [&rec.id, &rec.manifest_digest, &rec.layers[0].digest] {
+            std::fs::write(blobs.join(&d["sha256:".len()..]), read(d)).unwrap();
+        }
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .manifests(vec![oci_spec::image::DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(Digest::try_from(rec.manifest_digest.as_str()).unwrap())
+                .size(manifest_bytes.len() as u64)
+                .annotations(HashMap::from([(
+                    "org.opencontainers.image.ref.name".to_string(),
+                    "t".to_string(),
+                )]))
+                .build()
+                .unwrap()])
+            .build()
+            .unwrap();
+        std::fs::write(
+            layout.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let bundle = scratch.join("bundle");
+        let out = Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle)
+            .output()
+            .expect("run umoci (package umoci)");
+        assert!(
+            out.status.success(),
+            "umoci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bundle
+    }
+
     /// The config and manifest `import` writes are what oci-spec and umoci read as OCI.
     #[test]
     fn import_writes_an_oci_config_and_manifest_umoci_can_unpack() {
@@ -1055,49 +1164,7 @@ mod tests {
         assert_eq!(raw["history"][0]["created_by"], "berth import");
 
         // An OCI layout of exactly those blobs unpacks with umoci.
-        let layout = tmp.path().join("layout");
-        let blobs = layout.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        for d in [&rec.id, &rec.manifest_digest, &rec.layers[0].digest] {
-            std::fs::write(blobs.join(&d["sha256:".len()..]), read(d)).unwrap();
-        }
-        let index = oci_spec::image::ImageIndexBuilder::default()
-            .schema_version(SCHEMA_VERSION)
-            .manifests(vec![oci_spec::image::DescriptorBuilder::default()
-                .media_type(MediaType::ImageManifest)
-                .digest(Digest::try_from(rec.manifest_digest.as_str()).unwrap())
-                .size(manifest_bytes.len() as u64)
-                .annotations(HashMap::from([(
-                    "org.opencontainers.image.ref.name".to_string(),
-                    "t".to_string(),
-                )]))
-                .build()
-                .unwrap()])
-            .build()
-            .unwrap();
-        std::fs::write(
-            layout.join("index.json"),
-            serde_json::to_vec(&index).unwrap(),
-        )
-        .unwrap();
-        std::fs::write(
-            layout.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .unwrap();
-        let bundle = tmp.path().join("bundle");
-        let out = Command::new("umoci")
-            .arg("unpack")
-            .arg("--image")
-            .arg(format!("{}:t", layout.display()))
-            .arg(&bundle)
-            .output()
-            .expect("run umoci (package umoci)");
-        assert!(
-            out.status.success(),
-            "umoci: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let bundle = umoci_unpack(&store, &rec, tmp.path());
         assert_eq!(
             std::fs::read(bundle.join("rootfs/etc/hello")).unwrap(),
             b"hi\n"

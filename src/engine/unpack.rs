@@ -222,85 +222,92 @@ fn checksum_ok(h: &[u8; 512]) -> Result<bool> {
 
 fn parse_pax(data: &[u8], pending: &mut Pending, limits: &UnpackLimits) -> Result<()> {
     let mut rest = data;
-    while !rest.is_empty() {
-        if rest.iter().all(|&b| b == 0) {
-            break;
+    // Writers may pad the header's data with NULs.
+    while !rest.is_empty() && !rest.iter().all(|&b| b == 0) {
+        let (key, value, after) = next_pax_record(rest)?;
+        rest = after;
+        apply_pax_record(pending, key, value, limits)?;
+    }
+    Ok(())
+}
+
+/// Splits `<len> <key>=<value>\n` off the front of a PAX header: `(key, value, rest)`.
+fn next_pax_record(rest: &[u8]) -> Result<(&str, &[u8], &[u8])> {
+    let sp = rest
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or_else(|| UnpackError::Malformed("pax record without length".into()))?;
+    let len: usize = std::str::from_utf8(&rest[..sp])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| UnpackError::Malformed("bad pax record length".into()))?;
+    if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+        return Err(UnpackError::Malformed(
+            "pax record length out of bounds".into(),
+        ));
+    }
+    let record = &rest[sp + 1..len - 1];
+    let eq = record
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or_else(|| UnpackError::Malformed("pax record without '='".into()))?;
+    let key = std::str::from_utf8(&record[..eq])
+        .map_err(|_| UnpackError::Malformed("non-utf8 pax key".into()))?;
+    Ok((key, &record[eq + 1..], &rest[len..]))
+}
+
+/// What one PAX record says about the next entry.
+fn apply_pax_record(
+    pending: &mut Pending,
+    key: &str,
+    value: &[u8],
+    limits: &UnpackLimits,
+) -> Result<()> {
+    let text = || {
+        std::str::from_utf8(value)
+            .map_err(|_| UnpackError::Malformed(format!("non-utf8 pax value for {key}")))
+    };
+    let int = |what: &str| -> Result<u64> {
+        text()?
+            .parse()
+            .map_err(|_| UnpackError::Malformed(format!("bad pax {what}")))
+    };
+    let id = |what: &str| -> Result<u32> {
+        int(what)?
+            .try_into()
+            .map_err(|_| UnpackError::Malformed(format!("{what} out of range")))
+    };
+    match key {
+        "path" | "linkpath" => {
+            if value.contains(&0) {
+                return Err(UnpackError::Malformed(format!("NUL in pax {key}")));
+            }
+            if key == "path" {
+                pending.path = Some(value.to_vec());
+            } else {
+                pending.link = Some(value.to_vec());
+            }
         }
-        let sp = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or_else(|| UnpackError::Malformed("pax record without length".into()))?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| UnpackError::Malformed("bad pax record length".into()))?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(UnpackError::Malformed(
-                "pax record length out of bounds".into(),
+        "size" => pending.size = Some(int("size")?),
+        "uid" => pending.uid = Some(id("uid")?),
+        "gid" => pending.gid = Some(id("gid")?),
+        "mtime" => {
+            let t = text()?;
+            let secs = t.split('.').next().unwrap_or("0");
+            pending.mtime = Some(
+                secs.parse()
+                    .map_err(|_| UnpackError::Malformed("bad pax mtime".into()))?,
+            );
+        }
+        k if k.starts_with("GNU.sparse.") => {
+            return Err(UnpackError::Unsupported(
+                "GNU sparse files (pax GNU.sparse.*) are refused".into(),
             ));
         }
-        let record = &rest[sp + 1..len - 1];
-        rest = &rest[len..];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or_else(|| UnpackError::Malformed("pax record without '='".into()))?;
-        let key = std::str::from_utf8(&record[..eq])
-            .map_err(|_| UnpackError::Malformed("non-utf8 pax key".into()))?;
-        let value = &record[eq + 1..];
-        let text = || {
-            std::str::from_utf8(value)
-                .map_err(|_| UnpackError::Malformed(format!("non-utf8 pax value for {key}")))
-        };
-        let int = |what: &str| -> Result<u64> {
-            text()?
-                .parse()
-                .map_err(|_| UnpackError::Malformed(format!("bad pax {what}")))
-        };
-        match key {
-            "path" | "linkpath" => {
-                if value.contains(&0) {
-                    return Err(UnpackError::Malformed(format!("NUL in pax {key}")));
-                }
-                if key == "path" {
-                    pending.path = Some(value.to_vec());
-                } else {
-                    pending.link = Some(value.to_vec());
-                }
-            }
-            "size" => pending.size = Some(int("size")?),
-            "uid" => {
-                pending.uid = Some(
-                    int("uid")?
-                        .try_into()
-                        .map_err(|_| UnpackError::Malformed("uid out of range".into()))?,
-                )
-            }
-            "gid" => {
-                pending.gid = Some(
-                    int("gid")?
-                        .try_into()
-                        .map_err(|_| UnpackError::Malformed("gid out of range".into()))?,
-                )
-            }
-            "mtime" => {
-                let t = text()?;
-                let secs = t.split('.').next().unwrap_or("0");
-                pending.mtime = Some(
-                    secs.parse()
-                        .map_err(|_| UnpackError::Malformed("bad pax mtime".into()))?,
-                );
-            }
-            k if k.starts_with("GNU.sparse.") => {
-                return Err(UnpackError::Unsupported(
-                    "GNU sparse files (pax GNU.sparse.*) are refused".into(),
-                ));
-            }
-            k if k.starts_with("SCHILY.xattr.") => {
-                keep_xattr(pending, &k["SCHILY.xattr.".len()..], value, limits)?;
-            }
-            _ => {}
+        k if k.starts_with("SCHILY.xattr.") => {
+            keep_xattr(pending, &k["SCHILY.xattr.".len()..], value, limits)?;
         }
+        _ => {}
     }
     Ok(())
 }
