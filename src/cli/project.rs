@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 
 use crate::compose::graph::ServiceGraph;
 use crate::compose::{LoadOptions, Project};
-use crate::engine::api::client::EngineClient;
+use crate::engine::api::client::{ClientError, EngineClient};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ProjectArgs {
@@ -119,5 +119,14 @@ pub fn project_or_name(args: &ProjectArgs) -> anyhow::Result<(Option<Project>, S
                 _ => Err(err),
             }
         }
+    }
+}
+
+/// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
+pub(super) fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
+    match inspected {
+        Ok(_) => Ok(true),
+        Err(ClientError::Api { status: 404, .. }) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }

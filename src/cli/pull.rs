@@ -49,7 +49,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
                 continue;
             }
             (PullPolicy::Missing, true)
-                if super::up::exists(client.inspect_image(&image).await)? =>
+                if super::project::exists(client.inspect_image(&image).await)? =>
             {
                 skipped("Skipped - Image is already present locally");
                 continue;

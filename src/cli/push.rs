@@ -41,7 +41,7 @@ pub async fn run(project_args: &ProjectArgs, args: &PushArgs) -> anyhow::Result<
     for name in &order {
         let image = project.services[name].image.clone();
         let present = match &image {
-            Some(i) => super::up::exists(client.inspect_image(i).await)?,
+            Some(i) => super::project::exists(client.inspect_image(i).await)?,
             None => false,
         };
         if let Some(why) = skip_reason(image.as_deref(), present) {

@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::output::{colours_enabled, status_line, LogPrefixer};
-use super::project::{engine, load_project, selected_start_order, ProjectArgs};
+use super::project::{engine, exists, load_project, selected_start_order, ProjectArgs};
 use crate::compose::converge::{
     self, Action, ActionKind, Existing, Flags, Observed, Plan, ServicePlan,
 };
@@ -258,15 +258,6 @@ pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Re
         ..UpArgs::detached(args.services.clone(), &args.pull)
     };
     run(project_args, &up).await
-}
-
-/// Whether an inspect found the object: a 404 answer means absent, other errors are errors.
-pub(super) fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<bool> {
-    match inspected {
-        Ok(_) => Ok(true),
-        Err(ClientError::Api { status: 404, .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Pull the images the services need, as `--pull` or each service's `pull_policy` says (all of
