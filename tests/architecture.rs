@@ -1,18 +1,13 @@
 //! Architecture checks over the source text: sibling modules must not reach each other (an
-//! import cycle), and functions stay short. The cycle check is strict for the whole crate (but
-//! for the cycle in [`KNOWN_CYCLES`]); the length check is strict for the directories in
-//! `LENGTH_STRICT_DIRS` and prints what it finds elsewhere, so the remaining long functions stay
-//! visible.
+//! import cycle), and functions stay short. The cycle check is strict for the whole crate; the
+//! length check is strict for `LENGTH_STRICT_DIRS` and prints what it finds elsewhere, so the
+//! remaining long functions stay visible.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The longest function the style allows, counted from the `fn` line to the closing brace.
 const MAX_FUNCTION_LINES: usize = 80;
-/// The cycle still in code another helper was rewriting when the check became strict (an image
-/// pull's stages and its layer fetch call each other). It is printed while it lasts and must go
-/// once the cycle is broken: a stale entry fails.
-const KNOWN_CYCLES: [&str; 1] = ["crate::engine::image: layers -> pull -> layers"];
 /// Directories whose long functions fail the test rather than only printing.
 const LENGTH_STRICT_DIRS: [&str; 1] = ["compose"];
 /// Files inside a strict directory that are still being split by their owner (the plan's
@@ -453,27 +448,10 @@ fn all_cycles(files: &[SourceFile]) -> Vec<String> {
 #[test]
 fn sibling_modules_do_not_import_each_other() {
     let found = all_cycles(&load_sources());
-    let (known, new): (Vec<&String>, Vec<&String>) = found
-        .iter()
-        .partition(|c| KNOWN_CYCLES.contains(&c.as_str()));
-    for cycle in &known {
-        println!("import cycle (known, to be broken): {cycle}");
-    }
-    let stale: Vec<&str> = KNOWN_CYCLES
-        .into_iter()
-        .filter(|k| !found.iter().any(|c| c == k))
-        .collect();
     assert!(
-        new.is_empty(),
+        found.is_empty(),
         "sibling modules import each other:\n{}",
-        new.iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(
-        stale.is_empty(),
-        "these cycles are gone, remove them from KNOWN_CYCLES: {stale:?}"
+        found.join("\n")
     );
 }
 

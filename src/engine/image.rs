@@ -33,6 +33,7 @@ mod archive;
 mod inflight;
 mod layers;
 mod pull;
+mod pull_context;
 pub use maintain::{HistoryItem, PruneReport};
 mod maintain;
 

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use oci_spec::image::Descriptor;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 
-use super::pull::PullContext;
+use super::pull_context::PullContext;
 use super::{status_msg, ImageError, ImageStore, Result, Rollback, UnpackJob};
 use crate::engine::content::{ContentError, IngestWriter};
 use crate::engine::snapshot::SnapshotStore;

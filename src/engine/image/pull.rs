@@ -7,9 +7,10 @@ use oci_spec::image::{ImageConfiguration, ImageManifest};
 use tokio::sync::mpsc;
 
 use super::layers::LayerTask;
+use super::pull_context::PullContext;
 use super::{
-    container_config, progress_from, same_name, short, status_msg, ImageError, ImageRecord,
-    ImageStore, LayerRecord, Result, Rollback, MAX_CONFIG_BYTES, MAX_LAYERS,
+    container_config, progress_from, same_name, short, status_msg, ImageRecord, ImageStore,
+    LayerRecord, Result, Rollback, MAX_CONFIG_BYTES, MAX_LAYERS,
 };
 use crate::engine::auth::AuthConfig;
 use crate::engine::content::{sha256_digest, ContentError};
@@ -20,48 +21,6 @@ use crate::engine::registry::{
 use crate::engine::snapshot::chain_ids;
 use crate::engine::wire::{ImageContainerConfig, ProgressMessage};
 use crate::engine::EngineSettings;
-
-/// What every stage of one pull needs: the image's name for errors, the registry, the progress
-/// stream.
-pub(super) struct PullContext<'a> {
-    pub image: String,
-    pub client: &'a RegistryClient,
-    progress: &'a mpsc::Sender<ProgressMessage>,
-}
-
-impl PullContext<'_> {
-    pub async fn send(&self, message: ProgressMessage) {
-        // A client that went away does not stop the pull (Docker behaves the same).
-        let _ = self.progress.send(message).await;
-    }
-
-    fn invalid(&self, detail: impl Into<String>) -> ImageError {
-        ImageError::InvalidImage {
-            image: self.image.clone(),
-            detail: detail.into(),
-        }
-    }
-
-    pub fn content_error(&self, source: ContentError) -> ImageError {
-        ImageError::Content {
-            image: self.image.clone(),
-            source,
-        }
-    }
-
-    /// Bytes must hash to `expected`: a registry serves exactly what was asked for, or nothing.
-    fn check_digest(&self, bytes: &[u8], expected: &str) -> Result<()> {
-        let actual = sha256_digest(bytes);
-        if actual == expected {
-            return Ok(());
-        }
-        Err(self.content_error(ContentError::DigestMismatch {
-            expected: expected.to_string(),
-            actual,
-            size: bytes.len() as u64,
-        }))
-    }
-}
 
 /// The manifest a pull resolved, with the document the tag pointed at (an index, or the same
 /// manifest).
@@ -105,11 +64,7 @@ impl ImageStore {
         // Shared: pulls run together; a removal's sweep or a load waits for them.
         let _pulling = self.write_lock.read().await;
         let client = RegistryClient::new(reference, settings)?.with_credentials(credentials);
-        let cx = PullContext {
-            image: reference.familiar(),
-            client: &client,
-            progress: &progress,
-        };
+        let cx = PullContext::new(reference.familiar(), &client, &progress);
         cx.send(progress_from(reference)).await;
         let resolved = self.resolve_manifest(&cx, reference).await?;
         let config = self.fetch_config(&cx, &resolved.manifest).await?;
