@@ -212,6 +212,29 @@ impl Pusher<'_> {
     }
 }
 
+/// The image's manifest as stored (the exact bytes are pushed, so the digest stays the same).
+fn stored_manifest(
+    store: &ImageStore,
+    image: &str,
+    digest: &str,
+) -> Result<(Vec<u8>, Box<oci_spec::image::ImageManifest>)> {
+    let bytes = store
+        .content()
+        .read_blob(digest, MAX_MANIFEST_BYTES)
+        .map_err(|source| PushError::Content {
+            image: image.to_string(),
+            source,
+        })?;
+    let invalid = |detail: String| PushError::InvalidManifest {
+        image: image.to_string(),
+        detail,
+    };
+    match parse_manifest(&bytes, None).map_err(invalid)? {
+        Manifest::Image(m) => Ok((bytes, m)),
+        Manifest::Index(_) => Err(invalid("an index, not an image manifest".into())),
+    }
+}
+
 /// Pushes the local image named `target` (with its tag) to its registry.
 pub async fn push(
     store: &ImageStore,
@@ -227,21 +250,7 @@ pub async fn push(
     let rec = store
         .resolve(&image)
         .ok_or_else(|| PushError::NotFound(image.clone()))?;
-    let bytes = store
-        .content()
-        .read_blob(&rec.manifest_digest, MAX_MANIFEST_BYTES)
-        .map_err(|source| PushError::Content {
-            image: image.clone(),
-            source,
-        })?;
-    let invalid = |detail: String| PushError::InvalidManifest {
-        image: image.clone(),
-        detail,
-    };
-    let manifest = match parse_manifest(&bytes, None).map_err(invalid)? {
-        Manifest::Image(m) => m,
-        Manifest::Index(_) => return Err(invalid("an index, not an image manifest".into())),
-    };
+    let (bytes, manifest) = stored_manifest(store, &image, &rec.manifest_digest)?;
     let media_type = manifest
         .media_type()
         .clone()

@@ -428,87 +428,105 @@ impl<R: Read> TarStream<'_, R> {
             }
             let kind = hdr[156];
             let header_size = parse_numeric(&hdr[124..136], "size")?;
-            match kind {
-                b'x' => {
-                    let data = self.read_data(header_size, "pax")?;
-                    parse_pax(&data, &mut pending, self.limits)?;
-                    continue;
-                }
-                b'g' => {
-                    // Global headers only carry defaults we do not use.
-                    self.read_data(header_size, "pax global")?;
-                    continue;
-                }
-                b'L' | b'K' => {
-                    let data = self.read_data(header_size, "gnu long name")?;
-                    let name = cstr_field(&data).to_vec();
-                    if kind == b'L' {
-                        pending.path = Some(name);
-                    } else {
-                        pending.link = Some(name);
-                    }
-                    continue;
-                }
-                _ => {}
+            if self.absorb_extension(kind, header_size, &mut pending)? {
+                continue;
             }
-            let magic = &hdr[257..263];
-            let name = cstr_field(&hdr[0..100]);
-            let ustar_path = if magic == b"ustar\0" {
-                let prefix = cstr_field(&hdr[345..500]);
-                if prefix.is_empty() {
-                    name.to_vec()
-                } else {
-                    let mut p = prefix.to_vec();
-                    p.push(b'/');
-                    p.extend_from_slice(name);
-                    p
-                }
-            } else {
-                name.to_vec()
-            };
-            // TARmageddon / RUSTSEC-2026-0068: a PAX size that disagrees with a non-zero ustar size
-            // would desynchronise us from other readers; refuse instead of picking one.
-            let size = match pending.size {
-                Some(p) if header_size != 0 && p != header_size => {
-                    return Err(UnpackError::Malformed(format!(
-                        "pax size {p} disagrees with header size {header_size}"
-                    )))
-                }
-                Some(p) => p,
-                None => header_size,
-            };
-            let e = Entry {
-                kind,
-                path: pending.path.take().unwrap_or(ustar_path),
-                link: pending
-                    .link
-                    .take()
-                    .unwrap_or_else(|| cstr_field(&hdr[157..257]).to_vec()),
-                size,
-                mode: (parse_numeric(&hdr[100..108], "mode")? & 0o7777) as u32,
-                uid: match pending.uid {
-                    Some(u) => u,
-                    None => parse_numeric(&hdr[108..116], "uid")?
-                        .try_into()
-                        .map_err(|_| UnpackError::Malformed("uid out of range".into()))?,
-                },
-                gid: match pending.gid {
-                    Some(g) => g,
-                    None => parse_numeric(&hdr[116..124], "gid")?
-                        .try_into()
-                        .map_err(|_| UnpackError::Malformed("gid out of range".into()))?,
-                },
-                mtime: match pending.mtime {
-                    Some(m) => m,
-                    None => parse_numeric(&hdr[136..148], "mtime")? as i64,
-                },
-                dev_major: parse_numeric(&hdr[329..337], "devmajor")? as u32,
-                dev_minor: parse_numeric(&hdr[337..345], "devminor")? as u32,
-                xattrs: std::mem::take(&mut pending.xattrs),
-            };
-            return Ok(Some(e));
+            return entry_from_header(&hdr, kind, header_size, &mut pending).map(Some);
         }
     }
+
+    /// PAX and GNU long-name headers describe the entry that follows: fold them into `pending`.
+    /// Returns whether `kind` was such a header.
+    fn absorb_extension(&mut self, kind: u8, size: u64, pending: &mut Pending) -> Result<bool> {
+        match kind {
+            b'x' => {
+                let data = self.read_data(size, "pax")?;
+                parse_pax(&data, pending, self.limits)?;
+            }
+            b'g' => {
+                // Global headers only carry defaults we do not use.
+                self.read_data(size, "pax global")?;
+            }
+            b'L' | b'K' => {
+                let data = self.read_data(size, "gnu long name")?;
+                let name = cstr_field(&data).to_vec();
+                if kind == b'L' {
+                    pending.path = Some(name);
+                } else {
+                    pending.link = Some(name);
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The entry a ustar (or v7) header describes, with what earlier extension headers said taking
+/// precedence over the header's own fields.
+fn entry_from_header(
+    hdr: &[u8; 512],
+    kind: u8,
+    header_size: u64,
+    pending: &mut Pending,
+) -> Result<Entry> {
+    // TARmageddon / RUSTSEC-2026-0068: a PAX size that disagrees with a non-zero ustar size
+    // would desynchronise us from other readers; refuse instead of picking one.
+    let size = match pending.size {
+        Some(p) if header_size != 0 && p != header_size => {
+            return Err(UnpackError::Malformed(format!(
+                "pax size {p} disagrees with header size {header_size}"
+            )))
+        }
+        Some(p) => p,
+        None => header_size,
+    };
+    let id = |field: &[u8], what: &str| -> Result<u32> {
+        parse_numeric(field, what)?
+            .try_into()
+            .map_err(|_| UnpackError::Malformed(format!("{what} out of range")))
+    };
+    Ok(Entry {
+        kind,
+        path: pending.path.take().unwrap_or_else(|| ustar_path(hdr)),
+        link: pending
+            .link
+            .take()
+            .unwrap_or_else(|| cstr_field(&hdr[157..257]).to_vec()),
+        size,
+        mode: (parse_numeric(&hdr[100..108], "mode")? & 0o7777) as u32,
+        uid: match pending.uid {
+            Some(u) => u,
+            None => id(&hdr[108..116], "uid")?,
+        },
+        gid: match pending.gid {
+            Some(g) => g,
+            None => id(&hdr[116..124], "gid")?,
+        },
+        mtime: match pending.mtime {
+            Some(m) => m,
+            None => parse_numeric(&hdr[136..148], "mtime")? as i64,
+        },
+        dev_major: parse_numeric(&hdr[329..337], "devmajor")? as u32,
+        dev_minor: parse_numeric(&hdr[337..345], "devminor")? as u32,
+        xattrs: std::mem::take(&mut pending.xattrs),
+    })
+}
+
+/// The header's name, joined to its ustar prefix when the header has one.
+fn ustar_path(hdr: &[u8; 512]) -> Vec<u8> {
+    let name = cstr_field(&hdr[0..100]);
+    if &hdr[257..263] != b"ustar\0" {
+        return name.to_vec();
+    }
+    let prefix = cstr_field(&hdr[345..500]);
+    if prefix.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = prefix.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
 }
 
 fn truncated(e: io::Error) -> UnpackError {
@@ -831,148 +849,168 @@ impl Extractor<'_> {
             self.forget_dir(&key);
         }
         match e.kind {
-            b'0' | b'\0' | b'7' => {
-                self.clear(pfd, &name, false, &e.path)?;
-                let file = openat2(
-                    pfd,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )
-                .map_err(Self::io(&e.path))?;
-                self.bytes += e.size;
-                if self.bytes > self.limits.max_total_bytes {
-                    return Err(UnpackError::ContentLimit {
-                        limit: self.limits.max_total_bytes,
-                    });
-                }
-                let mut out = std::fs::File::from(file);
-                let copied = io::copy(&mut data.take(e.size), &mut out).map_err(|err| {
-                    if err.kind() == io::ErrorKind::UnexpectedEof {
-                        UnpackError::Malformed("truncated tar stream".into())
-                    } else {
-                        Self::io(&e.path)(err)
-                    }
-                })?;
-                if copied != e.size {
-                    return Err(UnpackError::Malformed(format!(
-                        "truncated tar stream in {}",
-                        show(&e.path)
-                    )));
-                }
-                let fd = out.as_raw_fd();
-                // chown before chmod: chown clears setuid/setgid, which images need (U12).
-                cvt(unsafe { libc::fchown(fd, e.uid, e.gid) }).map_err(Self::io(&e.path))?;
-                cvt(unsafe { libc::fchmod(fd, e.mode) }).map_err(Self::io(&e.path))?;
-                self.set_xattrs(fd, &e.xattrs, &e.path)?;
-                let ts = timespec(e.mtime);
-                cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(Self::io(&e.path))?;
-                return Ok(());
-            }
-            b'5' => {
-                let kept = self.clear(pfd, &name, true, &e.path)?;
-                if !kept {
-                    cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o700) })
-                        .map_err(Self::io(&e.path))?;
-                }
-                let meta = DirMeta {
-                    mode: e.mode,
-                    uid: e.uid,
-                    gid: e.gid,
-                    mtime: e.mtime,
-                    xattrs: e.xattrs,
-                };
-                return self.remember_dir(key, meta);
-            }
+            b'0' | b'\0' | b'7' => self.write_file(pfd, &name, &e, data),
+            b'5' => self.make_dir(pfd, &name, key, e),
+            b'1' => self.make_hardlink(pfd, &name, &comps, &e),
             b'2' => {
-                // Stored verbatim: absolute targets are legitimate inside the container; we never
-                // follow them while extracting.
-                self.clear(pfd, &name, false, &e.path)?;
-                let target = CString::new(e.link.clone())
-                    .map_err(|_| UnpackError::Malformed("NUL in symlink target".into()))?;
-                cvt(unsafe { libc::symlinkat(target.as_ptr(), pfd, name.as_ptr()) })
-                    .map_err(Self::io(&e.path))?;
-            }
-            b'1' => {
-                let tcomps = split_path(&e.link, self.limits, "hardlink target")?;
-                let Some((tlast, tparents)) = tcomps.split_last() else {
-                    return Err(UnpackError::Hostile {
-                        path: show(&e.path),
-                        reason: "hardlinks to the layer root".into(),
-                    });
-                };
-                if tcomps == comps {
-                    return Ok(());
-                }
-                let tdir = self
-                    .open_dir(tparents, false, &e.path)
-                    .map_err(|err| match err {
-                        UnpackError::Io { source, .. }
-                            if source.kind() == io::ErrorKind::NotFound =>
-                        {
-                            UnpackError::Malformed(format!(
-                                "hardlink {} points to {}, which is not in this layer",
-                                show(&e.path),
-                                show(&e.link)
-                            ))
-                        }
-                        other => other,
-                    })?;
-                let tname = cname(tlast)?;
-                match lstat_at(tdir.as_raw_fd(), &tname).map_err(Self::io(&e.path))? {
-                    None => {
-                        return Err(UnpackError::Malformed(format!(
-                            "hardlink {} points to {}, which is not in this layer",
-                            show(&e.path),
-                            show(&e.link)
-                        )))
-                    }
-                    Some(st) if is_dir(&st) => {
-                        return Err(UnpackError::Hostile {
-                            path: show(&e.path),
-                            reason: "hardlinks to a directory".into(),
-                        })
-                    }
-                    Some(_) => {}
-                }
-                self.clear(pfd, &name, false, &e.path)?;
-                // Flags 0: a link to a symlink links the symlink itself, never its target.
-                cvt(unsafe {
-                    libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), pfd, name.as_ptr(), 0)
-                })
-                .map_err(Self::io(&e.path))?;
-                // A hardlink shares the target's inode and metadata: nothing else to set.
-                return Ok(());
+                self.make_symlink(pfd, &name, &e)?;
+                Self::set_owner_and_times_nofollow(pfd, &name, &e)
             }
             b'3' | b'4' | b'6' => {
-                self.clear(pfd, &name, false, &e.path)?;
-                let fmt = match e.kind {
-                    b'3' => libc::S_IFCHR,
-                    b'4' => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let dev = libc::makedev(e.dev_major, e.dev_minor);
-                cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), fmt | e.mode, dev) })
-                    .map_err(Self::io(&e.path))?;
-                // We just created it as a non-symlink inside a directory only we write to.
-                cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), e.mode, 0) })
-                    .map_err(Self::io(&e.path))?;
+                self.make_node(pfd, &name, &e)?;
+                Self::set_owner_and_times_nofollow(pfd, &name, &e)
             }
-            b'S' => {
-                return Err(UnpackError::Unsupported(format!(
-                    "GNU sparse entry {} is refused",
-                    show(&e.path)
-                )))
-            }
-            other => {
-                return Err(UnpackError::Unsupported(format!(
-                    "entry {} has unsupported tar type {:?}",
-                    show(&e.path),
-                    other as char
-                )))
-            }
+            b'S' => Err(UnpackError::Unsupported(format!(
+                "GNU sparse entry {} is refused",
+                show(&e.path)
+            ))),
+            other => Err(UnpackError::Unsupported(format!(
+                "entry {} has unsupported tar type {:?}",
+                show(&e.path),
+                other as char
+            ))),
         }
-        // Symlinks and device nodes: ownership and times without following.
+    }
+
+    /// A regular file: created fresh (never through an existing name), its content bounded by
+    /// the layer's byte cap, then owner, mode, xattrs and times set on the open descriptor.
+    fn write_file<R: Read>(
+        &mut self,
+        pfd: RawFd,
+        name: &CStr,
+        e: &Entry,
+        data: &mut R,
+    ) -> Result<()> {
+        self.clear(pfd, name, false, &e.path)?;
+        let file = openat2(
+            pfd,
+            name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o600,
+        )
+        .map_err(Self::io(&e.path))?;
+        self.bytes += e.size;
+        if self.bytes > self.limits.max_total_bytes {
+            return Err(UnpackError::ContentLimit {
+                limit: self.limits.max_total_bytes,
+            });
+        }
+        let mut out = std::fs::File::from(file);
+        let copied = io::copy(&mut data.take(e.size), &mut out).map_err(|err| {
+            if err.kind() == io::ErrorKind::UnexpectedEof {
+                UnpackError::Malformed("truncated tar stream".into())
+            } else {
+                Self::io(&e.path)(err)
+            }
+        })?;
+        if copied != e.size {
+            return Err(UnpackError::Malformed(format!(
+                "truncated tar stream in {}",
+                show(&e.path)
+            )));
+        }
+        let fd = out.as_raw_fd();
+        // chown before chmod: chown clears setuid/setgid, which images need (U12).
+        cvt(unsafe { libc::fchown(fd, e.uid, e.gid) }).map_err(Self::io(&e.path))?;
+        cvt(unsafe { libc::fchmod(fd, e.mode) }).map_err(Self::io(&e.path))?;
+        self.set_xattrs(fd, &e.xattrs, &e.path)?;
+        let ts = timespec(e.mtime);
+        cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    /// A directory: kept if one is already there (a later layer may re-list it), its attributes
+    /// applied at the end by `finish_dirs`, once nothing else is written into it.
+    fn make_dir(&mut self, pfd: RawFd, name: &CStr, key: Vec<u8>, e: Entry) -> Result<()> {
+        let kept = self.clear(pfd, name, true, &e.path)?;
+        if !kept {
+            cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o700) }).map_err(Self::io(&e.path))?;
+        }
+        let meta = DirMeta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            xattrs: e.xattrs,
+        };
+        self.remember_dir(key, meta)
+    }
+
+    fn make_symlink(&mut self, pfd: RawFd, name: &CStr, e: &Entry) -> Result<()> {
+        // Stored verbatim: absolute targets are legitimate inside the container; we never
+        // follow them while extracting.
+        self.clear(pfd, name, false, &e.path)?;
+        let target = CString::new(e.link.clone())
+            .map_err(|_| UnpackError::Malformed("NUL in symlink target".into()))?;
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), pfd, name.as_ptr()) })
+            .map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    /// A hardlink to an entry earlier in this layer, resolved inside the snapshot; never to a
+    /// directory or the layer root.
+    fn make_hardlink(&mut self, pfd: RawFd, name: &CStr, comps: &[&[u8]], e: &Entry) -> Result<()> {
+        let not_in_layer = || {
+            UnpackError::Malformed(format!(
+                "hardlink {} points to {}, which is not in this layer",
+                show(&e.path),
+                show(&e.link)
+            ))
+        };
+        let tcomps = split_path(&e.link, self.limits, "hardlink target")?;
+        let Some((tlast, tparents)) = tcomps.split_last() else {
+            return Err(UnpackError::Hostile {
+                path: show(&e.path),
+                reason: "hardlinks to the layer root".into(),
+            });
+        };
+        if tcomps == comps {
+            return Ok(());
+        }
+        let tdir = self
+            .open_dir(tparents, false, &e.path)
+            .map_err(|err| match err {
+                UnpackError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    not_in_layer()
+                }
+                other => other,
+            })?;
+        let tname = cname(tlast)?;
+        match lstat_at(tdir.as_raw_fd(), &tname).map_err(Self::io(&e.path))? {
+            None => return Err(not_in_layer()),
+            Some(st) if is_dir(&st) => {
+                return Err(UnpackError::Hostile {
+                    path: show(&e.path),
+                    reason: "hardlinks to a directory".into(),
+                })
+            }
+            Some(_) => {}
+        }
+        self.clear(pfd, name, false, &e.path)?;
+        // Flags 0: a link to a symlink links the symlink itself, never its target.
+        cvt(unsafe { libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), pfd, name.as_ptr(), 0) })
+            .map_err(Self::io(&e.path))?;
+        // A hardlink shares the target's inode and metadata: nothing else to set.
+        Ok(())
+    }
+
+    fn make_node(&mut self, pfd: RawFd, name: &CStr, e: &Entry) -> Result<()> {
+        self.clear(pfd, name, false, &e.path)?;
+        let fmt = match e.kind {
+            b'3' => libc::S_IFCHR,
+            b'4' => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        let dev = libc::makedev(e.dev_major, e.dev_minor);
+        cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), fmt | e.mode, dev) })
+            .map_err(Self::io(&e.path))?;
+        // We just created it as a non-symlink inside a directory only we write to.
+        cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), e.mode, 0) }).map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    /// Symlinks and device nodes: ownership and times without following.
+    fn set_owner_and_times_nofollow(pfd: RawFd, name: &CStr, e: &Entry) -> Result<()> {
         cvt(unsafe { libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW) })
             .map_err(Self::io(&e.path))?;
         let ts = timespec(e.mtime);
