@@ -137,8 +137,15 @@ struct State {
 pub struct NetworkManager {
     dir: PathBuf,
     host_resolv: String,
-    /// Serialises create/remove/attach/detach of this engine (address choice, names).
-    op: tokio::sync::Mutex<()>,
+    /// Serialises create/remove/attach/connect/disconnect/restore of this engine (address
+    /// choice, names, kernel objects): they take it for writing. A detach only removes what
+    /// belongs to one container (its veths, its namespace pin, its record) and takes it for
+    /// reading, so the detaches of containers stopped together overlap their kernel work (a veth
+    /// delete waits ~30 ms for RCU). Holding the read side across that work is what keeps a
+    /// writer from seeing half-removed kernel objects: an attach of the same container (same veth
+    /// names, same netns path) or of one reusing its addresses, and a network remove, start only
+    /// after it is done.
+    op: Arc<tokio::sync::RwLock<()>>,
     state: Mutex<State>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
@@ -197,7 +204,7 @@ impl NetworkManager {
         let manager = Self {
             dir,
             host_resolv,
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::new(tokio::sync::RwLock::new(())),
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
@@ -225,7 +232,7 @@ impl NetworkManager {
     }
 
     pub async fn create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if req.name == DEFAULT_BRIDGE {
             return Err(NetworkError::Forbidden(format!(
                 "{DEFAULT_BRIDGE} is a pre-defined network and cannot be created"
@@ -328,7 +335,7 @@ impl NetworkManager {
     }
 
     pub async fn remove(&self, id_or_name: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if PREDEFINED.contains(&id_or_name) {
             return Err(NetworkError::Forbidden(format!(
                 "{id_or_name} is a pre-defined network and cannot be removed"
@@ -366,7 +373,7 @@ impl NetworkManager {
 
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
         if self.state().attachments.contains_key(&req.container_id) {
@@ -489,7 +496,7 @@ impl NetworkManager {
         network: &str,
         settings: EndpointSettings,
     ) -> Result<EndpointSettings> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
         }
@@ -566,7 +573,7 @@ impl NetworkManager {
 
     /// Take a running container off one network (`POST /networks/{id}/disconnect`).
     pub async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         let (mut record, net) = {
             let st = self.state();
             let net = find_in(&st, network)?;
@@ -652,13 +659,45 @@ impl NetworkManager {
         })
     }
 
-    /// Undo `attach`; idempotent, works on a half-made attachment.
+    /// Undo `attach`; idempotent, works on a half-made attachment. Returns when the kernel
+    /// objects are gone.
     pub async fn detach(&self, container_id: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        // Two detaches of one container may overlap: every step below is idempotent (a missing
+        // veth, namespace pin, record file or map entry is fine).
+        let _op = self.op.read().await;
         self.detach_locked(container_id).await
     }
 
-    async fn detach_locked(&self, container_id: &str) -> Result<()> {
+    /// Take a stopped container off the networks' books now (DNS names, inspect, its proxies)
+    /// and remove its veths and namespace pin in the background. Whatever needs those gone (an
+    /// attach, a network remove, `settle`) waits for them through `op`, so a `down` that stops
+    /// services level by level does not wait ~30 ms per container for the kernel. A failure of
+    /// the background removal is logged: the caller has nothing left to do about it.
+    pub async fn detach_in_background(&self, container_id: &str) -> Result<()> {
+        let op = self.op.clone().read_owned().await;
+        self.stop_proxies(container_id);
+        let Some(record) = self.state().attachments.get(container_id).cloned() else {
+            return Ok(());
+        };
+        let path = state::attachment_path(&self.dir, container_id);
+        state::remove(&path).map_err(|source| NetworkError::State { path, source })?;
+        self.state().attachments.shift_remove(container_id);
+        self.refresh_dns();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = unplumb(&record) {
+                eprintln!("berth network: container {}: {e}", record.container_name);
+            }
+            drop(op);
+        });
+        Ok(())
+    }
+
+    /// Wait for background detaches to finish (before the engine exits, so none is cut short).
+    pub async fn settle(&self) {
+        drop(self.op.write().await);
+    }
+
+    fn stop_proxies(&self, container_id: &str) {
         if let Some(handles) = self
             .proxies
             .lock()
@@ -669,6 +708,10 @@ impl NetworkManager {
                 h.abort();
             }
         }
+    }
+
+    async fn detach_locked(&self, container_id: &str) -> Result<()> {
+        self.stop_proxies(container_id);
         let Some(record) = self.state().attachments.get(container_id).cloned() else {
             return Ok(());
         };
@@ -697,7 +740,7 @@ impl NetworkManager {
     /// proxies of containers whose namespace still exists; forget (and clean up) attachments
     /// whose namespace is gone. Returns one line per problem that did not stop the restore.
     pub async fn restore(&self) -> Vec<String> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         let mut problems = Vec::new();
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
         for n in &networks {
