@@ -673,23 +673,25 @@ impl NetworkManager {
     /// attach, a network remove, `settle`) waits for them through `op`, so a `down` that stops
     /// services level by level does not wait ~30 ms per container for the kernel. A failure of
     /// the background removal is logged: the caller has nothing left to do about it.
-    pub async fn detach_in_background(&self, container_id: &str) -> Result<()> {
+    pub async fn detach_in_background(&self, container_id: &str) {
         let op = self.op.clone().read_owned().await;
         self.stop_proxies(container_id);
-        let Some(record) = self.state().attachments.get(container_id).cloned() else {
-            return Ok(());
+        let Some(record) = self.state().attachments.shift_remove(container_id) else {
+            return;
         };
-        let path = state::attachment_path(&self.dir, container_id);
-        state::remove(&path).map_err(|source| NetworkError::State { path, source })?;
-        self.state().attachments.shift_remove(container_id);
         self.refresh_dns();
+        // The record file goes last, as in `detach_locked`: an engine that dies before the
+        // kernel objects are gone finds it at restore and cleans up after it.
+        let path = state::attachment_path(&self.dir, container_id);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = unplumb(&record) {
+            let removed = unplumb(&record).and_then(|()| {
+                state::remove(&path).map_err(|source| NetworkError::State { path, source })
+            });
+            if let Err(e) = removed {
                 eprintln!("berth network: container {}: {e}", record.container_name);
             }
             drop(op);
         });
-        Ok(())
     }
 
     /// Wait for background detaches to finish (before the engine exits, so none is cut short).

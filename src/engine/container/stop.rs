@@ -65,7 +65,7 @@ impl Engine {
             return Err(ContainerError::NotModified(record.name));
         }
         // The veths go in the background; whatever needs them gone waits (network/mod.rs).
-        let _ = self.networks.detach_in_background(&id).await;
+        self.networks.detach_in_background(&id).await;
         self.container_event("stop", &record, &[]);
         Ok(())
     }
