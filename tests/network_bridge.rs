@@ -1010,3 +1010,53 @@ impl Drop for NftTable {
         }
     }
 }
+
+/// A stop takes the container off the books at once and removes its veths in the background;
+/// whatever needs them gone waits: the address is handed out again only after its veth left,
+/// and removing the network leaves neither veth nor namespace behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_detach_is_finished_before_an_attach_or_a_network_remove() {
+    let mut made = Made::new();
+    let mgr = made.manager();
+    let net = unique("netbg");
+    let created = mgr.create(net_req(&net)).await.expect("create");
+    let br = format!("br-{}", &created.id[..12]);
+    made.bridges.push(br.clone());
+    let on_bridge = || -> usize {
+        links()
+            .lines()
+            .filter(|l| l.contains(&format!("master {br}")))
+            .count()
+    };
+    let (ns1, ns2) = (made.netns_path("bg1"), made.netns_path("bg2"));
+    let first = mgr
+        .attach(attach_req("bg1", "proj-bg-1", &ns1, &[(&net, &[])]))
+        .await
+        .expect("attach bg1");
+    assert_eq!(on_bridge(), 1);
+
+    mgr.detach_in_background(&format!("{:0<64}", "bg1")).await;
+    assert!(mgr.attachment(&format!("{:0<64}", "bg1")).is_none());
+    assert!(mgr.inspect(&net).unwrap().containers.is_empty());
+
+    let second = mgr
+        .attach(attach_req("bg2", "proj-bg-2", &ns2, &[(&net, &[])]))
+        .await
+        .expect("attach bg2");
+    assert_eq!(
+        second.endpoints[&net].ip_address, first.endpoints[&net].ip_address,
+        "the address is free again"
+    );
+    assert_eq!(on_bridge(), 1, "only the new veth:\n{}", links());
+    assert!(!ns1.exists() && !mounted(&ns1), "old namespace removed");
+
+    mgr.detach_in_background(&format!("{:0<64}", "bg2")).await;
+    mgr.remove(&net).await.expect("remove");
+    assert!(!link_exists(&br), "bridge gone:\n{}", links());
+    assert!(!ns2.exists() && !mounted(&ns2), "namespace removed");
+    let attachments: Vec<_> = std::fs::read_dir(made.roots.networks_dir().join("attachments"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(attachments.is_empty(), "{attachments:?}");
+}

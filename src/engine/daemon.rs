@@ -210,7 +210,9 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
         };
         eprintln!("berth engine: {which} received, shutting down (containers keep running)");
     };
-    super::api::server::serve(listener, engine, shutdown).await;
+    super::api::server::serve(listener, engine.clone(), shutdown).await;
+    // Veths of containers stopped just before go in the background: let them finish.
+    engine.networks.settle().await;
 
     let _ = std::fs::remove_file(roots.socket_path());
     // Unlink the pid file while still holding the lock, so no other engine can be fooled by it.

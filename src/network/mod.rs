@@ -139,8 +139,15 @@ struct State {
 pub struct NetworkManager {
     dir: PathBuf,
     host_resolv: String,
-    /// Serialises create/remove/attach/detach of this engine (address choice, names).
-    op: tokio::sync::Mutex<()>,
+    /// Serialises create/remove/attach/connect/disconnect/restore of this engine (address
+    /// choice, names, kernel objects): they take it for writing. A detach only removes what
+    /// belongs to one container (its veths, its namespace pin, its record) and takes it for
+    /// reading, so the detaches of containers stopped together overlap their kernel work (a veth
+    /// delete waits ~30 ms for RCU). Holding the read side across that work is what keeps a
+    /// writer from seeing half-removed kernel objects: an attach of the same container (same veth
+    /// names, same netns path) or of one reusing its addresses, and a network remove, start only
+    /// after it is done.
+    op: Arc<tokio::sync::RwLock<()>>,
     state: Mutex<State>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
@@ -199,7 +206,7 @@ impl NetworkManager {
         let manager = Self {
             dir,
             host_resolv,
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::new(tokio::sync::RwLock::new(())),
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
@@ -227,7 +234,7 @@ impl NetworkManager {
     }
 
     pub async fn create(&self, req: NetworkSpec) -> Result<Created> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if req.name == DEFAULT_BRIDGE {
             return Err(NetworkError::Forbidden(format!(
                 "{DEFAULT_BRIDGE} is a pre-defined network and cannot be created"
@@ -330,7 +337,7 @@ impl NetworkManager {
     }
 
     pub async fn remove(&self, id_or_name: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if PREDEFINED.contains(&id_or_name) {
             return Err(NetworkError::Forbidden(format!(
                 "{id_or_name} is a pre-defined network and cannot be removed"
@@ -368,7 +375,7 @@ impl NetworkManager {
 
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
         if self.state().attachments.contains_key(&req.container_id) {
@@ -491,7 +498,7 @@ impl NetworkManager {
         network: &str,
         settings: Endpoint,
     ) -> Result<Endpoint> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
         }
@@ -568,7 +575,7 @@ impl NetworkManager {
 
     /// Take a running container off one network (`POST /networks/{id}/disconnect`).
     pub async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         let (mut record, net) = {
             let st = self.state();
             let net = find_in(&st, network)?;
@@ -654,13 +661,47 @@ impl NetworkManager {
         })
     }
 
-    /// Undo `attach`; idempotent, works on a half-made attachment.
+    /// Undo `attach`; idempotent, works on a half-made attachment. Returns when the kernel
+    /// objects are gone.
     pub async fn detach(&self, container_id: &str) -> Result<()> {
-        let _op = self.op.lock().await;
+        // Two detaches of one container may overlap: every step below is idempotent (a missing
+        // veth, namespace pin, record file or map entry is fine).
+        let _op = self.op.read().await;
         self.detach_locked(container_id).await
     }
 
-    async fn detach_locked(&self, container_id: &str) -> Result<()> {
+    /// Take a stopped container off the networks' books now (DNS names, inspect, its proxies)
+    /// and remove its veths and namespace pin in the background. Whatever needs those gone (an
+    /// attach, a network remove, `settle`) waits for them through `op`, so a `down` that stops
+    /// services level by level does not wait ~30 ms per container for the kernel. A failure of
+    /// the background removal is logged: the caller has nothing left to do about it.
+    pub async fn detach_in_background(&self, container_id: &str) {
+        let op = self.op.clone().read_owned().await;
+        self.stop_proxies(container_id);
+        let Some(record) = self.state().attachments.shift_remove(container_id) else {
+            return;
+        };
+        self.refresh_dns();
+        // The record file goes last, as in `detach_locked`: an engine that dies before the
+        // kernel objects are gone finds it at restore and cleans up after it.
+        let path = state::attachment_path(&self.dir, container_id);
+        tokio::task::spawn_blocking(move || {
+            let removed = unplumb(&record).and_then(|()| {
+                state::remove(&path).map_err(|source| NetworkError::State { path, source })
+            });
+            if let Err(e) = removed {
+                eprintln!("berth network: container {}: {e}", record.container_name);
+            }
+            drop(op);
+        });
+    }
+
+    /// Wait for background detaches to finish (before the engine exits, so none is cut short).
+    pub async fn settle(&self) {
+        drop(self.op.write().await);
+    }
+
+    fn stop_proxies(&self, container_id: &str) {
         if let Some(handles) = self
             .proxies
             .lock()
@@ -671,6 +712,10 @@ impl NetworkManager {
                 h.abort();
             }
         }
+    }
+
+    async fn detach_locked(&self, container_id: &str) -> Result<()> {
+        self.stop_proxies(container_id);
         let Some(record) = self.state().attachments.get(container_id).cloned() else {
             return Ok(());
         };
@@ -699,7 +744,7 @@ impl NetworkManager {
     /// proxies of containers whose namespace still exists; forget (and clean up) attachments
     /// whose namespace is gone. Returns one line per problem that did not stop the restore.
     pub async fn restore(&self) -> Vec<String> {
-        let _op = self.op.lock().await;
+        let _op = self.op.write().await;
         let mut problems = Vec::new();
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
         for n in &networks {

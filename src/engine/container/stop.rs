@@ -64,7 +64,8 @@ impl Engine {
         if !self.containers.stop(&id, timeout).await? {
             return Err(ContainerError::NotModified(record.name));
         }
-        let _ = self.networks.detach(&id).await;
+        // The veths go in the background; whatever needs them gone waits (network/mod.rs).
+        self.networks.detach_in_background(&id).await;
         self.container_event("stop", &record, &[]);
         Ok(())
     }
