@@ -214,30 +214,8 @@ impl ContainerStore {
 
             let start = Utc::now();
             let start_text = now_rfc3339();
-            let (exit_code, output) = match self.spawn_exec(
-                &id,
-                &ExecRequest {
-                    args: probe.args.clone(),
-                    ..Default::default()
-                },
-            ) {
-                Ok(child) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let (end, output) =
-                        tokio::join!(drive(child, Some(probe.timeout), tx), collect(rx));
-                    match end {
-                        ExecEnd::Exited(code) => (code, output),
-                        ExecEnd::TimedOut => (
-                            -1,
-                            format!(
-                                "Health check exceeded timeout ({})",
-                                humantime_secs(probe.timeout)
-                            ),
-                        ),
-                    }
-                }
-                Err(ContainerError::Conflict(_)) | Err(ContainerError::NotFound(_)) => return,
-                Err(e) => (-1, e.to_string()),
+            let Some((exit_code, output)) = self.probe_once(&id, &probe).await else {
+                return;
             };
             let result = HealthcheckResult {
                 start: start_text,
@@ -246,32 +224,75 @@ impl ContainerStore {
                 output,
             };
             let in_start_period = start < start_period_end;
-
-            let changed = {
-                let _guard = self.lock(&id).await;
-                let mut st = self.load_raw_state(&id);
-                if st.status != Status::Running || st.init != init {
-                    return;
-                }
-                let health = st.health.get_or_insert_with(|| Health {
-                    status: STARTING.into(),
-                    ..Default::default()
-                });
-                let before = health.status.clone();
-                record_result(health, result, in_start_period, probe.retries);
-                let after = health.status.clone();
-                if let Err(e) = self.save_state(&id, &st) {
-                    eprintln!(
-                        "berth engine: record health of container {}: {e}",
-                        record.name
-                    );
-                }
-                (before != after).then_some(after)
+            let Some(changed) = self
+                .record_probe(&record, init, result, in_start_period, probe.retries)
+                .await
+            else {
+                return;
             };
             if let Some(status) = changed {
                 send_health_event(&events, &record, &status);
             }
         }
+    }
+
+    /// Run the probe once in the container: its exit code and output, or `None` once the
+    /// container is gone or stopped.
+    async fn probe_once(&self, id: &str, probe: &Probe) -> Option<(i64, String)> {
+        let request = ExecRequest {
+            args: probe.args.clone(),
+            ..Default::default()
+        };
+        match self.spawn_exec(id, &request) {
+            Ok(child) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (end, output) =
+                    tokio::join!(drive(child, Some(probe.timeout), tx), collect(rx));
+                Some(match end {
+                    ExecEnd::Exited(code) => (code, output),
+                    ExecEnd::TimedOut => (
+                        -1,
+                        format!(
+                            "Health check exceeded timeout ({})",
+                            humantime_secs(probe.timeout)
+                        ),
+                    ),
+                })
+            }
+            Err(ContainerError::Conflict(_)) | Err(ContainerError::NotFound(_)) => None,
+            Err(e) => Some((-1, e.to_string())),
+        }
+    }
+
+    /// Add a probe's result to the state of the run `init` belongs to: the new health status if
+    /// it changed, or `None` if that run is over.
+    async fn record_probe(
+        &self,
+        record: &ContainerRecord,
+        init: ProcIdentity,
+        result: HealthcheckResult,
+        in_start_period: bool,
+        retries: i64,
+    ) -> Option<Option<String>> {
+        let _guard = self.lock(&record.id).await;
+        let mut st = self.load_raw_state(&record.id);
+        if st.status != Status::Running || st.init != init {
+            return None;
+        }
+        let health = st.health.get_or_insert_with(|| Health {
+            status: STARTING.into(),
+            ..Default::default()
+        });
+        let before = health.status.clone();
+        record_result(health, result, in_start_period, retries);
+        let after = health.status.clone();
+        if let Err(e) = self.save_state(&record.id, &st) {
+            eprintln!(
+                "berth engine: record health of container {}: {e}",
+                record.name
+            );
+        }
+        Some((before != after).then_some(after))
     }
 }
 

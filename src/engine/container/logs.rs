@@ -138,6 +138,9 @@ impl ContainerStore {
     }
 }
 
+/// How often a followed log is read for new output.
+const FOLLOW_READ: Duration = Duration::from_millis(100);
+
 /// When a followed log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FollowUntil {
@@ -214,6 +217,21 @@ impl ContainerStore {
         }
     }
 
+    /// When a followed log is read again: after [`FOLLOW_READ`] for what the container wrote,
+    /// or as soon as a running container's shim exits (it records the exit first), so the end
+    /// of a run reaches its attach without waiting out the interval.
+    async fn next_read_due(&self, id: &str) {
+        let state = self.state(id);
+        // A running container whose shim is gone (killed) has nothing to announce its end.
+        if state.status != Status::Running || !state.shim.alive() {
+            return tokio::time::sleep(FOLLOW_READ).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_READ) => {}
+            _ = state.shim.exited() => {}
+        }
+    }
+
     async fn pump_logs(
         &self,
         id: &str,
@@ -266,7 +284,7 @@ impl ContainerStore {
                 return Ok(());
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = self.next_read_due(id) => {}
                 _ = tx.closed() => return Ok(()),
             }
         }

@@ -117,6 +117,9 @@ struct StoreInner {
     /// only after `die`, as Docker's do, so clients see events in Docker's order.
     exits_pending: Mutex<std::collections::HashSet<String>>,
     exits_done: tokio::sync::Notify,
+    /// Woken whenever a state record is saved or a container's files are removed, for waits on
+    /// a start or a removal (`wait` under `next-exit` and `removed`).
+    records_changed: tokio::sync::Notify,
     /// Docker's exec records, by exec ID (in memory, as Docker keeps them).
     execs: exec::ExecTable,
     /// The healthcheck schedule of each running container with one.
@@ -141,6 +144,7 @@ impl ContainerStore {
                 exits_rx: Mutex::new(Some(exits_rx)),
                 exits_pending: Mutex::new(Default::default()),
                 exits_done: tokio::sync::Notify::new(),
+                records_changed: tokio::sync::Notify::new(),
                 execs: Default::default(),
                 health_tasks: Default::default(),
                 attaches: Default::default(),
@@ -261,7 +265,10 @@ impl ContainerStore {
         let path = self.dir(&rec.id).join("config.json");
         let bytes = serde_json::to_vec_pretty(rec)
             .map_err(|e| ContainerError::Other(format!("encode container record: {e}")))?;
-        write_atomic(&path, &bytes).map_err(ContainerError::io(format!("write {}", path.display())))
+        write_atomic(&path, &bytes)
+            .map_err(ContainerError::io(format!("write {}", path.display())))?;
+        self.inner.records_changed.notify_waiters();
+        Ok(())
     }
 
     /// `state.json` as written (may say running for a container that has since exited).
@@ -281,7 +288,18 @@ impl ContainerStore {
         let path = self.dir(id).join("state.json");
         let bytes = serde_json::to_vec_pretty(st)
             .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
-        write_atomic(&path, &bytes).map_err(ContainerError::io(format!("write {}", path.display())))
+        write_atomic(&path, &bytes)
+            .map_err(ContainerError::io(format!("write {}", path.display())))?;
+        self.inner.records_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// A wake-up for the next saved state or removed container: enabled at once, so a change
+    /// between this call and its `await` is not missed.
+    pub(crate) fn records_changed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut changed = Box::pin(self.inner.records_changed.notified());
+        changed.as_mut().enable();
+        changed
     }
 
     /// The state the files imply, without writing anything.

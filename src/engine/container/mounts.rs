@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::state::AnonymousVolume;
 use super::ContainerError;
-use crate::engine::wire::{HostConfig, TmpfsOptions};
+use crate::engine::wire::{HostConfig, Mount, TmpfsOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
@@ -83,76 +83,10 @@ pub fn plan(
     let mut out = Vec::new();
     if let Some(host) = host {
         for bind in host.binds.iter().flatten() {
-            let parts: Vec<&str> = bind.split(':').collect();
-            let (src, dest, mode) = match parts.as_slice() {
-                [src, dest] => (*src, *dest, ""),
-                [src, dest, mode] => (*src, *dest, *mode),
-                _ => {
-                    return Err(ContainerError::BadRequest(format!(
-                        "invalid volume specification: {bind:?}"
-                    )))
-                }
-            };
-            if src.is_empty() {
-                return Err(ContainerError::BadRequest(format!(
-                    "invalid volume specification: {bind:?}"
-                )));
-            }
-            check_destination(dest)?;
-            let read_only = mode.split(',').any(|m| m == "ro");
-            let source = if src.starts_with('/') {
-                MountSource::HostPath(PathBuf::from(src))
-            } else {
-                MountSource::Volume(src.to_string())
-            };
-            out.push(PlannedMount {
-                create_host_path: matches!(source, MountSource::HostPath(_)),
-                source,
-                destination: dest.to_string(),
-                read_only,
-                mode: mode.to_string(),
-                no_copy: mode.split(',').any(|m| m == "nocopy"),
-            });
+            out.push(plan_bind(bind)?);
         }
         for m in host.mounts.iter().flatten() {
-            check_destination(&m.target)?;
-            let source = match m.kind.as_str() {
-                "bind" => {
-                    if !m.source.starts_with('/') {
-                        return Err(ContainerError::BadRequest(format!(
-                            "invalid mount config for type \"bind\": invalid mount path {:?}: must be absolute",
-                            m.source
-                        )));
-                    }
-                    MountSource::HostPath(PathBuf::from(&m.source))
-                }
-                "volume" if m.source.is_empty() => match anonymous
-                    .iter()
-                    .find(|a| a.destination == m.target)
-                {
-                    Some(a) => MountSource::Volume(a.name.clone()),
-                    None => continue,
-                },
-                "volume" => MountSource::Volume(m.source.clone()),
-                "tmpfs" => MountSource::Tmpfs(tmpfs_data(m.tmpfs_options.as_ref())),
-                other => {
-                    return Err(ContainerError::BadRequest(format!(
-                        "invalid mount config: unsupported mount type {other:?} (use bind, volume or tmpfs)"
-                    )))
-                }
-            };
-            out.push(PlannedMount {
-                source,
-                destination: m.target.clone(),
-                read_only: m.read_only,
-                no_copy: m.volume_options.as_ref().is_some_and(|o| o.no_copy),
-                create_host_path: false,
-                mode: if m.read_only {
-                    "ro".into()
-                } else {
-                    String::new()
-                },
-            });
+            out.extend(plan_mount(m, anonymous)?);
         }
         let mut tmpfs: Vec<(&String, &String)> = host.tmpfs.iter().flatten().collect();
         tmpfs.sort();
@@ -182,8 +116,86 @@ pub fn plan(
             });
         }
     }
+    check_unique_destinations(&out)?;
+    Ok(out)
+}
+
+/// One `HostConfig.Binds` entry, `src:dest[:mode]`: a host path (absolute) or a volume name.
+fn plan_bind(bind: &str) -> Result<PlannedMount, ContainerError> {
+    let invalid = || ContainerError::BadRequest(format!("invalid volume specification: {bind:?}"));
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (src, dest, mode) = match parts.as_slice() {
+        [src, dest] => (*src, *dest, ""),
+        [src, dest, mode] => (*src, *dest, *mode),
+        _ => return Err(invalid()),
+    };
+    if src.is_empty() {
+        return Err(invalid());
+    }
+    check_destination(dest)?;
+    let source = if src.starts_with('/') {
+        MountSource::HostPath(PathBuf::from(src))
+    } else {
+        MountSource::Volume(src.to_string())
+    };
+    Ok(PlannedMount {
+        create_host_path: matches!(source, MountSource::HostPath(_)),
+        source,
+        destination: dest.to_string(),
+        read_only: mode.split(',').any(|m| m == "ro"),
+        mode: mode.to_string(),
+        no_copy: mode.split(',').any(|m| m == "nocopy"),
+    })
+}
+
+/// One `HostConfig.Mounts` entry; `None` for an anonymous volume the image does not declare.
+fn plan_mount(
+    m: &Mount,
+    anonymous: &[AnonymousVolume],
+) -> Result<Option<PlannedMount>, ContainerError> {
+    check_destination(&m.target)?;
+    let source = match m.kind.as_str() {
+        "bind" => {
+            if !m.source.starts_with('/') {
+                return Err(ContainerError::BadRequest(format!(
+                    "invalid mount config for type \"bind\": invalid mount path {:?}: must be absolute",
+                    m.source
+                )));
+            }
+            MountSource::HostPath(PathBuf::from(&m.source))
+        }
+        "volume" if m.source.is_empty() => {
+            match anonymous.iter().find(|a| a.destination == m.target) {
+                Some(a) => MountSource::Volume(a.name.clone()),
+                None => return Ok(None),
+            }
+        }
+        "volume" => MountSource::Volume(m.source.clone()),
+        "tmpfs" => MountSource::Tmpfs(tmpfs_data(m.tmpfs_options.as_ref())),
+        other => {
+            return Err(ContainerError::BadRequest(format!(
+                "invalid mount config: unsupported mount type {other:?} (use bind, volume or tmpfs)"
+            )))
+        }
+    };
+    Ok(Some(PlannedMount {
+        source,
+        destination: m.target.clone(),
+        read_only: m.read_only,
+        no_copy: m.volume_options.as_ref().is_some_and(|o| o.no_copy),
+        create_host_path: false,
+        mode: if m.read_only {
+            "ro".into()
+        } else {
+            String::new()
+        },
+    }))
+}
+
+/// Two mounts on one destination (trailing slashes aside) are refused, as Docker does.
+fn check_unique_destinations(mounts: &[PlannedMount]) -> Result<(), ContainerError> {
     let mut seen = HashSet::new();
-    for m in &out {
+    for m in mounts {
         if !seen.insert(m.destination.trim_end_matches('/')) {
             return Err(ContainerError::BadRequest(format!(
                 "duplicate mount point: {}",
@@ -191,7 +203,7 @@ pub fn plan(
             )));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

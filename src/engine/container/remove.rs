@@ -50,11 +50,13 @@ impl ContainerStore {
         let dir = self.dir(id);
         // config.json goes first, so a crash mid-way leaves a directory `ids()` ignores.
         let _ = std::fs::remove_file(dir.join("config.json"));
-        match std::fs::remove_dir_all(&dir) {
+        let removed = match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(ContainerError::io(format!("remove {}", dir.display()))(e)),
-        }
+        };
+        self.inner.records_changed.notify_waiters();
+        removed
     }
 }
 

@@ -33,8 +33,9 @@ impl WaitCondition {
     }
 }
 
-/// Polling interval while waiting for a start or a removal nobody announces.
-const POLL: Duration = Duration::from_millis(50);
+/// A start or a removal is announced (`records_changed`); this re-reads the files anyway now
+/// and then, in case a change came from outside this engine.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl ContainerStore {
     /// Exit code once `id` is not running (at once for created or exited containers).
@@ -58,6 +59,7 @@ impl ContainerStore {
     async fn wait_next_exit(&self, id: &str) -> Result<i64> {
         let before = self.state(id).finished_at;
         loop {
+            let changed = self.records_changed();
             self.load_record(id)?;
             let state = self.state(id);
             match state.status {
@@ -68,7 +70,9 @@ impl ContainerStore {
                     self.until_exit_processed(id).await;
                     return Ok(state.exit_code);
                 }
-                _ => tokio::time::sleep(POLL).await,
+                _ => {
+                    let _ = tokio::time::timeout(RECHECK, changed).await;
+                }
             }
         }
     }
@@ -77,6 +81,7 @@ impl ContainerStore {
     async fn wait_removed(&self, id: &str) -> Result<i64> {
         let mut code = 0;
         loop {
+            let changed = self.records_changed();
             match self.load_record(id) {
                 Ok(_) => {}
                 Err(ContainerError::NotFound(_)) => return Ok(code),
@@ -87,7 +92,7 @@ impl ContainerStore {
                 code = self.wait(id).await.unwrap_or(state.exit_code);
             } else {
                 code = state.exit_code;
-                tokio::time::sleep(POLL).await;
+                let _ = tokio::time::timeout(RECHECK, changed).await;
             }
         }
     }

@@ -7,9 +7,10 @@
 //! On success every fd above 2 is close-on-exec, so the shim sees EOF on the sync pipe.
 
 use std::convert::Infallible;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -18,6 +19,7 @@ use thiserror::Error;
 use super::process_setup::{self, SetupError};
 use super::rlimits::{self, RlimitError};
 use super::rootfs::{self, RootfsError};
+use super::shim;
 use super::spec::RuntimeSpec;
 use super::syscall::{LinuxSyscall, Syscall};
 use super::sysctl::{self, SysctlError};
@@ -150,8 +152,8 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
     Ok(process_setup::exec(&workload)?)
 }
 
-/// Join the container's cgroups and network namespace, and unshare its own mount, UTS and IPC
-/// namespaces (the shim made the PID namespace).
+/// Join the container's cgroups and network namespace, and unshare its own UTS and IPC
+/// namespaces (the shim made the PID and mount namespaces).
 fn enter_cgroups_and_namespaces(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
     for cgroup in &spec.cgroups {
         sys.write_file(&cgroup.join("cgroup.procs"), "0")
@@ -168,15 +170,15 @@ fn enter_cgroups_and_namespaces(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result
         nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
             .map_err(sys_err("join network namespace"))?;
     }
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
-    )
-    .map_err(sys_err("unshare mount, uts and ipc namespaces"))
+    // The shim cloned us into a new mount namespace already.
+    nix::sched::unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+        .map_err(sys_err("unshare uts and ipc namespaces"))
 }
 
 /// The overlay root, `pivot_root` into it, the default mounts, devices and the user's mounts.
 fn set_up_rootfs(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
     rootfs::make_private(sys)?;
+    wait_for_root_release(spec)?;
     rootfs::mount_overlay(sys, spec)?;
     // Opened while the host's paths are still reachable.
     let bind_sources: Vec<Option<OwnedFd>> = rootfs::open_bind_sources(sys, &spec.mounts)?;
@@ -185,6 +187,30 @@ fn set_up_rootfs(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
     rootfs::mount_defaults(sys, &root, spec)?;
     rootfs::create_devices(&spec.devices)?;
     rootfs::mount_user(sys, &root, &spec.mounts, &bind_sources)?;
+    Ok(())
+}
+
+/// Wait until the previous run's root filesystem of this container is unmounted (the shim
+/// leaves that to a child holding the release lock, see `shim::MountNamespacePin`), so two
+/// overlays never share its upper directory. A first start finds the lock free.
+fn wait_for_root_release(spec: &RuntimeSpec) -> Result<()> {
+    let path = shim::release_lock_path(spec);
+    let io_err = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| InitError::Io { what, source }
+    };
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("open"))?;
+    // SAFETY: flock on an fd we own; dropping the file releases the lock.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io_err("lock")(io::Error::last_os_error()));
+    }
     Ok(())
 }
 
