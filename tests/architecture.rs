@@ -1,18 +1,12 @@
 //! Architecture checks over the source text: sibling modules must not reach each other (an
-//! import cycle), and functions stay short. The cycle check is strict for the whole crate; the
-//! length check is strict for `LENGTH_STRICT_DIRS` and prints what it finds elsewhere, so the
-//! remaining long functions stay visible.
+//! import cycle), and functions stay short. Both checks are strict for the whole library crate
+//! (test code excluded).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The longest function the style allows, counted from the `fn` line to the closing brace.
 const MAX_FUNCTION_LINES: usize = 80;
-/// Directories whose long functions fail the test rather than only printing.
-const LENGTH_STRICT_DIRS: [&str; 1] = ["compose"];
-/// Files inside a strict directory that are still being split by their owner (the plan's
-/// `container_create_request`); the lead empties this list after merging.
-const LENGTH_NOT_YET_STRICT_FILES: [&str; 1] = ["src/compose/plan.rs"];
 
 /// One source file of the library crate: its module path and its text with comments, string
 /// and char literals and `#[cfg(test)]` items blanked out (newlines kept, so lines still count).
@@ -427,10 +421,6 @@ fn path_between(edges: &BTreeSet<(String, String)>, from: &str, to: &str) -> Opt
     None
 }
 
-fn is_strict(module: &[String], dirs: &[&str]) -> bool {
-    module.first().is_some_and(|m| dirs.contains(&m.as_str()))
-}
-
 /// Every sibling cycle of the crate, as `crate::parent: a -> b -> a`.
 fn all_cycles(files: &[SourceFile]) -> Vec<String> {
     let mut found = Vec::new();
@@ -483,27 +473,22 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
 
 #[test]
 fn functions_are_at_most_80_lines() {
-    let mut strict_failures = Vec::new();
+    let mut too_long = Vec::new();
     for file in load_sources() {
         for (name, line, len) in functions(&file.code) {
             if len <= MAX_FUNCTION_LINES {
                 continue;
             }
-            let entry = format!("{}:{line}: fn {name} is {len} lines", file.path.display());
-            let exempt = LENGTH_NOT_YET_STRICT_FILES
-                .iter()
-                .any(|f| file.path.ends_with(f));
-            if is_strict(&file.module, &LENGTH_STRICT_DIRS) && !exempt {
-                strict_failures.push(entry);
-            } else {
-                println!("long function (not yet strict): {entry}");
-            }
+            too_long.push(format!(
+                "{}:{line}: fn {name} is {len} lines",
+                file.path.display()
+            ));
         }
     }
     assert!(
-        strict_failures.is_empty(),
+        too_long.is_empty(),
         "functions over {MAX_FUNCTION_LINES} lines:\n{}",
-        strict_failures.join("\n")
+        too_long.join("\n")
     );
 }
 
