@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use oci_spec::image::Descriptor;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 
-use super::pull_context::PullContext;
+use super::pull_context::{ProgressBacklog, PullContext};
 use super::{status_msg, ImageError, ImageStore, Result, Rollback, UnpackJob};
 use crate::engine::content::{ContentError, IngestWriter};
 use crate::engine::snapshot::SnapshotStore;
@@ -129,6 +129,7 @@ impl ImageStore {
         }
         let mut sizes = HashMap::new();
         let mut failure = None;
+        let mut backlog = ProgressBacklog::default();
         // In layer order: a snapshot is committed after the ones below it. After a failure the
         // layers still in flight are cancelled and waited for, so nothing is committed behind
         // the rollback's back.
@@ -144,7 +145,7 @@ impl ImageStore {
                     if failure.is_some() {
                         continue;
                     }
-                    self.commit_layer(cx, task, layer, rollback, &mut sizes)
+                    self.commit_layer(cx, task, layer, rollback, &mut sizes, &mut backlog)
                         .await
                 }
                 Err(e) => Err(e),
@@ -154,6 +155,7 @@ impl ImageStore {
                 failure.get_or_insert(e);
             }
         }
+        backlog.flush(cx).await;
         match failure {
             Some(e) => Err(e),
             None => Ok(sizes),
@@ -167,10 +169,11 @@ impl ImageStore {
         layer: Prepared,
         rollback: &mut Rollback,
         sizes: &mut HashMap<String, u64>,
+        backlog: &mut ProgressBacklog,
     ) -> Result<()> {
         let Some(unpacked) = layer.unpacked else {
             // Another pull unpacked it while this one waited.
-            cx.send(status_msg("Already exists", Some(&task.id))).await;
+            backlog.post(cx, status_msg("Already exists", Some(&task.id)));
             return Ok(());
         };
         let chain = task.chain.to_string();
@@ -180,7 +183,7 @@ impl ImageStore {
             .map_err(|e| ImageError::Other(format!("snapshot commit task failed: {e}")))??;
         rollback.snapshots.push(task.chain.to_string());
         sizes.insert(task.diff_id.to_string(), unpacked.bytes);
-        cx.send(status_msg("Pull complete", Some(&task.id))).await;
+        backlog.post(cx, status_msg("Pull complete", Some(&task.id)));
         Ok(())
     }
 

@@ -35,6 +35,17 @@ impl<'a> PullContext<'a> {
         let _ = self.progress.send(message).await;
     }
 
+    /// Sends without waiting, for code that must not park on the progress stream (see
+    /// `ProgressBacklog`). Returns the message when the stream is full.
+    fn try_send(&self, message: ProgressMessage) -> Option<ProgressMessage> {
+        match self.progress.try_send(message) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(m)) => Some(m),
+            // A client that went away does not stop the pull.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
+        }
+    }
+
     pub fn invalid(&self, detail: impl Into<String>) -> ImageError {
         ImageError::InvalidImage {
             image: self.image.clone(),
@@ -60,5 +71,30 @@ impl<'a> PullContext<'a> {
             actual,
             size: bytes.len() as u64,
         }))
+    }
+}
+
+/// Progress messages of the layer loop's own steps (commits). That loop drives the layer
+/// futures: if it awaited a slot on the progress stream, a slot freed by the client could be
+/// handed to a layer future the loop is not polling while it waits, and both would wait for
+/// ever (a download parked on its progress message stops reading the registry). So the loop
+/// never waits: what does not fit now is kept, in order, and sent once the layers are done.
+#[derive(Default)]
+pub(super) struct ProgressBacklog(Vec<ProgressMessage>);
+
+impl ProgressBacklog {
+    pub fn post(&mut self, cx: &PullContext<'_>, message: ProgressMessage) {
+        if !self.0.is_empty() {
+            self.0.push(message);
+        } else if let Some(kept) = cx.try_send(message) {
+            self.0.push(kept);
+        }
+    }
+
+    /// Sends what was kept, in order; called once no layer future is left waiting.
+    pub async fn flush(self, cx: &PullContext<'_>) {
+        for message in self.0 {
+            cx.send(message).await;
+        }
     }
 }
