@@ -187,7 +187,6 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             error: String::new(),
         },
     );
-    unmap_startup_code();
     let exit_code = supervise(child, out_r, err_r, log)?;
     drop((life_w, stdin_keeper));
     let recorded = record_exit(&spec, child, exit_code);
@@ -195,45 +194,6 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
         pin.release_in_background(&release_lock_path(&spec));
     }
     recorded
-}
-
-/// Drop the shim's mappings of program text (its own and its libraries') from its page tables
-/// before it settles into copying output for the container's whole life.
-///
-/// Starting up touches ~3 MB of the 12 MB of berth's code (spec parsing, cgroups, clone, exec
-/// handshake), each fault mapping 64 KB around it; none of it runs again, yet it stayed in every
-/// shim's RSS. Text mappings are never written, so they hold nothing but page-cache pages: what
-/// the copy loop needs faults back in from the cache (no I/O), the rest stays unmapped. This
-/// changes what the shim maps, not what the host caches (the engine maps the same pages).
-fn unmap_startup_code() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    for text in maps.lines().filter_map(file_text_range) {
-        // SAFETY: an unwritten, file-backed, read-only executable mapping of this process:
-        // MADV_DONTNEED only unmaps its page-cache pages, which fault back in unchanged.
-        unsafe {
-            libc::madvise(
-                text.start as *mut libc::c_void,
-                text.end - text.start,
-                libc::MADV_DONTNEED,
-            )
-        };
-    }
-}
-
-/// The address range of a `/proc/self/maps` line that maps a file's text (`r-xp`, a path).
-fn file_text_range(line: &str) -> Option<std::ops::Range<usize>> {
-    let mut fields = line.split_whitespace();
-    let (range, perms) = (fields.next()?, fields.next()?);
-    let path = fields.nth(3)?;
-    if perms != "r-xp" || !path.starts_with('/') {
-        return None;
-    }
-    let (start, end) = range.split_once('-')?;
-    let start = usize::from_str_radix(start, 16).ok()?;
-    let end = usize::from_str_radix(end, 16).ok()?;
-    (start < end).then_some(start..end)
 }
 
 /// The lock a shim's [`MountNamespacePin::release_in_background`] holds until the container's
@@ -777,23 +737,6 @@ fn reap(child: Pid) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_file_backed_text_is_unmapped_after_start_up() {
-        assert_eq!(
-            file_text_range("55d0c0000000-55d0c0b69000 r-xp 00a00000 fd:00 1234 /usr/bin/berth"),
-            Some(0x55d0c0000000..0x55d0c0b69000)
-        );
-        for other in [
-            // Relocated read-only data: written by the loader, must never be dropped.
-            "55d0c0b69000-55d0c0c00000 r--p 01569000 fd:00 1234 /usr/bin/berth",
-            "55d0c0c00000-55d0c0c05000 rw-p 01600000 fd:00 1234 /usr/bin/berth",
-            "7ffc1b5f0000-7ffc1b5f2000 r-xp 00000000 00:00 0 [vdso]",
-            "7f0000000000-7f0000001000 r-xp 00000000 00:00 0",
-        ] {
-            assert_eq!(file_text_range(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn only_the_exec_marker_counts_as_a_started_workload() {
