@@ -131,7 +131,7 @@ async fn build_one(
     let failed = || format!("failed to build service \"{}\"", plan.service);
     let context = prepare_context(plan)
         .await
-        .with_context(|| format!("service \"{}\" in {}", plan.service, plan.files))?;
+        .map_err(|e| anyhow!("service \"{}\" in {}: {e}", plan.service, plan.files))?;
     let (chunks, writer) = build_context::stream(context);
     let answer = client.build(&plan.options, chunks, None).await;
     let outcome = match answer {

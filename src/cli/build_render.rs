@@ -61,7 +61,7 @@ impl Renderer {
                 .stream
                 .iter()
                 .flat_map(|s| s.lines())
-                .filter(|l| !l.trim().is_empty())
+                .filter(|l| !l.trim().is_empty() && !is_classic_summary(l))
                 .map(str::to_string)
                 .collect();
         };
@@ -101,6 +101,12 @@ impl Renderer {
             _ => Vec::new(),
         }
     }
+}
+
+/// The classic builder's closing lines, which the Docker CLI prints and BuildKit's plain view
+/// does not (compose's `Built` line says it instead).
+fn is_classic_summary(line: &str) -> bool {
+    line.starts_with("Successfully built ") || line.starts_with("Successfully tagged ")
 }
 
 #[cfg(test)]
@@ -186,6 +192,13 @@ mod tests {
             Renderer::new(ProgressMode::Plain).lines(0, &warning, now),
             ["[Warning] One or more build-args [X] were not consumed"]
         );
+        let summary = BuildMessage {
+            stream: Some("Successfully built 1a2b3c4d5e6f\n".into()),
+            ..BuildMessage::default()
+        };
+        assert!(Renderer::new(ProgressMode::Plain)
+            .lines(0, &summary, now)
+            .is_empty());
         assert_eq!(ProgressMode::parse("tty"), Ok(ProgressMode::Plain));
         assert!(ProgressMode::parse("fancy").is_err());
     }

@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn the_report_lists_deleted_entries_and_the_space_as_docker_does() {
-        let answer = serde_json::json!({"CachesDeleted": ["abc", "def"], "SpaceReclaimed": 3000000});
+        let answer =
+            serde_json::json!({"CachesDeleted": ["abc", "def"], "SpaceReclaimed": 3000000});
         assert_eq!(
             report(&answer),
             "Deleted build cache objects:\nabc\ndef\n\nTotal reclaimed space: 3MB\n"
