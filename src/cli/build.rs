@@ -3,7 +3,7 @@
 //! `build_context`), distinct builds at once (a few at a time), progress in BuildKit's plain style,
 //! then compose's ` ✔ Service web  Built` lines. `up` builds through the same [`build_services`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use super::output::status_line;
 use super::project::{engine, load_project, selected_start_order, ProjectArgs};
 use crate::compose::model::Project;
 use crate::engine::api::client::EngineClient;
+use crate::engine::auth;
 
 /// Builds sent to the engine at once: enough to overlap a slow step of one service with the
 /// others, few enough not to start every RUN of a big project together.
@@ -133,7 +134,7 @@ async fn build_one(
         .await
         .map_err(|e| anyhow!("service \"{}\" in {}: {e}", plan.service, plan.files))?;
     let (chunks, writer) = build_context::stream(context);
-    let answer = client.build(&plan.options, chunks, None).await;
+    let answer = client.build(&plan.options, chunks, registry_config()).await;
     let outcome = match answer {
         Ok(mut messages) => {
             let mut image_id = None;
@@ -181,6 +182,40 @@ fn print_lines(
     for line in lines {
         eprintln!("{line}");
     }
+}
+
+/// The `X-Registry-Config` header as the Docker CLI sends it: the credentials of every registry
+/// config.json knows (its `auths` and `credHelpers`), for base images the engine pulls. Reading
+/// them is best effort, as for docker: a registry whose helper fails is left out (anonymous).
+fn registry_config() -> Option<String> {
+    use base64::Engine as _;
+    let path = auth::DockerConfig::path().ok()?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let raw: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let registries = config_registries(&raw);
+    let credentials: BTreeMap<String, auth::AuthConfig> = registries
+        .iter()
+        .filter_map(|registry| {
+            let found = auth::resolve(registry).ok().flatten()?;
+            Some((auth::server_key(registry), found))
+        })
+        .collect();
+    if credentials.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_vec(&credentials).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE.encode(json))
+}
+
+/// The registries a config.json names under `auths` and `credHelpers`, normalised.
+fn config_registries(raw: &serde_json::Value) -> BTreeSet<String> {
+    ["auths", "credHelpers"]
+        .iter()
+        .filter_map(|section| raw.get(section)?.as_object())
+        .flat_map(|entries| entries.keys())
+        .map(|key| auth::normalize_key(key))
+        .filter(|key| !key.is_empty())
+        .collect()
 }
 
 /// Check the context and walk it (in a blocking task: it reads the whole tree).
@@ -232,5 +267,23 @@ fn read_exclusions(dir: &Path) -> Result<Box<dyn Exclusions>, ContextError> {
             dir: dir.to_path_buf(),
             message: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registries_of_config_json_are_its_auths_and_helpers_normalised() {
+        let raw = serde_json::json!({
+            "auths": {"https://index.docker.io/v1/": {"auth": "eA=="}, "127.0.0.1:5000": {}},
+            "credHelpers": {"reg.example:443": "pass"},
+            "credsStore": "desktop"
+        });
+        let found: Vec<String> = config_registries(&raw).into_iter().collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.contains(&"127.0.0.1:5000".to_string()));
+        assert!(found.contains(&"reg.example:443".to_string()));
     }
 }
