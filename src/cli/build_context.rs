@@ -15,6 +15,8 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::engine::build::ignore::DockerIgnore;
+
 /// The name a compose `dockerfile_inline` has in the context tar.
 pub const INLINE_DOCKERFILE: &str = ".berth-dockerfile-inline";
 /// The name a Dockerfile from outside the context directory has in the context tar.
@@ -124,19 +126,21 @@ impl Exclusions for NothingExcluded {
     }
 }
 
-/// Whether a `.dockerignore` has exception (`!`) patterns: without any, an excluded directory
-/// holds nothing that goes in, and the walk skips it whole (as the Docker CLI does).
-pub fn has_exceptions(ignore_text: &str) -> bool {
-    ignore_text
-        .lines()
-        .map(str::trim)
-        .any(|line| line.starts_with('!'))
+/// `.dockerignore` text as the context walk's exclusions (the engine's matcher, so the CLI and
+/// `docker build` through berth's socket leave out the same paths).
+pub fn ignore_file(text: &str) -> Result<Box<dyn Exclusions>, String> {
+    DockerIgnore::parse(text)
+        .map(|ignore| Box::new(ignore) as Box<dyn Exclusions>)
+        .map_err(|e| e.to_string())
 }
 
-/// `.dockerignore` text as the context walk's exclusions.
-pub fn ignore_file(text: &str) -> Result<Box<dyn Exclusions>, String> {
-    let _ = has_exceptions(text);
-    Err("berth cannot read .dockerignore files yet".to_string())
+impl Exclusions for DockerIgnore {
+    fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
+        self.matches(rel)
+    }
+    fn may_reinclude_under(&self, rel_dir: &str) -> bool {
+        !self.can_skip_dir(rel_dir)
+    }
 }
 
 /// One path of the context as the walk found it.
@@ -448,6 +452,20 @@ mod tests {
         assert_eq!(outside.name_in_context(), OUTSIDE_DOCKERFILE);
         let inline = DockerfileSource::of(ctx, Some("Dockerfile"), Some("FROM scratch"));
         assert_eq!(inline.name_in_context(), INLINE_DOCKERFILE);
+    }
+
+    #[test]
+    fn dockerignore_exceptions_reach_into_excluded_directories() {
+        let dir = tree();
+        fs::write(dir.path().join("node_modules/pkg/LICENSE"), "").unwrap();
+        let ignore = ignore_file("node_modules\n!node_modules/pkg/LICENSE\n**/*.h\n").unwrap();
+        let entries = walk(dir.path(), ignore.as_ref(), &[]).unwrap();
+        let found = rels(&entries);
+        assert!(found.contains(&"node_modules/pkg/LICENSE"), "{found:?}");
+        assert!(!found.contains(&"node_modules/pkg/index.js"), "{found:?}");
+        assert!(!found.contains(&"src/deep/x.h"), "{found:?}");
+        assert!(found.contains(&"src/main.c"), "{found:?}");
+        assert!(ignore_file("!\n").is_err());
     }
 
     #[tokio::test]
