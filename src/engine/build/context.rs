@@ -67,6 +67,15 @@ pub fn receive(tar: impl Read, dest: &Path) -> Result<u64> {
     Ok(stats.entries)
 }
 
+/// Where sources are resolved: the build context (links leading out are errors) or an image's
+/// root filesystem for `COPY --from` (links resolve as in a container: `/` is the root, `..`
+/// stops there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Context,
+    Image,
+}
+
 /// A source selected by a COPY/ADD pattern: its path relative to the context root (after
 /// following symlinks inside the context), and the name it is copied under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +166,7 @@ fn class_match(p: &[char], c: Option<char>) -> Option<(bool, &[char])> {
 /// Resolves `comps` inside `root`, following symlinks as they would resolve if `root` were `/`
 /// — except that a target leaving the context is an error. Missing components are kept as
 /// written (the caller decides whether absence is an error).
-fn resolve_in(root: &Path, comps: &[String], original: &str) -> Result<Vec<String>> {
+fn resolve_in(root: &Path, comps: &[String], original: &str, scope: Scope) -> Result<Vec<String>> {
     let mut done: Vec<String> = Vec::new();
     let mut todo: VecDeque<String> = comps.iter().cloned().collect();
     let mut hops = 0;
@@ -187,14 +196,17 @@ fn resolve_in(root: &Path, comps: &[String], original: &str) -> Result<Vec<Strin
         };
         let target = target.to_string_lossy().into_owned();
         if target.starts_with('/') {
-            return Err(out());
+            if scope == Scope::Context {
+                return Err(out());
+            }
+            done.clear();
         }
         let mut prefix = Vec::new();
         for t in target.split('/') {
             match t {
                 "" | "." => {}
                 ".." => {
-                    if prefix.pop().is_none() && done.pop().is_none() {
+                    if prefix.pop().is_none() && done.pop().is_none() && scope == Scope::Context {
                         return Err(out());
                     }
                 }
@@ -210,7 +222,7 @@ fn resolve_in(root: &Path, comps: &[String], original: &str) -> Result<Vec<Strin
 
 /// The sources a COPY/ADD pattern selects in the context at `root`, in sorted order. A pattern
 /// that selects nothing is an error, as Docker's "no source files were specified".
-pub fn select(root: &Path, pattern: &str) -> Result<Vec<Source>> {
+pub fn select(root: &Path, pattern: &str, scope: Scope) -> Result<Vec<Source>> {
     let comps = clean_components(pattern).ok_or_else(|| ContextError::Outside {
         source_path: pattern.to_string(),
     })?;
@@ -222,7 +234,7 @@ pub fn select(root: &Path, pattern: &str) -> Result<Vec<Source>> {
                 next.push([base, vec![comp.clone()]].concat());
                 continue;
             }
-            let dir = resolve_in(root, &base, pattern)?;
+            let dir = resolve_in(root, &base, pattern, scope)?;
             let Ok(entries) = std::fs::read_dir(root.join(dir.join("/"))) else {
                 continue;
             };
@@ -238,7 +250,7 @@ pub fn select(root: &Path, pattern: &str) -> Result<Vec<Source>> {
     }
     let mut sources = Vec::new();
     for c in candidates {
-        let resolved = resolve_in(root, &c, pattern)?;
+        let resolved = resolve_in(root, &c, pattern, scope)?;
         let path = root.join(resolved.join("/"));
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
@@ -266,7 +278,7 @@ pub struct TreeEntry {
 
 /// Every entry under the source `src` (a directory: its contents, sorted, depth first; a file:
 /// itself). Symlinks are listed, not followed; one that points out of the context is an error.
-pub fn walk(root: &Path, src: &Source, original: &str) -> Result<Vec<TreeEntry>> {
+pub fn walk(root: &Path, src: &Source, original: &str, scope: Scope) -> Result<Vec<TreeEntry>> {
     let path = root.join(&src.rel);
     if !src.is_dir {
         let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
@@ -276,46 +288,54 @@ pub fn walk(root: &Path, src: &Source, original: &str) -> Result<Vec<TreeEntry>>
         }]);
     }
     let mut out = Vec::new();
-    walk_dir(root, &src.rel, Path::new(""), 0, original, &mut out)?;
+    let walk = Walk {
+        root,
+        base: &src.rel,
+        original,
+        scope,
+    };
+    walk.dir(Path::new(""), 0, &mut out)?;
     Ok(out)
 }
 
-fn walk_dir(
-    root: &Path,
-    base: &Path,
-    rel: &Path,
-    depth: usize,
-    original: &str,
-    out: &mut Vec<TreeEntry>,
-) -> Result<()> {
-    if depth > MAX_WALK_DEPTH {
-        return Err(ContextError::TooDeep {
-            source_path: original.to_string(),
-        });
-    }
-    let dir = root.join(base).join(rel);
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(io_err(&dir))?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .collect();
-    names.sort();
-    for name in names {
-        let child = rel.join(&name);
-        let path = dir.join(&name);
-        let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if meta.file_type().is_symlink() {
-            check_link_stays_inside(root, &base.join(&child), original)?;
+struct Walk<'a> {
+    root: &'a Path,
+    base: &'a Path,
+    original: &'a str,
+    scope: Scope,
+}
+
+impl Walk<'_> {
+    fn dir(&self, rel: &Path, depth: usize, out: &mut Vec<TreeEntry>) -> Result<()> {
+        if depth > MAX_WALK_DEPTH {
+            return Err(ContextError::TooDeep {
+                source_path: self.original.to_string(),
+            });
         }
-        let is_dir = meta.is_dir();
-        out.push(TreeEntry {
-            rel: child.clone(),
-            meta,
-        });
-        if is_dir {
-            walk_dir(root, base, &child, depth + 1, original, out)?;
+        let dir = self.root.join(self.base).join(rel);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort();
+        for name in names {
+            let child = rel.join(&name);
+            let path = dir.join(&name);
+            let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            if meta.file_type().is_symlink() && self.scope == Scope::Context {
+                check_link_stays_inside(self.root, &self.base.join(&child), self.original)?;
+            }
+            let is_dir = meta.is_dir();
+            out.push(TreeEntry {
+                rel: child.clone(),
+                meta,
+            });
+            if is_dir {
+                self.dir(&child, depth + 1, out)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A symlink copied as a symlink must still point inside the context: the image would
@@ -325,7 +345,7 @@ fn check_link_stays_inside(root: &Path, link: &Path, original: &str) -> Result<(
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    resolve_in(root, &comps, original).map(|_| ())
+    resolve_in(root, &comps, original, Scope::Context).map(|_| ())
 }
 
 /// Bytes of a walked entry's identity that the cache key covers: name, type, mode, owner, size
@@ -388,13 +408,17 @@ mod tests {
     #[test]
     fn globs_select_sorted_matches_and_missing_sources_are_errors() {
         let ctx = context();
-        let got = select(ctx.path(), "src/*.c").unwrap();
+        let got = select(ctx.path(), "src/*.c", Scope::Context).unwrap();
         let rels: Vec<_> = got.iter().map(|s| s.rel.display().to_string()).collect();
         assert_eq!(rels, ["src/a.c", "src/b.c"]);
-        assert!(select(ctx.path(), "src").unwrap()[0].is_dir);
-        let err = select(ctx.path(), "nope/*.c").unwrap_err().to_string();
+        assert!(select(ctx.path(), "src", Scope::Context).unwrap()[0].is_dir);
+        let err = select(ctx.path(), "nope/*.c", Scope::Context)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such file"), "{err}");
-        let err = select(ctx.path(), "../x").unwrap_err().to_string();
+        let err = select(ctx.path(), "../x", Scope::Context)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "../x: source is outside the build context");
     }
 
@@ -405,23 +429,32 @@ mod tests {
         symlink("../../etc/passwd", ctx.path().join("src/out")).unwrap();
         symlink("/etc", ctx.path().join("abs")).unwrap();
         assert_eq!(
-            select(ctx.path(), "alias").unwrap()[0].rel,
+            select(ctx.path(), "alias", Scope::Context).unwrap()[0].rel,
             PathBuf::from("src/a.c")
         );
-        let err = select(ctx.path(), "src/out").unwrap_err().to_string();
+        let err = select(ctx.path(), "src/out", Scope::Context)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("points outside the build context"), "{err}");
-        assert!(select(ctx.path(), "abs/passwd").is_err());
+        assert!(select(ctx.path(), "abs/passwd", Scope::Context).is_err());
+        // In an image, the same links resolve inside its root.
+        std::fs::create_dir(ctx.path().join("etc")).unwrap();
+        std::fs::write(ctx.path().join("etc/passwd"), "root").unwrap();
+        let got = select(ctx.path(), "abs/passwd", Scope::Image).unwrap();
+        assert_eq!(got[0].rel, PathBuf::from("etc/passwd"));
         // Copying the directory that holds the link is refused too.
-        let src = select(ctx.path(), "src").unwrap().remove(0);
-        let err = walk(ctx.path(), &src, "src").unwrap_err().to_string();
+        let src = select(ctx.path(), "src", Scope::Context).unwrap().remove(0);
+        let err = walk(ctx.path(), &src, "src", Scope::Context)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("symlink src/out -> ../../etc/passwd"), "{err}");
     }
 
     #[test]
     fn walks_are_sorted_and_relative_to_the_source() {
         let ctx = context();
-        let src = select(ctx.path(), "src").unwrap().remove(0);
-        let names: Vec<_> = walk(ctx.path(), &src, "src")
+        let src = select(ctx.path(), "src", Scope::Context).unwrap().remove(0);
+        let names: Vec<_> = walk(ctx.path(), &src, "src", Scope::Context)
             .unwrap()
             .iter()
             .map(|e| e.rel.display().to_string())
