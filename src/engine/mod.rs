@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod build;
 pub mod container;
 pub mod content;
 pub mod daemon;
