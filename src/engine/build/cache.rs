@@ -80,7 +80,7 @@ pub fn sources_digest(root: &Path, sources: &[(Source, String)]) -> Result<Strin
         h.update(src.rel.as_os_str().as_encoded_bytes());
         h.update([0]);
         for entry in context::walk(root, src, pattern, context::Scope::Context)? {
-            let path = root.join(&src.rel).join(&entry.rel);
+            let path = context::entry_path(root, src, &entry);
             let link = if entry.meta.file_type().is_symlink() {
                 Some(std::fs::read_link(&path).map_err(io_err(&path))?)
             } else {

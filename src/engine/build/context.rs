@@ -276,6 +276,17 @@ pub struct TreeEntry {
     pub meta: std::fs::Metadata,
 }
 
+/// The host path of a walked entry (a file source's own entry has an empty `rel`: joining it
+/// would add a trailing `/`, which the kernel reads as "a directory").
+pub fn entry_path(root: &Path, src: &Source, entry: &TreeEntry) -> PathBuf {
+    let base = root.join(&src.rel);
+    if entry.rel.as_os_str().is_empty() {
+        base
+    } else {
+        base.join(&entry.rel)
+    }
+}
+
 /// Every entry under the source `src` (a directory: its contents, sorted, depth first; a file:
 /// itself). Symlinks are listed, not followed; one that points out of the context is an error.
 pub fn walk(root: &Path, src: &Source, original: &str, scope: Scope) -> Result<Vec<TreeEntry>> {

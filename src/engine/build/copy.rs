@@ -308,7 +308,7 @@ impl TarPlan<'_> {
             };
             self.append(
                 &mut b,
-                &self.root.join(&src.rel).join(&entry.rel),
+                &context::entry_path(self.root, src, &entry),
                 &name,
                 &entry.meta,
             )?;

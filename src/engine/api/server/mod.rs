@@ -7,6 +7,7 @@
 
 mod attach;
 mod body;
+mod build;
 mod containers;
 mod errors;
 mod events;
@@ -163,6 +164,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(volumes::routes())
         .merge(events::routes())
         .merge(exec::routes())
+        .merge(build::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
