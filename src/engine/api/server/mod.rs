@@ -7,6 +7,7 @@
 
 mod attach;
 mod body;
+mod commit;
 mod containers;
 mod errors;
 mod events;
@@ -158,6 +159,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(commit::routes())
         .merge(attach::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
