@@ -193,6 +193,10 @@ impl ImageStore {
     /// and overlayfs' private xattrs (origin, impure, redirect) — only the opaque marker means
     /// something in a lower directory.
     fn prepare_for_snapshot(&self, upper: &Path, summary: &LayerSummary) -> Result<()> {
+        // A snapshot's root is what `/` looks like where no layer sets it (as `prepare` makes
+        // it), whatever mode the upper directory was made with.
+        std::fs::set_permissions(upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err(upper))?;
         for stub in &summary.skipped_stubs {
             with_parent(upper, stub, |dir, name| {
                 let r = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
