@@ -319,3 +319,79 @@ fn a_running_container_is_committed_and_keeps_running() {
     ok(engine.docker(&["rm", "-f", &container]), "docker rm -f");
     ok(engine.docker(&["rmi", &image, &base]), "docker rmi");
 }
+
+/// A build step's image (made here through the store, as the builder makes them) is hidden
+/// from `docker images`, listed by `docker images -a`, runnable by ID, survives an engine
+/// restart and `docker image prune -a`.
+#[test]
+fn intermediate_images_are_listed_only_with_all_and_survive_prune() {
+    use berth::engine::image::{CommitRequest, ImageStore};
+    let mut engine = TestEngine::start();
+    let base = format!("{}:1", unique("commit-step-base"));
+    import_base(&engine, &base);
+    let status = engine.stop();
+    assert!(status.success(), "{}", engine.log_text());
+    let step = {
+        let store = ImageStore::open(&engine.roots()).unwrap();
+        let parent = store.resolve(&base).unwrap();
+        let upper = engine.data_root().join("step-upper");
+        std::fs::create_dir_all(upper.join("out")).unwrap();
+        std::fs::write(upper.join("out/result"), "built\n").unwrap();
+        let layer = store
+            .commit_layer(&upper, &parent.layers, &[])
+            .unwrap()
+            .expect("a change");
+        assert!(!upper.exists(), "moved into the snapshot store");
+        let (config, extensions) = store.image_config(&parent).unwrap();
+        let mut layers = parent.layers.clone();
+        layers.push(layer);
+        store
+            .commit_image(CommitRequest {
+                config,
+                extensions,
+                layers,
+                tag: None,
+                intermediate: true,
+            })
+            .unwrap()
+    };
+    engine.start_again();
+    let short = &step.id["sha256:".len().."sha256:".len() + 12];
+    let listed = ok(engine.docker(&["images", "-q"]), "docker images");
+    assert!(!listed.contains(short), "{listed}");
+    let all = ok(engine.docker(&["images", "-aq"]), "docker images -a");
+    assert!(all.contains(short), "{all}");
+    let out = ok(
+        engine.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            &step.id,
+            "cat",
+            "/out/result",
+        ]),
+        "docker run of the step image",
+    );
+    assert_eq!(out, "built\n");
+    ok(
+        engine.docker(&["image", "prune", "-a", "-f"]),
+        "docker image prune",
+    );
+    let all = ok(engine.docker(&["images", "-aq"]), "docker images -a");
+    assert!(all.contains(short), "prune took the step image: {all}");
+    // Its layers too, though prune took the base image that shared them.
+    let out = ok(
+        engine.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            &step.id,
+            "cat",
+            "/out/result",
+        ]),
+        "docker run of the step image after prune",
+    );
+    assert_eq!(out, "built\n");
+}
