@@ -193,6 +193,10 @@ impl ImageStore {
     /// and overlayfs' private xattrs (origin, impure, redirect) — only the opaque marker means
     /// something in a lower directory.
     fn prepare_for_snapshot(&self, upper: &Path, summary: &LayerSummary) -> Result<()> {
+        // A snapshot's root is what `/` looks like where no layer sets it (as `prepare` makes
+        // it), whatever mode the upper directory was made with.
+        std::fs::set_permissions(upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err(upper))?;
         for stub in &summary.skipped_stubs {
             with_parent(upper, stub, |dir, name| {
                 let r = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
@@ -219,6 +223,11 @@ impl ImageStore {
         }
         match self.snapshots.commit(upper, chain) {
             Ok(_) => Ok(()),
+            // A parallel step committed the same change first: its snapshot serves.
+            Err(_) if self.snapshots.exists(chain) => {
+                self.snapshots.discard(upper);
+                Ok(())
+            }
             // Another file system (a data root split over mounts): rebuild from the blob.
             Err(crate::engine::snapshot::SnapshotError::Io { source, .. })
                 if source.raw_os_error() == Some(libc::EXDEV) =>
@@ -258,8 +267,18 @@ impl ImageStore {
             self.snapshots.discard(&tmp);
             return Err(e);
         }
-        self.snapshots.commit(&tmp, chain)?;
-        Ok(())
+        match self.snapshots.commit(&tmp, chain) {
+            Ok(_) => Ok(()),
+            // A parallel commit of the same change renamed its copy first.
+            Err(_) if self.snapshots.exists(chain) => {
+                self.snapshots.discard(&tmp);
+                Ok(())
+            }
+            Err(e) => {
+                self.snapshots.discard(&tmp);
+                Err(e.into())
+            }
+        }
     }
 
     /// Stores an image made of committed layers (blocking): config and manifest blobs, then
@@ -669,6 +688,46 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("not in the store"), "{err}");
+    }
+
+    /// Two build stages making the same change at once: one snapshot, both commits succeed,
+    /// both directories consumed.
+    #[test]
+    fn parallel_commits_of_the_same_change_share_one_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(tmp.path()));
+        let src = upper(
+            tmp.path(),
+            "src",
+            &[("app/bin", b"binary"), ("etc/conf", b"c")],
+        );
+        let copies: Vec<PathBuf> = (0..4)
+            .map(|i| {
+                let dest = tmp.path().join("data").join(format!("copy{i}"));
+                let st = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&src)
+                    .arg(&dest)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                dest
+            })
+            .collect();
+        let layers: Vec<LayerRecord> = std::thread::scope(|scope| {
+            let handles: Vec<_> = copies
+                .iter()
+                .map(|dir| {
+                    let s = s.clone();
+                    scope.spawn(move || s.commit_layer(dir, &[], &[]).unwrap().unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(layers.iter().all(|l| l == &layers[0]), "{layers:?}");
+        assert!(copies.iter().all(|d| !d.exists()));
+        assert!(s.snapshots.exists(&layers[0].diff_id));
+        assert_eq!(s.snapshots.list().len(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod attach;
 mod body;
 mod build;
+mod commit;
 mod containers;
 mod errors;
 mod events;
@@ -159,6 +160,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(commit::routes())
         .merge(attach::routes())
         .merge(networks::routes())
         .merge(volumes::routes())

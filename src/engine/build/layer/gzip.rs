@@ -17,9 +17,10 @@ use super::{LayerError, Result};
 /// Uncompressed bytes per gzip member: large enough that the member overhead (~20 bytes and a
 /// fresh dictionary) costs well under 1%, small enough to spread a layer over the pool.
 pub const BLOCK_BYTES: usize = 1 << 20;
-/// zlib level: Docker's (Go's `DefaultCompression`) is 6; 6 is where zlib-rs stops gaining
-/// much size for its time.
-const LEVEL: u32 = 6;
+/// zlib level. Docker writes level 6 (Go's `DefaultCompression`); on a 331 MB tree of
+/// libraries zlib-rs at level 3 took ~9.4 s against ~16 s at 6 for a blob 4% larger (105 vs
+/// 101 MB; level 1: ~5.8 s, 134 MB). A build commits a layer per step, so time wins here.
+const LEVEL: u32 = 3;
 
 /// What the compressed stream came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -269,13 +269,7 @@ impl<'w> Walker<'w> {
             return Ok(());
         }
         let path = header.path.clone();
-        let file = openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(nix_at(&path))?;
+        let file = open_same_file(dir, name, st).map_err(io_at(&path))?;
         self.emit(&header)?;
         let size = st.st_size as u64;
         self.copy_content(std::fs::File::from(file), size, &path)?;
@@ -309,6 +303,25 @@ impl<'w> Walker<'w> {
         }
         Ok(())
     }
+}
+
+/// Opens the regular file `fstatat` described. A running container may have swapped it for
+/// something else since: `O_NONBLOCK` keeps a FIFO put in its place from blocking the commit,
+/// and the inode is checked to be the one described.
+fn open_same_file(dir: &OwnedFd, name: &CStr, st: &FileStat) -> io::Result<OwnedFd> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let now = nix::sys::stat::fstat(&fd)?;
+    if file_type(&now) != libc::S_IFREG || now.st_ino != st.st_ino || now.st_dev != st.st_dev {
+        return Err(io::Error::other(
+            "the file was replaced while the layer was being written",
+        ));
+    }
+    Ok(fd)
 }
 
 fn open_dir(dir: &OwnedFd, name: &CStr) -> nix::Result<OwnedFd> {
@@ -426,4 +439,40 @@ pub fn exclusion_set(exclude: &[std::path::PathBuf]) -> HashSet<Vec<u8>> {
         })
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file a running container swaps for a FIFO between the look and the open must not hang
+    /// the commit, nor be read as the file described.
+    #[test]
+    fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"data").unwrap();
+        let dir = OwnedFd::from(std::fs::File::open(tmp.path()).unwrap());
+        let st = fstatat(&dir, c"f", AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        assert!(open_same_file(&dir, c"f", &st).is_ok());
+        std::fs::remove_file(tmp.path().join("f")).unwrap();
+        nix::unistd::mkfifo(&tmp.path().join("f"), Mode::from_bits_truncate(0o644)).unwrap();
+        let err = open_same_file(&dir, c"f", &st).unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err}");
+    }
+
+    #[test]
+    fn exclusions_are_relative_slash_joined_paths() {
+        let set = exclusion_set(&[
+            "/etc/hosts".into(),
+            "dev/shm/".into(),
+            "/".into(),
+            "./proc".into(),
+        ]);
+        let mut v: Vec<String> = set
+            .into_iter()
+            .map(|p| String::from_utf8(p).unwrap())
+            .collect();
+        v.sort();
+        assert_eq!(v, ["dev/shm", "etc/hosts", "proc"]);
+    }
 }
