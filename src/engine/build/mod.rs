@@ -3,7 +3,7 @@
 //!
 //! The pipeline, stage by stage:
 //! 1. `POST /build` receives the context as a tar (the CLI has already applied `.dockerignore`
-//!    with `ignore`, the same rules `watch` uses) and the query parameters of the classic builder.
+//!    with [`ignore`], the same rules `watch` uses) and the query parameters of the classic builder.
 //! 2. [`dockerfile`] parses the Dockerfile into stages of typed instructions, each with its line,
 //!    and decides which stages the target needs and in which order; it also owns Docker's word
 //!    substitution, which the executor applies per step with the variables then in scope.
@@ -21,6 +21,7 @@ pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod executor;
+pub mod ignore;
 pub mod layer;
 pub mod metadata;
 pub mod progress;
