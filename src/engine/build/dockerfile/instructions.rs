@@ -409,6 +409,7 @@ fn onbuild(r: &Request) -> Result<Onbuild, ErrorKind> {
         number: 0,
         text: after_keyword.to_string(),
         heredocs: r.heredocs.to_vec(),
+        empty_continuation: false,
     };
     let Parsed::Instruction(inner) = parse_line(&line, r.escape)? else {
         return Err(ErrorKind::OnbuildTrigger("FROM".into()));

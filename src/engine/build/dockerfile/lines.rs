@@ -18,6 +18,8 @@ pub struct LogicalLine {
     pub text: String,
     /// Bodies of the heredocs the line opens, in order (tabs not yet stripped for `<<-`).
     pub heredocs: Vec<Heredoc>,
+    /// A blank line sat inside the continuation: allowed, but Docker warns about it.
+    pub empty_continuation: bool,
 }
 
 /// The parser directives at the top of the file.
@@ -98,7 +100,9 @@ impl DirectiveScan {
             return Ok(());
         };
         let key = key.to_ascii_lowercase();
-        if key != "escape" && key != "syntax" {
+        // `check` configures BuildKit's linter, which berth does not have; it is accepted so that
+        // an `escape` after it still counts.
+        if !matches!(key.as_str(), "escape" | "syntax" | "check") {
             self.done = true;
             return Ok(());
         }
@@ -110,7 +114,8 @@ impl DirectiveScan {
                 self.escape = value.chars().next().unwrap_or('\\')
             }
             "escape" => return Err(ErrorKind::InvalidEscape(value.to_string())),
-            _ => self.syntax = Some(value.to_string()),
+            "syntax" => self.syntax = Some(value.to_string()),
+            _ => {}
         }
         self.seen.push(key);
         Ok(())
@@ -171,10 +176,15 @@ impl<'a> Reader<'a> {
             if complete && text.is_empty() {
                 continue;
             }
+            let mut empty_continuation = false;
             while !complete {
                 let Some(raw) = self.take() else { break };
                 let line = trim_newline(raw);
-                if line.trim_start().starts_with('#') || line.trim_start().is_empty() {
+                if line.trim_start().starts_with('#') {
+                    continue;
+                }
+                if line.trim_start().is_empty() {
+                    empty_continuation = true;
                     continue;
                 }
                 let (part, done) = continuation(line, self.directives.escape);
@@ -186,6 +196,7 @@ impl<'a> Reader<'a> {
                 number,
                 text,
                 heredocs,
+                empty_continuation,
             }));
         }
     }
@@ -358,6 +369,16 @@ mod tests {
                 (4, "RUN d".into())
             ]
         );
+        let lines = split("RUN a \\\n\n  b\nRUN c \\\n# note\n d\n")
+            .unwrap()
+            .lines;
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| l.empty_continuation)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
         // A line that is only the marker continues too.
         assert_eq!(texts("\\\nFROM x"), [(1, "FROM x".into())]);
     }
@@ -381,6 +402,14 @@ mod tests {
         ] {
             assert_eq!(split(late).unwrap().directives.escape, '\\', "{late}");
         }
+        // `check` is a directive too, so an escape after it still counts.
+        assert_eq!(
+            split("# check=skip=all\n# escape=`\nFROM x")
+                .unwrap()
+                .directives
+                .escape,
+            '`'
+        );
         // Directive names are case-insensitive.
         assert_eq!(split("# ESCAPE=`\nFROM x").unwrap().directives.escape, '`');
     }

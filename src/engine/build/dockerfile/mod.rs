@@ -12,6 +12,7 @@
 //!    variables in scope at that step (Docker expands lazily, so values here stay as written).
 
 mod arguments;
+mod argv;
 mod expand;
 mod flags;
 mod instructions;
@@ -20,6 +21,7 @@ mod model;
 mod mounts;
 mod stages;
 
+pub use argv::{RunProgram, SCRIPT_DIR};
 pub use stages::BaseRef;
 pub mod words;
 
@@ -158,13 +160,25 @@ impl std::error::Error for DockerfileError {
 pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
     let mut dockerfile = parse_unnamed(text).map_err(|e| e.in_file(file_name))?;
     dockerfile.file_name = file_name.to_string();
+    for warning in &mut dockerfile.warnings {
+        *warning = format!("{file_name}:{warning}");
+    }
     Ok(dockerfile)
 }
 
 fn parse_unnamed(text: &str) -> Result<Dockerfile, DockerfileError> {
     let split = lines::split(text)?;
     let mut parsed = Vec::with_capacity(split.lines.len());
+    let mut warnings = Vec::new();
     for line in &split.lines {
+        if line.empty_continuation {
+            // Placed by `parse`, which knows the file name.
+            warnings.push(format!(
+                "{}: empty continuation line found in: {} (empty continuation lines will become errors in a future release)",
+                line.number,
+                line.text.trim()
+            ));
+        }
         let step = instructions::parse_line(line, split.directives.escape)
             .map_err(|kind| DockerfileError::at(line.number, kind))?;
         parsed.push(step);
@@ -176,6 +190,7 @@ fn parse_unnamed(text: &str) -> Result<Dockerfile, DockerfileError> {
         syntax_note: split.directives.syntax,
         global_args,
         stages,
+        warnings,
     })
 }
 

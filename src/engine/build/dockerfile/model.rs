@@ -19,6 +19,9 @@ pub struct Dockerfile {
     pub global_args: Vec<Located<ArgDecl>>,
     /// The stages in file order (index = the stage number Docker uses in `--from=0`).
     pub stages: Vec<Stage>,
+    /// Things Docker accepts but warns about (`Dockerfile:3: empty continuation line …`), for
+    /// the build output.
+    pub warnings: Vec<String>,
 }
 
 /// One `FROM` and the instructions up to the next `FROM`.

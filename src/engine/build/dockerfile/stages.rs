@@ -233,7 +233,17 @@ impl Dockerfile {
         Ok(())
     }
 
-    /// The stages stage `index` uses: its base, and the stages its `COPY --from`s name.
+    /// The stages stage `index` uses directly (its base, the stages its `COPY --from`s name), so
+    /// that independent stages can be built in parallel.
+    pub fn stage_dependencies(
+        &self,
+        index: usize,
+        build_args: Lookup,
+    ) -> Result<Vec<usize>, DockerfileError> {
+        let scope = self.global_scope(build_args)?;
+        self.dependencies(index, &scope, build_args)
+    }
+
     fn dependencies(
         &self,
         index: usize,

@@ -66,6 +66,16 @@ fn a_simple_file_has_one_stage_with_lines_and_texts() {
 }
 
 #[test]
+fn empty_continuation_lines_are_accepted_with_a_warning() {
+    let d = parsed("FROM x\nRUN a \\\n\n  b\n");
+    assert_eq!(
+        d.warnings,
+        ["Dockerfile:2: empty continuation line found in: RUN a   b (empty continuation lines will become errors in a future release)"]
+    );
+    assert!(parsed("FROM x\n").warnings.is_empty());
+}
+
+#[test]
 fn instruction_names_are_case_insensitive() {
     let d = parsed("from alpine as Builder\nrun echo hi\nWorkDir /app\n");
     assert_eq!(d.stages[0].name.as_deref(), Some("builder"));
@@ -511,6 +521,11 @@ fn stage_order_builds_dependencies_first_and_skips_unused_stages() {
     assert_eq!(order(MULTI, None), Ok(vec![0, 1, 3, 4]));
     assert_eq!(order(MULTI, Some("build")), Ok(vec![0, 1]));
     assert_eq!(order(MULTI, Some("UNUSED")), Ok(vec![2]));
+    let d = parsed(MULTI);
+    let none = |_: &str| None;
+    assert_eq!(d.stage_dependencies(4, &none).unwrap(), [1, 3]);
+    assert_eq!(d.stage_dependencies(1, &none).unwrap(), [0]);
+    assert!(d.stage_dependencies(0, &none).unwrap().is_empty());
     assert_eq!(
         order(MULTI, Some("nope")),
         Err("Dockerfile: target stage \"nope\" could not be found".into())

@@ -54,11 +54,21 @@ impl Lexer {
             pos: 0,
             lexer: *self,
             lookup,
+            depth: 0,
         };
         scan.until(None).map_err(|message| ErrorKind::Substitution {
-            text: text.to_string(),
+            text: shortened(text),
             message,
         })
+    }
+}
+
+/// The text an error quotes: whole when short, else its start (a hostile file can be huge).
+fn shortened(text: &str) -> String {
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
     }
 }
 
@@ -115,11 +125,16 @@ impl Words {
     }
 }
 
+/// How deeply `${a:-${b:-…}}` may nest: the lexer recurses, and a Dockerfile sent to the engine
+/// must not be able to overflow the daemon's stack.
+const MAX_NESTING: usize = 64;
+
 struct Scan<'a> {
     chars: Vec<char>,
     pos: usize,
     lexer: Lexer,
     lookup: Lookup<'a>,
+    depth: usize,
 }
 
 type Step<T> = Result<T, String>;
@@ -285,8 +300,18 @@ impl Scan<'_> {
         }
     }
 
-    /// `${…}`: plain, or with one of the operators `:- - :+ + :? ?`.
     fn braced(&mut self) -> Step<String> {
+        if self.depth == MAX_NESTING {
+            return Err("syntax error: substitutions nested too deeply".into());
+        }
+        self.depth += 1;
+        let result = self.braced_body();
+        self.depth -= 1;
+        result
+    }
+
+    /// `${…}`: plain, or with one of the operators `:- - :+ + :? ?`.
+    fn braced_body(&mut self) -> Step<String> {
         match self.peek() {
             None => return Err("syntax error: missing '}'".into()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
@@ -470,6 +495,14 @@ mod tests {
         assert!(error("${NAME^x}").ends_with("unsupported modifier (^) in substitution"));
         assert!(error("'open").ends_with("looking for matching single-quote"));
         assert!(error("\"open").ends_with("looking for matching double-quote"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}x{}", "${U:-".repeat(100_000), "}".repeat(100_000));
+        assert!(error(&deep).ends_with("substitutions nested too deeply"));
+        let fine = format!("{}x{}", "${U:-".repeat(60), "}".repeat(60));
+        assert_eq!(word(&fine), "x");
     }
 
     #[test]
