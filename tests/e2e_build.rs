@@ -84,7 +84,7 @@ fn hello_project() -> TestProject {
         dir,
         "hello/Dockerfile",
         &format!(
-            "FROM {DEBIAN} AS builder\nWORKDIR /src\nCOPY greeting.h ./\nCOPY hello.c ./\nRUN gcc -static -O2 -o /hello hello.c && echo compiled-ok\n\nFROM scratch\nCOPY --from=builder /hello /hello\nCMD [\"/hello\"]\n"
+            "FROM {DEBIAN} AS builder\nWORKDIR /src\nCOPY greeting.h ./\nCOPY hello.c ./\nRUN gcc -static -O2 -o /hello hello.c && echo compiled-$((40+2))\n\nFROM scratch\nCOPY --from=builder /hello /hello\nCMD [\"/hello\"]\n"
         ),
     );
     write(dir, "hello/greeting.h", "#define GREETING \"hello\"\n");
@@ -110,7 +110,7 @@ fn multi_stage_gcc_build_runs_caches_and_rebuilds_only_what_changed() {
     let text = stderr(&out);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("compiled-ok"),
+        text.contains("compiled-42"),
         "the RUN's output is shown:\n{text}"
     );
     assert!(
@@ -147,7 +147,7 @@ fn multi_stage_gcc_build_runs_caches_and_rebuilds_only_what_changed() {
             "{step} not CACHED:\n{text}"
         );
     }
-    assert!(!text.contains("compiled-ok"), "{text}");
+    assert!(!text.contains("compiled-42"), "{text}");
 
     // One file changed: the steps before its COPY stay cached, the ones from it re-run.
     write(
@@ -161,7 +161,7 @@ fn multi_stage_gcc_build_runs_caches_and_rebuilds_only_what_changed() {
     assert_eq!(step_cached(&text, "COPY greeting.h"), Some(true), "{text}");
     assert_eq!(step_cached(&text, "COPY hello.c"), Some(false), "{text}");
     assert_eq!(step_cached(&text, "RUN gcc"), Some(false), "{text}");
-    assert!(text.contains("compiled-ok"), "{text}");
+    assert!(text.contains("compiled-42"), "{text}");
     assert_eq!(step_cached(&text, "RUN echo"), Some(true), "{text}");
 
     // Only the service whose image changed is recreated.
@@ -203,8 +203,8 @@ fn bad_input_fails_with_file_and_line_and_leaves_nothing_behind() {
             &["Dockerfile:2", "outside the build context"],
         ),
         (
-            &format!("FROM {BUSYBOX}\nCOPY file.txt /\nCOPY escape/passwd /p\n"),
-            &["Dockerfile:3", "outside the build context"],
+            &format!("FROM {BUSYBOX}\nCOPY escape/passwd /p\n"),
+            &["Dockerfile:2", "outside the build context"],
         ),
         (
             &format!("FROM {BUSYBOX}\nRUN echo first-words && echo last-words && exit 3\n"),
@@ -268,7 +268,7 @@ fn compose_build_options_reach_the_image() {
     write(dir, "ctx/secret.env", "TOKEN=1\n");
     write(dir, "ctx/.dockerignore", "*.env\n");
     project.write_compose(&format!(
-        "services:\n  app:\n    build:\n      context: ./ctx\n      dockerfile_inline: |\n        FROM {BUSYBOX}\n        ARG GREETING\n        ARG FROM_ENV\n        COPY . /ctx/\n        RUN echo \"$GREETING $FROM_ENV\" > /greeting\n        CMD cat /greeting; ls /ctx\n      args:\n        GREETING: hi\n        FROM_ENV:\n      tags: [berth-test/app:extra]\n"
+        "services:\n  app:\n    build:\n      context: ./ctx\n      dockerfile_inline: |\n        FROM {BUSYBOX}\n        ARG GREETING\n        ARG FROM_ENV\n        COPY . /ctx/\n        RUN echo \"$$GREETING $$FROM_ENV\" > /greeting\n        CMD cat /greeting; ls /ctx\n      args:\n        GREETING: hi\n        FROM_ENV:\n      tags: [berth-test/app:extra]\n"
     ));
     let out = project.berth(&[
         "build",
