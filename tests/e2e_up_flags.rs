@@ -157,13 +157,13 @@ fn pull_policy_never_missing_and_refresh() {
     assert!(stderr(&out).contains("Skipped"), "{}", stderr(&out));
     assert!(project.docker(&["images", "-q"]).trim().is_empty());
 
-    // A service that only builds cannot run: berth says it cannot build, naming the service.
+    // A service that only builds cannot run with --no-build: the error names the service.
     project.write_compose(&format!(
         "services:\n  made:\n    build: .\n    environment:\n      BERTH_TEST_MARK: {mark}\n"
     ));
-    let err = project.fails(&["up", "-d"]);
+    let err = project.fails(&["up", "-d", "--no-build"]);
     assert!(
-        err.contains("service \"made\"") && err.contains("berth cannot build images yet"),
+        err.contains("service \"made\"") && err.contains("must be built, but --no-build was given"),
         "{err}"
     );
     assert!(containers(&project, true).is_empty());

@@ -3,6 +3,11 @@
 //! Exit codes follow docker compose: 0 on success, 1 on any error (printed on stderr), and the
 //! code a command documents otherwise.
 
+mod build;
+mod build_context;
+mod build_plan;
+mod build_render;
+mod builder;
 pub mod config;
 mod containers;
 mod down;
@@ -86,6 +91,10 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// View output from containers
     Logs(logs::LogsArgs),
+    /// Build or rebuild services
+    Build(build::BuildArgs),
+    /// Manage the engine's build cache (like `docker builder`)
+    Builder(builder::BuilderArgs),
     /// Pull service images
     Pull(pull::PullArgs),
     /// Push service images
@@ -168,6 +177,8 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Ls(args) => ls::run(&project, &args).await,
             Command::Images(args) => images::run(&project, &args).await,
             Command::Logs(args) => logs::run(&project, &args).await,
+            Command::Build(args) => build::run(&project, &args).await,
+            Command::Builder(args) => builder::run(&project, &args).await,
             Command::Pull(args) => pull::run(&project, &args).await,
             Command::Push(args) => push::run(&project, &args).await,
             Command::Login(args) => login::login(&project, &args).await,

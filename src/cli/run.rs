@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Pull the image before running: "always", "missing", "never" or "policy"
     #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
+    /// Build the image before starting the container
+    #[arg(long)]
+    pub build: bool,
     /// The service to run a one-off container of
     #[arg(value_name = "SERVICE")]
     pub service: String,
@@ -89,7 +92,12 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         None => None,
     };
     let client = engine(project_args).await?;
-    super::up::prepare_one_off(&client, &project, &args.service, args.no_deps, &args.pull).await?;
+    let images = super::up::ImageFlags {
+        pull: &args.pull,
+        quiet_pull: false,
+        build: super::up::BuildFlag::of(args.build, false),
+    };
+    super::up::prepare_one_off(&client, &project, &args.service, args.no_deps, &images).await?;
 
     let request = one_off_request(&project, args, entrypoint)?;
     let name = args.name.clone().unwrap_or_else(|| {

@@ -13,6 +13,8 @@ use anyhow::{anyhow, bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::build_plan::BuildOverrides;
+use super::build_render::ProgressMode;
 use super::output::{colours_enabled, status_line, LogPrefixer};
 use super::project::{engine, exists, load_project, selected_start_order, ProjectArgs};
 use crate::compose::converge::{
@@ -73,6 +75,12 @@ pub struct UpArgs {
     /// Pull without printing progress information
     #[arg(long)]
     pub quiet_pull: bool,
+    /// Build images before starting containers
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long)]
+    pub no_build: bool,
     /// Don't start linked services
     #[arg(long)]
     pub no_deps: bool,
@@ -103,6 +111,8 @@ impl UpArgs {
             wait: false,
             wait_timeout: None,
             quiet_pull: false,
+            build: false,
+            no_build: false,
             no_deps: false,
             no_start: false,
             services,
@@ -183,7 +193,12 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     }
     let client = engine(project_args).await?;
 
-    let image_ids = ensure_images(&client, &project, &order, &args.pull, args.quiet_pull).await?;
+    let wanted = ImageFlags {
+        pull: &args.pull,
+        quiet_pull: args.quiet_pull,
+        build: BuildFlag::of(args.build, args.no_build),
+    };
+    let image_ids = ensure_images(&client, &project, &order, &wanted).await?;
 
     let mut made = Vec::new();
     let started = match converge(&client, &project, &order, args, image_ids, &mut made).await {
@@ -244,6 +259,12 @@ pub struct CreateArgs {
     /// Pull images before creating: "always", "missing", "never" or "policy"
     #[arg(long, default_value = "policy", value_parser = ["always", "missing", "never", "policy"])]
     pub pull: String,
+    /// Build images before starting containers
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long)]
+    pub no_build: bool,
     /// Services to create (default: all), with their dependencies
     pub services: Vec<String>,
 }
@@ -254,29 +275,87 @@ pub async fn create(project_args: &ProjectArgs, args: &CreateArgs) -> anyhow::Re
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
         scale: args.scale.clone(),
+        build: args.build,
+        no_build: args.no_build,
         no_start: true,
         ..UpArgs::detached(args.services.clone(), &args.pull)
     };
     run(project_args, &up).await
 }
 
-/// Pull the images the services need, as `--pull` or each service's `pull_policy` says (all of
-/// them before anything is created, so an unknown or unavailable image fails the run with
-/// nothing made). Returns the id each service's image has now, which decides recreates.
+/// When `up` builds images (`--build`, `--no-build`, or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BuildFlag {
+    /// `--build`: every service with a build section.
+    Always,
+    /// The default: images that are missing, and services whose `pull_policy` is `build`.
+    Missing,
+    /// `--no-build`: none; a missing image that must be built fails the run.
+    Never,
+}
+
+impl BuildFlag {
+    pub(super) fn of(build: bool, no_build: bool) -> Self {
+        match (build, no_build) {
+            (true, _) => BuildFlag::Always,
+            (false, true) => BuildFlag::Never,
+            (false, false) => BuildFlag::Missing,
+        }
+    }
+}
+
+/// What a service's image comes from in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildDecision {
+    Build,
+    /// Use the local image or pull it, as the pull policy says.
+    NotBuilt,
+    /// It must be built but `--no-build` was given.
+    Refused,
+}
+
+/// Whether a service is built, as docker compose decides it.
+fn build_decision(
+    flag: BuildFlag,
+    has_build: bool,
+    policy_is_build: bool,
+    present: bool,
+) -> BuildDecision {
+    match (has_build, flag) {
+        (false, _) => BuildDecision::NotBuilt,
+        (true, BuildFlag::Never) if !present => BuildDecision::Refused,
+        (true, BuildFlag::Never) => BuildDecision::NotBuilt,
+        (true, BuildFlag::Always) => BuildDecision::Build,
+        (true, BuildFlag::Missing) if policy_is_build || !present => BuildDecision::Build,
+        (true, BuildFlag::Missing) => BuildDecision::NotBuilt,
+    }
+}
+
+/// How `up`, `create` and `run` get images: `--pull`, `--quiet-pull`, `--build`/`--no-build`.
+pub(super) struct ImageFlags<'a> {
+    pub pull: &'a str,
+    pub quiet_pull: bool,
+    pub build: BuildFlag,
+}
+
+/// Pull and build the images the services need, as `--pull`, `--build` and each service's
+/// `pull_policy` say (all of them before anything is created, so an unknown or unavailable image
+/// or a failing build fails the run with nothing made). Returns the id each service's image has
+/// now, which decides recreates: a rebuilt image with a new id recreates only its services.
 async fn ensure_images(
     client: &EngineClient,
     project: &Project,
     order: &[String],
-    pull_flag: &str,
-    quiet_pull: bool,
+    flags: &ImageFlags<'_>,
 ) -> anyhow::Result<HashMap<String, String>> {
     let mut image_ids = HashMap::new();
     let now = chrono::Utc::now();
     let mut to_pull = Vec::new();
+    let mut to_build = Vec::new();
     for name in order {
         let service = &project.services[name];
         let image = plan::service_image(project, name, service);
-        let (policy, policy_source) = match pull_flag {
+        let (policy, policy_source) = match flags.pull {
             "policy" => (
                 PullPolicy::of_service(service.pull_policy.as_deref())
                     .map_err(|e| anyhow!("service \"{name}\": {e}"))?,
@@ -289,17 +368,28 @@ async fn ensure_images(
             Err(ClientError::Api { status: 404, .. }) => None,
             Err(e) => return Err(e.into()),
         };
+        let building = build_decision(
+            flags.build,
+            service.build.is_some(),
+            policy == PullPolicy::Build,
+            local.is_some(),
+        );
+        match building {
+            BuildDecision::Build => {
+                to_build.push(name.clone());
+                continue;
+            }
+            BuildDecision::Refused => bail!(
+                "service \"{name}\": image {image} is not present and must be built, but --no-build was given; build it first (berth build) or leave out --no-build"
+            ),
+            BuildDecision::NotBuilt => {}
+        }
         let last_tagged = local
             .as_ref()
             .and_then(|i| parse_last_tag_time(&i.metadata.last_tag_time));
         let decision = if service.image.is_none() {
-            // A build-only service runs the image compose would build (`<project>-<service>`):
-            // there is nothing to pull, only something to build.
-            if local.is_some() {
-                PullDecision::UseLocal
-            } else {
-                PullDecision::AbsentNeedsBuild
-            }
+            // A build-only service whose image is here: nothing to pull.
+            PullDecision::UseLocal
         } else {
             policy.decide(local.is_some(), last_tagged, now)
         };
@@ -309,38 +399,64 @@ async fn ensure_images(
                     image_ids.insert(name.clone(), inspect.id);
                 }
             }
-            PullDecision::Pull => to_pull.push((name.clone(), image, local.is_none())),
+            PullDecision::Pull => to_pull.push((name.clone(), image)),
             PullDecision::AbsentNeverPull => bail!(
                 "service \"{name}\": image {image} is not present and {policy_source}; bring it in first (docker pull, berth import) or allow pulling"
             ),
             PullDecision::AbsentNeedsBuild => bail!(
-                "service \"{name}\": image {image} is not present and must be built, but berth cannot build images yet; build it with another tool and load it, or give the service an image to pull"
+                "service \"{name}\": image {image} is not present and its pull_policy is build, but it has no build section"
             ),
         }
     }
-    // Distinct images pull at once (pull.rs), as docker compose pulls them.
-    let wanted: Vec<(String, String)> = to_pull
-        .iter()
-        .map(|(n, i, _)| (n.clone(), i.clone()))
-        .collect();
-    let view = super::progress::ProgressView::new(quiet_pull);
-    let pulled = super::pull::pull_all(client, &wanted, &view).await;
-    for ((name, image, absent), result) in to_pull.iter().zip(pulled) {
+    pull_images(client, &to_pull, flags.quiet_pull, &mut image_ids).await?;
+    build_images(client, project, &to_build, &mut image_ids).await?;
+    Ok(image_ids)
+}
+
+/// Build `services`' images (after the pulls, as docker compose does) and note their new ids.
+async fn build_images(
+    client: &EngineClient,
+    project: &Project,
+    services: &[String],
+    image_ids: &mut HashMap<String, String>,
+) -> anyhow::Result<()> {
+    if services.is_empty() {
+        return Ok(());
+    }
+    let plans = super::build::plan_builds(project, services, &BuildOverrides::default())?;
+    let built = super::build::build_services(client, plans, ProgressMode::Plain).await?;
+    for name in services {
+        // Services sharing an image were built once, under the first one's name.
+        let id = match built.get(name) {
+            Some(id) => id.clone(),
+            None => {
+                let image = plan::service_image(project, name, &project.services[name]);
+                client.inspect_image(&image).await?.id
+            }
+        };
+        image_ids.insert(name.clone(), id);
+    }
+    Ok(())
+}
+
+/// Distinct images pull at once (pull.rs), as docker compose pulls them.
+async fn pull_images(
+    client: &EngineClient,
+    to_pull: &[(String, String)],
+    quiet: bool,
+    image_ids: &mut HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let view = super::progress::ProgressView::new(quiet);
+    let pulled = super::pull::pull_all(client, to_pull, &view).await;
+    for ((name, image), result) in to_pull.iter().zip(pulled) {
         if let Err(e) = result {
-            let hint = if project.services[name].build.is_some() && *absent {
-                " (docker compose would build it instead, but berth cannot build images yet: build and load it with another tool)"
-            } else {
-                ""
-            };
-            return Err(e.context(format!(
-                "service \"{name}\": cannot pull image {image}{hint}"
-            )));
+            return Err(e.context(format!("service \"{name}\": cannot pull image {image}")));
         }
         if let Ok(pulled) = client.inspect_image(image).await {
             image_ids.insert(name.clone(), pulled.id);
         }
     }
-    Ok(image_ids)
+    Ok(())
 }
 
 /// Networks, volumes, then containers in dependency order; returns the containers to attach to
@@ -365,7 +481,7 @@ pub(super) async fn prepare_one_off(
     project: &Project,
     service: &str,
     no_deps: bool,
-    pull: &str,
+    flags: &ImageFlags<'_>,
 ) -> anyhow::Result<()> {
     let dependencies: Vec<String> = if no_deps {
         Vec::new()
@@ -378,8 +494,8 @@ pub(super) async fn prepare_one_off(
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
     check_supported(project, &needed)?;
-    let image_ids = ensure_images(client, project, &needed, pull, false).await?;
-    let args = UpArgs::detached(dependencies.clone(), pull);
+    let image_ids = ensure_images(client, project, &needed, flags).await?;
+    let args = UpArgs::detached(dependencies.clone(), flags.pull);
     let mut made = Vec::new();
     let prepared = async {
         ensure_networks_and_volumes(client, project, &needed, &mut made).await?;
@@ -1191,6 +1307,33 @@ mod tests {
             "invalid --scale \"web\": expected SERVICE=NUM"
         );
         assert!(up(&["--no-recreate", "--always-recreate-deps"]).is_err());
+    }
+
+    #[test]
+    fn build_flags_and_pull_policy_decide_what_up_builds() {
+        use BuildDecision::*;
+        use BuildFlag::*;
+        // (flag, has build, pull_policy build, image present) -> decision
+        let cases = [
+            (Missing, false, false, false, NotBuilt),
+            (Always, false, false, false, NotBuilt),
+            (Missing, true, false, false, Build),
+            (Missing, true, false, true, NotBuilt),
+            (Missing, true, true, true, Build),
+            (Always, true, false, true, Build),
+            (Never, true, true, true, NotBuilt),
+            (Never, true, false, false, Refused),
+        ];
+        for (flag, has_build, policy_build, present, want) in cases {
+            assert_eq!(
+                build_decision(flag, has_build, policy_build, present),
+                want,
+                "{flag:?} build={has_build} policy_build={policy_build} present={present}"
+            );
+        }
+        assert_eq!(BuildFlag::of(true, false), Always);
+        assert_eq!(BuildFlag::of(false, true), Never);
+        assert_eq!(BuildFlag::of(false, false), Missing);
     }
 
     #[test]

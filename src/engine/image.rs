@@ -30,10 +30,12 @@ use super::wire::{
 };
 
 mod archive;
+mod commit;
 mod inflight;
 mod layers;
 mod pull;
 mod pull_context;
+pub use commit::{CommitRequest, DockerConfigExtensions};
 pub use maintain::{HistoryItem, PruneReport};
 mod maintain;
 
@@ -94,6 +96,12 @@ pub enum ImageError {
     },
     #[error("snapshot store: {0}")]
     Snapshot(#[from] SnapshotError),
+    #[error("making a layer of {}: {source}", dir.display())]
+    Layer {
+        dir: PathBuf,
+        #[source]
+        source: crate::engine::build::layer::LayerError,
+    },
     #[error("image store i/o on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -160,6 +168,10 @@ pub struct ImageRecord {
     /// Records written before it existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tag_time: Option<String>,
+    /// A build step's image (Docker's intermediate images): resolvable by ID, hidden from
+    /// `docker images` unless `all`, never taken by `image prune` (the builder's prune owns it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermediate: bool,
 }
 
 /// The container defaults of an image config (`config` in OCI and Docker configs alike) in the
@@ -206,6 +218,9 @@ pub struct ImageStore {
     write_lock: tokio::sync::RwLock<()>,
     /// Which blobs and snapshots the pulls in progress work on.
     inflight: inflight::InFlight,
+    /// Blobs and snapshots committed for an image not recorded yet (`commit.rs`), with how
+    /// many commits count on each: the sweeps leave them alone.
+    fresh: std::sync::Mutex<HashMap<String, usize>>,
     limits: UnpackLimits,
 }
 
@@ -326,7 +341,7 @@ impl Rollback {
     /// Removes what the failed pull or import created, except what an image record names or
     /// another pull in progress counts on.
     fn undo(self, store: &ImageStore) {
-        let (used_blobs, used_snaps) = referenced(store.read_records().values());
+        let (used_blobs, used_snaps) = store.referenced_now();
         for b in self.blobs.iter().filter(|b| !used_blobs.contains(*b)) {
             store.inflight.remove_unless_shared(b, || {
                 let _ = store.content.remove(b);
@@ -395,8 +410,24 @@ impl ImageStore {
             records: RwLock::new(records),
             write_lock: tokio::sync::RwLock::new(()),
             inflight: inflight::InFlight::default(),
+            fresh: std::sync::Mutex::default(),
             limits: UnpackLimits::default(),
         })
+    }
+
+    /// Every blob and snapshot an image record or a commit in progress uses.
+    fn referenced_now(&self) -> (HashSet<String>, HashSet<String>) {
+        let (mut blobs, mut snaps) = referenced(self.read_records().values());
+        self.add_fresh(&mut blobs, &mut snaps);
+        (blobs, snaps)
+    }
+
+    fn add_fresh(&self, blobs: &mut HashSet<String>, snaps: &mut HashSet<String>) {
+        for key in self.fresh.lock().unwrap_or_else(|p| p.into_inner()).keys() {
+            // Keys are blob digests and chain ids alike; each set only asks about its own.
+            blobs.insert(key.clone());
+            snaps.insert(key.clone());
+        }
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
@@ -628,6 +659,7 @@ impl ImageStore {
                 unpacked_size: unpacked,
             }],
             last_tag_time: None,
+            intermediate: false,
         };
         let rec = self.save_with_tag(rec, tag)?;
         *rollback = Rollback::default();
@@ -893,7 +925,8 @@ impl ImageStore {
         let Ok(_pull_guard) = self.write_lock.try_write() else {
             return Ok(());
         };
-        let (used_blobs, used_snaps) = referenced(records.values());
+        let (mut used_blobs, mut used_snaps) = referenced(records.values());
+        self.add_fresh(&mut used_blobs, &mut used_snaps);
         let mut mine: Vec<String> = vec![rec.id.clone(), rec.manifest_digest.clone()];
         mine.extend(rec.layers.iter().map(|l| l.digest.clone()));
         mine.extend(

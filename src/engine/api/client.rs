@@ -32,6 +32,9 @@ use crate::engine::wire::{
 };
 use crate::engine::{EngineRoots, EngineSettings};
 
+mod build;
+pub use build::{BuildEvent, BuildMessage, BuildOptions};
+
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error(

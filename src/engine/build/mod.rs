@@ -16,5 +16,16 @@
 //! 5. Progress goes back as Docker's JSON message stream, with a `berth` field the berth CLI renders
 //!    in BuildKit's plain style.
 
+pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod dockerfile;
+pub mod executor;
 pub mod ignore;
+pub mod layer;
+pub mod metadata;
+pub mod progress;
+pub mod prune;
+pub mod run_step;
+pub mod session;
+pub mod stage;

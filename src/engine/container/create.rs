@@ -463,6 +463,7 @@ mod tests {
             manifest_digest: String::new(),
             layers: vec![],
             last_tag_time: None,
+            intermediate: false,
         };
         let req = |ep: Option<Vec<&str>>, cmd: Option<Vec<&str>>| ContainerCreateRequest {
             entrypoint: ep.map(|v| v.into_iter().map(String::from).collect()),

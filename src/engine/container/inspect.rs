@@ -55,7 +55,7 @@ impl ContainerStore {
 }
 
 /// Docker's `Config` shows the merged view: what will actually run.
-fn merged_config(record: &ContainerRecord) -> ContainerCreateRequest {
+pub(super) fn merged_config(record: &ContainerRecord) -> ContainerCreateRequest {
     ContainerCreateRequest {
         hostname: record.hostname.clone(),
         user: record.user.clone(),

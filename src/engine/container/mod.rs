@@ -24,6 +24,7 @@ use crate::engine::runtime::spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
 
 pub mod archive;
+pub mod commit;
 pub mod connect;
 pub mod create;
 pub mod exec;

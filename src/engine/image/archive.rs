@@ -568,6 +568,7 @@ impl ImageStore {
             manifest_digest,
             layers: records,
             last_tag_time: None,
+            intermediate: false,
         });
         let mut lines = Vec::new();
         if tags.is_empty() {

@@ -145,7 +145,7 @@ impl ImageStore {
                     if failure.is_some() {
                         continue;
                     }
-                    self.commit_layer(cx, task, layer, rollback, &mut sizes, &mut backlog)
+                    self.commit_pulled_layer(cx, task, layer, rollback, &mut sizes, &mut backlog)
                         .await
                 }
                 Err(e) => Err(e),
@@ -162,7 +162,7 @@ impl ImageStore {
         }
     }
 
-    async fn commit_layer(
+    async fn commit_pulled_layer(
         &self,
         cx: &PullContext<'_>,
         task: &LayerTask<'_>,

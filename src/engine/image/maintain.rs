@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
 
-use super::{chain_ids, referenced, ImageError, ImageRecord, ImageStore, Result, MAX_CONFIG_BYTES};
+use super::{chain_ids, ImageError, ImageRecord, ImageStore, Result, MAX_CONFIG_BYTES};
 
 /// One row of `GET /images/{name}/history`, newest first, as Docker reports it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -30,7 +30,7 @@ pub struct PruneReport {
 }
 
 /// Which images `prune` takes: dangling ones (no tag) or, with `all`, every one; never one a
-/// container uses.
+/// container uses, nor a build step's (the build cache names it; the builder's prune takes it).
 pub fn prune_candidates(
     images: &[ImageRecord],
     all: bool,
@@ -39,6 +39,7 @@ pub fn prune_candidates(
     images
         .iter()
         .filter(|r| all || r.repo_tags.is_empty())
+        .filter(|r| !r.intermediate)
         .filter(|r| !in_use(&r.id))
         .map(|r| r.id.clone())
         .collect()
@@ -156,7 +157,7 @@ impl ImageStore {
         let Ok(_guard) = self.write_lock.try_write() else {
             return 0;
         };
-        let (blobs, snaps) = referenced(self.read_records().values());
+        let (blobs, snaps) = self.referenced_now();
         let mut removed = 0;
         for b in self.content.list().unwrap_or_default() {
             if !blobs.contains(&b) && self.content.remove(&b).is_ok() {
@@ -191,6 +192,7 @@ mod tests {
             manifest_digest: String::new(),
             layers: vec![],
             last_tag_time: None,
+            intermediate: false,
         }
     }
 

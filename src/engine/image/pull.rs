@@ -242,6 +242,7 @@ impl ImageStore {
                 })
                 .collect(),
             last_tag_time: None,
+            intermediate: false,
         }
     }
 

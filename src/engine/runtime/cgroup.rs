@@ -743,6 +743,64 @@ fn events_populated(text: &str) -> Option<bool> {
     })
 }
 
+/// Freezes (`frozen`) or thaws every process of a container with cgroup v2's freezer:
+/// `cgroup.freeze` in its cgroup2 directory (a pure v2 host's, or a hybrid host's unified tree),
+/// then waits under `timeout` until `cgroup.events` reports the state reached. `Ok(false)` when
+/// none of `paths` is a cgroup2 directory with a freezer (a v1-only host, where berth's
+/// containers join no freezer hierarchy): nothing was done.
+pub fn set_frozen(paths: &[PathBuf], frozen: bool, timeout: Duration) -> Result<bool, CgroupError> {
+    let Some(dir) = paths.iter().find(|p| p.join("cgroup.freeze").is_file()) else {
+        return Ok(false);
+    };
+    let value = if frozen { "1" } else { "0" };
+    let file = dir.join("cgroup.freeze");
+    let write_err = |source| CgroupError::Write {
+        limit: "the freezer".into(),
+        file: file.clone(),
+        value: value.into(),
+        source,
+    };
+    std::fs::write(&file, value).map_err(write_err)?;
+    let events = dir.join("cgroup.events");
+    let mut watch = std::fs::File::open(&events).map_err(write_err)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut text = String::new();
+        use std::io::{Read, Seek, SeekFrom};
+        watch
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| watch.read_to_string(&mut text))
+            .map_err(write_err)?;
+        if events_frozen(&text) == Some(frozen) {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(write_err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the cgroup did not report frozen={value} within {timeout:?}"),
+            )));
+        }
+        // kernfs wakes a POLLPRI poller when `cgroup.events` changes.
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, wait) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(write_err(e.into())),
+        }
+    }
+}
+
+/// The `frozen` key of a `cgroup.events` text.
+fn events_frozen(text: &str) -> Option<bool> {
+    text.lines().find_map(|l| match l.split_once(' ')? {
+        ("frozen", v) => Some(v.trim() == "1"),
+        _ => None,
+    })
+}
+
 /// Remove the cgroup directories; missing ones are fine. Retries while the kernel still counts
 /// exiting processes (EBUSY).
 pub fn remove(paths: &[PathBuf]) -> Result<(), CgroupError> {
@@ -1132,6 +1190,41 @@ mod tests {
                 "write /cg/pids/berth/c1/pids.max 10",
             ]
         );
+    }
+
+    /// The freeze returns once the kernel says every process is frozen (the write alone is
+    /// asynchronous), and the thaw once it says they run again.
+    #[test]
+    fn set_frozen_waits_for_the_kernel_to_freeze_and_thaw() {
+        let in_ci = std::env::var_os("BERTH_CI").is_some_and(|v| v == "1");
+        let Some(unified) = CgroupLayout::detect().unified else {
+            assert!(!in_ci, "no cgroup v2 tree on this host");
+            return;
+        };
+        let dir = unified.join(format!("berth-test-freeze-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&dir) {
+            assert!(!in_ci, "cannot create {}: {e}", dir.display());
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let paths = vec![dir.clone()];
+        let events = || std::fs::read_to_string(dir.join("cgroup.events")).unwrap();
+        let frozen = set_frozen(&paths, true, Duration::from_secs(5)).unwrap();
+        let while_frozen = events();
+        let thawed = set_frozen(&paths, false, Duration::from_secs(5)).unwrap();
+        let after = events();
+        kill_all(&paths, Duration::from_secs(5));
+        child.wait().unwrap();
+        remove(&paths).unwrap();
+        assert!(frozen && thawed);
+        assert_eq!(events_frozen(&while_frozen), Some(true), "{while_frozen}");
+        assert_eq!(events_frozen(&after), Some(false), "{after}");
+        // No cgroup2 directory among the paths: nothing to freeze with, nothing done.
+        assert!(!set_frozen(&[PathBuf::from("/nonexistent")], true, Duration::ZERO).unwrap());
     }
 
     #[test]

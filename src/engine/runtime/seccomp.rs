@@ -294,6 +294,7 @@ mod x86_64 {
         libc::SYS_renameat,
         libc::SYS_renameat2,
         libc::SYS_restart_syscall,
+        libc::SYS_rmdir,
         libc::SYS_rseq,
         libc::SYS_rt_sigaction,
         libc::SYS_rt_sigpending,

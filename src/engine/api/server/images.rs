@@ -242,10 +242,13 @@ async fn list(State(engine): State<SharedEngine>, params: Params) -> ApiResult<R
     let filters = Filters::from_params(&params)?;
     filters.allow_only(&["reference", "label", "dangling"])?;
     let dangling = filters.bool_value("dangling")?;
+    // Build steps' images show only with `all`, as Docker's intermediate images do.
+    let all = super::flag(&params, "all");
     let summaries: Vec<_> = engine
         .images
         .list()
         .iter()
+        .filter(|image| all || !image.intermediate)
         .map(|image| engine.images.summary(image))
         .filter(|s| filters.labels_match(&s.labels))
         .filter(|s| match dangling {

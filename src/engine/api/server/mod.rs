@@ -7,6 +7,8 @@
 
 mod attach;
 mod body;
+mod build;
+mod commit;
 mod containers;
 pub mod errors;
 mod events;
@@ -143,11 +145,13 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(commit::routes())
         .merge(attach::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(events::routes())
         .merge(exec::routes())
+        .merge(build::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
