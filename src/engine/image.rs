@@ -32,6 +32,7 @@ use super::wire::{
 mod archive;
 mod commit;
 mod inflight;
+pub mod layer_writer;
 mod layers;
 mod pull;
 mod pull_context;
@@ -100,7 +101,7 @@ pub enum ImageError {
     Layer {
         dir: PathBuf,
         #[source]
-        source: crate::engine::build::layer::LayerError,
+        source: layer_writer::LayerError,
     },
     #[error("image store i/o on {path}: {source}")]
     Io {

@@ -22,7 +22,6 @@ pub mod copy;
 pub mod dockerfile;
 pub mod executor;
 pub mod ignore;
-pub mod layer;
 pub mod metadata;
 pub mod progress;
 pub mod prune;

@@ -209,9 +209,10 @@ fn image_configuration(
 }
 
 fn image_err(e: crate::engine::image::ImageError) -> ContainerError {
-    match e.http_status() {
-        400 => ContainerError::BadRequest(e.to_string()),
-        404 => ContainerError::NoSuchImage(e.to_string()),
+    use crate::engine::image::ImageError;
+    match e {
+        ImageError::InvalidReference(_) => ContainerError::BadRequest(e.to_string()),
+        ImageError::NotFound(_) => ContainerError::NoSuchImage(e.to_string()),
         _ => ContainerError::Other(e.to_string()),
     }
 }

@@ -23,11 +23,11 @@ use oci_spec::image::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::layer_writer::{write_layer, LayerSummary};
 use super::{
     chain_ids, container_config, io_err, short, ImageError, ImageRecord, ImageStore, LayerRecord,
     Result, MAX_CONFIG_BYTES, MAX_LAYERS,
 };
-use crate::engine::build::layer::{write_layer, LayerSummary};
 use crate::engine::reference::ImageReference;
 use crate::engine::wire::HealthConfig;
 

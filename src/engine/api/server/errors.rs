@@ -60,6 +60,7 @@ pub fn image_status(e: &ImageError) -> u16 {
         | ImageError::NoSpace { .. }
         | ImageError::OciBuild { .. }
         | ImageError::Snapshot(_)
+        | ImageError::Layer { .. }
         | ImageError::Io { .. }
         | ImageError::Other(_) => 500,
     }
