@@ -19,6 +19,7 @@ mod instructions;
 mod lines;
 mod model;
 mod mounts;
+mod patterns;
 mod stages;
 
 pub use argv::{RunProgram, SCRIPT_DIR};
