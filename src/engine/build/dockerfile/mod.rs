@@ -153,11 +153,9 @@ impl std::fmt::Display for DockerfileError {
     }
 }
 
-impl std::error::Error for DockerfileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+/// The kind is part of the message, so it is not also a `source` (an error chain printed with
+/// its causes would say it twice).
+impl std::error::Error for DockerfileError {}
 
 /// Parses a whole Dockerfile. `file_name` only labels errors.
 pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
