@@ -37,6 +37,25 @@ struct Pattern {
     /// Each `/`-separated segment on its own, None where it holds `**` (any depth) or is no
     /// glob on its own: for telling whether the pattern could reach inside a directory.
     segments: Vec<Option<Regex>>,
+    /// How many segments every path this pattern matches has, when that is fixed (no `**` and
+    /// no class, which could match `/`): then only the path's ancestor of that depth can match,
+    /// one regex run instead of one per ancestor.
+    depth: Option<usize>,
+}
+
+impl Pattern {
+    /// Whether the pattern matches `path` (cleaned) or one of its ancestors (`parents`, outermost
+    /// first).
+    fn matches_path_or_parent(&self, path: &str, parents: &[String]) -> bool {
+        match self.depth {
+            Some(depth) => match depth.checked_sub(1).map(|i| parents.get(i)) {
+                Some(Some(ancestor)) => self.regex.is_match(ancestor),
+                Some(None) if depth == parents.len() + 1 => self.regex.is_match(path),
+                _ => false,
+            },
+            None => self.regex.is_match(path) || parents.iter().any(|p| self.regex.is_match(p)),
+        }
+    }
 }
 
 impl DockerIgnore {
@@ -76,11 +95,14 @@ impl DockerIgnore {
                     false => compile(segment).ok(),
                 })
                 .collect();
+            let depth =
+                (!text.contains("**") && !text.contains('[')).then(|| text.split('/').count());
             patterns.push(Pattern {
                 text,
                 exception,
                 regex,
                 segments,
+                depth,
             });
         }
         Ok(DockerIgnore { patterns })
@@ -102,9 +124,7 @@ impl DockerIgnore {
             if pattern.exception != excluded {
                 continue;
             }
-            let hit = pattern.regex.is_match(&path)
-                || parents.iter().any(|parent| pattern.regex.is_match(parent));
-            if hit {
+            if pattern.matches_path_or_parent(&path, &parents) {
                 excluded = !pattern.exception;
             }
         }
@@ -432,6 +452,37 @@ mod tests {
             "{error}"
         );
         assert!(DockerIgnore::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_fixed_depth_shortcut_agrees_with_trying_every_ancestor() {
+        let patterns = [
+            "a", "a/b", "*/b", "a/*/c", "*", "?/b", "a/b/c/d", "**/c", "a/**", "[ab]/b", "b*",
+        ];
+        let paths = [
+            "a",
+            "b",
+            "a/b",
+            "a/x/c",
+            "b/b",
+            "a/b/c",
+            "a/b/c/d/e",
+            "x/y",
+            "ab/b/c",
+        ];
+        for pattern in patterns {
+            let rules = ignore(pattern);
+            let p = &rules.patterns[0];
+            for path in paths {
+                let parents = parent_dirs(path);
+                let every = p.regex.is_match(path) || parents.iter().any(|q| p.regex.is_match(q));
+                assert_eq!(
+                    p.matches_path_or_parent(path, &parents),
+                    every,
+                    "{pattern} {path}"
+                );
+            }
+        }
     }
 
     #[test]
