@@ -250,3 +250,70 @@ volumes:
     project.ok(&["down", "-v", "-t", "1"]);
     assert_eq!(resources(&project), (0, 0));
 }
+
+#[test]
+fn run_flags_reach_the_one_off_container() {
+    let registry = TestRegistry::start();
+    let image = registry.push_busybox("cliout/run", "1");
+    let project = TestProject::new("clirun", "");
+    project.write_compose(&format!(
+        r#"
+services:
+  app:
+    image: {image}
+    command: ["sleep", "300"]
+    ports: ["127.0.0.1::80"]
+"#
+    ));
+    let dir = project.dir.path();
+    std::fs::create_dir(dir.join("shared")).expect("mkdir");
+    std::fs::write(dir.join("shared/greeting"), "hello from the host\n").expect("write");
+    std::fs::write(dir.join("vars.env"), "FROM_FILE=file\nOVERRIDDEN=file\n").expect("write");
+
+    let script = "echo $FROM_FILE $OVERRIDDEN; cat /mnt/greeting; \
+                  touch /mnt/x 2>/dev/null && echo writable || echo read-only; \
+                  chown 1 /tmp && echo chown-ok || echo chown-denied";
+    let out = project.ok(&[
+        "run",
+        "--rm",
+        "-T",
+        "--quiet-pull",
+        "-v",
+        "./shared:/mnt:ro",
+        "--env-from-file",
+        "vars.env",
+        "-e",
+        "OVERRIDDEN=flag",
+        "--cap-drop",
+        "CHOWN",
+        "app",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        out, "file flag\nhello from the host\nread-only\nchown-denied\n",
+        "env file then -e, read-only bind, dropped capability"
+    );
+
+    // -p publishes what it names, and only with -P the service's own ports.
+    let name = project.ok(&["run", "-d", "-p", "127.0.0.1::90", "app"]);
+    let name = name.trim();
+    let ports = project.docker(&["port", name]);
+    assert!(ports.starts_with("90/tcp -> 127.0.0.1:"), "{ports}");
+    assert_eq!(
+        ports.lines().count(),
+        1,
+        "the service's 80 is not published: {ports}"
+    );
+    let quiet = project.ok(&["run", "-d", "-q", "-P", "app"]);
+    assert_eq!(quiet, "", "-q prints nothing");
+    let with_service_ports = project.ok(&["ps", "-a", "--format", "{{.Name}} {{.Ports}}"]);
+    assert!(
+        with_service_ports
+            .lines()
+            .any(|l| l.contains("-run-") && l.contains("->80/tcp")),
+        "{with_service_ports}"
+    );
+    project.ok(&["down", "-t", "1"]);
+}

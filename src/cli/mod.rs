@@ -78,7 +78,7 @@ pub enum Command {
     /// Create containers for services without starting them (up --no-start)
     Create(up::CreateArgs),
     /// Run a one-off command on a service
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Force stop service containers
     Kill(kill::KillArgs),
     /// Removes stopped service containers

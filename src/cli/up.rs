@@ -366,6 +366,7 @@ pub(super) async fn prepare_one_off(
     service: &str,
     no_deps: bool,
     pull: &str,
+    quiet_pull: bool,
 ) -> anyhow::Result<()> {
     let dependencies: Vec<String> = if no_deps {
         Vec::new()
@@ -378,7 +379,7 @@ pub(super) async fn prepare_one_off(
     let mut needed = dependencies.clone();
     needed.push(service.to_string());
     check_supported(project, &needed)?;
-    let image_ids = ensure_images(client, project, &needed, pull, false).await?;
+    let image_ids = ensure_images(client, project, &needed, pull, quiet_pull).await?;
     let args = UpArgs::detached(dependencies.clone(), pull);
     let mut made = Vec::new();
     let prepared = async {
