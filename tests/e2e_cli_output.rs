@@ -180,7 +180,39 @@ volumes:
         "{err}"
     );
 
+    // up --dry-run: the converge plan with reasons; nothing made.
+    let plan = project.ok(&["--dry-run", "up", "-d"]);
+    assert!(
+        plan.contains(&format!("would pull image {db_image} (service db)")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("would create network {}_front", project.name)),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("would create volume {}_data", project.name)),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("would {}-web-1: create", project.name)),
+        "{plan}"
+    );
+    assert_eq!(project.ok(&["ps", "-a", "-q"]), "");
+    let untouched = images(&project);
+    assert!(!untouched.contains(&db_image), "{untouched}");
+    let filter = format!("label=com.docker.compose.project={}", project.name);
+    assert_eq!(
+        project.docker(&["network", "ls", "-q", "--filter", &filter]),
+        ""
+    );
+
     project.ok(&["up", "-d"]);
+    let again = project.ok(&["up", "-d", "--dry-run"]);
+    assert!(
+        !again.contains("would"),
+        "everything is up to date: {again}"
+    );
     let running = |p: &TestProject| {
         let mut names: Vec<String> = p
             .ok(&["ps", "--format", "{{.Service}}"])

@@ -6,6 +6,7 @@
 pub mod config;
 mod containers;
 mod down;
+mod dry_run;
 mod exec;
 mod image;
 mod images;
@@ -253,7 +254,8 @@ fn refuse_unsupported_dry_run(command: &Command) -> anyhow::Result<()> {
     // Read-only commands change nothing anyway, as docker compose treats them.
     let supported = matches!(
         command,
-        Command::Down(_)
+        Command::Up(_)
+            | Command::Down(_)
             | Command::Ps(_)
             | Command::Ls(_)
             | Command::Images(_)
@@ -262,7 +264,7 @@ fn refuse_unsupported_dry_run(command: &Command) -> anyhow::Result<()> {
     );
     if globals().dry_run && !supported {
         anyhow::bail!(
-            "--dry-run is not supported by this berth command yet (only by `down` and read-only commands)"
+            "--dry-run is not supported by this berth command yet (only by `up`, `down` and read-only commands)"
         );
     }
     Ok(())
