@@ -299,3 +299,36 @@ pub fn engine_roots(project: &ProjectArgs) -> (EngineRoots, EngineSettings) {
     };
     (roots, settings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals_of(argv: &[&str]) -> GlobalArgs {
+        Cli::try_parse_from(argv).expect("parses").globals
+    }
+
+    #[test]
+    fn global_flags_parse_as_docker_compose_spells_them() {
+        let g = globals_of(&[
+            "berth",
+            "--ansi",
+            "never",
+            "--progress",
+            "json",
+            "--parallel",
+            "2",
+            "ps",
+        ]);
+        assert_eq!(
+            (g.ansi, g.progress, g.parallel_limit()),
+            (Ansi::Never, Progress::Json, 2)
+        );
+        assert_eq!(
+            globals_of(&["berth", "--parallel", "-1", "ps"]).parallel_limit(),
+            usize::MAX
+        );
+        assert!(globals_of(&["berth", "down", "--dry-run"]).dry_run);
+        assert!(Cli::try_parse_from(["berth", "--progress", "fancy", "ps"]).is_err());
+    }
+}
