@@ -99,10 +99,12 @@ fn wait_reached_db(project: &TestProject, times: usize) {
 /// Service → (State, Status) from `ps -a --format json`.
 fn states(project: &TestProject) -> Vec<(String, String, String)> {
     let out = project.ok(&["ps", "-a", "--format", "json"]);
-    let rows: serde_json::Value = serde_json::from_str(&out).expect("ps json");
+    // One JSON object per line, as docker compose v2 prints them.
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ps json line"))
+        .collect();
     let mut states: Vec<(String, String, String)> = rows
-        .as_array()
-        .expect("ps rows")
         .iter()
         .map(|r| {
             (

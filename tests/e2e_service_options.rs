@@ -123,12 +123,13 @@ fn outputs(project: &TestProject) -> Vec<(String, String)> {
     project
         .eventually(Duration::from_secs(60), || {
             let ps = project.ok(&["ps", "-a", "--format", "json"]);
-            let rows: serde_json::Value = serde_json::from_str(&ps).ok()?;
-            let exited = rows
-                .as_array()?
-                .iter()
-                .filter(|r| r["State"] == "exited")
-                .count();
+            // One JSON object per line, as docker compose v2 prints them.
+            let rows: Vec<serde_json::Value> = ps
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let exited = rows.iter().filter(|r| r["State"] == "exited").count();
             (exited == GOOD.len()).then_some(())
         })
         .expect("every service exits within 60 s");

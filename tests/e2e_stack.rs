@@ -46,9 +46,13 @@ fn client_output(project: &TestProject) -> String {
     project
         .eventually(Duration::from_secs(30), || {
             let ps = project.ok(&["ps", "-a", "--format", "json"]);
-            let rows: serde_json::Value = serde_json::from_str(&ps).ok()?;
+            // One JSON object per line, as docker compose v2 prints them.
+            let rows: Vec<serde_json::Value> = ps
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .ok()?;
             let exited = rows
-                .as_array()?
                 .iter()
                 .any(|r| r["Service"] == "client" && r["State"] == "exited");
             exited.then(|| project.ok(&["logs", "--no-log-prefix", "client"]))

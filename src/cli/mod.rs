@@ -11,6 +11,7 @@ mod builder;
 pub mod config;
 mod containers;
 mod down;
+mod dry_run;
 mod exec;
 mod image;
 mod images;
@@ -31,6 +32,7 @@ mod rm;
 mod run;
 mod start;
 mod stop;
+mod template;
 mod up;
 mod version;
 mod wait;
@@ -53,6 +55,8 @@ pub use project::ProjectArgs;
 pub struct Cli {
     #[command(flatten)]
     pub project: ProjectArgs,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,7 +84,7 @@ pub enum Command {
     /// Create containers for services without starting them (up --no-start)
     Create(up::CreateArgs),
     /// Run a one-off command on a service
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Force stop service containers
     Kill(kill::KillArgs),
     /// Removes stopped service containers
@@ -129,8 +133,70 @@ pub struct EngineArgs {
     pub insecure_registries: Vec<String>,
 }
 
+/// docker compose's global output and concurrency flags (each with its `COMPOSE_*` variable).
+/// `main` records them once, before any command runs; a command reads them with [`globals()`]
+/// (e.g. `globals().progress`, `globals().parallel_limit()`), so commands whose signatures take
+/// only their own arguments still honour them. Given before the subcommand, as docker compose
+/// takes them; `--dry-run` also after it (`berth up --dry-run`), as docker compose allows.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// Control when to print ANSI control characters ("never"|"always"|"auto")
+    #[arg(long, env = "COMPOSE_ANSI", value_enum, default_value = "auto")]
+    pub ansi: Ansi,
+    /// Set type of progress output ("auto"|"tty"|"plain"|"json"|"quiet")
+    #[arg(long, env = "COMPOSE_PROGRESS", value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// Control max parallelism, -1 for unlimited
+    #[arg(
+        long,
+        env = "COMPOSE_PARALLEL_LIMIT",
+        default_value_t = -1,
+        allow_negative_numbers = true
+    )]
+    pub parallel: i64,
+    /// Execute command in dry run mode: print what would be done, change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ansi {
+    Never,
+    Always,
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+impl GlobalArgs {
+    /// How many engine calls of one kind may run at once (`--parallel`; -1 or 0: no limit).
+    pub fn parallel_limit(&self) -> usize {
+        match usize::try_from(self.parallel) {
+            Ok(n) if n > 0 => n,
+            _ => usize::MAX,
+        }
+    }
+}
+
+static GLOBALS: std::sync::OnceLock<GlobalArgs> = std::sync::OnceLock::new();
+
+/// The global flags of this run (their defaults before `main` records them, e.g. in unit tests).
+pub fn globals() -> &'static GlobalArgs {
+    GLOBALS.get_or_init(GlobalArgs::default)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = GLOBALS.set(cli.globals.clone());
     let result = match cli.command {
         Command::Engine(args) => {
             let roots = EngineRoots::new(args.data_root, args.run_root);
@@ -159,6 +225,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    refuse_unsupported_dry_run(&command)?;
     runtime.block_on(async move {
         match command {
             Command::Up(args) => up::run(&project, &args).await,
@@ -192,6 +259,28 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
     })
 }
 
+/// `--dry-run` where a command does not implement it would change what the user asked to keep
+/// unchanged, so it is refused instead of ignored.
+fn refuse_unsupported_dry_run(command: &Command) -> anyhow::Result<()> {
+    // Read-only commands change nothing anyway, as docker compose treats them.
+    let supported = matches!(
+        command,
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Ps(_)
+            | Command::Ls(_)
+            | Command::Images(_)
+            | Command::Logs(_)
+            | Command::Port(_)
+    );
+    if globals().dry_run && !supported {
+        anyhow::bail!(
+            "--dry-run is not supported by this berth command yet (only by `up`, `down` and read-only commands)"
+        );
+    }
+    Ok(())
+}
+
 /// The error and its causes on one line each, as `Error: …` / `  caused by: …`; causes that the
 /// message already contains are not repeated.
 fn render_error(e: &anyhow::Error) -> String {
@@ -220,4 +309,37 @@ pub fn engine_roots(project: &ProjectArgs) -> (EngineRoots, EngineSettings) {
         insecure_registries: project.insecure_registries.clone(),
     };
     (roots, settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals_of(argv: &[&str]) -> GlobalArgs {
+        Cli::try_parse_from(argv).expect("parses").globals
+    }
+
+    #[test]
+    fn global_flags_parse_as_docker_compose_spells_them() {
+        let g = globals_of(&[
+            "berth",
+            "--ansi",
+            "never",
+            "--progress",
+            "json",
+            "--parallel",
+            "2",
+            "ps",
+        ]);
+        assert_eq!(
+            (g.ansi, g.progress, g.parallel_limit()),
+            (Ansi::Never, Progress::Json, 2)
+        );
+        assert_eq!(
+            globals_of(&["berth", "--parallel", "-1", "ps"]).parallel_limit(),
+            usize::MAX
+        );
+        assert!(globals_of(&["berth", "down", "--dry-run"]).dry_run);
+        assert!(Cli::try_parse_from(["berth", "--progress", "fancy", "ps"]).is_err());
+    }
 }

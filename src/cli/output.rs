@@ -3,14 +3,35 @@
 
 use std::io::{IsTerminal, Write};
 
+use super::{Ansi, Progress};
+
 /// docker compose's palette: cyan, yellow, green, magenta, blue, then their bright variants.
 const PALETTE: [&str; 10] = [
     "36", "33", "32", "35", "34", "1;36", "1;33", "1;32", "1;35", "1;34",
 ];
 
-/// Whether stdout gets ANSI colours (`--no-color`, `NO_COLOR`, or not a terminal turn them off).
+/// Whether stdout gets ANSI colours: `--no-color` turns them off; then `--ansi always|never`
+/// decides, and by default `NO_COLOR` or stdout not being a terminal turns them off.
 pub fn colours_enabled(no_color: bool) -> bool {
-    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+    !no_color && ansi_wanted(super::globals().ansi, std::io::stdout().is_terminal())
+}
+
+/// `--ansi`/`COMPOSE_ANSI` over `NO_COLOR` over whether the stream is a terminal.
+fn ansi_wanted(ansi: Ansi, terminal: bool) -> bool {
+    match ansi {
+        Ansi::Always => true,
+        Ansi::Never => false,
+        Ansi::Auto => std::env::var_os("NO_COLOR").is_none() && terminal,
+    }
+}
+
+/// The `✔` of a finished resource, green only when stderr takes colours.
+pub fn done_mark() -> &'static str {
+    if ansi_wanted(super::globals().ansi, std::io::stderr().is_terminal()) {
+        "\x1b[32m✔\x1b[0m"
+    } else {
+        "✔"
+    }
 }
 
 /// Prints `<name> | line` prefixes, padded to the longest name, one colour per name.
@@ -70,20 +91,48 @@ impl LogPrefixer {
     }
 }
 
-/// One line of resource progress on stderr, as docker compose prints it: ` ✔ Container x  Started`.
+/// One line of resource progress on stderr, as docker compose prints it: ` ✔ Container x  Started`
+/// (nothing with `--progress quiet`, a JSON object with `--progress json`).
 pub fn status_line(kind: &str, name: &str, status: &str) {
-    let mark = if std::io::stderr().is_terminal() {
-        "\x1b[32m✔\x1b[0m"
-    } else {
-        "✔"
-    };
-    eprintln!(" {mark} {kind} {name:<28} {status}");
+    if let Some(line) = progress_text(
+        super::globals().progress,
+        Some(done_mark()),
+        kind,
+        name,
+        status,
+    ) {
+        eprintln!("{line}");
+    }
 }
 
 /// A resource's in-progress line on stderr (`   Container x  Stopping`), before its
 /// [`status_line`]; docker compose's plain progress shows both.
 pub fn progress_line(kind: &str, name: &str, status: &str) {
-    eprintln!("   {kind} {name:<28} {status}");
+    if let Some(line) = progress_text(super::globals().progress, None, kind, name, status) {
+        eprintln!("{line}");
+    }
+}
+
+/// The text of one progress line in `mode`; `mark` is the `✔` of a finished resource.
+fn progress_text(
+    mode: Progress,
+    mark: Option<&str>,
+    kind: &str,
+    name: &str,
+    status: &str,
+) -> Option<String> {
+    let id = format!("{kind} {name}");
+    match mode {
+        Progress::Quiet => None,
+        Progress::Json => Some(
+            serde_json::json!({"id": id.trim(), "status": status, "done": mark.is_some()})
+                .to_string(),
+        ),
+        Progress::Auto | Progress::Tty | Progress::Plain => Some(match mark {
+            Some(mark) => format!(" {mark} {kind} {name:<28} {status}"),
+            None => format!("   {kind} {name:<28} {status}"),
+        }),
+    }
 }
 
 /// "5 seconds ago", "About a minute ago", "3 hours ago" — Docker's `HumanDuration` wording.
@@ -191,6 +240,25 @@ mod tests {
         assert_eq!(human_size(4_190_000), "4.19MB");
         assert_eq!(human_size(123_400), "123kB");
         assert_eq!(human_size(2_000_000_000), "2GB");
+    }
+
+    #[test]
+    fn ansi_modes_and_progress_modes_shape_the_lines() {
+        assert!(ansi_wanted(Ansi::Always, false));
+        assert!(!ansi_wanted(Ansi::Never, true));
+        assert!(!ansi_wanted(Ansi::Auto, false));
+        assert_eq!(
+            progress_text(Progress::Plain, Some("✔"), "Container", "a", "Started").as_deref(),
+            Some(" ✔ Container a                            Started")
+        );
+        assert_eq!(
+            progress_text(Progress::Json, None, "Network", "n", "Creating").as_deref(),
+            Some(r#"{"id":"Network n","status":"Creating","done":false}"#)
+        );
+        assert_eq!(
+            progress_text(Progress::Quiet, Some("✔"), "Container", "a", "Started"),
+            None
+        );
     }
 
     #[test]

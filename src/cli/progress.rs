@@ -36,7 +36,13 @@ pub struct ProgressView {
 
 impl ProgressView {
     pub fn new(quiet: bool) -> Self {
-        let bars = (!quiet && std::io::stderr().is_terminal())
+        // `--progress plain|json|quiet` never draws bars; bars need a terminal to draw on, so
+        // `tty` is `auto` (indicatif draws nothing off a terminal, which would lose the lines).
+        let mode = super::globals().progress;
+        let quiet = quiet || mode == super::Progress::Quiet;
+        let terminal = matches!(mode, super::Progress::Auto | super::Progress::Tty)
+            && std::io::stderr().is_terminal();
+        let bars = (!quiet && terminal)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         ProgressView { bars, quiet }
     }
@@ -87,8 +93,11 @@ impl TaskLine {
         match &self.header {
             Some(bar) => {
                 bar.set_style(
-                    ProgressStyle::with_template(" \x1b[32m✔\x1b[0m {prefix} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(&format!(
+                        " {} {{prefix}} {{msg}}",
+                        super::output::done_mark()
+                    ))
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.finish_with_message(done.to_string());
             }

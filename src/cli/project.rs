@@ -52,13 +52,29 @@ pub fn load_options(args: &ProjectArgs, services: &[String]) -> anyhow::Result<L
         files: args.files.clone(),
         project_name: args.project_name.clone(),
         project_directory: args.project_directory.clone(),
-        env_files: args.env_files.clone(),
+        env_files: env_files(args, &environment),
         profiles: args.profile.clone(),
         services: services.to_vec(),
         working_dir,
         environment,
         ..Default::default()
     })
+}
+
+/// `--env-file`s, else the comma-separated `COMPOSE_ENV_FILES` (docker compose's variable).
+fn env_files(args: &ProjectArgs, environment: &IndexMap<String, String>) -> Vec<PathBuf> {
+    if !args.env_files.is_empty() {
+        return args.env_files.clone();
+    }
+    environment
+        .get("COMPOSE_ENV_FILES")
+        .map(|list| {
+            list.split(',')
+                .filter(|f| !f.trim().is_empty())
+                .map(|f| PathBuf::from(f.trim()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Load and validate the project; `services` are the ones named on the command line.
@@ -128,5 +144,26 @@ pub(super) fn exists<T>(inspected: Result<T, ClientError>) -> anyhow::Result<boo
         Ok(_) => Ok(true),
         Err(ClientError::Api { status: 404, .. }) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_env_files_applies_without_env_file_flags() {
+        let env: IndexMap<String, String> =
+            [("COMPOSE_ENV_FILES".to_string(), "a.env, b.env".to_string())].into();
+        let none = ProjectArgs::default();
+        assert_eq!(
+            env_files(&none, &env),
+            [PathBuf::from("a.env"), PathBuf::from("b.env")]
+        );
+        let flagged = ProjectArgs {
+            env_files: vec!["c.env".into()],
+            ..Default::default()
+        };
+        assert_eq!(env_files(&flagged, &env), [PathBuf::from("c.env")]);
     }
 }

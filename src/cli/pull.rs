@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use futures_util::StreamExt;
 
 use super::output::status_line;
 use super::progress::{follow, ProgressView, PULL_STATES};
@@ -19,6 +20,12 @@ pub struct PullArgs {
     /// Pull what it can and ignore images with pull failures
     #[arg(long)]
     pub ignore_pull_failures: bool,
+    /// Also pull the images of the services the named ones depend on
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Apply pull policy ("missing"|"always"), over the services' own pull_policy
+    #[arg(long, value_parser = ["missing", "always"])]
+    pub policy: Option<String>,
     /// Services to pull (default: all)
     pub services: Vec<String>,
 }
@@ -28,35 +35,30 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     let order = selected_start_order(&project, &args.services)?;
     let client = engine(project_args).await?;
     let mut wanted = Vec::new();
-    for name in &order {
-        let service = &project.services[name];
+    for name in pull_targets(&order, &args.services, args.include_deps) {
+        let service = &project.services[&name];
         let skipped = |why: &str| {
             if !args.quiet {
-                status_line(name, "", why);
+                status_line(&name, "", why);
             }
         };
         let Some(image) = service.image.clone() else {
             skipped("Skipped - No image to be pulled");
             continue;
         };
-        // As docker compose: `never` and `build` images are not pulled, and an explicit
-        // `missing` one only when absent; the refresh policies pull (that is their point).
-        let policy = PullPolicy::of_service(service.pull_policy.as_deref())
+        let chosen = args.policy.as_deref().or(service.pull_policy.as_deref());
+        let policy = PullPolicy::of_service(chosen)
             .map_err(|e| anyhow::anyhow!("service \"{name}\": {e}"))?;
-        match (policy, service.pull_policy.is_some()) {
-            (PullPolicy::Never | PullPolicy::Build, _) => {
-                skipped("Skipped");
-                continue;
+        let present = match (policy, chosen.is_some()) {
+            (PullPolicy::Missing, true) => {
+                Some(super::project::exists(client.inspect_image(&image).await)?)
             }
-            (PullPolicy::Missing, true)
-                if super::project::exists(client.inspect_image(&image).await)? =>
-            {
-                skipped("Skipped - Image is already present locally");
-                continue;
-            }
-            _ => {}
+            _ => None,
+        };
+        match skip_reason(policy, present) {
+            Some(why) => skipped(why),
+            None => wanted.push((name.clone(), image)),
         }
-        wanted.push((name.clone(), image));
     }
     let results = pull_all(&client, &wanted, &ProgressView::new(args.quiet)).await;
     for ((name, image), result) in wanted.iter().zip(results) {
@@ -71,8 +73,30 @@ pub async fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// The services whose images `pull` considers, in start order: the named ones only (their
+/// dependencies too with `--include-deps`), or all when none is named.
+fn pull_targets(start_order: &[String], named: &[String], include_deps: bool) -> Vec<String> {
+    start_order
+        .iter()
+        .filter(|s| named.is_empty() || include_deps || named.contains(s))
+        .cloned()
+        .collect()
+}
+
+/// Why a service's image is not pulled, as docker compose words it. `never` and `build` images
+/// are not pulled, and an explicit `missing` one (`present` known) only when absent; the refresh
+/// policies pull (that is their point).
+fn skip_reason(policy: PullPolicy, present: Option<bool>) -> Option<&'static str> {
+    match (policy, present) {
+        (PullPolicy::Never | PullPolicy::Build, _) => Some("Skipped"),
+        (PullPolicy::Missing, Some(true)) => Some("Skipped - Image is already present locally"),
+        _ => None,
+    }
+}
+
 /// Pulls the `(service, image)` pairs at once, as docker compose does, each image once however
-/// many services use it; the results are in the order of `wanted`.
+/// many services use it and at most `--parallel`/`COMPOSE_PARALLEL_LIMIT` at a time; the
+/// results are in the order of `wanted`.
 pub async fn pull_all(
     client: &EngineClient,
     wanted: &[(String, String)],
@@ -86,7 +110,11 @@ pub async fn pull_all(
             distinct.push(pull_one(client, service, image, view));
         }
     }
-    let results = futures_util::future::join_all(distinct).await;
+    let limit = super::globals().parallel_limit().min(distinct.len().max(1));
+    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(distinct)
+        .buffered(limit)
+        .collect()
+        .await;
     wanted
         .iter()
         .map(|(_, image)| match &results[first_user[image.as_str()]] {
@@ -118,4 +146,33 @@ async fn pull_one(
         Err(e) => line.fail(&format!("{e:#}")),
     }
     pulled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_named_services_are_pulled_unless_deps_are_included() {
+        let order = names(&["db", "cache", "web"]);
+        assert_eq!(pull_targets(&order, &[], false), order);
+        assert_eq!(pull_targets(&order, &names(&["web"]), false), ["web"]);
+        assert_eq!(pull_targets(&order, &names(&["web"]), true), order);
+    }
+
+    #[test]
+    fn policies_skip_with_docker_compose_reasons() {
+        assert_eq!(skip_reason(PullPolicy::Never, None), Some("Skipped"));
+        assert_eq!(
+            skip_reason(PullPolicy::Missing, Some(true)),
+            Some("Skipped - Image is already present locally")
+        );
+        assert_eq!(skip_reason(PullPolicy::Missing, Some(false)), None);
+        assert_eq!(skip_reason(PullPolicy::Missing, None), None);
+        assert_eq!(skip_reason(PullPolicy::Always, None), None);
+    }
 }

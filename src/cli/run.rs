@@ -18,8 +18,10 @@ use indexmap::IndexMap;
 
 use super::output::status_line;
 use super::project::{engine, load_project, ProjectArgs};
-use crate::compose::model::Project;
-use crate::compose::normalize::shell_split;
+use crate::compose::files::read_env_file;
+use crate::compose::model::{Project, ServicePort, ServiceVolume};
+use crate::compose::normalize::{parse_port_spec, shell_split};
+use crate::compose::notation::split_volume_spec;
 use crate::compose::plan::{self, LABEL_CONTAINER_NUMBER, LABEL_ONEOFF, LABEL_SERVICE};
 use crate::engine::api::client::{EngineClient, LogStream, LogsOptions};
 use crate::engine::wire::ContainerCreateRequest;
@@ -54,10 +56,34 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_deps: bool,
     /// Publish the service's ports (a one-off container publishes none by default)
-    #[arg(long)]
+    #[arg(short = 'P', long)]
     pub service_ports: bool,
+    /// Publish a container's port(s) to the host ([HOST_IP:][PUBLISHED:]TARGET[/PROTOCOL])
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Bind mount a volume (SOURCE:TARGET[:ro|rw]; a SOURCE without a path is a named volume)
+    #[arg(short = 'v', long = "volume", value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Read in a file of environment variables (applied before -e)
+    #[arg(long, value_name = "FILE")]
+    pub env_from_file: Vec<std::path::PathBuf>,
+    /// Use the service's network aliases in the network(s) the container connects to
+    #[arg(long)]
+    pub use_aliases: bool,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Don't print anything to STDOUT but the container's own output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Disable pseudo-TTY allocation (berth does not allocate one yet: always in effect)
-    #[arg(short = 'T', long = "no-TTY")]
+    #[arg(short = 'T', long = "no-tty", visible_alias = "no-TTY")]
     pub no_tty: bool,
     /// Keep STDIN open (accepted for docker compose compatibility; see the note on stdin)
     #[arg(short = 'i', long, hide = true)]
@@ -91,15 +117,7 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         ),
         None => None,
     };
-    let client = engine(project_args).await?;
-    let images = super::up::ImageFlags {
-        pull: &args.pull,
-        quiet_pull: false,
-        build: super::up::BuildFlag::of(args.build, false),
-    };
-    super::up::prepare_one_off(&client, &project, &args.service, args.no_deps, &images).await?;
-
-    let request = one_off_request(&project, args, entrypoint)?;
+    let env_files = env_from_files(&args.env_from_file)?;
     let name = args.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-run-{}",
@@ -108,6 +126,15 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
             &hex::encode(rand::random::<[u8; 6]>())
         )
     });
+    let one_off = one_off_project(&project, args)?;
+    let request = one_off_request(&one_off, args, entrypoint, &name, env_files)?;
+    let client = engine(project_args).await?;
+    let images = super::up::ImageFlags {
+        pull: &args.pull,
+        quiet_pull: args.quiet_pull || args.quiet,
+        build: super::up::BuildFlag::of(args.build, false),
+    };
+    super::up::prepare_one_off(&client, &project, &args.service, args.no_deps, &images).await?;
     let created = client
         .create_container(Some(&name), &request)
         .await
@@ -122,7 +149,9 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         return Err(anyhow::Error::new(e).context(format!("cannot start {name}")));
     }
     if args.detach {
-        println!("{name}");
+        if !args.quiet {
+            println!("{name}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     warn_about_ignored_input(args);
@@ -137,12 +166,103 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// The project with the service as `run`'s flags change it: its ports only with
+/// `--service-ports` (else exposed, unpublished), `-p` ports added, `-v` volumes added,
+/// `--cap-add`/`--cap-drop` added. Built by the compose model, so `plan` turns them into the
+/// create request exactly as it does a compose file's.
+fn one_off_project(project: &Project, args: &RunArgs) -> anyhow::Result<Project> {
+    let mut project = project.clone();
+    let service = project
+        .services
+        .get_mut(&args.service)
+        .with_context(|| format!("no such service: {}", args.service))?;
+    if !args.service_ports {
+        let ports = std::mem::take(&mut service.ports);
+        service
+            .expose
+            .extend(ports.iter().map(|p| format!("{}/{}", p.target, p.protocol)));
+    }
+    for spec in &args.publish {
+        let parsed =
+            parse_port_spec(spec).map_err(|e| anyhow::anyhow!("invalid -p {spec:?}: {e}"))?;
+        service.ports.extend(
+            parsed
+                .into_iter()
+                .map(|(host_ip, published, target, protocol)| ServicePort {
+                    target,
+                    published,
+                    host_ip,
+                    protocol,
+                    mode: "ingress".to_string(),
+                    ..Default::default()
+                }),
+        );
+    }
+    for spec in &args.volumes {
+        service.volumes.push(volume_flag(spec)?);
+    }
+    service.cap_add.extend(args.cap_add.iter().cloned());
+    service.cap_drop.extend(args.cap_drop.iter().cloned());
+    Ok(project)
+}
+
+/// `-v SOURCE:TARGET[:ro|rw]`: a bind mount when SOURCE is a path (relative ones from the
+/// project directory, as in the compose file), else a named volume.
+fn volume_flag(spec: &str) -> anyhow::Result<ServiceVolume> {
+    let parts = split_volume_spec(spec);
+    let (source, target, mode) = match parts.as_slice() {
+        [target] => (None, target.clone(), None),
+        [source, target] => (Some(source.clone()), target.clone(), None),
+        [source, target, mode] => (Some(source.clone()), target.clone(), Some(mode.as_str())),
+        _ => bail!("invalid -v {spec:?}: use SOURCE:TARGET[:ro|rw]"),
+    };
+    let read_only = match mode {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(other) => bail!("invalid -v {spec:?}: mode {other:?} is not ro or rw"),
+    };
+    if !target.starts_with('/') {
+        bail!("invalid -v {spec:?}: the container path must be absolute");
+    }
+    let is_path = |s: &str| s.starts_with('/') || s.starts_with('.') || s.starts_with('~');
+    let kind = match &source {
+        Some(s) if is_path(s) => "bind",
+        _ => "volume",
+    };
+    Ok(ServiceVolume {
+        kind: kind.to_string(),
+        source,
+        target,
+        read_only,
+        ..Default::default()
+    })
+}
+
+/// `KEY=VALUE` entries of the `--env-from-file` files, in order (later files win), read as
+/// compose reads `env_file` (relative paths from the current directory, as docker compose).
+fn env_from_files(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    let lookup: IndexMap<String, String> = std::env::vars().collect();
+    let mut entries = Vec::new();
+    for file in files {
+        let vars = read_env_file(file, &lookup)
+            .with_context(|| format!("cannot read --env-from-file {}", file.display()))?;
+        entries.extend(
+            vars.into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))),
+        );
+    }
+    Ok(entries)
+}
+
 /// The service's create request made one-off: `run`'s label, command, entrypoint, environment,
-/// user and directory overrides, no published ports unless `--service-ports`, no restart policy.
+/// user and directory overrides, no restart policy, and on its networks the container's own
+/// name as alias (the service's aliases too only with `--use-aliases`, as docker compose).
 fn one_off_request(
     project: &Project,
     args: &RunArgs,
     entrypoint: Option<Vec<String>>,
+    name: &str,
+    env_files: Vec<String>,
 ) -> anyhow::Result<ContainerCreateRequest> {
     let mut request = plan::container_create_request(project, &args.service, 1)
         .with_context(|| format!("no such service: {}", args.service))?;
@@ -164,7 +284,7 @@ fn one_off_request(
             request.cmd = Some(Vec::new());
         }
     }
-    let env = request.env.take().unwrap_or_default();
+    let env = with_env_overrides(request.env.take().unwrap_or_default(), &env_files);
     request.env = Some(with_env_overrides(env, &args.env));
     if let Some(user) = &args.user {
         request.user = user.clone();
@@ -173,13 +293,20 @@ fn one_off_request(
         request.working_dir = dir.clone();
     }
     if let Some(host) = request.host_config.as_mut() {
-        if !args.service_ports {
-            host.port_bindings = None;
-        }
         // A one-off container runs once: docker compose gives it no restart policy.
         host.restart_policy = None;
     }
-
+    let service_name = plan::container_name(project, &args.service, 1);
+    for endpoint in request
+        .networking_config
+        .iter_mut()
+        .flat_map(|n| n.endpoints_config.values_mut())
+    {
+        let aliases = endpoint.aliases.get_or_insert_with(Vec::new);
+        // The plan named the container as service container 1; a one-off is not that one.
+        aliases.retain(|a| args.use_aliases && *a != service_name);
+        aliases.insert(0, name.to_string());
+    }
     Ok(request)
 }
 
@@ -271,5 +398,143 @@ fn warn_about_ignored_input(args: &RunArgs) {
             "warning: berth run does not pass stdin to the container yet (input ignored); \
              `berth exec` can feed a running container"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(line: &[&str]) -> RunArgs {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(line);
+        Wrapper::try_parse_from(argv).expect("flags parse").run
+    }
+
+    fn project() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compose = "services:\n  web:\n    image: busybox\n    ports: [\"8080:80\"]\n    networks:\n      default:\n        aliases: [site]\n";
+        std::fs::write(dir.path().join("compose.yaml"), compose).expect("write");
+        crate::compose::load(&crate::compose::LoadOptions {
+            working_dir: dir.path().to_path_buf(),
+            project_name: Some("t".into()),
+            ..Default::default()
+        })
+        .expect("load")
+    }
+
+    #[test]
+    fn flags_become_ports_volumes_and_capabilities() {
+        let a = args(&[
+            "-p",
+            "127.0.0.1:9000:90/udp",
+            "-v",
+            "./src:/src:ro",
+            "-v",
+            "data:/data",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "CHOWN",
+            "-T",
+            "web",
+        ]);
+        let request = one_off_request(
+            &one_off_project(&project(), &a).expect("project"),
+            &a,
+            None,
+            "t-web-run-1",
+            Vec::new(),
+        )
+        .expect("request");
+        let host = request.host_config.expect("host config");
+        let bindings = host.port_bindings.expect("-p publishes");
+        assert_eq!(bindings.len(), 1, "the service's 8080:80 only with -P");
+        let udp = bindings["90/udp"].as_ref().expect("binding")[0].clone();
+        assert_eq!(
+            (udp.host_ip.as_str(), udp.host_port.as_str()),
+            ("127.0.0.1", "9000")
+        );
+        assert!(request
+            .exposed_ports
+            .expect("exposed")
+            .contains_key("80/tcp"));
+        let mounts = host.mounts.expect("mounts");
+        assert!(mounts.iter().any(|m| m.target == "/src" && m.read_only));
+        assert!(mounts
+            .iter()
+            .any(|m| m.target == "/data" && m.source == "t_data"));
+        assert_eq!(
+            host.cap_add.as_deref(),
+            Some(&["NET_ADMIN".to_string()][..])
+        );
+        assert_eq!(host.cap_drop.as_deref(), Some(&["CHOWN".to_string()][..]));
+
+        let published = args(&["-P", "web"]);
+        let request = one_off_request(
+            &one_off_project(&project(), &published).expect("project"),
+            &published,
+            None,
+            "x",
+            Vec::new(),
+        )
+        .expect("request");
+        assert!(request
+            .host_config
+            .expect("host")
+            .port_bindings
+            .expect("-P")["80/tcp"]
+            .is_some());
+    }
+
+    #[test]
+    fn aliases_only_with_use_aliases() {
+        let aliases = |line: &[&str]| {
+            let a = args(line);
+            let request = one_off_request(
+                &one_off_project(&project(), &a).expect("project"),
+                &a,
+                None,
+                "t-web-run-1",
+                Vec::new(),
+            )
+            .expect("request");
+            let endpoints = request
+                .networking_config
+                .expect("networks")
+                .endpoints_config;
+            endpoints
+                .values()
+                .next()
+                .expect("default")
+                .aliases
+                .clone()
+                .expect("aliases")
+        };
+        assert_eq!(aliases(&["web"]), ["t-web-run-1"]);
+        assert_eq!(
+            aliases(&["--use-aliases", "web"]),
+            ["t-web-run-1", "web", "site"]
+        );
+    }
+
+    #[test]
+    fn bad_volume_flags_say_why() {
+        assert_eq!(
+            volume_flag("a:b").unwrap_err().to_string(),
+            "invalid -v \"a:b\": the container path must be absolute"
+        );
+        assert_eq!(
+            volume_flag("/a:/b:zz").unwrap_err().to_string(),
+            "invalid -v \"/a:/b:zz\": mode \"zz\" is not ro or rw"
+        );
+        assert_eq!(volume_flag("/a:/b").expect("bind").kind, "bind");
     }
 }

@@ -12,9 +12,17 @@ use super::containers::{
 };
 use super::output::{progress_line, status_line};
 use super::project::{engine, project_or_name, ProjectArgs};
+use crate::engine::api::client::EngineClient;
+use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
+    /// Wait for the services to be running (and healthy, when they have a healthcheck)
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
     /// Services to start (default: all), with the services they depend on
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
@@ -64,5 +72,85 @@ pub async fn run(project_args: &ProjectArgs, args: &StartArgs) -> anyhow::Result
         Ok(())
     })
     .await?;
+    if args.wait {
+        wait_all_ready(client, &targets, args.wait_timeout).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `--wait` reads a container's state.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `--wait`: every container running, and healthy when it has a healthcheck, within
+/// `--wait-timeout` seconds (no limit without one, as docker compose).
+async fn wait_all_ready(
+    client: &EngineClient,
+    containers: &[&ContainerSummary],
+    timeout_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let all = futures_util::future::try_join_all(containers.iter().map(|c| async move {
+        let name = display_name(c);
+        status_line("Container", &name, "Waiting");
+        loop {
+            let state = client.inspect_container(&c.id).await?.state;
+            let health = state.health.as_ref().map(|h| h.status.as_str());
+            match readiness(&state.status, health) {
+                Readiness::Ready => break,
+                Readiness::Failed(why) => bail!("container {name} {why}"),
+                Readiness::NotYet => tokio::time::sleep(READY_POLL).await,
+            }
+        }
+        status_line("Container", &name, "Healthy");
+        anyhow::Ok(())
+    }));
+    match timeout_seconds.filter(|s| *s > 0) {
+        None => all.await.map(|_| ()),
+        Some(seconds) => tokio::time::timeout(std::time::Duration::from_secs(seconds), all)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "timeout waiting for the services to be running|healthy after {seconds}s"
+                )
+            })?
+            .map(|_| ()),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Readiness {
+    Ready,
+    NotYet,
+    Failed(String),
+}
+
+/// Whether a container with this state and health (`None`: no healthcheck) is what `--wait`
+/// waits for.
+fn readiness(status: &str, health: Option<&str>) -> Readiness {
+    match (status, health) {
+        ("exited" | "dead", _) => Readiness::Failed(format!("is {status}")),
+        (_, Some("unhealthy")) => Readiness::Failed("is unhealthy".to_string()),
+        ("running", None | Some("healthy")) => Readiness::Ready,
+        _ => Readiness::NotYet,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_wants_running_and_healthy_when_checked() {
+        assert_eq!(readiness("running", None), Readiness::Ready);
+        assert_eq!(readiness("running", Some("healthy")), Readiness::Ready);
+        assert_eq!(readiness("running", Some("starting")), Readiness::NotYet);
+        assert_eq!(readiness("created", None), Readiness::NotYet);
+        assert_eq!(
+            readiness("running", Some("unhealthy")),
+            Readiness::Failed("is unhealthy".into())
+        );
+        assert_eq!(
+            readiness("exited", None),
+            Readiness::Failed("is exited".into())
+        );
+    }
 }

@@ -192,6 +192,16 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         converge::replicas(&project, service, &flags)?;
     }
     let client = engine(project_args).await?;
+    if super::globals().dry_run {
+        let up = super::dry_run::UpInputs {
+            services: &args.services,
+            flags: args.flags()?,
+            existing: existing_containers(&client, &project).await?,
+            network_keys: used_networks(&project, &order),
+            volume_keys: used_volumes(&project, &order),
+        };
+        return super::dry_run::up(&client, &project, &order, up).await;
+    }
 
     let wanted = ImageFlags {
         pull: &args.pull,

@@ -49,6 +49,7 @@ pub async fn run(project_args: &ProjectArgs, args: &WaitArgs) -> anyhow::Result<
             timeout: None,
             remove_orphans: false,
             rmi: None,
+            services: Vec::new(),
         };
         super::down::run(project_args, &down).await?;
     }
