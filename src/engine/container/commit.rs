@@ -16,6 +16,7 @@ use oci_spec::image::{Config, ConfigBuilder, HistoryBuilder, ImageConfiguration}
 use super::state::{ContainerRecord, Status};
 use super::{mounts, ContainerError, Result};
 use crate::engine::image::{CommitRequest, DockerConfigExtensions, ImageRecord, LayerRecord};
+use crate::engine::reference::ImageReference;
 use crate::engine::runtime::cgroup;
 use crate::engine::wire::ContainerCreateRequest;
 use crate::engine::Engine;
@@ -232,8 +233,36 @@ fn mount_point_stubs(record: &ContainerRecord) -> Vec<PathBuf> {
     out
 }
 
+/// The new image's runnable defaults and Docker extensions: the container's, the body's
+/// overrides, then the change lines (a bad one is the client's error).
+fn commit_config(
+    record: &ContainerRecord,
+    base_ext: DockerConfigExtensions,
+    opts: &CommitOptions,
+) -> Result<(CommitConfig, DockerConfigExtensions)> {
+    let mut config = container_defaults(record);
+    config.on_build = base_ext.on_build.unwrap_or_default();
+    if let Some(body) = &opts.config {
+        apply_overrides(&mut config, body);
+    }
+    apply_changes(&mut config, &opts.changes).map_err(ContainerError::BadRequest)?;
+    let ext = DockerConfigExtensions {
+        healthcheck: super::health::merged(
+            opts.config
+                .as_ref()
+                .and_then(|b| b.healthcheck.as_ref())
+                .or(record.request.healthcheck.as_ref()),
+            record.image_config.healthcheck.as_ref(),
+        ),
+        on_build: (!config.on_build.is_empty()).then(|| config.on_build.clone()),
+        shell: base_ext.shell,
+    };
+    Ok((config, ext))
+}
+
 impl Engine {
-    /// `docker commit`: the new image from container `id_or_name`.
+    /// `docker commit`: the new image from container `id_or_name`. Bad input (a change line, a
+    /// name) is refused before any work; a failure after the layer was made releases it.
     pub async fn commit_container(
         self: Arc<Self>,
         id_or_name: &str,
@@ -247,57 +276,46 @@ impl Engine {
             .resolve(&record.image_id)
             .ok_or_else(|| ContainerError::NoSuchImage(record.image_id.clone()))?;
         let (base_config, base_ext) = self.images.image_config(&base).map_err(image_err)?;
-        let mut config = container_defaults(&record);
-        config.on_build = base_ext.on_build.clone().unwrap_or_default();
-        if let Some(body) = &opts.config {
-            apply_overrides(&mut config, body);
+        let (config, ext) = commit_config(&record, base_ext, &opts)?;
+        let oci = oci_config(&config)?;
+        if let Some(name) = opts.image_name() {
+            ImageReference::parse(&name).map_err(|e| ContainerError::BadRequest(e.to_string()))?;
         }
-        apply_changes(&mut config, &opts.changes).map_err(ContainerError::BadRequest)?;
         let layer = self
             .clone()
             .commit_upper(&id, &record, &base, opts.pause)
             .await?;
-        let ext = DockerConfigExtensions {
-            healthcheck: super::health::merged(
-                opts.config
-                    .as_ref()
-                    .and_then(|b| b.healthcheck.as_ref())
-                    .or(record.request.healthcheck.as_ref()),
-                record.image_config.healthcheck.as_ref(),
-            ),
-            on_build: (!config.on_build.is_empty()).then(|| config.on_build.clone()),
-            shell: base_ext.shell,
-        };
-        let made_layer = layer.is_some();
-        let image_config = image_configuration(
-            base_config,
-            oci_config(&config)?,
-            &record,
-            &opts,
-            made_layer,
-        )?;
         let mut layers = base.layers.clone();
-        layers.extend(layer);
-        let request = CommitRequest {
-            config: image_config,
-            extensions: ext,
-            layers,
-            tag: opts.image_name(),
-            intermediate: false,
-        };
+        layers.extend(layer.clone());
+        let request =
+            image_configuration(base_config, oci, &record, &opts, layer.is_some()).map(|config| {
+                CommitRequest {
+                    config,
+                    extensions: ext,
+                    layers,
+                    tag: opts.image_name(),
+                    intermediate: false,
+                }
+            });
         let engine = self.clone();
-        let image = tokio::task::spawn_blocking(move || engine.images.commit_image(request))
-            .await
-            .map_err(|e| ContainerError::Other(format!("commit task failed: {e}")))?
-            .map_err(image_err)?;
-        let image_ref = opts.image_name().unwrap_or_default();
+        let stored = match request {
+            Ok(request) => tokio::task::spawn_blocking(move || engine.images.commit_image(request))
+                .await
+                .map_err(|e| ContainerError::Other(format!("commit task failed: {e}")))
+                .and_then(|r| r.map_err(image_err)),
+            Err(e) => Err(e),
+        };
+        if let (Err(_), Some(layer)) = (&stored, &layer) {
+            self.images.release_layer(layer, &base.layers);
+        }
+        let image = stored?;
         self.container_event(
             "commit",
             &record,
             &[
                 ("comment", opts.comment.clone()),
                 ("imageID", image.id.clone()),
-                ("imageRef", image_ref),
+                ("imageRef", opts.image_name().unwrap_or_default()),
             ],
         );
         Ok(image)
