@@ -3,9 +3,9 @@
 //! then the `--change` lines — the new image's, with a history entry naming the command.
 //!
 //! The upper directory is only read (the container keeps it; the builder's `commit_layer`
-//! moves it instead). A running container is paused for the copy with cgroup v2's freezer
-//! when `pause` (Docker's default) and the host has one; on a v1-only host it is committed
-//! running, as Docker does with `pause=false`.
+//! moves it instead). A running container is paused for the copy when `pause` (Docker's
+//! default): with cgroup v2's freezer on its own cgroup, else with v1's freezer in a group made
+//! for the pause; a host with neither commits it running, as Docker does with `pause=false`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -339,15 +339,18 @@ impl Engine {
         let exclude = mount_point_stubs(record);
         let parents = base.layers.clone();
         let engine = self.clone();
+        let id = id.to_string();
         let task = tokio::task::spawn_blocking(move || {
-            let frozen = running && pause && freeze(&paths, true)?;
+            let paused = if running && pause {
+                Pause::start(&id, &paths)?
+            } else {
+                Pause::NotPaused
+            };
             let layer = engine
                 .images
                 .commit_layer_copy(&upper, &parents, &exclude)
                 .map_err(image_err);
-            if frozen {
-                freeze(&paths, false)?;
-            }
+            paused.end()?;
             layer
         });
         task.await
@@ -355,10 +358,42 @@ impl Engine {
     }
 }
 
-/// Freezes or thaws; false when the host offers berth no freezer (nothing was done).
-fn freeze(paths: &[PathBuf], frozen: bool) -> Result<bool> {
-    cgroup::set_frozen(paths, frozen, FREEZE_TIMEOUT).map_err(|e| {
-        let what = if frozen { "pause" } else { "unpause" };
-        ContainerError::Other(format!("cannot {what} the container for the commit: {e}"))
-    })
+/// A running container held still while its upper directory is read.
+enum Pause {
+    /// cgroup v2's freezer on the container's own cgroup.
+    V2(Vec<PathBuf>),
+    /// cgroup v1's freezer, in a group made for the pause.
+    V1(cgroup::V1Freeze),
+    /// No freezer on this host: committed running, as Docker's `pause=false`.
+    NotPaused,
+}
+
+impl Pause {
+    fn start(id: &str, paths: &[PathBuf]) -> Result<Pause> {
+        let err = |e: cgroup::CgroupError| {
+            ContainerError::Other(format!("cannot pause the container for the commit: {e}"))
+        };
+        if cgroup::set_frozen(paths, true, FREEZE_TIMEOUT).map_err(err)? {
+            return Ok(Pause::V2(paths.to_vec()));
+        }
+        match cgroup::v1_freezer_root() {
+            Some(root) => cgroup::V1Freeze::freeze(&root, id, paths, FREEZE_TIMEOUT)
+                .map(Pause::V1)
+                .map_err(err),
+            None => Ok(Pause::NotPaused),
+        }
+    }
+
+    fn end(self) -> Result<()> {
+        let thawed = match self {
+            Pause::V2(paths) => cgroup::set_frozen(&paths, false, FREEZE_TIMEOUT).map(drop),
+            Pause::V1(frozen) => frozen.thaw(),
+            Pause::NotPaused => Ok(()),
+        };
+        thawed.map_err(|e| {
+            ContainerError::Other(format!(
+                "cannot unpause the container after the commit: {e}"
+            ))
+        })
+    }
 }
