@@ -344,7 +344,7 @@ impl Engine {
             let paused = if running && pause {
                 Pause::start(&id, &paths)?
             } else {
-                Pause::NotPaused
+                Pause(None)
             };
             let layer = engine
                 .images
@@ -358,15 +358,17 @@ impl Engine {
     }
 }
 
-/// A running container held still while its upper directory is read.
-enum Pause {
+/// How a running container is held still while its upper directory is read.
+enum Freezer {
     /// cgroup v2's freezer on the container's own cgroup.
     V2(Vec<PathBuf>),
     /// cgroup v1's freezer, in a group made for the pause.
     V1(cgroup::V1Freeze),
-    /// No freezer on this host: committed running, as Docker's `pause=false`.
-    NotPaused,
 }
+
+/// A pause in progress (none: not paused, e.g. a host without a freezer, committed running as
+/// Docker's `pause=false`). Dropped without [`Pause::end`] — a panic mid-copy — it still thaws.
+struct Pause(Option<Freezer>);
 
 impl Pause {
     fn start(id: &str, paths: &[PathBuf]) -> Result<Pause> {
@@ -374,26 +376,35 @@ impl Pause {
             ContainerError::Other(format!("cannot pause the container for the commit: {e}"))
         };
         if cgroup::set_frozen(paths, true, FREEZE_TIMEOUT).map_err(err)? {
-            return Ok(Pause::V2(paths.to_vec()));
+            return Ok(Pause(Some(Freezer::V2(paths.to_vec()))));
         }
         match cgroup::v1_freezer_root() {
             Some(root) => cgroup::V1Freeze::freeze(&root, id, paths, FREEZE_TIMEOUT)
-                .map(Pause::V1)
+                .map(|f| Pause(Some(Freezer::V1(f))))
                 .map_err(err),
-            None => Ok(Pause::NotPaused),
+            None => Ok(Pause(None)),
         }
     }
 
-    fn end(self) -> Result<()> {
-        let thawed = match self {
-            Pause::V2(paths) => cgroup::set_frozen(&paths, false, FREEZE_TIMEOUT).map(drop),
-            Pause::V1(frozen) => frozen.thaw(),
-            Pause::NotPaused => Ok(()),
-        };
-        thawed.map_err(|e| {
+    fn end(mut self) -> Result<()> {
+        self.thaw().map_err(|e| {
             ContainerError::Other(format!(
                 "cannot unpause the container after the commit: {e}"
             ))
         })
+    }
+
+    fn thaw(&mut self) -> std::result::Result<(), cgroup::CgroupError> {
+        match self.0.take() {
+            Some(Freezer::V2(paths)) => cgroup::set_frozen(&paths, false, FREEZE_TIMEOUT).map(drop),
+            Some(Freezer::V1(frozen)) => frozen.thaw(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = self.thaw();
     }
 }
