@@ -170,7 +170,7 @@ fn import_untagged_plain_tar_and_hostile_tar() {
 
     let e = store.import(&tar[..], Some("bad/../name")).unwrap_err();
     assert!(e.to_string().contains("invalid reference format"), "{e}");
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(berth::engine::api::server::errors::image_status(&e), 400);
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn tag_and_remove_follow_docker_rmi() {
     assert!(store.resolve("app:2").is_none());
     // By id with two tags left: refused unless forced.
     let e = store.remove(&rec.id, false, &never).unwrap_err();
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(berth::engine::api::server::errors::image_status(&e), 409);
     assert!(
         e.to_string()
             .contains("referenced in multiple repositories"),
@@ -201,7 +201,7 @@ fn tag_and_remove_follow_docker_rmi() {
     // Used by a container: refused, then force only untags.
     store.remove("127.0.0.1:5000/app:3", false, &never).unwrap();
     let e = store.remove("app:1", false, &always).unwrap_err();
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(berth::engine::api::server::errors::image_status(&e), 409);
     assert!(e.to_string().contains("used by a container"), "{e}");
     let out = store.remove("app:1", true, &always).unwrap();
     assert_eq!(out, vec!["Untagged: app:1".to_string()]);
@@ -215,7 +215,7 @@ fn tag_and_remove_follow_docker_rmi() {
     assert!(entries(&r.roots.snapshots_dir()).is_empty());
     assert!(entries(&r.roots.images_dir()).is_empty());
     let e = store.remove("app:1", false, &never).unwrap_err();
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(berth::engine::api::server::errors::image_status(&e), 404);
     assert!(e.to_string().contains("no such image: app:1"), "{e}");
 
     // Two images sharing a layer: removing one keeps the shared snapshot and blob.

@@ -239,7 +239,7 @@ async fn unknown_image_names_image_and_registry() {
     assert!(text.contains("nosuch/image:1.0"), "{text}");
     assert!(text.contains(&reg.host()), "{text}");
     assert!(text.contains("not found"), "{text}");
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(berth::engine::api::server::errors::image_status(&e), 404);
     assert!(blobs(&r.roots).is_empty());
     assert!(store.list().is_empty());
 }

@@ -115,16 +115,6 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ImageError::NotFound(_) => 404,
-            ImageError::Registry(RegistryError::ManifestUnknown { .. }) => 404,
-            ImageError::InvalidReference(_) => 400,
-            ImageError::Conflict(_) => 409,
-            _ => 500,
-        }
-    }
-
     /// True when a layer tried to escape its snapshot root.
     pub fn is_hostile_layer(&self) -> bool {
         matches!(

@@ -54,16 +54,6 @@ pub enum PushError {
     },
 }
 
-impl PushError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            PushError::NotFound(_) => 404,
-            PushError::DigestReference(_) => 400,
-            _ => 500,
-        }
-    }
-}
-
 type Result<T> = std::result::Result<T, PushError>;
 
 /// What a finished push reports (docker's final `<tag>: digest: … size: …` line).

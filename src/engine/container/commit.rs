@@ -15,7 +15,9 @@ use oci_spec::image::{Config, ConfigBuilder, HistoryBuilder, ImageConfiguration}
 
 use super::state::{ContainerRecord, Status};
 use super::{mounts, ContainerError, Result};
-use crate::engine::image::{CommitRequest, DockerConfigExtensions, ImageRecord, LayerRecord};
+use crate::engine::image::{
+    CommitRequest, DockerConfigExtensions, ImageError, ImageRecord, LayerRecord,
+};
 use crate::engine::reference::ImageReference;
 use crate::engine::runtime::cgroup;
 use crate::engine::wire::ContainerCreateRequest;
@@ -209,11 +211,13 @@ fn image_configuration(
     Ok(base)
 }
 
-fn image_err(e: crate::engine::image::ImageError) -> ContainerError {
-    match e.http_status() {
-        400 => ContainerError::BadRequest(e.to_string()),
-        404 => ContainerError::NoSuchImage(e.to_string()),
-        _ => ContainerError::Other(e.to_string()),
+/// The container error an image store error is for the client: a bad name is its mistake, a
+/// missing image a 404, anything else the engine's failure.
+fn image_err(e: ImageError) -> ContainerError {
+    match e {
+        ImageError::InvalidReference(_) => ContainerError::BadRequest(e.to_string()),
+        ImageError::NotFound(_) => ContainerError::NoSuchImage(e.to_string()),
+        e => ContainerError::Other(e.to_string()),
     }
 }
 

@@ -66,6 +66,9 @@ pub enum ContainerError {
     /// The container could not be started; `reason` is init's or the shim's message.
     #[error("cannot start container {name}: {reason}")]
     StartFailed { name: String, reason: String },
+    /// The container's command could not be executed (`exec: "x": …`): the request is at fault.
+    #[error("cannot start container {name}: {reason}")]
+    NotExecutable { name: String, reason: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -77,19 +80,6 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ContainerError::NotFound(_) | ContainerError::NoSuchImage(_) => 404,
-            ContainerError::Conflict(_) => 409,
-            ContainerError::BadRequest(_) => 400,
-            // Docker answers 400 when the workload cannot be executed (a user error).
-            ContainerError::StartFailed { reason, .. } if reason.starts_with("exec:") => 400,
-            ContainerError::StartFailed { .. } => 500,
-            ContainerError::NotModified(_) => 304,
-            ContainerError::Io { .. } | ContainerError::Other(_) => 500,
-        }
-    }
-
     fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
         let what = what.into();
         move |source| ContainerError::Io { what, source }

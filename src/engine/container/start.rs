@@ -68,13 +68,15 @@ impl ContainerStore {
         write_atomic(&spec_path, &bytes)
             .map_err(ContainerError::io(format!("write {}", spec_path.display())))?;
 
-        let failed = |reason: String| {
+        let failed = |reason: String, not_executable: bool| {
             // Whatever the shim left: processes in the cgroup, the cgroup itself.
             cgroup::kill_all(&spec.cgroups, std::time::Duration::from_secs(5));
             let _ = cgroup::remove(&spec.cgroups);
-            ContainerError::StartFailed {
-                name: record.name.clone(),
-                reason,
+            let name = record.name.clone();
+            if not_executable {
+                ContainerError::NotExecutable { name, reason }
+            } else {
+                ContainerError::StartFailed { name, reason }
             }
         };
         let report = match spawn_shim(&spec_path, &spec.bundle_dir.join("shim.log")).await {
@@ -83,9 +85,9 @@ impl ContainerStore {
                 state.error = r.error.clone();
                 state.exit_code = 127;
                 self.save_state(id, &state)?;
-                return Err(failed(r.error));
+                return Err(failed(r.error, r.not_executable));
             }
-            Err(e) => return Err(failed(e.to_string())),
+            Err(e) => return Err(failed(e.to_string(), false)),
         };
         let state = running_state(&record, &plan, &state, &report);
         self.save_state(id, &state)?;

@@ -90,6 +90,9 @@ pub fn main() -> ! {
         // SAFETY: the shim passed this fd for us alone; we are exiting right after.
         Some(fd) if fd > 2 => {
             let mut sync = unsafe { File::from_raw_fd(fd) };
+            if matches!(err, InitError::Setup(SetupError::Exec(_))) {
+                let _ = sync.write_all(&[super::process_setup::NOT_EXECUTABLE_MARKER]);
+            }
             let _ = sync.write_all(err.to_string().as_bytes());
         }
         _ => eprintln!("berth init: {err}"),

@@ -77,6 +77,10 @@ pub struct Workload<'a> {
 /// (marker, then EOF) from "init died before it got there" (EOF alone, e.g. killed).
 pub const EXEC_MARKER: u8 = 0;
 
+/// Written by init before its message when the workload cannot be executed (not found, not
+/// executable, a bad working directory): the command is at fault, not the host.
+pub const NOT_EXECUTABLE_MARKER: u8 = 1;
+
 /// Close every fd above stdio except `keep`: nothing of the runtime's (cgroup files, pipes,
 /// mount trees) may be reachable through `/proc/self/fd` once the working directory, which the
 /// image names, is entered (CVE-2024-21626).

@@ -46,6 +46,10 @@ pub struct ShimReport {
     /// Why the container did not start; empty on success.
     #[serde(default)]
     pub error: String,
+    /// The workload itself could not be executed (`exec: "x": …`): the user's command is at
+    /// fault, not the host (Docker answers 400 rather than 500).
+    #[serde(default)]
+    pub not_executable: bool,
 }
 
 #[derive(Debug, Error)]
@@ -78,9 +82,28 @@ pub enum ShimError {
     },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
-    /// init's own message (Docker's wording), passed through untouched.
     #[error("{0}")]
     Init(String),
+    /// init's own message (Docker's wording), passed through untouched.
+    #[error("{0}")]
+    Workload(InitFailure),
+}
+
+/// Why init did not start the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitFailure {
+    /// `execve` of the workload failed (`exec: "x": …`): the command is at fault.
+    NotExecutable(String),
+    /// init failed setting the container up, or died before it got to `execve`.
+    Setup(String),
+}
+
+impl std::fmt::Display for InitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitFailure::NotExecutable(m) | InitFailure::Setup(m) => f.write_str(m),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, ShimError>;
@@ -119,6 +142,7 @@ fn fail(report: &mut Option<File>, err: ShimError) -> ! {
         &ShimReport {
             pid: 0,
             shim_pid: std::process::id() as i32,
+            not_executable: matches!(err, ShimError::Workload(InitFailure::NotExecutable(_))),
             error: err.to_string(),
         },
     );
@@ -185,6 +209,7 @@ fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
             pid: child.as_raw(),
             shim_pid: std::process::id() as i32,
             error: String::new(),
+            not_executable: false,
         },
     );
     let exit_code = supervise(child, out_r, err_r, log)?;
@@ -426,13 +451,13 @@ fn wait_for_exec(spec: &RuntimeSpec, child: Pid, sync_r: OwnedFd) -> Result<()> 
             _ => "gone".to_string(),
         }
     });
-    if init_error.is_empty() {
+    let Some(init_error) = init_error else {
         return Ok(());
-    }
+    };
     let _ = waitpid(child, None);
     cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
     let _ = cgroup::remove(&spec.cgroups);
-    Err(ShimError::Init(init_error))
+    Err(ShimError::Workload(init_error))
 }
 
 /// Clear the cgroups and write the `ExitRecord` crash-safely.
@@ -456,21 +481,26 @@ fn record_exit(spec: &RuntimeSpec, child: Pid, exit_code: i64) -> Result<()> {
     })
 }
 
-/// Why init did not start the workload, from what it wrote on the sync pipe; empty when it
-/// did. Only the marker (maybe followed by an `execve` error) means init got to `execve`;
-/// nothing at all means it died first, and its wait status says how.
-fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> String {
-    match status.split_first() {
-        Some((&super::process_setup::EXEC_MARKER, rest)) => {
-            String::from_utf8_lossy(rest).into_owned()
-        }
-        Some(_) => String::from_utf8_lossy(status).into_owned(),
-        None => {
+/// Why init did not start the workload, from what it wrote on the sync pipe; `None` when it
+/// did. Only the exec marker alone means init got to `execve` and it succeeded; the marker
+/// followed by a message is an `execve` error; the not-executable marker is init finding the
+/// workload could not be executed before that; nothing at all means init died first, and its
+/// wait status says how.
+fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> Option<InitFailure> {
+    use super::process_setup::{EXEC_MARKER, NOT_EXECUTABLE_MARKER};
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match status {
+        [EXEC_MARKER] => None,
+        [EXEC_MARKER, NOT_EXECUTABLE_MARKER, rest @ ..]
+        | [EXEC_MARKER, rest @ ..]
+        | [NOT_EXECUTABLE_MARKER, rest @ ..] => Some(InitFailure::NotExecutable(text(rest))),
+        [_, ..] => Some(InitFailure::Setup(text(status))),
+        [] => {
             let how = how_init_ended();
-            format!(
+            Some(InitFailure::Setup(format!(
                 "container init died before starting the workload ({how}); \
                  see the engine log, or check the container's memory limit"
-            )
+            )))
         }
     }
 }
@@ -741,23 +771,39 @@ mod tests {
     #[test]
     fn only_the_exec_marker_counts_as_a_started_workload() {
         let unused = || unreachable!("init wrote something");
-        assert_eq!(init_failure(&[0], unused), "");
+        assert_eq!(init_failure(&[0], unused), None);
         assert_eq!(
-            init_failure(b"\0exec: \"x\": permission denied", unused),
-            "exec: \"x\": permission denied"
+            init_failure(b"\0\x01exec: \"x\": permission denied", unused),
+            Some(InitFailure::NotExecutable(
+                "exec: \"x\": permission denied".into()
+            ))
+        );
+        assert_eq!(
+            init_failure(
+                b"\x01exec: \"x\": executable file not found in $PATH",
+                unused
+            ),
+            Some(InitFailure::NotExecutable(
+                "exec: \"x\": executable file not found in $PATH".into()
+            ))
         );
         assert_eq!(
             init_failure(
                 b"unable to find user app: no matching entries in passwd file",
                 unused
             ),
-            "unable to find user app: no matching entries in passwd file"
+            Some(InitFailure::Setup(
+                "unable to find user app: no matching entries in passwd file".into()
+            ))
         );
         // Killed before execve (the OOM killer, say): reported, never taken for a start.
         assert_eq!(
             init_failure(b"", || "killed by SIGKILL".into()),
-            "container init died before starting the workload (killed by SIGKILL); \
-             see the engine log, or check the container's memory limit"
+            Some(InitFailure::Setup(
+                "container init died before starting the workload (killed by SIGKILL); \
+                 see the engine log, or check the container's memory limit"
+                    .into()
+            ))
         );
     }
 

@@ -9,7 +9,7 @@ mod attach;
 mod body;
 mod commit;
 mod containers;
-mod errors;
+pub mod errors;
 mod events;
 mod exec;
 mod filters;
@@ -70,21 +70,6 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(body)).into_response()
     }
 }
-
-/// Every module error that knows its HTTP status becomes an `ApiError` with its message verbatim.
-macro_rules! api_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ApiError {
-            fn from(e: $t) -> Self {
-                ApiError::new(e.http_status(), e.to_string())
-            }
-        }
-    )*};
-}
-api_error_from!(
-    crate::engine::image::ImageError,
-    crate::engine::container::ContainerError
-);
 
 impl From<crate::engine::reference::ReferenceError> for ApiError {
     fn from(e: crate::engine::reference::ReferenceError) -> Self {
