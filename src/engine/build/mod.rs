@@ -10,7 +10,7 @@
 //! 3. The executor walks those stages. Each stage's state is an image record: FROM resolves
 //!    `scratch`, an earlier stage or a stored (or pulled) image; a metadata instruction makes a new
 //!    config with an empty-layer history entry; RUN runs in a berth container and COPY/ADD copy into
-//!    a fresh overlay upper directory, and that upper directory becomes an OCI layer.
+//!    a fresh overlay upper directory, and [`layer`] makes that upper directory an OCI layer.
 //! 4. A cache keyed by parent image, normalised instruction, build args in scope and the content
 //!    hash of COPY/ADD sources maps a step to the image it made, so unchanged steps are reused.
 //! 5. Progress goes back as Docker's JSON message stream, with a `berth` field the berth CLI renders
