@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 
-use super::paths::{write_atomic, EngineRoots};
+use super::paths::{replace_atomic, write_atomic, EngineRoots};
 use crate::engine::runtime::cgroup::CgroupLayout;
 use crate::engine::runtime::spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
@@ -125,7 +125,7 @@ impl ContainerStore {
         std::fs::create_dir_all(&dir)
             .map_err(ContainerError::io(format!("create {}", dir.display())))?;
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(StoreInner {
                 roots: roots.clone(),
                 cgroups: CgroupLayout::detect(),
@@ -140,7 +140,9 @@ impl ContainerStore {
                 health_tasks: Default::default(),
                 attaches: Default::default(),
             }),
-        })
+        };
+        store.sweep_removed();
+        Ok(store)
     }
 
     pub fn roots(&self) -> &EngineRoots {
@@ -275,11 +277,14 @@ impl ContainerStore {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Without a directory fsync per save (see [`replace_atomic`]): a state lost to a power cut
+    /// is re-derived as after any crash ([`StateRecord::effective`]). The first save, at create,
+    /// is made durable by the fsync of the directory when `config.json` is written after it.
     fn save_state(&self, id: &str, st: &StateRecord) -> Result<()> {
         let path = self.dir(id).join("state.json");
         let bytes = serde_json::to_vec_pretty(st)
             .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
-        write_atomic(&path, &bytes)
+        replace_atomic(&path, &bytes)
             .map_err(ContainerError::io(format!("write {}", path.display())))?;
         self.inner.records_changed.notify_waiters();
         Ok(())

@@ -45,18 +45,71 @@ impl ContainerStore {
         Ok(record)
     }
 
-    /// Delete `containers/<id>/` (also used to undo a create that failed half-way).
+    /// Delete `containers/<id>/` (also used to undo a create that failed half-way). The
+    /// container is gone once its directory is renamed into [`REMOVED_DIR`]; the delete of what
+    /// is in it (the writable layer holds whatever the workload wrote) runs on a blocking thread,
+    /// so a `down` or a `run --rm` does not wait for it. A delete cut short by a crash is
+    /// finished by [`ContainerStore::sweep_removed`] at the next engine start.
     pub(crate) fn remove_files(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
         // config.json goes first, so a crash mid-way leaves a directory `ids()` ignores.
         let _ = std::fs::remove_file(dir.join("config.json"));
-        let removed = match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
+        let removed = self.removed_dir();
+        let moved = std::fs::create_dir_all(&removed)
+            .and_then(|()| std::fs::rename(&dir, removed.join(id)));
+        let result = match moved {
+            Ok(()) => {
+                let doomed = removed.join(id);
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => drop(runtime.spawn_blocking(move || delete_tree(&doomed))),
+                    Err(_) => drop(delete_tree(&doomed)),
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ContainerError::io(format!("remove {}", dir.display()))(e)),
+            // Renaming failed (a leftover of the same ID in the way): delete in place.
+            Err(_) => delete_tree(&dir)
+                .map_err(|e| ContainerError::io(format!("remove {}", dir.display()))(e)),
         };
         self.inner.records_changed.notify_waiters();
-        removed
+        result
+    }
+
+    fn removed_dir(&self) -> std::path::PathBuf {
+        self.inner.roots.containers_dir().join(REMOVED_DIR)
+    }
+
+    /// Delete what removals left in [`REMOVED_DIR`] when the engine stopped before they were
+    /// done. Runs on a thread of its own: nothing waits for it.
+    pub fn sweep_removed(&self) {
+        let removed = self.removed_dir();
+        let Ok(entries) = std::fs::read_dir(&removed) else {
+            return;
+        };
+        let leftovers: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        if leftovers.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            for path in leftovers {
+                if let Err(e) = delete_tree(&path) {
+                    eprintln!("berth engine: cannot delete {}: {e}", path.display());
+                }
+            }
+        });
+    }
+}
+
+/// Where removed containers' directories wait for their delete, under the containers
+/// directory (same filesystem, so the move is a rename). It has no `config.json`, so `ids()`
+/// never takes it for a container.
+const REMOVED_DIR: &str = ".removed";
+
+/// `remove_dir_all`, fine if it is gone already.
+fn delete_tree(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -95,8 +95,11 @@ impl Engine {
     async fn after_exit(&self, id: &str) {
         self.containers.disarm_health(id);
         // As Docker releases the network before it wakes waiters: after `stop` or `wait`
-        // returns, the container's endpoints are gone (a `network rm` right after succeeds).
-        let _ = self.networks.detach(id).await;
+        // returns, the container's endpoints are gone from the books (inspect, DNS), and a
+        // `network rm` or an attach right after waits for the veths to go. The kernel work
+        // (~10-30 ms a container) runs in the background, so `down` does not pay it once per
+        // dependency level.
+        self.networks.detach_in_background(id).await;
         if let Ok(record) = self.containers.load_record(id) {
             let state = self.containers.state(id);
             // Docker announces the OOM kill before the exit it caused.

@@ -11,7 +11,7 @@ use super::{
     health, mounts, now_rfc3339, resources, security, ContainerError, ContainerStore, Result,
 };
 use crate::engine::network_wire;
-use crate::engine::paths::write_atomic;
+use crate::engine::paths::write_volatile;
 use crate::engine::runtime::devices::DeviceNode;
 use crate::engine::runtime::shim::ShimReport;
 use crate::engine::runtime::spec::{
@@ -65,7 +65,8 @@ impl ContainerStore {
         let spec_path = RuntimeSpec::path_in(&spec.bundle_dir);
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::Other(format!("encode runtime spec: {e}")))?;
-        write_atomic(&spec_path, &bytes)
+        // Made again at every start, before anything reads it: no fsync on the start path.
+        write_volatile(&spec_path, &bytes)
             .map_err(ContainerError::io(format!("write {}", spec_path.display())))?;
 
         let failed = |reason: String, not_executable: bool| {
@@ -272,7 +273,8 @@ fn write_etc_files(dir: &Path, hostname: &str, plan: &StartPlan) -> Result<Vec<M
     for (file, target, contents) in files {
         let Some(contents) = contents else { continue };
         let path = dir.join(file);
-        write_atomic(&path, contents.as_bytes())
+        // Made again at every start, as the runtime spec is: no fsync.
+        write_volatile(&path, contents.as_bytes())
             .map_err(ContainerError::io(format!("write {}", path.display())))?;
         if !plan.mounts.iter().any(|m| m.destination == target) {
             mounts.push(MountSpec {

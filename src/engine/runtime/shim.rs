@@ -1,13 +1,17 @@
 //! `berth shim`: the per-container parent that outlives the engine: holds stdio and the log file,
 //! reaps the container, records its exit status.
 //!
-//! Started by the engine as `berth shim <runtime.json>` with a report pipe on fd 3. It forks once
-//! so the engine can reap the first process at once while the real shim lives on (in the session
-//! the engine gave it with `setsid`), re-parented to the host's init. It then creates the cgroups,
-//! a new PID namespace and a child that re-execs `berth init`. When init has `execve`d the workload
+//! Started by the engine as `berth shim <runtime.json>` with a report pipe on fd 3. It reads the
+//! spec, opens the log and stdin, creates the cgroups and the pipes, then forks once, so the
+//! engine reaps the first process while the real shim lives on (in the session the engine gave
+//! it with `setsid`), re-parented to the host's init. The fork comes after that preparation
+//! because a forked child maps none of its parent's code pages until it runs them: the long-lived
+//! shim never maps the spec parser, the cgroup setup and the rest of the start-up path, which
+//! were most of its resident memory. It then creates a new PID namespace and a child that
+//! re-execs `berth init`. When init has `execve`d the workload
 //! (EOF on the sync pipe) or failed (an error line on it), the shim writes one JSON `ShimReport`
 //! line on fd 3 and closes it. It then copies the container's stdout/stderr into Docker's
-//! json-file log until the container exits, writes the `ExitRecord` crash-safely and exits.
+//! json-file log until the container exits, writes the `ExitRecord` atomically and exits.
 //!
 //! Plain single-threaded code: no tokio, and nothing between fork and exec but raw system calls.
 
@@ -122,14 +126,20 @@ pub fn main() -> ! {
         Some(p) => PathBuf::from(p),
         None => fail(&mut report, ShimError::Usage),
     };
-    // SAFETY: single-threaded here (dispatched from main before anything else).
+    let _ = std::env::set_current_dir("/");
+    let prepared = match Prepared::new(&spec_path) {
+        Ok(prepared) => prepared,
+        Err(e) => fail(&mut report, e),
+    };
+    // SAFETY: single-threaded here (dispatched from main before anything else). The parent
+    // exits without running destructors; its copies of the pipes close with it.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => std::process::exit(0),
         Ok(ForkResult::Child) => {}
+        // The engine clears the cgroups of a start that failed.
         Err(e) => fail(&mut report, sys("fork shim")(e)),
     }
-    let _ = std::env::set_current_dir("/");
-    match run(&spec_path, &mut report) {
+    match run(prepared, &mut report) {
         Ok(()) => std::process::exit(0),
         Err(e) => fail(&mut report, e),
     }
@@ -173,22 +183,60 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create pipe"))
 }
 
-fn run(spec_path: &Path, report: &mut Option<File>) -> Result<()> {
-    let spec = read_spec(spec_path)?;
-    name_process(&spec.id);
-    let log = open_log(&spec.log_path)?;
-    let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
-        what: "open /dev/null".into(),
-        source,
-    })?;
-    let (stdin, stdin_keeper) = open_stdin(spec.stdin.as_ref(), devnull)?;
-    cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (sync_r, sync_w) = pipe()?;
-    // Only the shim holds `life_w`: the child sees EOF on `life_r` iff the shim is gone.
-    let (life_r, life_w) = pipe()?;
-    let init = InitExec::new(spec_path, sync_w.as_raw_fd())?;
+/// What the start needs, made before the shim forks (see the module doc).
+struct Prepared {
+    spec: RuntimeSpec,
+    log: File,
+    stdin: File,
+    stdin_keeper: Option<File>,
+    out: (OwnedFd, OwnedFd),
+    err: (OwnedFd, OwnedFd),
+    sync: (OwnedFd, OwnedFd),
+    /// Only the shim holds the write end: the child sees EOF on the read end iff the shim is
+    /// gone.
+    life: (OwnedFd, OwnedFd),
+    init: InitExec,
+}
+
+impl Prepared {
+    fn new(spec_path: &Path) -> Result<Self> {
+        let spec = read_spec(spec_path)?;
+        name_process(&spec.id);
+        let log = open_log(&spec.log_path)?;
+        let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
+            what: "open /dev/null".into(),
+            source,
+        })?;
+        let (stdin, stdin_keeper) = open_stdin(spec.stdin.as_ref(), devnull)?;
+        cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
+        let (out, err, sync, life) = (pipe()?, pipe()?, pipe()?, pipe()?);
+        let init = InitExec::new(spec_path, sync.1.as_raw_fd())?;
+        Ok(Self {
+            spec,
+            log,
+            stdin,
+            stdin_keeper,
+            out,
+            err,
+            sync,
+            life,
+            init,
+        })
+    }
+}
+
+fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
+    let Prepared {
+        spec,
+        log,
+        stdin,
+        stdin_keeper,
+        out: (out_r, out_w),
+        err: (err_r, err_w),
+        sync: (sync_r, sync_w),
+        life: (life_r, life_w),
+        init,
+    } = prepared;
     let child_fds = ChildFds {
         stdin: stdin.as_raw_fd(),
         stdout: out_w.as_raw_fd(),
@@ -460,7 +508,9 @@ fn wait_for_exec(spec: &RuntimeSpec, child: Pid, sync_r: OwnedFd) -> Result<()> 
     Err(ShimError::Workload(init_error))
 }
 
-/// Clear the cgroups and write the `ExitRecord` crash-safely.
+/// Clear the cgroups and write the `ExitRecord`: synced, renamed into place, the directory not
+/// synced (one journal commit less on every stop). A power cut may lose the record; the engine
+/// then reports the container exited with 255, as Docker does for containers a reboot ended.
 fn record_exit(spec: &RuntimeSpec, child: Pid, exit_code: i64) -> Result<()> {
     let record = ExitRecord {
         exit_code,
@@ -475,7 +525,7 @@ fn record_exit(spec: &RuntimeSpec, child: Pid, exit_code: i64) -> Result<()> {
     cgroup::kill_all(&spec.cgroups, Duration::from_secs(5));
     let _ = cgroup::remove(&spec.cgroups);
     let bytes = serde_json::to_vec(&record).map_err(|e| ShimError::Init(e.to_string()))?;
-    crate::engine::paths::write_atomic(&spec.exit_path, &bytes).map_err(|source| ShimError::Io {
+    crate::engine::paths::replace_atomic(&spec.exit_path, &bytes).map_err(|source| ShimError::Io {
         what: format!("record exit status in {}", spec.exit_path.display()),
         source,
     })
@@ -746,10 +796,11 @@ fn supervise(child: Pid, out_r: OwnedFd, err_r: OwnedFd, mut log: File) -> Resul
             }
         }
     }
+    // Not synced: the log is read through the page cache, and Docker's json-file logger never
+    // syncs either; a sync here held up every stop by a journal commit.
     for s in &mut streams {
         s.flush(&mut log, true);
     }
-    let _ = log.sync_data();
     Ok(exit_code.unwrap_or(255))
 }
 

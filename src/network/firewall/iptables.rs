@@ -224,16 +224,18 @@ struct Survey {
 /// would otherwise leave traffic dropped); for `remove`, a table nobody can read holds nothing
 /// to remove.
 fn survey(runner: &mut dyn Runner, strict: bool) -> Result<Survey> {
-    let default = if runner.installed("iptables") {
+    let mut tools: Vec<Tool> = [NFT_TOOL, LEGACY_TOOL]
+        .into_iter()
+        .filter(|t| runner.installed(t.iptables) && runner.installed(t.save))
+        .collect();
+    // `remove` reads every table it can and needs the default backend only to find an old,
+    // unsuffixed iptables: one process less on every network removal.
+    let default = if (strict || tools.is_empty()) && runner.installed("iptables") {
         let out = runner.run("iptables", &["--version".to_string()])?;
         Some(default_backend(&out.stdout))
     } else {
         None
     };
-    let mut tools: Vec<Tool> = [NFT_TOOL, LEGACY_TOOL]
-        .into_iter()
-        .filter(|t| runner.installed(t.iptables) && runner.installed(t.save))
-        .collect();
     if tools.is_empty() && default == Some(Backend::Legacy) && runner.installed("iptables-save") {
         tools.push(PLAIN_LEGACY_TOOL);
     }
@@ -516,5 +518,28 @@ COMMIT
         let changes = r.changes();
         assert_eq!(changes.len(), 5, "{changes:#?}");
         assert!(changes.iter().all(|c| c.starts_with("iptables-nft -w -")));
+    }
+
+    #[test]
+    fn remove_asks_for_the_default_backend_only_without_suffixed_tools() {
+        let modern = ["iptables", "iptables-nft", "iptables-nft-save"];
+        let mut r = FakeRunner::with(&modern);
+        r.answer("iptables-nft-save", true, DOCKER_AND_BERTH);
+        remove(&mut r, "br-aaa").unwrap();
+        assert!(
+            !r.ran.iter().any(|c| c.contains("--version")),
+            "{:#?}",
+            r.ran
+        );
+        assert_eq!(r.changes().len(), 5);
+
+        // iptables before 1.8: only `iptables-save` reads the table, if `iptables` is legacy.
+        let mut r = FakeRunner::with(&["iptables", "iptables-save"]);
+        r.answer("iptables --version", true, "iptables v1.6.1\n");
+        r.answer("iptables-save", true, DOCKER_AND_BERTH);
+        remove(&mut r, "br-aaa").unwrap();
+        let changes = r.changes();
+        assert_eq!(changes.len(), 5, "{changes:#?}");
+        assert!(changes.iter().all(|c| c.starts_with("iptables -w -")));
     }
 }
