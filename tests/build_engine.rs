@@ -123,10 +123,27 @@ fn dockerfile(base: &str) -> String {
 /// What a failed build must not leave: containers, mounts under the data root, build dirs.
 fn assert_nothing_left(engine: &TestEngine) {
     let containers = engine.data_root().join("containers");
-    let left: Vec<_> = std::fs::read_dir(&containers)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    // A removed container's directory is renamed into `.removed/` and deleted in the background.
+    let trash = containers.join(".removed");
+    let left: Vec<_> = entries(&containers)
+        .into_iter()
+        .filter(|p| *p != trash)
+        .collect();
     assert!(left.is_empty(), "containers left: {left:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !entries(&trash).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        entries(&trash).is_empty(),
+        "removed containers not deleted: {:?}",
+        entries(&trash)
+    );
     assert!(mounts_under(engine.data_root()).is_empty());
     let builds: Vec<PathBuf> = std::fs::read_dir(engine.data_root().join("build"))
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
