@@ -244,6 +244,17 @@ fn sources_outside_the_context_are_refused_with_the_line() {
         ),
         "{err}"
     );
+    // A `.dockerignore` in the context is honoured by the engine too (curl sends it unfiltered).
+    let ctx = context(&[
+        ("Dockerfile", &format!("FROM {base}\nCOPY secret.txt /\n")),
+        (".dockerignore", "secret.txt\n"),
+        ("secret.txt", "hidden"),
+    ]);
+    let err = error_of(&post_build(&engine, ctx.path(), "")).expect("refused");
+    assert_eq!(
+        err,
+        "Dockerfile:2: COPY secret.txt: no such file or directory in the build context"
+    );
     let ctx = context(&[("Dockerfile", &format!("FROM {base}\nRUNN x\n"))]);
     let err = error_of(&post_build(&engine, ctx.path(), "")).expect("refused");
     assert_eq!(err, "Dockerfile:2: unknown instruction: RUNN");
@@ -294,5 +305,49 @@ fn docker_build_through_berths_socket_makes_a_runnable_image() {
         "docker run",
     );
     assert_eq!(run, "hello\nfrom docker build\n");
+    assert_nothing_left(&engine);
+}
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let registry = TestRegistry::start();
+    let base = registry.push_busybox("build/busybox", "1");
+    let engine = TestEngine::start();
+    let df = format!(
+        "FROM {base} AS one\nRUN sleep 1 && echo one > /one\n\
+         FROM {base} AS two\nRUN sleep 1 && echo two > /two\n\
+         FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let lines = post_build(&engine, ctx.path(), "t=built%2Fpar%3A1");
+    assert_eq!(error_of(&lines), None, "{}", stream(&lines));
+    // Stage two's RUN starts before stage one's RUN is done.
+    let position = |name: &str, event: &str| {
+        let vertex = lines
+            .iter()
+            .find(|l| {
+                l["berth"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(name))
+            })
+            .and_then(|l| l["berth"]["vertex"].as_u64())
+            .unwrap_or_else(|| panic!("no vertex {name}"));
+        lines
+            .iter()
+            .position(|l| {
+                l["berth"]["vertex"].as_u64() == Some(vertex) && l["berth"]["event"] == event
+            })
+            .unwrap_or_else(|| panic!("no {event} for {name}"))
+    };
+    assert!(
+        position("[two 2/2] RUN", "start") < position("[one 2/2] RUN", "done"),
+        "{}",
+        stream(&lines)
+    );
+    let run = ok(
+        engine.docker(&["run", "--rm", "built/par:1", "cat", "/one", "/two"]),
+        "docker run",
+    );
+    assert_eq!(run, "one\ntwo\n");
     assert_nothing_left(&engine);
 }
