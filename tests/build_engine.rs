@@ -144,7 +144,7 @@ fn snapshot_count(engine: &TestEngine) -> usize {
 fn multi_stage_build_streams_steps_caches_and_reruns_only_after_a_changed_copy() {
     let registry = TestRegistry::start();
     let base = registry.push_busybox("build/busybox", "1");
-    let engine = TestEngine::start();
+    let mut engine = TestEngine::start();
     let ctx = context(&[
         ("Dockerfile", &dockerfile(&base)),
         ("src/a.txt", "alpha\n"),
@@ -198,6 +198,45 @@ fn multi_stage_build_streams_steps_caches_and_reruns_only_after_a_changed_copy()
     );
     assert_eq!(run, "alpha\ngamma\n");
     assert_nothing_left(&engine);
+
+    // The cache survives an engine restart.
+    engine.restart();
+    let again = post_build(&engine, ctx.path(), "t=built%2Fmulti%3A1");
+    assert!(
+        step_events(&again)
+            .iter()
+            .all(|(n, e)| n.contains("FROM") || e == "cached"),
+        "{}",
+        stream(&again)
+    );
+    // `builder prune` empties it; the tagged image stays runnable, and the next build runs.
+    let pruned = curl_post(&engine, "/v1.41/build/prune");
+    assert!(
+        !pruned["CachesDeleted"].as_array().unwrap().is_empty(),
+        "{pruned}"
+    );
+    let run = ok(
+        engine.docker(&["run", "--rm", "built/multi:1"]),
+        "docker run",
+    );
+    assert_eq!(run, "alpha\ngamma\n");
+    let rebuilt = post_build(&engine, ctx.path(), "t=built%2Fmulti%3A1");
+    assert!(
+        stream(&rebuilt).contains("built-it\n"),
+        "{}",
+        stream(&rebuilt)
+    );
+}
+
+fn curl_post(engine: &TestEngine, path: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--unix-socket"])
+        .arg(engine.socket())
+        .args(["-X", "POST"])
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok(out, path)).unwrap()
 }
 
 #[test]
