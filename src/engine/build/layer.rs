@@ -35,6 +35,14 @@ pub enum LayerError {
     Limit(String),
     #[error("writing the layer: {0}")]
     Write(#[source] io::Error),
+    /// A renamed directory (`redirect_dir`) or a metadata-only copy-up (`metacopy`) keeps its
+    /// content in the lower layers: the upper directory alone is not the change.
+    #[error(
+        "{path:?} carries the overlayfs {xattr} marker: the container's overlay ran with \
+         redirect_dir or metacopy on, so its upper directory is not a complete diff; mount with \
+         redirect_dir=off,metacopy=off (the overlay module parameters) to commit it"
+    )]
+    OverlayIndirection { path: String, xattr: String },
 }
 
 type Result<T> = std::result::Result<T, LayerError>;
@@ -369,6 +377,24 @@ mod tests {
         let exclude = [PathBuf::from("/proc"), PathBuf::from("/etc")];
         let s = write_layer(&empty, &exclude, &mut blob).unwrap();
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_redirected_directory_is_refused_not_written_incomplete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("upper");
+        std::fs::create_dir_all(root.join("renamed")).unwrap();
+        set_xattr(
+            &root.join("renamed"),
+            "trusted.overlay.redirect",
+            b"/original",
+        );
+        let mut blob = Vec::new();
+        let err = write_layer(&root, &[], &mut blob).unwrap_err();
+        assert!(
+            matches!(&err, LayerError::OverlayIndirection { path, .. } if path == "renamed"),
+            "{err}"
+        );
     }
 
     #[test]

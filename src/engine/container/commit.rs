@@ -3,9 +3,9 @@
 //! then the `--change` lines — the new image's, with a history entry naming the command.
 //!
 //! The upper directory is only read (the container keeps it; the builder's `commit_layer`
-//! moves it instead). A running container is paused for the copy with cgroup v2's freezer
-//! when `pause` (Docker's default) and the host has one; on a v1-only host it is committed
-//! running, as Docker does with `pause=false`.
+//! moves it instead). A running container is paused for the copy when `pause` (Docker's
+//! default): with cgroup v2's freezer on its own cgroup, else with v1's freezer in a group made
+//! for the pause; a host with neither commits it running, as Docker does with `pause=false`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use oci_spec::image::{Config, ConfigBuilder, HistoryBuilder, ImageConfiguration}
 use super::state::{ContainerRecord, Status};
 use super::{mounts, ContainerError, Result};
 use crate::engine::image::{CommitRequest, DockerConfigExtensions, ImageRecord, LayerRecord};
+use crate::engine::reference::ImageReference;
 use crate::engine::runtime::cgroup;
 use crate::engine::wire::ContainerCreateRequest;
 use crate::engine::Engine;
@@ -232,8 +233,36 @@ fn mount_point_stubs(record: &ContainerRecord) -> Vec<PathBuf> {
     out
 }
 
+/// The new image's runnable defaults and Docker extensions: the container's, the body's
+/// overrides, then the change lines (a bad one is the client's error).
+fn commit_config(
+    record: &ContainerRecord,
+    base_ext: DockerConfigExtensions,
+    opts: &CommitOptions,
+) -> Result<(CommitConfig, DockerConfigExtensions)> {
+    let mut config = container_defaults(record);
+    config.on_build = base_ext.on_build.unwrap_or_default();
+    if let Some(body) = &opts.config {
+        apply_overrides(&mut config, body);
+    }
+    apply_changes(&mut config, &opts.changes).map_err(ContainerError::BadRequest)?;
+    let ext = DockerConfigExtensions {
+        healthcheck: super::health::merged(
+            opts.config
+                .as_ref()
+                .and_then(|b| b.healthcheck.as_ref())
+                .or(record.request.healthcheck.as_ref()),
+            record.image_config.healthcheck.as_ref(),
+        ),
+        on_build: (!config.on_build.is_empty()).then(|| config.on_build.clone()),
+        shell: base_ext.shell,
+    };
+    Ok((config, ext))
+}
+
 impl Engine {
-    /// `docker commit`: the new image from container `id_or_name`.
+    /// `docker commit`: the new image from container `id_or_name`. Bad input (a change line, a
+    /// name) is refused before any work; a failure after the layer was made releases it.
     pub async fn commit_container(
         self: Arc<Self>,
         id_or_name: &str,
@@ -247,57 +276,46 @@ impl Engine {
             .resolve(&record.image_id)
             .ok_or_else(|| ContainerError::NoSuchImage(record.image_id.clone()))?;
         let (base_config, base_ext) = self.images.image_config(&base).map_err(image_err)?;
-        let mut config = container_defaults(&record);
-        config.on_build = base_ext.on_build.clone().unwrap_or_default();
-        if let Some(body) = &opts.config {
-            apply_overrides(&mut config, body);
+        let (config, ext) = commit_config(&record, base_ext, &opts)?;
+        let oci = oci_config(&config)?;
+        if let Some(name) = opts.image_name() {
+            ImageReference::parse(&name).map_err(|e| ContainerError::BadRequest(e.to_string()))?;
         }
-        apply_changes(&mut config, &opts.changes).map_err(ContainerError::BadRequest)?;
         let layer = self
             .clone()
             .commit_upper(&id, &record, &base, opts.pause)
             .await?;
-        let ext = DockerConfigExtensions {
-            healthcheck: super::health::merged(
-                opts.config
-                    .as_ref()
-                    .and_then(|b| b.healthcheck.as_ref())
-                    .or(record.request.healthcheck.as_ref()),
-                record.image_config.healthcheck.as_ref(),
-            ),
-            on_build: (!config.on_build.is_empty()).then(|| config.on_build.clone()),
-            shell: base_ext.shell,
-        };
-        let made_layer = layer.is_some();
-        let image_config = image_configuration(
-            base_config,
-            oci_config(&config)?,
-            &record,
-            &opts,
-            made_layer,
-        )?;
         let mut layers = base.layers.clone();
-        layers.extend(layer);
-        let request = CommitRequest {
-            config: image_config,
-            extensions: ext,
-            layers,
-            tag: opts.image_name(),
-            intermediate: false,
-        };
+        layers.extend(layer.clone());
+        let request =
+            image_configuration(base_config, oci, &record, &opts, layer.is_some()).map(|config| {
+                CommitRequest {
+                    config,
+                    extensions: ext,
+                    layers,
+                    tag: opts.image_name(),
+                    intermediate: false,
+                }
+            });
         let engine = self.clone();
-        let image = tokio::task::spawn_blocking(move || engine.images.commit_image(request))
-            .await
-            .map_err(|e| ContainerError::Other(format!("commit task failed: {e}")))?
-            .map_err(image_err)?;
-        let image_ref = opts.image_name().unwrap_or_default();
+        let stored = match request {
+            Ok(request) => tokio::task::spawn_blocking(move || engine.images.commit_image(request))
+                .await
+                .map_err(|e| ContainerError::Other(format!("commit task failed: {e}")))
+                .and_then(|r| r.map_err(image_err)),
+            Err(e) => Err(e),
+        };
+        if let (Err(_), Some(layer)) = (&stored, &layer) {
+            self.images.release_layer(layer, &base.layers);
+        }
+        let image = stored?;
         self.container_event(
             "commit",
             &record,
             &[
                 ("comment", opts.comment.clone()),
                 ("imageID", image.id.clone()),
-                ("imageRef", image_ref),
+                ("imageRef", opts.image_name().unwrap_or_default()),
             ],
         );
         Ok(image)
@@ -321,15 +339,18 @@ impl Engine {
         let exclude = mount_point_stubs(record);
         let parents = base.layers.clone();
         let engine = self.clone();
+        let id = id.to_string();
         let task = tokio::task::spawn_blocking(move || {
-            let frozen = running && pause && freeze(&paths, true)?;
+            let paused = if running && pause {
+                Pause::start(&id, &paths)?
+            } else {
+                Pause::NotPaused
+            };
             let layer = engine
                 .images
                 .commit_layer_copy(&upper, &parents, &exclude)
                 .map_err(image_err);
-            if frozen {
-                freeze(&paths, false)?;
-            }
+            paused.end()?;
             layer
         });
         task.await
@@ -337,10 +358,42 @@ impl Engine {
     }
 }
 
-/// Freezes or thaws; false when the host offers berth no freezer (nothing was done).
-fn freeze(paths: &[PathBuf], frozen: bool) -> Result<bool> {
-    cgroup::set_frozen(paths, frozen, FREEZE_TIMEOUT).map_err(|e| {
-        let what = if frozen { "pause" } else { "unpause" };
-        ContainerError::Other(format!("cannot {what} the container for the commit: {e}"))
-    })
+/// A running container held still while its upper directory is read.
+enum Pause {
+    /// cgroup v2's freezer on the container's own cgroup.
+    V2(Vec<PathBuf>),
+    /// cgroup v1's freezer, in a group made for the pause.
+    V1(cgroup::V1Freeze),
+    /// No freezer on this host: committed running, as Docker's `pause=false`.
+    NotPaused,
+}
+
+impl Pause {
+    fn start(id: &str, paths: &[PathBuf]) -> Result<Pause> {
+        let err = |e: cgroup::CgroupError| {
+            ContainerError::Other(format!("cannot pause the container for the commit: {e}"))
+        };
+        if cgroup::set_frozen(paths, true, FREEZE_TIMEOUT).map_err(err)? {
+            return Ok(Pause::V2(paths.to_vec()));
+        }
+        match cgroup::v1_freezer_root() {
+            Some(root) => cgroup::V1Freeze::freeze(&root, id, paths, FREEZE_TIMEOUT)
+                .map(Pause::V1)
+                .map_err(err),
+            None => Ok(Pause::NotPaused),
+        }
+    }
+
+    fn end(self) -> Result<()> {
+        let thawed = match self {
+            Pause::V2(paths) => cgroup::set_frozen(&paths, false, FREEZE_TIMEOUT).map(drop),
+            Pause::V1(frozen) => frozen.thaw(),
+            Pause::NotPaused => Ok(()),
+        };
+        thawed.map_err(|e| {
+            ContainerError::Other(format!(
+                "cannot unpause the container after the commit: {e}"
+            ))
+        })
+    }
 }

@@ -793,6 +793,120 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool, timeout: Duration) -> Result<
     }
 }
 
+/// Where cgroup v1's freezer hierarchy is mounted, if it is.
+pub fn v1_freezer_root() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    v1_mount(&mountinfo, "freezer").filter(|dir| fs_magic(dir) == Some(CGROUP_SUPER_MAGIC))
+}
+
+/// A container frozen with cgroup v1's freezer. berth's containers join no freezer hierarchy,
+/// so their processes (as `paths` list them) are moved into a group of their own for the
+/// freeze, and back to the hierarchy's root by [`V1Freeze::thaw`], which removes the group:
+/// nothing outlives the pause.
+pub struct V1Freeze {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+/// Rounds of "move the stragglers in" before giving up: a process forks at most once between
+/// two looks, and a task that joins a frozen v1 group is frozen at once.
+const V1_FREEZE_ROUNDS: usize = 20;
+
+impl V1Freeze {
+    pub fn freeze(
+        root: &Path,
+        id: &str,
+        paths: &[PathBuf],
+        timeout: Duration,
+    ) -> Result<V1Freeze, CgroupError> {
+        let dir = root.join(format!("berth-freeze-{id}"));
+        create(std::slice::from_ref(&dir))?;
+        let frozen = V1Freeze {
+            root: root.to_path_buf(),
+            dir,
+        };
+        let deadline = Instant::now() + timeout;
+        let state = frozen.dir.join("freezer.state");
+        let write_err = |source| CgroupError::Write {
+            limit: "the freezer".into(),
+            file: state.clone(),
+            value: "FROZEN".into(),
+            source,
+        };
+        for _ in 0..V1_FREEZE_ROUNDS {
+            let outside: Vec<i32> = {
+                let inside = pids(std::slice::from_ref(&frozen.dir));
+                pids(paths)
+                    .into_iter()
+                    .filter(|p| !inside.contains(p))
+                    .collect()
+            };
+            if outside.is_empty() && read_state(&state).as_deref() == Some("FROZEN") {
+                return Ok(frozen);
+            }
+            move_pids(&frozen.dir, &outside);
+            std::fs::write(&state, "FROZEN").map_err(write_err)?;
+            wait_for_state(&state, "FROZEN", deadline).map_err(write_err)?;
+        }
+        let _ = frozen.thaw();
+        Err(write_err(io::Error::other(
+            "the container's processes kept multiplying while being frozen",
+        )))
+    }
+
+    /// Thaws, moves the processes back to the hierarchy's root and removes the group.
+    pub fn thaw(self) -> Result<(), CgroupError> {
+        let state = self.dir.join("freezer.state");
+        std::fs::write(&state, "THAWED").map_err(|source| CgroupError::Write {
+            limit: "the freezer".into(),
+            file: state.clone(),
+            value: "THAWED".into(),
+            source,
+        })?;
+        for _ in 0..V1_FREEZE_ROUNDS {
+            let left = pids(std::slice::from_ref(&self.dir));
+            if left.is_empty() {
+                break;
+            }
+            move_pids(&self.root, &left);
+        }
+        remove(std::slice::from_ref(&self.dir))
+    }
+}
+
+fn move_pids(dir: &Path, pids: &[i32]) {
+    for pid in pids {
+        // A process that exited meanwhile (ESRCH) has nothing left to freeze.
+        let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+    }
+}
+
+fn read_state(file: &Path) -> Option<String> {
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// v1's `freezer.state` passes through FREEZING and has no change notification: short polls
+/// that grow from 1 ms, under the deadline.
+fn wait_for_state(file: &Path, want: &str, deadline: Instant) -> io::Result<()> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if read_state(file).as_deref() == Some(want) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not reach {want}", file.display()),
+            ));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(MAX_KILL_POLL);
+    }
+}
+
 /// The `frozen` key of a `cgroup.events` text.
 fn events_frozen(text: &str) -> Option<bool> {
     text.lines().find_map(|l| match l.split_once(' ')? {
@@ -1225,6 +1339,44 @@ mod tests {
         assert_eq!(events_frozen(&after), Some(false), "{after}");
         // No cgroup2 directory among the paths: nothing to freeze with, nothing done.
         assert!(!set_frozen(&[PathBuf::from("/nonexistent")], true, Duration::ZERO).unwrap());
+    }
+
+    /// v1's freezer: the processes join a group of their own, frozen, then go back to the
+    /// root and the group is removed.
+    #[test]
+    fn v1_freeze_moves_freezes_thaws_and_leaves_nothing() {
+        let in_ci = std::env::var_os("BERTH_CI").is_some_and(|v| v == "1");
+        let (Some(root), Some(pids_root)) = (v1_freezer_root(), CgroupLayout::detect().v1_pids)
+        else {
+            return; // a pure cgroup2 host: the v2 freezer serves (tested above)
+        };
+        let group = pids_root.join(format!("berth-test-v1freeze-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&group) {
+            assert!(!in_ci, "cannot create {}: {e}", group.display());
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::fs::write(group.join("cgroup.procs"), pid.to_string()).unwrap();
+        let paths = vec![group.clone()];
+        let id = format!("test-{}", std::process::id());
+        let frozen = V1Freeze::freeze(&root, &id, &paths, Duration::from_secs(5)).unwrap();
+        let dir = root.join(format!("berth-freeze-{id}"));
+        let state = read_state(&dir.join("freezer.state"));
+        let members = pids(std::slice::from_ref(&dir));
+        frozen.thaw().unwrap();
+        let gone = !dir.exists();
+        let back_in_root = pids(std::slice::from_ref(&root)).contains(&pid);
+        kill_all(&paths, Duration::from_secs(5));
+        child.wait().unwrap();
+        remove(&paths).unwrap();
+        assert_eq!(state.as_deref(), Some("FROZEN"));
+        assert_eq!(members, [pid]);
+        assert!(gone, "the freeze group is removed");
+        assert!(back_in_root);
     }
 
     #[test]

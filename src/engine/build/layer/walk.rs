@@ -18,6 +18,9 @@ use super::{LayerError, Result};
 /// The prefix of overlayfs' private attributes: markers of the upper layer, not file content.
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Markers of content that stays in the lower layers (a renamed directory, a metadata-only
+/// copy-up): an upper directory holding them is not a complete diff.
+const INDIRECT_XATTRS: &[&str] = &["trusted.overlay.redirect", "trusted.overlay.metacopy"];
 /// Docker's (and the OCI layer spec's) whiteout names.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -130,6 +133,15 @@ impl<'w> Walker<'w> {
         depth: usize,
     ) -> Result<()> {
         let xattrs = read_xattrs(dir, name, path)?;
+        if let Some((key, _)) = xattrs
+            .iter()
+            .find(|(k, _)| INDIRECT_XATTRS.contains(&k.as_str()))
+        {
+            return Err(LayerError::OverlayIndirection {
+                path: String::from_utf8_lossy(path).into_owned(),
+                xattr: key.clone(),
+            });
+        }
         let opaque = xattrs
             .iter()
             .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y");
