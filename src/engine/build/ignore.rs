@@ -34,6 +34,9 @@ struct Pattern {
     /// `!pattern`: re-includes what it matches.
     exception: bool,
     regex: Regex,
+    /// Each `/`-separated segment on its own, None where it holds `**` (any depth) or is no
+    /// glob on its own: for telling whether the pattern could reach inside a directory.
+    segments: Vec<Option<Regex>>,
 }
 
 impl DockerIgnore {
@@ -64,10 +67,20 @@ impl DockerIgnore {
                 pattern: raw.trim().to_string(),
                 reason,
             })?;
+            // A segment that is no glob on its own (a class spanning `/`) counts as "any",
+            // which only means a directory is not skipped.
+            let segments = text
+                .split('/')
+                .map(|segment| match segment.contains("**") {
+                    true => None,
+                    false => compile(segment).ok(),
+                })
+                .collect();
             patterns.push(Pattern {
                 text,
                 exception,
                 regex,
+                segments,
             });
         }
         Ok(DockerIgnore { patterns })
@@ -117,7 +130,7 @@ impl DockerIgnore {
         let dir_segments: Vec<&str> = dir.split('/').collect();
         !self.patterns[later..]
             .iter()
-            .any(|p| p.exception && could_match_below(&p.text, &dir_segments))
+            .any(|p| p.exception && could_match_below(&p.segments, &dir_segments))
     }
 
     /// The cleaned patterns, `!` kept, in order (for messages and cache keys).
@@ -132,20 +145,15 @@ impl DockerIgnore {
     }
 }
 
-/// Whether `pattern` could match some path strictly inside the directory `dir`.
-fn could_match_below(pattern: &str, dir: &[&str]) -> bool {
-    let segments: Vec<&str> = pattern.split('/').collect();
+/// Whether a pattern (by segments) could match some path strictly inside the directory `dir`.
+fn could_match_below(segments: &[Option<Regex>], dir: &[&str]) -> bool {
     for (i, name) in dir.iter().enumerate() {
-        let Some(segment) = segments.get(i) else {
+        match segments.get(i) {
             // The pattern ends at or above the directory: it cannot reach inside.
-            return false;
-        };
-        if segment.contains("**") {
-            return true;
-        }
-        let matched = compile(segment).is_ok_and(|r| r.is_match(name));
-        if !matched {
-            return false;
+            None => return false,
+            Some(None) => return true,
+            Some(Some(segment)) if !segment.is_match(name) => return false,
+            Some(Some(_)) => {}
         }
     }
     segments.len() > dir.len()

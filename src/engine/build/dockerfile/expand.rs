@@ -6,6 +6,10 @@
 //! WORKDIR, USER, STOPSIGNAL, VOLUME; EXPOSE (which may also split into several ports); RUN
 //! cache-mount targets and ids. Never RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK or ONBUILD
 //! commands: a shell sees those, and expands them itself at run time.
+//!
+//! One instruction is expanded in one go with the variables as they were before it, as Docker
+//! does: `ENV A=1 B=$A` gives B the *previous* A. `lookup` answers for the stage's ARGs (build
+//! arg or default) and ENV, ENV winning over ARG of the same name.
 
 use super::words::Lexer;
 use super::{

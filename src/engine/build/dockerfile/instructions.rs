@@ -387,8 +387,9 @@ fn retries(flags: &Flags) -> Result<Option<u32>, ErrorKind> {
             "--retries cannot be negative ({retries})"
         )));
     }
+    // Zero means "inherit", as an unset option does.
     u32::try_from(retries)
-        .map(Some)
+        .map(|n| (n > 0).then_some(n))
         .map_err(|_| ErrorKind::Healthcheck(format!("--retries is too large ({retries})")))
 }
 

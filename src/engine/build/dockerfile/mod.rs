@@ -2,14 +2,16 @@
 //! variable substitution; and which stages a target needs.
 //!
 //! Parsing is a pipeline of pure stages, each in its own module:
-//! 1. [`lines`]: parser directives, comments, line continuations and heredoc bodies → logical
+//! 1. `lines`: parser directives, comments, line continuations and heredoc bodies → logical
 //!    lines (one per instruction, with the line it starts on);
-//! 2. [`instructions`]: one logical line → a typed instruction (flags, JSON vs shell form,
-//!    `name=value` lists), with Docker's error messages;
-//! 3. [`stages`]: instructions grouped by `FROM` into stages, global `ARG`s kept apart, and the
+//! 2. `instructions`: one logical line → a typed instruction (`flags`, JSON vs shell form and
+//!    `name=value` lists from `arguments`, `RUN --mount` from `mounts`), with Docker's errors;
+//! 3. `stages`: instructions grouped by `FROM` into stages, global `ARG`s kept apart, and the
 //!    stages a target depends on, in build order;
-//! 4. [`words`] and [`expand`]: substitution, applied by the executor per step with the
-//!    variables in scope at that step (Docker expands lazily, so values here stay as written).
+//! 4. [`words`] (with `patterns` for `${v#p}`-style trimming) and `expand`: substitution,
+//!    applied by the executor per step with the variables in scope at that step (Docker expands
+//!    lazily, so values here stay as written);
+//! 5. `argv`: what a RUN/CMD/ENTRYPOINT/HEALTHCHECK executes or records, given the `SHELL`.
 
 mod arguments;
 mod argv;
@@ -19,6 +21,7 @@ mod instructions;
 mod lines;
 mod model;
 mod mounts;
+mod patterns;
 mod stages;
 
 pub use argv::{RunProgram, SCRIPT_DIR};

@@ -41,6 +41,9 @@ pub struct Stage {
 }
 
 /// A value with the place it came from.
+///
+/// Values inside are as written: quotes in ENV/LABEL/ARG values and `$VAR`s are still there
+/// until [`Dockerfile::expand`](super::Dockerfile::expand) is applied with the step's scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located<T> {
     /// 1-based line where the instruction starts.
@@ -115,6 +118,7 @@ pub struct Run {
     pub mounts: Vec<RunMount>,
     /// Here-documents in the command line. When the shell-form command is a lone `<<EOF`, the
     /// (single) heredoc's body is the script; otherwise the bodies are fed to the command.
+    /// [`Run::program`] turns this into what to execute.
     pub heredocs: Vec<Heredoc>,
 }
 

@@ -351,6 +351,16 @@ fn healthcheck_options_and_errors() {
     };
     assert_eq!(exec.test, ShellOrExec::Exec(strings(&["true"])));
     assert_eq!(exec.interval, None);
+    // Zero durations and retries inherit, as unset ones do.
+    let Instruction::Healthcheck(Healthcheck::Cmd(zero)) =
+        step("HEALTHCHECK --start-period=0s --interval=5s --timeout=0s --retries=0 CMD [\"foo\"]")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (zero.start_period, zero.interval, zero.timeout, zero.retries),
+        (None, Some(Duration::from_secs(5)), None, None)
+    );
     for (text, message) in [
         ("HEALTHCHECK NONE x", "HEALTHCHECK NONE takes no arguments"),
         ("HEALTHCHECK CMD", "Missing command after HEALTHCHECK CMD"),

@@ -6,7 +6,7 @@
 //! can be escaped, an escape character at the very end is dropped, and only characters that came
 //! out of a substitution or unquoted text split words). This module reproduces those rules.
 
-use super::ErrorKind;
+use super::{patterns, ErrorKind};
 
 /// Looks a variable up: `None` when it is not set (which differs from set-but-empty for
 /// `${v-w}`, `${v+w}` and `${v?msg}`).
@@ -338,9 +338,10 @@ impl Scan<'_> {
                 format!(":{modifier}")
             }
             Some(c @ ('-' | '+' | '?')) => c.to_string(),
+            Some(c @ ('#' | '%' | '/')) => return self.pattern_operator(&name, value, c),
             Some(c) => return Err(format!("unsupported modifier ({c}) in substitution")),
         };
-        let word = self.operand()?;
+        let word = self.operand(false)?;
         if value.is_none() && self.lexer.keep_unset {
             return Ok(format!("${{{name}{operator}{word}}}"));
         }
@@ -348,11 +349,55 @@ impl Scan<'_> {
     }
 
     /// The word after an operator, up to the closing brace; it may hold quotes and `$`s itself.
-    fn operand(&mut self) -> Step<String> {
-        match self.until(Some('}')) {
+    fn operand(&mut self, pattern: bool) -> Step<String> {
+        self.operand_until('}', pattern)
+    }
+
+    /// An operand up to `stop`. A pattern keeps its escape characters, so that `\*` stays a
+    /// literal star for the pattern matcher.
+    fn operand_until(&mut self, stop: char, pattern: bool) -> Step<String> {
+        let raw_escapes = self.lexer.raw_escapes;
+        self.lexer.raw_escapes |= pattern;
+        let result = self.until(Some(stop));
+        self.lexer.raw_escapes = raw_escapes;
+        match result {
             Ok((word, _)) => Ok(word),
             Err(_) if self.peek().is_none() => Err("syntax error: missing '}'".into()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// `${v#p}` `${v##p}` `${v%p}` `${v%%p}` `${v/p/r}` `${v//p/r}`: trimming and replacing with
+    /// shell patterns (BuildKit's Dockerfile 1.7 syntax).
+    fn pattern_operator(&mut self, name: &str, value: Option<String>, op: char) -> Step<String> {
+        let doubled = self.peek() == Some(op);
+        if doubled {
+            self.pos += 1;
+        }
+        let (pattern, replacement) = if op == '/' {
+            let pattern = self.operand_until('/', true)?;
+            (pattern, Some(self.operand(true)?))
+        } else {
+            (self.operand(true)?, None)
+        };
+        let written_op = if doubled {
+            format!("{op}{op}")
+        } else {
+            op.to_string()
+        };
+        if value.is_none() && self.lexer.keep_unset {
+            let tail = replacement.map(|r| format!("/{r}")).unwrap_or_default();
+            return Ok(format!("${{{name}{written_op}{pattern}{tail}}}"));
+        }
+        let value = value.unwrap_or_default();
+        let bad = |e: String| format!("invalid pattern ({pattern}) in substitution: {e}");
+        match (op, replacement) {
+            ('#', _) => patterns::trim_prefix(&value, &pattern, doubled).map_err(bad),
+            ('%', _) => patterns::trim_suffix(&value, &pattern, doubled).map_err(bad),
+            (_, replacement) => {
+                let replacement = replacement.unwrap_or_default();
+                patterns::replace(&value, &pattern, &replacement, doubled).map_err(bad)
+            }
         }
     }
 
@@ -472,6 +517,33 @@ mod tests {
         assert_eq!(word("${UNSET:-$NAME and ${x}}"), "world and lower");
         assert_eq!(word("${UNSET:-\"a }b\"}"), "a }b");
         assert_eq!(word("${UNSET:-${UNSET2:-deep}}"), "deep");
+    }
+
+    #[test]
+    fn trimming_and_replacing_use_shell_patterns() {
+        let vars = HashMap::from([("PWD", "/home"), ("FILE", "app.tar.gz"), ("P", "a-b-c")]);
+        let lookup = |n: &str| vars.get(n).map(|v| v.to_string());
+        let word = |text: &str| expand_word(text, '\\', &lookup).unwrap();
+        assert_eq!(word("${PWD#/}"), "home");
+        assert_eq!(word("${PWD##/}"), "home");
+        assert_eq!(word("${PWD#*}"), "/home");
+        assert_eq!(word("${PWD##*}"), "");
+        assert_eq!(word("${PWD%e}"), "/hom");
+        assert_eq!(word("${PWD%%*}"), "");
+        assert_eq!(word("${FILE%.*}"), "app.tar");
+        assert_eq!(word("${FILE%%.*}"), "app");
+        assert_eq!(word("${FILE#*.}"), "tar.gz");
+        assert_eq!(word("${PWD/o/i}"), "/hime");
+        assert_eq!(word("${P/-/_}"), "a_b-c");
+        assert_eq!(word("${P//-/_}"), "a_b_c");
+        assert_eq!(word("${P//-/}"), "abc");
+        assert_eq!(word("${FILE%\\.gz}"), "app.tar");
+        assert_eq!(word("${UNSET#x}"), "");
+        assert_eq!(word("${PWD#${PWD}}"), "");
+        assert!(expand_word("${PWD#[}", '\\', &lookup)
+            .unwrap_err()
+            .to_string()
+            .ends_with("invalid pattern ([) in substitution: unterminated character class"));
     }
 
     #[test]
