@@ -161,7 +161,7 @@ fn snapshot_count(engine: &TestEngine) -> usize {
 fn multi_stage_build_streams_steps_caches_and_reruns_only_after_a_changed_copy() {
     let registry = TestRegistry::start();
     let base = registry.push_busybox("build/busybox", "1");
-    let engine = TestEngine::start();
+    let mut engine = TestEngine::start();
     let ctx = context(&[
         ("Dockerfile", &dockerfile(&base)),
         ("src/a.txt", "alpha\n"),
@@ -215,6 +215,45 @@ fn multi_stage_build_streams_steps_caches_and_reruns_only_after_a_changed_copy()
     );
     assert_eq!(run, "alpha\ngamma\n");
     assert_nothing_left(&engine);
+
+    // The cache survives an engine restart.
+    engine.restart();
+    let again = post_build(&engine, ctx.path(), "t=built%2Fmulti%3A1");
+    assert!(
+        step_events(&again)
+            .iter()
+            .all(|(n, e)| n.contains("FROM") || e == "cached"),
+        "{}",
+        stream(&again)
+    );
+    // `builder prune` empties it; the tagged image stays runnable, and the next build runs.
+    let pruned = curl_post(&engine, "/v1.41/build/prune");
+    assert!(
+        !pruned["CachesDeleted"].as_array().unwrap().is_empty(),
+        "{pruned}"
+    );
+    let run = ok(
+        engine.docker(&["run", "--rm", "built/multi:1"]),
+        "docker run",
+    );
+    assert_eq!(run, "alpha\ngamma\n");
+    let rebuilt = post_build(&engine, ctx.path(), "t=built%2Fmulti%3A1");
+    assert!(
+        stream(&rebuilt).contains("built-it\n"),
+        "{}",
+        stream(&rebuilt)
+    );
+}
+
+fn curl_post(engine: &TestEngine, path: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--unix-socket"])
+        .arg(engine.socket())
+        .args(["-X", "POST"])
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok(out, path)).unwrap()
 }
 
 #[test]
@@ -260,6 +299,17 @@ fn sources_outside_the_context_are_refused_with_the_line() {
             "Dockerfile:2: COPY .: symlink leak -> /etc/passwd points outside the build context"
         ),
         "{err}"
+    );
+    // A `.dockerignore` in the context is honoured by the engine too (curl sends it unfiltered).
+    let ctx = context(&[
+        ("Dockerfile", &format!("FROM {base}\nCOPY secret.txt /\n")),
+        (".dockerignore", "secret.txt\n"),
+        ("secret.txt", "hidden"),
+    ]);
+    let err = error_of(&post_build(&engine, ctx.path(), "")).expect("refused");
+    assert_eq!(
+        err,
+        "Dockerfile:2: COPY secret.txt: no such file or directory in the build context"
     );
     let ctx = context(&[("Dockerfile", &format!("FROM {base}\nRUNN x\n"))]);
     let err = error_of(&post_build(&engine, ctx.path(), "")).expect("refused");
@@ -311,5 +361,49 @@ fn docker_build_through_berths_socket_makes_a_runnable_image() {
         "docker run",
     );
     assert_eq!(run, "hello\nfrom docker build\n");
+    assert_nothing_left(&engine);
+}
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let registry = TestRegistry::start();
+    let base = registry.push_busybox("build/busybox", "1");
+    let engine = TestEngine::start();
+    let df = format!(
+        "FROM {base} AS one\nRUN sleep 1 && echo one > /one\n\
+         FROM {base} AS two\nRUN sleep 1 && echo two > /two\n\
+         FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let lines = post_build(&engine, ctx.path(), "t=built%2Fpar%3A1");
+    assert_eq!(error_of(&lines), None, "{}", stream(&lines));
+    // Stage two's RUN starts before stage one's RUN is done.
+    let position = |name: &str, event: &str| {
+        let vertex = lines
+            .iter()
+            .find(|l| {
+                l["berth"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(name))
+            })
+            .and_then(|l| l["berth"]["vertex"].as_u64())
+            .unwrap_or_else(|| panic!("no vertex {name}"));
+        lines
+            .iter()
+            .position(|l| {
+                l["berth"]["vertex"].as_u64() == Some(vertex) && l["berth"]["event"] == event
+            })
+            .unwrap_or_else(|| panic!("no {event} for {name}"))
+    };
+    assert!(
+        position("[two 2/2] RUN", "start") < position("[one 2/2] RUN", "done"),
+        "{}",
+        stream(&lines)
+    );
+    let run = ok(
+        engine.docker(&["run", "--rm", "built/par:1", "cat", "/one", "/two"]),
+        "docker run",
+    );
+    assert_eq!(run, "one\ntwo\n");
     assert_nothing_left(&engine);
 }

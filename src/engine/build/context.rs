@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::ignore::DockerIgnore;
 use crate::engine::unpack::{unpack_layer, UnpackError, UnpackLimits};
 
 /// Symlinks followed while resolving one source, as the kernel's own limit.
@@ -74,6 +75,64 @@ pub fn receive(tar: impl Read, dest: &Path) -> Result<u64> {
 pub enum Scope {
     Context,
     Image,
+}
+
+/// Removes what `ignore` excludes from the received context (dockerd honours a `.dockerignore`
+/// in the context too: clients other than the CLIs send it unfiltered). `keep` names files
+/// Docker always keeps (the Dockerfile, `.dockerignore`). Returns how many entries went.
+pub fn apply_ignore(root: &Path, ignore: &DockerIgnore, keep: &[&str]) -> Result<usize> {
+    if ignore.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    prune_dir(root, "", ignore, keep, 0, &mut removed)?;
+    Ok(removed)
+}
+
+fn prune_dir(
+    root: &Path,
+    rel: &str,
+    ignore: &DockerIgnore,
+    keep: &[&str],
+    depth: usize,
+    removed: &mut usize,
+) -> Result<()> {
+    if depth > MAX_WALK_DEPTH {
+        return Err(ContextError::TooDeep {
+            source_path: rel.to_string(),
+        });
+    }
+    let dir = root.join(rel);
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .filter_map(|e| e.ok())
+        .collect();
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = entry.path();
+        // Not followed: a symlink is an entry of its own, whatever it points at.
+        let is_dir = entry.file_type().map_err(io_err(&path))?.is_dir();
+        if keep.contains(&child.as_str()) {
+            continue;
+        }
+        if is_dir && !ignore.can_skip_dir(&child) {
+            prune_dir(root, &child, ignore, keep, depth + 1, removed)?;
+        } else if ignore.matches(&child) {
+            let gone = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            gone.map_err(io_err(&path))?;
+            *removed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// A source selected by a COPY/ADD pattern: its path relative to the context root (after
@@ -459,6 +518,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("symlink src/out -> ../../etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn a_dockerignore_in_the_context_removes_what_it_excludes() {
+        let ctx = context();
+        std::fs::write(ctx.path().join("Dockerfile"), "FROM x").unwrap();
+        let ignore = DockerIgnore::parse("src/*.c\n!src/b.c\nDockerfile\ntop.txt\n").unwrap();
+        let removed = apply_ignore(ctx.path(), &ignore, &["Dockerfile", ".dockerignore"]).unwrap();
+        assert_eq!(removed, 2);
+        assert!(!ctx.path().join("src/a.c").exists());
+        assert!(ctx.path().join("src/b.c").exists());
+        assert!(ctx.path().join("src/sub/c.h").exists());
+        assert!(ctx.path().join("Dockerfile").exists());
+        assert!(!ctx.path().join("top.txt").exists());
     }
 
     #[test]

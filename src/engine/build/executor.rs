@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
 use super::cache::BuildCache;
 use super::context;
 use super::dockerfile::{self, BaseRef, Dockerfile, Located};
+use super::ignore::DockerIgnore;
 use super::progress::{short_id, BuildMessage, Progress};
 use super::session::{
     BuildDir, BuildEnv, BuildError, BuildOptions, StepImage, PLATFORM, PROXY_ARGS,
@@ -65,16 +67,52 @@ pub async fn build(
         used_args: Mutex::new(HashSet::new()),
         global_scope,
     };
-    let mut done: HashMap<usize, StepImage> = HashMap::new();
-    let mut last = None;
-    for &i in &order {
-        let image = build_stage(&env, i, &done).await?;
-        done.insert(i, image.clone());
-        last = Some(image);
-    }
-    let last = last.ok_or_else(|| BuildError::Invalid("no stage to build".into()))?;
+    let last = build_stages(&env, &order).await?;
     warn_unused_args(&env).await;
     finish(&env, last).await
+}
+
+/// Builds the stages of `order`, each as soon as the stages it uses are built (independent
+/// stages run at the same time); the last one's image. After a failure the stages already
+/// running finish (their containers are removed on the way) before the error is returned.
+async fn build_stages(env: &BuildEnv, order: &[usize]) -> Result<StepImage, BuildError> {
+    let lookup = |name: &str| env.opts.build_args.get(name).cloned().flatten();
+    let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in order {
+        deps.insert(i, env.dockerfile.stage_dependencies(i, &lookup)?);
+    }
+    let mut done: HashMap<usize, StepImage> = HashMap::new();
+    let mut pending: Vec<usize> = order.to_vec();
+    let mut running = FuturesUnordered::new();
+    let mut failure = None;
+    loop {
+        if failure.is_none() {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|i| deps[i].iter().all(|d| done.contains_key(d)))
+                .collect();
+            pending.retain(|i| !ready.contains(i));
+            for i in ready {
+                let before = done.clone();
+                running.push(async move { (i, build_stage(env, i, &before).await) });
+            }
+        }
+        match running.next().await {
+            None => break,
+            Some((i, Ok(image))) => {
+                done.insert(i, image);
+            }
+            Some((_, Err(e))) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let last = order.last().and_then(|i| done.remove(i));
+    last.ok_or_else(|| BuildError::Invalid("no stage to build".into()))
 }
 
 /// Receives the context, honours a `.dockerignore` in it, reads and parses the Dockerfile.
@@ -93,10 +131,12 @@ async fn load_definition(
         .vertex("[internal] load build context".to_string(), None)
         .await;
     let (tar, dest) = (context_tar.to_path_buf(), dirs.context());
+    let name_for_ignore = name.clone();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&tar)
             .map_err(|e| BuildError::Engine(format!("open {}: {e}", tar.display())))?;
-        context::receive(file, &dest).map_err(BuildError::from)
+        context::receive(file, &dest)?;
+        honour_dockerignore(&dest, &name_for_ignore)
     })
     .await
     .map_err(|e| BuildError::Engine(e.to_string()))??;
@@ -116,6 +156,18 @@ async fn load_definition(
     }
     v.finished().await;
     Ok(parsed)
+}
+
+/// Applies the context's own `.dockerignore`, keeping the Dockerfile and the ignore file.
+fn honour_dockerignore(root: &Path, dockerfile: &str) -> Result<(), BuildError> {
+    let Ok(text) = std::fs::read_to_string(root.join(".dockerignore")) else {
+        return Ok(());
+    };
+    let ignore = DockerIgnore::parse(&text)
+        .map_err(|e| BuildError::Invalid(format!(".dockerignore: {e}")))?;
+    let dockerfile = dockerfile.trim_start_matches("./");
+    context::apply_ignore(root, &ignore, &[dockerfile, ".dockerignore"])?;
+    Ok(())
 }
 
 /// The Dockerfile named by the query, resolved inside the context like a COPY source.

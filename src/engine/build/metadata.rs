@@ -4,7 +4,7 @@
 
 use oci_spec::image::{Config, ImageConfiguration};
 
-use super::dockerfile::{Healthcheck, Instruction, ShellOrExec};
+use super::dockerfile::{Healthcheck, Instruction};
 use crate::engine::image::DockerConfigExtensions;
 use crate::engine::wire::HealthConfig;
 
@@ -16,18 +16,6 @@ pub fn shell_of(ext: &DockerConfigExtensions) -> Vec<String> {
     ext.shell
         .clone()
         .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
-}
-
-/// A command as the config stores it: exec form as is, shell form through the shell.
-pub fn command_argv(cmd: &ShellOrExec, shell: &[String]) -> Vec<String> {
-    match cmd {
-        ShellOrExec::Exec(argv) => argv.clone(),
-        ShellOrExec::Shell(line) => {
-            let mut argv = shell.to_vec();
-            argv.push(line.clone());
-            argv
-        }
-    }
 }
 
 /// `KEY=value` lists keep their order; setting a key replaces it in place.
@@ -71,26 +59,18 @@ fn nanos(d: Option<std::time::Duration>) -> i64 {
 }
 
 fn healthcheck(h: &Healthcheck) -> HealthConfig {
-    match h {
-        Healthcheck::None => HealthConfig {
-            test: Some(vec!["NONE".into()]),
-            ..Default::default()
-        },
-        Healthcheck::Cmd(c) => {
-            let test = match &c.test {
-                ShellOrExec::Exec(argv) => [vec!["CMD".to_string()], argv.clone()].concat(),
-                ShellOrExec::Shell(line) => vec!["CMD-SHELL".into(), line.clone()],
-            };
-            HealthConfig {
-                test: Some(test),
-                interval: nanos(c.interval),
-                timeout: nanos(c.timeout),
-                start_period: nanos(c.start_period),
-                start_interval: nanos(c.start_interval),
-                retries: c.retries.map(i64::from).unwrap_or(0),
-            }
-        }
+    let mut config = HealthConfig {
+        test: Some(h.test()),
+        ..Default::default()
+    };
+    if let Healthcheck::Cmd(c) = h {
+        config.interval = nanos(c.interval);
+        config.timeout = nanos(c.timeout);
+        config.start_period = nanos(c.start_period);
+        config.start_interval = nanos(c.start_interval);
+        config.retries = c.retries.map(i64::from).unwrap_or(0);
     }
+    config
 }
 
 /// Applies a metadata instruction (already substituted) to the config; false when `instr` is
@@ -124,10 +104,10 @@ pub fn apply(
             c.set_user(Some(u.clone()));
         }
         Instruction::Cmd(cmd) => {
-            c.set_cmd(Some(command_argv(cmd, &shell)));
+            c.set_cmd(Some(cmd.argv(&shell)));
         }
         Instruction::Entrypoint(ep) => {
-            c.set_entrypoint(Some(command_argv(ep, &shell)));
+            c.set_entrypoint(Some(ep.argv(&shell)));
             // Docker: a new ENTRYPOINT resets the CMD inherited from the base.
             c.set_cmd(None);
         }
@@ -175,6 +155,7 @@ pub fn join_workdir(base: &str, dir: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::build::dockerfile::ShellOrExec;
 
     fn config() -> (ImageConfiguration, DockerConfigExtensions) {
         (

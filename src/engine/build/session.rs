@@ -82,9 +82,18 @@ pub struct BuildDir {
     steps: AtomicUsize,
 }
 
+/// The builds of this engine process in progress, by id: any other directory under `build/`
+/// was left by an engine that died mid-build, and goes when the next build starts.
+static ACTIVE_BUILDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 impl BuildDir {
     pub fn create(data_root: &Path, id: &str) -> Result<Self, BuildError> {
-        let root = data_root.join("build").join(id);
+        let builds = data_root.join("build");
+        let mut active = ACTIVE_BUILDS.lock().unwrap_or_else(|p| p.into_inner());
+        sweep_stale(&builds, &active);
+        active.push(id.to_string());
+        drop(active);
+        let root = builds.join(id);
         std::fs::create_dir_all(root.join("context"))
             .and_then(|()| {
                 std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -107,8 +116,31 @@ impl BuildDir {
     }
 }
 
+/// Removes build directories no build of this process owns.
+fn sweep_stale(builds: &Path, active: &[String]) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !active.contains(&name) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Drop for BuildDir {
     fn drop(&mut self) {
+        if let Some(id) = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        {
+            ACTIVE_BUILDS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|a| a != &id);
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.root) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("berth engine: removing {}: {e}", self.root.display());
@@ -240,5 +272,30 @@ impl StepImage {
             .as_ref()
             .map(|r| r.layers.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_dirs_go_on_drop_and_stale_ones_at_the_next_build() {
+        let data = tempfile::tempdir().unwrap();
+        let stale = data.path().join("build/dead-engine-build/context");
+        std::fs::create_dir_all(&stale).unwrap();
+        let dir = BuildDir::create(data.path(), "b1").unwrap();
+        assert!(!stale.exists());
+        assert!(dir.context().is_dir());
+        let second = BuildDir::create(data.path(), "b2").unwrap();
+        assert!(dir.context().is_dir(), "a running build's directory stays");
+        drop(dir);
+        drop(second);
+        assert_eq!(
+            std::fs::read_dir(data.path().join("build"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -9,7 +9,7 @@ use oci_spec::image::HistoryBuilder;
 
 use super::cache::{self, StepInputs};
 use super::copy::{self, CopyPlan, SourceRoot};
-use super::dockerfile::{CopyArgs, Instruction, Located, Run, RunMount, ShellOrExec};
+use super::dockerfile::{CopyArgs, Instruction, Located, Run, RunMount, RunProgram};
 use super::metadata;
 use super::progress::{vertex_name, Vertex};
 use super::run_step::{self, RunError, RunSpec};
@@ -286,21 +286,13 @@ impl StageRun<'_> {
         run: &Run,
         located: &Located<Instruction>,
     ) -> Result<Vec<String>, BuildError> {
-        let shell = metadata::shell_of(&self.image.ext);
-        match (&run.command, run.heredocs.as_slice()) {
-            (ShellOrExec::Shell(line), [doc])
-                if line.trim_start().starts_with("<<") && !line.trim().contains(' ') =>
-            {
-                Ok(metadata::command_argv(
-                    &ShellOrExec::Shell(doc.content.clone()),
-                    &shell,
-                ))
-            }
-            (_, []) => Ok(metadata::command_argv(&run.command, &shell)),
-            _ => Err(self.step_error(
+        match run.program(&metadata::shell_of(&self.image.ext)) {
+            RunProgram::Argv(argv) => Ok(argv),
+            RunProgram::Script { name, .. } => Err(self.step_error(
                 located.line,
                 format!(
-                    "{}: heredocs other than one script are not supported yet",
+                    "{}: a heredoc script with its own interpreter (<<{name} starting with #!) \
+                     is not supported yet",
                     located.text
                 ),
             )),
