@@ -1,9 +1,9 @@
 //! `berth push`: push the services' images to their registries, with docker-style progress.
 //!
-//! docker compose pushes the services that have both `build` and `image` (what it built). berth
-//! cannot build yet, so it also pushes `image`-only services whose image is present locally
-//! (imported, pulled, tagged), since that is how an image gets into berth; a service without
-//! `image`, or whose image is not present locally, is skipped with a note.
+//! Every service whose `image` is present locally is pushed: the ones berth built (`build` and
+//! `image`, as docker compose pushes), and also `image`-only ones that were imported, committed
+//! or tagged, since those are other ways an image gets into berth; a service without `image`, or
+//! whose image is not present locally, is skipped with a note.
 
 use std::process::ExitCode;
 

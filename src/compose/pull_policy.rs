@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(Missing.decide(false, None, now), Pull);
         assert_eq!(Never.decide(true, None, now), UseLocal);
         assert_eq!(Never.decide(false, None, now), AbsentNeverPull);
-        // berth cannot build: a present image is used, an absent one is an error upstream.
+        // `build` builds (the CLI does); this decision only says whether a pull is wanted.
         assert_eq!(Build.decide(true, None, now), UseLocal);
         assert_eq!(Build.decide(false, None, now), AbsentNeedsBuild);
 
