@@ -191,10 +191,34 @@ impl StageRun<'_> {
     }
 
     /// Stores `next` (the parent's config, edited) with `layer` on top of the parent's layers.
+    /// The step's image: `next`'s config with a history entry, on the layers so far plus the
+    /// step's. A layer committed for an image that cannot be made is released again, so a failed
+    /// step leaves no blob or snapshot behind.
     async fn commit(
+        &self,
+        next: StepImage,
+        layer: Option<LayerRecord>,
+        created_by: String,
+        line: usize,
+    ) -> Result<ImageRecord, BuildError> {
+        let parents = self.image.layers();
+        let made = self
+            .commit_image(next, layer.clone(), parents.clone(), created_by, line)
+            .await;
+        if let (Err(_), Some(layer)) = (&made, layer) {
+            let engine = self.env.engine.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || engine.images.release_layer(&layer, &parents))
+                    .await;
+        }
+        made
+    }
+
+    async fn commit_image(
         &self,
         mut next: StepImage,
         layer: Option<LayerRecord>,
+        mut layers: Vec<LayerRecord>,
         created_by: String,
         line: usize,
     ) -> Result<ImageRecord, BuildError> {
@@ -210,7 +234,6 @@ impl StageRun<'_> {
             .get_or_insert_with(Vec::new)
             .push(entry);
         next.config.set_created(Some(now));
-        let mut layers = self.image.layers();
         layers.extend(layer);
         let req = CommitRequest {
             config: next.config,
