@@ -247,7 +247,7 @@ fn compile(pattern: &str) -> Result<Regex, String> {
             }
             '*' => regex.push_str("[^/]*"),
             '?' => regex.push_str("[^/]"),
-            '[' => i = class(&chars, i, &mut regex)?,
+            '[' => i = bracket_class(&chars, i, &mut regex, &['^'])?,
             '\\' => match chars.get(i) {
                 Some(&escaped) => {
                     i += 1;
@@ -262,12 +262,19 @@ fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::new(&regex).map_err(|e| e.to_string())
 }
 
-/// A `[...]` character class starting after `[` at `start`; returns the index after `]`.
-/// As in Go, `^` negates, a `]` right after the opening is literal, `\` escapes.
-fn class(chars: &[char], start: usize, regex: &mut String) -> Result<usize, String> {
+/// A `[...]` character class starting after `[` at `start`, appended to `regex` as a regex
+/// class; returns the index after `]`. A first character in `negators` negates (Go's
+/// `filepath.Match` takes `^`; the shell patterns of `${v#p}` also `!`), a `]` right after the
+/// opening is literal, `\` escapes. Shared by `.dockerignore` and the Dockerfile's patterns.
+pub(in crate::engine::build) fn bracket_class(
+    chars: &[char],
+    start: usize,
+    regex: &mut String,
+    negators: &[char],
+) -> Result<usize, String> {
     let mut i = start;
     regex.push('[');
-    if chars.get(i) == Some(&'^') {
+    if chars.get(i).is_some_and(|c| negators.contains(c)) {
         regex.push('^');
         i += 1;
     }

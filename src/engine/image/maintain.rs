@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
 
-use super::{chain_ids, ImageError, ImageRecord, ImageStore, Result, MAX_CONFIG_BYTES};
+use super::{chain_ids, ImageError, ImageRecord, ImageStore, Result};
 
 /// One row of `GET /images/{name}/history`, newest first, as Docker reports it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -82,18 +82,7 @@ pub fn history_rows(rec: &ImageRecord, config: &ImageConfiguration) -> Vec<Histo
 impl ImageStore {
     /// `docker history`: read from the image's config in the content store.
     pub fn history(&self, rec: &ImageRecord) -> Result<Vec<HistoryItem>> {
-        let bytes = self
-            .content
-            .read_blob(&rec.id, MAX_CONFIG_BYTES)
-            .map_err(|source| ImageError::Content {
-                image: rec.id.clone(),
-                source,
-            })?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&bytes).map_err(|e| ImageError::InvalidImage {
-                image: rec.id.clone(),
-                detail: format!("bad image config: {e}"),
-            })?;
+        let (config, _) = self.image_config(rec)?;
         Ok(history_rows(rec, &config))
     }
 

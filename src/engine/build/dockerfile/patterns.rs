@@ -3,6 +3,8 @@
 
 use regex::{NoExpand, Regex};
 
+use crate::engine::build::ignore::bracket_class;
+
 /// Trimming tries the pattern at every cut of the value, so its cost grows with the square of
 /// the length; longer values are refused rather than stalling a build.
 const MAX_TRIMMED_LEN: usize = 64 * 1024;
@@ -86,7 +88,7 @@ fn to_regex(pattern: &str) -> Result<String, String> {
         match c {
             '*' => regex.push_str(".*"),
             '?' => regex.push('.'),
-            '[' => i = class(&chars, i, &mut regex)?,
+            '[' => i = bracket_class(&chars, i, &mut regex, &['!', '^'])?,
             '\\' if i < chars.len() => {
                 regex.push_str(&regex::escape(&chars[i].to_string()));
                 i += 1;
@@ -95,44 +97,6 @@ fn to_regex(pattern: &str) -> Result<String, String> {
         }
     }
     Ok(regex)
-}
-
-/// A bracket expression after `[`; `!` or `^` first negates. Returns the index after `]`.
-fn class(chars: &[char], start: usize, regex: &mut String) -> Result<usize, String> {
-    let mut i = start;
-    regex.push('[');
-    if matches!(chars.get(i), Some('!' | '^')) {
-        regex.push('^');
-        i += 1;
-    }
-    let first = i;
-    loop {
-        let Some(&c) = chars.get(i) else {
-            return Err("unterminated character class".into());
-        };
-        i += 1;
-        match c {
-            ']' if i - 1 > first => {
-                regex.push(']');
-                return Ok(i);
-            }
-            '-' if i - 1 > first && chars.get(i) != Some(&']') => regex.push('-'),
-            '\\' if i < chars.len() => {
-                push_class_char(regex, chars[i]);
-                i += 1;
-            }
-            c => push_class_char(regex, c),
-        }
-    }
-}
-
-fn push_class_char(regex: &mut String, c: char) {
-    if c.is_alphanumeric() || c == '_' || c == '/' || c == '.' {
-        regex.push(c);
-    } else {
-        regex.push('\\');
-        regex.push(c);
-    }
 }
 
 #[cfg(test)]
