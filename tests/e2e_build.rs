@@ -40,24 +40,6 @@ fn step_cached(output: &str, step: &str) -> Option<bool> {
     )
 }
 
-/// The busybox root filesystem imported as an image (fast: the host's busybox-static).
-fn import_busybox(project: &TestProject) {
-    let rootfs = tempfile::tempdir().unwrap();
-    common::registry::populate_busybox_rootfs(rootfs.path());
-    let tar = rootfs.path().with_extension("tar");
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(rootfs.path())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    project.ok(&["import", &tar.to_string_lossy(), BUSYBOX]);
-    let _ = std::fs::remove_file(&tar);
-}
-
 /// The ids of `service`'s containers, running or not.
 fn container_ids(project: &TestProject, service: &str) -> String {
     project.docker(&[
@@ -103,7 +85,7 @@ fn multi_stage_gcc_build_runs_caches_and_rebuilds_only_what_changed() {
     if !common::debian::import_debian(&project, DEBIAN) {
         return;
     }
-    import_busybox(&project);
+    project.import_busybox(BUSYBOX);
 
     // up --build: both images built, the program's output in the logs.
     let out = project.berth(&["up", "-d", "--build"]);
@@ -187,7 +169,7 @@ fn engine_state(project: &TestProject) -> (String, String, usize, Vec<String>) {
 #[test]
 fn bad_input_fails_with_file_and_line_and_leaves_nothing_behind() {
     let project = TestProject::new("bldbad", "services: {}\n");
-    import_busybox(&project);
+    project.import_busybox(BUSYBOX);
     let dir = project.dir.path();
     write(dir, "ctx/file.txt", "inside\n");
     std::os::unix::fs::symlink("/etc", dir.join("ctx/escape")).unwrap();
@@ -262,7 +244,7 @@ fn bad_input_fails_with_file_and_line_and_leaves_nothing_behind() {
 fn compose_build_options_reach_the_image() {
     let mut project = TestProject::new("bldopt", "services: {}\n");
     project.env.push(("FROM_ENV".into(), "from-env".into()));
-    import_busybox(&project);
+    project.import_busybox(BUSYBOX);
     let dir = project.dir.path();
     write(dir, "ctx/kept.txt", "kept\n");
     write(dir, "ctx/secret.env", "TOKEN=1\n");

@@ -281,21 +281,8 @@ fn version_config_and_import_print_and_do_what_the_readme_says() {
     );
 
     // import: a root filesystem tar becomes an image that runs.
-    let rootfs = tempfile::tempdir().unwrap();
-    common::registry::populate_busybox_rootfs(rootfs.path());
-    let tar = rootfs.path().with_extension("tar");
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(rootfs.path())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
     let image = format!("readme-import/{}:1", project.name);
-    project.ok(&["import", &tar.to_string_lossy(), &image]);
-    let _ = std::fs::remove_file(&tar);
+    project.import_busybox(&image);
     project.write_compose(&format!(
         "services:\n  app:\n    image: {image}\n    pull_policy: never\n    command: [echo, imported]\n"
     ));

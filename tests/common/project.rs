@@ -106,6 +106,25 @@ impl TestProject {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `berth import` of the host's busybox-static as a root filesystem tar, tagged `image`.
+    #[allow(dead_code)] // not every test binary imports busybox
+    pub fn import_busybox(&self, image: &str) {
+        let rootfs = tempfile::tempdir().unwrap();
+        super::registry::populate_busybox_rootfs(rootfs.path());
+        let tar = rootfs.path().with_extension("tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs.path())
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.ok(&["import", &tar.to_string_lossy(), image]);
+        let _ = std::fs::remove_file(&tar);
+    }
+
     /// `berth ARGS`, asserting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.berth(args);
