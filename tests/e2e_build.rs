@@ -281,5 +281,23 @@ fn compose_build_options_reach_the_image() {
     );
 
     let pruned = project.ok(&["builder", "prune", "-af"]);
-    assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
+    assert!(
+        pruned.contains("Deleted build cache objects:")
+            && pruned.contains("Total reclaimed space:"),
+        "{pruned}"
+    );
+    // The cache is gone: the same build runs its RUN again.
+    let out = project.berth(&[
+        "build",
+        "--build-arg",
+        "GREETING=hello",
+        "--progress",
+        "plain",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        !text.lines().any(|l| l.ends_with(" CACHED")),
+        "nothing cached after prune: {text}"
+    );
 }

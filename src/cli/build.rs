@@ -39,18 +39,19 @@ pub struct BuildArgs {
     /// Don't print anything to STDOUT
     #[arg(short, long)]
     pub quiet: bool,
-    /// Set type of progress output (auto, tty, plain, quiet)
-    #[arg(long, env = "COMPOSE_PROGRESS", default_value = "auto")]
-    pub progress: String,
+    /// Set type of progress output (auto, tty, plain, json, quiet; default: the global
+    /// --progress, i.e. COMPOSE_PROGRESS)
+    #[arg(long)]
+    pub progress: Option<String>,
     /// Services to build (default: all that have a build section)
     pub services: Vec<String>,
 }
 
 pub async fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    let mode = if args.quiet {
-        ProgressMode::Quiet
-    } else {
-        ProgressMode::parse(&args.progress).map_err(|e| anyhow!(e))?
+    let mode = match (&args.progress, args.quiet) {
+        (_, true) => ProgressMode::Quiet,
+        (Some(p), false) => ProgressMode::parse(p).map_err(|e| anyhow!(e))?,
+        (None, false) => ProgressMode::from(super::globals().progress),
     };
     let project = load_project(project_args, &args.services)?;
     let order: Vec<String> = selected_start_order(&project, &[])?
@@ -112,7 +113,7 @@ pub async fn build_services(
                     (plan.service, result)
                 }
             })
-            .buffered(PARALLEL_BUILDS)
+            .buffered(PARALLEL_BUILDS.min(super::globals().parallel_limit()))
             .collect()
             .await;
     let mut ids = HashMap::new();

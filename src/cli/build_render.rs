@@ -21,11 +21,25 @@ pub enum ProgressMode {
 impl ProgressMode {
     pub fn parse(value: &str) -> Result<Self, String> {
         match value {
-            "auto" | "tty" | "plain" => Ok(ProgressMode::Plain),
+            "auto" | "tty" | "plain" | "json" => Ok(ProgressMode::Plain),
             "quiet" => Ok(ProgressMode::Quiet),
             other => Err(format!(
-                "invalid progress mode {other:?}: use auto, tty, plain or quiet"
+                "invalid progress mode {other:?}: use auto, tty, plain, json or quiet"
             )),
+        }
+    }
+}
+
+/// The global `--progress` (`COMPOSE_PROGRESS`) for build output: berth has no live or JSON
+/// build view, so everything but `quiet` prints the plain lines.
+impl From<super::Progress> for ProgressMode {
+    fn from(p: super::Progress) -> Self {
+        match p {
+            super::Progress::Quiet => ProgressMode::Quiet,
+            super::Progress::Auto
+            | super::Progress::Tty
+            | super::Progress::Plain
+            | super::Progress::Json => ProgressMode::Plain,
         }
     }
 }
@@ -112,6 +126,22 @@ fn is_classic_summary(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_global_progress_quiets_builds_and_json_prints_plain_lines() {
+        use crate::cli::Progress;
+        assert_eq!(ProgressMode::from(Progress::Quiet), ProgressMode::Quiet);
+        for p in [
+            Progress::Auto,
+            Progress::Tty,
+            Progress::Plain,
+            Progress::Json,
+        ] {
+            assert_eq!(ProgressMode::from(p), ProgressMode::Plain);
+        }
+        assert_eq!(ProgressMode::parse("json"), Ok(ProgressMode::Plain));
+        assert!(ProgressMode::parse("fancy").is_err());
+    }
     use crate::engine::api::client::BuildEvent;
 
     fn event(vertex: u64, name: Option<&str>, kind: &str, text: Option<&str>) -> BuildMessage {

@@ -434,7 +434,8 @@ async fn build_images(
         return Ok(());
     }
     let plans = super::build::plan_builds(project, services, &BuildOverrides::default())?;
-    let built = super::build::build_services(client, plans, ProgressMode::Plain).await?;
+    let mode = ProgressMode::from(super::globals().progress);
+    let built = super::build::build_services(client, plans, mode).await?;
     for name in services {
         // Services sharing an image were built once, under the first one's name.
         let id = match built.get(name) {
