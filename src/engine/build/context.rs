@@ -7,6 +7,7 @@
 //! an error — never something silently clamped — because the user meant a file berth will not
 //! read. Globs match one path segment at a time, as Go's `filepath.Match` (what Docker uses).
 
+use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -166,25 +167,49 @@ fn has_glob(segment: &str) -> bool {
     segment.contains(['*', '?', '['])
 }
 
-/// Go's `filepath.Match` for one path segment: `*`, `?`, `[a-z]`, `[^x]`, `\` escapes.
+/// The longest segment pattern tried: a file name has at most 255 bytes, and the matcher's
+/// recursion is as deep as the pattern is long.
+const MAX_SEGMENT_PATTERN_CHARS: usize = 4096;
+
+/// Go's `filepath.Match` for one path segment: `*`, `?`, `[a-z]`, `[^x]`, `\` escapes. Failed
+/// (pattern, name) positions are remembered, so `*a*a*a*…b` costs at most pattern × name² steps
+/// instead of growing exponentially with the number of stars.
 pub fn segment_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
+    if p.len() > MAX_SEGMENT_PATTERN_CHARS {
+        return false;
+    }
     let n: Vec<char> = name.chars().collect();
-    match_from(&p, &n)
+    match_at(&p, &n, 0, 0, &mut HashSet::new())
 }
 
-fn match_from(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|skip| match_from(&p[1..], &n[skip..])),
-        Some('?') => !n.is_empty() && match_from(&p[1..], &n[1..]),
-        Some('[') => match (n.first(), class_match(&p[1..], n.first().copied())) {
-            (Some(_), Some((true, rest))) => match_from(rest, &n[1..]),
+fn match_at(
+    p: &[char],
+    n: &[char],
+    pi: usize,
+    ni: usize,
+    failed: &mut HashSet<(usize, usize)>,
+) -> bool {
+    if failed.contains(&(pi, ni)) {
+        return false;
+    }
+    let matched = match p.get(pi) {
+        None => ni == n.len(),
+        Some('*') => (ni..=n.len()).any(|skip| match_at(p, n, pi + 1, skip, failed)),
+        Some('?') => ni < n.len() && match_at(p, n, pi + 1, ni + 1, failed),
+        Some('[') => match class_match(&p[pi + 1..], n.get(ni).copied()) {
+            Some((true, rest)) => match_at(p, n, p.len() - rest.len(), ni + 1, failed),
             _ => false,
         },
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
-        Some(c) => n.first() == Some(c) && match_from(&p[1..], &n[1..]),
+        Some('\\') if pi + 1 < p.len() => {
+            n.get(ni) == Some(&p[pi + 1]) && match_at(p, n, pi + 2, ni + 1, failed)
+        }
+        Some(c) => n.get(ni) == Some(c) && match_at(p, n, pi + 1, ni + 1, failed),
+    };
+    if !matched {
+        failed.insert((pi, ni));
     }
+    matched
 }
 
 /// Matches one character against a class body (after `[`); returns whether it matched and the
@@ -452,6 +477,11 @@ mod tests {
         assert!(!segment_match("\\*", "a"));
         assert!(segment_match("*", ""));
         assert!(!segment_match("[", "["));
+        // Many stars against a long name that does not match: answered at once, not after an
+        // exponential search (this test would not finish with the naive matcher).
+        let name = "a".repeat(255);
+        assert!(!segment_match(&("*a".repeat(40) + "b"), &name));
+        assert!(segment_match(&"*a".repeat(40), &name));
     }
 
     #[test]

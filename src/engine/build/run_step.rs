@@ -86,7 +86,12 @@ pub fn create_request(spec: &RunSpec) -> ContainerCreateRequest {
     }
 }
 
-/// Splits output chunks into lines; a partial line waits for the next chunk.
+/// The longest output line kept whole: a RUN that prints without newlines has its output cut
+/// into lines of this size, so the engine never holds more than one of them per build step.
+const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// Splits output chunks into lines; a partial line waits for the next chunk (up to
+/// `MAX_LINE_BYTES`). Each byte is looked at once.
 #[derive(Default)]
 pub struct LineSplitter {
     partial: Vec<u8>,
@@ -94,14 +99,25 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.partial.extend_from_slice(bytes);
         let mut lines = Vec::new();
-        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            lines.push(text.trim_end_matches('\r').to_string());
+        for &b in bytes {
+            if b == b'\n' {
+                lines.push(self.take());
+                continue;
+            }
+            self.partial.push(b);
+            if self.partial.len() >= MAX_LINE_BYTES {
+                lines.push(self.take());
+            }
         }
         lines
+    }
+
+    fn take(&mut self) -> String {
+        let line = std::mem::take(&mut self.partial);
+        String::from_utf8_lossy(&line)
+            .trim_end_matches('\r')
+            .to_string()
     }
 
     pub fn finish(&mut self) -> Option<String> {
@@ -213,6 +229,15 @@ mod tests {
         assert_eq!(s.push(b"tail"), Vec::<String>::new());
         assert_eq!(s.finish().as_deref(), Some("tail"));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn output_without_newlines_comes_out_in_bounded_lines() {
+        let mut s = LineSplitter::default();
+        let lines = s.push(&vec![b'y'; MAX_LINE_BYTES * 2 + 5]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.len() == MAX_LINE_BYTES));
+        assert_eq!(s.finish().map(|l| l.len()), Some(5));
     }
 
     #[test]
