@@ -761,6 +761,23 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool, timeout: Duration) -> Result<
         source,
     };
     std::fs::write(&file, value).map_err(write_err)?;
+    let reached = wait_for_freeze_state(dir, frozen, timeout, &write_err);
+    if reached.is_err() && frozen {
+        // A freeze that did not complete is undone: a container is never left frozen by a
+        // failed pause (berth has no unpause yet to get it back).
+        let _ = std::fs::write(&file, "0");
+    }
+    reached.map(|()| true)
+}
+
+/// Waits until `cgroup.events` reports the wanted `frozen` state.
+fn wait_for_freeze_state(
+    dir: &Path,
+    frozen: bool,
+    timeout: Duration,
+    write_err: &dyn Fn(io::Error) -> CgroupError,
+) -> Result<(), CgroupError> {
+    let value = if frozen { "1" } else { "0" };
     let events = dir.join("cgroup.events");
     let mut watch = std::fs::File::open(&events).map_err(write_err)?;
     let deadline = Instant::now() + timeout;
@@ -772,7 +789,7 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool, timeout: Duration) -> Result<
             .and_then(|_| watch.read_to_string(&mut text))
             .map_err(write_err)?;
         if events_frozen(&text) == Some(frozen) {
-            return Ok(true);
+            return Ok(());
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -833,25 +850,39 @@ impl V1Freeze {
             value: "FROZEN".into(),
             source,
         };
-        for _ in 0..V1_FREEZE_ROUNDS {
-            let outside: Vec<i32> = {
-                let inside = pids(std::slice::from_ref(&frozen.dir));
-                pids(paths)
-                    .into_iter()
-                    .filter(|p| !inside.contains(p))
-                    .collect()
-            };
-            if outside.is_empty() && read_state(&state).as_deref() == Some("FROZEN") {
-                return Ok(frozen);
+        let rounds = || -> Result<bool, CgroupError> {
+            for _ in 0..V1_FREEZE_ROUNDS {
+                let outside: Vec<i32> = {
+                    let inside = pids(std::slice::from_ref(&frozen.dir));
+                    pids(paths)
+                        .into_iter()
+                        .filter(|p| !inside.contains(p))
+                        .collect()
+                };
+                if outside.is_empty() && read_state(&state).as_deref() == Some("FROZEN") {
+                    return Ok(true);
+                }
+                move_pids(&frozen.dir, &outside);
+                std::fs::write(&state, "FROZEN").map_err(write_err)?;
+                wait_for_state(&state, "FROZEN", deadline).map_err(write_err)?;
             }
-            move_pids(&frozen.dir, &outside);
-            std::fs::write(&state, "FROZEN").map_err(write_err)?;
-            wait_for_state(&state, "FROZEN", deadline).map_err(write_err)?;
+            Ok(false)
+        };
+        match rounds() {
+            Ok(true) => Ok(frozen),
+            // Whatever went wrong, the processes are thawed and moved back: a failed pause
+            // never leaves the container frozen in a group of its own.
+            Ok(false) => {
+                let _ = frozen.thaw();
+                Err(write_err(io::Error::other(
+                    "the container's processes kept multiplying while being frozen",
+                )))
+            }
+            Err(e) => {
+                let _ = frozen.thaw();
+                Err(e)
+            }
         }
-        let _ = frozen.thaw();
-        Err(write_err(io::Error::other(
-            "the container's processes kept multiplying while being frozen",
-        )))
     }
 
     /// Thaws, moves the processes back to the hierarchy's root and removes the group.
