@@ -354,7 +354,13 @@ impl Engine {
                 .images
                 .commit_layer_copy(&upper, &parents, &exclude)
                 .map_err(image_err);
-            paused.end()?;
+            if let Err(thaw) = paused.end() {
+                // The commit fails on the thaw: the layer it made is not going to an image.
+                if let Ok(Some(made)) = &layer {
+                    engine.images.release_layer(made, &parents);
+                }
+                return Err(thaw);
+            }
             layer
         });
         task.await

@@ -93,13 +93,15 @@ impl ImageStore {
         parent_layers: &[LayerRecord],
         exclude: &[PathBuf],
     ) -> Result<Option<LayerRecord>> {
-        let Some((layer, summary)) = self.write_layer_blob(upper, exclude)? else {
-            return Ok(None);
+        let (layer, summary, chain) = {
+            // Sweeps wait (they take the lock alone) until the new blob is pinned.
+            let _assembling = self.write_lock.blocking_read();
+            let Some((layer, summary)) = self.write_layer_blob(upper, exclude)? else {
+                return Ok(None);
+            };
+            let chain = self.pin_new_layer(&layer, parent_layers);
+            (layer, summary, chain)
         };
-        let mut layers = parent_layers.to_vec();
-        layers.push(layer.clone());
-        let chain = top_chain(&layers).expect("at least the new layer");
-        self.pin_fresh(&layer.digest, &chain);
         let stored = self
             .prepare_for_snapshot(upper, &summary)
             .and_then(|()| self.move_into_snapshot(upper, &layer, &chain));
@@ -118,13 +120,14 @@ impl ImageStore {
         parent_layers: &[LayerRecord],
         exclude: &[PathBuf],
     ) -> Result<Option<LayerRecord>> {
-        let Some((layer, _)) = self.write_layer_blob(upper, exclude)? else {
-            return Ok(None);
+        let (layer, chain) = {
+            let _assembling = self.write_lock.blocking_read();
+            let Some((layer, _)) = self.write_layer_blob(upper, exclude)? else {
+                return Ok(None);
+            };
+            let chain = self.pin_new_layer(&layer, parent_layers);
+            (layer, chain)
         };
-        let mut layers = parent_layers.to_vec();
-        layers.push(layer.clone());
-        let chain = top_chain(&layers).expect("at least the new layer");
-        self.pin_fresh(&layer.digest, &chain);
         if !self.snapshots.exists(&chain) {
             if let Err(e) = self.unpack_into_snapshot(&layer, &chain) {
                 self.release_layer(&layer, parent_layers);
@@ -132,6 +135,15 @@ impl ImageStore {
             }
         }
         Ok(Some(layer))
+    }
+
+    /// Pins a layer's blob and the snapshot of its chain against sweeps; returns the chain id.
+    fn pin_new_layer(&self, layer: &LayerRecord, parent_layers: &[LayerRecord]) -> String {
+        let mut layers = parent_layers.to_vec();
+        layers.push(layer.clone());
+        let chain = top_chain(&layers).expect("at least the new layer");
+        self.pin_fresh(&layer.digest, &chain);
+        chain
     }
 
     /// Forgets a layer committed for an image that will not be made (a failed build step):
@@ -284,6 +296,8 @@ impl ImageStore {
     /// Stores an image made of committed layers (blocking): config and manifest blobs, then
     /// the record, tagged when asked.
     pub fn commit_image(&self, req: CommitRequest) -> Result<ImageRecord> {
+        // Its config and manifest blobs are named by no record until the end: sweeps wait.
+        let _assembling = self.write_lock.blocking_read();
         let tag = match &req.tag {
             Some(t) => Some(normalised_tag(t)?),
             None => None,
