@@ -102,7 +102,7 @@ impl StageRun<'_> {
         if let Instruction::Arg(decls) = &expanded {
             self.declare_args(decls);
         }
-        let prepared = self.prepare(&expanded, located)?;
+        let prepared = self.prepare(&expanded, located).await?;
         let key = cache::step_key(StepInputs {
             parent: &self.image.id(),
             instruction: &prepared.text,
@@ -158,14 +158,14 @@ impl StageRun<'_> {
     }
 
     /// The normalised text and, for COPY/ADD, the digest of what it copies.
-    fn prepare(
+    async fn prepare(
         &self,
         expanded: &Instruction,
         located: &Located<Instruction>,
     ) -> Result<Prepared, BuildError> {
         let text = format!("{expanded:?}");
         let content = match expanded {
-            Instruction::Copy(c) | Instruction::Add(c) => Some(self.copy_inputs(c, located)?),
+            Instruction::Copy(c) | Instruction::Add(c) => Some(self.copy_inputs(c, located).await?),
             _ => None,
         };
         Ok(Prepared { text, content })
@@ -362,7 +362,7 @@ impl StageRun<'_> {
     }
 
     /// Where COPY sources come from, and the digest the cache key takes from them.
-    fn copy_inputs(
+    async fn copy_inputs(
         &self,
         c: &CopyArgs,
         located: &Located<Instruction>,
@@ -389,14 +389,20 @@ impl StageRun<'_> {
         }
         let keyword = located.value.keyword();
         let root = self.env.dirs.context();
-        let mut selected = Vec::new();
-        for p in &c.sources {
-            let found = super::context::select(&root, p, super::context::Scope::Context)
-                .map_err(|e| self.step_error(located.line, format!("{keyword} {e}")))?;
-            selected.extend(found.into_iter().map(|s| (s, p.clone())));
-        }
-        cache::sources_digest(&root, &selected)
-            .map_err(|e| self.step_error(located.line, format!("{keyword} {e}")))
+        let sources = c.sources.clone();
+        // Selecting and hashing read the whole of what is copied: off the async workers.
+        let digest = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let mut selected = Vec::new();
+            for p in &sources {
+                let found = super::context::select(&root, p, super::context::Scope::Context)
+                    .map_err(|e| e.to_string())?;
+                selected.extend(found.into_iter().map(|s| (s, p.clone())));
+            }
+            cache::sources_digest(&root, &selected).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| self.step_error(located.line, e))?;
+        digest.map_err(|e| self.step_error(located.line, format!("{keyword} {e}")))
     }
 
     /// `--from=<stage|image>`: a stage built before, or an image (stored or pulled).
