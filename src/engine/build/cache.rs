@@ -172,11 +172,6 @@ impl BuildCache {
             _ => Ok(()),
         }
     }
-
-    /// True when some entry names `image`: `image prune` keeps such intermediate images.
-    pub fn names_image(&self, image: &str) -> bool {
-        self.entries().iter().any(|e| e.image == image)
-    }
 }
 
 #[cfg(test)]
@@ -236,7 +231,6 @@ mod tests {
             .unwrap();
         let cache = BuildCache::open(root.path()).unwrap();
         assert_eq!(cache.lookup(&k).as_deref(), Some("sha256:img"));
-        assert!(cache.names_image("sha256:img"));
         cache.remove(&k).unwrap();
         assert_eq!(cache.lookup(&k), None);
     }
