@@ -36,6 +36,10 @@ mod template;
 mod up;
 mod version;
 mod wait;
+mod watch;
+mod watch_actions;
+mod watch_session;
+mod watch_sync;
 
 use std::process::ExitCode;
 
@@ -118,6 +122,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Run the container engine daemon (the CLI starts it by itself when its socket is absent)
     Engine(EngineArgs),
+    /// Watch the build context for services and rebuild/refresh containers when files are updated
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +258,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Logout(args) => login::logout(&args).await,
             Command::Import(args) => import::run(&project, &args).await,
             Command::Image(args) => image::run(&project, &args).await,
+            Command::Watch(args) => watch::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }

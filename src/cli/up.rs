@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
@@ -87,6 +88,9 @@ pub struct UpArgs {
     /// Don't start the services after creating them
     #[arg(long, conflicts_with_all = ["wait", "abort_on_container_exit", "exit_code_from"])]
     pub no_start: bool,
+    /// Watch source code and rebuild/refresh containers when files are updated
+    #[arg(short = 'w', long, conflicts_with_all = ["detach", "no_start", "wait"])]
+    pub watch: bool,
     /// Services to start (default: all), with their dependencies
     pub services: Vec<String>,
 }
@@ -115,6 +119,7 @@ impl UpArgs {
             no_build: false,
             no_deps: false,
             no_start: false,
+            watch: false,
             services,
         }
     }
@@ -168,14 +173,53 @@ enum Made {
 pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     args.check()?;
     let project = load_project(project_args, &args.services)?;
+    // Nothing to watch is refused before anything is made.
+    let watch_rules = if args.watch {
+        Some(super::watch_session::rules_for(&project, &args.services)?)
+    } else {
+        None
+    };
+    let (client, started) = match bring_up(project_args, args, &project).await? {
+        BroughtUp::Done(code) => return Ok(code),
+        BroughtUp::Attachable(client, started) => (client, started),
+    };
+    // The watch lives as long as the attached run: Ctrl-C stops the stack and ends it.
+    let _watching = match watch_rules {
+        Some(rules) => Some(super::watch_session::start(
+            project_args.clone(),
+            project.clone(),
+            client.clone(),
+            rules,
+            super::watch_actions::WatchOptions::default(),
+            Arc::new(|project_args, service| {
+                Box::pin(async move { recreate_service(&project_args, &service).await })
+            }),
+        )?),
+        None => None,
+    };
+    attach(&client, &project, &started, args).await
+}
+
+/// How far `bring_up` took the run: done (detached, `--wait`, dry run), or containers to attach to.
+enum BroughtUp {
+    Done(ExitCode),
+    Attachable(EngineClient, Vec<Started>),
+}
+
+/// Everything `up` does before attaching: images, networks, volumes, containers.
+async fn bring_up(
+    project_args: &ProjectArgs,
+    args: &UpArgs,
+    project: &Project,
+) -> anyhow::Result<BroughtUp> {
     let order = if args.no_deps && !args.services.is_empty() {
         // Only the named services, in start order among themselves.
-        selected_start_order(&project, &[])?
+        selected_start_order(project, &[])?
             .into_iter()
             .filter(|s| args.services.contains(s))
             .collect()
     } else {
-        selected_start_order(&project, &args.services)?
+        selected_start_order(project, &args.services)?
     };
     if let Some(service) = &args.exit_code_from {
         if !order.contains(service) {
@@ -184,23 +228,25 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
             );
         }
     }
-    check_supported(&project, &order)?;
+    check_supported(project, &order)?;
     // A replica count that cannot be met (`container_name` with more than one) fails before
     // anything is pulled or made.
     let flags = args.flags()?;
     for service in &order {
-        converge::replicas(&project, service, &flags)?;
+        converge::replicas(project, service, &flags)?;
     }
     let client = engine(project_args).await?;
     if super::globals().dry_run {
         let up = super::dry_run::UpInputs {
             services: &args.services,
             flags: args.flags()?,
-            existing: existing_containers(&client, &project).await?,
-            network_keys: used_networks(&project, &order),
-            volume_keys: used_volumes(&project, &order),
+            existing: existing_containers(&client, project).await?,
+            network_keys: used_networks(project, &order),
+            volume_keys: used_volumes(project, &order),
         };
-        return super::dry_run::up(&client, &project, &order, up).await;
+        return super::dry_run::up(&client, project, &order, up)
+            .await
+            .map(BroughtUp::Done);
     }
 
     let wanted = ImageFlags {
@@ -208,10 +254,10 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         quiet_pull: args.quiet_pull,
         build: BuildFlag::of(args.build, args.no_build),
     };
-    let image_ids = ensure_images(&client, &project, &order, &wanted).await?;
+    let image_ids = ensure_images(&client, project, &order, &wanted).await?;
 
     let mut made = Vec::new();
-    let started = match converge(&client, &project, &order, args, image_ids, &mut made).await {
+    let started = match converge(&client, project, &order, args, image_ids, &mut made).await {
         Ok(started) => started,
         Err(err) => {
             roll_back(&client, made).await;
@@ -220,13 +266,38 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     };
 
     if args.wait {
-        wait_until_ready(&client, &project, &started, args.wait_timeout).await?;
-        return Ok(ExitCode::SUCCESS);
+        wait_until_ready(&client, project, &started, args.wait_timeout).await?;
+        return Ok(BroughtUp::Done(ExitCode::SUCCESS));
     }
     if args.detach || args.no_start {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(BroughtUp::Done(ExitCode::SUCCESS));
     }
-    attach(&client, &project, &started, args).await
+    Ok(BroughtUp::Attachable(client, started))
+}
+
+/// `up -d SERVICES`: what `berth watch` runs before watching (unless `--no-up`).
+pub(super) async fn start_detached(
+    project_args: &ProjectArgs,
+    services: Vec<String>,
+) -> anyhow::Result<()> {
+    let args = UpArgs::detached(services, "policy");
+    let project = load_project(project_args, &args.services)?;
+    bring_up(project_args, &args, &project).await?;
+    Ok(())
+}
+
+/// `up -d --no-deps --no-build SERVICE` after the watch rebuilt its image: the plan recreates
+/// only that service's containers (the image id changed), keeping their volumes.
+pub(super) async fn recreate_service(
+    project_args: &ProjectArgs,
+    service: &str,
+) -> anyhow::Result<()> {
+    let mut args = UpArgs::detached(vec![service.to_string()], "policy");
+    args.no_deps = true;
+    args.no_build = true;
+    let project = load_project(project_args, &args.services)?;
+    bring_up(project_args, &args, &project).await?;
+    Ok(())
 }
 
 /// Warn about every attribute berth ignores, one line per service and attribute, and refuse

@@ -88,9 +88,31 @@ fn open_target(root: &OwnedFd, target: &str, owner: (u32, u32), name: &str) -> R
             }
             other => other,
         };
-        cur = next.map_err(|e| refused_target(e, &walked, target, name))?;
+        cur = next.map_err(|e| {
+            // O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR: ask what is there.
+            let e = if is_symlink(&cur, &c) {
+                io::Error::from_raw_os_error(libc::ELOOP)
+            } else {
+                e
+            };
+            refused_target(e, &walked, target, name)
+        })?;
     }
     Ok(cur)
+}
+
+fn is_symlink(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: stat is plain data; valid fd and NUL-terminated name; never follows.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
 fn refused_target(e: io::Error, walked: &str, target: &str, name: &str) -> ContainerError {

@@ -1,0 +1,163 @@
+//! `berth watch [SERVICES]` and the watcher behind `berth up --watch`: file events from
+//! `notify` (recursive, so new directories are watched as they appear), debounced per service
+//! with a short quiet period, then the rules' actions — `sync` through the engine's sync
+//! endpoint into each running container, `restart`, `sync+restart`, `sync+exec`, and `rebuild`
+//! (build, then recreate only that service through the plan, volumes kept).
+//!
+//! docker compose waits 500 ms of quiet before acting; berth's default is 30 ms (`--debounce`,
+//! `BERTH_WATCH_DEBOUNCE_MS`): an editor's save (write, rename, chmod) lands within a few
+//! milliseconds, and a `git checkout` of 1,000 files keeps events flowing with gaps far shorter
+//! than that, so it still becomes one batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::project::ProjectArgs;
+use super::watch_actions::{act_on_batch, initial_sync, Recreate, Services, WatchOptions};
+use crate::compose::model::Project;
+use crate::compose::watch::{project_rules, ServiceWatch};
+use crate::engine::api::client::EngineClient;
+
+/// The services' rules, refusing a watch with nothing to watch as docker compose does.
+pub fn rules_for(project: &Project, services: &[String]) -> anyhow::Result<Vec<ServiceWatch>> {
+    let rules = project_rules(project, services)?;
+    if rules.is_empty() {
+        bail!(
+            "none of the selected services is configured for watch, consider setting a 'develop' section"
+        );
+    }
+    Ok(rules)
+}
+
+/// A running watch: dropping it stops the file watcher and the service tasks.
+pub struct Watching {
+    _watcher: notify::RecommendedWatcher,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Watch `rules`' paths and act on their changes until the returned handle is dropped.
+pub fn start(
+    project_args: ProjectArgs,
+    project: Project,
+    client: EngineClient,
+    rules: Vec<ServiceWatch>,
+    options: WatchOptions,
+    recreate: Recreate,
+) -> anyhow::Result<Watching> {
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    let services = Services::new(project_args, project, client, options.clone(), recreate);
+    for watch in rules.iter().cloned() {
+        let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+        senders.push((watch.clone(), tx));
+        let services = services.clone();
+        tasks.push(tokio::spawn(service_loop(
+            services,
+            watch,
+            rx,
+            options.debounce,
+        )));
+    }
+    let watcher = watch_paths(&rules, senders)?;
+    eprintln!("Watch enabled");
+    Ok(Watching {
+        _watcher: watcher,
+        tasks,
+    })
+}
+
+/// One `notify` watcher over every rule path; each event path goes to the services whose rules
+/// it is under (the decision of what it triggers is the service task's).
+fn watch_paths(
+    rules: &[ServiceWatch],
+    senders: Vec<(ServiceWatch, mpsc::UnboundedSender<PathBuf>)>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            for (watch, tx) in &senders {
+                if watch.rules.iter().any(|r| path.starts_with(&r.path)) {
+                    let _ = tx.send(path.clone());
+                }
+            }
+        }
+    })
+    .context("cannot start the file watcher")?;
+    let mut watched = BTreeSet::new();
+    for rule in rules.iter().flat_map(|w| &w.rules) {
+        // A rule on one file watches its directory: editors replace files by renaming over
+        // them, which ends a watch on the file itself.
+        let (path, mode) = if rule.path.is_dir() {
+            (rule.path.clone(), RecursiveMode::Recursive)
+        } else {
+            let parent = rule.path.parent().unwrap_or(&rule.path).to_path_buf();
+            (parent, RecursiveMode::NonRecursive)
+        };
+        if !watched.insert((path.clone(), mode == RecursiveMode::Recursive)) {
+            continue;
+        }
+        watcher
+            .watch(&path, mode)
+            .with_context(|| format!("cannot watch {}", path.display()))?;
+    }
+    Ok(watcher)
+}
+
+/// A service's changes: the first event opens a batch, which closes after `quiet` without
+/// events; batches are acted on one after the other, so changes made during a rebuild collapse
+/// into the next batch (one trailing rebuild).
+async fn service_loop(
+    services: Services,
+    watch: ServiceWatch,
+    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+    quiet: Duration,
+) {
+    initial_sync(&services, &watch).await;
+    while let Some(first) = rx.recv().await {
+        let mut batch = BTreeSet::from([first]);
+        loop {
+            match tokio::time::timeout(quiet, rx.recv()).await {
+                Ok(Some(path)) => {
+                    batch.insert(path);
+                }
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        // Anything that arrived while the timer fired belongs to this batch too.
+        while let Ok(path) = rx.try_recv() {
+            batch.insert(path);
+        }
+        act_on_batch(&services, &watch, &triggered(&watch, &batch)).await;
+    }
+}
+
+/// Per rule, the relative paths the batch triggers (empty rules left out).
+fn triggered(watch: &ServiceWatch, batch: &BTreeSet<PathBuf>) -> BTreeMap<usize, BTreeSet<String>> {
+    let mut by_rule: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for path in batch {
+        for trigger in watch.triggers(path) {
+            by_rule
+                .entry(trigger.rule)
+                .or_default()
+                .insert(trigger.relative);
+        }
+    }
+    by_rule
+}
