@@ -286,3 +286,54 @@ fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume() {
     );
     assert_eq!(in_container(&project, "cat /data/keep").1, "saved");
 }
+
+#[test]
+fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
+    let project = watch_project();
+    let dir = project.dir.path().to_path_buf();
+    let compose = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    // The service prints what it reads, so its log shows the synced file.
+    project.write_compose(&compose.replace(
+        r#"command: [sleep, "600"]"#,
+        r#"command: [sh, -c, "while true; do cat /app/src/msg.txt 2>/dev/null; cat /version; sleep 0.2; done"]"#,
+    ));
+    let log = project.roots.path().join("up.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-p", &project.name, "up", "--watch"])
+        .current_dir(&dir)
+        .env("BERTH_DATA_ROOT", project.data_root())
+        .env("BERTH_RUN_ROOT", project.run_root())
+        .env("NO_COLOR", "1")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let seen = |needle: &str, timeout: Duration| {
+        let found = project.eventually(timeout, || text().contains(needle).then_some(()));
+        assert!(found.is_some(), "never saw {needle:?}:\n{}", text());
+    };
+    seen("Watch enabled", Duration::from_secs(120));
+    write(&dir, "web/src/msg.txt", "hello from the host\n");
+    seen(
+        "Syncing service \"web\" after 1 changes were detected",
+        WAIT,
+    );
+    seen("web-1 | hello from the host", WAIT);
+
+    // A rebuild recreates the container; the attached run follows the new one.
+    write(
+        &dir,
+        "web/Dockerfile",
+        &format!("FROM {BUSYBOX}\nRUN ln -s / /evil && echo v2 > /version\n"),
+    );
+    seen("web-1 | v2", Duration::from_secs(60));
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = project
+        .eventually(Duration::from_secs(30), || child.try_wait().unwrap())
+        .expect("up --watch ends after Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{}", text());
+    assert_eq!(project.ok(&["ps", "-q"]).trim(), "", "{}", text());
+}

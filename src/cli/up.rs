@@ -184,20 +184,46 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         BroughtUp::Attachable(client, started) => (client, started),
     };
     // The watch lives as long as the attached run: Ctrl-C stops the stack and ends it.
-    let _watching = match watch_rules {
-        Some(rules) => Some(super::watch_session::start(
-            project_args.clone(),
-            project.clone(),
-            client.clone(),
-            rules,
-            super::watch_actions::WatchOptions::default(),
-            Arc::new(|project_args, service| {
-                Box::pin(async move { recreate_service(&project_args, &service).await })
-            }),
-        )?),
-        None => None,
+    let (_watching, joining) = match watch_rules {
+        Some(rules) => {
+            let (recreate, joining) = recreate_and_rejoin(&client, &project);
+            let options = super::watch_actions::WatchOptions::default();
+            let session = super::watch_session::start(
+                project_args.clone(),
+                project.clone(),
+                client.clone(),
+                rules,
+                options,
+                recreate,
+            )?;
+            (Some(session), Some(joining))
+        }
+        None => (None, None),
     };
-    attach(&client, &project, &started, args).await
+    attach(&client, &project, &started, args, joining).await
+}
+
+/// How `up --watch` recreates a rebuilt service: as `berth watch` does, then the service's new
+/// containers are handed to the attached run to follow.
+fn recreate_and_rejoin(
+    client: &EngineClient,
+    project: &Project,
+) -> (super::watch_actions::Recreate, Joining) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (client, project) = (client.clone(), project.clone());
+    let recreate: super::watch_actions::Recreate = Arc::new(move |project_args, service| {
+        let (tx, client, project) = (tx.clone(), client.clone(), project.clone());
+        Box::pin(async move {
+            recreate_service(&project_args, &service).await?;
+            for c in existing_containers(&client, &project).await? {
+                if c.service == service && c.running {
+                    let _ = tx.send(Started::new(&project, &service, &c.id, &c.name));
+                }
+            }
+            Ok(())
+        })
+    });
+    (recreate, rx)
 }
 
 /// How far `bring_up` took the run: done (detached, `--wait`, dry run), or containers to attach to.
@@ -1153,13 +1179,18 @@ enum AttachEvent {
     Exited(String, i64),
 }
 
+/// Containers a watch made while `up --watch` is attached (a rebuild recreates them).
+type Joining = mpsc::UnboundedReceiver<Started>;
+
 /// Follow the logs of the started containers until all have exited; Ctrl-C stops them
-/// gracefully (a second Ctrl-C kills them), as docker compose does.
+/// gracefully (a second Ctrl-C kills them), as docker compose does. With a watch (`joining`),
+/// containers it recreates are followed too, and only a stop ends the run.
 async fn attach(
     client: &EngineClient,
     project: &Project,
     started: &[Started],
     args: &UpArgs,
+    mut joining: Option<Joining>,
 ) -> anyhow::Result<ExitCode> {
     // Both listeners live for the whole loop: a fresh `ctrl_c()` per select iteration would miss
     // a SIGINT that lands while a log line is being written (tokio delivers a signal only to
@@ -1169,12 +1200,18 @@ async fn attach(
     let names: Vec<String> = started.iter().map(|c| c.short_name.clone()).collect();
     let mut prefixer =
         LogPrefixer::new(&names, colours_enabled(args.no_color), !args.no_log_prefix);
-    let mut events = follow_all(client, started);
+    let (tx, mut events) = mpsc::channel::<AttachEvent>(256);
+    for c in started {
+        follow(client, c, tx.clone());
+    }
+    // Without a watch the channel closes when every container's task has ended.
+    let tx = joining.is_some().then_some(tx);
+    let mut started = started.to_vec();
     let mut run = AttachedRun::default();
     let mut running = started.len();
     let mut stdout = std::io::stdout();
-    let stop = |mode| spawn_stop(client, project, started, args, mode);
-    while running > 0 {
+    while running > 0 || (joining.is_some() && run.stopping.is_none()) {
+        let stop = |mode, started: &[Started]| spawn_stop(client, project, started, args, mode);
         tokio::select! {
             event = events.recv() => match event {
                 Some(AttachEvent::Output(name, text)) => prefixer.write_lines(&mut stdout, &name, &text)?,
@@ -1184,13 +1221,21 @@ async fn attach(
                     let service = started.iter().find(|c| c.short_name == name).map(|c| c.service.as_str());
                     if run.exited(args, service, code) {
                         eprintln!("Aborting on container exit...");
-                        run.stopping = Some(stop(StopMode::Stop));
+                        run.stopping = Some(stop(StopMode::Stop, &started));
                     }
                 }
                 None => break,
             },
-            _ = sigint.recv() => run.stopping = Some(stop(run.interrupted(130))),
-            _ = sigterm.recv() => run.stopping = Some(stop(run.interrupted(143))),
+            Some(c) = next_joining(&mut joining), if tx.is_some() => {
+                if let Some(tx) = &tx {
+                    follow(client, &c, tx.clone());
+                }
+                running += 1;
+                started.retain(|s| s.container_name != c.container_name);
+                started.push(c);
+            }
+            _ = sigint.recv() => run.stopping = Some(stop(run.interrupted(130), &started)),
+            _ = sigterm.recv() => run.stopping = Some(stop(run.interrupted(143), &started)),
         }
     }
     if let Some(task) = run.stopping.take() {
@@ -1199,37 +1244,40 @@ async fn attach(
     Ok(run.exit_status())
 }
 
-/// One task per started container: its log lines, then its exit status, as events.
-fn follow_all(client: &EngineClient, started: &[Started]) -> mpsc::Receiver<AttachEvent> {
-    let (tx, rx) = mpsc::channel::<AttachEvent>(256);
-    for c in started {
-        let client = client.clone();
-        let (id, name, tx) = (c.id.clone(), c.short_name.clone(), tx.clone());
-        tokio::spawn(async move {
-            let options = LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            };
-            if let Ok(mut stream) = client.logs(&id, &options).await {
-                use futures_util::StreamExt;
-                while let Some(Ok(chunk)) = stream.next().await {
-                    let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
-                    if tx
-                        .send(AttachEvent::Output(name.clone(), text))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+async fn next_joining(joining: &mut Option<Joining>) -> Option<Started> {
+    match joining {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A task for one started container: its log lines, then its exit status, as events.
+fn follow(client: &EngineClient, c: &Started, tx: mpsc::Sender<AttachEvent>) {
+    let client = client.clone();
+    let (id, name) = (c.id.clone(), c.short_name.clone());
+    tokio::spawn(async move {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        if let Ok(mut stream) = client.logs(&id, &options).await {
+            use futures_util::StreamExt;
+            while let Some(Ok(chunk)) = stream.next().await {
+                let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
+                if tx
+                    .send(AttachEvent::Output(name.clone(), text))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
-            let code = client.wait_container(&id).await.unwrap_or(-1);
-            let _ = tx.send(AttachEvent::Exited(name, code)).await;
-        });
-    }
-    rx
+        }
+        let code = client.wait_container(&id).await.unwrap_or(-1);
+        let _ = tx.send(AttachEvent::Exited(name, code)).await;
+    });
 }
 
 /// What an attached run has seen so far, which decides how it ends.

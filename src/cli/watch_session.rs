@@ -129,23 +129,26 @@ async fn service_loop(
     quiet: Duration,
 ) {
     initial_sync(&services, &watch).await;
-    while let Some(first) = rx.recv().await {
-        let mut batch = BTreeSet::from([first]);
-        loop {
-            match tokio::time::timeout(quiet, rx.recv()).await {
-                Ok(Some(path)) => {
-                    batch.insert(path);
-                }
-                Ok(None) => return,
-                Err(_) => break,
-            }
-        }
-        // Anything that arrived while the timer fired belongs to this batch too.
-        while let Ok(path) = rx.try_recv() {
-            batch.insert(path);
-        }
+    while let Some(batch) = next_batch(&mut rx, quiet).await {
         act_on_batch(&services, &watch, &triggered(&watch, &batch)).await;
     }
+}
+
+/// The next batch: the first path opens it, and it closes once `quiet` passes without another.
+/// `None` when the watcher has gone.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<PathBuf>,
+    quiet: Duration,
+) -> Option<BTreeSet<PathBuf>> {
+    let mut batch = BTreeSet::from([rx.recv().await?]);
+    while let Ok(Some(path)) = tokio::time::timeout(quiet, rx.recv()).await {
+        batch.insert(path);
+    }
+    // Anything that arrived while the timer fired belongs to this batch too.
+    while let Ok(path) = rx.try_recv() {
+        batch.insert(path);
+    }
+    Some(batch)
 }
 
 /// Per rule, the relative paths the batch triggers (empty rules left out).
@@ -160,4 +163,32 @@ fn triggered(watch: &ServiceWatch, batch: &BTreeSet<PathBuf>) -> BTreeMap<usize,
         }
     }
     by_rule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_with_short_gaps_is_one_batch_and_a_pause_starts_the_next() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Gaps of about a millisecond, as a checkout writes; a quiet period well above them.
+        let quiet = Duration::from_millis(250);
+        let sender = tokio::spawn(async move {
+            for i in 0..1000 {
+                tx.send(PathBuf::from(format!("/p/f{i}"))).unwrap();
+                if i % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            tx.send(PathBuf::from("/p/later")).unwrap();
+        });
+        let first = next_batch(&mut rx, quiet).await.unwrap();
+        assert_eq!(first.len(), 1000);
+        let second = next_batch(&mut rx, quiet).await.unwrap();
+        assert_eq!(second, BTreeSet::from([PathBuf::from("/p/later")]));
+        sender.await.unwrap();
+        assert_eq!(next_batch(&mut rx, quiet).await, None);
+    }
 }

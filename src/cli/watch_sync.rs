@@ -74,19 +74,19 @@ pub fn batch_for(
 }
 
 /// The paths without those below another one of the set (a directory sent whole covers them).
+/// Ancestors are looked up, not compared pairwise: a checkout's batch holds thousands of paths.
 fn outermost(relatives: &BTreeSet<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in relatives {
-        let covered = out.iter().any(|o| {
-            o.is_empty()
-                || r.strip_prefix(o.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
-        if !covered {
-            out.push(r.clone());
-        }
+    if relatives.contains("") {
+        return vec![String::new()];
     }
-    out
+    relatives
+        .iter()
+        .filter(|r| {
+            let mut ancestors = r.match_indices('/').map(|(i, _)| &r[..i]);
+            !ancestors.any(|a| relatives.contains(a))
+        })
+        .cloned()
+        .collect()
 }
 
 fn read_error(path: &str) -> impl FnOnce(std::io::Error) -> SyncTarError + '_ {
