@@ -119,6 +119,9 @@ fn watch_project() -> TestProject {
         - action: sync
           path: ./web/evil
           target: /evil/inside
+        - action: sync+restart
+          path: ./web/conf
+          target: /app/conf
         - action: rebuild
           path: ./web/Dockerfile
 volumes:
@@ -134,6 +137,7 @@ volumes:
     write(dir, "web/src/keep.txt", "kept\n");
     write(dir, "web/cfg/.keep", "");
     write(dir, "web/evil/.keep", "");
+    write(dir, "web/conf/.keep", "");
     project.import_busybox(BUSYBOX);
     project
 }
@@ -336,4 +340,31 @@ fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
         .expect("up --watch ends after Ctrl-C");
     assert_eq!(status.code(), Some(130), "{}", text());
     assert_eq!(project.ok(&["ps", "-q"]).trim(), "", "{}", text());
+}
+
+#[test]
+fn sync_restart_puts_the_file_in_then_restarts_the_container() {
+    let project = watch_project();
+    let dir = project.dir.path().to_path_buf();
+    let watch = WatchProcess::start(&project, &["watch"]);
+    let id = project.ok(&["ps", "-q", "web"]).trim().to_string();
+    let started = |project: &TestProject| {
+        project
+            .docker(&["inspect", "-f", "{{.State.StartedAt}}", &id])
+            .trim()
+            .to_string()
+    };
+    let before = started(&project);
+    write(&dir, "web/conf/app.ini", "mode=fast");
+    watch.wait_for(&project, "restarted", WAIT);
+    until(
+        &project,
+        "synced before restart",
+        "cat /app/conf/app.ini",
+        "mode=fast",
+        &watch,
+    );
+    assert_ne!(started(&project), before, "the container was not restarted");
+    // The same container, restarted in place (not recreated).
+    assert_eq!(project.ok(&["ps", "-q", "web"]).trim(), id);
 }
