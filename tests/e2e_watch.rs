@@ -119,6 +119,10 @@ fn watch_project() -> TestProject {
         - action: sync
           path: ./web/evil
           target: /evil/inside
+        - action: sync
+          path: ./web/seed
+          target: /app/seed
+          initial_sync: true
         - action: sync+restart
           path: ./web/conf
           target: /app/conf
@@ -138,6 +142,7 @@ volumes:
     write(dir, "web/cfg/.keep", "");
     write(dir, "web/evil/.keep", "");
     write(dir, "web/conf/.keep", "");
+    write(dir, "web/seed/deep/s.txt", "seeded");
     project.import_busybox(BUSYBOX);
     project
 }
@@ -343,7 +348,7 @@ fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
 }
 
 #[test]
-fn sync_restart_puts_the_file_in_then_restarts_the_container() {
+fn initial_sync_and_sync_restart() {
     let project = watch_project();
     let dir = project.dir.path().to_path_buf();
     let watch = WatchProcess::start(&project, &["watch"]);
@@ -355,6 +360,14 @@ fn sync_restart_puts_the_file_in_then_restarts_the_container() {
             .to_string()
     };
     let before = started(&project);
+    // initial_sync: the rule's whole tree is in before any change.
+    until(
+        &project,
+        "initial sync",
+        "cat /app/seed/deep/s.txt",
+        "seeded",
+        &watch,
+    );
     write(&dir, "web/conf/app.ini", "mode=fast");
     watch.wait_for(&project, "restarted", WAIT);
     until(
