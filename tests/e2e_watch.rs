@@ -128,6 +128,15 @@ fn watch_project() -> TestProject {
           target: /app/conf
         - action: rebuild
           path: ./web/Dockerfile
+  dep:
+    image: {BUSYBOX}
+    command: [sleep, "600"]
+    environment:
+      BERTH_TEST_MARK: {mark}
+    depends_on:
+      web:
+        condition: service_started
+        restart: true
 volumes:
   data: {{}}
 "#
@@ -260,6 +269,16 @@ fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume() {
     let dir = project.dir.path().to_path_buf();
     let watch = WatchProcess::start(&project, &["watch"]);
     let id_before = project.ok(&["ps", "-q", "web"]).trim().to_string();
+    // A dependant that asked to be restarted with web (`depends_on.web.restart: true`).
+    project.ok(&["up", "-d", "dep"]);
+    let dep = project.ok(&["ps", "-q", "dep"]).trim().to_string();
+    let dep_started = || {
+        project
+            .docker(&["inspect", "-f", "{{.State.StartedAt}}", &dep])
+            .trim()
+            .to_string()
+    };
+    let dep_before = dep_started();
     let out = project.berth(&[
         "exec",
         "-T",
@@ -294,6 +313,18 @@ fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume() {
         "{id_before} → {id_after}"
     );
     assert_eq!(in_container(&project, "cat /data/keep").1, "saved");
+    watch.wait_for(&project, "successfully built", WAIT);
+    let restarted = project.eventually(WAIT, || (dep_started() != dep_before).then_some(()));
+    assert!(
+        restarted.is_some(),
+        "dep was not restarted:\n{}",
+        watch.text()
+    );
+    assert_eq!(
+        project.ok(&["ps", "-q", "dep"]).trim(),
+        dep,
+        "dep restarted in place"
+    );
 }
 
 #[test]
