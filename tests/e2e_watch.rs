@@ -264,11 +264,15 @@ fn sync_exec_runs_after_the_files_and_symlinks_are_not_followed() {
 }
 
 #[test]
-fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume() {
+fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume_and_prunes_the_old() {
     let project = watch_project();
     let dir = project.dir.path().to_path_buf();
-    let watch = WatchProcess::start(&project, &["watch"]);
+    let watch = WatchProcess::start(&project, &["watch", "--prune"]);
     let id_before = project.ok(&["ps", "-q", "web"]).trim().to_string();
+    let image_before = project
+        .docker(&["inspect", "-f", "{{.Image}}", &id_before])
+        .trim()
+        .to_string();
     // A dependant that asked to be restarted with web (`depends_on.web.restart: true`).
     project.ok(&["up", "-d", "dep"]);
     let dep = project.ok(&["ps", "-q", "dep"]).trim().to_string();
@@ -324,6 +328,13 @@ fn a_rebuild_path_gives_a_new_image_and_container_with_the_same_volume() {
         project.ok(&["ps", "-q", "dep"]).trim(),
         dep,
         "dep restarted in place"
+    );
+    // --prune: the previous image, left without a name, is gone.
+    watch.wait_for(&project, "Pruned image", WAIT);
+    let listed = project.docker(&["images", "-q", "--no-trunc"]);
+    assert!(
+        !listed.contains(&image_before),
+        "{image_before} still listed:\n{listed}"
     );
 }
 
