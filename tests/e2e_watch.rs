@@ -344,9 +344,10 @@ fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
     let dir = project.dir.path().to_path_buf();
     let compose = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
     // The service prints what it reads, so its log shows the synced file.
-    project.write_compose(&compose.replace(
+    project.write_compose(&compose.replacen(
         r#"command: [sleep, "600"]"#,
         r#"command: [sh, -c, "while true; do cat /app/src/msg.txt 2>/dev/null; cat /version; sleep 0.2; done"]"#,
+        1,
     ));
     let log = project.roots.path().join("up.log");
     let file = std::fs::File::create(&log).unwrap();
@@ -380,6 +381,8 @@ fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
         &format!("FROM {BUSYBOX}\nRUN ln -s / /evil && echo v2 > /version\n"),
     );
     seen("web-1 | v2", Duration::from_secs(60));
+    // Recreating web alone does not take the project's other services for orphans.
+    assert!(!text().contains("orphan"), "{}", text());
 
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = project

@@ -184,7 +184,7 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         BroughtUp::Attachable(client, started) => (client, started),
     };
     // The watch lives as long as the attached run: Ctrl-C stops the stack and ends it.
-    let (_watching, joining) = match watch_rules {
+    let (watching, joining) = match watch_rules {
         Some(rules) => {
             let (recreate, joining) = recreate_and_rejoin(&client, &project);
             let options = super::watch_actions::WatchOptions::default();
@@ -200,7 +200,8 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
         }
         None => (None, None),
     };
-    attach(&client, &project, &started, args, joining).await
+    let watch = watching.zip(joining);
+    attach(&client, &project, &started, args, watch).await
 }
 
 /// How `up --watch` recreates a rebuilt service: as `berth watch` does, then the service's new
@@ -321,7 +322,14 @@ pub(super) async fn recreate_service(
     let mut args = UpArgs::detached(vec![service.to_string()], "policy");
     args.no_deps = true;
     args.no_build = true;
-    let project = load_project(project_args, &args.services)?;
+    // The whole project, so that the services not recreated are not taken for orphans; one
+    // that only naming it activates (its profiles) is loaded by name.
+    let whole = load_project(project_args, &[])?;
+    let project = if whole.services.contains_key(service) {
+        whole
+    } else {
+        load_project(project_args, &args.services)?
+    };
     bring_up(project_args, &args, &project).await?;
     Ok(())
 }
@@ -1182,6 +1190,9 @@ enum AttachEvent {
 /// Containers a watch made while `up --watch` is attached (a rebuild recreates them).
 type Joining = mpsc::UnboundedReceiver<Started>;
 
+/// `up --watch`'s watch while attached, with the containers it recreates.
+type AttachedWatch = (super::watch_session::Watching, Joining);
+
 /// Follow the logs of the started containers until all have exited; Ctrl-C stops them
 /// gracefully (a second Ctrl-C kills them), as docker compose does. With a watch (`joining`),
 /// containers it recreates are followed too, and only a stop ends the run.
@@ -1190,8 +1201,12 @@ async fn attach(
     project: &Project,
     started: &[Started],
     args: &UpArgs,
-    mut joining: Option<Joining>,
+    watch: Option<AttachedWatch>,
 ) -> anyhow::Result<ExitCode> {
+    let (mut watching, mut joining) = match watch {
+        Some((w, j)) => (Some(w), Some(j)),
+        None => (None, None),
+    };
     // Both listeners live for the whole loop: a fresh `ctrl_c()` per select iteration would miss
     // a SIGINT that lands while a log line is being written (tokio delivers a signal only to
     // listeners that exist when it arrives), and `up` would run on until its containers exit.
@@ -1234,14 +1249,30 @@ async fn attach(
                 started.retain(|s| s.container_name != c.container_name);
                 started.push(c);
             }
-            _ = sigint.recv() => run.stopping = Some(stop(run.interrupted(130), &started)),
-            _ = sigterm.recv() => run.stopping = Some(stop(run.interrupted(143), &started)),
+            _ = sigint.recv() => {
+                let mode = run.interrupted(130);
+                stop_watching(&mut watching).await;
+                run.stopping = Some(stop(mode, &started));
+            }
+            _ = sigterm.recv() => {
+                let mode = run.interrupted(143);
+                stop_watching(&mut watching).await;
+                run.stopping = Some(stop(mode, &started));
+            }
         }
     }
     if let Some(task) = run.stopping.take() {
         let _ = task.await;
     }
     Ok(run.exit_status())
+}
+
+/// The watch ends before the stack is stopped: a rebuild or restart it is carrying out finishes
+/// first, so it cannot start a container again behind the stop.
+async fn stop_watching(watching: &mut Option<super::watch_session::Watching>) {
+    if let Some(w) = watching.take() {
+        w.stop().await;
+    }
 }
 
 async fn next_joining(joining: &mut Option<Joining>) -> Option<Started> {

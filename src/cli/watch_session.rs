@@ -34,10 +34,23 @@ pub fn rules_for(project: &Project, services: &[String]) -> anyhow::Result<Vec<S
     Ok(rules)
 }
 
-/// A running watch: dropping it stops the file watcher and the service tasks.
+/// A running watch: dropping it stops the file watcher and aborts the service tasks; `stop`
+/// lets the batches in flight finish first.
 pub struct Watching {
     _watcher: notify::RecommendedWatcher,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stopping: tokio_util::sync::CancellationToken,
+}
+
+impl Watching {
+    /// No new batch starts; the ones being acted on (a rebuild, a restart) finish, so nothing
+    /// the watch does races what the caller does next (`up --watch` stopping the stack).
+    pub async fn stop(mut self) {
+        self.stopping.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for Watching {
@@ -59,16 +72,19 @@ pub fn start(
 ) -> anyhow::Result<Watching> {
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
+    let stopping = tokio_util::sync::CancellationToken::new();
     let services = Services::new(project_args, project, client, options.clone(), recreate);
     for watch in rules.iter().cloned() {
         let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
         senders.push((watch.clone(), tx));
         let services = services.clone();
+        let stop = stopping.clone();
         tasks.push(tokio::spawn(service_loop(
             services,
             watch,
             rx,
             options.debounce,
+            stop,
         )));
     }
     let watcher = watch_paths(&rules, senders)?;
@@ -76,6 +92,7 @@ pub fn start(
     Ok(Watching {
         _watcher: watcher,
         tasks,
+        stopping,
     })
 }
 
@@ -127,9 +144,19 @@ async fn service_loop(
     watch: ServiceWatch,
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
     quiet: Duration,
+    stopping: tokio_util::sync::CancellationToken,
 ) {
-    initial_sync(&services, &watch).await;
-    while let Some(batch) = next_batch(&mut rx, quiet).await {
+    tokio::select! {
+        _ = initial_sync(&services, &watch) => {}
+        _ = stopping.cancelled() => return,
+    }
+    loop {
+        let batch = tokio::select! {
+            batch = next_batch(&mut rx, quiet) => batch,
+            _ = stopping.cancelled() => return,
+        };
+        let Some(batch) = batch else { return };
+        // Not raced against the stop: a batch once started is carried out whole.
         act_on_batch(&services, &watch, &triggered(&watch, &batch)).await;
     }
 }
