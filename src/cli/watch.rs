@@ -49,7 +49,8 @@ pub async fn run(project_args: &ProjectArgs, args: &WatchArgs) -> anyhow::Result
         recreate(),
     )?;
     tokio::signal::ctrl_c().await?;
-    drop(watching);
+    // A rebuild or sync being carried out finishes; nothing new starts.
+    watching.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
