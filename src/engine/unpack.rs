@@ -44,6 +44,14 @@ pub enum UnpackError {
     },
     #[error("reading layer stream: {0}")]
     Read(#[source] io::Error),
+    /// An entry would change a directory into a non-directory or the reverse, and
+    /// [`ApplyOptions::no_overwrite_dir_non_dir`] forbids it.
+    #[error("cannot overwrite {existing} {path:?} with {with}")]
+    TypeChange {
+        path: String,
+        existing: &'static str,
+        with: &'static str,
+    },
 }
 
 type Result<T> = std::result::Result<T, UnpackError>;
@@ -89,6 +97,50 @@ impl Default for UnpackLimits {
             max_total_bytes: 256 << 30,
         }
     }
+}
+
+/// How [`apply_tar_at`] differs from applying an image layer (the default): an upload from
+/// `docker cp` is not a layer, so `.wh.` names are plain files there, its owner may be forced,
+/// and Docker's `noOverwriteDirNonDir` may forbid type changes.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Owner (uid, gid) of every entry instead of the headers'.
+    pub owner: Option<(u32, u32)>,
+    /// `.wh.` names are ordinary names, not overlay whiteouts.
+    pub plain_names: bool,
+    /// Refuse to replace a directory by a non-directory or the reverse.
+    pub no_overwrite_dir_non_dir: bool,
+    /// Rename the archive's top entry `.0` to `.1` (`.` as `.0`: every entry goes under `.1`),
+    /// as `docker cp` names a copy after its destination; entries outside it are refused.
+    pub rebase: Option<(String, String)>,
+}
+
+/// `path` with its first component `from` replaced by `to` (see [`ApplyOptions::rebase`]).
+fn rebase(path: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
+    let mut rest = path;
+    while let Some(r) = rest.strip_prefix(b"./") {
+        rest = r;
+    }
+    let under = if from == "." || rest == b"." {
+        Some(rest)
+    } else if rest.strip_suffix(b"/").unwrap_or(rest) == from.as_bytes() {
+        Some(&b""[..])
+    } else {
+        rest.strip_prefix(from.as_bytes())
+            .and_then(|r| r.strip_prefix(b"/"))
+    };
+    let Some(under) = under.map(|u| if u == b"." { &b""[..] } else { u }) else {
+        return Err(UnpackError::Malformed(format!(
+            "entry {} is not under {from:?}, the copied path",
+            show(path)
+        )));
+    };
+    let mut out = to.as_bytes().to_vec();
+    if !under.is_empty() {
+        out.push(b'/');
+        out.extend_from_slice(under);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -610,6 +662,7 @@ struct DirMeta {
 struct Extractor<'a> {
     root: OwnedFd,
     limits: &'a UnpackLimits,
+    options: &'a ApplyOptions,
     /// Directory attributes applied after all entries, since creating children changes mtimes
     /// and a read-only mode must not block later entries. Keyed by path: last entry wins.
     dirs: IndexMap<Vec<u8>, DirMeta>,
@@ -744,6 +797,14 @@ impl Extractor<'_> {
         let Some(st) = lstat_at(dir, name).map_err(Self::io(entry))? else {
             return Ok(false);
         };
+        if self.options.no_overwrite_dir_non_dir && is_dir(&st) != keep_dir {
+            let kind = |dir: bool| if dir { "directory" } else { "non-directory" };
+            return Err(UnpackError::TypeChange {
+                path: show(entry),
+                existing: kind(is_dir(&st)),
+                with: kind(keep_dir),
+            });
+        }
         if is_dir(&st) {
             if keep_dir {
                 return Ok(true);
@@ -825,7 +886,16 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn apply<R: Read>(&mut self, e: Entry, data: &mut R) -> Result<()> {
+    fn apply<R: Read>(&mut self, mut e: Entry, data: &mut R) -> Result<()> {
+        if let Some((uid, gid)) = self.options.owner {
+            (e.uid, e.gid) = (uid, gid);
+        }
+        if let Some((from, to)) = &self.options.rebase {
+            e.path = rebase(&e.path, from, to)?;
+            if e.kind == b'1' {
+                e.link = rebase(&e.link, from, to)?;
+            }
+        }
         let comps = split_path(&e.path, self.limits, "path")?;
         let Some((last, parents)) = comps.split_last() else {
             // `.` or `/`: the snapshot root itself is never replaced (U14).
@@ -842,7 +912,9 @@ impl Extractor<'_> {
         let key = comps.join(&b'/');
 
         if let Some(target) = last.strip_prefix(b".wh.") {
-            return self.whiteout(pfd, target, &e);
+            if !self.options.plain_names {
+                return self.whiteout(pfd, target, &e);
+            }
         }
         let name = cname(last)?;
         if e.kind != b'5' {
@@ -1167,6 +1239,12 @@ pub fn apply_tar(
     dest: &Path,
     limits: &UnpackLimits,
 ) -> Result<UnpackStats> {
+    let root = open_dest(dest)?;
+    apply_tar_at(reader, root, limits, &ApplyOptions::default())
+}
+
+/// The destination directory, never through a symlink at its last component.
+fn open_dest(dest: &Path) -> Result<OwnedFd> {
     let dest_c = CString::new(dest.as_os_str().as_encoded_bytes())
         .map_err(|_| UnpackError::Malformed("NUL in destination path".into()))?;
     // SAFETY: valid NUL-terminated path.
@@ -1180,10 +1258,22 @@ pub fn apply_tar(
         path: dest.display().to_string(),
         source,
     })?;
+    // SAFETY: open returned a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(root) })
+}
+
+/// [`apply_tar`] into an open directory (resolved by the caller, e.g. inside a container's
+/// root), with `options` for uploads that are not image layers.
+pub fn apply_tar_at(
+    reader: &mut impl Read,
+    root: OwnedFd,
+    limits: &UnpackLimits,
+    options: &ApplyOptions,
+) -> Result<UnpackStats> {
     let mut ex = Extractor {
-        // SAFETY: open returned a fresh fd.
-        root: unsafe { OwnedFd::from_raw_fd(root) },
+        root,
         limits,
+        options,
         dirs: IndexMap::new(),
         dir_bytes: 0,
         bytes: 0,
@@ -1224,4 +1314,90 @@ pub fn apply_tar(
         entries: count,
         bytes: ex.bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_renames_the_top_entry_or_puts_contents_under_a_name() {
+        let r = |p: &str, from: &str, to: &str| {
+            rebase(p.as_bytes(), from, to).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(r("app/", "app", "copy").unwrap(), "copy");
+        assert_eq!(r("app/sub/f", "app", "copy").unwrap(), "copy/sub/f");
+        assert_eq!(r("./", ".", "copy").unwrap(), "copy");
+        assert_eq!(r("./sub/f", ".", "copy").unwrap(), "copy/sub/f");
+        assert!(
+            r("application/x", "app", "copy").is_err(),
+            "a prefix is not the entry"
+        );
+    }
+
+    fn tar_of(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            match content {
+                Some(c) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(c.len() as u64);
+                    h.set_mode(0o640);
+                    b.append_data(&mut h, name, c.as_bytes()).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    b.append_data(&mut h, name, std::io::empty()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn upload_options_keep_whiteout_names_force_the_owner_and_guard_types() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        let options = ApplyOptions {
+            owner: Some(me),
+            plain_names: true,
+            no_overwrite_dir_non_dir: true,
+            rebase: None,
+        };
+        let open = || open_dest(dir.path()).unwrap();
+        let tar = tar_of(&[(".wh.x", Some("plain"))]);
+        apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join(".wh.x")).unwrap(), b"plain");
+        let tar = tar_of(&[("d", Some("file over a dir"))]);
+        let err = apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            &options,
+        )
+        .unwrap_err();
+        assert!(matches!(err, UnpackError::TypeChange { .. }), "{err}");
+        assert!(dir.path().join("d").is_dir(), "the directory stays");
+        let tar = tar_of(&[(".wh.x", None)]);
+        let err = apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            &options,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot overwrite non-directory \".wh.x\" with directory"
+        );
+    }
 }
