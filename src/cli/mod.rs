@@ -10,6 +10,7 @@ mod build_render;
 mod builder;
 pub mod config;
 mod containers;
+mod cp;
 mod down;
 mod dry_run;
 mod exec;
@@ -118,6 +119,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Run the container engine daemon (the CLI starts it by itself when its socket is absent)
     Engine(EngineArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(cp::CpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +255,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Logout(args) => login::logout(&args).await,
             Command::Import(args) => import::run(&project, &args).await,
             Command::Image(args) => image::run(&project, &args).await,
+            Command::Cp(args) => cp::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }

@@ -296,10 +296,7 @@ fn extract(
         no_overwrite_dir_non_dir: options.no_overwrite_dir_non_dir,
         rebase: None,
     };
-    let mut reader = ChannelReader {
-        rx,
-        current: Bytes::new(),
-    };
+    let mut reader = ChannelReader::new(rx);
     apply_tar_at(&mut reader, dir, &limits, &apply)?;
     Ok(())
 }
@@ -320,10 +317,19 @@ fn free_bytes(dir: &OwnedFd) -> u64 {
     }
 }
 
-/// The blocking side of an upload.
-struct ChannelReader {
+/// The blocking side of an upload (also the CLI's side of a download).
+pub struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -340,14 +346,15 @@ impl Read for ChannelReader {
     }
 }
 
-/// The blocking side of a download: chunks of [`CHUNK`] bytes.
-struct ChannelWriter {
+/// The blocking side of a download (also the CLI's side of an upload): chunks of [`CHUNK`]
+/// bytes.
+pub struct ChannelWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
-    fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
+    pub fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
         ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
