@@ -182,6 +182,13 @@ fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
     let host = project.dir.path();
     sh(&project, "echo kept > /state.txt; rm /bin/ls");
     project.ok(&["stop", "web"]);
+    // `docker container diff`: the added and the deleted file, the changed directory, and
+    // nothing of the runtime's own mount points (/proc, /etc/hosts, …).
+    let container = format!("{}-web-1", project.name);
+    if Command::new("docker").arg("--version").output().is_ok() {
+        let diff = project.docker(&["diff", &container]);
+        assert_eq!(diff, "C /bin\nD /bin/ls\nA /state.txt\n");
+    }
 
     project.ok(&["cp", "web:/state.txt", "state.txt"]);
     assert_eq!(

@@ -18,12 +18,23 @@ use crate::engine::container::archive_stat::{PathStat, PATH_STAT_HEADER};
 use crate::engine::SharedEngine;
 
 pub fn routes() -> Router<SharedEngine> {
-    Router::new().route(
-        "/containers/{id}/archive",
-        axum::routing::get(get_archive)
-            .head(head_archive)
-            .put(put_archive),
-    )
+    Router::new()
+        .route(
+            "/containers/{id}/archive",
+            axum::routing::get(get_archive)
+                .head(head_archive)
+                .put(put_archive),
+        )
+        .route("/containers/{id}/changes", axum::routing::get(changes))
+}
+
+/// `GET /containers/{id}/changes`: `[{"Path", "Kind"}]`, Kind 0 modified, 1 added, 2 deleted.
+async fn changes(
+    State(engine): State<SharedEngine>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let changes = engine.container_changes(&id).await?;
+    Ok(super::json_response(StatusCode::OK, &changes))
 }
 
 /// Statuses by kind, as Docker answers them.
