@@ -21,7 +21,7 @@ use super::containers::{display_name, numbered, of_project, service_of, with_one
 use super::project::{engine, project_or_name, ProjectArgs};
 use crate::engine::api::client::EngineClient;
 use crate::engine::container::archive_io::{ChannelReader, ChannelWriter};
-use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits};
+use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits, Whiteouts};
 use crate::engine::wire::ContainerSummary;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -380,12 +380,13 @@ fn extract_on_host(
     // SAFETY: plain getters.
     let me = unsafe { (libc::geteuid(), libc::getegid()) };
     let options = ApplyOptions {
+        whiteouts: Whiteouts::Plain,
+        cross_mounts: false,
         owner: Some(me),
-        plain_names: true,
         no_overwrite_dir_non_dir: true,
         rebase: (archive_root != name).then(|| (archive_root.to_string(), name.to_string())),
     };
-    apply_tar_at(&mut tar, root, &UnpackLimits::default(), &options)?;
+    apply_tar_at(&mut tar, root, &UnpackLimits::default(), options)?;
     Ok(())
 }
 

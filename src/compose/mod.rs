@@ -23,6 +23,7 @@ pub mod spec_schema;
 pub mod support;
 #[cfg(test)]
 mod test_support;
+pub mod watch;
 pub mod yaml;
 
 pub use error::ComposeError;

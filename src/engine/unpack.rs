@@ -99,22 +99,6 @@ impl Default for UnpackLimits {
     }
 }
 
-/// How [`apply_tar_at`] differs from applying an image layer (the default): an upload from
-/// `docker cp` is not a layer, so `.wh.` names are plain files there, its owner may be forced,
-/// and Docker's `noOverwriteDirNonDir` may forbid type changes.
-#[derive(Debug, Clone, Default)]
-pub struct ApplyOptions {
-    /// Owner (uid, gid) of every entry instead of the headers'.
-    pub owner: Option<(u32, u32)>,
-    /// `.wh.` names are ordinary names, not overlay whiteouts.
-    pub plain_names: bool,
-    /// Refuse to replace a directory by a non-directory or the reverse.
-    pub no_overwrite_dir_non_dir: bool,
-    /// Rename the archive's top entry `.0` to `.1` (`.` as `.0`: every entry goes under `.1`),
-    /// as `docker cp` names a copy after its destination; entries outside it are refused.
-    pub rebase: Option<(String, String)>,
-}
-
 /// `path` with its first component `from` replaced by `to` (see [`ApplyOptions::rebase`]).
 fn rebase(path: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
     let mut rest = path;
@@ -598,9 +582,10 @@ const RESOLVE_STRICT: u64 = libc::RESOLVE_IN_ROOT
     | libc::RESOLVE_NO_MAGICLINKS
     | libc::RESOLVE_NO_XDEV;
 
-fn openat2(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    crate::fs_at::openat2(dir, name, flags, mode, RESOLVE_STRICT)
-}
+/// Like [`RESOLVE_STRICT`] but crossing mount points: a live sync into a running container may
+/// land in a volume mounted below its target. The root is the container's own root, so every
+/// mount reached is one the container itself sees.
+const RESOLVE_STRICT_ACROSS_MOUNTS: u64 = RESOLVE_STRICT & !libc::RESOLVE_NO_XDEV;
 
 fn cvt(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
@@ -662,7 +647,7 @@ struct DirMeta {
 struct Extractor<'a> {
     root: OwnedFd,
     limits: &'a UnpackLimits,
-    options: &'a ApplyOptions,
+    options: ApplyOptions,
     /// Directory attributes applied after all entries, since creating children changes mtimes
     /// and a read-only mode must not block later entries. Keyed by path: last entry wins.
     dirs: IndexMap<Vec<u8>, DirMeta>,
@@ -725,6 +710,15 @@ fn cname(c: &[u8]) -> Result<CString> {
 }
 
 impl Extractor<'_> {
+    fn openat2(&self, dir: RawFd, name: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+        let resolve = if self.options.cross_mounts {
+            RESOLVE_STRICT_ACROSS_MOUNTS
+        } else {
+            RESOLVE_STRICT
+        };
+        crate::fs_at::openat2(dir, name, flags, mode, resolve)
+    }
+
     fn io(path: &[u8]) -> impl FnOnce(io::Error) -> UnpackError + '_ {
         move |source| UnpackError::Io {
             path: show(path),
@@ -739,7 +733,7 @@ impl Extractor<'_> {
         for (i, c) in comps.iter().enumerate() {
             let name = cname(c)?;
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-            let next = match openat2(cur.as_raw_fd(), &name, flags, 0) {
+            let next = match self.openat2(cur.as_raw_fd(), &name, flags, 0) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     // SAFETY: valid dirfd and NUL-terminated name.
@@ -750,9 +744,15 @@ impl Extractor<'_> {
                             return Err(Self::io(entry)(e));
                         }
                     }
-                    let fd = openat2(cur.as_raw_fd(), &name, flags, 0).map_err(Self::io(entry))?;
+                    let fd = self
+                        .openat2(cur.as_raw_fd(), &name, flags, 0)
+                        .map_err(Self::io(entry))?;
                     // Implied parents get 0755 whatever the daemon's umask is.
                     cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o755) }).map_err(Self::io(entry))?;
+                    if let Some((uid, gid)) = self.options.owner {
+                        cvt(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
+                            .map_err(Self::io(entry))?;
+                    }
                     fd
                 }
                 Err(e) => {
@@ -823,13 +823,14 @@ impl Extractor<'_> {
                 "directory tree too deep to replace".into(),
             ));
         }
-        let fd = openat2(
-            dir,
-            name,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
-        )
-        .map_err(Self::io(entry))?;
+        let fd = self
+            .openat2(
+                dir,
+                name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )
+            .map_err(Self::io(entry))?;
         let mut children = Vec::new();
         // SAFETY: fdopendir takes ownership of the fd (we release it from OwnedFd).
         let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
@@ -912,7 +913,7 @@ impl Extractor<'_> {
         let key = comps.join(&b'/');
 
         if let Some(target) = last.strip_prefix(b".wh.") {
-            if !self.options.plain_names {
+            if self.options.whiteouts != Whiteouts::Plain {
                 return self.whiteout(pfd, target, &e);
             }
         }
@@ -954,13 +955,14 @@ impl Extractor<'_> {
         data: &mut R,
     ) -> Result<()> {
         self.clear(pfd, name, false, &e.path)?;
-        let file = openat2(
-            pfd,
-            name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o600,
-        )
-        .map_err(Self::io(&e.path))?;
+        let file = self
+            .openat2(
+                pfd,
+                name,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                0o600,
+            )
+            .map_err(Self::io(&e.path))?;
         self.bytes += e.size;
         if self.bytes > self.limits.max_total_bytes {
             return Err(UnpackError::ContentLimit {
@@ -1120,6 +1122,9 @@ impl Extractor<'_> {
     /// `.wh.<name>` hides `<name>` of lower layers: an overlay whiteout (char device 0/0);
     /// `.wh..wh..opq` hides all lower children of the directory: `trusted.overlay.opaque=y`.
     fn whiteout(&mut self, pfd: RawFd, target: &[u8], e: &Entry) -> Result<()> {
+        if self.options.whiteouts == Whiteouts::Delete {
+            return self.delete(pfd, target, e);
+        }
         if target == b".wh..opq" {
             let key = c"trusted.overlay.opaque";
             cvt(unsafe { libc::fsetxattr(pfd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) })
@@ -1147,6 +1152,20 @@ impl Extractor<'_> {
             .map_err(Self::io(&e.path))?;
         cvt(unsafe { libc::fchownat(pfd, name.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW) })
             .map_err(Self::io(&e.path))?;
+        Ok(())
+    }
+
+    /// A live tree's whiteout: the named entry (a whole directory tree included) is removed,
+    /// never followed; one that is already gone is fine (the change was seen twice).
+    fn delete(&mut self, pfd: RawFd, target: &[u8], e: &Entry) -> Result<()> {
+        if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
+            return Err(UnpackError::Malformed(format!(
+                "invalid deletion entry {}",
+                show(&e.path)
+            )));
+        }
+        let name = cname(target)?;
+        self.clear(pfd, &name, false, &e.path)?;
         Ok(())
     }
 
@@ -1232,6 +1251,37 @@ pub fn walk_archive(
     Ok(())
 }
 
+/// What a `.wh.NAME` entry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Whiteouts {
+    /// An overlay whiteout (char device 0/0) for a layer directory that overlayfs will stack.
+    #[default]
+    Overlay,
+    /// NAME is removed for real: the tree is live (a running container's files), and nothing
+    /// stacks on it that would read a whiteout.
+    Delete,
+    /// `.wh.NAME` is an ordinary name: an upload from `docker cp` is not a layer (Docker's
+    /// `Untar` gives the prefix no meaning either).
+    Plain,
+}
+
+/// How [`apply_tar_at`] applies entries beyond the layer defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    pub whiteouts: Whiteouts,
+    /// Cross mount points below the root (still never a symlink nor a magic link).
+    pub cross_mounts: bool,
+    /// `(uid, gid)` for every entry and every directory created on the way, instead of the
+    /// headers' (the archive's owner on the host says nothing about the container's users).
+    pub owner: Option<(u32, u32)>,
+    /// Refuse to replace a directory by a non-directory or the reverse (Docker's
+    /// `noOverwriteDirNonDir`, which `docker cp` sets).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Rename the archive's top entry `.0` to `.1` (`.` as `.0`: every entry goes under `.1`),
+    /// as `docker cp` names a copy after its destination; entries outside it are refused.
+    pub rebase: Option<(String, String)>,
+}
+
 /// Applies an uncompressed tar stream to `dest` (an existing, normally empty directory).
 /// Reads up to the end-of-archive marker; the caller drains the rest for hashing.
 pub fn apply_tar(
@@ -1239,12 +1289,11 @@ pub fn apply_tar(
     dest: &Path,
     limits: &UnpackLimits,
 ) -> Result<UnpackStats> {
-    let root = open_dest(dest)?;
-    apply_tar_at(reader, root, limits, &ApplyOptions::default())
+    apply_tar_at(reader, open_root(dest)?, limits, ApplyOptions::default())
 }
 
-/// The destination directory, never through a symlink at its last component.
-fn open_dest(dest: &Path) -> Result<OwnedFd> {
+/// `dest` itself, opened without following a symlink at its last component.
+fn open_root(dest: &Path) -> Result<OwnedFd> {
     let dest_c = CString::new(dest.as_os_str().as_encoded_bytes())
         .map_err(|_| UnpackError::Malformed("NUL in destination path".into()))?;
     // SAFETY: valid NUL-terminated path.
@@ -1262,13 +1311,14 @@ fn open_dest(dest: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(root) })
 }
 
-/// [`apply_tar`] into an open directory (resolved by the caller, e.g. inside a container's
-/// root), with `options` for uploads that are not image layers.
+/// [`apply_tar`] into the directory `root` is open on, which the caller resolved (a magic link
+/// such as `/proc/<pid>/root` cannot be opened with `O_NOFOLLOW`). Every entry resolves inside
+/// `root`, never through a symlink.
 pub fn apply_tar_at(
     reader: &mut impl Read,
     root: OwnedFd,
     limits: &UnpackLimits,
-    options: &ApplyOptions,
+    options: ApplyOptions,
 ) -> Result<UnpackStats> {
     let mut ex = Extractor {
         root,
@@ -1314,6 +1364,79 @@ pub fn apply_tar_at(
         entries: count,
         bytes: ex.bytes,
     })
+}
+
+#[cfg(test)]
+mod live_tree_tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o640);
+            h.set_uid(4242);
+            h.set_cksum();
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn root_of(dir: &Path) -> OwnedFd {
+        std::fs::File::open(dir).unwrap().into()
+    }
+
+    #[test]
+    fn delete_mode_removes_what_a_whiteout_names_and_owner_overrides_the_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("gone/deep")).unwrap();
+        std::fs::write(dir.path().join("gone/deep/f"), "x").unwrap();
+        std::fs::write(dir.path().join("old.txt"), "x").unwrap();
+        let tar = tar_of(&[
+            (".wh.gone", b""),
+            (".wh.old.txt", b""),
+            (".wh.never-there", b""),
+            ("new/dir/file.txt", b"fresh"),
+        ]);
+        let options = ApplyOptions {
+            whiteouts: Whiteouts::Delete,
+            cross_mounts: true,
+            owner: Some((1234, 5678)),
+            ..ApplyOptions::default()
+        };
+        apply_tar_at(
+            &mut tar.as_slice(),
+            root_of(dir.path()),
+            &UnpackLimits::default(),
+            options,
+        )
+        .unwrap();
+        assert!(!dir.path().join("gone").exists());
+        assert!(!dir.path().join("old.txt").exists());
+        assert!(!dir.path().join("never-there").exists(), "no whiteout node");
+        let file = dir.path().join("new/dir/file.txt");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "fresh");
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (1234, 5678, 0o640)
+        );
+        let parent = std::fs::metadata(dir.path().join("new")).unwrap();
+        assert_eq!((parent.uid(), parent.gid()), (1234, 5678));
+    }
+
+    #[test]
+    fn overlay_mode_still_writes_whiteout_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[(".wh.x", b"")]);
+        apply_tar(&mut tar.as_slice(), dir.path(), &UnpackLimits::default()).unwrap();
+        let meta = std::fs::symlink_metadata(dir.path().join("x")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+            &meta.file_type()
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -1363,17 +1486,17 @@ mod tests {
         let me = unsafe { (libc::geteuid(), libc::getegid()) };
         let options = ApplyOptions {
             owner: Some(me),
-            plain_names: true,
+            whiteouts: Whiteouts::Plain,
             no_overwrite_dir_non_dir: true,
-            rebase: None,
+            ..ApplyOptions::default()
         };
-        let open = || open_dest(dir.path()).unwrap();
+        let open = || open_root(dir.path()).unwrap();
         let tar = tar_of(&[(".wh.x", Some("plain"))]);
         apply_tar_at(
             &mut tar.as_slice(),
             open(),
             &UnpackLimits::default(),
-            &options,
+            options.clone(),
         )
         .unwrap();
         assert_eq!(std::fs::read(dir.path().join(".wh.x")).unwrap(), b"plain");
@@ -1382,7 +1505,7 @@ mod tests {
             &mut tar.as_slice(),
             open(),
             &UnpackLimits::default(),
-            &options,
+            options.clone(),
         )
         .unwrap_err();
         assert!(matches!(err, UnpackError::TypeChange { .. }), "{err}");
@@ -1392,7 +1515,7 @@ mod tests {
             &mut tar.as_slice(),
             open(),
             &UnpackLimits::default(),
-            &options,
+            options.clone(),
         )
         .unwrap_err();
         assert_eq!(

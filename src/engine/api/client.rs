@@ -34,6 +34,7 @@ use crate::engine::{EngineRoots, EngineSettings};
 
 mod archive;
 mod build;
+mod sync;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
 
 #[derive(Debug, Error)]

@@ -26,7 +26,7 @@ use super::archive_root::{
 use super::archive_stat::{go_file_mode, rfc3339, PathStat};
 use super::state::{ContainerRecord, Status};
 use super::ContainerError;
-use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits};
+use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits, Whiteouts};
 use crate::engine::Engine;
 
 type Result<T> = std::result::Result<T, ArchiveError>;
@@ -290,14 +290,16 @@ fn extract(
         .map_err(io_err(format!("open {}", target.absolute())))?;
     let mut limits = upload_limits();
     limits.max_total_bytes = limits.max_total_bytes.min(free_bytes(&dir));
+    // Across mounts: a volume below the destination is part of the container's own view.
     let apply = ApplyOptions {
+        whiteouts: Whiteouts::Plain,
+        cross_mounts: true,
         owner,
-        plain_names: true,
         no_overwrite_dir_non_dir: options.no_overwrite_dir_non_dir,
         rebase: None,
     };
     let mut reader = ChannelReader::new(rx);
-    apply_tar_at(&mut reader, dir, &limits, &apply)?;
+    apply_tar_at(&mut reader, dir, &limits, apply)?;
     Ok(())
 }
 

@@ -49,6 +49,7 @@ pub mod start;
 pub mod state;
 pub mod stdin;
 pub mod stop;
+pub mod sync;
 pub mod wait;
 
 pub use list::ContainerFilters;

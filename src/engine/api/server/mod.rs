@@ -18,6 +18,7 @@ mod filters;
 mod image_archive;
 mod images;
 mod networks;
+mod sync;
 mod system;
 mod volumes;
 
@@ -154,6 +155,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(events::routes())
         .merge(exec::routes())
         .merge(build::routes())
+        .merge(sync::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
