@@ -177,6 +177,46 @@ fn cp_round_trips_trees_files_and_tars_with_a_running_container() {
 }
 
 #[test]
+fn archive_mode_owns_the_copy_by_the_container_user_and_plain_keeps_the_source_owner() {
+    let project = TestProject::new("cpown", "");
+    project.import_busybox(IMAGE);
+    project.write_compose(&format!(
+        r#"
+services:
+  web:
+    image: {IMAGE}
+    user: "1234:5678"
+    environment:
+      BERTH_TEST_MARK: {mark}
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+  ro:
+    image: {IMAGE}
+    read_only: true
+    environment:
+      BERTH_TEST_MARK: {mark}
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"#,
+        mark = project.name
+    ));
+    project.ok(&["up", "-d"]);
+    let file = project.dir.path().join("owned.txt");
+    std::fs::write(&file, "x").unwrap();
+    std::os::unix::fs::chown(&file, Some(4321), Some(4321)).unwrap();
+    project.ok(&["cp", "owned.txt", "web:/tmp/plain.txt"]);
+    project.ok(&["cp", "-a", "owned.txt", "web:/tmp/archive.txt"]);
+    assert_eq!(
+        sh(&project, "stat -c %u:%g /tmp/plain.txt /tmp/archive.txt"),
+        "4321:4321\n1234:5678\n"
+    );
+    // A read-only root stays so when the container is stopped, as Docker refuses it.
+    project.ok(&["stop", "ro"]);
+    let err = project.fails(&["cp", "owned.txt", "ro:/tmp/"]);
+    assert!(err.contains("rootfs is marked read-only"), "{err}");
+}
+
+#[test]
 fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
     let project = project_up("cpstop");
     let host = project.dir.path();

@@ -188,6 +188,16 @@ impl Engine {
             let tar = collect(body, MAX_ARCHIVE_BYTES + (64 << 10)).await?;
             return Ok(self.put_container_archive(id_or_name, path, tar).await?);
         }
+        let read_only =
+            (access.record.request.host_config.as_ref()).is_some_and(|h| h.readonly_rootfs);
+        if read_only && access.status != Status::Running {
+            // Running, the kernel answers for each path (a volume below may be writable);
+            // stopped, berth would write the upper directory the container never may.
+            return Err(ArchiveError::BadRequest(format!(
+                "container {} rootfs is marked read-only",
+                access.record.name
+            )));
+        }
         let user = options.copy_uid_gid.then(|| access.record.user.clone());
         let who = access.record.name.clone();
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
