@@ -19,7 +19,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A project with one long-running busybox service `web`, up.
+/// A project with one long-running busybox service `web` (a named volume at `/vol`), up.
 fn project_up(prefix: &str) -> TestProject {
     let project = TestProject::new(prefix, "");
     project.import_busybox(IMAGE);
@@ -32,6 +32,9 @@ services:
       BERTH_TEST_MARK: {mark}
     command: ["sleep", "300"]
     stop_grace_period: 1s
+    volumes: ["data:/vol"]
+volumes:
+  data: {{}}
 "#,
         mark = project.name
     ));
@@ -220,7 +223,10 @@ services:
 fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
     let project = project_up("cpstop");
     let host = project.dir.path();
-    sh(&project, "echo kept > /state.txt; rm /bin/ls");
+    sh(
+        &project,
+        "echo kept > /state.txt; rm /bin/ls; echo in volume > /vol/v.txt",
+    );
     project.ok(&["stop", "web"]);
     // `docker container diff`: the added and the deleted file, the changed directory, and
     // nothing of the runtime's own mount points (/proc, /etc/hosts, …).
@@ -235,6 +241,10 @@ fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
         std::fs::read_to_string(host.join("state.txt")).unwrap(),
         "kept\n"
     );
+    // The volume is part of the stopped container's files, both ways.
+    project.ok(&["cp", "web:/vol/v.txt", "v.txt"]);
+    let in_volume = std::fs::read_to_string(host.join("v.txt")).unwrap();
+    assert_eq!(in_volume, "in volume\n");
     let err = project.fails(&["cp", "web:/bin/ls", "ls"]);
     assert!(
         err.contains("Could not find the file /bin/ls"),
@@ -242,6 +252,7 @@ fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
     );
     std::fs::write(host.join("new.txt"), "while stopped\n").unwrap();
     project.ok(&["cp", "new.txt", "web:/new.txt"]);
+    project.ok(&["cp", "new.txt", "web:/vol/"]);
     assert!(
         project.leftover_mounts().is_empty(),
         "{:?}",
@@ -250,8 +261,8 @@ fn cp_reads_and_writes_a_stopped_container_without_leaving_mounts() {
 
     project.ok(&["start", "web"]);
     assert_eq!(
-        sh(&project, "cat /new.txt /state.txt"),
-        "while stopped\nkept\n"
+        sh(&project, "cat /new.txt /state.txt /vol/new.txt"),
+        "while stopped\nkept\nwhile stopped\n"
     );
 }
 

@@ -21,9 +21,10 @@ use tokio::sync::{mpsc, oneshot, OwnedMutexGuard};
 use super::archive::MAX_ARCHIVE_BYTES;
 use super::archive_root::{
     io_err, link_target, locate, reopen, with_root, ArchiveError, ContainerPath, Located,
-    OverlayRoot, RootAccess,
+    OverlayBind, OverlayRoot, RootAccess,
 };
 use super::archive_stat::{go_file_mode, rfc3339, PathStat};
+use super::mounts::MountSource;
 use super::state::{ContainerRecord, Status};
 use super::ContainerError;
 use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits, Whiteouts};
@@ -95,6 +96,7 @@ impl Engine {
         // was in a namespace that died with it).
         let _ = std::fs::remove_dir_all(&scratch);
         let upper = Some(dir.join("upper")).filter(|u| u.is_dir());
+        let binds = self.overlay_binds(&record)?;
         Ok(Access {
             record,
             status: state.status,
@@ -104,9 +106,36 @@ impl Engine {
                 upper,
                 work: dir.join("work"),
                 writable,
+                binds,
             }),
             _guard: Some(guard),
         })
+    }
+
+    /// The container's volumes and bind mounts with their host sources (tmpfs mounts have no
+    /// content while it is stopped).
+    fn overlay_binds(&self, record: &ContainerRecord) -> Result<Vec<OverlayBind>> {
+        let planned = super::mounts::plan(
+            record.request.host_config.as_ref(),
+            &record.anonymous_volumes,
+        )?;
+        let mut binds = Vec::new();
+        for m in planned {
+            let source = match &m.source {
+                MountSource::HostPath(p) => p.clone(),
+                MountSource::Volume(name) => match self.volumes.mountpoint(name) {
+                    Ok(p) => p,
+                    Err(_) => continue, // never created: the container never started
+                },
+                MountSource::Tmpfs(_) => continue,
+            };
+            binds.push(OverlayBind {
+                source,
+                destination: m.destination,
+                read_only: m.read_only,
+            });
+        }
+        Ok(binds)
     }
 
     /// `HEAD /containers/{id}/archive`: the stat of `path`.

@@ -22,6 +22,7 @@ use nix::sched::CloneFlags;
 use thiserror::Error;
 
 use super::process::ProcIdentity;
+use crate::engine::runtime::in_root;
 use crate::engine::unpack::UnpackError;
 
 #[derive(Debug, Error)]
@@ -81,6 +82,16 @@ pub struct OverlayRoot {
     /// Mount with the upper directory writable (a copy into the container); otherwise the
     /// upper directory is only the topmost read-only layer.
     pub writable: bool,
+    /// The container's volumes and bind mounts, attached where they resolve inside the
+    /// overlay, so a copy sees (and writes) what the container would.
+    pub binds: Vec<OverlayBind>,
+}
+
+/// A host directory or file mounted into a stopped container's overlay for the copy.
+pub struct OverlayBind {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
 }
 
 /// Runs `f` with the container's root directory (an `O_PATH` fd) on a thread of its own, and
@@ -100,6 +111,25 @@ pub fn with_root<R: Send + 'static>(
         what: "the archive thread".into(),
         source: io::Error::other("panicked"),
     })?
+}
+
+/// A detached clone of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`).
+fn open_tree(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain system call with a NUL-terminated path; a non-negative result is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn gone() -> ArchiveError {
@@ -161,13 +191,49 @@ impl OverlayRoot {
             libc::RESOLVE_NO_SYMLINKS,
         )
         .map_err(io_err("open the container's overlay"));
-        let result = root.and_then(|root| f(&root));
-        // Unmounted before the caller releases the container: a start must find the upper
-        // and work directories free. Only an empty mount point is ever removed recursively.
-        if nix::mount::umount2(&merged, MntFlags::empty()).is_ok() {
+        let result = root.and_then(|root| {
+            self.attach_binds(&root)?;
+            f(&root)
+        });
+        // Detached (with the binds below) before the caller releases the container: a start
+        // must find the upper and work directories free. Only a mount point no longer
+        // mounted is ever removed recursively.
+        if nix::mount::umount2(&merged, MntFlags::MNT_DETACH).is_ok() {
             let _ = std::fs::remove_dir_all(&self.scratch);
         }
         result
+    }
+
+    /// Each bind onto its destination resolved inside the overlay (as the runtime resolves
+    /// it at start); one whose destination is missing or of the other type is left out, as
+    /// nothing there can be copied anyway.
+    fn attach_binds(&self, root: &OwnedFd) -> Result<()> {
+        for bind in &self.binds {
+            let Ok(dest) = ContainerPath::parse(&bind.destination) else {
+                continue;
+            };
+            let Ok(target) = locate(root, &dest, true, "") else {
+                continue;
+            };
+            let Ok(source) = std::fs::metadata(&bind.source) else {
+                continue;
+            };
+            let target_is_dir = target.stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if source.is_dir() != target_is_dir {
+                continue;
+            }
+            let tree = open_tree(&bind.source).map_err(io_err(format!(
+                "clone the mount of {}",
+                bind.source.display()
+            )))?;
+            if bind.read_only || !self.writable {
+                in_root::set_tree_attr(&tree, in_root::MOUNT_ATTR_RDONLY)
+                    .map_err(io_err("make a bind read-only"))?;
+            }
+            in_root::move_tree_to_fd(&tree, &target.fd)
+                .map_err(io_err(format!("mount {} for the copy", bind.destination)))?;
+        }
+        Ok(())
     }
 
     /// Mounts the overlay at `scratch/merged` (lower dirs as short `l/<i>` links, as the
