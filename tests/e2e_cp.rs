@@ -356,3 +356,38 @@ fn the_docker_cli_copies_both_ways_through_berths_socket() {
     project.docker(&["cp", &format!("{container}:/fromdocker/a.txt"), &file]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "alpha\n");
 }
+
+#[test]
+fn copying_to_a_scaled_service_reaches_every_replica_unless_index_picks_one() {
+    let project = TestProject::new("cpidx", "");
+    project.import_busybox(IMAGE);
+    project.write_compose(&format!(
+        r#"
+services:
+  web:
+    image: {IMAGE}
+    scale: 2
+    environment:
+      BERTH_TEST_MARK: {mark}
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"#,
+        mark = project.name
+    ));
+    project.ok(&["up", "-d"]);
+    let host = project.dir.path();
+    std::fs::write(host.join("all.txt"), "everyone\n").unwrap();
+    std::fs::write(host.join("two.txt"), "second\n").unwrap();
+    project.ok(&["cp", "all.txt", "web:/tmp/"]);
+    project.ok(&["cp", "--index", "2", "two.txt", "web:/tmp/"]);
+    let listing = |index: &str| project.ok(&["exec", "-T", "--index", index, "web", "ls", "/tmp"]);
+    assert_eq!(listing("1"), "all.txt\n");
+    assert_eq!(listing("2"), "all.txt\ntwo.txt\n");
+    project.ok(&["cp", "--index", "2", "web:/tmp/two.txt", "back.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("back.txt")).unwrap(),
+        "second\n"
+    );
+    let err = project.fails(&["cp", "--index", "3", "web:/tmp/all.txt", "x"]);
+    assert!(err.contains("no container #3"), "{err}");
+}
