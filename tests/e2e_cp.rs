@@ -325,6 +325,15 @@ fn container_symlinks_never_lead_the_copy_to_the_hosts_files() {
     assert!(err.contains("procfs or sysfs"), "{err}");
     project.fails(&["cp", &marker, "web:/proc/sys/kernel/"]);
     project.fails(&["cp", &marker, "web:/procroot/tmp/"]);
+    // A tree copied onto `/` may not descend into the container's procfs or sysfs mounts.
+    for kernel in ["proc", "sys"] {
+        let tree = host.join(format!("kern-{kernel}"));
+        std::fs::create_dir_all(tree.join(kernel)).unwrap();
+        std::fs::write(tree.join(kernel).join("berth-probe"), "x").unwrap();
+        let src = format!("kern-{kernel}/.");
+        let err = project.fails(&["cp", &src, "web:/"]);
+        assert!(err.contains("a kernel file system"), "{err}");
+    }
 }
 
 #[test]

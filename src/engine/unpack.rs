@@ -587,6 +587,23 @@ const RESOLVE_STRICT: u64 = libc::RESOLVE_IN_ROOT
 /// mount reached is one the container itself sees.
 const RESOLVE_STRICT_ACROSS_MOUNTS: u64 = RESOLVE_STRICT & !libc::RESOLVE_NO_XDEV;
 
+/// Whether `fd` is on procfs, sysfs or a cgroup file system.
+fn on_kernel_fs(fd: &OwnedFd) -> bool {
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    // SAFETY: statfs is plain data; the pointer is valid for the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    let magic = st.f_type;
+    magic == libc::PROC_SUPER_MAGIC
+        || magic == SYSFS_MAGIC
+        || magic == CGROUP_SUPER_MAGIC
+        || magic == CGROUP2_SUPER_MAGIC
+}
+
 fn cvt(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -786,6 +803,17 @@ impl Extractor<'_> {
                     });
                 }
             };
+            // Across mounts, a live tree's procfs, sysfs or cgroupfs is the kernel's: an
+            // entry written there as root would reach the host (core_pattern, cgroup files).
+            if self.options.cross_mounts && on_kernel_fs(&next) {
+                return Err(UnpackError::Hostile {
+                    path: show(entry),
+                    reason: format!(
+                        "goes into {:?}, a kernel file system (procfs, sysfs or cgroupfs)",
+                        show(&comps[..=i].join(&b'/'))
+                    ),
+                });
+            }
             cur = next;
         }
         Ok(cur)
