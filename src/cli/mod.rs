@@ -10,6 +10,7 @@ mod build_render;
 mod builder;
 pub mod config;
 mod containers;
+mod cp;
 mod down;
 mod dry_run;
 mod exec;
@@ -124,6 +125,8 @@ pub enum Command {
     Engine(EngineArgs),
     /// Watch the build context for services and rebuild/refresh containers when files are updated
     Watch(watch::WatchArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(cp::CpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -259,6 +262,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Import(args) => import::run(&project, &args).await,
             Command::Image(args) => image::run(&project, &args).await,
             Command::Watch(args) => watch::run(&project, &args).await,
+            Command::Cp(args) => cp::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }

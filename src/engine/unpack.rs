@@ -44,6 +44,14 @@ pub enum UnpackError {
     },
     #[error("reading layer stream: {0}")]
     Read(#[source] io::Error),
+    /// An entry would change a directory into a non-directory or the reverse, and
+    /// [`ApplyOptions::no_overwrite_dir_non_dir`] forbids it.
+    #[error("cannot overwrite {existing} {path:?} with {with}")]
+    TypeChange {
+        path: String,
+        existing: &'static str,
+        with: &'static str,
+    },
 }
 
 type Result<T> = std::result::Result<T, UnpackError>;
@@ -89,6 +97,34 @@ impl Default for UnpackLimits {
             max_total_bytes: 256 << 30,
         }
     }
+}
+
+/// `path` with its first component `from` replaced by `to` (see [`ApplyOptions::rebase`]).
+fn rebase(path: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
+    let mut rest = path;
+    while let Some(r) = rest.strip_prefix(b"./") {
+        rest = r;
+    }
+    let under = if from == "." || rest == b"." {
+        Some(rest)
+    } else if rest.strip_suffix(b"/").unwrap_or(rest) == from.as_bytes() {
+        Some(&b""[..])
+    } else {
+        rest.strip_prefix(from.as_bytes())
+            .and_then(|r| r.strip_prefix(b"/"))
+    };
+    let Some(under) = under.map(|u| if u == b"." { &b""[..] } else { u }) else {
+        return Err(UnpackError::Malformed(format!(
+            "entry {} is not under {from:?}, the copied path",
+            show(path)
+        )));
+    };
+    let mut out = to.as_bytes().to_vec();
+    if !under.is_empty() {
+        out.push(b'/');
+        out.extend_from_slice(under);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -551,6 +587,23 @@ const RESOLVE_STRICT: u64 = libc::RESOLVE_IN_ROOT
 /// mount reached is one the container itself sees.
 const RESOLVE_STRICT_ACROSS_MOUNTS: u64 = RESOLVE_STRICT & !libc::RESOLVE_NO_XDEV;
 
+/// Whether `fd` is on procfs, sysfs or a cgroup file system.
+fn on_kernel_fs(fd: &OwnedFd) -> bool {
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    // SAFETY: statfs is plain data; the pointer is valid for the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    let magic = st.f_type;
+    magic == libc::PROC_SUPER_MAGIC
+        || magic == SYSFS_MAGIC
+        || magic == CGROUP_SUPER_MAGIC
+        || magic == CGROUP2_SUPER_MAGIC
+}
+
 fn cvt(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -750,6 +803,17 @@ impl Extractor<'_> {
                     });
                 }
             };
+            // Across mounts, a live tree's procfs, sysfs or cgroupfs is the kernel's: an
+            // entry written there as root would reach the host (core_pattern, cgroup files).
+            if self.options.cross_mounts && on_kernel_fs(&next) {
+                return Err(UnpackError::Hostile {
+                    path: show(entry),
+                    reason: format!(
+                        "goes into {:?}, a kernel file system (procfs, sysfs or cgroupfs)",
+                        show(&comps[..=i].join(&b'/'))
+                    ),
+                });
+            }
             cur = next;
         }
         Ok(cur)
@@ -761,6 +825,14 @@ impl Extractor<'_> {
         let Some(st) = lstat_at(dir, name).map_err(Self::io(entry))? else {
             return Ok(false);
         };
+        if self.options.no_overwrite_dir_non_dir && is_dir(&st) != keep_dir {
+            let kind = |dir: bool| if dir { "directory" } else { "non-directory" };
+            return Err(UnpackError::TypeChange {
+                path: show(entry),
+                existing: kind(is_dir(&st)),
+                with: kind(keep_dir),
+            });
+        }
         if is_dir(&st) {
             if keep_dir {
                 return Ok(true);
@@ -847,6 +919,12 @@ impl Extractor<'_> {
         if let Some((uid, gid)) = self.options.owner {
             (e.uid, e.gid) = (uid, gid);
         }
+        if let Some((from, to)) = &self.options.rebase {
+            e.path = rebase(&e.path, from, to)?;
+            if e.kind == b'1' {
+                e.link = rebase(&e.link, from, to)?;
+            }
+        }
         let comps = split_path(&e.path, self.limits, "path")?;
         let Some((last, parents)) = comps.split_last() else {
             // `.` or `/`: the snapshot root itself is never replaced (U14).
@@ -863,7 +941,9 @@ impl Extractor<'_> {
         let key = comps.join(&b'/');
 
         if let Some(target) = last.strip_prefix(b".wh.") {
-            return self.whiteout(pfd, target, &e);
+            if self.options.whiteouts != Whiteouts::Plain {
+                return self.whiteout(pfd, target, &e);
+            }
         }
         let name = cname(last)?;
         if e.kind != b'5' {
@@ -1208,10 +1288,13 @@ pub enum Whiteouts {
     /// NAME is removed for real: the tree is live (a running container's files), and nothing
     /// stacks on it that would read a whiteout.
     Delete,
+    /// `.wh.NAME` is an ordinary name: an upload from `docker cp` is not a layer (Docker's
+    /// `Untar` gives the prefix no meaning either).
+    Plain,
 }
 
 /// How [`apply_tar_at`] applies entries beyond the layer defaults.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     pub whiteouts: Whiteouts,
     /// Cross mount points below the root (still never a symlink nor a magic link).
@@ -1219,6 +1302,12 @@ pub struct ApplyOptions {
     /// `(uid, gid)` for every entry and every directory created on the way, instead of the
     /// headers' (the archive's owner on the host says nothing about the container's users).
     pub owner: Option<(u32, u32)>,
+    /// Refuse to replace a directory by a non-directory or the reverse (Docker's
+    /// `noOverwriteDirNonDir`, which `docker cp` sets).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Rename the archive's top entry `.0` to `.1` (`.` as `.0`: every entry goes under `.1`),
+    /// as `docker cp` names a copy after its destination; entries outside it are refused.
+    pub rebase: Option<(String, String)>,
 }
 
 /// Applies an uncompressed tar stream to `dest` (an existing, normally empty directory).
@@ -1343,6 +1432,7 @@ mod live_tree_tests {
             whiteouts: Whiteouts::Delete,
             cross_mounts: true,
             owner: Some((1234, 5678)),
+            ..ApplyOptions::default()
         };
         apply_tar_at(
             &mut tar.as_slice(),
@@ -1374,5 +1464,91 @@ mod live_tree_tests {
         assert!(std::os::unix::fs::FileTypeExt::is_char_device(
             &meta.file_type()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_renames_the_top_entry_or_puts_contents_under_a_name() {
+        let r = |p: &str, from: &str, to: &str| {
+            rebase(p.as_bytes(), from, to).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(r("app/", "app", "copy").unwrap(), "copy");
+        assert_eq!(r("app/sub/f", "app", "copy").unwrap(), "copy/sub/f");
+        assert_eq!(r("./", ".", "copy").unwrap(), "copy");
+        assert_eq!(r("./sub/f", ".", "copy").unwrap(), "copy/sub/f");
+        assert!(
+            r("application/x", "app", "copy").is_err(),
+            "a prefix is not the entry"
+        );
+    }
+
+    fn tar_of(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            match content {
+                Some(c) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(c.len() as u64);
+                    h.set_mode(0o640);
+                    b.append_data(&mut h, name, c.as_bytes()).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    b.append_data(&mut h, name, std::io::empty()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn upload_options_keep_whiteout_names_force_the_owner_and_guard_types() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        let options = ApplyOptions {
+            owner: Some(me),
+            whiteouts: Whiteouts::Plain,
+            no_overwrite_dir_non_dir: true,
+            ..ApplyOptions::default()
+        };
+        let open = || open_root(dir.path()).unwrap();
+        let tar = tar_of(&[(".wh.x", Some("plain"))]);
+        apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            options.clone(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join(".wh.x")).unwrap(), b"plain");
+        let tar = tar_of(&[("d", Some("file over a dir"))]);
+        let err = apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            options.clone(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, UnpackError::TypeChange { .. }), "{err}");
+        assert!(dir.path().join("d").is_dir(), "the directory stays");
+        let tar = tar_of(&[(".wh.x", None)]);
+        let err = apply_tar_at(
+            &mut tar.as_slice(),
+            open(),
+            &UnpackLimits::default(),
+            options.clone(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot overwrite non-directory \".wh.x\" with directory"
+        );
     }
 }

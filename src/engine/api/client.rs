@@ -32,6 +32,7 @@ use crate::engine::wire::{
 };
 use crate::engine::{EngineRoots, EngineSettings};
 
+mod archive;
 mod build;
 mod sync;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};

@@ -7,8 +7,9 @@
 //! under the container's state directory (`copied/<n>/`, its target in `copied/<n>.path`), and
 //! every regular file in it is bind-mounted read-only at its place when the container starts,
 //! keeping the mode, uid and gid from the tar headers. So the files live and die with the
-//! container, survive its restarts, and the container cannot change them. Copying into a
-//! running container is refused with a message saying so.
+//! container, survive its restarts, and the container cannot change them. Containers that
+//! started (running or exited) are written through their own root instead, by
+//! [`archive_io`](super::archive_io); this path refuses them should it be reached.
 
 use std::path::{Component, Path, PathBuf};
 

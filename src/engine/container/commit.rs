@@ -222,7 +222,7 @@ fn image_err(e: ImageError) -> ContainerError {
 }
 
 /// Paths to leave out of the layer when the runtime left only an empty stub there.
-fn mount_point_stubs(record: &ContainerRecord) -> Vec<PathBuf> {
+pub(super) fn mount_point_stubs(record: &ContainerRecord) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = RUNTIME_MOUNT_POINTS.iter().map(PathBuf::from).collect();
     let planned = mounts::plan(
         record.request.host_config.as_ref(),

@@ -24,6 +24,11 @@ use crate::engine::runtime::spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
 
 pub mod archive;
+pub mod archive_changes;
+pub mod archive_io;
+pub mod archive_root;
+pub mod archive_stat;
+mod archive_tar;
 pub mod commit;
 pub mod connect;
 pub mod create;

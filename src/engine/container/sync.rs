@@ -154,6 +154,7 @@ impl ContainerStore {
                 whiteouts: Whiteouts::Delete,
                 cross_mounts: true,
                 owner: Some(owner),
+                ..ApplyOptions::default()
             };
             let stats = apply_tar_at(&mut tar.as_ref(), dest, &limits(), options).map_err(|e| {
                 ContainerError::BadRequest(format!("cannot sync into container {name}: {e}"))

@@ -33,7 +33,6 @@ pub fn routes() -> Router<SharedEngine> {
         .route("/containers/{id}/restart", post(restart))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
-        .route("/containers/{id}/archive", axum::routing::put(put_archive))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", axum::routing::delete(remove))
 }
@@ -200,27 +199,6 @@ async fn wait(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(body))
         .unwrap_or_default())
-}
-
-/// `PUT /containers/{id}/archive?path=DIR` with a tar body (see `engine::container::archive`).
-async fn put_archive(
-    State(engine): State<SharedEngine>,
-    Path(id): Path<String>,
-    params: Params,
-    body: axum::body::Body,
-) -> ApiResult<Response> {
-    let path = params
-        .get("path")
-        .ok_or_else(|| ApiError::bad_request("path is required: the directory to extract into"))?;
-    let limit = crate::engine::container::archive::MAX_ARCHIVE_BYTES + 64 * 1024;
-    let tar = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        ApiError::new(
-            413,
-            format!("archive body unreadable or over {limit} bytes: {e}"),
-        )
-    })?;
-    engine.put_container_archive(&id, path, tar).await?;
-    Ok(empty(StatusCode::OK))
 }
 
 async fn remove(

@@ -5,6 +5,7 @@
 //! this file holds what they share: the error body, query parsing, the version prefix and the
 //! connection handling.
 
+mod archive;
 mod attach;
 mod body;
 mod build;
@@ -148,6 +149,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(containers::routes())
         .merge(commit::routes())
         .merge(attach::routes())
+        .merge(archive::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(events::routes())
