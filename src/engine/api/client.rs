@@ -32,6 +32,8 @@ use crate::engine::wire::{
 };
 use crate::engine::{EngineRoots, EngineSettings};
 
+mod attach;
+pub use attach::{AttachOptions, Hijacked};
 mod build;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
 

@@ -10,6 +10,7 @@ mod body;
 mod build;
 mod commit;
 mod containers;
+mod detach_keys;
 pub mod errors;
 mod events;
 mod exec;
@@ -17,6 +18,7 @@ mod filters;
 mod image_archive;
 mod images;
 mod networks;
+mod resize;
 mod system;
 mod volumes;
 
@@ -152,6 +154,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(events::routes())
         .merge(exec::routes())
         .merge(build::routes())
+        .merge(resize::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
