@@ -239,6 +239,24 @@ fn check_tty_and_size(session: &mut OnTerminal, marker: &str, rows: u16, cols: u
     session.expect(&format!("\r\n{rows} {cols}\r\n"));
 }
 
+/// Resize the terminal; the shell inside sees the new size (it arrives asynchronously, through
+/// berth's SIGWINCH and the engine: asked again until it shows, under a deadline).
+fn resize_and_check(session: &mut OnTerminal, rows: u16, cols: u16) {
+    session.resize(rows, cols);
+    let wanted = format!("\r\n{rows} {cols}\r\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        session.type_in("stty size\r");
+        std::thread::sleep(Duration::from_millis(200));
+        let screen = session.screen();
+        if let Some(at) = screen[session.seen..].find(&wanted) {
+            session.seen += at + wanted.len();
+            return;
+        }
+        assert!(Instant::now() < deadline, "{screen}");
+    }
+}
+
 #[test]
 fn exec_and_run_on_a_terminal() {
     let project = project_up("ttyexec");
@@ -248,17 +266,7 @@ fn exec_and_run_on_a_terminal() {
     let before = session.modes();
     session.expect("# ");
     check_tty_and_size(&mut session, "exec", 30, 100);
-    session.resize(40, 120);
-    // The new size reaches the container asynchronously: ask until it shows.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        session.type_in("stty size\r");
-        std::thread::sleep(Duration::from_millis(200));
-        if session.screen()[session.seen..].contains("40 120") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", session.screen());
-    }
+    resize_and_check(&mut session, 40, 120);
     session.type_in("exit 3\r");
     assert_eq!(session.wait().code(), Some(3), "{}", session.screen());
     assert_same_modes(&before, &session.modes(), "after exec");
@@ -272,6 +280,7 @@ fn exec_and_run_on_a_terminal() {
     let before = session.modes();
     session.expect("# ");
     check_tty_and_size(&mut session, "run", 25, 90);
+    resize_and_check(&mut session, 35, 110);
     session.type_in("exit 4\r");
     assert_eq!(session.wait().code(), Some(4), "{}", session.screen());
     assert_same_modes(&before, &session.modes(), "after run");

@@ -11,6 +11,17 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::console;
 
+/// How much of `bytes` to log now: all of it but an incomplete UTF-8 character at its end (the
+/// log line is text: a character cut between two reads would be logged as two U+FFFD). Bytes
+/// that are invalid anyway are logged as they come.
+fn whole_chars(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) if e.error_len().is_none() && bytes.len() - e.valid_up_to() < 4 => e.valid_up_to(),
+        Err(_) => bytes.len(),
+    }
+}
+
 /// Input not yet taken by the terminal is held up to this much before the FIFO is read again:
 /// a container that never reads its terminal cannot make the shim buffer without bound.
 const MAX_PENDING_INPUT: usize = 64 * 1024;
@@ -22,6 +33,8 @@ pub struct TtyRelay {
     resize: File,
     pending_input: Vec<u8>,
     resize_buf: Vec<u8>,
+    /// The start of a UTF-8 character a read cut off, logged with the next read.
+    partial_char: Vec<u8>,
 }
 
 /// What one `poll` round found ready.
@@ -43,6 +56,7 @@ impl TtyRelay {
             resize,
             pending_input: Vec::new(),
             resize_buf: Vec::new(),
+            partial_char: Vec::new(),
         }
     }
 
@@ -53,15 +67,15 @@ impl TtyRelay {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                self.flush_partial(log);
                 return;
             }
             let Some(ready) = self.wait(pidfd, drain_deadline.is_some()) else {
+                self.flush_partial(log);
                 return;
             };
-            if ready.output && !self.copy_output(log) {
-                return;
-            }
-            if ready.master_gone && !ready.output {
+            if (ready.output && !self.copy_output(log)) || (ready.master_gone && !ready.output) {
+                self.flush_partial(log);
                 return;
             }
             if ready.input {
@@ -126,11 +140,23 @@ impl TtyRelay {
         match nix::unistd::read(&self.master, &mut buf) {
             Ok(0) => false,
             Ok(n) => {
-                super::json_log::write_line(log, "stdout", &buf[..n]);
+                self.partial_char.extend_from_slice(&buf[..n]);
+                let whole = whole_chars(&self.partial_char);
+                let rest = self.partial_char.split_off(whole);
+                if !self.partial_char.is_empty() {
+                    super::json_log::write_line(log, "stdout", &self.partial_char);
+                }
+                self.partial_char = rest;
                 true
             }
             Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => true,
             Err(_) => false,
+        }
+    }
+
+    fn flush_partial(&mut self, log: &mut File) {
+        if !self.partial_char.is_empty() {
+            super::json_log::write_line(log, "stdout", &std::mem::take(&mut self.partial_char));
         }
     }
 
@@ -170,5 +196,21 @@ impl TtyRelay {
         if self.resize_buf.len() > 64 {
             self.resize_buf.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_chars;
+
+    #[test]
+    fn a_character_cut_by_a_read_waits_for_its_end() {
+        let text = "né".as_bytes();
+        assert_eq!(whole_chars(text), 3);
+        // "n" and the first byte of "é": only "n" now.
+        assert_eq!(whole_chars(&text[..2]), 1);
+        // Invalid bytes are not held back.
+        assert_eq!(whole_chars(b"a\xff"), 2);
+        assert_eq!(whole_chars(b""), 0);
     }
 }
