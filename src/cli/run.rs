@@ -396,9 +396,13 @@ async fn follow_until_exit(
     Ok(client.wait_container(id).await?)
 }
 
-/// The create request's streams: stdin open (closed when berth's input ends, `StdinOnce`)
-/// unless detached, and a TTY of berth's window size when asked for.
+/// The create request's streams when berth stays attached: stdin open (closed when berth's
+/// input ends, `StdinOnce`), and a TTY of berth's window size when asked for. Detached (`-d`),
+/// the service's own `tty`/`stdin_open` stay, as `up` creates them.
 fn attach_streams(request: &mut ContainerCreateRequest, attached: bool, tty: bool) {
+    if !attached {
+        return;
+    }
     request.attach_stdin = attached;
     request.attach_stdout = attached;
     request.attach_stderr = attached;
@@ -501,6 +505,39 @@ mod tests {
             ..Default::default()
         })
         .expect("load")
+    }
+
+    #[test]
+    fn attached_runs_open_stdin_once_and_detached_ones_keep_the_services_streams() {
+        let service_tty = ContainerCreateRequest {
+            tty: true,
+            open_stdin: true,
+            ..Default::default()
+        };
+        let mut detached = service_tty.clone();
+        attach_streams(&mut detached, false, false);
+        assert_eq!(detached, service_tty);
+
+        let mut piped = service_tty.clone();
+        attach_streams(&mut piped, true, false);
+        assert!(piped.open_stdin && piped.stdin_once && piped.attach_stdin);
+        assert!(
+            !piped.tty,
+            "no terminal asked for: none, whatever the service says"
+        );
+
+        let mut on_terminal = ContainerCreateRequest::default();
+        attach_streams(&mut on_terminal, true, true);
+        assert!(on_terminal.tty && on_terminal.open_stdin && on_terminal.stdin_once);
+    }
+
+    #[test]
+    fn tty_flags_parse_as_docker_compose_spells_them() {
+        assert!(args(&["-T", "web"]).no_tty);
+        assert!(args(&["--no-tty", "web"]).no_tty);
+        assert!(args(&["--no-TTY", "web"]).no_tty);
+        assert!(args(&["-t", "web"]).tty);
+        assert!(args(&["-i", "web"]).interactive);
     }
 
     #[test]

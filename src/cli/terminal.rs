@@ -40,6 +40,12 @@ impl RawMode {
         if !raw_mode_applies(tty, stdin.is_terminal()) {
             return Ok(None);
         }
+        // Handlers first: a signal between here and the session's own listeners must not end
+        // berth by its default action with the terminal still raw (tokio keeps a handler
+        // installed once registered).
+        for kind in ENDING_SIGNALS.map(|(kind, _)| kind) {
+            let _ = signal(kind);
+        }
         let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
@@ -128,15 +134,18 @@ pub async fn feed_stdin(mut input: impl tokio::io::AsyncWrite + Unpin) {
     let _ = input.shutdown().await;
 }
 
-/// The exit status for a signal that ends a session (128 + its number, as shells report it).
+/// The signals that end a session, with the exit status each gives (128 + its number, as shells
+/// report it).
+const ENDING_SIGNALS: [(SignalKind, i32); 3] = [
+    (SignalKind::interrupt(), 130),
+    (SignalKind::terminate(), 143),
+    (SignalKind::hangup(), 129),
+];
+
+/// The exit status for the first signal that ends a session.
 pub async fn ending_signal() -> i32 {
-    let kinds = [
-        (SignalKind::interrupt(), 130),
-        (SignalKind::terminate(), 143),
-        (SignalKind::hangup(), 129),
-    ];
     let mut waits = Vec::new();
-    for (kind, code) in kinds {
+    for (kind, code) in ENDING_SIGNALS {
         if let Ok(mut s) = signal(kind) {
             waits.push(Box::pin(async move {
                 s.recv().await;
