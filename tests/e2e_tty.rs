@@ -383,6 +383,19 @@ fn piped_run_attach_and_detach_keys() {
     session.type_in("\x01x");
     assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
 
+    // A TTY run left with the detach keys: berth returns, the one-off container runs on.
+    let one_off = format!("{}-left", project.name);
+    let mut session = OnTerminal::spawn(
+        berth_command(&project, &["run", "--name", &one_off, "web", "sh"]),
+        30,
+        100,
+    );
+    session.expect("# ");
+    session.type_in("\x10\x11");
+    assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
+    let running = project.docker(&["inspect", "-f", "{{.State.Running}}", &one_off]);
+    assert_eq!(running.trim(), "true");
+
     // A shell that exits ends the attach with its status.
     let mut session = OnTerminal::spawn(berth_command(&project, &["attach", "term"]), 30, 100);
     session.wait_until_raw();

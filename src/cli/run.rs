@@ -167,7 +167,11 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     };
     let code = if tty {
-        on_terminal(&client, &id, &name, args.rm, session).await?
+        match on_terminal(&client, &id, &name, args.rm, session).await? {
+            Some(code) => code,
+            // Detached with the detach keys: the container runs on, and stays.
+            None => return Ok(ExitCode::SUCCESS),
+        }
     } else {
         let feeding = tokio::spawn(terminal::feed_stdin(session.input));
         let code = follow_until_exit(&client, &id, &name, args.rm).await;
@@ -444,15 +448,16 @@ async fn attach_before_start(
 }
 
 /// A TTY run: the local terminal in raw mode, its size followed, input and output copied until
-/// the container exits (its status returned). A signal to berth stops the container, as
-/// [`follow_until_exit`] does.
+/// the container exits (its status returned) or the detach keys end the session (`None`: it
+/// runs on, as after `docker run -it` and ctrl-p ctrl-q). A signal to berth stops the container,
+/// as [`follow_until_exit`] does.
 async fn on_terminal(
     client: &EngineClient,
     id: &str,
     name: &str,
     remove_after: bool,
     session: Hijacked,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Option<i64>> {
     let raw = terminal::RawMode::enter_if(true)?;
     let resizing = {
         let (client, id) = (client.clone(), id.to_string());
@@ -475,7 +480,12 @@ async fn on_terminal(
         }
         std::process::exit(code);
     }
-    Ok(client.wait_container(id).await?)
+    // The attach ends at the container's exit only once its state says so: still running, it
+    // was a detach.
+    if client.inspect_container(id).await?.state.running {
+        return Ok(None);
+    }
+    Ok(Some(client.wait_container(id).await?))
 }
 
 #[cfg(test)]
