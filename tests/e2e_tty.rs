@@ -438,3 +438,57 @@ fn docker_cli_run_it_and_attach_on_a_terminal() {
     session.type_in("exit 0\r");
     assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
 }
+
+/// `POST path` on the project's engine socket: the HTTP status.
+fn post_status(project: &TestProject, path: &str) -> String {
+    let out = Command::new(common::precondition::tool("curl"))
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg("--unix-socket")
+        .arg(project.socket())
+        .arg(format!("http://localhost/v1.41{path}"))
+        .output()
+        .expect("curl");
+    text(&out.stdout)
+}
+
+#[test]
+fn resize_endpoints_reach_the_containers_terminal() {
+    let project = project_up("ttyresize");
+    let term = format!("{}-term-1", project.name);
+    let web = format!("{}-web-1", project.name);
+
+    assert_eq!(
+        post_status(&project, &format!("/containers/{term}/resize?h=17&w=53")),
+        "200"
+    );
+    // The shim set it on the terminal: the container's pts reports it.
+    let size = project.eventually(Duration::from_secs(10), || {
+        let out = project.docker(&["exec", &term, "stty", "-F", "/dev/pts/0", "size"]);
+        (out.trim() == "17 53").then_some(())
+    });
+    assert!(
+        size.is_some(),
+        "the container's terminal never became 17x53"
+    );
+
+    // Docker's answers: a container without a terminal ignores it, bad sizes are the client's
+    // fault, unknown objects are 404, a stopped container cannot be resized.
+    assert_eq!(
+        post_status(&project, &format!("/containers/{web}/resize?h=17&w=53")),
+        "200"
+    );
+    assert_eq!(
+        post_status(&project, &format!("/containers/{term}/resize?h=x&w=53")),
+        "400"
+    );
+    assert_eq!(
+        post_status(&project, "/containers/nosuch/resize?h=1&w=1"),
+        "404"
+    );
+    assert_eq!(post_status(&project, "/exec/nosuch/resize?h=1&w=1"), "404");
+    project.ok(&["stop", "term"]);
+    assert_eq!(
+        post_status(&project, &format!("/containers/{term}/resize?h=17&w=53")),
+        "409"
+    );
+}
