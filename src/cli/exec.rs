@@ -70,11 +70,15 @@ pub(super) async fn running_container(
         std::slice::from_ref(&service),
     )?;
     let Some(container) = numbered(&containers, &service, index) else {
-        bail!("service \"{service}\" has no container #{index}; start it with `berth up -d {service}`");
+        bail!(
+            "service \"{service}\" has no container #{index}; \
+             start it with `berth up -d {service}`"
+        );
     };
     if !is_running(container) {
         bail!(
-            "service \"{service}\" is not running (container {} is {}); start it with `berth start {service}`",
+            "service \"{service}\" is not running (container {} is {}); \
+             start it with `berth start {service}`",
             display_name(container),
             container.state,
         );

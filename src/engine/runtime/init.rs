@@ -1,7 +1,9 @@
 //! `berth init`: the single-threaded re-exec that becomes the container's PID 1 after setting up
 //! namespaces and the root filesystem, then `execve`s the workload.
 //!
-//! The shim starts it as `berth init <runtime.json> <sync-fd>` inside a fresh PID namespace.
+//! The shim starts it as `berth init <runtime.json> <sync-fd> [<console-fd>]` inside a fresh PID
+//! namespace; with a console fd (a TTY container) it sends the master of the container's pty
+//! there before taking the slave as its stdio and controlling terminal.
 //! Any failure before `execve` is written to the sync fd as one line of text (Docker's wording
 //! where there is one, e.g. `exec: "foo": executable file not found in $PATH`) and init exits 127.
 //! On success every fd above 2 is close-on-exec, so the shim sees EOF on the sync pipe.
@@ -29,7 +31,8 @@ use super::user::{self, UserError};
 #[derive(Debug, Error)]
 pub enum InitError {
     #[error(
-        "usage: berth init <runtime.json> <sync-fd> [<console-fd>] (started by berth shim, not by hand)"
+        "usage: berth init <runtime.json> <sync-fd> [<console-fd>] \
+         (started by berth shim, not by hand)"
     )]
     Usage,
     #[error("cannot read runtime spec {path}: {source}")]

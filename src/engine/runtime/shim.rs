@@ -13,6 +13,10 @@
 //! line on fd 3 and closes it. It then copies the container's stdout/stderr into Docker's
 //! json-file log until the container exits, writes the `ExitRecord` atomically and exits.
 //!
+//! A TTY container (`RuntimeSpec::tty`) gets a socket pair besides: init sends the master of the
+//! pty it opened in the container's devpts on it (`runtime::console`), and the shim, which owns
+//! the master for the container's life, relays it (`runtime::tty_relay`) instead of the pipes.
+//!
 //! Plain single-threaded code: no tokio, and nothing between fork and exec but raw system calls.
 
 use std::ffi::CString;
@@ -435,8 +439,9 @@ fn open_log(path: &Path) -> Result<File> {
         })
 }
 
-/// `berth init <runtime.json> <sync-fd> [<console-fd>]`, built before forking: after fork the child only
-/// makes system calls (no allocation), so the argument and environment arrays exist already.
+/// `berth init <runtime.json> <sync-fd> [<console-fd>]`, built before forking: after fork the
+/// child only makes system calls (no allocation), so the argument and environment arrays exist
+/// already.
 struct InitExec {
     exe: OwnedFd,
     _argv: Vec<CString>,

@@ -7,7 +7,10 @@ use thiserror::Error;
 pub const DEFAULT: &str = "ctrl-p,ctrl-q";
 
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid detach keys {0:?}: use a comma-separated list of ctrl-<letter or @[\\]^_> and single characters")]
+#[error(
+    "invalid detach keys {0:?}: use a comma-separated list of ctrl-<letter or @[\\]^_> \
+     and single characters"
+)]
 pub struct DetachKeysError(String);
 
 /// The bytes of a sequence such as `ctrl-p,ctrl-q` or `ctrl-a,x`: `ctrl-` with a letter or one
