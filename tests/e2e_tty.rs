@@ -239,10 +239,23 @@ fn check_tty_and_size(session: &mut OnTerminal, marker: &str, rows: u16, cols: u
     session.expect(&format!("\r\n{rows} {cols}\r\n"));
 }
 
+/// The same for the Docker CLI, which at API 1.41 sends the size only after the start (so the
+/// shell may come up before it): the size is asked for until it shows.
+fn check_tty_then_size(session: &mut OnTerminal, marker: &str, rows: u16, cols: u16) {
+    session.type_in(&format!("echo {marker}-$((1+1)); tty\r"));
+    session.expect(&format!("{marker}-2\r\n/dev/pts/"));
+    expect_size(session, rows, cols);
+}
+
 /// Resize the terminal; the shell inside sees the new size (it arrives asynchronously, through
 /// berth's SIGWINCH and the engine: asked again until it shows, under a deadline).
 fn resize_and_check(session: &mut OnTerminal, rows: u16, cols: u16) {
     session.resize(rows, cols);
+    expect_size(session, rows, cols);
+}
+
+/// Ask the shell for its terminal's size until it is `rows cols` (under a deadline).
+fn expect_size(session: &mut OnTerminal, rows: u16, cols: u16) {
     let wanted = format!("\r\n{rows} {cols}\r\n");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -413,7 +426,7 @@ fn docker_cli_run_it_and_attach_on_a_terminal() {
         95,
     );
     session.expect("# ");
-    check_tty_and_size(&mut session, "docker", 28, 95);
+    check_tty_then_size(&mut session, "docker", 28, 95);
     session.type_in("exit 2\r");
     assert_eq!(session.wait().code(), Some(2), "{}", session.screen());
 
@@ -434,7 +447,7 @@ fn docker_cli_run_it_and_attach_on_a_terminal() {
         70,
     );
     session.expect("# ");
-    check_tty_and_size(&mut session, "dexec", 22, 70);
+    check_tty_then_size(&mut session, "dexec", 22, 70);
     session.type_in("exit 0\r");
     assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
 }
