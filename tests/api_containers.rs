@@ -463,9 +463,10 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
     }
 }
 
-/// A container that asks for a TTY is refused with a message saying why, never run without one.
+/// A container that asks for a TTY runs on a pty of its own devpts instance, its terminal's
+/// output (CR LF line ends) logged as stdout.
 #[tokio::test]
-async fn a_tty_request_is_refused_by_name() {
+async fn a_tty_container_runs_on_its_own_pty() {
     let engine = TestEngine::start();
     let tar = busybox_tar(&engine);
     engine
@@ -473,19 +474,12 @@ async fn a_tty_request_is_refused_by_name() {
         .import_file(&tar, "local/busybox:6")
         .await
         .unwrap();
-    let out = engine.docker(&[
-        "create",
-        "-t",
-        "--name",
-        "withtty",
-        "local/busybox:6",
-        "true",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("berth does not allocate TTYs yet"), "{err}");
-    let listed = engine.docker(&["ps", "-a", "-q"]);
-    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty());
+    let out = engine.docker(&["run", "-t", "--name", "withtty", "local/busybox:6", "tty"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/pts/0\r\n");
+    let logs = engine.docker(&["logs", "withtty"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "/dev/pts/0\r\n");
 }
 
 #[tokio::test]

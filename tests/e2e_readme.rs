@@ -755,9 +755,7 @@ const WARNED: &[(&str, &str, &str)] = &[
         "configs: [swarm_config]",
         "configs: swarm_config",
     ),
-    ("stdin_open", "stdin_open: true", "stdin_open"),
     ("storage_opt", "storage_opt: {size: 1G}", "storage_opt"),
-    ("tty", "tty: true", "tty"),
     ("use_api_socket", "use_api_socket: true", "use_api_socket"),
     (
         "userns_mode",

@@ -1,19 +1,18 @@
 //! `berth exec`: run a command in a service's running container, with the caller's stdin,
 //! stdout and stderr, and exit with the command's status.
 //!
-//! berth does not allocate pseudo-terminals yet, so every exec runs as `docker compose exec -T`
-//! does; from a terminal, berth says so once instead of silently behaving differently.
+//! From a terminal (or with `-t`) the command gets a pseudo-terminal of the container, the local
+//! terminal goes into raw mode and the window size follows; `-T` runs it without one.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use super::containers::{check_services, display_name, is_running, numbered, of_project};
 use super::project::{engine, project_or_name, ProjectArgs};
-use crate::engine::api::client::{EngineClient, LogStream};
+use super::terminal;
+use crate::engine::api::client::{EngineClient, Hijacked};
 use crate::engine::wire::{ContainerSummary, ExecConfig};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,9 +26,12 @@ pub struct ExecArgs {
     /// Index of the container if the service has several
     #[arg(long, default_value_t = 1)]
     pub index: u32,
-    /// Disable pseudo-TTY allocation (berth does not allocate one yet: always in effect)
-    #[arg(short = 'T', long = "no-TTY")]
+    /// Disable pseudo-TTY allocation (by default one is allocated when stdin is a terminal)
+    #[arg(short = 'T', long = "no-tty", visible_alias = "no-TTY")]
     pub no_tty: bool,
+    /// Allocate a pseudo-TTY even when stdin is not a terminal
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
     /// Keep STDIN open (always on, as in docker compose)
     #[arg(short = 'i', long, hide = true)]
     pub interactive: bool,
@@ -52,34 +54,33 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// The running container number `--index` of the service, or docker compose's error.
-async fn running_container(
+/// The running container number `index` of `service`, or docker compose's error.
+pub(super) async fn running_container(
     project_args: &ProjectArgs,
     client: &EngineClient,
-    args: &ExecArgs,
+    service: &str,
+    index: u32,
 ) -> anyhow::Result<ContainerSummary> {
     let (project, name) = project_or_name(project_args)?;
     let containers = of_project(client, &name, true).await?;
+    let service = service.to_string();
     check_services(
         project.as_ref(),
         &containers,
-        std::slice::from_ref(&args.service),
+        std::slice::from_ref(&service),
     )?;
-    let Some(container) = numbered(&containers, &args.service, args.index) else {
+    let Some(container) = numbered(&containers, &service, index) else {
         bail!(
-            "service \"{}\" has no container #{}; start it with `berth up -d {}`",
-            args.service,
-            args.index,
-            args.service
+            "service \"{service}\" has no container #{index}; \
+             start it with `berth up -d {service}`"
         );
     };
     if !is_running(container) {
         bail!(
-            "service \"{}\" is not running (container {} is {}); start it with `berth start {}`",
-            args.service,
+            "service \"{service}\" is not running (container {} is {}); \
+             start it with `berth start {service}`",
             display_name(container),
             container.state,
-            args.service
         );
     }
 
@@ -88,7 +89,7 @@ async fn running_container(
 
 pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let client = engine(project_args).await?;
-    let container = running_container(project_args, &client, args).await?;
+    let container = running_container(project_args, &client, &args.service, args.index).await?;
     let container = &container;
     let env: Vec<String> = args
         .env
@@ -99,10 +100,16 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
             None => std::env::var(kv).ok().map(|v| format!("{kv}={v}")),
         })
         .collect();
+    let tty =
+        !args.detach && terminal::wants_tty(args.no_tty, args.tty, std::io::stdin().is_terminal());
     let config = ExecConfig {
         attach_stdin: !args.detach,
         attach_stdout: !args.detach,
         attach_stderr: !args.detach,
+        tty,
+        console_size: terminal::window_size()
+            .filter(|_| tty)
+            .map(|(rows, cols)| [rows, cols]),
         env: (!env.is_empty()).then_some(env),
         cmd: Some(args.command.clone()),
         user: args.user.clone().unwrap_or_default(),
@@ -117,57 +124,33 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
         client.start_exec_detached(&exec_id).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    if std::io::stdin().is_terminal() && !args.no_tty {
-        eprintln!("berth does not allocate a TTY yet: running without one, as with -T");
-    }
-
-    let session = client.start_exec_interactive(&exec_id).await?;
-    let feeding = tokio::spawn(feed_stdin(session.stdin));
-    let mut output = session.output;
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(chunk) = output.next().await {
-        let chunk = chunk?;
-        let sink: &mut dyn Write = match chunk.stream {
-            LogStream::Stderr => &mut err,
-            _ => &mut out,
-        };
-        // A closed pipe on our side (`berth exec … | head`) ends the copy, not the command.
-        if sink
-            .write_all(&chunk.bytes)
-            .and_then(|()| sink.flush())
-            .is_err()
-        {
-            break;
+    let session = if tty {
+        client.start_exec_tty(&exec_id).await?
+    } else {
+        let session = client.start_exec_interactive(&exec_id).await?;
+        Hijacked {
+            output: session.output,
+            input: session.stdin,
         }
+    };
+    let raw = terminal::RawMode::enter_if(tty)?;
+    let resizing = tty.then(|| {
+        let (client, exec_id) = (client.clone(), exec_id.clone());
+        terminal::follow_window_size(move |rows, cols| {
+            let (client, exec_id) = (client.clone(), exec_id.clone());
+            async move {
+                let _ = client.resize_exec(&exec_id, rows, cols).await;
+            }
+        })
+    });
+    let end = terminal::run_session(session, true).await;
+    drop(raw);
+    if let Some(resizing) = resizing {
+        resizing.abort();
     }
-    feeding.abort();
+    if let terminal::SessionEnd::Signal(code) = end? {
+        return Ok(ExitCode::from(code as u8));
+    }
     let code = client.inspect_exec(&exec_id).await?.exit_code.unwrap_or(-1);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-/// Copy berth's stdin to the process, then half-close so it sees EOF. Reading happens on a
-/// plain thread: a read blocked on a terminal cannot be cancelled, and a thread of tokio's
-/// blocking pool would keep the runtime (and berth) from exiting when the command ends first.
-async fn feed_stdin(mut stdin: impl tokio::io::AsyncWrite + Unpin) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    std::thread::spawn(move || {
-        let mut input = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match input.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    while let Some(bytes) = rx.recv().await {
-        if stdin.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = stdin.shutdown().await;
 }

@@ -3,6 +3,7 @@
 //! Exit codes follow docker compose: 0 on success, 1 on any error (printed on stderr), and the
 //! code a command documents otherwise.
 
+mod attach;
 mod build;
 mod build_context;
 mod build_plan;
@@ -34,6 +35,7 @@ mod run;
 mod start;
 mod stop;
 mod template;
+mod terminal;
 mod up;
 mod version;
 mod wait;
@@ -127,6 +129,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Copy files/folders between a service container and the local filesystem
     Cp(cp::CpArgs),
+    /// Attach local standard input, output, and error streams to a service's running container
+    Attach(attach::AttachArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -266,6 +270,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }
+            Command::Attach(args) => attach::run(&project, &args).await,
         }
     })
 }

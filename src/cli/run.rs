@@ -5,11 +5,11 @@
 //! One-off containers are labelled `com.docker.compose.oneoff=True` and named
 //! `<project>-<service>-run-<12 hex>`, as docker compose names them; `up` never mistakes one
 //! for a service's container, and `down` removes them with the rest.
-//! berth does not pass stdin into containers or allocate a TTY yet (`exec` does take stdin);
-//! `run` says so when it is given input it would otherwise ignore.
+//! Unless detached, berth's stdin goes to the container (EOF when it ends, as `docker run -i`);
+//! from a terminal (or with `-t`, never with `-T`) the container gets a pseudo-terminal and the
+//! local one goes into raw mode, its window size followed.
 
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -18,12 +18,13 @@ use indexmap::IndexMap;
 
 use super::output::status_line;
 use super::project::{engine, load_project, ProjectArgs};
+use super::terminal;
 use crate::compose::files::read_env_file;
 use crate::compose::model::{Project, ServicePort, ServiceVolume};
 use crate::compose::normalize::{parse_port_spec, shell_split};
 use crate::compose::notation::split_volume_spec;
 use crate::compose::plan::{self, LABEL_CONTAINER_NUMBER, LABEL_ONEOFF, LABEL_SERVICE};
-use crate::engine::api::client::{EngineClient, LogStream, LogsOptions};
+use crate::engine::api::client::{AttachOptions, EngineClient, Hijacked, LogStream, LogsOptions};
 use crate::engine::wire::ContainerCreateRequest;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -82,10 +83,13 @@ pub struct RunArgs {
     /// Don't print anything to STDOUT but the container's own output
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Disable pseudo-TTY allocation (berth does not allocate one yet: always in effect)
+    /// Disable pseudo-TTY allocation (by default one is allocated when stdin is a terminal)
     #[arg(short = 'T', long = "no-tty", visible_alias = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open (accepted for docker compose compatibility; see the note on stdin)
+    /// Allocate a pseudo-TTY even when stdin is not a terminal
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
+    /// Keep STDIN open (always on without -d, as in docker compose)
     #[arg(short = 'i', long, hide = true)]
     pub interactive: bool,
     /// Pull the image before running: "always", "missing", "never" or "policy"
@@ -127,7 +131,10 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         )
     });
     let one_off = one_off_project(&project, args)?;
-    let request = one_off_request(&one_off, args, entrypoint, &name, env_files)?;
+    let mut request = one_off_request(&one_off, args, entrypoint, &name, env_files)?;
+    let tty =
+        !args.detach && terminal::wants_tty(args.no_tty, args.tty, std::io::stdin().is_terminal());
+    attach_streams(&mut request, !args.detach, tty);
     let client = engine(project_args).await?;
     let images = super::up::ImageFlags {
         pull: &args.pull,
@@ -144,19 +151,33 @@ pub async fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<E
         let _ = client.remove_container(&id, true, false).await;
         return Err(e);
     }
+    let session = if args.detach {
+        None
+    } else {
+        Some(attach_before_start(&client, &id, &name, tty).await?)
+    };
     if let Err(e) = client.start_container(&id).await {
         let _ = client.remove_container(&id, true, false).await;
         return Err(anyhow::Error::new(e).context(format!("cannot start {name}")));
     }
-    if args.detach {
+    let Some(session) = session else {
         if !args.quiet {
             println!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    warn_about_ignored_input(args);
-
-    let code = follow_until_exit(&client, &id, &name, args.rm).await?;
+    };
+    let code = if tty {
+        match on_terminal(&client, &id, &name, args.rm, session).await? {
+            Some(code) => code,
+            // Detached with the detach keys: the container runs on, and stays.
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    } else {
+        let feeding = tokio::spawn(terminal::feed_stdin(session.input));
+        let code = follow_until_exit(&client, &id, &name, args.rm).await;
+        feeding.abort();
+        code?
+    };
     if args.rm {
         client
             .remove_container(&id, true, true)
@@ -379,26 +400,92 @@ async fn follow_until_exit(
     Ok(client.wait_container(id).await?)
 }
 
-/// berth cannot hand stdin to a container yet: say so instead of silently dropping input.
-fn warn_about_ignored_input(args: &RunArgs) {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        if !args.no_tty {
-            eprintln!(
-                "berth does not attach a terminal to `run` containers yet: showing output only"
-            );
-        }
+/// The create request's streams when berth stays attached: stdin open (closed when berth's
+/// input ends, `StdinOnce`), and a TTY of berth's window size when asked for. Detached (`-d`),
+/// the service's own `tty`/`stdin_open` stay, as `up` creates them.
+fn attach_streams(request: &mut ContainerCreateRequest, attached: bool, tty: bool) {
+    if !attached {
         return;
     }
-    let piped = std::fs::metadata("/proc/self/fd/0")
-        .map(|m| m.file_type().is_fifo() || m.file_type().is_file() || m.file_type().is_socket())
-        .unwrap_or(false);
-    if piped {
-        eprintln!(
-            "warning: berth run does not pass stdin to the container yet (input ignored); \
-             `berth exec` can feed a running container"
-        );
+    request.attach_stdin = attached;
+    request.attach_stdout = attached;
+    request.attach_stderr = attached;
+    request.open_stdin = attached;
+    request.stdin_once = attached;
+    request.tty = tty;
+    if tty {
+        if let Some((rows, cols)) = terminal::window_size() {
+            request
+                .host_config
+                .get_or_insert_with(Default::default)
+                .console_size = Some([rows, cols]);
+        }
     }
+}
+
+/// Attach to the created container before its start, as `docker run` does, so nothing it writes
+/// or reads at its start is missed: stdin, and the output too for a TTY (without one the output
+/// comes from the log, as for any container). On failure the container is removed.
+async fn attach_before_start(
+    client: &EngineClient,
+    id: &str,
+    name: &str,
+    tty: bool,
+) -> anyhow::Result<Hijacked> {
+    let options = AttachOptions {
+        stdin: true,
+        stdout: tty,
+        stderr: tty,
+        detach_keys: None,
+    };
+    match client.attach(id, &options, tty).await {
+        Ok(session) => Ok(session),
+        Err(e) => {
+            let _ = client.remove_container(id, true, false).await;
+            Err(anyhow::Error::new(e).context(format!("cannot attach to {name}")))
+        }
+    }
+}
+
+/// A TTY run: the local terminal in raw mode, its size followed, input and output copied until
+/// the container exits (its status returned) or the detach keys end the session (`None`: it
+/// runs on, as after `docker run -it` and ctrl-p ctrl-q). A signal to berth stops the container,
+/// as [`follow_until_exit`] does.
+async fn on_terminal(
+    client: &EngineClient,
+    id: &str,
+    name: &str,
+    remove_after: bool,
+    session: Hijacked,
+) -> anyhow::Result<Option<i64>> {
+    let raw = terminal::RawMode::enter_if(true)?;
+    let resizing = {
+        let (client, id) = (client.clone(), id.to_string());
+        terminal::follow_window_size(move |rows, cols| {
+            let (client, id) = (client.clone(), id.clone());
+            async move {
+                let _ = client.resize_container(&id, rows, cols).await;
+            }
+        })
+    };
+    let end = terminal::run_session(session, true).await;
+    drop(raw);
+    resizing.abort();
+    if let terminal::SessionEnd::Signal(code) = end? {
+        status_line("Container", name, "Stopping");
+        client.stop_container(id, None).await?;
+        status_line("Container", name, "Stopped");
+        if remove_after {
+            client.remove_container(id, true, true).await?;
+        }
+        std::process::exit(code);
+    }
+    // The attach ends at the container's exit only once its state says so: still running, it
+    // was a detach.
+    if client.inspect_container(id).await?.state.running {
+        return Ok(None);
+    }
+    Ok(Some(client.wait_container(id).await?))
 }
 
 #[cfg(test)]
@@ -428,6 +515,39 @@ mod tests {
             ..Default::default()
         })
         .expect("load")
+    }
+
+    #[test]
+    fn attached_runs_open_stdin_once_and_detached_ones_keep_the_services_streams() {
+        let service_tty = ContainerCreateRequest {
+            tty: true,
+            open_stdin: true,
+            ..Default::default()
+        };
+        let mut detached = service_tty.clone();
+        attach_streams(&mut detached, false, false);
+        assert_eq!(detached, service_tty);
+
+        let mut piped = service_tty.clone();
+        attach_streams(&mut piped, true, false);
+        assert!(piped.open_stdin && piped.stdin_once && piped.attach_stdin);
+        assert!(
+            !piped.tty,
+            "no terminal asked for: none, whatever the service says"
+        );
+
+        let mut on_terminal = ContainerCreateRequest::default();
+        attach_streams(&mut on_terminal, true, true);
+        assert!(on_terminal.tty && on_terminal.open_stdin && on_terminal.stdin_once);
+    }
+
+    #[test]
+    fn tty_flags_parse_as_docker_compose_spells_them() {
+        assert!(args(&["-T", "web"]).no_tty);
+        assert!(args(&["--no-tty", "web"]).no_tty);
+        assert!(args(&["--no-TTY", "web"]).no_tty);
+        assert!(args(&["-t", "web"]).tty);
+        assert!(args(&["-i", "web"]).interactive);
     }
 
     #[test]

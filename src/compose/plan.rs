@@ -249,6 +249,9 @@ pub fn container_create_request(
             .as_deref()
             .and_then(parse_duration_secs),
         healthcheck: service.healthcheck.as_ref().map(health_config),
+        // As docker compose creates them: `attach` reaches a terminal and a stdin.
+        tty: service.tty.unwrap_or(false),
+        open_stdin: service.stdin_open.unwrap_or(false),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {
             endpoints_config: endpoints,

@@ -197,12 +197,6 @@ fn ignored_attributes(name: &str, service: &Service, found: &mut Vec<Unsupported
             "names are resolved by berth's DNS, which forwards to the host's name servers",
         );
     }
-    if service.tty == Some(true) {
-        ignore("tty", "the container has no terminal");
-    }
-    if service.stdin_open == Some(true) {
-        ignore("stdin_open", "");
-    }
     if !service.links.is_empty() {
         ignore("links", "services still reach each other by service name");
     }

@@ -137,6 +137,9 @@ pub struct HealthcheckResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ExecConfig {
+    /// `[rows, columns]` of a TTY exec's terminal at start (API 1.42).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u16; 2]>,
     #[serde(default)]
     pub attach_stdin: bool,
     #[serde(default)]
@@ -223,6 +226,9 @@ pub struct EmptyObject {}
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
+    /// `[rows, columns]` of a TTY container's terminal at start (API 1.42).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u16; 2]>,
     /// `name:/path[:ro]` or `/host:/path[:ro]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binds: Option<Vec<String>>,

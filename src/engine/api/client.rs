@@ -33,6 +33,8 @@ use crate::engine::wire::{
 use crate::engine::{EngineRoots, EngineSettings};
 
 mod archive;
+mod attach;
+pub use attach::{AttachOptions, Hijacked};
 mod build;
 mod sync;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};

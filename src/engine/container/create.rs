@@ -256,7 +256,7 @@ impl ContainerStore {
         Ok(record)
     }
 
-    /// Docker's checks of a create request that need no lock: no TTY, resource limits within
+    /// Docker's checks of a create request that need no lock: resource limits within
     /// this host, a valid name, a command, a known stop signal, the service options. Returns the
     /// command and the stop signal.
     fn checked_request(
@@ -265,13 +265,6 @@ impl ContainerStore {
         req: &mut ContainerCreateRequest,
         image: &ImageRecord,
     ) -> Result<(Vec<String>, String)> {
-        if req.tty {
-            // Refused rather than run without one: a client waiting on a terminal would hang.
-            return Err(ContainerError::BadRequest(
-                "berth does not allocate TTYs yet: create the container without a TTY (no -t)"
-                    .into(),
-            ));
-        }
         if let Some(host) = req.host_config.as_mut() {
             let cpus = resources::HostCpus::detect(self.inner.cgroups.cpuset_root().as_deref());
             resources::validate(host, &cpus)

@@ -13,6 +13,7 @@
 //! output.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,13 +23,17 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use thiserror::Error;
+
 use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::process::{self_exe, ProcIdentity};
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::console::{self, ConsoleError};
 use crate::engine::runtime::process_setup::{self, SetupError};
 use crate::engine::runtime::spec::RuntimeSpec;
 use crate::engine::runtime::user::{self, UserError};
@@ -60,6 +65,13 @@ pub struct ExecSpec {
     pub seccomp: Option<bool>,
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// Docker's exec `Tty`: the command's stdio is a pty of the container's devpts instance,
+    /// whose master `exec-init` sends back on its fd 1 (a unix socket).
+    #[serde(default)]
+    pub tty: bool,
+    /// `(rows, columns)` of the terminal at start.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Error)]
@@ -90,6 +102,8 @@ pub enum ExecError {
     User(#[from] UserError),
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error("set up the exec's terminal: {0}")]
+    Console(#[from] ConsoleError),
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> ExecError {
@@ -177,6 +191,17 @@ fn stop_signals() -> SigSet {
 }
 
 fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
+    join_container(spec)?;
+    let terminal = if spec.tty {
+        Some(hand_over_terminal(spec.console_size)?)
+    } else {
+        None
+    };
+    fork_command(spec, terminal)
+}
+
+/// Join the container's cgroups and namespaces (all at once, through a pidfd of its init).
+fn join_container(spec: &ExecSpec) -> std::result::Result<(), ExecError> {
     // Before joining anything: a non-dumpable process cannot be ptraced, nor its /proc files
     // (exe, fd, mem) opened, by the container's processes, which lack CAP_SYS_PTRACE
     // (CVE-2016-9962). The forked child inherits it until it execs the command.
@@ -206,7 +231,22 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
     )
     .map_err(sys("join the container's namespaces"))?;
     drop(pidfd);
+    Ok(())
+}
 
+/// A pty of the container's devpts instance (we are in its mount namespace now): the master
+/// goes to the engine on fd 1, the slave is returned for the command.
+fn hand_over_terminal(size: Option<(u16, u16)>) -> std::result::Result<OwnedFd, ExecError> {
+    let pty = console::open_pty()?;
+    console::set_initial_size(pty.master.as_fd(), size)?;
+    // SAFETY: fd 1 is the socket the engine gave us as stdout, open for our whole life.
+    let socket = unsafe { BorrowedFd::borrow_raw(1) };
+    console::send_fd(socket, pty.master.as_fd())?;
+    Ok(pty.slave)
+}
+
+/// Fork the command into the container's PID namespace (on `terminal` if given) and wait for it.
+fn fork_command(spec: &ExecSpec, terminal: Option<OwnedFd>) -> std::result::Result<i32, ExecError> {
     // Blocked before the fork so a stop request can never be lost; the child unblocks them.
     let mut old_mask = SigSet::empty();
     nix::sys::signal::sigprocmask(
@@ -239,7 +279,7 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
                 match nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)
                 {
                     Err(e) => sys("unblock signals")(e),
-                    Ok(()) => match child(spec) {
+                    Ok(()) => match child(spec, terminal.as_ref()) {
                         Ok(never) => match never {},
                         Err(e) => e,
                     },
@@ -248,7 +288,7 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
             std::process::exit(failure_code(&err))
         }
         ForkResult::Parent { child } => {
-            drop(life_r);
+            drop((life_r, terminal));
             let code = supervise(child);
             drop(life_w);
             code
@@ -256,9 +296,22 @@ fn run(spec: &ExecSpec) -> std::result::Result<i32, ExecError> {
     }
 }
 
-fn child(spec: &ExecSpec) -> std::result::Result<std::convert::Infallible, ExecError> {
+fn child(
+    spec: &ExecSpec,
+    terminal: Option<&OwnedFd>,
+) -> std::result::Result<std::convert::Infallible, ExecError> {
     // setns(CLONE_NEWNS) moved our root and cwd to the container's root.
     let exec_user = user::resolve(Path::new("/"), &spec.user)?;
+    if let Some(slave) = terminal {
+        // The command's user owns its terminal, as with Docker.
+        nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(exec_user.uid)), None)
+            .map_err(sys("give the terminal to the exec's user"))?;
+        console::become_session_on(slave.as_raw_fd()).map_err(|e| {
+            sys("make the pty the exec's terminal")(nix::Error::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })?;
+    }
     let workload = process_setup::Workload {
         args: &spec.args,
         env: &spec.env,
@@ -305,6 +358,10 @@ pub struct ExecRequest {
     pub working_dir: String,
     /// Give the process a pipe as stdin (`AttachStdin`); otherwise it reads /dev/null.
     pub stdin: bool,
+    /// Run it on a pty (`Tty`); see [`ContainerStore::spawn_exec_on_terminal`].
+    pub tty: bool,
+    /// `(rows, columns)` of that pty at start.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// How an exec'd process ended.
@@ -329,6 +386,34 @@ pub struct ExecEntry {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub pid: i32,
+    /// The master of a running `Tty` exec's pty, held for resizes until it ends.
+    pub terminal: Option<Arc<OwnedFd>>,
+}
+
+/// A started exec: the `berth exec-init` process and, for a `Tty` exec, its terminal.
+pub struct StartedExec {
+    pub child: tokio::process::Child,
+    pub terminal: Option<ExecTerminal>,
+}
+
+/// Both directions of a `Tty` exec's pty master (output merged into one stream, as Docker's).
+pub struct ExecTerminal {
+    pub output: pipe::Receiver,
+    pub input: pipe::Sender,
+}
+
+impl ExecTerminal {
+    /// Two non-blocking handles on `master` (and a third kept for resizes).
+    fn of(master: &OwnedFd) -> Result<(Self, OwnedFd)> {
+        let io = |what: &str| ContainerError::io(format!("{what} the exec's terminal"));
+        console::set_nonblocking(master).map_err(|e| ContainerError::Other(e.to_string()))?;
+        let dup = || master.try_clone().map_err(io("duplicate"));
+        let output = pipe::Receiver::from_file_unchecked(std::fs::File::from(dup()?))
+            .map_err(io("watch"))?;
+        let input =
+            pipe::Sender::from_file_unchecked(std::fs::File::from(dup()?)).map_err(io("watch"))?;
+        Ok((Self { output, input }, dup()?))
+    }
 }
 
 pub(super) type ExecTable = std::sync::Mutex<HashMap<String, ExecEntry>>;
@@ -337,6 +422,38 @@ impl ContainerStore {
     /// Spawn `berth exec-init` for `req` in running container `id` (a full ID), with stdout and
     /// stderr piped.
     pub fn spawn_exec(&self, id: &str, req: &ExecRequest) -> Result<tokio::process::Child> {
+        let (mut cmd, name) = self.exec_command(id, req)?;
+        cmd.stdin(if req.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        spawn(cmd, &name)
+    }
+
+    /// Spawn `berth exec-init` for a `Tty` exec: its stdout is a unix socket on which it sends
+    /// the master of the command's pty (received with [`receive_terminal`]); stderr carries
+    /// only its own errors from before the command runs.
+    pub fn spawn_exec_on_terminal(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+    ) -> Result<(tokio::process::Child, std::os::unix::net::UnixStream)> {
+        let (mut cmd, name) = self.exec_command(id, req)?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(ContainerError::io(
+            "create the exec's console socket".to_string(),
+        ))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(OwnedFd::from(theirs)))
+            .stderr(Stdio::piped());
+        // `cmd` (holding their end) is consumed by the spawn: only the child keeps it open.
+        Ok((spawn(cmd, &name)?, ours))
+    }
+
+    /// The `berth exec-init` command for `req` in running container `id`, and its name.
+    fn exec_command(&self, id: &str, req: &ExecRequest) -> Result<(std::process::Command, String)> {
         let record = self.load_record(id)?;
         let state = self.state(id);
         if state.status != Status::Running {
@@ -386,27 +503,39 @@ impl ContainerStore {
             privileged: runtime.privileged,
             seccomp: Some(runtime.seccomp()),
             no_new_privileges: runtime.no_new_privileges,
+            tty: req.tty,
+            console_size: req.console_size,
         };
         let json = serde_json::to_string(&spec)
             .map_err(|e| ContainerError::Other(format!("encode exec spec: {e}")))?;
         let mut cmd = std::process::Command::new(self_exe());
-        cmd.arg("exec-init")
-            .env(SPEC_ENV, json)
-            .stdin(if req.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        tokio::process::Command::from(cmd)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(ContainerError::io(format!(
-                "start berth exec-init for container {}",
-                record.name
-            )))
+        cmd.arg("exec-init").env(SPEC_ENV, json);
+        Ok((cmd, record.name))
     }
+}
+
+fn spawn(cmd: std::process::Command, name: &str) -> Result<tokio::process::Child> {
+    tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ContainerError::io(format!(
+            "start berth exec-init for container {name}"
+        )))
+}
+
+/// The master of a `Tty` exec's pty, from the socket of [`ContainerStore::spawn_exec_on_terminal`];
+/// `None` if `exec-init` failed before it had one (its stderr says why).
+pub async fn receive_terminal(socket: std::os::unix::net::UnixStream) -> Result<Option<OwnedFd>> {
+    // exec-init sends it right after joining the container; the bound only guards a hang.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(ContainerError::io(
+            "set the console socket's timeout".to_string(),
+        ))?;
+    let received = tokio::task::spawn_blocking(move || console::recv_fd(socket.as_fd()))
+        .await
+        .map_err(|e| ContainerError::Other(format!("receive the exec's terminal: {e}")))?;
+    received.map_err(|e| ContainerError::Other(format!("receive the exec's terminal: {e}")))
 }
 
 /// Pump the child's output into `out` and wait for it; with `timeout`, stop it (SIGTERM to
@@ -464,6 +593,25 @@ pub async fn drive(
     end
 }
 
+/// [`drive`] for a `Tty` exec: the terminal's output is stream 1 (a pty merges the streams).
+/// It ends when the command's side of the pty closes (EIO on the master) or, if a process it
+/// left behind keeps it open, two seconds after the command exited.
+pub async fn drive_terminal(
+    child: tokio::process::Child,
+    output: pipe::Receiver,
+    out: mpsc::UnboundedSender<OutputChunk>,
+) -> ExecEnd {
+    let mut pumping = tokio::spawn(pump(output, 1, out.clone()));
+    let end = drive(child, None, out).await;
+    if tokio::time::timeout(Duration::from_secs(2), &mut pumping)
+        .await
+        .is_err()
+    {
+        pumping.abort();
+    }
+    end
+}
+
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
     mut r: R,
     stream: u8,
@@ -505,11 +653,6 @@ impl Engine {
                 "no exec command specified".into(),
             ));
         }
-        if config.tty {
-            return Err(ContainerError::BadRequest(
-                "exec with a TTY is not supported by berth yet".into(),
-            ));
-        }
         let exec_id = hex::encode(rand::random::<[u8; 32]>());
         let command = config.cmd.clone().unwrap_or_default().join(" ");
         self.container_event(
@@ -527,6 +670,7 @@ impl Engine {
                 running: false,
                 exit_code: None,
                 pid: 0,
+                terminal: None,
             },
         );
         Ok(exec_id)
@@ -539,9 +683,9 @@ impl Engine {
             .ok_or_else(|| ContainerError::NotFound(format!("exec instance {exec_id}")))
     }
 
-    /// `POST /exec/{id}/start`: spawn the process. The caller drives it with [`drive`] and
-    /// reports the end with [`Engine::finish_exec`].
-    pub fn start_exec(&self, exec_id: &str) -> Result<tokio::process::Child> {
+    /// `POST /exec/{id}/start`: spawn the process. The caller drives it with [`drive`] (and
+    /// [`drive_terminal`]) and reports the end with [`Engine::finish_exec`].
+    pub async fn start_exec(&self, exec_id: &str) -> Result<StartedExec> {
         let entry = self.exec_entry(exec_id)?;
         if entry.started {
             return Err(ContainerError::Conflict(format!(
@@ -554,12 +698,29 @@ impl Engine {
             user: entry.config.user.clone(),
             working_dir: entry.config.working_dir.clone(),
             stdin: entry.config.attach_stdin,
+            tty: entry.config.tty,
+            console_size: entry.config.console_size.map(|[rows, cols]| (rows, cols)),
         };
-        let child = self.containers.spawn_exec(&entry.container_id, &req)?;
+        let (child, terminal) = if req.tty {
+            let (child, socket) = self
+                .containers
+                .spawn_exec_on_terminal(&entry.container_id, &req)?;
+            (child, receive_terminal(socket).await?)
+        } else {
+            (self.containers.spawn_exec(&entry.container_id, &req)?, None)
+        };
+        let (terminal, resize) = match &terminal {
+            Some(master) => {
+                let (terminal, resize) = ExecTerminal::of(master)?;
+                (Some(terminal), Some(Arc::new(resize)))
+            }
+            None => (None, None),
+        };
         if let Some(e) = lock_table(&self.containers.inner.execs).get_mut(exec_id) {
             e.started = true;
             e.running = true;
             e.pid = child.id().map_or(0, |p| p as i32);
+            e.terminal = resize;
         }
         if let Ok(record) = self.containers.load_record(&entry.container_id) {
             let command = req.args.join(" ");
@@ -569,7 +730,24 @@ impl Engine {
                 &[("execID", exec_id.to_string())],
             );
         }
-        Ok(child)
+        Ok(StartedExec { child, terminal })
+    }
+
+    /// `POST /exec/{id}/resize`: set the size of a running `Tty` exec's terminal.
+    pub fn resize_exec(&self, exec_id: &str, size: console::WindowSize) -> Result<()> {
+        let entry = self.exec_entry(exec_id)?;
+        match entry.terminal {
+            Some(master) => console::set_window_size(master.as_fd(), size)
+                .map_err(|e| ContainerError::Other(e.to_string())),
+            None if entry.config.tty && entry.running => Err(ContainerError::Conflict(format!(
+                "exec instance {exec_id} has no terminal yet"
+            ))),
+            // Docker accepts a resize of an exec without a terminal and ignores it.
+            None if !entry.config.tty => Ok(()),
+            None => Err(ContainerError::Conflict(format!(
+                "exec instance {exec_id} is not running"
+            ))),
+        }
     }
 
     /// Record how a started exec ended.
@@ -585,6 +763,8 @@ impl Engine {
             };
             e.running = false;
             e.exit_code = Some(code);
+            // The engine holds no terminal past the exec's life.
+            e.terminal = None;
             e.container_id.clone()
         };
         if let Ok(record) = self.containers.load_record(&container_id) {

@@ -140,6 +140,10 @@ impl ContainerStore {
 
 /// How often a followed log is read for new output.
 const FOLLOW_READ: Duration = Duration::from_millis(100);
+/// How often an attach to a TTY container looks at its log's size: what is typed is echoed
+/// through the log, and a tenth of a second per keystroke is a terminal one notices. Only the
+/// size is looked at (one `stat`); the log is read when it grew, or after [`FOLLOW_READ`].
+const TTY_ATTACH_LOOK: Duration = Duration::from_millis(10);
 
 /// When a followed log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,17 +221,30 @@ impl ContainerStore {
         }
     }
 
-    /// When a followed log is read again: after [`FOLLOW_READ`] for what the container wrote,
+    /// When a followed log is read again: after [`FOLLOW_READ`] (sooner once a TTY attach's log
+    /// grew) for what the container wrote,
     /// or as soon as a running container's shim exits (it records the exit first), so the end
     /// of a run reaches its attach without waiting out the interval.
-    async fn next_read_due(&self, id: &str) {
+    async fn next_read_due(&self, id: &str, tty_log: Option<(&std::path::Path, u64)>) {
+        let interval = async {
+            let Some((path, offset)) = tty_log else {
+                return tokio::time::sleep(FOLLOW_READ).await;
+            };
+            let deadline = tokio::time::Instant::now() + FOLLOW_READ;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(TTY_ATTACH_LOOK).await;
+                if std::fs::metadata(path).is_ok_and(|m| m.len() != offset) {
+                    return;
+                }
+            }
+        };
         let state = self.state(id);
         // A running container whose shim is gone (killed) has nothing to announce its end.
         if state.status != Status::Running || !state.shim.alive() {
-            return tokio::time::sleep(FOLLOW_READ).await;
+            return interval.await;
         }
         tokio::select! {
-            _ = tokio::time::sleep(FOLLOW_READ) => {}
+            _ = interval => {}
             _ = state.shim.exited() => {}
         }
     }
@@ -264,6 +281,8 @@ impl ContainerStore {
         if !opts.follow {
             return Ok(());
         }
+        let tty_attach = matches!(until, FollowUntil::NextExit { .. })
+            && self.load_record(id).is_ok_and(|r| r.request.tty);
         loop {
             let done = self.follow_done(id, &until);
             if let Ok(mut file) = tokio::fs::File::open(&path).await {
@@ -284,7 +303,7 @@ impl ContainerStore {
                 return Ok(());
             }
             tokio::select! {
-                _ = self.next_read_due(id) => {}
+                _ = self.next_read_due(id, tty_attach.then_some((path.as_path(), offset))) => {}
                 _ = tx.closed() => return Ok(()),
             }
         }

@@ -150,6 +150,7 @@ impl ContainerStore {
             log_path: self.log_path(id),
             exit_path: self.exit_path(id),
             stdin: self.stdin_spec(id)?,
+            tty: self.tty_spec(id)?,
             shm_size: host_config
                 .shm_size
                 .filter(|s| *s > 0)

@@ -89,7 +89,17 @@ impl ContainerStore {
             }
             let state = self.state(id);
             if state.status == Status::Running {
-                code = self.wait(id).await.unwrap_or(state.exit_code);
+                // The shim records the exit before it exits: read it at once, before an
+                // auto-remove deletes the record (`wait` could find the record gone and leave
+                // the code of the running state, 0).
+                state.shim.exited().await;
+                let after = self.state(id);
+                if after.status != Status::Running {
+                    code = after.exit_code;
+                } else {
+                    // A shim gone without a record: the engine's monitor settles the state.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             } else {
                 code = state.exit_code;
                 let _ = tokio::time::timeout(RECHECK, changed).await;

@@ -1,7 +1,9 @@
 //! `berth init`: the single-threaded re-exec that becomes the container's PID 1 after setting up
 //! namespaces and the root filesystem, then `execve`s the workload.
 //!
-//! The shim starts it as `berth init <runtime.json> <sync-fd>` inside a fresh PID namespace.
+//! The shim starts it as `berth init <runtime.json> <sync-fd> [<console-fd>]` inside a fresh PID
+//! namespace; with a console fd (a TTY container) it sends the master of the container's pty
+//! there before taking the slave as its stdio and controlling terminal.
 //! Any failure before `execve` is written to the sync fd as one line of text (Docker's wording
 //! where there is one, e.g. `exec: "foo": executable file not found in $PATH`) and init exits 127.
 //! On success every fd above 2 is close-on-exec, so the shim sees EOF on the sync pipe.
@@ -9,13 +11,14 @@
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use thiserror::Error;
 
+use super::console::{self, ConsoleError};
 use super::process_setup::{self, SetupError};
 use super::rlimits::{self, RlimitError};
 use super::rootfs::{self, RootfsError};
@@ -27,7 +30,10 @@ use super::user::{self, UserError};
 
 #[derive(Debug, Error)]
 pub enum InitError {
-    #[error("usage: berth init <runtime.json> <sync-fd> (started by berth shim, not by hand)")]
+    #[error(
+        "usage: berth init <runtime.json> <sync-fd> [<console-fd>] \
+         (started by berth shim, not by hand)"
+    )]
     Usage,
     #[error("cannot read runtime spec {path}: {source}")]
     Spec {
@@ -61,6 +67,8 @@ pub enum InitError {
     Rlimit(#[from] RlimitError),
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
+    #[error("set up the container's terminal: {0}")]
+    Console(#[from] ConsoleError),
     /// Includes Docker's wording for a workload that cannot be executed.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -79,8 +87,14 @@ fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> InitError {
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
     let sync_fd = args.get(3).and_then(|s| s.parse::<i32>().ok());
+    // SAFETY: the shim passed this fd (its console socket's other end) for us alone.
+    let console = args
+        .get(4)
+        .and_then(|s| s.parse::<i32>().ok())
+        .filter(|fd| *fd > 2)
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     let err = match (args.get(2), sync_fd) {
-        (Some(spec), Some(fd)) => match run(Path::new(spec), fd) {
+        (Some(spec), Some(fd)) => match run(Path::new(spec), fd, console) {
             Ok(never) => match never {},
             Err(e) => e,
         },
@@ -111,7 +125,7 @@ fn read_spec(path: &Path) -> Result<RuntimeSpec> {
     })
 }
 
-fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
+fn run(spec_path: &Path, sync_fd: i32, console: Option<OwnedFd>) -> Result<Infallible> {
     let spec = read_spec(spec_path)?;
     // SAFETY: umask has no memory-safety preconditions. 0 so devices and dirs get exact modes.
     unsafe { libc::umask(0) };
@@ -134,6 +148,10 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
     if spec.readonly_rootfs {
         rootfs::readonly_root(&sys)?;
     }
+    if let Some(socket) = console {
+        let size = spec.tty.as_ref().and_then(|t| t.initial_size);
+        attach_terminal(socket, &exec_user, size)?;
+    }
 
     // After every setup step, so only the workload (and the init reaper) run under them.
     rlimits::apply(&sys, &spec.ulimits)?;
@@ -153,6 +171,23 @@ fn run(spec_path: &Path, sync_fd: i32) -> Result<Infallible> {
         sync_fd: Some(sync_fd),
     };
     Ok(process_setup::exec(&workload)?)
+}
+
+/// A TTY container: a pty of the container's devpts instance becomes this process's stdio and
+/// controlling terminal (inherited by the workload, also under `init: true`), its master goes to
+/// the shim over `socket`, and neither the master nor the socket stays open here. The slave
+/// belongs to the workload's user, as Docker's does, so it can change its own terminal modes.
+fn attach_terminal(socket: OwnedFd, user: &user::ExecUser, size: Option<(u16, u16)>) -> Result<()> {
+    let pty = console::open_pty()?;
+    console::set_initial_size(pty.master.as_fd(), size)?;
+    nix::unistd::fchown(&pty.slave, Some(nix::unistd::Uid::from_raw(user.uid)), None)
+        .map_err(sys_err("give the terminal to the container's user"))?;
+    console::send_fd(socket.as_fd(), pty.master.as_fd())?;
+    drop((socket, pty.master));
+    console::become_session_on(pty.slave.as_raw_fd()).map_err(|source| InitError::Io {
+        what: "make the pty the container's terminal".into(),
+        source,
+    })
 }
 
 /// Join the container's cgroups and network namespace, and unshare its own UTS and IPC

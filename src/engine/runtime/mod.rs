@@ -6,6 +6,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod console;
 pub mod devices;
 pub mod in_root;
 pub mod init;
@@ -19,4 +20,5 @@ pub mod shim;
 pub mod spec;
 pub mod syscall;
 pub mod sysctl;
+pub mod tty_relay;
 pub mod user;

@@ -13,6 +13,10 @@
 //! line on fd 3 and closes it. It then copies the container's stdout/stderr into Docker's
 //! json-file log until the container exits, writes the `ExitRecord` atomically and exits.
 //!
+//! A TTY container (`RuntimeSpec::tty`) gets a socket pair besides: init sends the master of the
+//! pty it opened in the container's devpts on it (`runtime::console`), and the shim, which owns
+//! the master for the container's life, relays it (`runtime::tty_relay`) instead of the pipes.
+//!
 //! Plain single-threaded code: no tokio, and nothing between fork and exec but raw system calls.
 
 use std::ffi::CString;
@@ -31,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::cgroup;
-use super::json_log::JsonLogLine;
 use super::spec::{ExitRecord, RuntimeSpec};
 use super::syscall::LinuxSyscall;
 
@@ -196,6 +199,42 @@ struct Prepared {
     /// gone.
     life: (OwnedFd, OwnedFd),
     init: InitExec,
+    tty: Option<TtyPrepared>,
+}
+
+/// A TTY container's side of the start: init sends the pty master on `socket` (the shim's end
+/// first, init's second); the shim relays `input` (the stdin FIFO) and `resize` to it.
+struct TtyPrepared {
+    socket: (OwnedFd, OwnedFd),
+    input: Option<File>,
+    resize: File,
+}
+
+impl TtyPrepared {
+    fn new(tty: &super::spec::TtySpec, input: Option<File>) -> Result<Self> {
+        let (ours, init) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(sys("create the console socket"))?;
+        // Read-write, so the FIFO never reports a hang-up between two resizes.
+        let resize = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&tty.resize_fifo)
+            .map_err(|source| ShimError::Io {
+                what: format!("open resize FIFO {}", tty.resize_fifo.display()),
+                source,
+            })?;
+        Ok(Self {
+            socket: (ours, init),
+            input,
+            resize,
+        })
+    }
 }
 
 impl Prepared {
@@ -207,10 +246,26 @@ impl Prepared {
             what: "open /dev/null".into(),
             source,
         })?;
-        let (stdin, stdin_keeper) = open_stdin(spec.stdin.as_ref(), devnull)?;
+        let (stdin, stdin_keeper, tty) = match &spec.tty {
+            None => {
+                let (stdin, keeper) = open_stdin(spec.stdin.as_ref(), false, devnull)?;
+                (stdin, keeper, None)
+            }
+            // The container's stdio is the pty's slave; its input reaches it through the shim.
+            Some(tty) => {
+                let (input, keeper) = open_stdin(spec.stdin.as_ref(), true, devnull)?;
+                let input = spec.stdin.is_some().then_some(input);
+                let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
+                    what: "open /dev/null".into(),
+                    source,
+                })?;
+                (devnull, keeper, Some(TtyPrepared::new(tty, input)?))
+            }
+        };
         cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
         let (out, err, sync, life) = (pipe()?, pipe()?, pipe()?, pipe()?);
-        let init = InitExec::new(spec_path, sync.1.as_raw_fd())?;
+        let console_fd = tty.as_ref().map(|t| t.socket.1.as_raw_fd());
+        let init = InitExec::new(spec_path, sync.1.as_raw_fd(), console_fd)?;
         Ok(Self {
             spec,
             log,
@@ -221,6 +276,7 @@ impl Prepared {
             sync,
             life,
             init,
+            tty,
         })
     }
 }
@@ -236,6 +292,7 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
         sync: (sync_r, sync_w),
         life: (life_r, life_w),
         init,
+        tty,
     } = prepared;
     let child_fds = ChildFds {
         stdin: stdin.as_raw_fd(),
@@ -244,13 +301,28 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
         sync: sync_w.as_raw_fd(),
         life_r: life_r.as_raw_fd(),
         life_w: life_w.as_raw_fd(),
+        console: tty.as_ref().map_or(-1, |t| t.socket.1.as_raw_fd()),
     };
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid namespace"))?;
     let child = fork_init(&init, &child_fds)?;
     let mount_ns = MountNamespacePin::of(child);
     drop((out_w, err_w, sync_w, stdin, life_r, init));
-
+    let tty = tty.map(TtyPrepared::into_console_end);
+    // Before the sync pipe: init sends the master first, and closes the socket on failure.
+    let master = match &tty {
+        Some((socket, _, _)) => receive_master(socket),
+        None => Ok(None),
+    };
     wait_for_exec(&spec, child, sync_r)?;
+    let tty = match tty {
+        Some((_, input, resize)) => {
+            let master = master?.ok_or_else(|| {
+                ShimError::Init("container init started the workload without its terminal".into())
+            })?;
+            Some(super::tty_relay::TtyRelay::new(master, input, resize))
+        }
+        None => None,
+    };
     send_report(
         report,
         &ShimReport {
@@ -260,7 +332,10 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
             not_executable: false,
         },
     );
-    let exit_code = supervise(child, out_r, err_r, log)?;
+    let exit_code = match tty {
+        Some(relay) => supervise_tty(child, relay, log)?,
+        None => supervise(child, out_r, err_r, log)?,
+    };
     drop((life_w, stdin_keeper));
     let recorded = record_exit(&spec, child, exit_code);
     if let Some(pin) = mount_ns {
@@ -364,18 +439,19 @@ fn open_log(path: &Path) -> Result<File> {
         })
 }
 
-/// `berth init <runtime.json> <sync-fd>`, built before forking: after fork the child only
-/// makes system calls (no allocation), so the argument and environment arrays exist already.
+/// `berth init <runtime.json> <sync-fd> [<console-fd>]`, built before forking: after fork the
+/// child only makes system calls (no allocation), so the argument and environment arrays exist
+/// already.
 struct InitExec {
     exe: OwnedFd,
-    _argv: [CString; 4],
+    _argv: Vec<CString>,
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
 }
 
 impl InitExec {
-    fn new(spec_path: &Path, sync_fd: RawFd) -> Result<Self> {
+    fn new(spec_path: &Path, sync_fd: RawFd, console_fd: Option<RawFd>) -> Result<Self> {
         let exe = readonly_self_exe()?;
         let envp: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
@@ -388,12 +464,15 @@ impl InitExec {
         let arg_spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
             .map_err(|_| ShimError::Init("runtime spec path contains a NUL byte".into()))?;
         let arg_fd = CString::new(sync_fd.to_string()).expect("digits have no NUL");
-        let argv = [
+        let mut argv = vec![
             CString::new("berth").expect("static"),
             CString::new("init").expect("static"),
             arg_spec,
             arg_fd,
         ];
+        if let Some(fd) = console_fd {
+            argv.push(CString::new(fd.to_string()).expect("digits have no NUL"));
+        }
         // The CStrings' heap buffers do not move when the arrays are moved into `Self`.
         let argv_ptrs = null_terminated(argv.iter());
         let envp_ptrs = null_terminated(envp.iter());
@@ -422,6 +501,8 @@ struct ChildFds {
     sync: RawFd,
     life_r: RawFd,
     life_w: RawFd,
+    /// init's end of the console socket of a TTY container, -1 otherwise.
+    console: RawFd,
 }
 
 /// Fork the container's init (PID 1 of the PID namespace unshared before) in a new mount
@@ -466,6 +547,9 @@ fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
             libc::dup2(fds.stdout, 1);
             libc::dup2(fds.stderr, 2);
             libc::fcntl(fds.sync, libc::F_SETFD, 0);
+            if fds.console >= 0 {
+                libc::fcntl(fds.console, libc::F_SETFD, 0);
+            }
             libc::syscall(
                 libc::SYS_execveat,
                 init.exe.as_raw_fd(),
@@ -560,6 +644,7 @@ fn init_failure(status: &[u8], how_init_ended: impl FnOnce() -> String) -> Optio
 /// end the shim holds for the container's life, so its stdin does not end between attaches.
 fn open_stdin(
     stdin: Option<&super::spec::StdinSpec>,
+    tty: bool,
     devnull: File,
 ) -> Result<(File, Option<File>)> {
     let Some(stdin) = stdin else {
@@ -574,13 +659,16 @@ fn open_stdin(
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&stdin.fifo)
         .map_err(io_err("open stdin FIFO"))?;
-    // The container reads with ordinary blocking reads.
-    nix::fcntl::fcntl(
-        reader.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-    )
-    .map_err(sys("make the stdin FIFO blocking"))?;
-    let keeper = if stdin.once {
+    // The container reads with ordinary blocking reads; the shim relaying to a terminal polls.
+    if !tty {
+        nix::fcntl::fcntl(
+            reader.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        )
+        .map_err(sys("make the stdin FIFO blocking"))?;
+    }
+    // Docker never closes a TTY's stdin, `StdinOnce` or not.
+    let keeper = if stdin.once && !tty {
         None
     } else {
         Some(
@@ -720,22 +808,36 @@ impl LogStream {
             };
             let cut = cut.min(MAX_LOG_LINE);
             let chunk: Vec<u8> = self.pending.drain(..cut).collect();
-            write_log_line(log, self.name, &chunk);
+            super::json_log::write_line(log, self.name, &chunk);
         }
     }
 }
 
-fn write_log_line(log: &mut File, stream: &str, bytes: &[u8]) {
-    let line = JsonLogLine {
-        log: String::from_utf8_lossy(bytes).into_owned(),
-        stream: stream.to_string(),
-        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-    };
-    if let Ok(mut json) = serde_json::to_vec(&line) {
-        json.push(b'\n');
-        // A full disk loses log lines, never the container.
-        let _ = log.write_all(&json);
+impl TtyPrepared {
+    /// The shim's end of the console socket (init's end closed: EOF if init fails), the input
+    /// and the resize FIFO.
+    fn into_console_end(self) -> (OwnedFd, Option<File>, File) {
+        let (ours, _init) = self.socket;
+        (ours, self.input, self.resize)
     }
+}
+
+/// The pty master init sends; `None` if init closed the socket without one (it failed, and says
+/// why on the sync pipe).
+fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
+    let master =
+        super::console::recv_fd(socket.as_fd()).map_err(|e| ShimError::Init(e.to_string()))?;
+    if let Some(master) = &master {
+        super::console::set_nonblocking(master).map_err(|e| ShimError::Init(e.to_string()))?;
+    }
+    Ok(master)
+}
+
+/// Relay a TTY container's terminal until init exits; returns Docker's exit code.
+fn supervise_tty(child: Pid, relay: super::tty_relay::TtyRelay, mut log: File) -> Result<i64> {
+    let pidfd = pidfd_open(child)?;
+    relay.run(pidfd.as_fd(), &mut log);
+    reap(child)
 }
 
 /// Copy output to the log until init exits and the pipes drain; returns Docker's exit code.

@@ -45,6 +45,10 @@ pub struct RuntimeSpec {
     /// The FIFO the container's stdin is read from (`OpenStdin`); `None` = `/dev/null`.
     #[serde(default)]
     pub stdin: Option<StdinSpec>,
+    /// Docker's `Tty`: the workload's stdio is a pty of the container's devpts instance, whose
+    /// master the shim holds (see `runtime::console`).
+    #[serde(default)]
+    pub tty: Option<TtySpec>,
     pub shm_size: u64,
     #[serde(default)]
     pub readonly_rootfs: bool,
@@ -88,6 +92,15 @@ pub struct StdinSpec {
     /// Docker's `StdinOnce`: the container sees EOF when the attached client's input ends. Without
     /// it the shim holds the FIFO open for writing too, so stdin never ends (`docker run -di`).
     pub once: bool,
+}
+
+/// A TTY container's terminal: the FIFO the engine writes window sizes to (`ROWS COLS\n`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TtySpec {
+    pub resize_fifo: PathBuf,
+    /// `(rows, columns)` set before the workload starts (`HostConfig.ConsoleSize`).
+    #[serde(default)]
+    pub initial_size: Option<(u16, u16)>,
 }
 
 /// What the shim does to the container's cgroups besides creating `cgroups` (in this order).

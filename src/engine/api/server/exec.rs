@@ -17,17 +17,19 @@ use axum::Router;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::body::tokio_stream_from;
 use super::{json_body, json_response, ApiError, ApiResult};
-use crate::engine::container::exec::{drive, OutputChunk};
+use crate::engine::container::exec::{drive, drive_terminal, ExecEnd, OutputChunk, StartedExec};
 use crate::engine::wire::{ExecConfig, ExecCreateResponse, ExecStartConfig};
 use crate::engine::SharedEngine;
 
 /// Docker's content type for a non-TTY attach stream.
 const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+/// Docker's content type for a TTY's stream.
+const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
 /// Request bodies here are small JSON objects.
 const MAX_BODY: usize = 1 << 20;
 
@@ -68,6 +70,30 @@ fn frame(stream: u8, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// How output goes onto the wire: Docker frames it by stream, except for a TTY, whose output
+/// is one raw stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Multiplexed,
+    Raw,
+}
+
+impl Wire {
+    fn encode(self, stream: u8, payload: &[u8]) -> Bytes {
+        match self {
+            Wire::Multiplexed => frame(stream, payload),
+            Wire::Raw => Bytes::copy_from_slice(payload),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Wire::Multiplexed => MULTIPLEXED,
+            Wire::Raw => RAW_STREAM,
+        }
+    }
+}
+
 async fn start(
     State(engine): State<SharedEngine>,
     Path(id): Path<String>,
@@ -79,38 +105,75 @@ async fn start(
         .await
         .map_err(|e| ApiError::bad_request(format!("read request body: {e}")))?;
     let config: ExecStartConfig = json_body(&body)?;
-    if config.tty {
-        return Err(ApiError::bad_request(
-            "exec with a TTY is not supported by berth yet",
-        ));
-    }
-    let mut child = engine.start_exec(&id)?;
-    let run = ExecRun { engine, id };
+    let started = engine.start_exec(&id).await?;
+    // The exec's own `Tty` decides (Docker ignores a start that says otherwise).
+    let wire = if started.terminal.is_some() || engine.inspect_exec(&id)?.process_config.tty {
+        Wire::Raw
+    } else {
+        Wire::Multiplexed
+    };
+    let (process, stdin) = Process::of(started);
+    let run = ExecRun { engine, id, wire };
     if config.detach {
-        run.detached(child);
+        run.detached(process);
         return Ok((StatusCode::OK, Body::empty()).into_response());
     }
     match on_upgrade {
         // Only an upgraded connection carries the client's stdin; otherwise the process sees EOF.
         Some(on_upgrade) => {
-            let stdin = child.stdin.take();
-            run.upgraded(child, stdin, on_upgrade);
+            run.upgraded(process, stdin, on_upgrade);
             Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(header::CONNECTION, "Upgrade")
                 .header(header::UPGRADE, "tcp")
-                .header(header::CONTENT_TYPE, MULTIPLEXED)
+                .header(header::CONTENT_TYPE, wire.content_type())
                 .body(Body::empty())
                 .map_err(|e| ApiError::new(500, format!("build upgrade response: {e}")))
         }
         None => {
-            drop(child.stdin.take());
-            let body = run.streamed(child);
+            drop(stdin);
+            let body = run.streamed(process);
             Response::builder()
                 .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, MULTIPLEXED)
+                .header(header::CONTENT_TYPE, wire.content_type())
                 .body(body)
                 .map_err(|e| ApiError::new(500, format!("build exec response: {e}")))
+        }
+    }
+}
+
+/// Where the process's input goes: its stdin pipe, or its terminal.
+type Input = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// A started exec's process and, for a TTY, the terminal its output comes from.
+struct Process {
+    child: Child,
+    terminal_output: Option<tokio::net::unix::pipe::Receiver>,
+}
+
+impl Process {
+    fn of(started: StartedExec) -> (Self, Option<Input>) {
+        let StartedExec {
+            mut child,
+            terminal,
+        } = started;
+        let (terminal_output, input) = match terminal {
+            Some(t) => (Some(t.output), Some(Box::new(t.input) as Input)),
+            None => (None, child.stdin.take().map(|s| Box::new(s) as Input)),
+        };
+        (
+            Self {
+                child,
+                terminal_output,
+            },
+            input,
+        )
+    }
+
+    async fn drive(self, out: mpsc::UnboundedSender<OutputChunk>) -> ExecEnd {
+        match self.terminal_output {
+            Some(output) => drive_terminal(self.child, output, out).await,
+            None => drive(self.child, None, out).await,
         }
     }
 }
@@ -119,22 +182,22 @@ async fn start(
 struct ExecRun {
     engine: SharedEngine,
     id: String,
+    wire: Wire,
 }
 
 impl ExecRun {
     /// `Detach`: the output is read and dropped.
-    fn detached(self, mut child: Child) {
-        drop(child.stdin.take());
+    fn detached(self, process: Process) {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         tokio::spawn(async move {
             let drain = async { while rx.recv().await.is_some() {} };
-            let (end, ()) = tokio::join!(drive(child, None, tx), drain);
+            let (end, ()) = tokio::join!(process.drive(tx), drain);
             self.engine.finish_exec(&self.id, end);
         });
     }
 
-    /// A hijacked connection (`docker exec`): output framed onto it, its input to stdin.
-    fn upgraded(self, child: Child, stdin: Option<ChildStdin>, on_upgrade: OnUpgrade) {
+    /// A hijacked connection (`docker exec`): output onto it, its input to the process.
+    fn upgraded(self, process: Process, stdin: Option<Input>, on_upgrade: OnUpgrade) {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         tokio::spawn(async move {
             let (reader, mut writer) = match on_upgrade.await {
@@ -149,13 +212,15 @@ impl ExecRun {
             let feeding = match (reader, stdin) {
                 (Some(mut reader), Some(mut stdin)) => Some(tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+                    let _ = stdin.shutdown().await;
                 })),
                 _ => None,
             };
+            let wire = self.wire;
             let write = async {
                 while let Some((stream, bytes)) = rx.recv().await {
                     if let Some(conn) = writer.as_mut() {
-                        if conn.write_all(&frame(stream, &bytes)).await.is_err() {
+                        if conn.write_all(&wire.encode(stream, &bytes)).await.is_err() {
                             // The client went away; the process runs on, its output dropped.
                             writer = None;
                         }
@@ -163,7 +228,7 @@ impl ExecRun {
                 }
                 writer
             };
-            let (end, writer) = tokio::join!(drive(child, None, tx), write);
+            let (end, writer) = tokio::join!(process.drive(tx), write);
             self.engine.finish_exec(&self.id, end);
             if let Some(feeding) = feeding {
                 // The process is gone: input it never read is dropped.
@@ -176,18 +241,19 @@ impl ExecRun {
     }
 
     /// A plain HTTP client (berth's own): the output as a streamed body.
-    fn streamed(self, child: Child) -> Body {
+    fn streamed(self, process: Process) -> Body {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+        let wire = self.wire;
         tokio::spawn(async move {
             let forward = async {
                 while let Some((stream, bytes)) = rx.recv().await {
                     // A closed body (client gone) only drops output.
-                    let _ = body_tx.send(Ok(frame(stream, &bytes))).await;
+                    let _ = body_tx.send(Ok(wire.encode(stream, &bytes))).await;
                 }
                 body_tx
             };
-            let (end, body_tx) = tokio::join!(drive(child, None, tx), forward);
+            let (end, body_tx) = tokio::join!(process.drive(tx), forward);
             self.engine.finish_exec(&self.id, end);
             drop(body_tx);
         });

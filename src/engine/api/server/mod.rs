@@ -11,6 +11,7 @@ mod body;
 mod build;
 mod commit;
 mod containers;
+mod detach_keys;
 pub mod errors;
 mod events;
 mod exec;
@@ -19,6 +20,7 @@ mod image_archive;
 mod images;
 mod networks;
 mod sync;
+mod resize;
 mod system;
 mod volumes;
 
@@ -156,6 +158,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(exec::routes())
         .merge(build::routes())
         .merge(sync::routes())
+        .merge(resize::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
