@@ -12,6 +12,7 @@ pub mod config;
 mod containers;
 mod down;
 mod dry_run;
+mod events;
 mod exec;
 mod image;
 mod images;
@@ -21,6 +22,7 @@ mod login;
 mod logs;
 mod ls;
 mod output;
+mod pause;
 mod port;
 mod progress;
 mod project;
@@ -31,8 +33,10 @@ mod restart;
 mod rm;
 mod run;
 mod start;
+mod stats;
 mod stop;
 mod template;
+mod top;
 mod up;
 mod version;
 mod wait;
@@ -118,6 +122,16 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Run the container engine daemon (the CLI starts it by itself when its socket is absent)
     Engine(EngineArgs),
+    /// Pause services
+    Pause(pause::PauseArgs),
+    /// Unpause services
+    Unpause(pause::PauseArgs),
+    /// Display the running processes
+    Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Receive real time events from containers
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,6 +266,11 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Logout(args) => login::logout(&args).await,
             Command::Import(args) => import::run(&project, &args).await,
             Command::Image(args) => image::run(&project, &args).await,
+            Command::Pause(args) => pause::run(&project, &args, pause::Direction::Pause).await,
+            Command::Unpause(args) => pause::run(&project, &args, pause::Direction::Unpause).await,
+            Command::Top(args) => top::run(&project, &args).await,
+            Command::Stats(args) => stats::run(&project, &args).await,
+            Command::Events(args) => events::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }
@@ -272,6 +291,9 @@ fn refuse_unsupported_dry_run(command: &Command) -> anyhow::Result<()> {
             | Command::Images(_)
             | Command::Logs(_)
             | Command::Port(_)
+            | Command::Top(_)
+            | Command::Stats(_)
+            | Command::Events(_)
     );
     if globals().dry_run && !supported {
         anyhow::bail!(

@@ -33,6 +33,7 @@ use crate::engine::wire::{
 use crate::engine::{EngineRoots, EngineSettings};
 
 mod build;
+mod lifecycle;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
 
 #[derive(Debug, Error)]

@@ -16,7 +16,12 @@ impl ContainerStore {
             )));
         }
         state.stopped_by_user = true;
-        self.save_state(id, &state)
+        self.save_state(id, &state)?;
+        // A frozen process acts on SIGKILL only once thawed (v1's freezer); Docker thaws too.
+        if signal == libc::SIGKILL {
+            self.thaw_for_kill(id).await?;
+        }
+        Ok(())
     }
 }
 

@@ -581,6 +581,45 @@ fn inherit_cpuset(sys: &dyn Syscall, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// `docker update` on a running container: `res`'s limits written into its cgroups. A cgroup
+/// it has not joined (a first limit on a controller it had none from) is made and its processes
+/// `pids` moved in before the write. A write the kernel refuses for the order (v1 wants
+/// `memory.memsw.limit_in_bytes` >= `memory.limit_in_bytes` at every step) is retried once after
+/// the others.
+pub fn update_live(
+    sys: &dyn Syscall,
+    dirs: &[PathBuf],
+    res: &CgroupResources,
+    pids: &[i32],
+) -> Result<(), CgroupError> {
+    for enable in &res.enable_controllers {
+        enable_controllers(sys, enable)?;
+    }
+    for dir in dirs.iter().filter(|d| !sys.exists(d)) {
+        sys.create_dir_all(dir)
+            .map_err(|source| CgroupError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+        if res.cpuset_inherit.contains(dir) {
+            inherit_cpuset(sys, dir)?;
+        }
+        for pid in pids {
+            // A process that exited meanwhile has nothing left to limit.
+            let _ = sys.write_file(&dir.join("cgroup.procs"), &pid.to_string());
+        }
+    }
+    let refused: Vec<&CgroupWrite> = res
+        .writes
+        .iter()
+        .filter(|w| write_limit(sys, w).is_err())
+        .collect();
+    for w in refused {
+        write_limit(sys, w)?;
+    }
+    Ok(())
+}
+
 /// One limit's knob; a knob the kernel does not offer is an error naming the limit, unless the
 /// plan marked it optional.
 fn write_limit(sys: &dyn Syscall, w: &CgroupWrite) -> Result<(), CgroupError> {
@@ -883,6 +922,16 @@ impl V1Freeze {
                 Err(e)
             }
         }
+    }
+
+    /// The freeze group of container `id` that an earlier pause left, by this engine or one
+    /// before a restart (a paused container stays paused across engine restarts).
+    pub fn existing(root: &Path, id: &str) -> Option<V1Freeze> {
+        let dir = root.join(format!("berth-freeze-{id}"));
+        dir.is_dir().then(|| V1Freeze {
+            root: root.to_path_buf(),
+            dir,
+        })
     }
 
     /// Thaws, moves the processes back to the hierarchy's root and removes the group.

@@ -16,6 +16,7 @@ mod exec;
 mod filters;
 mod image_archive;
 mod images;
+mod lifecycle;
 mod networks;
 mod system;
 mod volumes;
@@ -152,6 +153,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(events::routes())
         .merge(exec::routes())
         .merge(build::routes())
+        .merge(lifecycle::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
