@@ -243,12 +243,24 @@ fn ps_ef(pids: &[i32]) -> TopResponse {
     }
 }
 
-/// The host's `ps` with the caller's arguments, filtered to `pids`.
+/// The host's `ps` with the caller's arguments, filtered to `pids`. As Docker does, `ps` is
+/// first asked for just those PIDs (`-q1,2,3`), and run without that when the arguments cannot
+/// be combined with it (`f`, for one); the rows are filtered by PID either way.
 fn host_ps(ps_args: &str, pids: &[i32]) -> Result<TopResponse> {
-    let output = std::process::Command::new("ps")
-        .args(ps_args.split_whitespace())
-        .output()
-        .map_err(|e| ContainerError::Other(format!("cannot run ps: {e}")))?;
+    let run = |quick: bool| {
+        let mut ps = std::process::Command::new("ps");
+        ps.args(ps_args.split_whitespace());
+        if quick && !pids.is_empty() {
+            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            ps.arg(format!("-q{}", list.join(",")));
+        }
+        ps.output()
+            .map_err(|e| ContainerError::Other(format!("cannot run ps: {e}")))
+    };
+    let mut output = run(true)?;
+    if !output.status.success() {
+        output = run(false)?;
+    }
     if !output.status.success() {
         return Err(ContainerError::Other(format!(
             "ps: {}",

@@ -1459,6 +1459,40 @@ mod tests {
         assert!(back_in_root);
     }
 
+    /// A freeze whose handle is gone (an engine restarted meanwhile) is found again by ID and
+    /// thawed; afterwards there is nothing left to find.
+    #[test]
+    fn v1_freeze_is_found_again_by_id_and_thawed() {
+        let in_ci = std::env::var_os("BERTH_CI").is_some_and(|v| v == "1");
+        let (Some(root), Some(pids_root)) = (v1_freezer_root(), CgroupLayout::detect().v1_pids)
+        else {
+            return; // a pure cgroup2 host: pause uses cgroup.freeze, which needs no handle
+        };
+        let group = pids_root.join(format!("berth-test-v1again-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&group) {
+            assert!(!in_ci, "cannot create {}: {e}", group.display());
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(group.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let paths = vec![group.clone()];
+        let id = format!("again-{}", std::process::id());
+        let none_before = V1Freeze::existing(&root, &id).is_none();
+        drop(V1Freeze::freeze(&root, &id, &paths, Duration::from_secs(5)).unwrap());
+        let found = V1Freeze::existing(&root, &id);
+        let was_found = found.is_some();
+        let thawed = found.map(V1Freeze::thaw);
+        let none_after = V1Freeze::existing(&root, &id).is_none();
+        kill_all(&paths, Duration::from_secs(5));
+        child.wait().unwrap();
+        remove(&paths).unwrap();
+        assert!(none_before && was_found && none_after);
+        assert!(matches!(thawed, Some(Ok(()))), "{thawed:?}");
+    }
+
     #[test]
     fn cgroup_events_populated_key() {
         assert_eq!(events_populated("populated 1\nfrozen 0\n"), Some(true));
