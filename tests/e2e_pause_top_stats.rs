@@ -95,7 +95,7 @@ services:
     image: {IMAGE}
     environment:
       BERTH_TEST_MARK: {name}
-    command: ["sh", "-c", "i=0; while true; do i=$$((i+1)); echo $$i > /data/count; sleep 0.05; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$$((i+1)); echo $$i > /data/count; sleep 0.05; done"]
     volumes:
       - data:/data
 volumes:
@@ -169,12 +169,35 @@ fn pause_freezes_the_workload_until_unpause_and_survives_an_engine_restart() {
     project.ok(&["unpause"]);
     counter_passes(&project, frozen_at);
 
-    // stop of a paused container: its SIGKILL thaws it, the container exits.
+    // stop of a paused container thaws it with its stop signal, as Docker's does: the trap
+    // ends it gracefully (exit 0) long before the grace period's SIGKILL.
     project.ok(&["pause"]);
-    project.ok(&["stop", "-t", "1"]);
+    let started = std::time::Instant::now();
+    project.ok(&["stop", "-t", "20"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
-        inspect(&project, &name, "{{.State.Status}} {{.State.Paused}}"),
-        "exited false"
+        inspect(
+            &project,
+            &name,
+            "{{.State.Status}} {{.State.Paused}} {{.State.ExitCode}}"
+        ),
+        "exited false 0"
+    );
+    // kill of a paused container: the SIGKILL reaches it.
+    project.ok(&["start"]);
+    project.ok(&["pause"]);
+    project.ok(&["kill"]);
+    assert_eq!(
+        inspect(
+            &project,
+            &name,
+            "{{.State.Status}} {{.State.Paused}} {{.State.ExitCode}}"
+        ),
+        "exited false 137"
     );
     project.ok(&["down", "-v", "-t", "1"]);
 }

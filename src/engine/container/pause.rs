@@ -38,13 +38,41 @@ fn freeze(id: &str, paths: &[PathBuf]) -> Result<()> {
 
 /// Thaw container `id` whichever freezer holds it; a container that is not frozen is left as is.
 pub(crate) fn thaw(id: &str, paths: &[PathBuf]) -> std::result::Result<(), CgroupError> {
-    cgroup::set_frozen(paths, false, FREEZE_TIMEOUT)?;
+    match cgroup::set_frozen(paths, false, FREEZE_TIMEOUT) {
+        Ok(_) => {}
+        // Thawed, its processes acted on a pending signal at once and exited, and the shim
+        // removed the cgroup before the thaw was confirmed: nothing is frozen any more.
+        Err(_) if !paths.iter().any(|p| p.join("cgroup.freeze").exists()) => {}
+        Err(e) => return Err(e),
+    }
     if let Some(frozen) =
         cgroup::v1_freezer_root().and_then(|root| cgroup::V1Freeze::existing(&root, id))
     {
         frozen.thaw()?;
     }
     Ok(())
+}
+
+/// Whether a signal sent to a paused container thaws it, as Docker's `killWithSignal` decides:
+/// SIGKILL always; with a stop signal configured (container or image), that signal; without one,
+/// any signal (Docker marks the container to exit on its next event and resumes it). So a
+/// `docker stop` of a paused container thaws it and its process sees the stop signal.
+pub fn signal_thaws(signal: i32, configured_stop_signal: Option<i32>) -> bool {
+    match configured_stop_signal {
+        Some(stop) if signal != libc::SIGKILL => signal == stop,
+        _ => true,
+    }
+}
+
+/// The stop signal the container or its image configured (not berth's SIGTERM default).
+pub(crate) fn configured_stop_signal(record: &super::state::ContainerRecord) -> Option<i32> {
+    record
+        .request
+        .stop_signal
+        .clone()
+        .or_else(|| record.image_config.stop_signal.clone())
+        .filter(|s| !s.is_empty())
+        .and_then(|s| super::parse_signal(&s).ok())
 }
 
 /// Docker's refusal of an exec into a paused container.
@@ -102,14 +130,18 @@ impl ContainerStore {
             .map_err(|e| ContainerError::Other(format!("cannot unpause container {id}: {e}")))
     }
 
-    /// After a SIGKILL to a paused container: thaw it so the signal is acted on. The record
-    /// keeps `paused` until the exit is recorded (then `effective` clears it), as Docker's
-    /// `State.Paused` stays true until the task is gone. Callers hold the container's lock.
+    /// After a signal that [`signal_thaws`] a paused container: thaw it so the signal is acted
+    /// on (v1's freezer holds even a SIGKILL until then), and record that it is no longer paused
+    /// (a process that ignores the signal runs on, thawed, as under Docker). Callers hold the
+    /// container's lock.
     pub(crate) async fn thaw_for_kill(&self, id: &str) -> Result<()> {
-        if self.load_raw_state(id).is_paused() {
-            self.thaw_blocking(id).await?;
+        let mut state = self.load_raw_state(id);
+        if !state.is_paused() {
+            return Ok(());
         }
-        Ok(())
+        self.thaw_blocking(id).await?;
+        state.paused = false;
+        self.save_state(id, &state)
     }
 }
 
@@ -128,5 +160,22 @@ impl Engine {
         self.containers.unpause(&id).await?;
         self.container_event("unpause", &record, &[]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_thaw_a_paused_container_as_dockers_kill_decides() {
+        // No stop signal configured: any signal thaws.
+        assert!(signal_thaws(libc::SIGKILL, None));
+        assert!(signal_thaws(libc::SIGUSR1, None));
+        // With one: that signal and SIGKILL thaw, others stay pending in the frozen container.
+        let quit = Some(libc::SIGQUIT);
+        assert!(signal_thaws(libc::SIGQUIT, quit));
+        assert!(signal_thaws(libc::SIGKILL, quit));
+        assert!(!signal_thaws(libc::SIGUSR1, quit));
     }
 }

@@ -220,9 +220,16 @@ impl Host {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        // The CPUs the host's `/proc/stat` total counts (not the engine's affinity), as Docker's
+        // `online_cpus` is what the CPU % is scaled by.
         // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let (online, hz) = unsafe {
+            (
+                libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+                libc::sysconf(libc::_SC_CLK_TCK),
+            )
+        };
+        let cpus = u32::try_from(online).ok().filter(|n| *n > 0).unwrap_or(1);
         Host {
             memory,
             cpus,

@@ -30,6 +30,8 @@ impl ContainerStore {
             .or(record.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         state.init.signal(signal);
+        // A paused container is thawed so it sees its stop signal, as Docker's stop does.
+        self.thaw_for_kill(id).await?;
         let graceful = if timeout < 0 {
             state.shim.exited().await;
             true

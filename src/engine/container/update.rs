@@ -103,6 +103,12 @@ pub fn merge_update(host: &HostConfig, update: &UpdateRequest) -> Result<HostCon
                 policy.name
             )));
         }
+        if host.auto_remove && policy.name != "no" {
+            return Err(ContainerError::BadRequest(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                    .into(),
+            ));
+        }
         next.restart_policy = Some(policy.clone());
     }
     Ok(next)
@@ -282,5 +288,10 @@ mod tests {
         let unchanged = merge_update(&HostConfig::default(), &policy("", 0)).unwrap();
         assert_eq!(unchanged.restart_policy, None);
         assert!(merge_update(&HostConfig::default(), &policy("always", 2)).is_err());
+        let auto_remove = HostConfig {
+            auto_remove: true,
+            ..Default::default()
+        };
+        assert!(merge_update(&auto_remove, &policy("always", 0)).is_err());
     }
 }
