@@ -250,6 +250,42 @@ fn cgroup_memory_limit(id: &str) -> Option<u64> {
     })
 }
 
+/// Run `berth stats web` (streaming) until it has drawn `wanted` tables or `timeout` passes;
+/// the tables seen. The child is ended by its PID.
+fn streamed_stats_frames(project: &TestProject, wanted: usize, timeout: Duration) -> usize {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-p", &project.name, "stats", "web"])
+        .current_dir(project.dir.path())
+        .env("BERTH_DATA_ROOT", project.data_root())
+        .env("BERTH_RUN_ROOT", project.run_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start berth stats");
+    let out = BufReader::new(child.stdout.take().expect("stats stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let mut frames = 0;
+    while frames < wanted {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("CONTAINER ID") => frames += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    frames
+}
+
 #[test]
 fn top_and_stats_show_the_containers_own_processes_limit_and_traffic() {
     let project = project_with("topstats", top_stats_compose);
@@ -289,6 +325,10 @@ fn top_and_stats_show_the_containers_own_processes_limit_and_traffic() {
         &web,
     ]);
     assert!(docker_stats.contains("/ 64MiB"), "{docker_stats}");
+
+    // Without --no-stream the table is redrawn as samples come (about one a second).
+    let frames = streamed_stats_frames(&project, 2, Duration::from_secs(15));
+    assert_eq!(frames, 2, "two redrawn tables");
 
     // Net I/O grows with traffic on the project's own network.
     let before = rx_bytes(&api_stats(&project, &web));
