@@ -352,6 +352,31 @@ fn top_and_stats_show_the_containers_own_processes_limit_and_traffic() {
         Some(32 << 20)
     );
 
+    // A first CPU limit: the container joins the cpu controller's cgroup there and then.
+    project.docker(&["update", "--cpus", "0.5", &web]);
+    let quota = cgroups_of(std::slice::from_ref(&id))
+        .iter()
+        .find_map(|dir| {
+            let v2 = std::fs::read_to_string(dir.join("cpu.max")).ok();
+            let v1 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok();
+            v2.or(v1).map(|t| t.trim().to_string())
+        });
+    assert!(
+        matches!(quota.as_deref(), Some("50000" | "50000 100000")),
+        "{quota:?}"
+    );
+    let procs_in_cpu_cgroup = cgroups_of(std::slice::from_ref(&id))
+        .iter()
+        .filter(|d| d.join("cpu.cfs_quota_us").exists() || d.join("cpu.max").exists())
+        .map(|d| std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default())
+        .map(|t| t.lines().count())
+        .max();
+    assert_eq!(
+        procs_in_cpu_cgroup,
+        Some(3),
+        "sh and its two sleeps moved in"
+    );
+
     // rename: the name changes, the compose labels do not, and the network answers to it.
     project.docker(&["rename", &web, "renamed-web"]);
     assert_eq!(

@@ -595,15 +595,22 @@ pub fn update_live(
     for enable in &res.enable_controllers {
         enable_controllers(sys, enable)?;
     }
-    for dir in dirs.iter().filter(|d| !sys.exists(d)) {
+    let create = |dir: &PathBuf| {
         sys.create_dir_all(dir)
             .map_err(|source| CgroupError::Create {
                 path: dir.clone(),
                 source,
-            })?;
-        if res.cpuset_inherit.contains(dir) {
-            inherit_cpuset(sys, dir)?;
+            })
+    };
+    // A new v1 cpuset (and its new `berth` parent) takes its parent's CPUs before anyone joins.
+    for dir in &res.cpuset_inherit {
+        if !sys.exists(dir) {
+            create(dir)?;
         }
+        inherit_cpuset(sys, dir)?;
+    }
+    for dir in dirs.iter().filter(|d| !sys.exists(d)) {
+        create(dir)?;
         for pid in pids {
             // A process that exited meanwhile has nothing left to limit.
             let _ = sys.write_file(&dir.join("cgroup.procs"), &pid.to_string());
@@ -1457,6 +1464,39 @@ mod tests {
         assert_eq!(members, [pid]);
         assert!(gone, "the freeze group is removed");
         assert!(back_in_root);
+    }
+
+    /// `docker update` with a first memory limit on a hybrid host: the container joins the v1
+    /// memory hierarchy (its processes moved in) before the limit is written; the hierarchies
+    /// it is in already are only written to.
+    #[test]
+    fn update_live_joins_a_new_hierarchy_then_writes_the_limits() {
+        let layout = hybrid();
+        let limits = Limits {
+            memory: 64 << 20,
+            memory_swap: -1,
+            pids: 10,
+            ..Default::default()
+        };
+        let (dirs, res) = layout.plan("c1", &limits).unwrap();
+        let mut sys = RecordingSyscall::new()
+            .with_file("/cg/unified/berth/c1", "")
+            .with_file("/cg/pids/berth/c1", "");
+        for w in &res.writes {
+            sys = sys.with_file(w.file.clone(), "");
+        }
+        update_live(&sys, &dirs, &res, &[41, 42]).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                "mkdir /cg/memory/berth/c1",
+                "write /cg/memory/berth/c1/cgroup.procs 41",
+                "write /cg/memory/berth/c1/cgroup.procs 42",
+                "write /cg/memory/berth/c1/memory.limit_in_bytes 67108864",
+                "write /cg/memory/berth/c1/memory.memsw.limit_in_bytes -1",
+                "write /cg/pids/berth/c1/pids.max 10",
+            ]
+        );
     }
 
     /// A freeze whose handle is gone (an engine restarted meanwhile) is found again by ID and
