@@ -34,6 +34,20 @@ fn busybox_tar(engine: &TestEngine) -> PathBuf {
     tar
 }
 
+/// Whether the kernel holds container `id` frozen: its cgroup2 directory says `frozen 1`, or
+/// (a host without cgroup2) its v1 freeze group is FROZEN.
+fn frozen_by_the_kernel(id: &str) -> bool {
+    let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .filter_map(|root| std::fs::read_to_string(format!("{root}/berth/{id}/cgroup.events")).ok())
+        .any(|events| events.lines().any(|l| l == "frozen 1"));
+    let v1 = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/freezer/berth-freeze-{id}/freezer.state"
+    ))
+    .is_ok_and(|s| s.trim() == "FROZEN");
+    v2 || v1
+}
+
 fn status_of(result: Result<impl Sized, ClientError>) -> (u16, String) {
     match result {
         Err(ClientError::Api { status, message }) => (status, message),
@@ -80,6 +94,14 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
         .expect("pause");
     let (code, message) = status_of(rt.block_on(client.pause_container(&sleeper)));
     assert_eq!((code, message.contains("already paused")), (409, true));
+    // A commit of a paused container copies it frozen and leaves it paused.
+    let out = engine.docker(&["commit", &sleeper, "local/paused-commit:1"]);
+    assert!(out.status.success(), "docker commit: {}", text(&out.stderr));
+    let inspect = rt
+        .block_on(client.inspect_container(&sleeper))
+        .expect("inspect");
+    assert!(inspect.state.paused, "still paused after the commit");
+    assert!(frozen_by_the_kernel(&sleeper), "and still frozen");
     rt.block_on(client.unpause_container(&sleeper))
         .expect("unpause");
     let (code, message) = status_of(rt.block_on(client.unpause_container(&sleeper)));
