@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::cgroup;
 use crate::engine::Engine;
 
 /// `ps -ef`'s columns.
@@ -279,7 +280,7 @@ impl ContainerStore {
                 record.name
             )));
         }
-        let pids = super::super::runtime::cgroup::pids(&self.cgroup_paths(id));
+        let pids = cgroup::pids(&self.cgroup_paths(id));
         let ps_args = ps_args.trim().to_string();
         tokio::task::spawn_blocking(move || {
             if ps_args.is_empty() || ps_args == "-ef" {
