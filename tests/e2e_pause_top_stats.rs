@@ -61,11 +61,15 @@ fn inspect(project: &TestProject, name: &str, template: &str) -> String {
         .to_string()
 }
 
-/// `berth events --json` running in the background, ended by PID on drop.
-struct EventsFollower(Child);
+/// `berth events --json` running in the background, its lines on a channel; ended by PID on
+/// drop.
+struct EventsFollower {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
 
 impl EventsFollower {
-    fn start(project: &TestProject) -> (EventsFollower, BufReader<std::process::ChildStdout>) {
+    fn start(project: &TestProject) -> EventsFollower {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["-p", &project.name, "events", "--json"])
             .current_dir(project.dir.path())
@@ -76,14 +80,50 @@ impl EventsFollower {
             .spawn()
             .expect("start berth events");
         let out = BufReader::new(child.stdout.take().expect("events stdout"));
-        (EventsFollower(child), out)
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let event = serde_json::from_str(line.trim()).expect("json event");
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        EventsFollower { child, lines }
+    }
+
+    /// The next event whose action starts with `prefix`, waiting at most `timeout`.
+    fn next_with(&self, prefix: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let event = self.lines.recv_timeout(left).ok()?;
+            if event["action"].as_str().unwrap_or("").starts_with(prefix) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Wait until the follower is subscribed: an exec in the container shows up in it (the
+    /// process needs a moment to start and connect, and events before that are not replayed).
+    fn until_subscribed(&self, project: &TestProject, service: &str) {
+        for _ in 0..30 {
+            project.ok(&["exec", "-T", service, "true"]);
+            if self
+                .next_with("exec_", Duration::from_millis(500))
+                .is_some()
+            {
+                return;
+            }
+        }
+        panic!("berth events never showed an exec");
     }
 }
 
 impl Drop for EventsFollower {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -111,7 +151,8 @@ fn pause_freezes_the_workload_until_unpause_and_survives_an_engine_restart() {
     let name = container(&project, "counter");
     counter_passes(&project, 3);
 
-    let (_follower, mut events) = EventsFollower::start(&project);
+    let follower = EventsFollower::start(&project);
+    follower.until_subscribed(&project, "counter");
     let out = project.berth(&["pause", "counter"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -143,18 +184,15 @@ fn pause_freezes_the_workload_until_unpause_and_survives_an_engine_restart() {
     assert_eq!(inspect(&project, &name, "{{.State.Status}}"), "running");
 
     // The events follower saw both, in compose's JSON shape.
-    let mut seen = Vec::new();
-    let mut line = String::new();
-    while seen.len() < 2 && events.read_line(&mut line).unwrap_or(0) > 0 {
-        let event: serde_json::Value = serde_json::from_str(line.trim()).expect("json event");
-        line.clear();
-        if event["action"] == "pause" || event["action"] == "unpause" {
-            assert_eq!(event["service"], "counter", "{event}");
-            assert_eq!(event["attributes"]["name"], name.as_str(), "{event}");
-            seen.push(event["action"].as_str().unwrap_or_default().to_string());
-        }
+    for action in ["pause", "unpause"] {
+        let event = follower
+            .next_with(action, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no {action} event"));
+        assert_eq!(event["action"], action, "{event}");
+        assert_eq!(event["service"], "counter", "{event}");
+        assert_eq!(event["attributes"]["name"], name.as_str(), "{event}");
     }
-    assert_eq!(seen, ["pause", "unpause"]);
+    drop(follower);
 
     // Paused across an engine restart: the freeze is the kernel's, the record says so.
     project.ok(&["pause"]);
