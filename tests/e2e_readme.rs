@@ -675,9 +675,14 @@ const WARNED: &[(&str, &str, &str)] = &[
         "credential_spec",
     ),
     (
-        "deploy.restart_policy",
-        "deploy: {restart_policy: {condition: on-failure}}",
-        "deploy.restart_policy",
+        "deploy.restart_policy.delay",
+        "deploy: {restart_policy: {condition: on-failure, delay: 5s}}",
+        "deploy.restart_policy.delay",
+    ),
+    (
+        "window",
+        "deploy: {restart_policy: {window: 10s}}",
+        "deploy.restart_policy.window",
     ),
     (
         "device_cgroup_rules",

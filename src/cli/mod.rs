@@ -14,6 +14,7 @@ mod containers;
 mod cp;
 mod down;
 mod dry_run;
+mod events;
 mod exec;
 mod image;
 mod images;
@@ -23,6 +24,7 @@ mod login;
 mod logs;
 mod ls;
 mod output;
+mod pause;
 mod port;
 mod progress;
 mod project;
@@ -33,9 +35,11 @@ mod restart;
 mod rm;
 mod run;
 mod start;
+mod stats;
 mod stop;
 mod template;
 mod terminal;
+mod top;
 mod up;
 mod version;
 mod wait;
@@ -131,6 +135,16 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Attach local standard input, output, and error streams to a service's running container
     Attach(attach::AttachArgs),
+    /// Pause services
+    Pause(pause::PauseArgs),
+    /// Unpause services
+    Unpause(pause::PauseArgs),
+    /// Display the running processes
+    Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Receive real time events from containers
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -267,6 +281,11 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Image(args) => image::run(&project, &args).await,
             Command::Watch(args) => watch::run(&project, &args).await,
             Command::Cp(args) => cp::run(&project, &args).await,
+            Command::Pause(args) => pause::run(&project, &args, pause::Direction::Pause).await,
+            Command::Unpause(args) => pause::run(&project, &args, pause::Direction::Unpause).await,
+            Command::Top(args) => top::run(&project, &args).await,
+            Command::Stats(args) => stats::run(&project, &args).await,
+            Command::Events(args) => events::run(&project, &args).await,
             Command::Engine(_) | Command::Config(_) | Command::Version(_) => {
                 unreachable!("dispatched before the runtime is built")
             }
@@ -288,6 +307,9 @@ fn refuse_unsupported_dry_run(command: &Command) -> anyhow::Result<()> {
             | Command::Images(_)
             | Command::Logs(_)
             | Command::Port(_)
+            | Command::Top(_)
+            | Command::Stats(_)
+            | Command::Events(_)
     );
     if globals().dry_run && !supported {
         anyhow::bail!(

@@ -222,7 +222,8 @@ pub fn container_create_request(
     let (exposed_ports, port_bindings) = ports(service);
     let mounts = mounts(project, service);
     let (network_mode, endpoints) = network_endpoints(project, service_name, &name);
-    let restart_policy = service.restart.as_deref().map(restart_policy);
+    let restart_policy =
+        deploy_restart_policy(service).or_else(|| service.restart.as_deref().map(restart_policy));
     let mut host_config = HostConfig {
         mounts: (!mounts.is_empty()).then_some(mounts),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
@@ -270,6 +271,30 @@ fn restart_policy(restart: &str) -> RestartPolicy {
         name,
         maximum_retry_count: count,
     }
+}
+
+/// `deploy.restart_policy` as Docker's policy, as docker compose maps it (`getRestartPolicy`):
+/// `condition` none → `no`, any → `always`, on-failure stays, and `max_attempts` is the retry
+/// count. docker compose lets it win over `restart:` and drops `delay` and `window`, which only
+/// a swarm acts on; berth does the same.
+fn deploy_restart_policy(service: &Service) -> Option<RestartPolicy> {
+    let policy = service.extra.get("deploy")?.get("restart_policy")?;
+    let condition = policy
+        .get("condition")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let name = match condition {
+        "none" | "no" => "no",
+        "any" | "always" => "always",
+        other => other,
+    };
+    Some(RestartPolicy {
+        name: name.to_string(),
+        maximum_retry_count: policy
+            .get("max_attempts")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+    })
 }
 
 /// The compose labels of replica `number` (the service's own labels, then compose's).
@@ -876,6 +901,37 @@ fn resolve_bind_source(project_dir: &Path, source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deploy_restart_policy_maps_as_docker_compose_does() {
+        let with = |deploy: serde_json::Value, restart: Option<&str>| {
+            let mut service = Service {
+                restart: restart.map(str::to_string),
+                ..Default::default()
+            };
+            service.extra.insert("deploy".into(), deploy);
+            deploy_restart_policy(&service)
+                .or_else(|| service.restart.as_deref().map(restart_policy))
+        };
+        let policy = |name: &str, n| {
+            Some(RestartPolicy {
+                name: name.into(),
+                maximum_retry_count: n,
+            })
+        };
+        let on_failure = serde_json::json!({"restart_policy": {"condition": "on-failure", "max_attempts": 3, "delay": "5s"}});
+        assert_eq!(with(on_failure, None), policy("on-failure", 3));
+        let any = serde_json::json!({"restart_policy": {"condition": "any"}});
+        assert_eq!(with(any.clone(), None), policy("always", 0));
+        let none = serde_json::json!({"restart_policy": {"condition": "none"}});
+        assert_eq!(with(none, Some("always")), policy("no", 0));
+        // Without deploy.restart_policy, `restart:` alone decides.
+        let replicas = serde_json::json!({"replicas": 2});
+        assert_eq!(
+            with(replicas, Some("on-failure:2")),
+            policy("on-failure", 2)
+        );
+    }
 
     #[test]
     fn object_modes_read_as_the_loader_leaves_them() {

@@ -238,8 +238,13 @@ fn ignored_logging_deploy_and_networks(
         }
     }
     if let Some(deploy) = service.extra.get("deploy").and_then(|v| v.as_object()) {
-        if deploy.contains_key("restart_policy") {
-            ignore("deploy.restart_policy", "use `restart:` instead");
+        // The condition and max_attempts are the container's restart policy; these two are
+        // swarm-only and docker compose drops them too.
+        let policy = deploy.get("restart_policy").and_then(|p| p.as_object());
+        for field in ["delay", "window"] {
+            if policy.is_some_and(|p| p.contains_key(field)) {
+                ignore(&format!("deploy.restart_policy.{field}"), "");
+            }
         }
     }
     for (key, network) in &service.networks {

@@ -612,6 +612,30 @@ impl NetworkManager {
         Ok(())
     }
 
+    /// `docker rename`: the container answers to its new name instead of the old one on every
+    /// network it is attached to (its aliases stay). Best effort: a record that cannot be saved
+    /// keeps the new name in memory until the next restore.
+    pub fn rename_container(&self, container_id: &str, old: &str, new: &str) {
+        let record = {
+            let mut st = self.state();
+            let Some(record) = st.attachments.get_mut(container_id) else {
+                return;
+            };
+            record.container_name = new.to_string();
+            for ep in &mut record.endpoints {
+                for name in ep.dns_names.iter_mut().filter(|n| *n == old) {
+                    *name = new.to_string();
+                }
+            }
+            record.clone()
+        };
+        let path = state::attachment_path(&self.dir, container_id);
+        if let Err(e) = state::save(&path, &record) {
+            eprintln!("berth network: cannot save {}: {e}", path.display());
+        }
+        self.refresh_dns();
+    }
+
     /// Allocate endpoints (addresses, names, interface names) and the files; makes nothing.
     fn plan_attachment(&self, req: &AttachRequest) -> Result<AttachmentRecord> {
         let st = self.state();

@@ -37,6 +37,7 @@ mod attach;
 pub use attach::{AttachOptions, Hijacked};
 mod build;
 mod sync;
+mod lifecycle;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
 
 #[derive(Debug, Error)]

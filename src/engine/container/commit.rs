@@ -338,7 +338,9 @@ impl Engine {
         if !upper.is_dir() {
             return Ok(None); // never started: nothing changed
         }
-        let running = self.containers.state(id).status == Status::Running;
+        // A container the user paused is frozen already, and must stay so after the commit.
+        let state = self.containers.state(id);
+        let running = state.status == Status::Running && !state.paused;
         let paths = self.containers.cgroup_paths(id);
         let exclude = mount_point_stubs(record);
         let parents = base.layers.clone();

@@ -326,7 +326,7 @@ impl ContainerStore {
         Ok((name, id))
     }
 
-    fn id_by_name(&self, name: &str) -> Option<String> {
+    pub(super) fn id_by_name(&self, name: &str) -> Option<String> {
         self.ids()
             .into_iter()
             .find(|id| self.load_record(id).is_ok_and(|r| r.name == name))

@@ -462,6 +462,9 @@ impl ContainerStore {
                 record.name
             )));
         }
+        if state.paused {
+            return Err(super::pause::exec_refusal(&record.name));
+        }
         if req.args.is_empty() {
             return Err(ContainerError::BadRequest(
                 "no exec command specified".into(),
@@ -642,11 +645,15 @@ impl Engine {
     pub fn create_exec(&self, id_or_name: &str, config: ExecConfig) -> Result<String> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
-        if self.containers.state(&id).status != Status::Running {
+        let state = self.containers.state(&id);
+        if state.status != Status::Running {
             return Err(ContainerError::Conflict(format!(
                 "container {} is not running",
                 record.name
             )));
+        }
+        if state.paused {
+            return Err(super::pause::exec_refusal(&record.name));
         }
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(ContainerError::BadRequest(

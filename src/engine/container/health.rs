@@ -211,6 +211,10 @@ impl ContainerStore {
                 probe.interval
             };
             tokio::time::sleep(wait).await;
+            // Docker stops probing a paused container and resumes when it is unpaused.
+            if self.state(&id).paused {
+                continue;
+            }
 
             let start = Utc::now();
             let start_text = now_rfc3339();

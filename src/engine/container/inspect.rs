@@ -112,9 +112,9 @@ fn inspect_state(state: &StateRecord) -> ContainerState {
         }
     };
     ContainerState {
-        status: state.status.as_str().into(),
+        status: state.status_name().into(),
         running,
-        paused: false,
+        paused: state.is_paused(),
         restarting: false,
         oom_killed: state.oom_killed,
         dead: false,

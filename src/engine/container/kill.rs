@@ -16,7 +16,13 @@ impl ContainerStore {
             )));
         }
         state.stopped_by_user = true;
-        self.save_state(id, &state)
+        self.save_state(id, &state)?;
+        // A frozen process acts on the signal only once thawed; Docker thaws for these.
+        let record = self.load_record(id)?;
+        if super::pause::signal_thaws(signal, super::pause::configured_stop_signal(&record)) {
+            self.thaw_for_kill(id).await?;
+        }
+        Ok(())
     }
 }
 

@@ -111,6 +111,9 @@ pub fn status_text(state: &StateRecord, now: DateTime<Utc>) -> String {
                 Some(t) => format!("Up {}", human_duration(now - t)),
                 None => "Up".into(),
             };
+            if state.paused {
+                return format!("{up} (Paused)");
+            }
             // Docker: `Up 5 seconds (healthy)`, `Up 1 second (health: starting)`.
             match state.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => format!("{up} (health: starting)"),
@@ -193,7 +196,7 @@ impl ContainerStore {
             created: parse_time(&record.created).map_or(0, |t| t.timestamp()),
             ports: port_summaries(record, running),
             labels: record.labels.clone(),
-            state: state.status.as_str().into(),
+            state: state.status_name().into(),
             status: status_text(state, Utc::now()),
             host_config: SummaryHostConfig {
                 network_mode: record
@@ -231,7 +234,7 @@ impl ContainerStore {
             if !all && state.status != Status::Running && filters.statuses.is_empty() {
                 continue;
             }
-            if !filters.matches(&record, state.status.as_str()) {
+            if !filters.matches(&record, state.status_name()) {
                 continue;
             }
             out.push((

@@ -322,6 +322,7 @@ fn running_state(
         restart_backoff_ms: plan.policy_restart_backoff_ms.unwrap_or(0),
         health: health::initial(record),
         oom_killed: false,
+        paused: false,
     }
 }
 

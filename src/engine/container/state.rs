@@ -97,9 +97,27 @@ pub struct StateRecord {
     /// `State.OOMKilled`: the last run ended with the OOM killer acting in its memory cgroup.
     #[serde(default)]
     pub oom_killed: bool,
+    /// `State.Paused`: the running container's processes are frozen (see `pause`). The status
+    /// stays `running`, as Docker keeps `State.Running` true while paused.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl StateRecord {
+    /// Docker's `State.Status`: `paused` for a paused running container.
+    pub fn status_name(&self) -> &'static str {
+        if self.is_paused() {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// Running with its processes frozen.
+    pub fn is_paused(&self) -> bool {
+        self.status == Status::Running && self.paused
+    }
+
     /// The state the files on disk imply: a `running` record whose shim has written an exit
     /// record (or died without one) is exited.
     pub fn effective(&self, exit: Option<&ExitRecord>) -> StateRecord {
@@ -110,12 +128,14 @@ impl StateRecord {
         match exit {
             Some(rec) if rec.pid == self.init.pid => {
                 st.status = Status::Exited;
+                st.paused = false;
                 st.exit_code = rec.exit_code;
                 st.finished_at = rec.finished_at.clone();
                 st.oom_killed = rec.oom_killed;
             }
             _ if !self.shim.alive() && !self.init.alive() => {
                 st.status = Status::Exited;
+                st.paused = false;
                 st.exit_code = 255;
                 st.finished_at =
                     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);

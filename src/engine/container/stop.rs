@@ -30,6 +30,8 @@ impl ContainerStore {
             .or(record.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         state.init.signal(signal);
+        // A paused container is thawed so it sees its stop signal, as Docker's stop does.
+        self.thaw_for_kill(id).await?;
         let graceful = if timeout < 0 {
             state.shim.exited().await;
             true
@@ -49,6 +51,8 @@ impl ContainerStore {
     /// SIGKILL the init and every process in the cgroup, then wait for the shim to record the exit.
     pub(crate) async fn kill_everything(&self, id: &str, init: ProcIdentity, shim: ProcIdentity) {
         init.signal(libc::SIGKILL);
+        // A paused container is thawed so the SIGKILL reaches its processes, as Docker does.
+        let _ = self.thaw_for_kill(id).await;
         let paths = self.cgroup_paths(id);
         let _ =
             tokio::task::spawn_blocking(move || cgroup::kill_all(&paths, Duration::from_secs(5)))

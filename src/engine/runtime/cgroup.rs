@@ -581,6 +581,52 @@ fn inherit_cpuset(sys: &dyn Syscall, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// `docker update` on a running container: `res`'s limits written into its cgroups. A cgroup
+/// it has not joined (a first limit on a controller it had none from) is made and its processes
+/// `pids` moved in before the write. A write the kernel refuses for the order (v1 wants
+/// `memory.memsw.limit_in_bytes` >= `memory.limit_in_bytes` at every step) is retried once after
+/// the others.
+pub fn update_live(
+    sys: &dyn Syscall,
+    dirs: &[PathBuf],
+    res: &CgroupResources,
+    pids: &[i32],
+) -> Result<(), CgroupError> {
+    for enable in &res.enable_controllers {
+        enable_controllers(sys, enable)?;
+    }
+    let create = |dir: &PathBuf| {
+        sys.create_dir_all(dir)
+            .map_err(|source| CgroupError::Create {
+                path: dir.clone(),
+                source,
+            })
+    };
+    // A new v1 cpuset (and its new `berth` parent) takes its parent's CPUs before anyone joins.
+    for dir in &res.cpuset_inherit {
+        if !sys.exists(dir) {
+            create(dir)?;
+        }
+        inherit_cpuset(sys, dir)?;
+    }
+    for dir in dirs.iter().filter(|d| !sys.exists(d)) {
+        create(dir)?;
+        for pid in pids {
+            // A process that exited meanwhile has nothing left to limit.
+            let _ = sys.write_file(&dir.join("cgroup.procs"), &pid.to_string());
+        }
+    }
+    let refused: Vec<&CgroupWrite> = res
+        .writes
+        .iter()
+        .filter(|w| write_limit(sys, w).is_err())
+        .collect();
+    for w in refused {
+        write_limit(sys, w)?;
+    }
+    Ok(())
+}
+
 /// One limit's knob; a knob the kernel does not offer is an error naming the limit, unless the
 /// plan marked it optional.
 fn write_limit(sys: &dyn Syscall, w: &CgroupWrite) -> Result<(), CgroupError> {
@@ -883,6 +929,16 @@ impl V1Freeze {
                 Err(e)
             }
         }
+    }
+
+    /// The freeze group of container `id` that an earlier pause left, by this engine or one
+    /// before a restart (a paused container stays paused across engine restarts).
+    pub fn existing(root: &Path, id: &str) -> Option<V1Freeze> {
+        let dir = root.join(format!("berth-freeze-{id}"));
+        dir.is_dir().then(|| V1Freeze {
+            root: root.to_path_buf(),
+            dir,
+        })
     }
 
     /// Thaws, moves the processes back to the hierarchy's root and removes the group.
@@ -1408,6 +1464,73 @@ mod tests {
         assert_eq!(members, [pid]);
         assert!(gone, "the freeze group is removed");
         assert!(back_in_root);
+    }
+
+    /// `docker update` with a first memory limit on a hybrid host: the container joins the v1
+    /// memory hierarchy (its processes moved in) before the limit is written; the hierarchies
+    /// it is in already are only written to.
+    #[test]
+    fn update_live_joins_a_new_hierarchy_then_writes_the_limits() {
+        let layout = hybrid();
+        let limits = Limits {
+            memory: 64 << 20,
+            memory_swap: -1,
+            pids: 10,
+            ..Default::default()
+        };
+        let (dirs, res) = layout.plan("c1", &limits).unwrap();
+        let mut sys = RecordingSyscall::new()
+            .with_file("/cg/unified/berth/c1", "")
+            .with_file("/cg/pids/berth/c1", "");
+        for w in &res.writes {
+            sys = sys.with_file(w.file.clone(), "");
+        }
+        update_live(&sys, &dirs, &res, &[41, 42]).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                "mkdir /cg/memory/berth/c1",
+                "write /cg/memory/berth/c1/cgroup.procs 41",
+                "write /cg/memory/berth/c1/cgroup.procs 42",
+                "write /cg/memory/berth/c1/memory.limit_in_bytes 67108864",
+                "write /cg/memory/berth/c1/memory.memsw.limit_in_bytes -1",
+                "write /cg/pids/berth/c1/pids.max 10",
+            ]
+        );
+    }
+
+    /// A freeze whose handle is gone (an engine restarted meanwhile) is found again by ID and
+    /// thawed; afterwards there is nothing left to find.
+    #[test]
+    fn v1_freeze_is_found_again_by_id_and_thawed() {
+        let in_ci = std::env::var_os("BERTH_CI").is_some_and(|v| v == "1");
+        let (Some(root), Some(pids_root)) = (v1_freezer_root(), CgroupLayout::detect().v1_pids)
+        else {
+            return; // a pure cgroup2 host: pause uses cgroup.freeze, which needs no handle
+        };
+        let group = pids_root.join(format!("berth-test-v1again-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&group) {
+            assert!(!in_ci, "cannot create {}: {e}", group.display());
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(group.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let paths = vec![group.clone()];
+        let id = format!("again-{}", std::process::id());
+        let none_before = V1Freeze::existing(&root, &id).is_none();
+        drop(V1Freeze::freeze(&root, &id, &paths, Duration::from_secs(5)).unwrap());
+        let found = V1Freeze::existing(&root, &id);
+        let was_found = found.is_some();
+        let thawed = found.map(V1Freeze::thaw);
+        let none_after = V1Freeze::existing(&root, &id).is_none();
+        kill_all(&paths, Duration::from_secs(5));
+        child.wait().unwrap();
+        remove(&paths).unwrap();
+        assert!(none_before && was_found && none_after);
+        assert!(matches!(thawed, Some(Ok(()))), "{thawed:?}");
     }
 
     #[test]

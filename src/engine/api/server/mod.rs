@@ -18,6 +18,7 @@ mod exec;
 mod filters;
 mod image_archive;
 mod images;
+mod lifecycle;
 mod networks;
 mod sync;
 mod resize;
@@ -159,6 +160,7 @@ pub fn router(engine: SharedEngine) -> Router {
         .merge(build::routes())
         .merge(sync::routes())
         .merge(resize::routes())
+        .merge(lifecycle::routes())
         .fallback(not_served)
         .method_not_allowed_fallback(method_not_served)
         .with_state(engine)
