@@ -128,7 +128,20 @@ pub struct CommandOutput {
 pub trait Runner {
     /// Whether `program` is installed.
     fn installed(&self, program: &str) -> bool;
+    /// The file name `program` finally resolves to through its symlinks (`iptables` →
+    /// `xtables-nft-multi`), when it is installed.
+    fn resolved_name(&self, program: &str) -> Option<String>;
+    /// Whether the legacy x_tables `filter` table is loaded in this network namespace (without
+    /// it, `iptables-legacy-save` has no `filter` table to print).
+    fn legacy_filter_loaded(&self) -> bool;
     fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput>;
+    /// [`Runner::run`] with `input` on the program's standard input.
+    fn run_with_input(
+        &mut self,
+        program: &str,
+        args: &[String],
+        input: &str,
+    ) -> Result<CommandOutput>;
 }
 
 /// Runs the real tools, found on `PATH` or in the sbin directories (an engine started from a
@@ -150,18 +163,50 @@ impl Runner for HostRunner {
         Self::locate(program).is_some()
     }
 
+    fn resolved_name(&self, program: &str) -> Option<String> {
+        let real = std::fs::canonicalize(Self::locate(program)?).ok()?;
+        Some(real.file_name()?.to_string_lossy().into_owned())
+    }
+
+    fn legacy_filter_loaded(&self) -> bool {
+        xtables::filter_loaded()
+    }
+
     fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {
+        self.run_with_input(program, args, "")
+    }
+
+    fn run_with_input(
+        &mut self,
+        program: &str,
+        args: &[String],
+        input: &str,
+    ) -> Result<CommandOutput> {
+        use std::io::Write;
+        use std::process::Stdio;
         let spawn = |source| FirewallError::Spawn {
             program: program.to_string(),
             source,
         };
         let path =
             Self::locate(program).ok_or_else(|| spawn(std::io::ErrorKind::NotFound.into()))?;
-        let out = std::process::Command::new(path)
+        let stdin = if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        };
+        let mut child = std::process::Command::new(path)
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(spawn)?;
+        if let Some(mut pipe) = child.stdin.take() {
+            // A program that exits early closes its end: its status and stderr say why.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(spawn)?;
         Ok(CommandOutput {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -178,6 +223,26 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
     } else {
         Err(FirewallError::Command {
             command: format!("{program} {}", args.join(" ")),
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// [`run_checked`] with `input` on standard input; a failure names the input too, joined into
+/// one line.
+fn run_checked_with_input(
+    runner: &mut dyn Runner,
+    program: &str,
+    args: &[String],
+    input: &str,
+) -> Result<CommandOutput> {
+    let out = runner.run_with_input(program, args, input)?;
+    if out.success {
+        Ok(out)
+    } else {
+        let lines: Vec<&str> = input.lines().collect();
+        Err(FirewallError::Command {
+            command: format!("{program} {} <<< '{}'", args.join(" "), lines.join("; ")),
             stderr: out.stderr,
         })
     }
@@ -284,7 +349,13 @@ pub(crate) mod fake {
         pub installed: Vec<&'static str>,
         /// `"program arg arg"` → output; a command not listed succeeds with no output.
         pub answers: HashMap<String, CommandOutput>,
+        /// Program → the file name it resolves to; unlisted programs resolve to nothing.
+        pub resolved: HashMap<&'static str, &'static str>,
+        /// The legacy `filter` table is not loaded (by default it is, so its save runs).
+        pub legacy_unloaded: bool,
         pub ran: Vec<String>,
+        /// What each command run with input was given, in order.
+        pub inputs: Vec<String>,
     }
 
     impl FakeRunner {
@@ -325,6 +396,24 @@ pub(crate) mod fake {
     impl Runner for FakeRunner {
         fn installed(&self, program: &str) -> bool {
             self.installed.contains(&program)
+        }
+
+        fn resolved_name(&self, program: &str) -> Option<String> {
+            self.resolved.get(program).map(|s| s.to_string())
+        }
+
+        fn legacy_filter_loaded(&self) -> bool {
+            !self.legacy_unloaded
+        }
+
+        fn run_with_input(
+            &mut self,
+            program: &str,
+            args: &[String],
+            input: &str,
+        ) -> Result<CommandOutput> {
+            self.inputs.push(input.to_string());
+            self.run(program, args)
         }
 
         fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {
