@@ -63,6 +63,7 @@
 //! state (unit-tested); the commands run behind [`Runner`]. Missing tools (no iptables, no
 //! firewalld) mean nothing of theirs can drop berth's traffic, and are skipped.
 
+mod chains;
 mod firewalld;
 mod foreign;
 mod generation;
