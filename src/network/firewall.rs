@@ -35,9 +35,10 @@
 //!    policy; a `dockerd` that starts later inserts its jump above ours, which is harmless since
 //!    its chains drop only traffic to its own bridges), each rule tagged `berth:<bridge>`: teardown
 //!    deletes exactly its network's rules and drops the chain and the jump with the last one.
-//!    The rules accept `-i br -o br` (inside the network, what br_netfilter shows iptables),
-//!    `-i br ! -o br` and `-o br` conntrack `RELATED,ESTABLISHED` (out and back; internal
-//!    networks get only the first). Traffic from network A to network B is accepted here and
+//!    A network's changes go in as one `iptables-restore --noflush` per backend (one process,
+//!    one atomic commit). The rules accept `-i br -o br` (inside the network, what
+//!    br_netfilter shows iptables), `-i br ! -o br` and `-o br` conntrack
+//!    `RELATED,ESTABLISHED` (out and back; internal networks get only the first). Traffic from network A to network B is accepted here and
 //!    dropped by B's own table (1): isolation does not depend on the host's filter.
 //! 3. firewalld (`firewalld.rs`): its `inet firewalld` table is owned by firewalld (nobody else
 //!    may edit it) and rejects forwarded traffic of interfaces in no zone, so the bridge is put in
