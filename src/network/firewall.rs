@@ -38,8 +38,9 @@
 //!    A network's changes go in as one `iptables-restore --noflush` per backend (one process,
 //!    one atomic commit). The rules accept `-i br -o br` (inside the network, what
 //!    br_netfilter shows iptables), `-i br ! -o br` and `-o br` conntrack
-//!    `RELATED,ESTABLISHED` (out and back; internal networks get only the first). Traffic from network A to network B is accepted here and
-//!    dropped by B's own table (1): isolation does not depend on the host's filter.
+//!    `RELATED,ESTABLISHED` (out and back; internal networks get only the first). Traffic
+//!    from network A to network B is accepted here and dropped by B's own table (1):
+//!    isolation does not depend on the host's filter.
 //! 3. firewalld (`firewalld.rs`): its `inet firewalld` table is owned by firewalld (nobody else
 //!    may edit it) and rejects forwarded traffic of interfaces in no zone, so the bridge is put in
 //!    the `trusted` zone (runtime only) through `firewall-cmd`, as Docker puts its bridges in its
