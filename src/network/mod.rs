@@ -389,7 +389,7 @@ impl NetworkManager {
 
         // Persist first so that a crash half-way leaves a record `detach`/`restore` can undo.
         let path = state::attachment_path(&self.dir, &record.container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State {
+        state::save_attachment(&path, &record).map_err(|source| NetworkError::State {
             path: path.clone(),
             source,
         })?;
@@ -516,7 +516,7 @@ impl NetworkManager {
         let first = record.endpoints.is_empty();
         record.endpoints.push(endpoint.clone());
         let path = state::attachment_path(&self.dir, container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State {
+        state::save_attachment(&path, &record).map_err(|source| NetworkError::State {
             path: path.clone(),
             source,
         })?;
@@ -528,7 +528,7 @@ impl NetworkManager {
                 .and_then(|r| r)
         };
         if let Err(e) = plugged {
-            let _ = state::save(&path, &previous);
+            let _ = state::save_attachment(&path, &previous);
             return Err(e);
         }
         self.state()
@@ -604,7 +604,8 @@ impl NetworkManager {
         .await
         .map_err(|e| NetworkError::Other(format!("network disconnect task failed: {e}")))??;
         let path = state::attachment_path(&self.dir, container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State { path, source })?;
+        state::save_attachment(&path, &record)
+            .map_err(|source| NetworkError::State { path, source })?;
         self.state()
             .attachments
             .insert(container_id.to_string(), record);
