@@ -255,11 +255,15 @@ fn run_checked_with_input(
 /// `masquerade`, never for an internal network), then the host's accepts. Returns the host
 /// filter's fingerprint read at the end, still under the lock, so that no other engine's edit
 /// falls between the ensure and the fingerprint.
+///
+/// `alone`: the network is new and this engine has no other, so the iptables part is first
+/// tried without reading the table (see [`iptables::ensure_alone`]).
 pub fn ensure(
     bridge: &str,
     subnet: Subnet,
     internal: bool,
     masquerade: bool,
+    alone: bool,
 ) -> Result<Generation> {
     // Each part on its own: without nf_tables (no table), the host's iptables can still drop.
     let forwarding = if masquerade {
@@ -269,15 +273,24 @@ pub fn ensure(
     };
     let table = nft::install_table(bridge, subnet, internal, masquerade);
     let host = lock().and_then(|_lock| {
-        ensure_host(&mut HostRunner, bridge, internal)?;
+        ensure_host(&mut HostRunner, bridge, internal, alone)?;
         Ok(Generation::read())
     });
     forwarding.and(table).and(host)
 }
 
 /// The host part of [`ensure`], behind the seam.
-pub fn ensure_host(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
-    iptables::ensure(runner, bridge, internal)?;
+pub fn ensure_host(
+    runner: &mut dyn Runner,
+    bridge: &str,
+    internal: bool,
+    alone: bool,
+) -> Result<()> {
+    if alone {
+        iptables::ensure_alone(runner, bridge, internal)?;
+    } else {
+        iptables::ensure(runner, bridge, internal)?;
+    }
     firewalld::ensure(runner, bridge)
 }
 
@@ -291,9 +304,19 @@ pub fn foreign_warnings(bridge: &str) -> Vec<String> {
 /// Remove everything of a network: the host's accepts, then its table. Fine when nothing (or
 /// only part) is there. A host without nf_tables never had a table.
 pub fn remove(bridge: &str) -> Result<()> {
+    remove_network(bridge, None)
+}
+
+/// [`remove`] of the last network of this engine (`internal` as it was made): the iptables
+/// part is first tried without reading the table (see [`iptables::remove_alone`]).
+pub fn remove_last(bridge: &str, internal: bool) -> Result<()> {
+    remove_network(bridge, Some(internal))
+}
+
+fn remove_network(bridge: &str, last_internal: Option<bool>) -> Result<()> {
     {
         let _lock = lock()?;
-        remove_host(&mut HostRunner, bridge)?;
+        remove_host(&mut HostRunner, bridge, last_internal)?;
     }
     match nft::remove_table(bridge) {
         Ok(()) | Err(FirewallError::Socket(_)) => Ok(()),
@@ -302,8 +325,15 @@ pub fn remove(bridge: &str) -> Result<()> {
 }
 
 /// The host part of [`remove`], behind the seam. Tries every part before reporting a failure.
-pub fn remove_host(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
-    let ipt = iptables::remove(runner, bridge);
+pub fn remove_host(
+    runner: &mut dyn Runner,
+    bridge: &str,
+    last_internal: Option<bool>,
+) -> Result<()> {
+    let ipt = match last_internal {
+        Some(internal) => iptables::remove_alone(runner, bridge, internal),
+        None => iptables::remove(runner, bridge),
+    };
     let fwd = firewalld::remove(runner, bridge);
     ipt.and(fwd)
 }

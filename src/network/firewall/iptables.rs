@@ -328,6 +328,72 @@ fn apply(runner: &mut dyn Runner, tool: &Tool, plan: Vec<Vec<String>>) -> Result
     Ok(())
 }
 
+/// The commands that take out a network's rules, the jump and the chain, on a table where
+/// nothing else of berth's is left: they all fail (so none applies) if anything else is there.
+pub fn plan_remove_alone(bridge: &str, internal: bool) -> Vec<Vec<String>> {
+    let mut plan: Vec<Vec<String>> = wanted_rules(bridge, internal)
+        .iter()
+        .map(|r| args(&["-D", CHAIN], r))
+        .collect();
+    plan.push(args(&["-D", "FORWARD"], &jump()));
+    plan.push(args(&["-X", CHAIN], &[]));
+    plan
+}
+
+/// The one backend to touch when no table has to be read first to know it: `iptables` drives
+/// nf_tables (by its binary's name: no process), its restore is installed and no legacy
+/// `filter` table is loaded that could drop or hold berth's rules.
+fn sole_nft_backend(runner: &dyn Runner) -> Option<Tool> {
+    let default = runner
+        .resolved_name("iptables")
+        .as_deref()
+        .and_then(backend_of_binary);
+    let usable = default == Some(Backend::Nft)
+        && [NFT_TOOL.iptables, NFT_TOOL.save]
+            .into_iter()
+            .chain(NFT_TOOL.restore)
+            .all(|p| runner.installed(p))
+        && !runner.legacy_filter_loaded();
+    usable.then_some(NFT_TOOL)
+}
+
+/// Runs `plan` in one restore without reading the table first; false when that cannot be done
+/// or the kernel refused it (then nothing of it applied: one commit).
+fn try_blind(runner: &mut dyn Runner, plan: &[Vec<String>]) -> bool {
+    let Some(tool) = sole_nft_backend(runner) else {
+        return false;
+    };
+    let restore = tool.restore.expect("checked by sole_nft_backend");
+    let args = ["-w", "--noflush"].map(String::from);
+    runner
+        .run_with_input(restore, &args, &restore_script(plan))
+        .is_ok_and(|out| out.success)
+}
+
+/// [`ensure`] for a network just made by an engine that has no other: first, without reading
+/// the table, the whole setup as on an empty one — it applies only if the chain did not exist
+/// (`-N` fails otherwise), and then leaves exactly the chain, one jump and the rules. One
+/// process instead of two; anything else falls back to [`ensure`].
+pub fn ensure_alone(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
+    if try_blind(
+        runner,
+        &plan_ensure(&FilterTable::default(), bridge, internal),
+    ) {
+        return Ok(());
+    }
+    ensure(runner, bridge, internal)
+}
+
+/// [`remove`] for the last network of an engine: first, without reading the table, the
+/// network's rules, one jump and the chain — it applies only if the chain ends empty and
+/// unreferenced (`-X` fails otherwise), so nothing of berth's is left. Else [`remove`].
+pub fn remove_alone(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
+    if try_blind(runner, &plan_remove_alone(bridge, internal)) {
+        return Ok(());
+    }
+    remove(runner, bridge)
+}
+
 /// Add the network's accepts to every backend in use, and to the default one.
 pub fn ensure(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
     let Survey { found, default } = survey(runner, true)?;
@@ -727,5 +793,55 @@ COMMIT
             Some(Backend::Legacy)
         );
         assert_eq!(backend_of_binary("iptables"), None);
+    }
+
+    #[test]
+    fn a_new_sole_network_takes_one_restore_and_a_refused_one_falls_back() {
+        let mut r = modern_host();
+        ensure_alone(&mut r, "br-x", false).unwrap();
+        assert_eq!(r.ran, ["iptables-nft-restore -w --noflush"]);
+        assert_eq!(
+            r.inputs[0],
+            restore_script(&plan_ensure(&FilterTable::default(), "br-x", false))
+        );
+
+        // Another engine's network made the chain: -N fails, the table is read and completed.
+        let mut r = modern_host();
+        r.answer("iptables-nft-restore -w --noflush", false, "");
+        r.answer("iptables-nft-save", true, DOCKER_AND_BERTH);
+        ensure_alone(&mut r, "br-x", false).unwrap_err();
+        assert_eq!(r.ran[1], "iptables-nft-save");
+        assert!(!r.inputs[1].contains("-N "), "{}", r.inputs[1]);
+    }
+
+    #[test]
+    fn the_last_network_goes_in_one_restore_and_falls_back_when_refused() {
+        let mut r = modern_host();
+        remove_alone(&mut r, "br-aaa", false).unwrap();
+        assert_eq!(r.ran, ["iptables-nft-restore -w --noflush"]);
+        let script: Vec<&str> = r.inputs[0].lines().collect();
+        assert_eq!(script.len(), 7, "{script:#?}");
+        assert_eq!(
+            script[4..6],
+            ["-D FORWARD -j BERTH-FORWARD", "-X BERTH-FORWARD"]
+        );
+
+        let mut r = modern_host();
+        r.answer("iptables-nft-restore -w --noflush", false, "");
+        remove_alone(&mut r, "br-aaa", true).unwrap();
+        assert_eq!(r.ran[1], "iptables-nft-save");
+    }
+
+    #[test]
+    fn no_blind_restore_where_a_table_must_be_read() {
+        // A legacy table loaded, or a default backend known only by asking: the full survey.
+        let mut r = modern_host();
+        r.legacy_unloaded = false;
+        ensure_alone(&mut r, "br-x", false).unwrap();
+        assert_eq!(r.ran[0], "iptables-nft-save");
+        let mut r = modern_host();
+        r.resolved.clear();
+        remove_alone(&mut r, "br-x", false).unwrap();
+        assert!(r.ran[0].ends_with("-save"), "{:#?}", r.ran);
     }
 }
