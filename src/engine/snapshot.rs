@@ -114,16 +114,35 @@ impl SnapshotStore {
     /// Flushes the unpacked tree and renames it to its final name. If another pull committed the
     /// same snapshot meanwhile, the temporary copy is dropped.
     pub fn commit(&self, tmp: &Path, chain_id: &str) -> Result<PathBuf> {
+        self.flush(tmp)?;
+        self.commit_flushed(tmp, chain_id)
+    }
+
+    /// Makes a temporary tree durable: one syncfs flushes every file of it (cheaper than an
+    /// fsync per file). A pull runs it on the layer's own worker, beside other layers' work.
+    pub fn flush(&self, tmp: &Path) -> Result<()> {
+        let dir = fs::File::open(tmp).map_err(|source| SnapshotError::Io {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(SnapshotError::Io {
+                path: tmp.to_path_buf(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`commit`](Self::commit) of a tree [`flush`](Self::flush) made durable: only the rename
+    /// and the directory's fsync.
+    pub fn commit_flushed(&self, tmp: &Path, chain_id: &str) -> Result<PathBuf> {
         let final_path = self.path(chain_id)?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
         };
-        let dir = fs::File::open(tmp).map_err(io(tmp))?;
-        // One syncfs flushes every file of the tree; cheaper than an fsync per file.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io(tmp)(io::Error::last_os_error()));
-        }
         if final_path.exists() {
             self.discard(tmp);
             return Ok(final_path);

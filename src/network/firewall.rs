@@ -35,10 +35,12 @@
 //!    policy; a `dockerd` that starts later inserts its jump above ours, which is harmless since
 //!    its chains drop only traffic to its own bridges), each rule tagged `berth:<bridge>`: teardown
 //!    deletes exactly its network's rules and drops the chain and the jump with the last one.
-//!    The rules accept `-i br -o br` (inside the network, what br_netfilter shows iptables),
-//!    `-i br ! -o br` and `-o br` conntrack `RELATED,ESTABLISHED` (out and back; internal
-//!    networks get only the first). Traffic from network A to network B is accepted here and
-//!    dropped by B's own table (1): isolation does not depend on the host's filter.
+//!    A network's changes go in as one `iptables-restore --noflush` per backend (one process,
+//!    one atomic commit). The rules accept `-i br -o br` (inside the network, what
+//!    br_netfilter shows iptables), `-i br ! -o br` and `-o br` conntrack
+//!    `RELATED,ESTABLISHED` (out and back; internal networks get only the first). Traffic
+//!    from network A to network B is accepted here and dropped by B's own table (1):
+//!    isolation does not depend on the host's filter.
 //! 3. firewalld (`firewalld.rs`): its `inet firewalld` table is owned by firewalld (nobody else
 //!    may edit it) and rejects forwarded traffic of interfaces in no zone, so the bridge is put in
 //!    the `trusted` zone (runtime only) through `firewall-cmd`, as Docker puts its bridges in its
@@ -63,6 +65,7 @@
 //! state (unit-tested); the commands run behind [`Runner`]. Missing tools (no iptables, no
 //! firewalld) mean nothing of theirs can drop berth's traffic, and are skipped.
 
+mod chains;
 mod firewalld;
 mod foreign;
 mod generation;
@@ -128,7 +131,20 @@ pub struct CommandOutput {
 pub trait Runner {
     /// Whether `program` is installed.
     fn installed(&self, program: &str) -> bool;
+    /// The file name `program` finally resolves to through its symlinks (`iptables` →
+    /// `xtables-nft-multi`), when it is installed.
+    fn resolved_name(&self, program: &str) -> Option<String>;
+    /// Whether the legacy x_tables `filter` table is loaded in this network namespace (without
+    /// it, `iptables-legacy-save` has no `filter` table to print).
+    fn legacy_filter_loaded(&self) -> bool;
     fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput>;
+    /// [`Runner::run`] with `input` on the program's standard input.
+    fn run_with_input(
+        &mut self,
+        program: &str,
+        args: &[String],
+        input: &str,
+    ) -> Result<CommandOutput>;
 }
 
 /// Runs the real tools, found on `PATH` or in the sbin directories (an engine started from a
@@ -150,18 +166,50 @@ impl Runner for HostRunner {
         Self::locate(program).is_some()
     }
 
+    fn resolved_name(&self, program: &str) -> Option<String> {
+        let real = std::fs::canonicalize(Self::locate(program)?).ok()?;
+        Some(real.file_name()?.to_string_lossy().into_owned())
+    }
+
+    fn legacy_filter_loaded(&self) -> bool {
+        xtables::filter_loaded()
+    }
+
     fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {
+        self.run_with_input(program, args, "")
+    }
+
+    fn run_with_input(
+        &mut self,
+        program: &str,
+        args: &[String],
+        input: &str,
+    ) -> Result<CommandOutput> {
+        use std::io::Write;
+        use std::process::Stdio;
         let spawn = |source| FirewallError::Spawn {
             program: program.to_string(),
             source,
         };
         let path =
             Self::locate(program).ok_or_else(|| spawn(std::io::ErrorKind::NotFound.into()))?;
-        let out = std::process::Command::new(path)
+        let stdin = if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        };
+        let mut child = std::process::Command::new(path)
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(spawn)?;
+        if let Some(mut pipe) = child.stdin.take() {
+            // A program that exits early closes its end: its status and stderr say why.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(spawn)?;
         Ok(CommandOutput {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -183,15 +231,39 @@ fn run_checked(runner: &mut dyn Runner, program: &str, args: &[String]) -> Resul
     }
 }
 
+/// [`run_checked`] with `input` on standard input; a failure names the input too, joined into
+/// one line.
+fn run_checked_with_input(
+    runner: &mut dyn Runner,
+    program: &str,
+    args: &[String],
+    input: &str,
+) -> Result<CommandOutput> {
+    let out = runner.run_with_input(program, args, input)?;
+    if out.success {
+        Ok(out)
+    } else {
+        let lines: Vec<&str> = input.lines().collect();
+        Err(FirewallError::Command {
+            command: format!("{program} {} <<< '{}'", args.join(" "), lines.join("; ")),
+            stderr: out.stderr,
+        })
+    }
+}
+
 /// Set up (or repair) everything of a network: its own table (with a masquerade chain when
 /// `masquerade`, never for an internal network), then the host's accepts. Returns the host
 /// filter's fingerprint read at the end, still under the lock, so that no other engine's edit
 /// falls between the ensure and the fingerprint.
+///
+/// `alone`: the network is new and this engine has no other, so the iptables part is first
+/// tried without reading the table (see [`iptables::ensure_alone`]).
 pub fn ensure(
     bridge: &str,
     subnet: Subnet,
     internal: bool,
     masquerade: bool,
+    alone: bool,
 ) -> Result<Generation> {
     // Each part on its own: without nf_tables (no table), the host's iptables can still drop.
     let forwarding = if masquerade {
@@ -201,15 +273,24 @@ pub fn ensure(
     };
     let table = nft::install_table(bridge, subnet, internal, masquerade);
     let host = lock().and_then(|_lock| {
-        ensure_host(&mut HostRunner, bridge, internal)?;
+        ensure_host(&mut HostRunner, bridge, internal, alone)?;
         Ok(Generation::read())
     });
     forwarding.and(table).and(host)
 }
 
 /// The host part of [`ensure`], behind the seam.
-pub fn ensure_host(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
-    iptables::ensure(runner, bridge, internal)?;
+pub fn ensure_host(
+    runner: &mut dyn Runner,
+    bridge: &str,
+    internal: bool,
+    alone: bool,
+) -> Result<()> {
+    if alone {
+        iptables::ensure_alone(runner, bridge, internal)?;
+    } else {
+        iptables::ensure(runner, bridge, internal)?;
+    }
     firewalld::ensure(runner, bridge)
 }
 
@@ -223,9 +304,19 @@ pub fn foreign_warnings(bridge: &str) -> Vec<String> {
 /// Remove everything of a network: the host's accepts, then its table. Fine when nothing (or
 /// only part) is there. A host without nf_tables never had a table.
 pub fn remove(bridge: &str) -> Result<()> {
+    remove_network(bridge, None)
+}
+
+/// [`remove`] of the last network of this engine (`internal` as it was made): the iptables
+/// part is first tried without reading the table (see [`iptables::remove_alone`]).
+pub fn remove_last(bridge: &str, internal: bool) -> Result<()> {
+    remove_network(bridge, Some(internal))
+}
+
+fn remove_network(bridge: &str, last_internal: Option<bool>) -> Result<()> {
     {
         let _lock = lock()?;
-        remove_host(&mut HostRunner, bridge)?;
+        remove_host(&mut HostRunner, bridge, last_internal)?;
     }
     match nft::remove_table(bridge) {
         Ok(()) | Err(FirewallError::Socket(_)) => Ok(()),
@@ -234,8 +325,15 @@ pub fn remove(bridge: &str) -> Result<()> {
 }
 
 /// The host part of [`remove`], behind the seam. Tries every part before reporting a failure.
-pub fn remove_host(runner: &mut dyn Runner, bridge: &str) -> Result<()> {
-    let ipt = iptables::remove(runner, bridge);
+pub fn remove_host(
+    runner: &mut dyn Runner,
+    bridge: &str,
+    last_internal: Option<bool>,
+) -> Result<()> {
+    let ipt = match last_internal {
+        Some(internal) => iptables::remove_alone(runner, bridge, internal),
+        None => iptables::remove(runner, bridge),
+    };
     let fwd = firewalld::remove(runner, bridge);
     ipt.and(fwd)
 }
@@ -284,7 +382,13 @@ pub(crate) mod fake {
         pub installed: Vec<&'static str>,
         /// `"program arg arg"` → output; a command not listed succeeds with no output.
         pub answers: HashMap<String, CommandOutput>,
+        /// Program → the file name it resolves to; unlisted programs resolve to nothing.
+        pub resolved: HashMap<&'static str, &'static str>,
+        /// The legacy `filter` table is not loaded (by default it is, so its save runs).
+        pub legacy_unloaded: bool,
         pub ran: Vec<String>,
+        /// What each command run with input was given, in order.
+        pub inputs: Vec<String>,
     }
 
     impl FakeRunner {
@@ -325,6 +429,24 @@ pub(crate) mod fake {
     impl Runner for FakeRunner {
         fn installed(&self, program: &str) -> bool {
             self.installed.contains(&program)
+        }
+
+        fn resolved_name(&self, program: &str) -> Option<String> {
+            self.resolved.get(program).map(|s| s.to_string())
+        }
+
+        fn legacy_filter_loaded(&self) -> bool {
+            !self.legacy_unloaded
+        }
+
+        fn run_with_input(
+            &mut self,
+            program: &str,
+            args: &[String],
+            input: &str,
+        ) -> Result<CommandOutput> {
+            self.inputs.push(input.to_string());
+            self.run(program, args)
         }
 
         fn run(&mut self, program: &str, args: &[String]) -> Result<CommandOutput> {

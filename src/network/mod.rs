@@ -295,8 +295,11 @@ impl NetworkManager {
             let watch = self.firewall_watch.clone();
             move || -> Result<(NetworkRecord, String)> {
                 let record = create_blocking(&dir, &own, &req, &requested, &id, &bridge)?;
-                let targets: Vec<FirewallTarget> =
-                    FirewallTarget::of(&record).into_iter().collect();
+                let alone = own.is_empty();
+                let targets: Vec<FirewallTarget> = FirewallTarget::of(&record)
+                    .map(|t| FirewallTarget { alone, ..t })
+                    .into_iter()
+                    .collect();
                 let warnings = ensure_firewalls(&watch, &targets, nat, FirewallCheck::Survey);
                 Ok((record, warnings.join("; ")))
             }
@@ -305,7 +308,7 @@ impl NetworkManager {
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
 
         if let Err(e) = self.dns.ensure_listener(&record.id, record.gateway).await {
-            let _ = teardown_network(&self.dir, &record);
+            let _ = teardown_network(&self.dir, &record, false);
             return Err(NetworkError::Other(format!(
                 "network {}: cannot serve DNS on {}:53: {e}",
                 record.name, record.gateway
@@ -364,7 +367,8 @@ impl NetworkManager {
         self.dns.stop_listener(&n.id);
         let dir = self.dir.clone();
         let rec = n.clone();
-        tokio::task::spawn_blocking(move || teardown_network(&dir, &rec))
+        let last = self.state().networks.len() == 1;
+        tokio::task::spawn_blocking(move || teardown_network(&dir, &rec, last))
             .await
             .map_err(|e| NetworkError::Other(format!("network remove task failed: {e}")))??;
         lock_watch(&self.firewall_watch).forget(&n.bridge);
@@ -389,7 +393,7 @@ impl NetworkManager {
 
         // Persist first so that a crash half-way leaves a record `detach`/`restore` can undo.
         let path = state::attachment_path(&self.dir, &record.container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State {
+        state::save_attachment(&path, &record).map_err(|source| NetworkError::State {
             path: path.clone(),
             source,
         })?;
@@ -516,7 +520,7 @@ impl NetworkManager {
         let first = record.endpoints.is_empty();
         record.endpoints.push(endpoint.clone());
         let path = state::attachment_path(&self.dir, container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State {
+        state::save_attachment(&path, &record).map_err(|source| NetworkError::State {
             path: path.clone(),
             source,
         })?;
@@ -528,7 +532,7 @@ impl NetworkManager {
                 .and_then(|r| r)
         };
         if let Err(e) = plugged {
-            let _ = state::save(&path, &previous);
+            let _ = state::save_attachment(&path, &previous);
             return Err(e);
         }
         self.state()
@@ -604,7 +608,8 @@ impl NetworkManager {
         .await
         .map_err(|e| NetworkError::Other(format!("network disconnect task failed: {e}")))??;
         let path = state::attachment_path(&self.dir, container_id);
-        state::save(&path, &record).map_err(|source| NetworkError::State { path, source })?;
+        state::save_attachment(&path, &record)
+            .map_err(|source| NetworkError::State { path, source })?;
         self.state()
             .attachments
             .insert(container_id.to_string(), record);
@@ -1199,6 +1204,8 @@ struct FirewallTarget {
     bridge: String,
     subnet: Subnet,
     internal: bool,
+    /// A network just made by an engine with no other (see `firewall::ensure`).
+    alone: bool,
 }
 
 impl FirewallTarget {
@@ -1207,6 +1214,7 @@ impl FirewallTarget {
             bridge: n.bridge.clone(),
             subnet: n.subnet.parse().ok()?,
             internal: n.internal,
+            alone: false,
         })
     }
 }
@@ -1253,7 +1261,7 @@ fn ensure_firewalls(
     let mut ensured = Vec::new();
     let mut after = before;
     for t in targets.iter().filter(|t| due.contains(&t.bridge)) {
-        match firewall::ensure(&t.bridge, t.subnet, t.internal, nat && !t.internal) {
+        match firewall::ensure(&t.bridge, t.subnet, t.internal, nat && !t.internal, t.alone) {
             Ok(generation) => {
                 after = generation;
                 ensured.push(t.bridge.as_str());
@@ -1281,9 +1289,16 @@ fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<FirewallTarget> {
         .collect()
 }
 
-fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
+/// `last`: no other network of this engine is left (its firewall removal may then skip reading
+/// the table, see `firewall::remove_last`).
+fn teardown_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<()> {
     // Rules before the bridge, as netavark orders it.
-    firewall::remove(&n.bridge).map_err(|e| {
+    let removed = if last {
+        firewall::remove_last(&n.bridge, n.internal)
+    } else {
+        firewall::remove(&n.bridge)
+    };
+    removed.map_err(|e| {
         NetworkError::Other(format!(
             "network {}: cannot remove its firewall rules: {}",
             n.name,

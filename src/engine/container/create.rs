@@ -251,7 +251,14 @@ impl ContainerStore {
         std::fs::create_dir_all(&dir)
             .map_err(ContainerError::io(format!("create {}", dir.display())))?;
         // state.json first: a crash before config.json leaves a directory that `ids()` ignores.
-        self.save_state(&id, &StateRecord::default())?;
+        // Not synced: a missing or torn state.json reads as the default state written here,
+        // and the directory fsync of config.json below makes its name durable anyway.
+        let state_path = dir.join("state.json");
+        let initial = serde_json::to_vec_pretty(&StateRecord::default())
+            .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
+        crate::paths::write_volatile(&state_path, &initial).map_err(ContainerError::io(
+            format!("write {}", state_path.display()),
+        ))?;
         self.save_record(&record)?;
         Ok(record)
     }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 
-use super::paths::{replace_atomic, write_atomic, EngineRoots};
+use super::paths::{replace_atomic, write_atomic, write_volatile, EngineRoots};
 use crate::engine::runtime::cgroup::CgroupLayout;
 use crate::engine::runtime::spec::ExitRecord;
 use state::{ContainerRecord, StateRecord};
@@ -295,6 +295,21 @@ impl ContainerStore {
         let bytes = serde_json::to_vec_pretty(st)
             .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
         replace_atomic(&path, &bytes)
+            .map_err(ContainerError::io(format!("write {}", path.display())))?;
+        self.inner.records_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// [`save_state`](Self::save_state) without the fsync: the engine (and an engine restarted
+    /// after a `kill -9`, the page cache being the kernel's) reads it at once; a power cut may
+    /// lose it. For a stop's `stopped_by_user`, written before the signal so that the exit is
+    /// never taken for a crash, and made durable by the save of the exited state after it: a
+    /// stop cut short by a power cut is as if it had not begun.
+    fn save_state_unsynced(&self, id: &str, st: &StateRecord) -> Result<()> {
+        let path = self.dir(id).join("state.json");
+        let bytes = serde_json::to_vec_pretty(st)
+            .map_err(|e| ContainerError::Other(format!("encode container state: {e}")))?;
+        write_volatile(&path, &bytes)
             .map_err(ContainerError::io(format!("write {}", path.display())))?;
         self.inner.records_changed.notify_waiters();
         Ok(())

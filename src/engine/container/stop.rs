@@ -24,7 +24,8 @@ impl ContainerStore {
             return Ok(false);
         }
         state.stopped_by_user = true;
-        self.save_state(id, &state)?;
+        // No fsync before the signal: the save of the exited state below is the durable one.
+        self.save_state_unsynced(id, &state)?;
         let signal = parse_signal(&record.stop_signal)?;
         let timeout = timeout
             .or(record.stop_timeout)

@@ -303,9 +303,12 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
         life_w: life_w.as_raw_fd(),
         console: tty.as_ref().map_or(-1, |t| t.socket.1.as_raw_fd()),
     };
+    // The shim's own PID namespace, to fork the release child into once the container's is
+    // dead (forking into a namespace whose init has exited fails with ENOMEM).
+    let own_pid_ns = File::open("/proc/self/ns/pid").ok();
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid namespace"))?;
     let child = fork_init(&init, &child_fds)?;
-    let mount_ns = MountNamespacePin::of(child);
+    let mount_ns = MountNamespacePin::of(child, own_pid_ns);
     drop((out_w, err_w, sync_w, stdin, life_r, init));
     let tty = tty.map(TtyPrepared::into_console_end);
     // Before the sync pipe: init sends the master first, and closes the socket on failure.
@@ -360,15 +363,19 @@ pub(crate) fn release_lock_path(spec: &RuntimeSpec) -> PathBuf {
 /// the shim records the exit first and leaves the unmount and its sync to a child.
 struct MountNamespacePin {
     _namespace: File,
+    /// Where the release child is forked: after `unshare(CLONE_NEWPID)` the shim's children
+    /// would go to the container's PID namespace, dead by then.
+    own_pid_ns: Option<File>,
 }
 
 impl MountNamespacePin {
     /// `None` if init is already gone: its namespace then went with it.
-    fn of(child: Pid) -> Option<Self> {
+    fn of(child: Pid, own_pid_ns: Option<File>) -> Option<Self> {
         File::open(format!("/proc/{child}/ns/mnt"))
             .ok()
             .map(|namespace| Self {
                 _namespace: namespace,
+                own_pid_ns,
             })
     }
 
@@ -393,6 +400,10 @@ impl MountNamespacePin {
         let Ok((parent_gone_r, parent_gone_w)) = pipe() else {
             return;
         };
+        if let Some(ns) = self.own_pid_ns.as_ref() {
+            // Failing, the fork below fails too and the shim drops the namespace itself.
+            let _ = nix::sched::setns(ns, CloneFlags::CLONE_NEWPID);
+        }
         // SAFETY: single-threaded; the child only reads, closes and exits.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {

@@ -2,6 +2,7 @@
 //! them (see the parent module) but names each one, with the rules that would let the network
 //! through, so the admin can decide.
 
+use super::chains::{base_chains, BaseChain, HOOK_FORWARD, POLICY_DROP};
 use super::Runner;
 
 /// Tables berth handles itself: its own, iptables-nft's `filter` (through iptables) and
@@ -12,22 +13,14 @@ fn handled(family: &str, table: &str, chain: &str) -> bool {
         || (family == "inet" && table == "firewalld")
 }
 
-/// `(family, table, chain)` of every unhandled `forward` base chain with policy drop in the
-/// output of `nft -j list chains`. IPv6-only chains do not see berth's IPv4 traffic.
-pub fn dropping_chains(json: &str) -> Vec<(String, String, String)> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Vec::new();
-    };
-    let items = value["nftables"].as_array().cloned().unwrap_or_default();
-    items
+/// `(family, table, chain)` of every unhandled `forward` base chain with policy drop.
+/// IPv6-only chains do not see berth's IPv4 traffic.
+pub fn dropping_chains(chains: &[BaseChain]) -> Vec<(String, String, String)> {
+    chains
         .iter()
-        .filter_map(|item| item.get("chain"))
-        .filter(|c| c["hook"] == "forward" && c["policy"] == "drop")
-        .filter_map(|c| {
-            let field = |k: &str| c[k].as_str().map(str::to_string);
-            Some((field("family")?, field("table")?, field("name")?))
-        })
-        .filter(|(f, t, c)| f != "ip6" && !handled(f, t, c))
+        .filter(|c| c.hook == HOOK_FORWARD && c.policy == Some(POLICY_DROP))
+        .filter(|c| c.family != "ip6" && !handled(&c.family, &c.table, &c.name))
+        .map(|c| (c.family.clone(), c.table.clone(), c.name.clone()))
         .collect()
 }
 
@@ -42,19 +35,18 @@ pub fn warning(bridge: &str, (family, table, chain): &(String, String, String)) 
     )
 }
 
-/// Warnings for `bridge`; none when `nft` is not installed or cannot list (then no such chain
-/// can be named, and nftables without `nft` is rare enough not to guess further).
+/// Warnings for `bridge`; none when `nft` is not installed (as before the chains were read
+/// over netlink: such a host gets no advice in `nft` syntax) or the kernel cannot list them.
 pub fn warnings(runner: &mut dyn Runner, bridge: &str) -> Vec<String> {
     if !runner.installed("nft") {
         return Vec::new();
     }
-    let args = ["-j", "list", "chains"].map(String::from);
-    match runner.run("nft", &args) {
-        Ok(out) if out.success => dropping_chains(&out.stdout)
+    match base_chains() {
+        Ok(chains) => dropping_chains(&chains)
             .iter()
             .map(|c| warning(bridge, c))
             .collect(),
-        _ => Vec::new(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -62,23 +54,39 @@ pub fn warnings(runner: &mut dyn Runner, bridge: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// Shaped as `nft -j list chains` (nftables 1.0.6) prints it.
-    const CHAINS: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
- {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
- {"chain": {"family": "ip", "table": "berth-br-1", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
- {"chain": {"family": "inet", "table": "firewalld", "name": "filter_FORWARD", "handle": 3, "type": "filter", "hook": "forward", "prio": 10, "policy": "drop"}},
- {"chain": {"family": "inet", "table": "filter", "name": "forward", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
- {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
- {"chain": {"family": "ip6", "table": "v6", "name": "fw", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
- {"chain": {"family": "inet", "table": "filter", "name": "DOCKER-USER", "handle": 4}}]}"#;
+    fn chain(family: &str, table: &str, name: &str, hook: u32, policy: Option<u32>) -> BaseChain {
+        BaseChain {
+            family: family.into(),
+            table: table.into(),
+            name: name.into(),
+            hook,
+            policy,
+        }
+    }
 
     #[test]
     fn only_unhandled_ipv4_forward_chains_with_drop_policy_are_named() {
+        const INPUT: u32 = 1;
+        let chains = [
+            chain("ip", "filter", "FORWARD", HOOK_FORWARD, Some(POLICY_DROP)),
+            chain("ip", "berth-br-1", "forward", HOOK_FORWARD, Some(1)),
+            chain(
+                "inet",
+                "firewalld",
+                "filter_FORWARD",
+                HOOK_FORWARD,
+                Some(POLICY_DROP),
+            ),
+            chain("inet", "filter", "forward", HOOK_FORWARD, Some(POLICY_DROP)),
+            chain("inet", "filter", "input", INPUT, Some(POLICY_DROP)),
+            chain("ip6", "v6", "fw", HOOK_FORWARD, Some(POLICY_DROP)),
+            chain("inet", "filter", "nopolicy", HOOK_FORWARD, None),
+        ];
         assert_eq!(
-            dropping_chains(CHAINS),
+            dropping_chains(&chains),
             [("inet".into(), "filter".into(), "forward".into())]
         );
-        assert!(dropping_chains("not json").is_empty());
+        assert!(dropping_chains(&[]).is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! When the host firewall must be looked at again. A full [`ensure`](super::ensure) costs a
-//! table rewrite and three to five processes (`iptables --version`, one `iptables-save` per
-//! backend, `firewall-cmd`), which on every container start doubled the time of `up`. Instead
+//! table rewrite and processes (one `iptables-save` per backend in use, `firewall-cmd` where
+//! firewalld runs; once it cost three to five), which on every container start doubled the time
+//! of `up`. Instead
 //! the host's packet filter is fingerprinted after each ensure — the nf_tables generation (bumped
 //! by any change to any nf_tables table: `nft`, iptables-nft, firewalld) and the legacy
 //! `filter` table's shape — and a container start re-ensures only when the fingerprint moved

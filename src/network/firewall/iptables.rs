@@ -1,8 +1,11 @@
 //! berth's accept rules in the iptables `filter` table: chain `BERTH-FORWARD`, jumped to from the
 //! top of `FORWARD`, one set of rules per network tagged `berth:<bridge>` (the parent module says
-//! why). Decisions read `iptables-save` output and return the commands to run.
+//! why). Decisions read `iptables-save` output and return the commands to run, which go to the
+//! kernel as one `iptables-restore --noflush` per backend: one process instead of one per
+//! command, and one atomic commit, so a `kill -9` of the engine leaves either all of a network's
+//! change or none of it (either way the next ensure, reading the table first, completes it).
 
-use super::{run_checked, FirewallError, Result, Runner};
+use super::{run_checked, run_checked_with_input, FirewallError, Result, Runner};
 
 pub const CHAIN: &str = "BERTH-FORWARD";
 
@@ -21,23 +24,28 @@ pub struct Tool {
     pub backend: Backend,
     pub iptables: &'static str,
     pub save: &'static str,
+    /// `iptables-restore` of the backend; `None` where it may predate `-w` (before 1.6.2).
+    pub restore: Option<&'static str>,
 }
 
 const NFT_TOOL: Tool = Tool {
     backend: Backend::Nft,
     iptables: "iptables-nft",
     save: "iptables-nft-save",
+    restore: Some("iptables-nft-restore"),
 };
 const LEGACY_TOOL: Tool = Tool {
     backend: Backend::Legacy,
     iptables: "iptables-legacy",
     save: "iptables-legacy-save",
+    restore: Some("iptables-legacy-restore"),
 };
 /// iptables before 1.8 has only the legacy backend and no suffixed names.
 const PLAIN_LEGACY_TOOL: Tool = Tool {
     backend: Backend::Legacy,
     iptables: "iptables",
     save: "iptables-save",
+    restore: None,
 };
 
 /// The `*filter` section of `iptables-save`.
@@ -204,6 +212,38 @@ pub fn plan_remove(table: &FilterTable, bridge: &str) -> Vec<Vec<String>> {
     plan
 }
 
+/// The `iptables-restore` input that runs `plan` on the `filter` table in one commit. `-N`
+/// rather than a `:CHAIN` line: with `--noflush`, declaring a chain that exists flushes it.
+pub fn restore_script(plan: &[Vec<String>]) -> String {
+    let mut script = String::from("*filter\n");
+    for command in plan {
+        let words: Vec<String> = command.iter().map(|w| restore_quote(w)).collect();
+        script.push_str(&words.join(" "));
+        script.push('\n');
+    }
+    script.push_str("COMMIT\n");
+    script
+}
+
+/// A word as `iptables-restore` reads it back: quoted when it holds blanks or quotes.
+fn restore_quote(word: &str) -> String {
+    if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        return word.to_string();
+    }
+    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+/// The backend of the multi-call binary `iptables` resolves to, when its name says it: one
+/// process less than asking `iptables --version`.
+pub fn backend_of_binary(name: &str) -> Option<Backend> {
+    match name {
+        "xtables-nft-multi" => Some(Backend::Nft),
+        "xtables-legacy-multi" => Some(Backend::Legacy),
+        _ => None,
+    }
+}
+
 /// The backend `iptables` itself drives, from `iptables --version` (`… (nf_tables)` or
 /// `… (legacy)`; before 1.8 there is no suffix and only legacy).
 pub fn default_backend(version: &str) -> Backend {
@@ -231,8 +271,18 @@ fn survey(runner: &mut dyn Runner, strict: bool) -> Result<Survey> {
     // `remove` reads every table it can and needs the default backend only to find an old,
     // unsuffixed iptables: one process less on every network removal.
     let default = if (strict || tools.is_empty()) && runner.installed("iptables") {
-        let out = runner.run("iptables", &["--version".to_string()])?;
-        Some(default_backend(&out.stdout))
+        Some(
+            match runner
+                .resolved_name("iptables")
+                .as_deref()
+                .and_then(backend_of_binary)
+            {
+                Some(backend) => backend,
+                None => {
+                    default_backend(&runner.run("iptables", &["--version".to_string()])?.stdout)
+                }
+            },
+        )
     } else {
         None
     };
@@ -241,8 +291,13 @@ fn survey(runner: &mut dyn Runner, strict: bool) -> Result<Survey> {
     }
     let mut found = Vec::new();
     for tool in tools {
+        let must_read = strict && Some(tool.backend) == default;
+        if tool.backend == Backend::Legacy && !must_read && !runner.legacy_filter_loaded() {
+            // No legacy `filter` table: its save would print none, so it is not in use.
+            continue;
+        }
         // Without `-t`: `-t filter` would load (so create) a legacy table nobody uses.
-        if strict && Some(tool.backend) == default {
+        if must_read {
             let out = run_checked(runner, tool.save, &[])?;
             found.push((tool, parse_save(&out.stdout)));
         } else {
@@ -258,11 +313,85 @@ fn survey(runner: &mut dyn Runner, strict: bool) -> Result<Survey> {
 }
 
 fn apply(runner: &mut dyn Runner, tool: &Tool, plan: Vec<Vec<String>>) -> Result<()> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    if let Some(restore) = tool.restore.filter(|r| runner.installed(r)) {
+        // `-w`: wait for the xtables lock rather than fail beside another iptables user.
+        let args = ["-w", "--noflush"].map(String::from);
+        return run_checked_with_input(runner, restore, &args, &restore_script(&plan)).map(|_| ());
+    }
     for command in plan {
         // `-w`: wait for the xtables lock rather than fail beside another iptables user.
         run_checked(runner, tool.iptables, &args(&["-w"], &command))?;
     }
     Ok(())
+}
+
+/// The commands that take out a network's rules, the jump and the chain, on a table where
+/// nothing else of berth's is left: they all fail (so none applies) if anything else is there.
+pub fn plan_remove_alone(bridge: &str, internal: bool) -> Vec<Vec<String>> {
+    let mut plan: Vec<Vec<String>> = wanted_rules(bridge, internal)
+        .iter()
+        .map(|r| args(&["-D", CHAIN], r))
+        .collect();
+    plan.push(args(&["-D", "FORWARD"], &jump()));
+    plan.push(args(&["-X", CHAIN], &[]));
+    plan
+}
+
+/// The one backend to touch when no table has to be read first to know it: `iptables` drives
+/// nf_tables (by its binary's name: no process), its restore is installed and no legacy
+/// `filter` table is loaded that could drop or hold berth's rules.
+fn sole_nft_backend(runner: &dyn Runner) -> Option<Tool> {
+    let default = runner
+        .resolved_name("iptables")
+        .as_deref()
+        .and_then(backend_of_binary);
+    let usable = default == Some(Backend::Nft)
+        && [NFT_TOOL.iptables, NFT_TOOL.save]
+            .into_iter()
+            .chain(NFT_TOOL.restore)
+            .all(|p| runner.installed(p))
+        && !runner.legacy_filter_loaded();
+    usable.then_some(NFT_TOOL)
+}
+
+/// Runs `plan` in one restore without reading the table first; false when that cannot be done
+/// or the kernel refused it (then nothing of it applied: one commit).
+fn try_blind(runner: &mut dyn Runner, plan: &[Vec<String>]) -> bool {
+    let Some(tool) = sole_nft_backend(runner) else {
+        return false;
+    };
+    let restore = tool.restore.expect("checked by sole_nft_backend");
+    let args = ["-w", "--noflush"].map(String::from);
+    runner
+        .run_with_input(restore, &args, &restore_script(plan))
+        .is_ok_and(|out| out.success)
+}
+
+/// [`ensure`] for a network just made by an engine that has no other: first, without reading
+/// the table, the whole setup as on an empty one — it applies only if the chain did not exist
+/// (`-N` fails otherwise), and then leaves exactly the chain, one jump and the rules. One
+/// process instead of two; anything else falls back to [`ensure`].
+pub fn ensure_alone(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
+    if try_blind(
+        runner,
+        &plan_ensure(&FilterTable::default(), bridge, internal),
+    ) {
+        return Ok(());
+    }
+    ensure(runner, bridge, internal)
+}
+
+/// [`remove`] for the last network of an engine: first, without reading the table, the
+/// network's rules, one jump and the chain — it applies only if the chain ends empty and
+/// unreferenced (`-X` fails otherwise), so nothing of berth's is left. Else [`remove`].
+pub fn remove_alone(runner: &mut dyn Runner, bridge: &str, internal: bool) -> Result<()> {
+    if try_blind(runner, &plan_remove_alone(bridge, internal)) {
+        return Ok(());
+    }
+    remove(runner, bridge)
 }
 
 /// Add the network's accepts to every backend in use, and to the default one.
@@ -541,5 +670,178 @@ COMMIT
         let changes = r.changes();
         assert_eq!(changes.len(), 5, "{changes:#?}");
         assert!(changes.iter().all(|c| c.starts_with("iptables -w -")));
+    }
+
+    /// A host as Debian 12 sets it up: every tool, `iptables` an alternative for iptables-nft.
+    fn modern_host() -> FakeRunner {
+        let mut r = FakeRunner::with(&[
+            "iptables",
+            "iptables-nft",
+            "iptables-nft-save",
+            "iptables-nft-restore",
+            "iptables-legacy",
+            "iptables-legacy-save",
+            "iptables-legacy-restore",
+        ]);
+        r.resolved.insert("iptables", "xtables-nft-multi");
+        r.legacy_unloaded = true;
+        r
+    }
+
+    #[test]
+    fn the_restore_script_runs_the_plan_in_one_commit_with_words_quoted() {
+        let plan = vec![
+            cmd(&["-N", CHAIN]),
+            cmd(&[
+                "-A",
+                CHAIN,
+                "-m",
+                "comment",
+                "--comment",
+                "a \"b\"",
+                "-j",
+                "ACCEPT",
+            ]),
+        ];
+        assert_eq!(
+            restore_script(&plan),
+            "*filter\n-N BERTH-FORWARD\n-A BERTH-FORWARD -m comment --comment \"a \\\"b\\\"\" -j ACCEPT\nCOMMIT\n"
+        );
+        // What the script quotes, `iptables-save` gives back as the same word.
+        let line = restore_script(&plan).lines().nth(2).unwrap().to_string();
+        assert_eq!(tokenize(&line)[5], "a \"b\"");
+    }
+
+    #[test]
+    fn a_network_costs_one_save_and_one_restore_per_backend_in_use() {
+        let mut r = modern_host();
+        ensure(&mut r, "br-x", false).unwrap();
+        assert_eq!(
+            r.ran,
+            ["iptables-nft-save", "iptables-nft-restore -w --noflush"]
+        );
+        let script: Vec<&str> = r.inputs[0].lines().collect();
+        assert_eq!(script.len(), 7, "{script:#?}");
+        assert_eq!(
+            script[1..3],
+            ["-N BERTH-FORWARD", "-I FORWARD 1 -j BERTH-FORWARD"]
+        );
+
+        let mut r = modern_host();
+        r.answer("iptables-nft-save", true, DOCKER_AND_BERTH);
+        remove(&mut r, "br-aaa").unwrap();
+        assert_eq!(
+            r.ran,
+            ["iptables-nft-save", "iptables-nft-restore -w --noflush"]
+        );
+        assert_eq!(
+            r.inputs[0].lines().filter(|l| l.starts_with("-D ")).count(),
+            4
+        );
+        assert!(r.inputs[0].ends_with("-X BERTH-FORWARD\nCOMMIT\n"));
+    }
+
+    #[test]
+    fn nothing_to_change_runs_no_restore() {
+        let mut r = modern_host();
+        r.answer("iptables-nft-save", true, DOCKER_AND_BERTH);
+        ensure(&mut r, "br-aaa", false).unwrap();
+        assert_eq!(r.ran, ["iptables-nft-save"]);
+    }
+
+    #[test]
+    fn a_loaded_legacy_table_is_read_and_a_legacy_default_always_is() {
+        let mut r = modern_host();
+        r.legacy_unloaded = false;
+        r.answer(
+            "iptables-legacy-save",
+            true,
+            "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
+        );
+        ensure(&mut r, "br-x", false).unwrap();
+        assert!(r
+            .ran
+            .contains(&"iptables-legacy-restore -w --noflush".to_string()));
+
+        let mut r = modern_host();
+        r.resolved.insert("iptables", "xtables-legacy-multi");
+        ensure(&mut r, "br-x", false).unwrap();
+        assert_eq!(
+            r.ran,
+            [
+                "iptables-nft-save",
+                "iptables-legacy-save",
+                "iptables-legacy-restore -w --noflush"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_restore_is_an_error_naming_its_input() {
+        let mut r = modern_host();
+        r.answer("iptables-nft-restore -w --noflush", false, "");
+        let e = ensure(&mut r, "br-x", false).unwrap_err().to_string();
+        assert!(e.contains("iptables-nft-restore -w --noflush"), "{e}");
+        assert!(e.contains("-N BERTH-FORWARD; -I FORWARD 1"), "{e}");
+    }
+
+    #[test]
+    fn the_default_backend_is_read_from_the_binary_name_when_it_tells() {
+        assert_eq!(backend_of_binary("xtables-nft-multi"), Some(Backend::Nft));
+        assert_eq!(
+            backend_of_binary("xtables-legacy-multi"),
+            Some(Backend::Legacy)
+        );
+        assert_eq!(backend_of_binary("iptables"), None);
+    }
+
+    #[test]
+    fn a_new_sole_network_takes_one_restore_and_a_refused_one_falls_back() {
+        let mut r = modern_host();
+        ensure_alone(&mut r, "br-x", false).unwrap();
+        assert_eq!(r.ran, ["iptables-nft-restore -w --noflush"]);
+        assert_eq!(
+            r.inputs[0],
+            restore_script(&plan_ensure(&FilterTable::default(), "br-x", false))
+        );
+
+        // Another engine's network made the chain: -N fails, the table is read and completed.
+        let mut r = modern_host();
+        r.answer("iptables-nft-restore -w --noflush", false, "");
+        r.answer("iptables-nft-save", true, DOCKER_AND_BERTH);
+        ensure_alone(&mut r, "br-x", false).unwrap_err();
+        assert_eq!(r.ran[1], "iptables-nft-save");
+        assert!(!r.inputs[1].contains("-N "), "{}", r.inputs[1]);
+    }
+
+    #[test]
+    fn the_last_network_goes_in_one_restore_and_falls_back_when_refused() {
+        let mut r = modern_host();
+        remove_alone(&mut r, "br-aaa", false).unwrap();
+        assert_eq!(r.ran, ["iptables-nft-restore -w --noflush"]);
+        let script: Vec<&str> = r.inputs[0].lines().collect();
+        assert_eq!(script.len(), 7, "{script:#?}");
+        assert_eq!(
+            script[4..6],
+            ["-D FORWARD -j BERTH-FORWARD", "-X BERTH-FORWARD"]
+        );
+
+        let mut r = modern_host();
+        r.answer("iptables-nft-restore -w --noflush", false, "");
+        remove_alone(&mut r, "br-aaa", true).unwrap();
+        assert_eq!(r.ran[1], "iptables-nft-save");
+    }
+
+    #[test]
+    fn no_blind_restore_where_a_table_must_be_read() {
+        // A legacy table loaded, or a default backend known only by asking: the full survey.
+        let mut r = modern_host();
+        r.legacy_unloaded = false;
+        ensure_alone(&mut r, "br-x", false).unwrap();
+        assert_eq!(r.ran[0], "iptables-nft-save");
+        let mut r = modern_host();
+        r.resolved.clear();
+        remove_alone(&mut r, "br-x", false).unwrap();
+        assert!(r.ran[0].ends_with("-save"), "{:#?}", r.ran);
     }
 }

@@ -10,8 +10,8 @@ use rtnetlink::sys::{Socket, SocketAddr};
 use super::{FirewallError, Result};
 use crate::network::ipam::Subnet;
 
-const NETLINK_NETFILTER: isize = 12;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NETLINK_NETFILTER: isize = 12;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
@@ -284,7 +284,7 @@ fn expression(name: &str, data: &[u8]) -> Vec<u8> {
     nested(NFTA_LIST_ELEM, &e)
 }
 
-fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     let len = 4 + payload.len();
     let mut a = Vec::with_capacity((len + 3) & !3);
     a.extend_from_slice(&(len as u16).to_ne_bytes());
@@ -294,18 +294,18 @@ fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     a
 }
 
-fn nested(kind: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn nested(kind: u16, payload: &[u8]) -> Vec<u8> {
     attr(kind | NLA_F_NESTED, payload)
 }
 
-fn attr_str(kind: u16, s: &str) -> Vec<u8> {
+pub(super) fn attr_str(kind: u16, s: &str) -> Vec<u8> {
     let mut bytes = s.as_bytes().to_vec();
     bytes.push(0);
     attr(kind, &bytes)
 }
 
 /// nf_tables integers are big-endian.
-fn attr_u32(kind: u16, v: u32) -> Vec<u8> {
+pub(super) fn attr_u32(kind: u16, v: u32) -> Vec<u8> {
     attr(kind, &v.to_be_bytes())
 }
 
@@ -455,7 +455,7 @@ impl Batch {
     }
 }
 
-fn message(kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
+pub(super) fn message(kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
     let len = 16 + 4 + attrs.len();
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -470,7 +470,7 @@ fn message(kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) -> Vec<
     m
 }
 
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
+pub(super) fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: 0,

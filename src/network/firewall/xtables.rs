@@ -17,8 +17,7 @@ pub struct FilterShape([u32; 13]);
 /// none. Asking for a table that is not loaded would make the kernel load (so create) it, which
 /// `iptables-legacy-save` would then show as in use: the loaded tables are checked first.
 pub fn filter_shape() -> Option<FilterShape> {
-    let loaded = std::fs::read_to_string(TABLES).ok()?;
-    if !loaded.lines().any(|t| t.trim() == "filter") {
+    if !filter_loaded() {
         return None;
     }
     // SAFETY: a plain socket call; the descriptor is owned below.
@@ -45,6 +44,12 @@ pub fn filter_shape() -> Option<FilterShape> {
         return None;
     }
     Some(parse_info(&info[TABLE_NAME_LEN..]))
+}
+
+/// Whether the legacy `filter` table is loaded in this network namespace (read from procfs,
+/// which loads nothing).
+pub fn filter_loaded() -> bool {
+    std::fs::read_to_string(TABLES).is_ok_and(|loaded| loaded.lines().any(|t| t.trim() == "filter"))
 }
 
 fn parse_info(fields: &[u8]) -> FilterShape {
