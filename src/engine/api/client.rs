@@ -36,8 +36,8 @@ mod archive;
 mod attach;
 pub use attach::{AttachOptions, Hijacked};
 mod build;
-mod sync;
 mod lifecycle;
+mod sync;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
 
 #[derive(Debug, Error)]

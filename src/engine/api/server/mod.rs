@@ -20,8 +20,8 @@ mod image_archive;
 mod images;
 mod lifecycle;
 mod networks;
-mod sync;
 mod resize;
+mod sync;
 mod system;
 mod volumes;
 
