@@ -136,20 +136,9 @@ fn gone() -> ArchiveError {
     ArchiveError::Conflict("the container stopped while its files were being copied".into())
 }
 
-/// `/proc/<pid>/root` of the recorded init. The `/proc/<pid>` directory fd is tied to that
-/// process: once its start time is checked through it, a reused PID cannot answer instead.
+/// `/proc/<pid>/root` of the recorded init, if it is still that process.
 fn process_root(init: &ProcIdentity) -> Result<OwnedFd> {
-    let dir = std::fs::File::open(format!("/proc/{}", init.pid)).map_err(|_| gone())?;
-    let stat = openat(dir.as_raw_fd(), "stat", libc::O_RDONLY).map_err(|_| gone())?;
-    let text = std::io::read_to_string(std::fs::File::from(stat)).map_err(|_| gone())?;
-    let start = text
-        .rfind(')')
-        .and_then(|i| text[i + 1..].split_whitespace().nth(19))
-        .and_then(|s| s.parse::<u64>().ok());
-    if start != Some(init.start_time) {
-        return Err(gone());
-    }
-    openat(dir.as_raw_fd(), "root", libc::O_PATH | libc::O_DIRECTORY).map_err(|_| gone())
+    init.open_root().ok_or_else(gone)
 }
 
 fn openat(dir: RawFd, name: &str, flags: i32) -> io::Result<OwnedFd> {

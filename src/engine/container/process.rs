@@ -33,7 +33,11 @@ pub struct ProcIdentity {
 /// Field 22 of `/proc/<pid>/stat` (start time), or `None` if the process is gone or a zombie
 /// (a daemonised shim is reaped by whoever adopted it, which may take a while).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time in a `/proc/<pid>/stat` text, `None` for a zombie.
+fn start_time_in(stat: &str) -> Option<u64> {
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
     let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
     if matches!(fields.next(), Some("Z") | Some("X")) {
@@ -48,6 +52,33 @@ impl ProcIdentity {
             pid,
             start_time: start_time(pid)?,
         })
+    }
+
+    /// The root this process sees (`/proc/<pid>/root`, an `O_PATH` directory fd) if it is still
+    /// the one recorded: the container's own view, volumes and all. The `/proc/<pid>` directory
+    /// fd is tied to that process, so once the start time is read through it a reused PID
+    /// cannot answer instead.
+    pub fn open_root(&self) -> Option<OwnedFd> {
+        if self.pid <= 0 {
+            return None;
+        }
+        let dir = File::open(format!("/proc/{}", self.pid)).ok()?;
+        let at = |name: &std::ffi::CStr, flags| {
+            crate::fs_at::openat2(dir.as_raw_fd(), name, flags, 0, libc::RESOLVE_NO_SYMLINKS).ok()
+        };
+        let stat = std::io::read_to_string(File::from(at(c"stat", libc::O_RDONLY)?)).ok()?;
+        if start_time_in(&stat) != Some(self.start_time) {
+            return None;
+        }
+        // `root` is a magic link by design; only the symlink walk of the name is refused.
+        crate::fs_at::openat2(
+            dir.as_raw_fd(),
+            c"root",
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            0,
+        )
+        .ok()
     }
 
     /// A pidfd for this process if it is still the one recorded (and not a zombie we can't see).

@@ -17,7 +17,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use super::archive::target_dir;
-use super::process::start_time;
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
 use crate::engine::unpack::{apply_tar_at, ApplyOptions, UnpackLimits, Whiteouts};
@@ -44,17 +43,6 @@ pub struct SyncStats {
 
 const RESOLVE_NO_LINKS: u64 =
     libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-
-/// The running container's root as its init sees it, checked to still be that init (a pid
-/// reused after the container exited must not hand us another process's root).
-fn open_container_root(name: &str, pid: i32, started: u64) -> Result<OwnedFd> {
-    let gone = || ContainerError::Conflict(format!("container {name} is not running"));
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(|_| gone())?;
-    if start_time(pid) != Some(started) {
-        return Err(gone());
-    }
-    Ok(root.into())
-}
 
 /// `target` (absolute, normalised) under `root`, made like `mkdir -p` owned by `owner` where
 /// missing; a symlink on the way is refused with its name.
@@ -147,7 +135,9 @@ impl ContainerStore {
         }
         let name = record.name.clone();
         tokio::task::spawn_blocking(move || {
-            let root = open_container_root(&name, state.init.pid, state.init.start_time)?;
+            let root = state.init.open_root().ok_or_else(|| {
+                ContainerError::Conflict(format!("container {name} is not running"))
+            })?;
             let owner = container_owner(&root, &record.user, &name)?;
             let dest = open_target(&root, &target, owner, &name)?;
             let options = ApplyOptions {
