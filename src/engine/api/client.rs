@@ -664,32 +664,10 @@ impl EngineClient {
     /// and the process's stdin the other. Shut the `stdin` half down to send EOF.
     pub async fn start_exec_interactive(&self, exec_id: &str) -> Result<ExecSession> {
         let path = format!("/exec/{}/start", encode(exec_id, &[]));
-        let http = |source| ClientError::Http {
-            path: self.socket.clone(),
-            source,
-        };
-        let mut sender = self.connect().await?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/v{API_VERSION}{path}"))
-            .header(hyper::header::HOST, "berth")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::CONNECTION, "Upgrade")
-            .header(hyper::header::UPGRADE, "tcp")
-            .body(full_body(Self::to_json(&ExecStartConfig::default())?))
-            .map_err(|e| ClientError::Other(format!("build request for {path}: {e}")))?;
-        let mut response = sender.send_request(request).await.map_err(http)?;
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            if response.status().is_client_error() || response.status().is_server_error() {
-                return Err(self.api_error(response).await);
-            }
-            return Err(ClientError::Other(format!(
-                "the engine did not upgrade the exec connection (status {})",
-                response.status()
-            )));
-        }
-        let upgraded = hyper::upgrade::on(&mut response).await.map_err(http)?;
-        let (reader, stdin) = tokio::io::split(TokioIo::new(upgraded));
+        let upgraded = self
+            .hijack(&path, Self::to_json(&ExecStartConfig::default())?)
+            .await?;
+        let (reader, stdin) = tokio::io::split(upgraded);
         Ok(ExecSession {
             output: raw_frames(reader),
             stdin,

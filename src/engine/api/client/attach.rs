@@ -52,7 +52,11 @@ fn raw_output(reader: tokio::io::ReadHalf<ExecConnection>) -> BoxStream<'static,
 
 impl EngineClient {
     /// `POST path` with `Upgrade: tcp`; the connection once the engine has switched it.
-    async fn hijack(&self, path: &str, body: Vec<u8>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+    pub(super) async fn hijack(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
         let http = |source| ClientError::Http {
             path: self.socket.clone(),
             source,
