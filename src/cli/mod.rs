@@ -9,6 +9,7 @@ mod build_context;
 mod build_plan;
 mod build_render;
 mod builder;
+mod completion;
 pub mod config;
 mod containers;
 mod cp;
@@ -23,6 +24,7 @@ mod kill;
 mod login;
 mod logs;
 mod ls;
+mod manpage;
 mod output;
 mod pause;
 mod port;
@@ -145,6 +147,10 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Receive real time events from containers
     Events(events::EventsArgs),
+    /// Print the shell completion script (bash, zsh, fish, ...) to stdout
+    Completion(completion::CompletionArgs),
+    /// Generate the man pages (berth.1 to stdout, or every page into --dir)
+    Manpage(manpage::ManpageArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +242,8 @@ pub fn main() -> ExitCode {
             project::load_options(&cli.project, &[]).and_then(|opts| config::run(&args, opts))
         }
         Command::Version(args) => version::run(&args),
+        Command::Completion(args) => completion::run(&args),
+        Command::Manpage(args) => manpage::run(&args),
         command => run_async(cli.project, command),
     };
     match result {
@@ -290,6 +298,9 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
                 unreachable!("dispatched before the runtime is built")
             }
             Command::Attach(args) => attach::run(&project, &args).await,
+            Command::Completion(_) | Command::Manpage(_) => {
+                unreachable!("dispatched before the runtime is built")
+            }
         }
     })
 }
