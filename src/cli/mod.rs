@@ -9,6 +9,7 @@ mod build_context;
 mod build_plan;
 mod build_render;
 mod builder;
+mod commit;
 mod completion;
 pub mod config;
 mod containers;
@@ -151,6 +152,8 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Generate the man pages (berth.1 to stdout, or every page into --dir)
     Manpage(manpage::ManpageArgs),
+    /// Create a new image from a service container's changes
+    Commit(commit::CommitArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -301,6 +304,7 @@ fn run_async(project: ProjectArgs, command: Command) -> anyhow::Result<ExitCode>
             Command::Completion(_) | Command::Manpage(_) => {
                 unreachable!("dispatched before the runtime is built")
             }
+            Command::Commit(args) => commit::run(&project, &args).await,
         }
     })
 }

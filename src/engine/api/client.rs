@@ -36,6 +36,7 @@ mod archive;
 mod attach;
 pub use attach::{AttachOptions, Hijacked};
 mod build;
+mod commit;
 mod lifecycle;
 mod sync;
 pub use build::{BuildEvent, BuildMessage, BuildOptions};
