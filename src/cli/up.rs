@@ -175,7 +175,11 @@ pub async fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<Ex
     let project = load_project(project_args, &args.services)?;
     // Nothing to watch is refused before anything is made.
     let watch_rules = if args.watch {
-        Some(super::watch_session::rules_for(&project, &args.services)?)
+        Some(super::watch_session::rules_for(
+            project_args,
+            &project,
+            &args.services,
+        )?)
     } else {
         None
     };

@@ -29,7 +29,7 @@ pub struct WatchArgs {
 
 pub async fn run(project_args: &ProjectArgs, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     let project = load_project(project_args, &args.services)?;
-    let rules = rules_for(&project, &args.services)?;
+    let rules = rules_for(project_args, &project, &args.services)?;
     if !args.no_up {
         let services: Vec<String> = rules.iter().map(|w| w.service.clone()).collect();
         super::up::start_detached(project_args, services).await?;

@@ -20,18 +20,38 @@ use tokio::sync::mpsc;
 use super::project::ProjectArgs;
 use super::watch_actions::{act_on_batch, initial_sync, Recreate, Services, WatchOptions};
 use crate::compose::model::Project;
-use crate::compose::watch::{project_rules, ServiceWatch};
+use crate::compose::watch::{project_rules, ServiceWatch, WatchError};
 use crate::engine::api::client::EngineClient;
 
-/// The services' rules, refusing a watch with nothing to watch as docker compose does.
-pub fn rules_for(project: &Project, services: &[String]) -> anyhow::Result<Vec<ServiceWatch>> {
-    let rules = project_rules(project, services)?;
+/// The services' rules, refusing a watch with nothing to watch as docker compose does. A bad
+/// rule is reported at its `file:line` in the compose files.
+pub fn rules_for(
+    project_args: &ProjectArgs,
+    project: &Project,
+    services: &[String],
+) -> anyhow::Result<Vec<ServiceWatch>> {
+    let rules = project_rules(project, services).map_err(|e| locate(e, project_args, services))?;
     if rules.is_empty() {
         bail!(
             "none of the selected services is configured for watch, consider setting a 'develop' section"
         );
     }
     Ok(rules)
+}
+
+/// `e` with its position, from the raw model of a second load: only this error path needs
+/// positions, which the typed model the commands use does not keep.
+fn locate(e: WatchError, project_args: &ProjectArgs, services: &[String]) -> WatchError {
+    if !matches!(e, WatchError::Rule { .. }) {
+        return e;
+    }
+    let raw = super::project::load_options(project_args, services)
+        .ok()
+        .and_then(|options| crate::compose::load::load_with_raw(&options).ok());
+    match raw {
+        Some((_, raw)) => e.located(&raw),
+        None => e,
+    }
 }
 
 /// A running watch: dropping it stops the file watcher and aborts the service tasks; `stop`

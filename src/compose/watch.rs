@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::model::{Project, Service};
+use super::yaml::{Mark, Node};
 use crate::engine::build::ignore::DockerIgnore;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -21,14 +22,61 @@ pub enum WatchError {
     Rule {
         service: String,
         index: usize,
+        /// The rule's key at fault (`action`, `target`, …), to point at; `None`: the rule.
+        field: Option<&'static str>,
         message: String,
     },
+    /// A rule error with where the rule (or its faulty key) is in the compose files.
+    #[error("{mark}: {inner}")]
+    Located { mark: Mark, inner: Box<WatchError> },
     #[error("services.{service}: cannot read {file}: {message}")]
     DockerIgnore {
         service: String,
         file: PathBuf,
         message: String,
     },
+}
+
+impl WatchError {
+    /// The error with where its rule is in the compose files, read from the merged raw model
+    /// (`load_with_raw`): the typed model the rules are made from keeps no positions.
+    pub fn located(self, raw: &Node) -> WatchError {
+        let WatchError::Rule {
+            service,
+            index,
+            field,
+            ..
+        } = &self
+        else {
+            return self;
+        };
+        let index = index.to_string();
+        let mut path = vec!["services", service.as_str(), "develop", "watch", &index];
+        path.extend(*field);
+        match deepest_node(raw, &path).mark.clone() {
+            mark if mark.line > 0 => WatchError::Located {
+                mark,
+                inner: Box::new(self),
+            },
+            _ => self,
+        }
+    }
+}
+
+/// The node at `path` (map keys, or sequence indexes as text), or the deepest one that exists.
+fn deepest_node<'a>(raw: &'a Node, path: &[&str]) -> &'a Node {
+    let mut cur = raw;
+    for key in path {
+        let next = match &cur.value {
+            super::yaml::Value::Seq(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => cur.get(key),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    cur
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,31 +194,40 @@ fn rule(
     index: usize,
     item: &serde_json::Value,
 ) -> Result<Rule, WatchError> {
-    let bad = |message: String| WatchError::Rule {
+    let bad_at = |field: Option<&'static str>, message: String| WatchError::Rule {
         service: service.to_string(),
         index,
+        field,
         message,
     };
+    let bad = |field: &'static str, message: String| bad_at(Some(field), message);
     let text = |key: &str| item.get(key).and_then(|v| v.as_str());
-    let action_text = text("action").ok_or_else(|| bad("action is required".into()))?;
+    let action_text = text("action").ok_or_else(|| bad("action", "action is required".into()))?;
     let action = Action::parse(action_text).ok_or_else(|| {
-        bad(format!(
+        bad(
+            "action",
+            format!(
             "unknown action {action_text:?} (sync, rebuild, restart, sync+restart or sync+exec)"
-        ))
+        ),
+        )
     })?;
-    let path = text("path").ok_or_else(|| bad("path is required".into()))?;
+    let path = text("path").ok_or_else(|| bad("path", "path is required".into()))?;
     let target = text("target").map(str::to_string);
     if target.is_none() && action != Action::Rebuild {
-        return Err(bad(format!("target is required for action {action_text}")));
+        return Err(bad_at(
+            None,
+            format!("target is required for action {action_text}"),
+        ));
     }
     if let Some(t) = &target {
         if !t.starts_with('/') {
-            return Err(bad(format!(
-                "target {t:?} must be an absolute path in the container"
-            )));
+            return Err(bad(
+                "target",
+                format!("target {t:?} must be an absolute path in the container"),
+            ));
         }
     }
-    let patterns = |key: &str| -> Result<Option<DockerIgnore>, WatchError> {
+    let patterns = |key: &'static str| -> Result<Option<DockerIgnore>, WatchError> {
         let list: Vec<String> = match item.get(key) {
             None => return Ok(None),
             Some(serde_json::Value::String(s)) => vec![s.clone()],
@@ -185,11 +242,13 @@ fn rule(
         };
         DockerIgnore::parse(&list.join("\n"))
             .map(Some)
-            .map_err(|e| bad(format!("{key}: {e}")))
+            .map_err(|e| bad(key, format!("{key}: {e}")))
     };
     let exec = match (action, item.get("exec")) {
-        (Action::SyncExec, Some(e)) => Some(exec_hook(e).map_err(bad)?),
-        (Action::SyncExec, None) => return Err(bad("sync+exec needs exec.command".into())),
+        (Action::SyncExec, Some(e)) => Some(exec_hook(e).map_err(|m| bad("exec", m))?),
+        (Action::SyncExec, None) => {
+            return Err(bad_at(None, "sync+exec needs exec.command".into()))
+        }
         _ => None,
     };
     let initial_sync = item
@@ -491,6 +550,61 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("exec.command"));
+    }
+
+    /// The rule error of the project in `dir`, located as `berth watch` reports it.
+    fn located_error(dir: &Path) -> String {
+        let options = crate::compose::LoadOptions {
+            working_dir: dir.to_path_buf(),
+            project_name: Some("t".into()),
+            ..Default::default()
+        };
+        let (project, raw) = crate::compose::load::load_with_raw(&options).expect("loads");
+        let err = project_rules(&project, &[]).unwrap_err();
+        err.located(&raw).to_string()
+    }
+
+    #[test]
+    fn rule_errors_name_the_compose_file_and_line_of_the_key_at_fault() {
+        use crate::compose::test_support::write;
+        let dir = tempfile::tempdir().unwrap();
+        let compose = "services:\n  web:\n    image: x\n    develop:\n      watch:\n        - action: rebuild\n          path: ok\n";
+        let rule = |body: &str| format!("{compose}        - action: {body}\n");
+        let cases = [
+            (
+                rule("sync\n          path: a\n          target: rel"),
+                "compose.yaml:10:19: services.web.develop.watch[1]: target \"rel\" must be an absolute path",
+            ),
+            (
+                rule("sync+exec\n          path: a\n          target: /a"),
+                "compose.yaml:8:17: services.web.develop.watch[1]: sync+exec needs exec.command",
+            ),
+            (
+                rule("sync\n          path: a\n          target: /a\n          ignore: ['[x']"),
+                "compose.yaml:11:19: services.web.develop.watch[1]: ignore: ",
+            ),
+            (
+                rule("sync+exec\n          path: a\n          target: /a\n          exec: {command: ''}"),
+                "compose.yaml:11:17: services.web.develop.watch[1]: exec.command is required",
+            ),
+        ];
+        for (text, want) in cases {
+            write(dir.path(), "compose.yaml", &text);
+            let got = located_error(dir.path());
+            assert!(got.starts_with(want), "{got}\nwanted: {want}");
+        }
+        // A rule from an override file names that file.
+        write(dir.path(), "compose.yaml", compose);
+        write(
+            dir.path(),
+            "compose.override.yaml",
+            "services:\n  web:\n    develop:\n      watch:\n        - action: sync\n          path: b\n          target: b\n",
+        );
+        let got = located_error(dir.path());
+        assert!(
+            got.contains("compose.override.yaml:7:19: services.web.develop.watch["),
+            "{got}"
+        );
     }
 
     #[test]
