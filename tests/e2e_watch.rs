@@ -426,3 +426,69 @@ fn initial_sync_and_sync_restart() {
     // The same container, restarted in place (not recreated).
     assert_eq!(project.ok(&["ps", "-q", "web"]).trim(), id);
 }
+
+/// Rule paths that do not exist when watching starts: one whose parent exists, one two levels
+/// below a missing directory. Once they appear as directories, files created below them —
+/// in subdirectories made later, and after the first sync — all arrive.
+#[test]
+fn rule_paths_created_after_watching_starts_are_watched_recursively() {
+    let project = TestProject::new("watlate", "services: {}\n");
+    project.write_compose(&format!(
+        r#"services:
+  web:
+    image: {BUSYBOX}
+    command: [sleep, "600"]
+    environment:
+      BERTH_TEST_MARK: {mark}
+    develop:
+      watch:
+        - action: sync
+          path: ./later
+          target: /app/later
+        - action: sync
+          path: ./gen/out
+          target: /app/gen
+"#,
+        mark = project.name
+    ));
+    project.import_busybox(BUSYBOX);
+    let dir = project.dir.path().to_path_buf();
+    let watch = WatchProcess::start(&project, &["watch"]);
+
+    // The directory and a file in a new subdirectory in one go, as `mkdir -p && cp` does.
+    write(&dir, "later/sub/deeper/first.txt", "1");
+    until(
+        &project,
+        "first file below the new directory",
+        "cat /app/later/sub/deeper/first.txt",
+        "1",
+        &watch,
+    );
+    // Later files, in the same new subdirectory and in another one made afterwards.
+    write(&dir, "later/sub/deeper/second.txt", "2");
+    write(&dir, "later/other/third.txt", "3");
+    until(
+        &project,
+        "files created later below it",
+        "cat /app/later/sub/deeper/second.txt /app/later/other/third.txt",
+        "23",
+        &watch,
+    );
+
+    write(&dir, "gen/out/js/app.js", "js");
+    until(
+        &project,
+        "nested rule path",
+        "cat /app/gen/js/app.js",
+        "js",
+        &watch,
+    );
+    write(&dir, "gen/out/js/more.js", "more");
+    until(
+        &project,
+        "a later file in the nested rule path",
+        "cat /app/gen/js/more.js",
+        "more",
+        &watch,
+    );
+}

@@ -48,6 +48,7 @@ mod version;
 mod wait;
 mod watch;
 mod watch_actions;
+mod watch_paths;
 mod watch_session;
 mod watch_sync;
 

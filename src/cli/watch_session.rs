@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use notify::{RecursiveMode, Watcher};
+use anyhow::bail;
 use tokio::sync::mpsc;
 
 use super::project::ProjectArgs;
 use super::watch_actions::{act_on_batch, initial_sync, Recreate, Services, WatchOptions};
+use super::watch_paths::{watch_paths, PathWatcher};
 use crate::compose::model::Project;
 use crate::compose::watch::{project_rules, ServiceWatch, WatchError};
 use crate::engine::api::client::EngineClient;
@@ -57,7 +57,7 @@ fn locate(e: WatchError, project_args: &ProjectArgs, services: &[String]) -> Wat
 /// A running watch: dropping it stops the file watcher and aborts the service tasks; `stop`
 /// lets the batches in flight finish first.
 pub struct Watching {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: PathWatcher,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -107,53 +107,13 @@ pub fn start(
             stop,
         )));
     }
-    let watcher = watch_paths(&rules, senders)?;
+    let watcher = watch_paths(senders)?;
     eprintln!("Watch enabled");
     Ok(Watching {
         _watcher: watcher,
         tasks,
         stopping,
     })
-}
-
-/// One `notify` watcher over every rule path; each event path goes to the services whose rules
-/// it is under (the decision of what it triggers is the service task's).
-fn watch_paths(
-    rules: &[ServiceWatch],
-    senders: Vec<(ServiceWatch, mpsc::UnboundedSender<PathBuf>)>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        for path in event.paths {
-            for (watch, tx) in &senders {
-                if watch.rules.iter().any(|r| path.starts_with(&r.path)) {
-                    let _ = tx.send(path.clone());
-                }
-            }
-        }
-    })
-    .context("cannot start the file watcher")?;
-    let mut watched = BTreeSet::new();
-    for rule in rules.iter().flat_map(|w| &w.rules) {
-        // A rule on one file watches its directory: editors replace files by renaming over
-        // them, which ends a watch on the file itself.
-        let (path, mode) = if rule.path.is_dir() {
-            (rule.path.clone(), RecursiveMode::Recursive)
-        } else {
-            let parent = rule.path.parent().unwrap_or(&rule.path).to_path_buf();
-            (parent, RecursiveMode::NonRecursive)
-        };
-        if !watched.insert((path.clone(), mode == RecursiveMode::Recursive)) {
-            continue;
-        }
-        watcher
-            .watch(&path, mode)
-            .with_context(|| format!("cannot watch {}", path.display()))?;
-    }
-    Ok(watcher)
 }
 
 /// A service's changes: the first event opens a batch, which closes after `quiet` without
