@@ -77,6 +77,8 @@ pub fn apply_profiles(
         .cloned()
         .collect();
     project.services.retain(|n, _| keep.contains(n));
+    project.disabled_services = disabled.iter().cloned().collect();
+    project.disabled_services.sort();
     for svc in project.services.values_mut() {
         svc.depends_on
             .retain(|dep, d| !disabled.contains(dep) || d.required);
@@ -618,6 +620,8 @@ mod tests {
         assert_eq!(p.services.keys().collect::<Vec<_>>(), ["web", "db"]);
         let p = load_text(PROFILED, &[], &["admin"]).unwrap();
         assert_eq!(p.services.keys().collect::<Vec<_>>(), ["db", "admin"]);
+        // What a run leaves out stays known as defined (not an orphan).
+        assert_eq!(p.disabled_services, ["web"]);
         let p = load_text(PROFILED, &["*"], &[]).unwrap();
         assert_eq!(p.services.len(), 3);
     }

@@ -292,12 +292,13 @@ pub fn converge(
 }
 
 /// Containers of services the project does not define: removed with `--remove-orphans`,
-/// otherwise only named for the warning.
+/// otherwise only named for the warning. A service this run leaves out (`up SERVICE`, an
+/// inactive profile) is still defined, so its containers are not orphans (as docker compose).
 fn orphans(project: &Project, observed: &Observed, remove: bool) -> (Vec<Action>, Vec<String>) {
-    let found = observed
-        .containers
-        .iter()
-        .filter(|c| !project.services.contains_key(&c.service));
+    let defined = |s: &str| {
+        project.services.contains_key(s) || project.disabled_services.iter().any(|d| d == s)
+    };
+    let found = observed.containers.iter().filter(|c| !defined(&c.service));
     if !remove {
         return (Vec::new(), found.map(|c| c.name.clone()).collect());
     }

@@ -217,6 +217,28 @@ fn orphans_are_removed_only_with_remove_orphans() {
 }
 
 #[test]
+fn services_left_out_of_this_run_are_not_orphans() {
+    // `up web`: the loader keeps web and its dependencies, the rest are disabled, not gone.
+    let whole = project();
+    let observed = up_to_date(&whole);
+    let mut p = whole.clone();
+    p.services.shift_remove("web");
+    p.disabled_services = vec!["web".into()];
+    let flags = Flags {
+        remove_orphans: true,
+        ..Flags::default()
+    };
+    let plan = converge(&p, &order(&p), &[], &observed, &flags).unwrap();
+    assert!(plan.orphans_removed.is_empty(), "{:?}", plan.lines());
+    let plan = converge(&p, &order(&p), &[], &observed, &Flags::default()).unwrap();
+    assert!(plan.orphans_kept.is_empty());
+    // A service no file defines any more still is one.
+    p.disabled_services.clear();
+    let plan = converge(&p, &order(&p), &[], &observed, &Flags::default()).unwrap();
+    assert_eq!(plan.orphans_kept, ["demo-web-1"]);
+}
+
+#[test]
 fn scaling_up_numbers_after_the_highest_and_down_keeps_the_lowest_up_to_date() {
     let mut p = project();
     p.services["web"].scale = Some(3);

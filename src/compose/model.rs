@@ -14,6 +14,10 @@ pub struct Project {
     /// the rest of the environment is not carried), set by the loader; never printed.
     #[serde(skip)]
     pub object_environment: IndexMap<String, String>,
+    /// Services the files define that this run leaves out (profiles not active, or other
+    /// services named on the command line): compose-go's `DisabledServices`, never orphans.
+    #[serde(skip)]
+    pub disabled_services: Vec<String>,
     #[serde(default)]
     pub services: IndexMap<String, Service>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
