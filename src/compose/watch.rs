@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::model::{Project, Service};
 use super::yaml::{Mark, Node};
-use crate::engine::build::ignore::DockerIgnore;
+use crate::engine::build::ignore::{DockerIgnore, IgnoreError};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WatchError {
@@ -242,7 +242,7 @@ fn rule(
         };
         DockerIgnore::parse(&list.join("\n"))
             .map(Some)
-            .map_err(|e| bad(key, format!("{key}: {e}")))
+            .map_err(|e| bad(key, pattern_error(key, &e)))
     };
     let exec = match (action, item.get("exec")) {
         (Action::SyncExec, Some(e)) => Some(exec_hook(e).map_err(|m| bad("exec", m))?),
@@ -265,6 +265,24 @@ fn rule(
         initial_sync,
         exec,
     })
+}
+
+/// A bad `ignore`/`include` pattern by its place in the rule's list: the patterns are parsed as
+/// the lines of a `.dockerignore`, whose name and line numbers would point nowhere.
+fn pattern_error(key: &str, e: &IgnoreError) -> String {
+    match e {
+        IgnoreError::EmptyExclusion { line } => {
+            format!("{key}[{}]: illegal exclusion pattern \"!\"", line - 1)
+        }
+        IgnoreError::BadPattern {
+            line,
+            pattern,
+            reason,
+        } => format!(
+            "{key}[{}]: syntax error in pattern {pattern:?}: {reason}",
+            line - 1
+        ),
+    }
 }
 
 fn exec_hook(e: &serde_json::Value) -> Result<ExecHook, String> {
@@ -580,8 +598,8 @@ mod tests {
                 "compose.yaml:8:17: services.web.develop.watch[1]: sync+exec needs exec.command",
             ),
             (
-                rule("sync\n          path: a\n          target: /a\n          ignore: ['[x']"),
-                "compose.yaml:11:19: services.web.develop.watch[1]: ignore: ",
+                rule("sync\n          path: a\n          target: /a\n          ignore: ['*.tmp', '[x']"),
+                "compose.yaml:11:19: services.web.develop.watch[1]: ignore[1]: syntax error in pattern \"[x\"",
             ),
             (
                 rule("sync+exec\n          path: a\n          target: /a\n          exec: {command: ''}"),
