@@ -183,3 +183,53 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
     rt.block_on(client.remove_container(&idle, true, false))
         .expect("rm");
 }
+
+/// A start of a paused container is Docker's 409 ("try unpause instead"), not the 304 of a
+/// running one, and leaves it paused; the Docker CLI shows the refusal.
+#[test]
+fn start_of_a_paused_container_is_a_conflict() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    let out = engine.docker(&["import", tar.to_str().unwrap(), "local/busybox:1"]);
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    let client = engine.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:1".into(),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .block_on(client.create_container(Some("xtra-paused-start"), &req))
+        .expect("create")
+        .id;
+    rt.block_on(client.start_container(&id)).expect("start");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+
+    let (code, message) = status_of(rt.block_on(client.start_container(&id)));
+    assert_eq!(code, 409, "{message}");
+    assert_eq!(
+        message,
+        "cannot start a paused container, try unpause instead"
+    );
+    let out = engine.docker(&["start", "xtra-paused-start"]);
+    assert!(!out.status.success(), "docker start of a paused container");
+    assert!(
+        text(&out.stderr).contains("try unpause instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    let inspect = rt.block_on(client.inspect_container(&id)).expect("inspect");
+    assert!(inspect.state.paused, "still paused after the refused start");
+    assert!(frozen_by_the_kernel(&id), "and still frozen");
+
+    rt.block_on(client.remove_container(&id, true, false))
+        .expect("rm -f");
+}
