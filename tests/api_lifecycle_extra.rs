@@ -233,3 +233,90 @@ fn start_of_a_paused_container_is_a_conflict() {
     rt.block_on(client.remove_container(&id, true, false))
         .expect("rm -f");
 }
+
+/// The actions of the container events on `events` up to and including `last`.
+fn actions_until(
+    rt: &tokio::runtime::Runtime,
+    events: &mut (impl futures_util::Stream<Item = Result<berth::engine::wire::EventMessage, ClientError>>
+              + Unpin),
+    last: &str,
+) -> Vec<String> {
+    use futures_util::StreamExt;
+    let mut actions: Vec<String> = Vec::new();
+    while actions.last().map(String::as_str) != Some(last) {
+        let event = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.next()).await })
+            .unwrap_or_else(|_| panic!("events stopped after {actions:?}"))
+            .expect("event stream ended")
+            .expect("event");
+        actions.push(event.action);
+    }
+    actions
+}
+
+/// A stop of a paused container signals it and thaws it, as dockerd's does: it ends at once
+/// (its trap runs; no grace period spent behind the freezer), and `/events` shows the thaw as
+/// `unpause` before the `die`. A forced remove of a paused container does the same.
+#[test]
+fn stop_of_a_paused_container_thaws_it_at_once_and_says_unpause() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    let out = engine.docker(&["import", tar.to_str().unwrap(), "local/busybox:1"]);
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    let client = engine.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    let req = ContainerCreateRequest {
+        image: "local/busybox:1".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .block_on(client.create_container(Some("xtra-paused-stop"), &req))
+        .expect("create")
+        .id;
+    let mut events = rt
+        .block_on(client.events(&[("container", id.as_str())]))
+        .expect("events");
+    rt.block_on(client.start_container(&id)).expect("start");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+    assert!(frozen_by_the_kernel(&id));
+
+    let started = std::time::Instant::now();
+    rt.block_on(client.stop_container(&id, Some(5)))
+        .expect("stop");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "stop took {took:?}");
+    let inspect = rt.block_on(client.inspect_container(&id)).expect("inspect");
+    assert_eq!(
+        (
+            inspect.state.status.as_str(),
+            inspect.state.paused,
+            inspect.state.exit_code
+        ),
+        ("exited", false, 0),
+        "ended by its trap, not by the SIGKILL"
+    );
+    assert_eq!(
+        actions_until(&rt, &mut events, "stop"),
+        ["start", "pause", "unpause", "die", "stop"]
+    );
+
+    // Forced remove of a paused container: thawed, killed, announced in Docker's order.
+    rt.block_on(client.start_container(&id))
+        .expect("start again");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+    rt.block_on(client.remove_container(&id, true, false))
+        .expect("rm -f");
+    assert_eq!(
+        actions_until(&rt, &mut events, "destroy"),
+        ["start", "pause", "unpause", "die", "destroy"]
+    );
+}
