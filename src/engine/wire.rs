@@ -158,6 +158,9 @@ pub struct ExecConfig {
     pub user: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
+    /// Keys that end an attached TTY exec and leave it running (`ctrl-p,ctrl-q` when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detach_keys: String,
 }
 
 /// `POST /containers/{id}/exec` answer.
