@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth::engine::api::client::ClientError;
 use berth::engine::container::update::UpdateRequest;
-use berth::engine::wire::{ContainerCreateRequest, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, HostConfig, Resources};
 use common::engine::{raw_get, TestEngine};
 use common::registry::populate_busybox_rootfs;
 
@@ -116,7 +116,10 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
     assert_eq!(code, 409);
     // An update Docker refuses (memory below 6 MB) changes nothing.
     let tiny = UpdateRequest {
-        memory: 1 << 20,
+        resources: Resources {
+            memory: 1 << 20,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (code, message) = status_of(rt.block_on(client.update_container(&sleeper, &tiny)));
@@ -124,7 +127,7 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
     let inspect = rt
         .block_on(client.inspect_container(&sleeper))
         .expect("inspect");
-    assert_eq!(inspect.host_config.memory, 0);
+    assert_eq!(inspect.host_config.resources.memory, 0);
 
     // The Docker CLI's top with its own ps arguments: the host's ps, filtered to the container.
     let out = engine.docker(&["top", &sleeper, "-o", "pid,args"]);
