@@ -296,7 +296,9 @@ fn stop_of_a_paused_container_thaws_it_at_once_and_says_unpause() {
     rt.block_on(client.stop_container(&id, Some(5)))
         .expect("stop");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(1500), "stop took {took:?}");
+    // Well inside the 5 s grace period (about 0.1 s on an idle host; the bound leaves room for
+    // a loaded one); the exit code below shows the trap ended it, not the SIGKILL.
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
     let inspect = rt.block_on(client.inspect_container(&id)).expect("inspect");
     assert_eq!(
         (
