@@ -273,7 +273,12 @@ impl OverlayRoot {
     /// runtime does, to stay within the one-page limit of mount options).
     fn mount(&self) -> Result<PathBuf> {
         let dir = &self.scratch;
-        for sub in ["l", "merged", "empty", "upper", "work"] {
+        let scratch_upper: &[&str] = if self.scratch_upper() {
+            &["upper", "work"]
+        } else {
+            &[]
+        };
+        for sub in ["l", "merged", "empty"].iter().chain(scratch_upper) {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(io_err(format!("create {}", dir.join(sub).display())))?;
         }
