@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth::engine::api::client::ClientError;
 use berth::engine::container::update::UpdateRequest;
-use berth::engine::wire::{ContainerCreateRequest, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, HostConfig, Resources};
 use common::engine::{raw_get, TestEngine};
 use common::registry::populate_busybox_rootfs;
 
@@ -116,7 +116,10 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
     assert_eq!(code, 409);
     // An update Docker refuses (memory below 6 MB) changes nothing.
     let tiny = UpdateRequest {
-        memory: 1 << 20,
+        resources: Resources {
+            memory: 1 << 20,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (code, message) = status_of(rt.block_on(client.update_container(&sleeper, &tiny)));
@@ -124,7 +127,7 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
     let inspect = rt
         .block_on(client.inspect_container(&sleeper))
         .expect("inspect");
-    assert_eq!(inspect.host_config.memory, 0);
+    assert_eq!(inspect.host_config.resources.memory, 0);
 
     // The Docker CLI's top with its own ps arguments: the host's ps, filtered to the container.
     let out = engine.docker(&["top", &sleeper, "-o", "pid,args"]);
@@ -182,4 +185,143 @@ fn refusals_carry_dockers_codes_and_stats_stream_one_sample_a_second() {
         .expect("rm -f");
     rt.block_on(client.remove_container(&idle, true, false))
         .expect("rm");
+}
+
+/// A start of a paused container is Docker's 409 ("try unpause instead"), not the 304 of a
+/// running one, and leaves it paused; the Docker CLI shows the refusal.
+#[test]
+fn start_of_a_paused_container_is_a_conflict() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    let out = engine.docker(&["import", tar.to_str().unwrap(), "local/busybox:1"]);
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    let client = engine.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:1".into(),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .block_on(client.create_container(Some("xtra-paused-start"), &req))
+        .expect("create")
+        .id;
+    rt.block_on(client.start_container(&id)).expect("start");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+
+    let (code, message) = status_of(rt.block_on(client.start_container(&id)));
+    assert_eq!(code, 409, "{message}");
+    assert_eq!(
+        message,
+        "cannot start a paused container, try unpause instead"
+    );
+    let out = engine.docker(&["start", "xtra-paused-start"]);
+    assert!(!out.status.success(), "docker start of a paused container");
+    assert!(
+        text(&out.stderr).contains("try unpause instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    let inspect = rt.block_on(client.inspect_container(&id)).expect("inspect");
+    assert!(inspect.state.paused, "still paused after the refused start");
+    assert!(frozen_by_the_kernel(&id), "and still frozen");
+
+    rt.block_on(client.remove_container(&id, true, false))
+        .expect("rm -f");
+}
+
+/// The actions of the container events on `events` up to and including `last`.
+fn actions_until(
+    rt: &tokio::runtime::Runtime,
+    events: &mut (impl futures_util::Stream<Item = Result<berth::engine::wire::EventMessage, ClientError>>
+              + Unpin),
+    last: &str,
+) -> Vec<String> {
+    use futures_util::StreamExt;
+    let mut actions: Vec<String> = Vec::new();
+    while actions.last().map(String::as_str) != Some(last) {
+        let event = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.next()).await })
+            .unwrap_or_else(|_| panic!("events stopped after {actions:?}"))
+            .expect("event stream ended")
+            .expect("event");
+        actions.push(event.action);
+    }
+    actions
+}
+
+/// A stop of a paused container signals it and thaws it, as dockerd's does: it ends at once
+/// (its trap runs; no grace period spent behind the freezer), and `/events` shows the thaw as
+/// `unpause` before the `die`. A forced remove of a paused container does the same.
+#[test]
+fn stop_of_a_paused_container_thaws_it_at_once_and_says_unpause() {
+    let engine = TestEngine::start();
+    let tar = busybox_tar(&engine);
+    let out = engine.docker(&["import", tar.to_str().unwrap(), "local/busybox:1"]);
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    let client = engine.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    let req = ContainerCreateRequest {
+        image: "local/busybox:1".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .block_on(client.create_container(Some("xtra-paused-stop"), &req))
+        .expect("create")
+        .id;
+    let mut events = rt
+        .block_on(client.events(&[("container", id.as_str())]))
+        .expect("events");
+    rt.block_on(client.start_container(&id)).expect("start");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+    assert!(frozen_by_the_kernel(&id));
+
+    let started = std::time::Instant::now();
+    rt.block_on(client.stop_container(&id, Some(5)))
+        .expect("stop");
+    let took = started.elapsed();
+    // Well inside the 5 s grace period (about 0.1 s on an idle host; the bound leaves room for
+    // a loaded one); the exit code below shows the trap ended it, not the SIGKILL.
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    let inspect = rt.block_on(client.inspect_container(&id)).expect("inspect");
+    assert_eq!(
+        (
+            inspect.state.status.as_str(),
+            inspect.state.paused,
+            inspect.state.exit_code
+        ),
+        ("exited", false, 0),
+        "ended by its trap, not by the SIGKILL"
+    );
+    assert_eq!(
+        actions_until(&rt, &mut events, "stop"),
+        ["start", "pause", "unpause", "die", "stop"]
+    );
+
+    // Forced remove of a paused container: thawed, killed, announced in Docker's order.
+    rt.block_on(client.start_container(&id))
+        .expect("start again");
+    rt.block_on(client.pause_container(&id)).expect("pause");
+    rt.block_on(client.remove_container(&id, true, false))
+        .expect("rm -f");
+    assert_eq!(
+        actions_until(&rt, &mut events, "destroy"),
+        ["start", "pause", "unpause", "die", "destroy"]
+    );
 }

@@ -400,3 +400,96 @@ services:
     let err = project.fails(&["cp", "--index", "3", "web:/tmp/all.txt", "x"]);
     assert!(err.contains("no container #3"), "{err}");
 }
+
+/// `docker cp` works on a created container: what goes in before its first start comes out
+/// again (and is there once it starts), and the links of its image still never lead the copy
+/// to the host's files.
+#[test]
+fn cp_into_and_out_of_a_container_that_never_started() {
+    let project = project_up("cpnew");
+    let host = project.dir.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "host secret\n").unwrap();
+    let outside_path = outside.path().to_string_lossy().into_owned();
+    // An image whose links name the host's root and files.
+    sh(
+        &project,
+        &format!(
+            "ln -s / /escape; ln -s {outside_path}/secret /leak; ln -s {outside_path} /hostdir"
+        ),
+    );
+    let web = format!("{}-web-1", project.name);
+    project.docker(&["commit", &web, "cp/hostile:1"]);
+    // Gone, so any mount left below is the copy's.
+    project.docker(&["rm", "-f", &web]);
+    project.write_compose(
+        r#"
+services:
+  fresh:
+    image: cp/hostile:1
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"#,
+    );
+    project.ok(&["create", "fresh"]);
+    let fresh = format!("{}-fresh-1", project.name);
+    assert_eq!(
+        project
+            .docker(&["inspect", "-f", "{{.State.Status}}", &fresh])
+            .trim(),
+        "created"
+    );
+
+    std::fs::write(host.join("note.txt"), "before the first start\n").unwrap();
+    project.ok(&["cp", "note.txt", "fresh:/etc/"]);
+    project.ok(&["cp", "fresh:/etc/note.txt", "back.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("back.txt")).unwrap(),
+        "before the first start\n"
+    );
+    // Through the image's `/escape -> /`: inside the container, never the host's /tmp.
+    let marker = format!("berth-cp-created-{}", project.name);
+    std::fs::write(host.join(&marker), "payload\n").unwrap();
+    project.ok(&["cp", &marker, "fresh:/escape/tmp/"]);
+    project.ok(&["cp", &format!("fresh:/tmp/{marker}"), "marker-back"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("marker-back")).unwrap(),
+        "payload\n"
+    );
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "written to the host's /tmp"
+    );
+    for args in [
+        vec!["cp", "-L", "fresh:/leak", "leak1"],
+        vec!["cp", "fresh:/hostdir/secret", "leak2"],
+    ] {
+        let out = project.berth(&args);
+        let mut all = out.stdout.clone();
+        for f in ["leak1", "leak2"] {
+            if let Ok(mut file) = std::fs::File::open(host.join(f)) {
+                let _ = file.read_to_end(&mut all);
+            }
+        }
+        assert!(
+            !text(&all).contains("host secret"),
+            "{args:?} read the host's file"
+        );
+    }
+    assert!(
+        project.leftover_mounts().is_empty(),
+        "{:?}",
+        project.leftover_mounts()
+    );
+
+    project.ok(&["start", "fresh"]);
+    let seen = project.ok(&[
+        "exec",
+        "-T",
+        "fresh",
+        "cat",
+        "/etc/note.txt",
+        &format!("/tmp/{marker}"),
+    ]);
+    assert_eq!(seen, "before the first start\npayload\n");
+}

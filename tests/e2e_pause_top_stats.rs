@@ -210,6 +210,12 @@ fn pause_freezes_the_workload_until_unpause_and_survives_an_engine_restart() {
     // stop of a paused container thaws it with its stop signal, as Docker's does: the trap
     // ends it gracefully (exit 0) long before the grace period's SIGKILL.
     project.ok(&["pause"]);
+    // start of a paused service: the engine's refusal, naming the container, and a failure.
+    let refused = project.fails(&["start"]);
+    assert!(
+        refused.contains("try unpause instead") && refused.contains(&name),
+        "{refused}"
+    );
     let started = std::time::Instant::now();
     project.ok(&["stop", "-t", "20"]);
     assert!(

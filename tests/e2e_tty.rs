@@ -505,3 +505,85 @@ fn resize_endpoints_reach_the_containers_terminal() {
         "409"
     );
 }
+
+/// Whether process `pid` (a PID in `web`'s namespace) still runs there.
+fn alive_in_web(project: &TestProject, pid: &str) -> bool {
+    project
+        .berth(&["exec", "-T", "web", "kill", "-0", pid])
+        .status
+        .success()
+}
+
+/// Leave an interactive `exec` with the detach keys: berth exits 0 with the terminal restored,
+/// the shell runs on (top lists it) until it is ended; `--detach-keys` picks others, and keys
+/// Docker would refuse are refused before the terminal goes raw.
+#[test]
+fn exec_detach_keys_leave_the_command_running() {
+    let project = project_up("ttyexecdetach");
+
+    let mut session = OnTerminal::spawn(berth_command(&project, &["exec", "web", "sh"]), 30, 100);
+    let before = session.modes();
+    session.expect("# ");
+    // The answer differs from the echoed command line: `p2d-<pid>-end`.
+    session.type_in("echo p$((1+1))d-$$-end\r");
+    session.expect("p2d-");
+    session.expect("-end");
+    let screen = session.screen();
+    let pid = screen
+        .rsplit("p2d-")
+        .next()
+        .and_then(|rest| rest.split("-end").next())
+        .expect("the shell's pid")
+        .to_string();
+    assert!(pid.chars().all(|c| c.is_ascii_digit()), "{screen}");
+    session.type_in("\x10\x11");
+    assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
+    assert_same_modes(&before, &session.modes(), "after detaching from exec");
+    let top = project.ok(&["top", "web"]);
+    assert!(
+        top.lines().any(|l| l.ends_with(" sh")),
+        "the detached shell is gone:\n{top}"
+    );
+    assert!(alive_in_web(&project, &pid));
+    project.ok(&["exec", "-T", "web", "kill", "-9", &pid]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive_in_web(&project, &pid) {
+        if Instant::now() > deadline {
+            let ps = project.ok(&["exec", "-T", "web", "ps", "-o", "pid,ppid,stat,args"]);
+            panic!("the shell outlived its SIGKILL:\n{ps}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Other keys: the first alone, broken by the next byte, reaches the shell.
+    let mut session = OnTerminal::spawn(
+        berth_command(
+            &project,
+            &["exec", "--detach-keys", "ctrl-a,x", "web", "sh"],
+        ),
+        30,
+        100,
+    );
+    session.expect("# ");
+    session.type_in("\x01echo other-$((3+4))\r");
+    session.expect("other-7");
+    // ctrl-p ctrl-q are plain keys now (history, XON); ctrl-u clears the line they made.
+    session.type_in("\x10\x11\x15echo still-$((1+1))\r");
+    session.expect("still-2");
+    session.type_in("\x01x");
+    assert_eq!(session.wait().code(), Some(0), "{}", session.screen());
+    let top = project.ok(&["top", "web"]);
+    assert!(top.lines().any(|l| l.ends_with(" sh")), "{top}");
+
+    let mut session = OnTerminal::spawn(
+        berth_command(&project, &["exec", "--detach-keys", "ctrl-1", "web", "sh"]),
+        30,
+        100,
+    );
+    assert_ne!(session.wait().code(), Some(0), "{}", session.screen());
+    assert!(
+        session.screen().contains("invalid detach keys"),
+        "{}",
+        session.screen()
+    );
+}

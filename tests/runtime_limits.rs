@@ -120,7 +120,10 @@ async fn a_pids_limit_makes_a_fork_loop_fail_inside_the_container() {
         "limits/busybox:pids",
         "i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done; echo all forked",
         HostConfig {
-            pids_limit: Some(10),
+            resources: berth::engine::wire::Resources {
+                pids_limit: Some(10),
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
@@ -132,7 +135,7 @@ async fn a_pids_limit_makes_a_fork_loop_fail_inside_the_container() {
     assert!(!out.contains("all forked"), "{out}");
     assert_ne!(code, 0);
     let inspected = client.inspect_container(&id).await.unwrap();
-    assert_eq!(inspected.host_config.pids_limit, Some(10));
+    assert_eq!(inspected.host_config.resources.pids_limit, Some(10));
     assert!(!inspected.state.oom_killed);
     assert!(cgroups_of(std::slice::from_ref(&id)).is_empty());
 
@@ -147,7 +150,7 @@ async fn a_pids_limit_makes_a_fork_loop_fail_inside_the_container() {
     assert_eq!(wait_exit(&client, &free).await, 0);
     assert_eq!(logs(&client, &free).await, "all forked\n");
     let inspected = client.inspect_container(&free).await.unwrap();
-    assert_eq!(inspected.host_config.pids_limit, None);
+    assert_eq!(inspected.host_config.resources.pids_limit, None);
 
     for c in [&id, &free] {
         client.remove_container(c, false, true).await.unwrap();
@@ -267,13 +270,16 @@ async fn cpu_cpuset_memory_and_swap_limits_reach_the_cgroup_files_and_go_with_st
         "limits/busybox:cpu",
         "grep Cpus_allowed_list /proc/self/status; echo ready; exec sleep 300",
         HostConfig {
-            nano_cpus: 500_000_000,
-            cpu_shares: 512,
-            cpuset_cpus: "0".into(),
-            memory: 32 * MB,
-            memory_swap: 96 * MB,
-            memory_reservation: 16 * MB,
-            pids_limit: Some(50),
+            resources: berth::engine::wire::Resources {
+                nano_cpus: 500_000_000,
+                cpu_shares: 512,
+                cpuset_cpus: "0".into(),
+                memory: 32 * MB,
+                memory_swap: 96 * MB,
+                memory_reservation: 16 * MB,
+                pids_limit: Some(50),
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
@@ -410,8 +416,11 @@ async fn an_explicit_cfs_quota_and_period_are_written_as_given() {
         "limits/busybox:cfs",
         "exec sleep 300",
         HostConfig {
-            cpu_quota: 25_000,
-            cpu_period: 50_000,
+            resources: berth::engine::wire::Resources {
+                cpu_quota: 25_000,
+                cpu_period: 50_000,
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
@@ -446,22 +455,31 @@ async fn dockers_validation_errors_are_400s_that_leave_nothing() {
     let cases: Vec<(HostConfig, String)> = vec![
         (
             HostConfig {
-                memory: MB,
+                resources: berth::engine::wire::Resources {
+                    memory: MB,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             "Minimum memory limit allowed is 6MB".into(),
         ),
         (
             HostConfig {
-                memory: 64 * MB,
-                memory_swap: 32 * MB,
+                resources: berth::engine::wire::Resources {
+                    memory: 64 * MB,
+                    memory_swap: 32 * MB,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
         ),
         (
             HostConfig {
-                nano_cpus: 64_000_000_000,
+                resources: berth::engine::wire::Resources {
+                    nano_cpus: 64_000_000_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             format!(
@@ -470,15 +488,21 @@ async fn dockers_validation_errors_are_400s_that_leave_nothing() {
         ),
         (
             HostConfig {
-                nano_cpus: 500_000_000,
-                cpu_period: 50_000,
+                resources: berth::engine::wire::Resources {
+                    nano_cpus: 500_000_000,
+                    cpu_period: 50_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
         ),
         (
             HostConfig {
-                cpuset_cpus: "0-127".into(),
+                resources: berth::engine::wire::Resources {
+                    cpuset_cpus: "0-127".into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             "Requested CPUs are not available - requested 0-127, available: ".into(),

@@ -2,7 +2,9 @@
 //! stdout and stderr, and exit with the command's status.
 //!
 //! From a terminal (or with `-t`) the command gets a pseudo-terminal of the container, the local
-//! terminal goes into raw mode and the window size follows; `-T` runs it without one.
+//! terminal goes into raw mode and the window size follows; `-T` runs it without one. The
+//! detach keys (`ctrl-p,ctrl-q` unless `--detach-keys`) leave a TTY command running, and berth
+//! exits 0, as `docker exec -it` does.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -41,6 +43,9 @@ pub struct ExecArgs {
     /// Working directory for the command inside the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// Override the key sequence for detaching from the command (with a TTY)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// The service whose container runs the command
     #[arg(value_name = "SERVICE")]
     pub service: String,
@@ -114,6 +119,7 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
         cmd: Some(args.command.clone()),
         user: args.user.clone().unwrap_or_default(),
         working_dir: args.workdir.clone().unwrap_or_default(),
+        detach_keys: args.detach_keys.clone().unwrap_or_default(),
         ..Default::default()
     };
     let exec_id = client
@@ -151,6 +157,11 @@ pub async fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<
     if let terminal::SessionEnd::Signal(code) = end? {
         return Ok(ExitCode::from(code as u8));
     }
-    let code = client.inspect_exec(&exec_id).await?.exit_code.unwrap_or(-1);
+    let inspect = client.inspect_exec(&exec_id).await?;
+    // Still running: the session ended with the detach keys (Docker's CLI exits 0 then).
+    if inspect.running {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = inspect.exit_code.unwrap_or(-1);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -59,7 +59,9 @@ pub async fn run(project_args: &ProjectArgs, args: &StartArgs) -> anyhow::Result
     let client = &client;
     for_each_level(start_levels(&targets), |c| async move {
         let name = display_name(c);
-        if is_running(c) {
+        // A paused one is asked to start all the same, as docker compose does: the engine's
+        // refusal ("try unpause instead") is what the user needs to read.
+        if is_running(c) && c.state != "paused" {
             status_line("Container", &name, "Running");
             return Ok(());
         }

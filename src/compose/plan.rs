@@ -513,38 +513,38 @@ fn nano_cpus(cpus: f64) -> i64 {
 /// Both agree when both are set: the consistency check refuses distinct values, as compose does.
 fn apply_resource_limits(service: &Service, host: &mut HostConfig) {
     let int = |key: &str| service.extra.get(key).and_then(serde_json::Value::as_i64);
-    host.memory = int("mem_limit").unwrap_or(0);
-    host.memory_swap = int("memswap_limit").unwrap_or(0);
-    host.memory_reservation = int("mem_reservation").unwrap_or(0);
-    host.nano_cpus = service
+    host.resources.memory = int("mem_limit").unwrap_or(0);
+    host.resources.memory_swap = int("memswap_limit").unwrap_or(0);
+    host.resources.memory_reservation = int("mem_reservation").unwrap_or(0);
+    host.resources.nano_cpus = service
         .extra
         .get("cpus")
         .and_then(serde_json::Value::as_f64)
         .map_or(0, nano_cpus);
-    host.cpu_shares = int("cpu_shares").unwrap_or(0);
-    host.cpu_quota = int("cpu_quota").unwrap_or(0);
-    host.cpu_period = int("cpu_period").unwrap_or(0);
-    host.cpuset_cpus = service
+    host.resources.cpu_shares = int("cpu_shares").unwrap_or(0);
+    host.resources.cpu_quota = int("cpu_quota").unwrap_or(0);
+    host.resources.cpu_period = int("cpu_period").unwrap_or(0);
+    host.resources.cpuset_cpus = service
         .extra
         .get("cpuset")
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default()
         .to_string();
-    host.pids_limit = int("pids_limit").filter(|p| *p != 0);
+    host.resources.pids_limit = int("pids_limit").filter(|p| *p != 0);
     // A bad value was reported by the consistency check; a project loaded without it keeps the
     // service-level values.
     let deploy = deploy_resources(service).unwrap_or_default();
     if let Some(m) = deploy.limit_memory.filter(|m| *m != 0) {
-        host.memory = m;
+        host.resources.memory = m;
     }
     if let Some(c) = deploy.limit_cpus.filter(|c| *c != 0.0) {
-        host.nano_cpus = nano_cpus(c);
+        host.resources.nano_cpus = nano_cpus(c);
     }
     if let Some(p) = deploy.limit_pids.filter(|p| *p > 0) {
-        host.pids_limit = Some(p);
+        host.resources.pids_limit = Some(p);
     }
     if let Some(m) = deploy.reservation_memory.filter(|m| *m > 0) {
-        host.memory_reservation = m;
+        host.resources.memory_reservation = m;
     }
 }
 
@@ -1290,20 +1290,27 @@ mod tests {
             .and_then(|r| r.host_config)
             .expect("host config");
         assert_eq!(
-            (host.memory, host.memory_swap, host.memory_reservation),
+            (
+                host.resources.memory,
+                host.resources.memory_swap,
+                host.resources.memory_reservation
+            ),
             (64 << 20, -1, 32 << 20)
         );
         assert_eq!(
             (
-                host.nano_cpus,
-                host.cpu_shares,
-                host.cpu_period,
-                host.cpu_quota
+                host.resources.nano_cpus,
+                host.resources.cpu_shares,
+                host.resources.cpu_period,
+                host.resources.cpu_quota
             ),
             (1_500_000_000, 512, 50_000, 25_000)
         );
         assert_eq!(
-            (host.cpuset_cpus.as_str(), host.pids_limit),
+            (
+                host.resources.cpuset_cpus.as_str(),
+                host.resources.pids_limit
+            ),
             ("0-1", Some(10))
         );
 
@@ -1320,10 +1327,10 @@ mod tests {
             .expect("host config");
         assert_eq!(
             (
-                host.memory,
-                host.nano_cpus,
-                host.pids_limit,
-                host.memory_reservation
+                host.resources.memory,
+                host.resources.nano_cpus,
+                host.resources.pids_limit,
+                host.resources.memory_reservation
             ),
             (128 << 20, 500_000_000, Some(20), 20 << 20)
         );

@@ -158,6 +158,9 @@ pub struct ExecConfig {
     pub user: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
+    /// Keys that end an attached TTY exec and leave it running (`ctrl-p,ctrl-q` when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detach_keys: String,
 }
 
 /// `POST /containers/{id}/exec` answer.
@@ -223,6 +226,40 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EmptyObject {}
 
+/// Docker's `Resources`: the limits a container's `HostConfig` carries and a
+/// `POST /containers/{id}/update` changes, one type for both (flattened into each).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Resources {
+    /// Memory limit in bytes; 0 = none.
+    #[serde(default)]
+    pub memory: i64,
+    /// Memory plus swap in bytes; -1 = unlimited swap, 0 = Docker's default (twice `Memory`).
+    #[serde(default)]
+    pub memory_swap: i64,
+    /// Soft limit in bytes (`memory.low` on cgroup v2, `memory.soft_limit_in_bytes` on v1).
+    #[serde(default)]
+    pub memory_reservation: i64,
+    /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` = 1500000000).
+    #[serde(default)]
+    pub nano_cpus: i64,
+    /// Relative CPU weight (Docker's default 1024 when 0).
+    #[serde(default)]
+    pub cpu_shares: i64,
+    /// CFS quota in microseconds per `CpuPeriod`; 0 or -1 = none.
+    #[serde(default)]
+    pub cpu_quota: i64,
+    /// CFS period in microseconds; 0 = the kernel's default (100000).
+    #[serde(default)]
+    pub cpu_period: i64,
+    /// CPUs the container may run on (`0-2`, `0,1`); empty = all.
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    /// Maximum number of processes; `None`, 0 or -1 = unlimited.
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
@@ -259,34 +296,10 @@ pub struct HostConfig {
     pub init: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<i64>,
-    // Resource limits (Docker's `Resources`), always serialized as Docker's inspect shows them.
-    /// Memory limit in bytes; 0 = none.
-    #[serde(default)]
-    pub memory: i64,
-    /// Memory plus swap in bytes; -1 = unlimited swap, 0 = Docker's default (twice `Memory`).
-    #[serde(default)]
-    pub memory_swap: i64,
-    /// Soft limit in bytes (`memory.low` on cgroup v2, `memory.soft_limit_in_bytes` on v1).
-    #[serde(default)]
-    pub memory_reservation: i64,
-    /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` = 1500000000).
-    #[serde(default)]
-    pub nano_cpus: i64,
-    /// Relative CPU weight (Docker's default 1024 when 0).
-    #[serde(default)]
-    pub cpu_shares: i64,
-    /// CFS quota in microseconds per `CpuPeriod`; 0 or -1 = none.
-    #[serde(default)]
-    pub cpu_quota: i64,
-    /// CFS period in microseconds; 0 = the kernel's default (100000).
-    #[serde(default)]
-    pub cpu_period: i64,
-    /// CPUs the container may run on (`0-2`, `0,1`); empty = all.
-    #[serde(default)]
-    pub cpuset_cpus: String,
-    /// Maximum number of processes; `None`, 0 or -1 = unlimited.
-    #[serde(default)]
-    pub pids_limit: Option<i64>,
+    /// Resource limits (Docker's `Resources`), always serialized as Docker's inspect shows them;
+    /// flattened, so they sit here in the JSON as in Docker's.
+    #[serde(flatten)]
+    pub resources: Resources,
     // Service options (capabilities, ulimits, sysctls, DNS) — kept together at the end.
     /// Capability names, with or without `CAP_`, or `ALL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

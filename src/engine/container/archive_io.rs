@@ -6,7 +6,8 @@
 //! state: the copy must not block a stop), a stopped one through an overlay of its layers,
 //! under the container lock for the whole copy so a start cannot mount the same upper
 //! directory meanwhile. A container that never started keeps the upload path of
-//! [`archive`](super::archive) (files bound read-only at start: compose's configs and secrets).
+//! [`archive`](super::archive) (files bound read-only at start: compose's configs and secrets);
+//! a read of a not-running container sees those files where its start will bind them.
 //!
 //! Uploads are extracted by the layer extractor (fd-relative, bounded), into the directory the
 //! destination resolves to inside the container, with `.wh.` names kept as plain files.
@@ -97,6 +98,19 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&scratch);
         let upper = Some(dir.join("upper")).filter(|u| u.is_dir());
         let binds = self.overlay_binds(&record)?;
+        // A read sees the files copied in before the first start, as the container will; a
+        // write goes to the layers (it never reaches those files: they are read-only binds).
+        let copied = if writable {
+            Vec::new()
+        } else {
+            (self.containers.copied_mounts(&id).into_iter())
+                .map(|m| OverlayBind {
+                    source: m.source,
+                    destination: m.destination,
+                    read_only: true,
+                })
+                .collect()
+        };
         Ok(Access {
             record,
             status: state.status,
@@ -107,6 +121,7 @@ impl Engine {
                 work: dir.join("work"),
                 writable,
                 binds,
+                copied,
             }),
             _guard: Some(guard),
         })

@@ -85,6 +85,11 @@ pub struct OverlayRoot {
     /// The container's volumes and bind mounts, attached where they resolve inside the
     /// overlay, so a copy sees (and writes) what the container would.
     pub binds: Vec<OverlayBind>,
+    /// The files copied into the container before it first started, which the runtime binds
+    /// read-only at start (see [`archive`](super::archive)). A read attaches them on top, as
+    /// the container will see them; their missing mount points are made in a throwaway upper
+    /// directory under `scratch`, never in the container's layers.
+    pub copied: Vec<OverlayBind>,
 }
 
 /// A host directory or file mounted into a stopped container's overlay for the copy.
@@ -182,6 +187,7 @@ impl OverlayRoot {
         .map_err(io_err("open the container's overlay"));
         let result = root.and_then(|root| {
             self.attach_binds(&root)?;
+            self.attach_copied(&merged)?;
             f(&root)
         });
         // Detached (with the binds below) before the caller releases the container: a start
@@ -225,11 +231,54 @@ impl OverlayRoot {
         Ok(())
     }
 
+    /// Each copied file onto its place resolved inside the overlay, its mount point made as
+    /// the runtime makes it at start (inside the root, symlinks resolved in it). One whose
+    /// place cannot hold a file (a directory there, a read-only volume) is left out.
+    fn attach_copied(&self, merged: &Path) -> Result<()> {
+        if !self.scratch_upper() {
+            return Ok(());
+        }
+        let root = in_root::ContainerRoot::at(merged).map_err(|e| ArchiveError::Io {
+            what: "open the container's overlay".into(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        for file in &self.copied {
+            let Ok(target) = root.ensure_file(&file.destination, 0o644, in_root::KernelFs::Refuse)
+            else {
+                continue;
+            };
+            if !fstat(target.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            {
+                continue;
+            }
+            let tree = open_tree(&file.source).map_err(io_err(format!(
+                "clone the mount of {}",
+                file.source.display()
+            )))?;
+            in_root::set_tree_attr(&tree, in_root::MOUNT_ATTR_RDONLY)
+                .map_err(io_err("make a copied file read-only"))?;
+            in_root::move_tree_to_fd(&tree, &target)
+                .map_err(io_err(format!("mount {} for the copy", file.destination)))?;
+        }
+        Ok(())
+    }
+
+    /// A read of a container with copied files: the overlay gets an upper directory of its
+    /// own under `scratch`, thrown away after, where the files' mount points are made.
+    fn scratch_upper(&self) -> bool {
+        !self.writable && !self.copied.is_empty()
+    }
+
     /// Mounts the overlay at `scratch/merged` (lower dirs as short `l/<i>` links, as the
     /// runtime does, to stay within the one-page limit of mount options).
     fn mount(&self) -> Result<PathBuf> {
         let dir = &self.scratch;
-        for sub in ["l", "merged", "empty"] {
+        let scratch_upper: &[&str] = if self.scratch_upper() {
+            &["upper", "work"]
+        } else {
+            &[]
+        };
+        for sub in ["l", "merged", "empty"].iter().chain(scratch_upper) {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(io_err(format!("create {}", dir.join(sub).display())))?;
         }
@@ -245,8 +294,13 @@ impl OverlayRoot {
             lower.push(format!("l/{i}"));
         }
         let mut data = String::new();
-        match (&self.upper, self.writable) {
-            (Some(upper), true) => {
+        let upper = match (&self.upper, self.writable) {
+            (Some(upper), true) => Some((upper.clone(), self.work.clone())),
+            _ if self.scratch_upper() => Some((dir.join("upper"), dir.join("work"))),
+            _ => None,
+        };
+        match upper {
+            Some((upper, work)) => {
                 if lower.is_empty() {
                     lower.push("empty".into());
                 }
@@ -254,10 +308,10 @@ impl OverlayRoot {
                     "lowerdir={},upperdir={},workdir={},index=off",
                     lower.join(":"),
                     upper.display(),
-                    self.work.display()
+                    work.display()
                 );
             }
-            _ => {
+            None => {
                 // Read-only overlayfs wants two lower dirs at least: the empty one makes sure.
                 lower.push("empty".into());
                 data.push_str(&format!("lowerdir={}", lower.join(":")));
@@ -265,7 +319,7 @@ impl OverlayRoot {
         }
         std::env::set_current_dir(dir).map_err(io_err(format!("chdir {}", dir.display())))?;
         let mut flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-        if !self.writable {
+        if !self.writable && !self.scratch_upper() {
             flags |= MsFlags::MS_RDONLY;
         }
         nix::mount::mount(

@@ -806,7 +806,7 @@ impl Engine {
             open_stdout: e.config.attach_stdout,
             can_remove: !e.running,
             container_id: e.container_id.clone(),
-            detach_keys: String::new(),
+            detach_keys: e.config.detach_keys.clone(),
             pid: e.pid as i64,
         })
     }

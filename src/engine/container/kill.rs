@@ -1,11 +1,22 @@
 //! Kill: send a signal (default SIGKILL) to the container's init, as `docker kill` does.
 
+use super::pause::OnThaw;
 use super::state::Status;
 use super::{parse_signal, ContainerError, ContainerStore, Result};
 use crate::engine::Engine;
 
 impl ContainerStore {
     pub async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        self.kill_announcing(id, signal, &|| {}).await
+    }
+
+    /// [`Self::kill`], telling `on_thaw` when the signal thaws a paused container.
+    pub(crate) async fn kill_announcing(
+        &self,
+        id: &str,
+        signal: Option<&str>,
+        on_thaw: OnThaw<'_>,
+    ) -> Result<()> {
         let _guard = self.lock(id).await;
         let signal = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         self.settle_and_notify(id)?;
@@ -20,7 +31,7 @@ impl ContainerStore {
         // A frozen process acts on the signal only once thawed; Docker thaws for these.
         let record = self.load_record(id)?;
         if super::pause::signal_thaws(signal, super::pause::configured_stop_signal(&record)) {
-            self.thaw_for_kill(id).await?;
+            self.thaw_for_kill(id, on_thaw).await?;
         }
         Ok(())
     }
@@ -30,7 +41,9 @@ impl Engine {
     pub async fn kill_container(&self, id_or_name: &str, signal: Option<&str>) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
-        self.containers.kill(&id, signal).await?;
+        self.containers
+            .kill_announcing(&id, signal, &self.announce_thaw(&record))
+            .await?;
         let sig = signal
             .filter(|s| !s.is_empty())
             .unwrap_or("SIGKILL")

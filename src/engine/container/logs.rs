@@ -5,6 +5,7 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
@@ -138,12 +139,60 @@ impl ContainerStore {
     }
 }
 
-/// How often a followed log is read for new output.
+/// How often a followed log is read for new output when nothing woke the reader (the file
+/// cannot be watched, or a write was missed): the floor under [`LogWatch`].
 const FOLLOW_READ: Duration = Duration::from_millis(100);
-/// How often an attach to a TTY container looks at its log's size: what is typed is echoed
-/// through the log, and a tenth of a second per keystroke is a terminal one notices. Only the
-/// size is looked at (one `stat`); the log is read when it grew, or after [`FOLLOW_READ`].
-const TTY_ATTACH_LOOK: Duration = Duration::from_millis(10);
+
+/// Wakes a followed log's reader when the shim writes the file (inotify on it), so an attach
+/// or `logs -f` gets output as it is logged rather than at the next poll. The shim is another
+/// process (it outlives the engine), so the file is the one place both see.
+struct LogWatch {
+    inotify: tokio::io::unix::AsyncFd<InotifyFd>,
+}
+
+/// The inotify instance as tokio's reactor registers it (by raw fd).
+struct InotifyFd(Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl LogWatch {
+    /// `None` when the file cannot be watched (not there yet, or the user's inotify instances
+    /// are used up): the reader then polls every [`FOLLOW_READ`].
+    fn new(path: &std::path::Path) -> Option<Self> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        inotify.add_watch(path, AddWatchFlags::IN_MODIFY).ok()?;
+        // SAFETY: the AsyncFd owns the instance and drops its registration before closing it.
+        let inotify = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                InotifyFd(inotify),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .ok()?;
+        Some(Self { inotify })
+    }
+
+    /// Until the file was written since the last call (writes queue up meanwhile: none is
+    /// missed between a read of the file and this wait).
+    async fn written(&self) {
+        loop {
+            let Ok(mut ready) = self.inotify.readable().await else {
+                return std::future::pending().await;
+            };
+            match ready.get_inner().0.read_events() {
+                Ok(_) => return,
+                Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
+                // The floor interval still reads the file.
+                Err(_) => return std::future::pending().await,
+            }
+        }
+    }
+}
 
 /// When a followed log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,21 +270,16 @@ impl ContainerStore {
         }
     }
 
-    /// When a followed log is read again: after [`FOLLOW_READ`] (sooner once a TTY attach's log
-    /// grew) for what the container wrote,
+    /// When a followed log is read again: once the shim wrote it (or after [`FOLLOW_READ`]),
     /// or as soon as a running container's shim exits (it records the exit first), so the end
     /// of a run reaches its attach without waiting out the interval.
-    async fn next_read_due(&self, id: &str, tty_log: Option<(&std::path::Path, u64)>) {
+    async fn next_read_due(&self, id: &str, watch: Option<&LogWatch>) {
         let interval = async {
-            let Some((path, offset)) = tty_log else {
-                return tokio::time::sleep(FOLLOW_READ).await;
-            };
-            let deadline = tokio::time::Instant::now() + FOLLOW_READ;
-            while tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(TTY_ATTACH_LOOK).await;
-                if std::fs::metadata(path).is_ok_and(|m| m.len() != offset) {
-                    return;
+            match watch {
+                Some(watch) => {
+                    let _ = tokio::time::timeout(FOLLOW_READ, watch.written()).await;
                 }
+                None => tokio::time::sleep(FOLLOW_READ).await,
             }
         };
         let state = self.state(id);
@@ -281,9 +325,13 @@ impl ContainerStore {
         if !opts.follow {
             return Ok(());
         }
-        let tty_attach = matches!(until, FollowUntil::NextExit { .. })
-            && self.load_record(id).is_ok_and(|r| r.request.tty);
+        let mut watch = None;
         loop {
+            // Made before the read below, so a write after that read wakes the wait after it;
+            // made again while the file is missing (an attach before the first start).
+            if watch.is_none() {
+                watch = LogWatch::new(&path);
+            }
             let done = self.follow_done(id, &until);
             if let Ok(mut file) = tokio::fs::File::open(&path).await {
                 file.seek(SeekFrom::Start(offset)).await?;
@@ -303,7 +351,7 @@ impl ContainerStore {
                 return Ok(());
             }
             tokio::select! {
-                _ = self.next_read_due(id, tty_attach.then_some((path.as_path(), offset))) => {}
+                _ = self.next_read_due(id, watch.as_ref()) => {}
                 _ = tx.closed() => return Ok(()),
             }
         }
@@ -368,5 +416,27 @@ mod tests {
             chunk_of(&line, &opts).unwrap().bytes,
             b"2026-01-01T00:00:00.5Z x\n".to_vec()
         );
+    }
+
+    #[tokio::test]
+    async fn a_watched_log_wakes_its_reader_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        assert!(LogWatch::new(&path).is_none(), "nothing to watch yet");
+        std::fs::write(&path, "").unwrap();
+        let watch = LogWatch::new(&path).expect("watch the log");
+        // Nothing written: no wake-up.
+        let quiet = tokio::time::timeout(Duration::from_millis(50), watch.written()).await;
+        assert!(quiet.is_err());
+        // A write (as the shim appends) before the wait is not missed.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{}\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.written())
+            .await
+            .expect("woken by the write");
     }
 }

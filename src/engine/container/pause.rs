@@ -75,6 +75,11 @@ pub(crate) fn configured_stop_signal(record: &super::state::ContainerRecord) -> 
         .and_then(|s| super::parse_signal(&s).ok())
 }
 
+/// Called when a kill, stop or forced remove thaws a paused container, while the container's
+/// lock is held: the engine announces `unpause` then, as Docker's resumed-event handler does,
+/// and so before the `die` the thaw lets happen (`die` waits for that lock).
+pub(crate) type OnThaw<'a> = &'a (dyn Fn() + Send + Sync);
+
 /// Docker's refusal of an exec into a paused container.
 pub(crate) fn exec_refusal(name: &str) -> ContainerError {
     ContainerError::Conflict(format!(
@@ -132,16 +137,18 @@ impl ContainerStore {
 
     /// After a signal that [`signal_thaws`] a paused container: thaw it so the signal is acted
     /// on (v1's freezer holds even a SIGKILL until then), and record that it is no longer paused
-    /// (a process that ignores the signal runs on, thawed, as under Docker). Callers hold the
-    /// container's lock.
-    pub(crate) async fn thaw_for_kill(&self, id: &str) -> Result<()> {
+    /// (a process that ignores the signal runs on, thawed, as under Docker); `on_thaw` is told
+    /// when it was paused. Callers hold the container's lock.
+    pub(crate) async fn thaw_for_kill(&self, id: &str, on_thaw: OnThaw<'_>) -> Result<()> {
         let mut state = self.load_raw_state(id);
         if !state.is_paused() {
             return Ok(());
         }
         self.thaw_blocking(id).await?;
         state.paused = false;
-        self.save_state(id, &state)
+        self.save_state(id, &state)?;
+        on_thaw();
+        Ok(())
     }
 }
 
@@ -160,6 +167,15 @@ impl Engine {
         self.containers.unpause(&id).await?;
         self.container_event("unpause", &record, &[]);
         Ok(())
+    }
+
+    /// The `unpause` event a kill, stop or forced remove sends when it thaws `record`'s
+    /// container (see [`OnThaw`]).
+    pub(crate) fn announce_thaw<'a>(
+        &'a self,
+        record: &'a super::state::ContainerRecord,
+    ) -> impl Fn() + Send + Sync + 'a {
+        move || self.container_event("unpause", record, &[])
     }
 }
 

@@ -1,6 +1,7 @@
 //! Remove: refuse a running container unless forced, then delete its cgroups and its directory;
 //! the engine side detaches the network and removes anonymous volumes when asked.
 
+use super::pause::OnThaw;
 use super::state::{ContainerRecord, Status};
 use super::{ContainerError, ContainerStore, Result};
 use crate::engine::runtime::cgroup;
@@ -9,6 +10,16 @@ use crate::engine::Engine;
 impl ContainerStore {
     /// Remove container `id`; returns its record so the caller can clean up what it owns.
     pub async fn remove(&self, id: &str, force: bool) -> Result<ContainerRecord> {
+        self.remove_announcing(id, force, &|| {}).await
+    }
+
+    /// [`Self::remove`], telling `on_thaw` when a forced remove thaws a paused container.
+    pub(crate) async fn remove_announcing(
+        &self,
+        id: &str,
+        force: bool,
+        on_thaw: OnThaw<'_>,
+    ) -> Result<ContainerRecord> {
         let guard = self.lock(id).await;
         let record = self.load_record(id)?;
         self.settle_and_notify(id)?;
@@ -20,7 +31,8 @@ impl ContainerStore {
                     record.name
                 )));
             }
-            self.kill_everything(id, state.init, state.shim).await;
+            self.kill_everything(id, state.init, state.shim, on_thaw)
+                .await;
             self.settle_and_notify(id)?;
             // `die` goes out before `destroy`, as Docker sends them.
             self.until_exit_processed(id).await;
@@ -121,7 +133,12 @@ impl Engine {
         remove_anonymous_volumes: bool,
     ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
-        let record = self.containers.remove(&id, force).await?;
+        // The record is read first only for the `unpause` a forced remove may announce.
+        let record = self.containers.load_record(&id)?;
+        let record = self
+            .containers
+            .remove_announcing(&id, force, &self.announce_thaw(&record))
+            .await?;
         self.forget_execs(&id);
         let _ = self.networks.detach(&id).await;
         if remove_anonymous_volumes {

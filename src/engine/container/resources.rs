@@ -108,33 +108,34 @@ pub fn parse_cpu_list(text: &str) -> std::result::Result<Vec<u32>, String> {
 
 /// Docker's `verifyPlatformContainerResources` checks, in its order and with its messages.
 pub fn validate(host: &HostConfig, cpus: &HostCpus) -> Result<()> {
-    if host.memory != 0 && host.memory < MIN_MEMORY {
+    let r = &host.resources;
+    if r.memory != 0 && r.memory < MIN_MEMORY {
         return Err(invalid("Minimum memory limit allowed is 6MB"));
     }
-    if host.memory > 0 && host.memory_swap > 0 && host.memory_swap < host.memory {
+    if r.memory > 0 && r.memory_swap > 0 && r.memory_swap < r.memory {
         return Err(invalid(
             "Minimum memoryswap limit should be larger than memory limit, see usage",
         ));
     }
-    if host.memory == 0 && host.memory_swap > 0 {
+    if r.memory == 0 && r.memory_swap > 0 {
         return Err(invalid(
             "You should always set the Memory limit when using Memoryswap limit, see usage",
         ));
     }
-    if host.memory_reservation > 0 && host.memory_reservation < MIN_MEMORY {
+    if r.memory_reservation > 0 && r.memory_reservation < MIN_MEMORY {
         return Err(invalid("Minimum memory reservation allowed is 6MB"));
     }
-    if host.memory > 0 && host.memory_reservation > 0 && host.memory < host.memory_reservation {
+    if r.memory > 0 && r.memory_reservation > 0 && r.memory < r.memory_reservation {
         return Err(invalid(
             "Minimum memory limit can not be less than memory reservation limit, see usage",
         ));
     }
-    if host.nano_cpus > 0 && host.cpu_period > 0 {
+    if r.nano_cpus > 0 && r.cpu_period > 0 {
         return Err(invalid(
             "Conflicting options: Nano CPUs and CPU Period cannot both be set",
         ));
     }
-    if host.nano_cpus > 0 && host.cpu_quota > 0 {
+    if r.nano_cpus > 0 && r.cpu_quota > 0 {
         return Err(invalid(
             "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
         ));
@@ -142,39 +143,39 @@ pub fn validate(host: &HostConfig, cpus: &HostCpus) -> Result<()> {
     // Docker leaves values below 0.01 CPUs to the kernel, which then fails the start with a
     // runc error; berth refuses them here, with the message that names the range.
     let max_nano = cpus.count as i64 * 1_000_000_000;
-    if host.nano_cpus < 0 || (host.nano_cpus > 0 && host.nano_cpus < 10_000_000) {
+    if r.nano_cpus < 0 || (r.nano_cpus > 0 && r.nano_cpus < 10_000_000) {
         return Err(cpu_range(cpus.count));
     }
-    if host.nano_cpus > max_nano {
+    if r.nano_cpus > max_nano {
         return Err(cpu_range(cpus.count));
     }
-    if host.cpu_shares < 0 {
+    if r.cpu_shares < 0 {
         return Err(invalid(format!(
             "invalid CPU shares ({}): use a positive number (1024 is the default weight)",
-            host.cpu_shares
+            r.cpu_shares
         )));
     }
-    if host.cpu_period != 0 && !(1000..=1_000_000).contains(&host.cpu_period) {
+    if r.cpu_period != 0 && !(1000..=1_000_000).contains(&r.cpu_period) {
         return Err(invalid(
             "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
         ));
     }
-    if host.cpu_quota > 0 && host.cpu_quota < 1000 {
+    if r.cpu_quota > 0 && r.cpu_quota < 1000 {
         return Err(invalid(
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
         ));
     }
-    if !host.cpuset_cpus.is_empty() {
-        let wanted = parse_cpu_list(&host.cpuset_cpus).map_err(|e| {
+    if !r.cpuset_cpus.is_empty() {
+        let wanted = parse_cpu_list(&r.cpuset_cpus).map_err(|e| {
             invalid(format!(
                 "Invalid value {} for cpuset cpus: {e}",
-                host.cpuset_cpus
+                r.cpuset_cpus
             ))
         })?;
         if wanted.iter().any(|c| !cpus.available.contains(c)) {
             return Err(invalid(format!(
                 "Requested CPUs are not available - requested {}, available: {}",
-                host.cpuset_cpus, cpus.available_text
+                r.cpuset_cpus, cpus.available_text
             )));
         }
     }
@@ -189,40 +190,42 @@ fn cpu_range(n: usize) -> ResourceError {
 
 /// Docker's `adaptContainerSettings`: the stored (and inspected) `HostConfig` says what applies.
 pub fn adapt(host: &mut HostConfig) {
-    if host.memory > 0 && host.memory_swap == 0 {
-        host.memory_swap = host.memory * 2;
+    let r = &mut host.resources;
+    if r.memory > 0 && r.memory_swap == 0 {
+        r.memory_swap = r.memory * 2;
     }
     // 0 and -1 both mean unlimited; Docker stores them as unset.
-    if host.pids_limit.is_some_and(|p| p <= 0) {
-        host.pids_limit = None;
+    if r.pids_limit.is_some_and(|p| p <= 0) {
+        r.pids_limit = None;
     }
 }
 
 /// The limits `host` asks for, resolved to cgroup values (Docker's defaults applied).
 pub fn limits_from_host_config(host: &HostConfig) -> Limits {
-    let memory_swap = if host.memory > 0 && host.memory_swap == 0 {
-        host.memory * 2
-    } else if host.memory > 0 {
-        host.memory_swap
+    let r = &host.resources;
+    let memory_swap = if r.memory > 0 && r.memory_swap == 0 {
+        r.memory * 2
+    } else if r.memory > 0 {
+        r.memory_swap
     } else {
         0
     };
-    let (cpu_quota, cpu_period) = if host.nano_cpus > 0 {
-        nano_cpus_to_quota(host.nano_cpus)
+    let (cpu_quota, cpu_period) = if r.nano_cpus > 0 {
+        nano_cpus_to_quota(r.nano_cpus)
     } else {
-        (host.cpu_quota.max(0), host.cpu_period.max(0))
+        (r.cpu_quota.max(0), r.cpu_period.max(0))
     };
     Limits {
-        memory: host.memory.max(0),
+        memory: r.memory.max(0),
         memory_swap,
-        memory_swap_is_default: host.memory > 0 && memory_swap == host.memory * 2,
-        memory_reservation: host.memory_reservation.max(0),
-        cpu_shares: host.cpu_shares.max(0),
+        memory_swap_is_default: r.memory > 0 && memory_swap == r.memory * 2,
+        memory_reservation: r.memory_reservation.max(0),
+        cpu_shares: r.cpu_shares.max(0),
         cpu_quota,
         cpu_period,
-        cpu_quota_from_nano_cpus: host.nano_cpus > 0,
-        cpuset_cpus: host.cpuset_cpus.clone(),
-        pids: host.pids_limit.unwrap_or(0).max(0),
+        cpu_quota_from_nano_cpus: r.nano_cpus > 0,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        pids: r.pids_limit.unwrap_or(0).max(0),
     }
 }
 
@@ -257,22 +260,31 @@ mod tests {
         let mb = 1024 * 1024;
         assert_eq!(
             check(HostConfig {
-                memory: 4 * mb,
+                resources: crate::engine::wire::Resources {
+                    memory: 4 * mb,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Minimum memory limit allowed is 6MB".into())
         );
         assert_eq!(
             check(HostConfig {
-                memory: 64 * mb,
-                memory_swap: 32 * mb,
+                resources: crate::engine::wire::Resources {
+                    memory: 64 * mb,
+                    memory_swap: 32 * mb,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Minimum memoryswap limit should be larger than memory limit, see usage".into())
         );
         assert_eq!(
             check(HostConfig {
-                memory_swap: 32 * mb,
+                resources: crate::engine::wire::Resources {
+                    memory_swap: 32 * mb,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err(
@@ -282,8 +294,11 @@ mod tests {
         );
         assert_eq!(
             check(HostConfig {
-                memory: 16 * mb,
-                memory_reservation: 32 * mb,
+                resources: crate::engine::wire::Resources {
+                    memory: 16 * mb,
+                    memory_reservation: 32 * mb,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err(
@@ -292,9 +307,12 @@ mod tests {
             )
         );
         assert!(check(HostConfig {
-            memory: 64 * mb,
-            memory_swap: -1,
-            memory_reservation: 32 * mb,
+            resources: crate::engine::wire::Resources {
+                memory: 64 * mb,
+                memory_swap: -1,
+                memory_reservation: 32 * mb,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .is_ok());
@@ -304,57 +322,81 @@ mod tests {
     fn cpu_checks_use_dockers_messages() {
         assert_eq!(
             check(HostConfig {
-                nano_cpus: 3_000_000_000,
+                resources: crate::engine::wire::Resources {
+                    nano_cpus: 3_000_000_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available".into())
         );
         assert_eq!(
             check(HostConfig {
-                nano_cpus: 500_000_000,
-                cpu_period: 50_000,
+                resources: crate::engine::wire::Resources {
+                    nano_cpus: 500_000_000,
+                    cpu_period: 50_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Conflicting options: Nano CPUs and CPU Period cannot both be set".into())
         );
         assert_eq!(
             check(HostConfig {
-                nano_cpus: 500_000_000,
-                cpu_quota: 50_000,
+                resources: crate::engine::wire::Resources {
+                    nano_cpus: 500_000_000,
+                    cpu_quota: 50_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Conflicting options: Nano CPUs and CPU Quota cannot both be set".into())
         );
         assert!(check(HostConfig {
-            cpu_quota: 500,
+            resources: crate::engine::wire::Resources {
+                cpu_quota: 500,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap_err()
         .contains("quota can not be less than 1ms"));
         assert!(check(HostConfig {
-            cpu_period: 5_000_000,
+            resources: crate::engine::wire::Resources {
+                cpu_period: 5_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap_err()
         .contains("larger than 1s"));
         assert_eq!(
             check(HostConfig {
-                cpuset_cpus: "0-3".into(),
+                resources: crate::engine::wire::Resources {
+                    cpuset_cpus: "0-3".into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Requested CPUs are not available - requested 0-3, available: 0-1".into())
         );
         assert_eq!(
             check(HostConfig {
-                cpuset_cpus: "0-x".into(),
+                resources: crate::engine::wire::Resources {
+                    cpuset_cpus: "0-x".into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             Err("Invalid value 0-x for cpuset cpus: invalid format: 0-x".into())
         );
         assert!(check(HostConfig {
-            nano_cpus: 1_500_000_000,
-            cpu_shares: 512,
-            cpuset_cpus: "1".into(),
+            resources: crate::engine::wire::Resources {
+                nano_cpus: 1_500_000_000,
+                cpu_shares: 512,
+                cpuset_cpus: "1".into(),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .is_ok());
@@ -371,8 +413,11 @@ mod tests {
     #[test]
     fn swap_defaults_to_twice_the_memory_and_pids_zero_is_unlimited() {
         let mut host = HostConfig {
-            memory: 64 << 20,
-            pids_limit: Some(0),
+            resources: crate::engine::wire::Resources {
+                memory: 64 << 20,
+                pids_limit: Some(0),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let limits = limits_from_host_config(&host);
@@ -380,16 +425,25 @@ mod tests {
         assert!(limits.memory_swap_is_default);
         assert_eq!(limits.pids, 0);
         adapt(&mut host);
-        assert_eq!((host.memory_swap, host.pids_limit), (128 << 20, None));
+        assert_eq!(
+            (host.resources.memory_swap, host.resources.pids_limit),
+            (128 << 20, None)
+        );
         let unlimited = limits_from_host_config(&HostConfig {
-            memory: 64 << 20,
-            memory_swap: -1,
+            resources: crate::engine::wire::Resources {
+                memory: 64 << 20,
+                memory_swap: -1,
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!(unlimited.memory_swap, -1);
         assert!(!unlimited.memory_swap_is_default);
         let nano = limits_from_host_config(&HostConfig {
-            nano_cpus: 500_000_000,
+            resources: crate::engine::wire::Resources {
+                nano_cpus: 500_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!((nano.cpu_quota, nano.cpu_period), (50_000, 100_000));

@@ -48,9 +48,7 @@ impl ContainerStore {
         let record = self.load_record(id)?;
         self.settle_and_notify(id)?;
         let mut state = self.load_raw_state(id);
-        if state.status == Status::Running {
-            return Err(ContainerError::NotModified(record.name));
-        }
+        refuse_start(&record.name, &state)?;
         let exit_path = self.exit_path(id);
         match std::fs::remove_file(&exit_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -327,6 +325,20 @@ fn running_state(
 }
 
 /// Docker adds `HOSTNAME` to every container's environment (the container's own env wins).
+/// Docker's answers to a start of a container that runs already: a paused one is a conflict
+/// (the user meant `unpause`), a running one is not modified (304).
+fn refuse_start(name: &str, state: &StateRecord) -> Result<()> {
+    if state.is_paused() {
+        return Err(ContainerError::Conflict(
+            "cannot start a paused container, try unpause instead".to_string(),
+        ));
+    }
+    if state.status == Status::Running {
+        return Err(ContainerError::NotModified(name.to_string()));
+    }
+    Ok(())
+}
+
 fn runtime_env(env: &[String], hostname: &str) -> Vec<String> {
     let mut out = Vec::with_capacity(env.len() + 1);
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
@@ -400,9 +412,12 @@ impl Engine {
             )
         {
             // As Docker does: `docker run --rm` of a container that cannot start leaves nothing
-            // (its CLI waits for the removal before it reports the error).
+            // (its CLI waits for the removal before it reports the error). One that runs (a
+            // start refused because it is paused) is not a failed start: it stays.
             if let Ok(id) = self.containers.resolve_id(id_or_name) {
-                self.auto_remove(&id).await;
+                if self.containers.state(&id).status != Status::Running {
+                    self.auto_remove(&id).await;
+                }
             }
         }
         result
@@ -416,9 +431,7 @@ impl Engine {
     ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
-        if self.containers.state(&id).status == Status::Running {
-            return Err(ContainerError::NotModified(record.name));
-        }
+        refuse_start(&record.name, &self.containers.state(&id))?;
         let start_err = |reason: String| ContainerError::StartFailed {
             name: record.name.clone(),
             reason,
@@ -621,5 +634,23 @@ mod tests {
         assert_eq!(names(record("default", &[])), ["bridge"]);
         assert_eq!(names(record("app_net", &["app_net"])), ["app_net"]);
         assert!(names(record("none", &[])).is_empty());
+    }
+
+    #[test]
+    fn a_paused_container_is_a_conflict_a_running_one_not_modified() {
+        let mut state = StateRecord::default();
+        assert!(refuse_start("web", &state).is_ok());
+        state.status = Status::Exited;
+        assert!(refuse_start("web", &state).is_ok());
+        state.status = Status::Running;
+        assert!(matches!(
+            refuse_start("web", &state),
+            Err(ContainerError::NotModified(name)) if name == "web"
+        ));
+        state.paused = true;
+        assert!(matches!(
+            refuse_start("web", &state),
+            Err(ContainerError::Conflict(m)) if m.contains("try unpause instead")
+        ));
     }
 }

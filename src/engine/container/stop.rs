@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::pause::OnThaw;
 use super::process::ProcIdentity;
 use super::state::Status;
 use super::{parse_signal, ContainerError, ContainerStore, Result};
@@ -16,6 +17,16 @@ pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 impl ContainerStore {
     /// Stop container `id`; false if it was not running (Docker's 304).
     pub async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<bool> {
+        self.stop_announcing(id, timeout, &|| {}).await
+    }
+
+    /// [`Self::stop`], telling `on_thaw` when the stop thaws a paused container.
+    pub(crate) async fn stop_announcing(
+        &self,
+        id: &str,
+        timeout: Option<i64>,
+        on_thaw: OnThaw<'_>,
+    ) -> Result<bool> {
         let _guard = self.lock(id).await;
         let record = self.load_record(id)?;
         self.settle_and_notify(id)?;
@@ -32,7 +43,7 @@ impl ContainerStore {
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         state.init.signal(signal);
         // A paused container is thawed so it sees its stop signal, as Docker's stop does.
-        self.thaw_for_kill(id).await?;
+        self.thaw_for_kill(id, on_thaw).await?;
         let graceful = if timeout < 0 {
             state.shim.exited().await;
             true
@@ -42,7 +53,8 @@ impl ContainerStore {
                 .is_ok()
         };
         if !graceful {
-            self.kill_everything(id, state.init, state.shim).await;
+            self.kill_everything(id, state.init, state.shim, on_thaw)
+                .await;
         }
         self.settle_and_notify(id)?;
         self.until_exit_processed(id).await;
@@ -50,10 +62,16 @@ impl ContainerStore {
     }
 
     /// SIGKILL the init and every process in the cgroup, then wait for the shim to record the exit.
-    pub(crate) async fn kill_everything(&self, id: &str, init: ProcIdentity, shim: ProcIdentity) {
+    pub(crate) async fn kill_everything(
+        &self,
+        id: &str,
+        init: ProcIdentity,
+        shim: ProcIdentity,
+        on_thaw: OnThaw<'_>,
+    ) {
         init.signal(libc::SIGKILL);
         // A paused container is thawed so the SIGKILL reaches its processes, as Docker does.
-        let _ = self.thaw_for_kill(id).await;
+        let _ = self.thaw_for_kill(id, on_thaw).await;
         let paths = self.cgroup_paths(id);
         let _ =
             tokio::task::spawn_blocking(move || cgroup::kill_all(&paths, Duration::from_secs(5)))
@@ -66,7 +84,11 @@ impl Engine {
     pub async fn stop_container(&self, id_or_name: &str, timeout: Option<i64>) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
         let record = self.containers.load_record(&id)?;
-        if !self.containers.stop(&id, timeout).await? {
+        let stopped = self
+            .containers
+            .stop_announcing(&id, timeout, &self.announce_thaw(&record))
+            .await?;
+        if !stopped {
             return Err(ContainerError::NotModified(record.name));
         }
         // The veths go in the background; whatever needs them gone waits (network/mod.rs).

@@ -13,7 +13,7 @@ use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
 use crate::engine::runtime::cgroup;
 use crate::engine::runtime::syscall::LinuxSyscall;
-use crate::engine::wire::{HostConfig, RestartPolicy};
+use crate::engine::wire::{HostConfig, Resources, RestartPolicy};
 use crate::engine::Engine;
 
 /// The body of `POST /containers/{id}/update` (Docker's `UpdateConfig`: the fields berth
@@ -21,24 +21,8 @@ use crate::engine::Engine;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateRequest {
-    #[serde(default)]
-    pub memory: i64,
-    #[serde(default)]
-    pub memory_swap: i64,
-    #[serde(default)]
-    pub memory_reservation: i64,
-    #[serde(default)]
-    pub nano_cpus: i64,
-    #[serde(default)]
-    pub cpu_shares: i64,
-    #[serde(default)]
-    pub cpu_quota: i64,
-    #[serde(default)]
-    pub cpu_period: i64,
-    #[serde(default)]
-    pub cpuset_cpus: String,
-    #[serde(default)]
-    pub pids_limit: Option<i64>,
+    #[serde(flatten)]
+    pub resources: Resources,
     #[serde(default)]
     pub restart_policy: Option<RestartPolicy>,
 }
@@ -55,12 +39,38 @@ pub struct UpdateResponse {
 /// when the old swap was the default; a swap the user set stays and must still cover the memory.
 pub fn merge_update(host: &HostConfig, update: &UpdateRequest) -> Result<HostConfig> {
     let mut next = host.clone();
+    next.resources = merge_resources(&host.resources, &update.resources)?;
+    if let Some(policy) = update
+        .restart_policy
+        .as_ref()
+        .filter(|p| !p.name.is_empty())
+    {
+        if policy.name != "on-failure" && policy.maximum_retry_count != 0 {
+            return Err(ContainerError::BadRequest(format!(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure' (got {:?})",
+                policy.name
+            )));
+        }
+        if host.auto_remove && policy.name != "no" {
+            return Err(ContainerError::BadRequest(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                    .into(),
+            ));
+        }
+        next.restart_policy = Some(policy.clone());
+    }
+    Ok(next)
+}
+
+/// The limits `now` with `update`'s non-zero fields applied (see [`merge_update`]).
+fn merge_resources(now: &Resources, update: &Resources) -> Result<Resources> {
+    let mut next = now.clone();
     if update.memory != 0 {
-        let default_swap = host.memory > 0 && host.memory_swap == host.memory * 2;
+        let default_swap = now.memory > 0 && now.memory_swap == now.memory * 2;
         if update.memory_swap == 0 {
             if default_swap {
                 next.memory_swap = 0;
-            } else if host.memory_swap > 0 && update.memory > host.memory_swap {
+            } else if now.memory_swap > 0 && update.memory > now.memory_swap {
                 return Err(ContainerError::BadRequest(
                     "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into(),
                 ));
@@ -91,25 +101,6 @@ pub fn merge_update(host: &HostConfig, update: &UpdateRequest) -> Result<HostCon
     }
     if let Some(pids) = update.pids_limit {
         next.pids_limit = Some(pids);
-    }
-    if let Some(policy) = update
-        .restart_policy
-        .as_ref()
-        .filter(|p| !p.name.is_empty())
-    {
-        if policy.name != "on-failure" && policy.maximum_retry_count != 0 {
-            return Err(ContainerError::BadRequest(format!(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure' (got {:?})",
-                policy.name
-            )));
-        }
-        if host.auto_remove && policy.name != "no" {
-            return Err(ContainerError::BadRequest(
-                "Restart policy cannot be updated because AutoRemove is enabled for the container"
-                    .into(),
-            ));
-        }
-        next.restart_policy = Some(policy.clone());
     }
     Ok(next)
 }
@@ -206,8 +197,11 @@ mod tests {
 
     fn host(memory: i64, swap: i64) -> HostConfig {
         HostConfig {
-            memory,
-            memory_swap: swap,
+            resources: Resources {
+                memory,
+                memory_swap: swap,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -215,8 +209,11 @@ mod tests {
     #[test]
     fn zero_fields_leave_the_limits_as_they_were() {
         let before = HostConfig {
-            cpu_shares: 512,
-            pids_limit: Some(10),
+            resources: Resources {
+                cpu_shares: 512,
+                pids_limit: Some(10),
+                ..Default::default()
+            },
             ..host(64 << 20, 128 << 20)
         };
         assert_eq!(
@@ -228,17 +225,26 @@ mod tests {
     #[test]
     fn a_memory_change_keeps_dockers_default_swap_or_checks_the_users() {
         let update = UpdateRequest {
-            memory: 32 << 20,
+            resources: Resources {
+                memory: 32 << 20,
+                ..Default::default()
+            },
             ..Default::default()
         };
         // The default swap (twice the memory) is dropped, so it is re-derived from the new memory.
         let next = merge_update(&host(64 << 20, 128 << 20), &update).unwrap();
-        assert_eq!((next.memory, next.memory_swap), (32 << 20, 0));
+        assert_eq!(
+            (next.resources.memory, next.resources.memory_swap),
+            (32 << 20, 0)
+        );
         // A swap the user set stays when it still covers the memory, and refuses otherwise.
         let next = merge_update(&host(64 << 20, 100 << 20), &update).unwrap();
-        assert_eq!(next.memory_swap, 100 << 20);
+        assert_eq!(next.resources.memory_swap, 100 << 20);
         let bigger = UpdateRequest {
-            memory: 200 << 20,
+            resources: Resources {
+                memory: 200 << 20,
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(merge_update(&host(64 << 20, 100 << 20), &bigger).is_err());
@@ -247,31 +253,47 @@ mod tests {
     #[test]
     fn cpus_replace_a_quota_and_a_quota_replaces_cpus() {
         let quota = HostConfig {
-            cpu_quota: 50_000,
-            cpu_period: 100_000,
+            resources: Resources {
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let next = merge_update(
             &quota,
             &UpdateRequest {
-                nano_cpus: 1_500_000_000,
+                resources: Resources {
+                    nano_cpus: 1_500_000_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
         .unwrap();
         assert_eq!(
-            (next.nano_cpus, next.cpu_quota, next.cpu_period),
+            (
+                next.resources.nano_cpus,
+                next.resources.cpu_quota,
+                next.resources.cpu_period
+            ),
             (1_500_000_000, 0, 0)
         );
         let back = merge_update(
             &next,
             &UpdateRequest {
-                cpu_quota: 20_000,
+                resources: Resources {
+                    cpu_quota: 20_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
         .unwrap();
-        assert_eq!((back.nano_cpus, back.cpu_quota), (0, 20_000));
+        assert_eq!(
+            (back.resources.nano_cpus, back.resources.cpu_quota),
+            (0, 20_000)
+        );
     }
 
     #[test]
@@ -293,5 +315,71 @@ mod tests {
             ..Default::default()
         };
         assert!(merge_update(&auto_remove, &policy("always", 0)).is_err());
+    }
+
+    /// One `Resources` flattened into both requests: their JSON is byte for byte what it was
+    /// when each spelled the fields out (the strings below were taken from that version), so
+    /// Docker clients and records on disk read the same.
+    #[test]
+    fn the_shared_resources_keep_both_requests_json_as_it_was() {
+        let host = HostConfig {
+            network_mode: "bridge".into(),
+            auto_remove: true,
+            shm_size: Some(64 << 20),
+            resources: Resources {
+                memory: 256 << 20,
+                memory_swap: -1,
+                memory_reservation: 128 << 20,
+                nano_cpus: 1_500_000_000,
+                cpu_shares: 512,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                cpuset_cpus: "0-1".into(),
+                pids_limit: Some(100),
+            },
+            cap_add: Some(vec!["NET_ADMIN".into()]),
+            ..Default::default()
+        };
+        let update = UpdateRequest {
+            resources: Resources {
+                memory: 64 << 20,
+                memory_swap: 128 << 20,
+                memory_reservation: 32 << 20,
+                nano_cpus: 500_000_000,
+                cpu_shares: 256,
+                cpu_quota: 20_000,
+                cpu_period: 50_000,
+                cpuset_cpus: "0".into(),
+                pids_limit: Some(50),
+            },
+            restart_policy: Some(RestartPolicy {
+                name: "on-failure".into(),
+                maximum_retry_count: 3,
+            }),
+        };
+        let host_json = r#"{"NetworkMode":"bridge","AutoRemove":true,"Privileged":false,"ReadonlyRootfs":false,"ShmSize":67108864,"Memory":268435456,"MemorySwap":-1,"MemoryReservation":134217728,"NanoCpus":1500000000,"CpuShares":512,"CpuQuota":50000,"CpuPeriod":100000,"CpusetCpus":"0-1","PidsLimit":100,"CapAdd":["NET_ADMIN"]}"#;
+        let update_json = r#"{"Memory":67108864,"MemorySwap":134217728,"MemoryReservation":33554432,"NanoCpus":500000000,"CpuShares":256,"CpuQuota":20000,"CpuPeriod":50000,"CpusetCpus":"0","PidsLimit":50,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}"#;
+        assert_eq!(serde_json::to_string(&host).unwrap(), host_json);
+        assert_eq!(serde_json::to_string(&update).unwrap(), update_json);
+        assert_eq!(serde_json::from_str::<HostConfig>(host_json).unwrap(), host);
+        assert_eq!(
+            serde_json::from_str::<UpdateRequest>(update_json).unwrap(),
+            update
+        );
+        assert_eq!(
+            serde_json::to_string(&HostConfig::default()).unwrap(),
+            r#"{"AutoRemove":false,"Privileged":false,"ReadonlyRootfs":false,"Memory":0,"MemorySwap":0,"MemoryReservation":0,"NanoCpus":0,"CpuShares":0,"CpuQuota":0,"CpuPeriod":0,"CpusetCpus":"","PidsLimit":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&UpdateRequest::default()).unwrap(),
+            r#"{"Memory":0,"MemorySwap":0,"MemoryReservation":0,"NanoCpus":0,"CpuShares":0,"CpuQuota":0,"CpuPeriod":0,"CpusetCpus":"","PidsLimit":null,"RestartPolicy":null}"#
+        );
+        // What the Docker CLI sends for `docker update --memory 64m`: zeros for the rest.
+        let cli: UpdateRequest = serde_json::from_str(
+            r#"{"BlkioWeight":0,"CpuShares":0,"Memory":67108864,"MemorySwap":0,"PidsLimit":null,"RestartPolicy":{"Name":"","MaximumRetryCount":0}}"#,
+        )
+        .unwrap();
+        assert_eq!(cli.resources.memory, 64 << 20);
+        assert_eq!(cli.resources.pids_limit, None);
     }
 }

@@ -52,11 +52,8 @@ pub async fn attach(
     let container = engine.inspect_container(&id).await?;
     let tty = container.config.tty;
     // Checked before anything is opened, so a typo is an error rather than a stuck terminal.
-    let detach_keys = match params.get("detachKeys").filter(|k| !k.is_empty()) {
-        Some(spec) => detach_keys::parse(spec),
-        None => detach_keys::parse(detach_keys::DEFAULT),
-    }
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let detach_keys = detach_keys::parse_or_default(params.get("detachKeys").map(String::as_str))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Docker's `stream` is about live output; berth always streams, and `logs` adds the past.
     let (stdout, stderr) = (flag(&params, "stdout"), flag(&params, "stderr"));
     let output =
@@ -163,10 +160,11 @@ impl Session {
     }
 }
 
-/// Copy the client's input into the container's stdin; true when it ended with the detach keys.
-async fn feed(
+/// Copy the client's input into the container's (or an exec's) stdin; true when it ended with
+/// the detach keys.
+pub(super) async fn feed(
     mut reader: impl AsyncRead + Unpin,
-    stdin: &mut pipe::Sender,
+    stdin: &mut (impl tokio::io::AsyncWrite + Unpin),
     mut detach: Option<DetachMatcher>,
 ) -> bool {
     let mut buf = vec![0u8; 8192];

@@ -13,6 +13,12 @@ pub const DEFAULT: &str = "ctrl-p,ctrl-q";
 )]
 pub struct DetachKeysError(String);
 
+/// The keys a client asked for (`detachKeys`, an exec's `DetachKeys`), Docker's default when it
+/// named none.
+pub fn parse_or_default(spec: Option<&str>) -> Result<Vec<u8>, DetachKeysError> {
+    parse(spec.filter(|k| !k.is_empty()).unwrap_or(DEFAULT))
+}
+
 /// The bytes of a sequence such as `ctrl-p,ctrl-q` or `ctrl-a,x`: `ctrl-` with a letter or one
 /// of `@[\]^_` is that control character, any other single character itself.
 pub fn parse(spec: &str) -> Result<Vec<u8>, DetachKeysError> {

@@ -18,9 +18,10 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::body::tokio_stream_from;
+use super::detach_keys::{self, DetachMatcher};
 use super::{json_body, json_response, ApiError, ApiResult};
 use crate::engine::container::exec::{drive, drive_terminal, ExecEnd, OutputChunk, StartedExec};
 use crate::engine::wire::{ExecConfig, ExecCreateResponse, ExecStartConfig};
@@ -46,6 +47,9 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let config: ExecConfig = json_body(&body)?;
+    // Checked at create, as Docker does, so a typo fails before a terminal goes raw.
+    detach_keys::parse_or_default(Some(&config.detach_keys))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let exec_id = engine.create_exec(&id, config)?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -112,6 +116,16 @@ async fn start(
     } else {
         Wire::Multiplexed
     };
+    // Only a TTY exec watches its input for the detach keys (checked at create), as Docker's.
+    let detach = match wire {
+        Wire::Raw => {
+            let keys = engine.inspect_exec(&id)?.detach_keys;
+            let keys = detach_keys::parse_or_default(Some(&keys))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Some(DetachMatcher::new(keys))
+        }
+        Wire::Multiplexed => None,
+    };
     let (process, stdin) = Process::of(started);
     let run = ExecRun { engine, id, wire };
     if config.detach {
@@ -121,7 +135,7 @@ async fn start(
     match on_upgrade {
         // Only an upgraded connection carries the client's stdin; otherwise the process sees EOF.
         Some(on_upgrade) => {
-            run.upgraded(process, stdin, on_upgrade);
+            run.upgraded(process, stdin, on_upgrade, detach);
             Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(header::CONNECTION, "Upgrade")
@@ -144,6 +158,22 @@ async fn start(
 
 /// Where the process's input goes: its stdin pipe, or its terminal.
 type Input = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The client's bytes to the process, raw. At the end of the client's input (it half-closes)
+/// the input is closed: the process sees EOF. On the detach keys the input is handed back
+/// through `detached`, open, so the terminal stays for the process that runs on.
+async fn feed_exec(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    mut input: Input,
+    detach: Option<DetachMatcher>,
+    detached: oneshot::Sender<Input>,
+) {
+    if super::attach::feed(reader, &mut input, detach).await {
+        let _ = detached.send(input);
+    } else {
+        let _ = input.shutdown().await;
+    }
+}
 
 /// A started exec's process and, for a TTY, the terminal its output comes from.
 struct Process {
@@ -196,8 +226,16 @@ impl ExecRun {
         });
     }
 
-    /// A hijacked connection (`docker exec`): output onto it, its input to the process.
-    fn upgraded(self, process: Process, stdin: Option<Input>, on_upgrade: OnUpgrade) {
+    /// A hijacked connection (`docker exec`): output onto it, its input to the process. The
+    /// detach keys typed on a TTY exec end the connection; the process runs on (its output
+    /// read and dropped, its terminal kept open) and its exit is recorded when it comes.
+    fn upgraded(
+        self,
+        process: Process,
+        stdin: Option<Input>,
+        on_upgrade: OnUpgrade,
+        detach: Option<DetachMatcher>,
+    ) {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutputChunk>();
         tokio::spawn(async move {
             let (reader, mut writer) = match on_upgrade.await {
@@ -207,28 +245,41 @@ impl ExecRun {
                 }
                 Err(_) => (None, None),
             };
-            // The client's bytes go to the process's stdin, raw; the client half-closes its
-            // side at the end of its input, which closes the pipe (the process sees EOF).
+            let (detached_tx, mut detached_rx) = oneshot::channel::<Input>();
             let feeding = match (reader, stdin) {
-                (Some(mut reader), Some(mut stdin)) => Some(tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
-                    let _ = stdin.shutdown().await;
-                })),
+                (Some(reader), Some(stdin)) => {
+                    Some(tokio::spawn(feed_exec(reader, stdin, detach, detached_tx)))
+                }
                 _ => None,
             };
             let wire = self.wire;
             let write = async {
-                while let Some((stream, bytes)) = rx.recv().await {
-                    if let Some(conn) = writer.as_mut() {
-                        if conn.write_all(&wire.encode(stream, &bytes)).await.is_err() {
-                            // The client went away; the process runs on, its output dropped.
-                            writer = None;
+                let (mut watching, mut kept_input) = (true, None);
+                loop {
+                    tokio::select! {
+                        chunk = rx.recv() => {
+                            let Some((stream, bytes)) = chunk else { break };
+                            let Some(conn) = writer.as_mut() else { continue };
+                            if conn.write_all(&wire.encode(stream, &bytes)).await.is_err() {
+                                // The client went away; the process runs on, its output dropped.
+                                writer = None;
+                            }
+                        }
+                        input = &mut detached_rx, if watching => {
+                            watching = false;
+                            // An error: the input ended without the keys; output goes on.
+                            if let Ok(input) = input {
+                                kept_input = Some(input);
+                                if let Some(mut conn) = writer.take() {
+                                    let _ = conn.shutdown().await;
+                                }
+                            }
                         }
                     }
                 }
-                writer
+                (writer, kept_input)
             };
-            let (end, writer) = tokio::join!(process.drive(tx), write);
+            let (end, (writer, _kept_input)) = tokio::join!(process.drive(tx), write);
             self.engine.finish_exec(&self.id, end);
             if let Some(feeding) = feeding {
                 // The process is gone: input it never read is dropped.
