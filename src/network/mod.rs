@@ -148,6 +148,9 @@ pub struct NetworkManager {
     /// names, same netns path) or of one reusing its addresses, and a network remove, start only
     /// after it is done.
     op: Arc<tokio::sync::RwLock<()>>,
+    /// Held for reading by each removed network's background bridge delete (see `remove`); only
+    /// `settle` waits for it: nothing else can collide with a retired bridge.
+    teardowns: Arc<tokio::sync::RwLock<()>>,
     state: Mutex<State>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
@@ -207,6 +210,7 @@ impl NetworkManager {
             dir,
             host_resolv,
             op: Arc::new(tokio::sync::RwLock::new(())),
+            teardowns: Arc::new(tokio::sync::RwLock::new(())),
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
@@ -368,12 +372,24 @@ impl NetworkManager {
         let dir = self.dir.clone();
         let rec = n.clone();
         let last = self.state().networks.len() == 1;
-        tokio::task::spawn_blocking(move || teardown_network(&dir, &rec, last))
+        let retired = tokio::task::spawn_blocking(move || retire_network(&dir, &rec, last))
             .await
             .map_err(|e| NetworkError::Other(format!("network remove task failed: {e}")))??;
         lock_watch(&self.firewall_watch).forget(&n.bridge);
         self.state().networks.shift_remove(&n.id);
         self.refresh_dns();
+        // The bridge itself goes in the background: unregistering a net device waits for RCU
+        // grace periods (~40 ms) in the kernel. Nothing can use it any more (no address, no
+        // accepts, no record), its name is the removed network's own, and a crash before the
+        // delete leaves the retired record for `restore` to finish.
+        let pending = self.teardowns.clone().read_owned().await;
+        let bridge = n.bridge.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = delete_retired(&retired, &bridge) {
+                eprintln!("berth network: network {}: {e}", n.name);
+            }
+            drop(pending);
+        });
         Ok(())
     }
 
@@ -725,9 +741,11 @@ impl NetworkManager {
         });
     }
 
-    /// Wait for background detaches to finish (before the engine exits, so none is cut short).
+    /// Wait for background detaches and bridge deletes to finish (before the engine exits, so
+    /// none is cut short).
     pub async fn settle(&self) {
         drop(self.op.write().await);
+        drop(self.teardowns.write().await);
     }
 
     fn stop_proxies(&self, container_id: &str) {
@@ -774,7 +792,10 @@ impl NetworkManager {
     /// whose namespace is gone. Returns one line per problem that did not stop the restore.
     pub async fn restore(&self) -> Vec<String> {
         let _op = self.op.write().await;
-        let mut problems = Vec::new();
+        let dir = self.dir.clone();
+        let mut problems = tokio::task::spawn_blocking(move || finish_retired(&dir))
+            .await
+            .unwrap_or_else(|e| vec![format!("removed networks: {e}")]);
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
         for n in &networks {
             problems.extend(self.restore_network(n).await);
@@ -1313,6 +1334,76 @@ fn teardown_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<()> {
         })?;
     let path = state::network_path(dir, &n.id);
     state::remove(&path).map_err(|source| NetworkError::State { path, source })
+}
+
+/// What a network's removal must finish before `remove` returns, on a blocking thread: the host
+/// filter's accepts and the network's own nftables table (together: they are independent), the
+/// gateway address (so the subnet is free for the next network at once, with no route left),
+/// and the record, moved to `networks/.removed/`. Returns where the record went; the bridge is
+/// left for [`delete_retired`]. `last` as for [`teardown_network`].
+fn retire_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<PathBuf> {
+    let removed = std::thread::scope(|scope| {
+        let table = scope.spawn(|| firewall::remove_own_table(&n.bridge));
+        let accepts = firewall::remove_accepts(&n.bridge, last.then_some(n.internal));
+        let table = table
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        accepts.and(table)
+    });
+    removed.map_err(|e| {
+        NetworkError::Other(format!(
+            "network {}: cannot remove its firewall rules: {}",
+            n.name,
+            error_chain(&e)
+        ))
+    })?;
+    let subnet: Subnet = n
+        .subnet
+        .parse()
+        .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+    host_netlink()?
+        .delete_address(&n.bridge, n.gateway, subnet.prefix_len())
+        .map_err(|source| NetworkError::Kernel {
+            object: n.bridge.clone(),
+            source,
+        })?;
+    let from = state::network_path(dir, &n.id);
+    let to = state::retired_network_path(dir, &n.id);
+    let moved = to
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::rename(&from, &to));
+    moved.map_err(|source| NetworkError::State { path: from, source })?;
+    Ok(to)
+}
+
+/// The rest of a network's removal, in the background: delete its bridge, then the retired
+/// record (last, so that a crash before leaves it for [`finish_retired`]).
+fn delete_retired(record: &Path, bridge: &str) -> Result<()> {
+    host_netlink()?
+        .delete_link(bridge)
+        .map_err(|source| NetworkError::Kernel {
+            object: bridge.to_string(),
+            source,
+        })?;
+    state::remove(record).map_err(|source| NetworkError::State {
+        path: record.to_path_buf(),
+        source,
+    })
+}
+
+/// At engine start: delete the bridges of networks removed just before a crash (their records
+/// are in `networks/.removed/`). Returns one line per problem.
+fn finish_retired(dir: &Path) -> Vec<String> {
+    let retired_dir = state::retired_dir(dir);
+    let (records, mut problems) = state::load_all::<NetworkRecord>(&retired_dir);
+    for n in records {
+        let path = state::retired_network_path(dir, &n.id);
+        if let Err(e) = delete_retired(&path, &n.bridge) {
+            problems.push(format!("removed network {}: {e}", n.name));
+        }
+    }
+    problems
 }
 
 /// Make the namespace and plug every endpoint. Runs on a blocking thread.
