@@ -1018,7 +1018,7 @@ impl Drop for NftTable {
 
 /// A stop takes the container off the books at once and removes its veths in the background;
 /// whatever needs them gone waits: the address is handed out again only after its veth left,
-/// and removing the network leaves neither veth nor namespace behind.
+/// removing the network leaves no namespace behind, and after `settle` no veth or bridge is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_detach_is_finished_before_an_attach_or_a_network_remove() {
     let mut made = Made::new();
@@ -1055,11 +1055,22 @@ async fn background_detach_is_finished_before_an_attach_or_a_network_remove() {
     assert_eq!(on_bridge(), 1, "only the new veth:\n{}", links());
     assert!(!ns1.exists() && !mounted(&ns1), "old namespace removed");
 
+    let ports: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ports.len(), 1, "{ports:?}");
     mgr.detach_in_background(&format!("{:0<64}", "bg2")).await;
     mgr.remove(&net).await.expect("remove");
     assert!(!ns2.exists() && !mounted(&ns2), "namespace removed");
     mgr.settle().await;
     assert!(!link_exists(&br), "bridge gone:\n{}", links());
+    assert!(
+        ports.iter().all(|p| !link_exists(p)),
+        "veth {ports:?} gone:\n{}",
+        links()
+    );
     let attachments: Vec<_> = std::fs::read_dir(made.roots.networks_dir().join("attachments"))
         .unwrap()
         .filter_map(|e| e.ok())

@@ -142,12 +142,18 @@ pub struct NetworkManager {
     /// Serialises create/remove/attach/connect/disconnect/restore of this engine (address
     /// choice, names, kernel objects): they take it for writing. A detach only removes what
     /// belongs to one container (its veths, its namespace pin, its record) and takes it for
-    /// reading, so the detaches of containers stopped together overlap their kernel work (a veth
-    /// delete waits ~30 ms for RCU). Holding the read side across that work is what keeps a
-    /// writer from seeing half-removed kernel objects: an attach of the same container (same veth
-    /// names, same netns path) or of one reusing its addresses, and a network remove, start only
-    /// after it is done.
+    /// reading, so the detaches of containers stopped together overlap their kernel work.
+    /// Holding the read side across that work is what keeps a writer from seeing half-removed
+    /// kernel objects. A background detach holds it only until the namespace pin is gone (a
+    /// network remove then finds no mount of its containers left), and its veths under
+    /// `detaching`.
     op: Arc<tokio::sync::RwLock<()>>,
+    /// Held for reading by each background detach until its host veths are deleted (a veth
+    /// delete waits ~30 ms for RCU). An attach or connect takes it for writing first, so it
+    /// starts only when no half-removed veth of the same container (same names) or of one whose
+    /// address it may reuse is left; a network remove does not wait for it: the kernel deletes
+    /// a bridge whose ports are still going just as well. Always taken before `op`.
+    detaching: Arc<tokio::sync::RwLock<()>>,
     /// Held for reading by each removed network's background bridge delete (see `remove`); only
     /// `settle` waits for it: nothing else can collide with a retired bridge.
     teardowns: Arc<tokio::sync::RwLock<()>>,
@@ -211,6 +217,7 @@ impl NetworkManager {
             host_resolv,
             op: Arc::new(tokio::sync::RwLock::new(())),
             teardowns: Arc::new(tokio::sync::RwLock::new(())),
+            detaching: Arc::new(tokio::sync::RwLock::new(())),
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
@@ -395,6 +402,7 @@ impl NetworkManager {
 
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
+        let _detached = self.detaching.write().await;
         let _op = self.op.write().await;
         check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
@@ -518,6 +526,7 @@ impl NetworkManager {
         network: &str,
         settings: Endpoint,
     ) -> Result<Endpoint> {
+        let _detached = self.detaching.write().await;
         let _op = self.op.write().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
@@ -716,11 +725,13 @@ impl NetworkManager {
     }
 
     /// Take a stopped container off the networks' books now (DNS names, inspect, its proxies)
-    /// and remove its veths and namespace pin in the background. Whatever needs those gone (an
-    /// attach, a network remove, `settle`) waits for them through `op`, so a `down` that stops
-    /// services level by level does not wait ~30 ms per container for the kernel. A failure of
-    /// the background removal is logged: the caller has nothing left to do about it.
+    /// and remove its namespace pin and then its veths in the background. Whatever needs those
+    /// gone waits for them (a network remove for the pin through `op`; an attach, a connect and
+    /// `settle` for the veths through `detaching` too), so a `down` that stops services level by
+    /// level does not wait ~30 ms per container for the kernel. A failure of the background
+    /// removal is logged: the caller has nothing left to do about it.
     pub async fn detach_in_background(&self, container_id: &str) {
+        let detaching = self.detaching.clone().read_owned().await;
         let op = self.op.clone().read_owned().await;
         self.stop_proxies(container_id);
         let Some(record) = self.state().attachments.shift_remove(container_id) else {
@@ -731,19 +742,23 @@ impl NetworkManager {
         // kernel objects are gone finds it at restore and cleans up after it.
         let path = state::attachment_path(&self.dir, container_id);
         tokio::task::spawn_blocking(move || {
-            let removed = unplumb(&record).and_then(|()| {
+            // The pin first: the container's processes are gone, so the namespace goes with it.
+            let unpinned = netns::remove(&record.netns_path).map_err(NetworkError::from);
+            drop(op);
+            let removed = delete_veths(&record).and(unpinned).and_then(|()| {
                 state::remove(&path).map_err(|source| NetworkError::State { path, source })
             });
             if let Err(e) = removed {
                 eprintln!("berth network: container {}: {e}", record.container_name);
             }
-            drop(op);
+            drop(detaching);
         });
     }
 
     /// Wait for background detaches and bridge deletes to finish (before the engine exits, so
     /// none is cut short).
     pub async fn settle(&self) {
+        drop(self.detaching.write().await);
         drop(self.op.write().await);
         drop(self.teardowns.write().await);
     }
@@ -1457,6 +1472,14 @@ fn plug_endpoint(r: &AttachmentRecord, ep: &EndpointRecord, first: bool) -> Resu
 
 /// Remove whatever of an attachment exists: host veths, then the namespace.
 fn unplumb(r: &AttachmentRecord) -> Result<()> {
+    let veths = delete_veths(r);
+    let unpinned = netns::remove(&r.netns_path).map_err(NetworkError::from);
+    veths.and(unpinned)
+}
+
+/// Delete the host ends of an attachment's veths (each takes its peer along); tries them all
+/// and reports the first failure.
+fn delete_veths(r: &AttachmentRecord) -> Result<()> {
     let mut host = host_netlink()?;
     let mut first_err = None;
     for e in &r.endpoints {
@@ -1467,13 +1490,7 @@ fn unplumb(r: &AttachmentRecord) -> Result<()> {
             });
         }
     }
-    if let Err(e) = netns::remove(&r.netns_path) {
-        first_err.get_or_insert(e.into());
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    first_err.map_or(Ok(()), Err)
 }
 
 fn attachment_view(r: &AttachmentRecord) -> Attachment {
