@@ -65,6 +65,18 @@ fn bridge_of(project: &TestProject, network: &str) -> String {
     format!("br-{}", &id.trim()[..12])
 }
 
+/// Whether `done` holds within 5 s (polled every 20 ms).
+fn soon(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
 fn links_on_bridge(bridge: &str) -> Vec<String> {
     std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
         .into_iter()
@@ -164,15 +176,12 @@ fn two_service_stack_up_down_keeps_data_until_down_v() {
             .trim(),
         ""
     );
-    assert!(
-        !std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(),
-        "bridge {bridge} removed"
-    );
+    // The engine deletes a removed network's bridge and a stopped container's veths in the
+    // background (the kernel takes ~40 ms per device): give it a moment.
+    let gone = |link: &str| !std::path::Path::new(&format!("/sys/class/net/{link}")).exists();
+    assert!(soon(|| gone(&bridge)), "bridge {bridge} removed within 5 s");
     for veth in &veths {
-        assert!(
-            !std::path::Path::new(&format!("/sys/class/net/{veth}")).exists(),
-            "veth {veth} removed"
-        );
+        assert!(soon(|| gone(veth)), "veth {veth} removed within 5 s");
     }
     let procs: Vec<String> = project
         .leftover_processes()

@@ -337,6 +337,8 @@ async fn create_attach_detach_remove_leaves_nothing() {
     assert!(!after.contains(&format!("master {bra}")) && !after.contains(&format!("master {brb}")));
     mgr.remove(&na).await.expect("remove a");
     mgr.remove(&b.id).await.expect("remove b");
+    // The bridges themselves are deleted in the background; `settle` waits for that.
+    mgr.settle().await;
     assert!(
         !link_exists(&bra) && !link_exists(&brb),
         "bridges gone:\n{}",
@@ -549,6 +551,7 @@ async fn names_resolve_with_busybox_and_http_flows_by_name() {
         mgr.detach(&format!("{c:0<64}")).await.unwrap();
     }
     mgr.remove(&net).await.unwrap();
+    mgr.settle().await;
     assert!(!link_exists(&format!("br-{}", &created.id[..12])));
 }
 
@@ -744,6 +747,7 @@ async fn published_port_answers_on_loopback_and_conflicts_leave_nothing() {
         "port freed"
     );
     mgr.remove(&net).await.unwrap();
+    mgr.settle().await;
     assert!(!link_exists(&br));
 }
 
@@ -916,6 +920,7 @@ async fn restore_brings_back_ports_and_cleans_dead_namespaces() {
         mgr.detach(&format!("{c:0<64}")).await.unwrap();
     }
     mgr.remove(&net).await.unwrap();
+    mgr.settle().await;
     assert!(!link_exists(&br));
 }
 
@@ -1013,7 +1018,7 @@ impl Drop for NftTable {
 
 /// A stop takes the container off the books at once and removes its veths in the background;
 /// whatever needs them gone waits: the address is handed out again only after its veth left,
-/// and removing the network leaves neither veth nor namespace behind.
+/// removing the network leaves no namespace behind, and after `settle` no veth or bridge is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_detach_is_finished_before_an_attach_or_a_network_remove() {
     let mut made = Made::new();
@@ -1050,13 +1055,110 @@ async fn background_detach_is_finished_before_an_attach_or_a_network_remove() {
     assert_eq!(on_bridge(), 1, "only the new veth:\n{}", links());
     assert!(!ns1.exists() && !mounted(&ns1), "old namespace removed");
 
+    let ports: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ports.len(), 1, "{ports:?}");
     mgr.detach_in_background(&format!("{:0<64}", "bg2")).await;
     mgr.remove(&net).await.expect("remove");
-    assert!(!link_exists(&br), "bridge gone:\n{}", links());
     assert!(!ns2.exists() && !mounted(&ns2), "namespace removed");
+    mgr.settle().await;
+    assert!(!link_exists(&br), "bridge gone:\n{}", links());
+    assert!(
+        ports.iter().all(|p| !link_exists(p)),
+        "veth {ports:?} gone:\n{}",
+        links()
+    );
     let attachments: Vec<_> = std::fs::read_dir(made.roots.networks_dir().join("attachments"))
         .unwrap()
         .filter_map(|e| e.ok())
         .collect();
     assert!(attachments.is_empty(), "{attachments:?}");
+}
+
+fn ipv4_of(link: &str) -> String {
+    sh(Command::new("ip").args(["-4", "-o", "addr", "show", "dev", link])).1
+}
+
+/// `remove` returns once nothing can use the network (no record, no address, no accepts, no
+/// table), so the same subnet can be taken at once; the bridge is deleted in the background, and
+/// an engine that died before that deletes it at its next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_network_frees_its_subnet_at_once_and_its_bridge_even_after_a_crash() {
+    let mut made = Made::new();
+    let b = unused_10_slash16();
+    let subnet = format!("10.{b}.0.0/24");
+    let with_subnet = |name: &str| {
+        let mut req = net_req(name);
+        req.ipam = Some(IpamSpec {
+            driver: String::new(),
+            config: vec![AddressPool {
+                subnet: subnet.clone(),
+                ..Default::default()
+            }],
+        });
+        req
+    };
+    let mgr = made.manager();
+    let first = mgr
+        .create(with_subnet(&unique("netretire")))
+        .await
+        .expect("create");
+    let br1 = format!("br-{}", &first.id[..12]);
+    made.bridges.push(br1.clone());
+    mgr.remove(&first.id).await.expect("remove");
+    assert!(
+        !ipv4_of(&br1).contains(&format!("10.{b}.")),
+        "{}",
+        ipv4_of(&br1)
+    );
+    let table = sh(Command::new(precondition::tool("nft")).args(["list", "tables"])).1;
+    assert!(!table.contains(&format!("berth-{br1}")), "{table}");
+
+    let second = mgr
+        .create(with_subnet(&unique("netretire")))
+        .await
+        .expect("same subnet again");
+    let br2 = format!("br-{}", &second.id[..12]);
+    made.bridges.push(br2.clone());
+    assert!(
+        ipv4_of(&br2).contains(&format!("10.{b}.0.1/24")),
+        "{}",
+        ipv4_of(&br2)
+    );
+    mgr.settle().await;
+    assert!(!link_exists(&br1), "bridge gone:\n{}", links());
+
+    // A crash between the record's retirement and the bridge delete: the record is in
+    // `.removed/`, the bridge still there. The next engine start finishes the job.
+    let networks = made.roots.networks_dir();
+    std::fs::create_dir_all(networks.join(".removed")).unwrap();
+    std::fs::rename(
+        networks.join(format!("{}.json", second.id)),
+        networks
+            .join(".removed")
+            .join(format!("{}.json", second.id)),
+    )
+    .unwrap();
+    drop(mgr);
+    let mgr = made.manager();
+    assert!(
+        mgr.inspect(&second.id).is_err(),
+        "a retired network is not listed"
+    );
+    let problems = mgr.restore().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        !link_exists(&br2),
+        "orphan bridge deleted at start:\n{}",
+        links()
+    );
+    let left: Vec<_> = std::fs::read_dir(networks.join(".removed"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = berth::network::firewall::remove(&br2);
 }

@@ -271,10 +271,19 @@ pub fn ensure(
     } else {
         Ok(())
     };
-    let table = nft::install_table(bridge, subnet, internal, masquerade);
-    let host = lock().and_then(|_lock| {
-        ensure_host(&mut HostRunner, bridge, internal, alone)?;
-        Ok(Generation::read())
+    // The table and the host's accepts are independent, and each waits on the kernel (an
+    // nf_tables commit of base chains, an iptables process): side by side, not one after the
+    // other. The fingerprint is read after both, so it covers the table too.
+    let (table, host) = std::thread::scope(|scope| {
+        let table = scope.spawn(|| nft::install_table(bridge, subnet, internal, masquerade));
+        let host = lock().and_then(|lock| {
+            ensure_host(&mut HostRunner, bridge, internal, alone)?;
+            Ok(lock)
+        });
+        let table = table
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (table, host.map(|_lock| Generation::read()))
     });
     forwarding.and(table).and(host)
 }
@@ -314,10 +323,21 @@ pub fn remove_last(bridge: &str, internal: bool) -> Result<()> {
 }
 
 fn remove_network(bridge: &str, last_internal: Option<bool>) -> Result<()> {
-    {
-        let _lock = lock()?;
-        remove_host(&mut HostRunner, bridge, last_internal)?;
-    }
+    remove_accepts(bridge, last_internal)?;
+    remove_own_table(bridge)
+}
+
+/// The first half of [`remove`]: the host filter's accepts, after which nothing lets traffic
+/// of the bridge through. `last_internal` as for [`remove_last`].
+pub fn remove_accepts(bridge: &str, last_internal: Option<bool>) -> Result<()> {
+    let _lock = lock()?;
+    remove_host(&mut HostRunner, bridge, last_internal)
+}
+
+/// The second half of [`remove`]: the network's own nftables table (its drops and masquerade
+/// match only its bridge, so it may outlive the network's accepts for as long as the bridge
+/// does). A host without nf_tables never had one.
+pub fn remove_own_table(bridge: &str) -> Result<()> {
     match nft::remove_table(bridge) {
         Ok(()) | Err(FirewallError::Socket(_)) => Ok(()),
         Err(e) => Err(e),

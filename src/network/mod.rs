@@ -142,12 +142,21 @@ pub struct NetworkManager {
     /// Serialises create/remove/attach/connect/disconnect/restore of this engine (address
     /// choice, names, kernel objects): they take it for writing. A detach only removes what
     /// belongs to one container (its veths, its namespace pin, its record) and takes it for
-    /// reading, so the detaches of containers stopped together overlap their kernel work (a veth
-    /// delete waits ~30 ms for RCU). Holding the read side across that work is what keeps a
-    /// writer from seeing half-removed kernel objects: an attach of the same container (same veth
-    /// names, same netns path) or of one reusing its addresses, and a network remove, start only
-    /// after it is done.
+    /// reading, so the detaches of containers stopped together overlap their kernel work.
+    /// Holding the read side across that work is what keeps a writer from seeing half-removed
+    /// kernel objects. A background detach holds it only until the namespace pin is gone (a
+    /// network remove then finds no mount of its containers left), and its veths under
+    /// `detaching`.
     op: Arc<tokio::sync::RwLock<()>>,
+    /// Held for reading by each background detach until its host veths are deleted (a veth
+    /// delete waits ~30 ms for RCU). An attach or connect takes it for writing first, so it
+    /// starts only when no half-removed veth of the same container (same names) or of one whose
+    /// address it may reuse is left; a network remove does not wait for it: the kernel deletes
+    /// a bridge whose ports are still going just as well. Always taken before `op`.
+    detaching: Arc<tokio::sync::RwLock<()>>,
+    /// Held for reading by each removed network's background bridge delete (see `remove`); only
+    /// `settle` waits for it: nothing else can collide with a retired bridge.
+    teardowns: Arc<tokio::sync::RwLock<()>>,
     state: Mutex<State>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
@@ -207,6 +216,8 @@ impl NetworkManager {
             dir,
             host_resolv,
             op: Arc::new(tokio::sync::RwLock::new(())),
+            teardowns: Arc::new(tokio::sync::RwLock::new(())),
+            detaching: Arc::new(tokio::sync::RwLock::new(())),
             state: Mutex::new(state),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
@@ -368,17 +379,30 @@ impl NetworkManager {
         let dir = self.dir.clone();
         let rec = n.clone();
         let last = self.state().networks.len() == 1;
-        tokio::task::spawn_blocking(move || teardown_network(&dir, &rec, last))
+        let retired = tokio::task::spawn_blocking(move || retire_network(&dir, &rec, last))
             .await
             .map_err(|e| NetworkError::Other(format!("network remove task failed: {e}")))??;
         lock_watch(&self.firewall_watch).forget(&n.bridge);
         self.state().networks.shift_remove(&n.id);
         self.refresh_dns();
+        // The bridge itself goes in the background: unregistering a net device waits for RCU
+        // grace periods (~40 ms) in the kernel. Nothing can use it any more (no address, no
+        // accepts, no record), its name is the removed network's own, and a crash before the
+        // delete leaves the retired record for `restore` to finish.
+        let pending = self.teardowns.clone().read_owned().await;
+        let bridge = n.bridge.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = delete_retired(&retired, &bridge) {
+                eprintln!("berth network: network {}: {e}", n.name);
+            }
+            drop(pending);
+        });
         Ok(())
     }
 
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
+        let _detached = self.detaching.write().await;
         let _op = self.op.write().await;
         check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
@@ -502,6 +526,7 @@ impl NetworkManager {
         network: &str,
         settings: Endpoint,
     ) -> Result<Endpoint> {
+        let _detached = self.detaching.write().await;
         let _op = self.op.write().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
@@ -700,11 +725,13 @@ impl NetworkManager {
     }
 
     /// Take a stopped container off the networks' books now (DNS names, inspect, its proxies)
-    /// and remove its veths and namespace pin in the background. Whatever needs those gone (an
-    /// attach, a network remove, `settle`) waits for them through `op`, so a `down` that stops
-    /// services level by level does not wait ~30 ms per container for the kernel. A failure of
-    /// the background removal is logged: the caller has nothing left to do about it.
+    /// and remove its namespace pin and then its veths in the background. Whatever needs those
+    /// gone waits for them (a network remove for the pin through `op`; an attach, a connect and
+    /// `settle` for the veths through `detaching` too), so a `down` that stops services level by
+    /// level does not wait ~30 ms per container for the kernel. A failure of the background
+    /// removal is logged: the caller has nothing left to do about it.
     pub async fn detach_in_background(&self, container_id: &str) {
+        let detaching = self.detaching.clone().read_owned().await;
         let op = self.op.clone().read_owned().await;
         self.stop_proxies(container_id);
         let Some(record) = self.state().attachments.shift_remove(container_id) else {
@@ -715,19 +742,25 @@ impl NetworkManager {
         // kernel objects are gone finds it at restore and cleans up after it.
         let path = state::attachment_path(&self.dir, container_id);
         tokio::task::spawn_blocking(move || {
-            let removed = unplumb(&record).and_then(|()| {
+            // The pin first: the container's processes are gone, so the namespace goes with it.
+            let unpinned = netns::remove(&record.netns_path).map_err(NetworkError::from);
+            drop(op);
+            let removed = delete_veths(&record).and(unpinned).and_then(|()| {
                 state::remove(&path).map_err(|source| NetworkError::State { path, source })
             });
             if let Err(e) = removed {
                 eprintln!("berth network: container {}: {e}", record.container_name);
             }
-            drop(op);
+            drop(detaching);
         });
     }
 
-    /// Wait for background detaches to finish (before the engine exits, so none is cut short).
+    /// Wait for background detaches and bridge deletes to finish (before the engine exits, so
+    /// none is cut short).
     pub async fn settle(&self) {
+        drop(self.detaching.write().await);
         drop(self.op.write().await);
+        drop(self.teardowns.write().await);
     }
 
     fn stop_proxies(&self, container_id: &str) {
@@ -774,7 +807,10 @@ impl NetworkManager {
     /// whose namespace is gone. Returns one line per problem that did not stop the restore.
     pub async fn restore(&self) -> Vec<String> {
         let _op = self.op.write().await;
-        let mut problems = Vec::new();
+        let dir = self.dir.clone();
+        let mut problems = tokio::task::spawn_blocking(move || finish_retired(&dir))
+            .await
+            .unwrap_or_else(|e| vec![format!("removed networks: {e}")]);
         let networks: Vec<NetworkRecord> = self.state().networks.values().cloned().collect();
         for n in &networks {
             problems.extend(self.restore_network(n).await);
@@ -1315,6 +1351,76 @@ fn teardown_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<()> {
     state::remove(&path).map_err(|source| NetworkError::State { path, source })
 }
 
+/// What a network's removal must finish before `remove` returns, on a blocking thread: the host
+/// filter's accepts and the network's own nftables table (together: they are independent), the
+/// gateway address (so the subnet is free for the next network at once, with no route left),
+/// and the record, moved to `networks/.removed/`. Returns where the record went; the bridge is
+/// left for [`delete_retired`]. `last` as for [`teardown_network`].
+fn retire_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<PathBuf> {
+    let removed = std::thread::scope(|scope| {
+        let table = scope.spawn(|| firewall::remove_own_table(&n.bridge));
+        let accepts = firewall::remove_accepts(&n.bridge, last.then_some(n.internal));
+        let table = table
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        accepts.and(table)
+    });
+    removed.map_err(|e| {
+        NetworkError::Other(format!(
+            "network {}: cannot remove its firewall rules: {}",
+            n.name,
+            error_chain(&e)
+        ))
+    })?;
+    let subnet: Subnet = n
+        .subnet
+        .parse()
+        .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?;
+    host_netlink()?
+        .delete_address(&n.bridge, n.gateway, subnet.prefix_len())
+        .map_err(|source| NetworkError::Kernel {
+            object: n.bridge.clone(),
+            source,
+        })?;
+    let from = state::network_path(dir, &n.id);
+    let to = state::retired_network_path(dir, &n.id);
+    let moved = to
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::rename(&from, &to));
+    moved.map_err(|source| NetworkError::State { path: from, source })?;
+    Ok(to)
+}
+
+/// The rest of a network's removal, in the background: delete its bridge, then the retired
+/// record (last, so that a crash before leaves it for [`finish_retired`]).
+fn delete_retired(record: &Path, bridge: &str) -> Result<()> {
+    host_netlink()?
+        .delete_link(bridge)
+        .map_err(|source| NetworkError::Kernel {
+            object: bridge.to_string(),
+            source,
+        })?;
+    state::remove(record).map_err(|source| NetworkError::State {
+        path: record.to_path_buf(),
+        source,
+    })
+}
+
+/// At engine start: delete the bridges of networks removed just before a crash (their records
+/// are in `networks/.removed/`). Returns one line per problem.
+fn finish_retired(dir: &Path) -> Vec<String> {
+    let retired_dir = state::retired_dir(dir);
+    let (records, mut problems) = state::load_all::<NetworkRecord>(&retired_dir);
+    for n in records {
+        let path = state::retired_network_path(dir, &n.id);
+        if let Err(e) = delete_retired(&path, &n.bridge) {
+            problems.push(format!("removed network {}: {e}", n.name));
+        }
+    }
+    problems
+}
+
 /// Make the namespace and plug every endpoint. Runs on a blocking thread.
 fn plumb(r: &AttachmentRecord) -> Result<()> {
     // The path is this container's; whatever is there is a leftover of an attachment whose
@@ -1366,6 +1472,14 @@ fn plug_endpoint(r: &AttachmentRecord, ep: &EndpointRecord, first: bool) -> Resu
 
 /// Remove whatever of an attachment exists: host veths, then the namespace.
 fn unplumb(r: &AttachmentRecord) -> Result<()> {
+    let veths = delete_veths(r);
+    let unpinned = netns::remove(&r.netns_path).map_err(NetworkError::from);
+    veths.and(unpinned)
+}
+
+/// Delete the host ends of an attachment's veths (each takes its peer along); tries them all
+/// and reports the first failure.
+fn delete_veths(r: &AttachmentRecord) -> Result<()> {
     let mut host = host_netlink()?;
     let mut first_err = None;
     for e in &r.endpoints {
@@ -1376,13 +1490,7 @@ fn unplumb(r: &AttachmentRecord) -> Result<()> {
             });
         }
     }
-    if let Err(e) = netns::remove(&r.netns_path) {
-        first_err.get_or_insert(e.into());
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    first_err.map_or(Ok(()), Err)
 }
 
 fn attachment_view(r: &AttachmentRecord) -> Attachment {

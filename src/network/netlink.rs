@@ -281,25 +281,30 @@ impl Netlink {
     /// Assign `address/prefix_len` to interface `name`.
     pub fn add_address(&mut self, name: &str, address: Ipv4Addr, prefix_len: u8) -> Result<()> {
         let index = self.require_index(name)?;
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix_len;
-        msg.header.index = index;
-        msg.attributes
-            .push(AddressAttribute::Address(std::net::IpAddr::V4(address)));
-        msg.attributes
-            .push(AddressAttribute::Local(std::net::IpAddr::V4(address)));
-        if prefix_len < 31 {
-            let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
-            let broadcast = Ipv4Addr::from(u32::from(address) | host_bits);
-            msg.attributes.push(AddressAttribute::Broadcast(broadcast));
-        }
+        let msg = address_message(index, address, prefix_len);
         match self.ack(
             &format!("add address {address}/{prefix_len} to {name}"),
             RouteNetlinkMessage::NewAddress(msg),
             true,
         ) {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Take `address/prefix_len` off interface `name` (and with it the prefix route); fine when
+    /// the interface or the address is already gone.
+    pub fn delete_address(&mut self, name: &str, address: Ipv4Addr, prefix_len: u8) -> Result<()> {
+        let Some(index) = self.link_index(name)? else {
+            return Ok(());
+        };
+        let msg = address_message(index, address, prefix_len);
+        match self.ack(
+            &format!("delete address {address}/{prefix_len} from {name}"),
+            RouteNetlinkMessage::DelAddress(msg),
+            false,
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::EADDRNOTAVAIL | libc::ENODEV)) => Ok(()),
             other => other,
         }
     }
@@ -377,4 +382,22 @@ impl Netlink {
             })
             .collect())
     }
+}
+
+/// An IPv4 address message for interface `index` (with its broadcast, as `ip addr add` sets it).
+fn address_message(index: u32, address: Ipv4Addr, prefix_len: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix_len;
+    msg.header.index = index;
+    msg.attributes
+        .push(AddressAttribute::Address(std::net::IpAddr::V4(address)));
+    msg.attributes
+        .push(AddressAttribute::Local(std::net::IpAddr::V4(address)));
+    if prefix_len < 31 {
+        let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+        let broadcast = Ipv4Addr::from(u32::from(address) | host_bits);
+        msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+    }
+    msg
 }

@@ -95,6 +95,15 @@ pub fn network_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
 
+/// Where a removed network's record waits while its bridge is deleted in the background.
+pub fn retired_dir(dir: &Path) -> PathBuf {
+    dir.join(".removed")
+}
+
+pub fn retired_network_path(dir: &Path, id: &str) -> PathBuf {
+    network_path(&retired_dir(dir), id)
+}
+
 pub fn attachment_path(dir: &Path, container_id: &str) -> PathBuf {
     dir.join("attachments").join(format!("{container_id}.json"))
 }
