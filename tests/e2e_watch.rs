@@ -101,6 +101,8 @@ fn watch_project() -> TestProject {
     build: ./web
     user: nobody
     command: [sleep, "600"]
+    # sleep as PID 1 ignores SIGTERM: without a short grace period every stop waits 10 s.
+    stop_grace_period: 1s
     environment:
       BERTH_TEST_MARK: {mark}
     volumes:
@@ -131,6 +133,7 @@ fn watch_project() -> TestProject {
   dep:
     image: {BUSYBOX}
     command: [sleep, "600"]
+    stop_grace_period: 1s
     environment:
       BERTH_TEST_MARK: {mark}
     depends_on:
@@ -381,6 +384,8 @@ fn up_watch_interleaves_logs_and_watch_events_and_ctrl_c_stops_the_stack() {
         &format!("FROM {BUSYBOX}\nRUN ln -s / /evil && echo v2 > /version\n"),
     );
     seen("web-1 | v2", Duration::from_secs(60));
+    // The rebuild ends by restarting web's `restart: true` dependant; Ctrl-C after that.
+    seen("service(s) [\"dep\"] restarted", WAIT);
     // Recreating web alone does not take the project's other services for orphans.
     assert!(!text().contains("orphan"), "{}", text());
 
