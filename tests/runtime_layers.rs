@@ -122,3 +122,115 @@ fn hundred_layer_image_runs_with_the_merged_view() {
     let out = engine.docker(&["rmi", &image]);
     assert!(out.status.success(), "docker rmi: {}", text(&out.stderr));
 }
+
+/// The markers of snapshots committed unsynced (`.unsynced-<chain>@<boot id>`).
+fn unsynced_markers(snapshots: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(snapshots)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".unsynced-"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn run_to_exit(engine: &TestEngine, name: &str, image: &str, script: &str) -> String {
+    let out = engine.docker(&[
+        "run",
+        "--name",
+        name,
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.status.success(),
+        "docker run: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A pull commits its snapshots without syncing them, marked with the boot they were unpacked
+/// under. An engine killed on the same boot keeps them; after a (simulated) reboot they are
+/// untrusted: dropped at start and unpacked again from their blobs when a container needs them.
+#[test]
+fn snapshots_unsynced_before_a_reboot_are_unpacked_again() {
+    let registry = TestRegistry::start();
+    let mut engine = TestEngine::start();
+    let src = engine.data_root().parent().unwrap().join("layer-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let image = registry.push_layers("reboot/image", "1", &[busybox_layer(&src), layer(1)]);
+    let out = engine.docker(&["pull", &image]);
+    assert!(out.status.success(), "docker pull: {}", text(&out.stderr));
+    let snapshots = engine.data_root().join("snapshots");
+    let markers = unsynced_markers(&snapshots);
+    assert_eq!(markers.len(), 2, "one marker per snapshot: {markers:?}");
+    let hex = |m: &str| {
+        m["unsynced-".len() + 1..]
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+
+    // A crash of the engine alone loses nothing: the snapshots stay.
+    engine.crash();
+    engine.start_again();
+    assert_eq!(
+        run_to_exit(&engine, "same-boot", &image, "cat /layers/l1"),
+        "layer 1\n"
+    );
+
+    // The machine "crashed" and lost part of a snapshot that was never synced: the markers now
+    // name another boot.
+    engine.crash();
+    let top = snapshots.join(hex(&markers[1]));
+    let lost = if top.join("layers/l1").exists() {
+        top
+    } else {
+        snapshots.join(hex(&markers[0]))
+    };
+    std::fs::remove_file(lost.join("layers/l1")).unwrap();
+    for m in &markers {
+        let earlier = format!(
+            "{}@00000000-0000-0000-0000-000000000000",
+            m.split('@').next().unwrap()
+        );
+        std::fs::rename(snapshots.join(m), snapshots.join(earlier)).unwrap();
+    }
+    engine.start_again();
+    assert!(
+        unsynced_markers(&snapshots).is_empty(),
+        "markers of the earlier boot are dropped"
+    );
+    assert!(
+        !lost.exists(),
+        "the untrusted snapshot was removed at start"
+    );
+    assert!(engine
+        .log_text()
+        .contains("was not synced before the machine restarted"));
+
+    // The container sees the layer again, unpacked from its blob.
+    assert_eq!(
+        run_to_exit(&engine, "after-reboot", &image, "cat /layers/l1"),
+        "layer 1\n"
+    );
+    assert!(lost.join("layers/l1").is_file());
+
+    // A clean exit syncs once and leaves no marker behind.
+    let status = engine.stop();
+    assert!(status.success());
+    assert!(unsynced_markers(&snapshots).is_empty());
+    engine.start_again();
+    for name in ["same-boot", "after-reboot"] {
+        let out = engine.docker(&["rm", name]);
+        assert!(out.status.success(), "docker rm: {}", text(&out.stderr));
+    }
+}

@@ -173,6 +173,33 @@ fn u2_u3_writes_through_symlinked_parents_are_refused() {
     a.assert_confined();
 }
 
+/// The extractor reuses the previous entry's parent directory: a directory replaced by a
+/// symlink between two entries in it must not be written through (nor into the old directory).
+#[test]
+fn a_directory_replaced_by_a_symlink_midway_is_not_written_through() {
+    let a = Arena::new();
+    let tar = TarBuilder::new()
+        .dir("d/", 0o755)
+        .file("d/one", 0o644, b"x")
+        .symlink("d", &a.outside.display().to_string())
+        .file("d/two", 0o644, b"x")
+        .finish();
+    expect_hostile(a.unpack(&tar), "symlink");
+    a.assert_confined();
+
+    // Replaced by a file of the same name, then a file under it: refused as malformed, not
+    // written into the removed directory.
+    let a = Arena::new();
+    let tar = TarBuilder::new()
+        .dir("d/", 0o755)
+        .file("d/one", 0o644, b"x")
+        .file("d", 0o644, b"now a file")
+        .file("d/two", 0o644, b"x")
+        .finish();
+    assert!(a.unpack(&tar).is_err(), "d/two under the file d");
+    a.assert_confined();
+}
+
 #[test]
 fn u4_directory_entry_over_symlink_never_chmods_the_target() {
     for name in ["d", "d/", "d/."] {

@@ -213,6 +213,10 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
     super::api::server::serve(listener, engine.clone(), shutdown).await;
     // Veths of containers stopped just before go in the background: let them finish.
     engine.networks.settle().await;
+    // Snapshots are committed unsynced; one sync now spares their re-unpack after a reboot.
+    if let Err(e) = engine.images.settle_snapshots() {
+        eprintln!("berth engine: syncing snapshots: {e}");
+    }
 
     let _ = std::fs::remove_file(roots.socket_path());
     // Unlink the pid file while still holding the lock, so no other engine can be fooled by it.

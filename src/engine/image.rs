@@ -503,12 +503,24 @@ impl ImageStore {
         v
     }
 
-    /// Overlay lower directories for the image, topmost layer first.
+    /// Overlay lower directories for the image, topmost layer first. A snapshot dropped at
+    /// start because a machine crash may have lost part of it is unpacked again from its blob
+    /// here (blocking), the first time the image is used.
     pub fn lower_dirs(&self, image: &ImageRecord) -> Result<Vec<PathBuf>> {
         let mut dirs = Vec::new();
-        for chain in chain_ids(&image.diff_ids).iter().rev() {
+        let chains = chain_ids(&image.diff_ids);
+        for (i, chain) in chains.iter().enumerate().rev() {
             let p = self.snapshots.path(chain)?;
             if !p.is_dir() {
+                if let Some(layer) = image
+                    .layers
+                    .get(i)
+                    .filter(|l| l.diff_id == image.diff_ids[i] && self.content.contains(&l.digest))
+                {
+                    self.unpack_into_snapshot(layer, chain)?;
+                    dirs.push(p);
+                    continue;
+                }
                 return Err(ImageError::InvalidImage {
                     image: image.id.clone(),
                     detail: format!(
@@ -520,6 +532,12 @@ impl ImageStore {
             dirs.push(p);
         }
         Ok(dirs)
+    }
+
+    /// Makes every snapshot committed so far durable (one `syncfs`), so that a later machine
+    /// crash does not cost their re-unpack (a clean engine exit).
+    pub fn settle_snapshots(&self) -> Result<()> {
+        self.snapshots.settle().map_err(ImageError::from)
     }
 
     /// The content store (for tests and GC).

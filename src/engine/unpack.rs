@@ -671,6 +671,15 @@ struct Extractor<'a> {
     /// Bytes held by `dirs` (paths and xattrs), bounded by `max_pending_dir_bytes`.
     dir_bytes: usize,
     bytes: u64,
+    /// The last entry's parent directory and its path, reused while entries stay in it (a tar
+    /// lists a directory's files together): walking the path again took ~5 `openat2` per entry.
+    parent: Option<(Vec<u8>, OwnedFd)>,
+}
+
+/// True when `cached` is `changed` or below it: an entry at `changed` may have replaced the
+/// directory the cached descriptor names.
+fn is_at_or_below(cached: &[u8], changed: &[u8]) -> bool {
+    cached.starts_with(changed) && (cached.len() == changed.len() || cached[changed.len()] == b'/')
 }
 
 /// What one remembered directory costs in memory, roughly: path, xattrs and the record itself.
@@ -936,30 +945,71 @@ impl Extractor<'_> {
                 reason: "would replace the layer root".into(),
             });
         };
-        let parent = self.open_dir(parents, true, &e.path)?;
-        let pfd = parent.as_raw_fd();
+        let pfd = self.parent_dir(parents, &e.path)?;
         let key = comps.join(&b'/');
 
         if let Some(target) = last.strip_prefix(b".wh.") {
             if self.options.whiteouts != Whiteouts::Plain {
-                return self.whiteout(pfd, target, &e);
+                let whited_out = self.whiteout(pfd, target, &e);
+                // It may have removed directories below this one: walk afresh after it.
+                self.parent = None;
+                return whited_out;
             }
         }
         let name = cname(last)?;
         if e.kind != b'5' {
             self.forget_dir(&key);
         }
+        let changed = key.clone();
+        let applied = self.apply_kind(pfd, &name, &comps, key, &e, data);
+        if self
+            .parent
+            .as_ref()
+            .is_some_and(|(cached, _)| is_at_or_below(cached, &changed))
+        {
+            self.parent = None;
+        }
+        applied
+    }
+
+    /// The directory at `parents`, from the cache when the previous entry was in it too.
+    /// Never cached across mounts: a live tree can change under a held descriptor.
+    fn parent_dir(&mut self, parents: &[&[u8]], entry: &[u8]) -> Result<RawFd> {
+        if self.options.cross_mounts {
+            self.parent = None;
+        }
+        let path = parents.join(&b'/');
+        match &self.parent {
+            Some((cached, fd)) if *cached == path => Ok(fd.as_raw_fd()),
+            _ => {
+                let fd = self.open_dir(parents, true, entry)?;
+                let raw = fd.as_raw_fd();
+                self.parent = Some((path, fd));
+                Ok(raw)
+            }
+        }
+    }
+
+    fn apply_kind<R: Read>(
+        &mut self,
+        pfd: RawFd,
+        name: &CStr,
+        comps: &[&[u8]],
+        key: Vec<u8>,
+        e: &Entry,
+        data: &mut R,
+    ) -> Result<()> {
         match e.kind {
-            b'0' | b'\0' | b'7' => self.write_file(pfd, &name, &e, data),
-            b'5' => self.make_dir(pfd, &name, key, e),
-            b'1' => self.make_hardlink(pfd, &name, &comps, &e),
+            b'0' | b'\0' | b'7' => self.write_file(pfd, name, e, data),
+            b'5' => self.make_dir(pfd, name, key, e),
+            b'1' => self.make_hardlink(pfd, name, comps, e),
             b'2' => {
-                self.make_symlink(pfd, &name, &e)?;
-                Self::set_owner_and_times_nofollow(pfd, &name, &e)
+                self.make_symlink(pfd, name, e)?;
+                Self::set_owner_and_times_nofollow(pfd, name, e)
             }
             b'3' | b'4' | b'6' => {
-                self.make_node(pfd, &name, &e)?;
-                Self::set_owner_and_times_nofollow(pfd, &name, &e)
+                self.make_node(pfd, name, e)?;
+                Self::set_owner_and_times_nofollow(pfd, name, e)
             }
             b'S' => Err(UnpackError::Unsupported(format!(
                 "GNU sparse entry {} is refused",
@@ -1023,7 +1073,7 @@ impl Extractor<'_> {
 
     /// A directory: kept if one is already there (a later layer may re-list it), its attributes
     /// applied at the end by `finish_dirs`, once nothing else is written into it.
-    fn make_dir(&mut self, pfd: RawFd, name: &CStr, key: Vec<u8>, e: Entry) -> Result<()> {
+    fn make_dir(&mut self, pfd: RawFd, name: &CStr, key: Vec<u8>, e: &Entry) -> Result<()> {
         let kept = self.clear(pfd, name, true, &e.path)?;
         if !kept {
             cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o700) }).map_err(Self::io(&e.path))?;
@@ -1033,7 +1083,7 @@ impl Extractor<'_> {
             uid: e.uid,
             gid: e.gid,
             mtime: e.mtime,
-            xattrs: e.xattrs,
+            xattrs: e.xattrs.clone(),
         };
         self.remember_dir(key, meta)
     }
@@ -1355,6 +1405,7 @@ pub fn apply_tar_at(
         dirs: IndexMap::new(),
         dir_bytes: 0,
         bytes: 0,
+        parent: None,
     };
     let mut stream = TarStream {
         r: reader,
@@ -1470,6 +1521,20 @@ mod live_tree_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_parent_is_dropped_when_an_entry_replaces_it_or_an_ancestor() {
+        assert!(is_at_or_below(b"a/b", b"a/b"));
+        assert!(is_at_or_below(b"a/b/c", b"a"));
+        assert!(
+            !is_at_or_below(b"a/bc", b"a/b"),
+            "a sibling with a longer name"
+        );
+        assert!(
+            !is_at_or_below(b"a", b"a/b"),
+            "a child does not replace its parent"
+        );
+    }
 
     #[test]
     fn rebase_renames_the_top_entry_or_puts_contents_under_a_name() {

@@ -252,7 +252,8 @@ impl ImageStore {
         }
     }
 
-    fn unpack_into_snapshot(&self, layer: &LayerRecord, chain: &str) -> Result<()> {
+    /// Unpacks a layer's stored blob into the snapshot of `chain` (blocking).
+    pub(super) fn unpack_into_snapshot(&self, layer: &LayerRecord, chain: &str) -> Result<()> {
         let image = format!("layer {}", short(&layer.digest));
         let blob = self
             .content

@@ -63,16 +63,10 @@ impl TmpSnapshot {
             .expect("a temporary snapshot has a path until committed")
     }
 
-    /// Blocking: makes the tree durable (its layer's worker does this, beside the other
-    /// layers' work, so the in-order commits below wait on no flush).
-    fn flush(&self) -> Result<()> {
-        self.store.flush(self.path()).map_err(ImageError::from)
-    }
-
-    /// Blocking: renames the flushed tree to the chain id.
+    /// Blocking: renames the tree to the chain id (unsynced: see `snapshot.rs`).
     fn commit(mut self, chain: &str) -> Result<()> {
         let path = self.path.take().expect("committed once");
-        let committed = self.store.commit_flushed(&path, chain);
+        let committed = self.store.commit(&path, chain);
         if committed.is_err() {
             self.store.discard(&path);
         }
@@ -337,7 +331,6 @@ impl LayerJob {
     fn unpack_stored(self, blob: impl Read) -> Result<Unpacked> {
         let stats = self.unpack.clone().run(blob, self.tmp.path())?;
         self.check_diff_id(&stats.diff_id)?;
-        self.tmp.flush()?;
         Ok(Unpacked {
             tmp: self.tmp,
             bytes: stats.bytes,
@@ -381,7 +374,6 @@ impl LayerJob {
                 "pull stopped after another layer failed".into(),
             ));
         }
-        self.tmp.flush()?;
         let digest = tee.blob.commit().map_err(content_error)?;
         Ok(Unpacked {
             tmp: self.tmp,
