@@ -195,6 +195,7 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
         .context("restore engine state")?;
 
     let listener = bind_socket(&roots)?;
+    let settler = spawn_snapshot_settler(engine.clone());
     let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     eprintln!(
@@ -211,6 +212,7 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
         eprintln!("berth engine: {which} received, shutting down (containers keep running)");
     };
     super::api::server::serve(listener, engine.clone(), shutdown).await;
+    settler.abort();
     // Veths of containers stopped just before go in the background: let them finish.
     engine.networks.settle().await;
     // Snapshots are committed unsynced; one sync now spares their re-unpack after a reboot.
@@ -224,6 +226,30 @@ async fn serve_until_signal(roots: EngineRoots, settings: EngineSettings) -> any
     drop(lock);
     eprintln!("berth engine: stopped");
     Ok(())
+}
+
+/// How often a running engine makes the snapshots it committed unsynced durable. Without it a
+/// long-lived engine would keep every snapshot since its start at risk of a re-unpack after a
+/// machine crash; with it at most this much recent work is, and no pull or build waits for a sync.
+const SNAPSHOT_SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Settles unsynced snapshots in the background every [`SNAPSHOT_SETTLE_INTERVAL`] (a directory
+/// listing when there are none).
+fn spawn_snapshot_settler(engine: SharedEngine) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SNAPSHOT_SETTLE_INTERVAL);
+        tick.tick().await; // the first tick is immediate: nothing is unsynced yet
+        loop {
+            tick.tick().await;
+            let images = engine.clone();
+            let settled = tokio::task::spawn_blocking(move || images.images.settle_snapshots());
+            match settled.await {
+                Ok(Err(e)) => eprintln!("berth engine: syncing snapshots: {e}"),
+                Err(e) => eprintln!("berth engine: syncing snapshots: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
 }
 
 #[cfg(test)]
