@@ -44,11 +44,28 @@ impl Engine {
         self.containers
             .kill_announcing(&id, signal, &self.announce_thaw(&record))
             .await?;
-        let sig = signal
-            .filter(|s| !s.is_empty())
-            .unwrap_or("SIGKILL")
-            .to_string();
-        self.container_event("kill", &record, &[("signal", sig)]);
+        self.container_event("kill", &record, &[("signal", event_signal(signal))]);
         Ok(())
+    }
+}
+
+/// The `signal` attribute of a `kill` event: the number, as dockerd gives it ("15", not "TERM"),
+/// so scripts filtering the event stream see the same value with berth and docker.
+fn event_signal(signal: Option<&str>) -> String {
+    let name = signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL");
+    parse_signal(name).map_or_else(|_| name.to_string(), |n| n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_signal;
+
+    #[test]
+    fn kill_events_name_the_signal_by_number_as_dockerd_does() {
+        assert_eq!(event_signal(None), "9");
+        assert_eq!(event_signal(Some("")), "9");
+        assert_eq!(event_signal(Some("SIGTERM")), "15");
+        assert_eq!(event_signal(Some("HUP")), "1");
+        assert_eq!(event_signal(Some("10")), "10");
     }
 }
