@@ -313,22 +313,14 @@ pub fn foreign_warnings(bridge: &str) -> Vec<String> {
 /// Remove everything of a network: the host's accepts, then its table. Fine when nothing (or
 /// only part) is there. A host without nf_tables never had a table.
 pub fn remove(bridge: &str) -> Result<()> {
-    remove_network(bridge, None)
-}
-
-/// [`remove`] of the last network of this engine (`internal` as it was made): the iptables
-/// part is first tried without reading the table (see [`iptables::remove_alone`]).
-pub fn remove_last(bridge: &str, internal: bool) -> Result<()> {
-    remove_network(bridge, Some(internal))
-}
-
-fn remove_network(bridge: &str, last_internal: Option<bool>) -> Result<()> {
-    remove_accepts(bridge, last_internal)?;
+    remove_accepts(bridge, None)?;
     remove_own_table(bridge)
 }
 
 /// The first half of [`remove`]: the host filter's accepts, after which nothing lets traffic
-/// of the bridge through. `last_internal` as for [`remove_last`].
+/// of the bridge through. `last_internal`: `Some(internal)` (as the network was made) when it
+/// is the last network of this engine, so the iptables part is first tried without reading the
+/// table (see [`iptables::remove_alone`]).
 pub fn remove_accepts(bridge: &str, last_internal: Option<bool>) -> Result<()> {
     let _lock = lock()?;
     remove_host(&mut HostRunner, bridge, last_internal)

@@ -319,7 +319,7 @@ impl NetworkManager {
         .map_err(|e| NetworkError::Other(format!("network create task failed: {e}")))??;
 
         if let Err(e) = self.dns.ensure_listener(&record.id, record.gateway).await {
-            let _ = teardown_network(&self.dir, &record, false);
+            let _ = teardown_network(&self.dir, &record);
             return Err(NetworkError::Other(format!(
                 "network {}: cannot serve DNS on {}:53: {e}",
                 record.name, record.gateway
@@ -1325,22 +1325,10 @@ fn firewall_targets(st: &State, r: &AttachmentRecord) -> Vec<FirewallTarget> {
         .collect()
 }
 
-/// `last`: no other network of this engine is left (its firewall removal may then skip reading
-/// the table, see `firewall::remove_last`).
-fn teardown_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<()> {
-    // Rules before the bridge, as netavark orders it.
-    let removed = if last {
-        firewall::remove_last(&n.bridge, n.internal)
-    } else {
-        firewall::remove(&n.bridge)
-    };
-    removed.map_err(|e| {
-        NetworkError::Other(format!(
-            "network {}: cannot remove its firewall rules: {}",
-            n.name,
-            error_chain(&e)
-        ))
-    })?;
+/// Undoes a network whose creation failed part way: rules before the bridge, as netavark orders
+/// it.
+fn teardown_network(dir: &Path, n: &NetworkRecord) -> Result<()> {
+    firewall::remove(&n.bridge).map_err(|e| firewall_removal_error(n, &e))?;
     let mut nl = host_netlink()?;
     nl.delete_link(&n.bridge)
         .map_err(|source| NetworkError::Kernel {
@@ -1351,11 +1339,20 @@ fn teardown_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<()> {
     state::remove(&path).map_err(|source| NetworkError::State { path, source })
 }
 
+fn firewall_removal_error(n: &NetworkRecord, e: &firewall::FirewallError) -> NetworkError {
+    NetworkError::Other(format!(
+        "network {}: cannot remove its firewall rules: {}",
+        n.name,
+        error_chain(e)
+    ))
+}
+
 /// What a network's removal must finish before `remove` returns, on a blocking thread: the host
 /// filter's accepts and the network's own nftables table (together: they are independent), the
 /// gateway address (so the subnet is free for the next network at once, with no route left),
 /// and the record, moved to `networks/.removed/`. Returns where the record went; the bridge is
-/// left for [`delete_retired`]. `last` as for [`teardown_network`].
+/// left for [`delete_retired`]. `last`: no other network of this engine is left (its firewall
+/// removal may then skip reading the table, see `firewall::remove_accepts`).
 fn retire_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<PathBuf> {
     let removed = std::thread::scope(|scope| {
         let table = scope.spawn(|| firewall::remove_own_table(&n.bridge));
@@ -1365,13 +1362,7 @@ fn retire_network(dir: &Path, n: &NetworkRecord, last: bool) -> Result<PathBuf> 
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         accepts.and(table)
     });
-    removed.map_err(|e| {
-        NetworkError::Other(format!(
-            "network {}: cannot remove its firewall rules: {}",
-            n.name,
-            error_chain(&e)
-        ))
-    })?;
+    removed.map_err(|e| firewall_removal_error(n, &e))?;
     let subnet: Subnet = n
         .subnet
         .parse()
