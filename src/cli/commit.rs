@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 
 use super::containers::{check_services, numbered, of_project, service_of};
 use super::project::{engine, project_or_name, ProjectArgs};
+use crate::engine::api::client::split_repo_tag;
 use crate::engine::container::commit::CommitOptions;
 use crate::engine::wire::ContainerSummary;
 
@@ -76,15 +77,15 @@ fn container_to_commit<'a>(
     bail!("service \"{service}\" has no container to commit (create it with `berth up` or `berth create`)")
 }
 
-/// The engine's options from the flags: `REPOSITORY[:TAG]` split as Docker splits it (a colon
-/// before a `/` belongs to a registry's port, not a tag).
+/// The engine's options from the flags: `REPOSITORY[:TAG]` split as the client splits every
+/// reference (a colon before a `/` belongs to a registry's port, not a tag).
 fn commit_options(args: &CommitArgs) -> CommitOptions {
     let (repo, tag) = match args.repository.as_deref() {
         None => (None, None),
-        Some(reference) => match reference.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (Some(repo), Some(tag)),
-            _ => (Some(reference), None),
-        },
+        Some(reference) => {
+            let (repo, tag) = split_repo_tag(reference);
+            (Some(repo), tag)
+        }
     };
     CommitOptions {
         repo: repo.map(str::to_string),

@@ -1018,7 +1018,7 @@ impl EngineClient {
 }
 
 /// `name:tag` → (`name`, `Some(tag)`); a `:` inside a registry host (`host:5000/app`) is not a tag.
-fn split_repo_tag(repo_tag: &str) -> (&str, Option<&str>) {
+pub fn split_repo_tag(repo_tag: &str) -> (&str, Option<&str>) {
     match repo_tag.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
         _ => (repo_tag, None),
