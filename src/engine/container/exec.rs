@@ -33,9 +33,11 @@ use tokio::sync::mpsc;
 use super::process::{self_exe, ProcIdentity};
 use super::state::Status;
 use super::{ContainerError, ContainerStore, Result};
+use crate::engine::runtime::cgroup;
 use crate::engine::runtime::console::{self, ConsoleError};
 use crate::engine::runtime::process_setup::{self, SetupError};
 use crate::engine::runtime::spec::RuntimeSpec;
+use crate::engine::runtime::syscall::LinuxSyscall;
 use crate::engine::runtime::user::{self, UserError};
 use crate::engine::wire::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::engine::Engine;
@@ -214,9 +216,9 @@ fn join_container(spec: &ExecSpec) -> std::result::Result<(), ExecError> {
         .open()
         .ok_or(ExecError::NotRunning(spec.init.pid))?;
     // Cgroups first: their paths are host paths, gone from view once in the mount namespace.
+    // Single-threaded, as `join_self` needs (this is the sealed re-exec, before any fork).
     for cgroup in &spec.cgroups {
-        let path = cgroup.join("cgroup.procs");
-        std::fs::write(&path, "0").map_err(|source| ExecError::Cgroup {
+        cgroup::join_self(&LinuxSyscall, cgroup).map_err(|source| ExecError::Cgroup {
             path: cgroup.clone(),
             source,
         })?;

@@ -662,6 +662,33 @@ pub fn oom_killed(paths: &[PathBuf]) -> bool {
     })
 }
 
+/// Move the calling process, which must be single-threaded, into the cgroup `dir`.
+///
+/// A v1 hierarchy gets `0` in `tasks`: that moves the calling thread alone, which the kernel does
+/// without its global threadgroup write lock. `cgroup.procs` takes that lock, and taking it waits
+/// for an RCU grace period (5 to 20 ms here, on every container start). For a single-threaded
+/// process the two mean the same. A v2 domain cgroup has no per-thread file for this, so v2 gets
+/// `cgroup.procs` (a container's init avoids it by being cloned into the cgroup; see
+/// [`v2_dir`]).
+pub fn join_self(sys: &dyn Syscall, dir: &Path) -> io::Result<()> {
+    let tasks = dir.join("tasks");
+    if sys.exists(&tasks) {
+        sys.write_file(&tasks, "0")
+    } else {
+        sys.write_file(&dir.join("cgroup.procs"), "0")
+    }
+}
+
+/// Which of a container's cgroup directories is in the cgroup2 tree, for `clone3`'s
+/// `CLONE_INTO_CGROUP`: a process cloned into its cgroup is counted there from its first
+/// instruction and costs no migration (nor its grace period, see [`join_self`]).
+pub fn v2_dir(paths: &[PathBuf]) -> Option<&Path> {
+    paths
+        .iter()
+        .find(|dir| fs_magic(dir) == Some(CGROUP2_SUPER_MAGIC))
+        .map(PathBuf::as_path)
+}
+
 pub fn create(paths: &[PathBuf]) -> Result<(), CgroupError> {
     for path in paths {
         std::fs::create_dir_all(path).map_err(|source| CgroupError::Create {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 use thiserror::Error;
 
+use super::cgroup;
 use super::console::{self, ConsoleError};
 use super::process_setup::{self, SetupError};
 use super::rlimits::{self, RlimitError};
@@ -31,7 +32,7 @@ use super::user::{self, UserError};
 #[derive(Debug, Error)]
 pub enum InitError {
     #[error(
-        "usage: berth init <runtime.json> <sync-fd> [<console-fd>] \
+        "usage: berth init <runtime.json> <sync-fd> [<console-fd>] [{IN_CGROUP2_ARG}] \
          (started by berth shim, not by hand)"
     )]
     Usage,
@@ -76,6 +77,9 @@ pub enum InitError {
 
 type Result<T> = std::result::Result<T, InitError>;
 
+/// The last argument of `berth init` when the shim cloned it into its cgroup2 directory.
+pub(crate) const IN_CGROUP2_ARG: &str = "in-cgroup2";
+
 fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> InitError {
     move |source| InitError::Sys {
         what: what.to_string(),
@@ -87,14 +91,16 @@ fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> InitError {
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
     let sync_fd = args.get(3).and_then(|s| s.parse::<i32>().ok());
+    let in_cgroup2 = args.iter().skip(4).any(|a| a == IN_CGROUP2_ARG);
     // SAFETY: the shim passed this fd (its console socket's other end) for us alone.
     let console = args
-        .get(4)
-        .and_then(|s| s.parse::<i32>().ok())
+        .iter()
+        .skip(4)
+        .find_map(|s| s.parse::<i32>().ok())
         .filter(|fd| *fd > 2)
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     let err = match (args.get(2), sync_fd) {
-        (Some(spec), Some(fd)) => match run(Path::new(spec), fd, console) {
+        (Some(spec), Some(fd)) => match run(Path::new(spec), fd, console, in_cgroup2) {
             Ok(never) => match never {},
             Err(e) => e,
         },
@@ -125,12 +131,17 @@ fn read_spec(path: &Path) -> Result<RuntimeSpec> {
     })
 }
 
-fn run(spec_path: &Path, sync_fd: i32, console: Option<OwnedFd>) -> Result<Infallible> {
+fn run(
+    spec_path: &Path,
+    sync_fd: i32,
+    console: Option<OwnedFd>,
+    in_cgroup2: bool,
+) -> Result<Infallible> {
     let spec = read_spec(spec_path)?;
     // SAFETY: umask has no memory-safety preconditions. 0 so devices and dirs get exact modes.
     unsafe { libc::umask(0) };
     let sys = LinuxSyscall;
-    enter_cgroups_and_namespaces(&sys, &spec)?;
+    enter_cgroups_and_namespaces(&sys, &spec, in_cgroup2)?;
     set_up_rootfs(&sys, &spec)?;
     set_kernel_parameters(&sys, &spec)?;
     if spec.privileged || spec.unmasked_paths {
@@ -191,15 +202,14 @@ fn attach_terminal(socket: OwnedFd, user: &user::ExecUser, size: Option<(u16, u1
 }
 
 /// Join the container's cgroups and network namespace, and unshare its own UTS and IPC
-/// namespaces (the shim made the PID and mount namespaces).
-fn enter_cgroups_and_namespaces(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
-    for cgroup in &spec.cgroups {
-        sys.write_file(&cgroup.join("cgroup.procs"), "0")
-            .map_err(|source| InitError::Io {
-                what: format!("join cgroup {}", cgroup.display()),
-                source,
-            })?;
-    }
+/// namespaces (the shim made the PID and mount namespaces). With `in_cgroup2` the shim cloned
+/// us into the cgroup2 directory already: only the v1 hierarchies are left to join.
+fn enter_cgroups_and_namespaces(
+    sys: &dyn Syscall,
+    spec: &RuntimeSpec,
+    in_cgroup2: bool,
+) -> Result<()> {
+    join_cgroups(sys, &spec.cgroups, in_cgroup2)?;
     if let Some(netns) = &spec.netns {
         let file = File::open(netns).map_err(|source| InitError::Io {
             what: format!("open network namespace {}", netns.display()),
@@ -211,6 +221,21 @@ fn enter_cgroups_and_namespaces(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result
     // The shim cloned us into a new mount namespace already.
     nix::sched::unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
         .map_err(sys_err("unshare uts and ipc namespaces"))
+}
+
+/// Join each cgroup directory not joined yet; a v1 hierarchy is told by its `tasks` file. We are
+/// single-threaded, as [`cgroup::join_self`] needs.
+fn join_cgroups(sys: &dyn Syscall, cgroups: &[PathBuf], in_cgroup2: bool) -> Result<()> {
+    for dir in cgroups {
+        if in_cgroup2 && !sys.exists(&dir.join("tasks")) {
+            continue;
+        }
+        cgroup::join_self(sys, dir).map_err(|source| InitError::Io {
+            what: format!("join cgroup {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The overlay root, `pivot_root` into it, the default mounts, devices and the user's mounts.
@@ -400,5 +425,50 @@ fn become_reaper_and_fork(capabilities: u64, seccomp: bool, no_new_privileges: b
                 Ok(_) => continue,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime::syscall::recording::RecordingSyscall;
+
+    fn hybrid() -> (RecordingSyscall, Vec<PathBuf>) {
+        let dirs = vec![
+            PathBuf::from("/cg/unified/berth/c1"),
+            PathBuf::from("/cg/pids/berth/c1"),
+            PathBuf::from("/cg/memory/berth/c1"),
+        ];
+        let sys = RecordingSyscall::new()
+            .with_file("/cg/pids/berth/c1/tasks", "")
+            .with_file("/cg/memory/berth/c1/tasks", "");
+        (sys, dirs)
+    }
+
+    #[test]
+    fn v1_hierarchies_are_joined_through_tasks_and_v2_through_cgroup_procs() {
+        let (sys, dirs) = hybrid();
+        join_cgroups(&sys, &dirs, false).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                "write /cg/unified/berth/c1/cgroup.procs 0",
+                "write /cg/pids/berth/c1/tasks 0",
+                "write /cg/memory/berth/c1/tasks 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn cloned_into_cgroup2_init_joins_only_the_v1_hierarchies() {
+        let (sys, dirs) = hybrid();
+        join_cgroups(&sys, &dirs, true).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                "write /cg/pids/berth/c1/tasks 0",
+                "write /cg/memory/berth/c1/tasks 0",
+            ]
+        );
     }
 }

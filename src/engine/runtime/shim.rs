@@ -265,7 +265,7 @@ impl Prepared {
         cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
         let (out, err, sync, life) = (pipe()?, pipe()?, pipe()?, pipe()?);
         let console_fd = tty.as_ref().map(|t| t.socket.1.as_raw_fd());
-        let init = InitExec::new(spec_path, sync.1.as_raw_fd(), console_fd)?;
+        let init = InitExec::new(spec_path, &spec.cgroups, sync.1.as_raw_fd(), console_fd)?;
         Ok(Self {
             spec,
             log,
@@ -450,20 +450,41 @@ fn open_log(path: &Path) -> Result<File> {
         })
 }
 
-/// `berth init <runtime.json> <sync-fd> [<console-fd>]`, built before forking: after fork the
-/// child only makes system calls (no allocation), so the argument and environment arrays exist
-/// already.
+/// `berth init <runtime.json> <sync-fd> [<console-fd>] [in-cgroup2]`, built before forking:
+/// after fork the child only makes system calls (no allocation), so the argument and environment
+/// arrays exist already, with and without the `in-cgroup2` marker.
 struct InitExec {
     exe: OwnedFd,
+    /// The container's cgroup2 directory, to clone init into (`CLONE_INTO_CGROUP`).
+    cgroup2: Option<OwnedFd>,
     _argv: Vec<CString>,
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
+    argv_in_cgroup2_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
 }
 
 impl InitExec {
-    fn new(spec_path: &Path, sync_fd: RawFd, console_fd: Option<RawFd>) -> Result<Self> {
+    fn new(
+        spec_path: &Path,
+        cgroups: &[PathBuf],
+        sync_fd: RawFd,
+        console_fd: Option<RawFd>,
+    ) -> Result<Self> {
         let exe = readonly_self_exe()?;
+        let cgroup2 = match cgroup::v2_dir(cgroups) {
+            Some(dir) => {
+                Some(
+                    File::open(dir)
+                        .map(OwnedFd::from)
+                        .map_err(|source| ShimError::Io {
+                            what: format!("open cgroup {}", dir.display()),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let envp: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.into_encoded_bytes();
@@ -484,14 +505,18 @@ impl InitExec {
         if let Some(fd) = console_fd {
             argv.push(CString::new(fd.to_string()).expect("digits have no NUL"));
         }
+        argv.push(CString::new(super::init::IN_CGROUP2_ARG).expect("static"));
         // The CStrings' heap buffers do not move when the arrays are moved into `Self`.
-        let argv_ptrs = null_terminated(argv.iter());
+        let argv_in_cgroup2_ptrs = null_terminated(argv.iter());
+        let argv_ptrs = null_terminated(argv[..argv.len() - 1].iter());
         let envp_ptrs = null_terminated(envp.iter());
         Ok(Self {
             exe,
+            cgroup2,
             _argv: argv,
             _envp: envp,
             argv_ptrs,
+            argv_in_cgroup2_ptrs,
             envp_ptrs,
         })
     }
@@ -518,20 +543,30 @@ struct ChildFds {
 
 /// Fork the container's init (PID 1 of the PID namespace unshared before) in a new mount
 /// namespace and re-exec `berth init` in it. The mount namespace is made here rather than by
-/// init so the shim can hold it (see [`MountNamespacePin`]) from before init can exit.
+/// init so the shim can hold it (see [`MountNamespacePin`]) from before init can exit. Init is
+/// cloned straight into the container's cgroup2 directory where the kernel can (5.7 and later);
+/// otherwise it joins that directory itself.
 fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
-    // SAFETY: single-threaded; `clone` without a new stack is `fork` with namespace flags, and
-    // the child below only makes async-signal-safe system calls.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::CLONE_NEWNS as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let mut in_cgroup2 = false;
+    let mut pid = -1;
+    if let Some(dir) = &init.cgroup2 {
+        pid = clone_into_cgroup(dir);
+        in_cgroup2 = pid >= 0;
+    }
+    if pid < 0 {
+        // SAFETY: single-threaded; `clone` without a new stack is `fork` with namespace flags,
+        // and the child below only makes async-signal-safe system calls.
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_NEWNS as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
     let forked = match pid {
         -1 => Err(nix::Error::last()),
         0 => Ok(ForkResult::Child),
@@ -540,41 +575,73 @@ fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
         }),
     };
     match forked.map_err(sys("fork container init"))? {
-        ForkResult::Child => unsafe {
-            // The container must not outlive its shim: nobody would record its exit.
-            // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
-            // is detected through the life pipe instead.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            libc::close(fds.life_w);
-            let mut pfd = libc::pollfd {
-                fd: fds.life_r,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if libc::poll(&mut pfd, 1, 0) != 0 {
-                libc::_exit(1);
-            }
-            libc::dup2(fds.stdin, 0);
-            libc::dup2(fds.stdout, 1);
-            libc::dup2(fds.stderr, 2);
-            libc::fcntl(fds.sync, libc::F_SETFD, 0);
-            if fds.console >= 0 {
-                libc::fcntl(fds.console, libc::F_SETFD, 0);
-            }
-            libc::syscall(
-                libc::SYS_execveat,
-                init.exe.as_raw_fd(),
-                c"".as_ptr(),
-                init.argv_ptrs.as_ptr(),
-                init.envp_ptrs.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
-            let msg = b"cannot re-exec berth init";
-            libc::write(fds.sync, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127);
-        },
+        // SAFETY: in the child of a single-threaded fork.
+        ForkResult::Child => unsafe { exec_init(init, fds, in_cgroup2) },
         ForkResult::Parent { child } => Ok(child),
     }
+}
+
+/// `clone3(CLONE_NEWNS | CLONE_INTO_CGROUP)` into the cgroup directory `dir`: the raw result
+/// (0 in the child, the child's PID in the parent, -1 if the kernel refused).
+fn clone_into_cgroup(dir: &OwnedFd) -> libc::c_long {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // SAFETY: clone_args is plain old data; zero is "not used" for every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = libc::CLONE_NEWNS as u64 | CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = dir.as_raw_fd() as u64;
+    // SAFETY: single-threaded; without a stack clone3 is `fork` with these flags, and the child
+    // only makes async-signal-safe system calls (see `exec_init`).
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    }
+}
+
+/// The child of [`fork_init`]: wire up stdio and `execveat` `berth init`.
+///
+/// # Safety
+/// Only in the child of a fork of a single-threaded process: it makes raw system calls alone.
+unsafe fn exec_init(init: &InitExec, fds: &ChildFds, in_cgroup2: bool) -> ! {
+    // The container must not outlive its shim: nobody would record its exit.
+    // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
+    // is detected through the life pipe instead.
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    libc::close(fds.life_w);
+    let mut pfd = libc::pollfd {
+        fd: fds.life_r,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    if libc::poll(&mut pfd, 1, 0) != 0 {
+        libc::_exit(1);
+    }
+    libc::dup2(fds.stdin, 0);
+    libc::dup2(fds.stdout, 1);
+    libc::dup2(fds.stderr, 2);
+    libc::fcntl(fds.sync, libc::F_SETFD, 0);
+    if fds.console >= 0 {
+        libc::fcntl(fds.console, libc::F_SETFD, 0);
+    }
+    let argv = if in_cgroup2 {
+        &init.argv_in_cgroup2_ptrs
+    } else {
+        &init.argv_ptrs
+    };
+    libc::syscall(
+        libc::SYS_execveat,
+        init.exe.as_raw_fd(),
+        c"".as_ptr(),
+        argv.as_ptr(),
+        init.envp_ptrs.as_ptr(),
+        libc::AT_EMPTY_PATH,
+    );
+    let msg = b"cannot re-exec berth init";
+    libc::write(fds.sync, msg.as_ptr().cast(), msg.len());
+    libc::_exit(127);
 }
 
 /// Wait until init has `execve`d the workload (EOF on the sync pipe after the marker). If it
