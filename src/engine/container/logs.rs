@@ -5,9 +5,12 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::state::Status;
 use super::{ContainerStore, Result};
@@ -146,49 +149,131 @@ const FOLLOW_READ: Duration = Duration::from_millis(100);
 /// Wakes a followed log's reader when the shim writes the file (inotify on it), so an attach
 /// or `logs -f` gets output as it is logged rather than at the next poll. The shim is another
 /// process (it outlives the engine), so the file is the one place both see.
+///
+/// All followers share one inotify instance (one watch per log file) read by one thread: the
+/// kernel allows a user only 128 instances, which an instance per follower would spend on a
+/// `logs -f` of a large project and take from other programs (a `berth watch`, editors).
 struct LogWatch {
-    inotify: tokio::io::unix::AsyncFd<InotifyFd>,
+    wd: WatchDescriptor,
+    /// Which watch of `wd` this is: the kernel may hand a dropped descriptor's number out again.
+    watch_id: u64,
+    written: watch::Receiver<u64>,
 }
 
-/// The inotify instance as tokio's reactor registers it (by raw fd).
-struct InotifyFd(Inotify);
+/// The engine's one inotify instance and, per watched log, the channel its writes are counted
+/// on with how many followers use it.
+struct LogWatches {
+    inotify: Inotify,
+    logs: Mutex<HashMap<WatchDescriptor, WatchedLog>>,
+}
 
-impl std::os::fd::AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd;
-        self.0.as_fd().as_raw_fd()
+struct WatchedLog {
+    watch_id: u64,
+    writes: watch::Sender<u64>,
+    followers: usize,
+}
+
+static NEXT_WATCH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `None` when inotify cannot be had (no instance left): followers then poll.
+static LOG_WATCHES: OnceLock<Option<LogWatches>> = OnceLock::new();
+
+impl LogWatches {
+    fn shared() -> Option<&'static LogWatches> {
+        let watches: &'static LogWatches = LOG_WATCHES
+            .get_or_init(|| {
+                let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok()?;
+                Some(LogWatches {
+                    inotify,
+                    logs: Mutex::new(HashMap::new()),
+                })
+            })
+            .as_ref()?;
+        static READER: std::sync::Once = std::sync::Once::new();
+        READER.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("log-watch".into())
+                .spawn(move || watches.read_forever());
+            if spawned.is_err() {
+                eprintln!("berth engine: cannot start the log watcher: followers poll");
+            }
+        });
+        Some(watches)
+    }
+
+    /// Counts each write on its log's channel; a watch the kernel dropped (the file was
+    /// removed) closes the channel, and its followers go back to polling.
+    fn read_forever(&self) {
+        loop {
+            let events = match self.inotify.read_events() {
+                Ok(events) => events,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("berth engine: log watcher stopped ({e}): followers poll");
+                    self.logs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    return;
+                }
+            };
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    logs.remove(&event.wd);
+                } else if let Some(log) = logs.get(&event.wd) {
+                    log.writes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
     }
 }
 
 impl LogWatch {
-    /// `None` when the file cannot be watched (not there yet, or the user's inotify instances
-    /// are used up): the reader then polls every [`FOLLOW_READ`].
+    /// `None` when the file cannot be watched (not there yet, or no inotify): the reader then
+    /// polls every [`FOLLOW_READ`].
     fn new(path: &std::path::Path) -> Option<Self> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        inotify.add_watch(path, AddWatchFlags::IN_MODIFY).ok()?;
-        // SAFETY: the AsyncFd owns the instance and drops its registration before closing it.
-        let inotify = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(
-                InotifyFd(inotify),
-                tokio::io::Interest::READABLE,
-            )
-        }
-        .ok()?;
-        Some(Self { inotify })
+        let watches = LogWatches::shared()?;
+        let wd = watches
+            .inotify
+            .add_watch(path, AddWatchFlags::IN_MODIFY)
+            .ok()?;
+        let mut logs = watches.logs.lock().unwrap_or_else(|p| p.into_inner());
+        // The kernel gives a file watched twice the same descriptor: the followers share it.
+        let log = logs.entry(wd).or_insert_with(|| WatchedLog {
+            watch_id: NEXT_WATCH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            writes: watch::Sender::new(0),
+            followers: 0,
+        });
+        log.followers += 1;
+        Some(Self {
+            wd,
+            watch_id: log.watch_id,
+            written: log.writes.subscribe(),
+        })
     }
 
-    /// Until the file was written since the last call (writes queue up meanwhile: none is
-    /// missed between a read of the file and this wait).
-    async fn written(&self) {
-        loop {
-            let Ok(mut ready) = self.inotify.readable().await else {
-                return std::future::pending().await;
-            };
-            match ready.get_inner().0.read_events() {
-                Ok(_) => return,
-                Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
-                // The floor interval still reads the file.
-                Err(_) => return std::future::pending().await,
+    /// Until the file was written since the last call (a write between a read of the file and
+    /// this wait is counted, so none is missed).
+    async fn written(&mut self) {
+        if self.written.changed().await.is_err() {
+            // The watch is gone: the floor interval still reads the file.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for LogWatch {
+    fn drop(&mut self) {
+        let Some(watches) = LOG_WATCHES.get().and_then(Option::as_ref) else {
+            return;
+        };
+        let mut logs = watches.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = logs
+            .get_mut(&self.wd)
+            .filter(|log| log.watch_id == self.watch_id)
+        {
+            log.followers -= 1;
+            if log.followers == 0 {
+                logs.remove(&self.wd);
+                let _ = watches.inotify.rm_watch(self.wd);
             }
         }
     }
@@ -273,7 +358,7 @@ impl ContainerStore {
     /// When a followed log is read again: once the shim wrote it (or after [`FOLLOW_READ`]),
     /// or as soon as a running container's shim exits (it records the exit first), so the end
     /// of a run reaches its attach without waiting out the interval.
-    async fn next_read_due(&self, id: &str, watch: Option<&LogWatch>) {
+    async fn next_read_due(&self, id: &str, watch: Option<&mut LogWatch>) {
         let interval = async {
             match watch {
                 Some(watch) => {
@@ -351,7 +436,7 @@ impl ContainerStore {
                 return Ok(());
             }
             tokio::select! {
-                _ = self.next_read_due(id, watch.as_ref()) => {}
+                _ = self.next_read_due(id, watch.as_mut()) => {}
                 _ = tx.closed() => return Ok(()),
             }
         }
@@ -424,7 +509,7 @@ mod tests {
         let path = dir.path().join("c-json.log");
         assert!(LogWatch::new(&path).is_none(), "nothing to watch yet");
         std::fs::write(&path, "").unwrap();
-        let watch = LogWatch::new(&path).expect("watch the log");
+        let mut watch = LogWatch::new(&path).expect("watch the log");
         // Nothing written: no wake-up.
         let quiet = tokio::time::timeout(Duration::from_millis(50), watch.written()).await;
         assert!(quiet.is_err());
