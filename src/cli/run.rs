@@ -361,12 +361,18 @@ async fn follow_until_exit(
         ..Default::default()
     };
     let mut output = client.logs(id, &options).await?;
+    // Asked while the output streams, so the exit code is in by the time the log ends rather
+    // than one more round trip after it.
+    let exit = client.wait_container(id);
+    tokio::pin!(exit);
+    let mut exit_code = None;
     // One listener each for the whole loop: a `ctrl_c()` made afresh per iteration misses a
     // SIGINT that arrives while output is being written.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let interrupted = loop {
         tokio::select! {
+            code = &mut exit, if exit_code.is_none() => exit_code = Some(code),
             chunk = output.next() => match chunk {
                 Some(Ok(chunk)) => {
                     let result = match chunk.stream {
@@ -397,7 +403,10 @@ async fn follow_until_exit(
         }
         std::process::exit(code);
     }
-    Ok(client.wait_container(id).await?)
+    match exit_code {
+        Some(code) => Ok(code?),
+        None => Ok(exit.await?),
+    }
 }
 
 /// The create request's streams when berth stays attached: stdin open (closed when berth's

@@ -134,6 +134,9 @@ pub struct NetworkOptions {
 struct State {
     networks: IndexMap<String, NetworkRecord>,
     attachments: IndexMap<String, AttachmentRecord>,
+    /// Detached containers whose veths a background detach is still deleting: their addresses
+    /// are not handed out again, and the same container is not attached again, until then.
+    draining: IndexMap<String, AttachmentRecord>,
 }
 
 pub struct NetworkManager {
@@ -149,15 +152,19 @@ pub struct NetworkManager {
     /// `detaching`.
     op: Arc<tokio::sync::RwLock<()>>,
     /// Held for reading by each background detach until its host veths are deleted (a veth
-    /// delete waits ~30 ms for RCU). An attach or connect takes it for writing first, so it
-    /// starts only when no half-removed veth of the same container (same names) or of one whose
-    /// address it may reuse is left; a network remove does not wait for it: the kernel deletes
-    /// a bridge whose ports are still going just as well. Always taken before `op`.
+    /// delete waits ~30 ms for RCU); only `settle` waits for it. An attach or connect waits
+    /// only for a detach of the same container (same veth names), and no address of a
+    /// container still draining is handed out (see `State::draining`), so a `run --rm` right
+    /// after another does not wait for the kernel to finish the first one's veths. A network
+    /// remove does not wait either: the kernel deletes a bridge whose ports are still going
+    /// just as well.
     detaching: Arc<tokio::sync::RwLock<()>>,
+    /// Told when a background detach is done and its container left `State::draining`.
+    drained: Arc<tokio::sync::Notify>,
     /// Held for reading by each removed network's background bridge delete (see `remove`); only
     /// `settle` waits for it: nothing else can collide with a retired bridge.
     teardowns: Arc<tokio::sync::RwLock<()>>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     dns: dns::DnsService,
     proxies: Mutex<HashMap<String, Vec<AbortHandle>>>,
     outbound_nat: bool,
@@ -211,6 +218,7 @@ impl NetworkManager {
                 .into_iter()
                 .map(|a| (a.container_id.clone(), a))
                 .collect(),
+            draining: IndexMap::new(),
         };
         let manager = Self {
             dir,
@@ -218,7 +226,8 @@ impl NetworkManager {
             op: Arc::new(tokio::sync::RwLock::new(())),
             teardowns: Arc::new(tokio::sync::RwLock::new(())),
             detaching: Arc::new(tokio::sync::RwLock::new(())),
-            state: Mutex::new(state),
+            drained: Arc::new(tokio::sync::Notify::new()),
+            state: Arc::new(Mutex::new(state)),
             dns: dns::DnsService::new(upstream),
             proxies: Mutex::new(HashMap::new()),
             outbound_nat: options.outbound_nat,
@@ -229,7 +238,19 @@ impl NetworkManager {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock_state(&self.state)
+    }
+
+    /// Until no background detach of `container_id` is left: its veths have the names a new
+    /// attach of it would make.
+    async fn until_drained(&self, container_id: &str) {
+        loop {
+            let drained = self.drained.notified();
+            if !self.state().draining.contains_key(container_id) {
+                return;
+            }
+            drained.await;
+        }
     }
 
     fn refresh_dns(&self) {
@@ -402,7 +423,7 @@ impl NetworkManager {
 
     /// Create the container's netns, veths, addresses, DNS names and port proxies.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment> {
-        let _detached = self.detaching.write().await;
+        self.until_drained(&req.container_id).await;
         let _op = self.op.write().await;
         check_attach_request(&req)?;
         // A record left by a crash or a container restart: clear it before making a new one.
@@ -526,7 +547,7 @@ impl NetworkManager {
         network: &str,
         settings: Endpoint,
     ) -> Result<Endpoint> {
-        let _detached = self.detaching.write().await;
+        self.until_drained(container_id).await;
         let _op = self.op.write().await;
         if network == DEFAULT_BRIDGE {
             self.ensure_default_bridge().await?;
@@ -734,13 +755,19 @@ impl NetworkManager {
         let detaching = self.detaching.clone().read_owned().await;
         let op = self.op.clone().read_owned().await;
         self.stop_proxies(container_id);
-        let Some(record) = self.state().attachments.shift_remove(container_id) else {
-            return;
+        let record = {
+            let mut st = self.state();
+            let Some(record) = st.attachments.shift_remove(container_id) else {
+                return;
+            };
+            st.draining.insert(container_id.to_string(), record.clone());
+            record
         };
         self.refresh_dns();
         // The record file goes last, as in `detach_locked`: an engine that dies before the
         // kernel objects are gone finds it at restore and cleans up after it.
         let path = state::attachment_path(&self.dir, container_id);
+        let (shared, drained) = (self.state.clone(), self.drained.clone());
         tokio::task::spawn_blocking(move || {
             // The pin first: the container's processes are gone, so the namespace goes with it.
             let unpinned = netns::remove(&record.netns_path).map_err(NetworkError::from);
@@ -751,6 +778,10 @@ impl NetworkManager {
             if let Err(e) = removed {
                 eprintln!("berth network: container {}: {e}", record.container_name);
             }
+            lock_state(&shared)
+                .draining
+                .shift_remove(&record.container_id);
+            drained.notify_waiters();
             drop(detaching);
         });
     }
@@ -975,6 +1006,10 @@ fn start_proxies(
     Ok(handles)
 }
 
+fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One endpoint on `net` for the container of `req`: the first free address (or the requested
 /// static one), interface name `eth<n>` after those in `siblings`, Docker's MAC, DNS names.
 fn plan_endpoint(
@@ -997,10 +1032,12 @@ fn plan_endpoint(
                 .map_err(|e: ipam::IpamError| NetworkError::Other(e.to_string()))?,
         )
     };
+    // A draining container's address stays taken until its veth is gone from the bridge.
     let mut used: Vec<Ipv4Addr> = st
         .attachments
         .values()
         .filter(|a| a.container_id != req.container_id)
+        .chain(st.draining.values())
         .flat_map(|a| a.endpoints.iter())
         .filter(|e| e.network_id == net.id)
         .map(|e| e.address)
