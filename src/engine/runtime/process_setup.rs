@@ -143,6 +143,7 @@ pub fn exec(w: &Workload) -> Result<Infallible> {
 
     // SAFETY: umask has no preconditions; Docker's workloads start with 022.
     unsafe { libc::umask(0o022) };
+    reset_ignored_signals();
     // Every fd above stdio (sync pipes included) closes on exec: success reads as EOF.
     // SAFETY: close_range with CLOEXEC only changes flags.
     let rc = unsafe {
@@ -204,6 +205,31 @@ fn drop_privileges(sys: &dyn Syscall, w: &Workload) -> Result<()> {
 }
 
 /// Tell the shim (when init) that the workload is being executed, and `execve` it.
+/// An ignored signal stays ignored across execve, and berth's processes ignore some: Rust's
+/// runtime ignores SIGPIPE, and whatever started the engine may have left SIGQUIT or others
+/// ignored. The workload starts with every disposition at its default, as under Docker
+/// (without this, `yes | head` in a container would not end).
+fn reset_ignored_signals() {
+    // The kernel's `struct sigaction` with every field zero: SIG_DFL, no flags, empty mask.
+    // Through the raw system call, as glibc refuses the two real-time signals it reserves.
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: `default` outlives the call and is the size of the kernel's struct; the
+            // old action is not asked for; a number the kernel refuses fails harmlessly.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
+}
+
 fn execve(w: &Workload, program: &Path, env: &[String]) -> Result<Infallible> {
     let c_program = cstring(&program.to_string_lossy())?;
     let c_args = w
