@@ -100,16 +100,44 @@ pub fn main() -> ! {
         .filter(|fd| *fd > 2)
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     let err = match (args.get(2), sync_fd) {
-        (Some(spec), Some(fd)) => match run(Path::new(spec), fd, console, in_cgroup2) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        },
+        (Some(spec), Some(fd)) => {
+            match read_spec(Path::new(spec)).and_then(|spec| run(&spec, fd, console, in_cgroup2)) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            }
+        }
         _ => InitError::Usage,
     };
+    report(&err, sync_fd);
+    std::process::exit(127)
+}
+
+/// `berth init` without its re-exec, in the child the shim forked (see `fork_init` there): the
+/// shim read the spec already, and a fork of a single-threaded process may run any code. Not
+/// for `init: true`, whose reaper stays alive as PID 1 and must run from the read-only clone of
+/// our binary (CVE-2019-5736); without it, no process of the container exists before the
+/// workload's execve replaces this one.
+pub(crate) fn run_forked(
+    spec: &RuntimeSpec,
+    sync_fd: i32,
+    console: Option<OwnedFd>,
+    in_cgroup2: bool,
+) -> ! {
+    let err = match run(spec, sync_fd, console, in_cgroup2) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    report(&err, Some(sync_fd));
+    // SAFETY: no exit handlers or buffers of the shim's must run in its forked child.
+    unsafe { libc::_exit(127) }
+}
+
+/// Tell the shim why init failed, on the sync pipe (stderr without one).
+fn report(err: &InitError, sync_fd: Option<i32>) {
     match sync_fd {
         // SAFETY: the shim passed this fd for us alone; we are exiting right after.
         Some(fd) if fd > 2 => {
-            let mut sync = unsafe { File::from_raw_fd(fd) };
+            let mut sync = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
             if matches!(err, InitError::Setup(SetupError::Exec(_))) {
                 let _ = sync.write_all(&[super::process_setup::NOT_EXECUTABLE_MARKER]);
             }
@@ -117,7 +145,6 @@ pub fn main() -> ! {
         }
         _ => eprintln!("berth init: {err}"),
     }
-    std::process::exit(127)
 }
 
 fn read_spec(path: &Path) -> Result<RuntimeSpec> {
@@ -132,18 +159,17 @@ fn read_spec(path: &Path) -> Result<RuntimeSpec> {
 }
 
 fn run(
-    spec_path: &Path,
+    spec: &RuntimeSpec,
     sync_fd: i32,
     console: Option<OwnedFd>,
     in_cgroup2: bool,
 ) -> Result<Infallible> {
-    let spec = read_spec(spec_path)?;
     // SAFETY: umask has no memory-safety preconditions. 0 so devices and dirs get exact modes.
     unsafe { libc::umask(0) };
     let sys = LinuxSyscall;
-    enter_cgroups_and_namespaces(&sys, &spec, in_cgroup2)?;
-    set_up_rootfs(&sys, &spec)?;
-    set_kernel_parameters(&sys, &spec)?;
+    enter_cgroups_and_namespaces(&sys, spec, in_cgroup2)?;
+    set_up_rootfs(&sys, spec)?;
+    set_kernel_parameters(&sys, spec)?;
     if spec.privileged || spec.unmasked_paths {
         // Docker's --privileged (and systempaths=unconfined) also unmasks these paths. What
         // berth does not do for privileged containers: it does not expose the host's devices
@@ -151,7 +177,7 @@ fn run(
     } else {
         rootfs::harden_paths(&sys)?;
     }
-    set_names(&sys, &spec)?;
+    set_names(&sys, spec)?;
 
     let exec_user = user::resolve(Path::new("/"), &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };

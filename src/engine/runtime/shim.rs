@@ -307,7 +307,7 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
     // dead (forking into a namespace whose init has exited fails with ENOMEM).
     let own_pid_ns = File::open("/proc/self/ns/pid").ok();
     nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid namespace"))?;
-    let child = fork_init(&init, &child_fds)?;
+    let child = fork_init(&init, &child_fds, &spec)?;
     let mount_ns = MountNamespacePin::of(child, own_pid_ns);
     drop((out_w, err_w, sync_w, stdin, life_r, init));
     let tty = tty.map(TtyPrepared::into_console_end);
@@ -542,11 +542,13 @@ struct ChildFds {
 }
 
 /// Fork the container's init (PID 1 of the PID namespace unshared before) in a new mount
-/// namespace and re-exec `berth init` in it. The mount namespace is made here rather than by
-/// init so the shim can hold it (see [`MountNamespacePin`]) from before init can exit. Init is
-/// cloned straight into the container's cgroup2 directory where the kernel can (5.7 and later);
+/// namespace, where it runs `berth init`: in the forked child itself, or re-executed from the
+/// read-only clone of our binary for `init: true` (see [`super::init::run_forked`]; the re-exec
+/// costs ~2.5 ms of every start). The mount namespace is made here rather than by init so the
+/// shim can hold it (see [`MountNamespacePin`]) from before init can exit. Init is cloned
+/// straight into the container's cgroup2 directory where the kernel can (5.7 and later);
 /// otherwise it joins that directory itself.
-fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
+fn fork_init(init: &InitExec, fds: &ChildFds, spec: &RuntimeSpec) -> Result<Pid> {
     let mut in_cgroup2 = false;
     let mut pid = -1;
     if let Some(dir) = &init.cgroup2 {
@@ -576,7 +578,15 @@ fn fork_init(init: &InitExec, fds: &ChildFds) -> Result<Pid> {
     };
     match forked.map_err(sys("fork container init"))? {
         // SAFETY: in the child of a single-threaded fork.
-        ForkResult::Child => unsafe { exec_init(init, fds, in_cgroup2) },
+        ForkResult::Child => unsafe {
+            prepare_init_child(fds);
+            if spec.init {
+                exec_init(init, fds, in_cgroup2)
+            } else {
+                let console = (fds.console >= 0).then(|| OwnedFd::from_raw_fd(fds.console));
+                super::init::run_forked(spec, fds.sync, console, in_cgroup2)
+            }
+        },
         ForkResult::Parent { child } => Ok(child),
     }
 }
@@ -601,11 +611,11 @@ fn clone_into_cgroup(dir: &OwnedFd) -> libc::c_long {
     }
 }
 
-/// The child of [`fork_init`]: wire up stdio and `execveat` `berth init`.
+/// The child of [`fork_init`], before it runs init: tie its life to the shim's, wire up stdio.
 ///
 /// # Safety
 /// Only in the child of a fork of a single-threaded process: it makes raw system calls alone.
-unsafe fn exec_init(init: &InitExec, fds: &ChildFds, in_cgroup2: bool) -> ! {
+unsafe fn prepare_init_child(fds: &ChildFds) {
     // The container must not outlive its shim: nobody would record its exit.
     // getppid() is 0 in the new PID namespace, so the shim's death before the prctl
     // is detected through the life pipe instead.
@@ -622,6 +632,14 @@ unsafe fn exec_init(init: &InitExec, fds: &ChildFds, in_cgroup2: bool) -> ! {
     libc::dup2(fds.stdin, 0);
     libc::dup2(fds.stdout, 1);
     libc::dup2(fds.stderr, 2);
+}
+
+/// `execveat` `berth init` from the read-only clone of our binary, in the child of
+/// [`fork_init`] after [`prepare_init_child`].
+///
+/// # Safety
+/// Only in the child of a fork of a single-threaded process: it makes raw system calls alone.
+unsafe fn exec_init(init: &InitExec, fds: &ChildFds, in_cgroup2: bool) -> ! {
     libc::fcntl(fds.sync, libc::F_SETFD, 0);
     if fds.console >= 0 {
         libc::fcntl(fds.console, libc::F_SETFD, 0);
