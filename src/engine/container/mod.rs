@@ -332,13 +332,18 @@ impl ContainerStore {
     /// Bring `state.json` in line with what happened; true if it changed from running to exited.
     /// Callers hold the container's lock.
     fn settle_state(&self, id: &str) -> Result<bool> {
+        match self.settled_state(id) {
+            Some((settled, exited)) => self.save_state(id, &settled).map(|()| exited),
+            None => Ok(false),
+        }
+    }
+
+    /// What `state.json` should say when it differs from what it says, and whether that is a
+    /// running → exited change.
+    fn settled_state(&self, id: &str) -> Option<(StateRecord, bool)> {
         let raw = self.load_raw_state(id);
         let eff = raw.effective(self.load_exit(id).as_ref());
-        if eff != raw {
-            self.save_state(id, &eff)?;
-            return Ok(raw.status == state::Status::Running);
-        }
-        Ok(false)
+        (eff != raw).then(|| (eff, raw.status == state::Status::Running))
     }
 
     /// Full ID from a full ID, a unique ID prefix, or a name (with or without `/`).

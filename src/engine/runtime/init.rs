@@ -23,7 +23,6 @@ use super::console::{self, ConsoleError};
 use super::process_setup::{self, SetupError};
 use super::rlimits::{self, RlimitError};
 use super::rootfs::{self, RootfsError};
-use super::shim;
 use super::spec::RuntimeSpec;
 use super::syscall::{LinuxSyscall, Syscall};
 use super::sysctl::{self, SysctlError};
@@ -283,7 +282,7 @@ fn set_up_rootfs(sys: &dyn Syscall, spec: &RuntimeSpec) -> Result<()> {
 /// leaves that to a child holding the release lock, see `shim::MountNamespacePin`), so two
 /// overlays never share its upper directory. A first start finds the lock free.
 fn wait_for_root_release(spec: &RuntimeSpec) -> Result<()> {
-    let path = shim::release_lock_path(spec);
+    let path = spec.rootfs_release_lock();
     let io_err = |what: &str| {
         let what = format!("{what} {}", path.display());
         move |source| InitError::Io { what, source }

@@ -198,7 +198,7 @@ struct Prepared {
     /// Only the shim holds the write end: the child sees EOF on the read end iff the shim is
     /// gone.
     life: (OwnedFd, OwnedFd),
-    init: InitExec,
+    init: InitLaunch,
     tty: Option<TtyPrepared>,
 }
 
@@ -265,7 +265,7 @@ impl Prepared {
         cgroup::setup(&LinuxSyscall, &spec.cgroups, &spec.resources)?;
         let (out, err, sync, life) = (pipe()?, pipe()?, pipe()?, pipe()?);
         let console_fd = tty.as_ref().map(|t| t.socket.1.as_raw_fd());
-        let init = InitExec::new(spec_path, &spec.cgroups, sync.1.as_raw_fd(), console_fd)?;
+        let init = InitLaunch::new(&spec, spec_path, sync.1.as_raw_fd(), console_fd)?;
         Ok(Self {
             spec,
             log,
@@ -342,15 +342,9 @@ fn run(prepared: Prepared, report: &mut Option<File>) -> Result<()> {
     drop((life_w, stdin_keeper));
     let recorded = record_exit(&spec, child, exit_code);
     if let Some(pin) = mount_ns {
-        pin.release_in_background(&release_lock_path(&spec));
+        pin.release_in_background(&spec.rootfs_release_lock());
     }
     recorded
-}
-
-/// The lock a shim's [`MountNamespacePin::release_in_background`] holds until the container's
-/// previous root filesystem is gone; `berth init` takes it before mounting a new one.
-pub(crate) fn release_lock_path(spec: &RuntimeSpec) -> PathBuf {
-    spec.bundle_dir.join(".rootfs-release.lock")
 }
 
 /// The container's mount namespace, held open by the shim.
@@ -450,29 +444,23 @@ fn open_log(path: &Path) -> Result<File> {
         })
 }
 
-/// `berth init <runtime.json> <sync-fd> [<console-fd>] [in-cgroup2]`, built before forking:
-/// after fork the child only makes system calls (no allocation), so the argument and environment
-/// arrays exist already, with and without the `in-cgroup2` marker.
-struct InitExec {
-    exe: OwnedFd,
+/// How [`fork_init`] starts the container's init, made before forking.
+struct InitLaunch {
     /// The container's cgroup2 directory, to clone init into (`CLONE_INTO_CGROUP`).
     cgroup2: Option<OwnedFd>,
-    _argv: Vec<CString>,
-    _envp: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    argv_in_cgroup2_ptrs: Vec<*const libc::c_char>,
-    envp_ptrs: Vec<*const libc::c_char>,
+    /// For `init: true` only: the reaper is re-executed from a read-only clone of our binary.
+    /// Otherwise no clone is made: dropping it costs the kernel an RCU grace period.
+    reexec: Option<InitExec>,
 }
 
-impl InitExec {
+impl InitLaunch {
     fn new(
+        spec: &RuntimeSpec,
         spec_path: &Path,
-        cgroups: &[PathBuf],
         sync_fd: RawFd,
         console_fd: Option<RawFd>,
     ) -> Result<Self> {
-        let exe = readonly_self_exe()?;
-        let cgroup2 = match cgroup::v2_dir(cgroups) {
+        let cgroup2 = match cgroup::v2_dir(&spec.cgroups) {
             Some(dir) => {
                 Some(
                     File::open(dir)
@@ -485,6 +473,30 @@ impl InitExec {
             }
             None => None,
         };
+        let reexec = if spec.init {
+            Some(InitExec::new(spec_path, sync_fd, console_fd)?)
+        } else {
+            None
+        };
+        Ok(Self { cgroup2, reexec })
+    }
+}
+
+/// `berth init <runtime.json> <sync-fd> [<console-fd>] [in-cgroup2]`, built before forking:
+/// after fork the child only makes system calls (no allocation), so the argument and environment
+/// arrays exist already, with and without the `in-cgroup2` marker.
+struct InitExec {
+    exe: OwnedFd,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    argv_in_cgroup2_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl InitExec {
+    fn new(spec_path: &Path, sync_fd: RawFd, console_fd: Option<RawFd>) -> Result<Self> {
+        let exe = readonly_self_exe()?;
         let envp: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.into_encoded_bytes();
@@ -512,7 +524,6 @@ impl InitExec {
         let envp_ptrs = null_terminated(envp.iter());
         Ok(Self {
             exe,
-            cgroup2,
             _argv: argv,
             _envp: envp,
             argv_ptrs,
@@ -548,7 +559,7 @@ struct ChildFds {
 /// shim can hold it (see [`MountNamespacePin`]) from before init can exit. Init is cloned
 /// straight into the container's cgroup2 directory where the kernel can (5.7 and later);
 /// otherwise it joins that directory itself.
-fn fork_init(init: &InitExec, fds: &ChildFds, spec: &RuntimeSpec) -> Result<Pid> {
+fn fork_init(init: &InitLaunch, fds: &ChildFds, spec: &RuntimeSpec) -> Result<Pid> {
     let mut in_cgroup2 = false;
     let mut pid = -1;
     if let Some(dir) = &init.cgroup2 {
@@ -580,8 +591,8 @@ fn fork_init(init: &InitExec, fds: &ChildFds, spec: &RuntimeSpec) -> Result<Pid>
         // SAFETY: in the child of a single-threaded fork.
         ForkResult::Child => unsafe {
             prepare_init_child(fds);
-            if spec.init {
-                exec_init(init, fds, in_cgroup2)
+            if let Some(exec) = &init.reexec {
+                exec_init(exec, fds, in_cgroup2)
             } else {
                 let console = (fds.console >= 0).then(|| OwnedFd::from_raw_fd(fds.console));
                 super::init::run_forked(spec, fds.sync, console, in_cgroup2)

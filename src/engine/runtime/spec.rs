@@ -160,6 +160,13 @@ pub struct RlimitSpec {
 }
 
 impl RuntimeSpec {
+    /// The lock a shim's mount namespace release holds until the container's previous root
+    /// filesystem is gone (see the shim's `MountNamespacePin`); init takes it before mounting
+    /// a new one.
+    pub fn rootfs_release_lock(&self) -> PathBuf {
+        self.bundle_dir.join(".rootfs-release.lock")
+    }
+
     /// The capability set the workload (and `docker exec`s into it) gets.
     pub fn capability_mask(&self) -> u64 {
         self.capabilities.unwrap_or_else(super::caps::default_mask)
