@@ -449,7 +449,11 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
                 .unwrap_or_else(|_| panic!("{name}: events stopped after {actions:?}"))
                 .expect("event stream ended")
                 .unwrap();
-            actions.push(event.action);
+            // A kill event names its signal by number, as dockerd's do.
+            match event.actor.attributes.get("signal") {
+                Some(signal) => actions.push(format!("{} {signal}", event.action)),
+                None => actions.push(event.action),
+            }
         }
         let die = actions.iter().position(|a| a == "die");
         assert!(die.is_some(), "{name}: {actions:?}");
@@ -458,6 +462,14 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
                 .iter()
                 .position(|a| a == "stop")
                 .expect("stop event");
+            // Each signal of the stop is announced before the die, as dockerd does: SIGTERM,
+            // which `sleep` as PID 1 does not handle, then SIGKILL after the grace period.
+            let term = actions.iter().position(|a| a == "kill 15");
+            let kill = actions.iter().position(|a| a == "kill 9");
+            assert!(
+                term.is_some() && term < kill && kill < die,
+                "{name}: {actions:?}"
+            );
             assert!(die < Some(stop), "{name}: {actions:?}");
         }
     }

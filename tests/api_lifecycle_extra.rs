@@ -311,7 +311,7 @@ fn stop_of_a_paused_container_thaws_it_at_once_and_says_unpause() {
     );
     assert_eq!(
         actions_until(&rt, &mut events, "stop"),
-        ["start", "pause", "unpause", "die", "stop"]
+        ["start", "pause", "unpause", "kill", "die", "stop"]
     );
 
     // Forced remove of a paused container: thawed, killed, announced in Docker's order.

@@ -14,18 +14,25 @@ use crate::engine::Engine;
 /// Docker's `defaultStopTimeout`.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
+/// Called with each signal a stop sends (the stop signal, then SIGKILL when the grace period
+/// runs out), while the container's lock is held: the engine announces `kill` then, as dockerd
+/// does, and so before the `die` (which waits for that lock).
+pub(crate) type OnSignal<'a> = &'a (dyn Fn(i32) + Send + Sync);
+
 impl ContainerStore {
     /// Stop container `id`; false if it was not running (Docker's 304).
     pub async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<bool> {
-        self.stop_announcing(id, timeout, &|| {}).await
+        self.stop_announcing(id, timeout, &|| {}, &|_| {}).await
     }
 
-    /// [`Self::stop`], telling `on_thaw` when the stop thaws a paused container.
+    /// [`Self::stop`], telling `on_thaw` when the stop thaws a paused container and `on_signal`
+    /// each signal it sends.
     pub(crate) async fn stop_announcing(
         &self,
         id: &str,
         timeout: Option<i64>,
         on_thaw: OnThaw<'_>,
+        on_signal: OnSignal<'_>,
     ) -> Result<bool> {
         let _guard = self.lock(id).await;
         let record = self.load_record(id)?;
@@ -44,6 +51,7 @@ impl ContainerStore {
         state.init.signal(signal);
         // A paused container is thawed so it sees its stop signal, as Docker's stop does.
         self.thaw_for_kill(id, on_thaw).await?;
+        on_signal(signal);
         let graceful = if timeout < 0 {
             state.shim.exited().await;
             true
@@ -53,6 +61,7 @@ impl ContainerStore {
                 .is_ok()
         };
         if !graceful {
+            on_signal(libc::SIGKILL);
             self.kill_everything(id, state.init, state.shim, on_thaw)
                 .await;
         }
@@ -86,7 +95,9 @@ impl Engine {
         let record = self.containers.load_record(&id)?;
         let stopped = self
             .containers
-            .stop_announcing(&id, timeout, &self.announce_thaw(&record))
+            .stop_announcing(&id, timeout, &self.announce_thaw(&record), &|signal| {
+                self.container_event("kill", &record, &[("signal", signal.to_string())])
+            })
             .await?;
         if !stopped {
             return Err(ContainerError::NotModified(record.name));
