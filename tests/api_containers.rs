@@ -457,6 +457,14 @@ async fn forced_removal_and_stop_announce_the_exit_first() {
         }
         let die = actions.iter().position(|a| a == "die");
         assert!(die.is_some(), "{name}: {actions:?}");
+        if !stop_first {
+            // `rm -f` of a running container kills it, and says so first, as dockerd does.
+            assert_eq!(
+                actions,
+                ["create", "start", "kill 9", "die", "destroy"],
+                "{name}"
+            );
+        }
         if stop_first {
             let stop = actions
                 .iter()

@@ -322,6 +322,6 @@ fn stop_of_a_paused_container_thaws_it_at_once_and_says_unpause() {
         .expect("rm -f");
     assert_eq!(
         actions_until(&rt, &mut events, "destroy"),
-        ["start", "pause", "unpause", "die", "destroy"]
+        ["start", "pause", "unpause", "kill", "die", "destroy"]
     );
 }

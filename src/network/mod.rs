@@ -1610,3 +1610,82 @@ fn predefined(name: &str) -> NetworkInfo {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network() -> NetworkRecord {
+        NetworkRecord {
+            id: "n1".into(),
+            name: "proj_default".into(),
+            created: String::new(),
+            driver: "bridge".into(),
+            bridge: "br-n1".into(),
+            subnet: "10.9.0.0/24".into(),
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            ip_range: String::new(),
+            internal: false,
+            attachable: false,
+            options: IndexMap::new(),
+            labels: IndexMap::new(),
+        }
+    }
+
+    fn attached(container_id: &str, last_octet: u8) -> AttachmentRecord {
+        let address = Ipv4Addr::new(10, 9, 0, last_octet);
+        AttachmentRecord {
+            container_id: container_id.into(),
+            container_name: container_id.into(),
+            hostname: container_id.into(),
+            netns_path: PathBuf::new(),
+            endpoints: vec![EndpointRecord {
+                network_id: "n1".into(),
+                network_name: "proj_default".into(),
+                endpoint_id: String::new(),
+                ifname: "eth0".into(),
+                host_veth: format!("veth{container_id}"),
+                address,
+                prefix_len: 24,
+                gateway: Ipv4Addr::new(10, 9, 0, 1),
+                mac: String::new(),
+                aliases: Vec::new(),
+                dns_names: Vec::new(),
+                requested_address: String::new(),
+            }],
+            ports: Vec::new(),
+            hosts_file: String::new(),
+            resolv_conf: String::new(),
+        }
+    }
+
+    fn address_for(st: &State, container_id: &str) -> Ipv4Addr {
+        let req = AttachRequest {
+            container_id: container_id.into(),
+            container_name: container_id.into(),
+            ..AttachRequest::default()
+        };
+        plan_endpoint(st, &network(), &Endpoint::default(), &req, &[])
+            .expect("an address")
+            .address
+    }
+
+    #[test]
+    fn a_draining_containers_address_is_not_handed_out_until_its_veth_is_gone() {
+        let mut st = State::default();
+        st.attachments.insert("web".into(), attached("web", 2));
+        st.draining.insert("old".into(), attached("old", 3));
+        assert_eq!(address_for(&st, "new"), Ipv4Addr::new(10, 9, 0, 4));
+
+        st.draining.shift_remove("old");
+        assert_eq!(address_for(&st, "new"), Ipv4Addr::new(10, 9, 0, 3));
+    }
+
+    #[test]
+    fn a_container_attached_again_may_keep_its_own_address() {
+        let mut st = State::default();
+        st.attachments.insert("web".into(), attached("web", 2));
+        assert_eq!(address_for(&st, "web"), Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(address_for(&st, "db"), Ipv4Addr::new(10, 9, 0, 3));
+    }
+}

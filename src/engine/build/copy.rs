@@ -162,8 +162,31 @@ fn in_private_namespace(plan: &CopyPlan) -> Result<PathBuf> {
     // The namespace dies with the thread anyway; unmounting now makes the upper directory
     // quiescent before the caller moves it into the snapshot store.
     let _ = nix::mount::umount2(&plan.step_dir.join("src/merged"), MntFlags::MNT_DETACH);
-    nix::mount::umount2(&merged, MntFlags::empty()).map_err(sys("unmount the copy overlay"))?;
+    unmount_when_idle(&merged)?;
     result.map(|_| plan.step_dir.join("upper"))
+}
+
+/// How long an unmount waits for a busy overlay before it detaches it lazily.
+const UNMOUNT_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Unmounts the copy overlay. The copy's files were opened close-on-exec in the process-wide
+/// fd table, so a shim that another engine thread forks at that moment holds copies of them
+/// until its exec, and the unmount finds the mount busy (EBUSY). That lasts microseconds: wait
+/// for it, and detach lazily if it does not end, since everything the copy wrote is in `upper/`.
+fn unmount_when_idle(merged: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + UNMOUNT_BUSY_WAIT;
+    loop {
+        match nix::mount::umount2(merged, MntFlags::empty()) {
+            Err(nix::errno::Errno::EBUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(nix::errno::Errno::EBUSY) => {
+                return nix::mount::umount2(merged, MntFlags::MNT_DETACH)
+                    .map_err(sys("detach the busy copy overlay"));
+            }
+            other => return other.map_err(sys("unmount the copy overlay")),
+        }
+    }
 }
 
 /// Mounts an overlay of `lowers` under `dir` (`l/<i>` links keep the options short), writable

@@ -3,6 +3,7 @@
 
 use super::pause::OnThaw;
 use super::state::{ContainerRecord, Status};
+use super::stop::OnSignal;
 use super::{ContainerError, ContainerStore, Result};
 use crate::engine::runtime::cgroup;
 use crate::engine::Engine;
@@ -10,15 +11,17 @@ use crate::engine::Engine;
 impl ContainerStore {
     /// Remove container `id`; returns its record so the caller can clean up what it owns.
     pub async fn remove(&self, id: &str, force: bool) -> Result<ContainerRecord> {
-        self.remove_announcing(id, force, &|| {}).await
+        self.remove_announcing(id, force, &|| {}, &|_| {}).await
     }
 
-    /// [`Self::remove`], telling `on_thaw` when a forced remove thaws a paused container.
+    /// [`Self::remove`], telling `on_thaw` when a forced remove thaws a paused container and
+    /// `on_signal` when it kills a running one.
     pub(crate) async fn remove_announcing(
         &self,
         id: &str,
         force: bool,
         on_thaw: OnThaw<'_>,
+        on_signal: OnSignal<'_>,
     ) -> Result<ContainerRecord> {
         let guard = self.lock(id).await;
         let record = self.load_record(id)?;
@@ -31,7 +34,7 @@ impl ContainerStore {
                     record.name
                 )));
             }
-            self.kill_everything(id, state.init, state.shim, on_thaw)
+            self.kill_everything(id, state.init, state.shim, on_thaw, on_signal)
                 .await;
             self.settle_and_notify(id)?;
             // `die` goes out before `destroy`, as Docker sends them.
@@ -133,11 +136,13 @@ impl Engine {
         remove_anonymous_volumes: bool,
     ) -> Result<()> {
         let id = self.containers.resolve_id(id_or_name)?;
-        // The record is read first only for the `unpause` a forced remove may announce.
+        // The record is read first only for the `unpause` and `kill` a forced remove may announce.
         let record = self.containers.load_record(&id)?;
         let record = self
             .containers
-            .remove_announcing(&id, force, &self.announce_thaw(&record))
+            .remove_announcing(&id, force, &self.announce_thaw(&record), &|signal| {
+                self.container_event("kill", &record, &[("signal", signal.to_string())])
+            })
             .await?;
         self.forget_execs(&id);
         let _ = self.networks.detach(&id).await;

@@ -61,8 +61,7 @@ impl ContainerStore {
                 .is_ok()
         };
         if !graceful {
-            on_signal(libc::SIGKILL);
-            self.kill_everything(id, state.init, state.shim, on_thaw)
+            self.kill_everything(id, state.init, state.shim, on_thaw, on_signal)
                 .await;
         }
         self.settle_and_notify(id)?;
@@ -70,17 +69,20 @@ impl ContainerStore {
         Ok(true)
     }
 
-    /// SIGKILL the init and every process in the cgroup, then wait for the shim to record the exit.
+    /// SIGKILL the init and every process in the cgroup, then wait for the shim to record the
+    /// exit. `on_signal` hears of the SIGKILL after the thaw, so `unpause` comes before `kill`.
     pub(crate) async fn kill_everything(
         &self,
         id: &str,
         init: ProcIdentity,
         shim: ProcIdentity,
         on_thaw: OnThaw<'_>,
+        on_signal: OnSignal<'_>,
     ) {
         init.signal(libc::SIGKILL);
         // A paused container is thawed so the SIGKILL reaches its processes, as Docker does.
         let _ = self.thaw_for_kill(id, on_thaw).await;
+        on_signal(libc::SIGKILL);
         let paths = self.cgroup_paths(id);
         let _ =
             tokio::task::spawn_blocking(move || cgroup::kill_all(&paths, Duration::from_secs(5)))
