@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth::engine::api::client::{ClientError, LogStream, LogsOptions};
-use berth::engine::wire::{ContainerCreateRequest, HostConfig};
+use berth::engine::wire::{ContainerCreateRequest, HostConfig, LogConfig};
 use common::engine::TestEngine;
 use common::registry::populate_busybox_rootfs;
 use futures_util::StreamExt;
@@ -664,4 +664,111 @@ async fn capability_ulimit_and_sysctl_requests_are_checked_at_create() {
         .await
         .unwrap();
     assert!(client.list_containers(true, &[]).await.unwrap().is_empty());
+}
+
+/// The files of a container's json-file log (`<id>-json.log` and its rotated `.N`).
+fn log_files(log_path: &std::path::Path) -> usize {
+    let name = log_path.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(log_path.parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            let file = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            file == name || file.starts_with(&format!("{name}."))
+        })
+        .count()
+}
+
+/// `max-size` and `max-file` rotate the log as Docker's json-file driver does: `logs` reads the
+/// kept files in order, a follower keeps up across rotations, and at most `max-file` files stay.
+#[tokio::test]
+async fn logs_rotate_at_max_size_and_a_follower_reads_across_rotations() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:6").await.unwrap();
+    // 200 lines of about 80 bytes of JSON each: about 15 rotations at 1 kB. The pause lets the
+    // follower below start before the output does.
+    let script = "sleep 1; i=1; while [ $i -le 200 ]; do echo line $i; i=$((i+1)); done";
+    let create = |max_file: &str| ContainerCreateRequest {
+        image: "local/busybox:6".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            log_config: Some(LogConfig {
+                r#type: "json-file".into(),
+                config: [
+                    ("max-size".to_string(), "1k".to_string()),
+                    ("max-file".to_string(), max_file.to_string()),
+                ]
+                .into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let want: String = (1..=200).map(|i| format!("line {i}\n")).collect();
+
+    // Every file kept: a follower sees each line once, in order, through every rotation.
+    client
+        .create_container(Some("rotkeep"), &create("100"))
+        .await
+        .unwrap();
+    client.start_container("rotkeep").await.unwrap();
+    let follow = LogsOptions {
+        follow: true,
+        ..Default::default()
+    };
+    let followed: Vec<_> = tokio::time::timeout(
+        Duration::from_secs(30),
+        client
+            .logs("rotkeep", &follow)
+            .await
+            .unwrap()
+            .map(|c| c.unwrap().bytes)
+            .collect(),
+    )
+    .await
+    .expect("the follow ends with the container");
+    assert_eq!(text(&followed.concat()), want);
+    assert_eq!(all_logs(&client, "rotkeep", None).await, want);
+    assert_eq!(
+        all_logs(&client, "rotkeep", Some("2")).await,
+        "line 199\nline 200\n"
+    );
+    let inspected = client.inspect_container("rotkeep").await.unwrap();
+    let files = log_files(std::path::Path::new(&inspected.log_path));
+    assert!(files > 10, "rotated into {files} files");
+
+    // Two files kept: the newest lines, in order, and two files on disk.
+    client
+        .create_container(Some("rottwo"), &create("2"))
+        .await
+        .unwrap();
+    client.start_container("rottwo").await.unwrap();
+    assert_eq!(client.wait_container("rottwo").await.unwrap(), 0);
+    let kept = all_logs(&client, "rottwo", None).await;
+    assert!(
+        kept.ends_with("line 199\nline 200\n") && kept.len() < want.len() / 3,
+        "{kept}"
+    );
+    assert!(want.ends_with(&kept), "a whole tail of the output: {kept}");
+    let inspected = client.inspect_container("rottwo").await.unwrap();
+    assert_eq!(log_files(std::path::Path::new(&inspected.log_path)), 2);
+
+    // A bad option fails the create, in Docker's words.
+    let mut bad = create("2");
+    if let Some(log) = bad.host_config.as_mut().and_then(|h| h.log_config.as_mut()) {
+        log.config.insert("max-size".into(), "0".into());
+    }
+    let err = client
+        .create_container(Some("rotbad"), &bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max-size must be a positive number"), "{err}");
 }

@@ -72,3 +72,73 @@ services:
         .iter()
         .all(|p| p.contains(" engine ")));
 }
+
+/// `logging.options` `max-size` / `max-file` rotate a service's log: `up` shows every line as
+/// it comes (its attach follows the log across rotations), `logs` shows what the kept files
+/// hold, the engine records the options as Docker does, and a bad size fails the `up`.
+#[test]
+fn logging_options_rotate_the_log() {
+    let project = TestProject::new("logrot", "");
+    project.import_busybox("local/logrot:1");
+    let compose = |max_size: &str| {
+        format!(
+            r#"
+x-chatty: &chatty
+  image: local/logrot:1
+  command: ["sh", "-c", "i=1; while [ $$i -le 200 ]; do echo $$TAG line $$i; i=$$((i+1)); done"]
+services:
+  keep:
+    <<: *chatty
+    environment: {{TAG: keep}}
+    logging: {{driver: json-file, options: {{max-size: 1k, max-file: "100"}}}}
+  short:
+    <<: *chatty
+    environment: {{TAG: short}}
+    logging: {{options: {{max-size: {max_size}, max-file: "2"}}}}
+"#
+        )
+    };
+    let lines = |tag: &str| -> String { (1..=200).map(|i| format!("{tag} line {i}\n")).collect() };
+    let only = |text: &str, tag: &str| -> String {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{tag} ")))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    project.write_compose(&compose("1k"));
+    let out = project.berth(&["up", "--no-log-prefix"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("logging"), "no warning: {stderr}");
+    // About 15 rotations while `up` followed the log.
+    assert_eq!(only(&stdout, "keep"), lines("keep"), "up shows every line");
+
+    assert_eq!(
+        project.ok(&["logs", "--no-log-prefix", "keep"]),
+        lines("keep")
+    );
+    let kept = project.ok(&["logs", "--no-log-prefix", "short"]);
+    assert!(
+        kept.ends_with("short line 200\n") && !kept.starts_with("short line 1\n"),
+        "{kept}"
+    );
+    assert!(lines("short").ends_with(&kept), "a whole tail:\n{kept}");
+    let container = format!("{}-short-1", project.name);
+    let recorded = project.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .HostConfig.LogConfig.Config \"max-file\"}}",
+        &container,
+    ]);
+    assert_eq!(recorded.trim(), "json-file 1k 2");
+    project.ok(&["down"]);
+
+    project.write_compose(&compose("lots"));
+    let err = project.fails(&["up", "-d"]);
+    assert!(err.contains("invalid max-size \"lots\""), "{err}");
+    assert_eq!(project.ok(&["ps", "-a", "-q"]).trim(), "", "nothing left");
+    project.ok(&["down"]);
+}

@@ -706,11 +706,6 @@ const WARNED: &[(&str, &str, &str)] = &[
         "logging.driver: syslog",
     ),
     (
-        "logging.options",
-        "logging: {options: {max-size: 1m}}",
-        "logging.options",
-    ),
-    (
         "mac_address",
         "mac_address: \"02:42:ac:11:00:99\"",
         "mac_address",

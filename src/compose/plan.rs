@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::model::{FileReference, Healthcheck, Project, Service};
 use crate::engine::wire::{
     ContainerCreateRequest, DeviceMapping, EmptyObject, EndpointIpamConfig, EndpointSettings,
-    HealthConfig, HostConfig, Mount, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    RestartPolicy, TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
+    HealthConfig, HostConfig, LogConfig, Mount, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, TmpfsOptions, Ulimit, VolumeCreateRequest, VolumeOptions,
 };
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -685,8 +685,41 @@ fn service_options_host_config(service: &Service) -> HostConfig {
         dns_options: extra_strings(service, "dns_opt"),
         security_opt: extra_strings(service, "security_opt"),
         devices: Some(device_mappings(service)).filter(|d| !d.is_empty()),
+        log_config: log_config(service),
         ..Default::default()
     }
+}
+
+/// `logging:` as the engine's json-file `LogConfig`, whose options rotate the log. Docker's
+/// `local` driver is json-file here with local's rotation defaults (20 MB × 5 files); other
+/// drivers are not passed on (`support` warns that the json-file log is kept instead).
+fn log_config(service: &Service) -> Option<LogConfig> {
+    let logging = service.extra.get("logging")?.as_object()?;
+    let driver = logging
+        .get("driver")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("json-file");
+    let mut config: HashMap<String, String> = logging
+        .get("options")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
+        .unwrap_or_default();
+    match driver {
+        "json-file" => {}
+        "local" => {
+            config
+                .entry("max-size".into())
+                .or_insert_with(|| "20m".into());
+            config
+                .entry("max-file".into())
+                .or_insert_with(|| "5".into());
+        }
+        _ => return None,
+    }
+    Some(LogConfig {
+        r#type: "json-file".into(),
+        config,
+    })
 }
 
 /// `devices:` in Docker's `HostConfig.Devices` shape. Short syntax `host[:container[:perms]]`
@@ -1347,6 +1380,41 @@ mod tests {
         assert_eq!(parse_duration_secs("1m30s"), Some(90));
         assert_eq!(parse_duration_secs("500ms"), Some(1));
         assert_eq!(parse_duration_secs("soon"), None);
+    }
+
+    #[test]
+    fn logging_options_reach_the_engine_and_local_brings_its_rotation() {
+        let config_of = |logging: serde_json::Value| {
+            let service: Service = serde_json::from_value(serde_json::json!({
+                "image": "busybox",
+                "logging": logging,
+            }))
+            .unwrap();
+            log_config(&service).map(|c| {
+                let mut options: Vec<(String, String)> = c.config.into_iter().collect();
+                options.sort();
+                (c.r#type, options)
+            })
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            config_of(serde_json::json!({"options": {"max-size": "10m", "max-file": 3}})),
+            Some((
+                "json-file".into(),
+                vec![pair("max-file", "3"), pair("max-size", "10m")]
+            ))
+        );
+        assert_eq!(
+            config_of(serde_json::json!({"driver": "local", "options": {"max-file": "2"}})),
+            Some((
+                "json-file".into(),
+                vec![pair("max-file", "2"), pair("max-size", "20m")]
+            ))
+        );
+        assert_eq!(
+            config_of(serde_json::json!({"driver": "syslog", "options": {"tag": "x"}})),
+            None
+        );
     }
 
     #[test]

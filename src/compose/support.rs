@@ -229,12 +229,25 @@ fn ignored_logging_deploy_and_networks(
                 "logs are kept in berth's json-file log",
             );
         }
-        if logging
-            .get("options")
-            .and_then(|o| o.as_object())
-            .is_some_and(|o| !o.is_empty())
-        {
-            ignore("logging.options", "logs are not rotated");
+        let options = logging.get("options").and_then(|o| o.as_object());
+        if driver.is_some_and(|d| !matches!(d, "json-file" | "local")) {
+            if options.is_some_and(|o| !o.is_empty()) {
+                ignore(
+                    "logging.options",
+                    "they belong to the driver berth does not use",
+                );
+            }
+        } else {
+            // max-size and max-file rotate the log; the other json-file options are accepted
+            // and have no effect yet.
+            for key in options.into_iter().flat_map(|o| o.keys()) {
+                let note = match key.as_str() {
+                    "max-size" | "max-file" => continue,
+                    "compress" => "rotated log files are kept uncompressed",
+                    _ => "log lines carry no attributes",
+                };
+                ignore(&format!("logging.options.{key}"), note);
+            }
         }
     }
     if let Some(deploy) = service.extra.get("deploy").and_then(|v| v.as_object()) {
@@ -335,7 +348,7 @@ mod tests {
             "cgroup_parent": "x",
             "ipc": "private",
             "pid": "host",
-            "logging": {"driver": "json-file", "options": {"max-size": "1m"}},
+            "logging": {"driver": "json-file", "options": {"max-size": "1m", "compress": "true"}},
             "dns": ["1.1.1.1"],
         }));
         let found: Vec<String> = unsupported_fields("web", &s)
@@ -353,8 +366,12 @@ mod tests {
         );
         assert!(found.iter().any(|f| f.contains("`pid: host`")), "{found:?}");
         assert!(found.iter().any(|f| f.contains("`dns`")), "{found:?}");
+        // max-size rotates the log; compress is accepted without effect, and said so.
+        assert!(!found.iter().any(|f| f.contains("max-size")), "{found:?}");
         assert!(
-            found.iter().any(|f| f.contains("`logging.options`")),
+            found.iter().any(
+                |f| f.contains("`logging.options.compress`") && f.contains("kept uncompressed")
+            ),
             "{found:?}"
         );
         assert!(!found.iter().any(|f| f.contains("ipc")), "{found:?}");

@@ -8,6 +8,7 @@ use super::{
     mounts, now_rfc3339, parse_signal, resources, security, ContainerError, ContainerStore, Result,
 };
 use crate::engine::image::ImageRecord;
+use crate::engine::runtime::json_log::{self, Rotation};
 use crate::engine::runtime::{caps, sysctl};
 use crate::engine::wire::{
     ContainerCreateRequest, ContainerCreateResponse, EventActor, EventMessage, HostConfig,
@@ -132,7 +133,8 @@ fn check_host_options(host: Option<&mut HostConfig>) -> Result<()> {
 
 /// The shim writes Docker's `json-file` log; another driver is refused rather than ignored.
 /// The recorded type is `json-file`, as Docker records its default (docker-compose 1.29 shows
-/// logs only of containers whose driver it knows).
+/// logs only of containers whose driver it knows). Its options (rotation) are checked here,
+/// so a bad one fails the create, not the start.
 fn log_config(
     asked: Option<crate::engine::wire::LogConfig>,
 ) -> Result<crate::engine::wire::LogConfig> {
@@ -140,6 +142,7 @@ fn log_config(
     match config.r#type.as_str() {
         "" | "json-file" => {
             config.r#type = "json-file".into();
+            Rotation::from_options(&config.config).map_err(ContainerError::BadRequest)?;
             Ok(config)
         }
         other => Err(ContainerError::BadRequest(format!(
@@ -259,6 +262,11 @@ impl ContainerStore {
         crate::paths::write_volatile(&state_path, &initial).map_err(ContainerError::io(
             format!("write {}", state_path.display()),
         ))?;
+        // The log exists from now on, empty: an attach made before the start watches it from
+        // its first line instead of polling for it, and a rotation cannot outrun it.
+        let log_path = self.log_path(&id);
+        json_log::create_empty(&log_path)
+            .map_err(ContainerError::io(format!("create {}", log_path.display())))?;
         self.save_record(&record)?;
         Ok(record)
     }
@@ -427,6 +435,12 @@ mod tests {
             err.contains("log driver \"syslog\" is not supported"),
             "{err}"
         );
+        let unknown = crate::engine::wire::LogConfig {
+            r#type: "json-file".into(),
+            config: [("max-buffer".to_string(), "1".to_string())].into(),
+        };
+        let err = log_config(Some(unknown)).unwrap_err().to_string();
+        assert!(err.contains("unknown log opt 'max-buffer'"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Logs: Docker's json-file format (written by the shim) and its reader for
 //! `GET /containers/{id}/logs` (tail, since/until, timestamps, follow).
 
-use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 use super::state::Status;
 use super::{ContainerStore, Result};
-use crate::engine::runtime::json_log::JsonLogLine;
+use crate::engine::runtime::json_log::{rotated_path, JsonLogLine, Rotation};
 use crate::engine::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +232,12 @@ impl LogWatch {
         let watches = LogWatches::shared()?;
         let wd = watches
             .inotify
-            .add_watch(path, AddWatchFlags::IN_MODIFY)
+            // A rotation renames (IN_MOVE_SELF) or unlinks (IN_ATTRIB) the file: the follower
+            // wakes then too, to go on with the new file.
+            .add_watch(
+                path,
+                AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_ATTRIB,
+            )
             .ok()?;
         let mut logs = watches.logs.lock().unwrap_or_else(|p| p.into_inner());
         // The kernel gives a file watched twice the same descriptor: the followers share it.
@@ -386,51 +390,99 @@ impl ContainerStore {
         until: FollowUntil,
         tx: mpsc::Sender<LogChunk>,
     ) -> std::io::Result<()> {
-        let mut offset = 0u64;
         let mut pending = Vec::new();
-        if let Ok(mut file) = tokio::fs::File::open(&path).await {
-            let mut all = Vec::new();
-            file.read_to_end(&mut all).await?;
-            offset = all.len() as u64;
-            pending = all;
-            let mut chunks: Vec<LogChunk> = take_lines(&mut pending)
-                .iter()
-                .filter_map(|l| chunk_of(l, &opts))
-                .collect();
-            if let Some(n) = opts.tail {
-                let skip = chunks.len().saturating_sub(n);
-                chunks.drain(..skip);
+        // Rotated files first, then the file being written, kept open to follow.
+        let rotation = self
+            .load_record(id)
+            .map(|r| r.log_rotation())
+            .unwrap_or_default();
+        let mut current = None;
+        for file in rotation.files_oldest_first(&path) {
+            if let Some(mut log) = OpenLog::open(&file).await {
+                log.read_new(&mut pending).await?;
+                current = Some(log);
             }
-            for c in chunks {
-                if tx.send(c).await.is_err() {
-                    return Ok(());
-                }
+        }
+        let mut chunks: Vec<LogChunk> = take_lines(&mut pending)
+            .iter()
+            .filter_map(|l| chunk_of(l, &opts))
+            .collect();
+        if let Some(n) = opts.tail {
+            let skip = chunks.len().saturating_sub(n);
+            chunks.drain(..skip);
+        }
+        for c in chunks {
+            if tx.send(c).await.is_err() {
+                return Ok(());
             }
         }
         if !opts.follow {
             return Ok(());
         }
+        let from = Following {
+            path,
+            rotation,
+            current,
+            pending,
+        };
+        self.follow(id, from, &opts, &until, &tx).await
+    }
+
+    /// The follow part of [`Self::pump_logs`]: what the shim writes from here on, across
+    /// rotations, until `until`.
+    async fn follow(
+        &self,
+        id: &str,
+        from: Following,
+        opts: &LogOptions,
+        until: &FollowUntil,
+        tx: &mpsc::Sender<LogChunk>,
+    ) -> std::io::Result<()> {
+        let Following {
+            path,
+            rotation,
+            mut current,
+            mut pending,
+        } = from;
         let mut watch = None;
+        let mut gap = ROTATION_GAP;
         loop {
             // Made before the read below, so a write after that read wakes the wait after it;
             // made again while the file is missing (an attach before the first start).
             if watch.is_none() {
                 watch = LogWatch::new(&path);
             }
-            let done = self.follow_done(id, &until);
-            if let Ok(mut file) = tokio::fs::File::open(&path).await {
-                file.seek(SeekFrom::Start(offset)).await?;
-                let mut more = Vec::new();
-                file.read_to_end(&mut more).await?;
-                offset += more.len() as u64;
-                pending.extend_from_slice(&more);
-                for line in take_lines(&mut pending) {
-                    if let Some(c) = chunk_of(&line, &opts) {
-                        if tx.send(c).await.is_err() {
-                            return Ok(());
-                        }
-                    }
+            if current.is_none() {
+                // No file was there when the follow began: every one there now is newer.
+                current = first_file(&path, &rotation).await;
+            }
+            let done = self.follow_done(id, until);
+            let mut next = NextFile::Same;
+            if let Some(log) = current.as_mut() {
+                log.read_new(&mut pending).await?;
+                next = next_file(&path, &rotation, log.inode).await;
+                if matches!(next, NextFile::Open(_)) {
+                    // The shim wrote this file last before it rotated it: drain it, then go
+                    // on with the one written after it (and watch the current one again).
+                    log.read_new(&mut pending).await?;
                 }
+            }
+            if !send_lines(tx, &mut pending, opts).await {
+                return Ok(());
+            }
+            match next {
+                NextFile::Open(log) => {
+                    (current, watch) = (Some(log), None);
+                    continue;
+                }
+                NextFile::Missing if !done && self.load_record(id).is_ok() => {
+                    // Between a rotation's rename and its new file: a moment (longer each
+                    // time, up to the poll interval, if the shim could not make the file).
+                    tokio::time::sleep(gap).await;
+                    gap = (gap * 2).min(FOLLOW_READ);
+                    continue;
+                }
+                _ => gap = ROTATION_GAP,
             }
             if done || self.load_record(id).is_err() {
                 return Ok(());
@@ -440,6 +492,110 @@ impl ContainerStore {
                 _ = tx.closed() => return Ok(()),
             }
         }
+    }
+}
+
+/// Where a follow starts: the log's path and rotation, the file read last (kept open) and
+/// what was read of it after its last complete line.
+struct Following {
+    path: PathBuf,
+    rotation: Rotation,
+    current: Option<OpenLog>,
+    pending: Vec<u8>,
+}
+
+/// How long a follower waits when the log's path is briefly missing during a rotation.
+const ROTATION_GAP: Duration = Duration::from_millis(5);
+
+/// Sends the complete lines of `pending` that `opts` selects; false once the receiver is gone.
+async fn send_lines(tx: &mpsc::Sender<LogChunk>, pending: &mut Vec<u8>, opts: &LogOptions) -> bool {
+    for line in take_lines(pending) {
+        if let Some(c) = chunk_of(&line, opts) {
+            if tx.send(c).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Where a follower goes on after the file it has open.
+enum NextFile {
+    /// That file is still the one being written.
+    Same,
+    /// It was rotated: this is the file written after it.
+    Open(OpenLog),
+    /// It was rotated and nothing is there yet (between a rotation's rename and its create).
+    Missing,
+}
+
+/// The oldest of the log's files there are.
+async fn first_file(path: &std::path::Path, rotation: &Rotation) -> Option<OpenLog> {
+    for file in rotation.files_oldest_first(path) {
+        if let Some(log) = OpenLog::open(&file).await {
+            return Some(log);
+        }
+    }
+    None
+}
+
+/// The file written after the one with `inode`: the next newer file of the rotation, or the
+/// oldest one kept when the follower fell so far behind that its file was dropped. Opened and
+/// then checked against a rotation in between, which would make it the wrong one.
+async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> NextFile {
+    use std::os::unix::fs::MetadataExt;
+    let inode_at = |p: PathBuf| async move { tokio::fs::metadata(&p).await.ok().map(|m| m.ino()) };
+    // Oldest first, the file being written last.
+    let mut chain: Vec<PathBuf> = (1..rotation.max_files)
+        .rev()
+        .map(|n| rotated_path(path, n))
+        .collect();
+    chain.push(path.to_path_buf());
+    for _attempt in 0..3 {
+        let mut inodes = Vec::with_capacity(chain.len());
+        for p in &chain {
+            inodes.push(inode_at(p.clone()).await);
+        }
+        let held = inodes.iter().position(|i| *i == Some(inode));
+        if held == Some(chain.len() - 1) {
+            return NextFile::Same;
+        }
+        let after = held.map_or(0, |h| h + 1);
+        let Some(next) = (after..chain.len()).find(|&i| inodes[i].is_some()) else {
+            return NextFile::Missing;
+        };
+        let Some(log) = OpenLog::open(&chain[next]).await else {
+            continue;
+        };
+        let still_in_place = match held {
+            Some(h) => inode_at(chain[h].clone()).await == Some(inode),
+            None => true,
+        };
+        if still_in_place && Some(log.inode) == inodes[next] {
+            return NextFile::Open(log);
+        }
+    }
+    NextFile::Missing
+}
+
+/// A log file a follower keeps open, so that a rotation loses nothing written to it after
+/// the last read.
+struct OpenLog {
+    file: tokio::fs::File,
+    inode: u64,
+}
+
+impl OpenLog {
+    async fn open(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let file = tokio::fs::File::open(path).await.ok()?;
+        let inode = file.metadata().await.ok()?.ino();
+        Some(Self { file, inode })
+    }
+
+    /// Appends what was written since the last read.
+    async fn read_new(&mut self, pending: &mut Vec<u8>) -> std::io::Result<()> {
+        self.file.read_to_end(pending).await.map(|_| ())
     }
 }
 

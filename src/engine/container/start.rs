@@ -146,6 +146,7 @@ impl ContainerStore {
             mounts,
             cgroups,
             log_path: self.log_path(id),
+            log_rotation: record.log_rotation(),
             exit_path: self.exit_path(id),
             stdin: self.stdin_spec(id)?,
             tty: self.tty_spec(id)?,

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::process::ProcIdentity;
+use crate::engine::runtime::json_log::Rotation;
 use crate::engine::runtime::spec::ExitRecord;
 use crate::engine::wire::{ContainerCreateRequest, EndpointSettings, Health, ImageContainerConfig};
 
@@ -53,6 +54,19 @@ pub enum Status {
     Created,
     Running,
     Exited,
+}
+
+impl ContainerRecord {
+    /// When its log is rotated, from `HostConfig.LogConfig` (checked at create; a record that
+    /// somehow holds a bad option is not rotated).
+    pub fn log_rotation(&self) -> Rotation {
+        self.request
+            .host_config
+            .as_ref()
+            .and_then(|h| h.log_config.as_ref())
+            .and_then(|c| Rotation::from_options(&c.config).ok())
+            .unwrap_or_default()
+    }
 }
 
 impl Status {

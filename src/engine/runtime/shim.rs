@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::cgroup;
+use super::json_log::LogFile;
 use super::spec::{ExitRecord, RuntimeSpec};
 use super::syscall::LinuxSyscall;
 
@@ -189,7 +190,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// What the start needs, made before the shim forks (see the module doc).
 struct Prepared {
     spec: RuntimeSpec,
-    log: File,
+    log: LogFile,
     stdin: File,
     stdin_keeper: Option<File>,
     out: (OwnedFd, OwnedFd),
@@ -241,7 +242,11 @@ impl Prepared {
     fn new(spec_path: &Path) -> Result<Self> {
         let spec = read_spec(spec_path)?;
         name_process(&spec.id);
-        let log = open_log(&spec.log_path)?;
+        let log =
+            LogFile::open(&spec.log_path, spec.log_rotation).map_err(|source| ShimError::Io {
+                what: format!("open log file {}", spec.log_path.display()),
+                source,
+            })?;
         let devnull = File::open("/dev/null").map_err(|source| ShimError::Io {
             what: "open /dev/null".into(),
             source,
@@ -429,19 +434,6 @@ fn name_process(id: &str) {
         // copies at most 15 bytes of it.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
     }
-}
-
-fn open_log(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| ShimError::Io {
-            what: format!("open log file {}", path.display()),
-            source,
-        })
 }
 
 /// How [`fork_init`] starts the container's init, made before forking.
@@ -885,7 +877,7 @@ impl LogStream {
     }
 
     /// Read what is available; false at EOF.
-    fn pump(&mut self, log: &mut File) -> bool {
+    fn pump(&mut self, log: &mut LogFile) -> bool {
         let Some(fd) = &self.fd else { return false };
         let mut buf = [0u8; 8192];
         match nix::unistd::read(fd, &mut buf) {
@@ -908,7 +900,7 @@ impl LogStream {
         }
     }
 
-    fn flush(&mut self, log: &mut File, all: bool) {
+    fn flush(&mut self, log: &mut LogFile, all: bool) {
         loop {
             let cut = match self.pending.iter().position(|b| *b == b'\n') {
                 Some(i) => i + 1,
@@ -918,7 +910,7 @@ impl LogStream {
             };
             let cut = cut.min(MAX_LOG_LINE);
             let chunk: Vec<u8> = self.pending.drain(..cut).collect();
-            super::json_log::write_line(log, self.name, &chunk);
+            log.write_line(self.name, &chunk);
         }
     }
 }
@@ -944,14 +936,14 @@ fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
 }
 
 /// Relay a TTY container's terminal until init exits; returns Docker's exit code.
-fn supervise_tty(child: Pid, relay: super::tty_relay::TtyRelay, mut log: File) -> Result<i64> {
+fn supervise_tty(child: Pid, relay: super::tty_relay::TtyRelay, mut log: LogFile) -> Result<i64> {
     let pidfd = pidfd_open(child)?;
     relay.run(pidfd.as_fd(), &mut log);
     reap(child)
 }
 
 /// Copy output to the log until init exits and the pipes drain; returns Docker's exit code.
-fn supervise(child: Pid, out_r: OwnedFd, err_r: OwnedFd, mut log: File) -> Result<i64> {
+fn supervise(child: Pid, out_r: OwnedFd, err_r: OwnedFd, mut log: LogFile) -> Result<i64> {
     let pidfd = pidfd_open(child)?;
     let mut streams = [
         LogStream::new(out_r, "stdout"),

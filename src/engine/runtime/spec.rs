@@ -40,6 +40,9 @@ pub struct RuntimeSpec {
     pub cgroups: Vec<PathBuf>,
     /// Docker's json-file log.
     pub log_path: PathBuf,
+    /// When the shim rotates it (`max-size`, `max-file`).
+    #[serde(default)]
+    pub log_rotation: super::json_log::Rotation,
     /// Where the shim records the exit status (`ExitRecord`).
     pub exit_path: PathBuf,
     /// The FIFO the container's stdin is read from (`OpenStdin`); `None` = `/dev/null`.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::console;
+use super::json_log::LogFile;
 
 /// How much of `bytes` to log now: all of it but an incomplete UTF-8 character at its end (the
 /// log line is text: a character cut between two reads would be logged as two U+FFFD). Bytes
@@ -63,7 +64,7 @@ impl TtyRelay {
     /// Relay until the container's init has exited (`pidfd` readable) and its output is drained
     /// (the master reports the slave closed, or two seconds passed: a process that escaped the
     /// namespace could hold the slave forever).
-    pub fn run(mut self, pidfd: BorrowedFd<'_>, log: &mut File) {
+    pub fn run(mut self, pidfd: BorrowedFd<'_>, log: &mut LogFile) {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             if drain_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -135,7 +136,7 @@ impl TtyRelay {
     }
 
     /// False once the slave side is closed (EIO) or the master failed.
-    fn copy_output(&mut self, log: &mut File) -> bool {
+    fn copy_output(&mut self, log: &mut LogFile) -> bool {
         let mut buf = [0u8; 8192];
         match nix::unistd::read(&self.master, &mut buf) {
             Ok(0) => false,
@@ -144,7 +145,7 @@ impl TtyRelay {
                 let whole = whole_chars(&self.partial_char);
                 let rest = self.partial_char.split_off(whole);
                 if !self.partial_char.is_empty() {
-                    super::json_log::write_line(log, "stdout", &self.partial_char);
+                    log.write_line("stdout", &self.partial_char);
                 }
                 self.partial_char = rest;
                 true
@@ -154,9 +155,9 @@ impl TtyRelay {
         }
     }
 
-    fn flush_partial(&mut self, log: &mut File) {
+    fn flush_partial(&mut self, log: &mut LogFile) {
         if !self.partial_char.is_empty() {
-            super::json_log::write_line(log, "stdout", &std::mem::take(&mut self.partial_char));
+            log.write_line("stdout", &std::mem::take(&mut self.partial_char));
         }
     }
 
