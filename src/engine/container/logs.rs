@@ -1,6 +1,8 @@
 //! Logs: Docker's json-file format (written by the shim) and its reader for
 //! `GET /containers/{id}/logs` (tail, since/until, timestamps, follow).
 
+use std::collections::VecDeque;
+use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 
 use super::state::Status;
@@ -390,42 +392,44 @@ impl ContainerStore {
         until: FollowUntil,
         tx: mpsc::Sender<LogChunk>,
     ) -> std::io::Result<()> {
-        let mut pending = Vec::new();
-        // Rotated files first, then the file being written, kept open to follow.
         let rotation = self
             .load_record(id)
             .map(|r| r.log_rotation())
             .unwrap_or_default();
-        let mut current = None;
-        for file in rotation.files_oldest_first(&path) {
-            if let Some(mut log) = OpenLog::open(&file).await {
-                log.read_new(&mut pending).await?;
-                current = Some(log);
-            }
-        }
-        let mut chunks: Vec<LogChunk> = take_lines(&mut pending)
-            .iter()
-            .filter_map(|l| chunk_of(l, &opts))
-            .collect();
-        if let Some(n) = opts.tail {
-            let skip = chunks.len().saturating_sub(n);
-            chunks.drain(..skip);
-        }
-        for c in chunks {
-            if tx.send(c).await.is_err() {
+        let mut reader = LogReader {
+            path,
+            rotation,
+            current: None,
+            pending: Vec::new(),
+        };
+        if opts.tail == Some(0) {
+            // Only what comes next (an attach): from the end of the file being written.
+            reader.start_at_end().await?;
+        } else {
+            // Read in pieces: a long log never sits in the engine's memory whole, only the
+            // `tail` lines kept.
+            let mut sink = match opts.tail {
+                None => Sink::Client(&tx),
+                Some(keep) => Sink::Tail {
+                    keep,
+                    last: VecDeque::new(),
+                },
+            };
+            if reader.read_through(&mut sink, &opts).await?.0 == Reached::ClientGone {
                 return Ok(());
+            }
+            if let Sink::Tail { last, .. } = sink {
+                for c in last {
+                    if tx.send(c).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
         }
         if !opts.follow {
             return Ok(());
         }
-        let from = Following {
-            path,
-            rotation,
-            current,
-            pending,
-        };
-        self.follow(id, from, &opts, &until, &tx).await
+        self.follow(id, reader, &opts, &until, &tx).await
     }
 
     /// The follow part of [`Self::pump_logs`]: what the shim writes from here on, across
@@ -433,57 +437,36 @@ impl ContainerStore {
     async fn follow(
         &self,
         id: &str,
-        from: Following,
+        mut reader: LogReader,
         opts: &LogOptions,
         until: &FollowUntil,
         tx: &mpsc::Sender<LogChunk>,
     ) -> std::io::Result<()> {
-        let Following {
-            path,
-            rotation,
-            mut current,
-            mut pending,
-        } = from;
         let mut watch = None;
         let mut gap = ROTATION_GAP;
         loop {
             // Made before the read below, so a write after that read wakes the wait after it;
-            // made again while the file is missing (an attach before the first start).
+            // made again while the file is missing, and after a rotation (for the new file).
             if watch.is_none() {
-                watch = LogWatch::new(&path);
-            }
-            if current.is_none() {
-                // No file was there when the follow began: every one there now is newer.
-                current = first_file(&path, &rotation).await;
+                watch = LogWatch::new(&reader.path);
             }
             let done = self.follow_done(id, until);
-            let mut next = NextFile::Same;
-            if let Some(log) = current.as_mut() {
-                log.read_new(&mut pending).await?;
-                next = next_file(&path, &rotation, log.inode).await;
-                if matches!(next, NextFile::Open(_)) {
-                    // The shim wrote this file last before it rotated it: drain it, then go
-                    // on with the one written after it (and watch the current one again).
-                    log.read_new(&mut pending).await?;
-                }
-            }
-            if !send_lines(tx, &mut pending, opts).await {
+            let (reached, moved_on) = reader.read_through(&mut Sink::Client(tx), opts).await?;
+            if reached == Reached::ClientGone {
                 return Ok(());
             }
-            match next {
-                NextFile::Open(log) => {
-                    (current, watch) = (Some(log), None);
-                    continue;
-                }
-                NextFile::Missing if !done && self.load_record(id).is_ok() => {
-                    // Between a rotation's rename and its new file: a moment (longer each
-                    // time, up to the poll interval, if the shim could not make the file).
-                    tokio::time::sleep(gap).await;
-                    gap = (gap * 2).min(FOLLOW_READ);
-                    continue;
-                }
-                _ => gap = ROTATION_GAP,
+            if moved_on {
+                watch = None;
+                continue;
             }
+            if reached == Reached::Gap && !done && self.load_record(id).is_ok() {
+                // Between a rotation's rename and its new file: a moment (longer each time,
+                // up to the poll interval, if the shim could not make the file).
+                tokio::time::sleep(gap).await;
+                gap = (gap * 2).min(FOLLOW_READ);
+                continue;
+            }
+            gap = ROTATION_GAP;
             if done || self.load_record(id).is_err() {
                 return Ok(());
             }
@@ -495,28 +478,135 @@ impl ContainerStore {
     }
 }
 
-/// Where a follow starts: the log's path and rotation, the file read last (kept open) and
-/// what was read of it after its last complete line.
-struct Following {
+/// A reader of a container's log across its rotations: the file it has open (kept open, so a
+/// rotation loses nothing written to it after the last read) and what was read of it after
+/// its last complete line.
+struct LogReader {
     path: PathBuf,
     rotation: Rotation,
     current: Option<OpenLog>,
     pending: Vec<u8>,
 }
 
-/// How long a follower waits when the log's path is briefly missing during a rotation.
-const ROTATION_GAP: Duration = Duration::from_millis(5);
+/// How far [`LogReader::read_through`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// The end of the file being written.
+    Current,
+    /// The end of a rotated file, with nothing at the log's path yet (a rotation between its
+    /// rename and its create).
+    Gap,
+    /// There is no log file at all.
+    NoFile,
+    /// The client went away.
+    ClientGone,
+}
 
-/// Sends the complete lines of `pending` that `opts` selects; false once the receiver is gone.
-async fn send_lines(tx: &mpsc::Sender<LogChunk>, pending: &mut Vec<u8>, opts: &LogOptions) -> bool {
-    for line in take_lines(pending) {
-        if let Some(c) = chunk_of(&line, opts) {
-            if tx.send(c).await.is_err() {
-                return false;
+impl LogReader {
+    /// Skip what is there now: open the file being written at its end.
+    async fn start_at_end(&mut self) -> std::io::Result<()> {
+        if let Some(mut log) = OpenLog::open(&self.path).await {
+            log.file.seek(SeekFrom::End(0)).await?;
+            self.current = Some(log);
+        }
+        Ok(())
+    }
+
+    /// Reads the open file (or, with none open, the oldest there is: every file there is
+    /// newer than the start of the read) and each file rotated after it, in the order they
+    /// were written, into `sink`. Also says whether it moved on to another file.
+    async fn read_through(
+        &mut self,
+        sink: &mut Sink<'_>,
+        opts: &LogOptions,
+    ) -> std::io::Result<(Reached, bool)> {
+        if self.current.is_none() {
+            self.current = first_file(&self.path, &self.rotation).await;
+        }
+        let mut moved_on = false;
+        loop {
+            let Some(log) = self.current.as_mut() else {
+                return Ok((Reached::NoFile, moved_on));
+            };
+            if !drain(log, &mut self.pending, sink, opts).await? {
+                return Ok((Reached::ClientGone, moved_on));
+            }
+            match next_file(&self.path, &self.rotation, log.inode).await {
+                NextFile::Same => return Ok((Reached::Current, moved_on)),
+                NextFile::Missing => return Ok((Reached::Gap, moved_on)),
+                NextFile::Open(next) => {
+                    // The shim wrote this file last before it rotated it: drain it, then go
+                    // on with the one written after it.
+                    if !drain(log, &mut self.pending, sink, opts).await? {
+                        return Ok((Reached::ClientGone, moved_on));
+                    }
+                    self.current = Some(next);
+                    moved_on = true;
+                }
             }
         }
     }
-    true
+}
+
+/// How long a follower waits when the log's path is briefly missing during a rotation.
+const ROTATION_GAP: Duration = Duration::from_millis(5);
+
+/// Where the lines read go: to the client as they come, or (for `tail`) into the last N,
+/// sent once the whole log is read.
+enum Sink<'a> {
+    Client(&'a mpsc::Sender<LogChunk>),
+    Tail {
+        keep: usize,
+        last: VecDeque<LogChunk>,
+    },
+}
+
+impl Sink<'_> {
+    /// Takes the complete lines of `pending` that `opts` selects; false once the client is gone.
+    async fn take(&mut self, pending: &mut Vec<u8>, opts: &LogOptions) -> bool {
+        for line in take_lines(pending) {
+            let Some(chunk) = chunk_of(&line, opts) else {
+                continue;
+            };
+            match self {
+                Sink::Client(tx) => {
+                    if tx.send(chunk).await.is_err() {
+                        return false;
+                    }
+                }
+                Sink::Tail { keep: 0, .. } => {}
+                Sink::Tail { keep, last } => {
+                    if last.len() == *keep {
+                        last.pop_front();
+                    }
+                    last.push_back(chunk);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// How much of a log file is read at a time.
+const READ_PIECE: usize = 64 * 1024;
+
+/// Reads what is left of `log`, a piece at a time, into `sink`; false once the client is gone.
+async fn drain(
+    log: &mut OpenLog,
+    pending: &mut Vec<u8>,
+    sink: &mut Sink<'_>,
+    opts: &LogOptions,
+) -> std::io::Result<bool> {
+    loop {
+        pending.reserve(READ_PIECE);
+        let read = log.file.read_buf(pending).await?;
+        if !sink.take(pending, opts).await {
+            return Ok(false);
+        }
+        if read == 0 {
+            return Ok(true);
+        }
+    }
 }
 
 /// Where a follower goes on after the file it has open.
@@ -544,7 +634,7 @@ async fn first_file(path: &std::path::Path, rotation: &Rotation) -> Option<OpenL
 /// then checked against a rotation in between, which would make it the wrong one.
 async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> NextFile {
     use std::os::unix::fs::MetadataExt;
-    let inode_at = |p: PathBuf| async move { tokio::fs::metadata(&p).await.ok().map(|m| m.ino()) };
+    let inode_at = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.ino());
     // Oldest first, the file being written last.
     let mut chain: Vec<PathBuf> = (1..rotation.max_files)
         .rev()
@@ -552,9 +642,15 @@ async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> N
         .collect();
     chain.push(path.to_path_buf());
     for _attempt in 0..3 {
-        let mut inodes = Vec::with_capacity(chain.len());
-        for p in &chain {
-            inodes.push(inode_at(p.clone()).await);
+        // One blocking task for the whole scan: a rotation while it runs would make it
+        // inconsistent, so it is quick (and checked below anyway).
+        let scan = chain.clone();
+        let inodes: Vec<Option<u64>> =
+            tokio::task::spawn_blocking(move || scan.iter().map(|p| inode_at(p)).collect())
+                .await
+                .unwrap_or_default();
+        if inodes.len() != chain.len() {
+            return NextFile::Missing;
         }
         let held = inodes.iter().position(|i| *i == Some(inode));
         if held == Some(chain.len() - 1) {
@@ -568,7 +664,7 @@ async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> N
             continue;
         };
         let still_in_place = match held {
-            Some(h) => inode_at(chain[h].clone()).await == Some(inode),
+            Some(h) => inode_at(&chain[h]) == Some(inode),
             None => true,
         };
         if still_in_place && Some(log.inode) == inodes[next] {
@@ -591,11 +687,6 @@ impl OpenLog {
         let file = tokio::fs::File::open(path).await.ok()?;
         let inode = file.metadata().await.ok()?.ino();
         Some(Self { file, inode })
-    }
-
-    /// Appends what was written since the last read.
-    async fn read_new(&mut self, pending: &mut Vec<u8>) -> std::io::Result<()> {
-        self.file.read_to_end(pending).await.map(|_| ())
     }
 }
 
@@ -656,6 +747,48 @@ mod tests {
         assert_eq!(
             chunk_of(&line, &opts).unwrap().bytes,
             b"2026-01-01T00:00:00.5Z x\n".to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_log_is_read_in_pieces_and_tail_keeps_only_its_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let text: String = (0..20_000)
+            .map(|i| {
+                format!(
+                    "{{\"log\":\"line {i}\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:00Z\"}}\n"
+                )
+            })
+            .collect();
+        assert!(text.len() > 20 * READ_PIECE);
+        std::fs::write(&path, &text).unwrap();
+        let opts = LogOptions {
+            stdout: true,
+            tail: Some(2),
+            ..Default::default()
+        };
+        let mut sink = Sink::Tail {
+            keep: 2,
+            last: VecDeque::new(),
+        };
+        let mut pending = Vec::new();
+        let mut log = OpenLog::open(&path).await.unwrap();
+        assert!(drain(&mut log, &mut pending, &mut sink, &opts)
+            .await
+            .unwrap());
+        let Sink::Tail { last, .. } = sink else {
+            unreachable!()
+        };
+        let lines: Vec<String> = last
+            .into_iter()
+            .map(|c| String::from_utf8(c.bytes).unwrap())
+            .collect();
+        assert_eq!(lines, ["line 19998\n", "line 19999\n"]);
+        assert!(
+            pending.capacity() <= 4 * READ_PIECE,
+            "read whole: {} bytes buffered",
+            pending.capacity()
         );
     }
 
