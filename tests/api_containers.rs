@@ -772,3 +772,53 @@ async fn logs_rotate_at_max_size_and_a_follower_reads_across_rotations() {
         .to_string();
     assert!(err.contains("max-size must be a positive number"), "{err}");
 }
+
+/// An error the engine finds before it reads a streamed body (a `cp` into a stopped read-only
+/// container) reaches the client even while the client is still writing the body: the engine
+/// reads the rest first, so the connection is not reset under the client ("broken pipe").
+#[tokio::test]
+async fn an_early_error_reaches_a_client_still_sending_its_body() {
+    let engine = TestEngine::start();
+    let client = engine.client();
+    let tar = busybox_tar(&engine);
+    client.import_file(&tar, "local/busybox:7").await.unwrap();
+    let req = ContainerCreateRequest {
+        image: "local/busybox:7".into(),
+        cmd: Some(vec!["true".into()]),
+        host_config: Some(HostConfig {
+            network_mode: "host".into(),
+            readonly_rootfs: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.create_container(Some("rofs"), &req).await.unwrap();
+    client.start_container("rofs").await.unwrap();
+    assert_eq!(client.wait_container("rofs").await.unwrap(), 0);
+
+    // Without the engine reading the rest, one of the first few attempts failed here.
+    for attempt in 0..30 {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // The body keeps coming, as fast as it can, after the engine has answered.
+        tokio::spawn(async move {
+            for _ in 0..2000 {
+                if tx
+                    .send(Ok(bytes::Bytes::from(vec![0u8; 4096])))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let err = client
+            .put_archive_stream("rofs", "/tmp", rx, true, false)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rootfs is marked read-only"),
+            "attempt {attempt}: {err}"
+        );
+    }
+}

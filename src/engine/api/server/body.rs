@@ -65,6 +65,36 @@ pub fn multiplexed_frame(chunk: &LogChunk) -> Bytes {
     Bytes::from(frame)
 }
 
+/// How long the rest of a request body is read after an error answer, at most.
+const DRAIN_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Middleware for endpoints that stream large request bodies (a `cp` tar, an image load, a
+/// build context): after an error answer, the rest of the body is read (for at most
+/// [`DRAIN_AFTER_ERROR`]) before the connection closes, as Go's HTTP server does for dockerd.
+/// Closing a socket with unread data makes the kernel reset the connection, and a client
+/// still writing its body would report "broken pipe" instead of the error it was sent.
+pub(super) async fn drain_body_after_error(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let shared = std::sync::Arc::new(tokio::sync::Mutex::new(body.into_data_stream()));
+    let for_handler = futures_util::stream::unfold(shared.clone(), |stream| async move {
+        let chunk = stream.lock().await.next().await;
+        chunk.map(|c| (c, stream))
+    });
+    let request = axum::extract::Request::from_parts(parts, Body::from_stream(for_handler));
+    let response = next.run(request).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        let _ = tokio::time::timeout(DRAIN_AFTER_ERROR, async {
+            let mut rest = shared.lock().await;
+            while let Some(Ok(_)) = rest.next().await {}
+        })
+        .await;
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
