@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::state::Status;
 use super::{ContainerStore, Result};
-use crate::engine::runtime::json_log::{rotated_path, JsonLogLine, Rotation};
+use crate::engine::runtime::json_log::{JsonLogLine, Rotation};
 use crate::engine::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,7 +531,7 @@ impl LogReader {
             if !drain(log, &mut self.pending, sink, opts).await? {
                 return Ok((Reached::ClientGone, moved_on));
             }
-            match next_file(&self.path, &self.rotation, log.inode).await {
+            match next_file(&self.path, &self.rotation, Some(log.inode)).await {
                 NextFile::Same => return Ok((Reached::Current, moved_on)),
                 NextFile::Missing => return Ok((Reached::Gap, moved_on)),
                 NextFile::Open(next) => {
@@ -621,26 +621,24 @@ enum NextFile {
 
 /// The oldest of the log's files there are.
 async fn first_file(path: &std::path::Path, rotation: &Rotation) -> Option<OpenLog> {
-    for file in rotation.files_oldest_first(path) {
-        if let Some(log) = OpenLog::open(&file).await {
-            return Some(log);
-        }
+    match next_file(path, rotation, None).await {
+        NextFile::Open(log) => Some(log),
+        NextFile::Same | NextFile::Missing => None,
     }
-    None
 }
 
-/// The file written after the one with `inode`: the next newer file of the rotation, or the
-/// oldest one kept when the follower fell so far behind that its file was dropped. Opened and
-/// then checked against a rotation in between, which would make it the wrong one.
-async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> NextFile {
+/// The file written after the one with inode `after`: the next newer file of the rotation, or
+/// the oldest one there is when the follower fell so far behind that its file was dropped (or
+/// when it has none, `after` being `None`). Opened and then checked against a rotation in
+/// between, which would make it the wrong one.
+async fn next_file(path: &std::path::Path, rotation: &Rotation, after: Option<u64>) -> NextFile {
     use std::os::unix::fs::MetadataExt;
+    if after.is_some() && !rotation.rotates() {
+        // The shim never replaces this log's file: nothing to look for on every read.
+        return NextFile::Same;
+    }
     let inode_at = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.ino());
-    // Oldest first, the file being written last.
-    let mut chain: Vec<PathBuf> = (1..rotation.max_files)
-        .rev()
-        .map(|n| rotated_path(path, n))
-        .collect();
-    chain.push(path.to_path_buf());
+    let chain = rotation.files_oldest_first(path);
     for _attempt in 0..3 {
         // One blocking task for the whole scan: a rotation while it runs would make it
         // inconsistent, so it is quick (and checked below anyway).
@@ -652,19 +650,19 @@ async fn next_file(path: &std::path::Path, rotation: &Rotation, inode: u64) -> N
         if inodes.len() != chain.len() {
             return NextFile::Missing;
         }
-        let held = inodes.iter().position(|i| *i == Some(inode));
+        let held = after.and_then(|inode| inodes.iter().position(|i| *i == Some(inode)));
         if held == Some(chain.len() - 1) {
             return NextFile::Same;
         }
-        let after = held.map_or(0, |h| h + 1);
-        let Some(next) = (after..chain.len()).find(|&i| inodes[i].is_some()) else {
+        let from = held.map_or(0, |h| h + 1);
+        let Some(next) = (from..chain.len()).find(|&i| inodes[i].is_some()) else {
             return NextFile::Missing;
         };
         let Some(log) = OpenLog::open(&chain[next]).await else {
             continue;
         };
         let still_in_place = match held {
-            Some(h) => inode_at(&chain[h]) == Some(inode),
+            Some(h) => inode_at(&chain[h]) == after,
             None => true,
         };
         if still_in_place && Some(log.inode) == inodes[next] {

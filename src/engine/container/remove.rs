@@ -140,9 +140,12 @@ impl Engine {
         let record = self.containers.load_record(&id)?;
         let record = self
             .containers
-            .remove_announcing(&id, force, &self.announce_thaw(&record), &|signal| {
-                self.container_event("kill", &record, &[("signal", signal.to_string())])
-            })
+            .remove_announcing(
+                &id,
+                force,
+                &self.announce_thaw(&record),
+                &self.announce_kill(&record),
+            )
             .await?;
         self.forget_execs(&id);
         let _ = self.networks.detach(&id).await;

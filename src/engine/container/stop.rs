@@ -97,9 +97,12 @@ impl Engine {
         let record = self.containers.load_record(&id)?;
         let stopped = self
             .containers
-            .stop_announcing(&id, timeout, &self.announce_thaw(&record), &|signal| {
-                self.container_event("kill", &record, &[("signal", signal.to_string())])
-            })
+            .stop_announcing(
+                &id,
+                timeout,
+                &self.announce_thaw(&record),
+                &self.announce_kill(&record),
+            )
             .await?;
         if !stopped {
             return Err(ContainerError::NotModified(record.name));
@@ -108,5 +111,15 @@ impl Engine {
         self.networks.detach_in_background(&id).await;
         self.container_event("stop", &record, &[]);
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The `kill` event of each signal a stop or a forced remove sends, by number as dockerd's.
+    pub(crate) fn announce_kill<'a>(
+        &'a self,
+        record: &'a super::state::ContainerRecord,
+    ) -> impl Fn(i32) + Send + Sync + 'a {
+        move |signal| self.container_event("kill", record, &[("signal", signal.to_string())])
     }
 }

@@ -104,21 +104,25 @@ impl Rotation {
         })
     }
 
-    /// The log's files, the oldest first and the one being written last (rotated files that
-    /// are not there are left out).
+    /// Where the log's files are, the oldest first and the one being written last (a rotated
+    /// one may not be there yet).
     pub fn files_oldest_first(&self, path: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = (1..self.max_files)
             .rev()
             .map(|n| rotated_path(path, n))
-            .filter(|p| p.exists())
             .collect();
         files.push(path.to_path_buf());
         files
     }
+
+    /// Whether the shim ever replaces the file at the log's path.
+    pub fn rotates(&self) -> bool {
+        self.max_size.is_some()
+    }
 }
 
 /// `<log>.<n>`: the n-th newest rotated file.
-pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+fn rotated_path(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(format!(".{n}"));
     PathBuf::from(name)

@@ -204,7 +204,6 @@ fn drop_privileges(sys: &dyn Syscall, w: &Workload) -> Result<()> {
         })
 }
 
-/// Tell the shim (when init) that the workload is being executed, and `execve` it.
 /// An ignored signal stays ignored across execve, and berth's processes ignore some: Rust's
 /// runtime ignores SIGPIPE, and whatever started the engine may have left SIGQUIT or others
 /// ignored. The workload starts with every disposition at its default, as under Docker
@@ -230,6 +229,7 @@ fn reset_ignored_signals() {
     }
 }
 
+/// Tell the shim (when init) that the workload is being executed, and `execve` it.
 fn execve(w: &Workload, program: &Path, env: &[String]) -> Result<Infallible> {
     let c_program = cstring(&program.to_string_lossy())?;
     let c_args = w
